@@ -633,9 +633,14 @@ def assess_season(
     crop_model
         A loaded :class:`agricredit.crop_model.CropModel`: crops are ranked by
         its probabilities (score = 1 − p) instead of template RMSE, and
-        ``CROP_MISMATCH`` fires when ``p(best) − p(declared) > crop_model_margin``.
+        ``CROP_MISMATCH`` fires when ``p(best) − p(declared) > crop_model_margin``
+        (the template margin ``crop_mismatch_margin`` is an RMSE in NDVI units and
+        does not carry over to probabilities). Plots whose declared crop the model
+        does not know fall back to the template fit.
     crop_model_margin
-        The probability margin used with ``crop_model``.
+        The probability margin used with ``crop_model``: 0.5 means another crop
+        must be at least 50 points more probable than the declared one
+        (e.g. 0.75 against 0.25).
 
     Returns
     -------
@@ -685,7 +690,11 @@ def assess_season(
             row[f"rmse_{f.crop}"] = f.rmse
             row[f"shift_days_{f.crop}"] = f.shift_days
             row[f"scale_{f.crop}"] = f.scale
-        if probabilities is not None and plot_id in probabilities.index:
+        use_model = probabilities is not None and plot_id in probabilities.index
+        if use_model and declared and declared not in probabilities.columns:
+            logger.warning("crop model does not know the declared crop %r; template fit used for that plot", declared)
+            use_model = False
+        if use_model:
             p = probabilities.loc[plot_id]
             for crop, value in p.items():
                 row[f"p_{crop}"] = float(value)
@@ -724,7 +733,7 @@ def assess_season(
                 plot_flags.append(Flag("CROP_MISMATCH", {
                     "declared_crop": declared, "best_crop": row["best_crop"],
                     "declared_score": row["declared_score"], "best_score": row["best_score"],
-                    "margin": margin, "method": "model" if probabilities is not None else "template",
+                    "margin": margin, "method": "model" if use_model else "template",
                 }))
         flags[plot_id] = plot_flags
         rows.append(row)

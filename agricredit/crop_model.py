@@ -1,0 +1,302 @@
+"""A learned crop classifier for lenders who hold field-visit labels.
+
+Features per plot: the season features of :func:`agricredit.season.phenology`
+(dates as day of year) plus the NDVI series resampled to fixed days of year
+(:data:`GRID_DOY`, NaN outside the observed period; the histogram gradient
+boosting classifier handles missing values natively). Cross-validation is
+grouped (by borrower or spatial block) so that neighbouring plots of one
+farmer never sit on both sides of a split.
+
+The model is saved with skops (never pickle) together with ``model_card.json``.
+The two are bound to each other: the card holds the model file's sha256, and
+the model file holds the sha256 of the card's other fields, so editing either
+one is detected on load (:class:`~agricredit.errors.ModelError`). This is an
+integrity check, not a signature: whoever can rewrite both files can forge them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agricredit import __version__
+from agricredit.errors import ModelError, SchemaError
+from agricredit.outputs import atomic_path, sha256_file
+from agricredit.season import PlotSeries, Smoothing, phenology, plot_series, resample_doy, smooth_series
+
+__all__ = [
+    "GRID_DOY",
+    "MODEL_FILE",
+    "CARD_FILE",
+    "TRUSTED_TYPES",
+    "CropModel",
+    "season_feature_table",
+    "train_crop_model",
+    "save_crop_model",
+    "load_crop_model",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Days of year the series are resampled to (every 16 days, as the MODIS composites).
+GRID_DOY = np.arange(1, 366, 16)
+MODEL_FILE = "model.skops"
+CARD_FILE = "model_card.json"
+CARD_FORMAT = "agricredit-crop-model/1"
+#: Types skops may construct beyond its built-in safe list; anything else is refused.
+TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+#: Training runs on one thread below this many plots (thread start-up dominates small fits).
+SINGLE_THREAD_BELOW = 20000
+_SCALAR_FEATURES = ["peak_ndvi", "base_ndvi", "amplitude", "peak_doy", "greenup_doy", "senescence_doy",
+                    "season_length_days", "ndvi_integral", "n_valid"]
+
+
+def _doy_or_nan(value: Any) -> float:
+    if value is None or np.isnat(np.datetime64(value, "D")):
+        return np.nan
+    day = np.datetime64(value, "D")
+    return float((day - day.astype("datetime64[Y]").astype("datetime64[D]")).astype(int) + 1)
+
+
+def season_feature_table(series: Mapping[str, PlotSeries], *, smoothing: Smoothing = "none") -> pd.DataFrame:
+    """The classifier's feature table: one row per plot (index ``plot_id``).
+
+    Columns: ``peak_ndvi, base_ndvi, amplitude, peak_doy, greenup_doy,
+    senescence_doy, season_length_days, ndvi_integral, n_valid`` and
+    ``ndvi_doy_NNN`` for each day of year in :data:`GRID_DOY`.
+    """
+    rows = {}
+    for plot_id, s in series.items():
+        days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
+        pheno = phenology(days, curve)
+        row = {
+            "peak_ndvi": pheno["peak_ndvi"], "base_ndvi": pheno["base_ndvi"], "amplitude": pheno["amplitude"],
+            "peak_doy": _doy_or_nan(pheno["peak_date"]), "greenup_doy": _doy_or_nan(pheno["greenup_date"]),
+            "senescence_doy": _doy_or_nan(pheno["senescence_date"]),
+            "season_length_days": pheno["season_length_days"], "ndvi_integral": pheno["ndvi_integral"],
+            "n_valid": float(len(s.dates)),
+        }
+        row.update(zip((f"ndvi_doy_{d:03d}" for d in GRID_DOY), resample_doy(days, curve, GRID_DOY)))
+        rows[plot_id] = row
+    columns = _SCALAR_FEATURES + [f"ndvi_doy_{d:03d}" for d in GRID_DOY]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("plot_id")
+
+
+@dataclass
+class CropModel:
+    """A trained classifier and its card (see :func:`load_crop_model`)."""
+
+    estimator: Any
+    card: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        """The crops the model knows."""
+        return list(self.card["classes"])
+
+    def predict_proba_series(self, series: Mapping[str, PlotSeries]) -> pd.DataFrame:
+        """Crop probabilities per plot (index ``plot_id``, one column per class)."""
+        features = season_feature_table(series, smoothing=self.card["smoothing"])
+        if features.empty:
+            return pd.DataFrame(columns=self.classes, dtype=float)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1 if len(features) < SINGLE_THREAD_BELOW else None):
+            proba = self.estimator.predict_proba(features[self.card["features"]].to_numpy(float))
+        return pd.DataFrame(proba, index=features.index, columns=[str(c) for c in self.estimator.classes_])
+
+
+def _canonical_sha256(document: Mapping[str, Any]) -> str:
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _library_versions() -> dict[str, str]:
+    import scipy
+    import skops
+    import sklearn
+
+    return {"agricredit": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
+            "skops": skops.__version__}
+
+
+def train_crop_model(
+    table: pd.DataFrame,
+    labels: Mapping[str, str],
+    groups: Mapping[str, str] | None = None,
+    *,
+    min_valid_fraction: float = 0.6,
+    smoothing: Smoothing = "none",
+    n_splits: int = 5,
+    random_state: int = 0,
+    input_hashes: Mapping[str, str] | None = None,
+) -> CropModel:
+    """Train the crop classifier on labelled plots and cross-validate it by group.
+
+    Parameters
+    ----------
+    table
+        The zonal engine's long table for the labelled plots.
+    labels
+        ``plot_id`` → crop observed in the field. Plots of the table without a
+        label are ignored; labels without observations are an error.
+    groups
+        ``plot_id`` → group (borrower or spatial block) for
+        :class:`sklearn.model_selection.GroupKFold`; default one group per plot.
+    min_valid_fraction, smoothing
+        As in :func:`agricredit.season.assess_season`; recorded in the card and
+        reused when the model predicts.
+    n_splits
+        Folds (fewer if there are fewer groups; at least 2 groups are needed).
+    random_state
+        Seed of the estimator (training is deterministic for a given seed).
+    input_hashes
+        ``name`` → sha256 of the files the table and labels came from, for the card.
+
+    Returns
+    -------
+    CropModel
+        Fitted on all labelled plots; ``card["cv"]`` holds the grouped
+        cross-validated accuracy, per-fold accuracies and confusion matrix.
+    """
+    from sklearn.base import clone
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import accuracy_score, confusion_matrix
+    from sklearn.model_selection import GroupKFold
+    from threadpoolctl import threadpool_limits
+
+    series = plot_series(table, min_valid_fraction=min_valid_fraction)
+    labels = {str(k): str(v) for k, v in labels.items() if v is not None and str(v) != "" and not pd.isna(v)}
+    missing = sorted(set(labels) - set(series))
+    if missing:
+        raise SchemaError(f"{len(missing)} labelled plots have no observations in the long table")
+    plot_ids = sorted(set(labels) & set(series))
+    features = season_feature_table({p: series[p] for p in plot_ids}, smoothing=smoothing)
+    # Days of year the training season never observed carry no information: leave them out.
+    features = features.loc[:, features.notna().any()]
+    X = features.to_numpy(float)
+    y = np.array([labels[p] for p in plot_ids])
+    group_of = {str(k): str(v) for k, v in (groups or {}).items()}
+    g = np.array([group_of.get(p, f"plot:{p}") for p in plot_ids])
+    n_groups = len(set(g))
+    classes = sorted(set(y))
+    if len(classes) < 2:
+        raise SchemaError(f"training needs at least 2 crops among the labels, got {classes}")
+    if n_groups < 2:
+        raise SchemaError("grouped cross-validation needs at least 2 groups")
+    estimator = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+                                               l2_regularization=1.0, random_state=random_state)
+    splitter = GroupKFold(n_splits=min(n_splits, n_groups))
+    predicted = np.empty_like(y)
+    fold_accuracy = []
+    # OpenMP threads cost more than they save on a few thousand plots (tenfold on 2 cores).
+    with threadpool_limits(1 if len(y) < SINGLE_THREAD_BELOW else None):
+        for train, test in splitter.split(X, y, g):
+            fold = clone(estimator).fit(X[train], y[train])
+            predicted[test] = fold.predict(X[test])
+            fold_accuracy.append(float(accuracy_score(y[test], predicted[test])))
+        estimator.fit(X, y)
+    matrix = confusion_matrix(y, predicted, labels=classes)
+    training = features.assign(label=y, group=g).reset_index()
+    card = {
+        "format": CARD_FORMAT,
+        "estimator": type(estimator).__name__,
+        "params": {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))},
+        "features": list(features.columns),
+        "classes": classes,
+        "grid_doy": [int(d) for d in GRID_DOY],
+        "min_valid_fraction": min_valid_fraction,
+        "smoothing": smoothing,
+        "n_training_plots": len(plot_ids),
+        "class_counts": {c: int(np.sum(y == c)) for c in classes},
+        "cv": {
+            "method": "GroupKFold", "n_splits": splitter.n_splits, "n_groups": n_groups,
+            "accuracy": float(accuracy_score(y, predicted)), "fold_accuracy": fold_accuracy,
+            "confusion_matrix": {"labels": classes, "rows_true_columns_predicted": matrix.tolist()},
+        },
+        "training_table_sha256": hashlib.sha256(training.to_csv(index=False, float_format="%.9g").encode()).hexdigest(),
+        "training_inputs": dict(sorted((input_hashes or {}).items())),
+        "library_versions": _library_versions(),
+        "model_file": MODEL_FILE,
+    }
+    logger.info("crop model: grouped CV accuracy %.3f over %d plots, %d groups", card["cv"]["accuracy"], len(plot_ids), n_groups)
+    return CropModel(estimator=estimator, card=card)
+
+
+def save_crop_model(model: CropModel, model_dir: str | Path) -> dict[str, Any]:
+    """Write ``model.skops`` and ``model_card.json`` into ``model_dir`` (atomically each).
+
+    Returns
+    -------
+    dict
+        The card as written (with ``model_sha256``).
+    """
+    import skops.io as sio
+
+    folder = Path(model_dir)
+    core = {k: v for k, v in model.card.items() if k != "model_sha256"}
+    bundle = {"estimator": model.estimator, "card_core_sha256": _canonical_sha256(core)}
+    with atomic_path(folder / MODEL_FILE) as tmp:
+        sio.dump(bundle, tmp)
+    card = {**core, "model_sha256": sha256_file(folder / MODEL_FILE)}
+    with atomic_path(folder / CARD_FILE) as tmp:
+        tmp.write_text(json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    model.card = card
+    return card
+
+
+def load_crop_model(model_dir: str | Path) -> CropModel:
+    """Load a crop model, refusing it unless the model file and card match.
+
+    Checks, in order: the card parses and has the expected format; the model
+    file's sha256 equals the card's ``model_sha256``; the file holds no types
+    beyond skops' safe list and :data:`TRUSTED_TYPES`; the sha256 of the card's
+    fields stored inside the model equals the card's; classes and feature count agree.
+
+    Raises
+    ------
+    ModelError
+        Naming the file and what does not match.
+    """
+    import skops.io as sio
+
+    folder = Path(model_dir)
+    card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ModelError(f"cannot read the model card: {error.strerror}", path=card_path) from error
+    except ValueError as error:
+        raise ModelError(f"the model card is not valid JSON ({error})", path=card_path) from error
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise ModelError(f"not an agricredit crop model card (format {CARD_FORMAT})", path=card_path)
+    if not model_path.is_file():
+        raise ModelError("model file is missing", path=model_path)
+    if sha256_file(model_path) != card.get("model_sha256"):
+        raise ModelError("model file sha256 does not match its card (file changed or card edited)", path=model_path)
+    try:
+        untrusted = set(sio.get_untrusted_types(file=model_path)) - set(TRUSTED_TYPES)
+        if untrusted:
+            raise ModelError(f"model file holds untrusted types {sorted(untrusted)}", path=model_path)
+        bundle = sio.load(model_path, trusted=TRUSTED_TYPES)
+    except ModelError:
+        raise
+    except Exception as error:  # skops raises various errors on damaged files
+        raise ModelError(f"cannot load the model ({type(error).__name__}: {error})", path=model_path) from error
+    core = {k: v for k, v in card.items() if k != "model_sha256"}
+    if not isinstance(bundle, dict) or bundle.get("card_core_sha256") != _canonical_sha256(core):
+        raise ModelError("the model card was modified after training (card hash stored in the model differs)", path=card_path)
+    estimator = bundle["estimator"]
+    if [str(c) for c in estimator.classes_] != card["classes"] or estimator.n_features_in_ != len(card["features"]):
+        raise ModelError("model classes or features differ from its card", path=model_path)
+    return CropModel(estimator=estimator, card=card)
