@@ -776,7 +776,7 @@ def read_ndvi(product: Product, window: Window | None = None) -> tuple[np.ndarra
     ndvi, cloud
         NDVI float32 with NaN where invalid; ``cloud`` True where a cloud/quality mask
         removed the pixel (not for plain no data). For an NDVI raster written by
-        :func:`write_ndvi_cog`, ``cloud`` = NaN pixels inside its footprint mask.
+        :func:`write_ndvi_cog`, ``cloud`` = NaN pixels its internal mask marks as observed.
     """
     reader = _Reader(product)
     try:
@@ -896,8 +896,8 @@ def write_ndvi_cog(
     """Write the NDVI of ``product`` as a Cloud-Optimized GeoTIFF, block by block.
 
     float32, NaN nodata, 512 tiles, DEFLATE with the floating-point predictor,
-    average overviews, an internal per-dataset mask marking the acquisition
-    footprint, tags recording sensor, date, baseline, radiometry, mask rule and
+    average overviews, an internal per-dataset mask marking observed pixels
+    (valid NDVI or cloud; 0 = no data), tags recording sensor, date, baseline, radiometry, mask rule and
     cloud/valid fractions. Memory stays bounded: a few 512x512 blocks are in
     flight at a time; compression uses all CPUs.
 
@@ -936,7 +936,9 @@ def write_ndvi_cog(
             with rasterio.open(stage, "w", **profile) as dst:
                 for done, (window, (ndvi, cloud, fill)) in enumerate(_iter_blocks(product, windows, workers), 1):
                     dst.write(ndvi, 1, window=window)
-                    dst.write_mask(np.where(fill, 0, 255).astype(np.uint8), window=window)
+                    # The internal mask: 255 where the pixel was observed (valid NDVI or cloud),
+                    # 0 for no data / no computable NDVI; read_ndvi uses it to tell cloud from no data.
+                    dst.write_mask(np.where(cloud | ~np.isnan(ndvi), 255, 0).astype(np.uint8), window=window)
                     counts += (np.count_nonzero(~np.isnan(ndvi)), np.count_nonzero(cloud), np.count_nonzero(fill))
                     if progress and (done % 16 == 0 or done == len(windows)):
                         print(f"\rndvi: {done}/{len(windows)} blocks", end="", file=sys.stderr, flush=True)
