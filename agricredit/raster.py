@@ -259,8 +259,7 @@ def _file_found(path: Path, bands: dict[str, int] | None) -> _Found:
         tags = ds.tags()
         descriptions = ds.descriptions
         count = ds.count
-        nodata = ds.nodata
-    meta: dict[str, object] = {"tags": tags, "nodata": nodata}
+    meta: dict[str, object] = {"tags": tags}
     if bands is not None:
         for role, index in bands.items():
             if index > count:
@@ -607,7 +606,7 @@ def open_product(
         raise InputError(f"scale must be > 0 and offset finite (got scale={scale_}, offset={offset_})", path=path)
 
     if nodata is None:
-        nodata = 0.0 if sensor != "generic" else (meta.get("nodata") if meta.get("nodata") is not None else file_nodata)  # type: ignore[assignment]
+        nodata = file_nodata if sensor == "generic" else 0.0  # S2 and Landsat: DN 0 is no data / fill
 
     mask_ref: BandRef | None = None
     rule = "none"

@@ -36,6 +36,7 @@ __all__ = [
     "parse_date",
     "parse_mask_classes",
     "sensor_from_band_names",
+    "band_token",
     "mask_rule_for",
     "apply_mask_rule",
     "scl_mask",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
