@@ -425,7 +425,7 @@ def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[
     seen: set[str] = set()
     for index, name in enumerate(names, start=1):
         if not name:
-            _problem(raw, header_row, f"column {index}", "column has no name in the header")
+            _problem(raw, header_row, f"#{index}", "column has no name in the header")
         elif name in seen:
             _problem(raw, header_row, name, "column name appears twice in the header")
         seen.add(name)
@@ -435,7 +435,7 @@ def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[
         if not any(cells):
             continue  # blank line / empty sheet row
         if len(cells) > len(names) and any(cells[len(names) :]):
-            _problem(raw, row, f"column {len(names) + 1}", f"row has {len(cells)} fields, the header has {len(names)}")
+            _problem(raw, row, f"#{len(names) + 1}", f"row has {len(cells)} fields, the header has {len(names)}")
         cells = cells[: len(names)] + [""] * (len(names) - len(cells))
         raw.rows.append((row, dict(zip(names, cells))))
     return raw
@@ -456,7 +456,7 @@ def _require_columns(raw: _RawTable, required: Iterable[str]) -> None:
             if len(raw.columns) == 1 and any(sep in raw.columns[0] for sep in ";\t|"):
                 hint = " (the header has one column: is the file comma-separated?)"
             _problem(raw, raw.header_row, name, f"required column is missing{hint}")
-    if raw.problems:  # rows cannot be checked against a broken header
+    if any(p.row == raw.header_row for p in raw.problems):  # rows cannot be checked against a broken header
         _raise(raw)
 
 
@@ -522,7 +522,7 @@ def _crop_lookup(known_crops: Iterable[str] | Mapping[str, str] | None) -> dict[
 
 
 def _raise(raw: _RawTable) -> None:
-    problems = sorted(raw.problems, key=lambda p: (p.row, p.column))
+    problems = sorted(raw.problems, key=lambda p: p.row)  # stable: file order of columns within a row
     if len(problems) > 1:
         for problem in problems:
             logger.error("%s", problem)
