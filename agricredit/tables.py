@@ -86,6 +86,7 @@ BORROWER_COLUMNS = ("borrower_id", "national_id", "name", "phone", "village")
 _UTF8_BOM = codecs.BOM_UTF8
 _XLSX_MAGIC = b"PK\x03\x04"
 _PARQUET_MAGIC = b"PAR1"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls (and other OLE2 files)
 
 # GB 11643-1999 check digit: weights of the first 17 digits, and the check
 # character indexed by (weighted sum mod 11).
@@ -331,6 +332,8 @@ def _read_raw(path: str | os.PathLike[str], encoding: str | None) -> _RawTable:
     data = _read_bytes(path)
     if data.startswith(_XLSX_MAGIC):
         header_row, header, records = _records_xlsx(path)
+    elif data.startswith(_OLE_MAGIC):
+        raise SchemaError("legacy Excel .xls workbooks are not supported: save the sheet as .xlsx or CSV", path=path)
     elif data.startswith(_PARQUET_MAGIC):
         header_row, header, records = _records_parquet(path)
     else:
@@ -404,13 +407,13 @@ def _records_parquet(path: Path) -> tuple[int, list[str] | None, list[tuple[int,
 
     try:
         table = pq.read_table(path)
+        columns = []
+        for column in table.columns:
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            columns.append(pc.fill_null(pc.cast(column, pa.string()), "").to_pylist())
     except (pa.ArrowException, OSError) as error:
-        raise SchemaError(f"cannot read the Parquet file ({error})", path=path) from error
-    columns = []
-    for column in table.columns:
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        columns.append(pc.fill_null(pc.cast(column, pa.string()), "").to_pylist())
+        raise SchemaError(f"cannot read the Parquet file ({type(error).__name__})", path=path) from error
     # Parquet has no header line; rows are numbered as if it had one (header = row 1).
     records = [(i + 2, list(cells)) for i, cells in enumerate(zip(*columns))]
     return 1, list(table.column_names), records
@@ -477,14 +480,14 @@ def _area_to_mu(raw: _RawTable, row: int, rec: dict[str, str], area_column: str)
     text = rec[area_column]
     try:
         area = Decimal(text)
+        value = float(area)
     except InvalidOperation:
-        area = None
-    if area is None or not area.is_finite():
+        value = math.nan
+    rec[area_column] = value
+    if not math.isfinite(value):
         _problem(raw, row, area_column, "value is empty" if not text else "area is not a number")
-        rec[area_column] = math.nan
         return math.nan
-    rec[area_column] = float(area)
-    if area <= 0:
+    if value <= 0:
         _problem(raw, row, area_column, "area must be positive")
         return math.nan
     return math.nan if unit is None else float(area * _UNIT_FACTOR[unit])

@@ -193,6 +193,7 @@ BAD_TABLES = {
     "negative area": (read_registry, HEADER_R + "P1,B1,-2,mu,,\n", 2, "registered_area", "positive"),
     "zero area": (read_declarations, HEADER_D + "B1,P1,maize,0,ha\n", 2, "declared_area", "positive"),
     "non-numeric area": (read_registry, HEADER_R + "P1,B1,十,mu,,\n", 2, "registered_area", "not a number"),
+    "infinite area": (read_declarations, HEADER_D + "B1,P1,maize,1e400,mu\n", 2, "declared_area", "not a number"),
     "duplicate plot": (read_registry, HEADER_R + "P1,B1,1,mu,,\nP2,B1,1,mu,,\nP1,B2,2,mu,,\n", 4, "plot_id", "same as row 2"),
     "duplicate declaration": (read_declarations, HEADER_D + "B1,P1,maize,1,mu\nB1,P1,rice,1,mu\n", 3, "plot_id", "duplicate borrower_id, plot_id"),
     "duplicate borrower": (read_borrowers, HEADER_B + f"B1,{VALID_IDS[0]},王小明,13812345678,村\nB1,{VALID_IDS[1]},李秀英,13912345678,村\n", 3, "borrower_id", "duplicate"),
@@ -278,6 +279,17 @@ def test_empty_and_missing_files(tmp_path):
     header_only = tmp_path / "h.csv"
     header_only.write_text(HEADER_R, encoding="utf-8")
     assert read_registry(header_only).empty
+
+
+def test_legacy_xls_and_broken_parquet(tmp_path):
+    xls = tmp_path / "r.xls"
+    xls.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100))
+    with pytest.raises(SchemaError, match="xls"):
+        read_registry(xls)
+    broken = tmp_path / "r.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(SchemaError, match="Parquet"):
+        read_registry(broken)
 
 
 def test_semicolon_file_gets_a_hint(tmp_path):
