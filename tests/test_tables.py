@@ -297,3 +297,16 @@ def test_semicolon_file_gets_a_hint(tmp_path):
     path.write_text(HEADER_R.replace(",", ";") + "P1;B1;1;mu;;\n", encoding="utf-8")
     with pytest.raises(SchemaError, match="comma-separated"):
         read_registry(path)
+
+
+SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "sample_tiles"
+
+
+@pytest.mark.skipif(not (SAMPLE / "borrowers.csv").is_file(), reason="sample_tiles/ tables not built in this checkout")
+def test_sample_tables_read_cleanly():
+    registry = read_registry(SAMPLE / "registry.csv")
+    pd.testing.assert_frame_equal(read_registry(SAMPLE / "registry_gbk.csv"), registry)
+    declarations = read_declarations(SAMPLE / "declarations.csv", known_plots=None)
+    borrowers = read_borrowers(SAMPLE / "borrowers.csv")
+    assert set(declarations.borrower_id) <= set(borrowers.borrower_id)
+    assert (registry.registered_mu > 0).all() and (declarations.declared_mu > 0).all()
