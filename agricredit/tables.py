@@ -317,8 +317,9 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> str:
         try:
             text = data.decode("gb18030")
         except UnicodeDecodeError as gb_error:
+            hint = " (it starts like UTF-16: save it as CSV UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
             raise EncodingError(
-                f"neither UTF-8 ({utf8_error.reason}) nor GB18030 (fails at byte {gb_error.start + offset}); "
+                f"neither UTF-8 ({utf8_error.reason}) nor GB18030 (fails at byte {gb_error.start + offset}){hint}; "
                 "give the encoding explicitly",
                 path=path,
                 record=f"byte {utf8_error.start + offset}",
@@ -481,7 +482,7 @@ def _area_to_mu(raw: _RawTable, row: int, rec: dict[str, str], area_column: str)
     try:
         area = Decimal(text)
         value = float(area)
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):  # ValueError: a signalling NaN
         value = math.nan
     rec[area_column] = value
     if not math.isfinite(value):

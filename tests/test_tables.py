@@ -174,6 +174,14 @@ def test_undecodable_bytes_name_file_and_offset(tmp_path):
     assert "UTF-8" in message and "GB18030" in message
 
 
+def test_utf16_gets_a_hint(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes((HEADER_R + "P1,B1,1,亩,耕地,确权\n").encode("utf-16"))
+    with pytest.raises(EncodingError, match="UTF-16"):
+        read_registry(path)
+    assert read_registry(path, encoding="utf-16").loc[0, "area_unit"] == "mu"
+
+
 def test_strict_detection_prefers_utf8(tmp_path):
     # Valid UTF-8 is never re-read as GB18030, even though GB18030 would also decode it.
     text = "plot_id,holder_id,registered_area,area_unit,land_use,source\nP1,B1,1,亩,耕地,确权\n"
@@ -194,6 +202,7 @@ BAD_TABLES = {
     "zero area": (read_declarations, HEADER_D + "B1,P1,maize,0,ha\n", 2, "declared_area", "positive"),
     "non-numeric area": (read_registry, HEADER_R + "P1,B1,十,mu,,\n", 2, "registered_area", "not a number"),
     "infinite area": (read_declarations, HEADER_D + "B1,P1,maize,1e400,mu\n", 2, "declared_area", "not a number"),
+    "nan area": (read_declarations, HEADER_D + "B1,P1,maize,sNaN,mu\n", 2, "declared_area", "not a number"),
     "duplicate plot": (read_registry, HEADER_R + "P1,B1,1,mu,,\nP2,B1,1,mu,,\nP1,B2,2,mu,,\n", 4, "plot_id", "same as row 2"),
     "duplicate declaration": (read_declarations, HEADER_D + "B1,P1,maize,1,mu\nB1,P1,rice,1,mu\n", 3, "plot_id", "duplicate borrower_id, plot_id"),
     "duplicate borrower": (read_borrowers, HEADER_B + f"B1,{VALID_IDS[0]},王小明,13812345678,村\nB1,{VALID_IDS[1]},李秀英,13912345678,村\n", 3, "borrower_id", "duplicate"),
