@@ -283,10 +283,11 @@ def find_pii(text: str, borrowers: pd.DataFrame | None = None) -> list[str]:
     """Find personal data in ``text``; say what and where, never the value.
 
     Looks for any national-ID pattern (18 characters with a birth date) and
-    any mobile-number pattern (digit runs inside long hex tokens such as
-    sha256 digests, and after a decimal point, are not taken for these), and, if ``borrowers`` is given, for each
-    borrower's national ID, phone (digits, with or without separators) and name
-    (exact substring; names shorter than 2 characters are skipped).
+    any mobile-number pattern (digit runs inside long hex tokens such as sha256
+    digests, or after a decimal point, are not taken for these), and, if
+    ``borrowers`` is given, for each borrower's national ID, phone (its digits,
+    anywhere in a run of digits) and name (exact substring; names shorter than
+    2 characters are skipped).
 
     Parameters
     ----------
@@ -310,7 +311,7 @@ def find_pii(text: str, borrowers: pd.DataFrame | None = None) -> list[str]:
         rows = borrowers["source_row"] if "source_row" in borrowers else pd.Series(range(len(borrowers)))
         for column, target, norm in (
             ("national_id", ids, lambda v: v.upper()),
-            ("phone", phones, lambda v: re.sub(r"\D", "", v)),
+            ("phone", phones, lambda v: re.sub(r"^86(?=\d{11}$)", "", re.sub(r"\D", "", v))),
             ("name", names, lambda v: v),
         ):
             if column in borrowers:

@@ -216,7 +216,9 @@ def test_log_filter_redacts_child_loggers_and_tracebacks():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     parent = logging.getLogger("agricredit")
+    level = parent.level
     parent.addHandler(handler)
+    parent.setLevel(logging.INFO)  # other tests (the CLI's -q) may have raised it
     try:
         install_redaction()
         install_redaction()  # idempotent
@@ -229,6 +231,7 @@ def test_log_filter_redacts_child_loggers_and_tracebacks():
             child.exception("failed")
     finally:
         parent.removeHandler(handler)
+        parent.setLevel(level)
     output = stream.getvalue()
     assert "bad row for [ID], phone [PHONE]" in output
     assert "ValueError: id [ID]" in output
