@@ -189,7 +189,7 @@ def train_crop_model(
     group_of = {str(k): str(v) for k, v in (groups or {}).items()}
     g = np.array([group_of.get(p, f"plot:{p}") for p in plot_ids])
     n_groups = len(set(g))
-    classes = sorted(set(y))
+    classes = sorted({str(c) for c in y})
     if len(classes) < 2:
         raise SchemaError(f"training needs at least 2 crops among the labels, got {classes}")
     if n_groups < 2:

@@ -46,7 +46,14 @@ from scipy.signal import savgol_filter
 from scipy.sparse.linalg import spsolve
 from scipy.stats import percentileofscore
 
-from agricredit.errors import CorruptInputError, InputError, InputNotFoundError, SchemaError
+from agricredit.errors import (
+    AgricreditError,
+    CorruptInputError,
+    InputError,
+    InputNotFoundError,
+    MissingMetadataError,
+    SchemaError,
+)
 from agricredit.seeds import default_cropped_threshold, load_crops, template_ndvi
 
 __all__ = [
@@ -132,71 +139,76 @@ def _from_manifest(path: Path) -> list[tuple[dt.date, str, Path]]:
     return found
 
 
-def _from_stac(path: Path) -> list[tuple[dt.date, str, Path]]:
+def _from_stac(path: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
+    """A STAC Item (one product, opened by the NDVI reader) or an ItemCollection.
+
+    An item of a collection is referenced by its local ``self`` link if it has
+    one, else by its NDVI asset or its single data asset; an item whose bands
+    are separate assets has no single file to point at and is an error.
+    """
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CorruptInputError(f"not a readable STAC JSON document ({error})", path=path) from error
-    features = document.get("features") if document.get("type") == "FeatureCollection" else [document]
+    if document.get("type") == "Feature":
+        return _from_file(path, **options)
+    if document.get("type") != "FeatureCollection":
+        raise CorruptInputError("not a STAC Item or ItemCollection", path=path)
     found = []
-    for number, item in enumerate(features or []):
-        record = f"item {item.get('id', number)}"
+    for number, item in enumerate(document.get("features") or []):
+        record = f"item {number + 1}"
+        links = [link for link in item.get("links") or [] if link.get("rel") == "self"]
+        if links and "://" not in links[0].get("href", "://"):
+            found.extend(_from_file((path.parent / links[0]["href"]).resolve(), **options))
+            continue
         props = item.get("properties") or {}
         when = props.get("datetime") or props.get("start_datetime")
         if not when:
             raise SchemaError("STAC item has no datetime", path=path, record=record)
-        date = _parse_date(when, path=path, record=record)
-        sensor = str(props.get("platform") or props.get("constellation") or "")
         assets = item.get("assets") or {}
-        # Prefer an asset holding NDVI, else one product-level asset; never every band.
         chosen = [a for key, a in assets.items() if key.lower() == "ndvi" or "ndvi" in (a.get("roles") or [])]
-        chosen = chosen or [a for a in assets.values() if "data" in (a.get("roles") or [])][:1]
-        chosen = chosen or list(assets.values())[:1]
+        data = [a for a in assets.values() if "data" in (a.get("roles") or [])]
+        chosen = chosen or (data if len(data) == 1 else [])
         if not chosen:
-            raise SchemaError("STAC item has no assets", path=path, record=record)
-        for asset in chosen:
-            href = str(asset.get("href", ""))
-            if "://" in href and not href.startswith("file://"):
-                raise InputError(f"asset {href!r} is remote; only local STAC items are read", path=path, record=record)
-            tile = (path.parent / href.removeprefix("file://")).resolve()
-            if not tile.exists():
-                raise InputNotFoundError(f"asset {href!r} does not exist", path=path, record=record)
-            found.append((date, sensor, tile))
-    return found
-
-
-def _open_product(path: Path, **options: Any) -> tuple[dt.date, str] | None:
-    """Date and sensor of a product via :func:`agricredit.raster.open_product`, if available."""
-    try:
-        from agricredit.raster import open_product  # built in parallel (issue 3)
-    except ImportError:
-        return None
-    product = open_product(path, **options)
-    date = product.date if isinstance(product.date, dt.date) else dt.date.fromisoformat(str(product.date)[:10])
-    return date, str(getattr(product, "sensor", "") or "")
-
-
-def _from_folder(folder: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
-    found = []
-    candidates = []
-    for entry in sorted(folder.rglob("*")):
-        if any(parent.suffix.lower() in PRODUCT_SUFFIXES for parent in entry.relative_to(folder).parents):
-            continue  # inside a product container: the container is the product
-        if entry.suffix.lower() in PRODUCT_SUFFIXES or (entry.is_file() and entry.suffix.lower() in RASTER_SUFFIXES):
-            candidates.append(entry)
-    for entry in candidates:
-        found.extend(_from_file(entry, **options))
+            raise InputError("STAC item has per-band assets and no local self link; pass the item JSON files instead",
+                             path=path, record=record)
+        href = str(chosen[0].get("href", ""))
+        if "://" in href and not href.startswith("file://"):
+            raise InputError(f"asset {href!r} is remote; only local STAC items are read", path=path, record=record)
+        tile = (path.parent / href.removeprefix("file://")).resolve()
+        if not tile.exists():
+            raise InputNotFoundError(f"asset {href!r} does not exist", path=path, record=record)
+        sensor = str(props.get("platform") or props.get("constellation") or "")
+        found.append((_parse_date(when, path=path, record=record), sensor, tile))
     return found
 
 
 def _from_file(path: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
-    described = _open_product(path, **options)
-    if described is None:
-        date = _date_from_name(path)
-        if date is None:
-            raise InputError("no acquisition date in the file name (and no NDVI reader available)", path=path)
-        described = (date, "")
-    return [(described[0], described[1], path.resolve())]
+    """One product (file, product folder or archive) opened by the NDVI reader."""
+    from agricredit.raster import open_product
+
+    product = open_product(path, **options)
+    date = product.date or _date_from_name(path)
+    if date is None:
+        raise MissingMetadataError("no acquisition date in the metadata or the file name", path=path)
+    return [(date, str(product.sensor or ""), path.resolve())]
+
+
+def _from_folder(folder: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
+    """A folder that is one product (per-band files, ``.SAFE``), or holds products at any depth."""
+    if folder.suffix.lower() in PRODUCT_SUFFIXES:
+        return _from_file(folder, **options)
+    try:
+        return _from_file(folder, **options)
+    except AgricreditError:
+        pass  # not a product itself: look inside
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            found.extend(_from_folder(entry, **options))
+        elif entry.suffix.lower() in RASTER_SUFFIXES + PRODUCT_SUFFIXES:
+            found.extend(_from_file(entry, **options))
+    return found
 
 
 def discover_acquisitions(
@@ -237,12 +249,12 @@ def discover_acquisitions(
         if not path.exists():
             raise InputNotFoundError("no such file or folder", path=path)
         suffix = path.suffix.lower()
-        if path.is_dir() and suffix not in PRODUCT_SUFFIXES:
+        if path.is_dir():
             found.extend(_from_folder(path, **reader_options))
         elif suffix == ".csv":
             found.extend(_from_manifest(path))
         elif suffix in (".json", ".geojson"):
-            found.extend(_from_stac(path))
+            found.extend(_from_stac(path, **reader_options))
         else:
             found.extend(_from_file(path, **reader_options))
     by_date: dict[dt.date, tuple[set[Path], set[str]]] = {}
