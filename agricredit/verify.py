@@ -379,9 +379,9 @@ def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
         checks.append(Check.make("CROP_MISMATCH", **{"declared_crop": facts.declared_crop, "best_crop": facts.best_crop,
                                                      **found["CROP_MISMATCH"].figures}))
     if "LOW_VIGOR" in found:
-        vigor = facts.vigor_factor if _finite(facts.vigor_factor) else None
         peak = facts.peak_ndvi if _finite(facts.peak_ndvi) else None
-        checks.append(Check.make("LOW_VIGOR", **{"peak_ndvi": peak, "vigor_factor": vigor, **found["LOW_VIGOR"].figures}))
+        vigor = _vigor(facts, policy) if _finite(facts.vigor_factor) else None
+        checks.append(Check.make("LOW_VIGOR", **{"peak_ndvi": peak, **found["LOW_VIGOR"].figures, "vigor_factor": vigor}))
     return checks
 
 
@@ -405,6 +405,13 @@ def _double_claim(facts: PlotFacts, policy: Policy) -> Check | None:
 
 
 # --------------------------------------------------------------------------- contribution
+
+def _vigor(facts: PlotFacts, policy: Policy) -> float:
+    """The vigor factor applied to capacity: the season's, clipped to the policy's range; 1 when unknown."""
+    sat = policy.satellite
+    vigor = facts.vigor_factor if _finite(facts.vigor_factor) else 1.0
+    return min(max(vigor, sat.vigor_factor_min), sat.vigor_factor_max)
+
 
 def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
                       ignore: frozenset[str] = frozenset()) -> Contribution:
@@ -440,9 +447,7 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
     verified = min(usable.values()) if usable else 0.0
     if codes & (EXCLUDE_CODES | ZERO_CODES):
         verified = 0.0
-    sat = policy.satellite
-    vigor = facts.vigor_factor if _finite(facts.vigor_factor) else 1.0
-    vigor = min(max(vigor, sat.vigor_factor_min), sat.vigor_factor_max)
+    vigor = _vigor(facts, policy)
     if "LOW_VIGOR" in removed:
         vigor = max(vigor, 1.0)
     return Contribution(mu_now=0.0 if codes & HOLD_CODES else verified, mu_if_confirmed=verified, vigor_factor=vigor)
