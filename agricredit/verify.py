@@ -45,7 +45,6 @@ from agricredit.policy import Policy
 from agricredit.seeds import load_crops, load_reason_codes
 
 __all__ = [
-    "M2_PER_MU",
     "HOLD_CODES",
     "Check",
     "Overlap",
@@ -61,7 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-M2_PER_MU = 10000.0 / 15.0
 UNIT_FACTOR = 15.0
 SOURCES = ("drawn", "registered", "declared")
 SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFFICIENT")
@@ -276,10 +274,9 @@ def _unit_suspect(facts: PlotFacts, policy: Policy) -> tuple[list[tuple[str, str
     for i, a in enumerate(SOURCES):
         for b in SOURCES[i + 1:]:
             if a in sources and b in sources:
-                ratio = sources[a] / sources[b]
-                big = max(ratio, 1 / ratio)
-                if UNIT_FACTOR * (1 - tol) <= big <= UNIT_FACTOR * (1 + tol):
-                    pairs.append((a, b, ratio))
+                small, large = sorted((sources[a], sources[b]))
+                if small * UNIT_FACTOR * (1 - tol) <= large <= small * UNIT_FACTOR * (1 + tol):
+                    pairs.append((a, b, sources[a] / sources[b]))
     if not pairs:
         return [], set()
     counts = {name: sum(name in pair[:2] for pair in pairs) for name in sources}
@@ -344,10 +341,10 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
             checks.append(Check.make("AREA_OVER_DECLARED", declared_mu=usable["declared"], registered_mu=usable["registered"],
                                      tolerance=area.declared_over_tolerance))
     if "registered" in usable and "drawn" in usable:
-        ratio = usable["drawn"] / usable["registered"]
-        if abs(ratio - 1) > area.drawn_vs_registered_tolerance:
-            checks.append(Check.make("AREA_DRAWN_MISMATCH", drawn_mu=usable["drawn"], registered_mu=usable["registered"],
-                                     ratio=ratio, tolerance=area.drawn_vs_registered_tolerance))
+        drawn, registered, tol = usable["drawn"], usable["registered"], area.drawn_vs_registered_tolerance
+        if drawn > registered * (1 + tol) or drawn < registered * (1 - tol):
+            checks.append(Check.make("AREA_DRAWN_MISMATCH", drawn_mu=drawn, registered_mu=registered,
+                                     ratio=drawn / registered, tolerance=tol))
 
     checks.extend(_satellite_checks(facts, policy))
     double = _double_claim(facts, policy)
@@ -385,17 +382,22 @@ def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     return checks
 
 
+def _m2(mu: float) -> float:
+    """Square metres of ``mu`` (1 mu = 10000/15 m², computed so that 1.5 mu is exactly 1000 m²)."""
+    return mu * 10000.0 / 15.0
+
+
 def _double_claim(facts: PlotFacts, policy: Policy) -> Check | None:
     area = policy.area
-    own_m2 = facts.drawn_mu * M2_PER_MU if _finite(facts.drawn_mu) else math.nan
+    own_m2 = _m2(facts.drawn_mu)
     hits = []
     for overlap in sorted(facts.overlaps, key=lambda o: o.other_plot_id):
         if overlap.other_borrower_id == facts.borrower_id or not overlap.shared_m2 > 0:
             continue
-        sizes = [m2 for m2 in (own_m2, overlap.other_drawn_mu * M2_PER_MU) if _finite(m2) and m2 > 0]
-        share = overlap.shared_m2 / min(sizes) if sizes else math.nan
-        if overlap.shared_m2 > area.double_claim_min_area_m2 or (_finite(share) and share > area.double_claim_min_share):
-            hits.append((overlap, share))
+        sizes = [m2 for m2 in (own_m2, _m2(overlap.other_drawn_mu)) if _finite(m2) and m2 > 0]
+        smaller = min(sizes) if sizes else math.nan
+        if overlap.shared_m2 > area.double_claim_min_area_m2 or overlap.shared_m2 > area.double_claim_min_share * smaller:
+            hits.append((overlap, overlap.shared_m2 / smaller))
     if not hits:
         return None
     return Check.make("DOUBLE_CLAIM", other_plot_ids=[o.other_plot_id for o, _ in hits],
