@@ -34,6 +34,7 @@ Rules (design §7, tolerances from the policy's ``[area]`` and ``[satellite]``):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -88,6 +89,15 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _items(value: Any) -> Any:
+    """A list-like cell: None / NaN / '' are empty; a string is JSON (as CSV files store it); arrays become lists."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ()
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else ()
+    return value if isinstance(value, Mapping) else list(value)
+
+
 @dataclass(frozen=True)
 class Check:
     """A failed check: its reason code, severity (info / reduce / review) and the figures that failed it."""
@@ -99,7 +109,10 @@ class Check:
     @classmethod
     def make(cls, code: str, **figures: Any) -> Check:
         """Build a check with the catalogue's severity for ``code``."""
-        return cls(code, load_reason_codes()[code].severity, dict(sorted(figures.items())))
+        catalogue = load_reason_codes()
+        if code not in catalogue:
+            raise InputError(f"unknown reason code {code!r}")
+        return cls(code, catalogue[code].severity, dict(sorted(figures.items())))
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{code, severity, figures}``."""
@@ -178,14 +191,14 @@ class PlotFacts:
             values["geometry_status"] = _text(row["geometry_status"]) or "valid"
         if "geometry_reason" in row:
             values["geometry_reason"] = _text(row["geometry_reason"]) or ""
-        codes = row.get("satellite_codes") or ()
+        codes = _items(row.get("satellite_codes"))
         if isinstance(codes, Mapping):
             codes = [Check.make(code, **dict(figures or {})) for code, figures in codes.items()]
         else:
             codes = [c if isinstance(c, Check) else (Check.make(c["code"], **dict(c.get("figures") or {}))
                                                       if isinstance(c, Mapping) else Check.make(str(c))) for c in codes]
         values["satellite_codes"] = tuple(sorted(codes, key=lambda c: c.code))
-        values["overlaps"] = tuple(sorted((Overlap.coerce(o) for o in (row.get("overlaps") or ())), key=lambda o: o.other_plot_id))
+        values["overlaps"] = tuple(sorted((Overlap.coerce(o) for o in _items(row.get("overlaps"))), key=lambda o: o.other_plot_id))
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

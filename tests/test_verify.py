@@ -223,3 +223,13 @@ def test_bad_facts_are_errors_naming_the_plot():
         verify_plot(honest(crop="cotton"), POLICY)
     with pytest.raises(InputError, match="P1: duplicate plot id"):
         verify_plots([honest(), honest()], POLICY)
+
+
+def test_list_cells_from_csv_or_parquet():
+    row = honest().to_dict()
+    row.update(satellite_codes='{"LOW_VIGOR": {"peer_median": 0.8}}', overlaps=float("nan"))
+    assert codes(verify_plot(PlotFacts.from_dict(row), POLICY)) == ["LOW_VIGOR"]
+    row.update(satellite_codes=None, overlaps='[["P9", "B9", 500.0]]')
+    assert codes(verify_plots([row], POLICY)[0]) == ["DOUBLE_CLAIM"]
+    with pytest.raises(InputError, match="unknown reason code 'CLOUDY'"):
+        PlotFacts.from_dict({**row, "satellite_codes": ["CLOUDY"]})
