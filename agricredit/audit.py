@@ -36,20 +36,23 @@ SCHEMA = "agricredit.audit/1"
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON data: NaN/inf as None, tuples as lists, numpy scalars as Python numbers, sorted keys."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(key): _jsonable(value[key]) for key in sorted(value, key=str)}
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if hasattr(value, "item"):  # numpy scalar
+        return _jsonable(value.item())
     return value
 
 
 def record_line(record: Mapping[str, Any]) -> str:
-    """Return the record as one line of canonical JSON (sorted keys, UTF-8 text, no NaN) for ``audit.jsonl``."""
-    return json.dumps(_jsonable(record), sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    """Return a record of :func:`audit_record` as one line of canonical JSON (sorted keys, UTF-8 text, no NaN)."""
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _checksum(record: Mapping[str, Any]) -> str:

@@ -281,6 +281,9 @@ _DETAILS = {
         "TOO_FEW_PIXELS": "{pixel_count} pixels < {min_pixel_count}",
         "DOUBLE_CLAIM": "{shared_m2} m² shared with {other_plot_ids}",
         "GEOMETRY_INVALID": "{reason}",
+        "GEOMETRY_REPAIRED": "{reason}",
+        "OWNER_MISMATCH": "",
+        "CLOUD_INSUFFICIENT": "fewer than {min_observations} valid observations",
         "CAPACITY_LIMITED": "capacity {capacity} < need {need}",
         "CAP_APPLIED": "cap {cap}",
     },
@@ -294,6 +297,9 @@ _DETAILS = {
         "TOO_FEW_PIXELS": "{pixel_count} 个像元 < {min_pixel_count}",
         "DOUBLE_CLAIM": "与 {other_plot_ids} 重叠 {shared_m2} 平方米",
         "GEOMETRY_INVALID": "{reason}",
+        "GEOMETRY_REPAIRED": "{reason}",
+        "OWNER_MISMATCH": "",
+        "CLOUD_INSUFFICIENT": "有效观测少于 {min_observations} 次",
         "CAPACITY_LIMITED": "还款能力 {capacity} < 种植成本 {need}",
         "CAP_APPLIED": "上限 {cap}",
     },
@@ -317,16 +323,18 @@ def _detail(reason: Reason, lang: str) -> str:
     for key in ("source_a", "source_b"):
         if key in figures:
             figures[key] = words.get(figures[key], figures[key])
-    if reason.code in ("CROP_MISMATCH",) and lang == "zh":
+    if reason.code == "CROP_MISMATCH" and lang == "zh":
         crops = load_crops()
         for key in ("declared_crop", "best_crop"):
             if reason.figures.get(key) in crops:
                 figures[key] = crops[reason.figures[key]].name_zh
     template = _DETAILS[lang].get(reason.code)
     try:
-        return template.format_map(figures) if template else ", ".join(f"{k} {v}" for k, v in sorted(figures.items()))
+        if template is not None:
+            return template.format_map(figures)
     except KeyError:
-        return ", ".join(f"{k} {v}" for k, v in sorted(figures.items()))
+        pass
+    return ", ".join(f"{k} {v}" for k, v in sorted(figures.items()))
 
 
 def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
