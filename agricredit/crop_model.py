@@ -194,7 +194,9 @@ def train_crop_model(
         raise SchemaError(f"training needs at least 2 crops among the labels, got {classes}")
     if n_groups < 2:
         raise SchemaError("grouped cross-validation needs at least 2 groups")
+    # sklearn's default of 20 samples per leaf would forbid any split on a few dozen labelled plots.
     estimator = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+                                               min_samples_leaf=max(2, min(20, len(y) // 10)),
                                                l2_regularization=1.0, random_state=random_state)
     splitter = GroupKFold(n_splits=min(n_splits, n_groups))
     predicted = np.empty_like(y)

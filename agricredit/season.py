@@ -72,6 +72,7 @@ __all__ = [
     "assess_season",
     "peer_vigor",
     "resample_doy",
+    "season_chart",
 ]
 
 logger = logging.getLogger(__name__)
@@ -595,6 +596,7 @@ def assess_season(
     declarations: Mapping[str, str] | None = None,
     drawn_area_mu: Mapping[str, float] | None = None,
     *,
+    plot_ids: Iterable[str] | None = None,
     min_valid_fraction: float = 0.6,
     min_observations_in_window: int = 3,
     cultivated_min_share: float = 0.5,
@@ -624,6 +626,9 @@ def assess_season(
     drawn_area_mu
         ``plot_id`` → area of the drawn polygon (mu), for the cultivated-share
         test of ``NOT_CULTIVATED``; without it only the green-up test applies.
+    plot_ids
+        Every plot of the run. Plots with no row in the table (no tile covers
+        them) get an empty series, hence ``CLOUD_INSUFFICIENT`` (review).
     min_valid_fraction, min_observations_in_window, cultivated_min_share,
     max_sowing_shift_days, crop_mismatch_margin, low_vigor_percentile,
     low_vigor_min_gap, vigor_factor_min, vigor_factor_max
@@ -665,8 +670,13 @@ def assess_season(
     if unknown:
         raise SchemaError(f"declared crops {unknown} are not in the crop table ({sorted(crops)})")
     frame = _normalise_table(table, stat)
+    if frame.empty:
+        raise InputError("the long table has no observations (no tile covers any plot in the period)")
     run_start, run_end = frame["date"].min(), frame["date"].max()
     series = plot_series(table, min_valid_fraction=min_valid_fraction, stat=stat)
+    empty = np.array([], dtype="datetime64[D]")
+    for plot_id in plot_ids or ():
+        series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
     rows: list[dict[str, Any]] = []
     flags: dict[str, list[Flag]] = {}
     fits: dict[str, list[CropFit]] = {}
@@ -820,3 +830,46 @@ def peer_vigor(
                     "low_vigor_min_gap": low_vigor_min_gap, "peer_count": len(group),
                 }))
     return plots
+
+
+def season_chart(result: SeasonResult, plot_id: str, path: str | Path, *, title: str | None = None) -> None:
+    """Draw a plot's observations against every crop template as fitted (PNG, Agg backend).
+
+    Each template is drawn with its fitted sowing shift, scale and offset; the
+    legend gives the shift and RMSE, best crop first. Written with
+    :func:`agricredit.outputs.atomic_path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from agricredit.outputs import atomic_path
+
+    if plot_id not in result.series:
+        raise InputError(f"plot {plot_id!r} is not in this run")
+    s = result.series[plot_id]
+    row = result.plots.set_index("plot_id").loc[plot_id]
+    figure = Figure(figsize=(8, 4.5), dpi=100)
+    axes = figure.add_subplot()
+    if len(s.dates):
+        start = s.dates[0] - np.timedelta64(20, "D")
+        days = start + np.arange((s.dates[-1] - start).astype(int) + 21)
+    else:
+        days = np.datetime64(str(row.get("window_start") or "2000-01-01"), "D") + np.arange(365)
+    for k, fit in enumerate(result.fits.get(plot_id, [])):
+        curve = fit.offset + fit.scale * template_ndvi(fit.crop, _doy(days) - fit.shift_days)
+        axes.plot(days.astype("datetime64[D]").astype(object), curve, lw=2.2 if k == 0 else 1.2,
+                  label=f"{fit.crop}: shift {fit.shift_days:+d} d, scale {fit.scale:.2f}, RMSE {fit.rmse:.3f}")
+    axes.plot(s.dates.astype(object), s.ndvi, "ko", label=f"observed ({len(s.dates)} valid)")
+    if row.get("window_start"):
+        axes.axvspan(dt.date.fromisoformat(row["window_start"]), dt.date.fromisoformat(row["window_end"]),
+                     color="0.9", zorder=0, label="declared crop window" if row.get("declared_crop") else "season window")
+    axes.set_ylim(-0.3, 1.0)
+    axes.set_ylabel("NDVI")
+    flags = row.get("flags") or "no flags"
+    axes.set_title(title or f"plot {plot_id} — declared {row.get('declared_crop') or '?'} — {flags}")
+    axes.legend(fontsize=7, loc="upper left")
+    figure.autofmt_xdate()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")

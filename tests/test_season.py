@@ -340,3 +340,26 @@ def test_unknown_declared_crop_is_an_error():
     table = synth_table([Plot("a", "maize")], SUMMER_DATES)
     with pytest.raises(SchemaError, match="cotton"):
         season.assess_season(table, {"a": "cotton"})
+
+
+def test_plots_without_observations_go_to_review():
+    table = synth_table([Plot("a", "maize")], SUMMER_DATES)
+    result = season.assess_season(table, {"a": "maize", "b": "maize"}, plot_ids=["a", "b"])
+    (flag,) = result.flags["b"]
+    assert flag.code == "CLOUD_INSUFFICIENT" and flag.figures["valid_in_window"] == 0
+    assert result.flags["a"] == []
+    with pytest.raises(InputError, match="no observations"):
+        season.assess_season(table.iloc[:0], plot_ids=["a"])
+
+
+def test_season_chart_png(tmp_path):
+    import matplotlib.image
+
+    table = synth_table([Plot("a", "wheat", 5), Plot("b", None)], WINTER_DATES)
+    result = season.assess_season(table, {"a": "maize"})
+    season.season_chart(result, "a", tmp_path / "a.png")
+    image = matplotlib.image.imread(tmp_path / "a.png")
+    assert image.shape[:2] == (450, 800)
+    with pytest.raises(InputError, match="not in this run"):
+        season.season_chart(result, "zz", tmp_path / "z.png")
+    assert not (tmp_path / "z.png").exists()
