@@ -54,7 +54,7 @@ from agricredit.errors import (
     MissingMetadataError,
     SchemaError,
 )
-from agricredit.seeds import default_cropped_threshold, load_crops, template_ndvi
+from agricredit.seeds import default_cropped_threshold, load_crops, load_templates, template_ndvi
 
 __all__ = [
     "Acquisition",
@@ -732,6 +732,12 @@ def assess_season(
         row["best_score"] = ranking[0][0] if ranking else np.nan
         row["declared_score"] = scores.get(declared, np.nan) if declared else np.nan
         fits[plot_id] = plot_fits
+        # Vigor reads the peak of the declared crop's fitted template: a clouded peak date
+        # does not make a plot look weak. Without a declaration or a fit, the observed peak.
+        declared_fit = next((f for f in plot_fits if f.crop == declared), None)
+        row["fitted_peak_ndvi"] = (declared_fit.offset + declared_fit.scale * load_templates()[declared][1].max()
+                                   if declared_fit else np.nan)
+        row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared_fit else pheno["peak_ndvi"]
 
         plot_flags: list[Flag] = []
         if n_in < min_observations_in_window:
@@ -788,8 +794,12 @@ def peer_vigor(
 ) -> pd.DataFrame:
     """Compare each plot's peak NDVI with the plots of the same declared crop.
 
-    Peers are the plots of the same ``declared_crop`` that are neither
-    ``NOT_CULTIVATED`` nor ``CLOUD_INSUFFICIENT``. A plot's percentile is the
+    The peak compared is ``vigor_peak_ndvi``: the peak of the declared crop's
+    fitted template (offset + scale × template maximum), which a clouded peak
+    date does not lower; the observed peak where no fit exists. Peers are the
+    plots of the same ``declared_crop`` without ``NOT_CULTIVATED``,
+    ``CLOUD_INSUFFICIENT`` or ``CROP_MISMATCH`` (the declared crop's template
+    says nothing about a plot growing another crop). A plot's percentile is the
     share of the *other* peers with a lower peak (ties count half). ``LOW_VIGOR``
     (appended to ``flags``) needs both a percentile below ``low_vigor_percentile``
     and a peak at least ``low_vigor_min_gap`` below the peer median, so a
@@ -803,10 +813,10 @@ def peer_vigor(
         ``plots`` with ``peer_count``, ``peer_median_peak``, ``peak_percentile`` and ``vigor_factor``.
     """
     plots = plots.copy()
-    excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT"}
+    excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT", "CROP_MISMATCH"}
     eligible = np.array([
         bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak)
-        for pid, crop, peak in zip(plots["plot_id"], plots["declared_crop"], plots["peak_ndvi"])
+        for pid, crop, peak in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"])
     ], dtype=bool)
     plots["peer_count"] = 0
     plots["peer_median_peak"] = np.nan
@@ -815,7 +825,7 @@ def peer_vigor(
     for crop, group in plots[eligible].groupby("declared_crop"):
         if len(group) < min_peers:
             continue
-        peaks = group["peak_ndvi"].to_numpy(float)
+        peaks = group["vigor_peak_ndvi"].to_numpy(float)
         median = float(np.median(peaks))
         for k, (index, peak) in enumerate(zip(group.index, peaks)):
             others = np.delete(peaks, k)
@@ -825,7 +835,7 @@ def peer_vigor(
             gap = median - peak
             if percentile < low_vigor_percentile and gap >= low_vigor_min_gap:
                 flags[plots.loc[index, "plot_id"]].append(Flag("LOW_VIGOR", {
-                    "crop": crop, "peak_ndvi": float(peak), "peer_median_peak": median, "gap": gap,
+                    "crop": crop, "vigor_peak_ndvi": float(peak), "peer_median_peak": median, "gap": gap,
                     "peak_percentile": percentile, "low_vigor_percentile": low_vigor_percentile,
                     "low_vigor_min_gap": low_vigor_min_gap, "peer_count": len(group),
                 }))

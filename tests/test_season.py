@@ -317,15 +317,24 @@ def test_low_vigor_only_for_planted_low_plots():
     rng = np.random.default_rng(5)
     plots = [Plot(f"h{i}", "maize", int(rng.integers(-7, 8)), rng.uniform(0.92, 1.02)) for i in range(20)]
     plots += [Plot("low1", "maize", vigor=0.7), Plot("low2", "maize", 3, vigor=0.72)]
+    # An honest plot clouded over its whole plateau (10 June - 25 August): its observed
+    # maximum is low, but the peak of the template fitted to both slopes is not.
+    peak_clouded = (SUMMER_DATES >= np.datetime64("2023-06-10")) & (SUMMER_DATES <= np.datetime64("2023-08-25"))
+    plots.append(Plot("hc", "maize", vigor=0.97, cloudy=peak_clouded))
     table = synth_table(plots, SUMMER_DATES, seed=4)
     result = season.assess_season(table, {p.plot_id: "maize" for p in plots}, {p.plot_id: 6.0 for p in plots})
     flagged = {pid for pid, flags in result.flags.items() if any(f.code == "LOW_VIGOR" for f in flags)}
     assert flagged == {"low1", "low2"}
     frame = result.plots.set_index("plot_id")
+    assert frame.loc["hc", "peak_ndvi"] < frame.loc["hc", "peer_median_peak"] - 0.1  # observed peak alone would flag it
     assert frame.loc["low1", "vigor_factor"] == pytest.approx(0.7 * 0.85 / frame.loc["low1", "peer_median_peak"], abs=0.05)
     assert frame["vigor_factor"].between(0.7, 1.1).all()
     # Peer median: the median of the eligible plots' peaks (plain numpy).
-    assert frame.loc["h0", "peer_median_peak"] == pytest.approx(np.median(frame["peak_ndvi"]))
+    assert frame.loc["h0", "peer_median_peak"] == pytest.approx(np.median(frame["vigor_peak_ndvi"]))
+    # The vigor peak is the fitted template's: close to the true peak (0.85 x vigor) despite noise.
+    truth = {p.plot_id: 0.85 * p.vigor for p in plots}
+    error = (frame["vigor_peak_ndvi"] - pd.Series(truth)).abs()
+    assert error.drop("hc").max() < 0.03 and error["hc"] < 0.06
 
 
 def test_uniform_season_flags_nobody():
