@@ -596,7 +596,7 @@ def plan_plots(fields: list[Field], water_spots: list[Polygon], rng: np.random.G
         extra_plots.append(Plot(geom=spot, borrower=next(extra), crop="", declared_crop=declared,
                                 case="not_cultivated"))
     every = list(plots.values()) + extra_plots
-    every.sort(key=lambda p: (-round(p.geom.centroid.y, -2), round(p.geom.centroid.x, 1)))
+    every.sort(key=lambda p: (-round(p.geom.envelope.centroid.y, -2), round(p.geom.envelope.centroid.x, 1)))  # envelope: bow-ties have no centroid
     for n, plot in enumerate(every, start=1):
         plot.plot_id = f"P{n:04d}"
     table_tweaks = {plots[i].plot_id: t for i, t in tweaks.items()}
