@@ -7,8 +7,8 @@ crop's economics from ``seeds/crops.csv``. Two scenarios are computed: *now*
 (plots under review add nothing) and *if confirmed* (they add their verified
 area). A limit below the policy's ``min_limit`` is offered as 0.
 
-Status: DECLINE when the limit if confirmed is below ``min_limit``; REVIEW when
-any plot has a review-severity code; APPROVE otherwise.
+Status: REVIEW when any plot has a review-severity code (a person decides);
+otherwise DECLINE when the limit is below ``min_limit``; APPROVE otherwise.
 
 Reasons: each code found on the borrower's plots is scored by a counterfactual
 — the limit recomputed with that code's effect removed (see
@@ -213,7 +213,7 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy) ->
     offered = now.limit if now.limit >= min_limit else 0.0
     offered_if_confirmed = confirmed.limit if confirmed.limit >= min_limit else 0.0
     severities = {check.severity for v in verdicts for check in v.checks}
-    status = "DECLINE" if offered_if_confirmed == 0.0 else "REVIEW" if "review" in severities else "APPROVE"
+    status = "REVIEW" if "review" in severities else "DECLINE" if offered_if_confirmed == 0.0 else "APPROVE"
 
     catalogue = load_reason_codes()
     reasons = []

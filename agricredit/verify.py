@@ -21,9 +21,11 @@ Rules (design §7, tolerances from the policy's ``[area]`` and ``[satellite]``):
   between two sources. The source off by ~15 from the others is dropped
   (when only two sources disagree, the drawn polygon — a measured, unit-free
   figure — is kept); the area checks involving the dropped source are not fired.
-* GEOMETRY_INVALID (invalid or rejected outline) and OWNER_MISMATCH exclude
-  the plot (adds 0, also if confirmed). An invalid outline gets no other check:
-  none of its figures can be trusted.
+* GEOMETRY_INVALID (invalid or rejected outline) excludes the plot (adds 0,
+  also if confirmed): an invalid outline gets no other check, none of its
+  figures can be trusted. OWNER_MISMATCH holds the plot for review: land is
+  often farmed under a transfer (流转) contract, so the plot adds 0 now and its
+  area once the officer has seen the lease.
 * NOT_CULTIVATED and TOO_FEW_PIXELS make the plot add 0. TOO_FEW_PIXELS
   silences the satellite codes (the satellite cannot say anything about the
   plot), and CLOUD_INSUFFICIENT silences NOT_CULTIVATED / CROP_MISMATCH /
@@ -65,8 +67,10 @@ UNIT_FACTOR = 15.0
 SOURCES = ("drawn", "registered", "declared")
 SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFFICIENT")
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
-HOLD_CODES = frozenset({"CLOUD_INSUFFICIENT", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED"})
-EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "OWNER_MISMATCH"})
+HOLD_CODES = frozenset(
+    {"CLOUD_INSUFFICIENT", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED", "OWNER_MISMATCH"}
+)
+EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS"})
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected")
 

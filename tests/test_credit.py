@@ -90,9 +90,11 @@ def test_review_keeps_both_limits():
     assert no_registry.impact == decision.limit_if_confirmed - decision.limit and no_registry.plot_ids == ("P2",)
 
 
-def test_owner_mismatch_is_review_and_lowers_both_limits():
+def test_owner_mismatch_is_review_counted_only_once_the_lease_is_confirmed():
     decision = decision_for(honest("P1", mu=10.0), honest("P2", mu=8.0, registry_holder_id="B7"))
-    assert decision.status == "REVIEW" and decision.limit == decision.limit_if_confirmed
+    assert decision.status == "REVIEW"
+    assert decision.limit == decision_for(honest("P1", mu=10.0)).limit
+    assert decision.limit_if_confirmed == decision_for(honest("P1", mu=10.0), honest("P2", mu=8.0)).limit
     assert decision.reasons[0].code == "OWNER_MISMATCH"
 
 

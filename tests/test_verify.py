@@ -104,11 +104,11 @@ def test_no_registry_record_is_held_for_review():
 
 
 @pytest.mark.parametrize("holder", ["B2", None])
-def test_owner_mismatch_excludes_the_plot(holder):
+def test_owner_mismatch_holds_the_plot_until_the_lease_is_seen(holder):
     verdict = verify_plot(honest(registry_holder_id=holder), POLICY)
-    assert codes(verdict) == ["OWNER_MISMATCH"] and verdict.excluded and verdict.light == "red"
-    assert verdict.verified_mu == 0.0
-    assert verdict.contribution.mu_now == verdict.contribution.mu_if_confirmed == 0.0
+    assert codes(verdict) == ["OWNER_MISMATCH"] and not verdict.excluded and verdict.light == "red"
+    assert verdict.contribution.mu_now == 0.0
+    assert verdict.contribution.mu_if_confirmed == pytest.approx(verdict.verified_mu) and verdict.verified_mu > 0
 
 
 @pytest.mark.parametrize(("factor", "fires"), [(1.0, False), (1 + NUDGE, False), (1 - NUDGE, True), (0.0, True)])
