@@ -287,13 +287,15 @@ class PlotSeries:
     ndvi: np.ndarray
     cropped_area_mu: np.ndarray
     n_acquisitions: int
+    pixel_count: float = np.nan  # median over the plot's rows (sum of coverage fractions)
 
 
 def _normalise_table(table: pd.DataFrame, stat: str) -> pd.DataFrame:
     missing = [c for c in (*LONG_TABLE_COLUMNS, stat) if c not in table.columns]
     if missing:
         raise SchemaError(f"long table misses columns {missing}")
-    frame = table.loc[:, [*LONG_TABLE_COLUMNS, stat]].copy()
+    optional = ["pixel_count"] if "pixel_count" in table.columns else []
+    frame = table.loc[:, [*LONG_TABLE_COLUMNS, stat, *optional]].copy()
     frame["plot_id"] = frame["plot_id"].astype(str)
     frame["date"] = pd.to_datetime(frame["date"]).dt.normalize().astype("datetime64[s]")
     return frame.sort_values(["plot_id", "date"], kind="stable")
@@ -328,6 +330,7 @@ def plot_series(table: pd.DataFrame, *, min_valid_fraction: float = 0.6, stat: s
             ndvi=valid[stat].to_numpy(float),
             cropped_area_mu=valid["cropped_area_mu"].to_numpy(float),
             n_acquisitions=len(rows),
+            pixel_count=float(rows["pixel_count"].median()) if "pixel_count" in rows else np.nan,
         )
     return out
 
@@ -599,6 +602,7 @@ def assess_season(
     plot_ids: Iterable[str] | None = None,
     min_valid_fraction: float = 0.6,
     min_observations_in_window: int = 3,
+    min_pixel_count: float = 4.0,
     cultivated_min_share: float = 0.5,
     max_sowing_shift_days: int = 21,
     crop_mismatch_margin: float = 0.05,
@@ -629,10 +633,12 @@ def assess_season(
     plot_ids
         Every plot of the run. Plots with no row in the table (no tile covers
         them) get an empty series, hence ``CLOUD_INSUFFICIENT`` (review).
-    min_valid_fraction, min_observations_in_window, cultivated_min_share,
+    min_valid_fraction, min_observations_in_window, min_pixel_count, cultivated_min_share,
     max_sowing_shift_days, crop_mismatch_margin, low_vigor_percentile,
     low_vigor_min_gap, vigor_factor_min, vigor_factor_max
-        The ``[satellite]`` policy (``seeds/policy.toml`` documents each).
+        The ``[satellite]`` policy (``seeds/policy.toml`` documents each). Plots
+        under ``min_pixel_count`` (median ``pixel_count``) are left out of the
+        vigor comparison; ``TOO_FEW_PIXELS`` itself is verify's to report.
     min_season_amplitude
         ``NOT_CULTIVATED`` also when the season's NDVI amplitude (peak − base) is
         below this or the peak stays under the crop's ``cropped_ndvi_threshold``:
@@ -683,7 +689,8 @@ def assess_season(
     probabilities = crop_model.predict_proba_series(series) if crop_model is not None else None
     for plot_id, s in series.items():
         declared = declarations.get(plot_id) or None
-        row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": declared, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates)}
+        row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": declared, "n_acquisitions": s.n_acquisitions,
+                               "n_valid": len(s.dates), "pixel_count": s.pixel_count}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
         pheno = phenology(days, curve)
         row.update(pheno)
@@ -768,7 +775,8 @@ def assess_season(
 
     plots = pd.DataFrame(rows)
     plots = peer_vigor(plots, flags, low_vigor_percentile=low_vigor_percentile, low_vigor_min_gap=low_vigor_min_gap,
-                       vigor_factor_min=vigor_factor_min, vigor_factor_max=vigor_factor_max, min_peers=min_peers)
+                       vigor_factor_min=vigor_factor_min, vigor_factor_max=vigor_factor_max, min_peers=min_peers,
+                       min_pixel_count=min_pixel_count)
     plots["flags"] = [";".join(f.code for f in flags[p]) for p in plots["plot_id"]]
     plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default) for p in plots["plot_id"]]
     for column in ("peak_date", "greenup_date", "senescence_date"):
@@ -791,6 +799,7 @@ def peer_vigor(
     vigor_factor_min: float = 0.7,
     vigor_factor_max: float = 1.1,
     min_peers: int = 5,
+    min_pixel_count: float = 0.0,
 ) -> pd.DataFrame:
     """Compare each plot's peak NDVI with the plots of the same declared crop.
 
@@ -799,7 +808,8 @@ def peer_vigor(
     date does not lower; the observed peak where no fit exists. Peers are the
     plots of the same ``declared_crop`` without ``NOT_CULTIVATED``,
     ``CLOUD_INSUFFICIENT`` or ``CROP_MISMATCH`` (the declared crop's template
-    says nothing about a plot growing another crop). A plot's percentile is the
+    says nothing about a plot growing another crop), nor plots whose
+    ``pixel_count`` is below ``min_pixel_count`` (mixed pixels). A plot's percentile is the
     share of the *other* peers with a lower peak (ties count half). ``LOW_VIGOR``
     (appended to ``flags``) needs both a percentile below ``low_vigor_percentile``
     and a peak at least ``low_vigor_min_gap`` below the peer median, so a
@@ -814,9 +824,10 @@ def peer_vigor(
     """
     plots = plots.copy()
     excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT", "CROP_MISMATCH"}
+    pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
     eligible = np.array([
-        bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak)
-        for pid, crop, peak in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"])
+        bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak) and not n < min_pixel_count
+        for pid, crop, peak, n in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"], pixels)
     ], dtype=bool)
     plots["peer_count"] = 0
     plots["peer_median_peak"] = np.nan

@@ -321,7 +321,9 @@ def test_low_vigor_only_for_planted_low_plots():
     # maximum is low, but the peak of the template fitted to both slopes is not.
     peak_clouded = (SUMMER_DATES >= np.datetime64("2023-06-10")) & (SUMMER_DATES <= np.datetime64("2023-08-25"))
     plots.append(Plot("hc", "maize", vigor=0.97, cloudy=peak_clouded))
+    plots.append(Plot("sliver", "maize", vigor=0.6))  # a mixed-pixel sliver: no vigor judgement
     table = synth_table(plots, SUMMER_DATES, seed=4)
+    table.loc[table["plot_id"] == "sliver", "pixel_count"] = 0.8
     result = season.assess_season(table, {p.plot_id: "maize" for p in plots}, {p.plot_id: 6.0 for p in plots})
     flagged = {pid for pid, flags in result.flags.items() if any(f.code == "LOW_VIGOR" for f in flags)}
     assert flagged == {"low1", "low2"}
@@ -330,11 +332,13 @@ def test_low_vigor_only_for_planted_low_plots():
     assert frame.loc["low1", "vigor_factor"] == pytest.approx(0.7 * 0.85 / frame.loc["low1", "peer_median_peak"], abs=0.05)
     assert frame["vigor_factor"].between(0.7, 1.1).all()
     # Peer median: the median of the eligible plots' peaks (plain numpy).
-    assert frame.loc["h0", "peer_median_peak"] == pytest.approx(np.median(frame["vigor_peak_ndvi"]))
+    assert frame.loc["h0", "peer_median_peak"] == pytest.approx(np.median(frame["vigor_peak_ndvi"].drop("sliver")))
     # The vigor peak is the fitted template's: close to the true peak (0.85 x vigor) despite noise.
     truth = {p.plot_id: 0.85 * p.vigor for p in plots}
     error = (frame["vigor_peak_ndvi"] - pd.Series(truth)).abs()
     assert error.drop("hc").max() < 0.03 and error["hc"] < 0.06
+    assert frame.loc["sliver", "peer_count"] == 0 and frame.loc["sliver", "vigor_factor"] == 1.0
+    assert frame.loc["h0", "peer_count"] == 23
 
 
 def test_uniform_season_flags_nobody():

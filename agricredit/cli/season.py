@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 
 #: Output columns first in this order (the per-crop fit columns follow).
 LEAD_COLUMNS = ["plot_id", "declared_crop", "flags", "best_crop", "crop_ranking", "best_score", "declared_score",
-                "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end",
+                "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end", "pixel_count",
                 "peak_ndvi", "peak_date", "greenup_date", "senescence_date", "season_length_days", "ndvi_integral",
                 "base_ndvi", "amplitude", "cropped_area_mu_at_peak", "drawn_area_mu", "cropped_share",
-                "peer_count", "peer_median_peak", "peak_percentile", "vigor_factor", "flag_figures"]
+                "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile", "vigor_factor",
+                "flag_figures"]
 
 season_period_opts = [
     click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
