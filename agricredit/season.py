@@ -35,7 +35,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -319,7 +319,10 @@ def plot_series(table: pd.DataFrame, *, min_valid_fraction: float = 0.6, stat: s
     dict
         ``plot_id`` → :class:`PlotSeries`, in plot order of the table.
     """
-    frame = _normalise_table(table, stat)
+    return _split_series(_normalise_table(table, stat), min_valid_fraction, stat)
+
+
+def _split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> dict[str, PlotSeries]:
     out = {}
     for plot_id, rows in frame.groupby("plot_id", sort=False):
         ok = (rows["valid_frac"].to_numpy(float) >= min_valid_fraction) & np.isfinite(rows[stat].to_numpy(float))
@@ -679,7 +682,7 @@ def assess_season(
     if frame.empty:
         raise InputError("the long table has no observations (no tile covers any plot in the period)")
     run_start, run_end = frame["date"].min(), frame["date"].max()
-    series = plot_series(table, min_valid_fraction=min_valid_fraction, stat=stat)
+    series = _split_series(frame, min_valid_fraction, stat)
     empty = np.array([], dtype="datetime64[D]")
     for plot_id in plot_ids or ():
         series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
