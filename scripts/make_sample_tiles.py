@@ -858,7 +858,7 @@ def write_season(folder: Path, fields, field_ids, real, clouds, grid) -> None:
         }
         write_cog(folder / name, data, crs=grid["crs"], transform=grid["transform"],
                   descriptions=("B04", "B08", "SCL"), tags=tags, nodata=0, resampling="nearest")
-        rows.append([date.isoformat(), "s2-l2a", f"season/{name}"])
+        rows.append([date.isoformat(), "s2-l2a", name])  # relative to the manifest
         log.info("wrote %s", name)
     write_text(folder / "manifest.csv", csv_text(["date", "sensor", "path"], rows))
 

@@ -298,7 +298,7 @@ def test_season_files_dates_and_tags():
         real_transform = real.transform
     for row, date in zip(rows, dates):
         assert row["sensor"] == "s2-l2a" and not Path(row["path"]).is_absolute()
-        with rasterio.open(SAMPLE / row["path"]) as tile:
+        with rasterio.open(SAMPLE / "season" / row["path"]) as tile:
             tags = tile.tags()
             assert tile.descriptions == ("B04", "B08", "SCL") and tile.crs.to_epsg() == 32618
             assert tile.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
@@ -318,7 +318,7 @@ def test_season_files_dates_and_tags():
 def _season_stats(by_id):
     """Per plot and date: mean NDVI and valid share (pixel centres), from the simulated tiles."""
     rows = _season()
-    with rasterio.open(SAMPLE / rows[0]["path"]) as tile:
+    with rasterio.open(SAMPLE / "season" / rows[0]["path"]) as tile:
         shape_, transform, crs = tile.shape, tile.transform, tile.crs
     to_utm = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     ids = sorted(by_id)
@@ -329,7 +329,7 @@ def _season_stats(by_id):
         masks[pid] = rasterio.features.geometry_mask([geom], shape_, transform, invert=True, all_touched=True)
     stats = {}
     for row in rows:
-        with rasterio.open(SAMPLE / row["path"]) as tile:
+        with rasterio.open(SAMPLE / "season" / row["path"]) as tile:
             red, nir, scl = tile.read().astype(float)
         red, nir = (red - 1000) / 1e4, (nir - 1000) / 1e4
         ndvi = (nir - red) / (nir + red)
