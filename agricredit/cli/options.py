@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``-o/--output``: a file path; ``-`` (stdout) is allowed only where the command says so.
 output_opt = click.option(
@@ -23,3 +27,53 @@ progress_opt = click.option(
     show_default=True,
     help="Show a progress bar on stderr.",
 )
+
+
+def _apply(options: list) -> Callable[[F], F]:
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+#: The inputs of ``assess`` / ``verify``, each overriding the case file's.
+case_opts = _apply([
+    click.option("--plots", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Plot file (GeoJSON, GPKG, Shapefile, GeoParquet) with plot_id, borrower_id."),
+    click.option("--tiles", multiple=True, type=click.Path(exists=True, path_type=Path), help="Season tiles: a folder, a manifest CSV (date,sensor,path), a STAC JSON or files; repeatable."),
+    click.option("--registry", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Land registry table (CSV/xlsx/Parquet)."),
+    click.option("--declarations", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Declarations table."),
+    click.option("--borrowers", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Borrower table."),
+    click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Policy TOML [default: seeds/policy.toml]."),
+    click.option("--id-field", default=None, help="Plot ID column [default: plot_id]."),
+    click.option("--plots-crs", type=click.Choice(["gcj02", "bd09"]), default=None, help="Plots drawn on a Chinese phone map: convert from GCJ-02 / BD-09."),
+    click.option("--encoding", default=None, help="Encoding of the CSV tables [default: detected: UTF-8, else GB18030]."),
+    click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First acquisition date used."),
+    click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last acquisition date used."),
+])
+
+
+def resolve_case(case_file: Path | None, sample: bool, options: dict[str, Any]):
+    """Build the :class:`agricredit.assess.Case` from a case file, ``--sample`` and the input options."""
+    import dataclasses
+
+    from agricredit.assess import Case, load_case, sample_case
+
+    if case_file is not None and sample:
+        raise click.UsageError("give a case file or --sample, not both")
+    values: dict[str, Any] = {}
+    if case_file is not None:
+        values = dataclasses.asdict(load_case(case_file))
+    elif sample:
+        values = dataclasses.asdict(sample_case())
+    for name, value in options.items():
+        if value is None or value == ():
+            continue
+        if name in ("start", "end"):
+            value = value.date()
+        values[name] = tuple(value) if name == "tiles" else value
+    missing = [name for name in ("plots", "tiles", "registry", "declarations", "borrowers") if not values.get(name)]
+    if missing:
+        raise click.UsageError(f"missing input --{missing[0]} (or give a case file, or --sample)")
+    return Case(**values)

@@ -1,0 +1,506 @@
+"""The main job: plots + satellite season + registry + declarations → borrower limits.
+
+:func:`run_assessment` runs the whole pipeline (design §1) as plain functions
+over plain data and returns an :class:`Assessment`; :func:`write_outputs`
+writes the output folder of design §3 (``plots.geojson``, ``borrowers.csv``,
+``borrowers.geojson``, ``audit.jsonl``, then ``manifest.json`` last), checks
+every output for personal data and removes them all if any is found.
+
+Borrowers and land holders appear only as keyed pseudonyms (design §8); plot
+IDs are not personal and stay as given. Every output is a pure function of the
+inputs, the policy, the pseudonym key and the tool version: rows are sorted by
+ID, floats rounded at the output, JSON keys sorted, no timestamps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import inspect
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from agricredit import __version__
+from agricredit.audit import audit_record, record_line
+from agricredit.credit import Decision, decide_all, explain
+from agricredit.errors import InputError, InputNotFoundError, PrivacyError, SchemaError
+from agricredit.outputs import atomic_path, sha256_file, write_geojson
+from agricredit.plots import accepted, area_table, load_plots, to_wgs84
+from agricredit.policy import Policy, load_policy
+from agricredit.privacy import PseudonymKey, escape_csv_frame, find_pii, pseudonym
+from agricredit.season import assess_season, discover_acquisitions
+from agricredit.seeds import load_crops
+from agricredit.tables import read_borrowers, read_declarations, read_registry
+from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, verify_plots
+from agricredit.zonal import zonal_stats
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = ["OUTPUT_FILES", "Case", "Assessment", "load_case", "sample_case", "run_assessment", "write_outputs"]
+
+log = logging.getLogger(__name__)
+
+#: The output folder's files, in the order they are written (manifest last).
+OUTPUT_FILES = ("plots.geojson", "borrowers.csv", "borrowers.geojson", "audit.jsonl", "manifest.json")
+
+#: The columns of ``borrowers.csv`` (an allow-list: nothing else leaves the tool).
+BORROWER_COLUMNS = (
+    "borrower", "village", "status", "limit", "limit_if_confirmed", "currency", "reason_codes",
+    "verified_mu", "need", "capacity", "cap", "binding", "plots", "explanation",
+)
+
+#: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows.
+_GEOMETRY_STATUS = {"OK": "valid", "GEOMETRY_REPAIRED": "repaired", "GEOMETRY_INVALID": "invalid"}
+
+#: Coordinates in GeoJSON outputs: 6 decimals of a degree (~0.1 m), as RFC 7946 §11.2 suggests.
+COORDINATE_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class Case:
+    """Where the inputs of one assessment are, and how to read them.
+
+    A case can be given as command-line options or as a TOML file
+    (:func:`load_case`) with an ``[inputs]`` table (paths relative to the file)
+    and an optional ``[options]`` table.
+    """
+
+    plots: Path
+    tiles: tuple[Path, ...]
+    registry: Path
+    declarations: Path
+    borrowers: Path
+    policy: Path | None = None
+    id_field: str = "plot_id"
+    plots_crs: str | None = None
+    encoding: str | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    def input_files(self) -> dict[str, Path]:
+        """Every input file by role (tiles expanded to the files they name)."""
+        files = {"plots": self.plots, "registry": self.registry, "declarations": self.declarations,
+                 "borrowers": self.borrowers}
+        if self.policy is not None:
+            files["policy"] = self.policy
+        for index, tile in enumerate(self.tiles):
+            if tile.is_dir():
+                for path in sorted(p for p in tile.rglob("*") if p.is_file()):
+                    files[f"tiles/{path.relative_to(tile).as_posix()}"] = path
+            else:
+                files[f"tiles[{index}]"] = tile
+        return files
+
+
+_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy"}
+_CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end"}
+
+
+def load_case(path: str | Path) -> Case:
+    """Read a case TOML file.
+
+    Parameters
+    ----------
+    path
+        A TOML file with ``[inputs]`` (``plots``, ``tiles`` (a path or a list),
+        ``registry``, ``declarations``, ``borrowers``, optional ``policy``;
+        relative to the file) and optional ``[options]`` (``id_field``,
+        ``plots_crs``, ``encoding``, ``start``, ``end``).
+
+    Returns
+    -------
+    Case
+    """
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputNotFoundError(f"cannot read case file: {error.strerror}", path=path) from error
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise InputError(f"not a UTF-8 TOML case file ({error})", path=path) from error
+    unknown = sorted(set(document) - {"inputs", "options"})
+    inputs, options = document.get("inputs", {}), document.get("options", {})
+    unknown += sorted(f"inputs.{k}" for k in set(inputs) - _CASE_INPUTS)
+    unknown += sorted(f"options.{k}" for k in set(options) - _CASE_OPTIONS)
+    if unknown:
+        raise InputError(f"unknown key {unknown[0]!r}", path=path)
+    missing = sorted(_CASE_INPUTS - {"policy"} - set(inputs))
+    if missing:
+        raise InputError(f"missing inputs.{missing[0]}", path=path)
+    base = path.parent
+    tiles = inputs["tiles"] if isinstance(inputs["tiles"], list) else [inputs["tiles"]]
+    return Case(
+        plots=base / inputs["plots"],
+        tiles=tuple(base / t for t in tiles),
+        registry=base / inputs["registry"],
+        declarations=base / inputs["declarations"],
+        borrowers=base / inputs["borrowers"],
+        policy=base / inputs["policy"] if "policy" in inputs else None,
+        id_field=options.get("id_field", "plot_id"),
+        plots_crs=options.get("plots_crs"),
+        encoding=options.get("encoding"),
+        start=_as_date(options.get("start"), path, "options.start"),
+        end=_as_date(options.get("end"), path, "options.end"),
+    )
+
+
+def _as_date(value: Any, path: Path, key: str) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as error:
+        raise InputError(f"{key} is not a date (YYYY-MM-DD)", path=path) from error
+
+
+def sample_case() -> Case:
+    """The case of the bundled sample data (``sample_tiles/case.toml`` of a source checkout)."""
+    case_file = Path(__file__).resolve().parents[1] / "sample_tiles" / "case.toml"
+    if not case_file.is_file():
+        raise InputNotFoundError("the sample data ships with the source repository, not the installed package",
+                                 path=case_file)
+    return load_case(case_file)
+
+
+@dataclass
+class Assessment:
+    """The result of one run: per-plot verdicts and rows, per-borrower decisions and audit records."""
+
+    policy: Policy
+    plots: gpd.GeoDataFrame  # one row per input plot, WGS84, output properties only
+    verdicts: list[PlotVerdict]
+    decisions: list[Decision]
+    borrowers: pd.DataFrame  # one row per borrower with a plot, BORROWER_COLUMNS
+    audit: list[dict[str, Any]]
+    rejected: dict[str, list[str]]  # reason → plot IDs left out of the assessment
+    inputs: dict[str, str]  # role → sha256
+    key_fingerprint: str
+    lang: str
+    pii_reference: pd.DataFrame = field(repr=False)  # the borrower table, only to scan outputs for PII
+
+
+def _stage(progress: Callable[[str], None] | None, message: str) -> None:
+    log.info(message)
+    if progress is not None:
+        progress(message)
+
+
+def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
+                   progress: Callable[[str], None] | None = None) -> Assessment:
+    """Run the whole pipeline on one case.
+
+    Parameters
+    ----------
+    case
+        Where the inputs are.
+    key
+        The pseudonym key (:class:`agricredit.privacy.PseudonymKey`).
+    policy
+        The policy; default: ``case.policy`` or the bundled ``seeds/policy.toml``.
+    lang
+        ``en`` or ``zh``: the language of the explanations.
+    progress
+        Called with a short message at each stage (the CLI prints them on stderr).
+
+    Returns
+    -------
+    Assessment
+    """
+    if lang not in ("en", "zh"):
+        raise InputError(f"unknown language {lang!r} (en or zh)")
+    policy = policy or load_policy(case.policy)
+    crops = load_crops()
+    crop_names = {name: name for name in crops} | {crop.name_zh: name for name, crop in crops.items()}
+
+    _stage(progress, "reading plots and tables")
+    checked = load_plots(case.plots, id_field=case.id_field, plots_crs=case.plots_crs)
+    if "borrower_id" not in checked.columns:
+        raise SchemaError("no borrower_id column in the plot file", path=case.plots)
+    checked["borrower_id"] = checked["borrower_id"].astype(str)
+    registry = read_registry(case.registry, encoding=case.encoding)
+    declarations = read_declarations(case.declarations, encoding=case.encoding,
+                                     known_plots=set(checked["plot_id"].dropna()), known_crops=crop_names)
+    borrowers = read_borrowers(case.borrowers, encoding=case.encoding)
+    _check_references(checked, declarations, borrowers, case)
+
+    _stage(progress, "measuring plots (geodesic area, validity, overlaps)")
+    areas = area_table(checked).set_index("plot_id", drop=False)
+    good = accepted(checked)
+    rejected = {code: sorted(ids) for code, ids in _rejected(checked).items()}
+
+    acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end)
+    if not acquisitions:
+        raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
+    tile_paths = [path for acquisition in acquisitions for path in acquisition.paths]
+    _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
+    long_table = zonal_stats(good, tile_paths)
+
+    _stage(progress, "season: phenology, crop fit, vigor")
+    declared = declarations.set_index("plot_id")
+    good_ids = sorted(good["plot_id"].astype(str))
+    drawn_mu = {pid: float(areas.at[pid, "area_mu"]) for pid in good_ids}
+    satellite = dataclasses.asdict(policy.satellite)
+    season_parameters = inspect.signature(assess_season).parameters
+    season = assess_season(
+        long_table,
+        {pid: declared.at[pid, "declared_crop"] for pid in good_ids if pid in declared.index},
+        drawn_mu,
+        plot_ids=good_ids,
+        **{name: value for name, value in satellite.items() if name in season_parameters},
+    )
+    pixel_counts = long_table.groupby("plot_id")["pixel_count"].max() if len(long_table) else pd.Series(dtype=float)
+
+    _stage(progress, "cross-verification and limits")
+    borrower_alias = {b: pseudonym(key, "borrower", b) for b in sorted(set(checked["borrower_id"]))}
+    facts = _plot_facts(checked, areas, registry, declared, season, pixel_counts, borrower_alias, key)
+    verdicts = verify_plots(facts, policy)
+    decisions = decide_all(verdicts, policy)
+
+    inputs = {role: sha256_file(path) for role, path in sorted(case.input_files().items())}
+    inputs["policy"] = policy.sha256
+    verdicts_of: dict[str, list[PlotVerdict]] = {}
+    for verdict in verdicts:
+        verdicts_of.setdefault(verdict.borrower_id, []).append(verdict)
+    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, inputs) for d in decisions]
+
+    villages = {borrower_alias[b]: v for b, v in zip(borrowers["borrower_id"], borrowers["village"])
+                if b in borrower_alias}
+    return Assessment(
+        policy=policy,
+        plots=_plot_rows(checked, areas, verdicts, season, borrower_alias),
+        verdicts=verdicts,
+        decisions=decisions,
+        borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
+        audit=audit,
+        rejected=rejected,
+        inputs=inputs,
+        key_fingerprint=key.fingerprint,
+        lang=lang,
+        pii_reference=borrowers,
+    )
+
+
+def _check_references(plots: gpd.GeoDataFrame, declarations: pd.DataFrame, borrowers: pd.DataFrame, case: Case) -> None:
+    """Every plot has one declaration by its own borrower, and every borrower is in the borrower table."""
+    known = set(borrowers["borrower_id"])
+    unknown = sorted(set(plots["borrower_id"]) - known)
+    if unknown:
+        raise SchemaError(f"{len(unknown)} borrower(s) of the plot file are not in the borrower table "
+                          f"(first at plot {plots.loc[plots['borrower_id'] == unknown[0], 'plot_id'].iloc[0]})",
+                          path=case.borrowers)
+    declared = declarations.groupby("plot_id")["borrower_id"].agg(list)
+    for plot_id, borrower in zip(plots["plot_id"], plots["borrower_id"]):
+        if plot_id is None:
+            continue
+        claimants = declared.get(plot_id, [])
+        if borrower not in claimants:
+            raise SchemaError(f"plot {plot_id} has no declaration by the borrower who drew it",
+                              path=case.declarations)
+
+
+def _rejected(checked: gpd.GeoDataFrame) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for plot_id, status in zip(checked["plot_id"], checked["geometry_status"]):
+        if status not in ("OK", "GEOMETRY_REPAIRED"):
+            out.setdefault(status, []).append(str(plot_id))
+    return out
+
+
+def _finite_or_nan(value: Any) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.DataFrame, declared: pd.DataFrame,
+                season: Any, pixel_counts: pd.Series, alias: Mapping[str, str], key: PseudonymKey) -> list[PlotFacts]:
+    """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous)."""
+    registry = registry.set_index("plot_id")
+    features = season.plots.set_index("plot_id") if len(season.plots) else pd.DataFrame()
+    owner = dict(zip(checked["plot_id"], checked["borrower_id"]))
+    facts = []
+    for row in checked.itertuples(index=False):
+        plot_id = row.plot_id
+        if plot_id is None:
+            continue
+        status = _GEOMETRY_STATUS.get(row.geometry_status, "rejected")
+        in_registry = plot_id in registry.index
+        holder = registry.at[plot_id, "holder_id"] if in_registry else None
+        own = declared.loc[[plot_id]] if plot_id in declared.index else declared.iloc[0:0]
+        own = own[own["borrower_id"] == row.borrower_id]
+        feature = features.loc[plot_id] if plot_id in features.index else None
+        overlaps = tuple(
+            Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
+                    shared_m2=float(o["shared_m2"]))
+            for o in areas.at[plot_id, "overlaps"]
+        ) if status in ("valid", "repaired") else ()
+        flags = season.flags.get(plot_id, [])
+        facts.append(PlotFacts(
+            plot_id=str(plot_id),
+            borrower_id=alias[row.borrower_id],
+            geometry_status=status,
+            geometry_reason=str(row.geometry_reason or ""),
+            drawn_mu=_finite_or_nan(areas.at[plot_id, "area_mu"]) if status in ("valid", "repaired") else math.nan,
+            registered_mu=float(registry.at[plot_id, "registered_mu"]) if in_registry else math.nan,
+            # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
+            registry_holder_id=alias.get(holder) or pseudonym(key, "borrower", holder) if holder else None,
+            declared_mu=float(own["declared_mu"].iloc[0]) if len(own) else math.nan,
+            declared_crop=str(own["declared_crop"].iloc[0]) if len(own) else None,
+            pixel_count=_finite_or_nan(pixel_counts.get(plot_id)),
+            cropped_mu_at_peak=_finite_or_nan(feature["cropped_area_mu_at_peak"]) if feature is not None else math.nan,
+            peak_ndvi=_finite_or_nan(feature["peak_ndvi"]) if feature is not None else math.nan,
+            satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in flags),
+            vigor_factor=_finite_or_nan(feature["vigor_factor"]) if feature is not None else math.nan,
+            best_crop=(str(feature["best_crop"]) if feature is not None and isinstance(feature["best_crop"], str) else None),
+            overlaps=overlaps,
+        ))
+    return facts
+
+
+#: Season features copied into ``plots.geojson``.
+_SEASON_PROPERTIES = ("best_crop", "crop_ranking", "peak_ndvi", "peak_date", "greenup_date", "senescence_date",
+                      "season_length_days", "ndvi_integral", "n_valid", "vigor_factor", "cropped_area_mu_at_peak")
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), digits) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (pd.Timestamp, np.datetime64, dt.date)):
+        return str(np.datetime64(value, "D"))
+    return value
+
+
+def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequence[PlotVerdict], season: Any,
+               alias: Mapping[str, str]) -> gpd.GeoDataFrame:
+    """One output row per input plot: the four areas, verified area, season features, light, reasons."""
+    by_id = {v.plot_id: v for v in verdicts}
+    features = season.plots.set_index("plot_id") if len(season.plots) else pd.DataFrame()
+    rows, geometries = [], []
+    wgs = to_wgs84(checked)
+    for plot_id, borrower, geometry in zip(checked["plot_id"], checked["borrower_id"], wgs.geometry.values):
+        verdict = by_id.get(str(plot_id))
+        row: dict[str, Any] = {"plot_id": None if plot_id is None else str(plot_id), "borrower": alias[borrower]}
+        if verdict is not None:
+            row.update({name: _round(value) for name, value in verdict.areas.items()})
+            row.update({
+                "verified_mu": _round(verdict.contribution.mu_now),
+                "verified_mu_if_confirmed": _round(verdict.contribution.mu_if_confirmed),
+                "declared_crop": verdict.facts.declared_crop,
+                "light": verdict.light, "reason_codes": list(verdict.codes),
+                "checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}} for c in verdict.checks],
+            })
+        row["geometry_status"] = str(checked.loc[checked["plot_id"] == plot_id, "geometry_status"].iloc[0]) if plot_id is not None else "MISSING_ID"
+        if plot_id is not None and str(plot_id) in features.index:
+            feature = features.loc[str(plot_id)]
+            row.update({name: _round(feature[name]) for name in _SEASON_PROPERTIES if name in feature})
+        rows.append(row)
+        geometries.append(geometry)
+    frame = gpd.GeoDataFrame(rows, geometry=geometries, crs="EPSG:4326")
+    return frame.sort_values("plot_id", na_position="last", ignore_index=True)
+
+
+def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],
+                   villages: Mapping[str, str], policy: Policy, lang: str) -> pd.DataFrame:
+    rows = []
+    for decision in decisions:
+        now = decision.now
+        rows.append({
+            "borrower": decision.borrower_id,
+            "village": villages.get(decision.borrower_id, ""),
+            "status": decision.status,
+            "limit": round(decision.limit, 2),
+            "limit_if_confirmed": round(decision.limit_if_confirmed, 2),
+            "currency": decision.currency,
+            "reason_codes": ";".join(decision.reason_codes),
+            "verified_mu": round(sum(v.contribution.mu_now for v in verdicts_of[decision.borrower_id]), 4),
+            "need": round(now.need, 2),
+            "capacity": round(now.capacity, 2),
+            "cap": round(now.cap, 2),
+            "binding": now.binding,
+            "plots": ";".join(f"{v.plot_id}:{v.contribution.mu_now:.2f}mu:{v.light}" for v in verdicts_of[decision.borrower_id]),
+            "explanation": explain(decision, policy, lang),
+        })
+    return pd.DataFrame(rows, columns=list(BORROWER_COLUMNS)).sort_values("borrower", ignore_index=True)
+
+
+def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
+    """Write the output folder (design §3); ``manifest.json`` last, with the sha256 of each output.
+
+    Every output is scanned for personal data (national IDs, phone numbers,
+    the borrowers' names) before the manifest is written; if anything is found,
+    all outputs of this run are removed and :class:`PrivacyError` is raised.
+
+    Returns
+    -------
+    dict
+        The manifest.
+    """
+    folder = Path(folder)
+    plot_features = [
+        {"geometry": geometry, "properties": {k: v for k, v in row.items() if k != "geometry"}}
+        for row, geometry in zip(assessment.plots.drop(columns="geometry").to_dict("records"), assessment.plots.geometry)
+    ]
+    write_geojson(plot_features, folder / "plots.geojson", decimals=COORDINATE_DECIMALS)
+
+    csv_frame = escape_csv_frame(assessment.borrowers)
+    with atomic_path(folder / "borrowers.csv") as tmp:
+        csv_frame.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
+
+    plots_of = assessment.plots.groupby("borrower")
+    borrower_features = []
+    for row in assessment.borrowers.to_dict("records"):
+        own = plots_of.get_group(row["borrower"])
+        breakdown = [{k: own_row[k] for k in ("plot_id", "verified_mu", "light", "reason_codes") if k in own_row}
+                     for own_row in own.drop(columns="geometry").to_dict("records")]
+        borrower_features.append({"geometry": shapely.union_all([g for g in own.geometry if g is not None]),
+                                  "properties": {**row, "reason_codes": row["reason_codes"].split(";") if row["reason_codes"] else [],
+                                                 "plots": breakdown}})
+    write_geojson(borrower_features, folder / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
+
+    with atomic_path(folder / "audit.jsonl") as tmp:
+        tmp.write_text("".join(record_line(record) + "\n" for record in assessment.audit), encoding="utf-8")
+
+    written = [folder / name for name in OUTPUT_FILES[:-1]]
+    for path in written:
+        found = find_pii(path.read_text(encoding="utf-8"), assessment.pii_reference)
+        if found:
+            for output in written:
+                output.unlink(missing_ok=True)
+            raise PrivacyError(f"personal data found in an output ({found[0]}); outputs removed", path=path)
+
+    manifest = {
+        "tool": "agricredit",
+        "tool_version": __version__,
+        "policy": {"name": assessment.policy.meta.name, "version": assessment.policy.meta.version,
+                   "sha256": assessment.policy.sha256},
+        "pseudonym_key_fingerprint": assessment.key_fingerprint,
+        "language": assessment.lang,
+        "inputs": assessment.inputs,
+        "outputs": {path.name: sha256_file(path) for path in written},
+        "counts": {
+            "plots": int(len(assessment.plots)),
+            "borrowers": int(len(assessment.borrowers)),
+            "status": {s: int(n) for s, n in sorted(assessment.borrowers["status"].value_counts().items())},
+            "rejected_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
+        },
+    }
+    with atomic_path(folder / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest
