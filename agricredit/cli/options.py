@@ -23,3 +23,19 @@ progress_opt = click.option(
     show_default=True,
     help="Show a progress bar on stderr.",
 )
+
+#: ``--id-field``: the plot file's ID column.
+id_field_opt = click.option(
+    "--id-field",
+    default="plot_id",
+    show_default=True,
+    help="Column of the plot file holding the plot ID.",
+)
+
+#: ``--plots-crs``: plots drawn on Chinese phone maps (GCJ-02 / BD-09 lon/lat) are converted to WGS84.
+plots_crs_opt = click.option(
+    "--plots-crs",
+    type=click.Choice(["gcj02", "bd09"], case_sensitive=False),
+    default=None,
+    help="Plot coordinates are GCJ-02 (AMap, Tencent) or BD-09 (Baidu) longitude/latitude; convert to WGS84.",
+)
