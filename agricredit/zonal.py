@@ -245,7 +245,7 @@ def _group_grids(tiles: Sequence[Tile]) -> list[_Grid]:
         col0, row0 = min(cols), min(rows)
         width = max(c + m.width for c, m in zip(cols, members)) - col0
         height = max(r + m.height for r, m in zip(rows, members)) - row0
-        transform = first.transform * Affine.translation(col0, row0)
+        transform = first.transform @ Affine.translation(col0, row0)
         offsets = {m.path: (r - row0, c - col0) for m, r, c in zip(members, rows, cols)}
         grids.append(_Grid(first.crs, transform, width, height, offsets))
     return grids
@@ -301,7 +301,7 @@ def coverage_weights(
     transform, width, height
         The grid (north-up: no rotation).
     crs
-        The grid's CRS (used only to label the data handed to exactextract).
+        The grid's CRS (only a label for exactextract; geometries are not reprojected here).
 
     Returns
     -------
@@ -314,7 +314,8 @@ def coverage_weights(
     n = len(geoms)
     xmin, ymax = transform.c, transform.f
     xmax, ymin = xmin + transform.a * width, ymax + transform.e * height
-    wkt = None if crs is None else crs.to_wkt()
+    crs = crs or pyproj.CRS.from_epsg(3857)  # only a label: exactextract wants one on both sides
+    wkt = crs.to_wkt()
     # A zero raster that costs no memory: exactextract reads only the windows it needs.
     dummy = np.broadcast_to(np.float32(0), (height, width))
     raster = NumPyRasterSource(dummy, xmin, ymin, xmax, ymax, srs_wkt=wkt)
