@@ -279,14 +279,6 @@ class CoverageWeights:
     plot_cells: np.ndarray
     width: int
     height: int
-    _csc: sp.csc_matrix | None = field(default=None, repr=False)
-
-    @property
-    def csc(self) -> sp.csc_matrix:
-        """The matrix in CSC form (cached): columns gathered by value rank give sorted rows."""
-        if self._csc is None:
-            self._csc = self.matrix.tocsc()
-        return self._csc
 
 
 def coverage_weights(
@@ -315,23 +307,70 @@ def coverage_weights(
     xmin, ymax = transform.c, transform.f
     xmax, ymin = xmin + transform.a * width, ymax + transform.e * height
     crs = crs or pyproj.CRS.from_epsg(3857)  # only a label: exactextract wants one on both sides
-    wkt = crs.to_wkt()
     # A zero raster that costs no memory: exactextract reads only the windows it needs.
     dummy = np.broadcast_to(np.float32(0), (height, width))
-    raster = NumPyRasterSource(dummy, xmin, ymin, xmax, ymax, srs_wkt=wkt)
-    frame = gpd.GeoDataFrame({"i": np.arange(n)}, geometry=list(geoms), crs=crs)
-    nonempty = ~frame.geometry.is_empty & frame.geometry.notna()
-    result = exact_extract(raster, frame.loc[nonempty], ["cell_id", "coverage"], output="pandas")
-    cell_ids = list(result["cell_id"])
-    fractions = list(result["coverage"])
-    rows = np.repeat(np.flatnonzero(nonempty.to_numpy()), [len(c) for c in cell_ids])
-    flat = np.concatenate(cell_ids).astype(np.int64) if cell_ids else np.empty(0, np.int64)
-    data = np.concatenate(fractions).astype(np.float64) if fractions else np.empty(0)
-    keep = data > 0
-    cells, columns = np.unique(flat[keep], return_inverse=True)
-    matrix = sp.csr_matrix((data[keep], (rows[keep], columns)), shape=(n, len(cells)))
+    raster = NumPyRasterSource(dummy, xmin, ymin, xmax, ymax, srs_wkt=crs.to_wkt())
+    nonempty = np.flatnonzero(~(shapely.is_empty(geoms) | shapely.is_missing(geoms)))
+    features = _wkb_feature_source(shapely.to_wkb(geoms[nonempty]), crs.to_wkt())
+    result = exact_extract(raster, features, ["cell_id", "coverage"], output="pandas")
+    counts = np.zeros(n, dtype=np.int64)
+    counts[nonempty] = [len(c) for c in result["cell_id"]]
+    flat = np.concatenate([np.empty(0, np.int64), *result["cell_id"]]).astype(np.int64)
+    data = np.concatenate([np.empty(0), *result["coverage"]]).astype(np.float64)
+    # Compress the columns to the cells some plot touches; rows stay in exactextract's order
+    # (one plot after the other, cells ascending), so the CSR arrays are built directly.
+    cells = np.sort(flat)  # np.unique would hash: slower at millions of cells
+    cells = cells[np.r_[True, cells[1:] != cells[:-1]]] if len(cells) else cells
+    columns = np.searchsorted(cells, flat).astype(np.int32)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    matrix = sp.csr_matrix((data, columns, indptr), shape=(n, len(cells)))
+    matrix.eliminate_zeros()
     plot_cells = shapely.area(geoms) / abs(transform.a * transform.e)
     return CoverageWeights(matrix, cells, plot_cells, width, height)
+
+
+def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
+    """An exactextract feature source over WKB geometries (no GeoJSON round trip)."""
+    from exactextract.feature import Feature, FeatureSource
+
+    class WKBFeature(Feature):
+        def __init__(self, wkb: bytes | None = None):
+            Feature.__init__(self)
+            self.wkb = wkb
+            self.properties: dict[str, Any] = {}
+
+        def geometry(self) -> bytes | None:
+            return self.wkb
+
+        def set_geometry(self, wkb: bytes | None) -> None:
+            self.wkb = wkb
+
+        def set_geometry_format(self) -> str:
+            return "wkb"
+
+        def get(self, name: str) -> Any:
+            return self.properties[name]
+
+        def set(self, name: str, value: Any) -> None:
+            self.properties[name] = value
+
+        def fields(self) -> list[str]:
+            return list(self.properties)
+
+    class WKBFeatureSource(FeatureSource):
+        def __init__(self) -> None:
+            FeatureSource.__init__(self)
+
+        def count(self) -> int:
+            return len(wkbs)
+
+        def __iter__(self):
+            return (WKBFeature(w) for w in wkbs)
+
+        def srs_wkt(self) -> str:
+            return srs_wkt
+
+    return WKBFeatureSource()
 
 
 # --------------------------------------------------------------------------- per-date values
@@ -376,13 +415,13 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
 # --------------------------------------------------------------------------- statistics
 
 
-def weighted_quantiles(matrix_csc: sp.csc_matrix, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     """Coverage-weighted quantiles of ``values`` per row of a weight matrix.
 
     Parameters
     ----------
-    matrix_csc
-        ``n_rows × n_values`` weights in CSC form.
+    matrix
+        ``n_rows × n_values`` sparse weights.
     values
         One value per column; NaN values are left out.
     qs
@@ -394,46 +433,65 @@ def weighted_quantiles(matrix_csc: sp.csc_matrix, values: np.ndarray, qs: Sequen
         ``n_rows × len(qs)``; NaN for rows without any weighted valid value.
         Definition: exactextract's (see the module docstring).
     """
-    n_rows = matrix_csc.shape[0]
+    m = sp.csr_matrix(matrix)
+    n_rows = m.shape[0]
     out = np.full((n_rows, len(qs)), np.nan)
-    valid = np.flatnonzero(np.isfinite(values))
-    if len(valid) == 0:
+    values = np.asarray(values)
+    lengths = np.diff(m.indptr)
+    x = values[m.indices]
+    entry = np.flatnonzero(np.isfinite(x) & (m.data > 0))
+    if len(entry) == 0:
         return out
-    order = valid[np.argsort(values[valid], kind="stable")]
-    # Columns gathered in value order, then CSC → CSR: a counting sort that
-    # leaves every row's entries in ascending value order, in linear time.
-    ranked = matrix_csc[:, order].tocsr()
-    x = values[order][ranked.indices].astype(np.float64)
-    w = ranked.data
-    row = np.repeat(np.arange(n_rows), np.diff(ranked.indptr))
-    keep = w > 0
-    x, w, row = x[keep], w[keep], row[keep]
-    if len(x) == 0:
-        return out
-    # Merge equal values within a row (exactextract keeps a value → weight map).
-    starts = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (x[1:] != x[:-1])])
-    w = np.add.reduceat(w, starts)
-    x, row = x[starts], row[starts]
-    counts = np.bincount(row, minlength=n_rows)
-    first = np.r_[0, np.cumsum(counts)[:-1]]
-    before = np.cumsum(w) - w
-    before -= before[first[row]]
-    position = np.arange(len(x)) - first[row]
+    x = x[entry]
+    row = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)[entry]
+    pos_bits = int(lengths.max()).bit_length()
+    row_bits = int(n_rows).bit_length()
+    if values.dtype == np.float32 and row_bits + 32 + pos_bits <= 63:
+        # One int64 key per entry, (row, value, position in row), sorted by numpy's
+        # vectorised integer sort: much faster than an argsort or a lexsort.
+        bits = x.view(np.uint32)
+        flip = np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+        ordered = (bits ^ flip).astype(np.int64)  # unsigned order of these = float order
+        pos = entry - m.indptr[row]
+        key = (row << (32 + pos_bits)) | (ordered << pos_bits) | pos
+        key.sort()
+        row = key >> (32 + pos_bits)
+        ordered = ((key >> pos_bits) & 0xFFFFFFFF).astype(np.uint32)
+        unflip = np.where(ordered >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
+        x = (ordered ^ unflip).view(np.float32).astype(np.float64)
+        w = m.data[m.indptr[row] + (key & ((1 << pos_bits) - 1))]
+    else:
+        order = np.lexsort((x, row))
+        x, row, w = x[order].astype(np.float64), row[order], m.data[entry[order]]
+    # Entries are now sorted by (row, value). Merge equal values within a row
+    # (exactextract keeps a value → weight map), then work on runs of rows.
+    row_start = np.empty(len(x), dtype=bool)
+    row_start[0] = True
+    np.not_equal(row[1:], row[:-1], out=row_start[1:])
+    new_value = row_start.copy()
+    new_value[1:] |= x[1:] != x[:-1]
+    if not new_value.all():
+        keep = np.flatnonzero(new_value)
+        w, x, row, row_start = np.add.reduceat(w, keep), x[keep], row[keep], row_start[keep]
+    first = np.flatnonzero(row_start)
+    counts = np.diff(np.append(first, len(x)))
+    cum = np.cumsum(w)
+    offset = cum[first] - w[first]
+    total = cum[first + counts - 1] - offset
+    before = cum - w - np.repeat(offset, counts)  # S_i: weight of the smaller values of the row
     n_minus_1 = (counts - 1).astype(np.float64)
-    s = position * w + n_minus_1[row] * before
-    total = np.bincount(row, weights=w, minlength=n_rows)
-    has = counts > 0
+    s = (np.arange(len(x)) - np.repeat(first, counts)) * w + np.repeat(n_minus_1, counts) * before
+    rows = row[first]
+    last = first + counts - 1
     for k, q in enumerate(qs):
         target = q * total * n_minus_1
-        below = np.bincount(row, weights=(s <= target[row]), minlength=n_rows).astype(np.int64)
-        right = first + below
-        last = first + counts - 1
-        result = np.where(below == 0, x[np.minimum(first, len(x) - 1)], x[np.minimum(last, len(x) - 1)])
-        mid = has & (below > 0) & (below < counts)
-        r_i = right[mid]
-        l_i = r_i - 1
-        result[mid] = x[l_i] + (target[mid] - s[l_i]) * (x[r_i] - x[l_i]) / (s[r_i] - s[l_i])
-        out[has, k] = result[has]
+        below = np.add.reduceat(s <= np.repeat(target, counts), first, dtype=np.int64)
+        result = np.where(below == 0, x[first], x[last])
+        mid = np.flatnonzero((below > 0) & (below < counts))
+        right = first[mid] + below[mid]
+        left = right - 1
+        result[mid] = x[left] + (target[mid] - s[left]) * (x[right] - x[left]) / (s[right] - s[left])
+        out[rows, k] = result
     return out
 
 
@@ -443,7 +501,7 @@ def _date_stats(
     """Per-plot statistics of one date from its grids' ``(weights, ndvi, cloud, inside)``."""
     if len(parts) == 1:
         weights = parts[0][0]
-        matrix, pixels = weights.csc, weights.csc
+        matrix = pixels = weights.matrix
         plot_cells = weights.plot_cells
     else:
         # Tiles of one date on different grids (say two UTM zones): weights become shares of
@@ -456,17 +514,17 @@ def _date_stats(
         best = shares.argmax(axis=0)
         keep = [np.where(overlap & (best != g), 0.0, 1.0) for g in range(len(parts))]
         matrix = sp.hstack([sp.diags(np.nan_to_num(k * m)) @ w.matrix
-                            for (w, *_), k, m in zip(parts, inv, keep)], format="csc")
-        pixels = sp.hstack([sp.diags(m) @ w.matrix for (w, *_), m in zip(parts, keep)], format="csc")
+                            for (w, *_), k, m in zip(parts, inv, keep)], format="csr")
+        pixels = sp.hstack([sp.diags(m) @ w.matrix for (w, *_), m in zip(parts, keep)], format="csr")
         plot_cells = np.ones(matrix.shape[0])
     ndvi = np.concatenate([p[1] for p in parts])
     cloud = np.concatenate([p[2] for p in parts]).astype(np.float64)
     inside = np.concatenate([p[3] for p in parts]).astype(np.float64)
     valid = np.isfinite(ndvi)
     filled = np.where(valid, ndvi, 0.0)
-    valid_cells = matrix @ valid.astype(np.float64)
-    sums = matrix @ filled
-    cropped = matrix @ (valid & (filled >= threshold)).astype(np.float64)
+    # One pass over the weights for all the sums: valid, NDVI, cropped, cloud, inside.
+    columns = np.column_stack([valid, filled, valid & (filled >= threshold), cloud, inside]).astype(np.float64)
+    valid_cells, sums, cropped, cloudy, covered = (matrix @ columns).T
     quantiles = weighted_quantiles(matrix, ndvi, (0.5, 0.9))
     with np.errstate(invalid="ignore", divide="ignore"):
         denominator = np.where(plot_cells > 0, plot_cells, np.nan)
@@ -475,10 +533,10 @@ def _date_stats(
             "ndvi_median": quantiles[:, 0],
             "ndvi_p90": quantiles[:, 1],
             "valid_frac": valid_cells / denominator,
-            "cloud_frac": (matrix @ cloud) / denominator,
-            "covered_frac": (matrix @ inside) / denominator,
+            "cloud_frac": cloudy / denominator,
+            "covered_frac": covered / denominator,
             "cropped_share": np.where(valid_cells > 0, cropped / denominator, np.nan),
-            "pixel_count": pixels @ inside,
+            "pixel_count": covered if pixels is matrix else pixels @ inside,
         }
 
 

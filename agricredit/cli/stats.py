@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -41,7 +42,7 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
     opened = [open_tile(path) for path in tiles]
     threshold = default_threshold() if threshold is None else threshold
     if progress:
-        with click.progressbar(length=len({t.date for t in opened}), label="dates", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=len({t.date for t in opened}), label="dates", file=sys.stderr) as bar:
             table = zonal_stats(good, opened, threshold=threshold, progress=lambda done, total: bar.update(1))
     else:
         table = zonal_stats(good, opened, threshold=threshold)
