@@ -43,6 +43,7 @@ __all__ = [
     "load_plots",
     "check_geometries",
     "accepted",
+    "rejected_ids",
     "to_wgs84",
     "gcj02_to_wgs84",
     "wgs84_to_gcj02",
@@ -322,11 +323,7 @@ def check_geometries(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     out = out.set_geometry(gpd.GeoSeries(geoms, index=out.index, crs=out.crs))
     out["geometry_status"] = status
     out["geometry_reason"] = reason
-    rejected = out.loc[~out["geometry_status"].isin(_ACCEPTED)]
-    for code, group in rejected.groupby("geometry_status"):
-        named = ", ".join(str(v) for v in group["plot_id"].head(20))
-        more = f" and {len(group) - 20} more" if len(group) > 20 else ""
-        log.warning("%s: %d plot(s) rejected: %s%s", code, len(group), named, more)
+    log.info("%d of %d plots rejected", int((~out["geometry_status"].isin(_ACCEPTED)).sum()), len(out))
     return out
 
 
@@ -352,6 +349,17 @@ def _repair(geom: BaseGeometry) -> BaseGeometry | None:
 def accepted(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The plots whose geometry went through (``OK`` or ``GEOMETRY_REPAIRED``)."""
     return gdf.loc[gdf["geometry_status"].isin(_ACCEPTED)]
+
+
+def rejected_ids(gdf: gpd.GeoDataFrame) -> dict[str, list[str]]:
+    """The IDs of rejected plots by reason code (a missing ID shows as its row number)."""
+    bad = gdf.loc[~gdf["geometry_status"].isin(_ACCEPTED)]
+    named = [f"row {n}" if pid is None or pid != pid else str(pid)
+             for n, pid in zip(np.flatnonzero(~gdf["geometry_status"].isin(_ACCEPTED).to_numpy()), bad["plot_id"])]
+    result: dict[str, list[str]] = {}
+    for code, name in zip(bad["geometry_status"], named):
+        result.setdefault(code, []).append(name)
+    return result
 
 
 def to_wgs84(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -44,7 +44,7 @@ import pyproj
 import rasterio
 import scipy.sparse as sp
 import shapely
-from affine import Affine
+from rasterio import Affine
 from rasterio.windows import Window
 
 from agricredit.errors import (
@@ -438,7 +438,7 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
     out = np.full((n_rows, len(qs)), np.nan)
     values = np.asarray(values)
     lengths = np.diff(m.indptr)
-    x = values[m.indices]
+    x = values[m.indices] + values.dtype.type(0)  # -0.0 → 0.0: equal values must get equal keys
     entry = np.flatnonzero(np.isfinite(x) & (m.data > 0))
     if len(entry) == 0:
         return out
@@ -451,46 +451,58 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
         # vectorised integer sort: much faster than an argsort or a lexsort.
         bits = x.view(np.uint32)
         flip = np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
-        ordered = (bits ^ flip).astype(np.int64)  # unsigned order of these = float order
-        pos = entry - m.indptr[row]
-        key = (row << (32 + pos_bits)) | (ordered << pos_bits) | pos
+        key = (bits ^ flip).astype(np.int64)  # unsigned order of these = float order
+        key <<= pos_bits
+        key |= entry - m.indptr[row]
+        key |= row << (32 + pos_bits)
+        del bits, flip, x
         key.sort()
-        row = key >> (32 + pos_bits)
-        ordered = ((key >> pos_bits) & 0xFFFFFFFF).astype(np.uint32)
-        unflip = np.where(ordered >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
-        x = (ordered ^ unflip).view(np.float32).astype(np.float64)
+        group = key >> pos_bits  # (row, value)
+        row = group >> 32
+        ordered = (group & 0xFFFFFFFF).astype(np.uint32)
+        ordered ^= np.where(ordered >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
+        x = ordered.view(np.float32)
         w = m.data[m.indptr[row] + (key & ((1 << pos_bits) - 1))]
+        new_value = np.empty(len(x), dtype=bool)
+        new_value[0] = True
+        np.not_equal(group[1:], group[:-1], out=new_value[1:])
     else:
         order = np.lexsort((x, row))
-        x, row, w = x[order].astype(np.float64), row[order], m.data[entry[order]]
-    # Entries are now sorted by (row, value). Merge equal values within a row
-    # (exactextract keeps a value → weight map), then work on runs of rows.
-    row_start = np.empty(len(x), dtype=bool)
-    row_start[0] = True
-    np.not_equal(row[1:], row[:-1], out=row_start[1:])
-    new_value = row_start.copy()
-    new_value[1:] |= x[1:] != x[:-1]
-    if not new_value.all():
+        x, row, w = x[order], row[order], m.data[entry[order]]
+        new_value = np.empty(len(x), dtype=bool)
+        new_value[0] = True
+        new_value[1:] = (row[1:] != row[:-1]) | (x[1:] != x[:-1])
+    if not new_value.all():  # merge equal values of a row (exactextract keeps a value → weight map)
         keep = np.flatnonzero(new_value)
-        w, x, row, row_start = np.add.reduceat(w, keep), x[keep], row[keep], row_start[keep]
-    first = np.flatnonzero(row_start)
+        w, x, row = np.add.reduceat(w, keep), x[keep], row[keep]
+    first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     counts = np.diff(np.append(first, len(x)))
+    last = first + counts - 1
+    rows = row[first]
     cum = np.cumsum(w)
     offset = cum[first] - w[first]
-    total = cum[first + counts - 1] - offset
-    before = cum - w - np.repeat(offset, counts)  # S_i: weight of the smaller values of the row
+    total = cum[last] - offset
     n_minus_1 = (counts - 1).astype(np.float64)
-    s = (np.arange(len(x)) - np.repeat(first, counts)) * w + np.repeat(n_minus_1, counts) * before
-    rows = row[first]
-    last = first + counts - 1
+    x = x.astype(np.float64, copy=False)
+
+    def s_at(i, r):  # exactextract's s_i at global index i of row r (index into first/offset)
+        return (i - first[r]) * w[i] + n_minus_1[r] * (cum[i] - w[i] - offset[r])
+
+    rr = np.arange(len(first))
     for k, q in enumerate(qs):
         target = q * total * n_minus_1
-        below = np.add.reduceat(s <= np.repeat(target, counts), first, dtype=np.int64)
-        result = np.where(below == 0, x[first], x[last])
-        mid = np.flatnonzero((below > 0) & (below < counts))
-        right = first[mid] + below[mid]
-        left = right - 1
-        result[mid] = x[left] + (target[mid] - s[left]) * (x[right] - x[left]) / (s[right] - s[left])
+        # s_i/(n-1) lies between the cumulative weights before and after i, so the first
+        # s_i > target is at j or j+1, j the first index whose cumulative weight exceeds q·total.
+        j = np.searchsorted(cum, offset + q * total, side="right")
+        j = np.clip(j, first, last + 1)
+        jj = np.minimum(j, last)
+        right = np.where((j <= last) & (s_at(jj, rr) > target), j, j + 1)
+        right = np.minimum(right, last + 1)
+        result = np.where(right == first, x[first], x[last])
+        mid = np.flatnonzero((right > first) & (right <= last))
+        r_i, l_i = right[mid], right[mid] - 1
+        s_r, s_l = s_at(r_i, mid), s_at(l_i, mid)
+        result[mid] = x[l_i] + (target[mid] - s_l) * (x[r_i] - x[l_i]) / (s_r - s_l)
         out[rows, k] = result
     return out
 

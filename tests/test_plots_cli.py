@@ -42,7 +42,7 @@ def test_area_tables_and_exit_code_3_for_rejected(tmp_path, name):
     out = tmp_path / name
     result = CliRunner().invoke(cli, ["area", str(src), "-o", str(out)])
     assert result.exit_code == 3
-    assert "1 of 3 plots rejected" in result.stderr
+    assert "rejected GEOMETRY_INVALID (1): BAD" in result.stderr
     table = pd.read_csv(out) if name.endswith(".csv") else gpd.read_parquet(out)
     assert list(table["geometry_status"]) == ["OK", "GEOMETRY_INVALID", "OK"]
     assert pd.isna(table["area_ha"].iloc[1])

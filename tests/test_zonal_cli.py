@@ -31,7 +31,7 @@ def test_stats_long_csv_and_exit_code_3(tmp_path, inputs):
     out = tmp_path / "stats.csv"
     result = CliRunner().invoke(cli, ["stats", plots, *tiles, "-o", str(out), "--threshold", "0.5", "--progress"])
     assert result.exit_code == 3, result.output
-    assert "GEOMETRY_NOT_POLYGON: BAD" in result.stderr
+    assert "rejected GEOMETRY_NOT_POLYGON (1): BAD" in result.stderr
     table = pd.read_csv(out, keep_default_na=False)
     assert len(table) == 4 and set(table["date"]) == {"2023-06-01", "2023-06-06"}
     a = table[table["plot_id"] == "A"].set_index("date")

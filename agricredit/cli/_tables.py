@@ -1,4 +1,4 @@
-"""Writing per-plot tables as GeoJSON, GeoParquet or CSV, chosen by the output's extension."""
+"""Shared by ``area`` and ``stats``: GeoJSON / GeoParquet / CSV by extension; rejected plots and exit code 3."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import click
 import pandas as pd
 import shapely
 
+from agricredit.cli.main import PartialSuccess
 from agricredit.errors import OutputError
 from agricredit.outputs import atomic_path
+from agricredit.plots import rejected_ids
 
 GEOJSON_SUFFIXES = {".geojson", ".json"}
 PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
@@ -74,3 +77,13 @@ def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...
             pd.DataFrame(out.drop(columns="geometry", errors="ignore")).to_csv(tmp, index=False)
         else:  # a GeoDataFrame becomes GeoParquet
             out.to_parquet(tmp, index=False)
+
+
+def exit_if_rejected(checked: pd.DataFrame) -> None:
+    """List the rejected plots on stderr by reason and exit with code 3 (after the outputs are written)."""
+    rejected = rejected_ids(checked)
+    if not rejected:
+        return
+    for code, ids in sorted(rejected.items()):
+        click.echo(f"rejected {code} ({len(ids)}): {', '.join(ids)}", err=True)
+    raise PartialSuccess()

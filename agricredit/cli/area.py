@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
-from agricredit.cli._tables import output_kind, write_geojson, write_table
-from agricredit.cli.main import PartialSuccess
+from agricredit.cli._tables import exit_if_rejected, output_kind, write_geojson, write_table
 from agricredit.cli.options import id_field_opt, output_opt, plots_crs_opt
-from agricredit.plots import accepted, area_table, load_plots
-
-log = logging.getLogger(__name__)
+from agricredit.plots import area_table, load_plots
 
 
 @click.command()
@@ -37,7 +33,4 @@ def command(plots: str, output: Path, id_field: str, plots_crs: str | None, over
         write_geojson([{"geometry": g, "properties": p} for g, p in zip(table.geometry.values, properties)], output)
     else:
         write_table(table, output, json_columns=("overlaps",))
-    n_rejected = len(checked) - len(accepted(checked))
-    if n_rejected:
-        click.echo(f"{n_rejected} of {len(checked)} plots rejected (see geometry_status)", err=True)
-        raise PartialSuccess()
+    exit_if_rejected(checked)

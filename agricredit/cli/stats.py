@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from agricredit.cli._tables import output_kind, write_geojson, write_table
-from agricredit.cli.main import PartialSuccess
+from agricredit.cli._tables import exit_if_rejected, output_kind, write_geojson, write_table
 from agricredit.cli.options import id_field_opt, output_opt, plots_crs_opt, progress_opt
 from agricredit.plots import accepted, load_plots, to_wgs84
 from agricredit.zonal import default_threshold, open_tile, zonal_stats
@@ -56,8 +55,4 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
                        for pid, g in zip(wgs["plot_id"], wgs.geometry.values)], output)
     else:
         write_table(table, output)
-    rejected = checked.loc[~checked.index.isin(good.index)]
-    if len(rejected):
-        for code, group in rejected.groupby("geometry_status"):
-            click.echo(f"rejected {code}: {', '.join(map(str, group['plot_id']))}", err=True)
-        raise PartialSuccess()
+    exit_if_rejected(checked)
