@@ -6,6 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 import scipy.sparse as sp
 import shapely
 from exactextract import exact_extract
@@ -199,3 +200,17 @@ def test_tile_date_and_crs_errors(tmp_path):
         zonal.open_tile(write_ndvi(tmp_path / "nodate.tif", array))
     with pytest.raises(CRSError, match="nocrs"):
         zonal.open_tile(write_ndvi(tmp_path / "nocrs_20200101.tif", array, crs=None))
+
+
+def test_tiles_of_one_date_on_two_crs_are_not_counted_twice(tmp_path):
+    utm = write_ndvi(tmp_path / "utm_20230601.tif", np.full((30, 30), 0.6, dtype=np.float32))
+    # The same place on a geographic grid (about 0.0001° pixels), same date.
+    lon0, lat0 = rasterio.warp.transform(CRS, "EPSG:4326", [X0 - 50], [Y0 + 50])
+    with rasterio.open(tmp_path / "geo_20230601.tif", "w", driver="GTiff", width=60, height=60, count=1,
+                       dtype="float32", crs="EPSG:4326", transform=from_origin(lon0[0], lat0[0], 1e-4, 1e-4)) as dst:
+        dst.write(np.full((60, 60), 0.6, dtype=np.float32), 1)
+    plots = gpd.GeoDataFrame({"plot_id": ["A"]}, geometry=[shapely.box(X0 + 50, Y0 - 150, X0 + 150, Y0 - 50)], crs=CRS)
+    row = zonal.zonal_stats(plots, [utm, str(tmp_path / "geo_20230601.tif")]).iloc[0]
+    assert row["covered_frac"] == pytest.approx(1.0, abs=1e-3)
+    assert row["ndvi_mean"] == pytest.approx(0.6)
+    assert row["flags"] == ""
