@@ -85,6 +85,10 @@ _PARTIAL_TOL = 1e-4
 #: Rows read at once from a tile: bounds memory on 10980 × 10980 tiles.
 _STRIP_ROWS = 1024
 
+#: Non-zero weights per block of plots for the quantiles; plots per exactextract call.
+_CHUNK_ENTRIES = 2_000_000
+_CHUNK_PLOTS = 10_000
+
 #: Output columns per plot and date, in order.
 STAT_COLUMNS = (
     "plot_id", "date", "ndvi_mean", "ndvi_median", "ndvi_p90", "valid_frac", "cloud_frac",
@@ -311,12 +315,18 @@ def coverage_weights(
     dummy = np.broadcast_to(np.float32(0), (height, width))
     raster = NumPyRasterSource(dummy, xmin, ymin, xmax, ymax, srs_wkt=crs.to_wkt())
     nonempty = np.flatnonzero(~(shapely.is_empty(geoms) | shapely.is_missing(geoms)))
-    features = _wkb_feature_source(shapely.to_wkb(geoms[nonempty]), crs.to_wkt())
-    result = exact_extract(raster, features, ["cell_id", "coverage"], output="pandas")
+    wkbs = shapely.to_wkb(geoms[nonempty])
     counts = np.zeros(n, dtype=np.int64)
-    counts[nonempty] = [len(c) for c in result["cell_id"]]
-    flat = np.concatenate([np.empty(0, np.int64), *result["cell_id"]]).astype(np.int64)
-    data = np.concatenate([np.empty(0), *result["coverage"]]).astype(np.float64)
+    flat_parts, data_parts = [np.empty(0, np.int64)], [np.empty(0)]
+    for start in range(0, len(wkbs), _CHUNK_PLOTS):  # bounded memory for exactextract's per-plot arrays
+        features = _wkb_feature_source(wkbs[start:start + _CHUNK_PLOTS], crs.to_wkt())
+        result = exact_extract(raster, features, ["cell_id", "coverage"], output="pandas")
+        counts[nonempty[start:start + _CHUNK_PLOTS]] = [len(c) for c in result["cell_id"]]
+        flat_parts.append(np.concatenate([np.empty(0, np.int64), *result["cell_id"]]).astype(np.int64))
+        data_parts.append(np.concatenate([np.empty(0), *result["coverage"]]).astype(np.float64))
+        del result
+    flat, data = np.concatenate(flat_parts), np.concatenate(data_parts)
+    del flat_parts, data_parts
     # Compress the columns to the cells some plot touches; rows stay in exactextract's order
     # (one plot after the other, cells ascending), so the CSR arrays are built directly.
     cells = np.sort(flat)  # np.unique would hash: slower at millions of cells
@@ -434,9 +444,17 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
         Definition: exactextract's (see the module docstring).
     """
     m = sp.csr_matrix(matrix)
+    if m.nnz <= _CHUNK_ENTRIES:
+        return _weighted_quantiles(m, np.asarray(values), qs)
+    # Blocks of rows keep the temporaries (several per weight) small and in cache.
+    cuts = np.unique(np.searchsorted(m.indptr, np.arange(0, m.nnz, _CHUNK_ENTRIES), side="right") - 1)
+    cuts = np.append(cuts, m.shape[0])
+    return np.vstack([_weighted_quantiles(m[a:b], np.asarray(values), qs) for a, b in zip(cuts[:-1], cuts[1:])])
+
+
+def _weighted_quantiles(m: sp.csr_matrix, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     n_rows = m.shape[0]
     out = np.full((n_rows, len(qs)), np.nan)
-    values = np.asarray(values)
     lengths = np.diff(m.indptr)
     x = values[m.indices] + values.dtype.type(0)  # -0.0 → 0.0: equal values must get equal keys
     entry = np.flatnonzero(np.isfinite(x) & (m.data > 0))

@@ -114,8 +114,12 @@ def test_weighted_quantiles_match_brute_force(seed, q, dtype):
     np.testing.assert_allclose(got, expected, atol=1e-12, equal_nan=True)
 
 
-def test_stats_match_exactextract(ndvi_tile):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_stats_match_exactextract(ndvi_tile, monkeypatch, chunked):
     path, _ = ndvi_tile
+    if chunked:  # the block-wise paths of large runs, on small data
+        monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 500)
+        monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 7)
     plots = random_plots(np.random.default_rng(2), 150)
     ours = zonal.zonal_stats(plots, [path], threshold=0.4)
     ref = exact_extract(path, plots, ["mean", "median", "quantile(q=0.9)", "count"], include_cols=["plot_id"],
