@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import click
+import numpy as np
 import pandas as pd
 import shapely
 
