@@ -31,7 +31,7 @@ __all__ = [
 
 
 def _find_seeds_dir() -> Path:
-    package_copy = Path(__file__).resolve().parent / "seeds"  # installed wheel
+    package_copy = Path(__file__).resolve().parent / "_seeds"  # installed wheel
     source_copy = Path(__file__).resolve().parents[1] / "seeds"  # source checkout
     for candidate in (package_copy, source_copy):
         if (candidate / "crops.csv").is_file():

@@ -66,3 +66,20 @@ def test_verbosity_flags_set_log_level(flags, level, monkeypatch):
     result = CliRunner().invoke(cli_main.cli, [*flags, "noop"])
     assert result.exit_code == 0
     assert logging.getLevelName(logging.getLogger("agricredit").level) == level
+
+
+def test_error_line_and_logs_are_redacted(monkeypatch):
+    import logging
+
+    @click.command()
+    def leak():
+        logging.getLogger("agricredit.tables").warning("row 3 holder 110101199003077777 phone 13812345678")
+        raise InputError("bad holder 110101199003077777")
+
+    monkeypatch.setattr(cli_main.AgricreditGroup, "get_command", lambda self, ctx, name: leak)
+    result = CliRunner().invoke(cli_main.cli, ["leak"])
+    assert result.exit_code == 1
+    assert "110101199003077777" not in result.stderr
+    assert "13812345678" not in result.stderr
+    assert "bad holder" in result.stderr
+    assert "row 3 holder" in result.stderr

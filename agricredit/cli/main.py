@@ -17,6 +17,7 @@ import click
 
 from agricredit import __version__
 from agricredit.errors import AgricreditError
+from agricredit.privacy import install_redaction, redact
 
 #: Modules of this package that are not commands.
 _NOT_COMMANDS = frozenset({"main", "options"})
@@ -60,7 +61,7 @@ class AgricreditGroup(click.Group):
         except AgricreditError as error:
             # One line, no traceback (unless -v -v), the exit code of the error class.
             logging.getLogger("agricredit").debug("traceback", exc_info=True)
-            click.echo(f"Error: {error.one_line()}", err=True)
+            click.echo(f"Error: {redact(error.one_line())}", err=True)
             ctx.exit(error.exit_code)
 
 
@@ -72,6 +73,7 @@ def _configure_logging(verbosity: int) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    install_redaction()  # no national ID or phone number reaches stderr, whatever a message holds
 
 
 @click.group(cls=AgricreditGroup, context_settings={"help_option_names": ["-h", "--help"]})

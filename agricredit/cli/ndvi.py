@@ -1,0 +1,91 @@
+"""``agricredit ndvi TILE -o OUT.tif``: NDVI COG with the sensor's cloud mask."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import click
+
+from agricredit import sensors
+from agricredit.cli.options import output_opt, progress_opt
+
+
+def _no_dash(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None and str(value) == "-":
+        raise click.BadParameter("rasters are written to files, not to stdout; give a file name such as out.tif", param_hint=f"'{param.opts[0]}'")
+    return value
+
+
+def _mask_classes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return sensors.parse_mask_classes(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--mask-classes'") from None
+
+
+def _baseline(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and sensors.parse_baseline(value) is None:
+        raise click.BadParameter(f"{value!r} is not a processing baseline (expected e.g. 04.00 or 02.14)", param_hint="'--processing-baseline'")
+    return value
+
+
+@click.command("ndvi")
+@click.argument("tile", type=click.Path(path_type=Path))
+@output_opt
+@click.option("--sensor", type=click.Choice(sensors.SENSORS), help="Override the detected sensor.")
+@click.option("--bands", metavar="red=N,nir=M[,mask=K]", help="Band numbers (1-based) of a multiband file.")
+@click.option("--processing-baseline", callback=_baseline, metavar="NN.NN", help="Sentinel-2 processing baseline when the product carries none.")
+@click.option("--date", type=click.DateTime(formats=["%Y-%m-%d"]), help="Acquisition date (YYYY-MM-DD); overrides metadata.")
+@click.option("--mask-classes", callback=_mask_classes, metavar="C,C,...", help="Sentinel-2 SCL classes to mask [default: 0,1,3,8,9,10].")
+@click.option("--mask", "mask_path", type=click.Path(path_type=Path), help="Extra mask raster: nonzero = cloud (resampled nearest).")
+@click.option("--no-mask", is_flag=True, help="Do not apply the sensor's cloud/quality mask.")
+@click.option("--scale", type=float, help="Reflectance = DN x scale + offset (overrides the sensor's).")
+@click.option("--offset", type=float, help="See --scale.")
+@click.option("--nodata", type=float, help="DN marking no data in red/NIR.")
+@click.option("--quicklook", type=click.Path(path_type=Path, allow_dash=True), callback=_no_dash, help="Also write a colour-mapped PNG with a legend.")
+@progress_opt
+def command(
+    tile: Path,
+    output: Path,
+    sensor: str | None,
+    bands: str | None,
+    processing_baseline: str | None,
+    date: datetime.datetime | None,
+    mask_classes: tuple[int, ...] | None,
+    mask_path: Path | None,
+    no_mask: bool,
+    scale: float | None,
+    offset: float | None,
+    nodata: float | None,
+    quicklook: Path | None,
+    progress: bool,
+) -> None:
+    """NDVI of one acquisition as a Cloud-Optimized GeoTIFF (float32, NaN = no data).
+
+    TILE is a multiband GeoTIFF/COG, a folder of band files (Sentinel-2 incl.
+    .SAFE, Landsat Collection 1/2) or a local STAC item JSON. The sensor's
+    cloud/quality mask is applied (Sentinel-2 SCL, Landsat QA_PIXEL/BQA). A
+    one-line JSON summary (cloud and valid fractions) goes to stdout.
+    """
+    from agricredit.raster import open_product, write_ndvi_cog
+
+    _no_dash(click.get_current_context(), command.params[1], output)
+    product = open_product(
+        tile,
+        sensor=sensor,
+        bands=bands,
+        processing_baseline=processing_baseline,
+        date=None if date is None else date.date(),
+        mask_classes=mask_classes,
+        no_mask=no_mask,
+        mask_path=mask_path,
+        scale=scale,
+        offset=offset,
+        nodata=nodata,
+    )
+    report = write_ndvi_cog(product, output, quicklook=quicklook, progress=progress)
+    click.echo(json.dumps(report.as_dict(), sort_keys=True))

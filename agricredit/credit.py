@@ -1,0 +1,399 @@
+"""Credit limits per borrower from plot verdicts and the policy (design §7).
+
+``need = Σ mu × cost_cny_per_mu(crop)``,
+``capacity = advance_rate × Σ mu × yield_kg_per_mu(crop) × vigor × price_cny_per_kg(crop)``,
+``limit = floor(min(need, capacity, cap) / step) × step`` — with the declared
+crop's economics from ``seeds/crops.csv``. Two scenarios are computed: *now*
+(plots under review add nothing) and *if confirmed* (they add their verified
+area). A limit below the policy's ``min_limit`` is offered as 0.
+
+Status: REVIEW when any plot has a review-severity code (a person decides);
+otherwise DECLINE when the limit is below ``min_limit``; APPROVE otherwise.
+
+Reasons: each code found on the borrower's plots is scored by a counterfactual
+— the limit recomputed with that code's effect removed (see
+:func:`agricredit.verify.plot_contribution`); its impact is the larger rise of
+the now / if-confirmed limit. The binding ceiling adds CAPACITY_LIMITED
+(impact: the limit without the capacity ceiling minus the limit) or
+CAP_APPLIED. At most four reasons, ranked by impact, then severity, then code;
+a REVIEW always keeps at least one review code among them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from agricredit.errors import InputError
+from agricredit.policy import Policy
+from agricredit.seeds import load_crops, load_reason_codes
+from agricredit.verify import PlotVerdict, plot_contribution
+
+__all__ = ["CropLine", "Terms", "Reason", "Decision", "compute_terms", "decide", "decide_all", "explain", "MAX_REASONS"]
+
+MAX_REASONS = 4
+_SEVERITY_RANK = {"review": 0, "reduce": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class CropLine:
+    """One crop's share of a scenario: verified mu, vigor-weighted mu and the crop's economics."""
+
+    crop: str
+    mu: float
+    vigor_mu: float  # Σ mu × vigor factor
+    cost_per_mu: float
+    yield_per_mu: float
+    price_per_kg: float
+
+    @property
+    def vigor(self) -> float:
+        """The mu-weighted mean vigor factor (1 when there is no area)."""
+        return self.vigor_mu / self.mu if self.mu > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Terms:
+    """One scenario (now or if confirmed): the three ceilings and the rounded limit."""
+
+    lines: tuple[CropLine, ...]
+    mu: float
+    need: float
+    capacity: float
+    cap: float
+    limit: float
+    binding: str  # 'need' | 'capacity' | 'cap'
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the scenario as a JSON-ready mapping, money rounded to cents."""
+        return {
+            "mu": self.mu, "need": round(self.need, 2), "capacity": round(self.capacity, 2), "cap": round(self.cap, 2),
+            "limit": round(self.limit, 2), "binding": self.binding,
+            "crops": [{"crop": l.crop, "mu": l.mu, "vigor": l.vigor, "cost_per_mu": l.cost_per_mu,
+                       "yield_per_mu": l.yield_per_mu, "price_per_kg": l.price_per_kg} for l in self.lines],
+        }
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A reason code on a decision, with how much it lowered the limit and where it came from."""
+
+    code: str
+    severity: str
+    impact: float
+    plot_ids: tuple[str, ...]
+    figures: dict
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the reason as a JSON-ready mapping."""
+        return {"code": self.code, "severity": self.severity, "impact": round(self.impact, 2),
+                "plot_ids": list(self.plot_ids), "figures": dict(self.figures)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A borrower's decision: status, the limit now and if confirmed, both scenarios, ranked reasons."""
+
+    borrower_id: str
+    status: str  # 'APPROVE' | 'REVIEW' | 'DECLINE'
+    limit: float
+    limit_if_confirmed: float
+    currency: str
+    now: Terms
+    if_confirmed: Terms
+    reasons: tuple[Reason, ...]
+    plot_ids: tuple[str, ...]
+
+    @property
+    def reason_codes(self) -> tuple[str, ...]:
+        return tuple(reason.code for reason in self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as a JSON-ready mapping, money rounded to cents."""
+        return {
+            "borrower_id": self.borrower_id, "status": self.status, "limit": round(self.limit, 2),
+            "limit_if_confirmed": round(self.limit_if_confirmed, 2), "currency": self.currency,
+            "now": self.now.to_dict(), "if_confirmed": self.if_confirmed.to_dict(),
+            "reasons": [reason.to_dict() for reason in self.reasons], "plot_ids": list(self.plot_ids),
+        }
+
+
+def _round_down(value: float, step: float) -> float:
+    # round() first so that 4300.0000000001 / 4299.9999999999 from float noise land on the same step
+    return math.floor(round(value / step, 6)) * step
+
+
+def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy) -> Terms:
+    """Compute need, capacity, cap and the rounded limit for one scenario.
+
+    Parameters
+    ----------
+    items
+        ``(crop, verified_mu, vigor_factor)`` per plot; order does not matter
+        (sums are exact, :func:`math.fsum`, grouped by crop in name order).
+    policy
+        The validated policy.
+
+    Returns
+    -------
+    Terms
+    """
+    crops = load_crops()
+    grouped: dict[str, list[tuple[float, float]]] = {}
+    for crop, mu, vigor in items:
+        if crop not in crops:
+            raise InputError(f"crop {crop!r} is not in the crop table")
+        if mu < 0:
+            raise InputError(f"negative verified area {mu!r}")
+        grouped.setdefault(crop, []).append((mu, mu * vigor))
+    lines = tuple(
+        CropLine(crop, math.fsum(m for m, _ in pairs), math.fsum(v for _, v in pairs), crops[crop].cost_cny_per_mu,
+                 crops[crop].yield_kg_per_mu, crops[crop].price_cny_per_kg)
+        for crop, pairs in sorted(grouped.items()))
+    credit = policy.credit
+    need = math.fsum(line.mu * line.cost_per_mu for line in lines)
+    capacity = credit.advance_rate * math.fsum(line.vigor_mu * line.yield_per_mu * line.price_per_kg for line in lines)
+    cap = credit.cap_per_borrower
+    ceilings = {"need": need, "capacity": capacity, "cap": cap}
+    binding = min(ceilings, key=lambda name: (ceilings[name], list(ceilings).index(name)))
+    limit = max(0.0, _round_down(ceilings[binding], credit.rounding_step))
+    return Terms(lines, math.fsum(line.mu for line in lines), need, capacity, cap, limit, binding)
+
+
+def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[str] = frozenset()) -> tuple[Terms, Terms]:
+    now, confirmed = [], []
+    for verdict in verdicts:
+        contribution = verdict.contribution if not ignore else plot_contribution(verdict.facts, verdict.checks, policy, ignore)
+        crop = verdict.facts.declared_crop
+        if crop is None:
+            if contribution.mu_if_confirmed > 0:
+                raise InputError("plot has no declared crop", record=verdict.plot_id)
+            continue
+        now.append((crop, contribution.mu_now, contribution.vigor_factor))
+        confirmed.append((crop, contribution.mu_if_confirmed, contribution.vigor_factor))
+    return compute_terms(now, policy), compute_terms(confirmed, policy)
+
+
+def _ceiling_reason(terms: Terms, policy: Policy) -> Reason | None:
+    if terms.binding == "need":
+        return None
+    step = policy.credit.rounding_step
+    if terms.binding == "capacity":
+        without = _round_down(min(terms.need, terms.cap), step)
+        return Reason("CAPACITY_LIMITED", "info", without - terms.limit, (),
+                      {"need": round(terms.need, 2), "capacity": round(terms.capacity, 2)})
+    without = _round_down(min(terms.need, terms.capacity), step)
+    return Reason("CAP_APPLIED", "info", without - terms.limit, (), {"cap": round(terms.cap, 2)})
+
+
+def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy) -> Decision:
+    """Decide one borrower's limit, status and reasons from the verdicts of their plots.
+
+    Parameters
+    ----------
+    borrower_id
+        The borrower's pseudonym.
+    verdicts
+        The verdicts of all the borrower's plots (any order).
+    policy
+        The validated policy.
+
+    Returns
+    -------
+    Decision
+    """
+    verdicts = sorted(verdicts, key=lambda v: v.plot_id)
+    strangers = [v.plot_id for v in verdicts if v.borrower_id != borrower_id]
+    if strangers:
+        raise InputError("plot belongs to another borrower", record=strangers[0])
+    now, confirmed = _scenarios(verdicts, policy)
+    min_limit = policy.credit.min_limit
+    offered = now.limit if now.limit >= min_limit else 0.0
+    offered_if_confirmed = confirmed.limit if confirmed.limit >= min_limit else 0.0
+    severities = {check.severity for v in verdicts for check in v.checks}
+    status = "REVIEW" if "review" in severities else "DECLINE" if offered_if_confirmed == 0.0 else "APPROVE"
+
+    catalogue = load_reason_codes()
+    reasons = []
+    for code in sorted({check.code for v in verdicts for check in v.checks}):
+        plots = [v for v in verdicts if code in v.codes]
+        now_without, confirmed_without = _scenarios(verdicts, policy, frozenset({code}))
+        impact = max(now_without.limit - now.limit, confirmed_without.limit - confirmed.limit, 0.0)
+        first = next(check for check in plots[0].checks if check.code == code)
+        reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.plot_id for v in plots), first.figures))
+    ceiling = _ceiling_reason(now if now.mu > 0 else confirmed, policy)
+    if ceiling is not None:
+        reasons.append(ceiling)
+    reasons.sort(key=lambda r: (-r.impact, _SEVERITY_RANK[r.severity], r.code))
+    chosen = reasons[:MAX_REASONS]
+    if status == "REVIEW" and not any(r.severity == "review" for r in chosen):
+        chosen[-1] = next(r for r in reasons if r.severity == "review")
+    return Decision(borrower_id, status, offered, offered_if_confirmed, policy.meta.currency, now, confirmed,
+                    tuple(chosen), tuple(v.plot_id for v in verdicts))
+
+
+def decide_all(verdicts: Iterable[PlotVerdict], policy: Policy) -> list[Decision]:
+    """Group verdicts by borrower and decide each; sorted by borrower id."""
+    groups: dict[str, list[PlotVerdict]] = {}
+    for verdict in verdicts:
+        groups.setdefault(verdict.borrower_id, []).append(verdict)
+    return [decide(borrower, groups[borrower], policy) for borrower in sorted(groups)]
+
+
+# --------------------------------------------------------------------------- explanation
+
+_WORDS = {
+    "en": {
+        "APPROVE": "Approved", "REVIEW": "Review", "DECLINE": "Declined", "mu": "mu", "kg_mu": "kg/mu",
+        "per_kg": "{cur}/kg", "per_mu": "{cur}/mu", "money": "{amount} {cur}",
+        "head": "{status}: limit {limit} on {mu} verified mu ({crops})",
+        "review": "; {limit_c} on {mu_c} mu ({crops_c}) if the plots under review are confirmed",
+        "need": "need {need} = {parts}", "capacity": "capacity {capacity} = {parts}", "cap": "cap {cap}",
+        "binding": {"need": "set by the cost of cultivation", "capacity": "capacity-limited", "cap": "set by the per-borrower cap"},
+        "below_min": "below the minimum limit of {min}", "none": "no crop",
+        "impact": "lowered the limit by {impact}", "sep": "; ", "end": ".", "plots": "plots", "colon": ": ",
+        "drawn": "drawn", "registered": "registered", "declared": "declared",
+    },
+    "zh": {
+        "APPROVE": "批准", "REVIEW": "待复核", "DECLINE": "拒绝", "mu": "亩", "kg_mu": "公斤/亩",
+        "per_kg": "{cur}/公斤", "per_mu": "{cur}/亩", "money": "{amount} {cur}",
+        "head": "{status}：额度 {limit}，核实面积 {mu} 亩（{crops}）",
+        "review": "；复核确认后额度 {limit_c}，面积 {mu_c} 亩（{crops_c}）",
+        "need": "种植成本 {need} = {parts}", "capacity": "还款能力 {capacity} = {parts}", "cap": "单户上限 {cap}",
+        "binding": {"need": "额度由种植成本决定", "capacity": "额度受还款能力限制", "cap": "额度受单户上限限制"},
+        "below_min": "低于最低额度 {min}", "none": "无作物",
+        "impact": "使额度降低 {impact}", "sep": "；", "end": "。", "plots": "地块", "colon": "：",
+        "drawn": "勾画", "registered": "登记", "declared": "申报",
+    },
+}
+
+# Figures behind each code, in plain words; a template whose figures are missing falls back to "key value" pairs.
+_DETAILS = {
+    "en": {
+        "AREA_OVER_DECLARED": "declared {declared_mu} mu vs registered {registered_mu} mu × {factor}",
+        "AREA_DRAWN_MISMATCH": "drawn {drawn_mu} mu vs registered {registered_mu} mu, beyond ±{tolerance_pct}%",
+        "AREA_UNIT_SUSPECTED": "{source_a} {mu_a} mu vs {source_b} {mu_b} mu",
+        "NOT_CULTIVATED": "cropped {cropped_mu} mu < {min_share} × drawn {drawn_mu} mu",
+        "CROP_MISMATCH": "declared {declared_crop}, fits {best_crop} better",
+        "LOW_VIGOR": "peak NDVI {peak_ndvi}, vigor factor {vigor_factor}",
+        "TOO_FEW_PIXELS": "{pixel_count} pixels < {min_pixel_count}",
+        "DOUBLE_CLAIM": "{shared_m2} m² shared with {other_plot_ids}",
+        "GEOMETRY_INVALID": "{reason}",
+        "GEOMETRY_REPAIRED": "{reason}",
+        "OWNER_MISMATCH": "",
+        "CLOUD_INSUFFICIENT": "fewer than {min_observations} valid observations",
+        "CAPACITY_LIMITED": "capacity {capacity} < need {need}",
+        "CAP_APPLIED": "cap {cap}",
+    },
+    "zh": {
+        "AREA_OVER_DECLARED": "申报 {declared_mu} 亩，登记 {registered_mu} 亩 × {factor}",
+        "AREA_DRAWN_MISMATCH": "勾画 {drawn_mu} 亩，登记 {registered_mu} 亩，超出 ±{tolerance_pct}%",
+        "AREA_UNIT_SUSPECTED": "{source_a} {mu_a} 亩，{source_b} {mu_b} 亩",
+        "NOT_CULTIVATED": "种植面积 {cropped_mu} 亩 < {min_share} × 勾画 {drawn_mu} 亩",
+        "CROP_MISMATCH": "申报 {declared_crop}，更接近 {best_crop}",
+        "LOW_VIGOR": "峰值 NDVI {peak_ndvi}，长势系数 {vigor_factor}",
+        "TOO_FEW_PIXELS": "{pixel_count} 个像元 < {min_pixel_count}",
+        "DOUBLE_CLAIM": "与 {other_plot_ids} 重叠 {shared_m2} 平方米",
+        "GEOMETRY_INVALID": "{reason}",
+        "GEOMETRY_REPAIRED": "{reason}",
+        "OWNER_MISMATCH": "",
+        "CLOUD_INSUFFICIENT": "有效观测少于 {min_observations} 次",
+        "CAPACITY_LIMITED": "还款能力 {capacity} < 种植成本 {need}",
+        "CAP_APPLIED": "上限 {cap}",
+    },
+}
+
+
+def _num(value: Any) -> str:
+    """A figure for people: thousands separators, at most 2 decimals, no trailing zeros."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _detail(reason: Reason, lang: str) -> str:
+    words = _WORDS[lang]
+    figures = {key: _num(value) for key, value in reason.figures.items() if value is not None}
+    if "tolerance" in reason.figures:
+        figures["factor"] = _num(1 + reason.figures["tolerance"])
+        figures["tolerance_pct"] = _num(100 * reason.figures["tolerance"])
+    for key in ("source_a", "source_b"):
+        if key in figures:
+            figures[key] = words.get(figures[key], figures[key])
+    if reason.code == "CROP_MISMATCH" and lang == "zh":
+        crops = load_crops()
+        for key in ("declared_crop", "best_crop"):
+            if reason.figures.get(key) in crops:
+                figures[key] = crops[reason.figures[key]].name_zh
+    template = _DETAILS[lang].get(reason.code)
+    try:
+        if template is not None:
+            return template.format_map(figures)
+    except KeyError:
+        pass
+    return ", ".join(f"{k} {v}" for k, v in sorted(figures.items()))
+
+
+def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
+    """A plain-language explanation of a decision, built from the catalogue text and the figures.
+
+    Parameters
+    ----------
+    decision
+        From :func:`decide`.
+    policy
+        The policy the decision was made with (advance rate, minimum limit).
+    lang
+        ``'en'`` or ``'zh'``.
+
+    Returns
+    -------
+    str
+        One paragraph: status and limit, the three ceilings with their formulas,
+        which one bound, then each reason with its figures and impact.
+    """
+    if lang not in _WORDS:
+        raise InputError(f"unknown language {lang!r} (expected 'en' or 'zh')")
+    w, crops, catalogue = _WORDS[lang], load_crops(), load_reason_codes()
+    cur = "元" if lang == "zh" and decision.currency == "CNY" else decision.currency
+
+    def money(amount: float) -> str:
+        return w["money"].format(amount=_num(round(amount, 2)), cur=cur)
+
+    def crops_of(scenario: Terms) -> str:
+        names = [f"{crops[l.crop].name_zh if lang == 'zh' else l.crop} {_num(l.mu)} {w['mu']}" for l in scenario.lines if l.mu > 0]
+        return ", ".join(names) or w["none"]
+
+    now, confirmed = decision.now, decision.if_confirmed
+    parts = [w["head"].format(status=w[decision.status], limit=money(decision.limit), mu=_num(now.mu), crops=crops_of(now))]
+    if decision.limit_if_confirmed != decision.limit or confirmed.mu != now.mu:
+        parts[0] += w["review"].format(limit_c=money(decision.limit_if_confirmed), mu_c=_num(confirmed.mu),
+                                       crops_c=crops_of(confirmed))
+    terms = now if now.mu > 0 or confirmed.mu == 0 else confirmed
+    lines = [l for l in terms.lines if l.mu > 0]
+    if lines:
+        need_parts = " + ".join(f"{_num(l.mu)} {w['mu']} × {_num(l.cost_per_mu)} {w['per_mu'].format(cur=cur)}" for l in lines)
+        capacity_parts = " + ".join(
+            f"{_num(policy.credit.advance_rate)} × {_num(l.mu)} {w['mu']} × {_num(l.yield_per_mu)} {w['kg_mu']}"
+            + (f" × {_num(l.vigor)}" if l.vigor != 1 else "") + f" × {_num(l.price_per_kg)} {w['per_kg'].format(cur=cur)}"
+            for l in lines)
+        parts.append(w["binding"][terms.binding] + w["colon"] + ", ".join([
+            w["need"].format(need=money(terms.need), parts=need_parts),
+            w["capacity"].format(capacity=money(terms.capacity), parts=capacity_parts),
+            w["cap"].format(cap=money(terms.cap))]))
+    if 0 < terms.limit < policy.credit.min_limit:
+        parts.append(w["below_min"].format(min=money(policy.credit.min_limit)))
+    for reason in decision.reasons:
+        entry = catalogue[reason.code]
+        text = reason.code + (f" ({w['plots']} {', '.join(reason.plot_ids)})" if reason.plot_ids else "")
+        text += w["colon"] + (entry.en if lang == "en" else entry.zh).rstrip(".。")
+        detail = _detail(reason, lang)
+        if detail:
+            text += f" — {detail}"
+        if reason.impact > 0:
+            text += f", {w['impact'].format(impact=money(reason.impact))}"
+        parts.append(text)
+    return w["sep"].join(parts) + w["end"]

@@ -1,0 +1,202 @@
+"""Loading and validating policy files (``seeds/policy.toml`` is the default).
+
+A policy holds every number a decision depends on. It is a TOML file with four
+sections, mirrored here by frozen dataclasses: ``[policy]`` (:class:`PolicyMeta`,
+the attribute :attr:`Policy.meta`), ``[area]`` (:class:`AreaPolicy`),
+``[satellite]`` (:class:`SatellitePolicy`) and ``[credit]`` (:class:`CreditPolicy`).
+
+Validation is strict: an unknown section or key, a missing key, a value of the
+wrong type or out of range is a :class:`~agricredit.errors.PolicyError` whose
+message names the file and the key (``section.key``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from agricredit.errors import InputNotFoundError, PolicyError
+from agricredit.seeds import DEFAULT_POLICY_PATH
+
+__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "load_policy"]
+
+INF = math.inf
+
+
+def _range(low: float = -INF, high: float = INF, *, low_open: bool = False, high_open: bool = False) -> dict:
+    return {"range": (low, high, low_open, high_open)}
+
+
+@dataclass(frozen=True)
+class PolicyMeta:
+    """The ``[policy]`` section: name, version, currency and area unit."""
+
+    name: str
+    version: str
+    currency: str
+    area_unit: str = field(metadata={"choices": ("mu",)})
+
+
+@dataclass(frozen=True)
+class AreaPolicy:
+    """The ``[area]`` section: tolerances of the area and geometry checks."""
+
+    declared_over_tolerance: float = field(metadata=_range(0, 1))
+    drawn_vs_registered_tolerance: float = field(metadata=_range(0, 1))
+    unit_ratio_tolerance: float = field(metadata=_range(0, 0.5))
+    double_claim_min_share: float = field(metadata=_range(0, 1))
+    double_claim_min_area_m2: float = field(metadata=_range(0))
+    repair_max_area_change: float = field(metadata=_range(0, 1))
+
+
+@dataclass(frozen=True)
+class SatellitePolicy:
+    """The ``[satellite]`` section: thresholds of the satellite checks and the vigor factor."""
+
+    min_valid_fraction: float = field(metadata=_range(0, 1))
+    min_observations_in_window: int = field(metadata=_range(1))
+    min_pixel_count: float = field(metadata=_range(0))
+    cultivated_min_share: float = field(metadata=_range(0, 1))
+    max_sowing_shift_days: int = field(metadata=_range(0, 366))
+    crop_mismatch_margin: float = field(metadata=_range(0))
+    low_vigor_percentile: float = field(metadata=_range(0, 100))
+    low_vigor_min_gap: float = field(metadata=_range(0, 1))
+    vigor_factor_min: float = field(metadata=_range(0, 1, low_open=True))
+    vigor_factor_max: float = field(metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class CreditPolicy:
+    """The ``[credit]`` section: the limit formula's numbers."""
+
+    advance_rate: float = field(metadata=_range(0, 1, low_open=True))
+    cap_per_borrower: float = field(metadata=_range(0, low_open=True))
+    rounding_step: float = field(metadata=_range(0, low_open=True))
+    min_limit: float = field(metadata=_range(0))
+
+
+_SECTIONS: dict[str, type] = {
+    "policy": PolicyMeta,
+    "area": AreaPolicy,
+    "satellite": SatellitePolicy,
+    "credit": CreditPolicy,
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy.
+
+    Attributes
+    ----------
+    meta, area, satellite, credit
+        The file's ``[policy]``, ``[area]``, ``[satellite]`` and ``[credit]`` sections.
+    sha256
+        sha256 (hex) of the policy file's bytes; it goes into every audit record.
+    path
+        Where the policy was read from (for messages; not part of :meth:`to_dict`).
+    """
+
+    meta: PolicyMeta
+    area: AreaPolicy
+    satellite: SatellitePolicy
+    credit: CreditPolicy
+    sha256: str
+    path: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the policy as ``{section: {key: value}}`` plus its ``sha256`` (for audit records)."""
+        out: dict[str, Any] = {"sha256": self.sha256}
+        for section, attribute in zip(_SECTIONS, ("meta", "area", "satellite", "credit")):
+            out[section] = dataclasses.asdict(getattr(self, attribute))
+        return out
+
+
+def _check_value(value: Any, spec: dataclasses.Field, key: str, path: Path) -> Any:
+    kind = spec.type if isinstance(spec.type, type) else {"str": str, "int": int, "float": float}[spec.type]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PolicyError(f"{key} must be {kind.__name__}, got {type(value).__name__} {value!r}", path=path)
+    if kind is float and not math.isfinite(value):
+        raise PolicyError(f"{key} must be a finite number, got {value!r}", path=path)
+    if "choices" in spec.metadata and value not in spec.metadata["choices"]:
+        raise PolicyError(f"{key} must be one of {list(spec.metadata['choices'])}, got {value!r}", path=path)
+    if "range" in spec.metadata:
+        low, high, low_open, high_open = spec.metadata["range"]
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if too_low or too_high:
+            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == INF else ']'}"
+            raise PolicyError(f"{key} = {value!r} is out of range {bounds}", path=path)
+    return value
+
+
+def _build_section(cls: type, section: str, table: Any, path: Path) -> Any:
+    if not isinstance(table, dict):
+        raise PolicyError(f"[{section}] must be a table", path=path)
+    specs = {spec.name: spec for spec in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(specs))
+    if unknown:
+        raise PolicyError(f"unknown key {section}.{unknown[0]}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""), path=path)
+    values = {}
+    for name, spec in specs.items():
+        if name not in table:
+            raise PolicyError(f"missing key {section}.{name}", path=path)
+        values[name] = _check_value(table[name], spec, f"{section}.{name}", path)
+    return cls(**values)
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and validate a policy file.
+
+    Parameters
+    ----------
+    path
+        A TOML policy file; ``None`` reads the bundled default ``seeds/policy.toml``.
+
+    Returns
+    -------
+    Policy
+        The validated policy, with the sha256 of the file's bytes.
+
+    Raises
+    ------
+    InputNotFoundError
+        The file cannot be read.
+    PolicyError
+        The file is not TOML, or a section/key is unknown or missing, or a value
+        has the wrong type or is out of range (the message names file and key).
+    """
+    path = Path(DEFAULT_POLICY_PATH if path is None else path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputNotFoundError(f"cannot read policy: {error.strerror}", path=path) from error
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise PolicyError(f"not a valid UTF-8 TOML file ({error})", path=path) from error
+    unknown = sorted(set(document) - set(_SECTIONS))
+    if unknown:
+        raise PolicyError(f"unknown section [{unknown[0]}]", path=path)
+    sections = []
+    for section, cls in _SECTIONS.items():
+        if section not in document:
+            raise PolicyError(f"missing section [{section}]", path=path)
+        sections.append(_build_section(cls, section, document[section], path))
+    meta, area, satellite, credit = sections
+    if satellite.vigor_factor_min > 1 or satellite.vigor_factor_max < 1:
+        raise PolicyError("satellite.vigor_factor_min <= 1 <= satellite.vigor_factor_max is required", path=path)
+    if credit.min_limit > credit.cap_per_borrower:
+        raise PolicyError("credit.min_limit must not exceed credit.cap_per_borrower", path=path)
+    return Policy(meta, area, satellite, credit, sha256=hashlib.sha256(data).hexdigest(), path=str(path))

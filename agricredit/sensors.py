@@ -1,0 +1,264 @@
+"""Sensor facts: band names, radiometric scale/offset and cloud/quality mask rules.
+
+Pure functions over numbers, names and numpy arrays; no file access (that is
+:mod:`agricredit.raster`). The facts are those of design §4:
+
+- Sentinel-2 L2A/L1C: B04 red, B08 NIR (10 m); reflectance = (DN + ADD_OFFSET) / 10000
+  with ADD_OFFSET = -1000 from processing baseline 04.00 on, 0 before; DN 0 = no data.
+  L2A carries the scene classification SCL (20 m), invalid classes 0,1,3,8,9,10 by default.
+- Landsat 8/9 Collection 2 L2: SR_B4 red, SR_B5 NIR; reflectance = DN x 0.0000275 - 0.2;
+  fill 0; QA_PIXEL bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow.
+- Landsat 8 Collection 1 L1: B4 red, B5 NIR, BQA quality band (see :func:`bqa_c1_mask`).
+
+Every mask function returns ``(fill, cloud)``: ``fill`` marks pixels outside the
+acquisition (no data), ``cloud`` the pixels a cloud or quality rule removed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = [
+    "SENSORS",
+    "BAND_NAMES",
+    "DEFAULT_SCL_INVALID",
+    "S2_QUANTIFICATION",
+    "LANDSAT_C2_SCALE",
+    "LANDSAT_C2_OFFSET",
+    "LANDSAT_C1_SCALE",
+    "LANDSAT_C1_OFFSET",
+    "parse_baseline",
+    "s2_add_offset",
+    "parse_date",
+    "parse_mask_classes",
+    "sensor_from_band_names",
+    "band_token",
+    "mask_rule_for",
+    "apply_mask_rule",
+    "scl_mask",
+    "qa_pixel_mask",
+    "bqa_c1_mask",
+    "bqa_precollection_mask",
+    "bqa_is_precollection",
+]
+
+#: Sensor ids accepted by ``--sensor`` (plus ``'ndvi'`` for NDVI rasters written by this tool).
+SENSORS = ("s2-l2a", "s2-l1c", "landsat-c2-l2", "landsat-c1", "generic")
+
+#: Band names per sensor: red, NIR and the quality band (None if the product has none).
+BAND_NAMES: dict[str, dict[str, str | None]] = {
+    "s2-l2a": {"red": "B04", "nir": "B08", "mask": "SCL"},
+    "s2-l1c": {"red": "B04", "nir": "B08", "mask": None},
+    "landsat-c2-l2": {"red": "SR_B4", "nir": "SR_B5", "mask": "QA_PIXEL"},
+    "landsat-c1": {"red": "B4", "nir": "B5", "mask": "BQA"},
+}
+
+#: Sentinel-2 SCL classes removed by default: 0 no data, 1 saturated/defective,
+#: 3 cloud shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus.
+DEFAULT_SCL_INVALID = (0, 1, 3, 8, 9, 10)
+
+#: Sentinel-2 QUANTIFICATION_VALUE (DN of reflectance 1.0).
+S2_QUANTIFICATION = 10000.0
+#: Processing baseline from which the -1000 add offset applies.
+S2_OFFSET_BASELINE = (4, 0)
+S2_ADD_OFFSET = -1000.0
+
+#: Landsat Collection 2 Level-2 surface reflectance scale and offset (USGS).
+LANDSAT_C2_SCALE = 0.0000275
+LANDSAT_C2_OFFSET = -0.2
+#: Landsat 8 Collection 1 L1 TOA reflectance REFLECTANCE_MULT/ADD_BAND_4/5 (the same for
+#: both bands in every MTL); the sun-elevation division cancels in the NDVI ratio.
+LANDSAT_C1_SCALE = 2.0e-5
+LANDSAT_C1_OFFSET = -0.1
+
+
+def parse_baseline(text: str | float | None) -> tuple[int, int] | None:
+    """Parse a Sentinel-2 processing baseline (``"04.00"``, ``"N0400"``, ``4.0``) to (major, minor).
+
+    Returns None if ``text`` is None or not a baseline.
+    """
+    if text is None:
+        return None
+    s = str(text).strip().upper()
+    match = re.fullmatch(r"N?(\d{2})\.?(\d{2})", s) or re.fullmatch(r"(\d{1,2})\.(\d{1,2})", s)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def s2_add_offset(baseline: str | float) -> float:
+    """Return the Sentinel-2 BOA/RADIO add offset in DN for a processing baseline.
+
+    Parameters
+    ----------
+    baseline
+        Processing baseline, e.g. ``"04.00"``, ``"02.14"`` or ``"N0400"``.
+
+    Returns
+    -------
+    float
+        -1000.0 for baselines 04.00 and later, 0.0 before.
+
+    Raises
+    ------
+    ValueError
+        If ``baseline`` is not a baseline.
+    """
+    parsed = parse_baseline(baseline)
+    if parsed is None:
+        raise ValueError(f"not a processing baseline: {baseline!r} (expected e.g. 04.00)")
+    return S2_ADD_OFFSET if parsed >= S2_OFFSET_BASELINE else 0.0
+
+
+_DATE_RE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+
+
+def parse_date(text: str | None) -> datetime.date | None:
+    """Return the first valid ``YYYYMMDD`` or ``YYYY-MM-DD`` date in ``text`` (None if none)."""
+    if not text:
+        return None
+    for match in _DATE_RE.finditer(text):
+        year, month, day = (int(g) for g in match.groups())
+        if 1970 <= year <= 2100:
+            try:
+                return datetime.date(year, month, day)
+            except ValueError:
+                continue
+    return None
+
+
+def parse_mask_classes(text: str | Iterable[int] | None) -> tuple[int, ...]:
+    """Parse ``"0,1,3,8,9,10"`` (or an iterable of ints) into a sorted tuple of SCL classes."""
+    if text is None:
+        return DEFAULT_SCL_INVALID
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        classes = tuple(sorted({int(str(item).strip()) for item in items if str(item).strip()}))
+    except ValueError:
+        raise ValueError(f"mask classes must be integers 0-11, got {text!r}") from None
+    if any(c < 0 or c > 11 for c in classes):
+        raise ValueError(f"SCL classes are 0-11, got {text!r}")
+    return classes
+
+
+def _token(name: str) -> re.Pattern[str]:
+    # A band name as a whole token inside a file name: l8_B4.tif, T31_B04_10m.jp2, ..._SR_B4.TIF
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def sensor_from_band_names(names: Iterable[str]) -> str | None:
+    """Guess the sensor from band names or file names (None if no rule fits).
+
+    Landsat C2 is recognised by ``SR_B4``/``SR_B5``, Sentinel-2 by ``B04``/``B08``
+    (L2A if an ``SCL`` is present, else L1C), Landsat C1 by ``B4``/``B5``.
+    """
+    names = list(names)
+
+    def has(band: str) -> bool:
+        return any(_token(band).search(n) for n in names)
+
+    if has("SR_B4") and has("SR_B5"):
+        return "landsat-c2-l2"
+    if has("B04") and has("B08"):
+        return "s2-l2a" if has("SCL") else "s2-l1c"
+    if has("B4") and has("B5"):
+        return "landsat-c1"
+    return None
+
+
+def band_token(name: str) -> re.Pattern[str]:
+    """Regular expression matching band ``name`` as a token of a file name."""
+    if name == "B4" or name == "B5":
+        # Collection 1 "B4" must not match Collection 2 "SR_B4".
+        return re.compile(rf"(?<![A-Za-z0-9])(?<!SR_){name}(?![A-Za-z0-9])", re.IGNORECASE)
+    return _token(name)
+
+
+def scl_mask(scl: np.ndarray, classes: Iterable[int] = DEFAULT_SCL_INVALID) -> tuple[np.ndarray, np.ndarray]:
+    """Sentinel-2 scene classification: class 0 is no data (fill); other listed classes are cloud/quality."""
+    classes = [c for c in classes if c != 0]
+    fill = scl == 0
+    cloud = np.isin(scl, classes) if classes else np.zeros(scl.shape, bool)
+    return fill, cloud
+
+
+def qa_pixel_mask(qa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Landsat Collection 2 QA_PIXEL: bit 0 fill; bits 1-4 (dilated cloud, cirrus, cloud, shadow) cloud."""
+    qa = qa.astype(np.uint16, copy=False)
+    return (qa & 1).astype(bool), (qa & 0b11110).astype(bool)
+
+
+def _bits(qa: np.ndarray, first: int, count: int = 2) -> np.ndarray:
+    return (qa >> first) & ((1 << count) - 1)
+
+
+def bqa_c1_mask(bqa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Landsat 8 Collection 1 Level-1 BQA.
+
+    Bit layout (USGS "Landsat Collection 1 Level-1 Quality Assessment Band"; the same
+    table is quoted in the Earth Engine catalogue for LANDSAT/LC08/C01 "BQA" and in
+    mapbox/rio-l8qa docs/collections.md): bit 0 designated fill, bit 1 terrain
+    occlusion, bits 2-3 radiometric saturation, bit 4 cloud, bits 5-6 cloud
+    confidence, bits 7-8 cloud shadow confidence, bits 9-10 snow/ice confidence,
+    bits 11-12 cirrus confidence (0 not determined, 1 low, 2 medium, 3 high).
+
+    Rule: fill = bit 0; cloud = bit 4, or high (3) cloud, cloud-shadow or cirrus confidence.
+    """
+    qa = bqa.astype(np.uint16, copy=False)
+    fill = (qa & 1).astype(bool)
+    cloud = ((qa >> 4) & 1).astype(bool) | (_bits(qa, 5) == 3) | (_bits(qa, 7) == 3) | (_bits(qa, 11) == 3)
+    return fill, cloud & ~fill
+
+
+def bqa_precollection_mask(bqa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Landsat 8 pre-collection BQA (products from before 2017; Landsat 8 Data Users Handbook v1 §5.4).
+
+    Bit 0 designated fill, bit 1 dropped frame, bit 2 terrain occlusion, bits 4-5 water,
+    bits 6-7 cloud shadow (unused), bits 10-11 snow/ice, bits 12-13 cirrus, bits 14-15 cloud
+    confidence (mapbox/rio-l8qa ``qa_pre.py`` uses the same layout).
+
+    Rule: fill = bit 0; cloud = high (3) cloud, cirrus or cloud-shadow confidence.
+    """
+    qa = bqa.astype(np.uint16, copy=False)
+    fill = (qa & 1).astype(bool)
+    cloud = (_bits(qa, 14) == 3) | (_bits(qa, 12) == 3) | (_bits(qa, 6) == 3)
+    return fill, cloud & ~fill
+
+
+def bqa_is_precollection(sample: np.ndarray) -> bool:
+    """True if a BQA sample uses the pre-collection layout.
+
+    Collection 1 leaves bits 13-15 unused (always 0); the pre-collection layout stores
+    the cloud confidence there, which is set on almost every non-fill pixel.
+    """
+    return bool(np.any(sample.astype(np.uint16) & 0xE000))
+
+
+def mask_rule_for(sensor: str, mask_classes: Iterable[int] | None = None) -> str:
+    """The default mask rule id of a sensor (written to the ``MASK_RULE`` tag)."""
+    if sensor == "s2-l2a":
+        return "scl:" + ",".join(str(c) for c in parse_mask_classes(mask_classes))
+    return {"landsat-c2-l2": "qa_pixel:bits0-4", "landsat-c1": "bqa-c1"}.get(sensor, "none")
+
+
+def apply_mask_rule(rule: str, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a mask rule id (see :func:`mask_rule_for`) to a quality band, return ``(fill, cloud)``.
+
+    Rules: ``scl:C1,C2,...``, ``qa_pixel:bits0-4``, ``bqa-c1``, ``bqa-pre``, and
+    ``nonzero`` (an external or generic mask band: nonzero = cloud).
+    """
+    if rule.startswith("scl:"):
+        return scl_mask(band, parse_mask_classes(rule[4:]))
+    if rule == "qa_pixel:bits0-4":
+        return qa_pixel_mask(band)
+    if rule == "bqa-c1":
+        return bqa_c1_mask(band)
+    if rule == "bqa-pre":
+        return bqa_precollection_mask(band)
+    if rule == "nonzero":
+        return np.zeros(band.shape, bool), band != 0
+    raise ValueError(f"unknown mask rule {rule!r}")

@@ -1,0 +1,554 @@
+"""Reading the registry, declaration and borrower tables.
+
+Field offices keep these tables in Excel or export them as CSV, often in GBK;
+lenders' systems may hand over Parquet. Every reader here accepts all three,
+validates the schema and returns a :class:`pandas.DataFrame` with normalised
+columns:
+
+* column names stripped and lower-cased; every value stripped of whitespace;
+* identifiers kept as text exactly as written (``007`` stays ``007``; an Excel
+  number cell ``7.0`` becomes ``7``);
+* areas converted to mu in ``registered_mu`` / ``declared_mu`` (1 ha = 15 mu
+  exactly, computed in decimal so ``0.1 ha`` is ``1.5`` mu, not
+  ``1.5000000000000002``); ``area_unit`` normalised to ``mu`` or ``ha``;
+* ``source_row``: the row of the record in the file (header = row 1), so later
+  stages can point back at the file;
+* rows sorted by the table's key, so the frame does not depend on the row
+  order of the file.
+
+Format detection
+----------------
+The format is taken from the file's first bytes, not its name: ``PK\\x03\\x04``
+is an ``.xlsx`` workbook (first sheet, read with openpyxl), ``PAR1`` is Parquet,
+anything else is CSV text (comma-separated, ``"`` quoted). CSV text is decoded
+**strictly**: UTF-8 (a leading BOM is dropped) and, only if that fails,
+GB18030 (a superset of GBK and GB2312). If neither decodes the bytes, an
+:class:`~agricredit.errors.EncodingError` names the file and the first byte
+offset UTF-8 could not decode. ``encoding=`` overrides the detection.
+
+Errors
+------
+Every problem of a table is collected; the reader then raises one
+:class:`~agricredit.errors.SchemaError` about the first problem, saying how
+many more there are, and attaches all of them as ``error.problems`` (a list of
+:class:`Problem`, each printing as one ``file:row:column: reason`` line). When
+there is more than one problem each is also logged on its own line at ERROR
+level. Messages name the file, row and column, never a value of the cell:
+a misaligned column could put a national ID or a phone where a unit was
+expected.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import pandas as pd
+
+from agricredit.errors import EncodingError, InputError, InputNotFoundError, SchemaError
+
+__all__ = [
+    "MU_PER_HA",
+    "UNIT_ALIASES",
+    "REGISTRY_COLUMNS",
+    "DECLARATION_COLUMNS",
+    "BORROWER_COLUMNS",
+    "Problem",
+    "read_registry",
+    "read_declarations",
+    "read_borrowers",
+    "read_text",
+    "national_id_is_valid",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Mu per hectare (1 mu = 666.67 m², 1 ha = 15 mu exactly).
+MU_PER_HA = 15
+
+#: Accepted spellings of the area units (compared after strip and lower-case).
+UNIT_ALIASES: Mapping[str, str] = {"mu": "mu", "亩": "mu", "ha": "ha", "hectare": "ha", "公顷": "ha"}
+_UNIT_FACTOR = {"mu": Decimal(1), "ha": Decimal(MU_PER_HA)}
+_UNIT_HELP = "expected one of mu, 亩, ha, hectare, 公顷"
+
+REGISTRY_COLUMNS = ("plot_id", "holder_id", "registered_area", "area_unit", "land_use", "source")
+DECLARATION_COLUMNS = ("borrower_id", "plot_id", "declared_crop", "declared_area", "area_unit")
+BORROWER_COLUMNS = ("borrower_id", "national_id", "name", "phone", "village")
+
+_UTF8_BOM = codecs.BOM_UTF8
+_XLSX_MAGIC = b"PK\x03\x04"
+_PARQUET_MAGIC = b"PAR1"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls (and other OLE2 files)
+
+# GB 11643-1999 check digit: weights of the first 17 digits, and the check
+# character indexed by (weighted sum mod 11).
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a table: where it is and what is wrong (never the cell's value)."""
+
+    path: str
+    row: int
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.row}:{self.column}: {self.reason}"
+
+
+@dataclass
+class _RawTable:
+    """A table as text: normalised column names and one dict of stripped strings per row."""
+
+    path: Path
+    header_row: int
+    columns: list[str]
+    rows: list[tuple[int, dict[str, str]]]
+    problems: list[Problem]
+
+
+# --------------------------------------------------------------------------- #
+# Public readers
+
+
+def read_registry(path: str | os.PathLike[str], encoding: str | None = None) -> pd.DataFrame:
+    """Read the land registry: one record per plot.
+
+    Parameters
+    ----------
+    path
+        CSV (UTF-8, UTF-8 with BOM, GBK/GB18030), ``.xlsx`` or Parquet file with
+        the columns ``plot_id, holder_id, registered_area, area_unit, land_use,
+        source`` (more columns are kept).
+    encoding
+        Text encoding of a CSV file; ``None`` detects it strictly (UTF-8, else
+        GB18030).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The registry sorted by ``plot_id``, with ``registered_area`` and
+        ``registered_mu`` as floats, ``area_unit`` as ``mu``/``ha`` and
+        ``source_row``.
+
+    Raises
+    ------
+    SchemaError
+        Missing columns, empty key fields, unknown units, non-numeric or
+        non-positive areas, duplicate ``plot_id``.
+    EncodingError
+        The CSV bytes are neither UTF-8 nor GB18030 (or not ``encoding``).
+    """
+    raw = _read_raw(path, encoding)
+    _require_columns(raw, REGISTRY_COLUMNS)
+    for row, rec in raw.rows:
+        _require_values(raw, row, rec, ("plot_id", "holder_id"))
+        rec["registered_mu"] = _area_to_mu(raw, row, rec, "registered_area")
+    _check_unique(raw, ("plot_id",))
+    return _finish(raw, REGISTRY_COLUMNS, ("registered_mu",), ("plot_id",))
+
+
+def read_declarations(
+    path: str | os.PathLike[str],
+    encoding: str | None = None,
+    known_plots: Iterable[str] | None = None,
+    known_crops: Iterable[str] | Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Read the borrowers' declarations: which plot, which crop, how large.
+
+    Parameters
+    ----------
+    path
+        CSV, ``.xlsx`` or Parquet file with the columns ``borrower_id, plot_id,
+        declared_crop, declared_area, area_unit``.
+    encoding
+        Text encoding of a CSV file; ``None`` detects it strictly.
+    known_plots
+        If given, the plot ids that exist (e.g. those of the plot file); a
+        declaration for any other plot is an error.
+    known_crops
+        If given, the crops that may be declared. A mapping translates aliases
+        to crop codes (e.g. ``{"玉米": "maize", "maize": "maize"}``, see
+        :func:`agricredit.seeds.load_crops`); ``declared_crop`` then holds the
+        code. Crops are compared after strip and lower-case.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The declarations sorted by ``(borrower_id, plot_id)``, with
+        ``declared_area`` and ``declared_mu`` as floats and ``source_row``.
+
+    Raises
+    ------
+    SchemaError
+        As :func:`read_registry`, plus duplicate ``(borrower_id, plot_id)``,
+        unknown plots and unknown crops.
+    EncodingError
+        The CSV bytes cannot be decoded.
+    """
+    raw = _read_raw(path, encoding)
+    _require_columns(raw, DECLARATION_COLUMNS)
+    plots = None if known_plots is None else {str(p) for p in known_plots}
+    crops = _crop_lookup(known_crops)
+    for row, rec in raw.rows:
+        _require_values(raw, row, rec, ("borrower_id", "plot_id", "declared_crop"))
+        rec["declared_mu"] = _area_to_mu(raw, row, rec, "declared_area")
+        if plots is not None and rec["plot_id"] and rec["plot_id"] not in plots:
+            _problem(raw, row, "plot_id", "declaration for a plot that is not in the plot file")
+        if rec["declared_crop"]:
+            crop = rec["declared_crop"].lower()
+            if crops is not None:
+                if crop not in crops:
+                    known = ", ".join(sorted(set(crops.values())))
+                    _problem(raw, row, "declared_crop", f"not a known crop (known: {known})")
+                else:
+                    crop = crops[crop]
+            rec["declared_crop"] = crop
+    _check_unique(raw, ("borrower_id", "plot_id"))
+    return _finish(raw, DECLARATION_COLUMNS, ("declared_mu",), ("borrower_id", "plot_id"))
+
+
+def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None) -> pd.DataFrame:
+    """Read the borrower table (personal data: see :mod:`agricredit.privacy`).
+
+    Parameters
+    ----------
+    path
+        CSV, ``.xlsx`` or Parquet file with the columns ``borrower_id,
+        national_id, name, phone, village``.
+    encoding
+        Text encoding of a CSV file; ``None`` detects it strictly.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The borrowers sorted by ``borrower_id``; ``national_id`` with an
+        upper-case ``X`` check character; ``source_row``.
+
+    Raises
+    ------
+    SchemaError
+        Missing columns, empty ``borrower_id``/``national_id``, a national ID
+        of the wrong length or with a wrong GB 11643-1999 check digit,
+        duplicate ``borrower_id``, the same national ID under two borrower ids.
+        Messages never hold the ID, name or phone.
+    EncodingError
+        The CSV bytes cannot be decoded.
+    """
+    raw = _read_raw(path, encoding)
+    _require_columns(raw, BORROWER_COLUMNS)
+    for row, rec in raw.rows:
+        _require_values(raw, row, rec, ("borrower_id", "national_id"))
+        nid = rec["national_id"] = rec["national_id"].upper()
+        if nid:
+            reason = _national_id_problem(nid)
+            if reason:
+                _problem(raw, row, "national_id", reason)
+    _check_unique(raw, ("borrower_id",))
+    _check_unique(raw, ("national_id",), what="the same national_id as row {first}")
+    return _finish(raw, BORROWER_COLUMNS, (), ("borrower_id",))
+
+
+def national_id_is_valid(value: str) -> bool:
+    """Return whether ``value`` is an 18-character GB 11643-1999 ID with a correct check digit."""
+    return _national_id_problem(value.strip().upper()) is None
+
+
+def read_text(path: str | os.PathLike[str], encoding: str | None = None) -> str:
+    """Return the text of a file decoded strictly (UTF-8 with or without BOM, else GB18030).
+
+    Parameters
+    ----------
+    path
+        The file.
+    encoding
+        A Python codec name to use instead of the detection.
+
+    Raises
+    ------
+    EncodingError
+        The bytes do not decode; the message names the file and byte offset.
+    """
+    return _decode(_read_bytes(Path(path)), Path(path), encoding)
+
+
+# --------------------------------------------------------------------------- #
+# Reading any format into a _RawTable
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as error:
+        raise InputNotFoundError("file not found", path=path) from error
+    except IsADirectoryError as error:
+        raise InputError("is a folder, expected a table file", path=path) from error
+    except OSError as error:
+        raise InputNotFoundError(f"cannot read: {error.strerror}", path=path) from error
+
+
+def _decode(data: bytes, path: Path, encoding: str | None) -> str:
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError as error:
+            raise InputError(f"unknown text encoding {encoding!r}", path=path) from error
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as error:
+            raise EncodingError(f"not valid {encoding} ({error.reason})", path=path, record=f"byte {error.start}") from error
+    offset = 0
+    if data.startswith(_UTF8_BOM):
+        data, offset = data[len(_UTF8_BOM) :], len(_UTF8_BOM)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as utf8_error:
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError as gb_error:
+            hint = " (it starts like UTF-16: save it as CSV UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+            raise EncodingError(
+                f"neither UTF-8 ({utf8_error.reason}) nor GB18030 (fails at byte {gb_error.start + offset}){hint}; "
+                "give the encoding explicitly",
+                path=path,
+                record=f"byte {utf8_error.start + offset}",
+            ) from utf8_error
+        logger.info("%s: not UTF-8 (byte %d), read as GB18030", path, utf8_error.start + offset)
+        return text
+
+
+def _read_raw(path: str | os.PathLike[str], encoding: str | None) -> _RawTable:
+    path = Path(path)
+    data = _read_bytes(path)
+    if data.startswith(_XLSX_MAGIC):
+        header_row, header, records = _records_xlsx(path)
+    elif data.startswith(_OLE_MAGIC):
+        raise SchemaError("legacy Excel .xls workbooks are not supported: save the sheet as .xlsx or CSV", path=path)
+    elif data.startswith(_PARQUET_MAGIC):
+        header_row, header, records = _records_parquet(path)
+    else:
+        header_row, header, records = _records_csv(_decode(data, path, encoding), path)
+    if header is None:
+        raise SchemaError("the table is empty (no header row)", path=path)
+    return _to_raw(path, header_row, header, records)
+
+
+def _records_csv(text: str, path: Path) -> tuple[int, list[str] | None, list[tuple[int, list[str]]]]:
+    """Parse CSV text into (header row, header, [(row, cells)]), rows as line numbers of the file."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    header_row = 0
+    records: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for cells in reader:
+            if header is None:
+                if any(c.strip() for c in cells):
+                    header, header_row = cells, start
+            else:
+                records.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise SchemaError(f"CSV syntax error ({error})", path=path, record=f"row {reader.line_num}") from error
+    return header_row, header, records
+
+
+def _records_xlsx(path: Path) -> tuple[int, list[str] | None, list[tuple[int, list[str]]]]:
+    import openpyxl  # imported lazily: only needed for workbooks
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises many types for a damaged workbook
+        raise SchemaError(f"cannot read the Excel workbook ({type(error).__name__})", path=path) from error
+    try:
+        sheet = workbook.worksheets[0]
+        header: list[str] | None = None
+        header_row = 0
+        records: list[tuple[int, list[str]]] = []
+        for row_number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            cells = [_excel_text(v) for v in values]
+            if header is None:
+                if any(cells):
+                    header, header_row = cells, row_number
+            else:
+                records.append((row_number, cells))
+    finally:
+        workbook.close()
+    return header_row, header, records
+
+
+def _excel_text(value: object) -> str:
+    """Cell value as text: integral numbers without ``.0``, floats by shortest repr."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).upper()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _records_parquet(path: Path) -> tuple[int, list[str] | None, list[tuple[int, list[str]]]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        columns = []
+        for column in table.columns:
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            columns.append(pc.fill_null(pc.cast(column, pa.string()), "").to_pylist())
+    except (pa.ArrowException, OSError) as error:
+        raise SchemaError(f"cannot read the Parquet file ({type(error).__name__})", path=path) from error
+    # Parquet has no header line; rows are numbered as if it had one (header = row 1).
+    records = [(i + 2, list(cells)) for i, cells in enumerate(zip(*columns))]
+    return 1, list(table.column_names), records
+
+
+def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[int, list[str]]]) -> _RawTable:
+    raw = _RawTable(path=path, header_row=header_row, columns=[], rows=[], problems=[])
+    names = [str(h).strip().lower() for h in header]
+    # Trailing unnamed columns (an Excel sheet's used range, a trailing comma) are dropped if empty.
+    while names and not names[-1] and all(len(c) < len(names) or not c[len(names) - 1].strip() for _, c in records):
+        names.pop()
+    seen: set[str] = set()
+    for index, name in enumerate(names, start=1):
+        if not name:
+            _problem(raw, header_row, f"#{index}", "column has no name in the header")
+        elif name in seen:
+            _problem(raw, header_row, name, "column name appears twice in the header")
+        seen.add(name)
+    raw.columns = names
+    for row, cells in records:
+        cells = [c.strip() for c in cells]
+        if not any(cells):
+            continue  # blank line / empty sheet row
+        if len(cells) > len(names) and any(cells[len(names) :]):
+            _problem(raw, row, f"#{len(names) + 1}", f"row has {len(cells)} fields, the header has {len(names)}")
+        cells = cells[: len(names)] + [""] * (len(names) - len(cells))
+        raw.rows.append((row, dict(zip(names, cells))))
+    return raw
+
+
+# --------------------------------------------------------------------------- #
+# Validation helpers
+
+
+def _problem(raw: _RawTable, row: int, column: str, reason: str) -> None:
+    raw.problems.append(Problem(str(raw.path), row, column, reason))
+
+
+def _require_columns(raw: _RawTable, required: Iterable[str]) -> None:
+    for name in required:
+        if name not in raw.columns:
+            hint = ""
+            if len(raw.columns) == 1 and any(sep in raw.columns[0] for sep in ";\t|"):
+                hint = " (the header has one column: is the file comma-separated?)"
+            _problem(raw, raw.header_row, name, f"required column is missing{hint}")
+    if any(p.row == raw.header_row for p in raw.problems):  # rows cannot be checked against a broken header
+        _raise(raw)
+
+
+def _require_values(raw: _RawTable, row: int, rec: dict[str, str], columns: Iterable[str]) -> None:
+    for name in columns:
+        if not rec[name]:
+            _problem(raw, row, name, "value is empty")
+
+
+def _area_to_mu(raw: _RawTable, row: int, rec: dict[str, str], area_column: str) -> float:
+    """Check ``area_column`` and ``area_unit`` of one record; return the area in mu (NaN if bad)."""
+    unit = UNIT_ALIASES.get(rec["area_unit"].lower())
+    if unit is None:
+        reason = "value is empty" if not rec["area_unit"] else "not a known area unit"
+        _problem(raw, row, "area_unit", f"{reason} ({_UNIT_HELP})")
+    else:
+        rec["area_unit"] = unit
+    text = rec[area_column]
+    try:
+        area = Decimal(text)
+        value = float(area)
+    except (InvalidOperation, ValueError):  # ValueError: a signalling NaN
+        value = math.nan
+    rec[area_column] = value
+    if not math.isfinite(value):
+        _problem(raw, row, area_column, "value is empty" if not text else "area is not a number")
+        return math.nan
+    if value <= 0:
+        _problem(raw, row, area_column, "area must be positive")
+        return math.nan
+    return math.nan if unit is None else float(area * _UNIT_FACTOR[unit])
+
+
+def _check_unique(raw: _RawTable, key: tuple[str, ...], what: str = "duplicate {key} (same as row {first})") -> None:
+    first_row: dict[tuple[str, ...], int] = {}
+    for row, rec in raw.rows:
+        value = tuple(rec[k] for k in key)
+        if not all(value):
+            continue  # already reported as empty
+        if value in first_row:
+            _problem(raw, row, key[-1], what.format(key=", ".join(key), first=first_row[value]))
+        else:
+            first_row[value] = row
+
+
+def _national_id_problem(nid: str) -> str | None:
+    if len(nid) != 18:
+        return f"national_id must have 18 characters, it has {len(nid)}"
+    if not (nid[:17].isascii() and nid[:17].isdigit()) or nid[17] not in "0123456789X":
+        return "national_id must be 17 digits and a check digit or X"
+    total = sum(int(d) * w for d, w in zip(nid[:17], _ID_WEIGHTS))
+    if _ID_CHECK[total % 11] != nid[17]:
+        return "national_id has a wrong check digit (GB 11643-1999)"
+    return None
+
+
+def _crop_lookup(known_crops: Iterable[str] | Mapping[str, str] | None) -> dict[str, str] | None:
+    if known_crops is None:
+        return None
+    if isinstance(known_crops, Mapping):
+        return {str(k).strip().lower(): str(v) for k, v in known_crops.items()}
+    return {str(c).strip().lower(): str(c).strip().lower() for c in known_crops}
+
+
+def _raise(raw: _RawTable) -> None:
+    problems = sorted(raw.problems, key=lambda p: p.row)  # stable: file order of columns within a row
+    if len(problems) > 1:
+        for problem in problems:
+            logger.error("%s", problem)
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more problems in this file)" if len(problems) > 1 else ""
+    error = SchemaError(f"column {first.column}: {first.reason}{more}", path=raw.path, record=f"row {first.row}")
+    error.problems = problems  # type: ignore[attr-defined]
+    raise error
+
+
+def _finish(
+    raw: _RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...]
+) -> pd.DataFrame:
+    """Raise the collected problems, or build the frame: known columns, added, extras, source_row."""
+    if raw.problems:
+        _raise(raw)
+    extras = [c for c in raw.columns if c not in columns]
+    order = [*columns, *added, *extras]
+    data: dict[str, list] = {name: [rec[name] for _, rec in raw.rows] for name in order}
+    data["source_row"] = [row for row, _ in raw.rows]
+    numeric = {name for name in (*columns, *added) if name.endswith(("_area", "_mu"))}
+    dtypes = {name: ("float64" if name in numeric else str) for name in order}
+    frame = pd.DataFrame(data).astype({**dtypes, "source_row": "int64"})
+    return frame.sort_values(list(key), kind="stable", ignore_index=True)
+

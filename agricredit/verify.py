@@ -1,0 +1,538 @@
+"""Cross-verification of plots: area figures, checks, reason codes, lights.
+
+Input: one :class:`PlotFacts` per plot (a list of them, or a pandas DataFrame
+with the same column names — see :func:`facts_from_frame`), holding the facts
+the pipeline gathered: geometry status, the drawn / registered / declared /
+cropped areas in mu, the satellite findings of the season module and the
+overlaps with other plots. Ids must already be pseudonyms.
+
+Output: one :class:`PlotVerdict` per plot, sorted by plot id: the four area
+figures, the verified area, the failed checks with the figures that failed
+them, a light, and what the plot adds to its borrower's limit now
+(``mu_now``) and if a reviewer confirms it (``mu_if_confirmed``).
+
+Rules (design §7, tolerances from the policy's ``[area]`` and ``[satellite]``):
+
+* The verified area is the smallest of the *consistent* area sources among
+  drawn, registered and declared. The cropped area is the satellite's
+  evidence of cultivation (NOT_CULTIVATED), not an area source: edge pixels
+  would otherwise cut every honest plot without a reason code.
+* AREA_UNIT_SUSPECTED: a ratio within ``15 × (1 ± tol)`` (or the inverse)
+  between two sources. The source off by ~15 from the others is dropped
+  (when only two sources disagree, the drawn polygon — a measured, unit-free
+  figure — is kept); the area checks involving the dropped source are not fired.
+* GEOMETRY_INVALID (invalid or rejected outline) excludes the plot (adds 0,
+  also if confirmed): an invalid outline gets no other check, none of its
+  figures can be trusted. OWNER_MISMATCH holds the plot for review: land is
+  often farmed under a transfer (流转) contract, so the plot adds 0 now and its
+  area once the officer has seen the lease.
+* NOT_CULTIVATED and TOO_FEW_PIXELS make the plot add 0. TOO_FEW_PIXELS
+  silences the satellite codes (the satellite cannot say anything about the
+  plot), and CLOUD_INSUFFICIENT silences NOT_CULTIVATED / CROP_MISMATCH /
+  LOW_VIGOR (too little data to judge).
+* Plots under review (:data:`HOLD_CODES`) add 0 *now* and their verified area
+  *if confirmed*, so a review never hides a reduction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agricredit.errors import InputError
+from agricredit.policy import Policy
+from agricredit.seeds import load_crops, load_reason_codes
+
+__all__ = [
+    "HOLD_CODES",
+    "Check",
+    "Overlap",
+    "PlotFacts",
+    "Contribution",
+    "PlotVerdict",
+    "check_plot",
+    "plot_contribution",
+    "verify_plot",
+    "verify_plots",
+    "facts_from_frame",
+]
+
+log = logging.getLogger(__name__)
+
+UNIT_FACTOR = 15.0
+SOURCES = ("drawn", "registered", "declared")
+SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFFICIENT")
+#: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
+HOLD_CODES = frozenset(
+    {"CLOUD_INSUFFICIENT", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED", "OWNER_MISMATCH"}
+)
+EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID"})
+ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS"})
+GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected")
+
+
+def _nan(value: Any) -> float:
+    """Float of ``value``; None / '' / missing become NaN."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return math.nan
+    return float(value)
+
+
+def _finite(value: float) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _items(value: Any) -> Any:
+    """A list-like cell: None / NaN / '' are empty; a string is JSON (as CSV files store it); arrays become lists."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ()
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else ()
+    return value if isinstance(value, Mapping) else list(value)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A failed check: its reason code, severity (info / reduce / review) and the figures that failed it."""
+
+    code: str
+    severity: str
+    figures: dict = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, code: str, **figures: Any) -> Check:
+        """Build a check with the catalogue's severity for ``code``."""
+        catalogue = load_reason_codes()
+        if code not in catalogue:
+            raise InputError(f"unknown reason code {code!r}")
+        return cls(code, catalogue[code].severity, dict(sorted(figures.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return ``{code, severity, figures}``."""
+        return {"code": self.code, "severity": self.severity, "figures": dict(self.figures)}
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Overlap of a plot with another plot (``other_drawn_mu`` filled in by :func:`verify_plots`)."""
+
+    other_plot_id: str
+    other_borrower_id: str
+    shared_m2: float
+    other_drawn_mu: float = math.nan
+
+    @classmethod
+    def coerce(cls, value: Any) -> Overlap:
+        """Accept an Overlap, a mapping or a tuple ``(other_plot_id, other_borrower_id, shared_m2[, other_drawn_mu])``."""
+        if isinstance(value, Overlap):
+            return value
+        if isinstance(value, Mapping):
+            return cls(str(value["other_plot_id"]), str(value["other_borrower_id"]), float(value["shared_m2"]),
+                       _nan(value.get("other_drawn_mu")))
+        items = tuple(value)
+        return cls(str(items[0]), str(items[1]), float(items[2]), _nan(items[3]) if len(items) > 3 else math.nan)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the overlap as a JSON-ready mapping (NaN as None)."""
+        return {"other_plot_id": self.other_plot_id, "other_borrower_id": self.other_borrower_id,
+                "shared_m2": self.shared_m2, "other_drawn_mu": self.other_drawn_mu if _finite(self.other_drawn_mu) else None}
+
+
+@dataclass(frozen=True)
+class PlotFacts:
+    """What the pipeline knows about one plot (areas in mu; NaN = unknown).
+
+    ``satellite_codes`` are the season module's findings (NOT_CULTIVATED,
+    CROP_MISMATCH, LOW_VIGOR, CLOUD_INSUFFICIENT) as :class:`Check` objects;
+    :meth:`from_dict` also accepts ``{code: figures}`` or a list of dicts.
+    ``registered_mu`` is NaN when the registry has no record.
+    """
+
+    plot_id: str
+    borrower_id: str
+    geometry_status: str = "valid"
+    geometry_reason: str = ""
+    drawn_mu: float = math.nan
+    registered_mu: float = math.nan
+    registry_holder_id: str | None = None
+    declared_mu: float = math.nan
+    declared_crop: str | None = None
+    pixel_count: float = math.nan
+    cropped_mu_at_peak: float = math.nan
+    peak_ndvi: float = math.nan
+    satellite_codes: tuple[Check, ...] = ()
+    vigor_factor: float = math.nan
+    best_crop: str | None = None
+    overlaps: tuple[Overlap, ...] = ()
+
+    _FLOATS = ("drawn_mu", "registered_mu", "declared_mu", "pixel_count", "cropped_mu_at_peak", "peak_ndvi", "vigor_factor")
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> PlotFacts:
+        """Build facts from a mapping (a DataFrame row, a JSON record); missing keys take the defaults."""
+        unknown = sorted(set(row) - {f for f in cls.__dataclass_fields__})
+        if unknown:
+            raise InputError(f"unknown plot fact {unknown[0]!r}", record=_text(row.get("plot_id")))
+        values: dict[str, Any] = {"plot_id": str(row["plot_id"]), "borrower_id": str(row["borrower_id"])}
+        for name in cls._FLOATS:
+            if name in row:
+                values[name] = _nan(row[name])
+        for name in ("registry_holder_id", "declared_crop", "best_crop"):
+            if name in row:
+                values[name] = _text(row[name])
+        if "geometry_status" in row:
+            values["geometry_status"] = _text(row["geometry_status"]) or "valid"
+        if "geometry_reason" in row:
+            values["geometry_reason"] = _text(row["geometry_reason"]) or ""
+        codes = _items(row.get("satellite_codes"))
+        if isinstance(codes, Mapping):
+            codes = [Check.make(code, **dict(figures or {})) for code, figures in codes.items()]
+        else:
+            codes = [c if isinstance(c, Check) else (Check.make(c["code"], **dict(c.get("figures") or {}))
+                                                      if isinstance(c, Mapping) else Check.make(str(c))) for c in codes]
+        values["satellite_codes"] = tuple(sorted(codes, key=lambda c: c.code))
+        values["overlaps"] = tuple(sorted((Overlap.coerce(o) for o in _items(row.get("overlaps"))), key=lambda o: o.other_plot_id))
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the facts as a JSON-ready mapping (NaN as None)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "satellite_codes":
+                value = [c.to_dict() for c in value]
+            elif name == "overlaps":
+                value = [o.to_dict() for o in value]
+            elif name in self._FLOATS and not _finite(value):
+                value = None
+            out[name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What a plot adds to its borrower's limit: verified mu now, mu if confirmed, and the vigor factor applied."""
+
+    mu_now: float
+    mu_if_confirmed: float
+    vigor_factor: float
+
+
+@dataclass(frozen=True)
+class PlotVerdict:
+    """The verification result of one plot."""
+
+    facts: PlotFacts
+    checks: tuple[Check, ...]
+    verified_mu: float
+    excluded: bool
+    light: str
+    contribution: Contribution
+
+    @property
+    def plot_id(self) -> str:
+        return self.facts.plot_id
+
+    @property
+    def borrower_id(self) -> str:
+        return self.facts.borrower_id
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(check.code for check in self.checks)
+
+    @property
+    def areas(self) -> dict[str, float]:
+        """The four area figures in mu: drawn, registered, declared, cropped."""
+        f = self.facts
+        return {"drawn_mu": f.drawn_mu, "registered_mu": f.registered_mu, "declared_mu": f.declared_mu,
+                "cropped_mu": f.cropped_mu_at_peak}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return facts, figures, checks, light and contributions as a JSON-ready mapping."""
+        c = self.contribution
+        return {
+            "plot_id": self.plot_id,
+            "facts": self.facts.to_dict(),
+            "areas": {k: (v if _finite(v) else None) for k, v in self.areas.items()},
+            "verified_mu": self.verified_mu,
+            "excluded": self.excluded,
+            "light": self.light,
+            "checks": [check.to_dict() for check in self.checks],
+            "mu_now": c.mu_now,
+            "mu_if_confirmed": c.mu_if_confirmed,
+            "vigor_factor": c.vigor_factor,
+        }
+
+
+# --------------------------------------------------------------------------- areas
+
+def _sources(facts: PlotFacts) -> dict[str, float]:
+    values = {"drawn": facts.drawn_mu, "registered": facts.registered_mu, "declared": facts.declared_mu}
+    return {name: value for name, value in values.items() if _finite(value) and value > 0}
+
+
+def _unit_suspect(facts: PlotFacts, policy: Policy) -> tuple[list[tuple[str, str, float]], set[str]]:
+    """Return the pairs whose ratio is near 15 or 1/15, and the source(s) judged inconsistent."""
+    tol = policy.area.unit_ratio_tolerance
+    sources = _sources(facts)
+    pairs = []
+    for i, a in enumerate(SOURCES):
+        for b in SOURCES[i + 1:]:
+            if a in sources and b in sources:
+                small, large = sorted((sources[a], sources[b]))
+                if small * UNIT_FACTOR * (1 - tol) <= large <= small * UNIT_FACTOR * (1 + tol):
+                    pairs.append((a, b, sources[a] / sources[b]))
+    if not pairs:
+        return [], set()
+    counts = {name: sum(name in pair[:2] for pair in pairs) for name in sources}
+    worst = max(counts.values())
+    suspects = {name for name, count in counts.items() if count == worst}
+    if len(suspects) > 1:
+        suspects.discard("drawn")  # a geodesic polygon area cannot be in the wrong unit
+    if suspects == set(sources):  # nothing left to trust: keep the smaller figure
+        suspects.discard(min(sources, key=lambda name: (sources[name], name)))
+    return pairs, suspects
+
+
+def _usable_sources(facts: PlotFacts, policy: Policy) -> dict[str, float]:
+    _, suspects = _unit_suspect(facts, policy)
+    return {name: value for name, value in _sources(facts).items() if name not in suspects}
+
+
+# --------------------------------------------------------------------------- checks
+
+def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
+    """Run every check of design §7 on one plot.
+
+    Parameters
+    ----------
+    facts
+        The plot's facts; overlaps should carry ``other_drawn_mu`` (as
+        :func:`verify_plots` fills in), otherwise only this plot's area is used
+        for the double-claim share.
+    policy
+        The validated policy (tolerances).
+
+    Returns
+    -------
+    tuple of Check
+        The failed checks in catalogue order, each with its figures.
+    """
+    if facts.geometry_status not in GEOMETRY_STATUSES:
+        raise InputError(f"unknown geometry_status {facts.geometry_status!r} (expected one of {list(GEOMETRY_STATUSES)})",
+                         record=facts.plot_id)
+    if facts.geometry_status in ("invalid", "rejected"):
+        return (Check.make("GEOMETRY_INVALID", status=facts.geometry_status, reason=facts.geometry_reason),)
+    area = policy.area
+    checks: list[Check] = []
+    if facts.geometry_status == "repaired":
+        checks.append(Check.make("GEOMETRY_REPAIRED", reason=facts.geometry_reason))
+
+    if not _finite(facts.registered_mu):
+        checks.append(Check.make("NO_REGISTRY_RECORD"))
+    elif facts.registry_holder_id != facts.borrower_id:
+        checks.append(Check.make("OWNER_MISMATCH", holder_known=facts.registry_holder_id is not None))
+
+    pairs, suspects = _unit_suspect(facts, policy)
+    if pairs:
+        sources = _sources(facts)
+        a, b, ratio = pairs[0]
+        checks.append(Check.make("AREA_UNIT_SUSPECTED", source_a=a, mu_a=sources[a], source_b=b, mu_b=sources[b],
+                                 ratio=ratio, inconsistent=sorted(suspects), tolerance=area.unit_ratio_tolerance))
+    usable = {name: value for name, value in _sources(facts).items() if name not in suspects}
+    if "registered" in usable and "declared" in usable:
+        ceiling = usable["registered"] * (1 + area.declared_over_tolerance)
+        if usable["declared"] > ceiling:
+            checks.append(Check.make("AREA_OVER_DECLARED", declared_mu=usable["declared"], registered_mu=usable["registered"],
+                                     tolerance=area.declared_over_tolerance))
+    if "registered" in usable and "drawn" in usable:
+        drawn, registered, tol = usable["drawn"], usable["registered"], area.drawn_vs_registered_tolerance
+        if drawn > registered * (1 + tol) or drawn < registered * (1 - tol):
+            checks.append(Check.make("AREA_DRAWN_MISMATCH", drawn_mu=drawn, registered_mu=registered,
+                                     ratio=drawn / registered, tolerance=tol))
+
+    checks.extend(_satellite_checks(facts, policy))
+    double = _double_claim(facts, policy)
+    if double is not None:
+        checks.append(double)
+    order = {code: i for i, code in enumerate(load_reason_codes())}
+    return tuple(sorted(checks, key=lambda c: order[c.code]))
+
+
+def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
+    sat = policy.satellite
+    found = {c.code: c for c in facts.satellite_codes}
+    unknown = sorted(set(found) - set(SATELLITE_CODES))
+    if unknown:
+        raise InputError(f"satellite code {unknown[0]} is not one the season module may report", record=facts.plot_id)
+    if _finite(facts.pixel_count) and facts.pixel_count < sat.min_pixel_count:
+        return [Check.make("TOO_FEW_PIXELS", pixel_count=facts.pixel_count, min_pixel_count=sat.min_pixel_count)]
+    if "CLOUD_INSUFFICIENT" in found:
+        return [Check.make("CLOUD_INSUFFICIENT", min_observations=sat.min_observations_in_window, **found["CLOUD_INSUFFICIENT"].figures)]
+    checks = []
+    cropped, drawn = facts.cropped_mu_at_peak, facts.drawn_mu
+    low_cropped = _finite(cropped) and _finite(drawn) and drawn > 0 and cropped < sat.cultivated_min_share * drawn
+    if low_cropped or "NOT_CULTIVATED" in found:
+        figures = {"cropped_mu": cropped if _finite(cropped) else None, "drawn_mu": drawn if _finite(drawn) else None,
+                   "min_share": sat.cultivated_min_share}
+        figures.update(found["NOT_CULTIVATED"].figures if "NOT_CULTIVATED" in found else {})
+        checks.append(Check.make("NOT_CULTIVATED", **figures))
+    if "CROP_MISMATCH" in found:
+        checks.append(Check.make("CROP_MISMATCH", **{"declared_crop": facts.declared_crop, "best_crop": facts.best_crop,
+                                                     **found["CROP_MISMATCH"].figures}))
+    if "LOW_VIGOR" in found:
+        peak = facts.peak_ndvi if _finite(facts.peak_ndvi) else None
+        vigor = _vigor(facts, policy) if _finite(facts.vigor_factor) else None
+        checks.append(Check.make("LOW_VIGOR", **{"peak_ndvi": peak, **found["LOW_VIGOR"].figures, "vigor_factor": vigor}))
+    return checks
+
+
+def _m2(mu: float) -> float:
+    """Square metres of ``mu`` (1 mu = 10000/15 m², computed so that 1.5 mu is exactly 1000 m²)."""
+    return mu * 10000.0 / 15.0
+
+
+def _double_claim(facts: PlotFacts, policy: Policy) -> Check | None:
+    area = policy.area
+    own_m2 = _m2(facts.drawn_mu)
+    hits = []
+    for overlap in sorted(facts.overlaps, key=lambda o: o.other_plot_id):
+        if overlap.other_borrower_id == facts.borrower_id or not overlap.shared_m2 > 0:
+            continue
+        sizes = [m2 for m2 in (own_m2, _m2(overlap.other_drawn_mu)) if _finite(m2) and m2 > 0]
+        smaller = min(sizes) if sizes else math.nan
+        if overlap.shared_m2 > area.double_claim_min_area_m2 or overlap.shared_m2 > area.double_claim_min_share * smaller:
+            hits.append((overlap, overlap.shared_m2 / smaller))
+    if not hits:
+        return None
+    return Check.make("DOUBLE_CLAIM", other_plot_ids=[o.other_plot_id for o, _ in hits],
+                      shared_m2=max(o.shared_m2 for o, _ in hits),
+                      share_of_smaller=max((s for _, s in hits if _finite(s)), default=None),
+                      min_share=area.double_claim_min_share, min_area_m2=area.double_claim_min_area_m2)
+
+
+# --------------------------------------------------------------------------- contribution
+
+def _vigor(facts: PlotFacts, policy: Policy) -> float:
+    """The vigor factor applied to capacity: the season's, clipped to the policy's range; 1 when unknown."""
+    sat = policy.satellite
+    vigor = facts.vigor_factor if _finite(facts.vigor_factor) else 1.0
+    return min(max(vigor, sat.vigor_factor_min), sat.vigor_factor_max)
+
+
+def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
+                      ignore: frozenset[str] = frozenset()) -> Contribution:
+    """What a plot adds to its borrower's limit, optionally with some codes' effects removed.
+
+    Parameters
+    ----------
+    facts, checks
+        The plot and its failed checks (from :func:`check_plot`).
+    policy
+        The validated policy.
+    ignore
+        Codes whose effect is removed (the counterfactual used to rank reasons):
+        an excluding / zeroing / review code no longer excludes, zeroes or holds;
+        AREA_OVER_DECLARED no longer lets the registered area cap the declared
+        one; AREA_DRAWN_MISMATCH takes the larger of drawn and registered;
+        LOW_VIGOR raises the vigor factor to at least 1.
+
+    Returns
+    -------
+    Contribution
+        ``mu_now`` (0 while the plot is under review), ``mu_if_confirmed`` and
+        the vigor factor (policy-clipped; 1 when unknown).
+    """
+    fired = {check.code for check in checks}
+    removed = fired & set(ignore)
+    codes = fired - removed
+    usable = _usable_sources(facts, policy)
+    if "AREA_OVER_DECLARED" in removed and "declared" in usable:
+        usable.pop("registered", None)
+    if "AREA_DRAWN_MISMATCH" in removed and "drawn" in usable and "registered" in usable:
+        usable.pop(min(("drawn", "registered"), key=lambda name: usable[name]))
+    verified = min(usable.values()) if usable else 0.0
+    if codes & (EXCLUDE_CODES | ZERO_CODES):
+        verified = 0.0
+    vigor = _vigor(facts, policy)
+    if "LOW_VIGOR" in removed:
+        vigor = max(vigor, 1.0)
+    return Contribution(mu_now=0.0 if codes & HOLD_CODES else verified, mu_if_confirmed=verified, vigor_factor=vigor)
+
+
+def verify_plot(facts: PlotFacts, policy: Policy) -> PlotVerdict:
+    """Check one plot and return its verdict (see the module docstring for the rules)."""
+    if facts.declared_crop is not None and facts.declared_crop not in load_crops():
+        raise InputError(f"declared crop {facts.declared_crop!r} is not in the crop table", record=facts.plot_id)
+    checks = check_plot(facts, policy)
+    codes = {check.code for check in checks}
+    excluded = bool(codes & EXCLUDE_CODES)
+    usable = _usable_sources(facts, policy)
+    verified = 0.0 if excluded or not usable else min(usable.values())
+    severities = {check.severity for check in checks}
+    light = "red" if excluded or "review" in severities else "yellow" if "reduce" in severities else "green"
+    return PlotVerdict(facts, checks, verified, excluded, light, plot_contribution(facts, checks, policy))
+
+
+def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: Policy) -> list[PlotVerdict]:
+    """Verify a set of plots (all borrowers of a run).
+
+    Overlaps are completed before checking: each overlap gets the other plot's
+    drawn area, and an overlap listed on one plot only is mirrored onto the
+    other, so DOUBLE_CLAIM lands on both plots and each verdict depends only
+    on its own (recorded) facts.
+
+    Parameters
+    ----------
+    plots
+        :class:`PlotFacts`, mappings, or a pandas DataFrame (one row per plot).
+    policy
+        The validated policy.
+
+    Returns
+    -------
+    list of PlotVerdict
+        Sorted by plot id, whatever the input order.
+    """
+    facts = facts_from_frame(plots) if hasattr(plots, "to_dict") and hasattr(plots, "columns") else [
+        p if isinstance(p, PlotFacts) else PlotFacts.from_dict(p) for p in plots]
+    index: dict[str, PlotFacts] = {}
+    for item in facts:
+        if item.plot_id in index:
+            raise InputError("duplicate plot id", record=item.plot_id)
+        index[item.plot_id] = item
+    overlaps: dict[str, dict[str, Overlap]] = {pid: {} for pid in index}
+    for pid in sorted(index):
+        for overlap in index[pid].overlaps:
+            overlaps[pid][overlap.other_plot_id] = overlap
+            if overlap.other_plot_id in index and pid not in overlaps[overlap.other_plot_id]:
+                overlaps[overlap.other_plot_id][pid] = Overlap(pid, index[pid].borrower_id, overlap.shared_m2)
+    completed = []
+    for pid in sorted(index):
+        items = []
+        for other, overlap in sorted(overlaps[pid].items()):
+            if other in index and not _finite(overlap.other_drawn_mu):
+                overlap = replace(overlap, other_drawn_mu=index[other].drawn_mu)
+            items.append(overlap)
+        completed.append(replace(index[pid], overlaps=tuple(items)))
+    verdicts = [verify_plot(item, policy) for item in completed]
+    log.info("verified %d plots: %d green, %d yellow, %d red", len(verdicts),
+             *(sum(v.light == light for v in verdicts) for light in ("green", "yellow", "red")))
+    return verdicts
+
+
+def facts_from_frame(frame: Any) -> list[PlotFacts]:
+    """Convert a pandas DataFrame (one row per plot, columns named as :class:`PlotFacts` fields) to facts."""
+    return [PlotFacts.from_dict(row) for row in frame.to_dict(orient="records")]

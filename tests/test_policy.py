@@ -1,0 +1,88 @@
+"""Policy files: the default loads; unknown, missing, mistyped and out-of-range keys are errors naming file and key."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+import pytest
+
+from agricredit.errors import InputNotFoundError, PolicyError
+from agricredit.policy import load_policy
+from agricredit.seeds import DEFAULT_POLICY_PATH
+
+DEFAULT_TEXT = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+
+
+def write(tmp_path, text, name="policy.toml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def edited(pattern: str, replacement: str) -> str:
+    text, count = re.subn(pattern, replacement, DEFAULT_TEXT, count=1, flags=re.MULTILINE)
+    assert count == 1, pattern
+    return text
+
+
+def test_default_policy_loads_with_file_hash_and_values():
+    policy = load_policy()
+    assert policy.sha256 == hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
+    as_dict = policy.to_dict()
+    document = tomllib.loads(DEFAULT_TEXT)
+    for section, table in document.items():
+        assert as_dict[section] == pytest.approx(table) if section != "policy" else as_dict[section] == table
+    assert policy.credit.rounding_step == 100.0 and policy.satellite.min_observations_in_window == 3
+
+
+def test_integer_for_float_is_accepted_and_hash_follows_bytes(tmp_path):
+    path = write(tmp_path, edited(r"^cap_per_borrower = .*$", "cap_per_borrower = 150000"))
+    policy = load_policy(path)
+    assert policy.credit.cap_per_borrower == 150000.0 and isinstance(policy.credit.cap_per_borrower, float)
+    assert policy.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() != load_policy().sha256
+
+
+@pytest.mark.parametrize(("pattern", "replacement", "key"), [
+    (r"^\[credit\]$", "[credit]\nbonus_rate = 0.1", "credit.bonus_rate"),  # unknown key
+    (r"^advance_rate = .*$", "", "credit.advance_rate"),  # missing key
+    (r"^declared_over_tolerance = .*$", "declared_over_tolerance = 1.5", "area.declared_over_tolerance"),
+    (r"^declared_over_tolerance = .*$", "declared_over_tolerance = -0.01", "area.declared_over_tolerance"),
+    (r"^advance_rate = .*$", "advance_rate = 0.0", "credit.advance_rate"),  # open lower bound
+    (r"^rounding_step = .*$", "rounding_step = -100.0", "credit.rounding_step"),
+    (r"^rounding_step = .*$", 'rounding_step = "100"', "credit.rounding_step"),  # wrong type
+    (r"^min_observations_in_window = .*$", "min_observations_in_window = 2.5", "satellite.min_observations_in_window"),
+    (r"^double_claim_min_share = .*$", "double_claim_min_share = true", "area.double_claim_min_share"),
+    (r"^low_vigor_percentile = .*$", "low_vigor_percentile = nan", "satellite.low_vigor_percentile"),
+    (r"^vigor_factor_min = .*$", "vigor_factor_min = 1.2", "satellite.vigor_factor_min"),
+    (r"^vigor_factor_max = .*$", "vigor_factor_max = 0.9", "satellite.vigor_factor_max"),
+    (r'^area_unit = .*$', 'area_unit = "ha"', "policy.area_unit"),
+    (r"^min_limit = .*$", "min_limit = 300000.0", "credit.min_limit"),
+])
+def test_bad_policy_names_file_and_key(tmp_path, pattern, replacement, key):
+    path = write(tmp_path, edited(pattern, replacement), name="bad_policy.toml")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    message = str(raised.value)
+    assert str(path) in message and key in message
+    assert "\n" not in message
+
+
+def test_unknown_and_missing_sections(tmp_path):
+    with pytest.raises(PolicyError, match=r"policy\.toml: unknown section \[bonus\]"):
+        load_policy(write(tmp_path, DEFAULT_TEXT + "\n[bonus]\nx = 1\n"))
+    without_credit = DEFAULT_TEXT[:DEFAULT_TEXT.index("[credit]")]
+    with pytest.raises(PolicyError, match=r"missing section \[credit\]"):
+        load_policy(write(tmp_path, without_credit))
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    with pytest.raises(PolicyError, match="not a valid UTF-8 TOML"):
+        load_policy(write(tmp_path, "[area\nx = "))
+    with pytest.raises(InputNotFoundError, match="nowhere.toml"):
+        load_policy(tmp_path / "nowhere.toml")

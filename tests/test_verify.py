@@ -1,0 +1,235 @@
+"""Plot checks: each check at, just inside and just outside its tolerance, on hand-made plot facts."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pandas as pd
+import pytest
+
+from _plotfacts import POLICY, honest
+from agricredit.errors import InputError
+from agricredit.verify import Check, PlotFacts, verify_plot, verify_plots
+
+AREA = POLICY.area
+SAT = POLICY.satellite
+NUDGE = 1e-9  # relative step just across a threshold
+
+
+def codes(verdict):
+    return [check.code for check in verdict.checks]
+
+
+def check_of(verdict, code) -> Check:
+    return next(check for check in verdict.checks if check.code == code)
+
+
+def test_honest_plot_is_green_with_smallest_source():
+    verdict = verify_plot(honest(mu=10.0), POLICY)
+    assert verdict.checks == () and verdict.light == "green" and not verdict.excluded
+    assert verdict.verified_mu == pytest.approx(9.9)  # declared is the smallest source
+    assert verdict.contribution.mu_now == verdict.contribution.mu_if_confirmed == pytest.approx(9.9)
+    assert verdict.areas == {"drawn_mu": 10.0, "registered_mu": 10.0, "declared_mu": pytest.approx(9.9), "cropped_mu": 9.0}
+
+
+@pytest.mark.parametrize(("factor", "fires"), [(1.0, False), (1 - NUDGE, False), (1 + NUDGE, True), (2.01, True)])
+def test_area_over_declared(factor, fires):
+    registered = 10.0
+    declared = registered * (1 + AREA.declared_over_tolerance) * factor
+    verdict = verify_plot(honest(registered_mu=registered, drawn_mu=10.0, declared_mu=declared), POLICY)
+    assert ("AREA_OVER_DECLARED" in codes(verdict)) is fires
+    assert verdict.verified_mu == pytest.approx(10.0)  # the registered / drawn area, never the declared excess
+    if fires:
+        figures = check_of(verdict, "AREA_OVER_DECLARED").figures
+        assert figures == {"declared_mu": declared, "registered_mu": 10.0, "tolerance": 0.03}
+        assert verdict.light == "yellow" and verdict.contribution.mu_now == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(("factor", "fires"), [
+    (1 + AREA.drawn_vs_registered_tolerance, False), ((1 + AREA.drawn_vs_registered_tolerance) * (1 + NUDGE), True),
+    (1 - AREA.drawn_vs_registered_tolerance, False), ((1 - AREA.drawn_vs_registered_tolerance) * (1 - NUDGE), True),
+    (1 / 1.3, True),
+])
+def test_area_drawn_mismatch(factor, fires):
+    registered = 10.0
+    drawn = registered * factor
+    verdict = verify_plot(honest(registered_mu=registered, drawn_mu=drawn, declared_mu=registered), POLICY)
+    assert ("AREA_DRAWN_MISMATCH" in codes(verdict)) is fires
+    assert verdict.verified_mu == pytest.approx(min(drawn, registered))
+    if fires:
+        assert check_of(verdict, "AREA_DRAWN_MISMATCH").figures["ratio"] == pytest.approx(factor)
+
+
+@pytest.mark.parametrize(("factor", "fires"), [
+    (1.0, True), (1 + AREA.unit_ratio_tolerance, True), ((1 + AREA.unit_ratio_tolerance) * (1 + NUDGE), False),
+    (1 - AREA.unit_ratio_tolerance, True), ((1 - AREA.unit_ratio_tolerance) * (1 - NUDGE), False),
+])
+def test_unit_suspected_registered_in_hectares(factor, fires):
+    """The registry gives the hectare number labelled mu: registered ~ drawn / 15."""
+    registered = 1.0
+    drawn = registered * 15.0 * factor
+    declared = drawn
+    verdict = verify_plot(honest(drawn_mu=drawn, registered_mu=registered, declared_mu=declared), POLICY)
+    assert ("AREA_UNIT_SUSPECTED" in codes(verdict)) is fires
+    if fires:
+        # the registry figure is dropped, and the checks on it are not also fired
+        assert codes(verdict) == ["AREA_UNIT_SUSPECTED"]
+        assert check_of(verdict, "AREA_UNIT_SUSPECTED").figures["inconsistent"] == ["registered"]
+        assert verdict.verified_mu == declared and verdict.light == "red"
+        assert verdict.contribution.mu_now == 0.0 and verdict.contribution.mu_if_confirmed == declared
+    else:
+        assert "AREA_DRAWN_MISMATCH" in codes(verdict)
+
+
+def test_unit_suspected_inverse_and_declared_source():
+    verdict = verify_plot(honest(drawn_mu=1.0, registered_mu=15.0, declared_mu=1.0), POLICY)  # mu recorded as 15x
+    assert check_of(verdict, "AREA_UNIT_SUSPECTED").figures["inconsistent"] == ["registered"]
+    assert verdict.verified_mu == 1.0
+    verdict = verify_plot(honest(drawn_mu=12.0, registered_mu=12.0, declared_mu=0.8), POLICY)  # declared in ha
+    assert codes(verdict) == ["AREA_UNIT_SUSPECTED"]
+    assert check_of(verdict, "AREA_UNIT_SUSPECTED").figures["inconsistent"] == ["declared"]
+    assert verdict.verified_mu == 12.0
+    # two sources only: the drawn polygon (a measured, unit-free figure) is kept
+    verdict = verify_plot(honest(drawn_mu=12.0, registered_mu=math.nan, declared_mu=0.8), POLICY)
+    assert codes(verdict) == ["NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED"]
+    assert verdict.verified_mu == 12.0 and verdict.contribution.mu_if_confirmed == 12.0
+
+
+def test_no_registry_record_is_held_for_review():
+    verdict = verify_plot(honest(registered_mu=math.nan, registry_holder_id=None), POLICY)
+    assert codes(verdict) == ["NO_REGISTRY_RECORD"] and verdict.light == "red" and not verdict.excluded
+    assert verdict.contribution.mu_now == 0.0
+    assert verdict.contribution.mu_if_confirmed == pytest.approx(9.9)  # min(drawn, declared)
+
+
+@pytest.mark.parametrize("holder", ["B2", None])
+def test_owner_mismatch_holds_the_plot_until_the_lease_is_seen(holder):
+    verdict = verify_plot(honest(registry_holder_id=holder), POLICY)
+    assert codes(verdict) == ["OWNER_MISMATCH"] and not verdict.excluded and verdict.light == "red"
+    assert verdict.contribution.mu_now == 0.0
+    assert verdict.contribution.mu_if_confirmed == pytest.approx(verdict.verified_mu) and verdict.verified_mu > 0
+
+
+@pytest.mark.parametrize(("factor", "fires"), [(1.0, False), (1 + NUDGE, False), (1 - NUDGE, True), (0.0, True)])
+def test_not_cultivated_from_cropped_share(factor, fires):
+    cropped = 10.0 * SAT.cultivated_min_share * factor
+    verdict = verify_plot(honest(drawn_mu=10.0, cropped_mu_at_peak=cropped), POLICY)
+    assert ("NOT_CULTIVATED" in codes(verdict)) is fires
+    if fires:
+        assert check_of(verdict, "NOT_CULTIVATED").figures == {"cropped_mu": cropped, "drawn_mu": 10.0, "min_share": 0.5}
+        assert verdict.light == "yellow" and verdict.contribution.mu_if_confirmed == 0.0
+        assert verdict.verified_mu == pytest.approx(9.9)  # the area is verified, the plot adds nothing
+
+
+def test_satellite_codes_pass_through_with_figures():
+    verdict = verify_plot(honest(satellite_codes={"NOT_CULTIVATED": {"greened_up": False}}), POLICY)
+    assert check_of(verdict, "NOT_CULTIVATED").figures["greened_up"] is False
+    verdict = verify_plot(honest(best_crop="wheat", satellite_codes={"CROP_MISMATCH": {"rmse_declared": 0.21, "rmse_best": 0.04}}), POLICY)
+    figures = check_of(verdict, "CROP_MISMATCH").figures
+    assert figures == {"best_crop": "wheat", "declared_crop": "maize", "rmse_best": 0.04, "rmse_declared": 0.21}
+    assert verdict.light == "red" and verdict.contribution.mu_now == 0.0 and verdict.contribution.mu_if_confirmed > 0
+    verdict = verify_plot(honest(vigor_factor=0.55, peak_ndvi=0.45, satellite_codes=["LOW_VIGOR"]), POLICY)
+    assert codes(verdict) == ["LOW_VIGOR"] and verdict.light == "yellow"
+    assert verdict.contribution.vigor_factor == SAT.vigor_factor_min  # clipped to the policy's range
+    assert check_of(verdict, "LOW_VIGOR").figures == {"peak_ndvi": 0.45, "vigor_factor": SAT.vigor_factor_min}
+
+
+def test_cloud_insufficient_silences_other_satellite_codes():
+    facts = honest(cropped_mu_at_peak=0.0, satellite_codes={"CLOUD_INSUFFICIENT": {"valid_observations": 1},
+                                                             "CROP_MISMATCH": {}, "NOT_CULTIVATED": {}})
+    verdict = verify_plot(facts, POLICY)
+    assert codes(verdict) == ["CLOUD_INSUFFICIENT"]
+    assert check_of(verdict, "CLOUD_INSUFFICIENT").figures == {"min_observations": 3, "valid_observations": 1}
+    assert verdict.contribution.mu_now == 0.0 and verdict.contribution.mu_if_confirmed == pytest.approx(9.9)
+
+
+@pytest.mark.parametrize(("pixels", "fires"), [(4.0, False), (4.0 * (1 - NUDGE), True), (0.3, True)])
+def test_too_few_pixels(pixels, fires):
+    facts = honest(mu=0.1, pixel_count=pixels, cropped_mu_at_peak=0.0, satellite_codes={"CLOUD_INSUFFICIENT": {}})
+    verdict = verify_plot(facts, POLICY)
+    if fires:
+        assert codes(verdict) == ["TOO_FEW_PIXELS"] and verdict.light == "yellow"  # the satellite cannot say more
+        assert verdict.contribution.mu_now == verdict.contribution.mu_if_confirmed == 0.0
+    else:
+        assert codes(verdict) == ["CLOUD_INSUFFICIENT"]
+
+
+def pair(shared_m2, small_mu=1.5, big_mu=30.0, same_borrower=False):
+    a = honest("PA", "B1", mu=small_mu, overlaps=[("PB", "B1" if same_borrower else "B2", shared_m2)])
+    b = honest("PB", "B1" if same_borrower else "B2", mu=big_mu)  # lists nothing: the overlap is mirrored
+    return verify_plots([b, a], POLICY)
+
+
+@pytest.mark.parametrize(("shared_m2", "fires"), [
+    (50.0, False), (50.0 * (1 + NUDGE), True),  # 5 % of the smaller plot (1.5 mu = 1000 m²)
+    (10.0, False),
+])
+def test_double_claim_share_of_smaller_plot(shared_m2, fires):
+    verdicts = pair(shared_m2)
+    for verdict in verdicts:
+        assert ("DOUBLE_CLAIM" in codes(verdict)) is fires
+    if fires:
+        a, b = verdicts
+        assert check_of(a, "DOUBLE_CLAIM").figures["other_plot_ids"] == ["PB"]
+        assert check_of(b, "DOUBLE_CLAIM").figures["other_plot_ids"] == ["PA"]
+        assert check_of(a, "DOUBLE_CLAIM").figures["share_of_smaller"] == pytest.approx(0.05)
+        assert a.light == b.light == "red" and a.contribution.mu_now == 0.0
+
+
+@pytest.mark.parametrize(("shared_m2", "fires"), [(100.0, False), (100.0 * (1 + NUDGE), True)])
+def test_double_claim_absolute_area(shared_m2, fires):
+    verdicts = pair(shared_m2, small_mu=20.0, big_mu=30.0)  # 100 m² is 0.75 % of 20 mu: only the m² rule can fire
+    assert all(("DOUBLE_CLAIM" in codes(v)) is fires for v in verdicts)
+
+
+def test_overlap_with_own_plot_is_not_a_double_claim():
+    assert all(v.checks == () for v in pair(900.0, same_borrower=True))
+
+
+def test_geometry_statuses():
+    verdict = verify_plot(honest(geometry_status="repaired", geometry_reason="Self-intersection[1 2]"), POLICY)
+    assert codes(verdict) == ["GEOMETRY_REPAIRED"] and verdict.light == "green"
+    assert verdict.contribution.mu_now == pytest.approx(9.9)
+    for status in ("invalid", "rejected"):
+        verdict = verify_plot(honest(geometry_status=status, geometry_reason="Self-intersection[3 4]",
+                                     registry_holder_id="B9", cropped_mu_at_peak=0.0), POLICY)
+        assert codes(verdict) == ["GEOMETRY_INVALID"] and verdict.excluded and verdict.light == "red"
+        assert check_of(verdict, "GEOMETRY_INVALID").figures == {"reason": "Self-intersection[3 4]", "status": status}
+        assert verdict.verified_mu == 0.0 and verdict.contribution.mu_if_confirmed == 0.0
+
+
+def test_dataframe_input_and_row_order():
+    rows = [honest(f"P{i}", f"B{i % 3}", mu=1.0 + i).to_dict() for i in range(8)]
+    rows[2]["registered_mu"] = None
+    rows[5]["overlaps"] = [{"other_plot_id": "P6", "other_borrower_id": "B0", "shared_m2": 800.0}]
+    frame = pd.DataFrame(rows)
+    verdicts = verify_plots(frame, POLICY)
+    expected = [v.to_dict() for v in verdicts]
+    assert [v.plot_id for v in verdicts] == sorted(r["plot_id"] for r in rows)
+    assert codes(verdicts[2]) == ["NO_REGISTRY_RECORD"] and "DOUBLE_CLAIM" in codes(verdicts[6])
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    assert [v.to_dict() for v in verify_plots(pd.DataFrame(shuffled), POLICY)] == expected
+    assert [v.to_dict() for v in verify_plots([PlotFacts.from_dict(r) for r in shuffled], POLICY)] == expected
+
+
+def test_bad_facts_are_errors_naming_the_plot():
+    with pytest.raises(InputError, match="P1: unknown geometry_status"):
+        verify_plot(honest(geometry_status="odd"), POLICY)
+    with pytest.raises(InputError, match="P1: satellite code OWNER_MISMATCH"):
+        verify_plot(honest(satellite_codes=["OWNER_MISMATCH"]), POLICY)
+    with pytest.raises(InputError, match="P1: declared crop 'cotton'"):
+        verify_plot(honest(crop="cotton"), POLICY)
+    with pytest.raises(InputError, match="P1: duplicate plot id"):
+        verify_plots([honest(), honest()], POLICY)
+
+
+def test_list_cells_from_csv_or_parquet():
+    row = honest().to_dict()
+    row.update(satellite_codes='{"LOW_VIGOR": {"peer_median": 0.8}}', overlaps=float("nan"))
+    assert codes(verify_plot(PlotFacts.from_dict(row), POLICY)) == ["LOW_VIGOR"]
+    row.update(satellite_codes=None, overlaps='[["P9", "B9", 500.0]]')
+    assert codes(verify_plots([row], POLICY)[0]) == ["DOUBLE_CLAIM"]
+    with pytest.raises(InputError, match="unknown reason code 'CLOUDY'"):
+        PlotFacts.from_dict({**row, "satellite_codes": ["CLOUDY"]})
