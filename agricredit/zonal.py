@@ -53,7 +53,6 @@ from agricredit.errors import (
     GridMismatchError,
     InputNotFoundError,
     MissingMetadataError,
-    SensorError,
 )
 from agricredit.plots import MU_PER_HA, geodesic_area_perimeter, to_wgs84
 
@@ -128,12 +127,15 @@ class Tile:
 
 
 def open_tile(path: str | os.PathLike[str]) -> Tile:
-    """Open an NDVI raster (or a raw product) and find its grid and date.
+    """Open an NDVI raster or a raw product and find its grid and date.
 
-    An NDVI raster is tagged ``AGRICREDIT_PRODUCT=ndvi`` (as ``agricredit
-    ndvi`` writes it) or is a single floating-point band. Its date is the
-    ``ACQUISITION_DATE`` tag, else the first ``YYYYMMDD`` / ``YYYY-MM-DD`` in
-    the file name. Anything else is handed to ``agricredit.raster.open_product``.
+    Products that :func:`agricredit.raster.open_product` knows (raw sensor
+    products, and NDVI COGs written by ``agricredit ndvi``, tagged
+    ``AGRICREDIT_PRODUCT=ndvi``) are read through it, so its cloud and no-data
+    rules apply. An untagged single floating-point band is read as NDVI
+    directly (NaN = invalid, counted as cloud). The date is the product's or
+    the ``ACQUISITION_DATE`` tag's, else the first ``YYYYMMDD`` /
+    ``YYYY-MM-DD`` in the file name.
 
     Raises
     ------
@@ -145,14 +147,13 @@ def open_tile(path: str | os.PathLike[str]) -> Tile:
     try:
         with rasterio.open(name) as src:
             tags = src.tags()
-            is_ndvi = tags.get("AGRICREDIT_PRODUCT", "").lower() == "ndvi" or (
-                src.count == 1 and np.issubdtype(np.dtype(src.dtypes[0]), np.floating))
-            grid = (src.crs, src.transform, src.width, src.height)
+            plain_ndvi = "AGRICREDIT_PRODUCT" not in tags and src.count == 1 and np.issubdtype(
+                np.dtype(src.dtypes[0]), np.floating)
+            crs, transform, width, height = src.crs, src.transform, src.width, src.height
     except rasterio.errors.RasterioIOError as error:
         raise CorruptInputError(f"cannot open raster: {error}", path=name) from error
-    if not is_ndvi:
-        return _open_raw_product(name)
-    crs, transform, width, height = grid
+    if not plain_ndvi:
+        return _open_product(name)
     if crs is None:
         raise CRSError("raster has no CRS", path=name)
     date = _parse_date(tags.get("ACQUISITION_DATE")) or _date_from_name(Path(name).name)
@@ -161,17 +162,15 @@ def open_tile(path: str | os.PathLike[str]) -> Tile:
     return Tile(name, date, pyproj.CRS(crs.to_wkt()), transform, width, height)
 
 
-def _open_raw_product(name: str) -> Tile:
-    try:
-        from agricredit.raster import open_product
-    except ImportError as error:
-        raise SensorError("not an NDVI raster, and raw products need agricredit.raster", path=name) from error
+def _open_product(name: str) -> Tile:
+    from agricredit.raster import open_product
+
     product = open_product(name)
     if product.crs is None:
         raise CRSError("raster has no CRS", path=name)
     date = _parse_date(str(product.date)) if product.date is not None else _date_from_name(Path(name).name)
     if date is None:
-        raise MissingMetadataError("no acquisition date", path=name)
+        raise MissingMetadataError("no acquisition date (ACQUISITION_DATE tag or YYYYMMDD in the name)", path=name)
     return Tile(name, date, pyproj.CRS(product.crs), product.transform, product.width, product.height, product)
 
 
@@ -198,9 +197,9 @@ def _date_from_name(name: str) -> str | None:
 def _read_ndvi_window(tile: Tile, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """NDVI (float32, NaN = invalid) and cloud mask of ``window`` of ``tile``.
 
-    The one place where tiles are read: raw products go through
-    ``agricredit.raster.read_ndvi``; for NDVI rasters every invalid pixel
-    inside the raster counts as cloud (the NDVI raster does not say why).
+    The one place where tiles are read: products go through
+    ``agricredit.raster.read_ndvi``; in an untagged NDVI raster every invalid
+    pixel counts as cloud (the raster does not say why).
     """
     if tile.product is not None:
         from agricredit.raster import read_ndvi

@@ -12,7 +12,7 @@ import shapely
 from click.testing import CliRunner
 
 from agricredit.cli.main import cli
-from tests.test_zonal import CRS, X0, Y0, write_ndvi
+from test_zonal import CRS, X0, Y0, write_ndvi
 
 
 @pytest.fixture
