@@ -41,6 +41,7 @@ __all__ = [
     "REPAIR_MAX_AREA_CHANGE",
     "read_plots",
     "load_plots",
+    "convert_chinese_crs",
     "check_geometries",
     "accepted",
     "rejected_ids",
