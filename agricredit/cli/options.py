@@ -28,6 +28,21 @@ progress_opt = click.option(
     help="Show a progress bar on stderr.",
 )
 
+#: ``--id-field``: the plot file's ID column.
+id_field_opt = click.option(
+    "--id-field",
+    default="plot_id",
+    show_default=True,
+    help="Column of the plot file holding the plot ID.",
+)
+
+#: ``--plots-crs``: plots drawn on Chinese phone maps (GCJ-02 / BD-09 lon/lat) are converted to WGS84.
+plots_crs_opt = click.option(
+    "--plots-crs",
+    type=click.Choice(["gcj02", "bd09"], case_sensitive=False),
+    default=None,
+    help="Plot coordinates are GCJ-02 (AMap, Tencent) or BD-09 (Baidu) longitude/latitude; convert to WGS84.",
+)
 
 def _apply(options: list) -> Callable[[F], F]:
     def decorate(function: F) -> F:
@@ -47,7 +62,7 @@ case_opts = _apply([
     click.option("--borrowers", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Borrower table."),
     click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Policy TOML [default: seeds/policy.toml]."),
     click.option("--id-field", default=None, help="Plot ID column [default: plot_id]."),
-    click.option("--plots-crs", type=click.Choice(["gcj02", "bd09"]), default=None, help="Plots drawn on a Chinese phone map: convert from GCJ-02 / BD-09."),
+    plots_crs_opt,
     click.option("--encoding", default=None, help="Encoding of the CSV tables [default: detected: UTF-8, else GB18030]."),
     click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First acquisition date used."),
     click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last acquisition date used."),

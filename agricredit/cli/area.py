@@ -1,0 +1,36 @@
+"""``agricredit area PLOTS -o OUT``: geodesic area, validity, repairs and overlaps of plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from agricredit.cli._tables import exit_if_rejected, output_kind, write_geojson, write_table
+from agricredit.cli.options import id_field_opt, output_opt, plots_crs_opt
+from agricredit.plots import area_table, load_plots
+
+
+@click.command()
+@click.argument("plots", type=click.Path(dir_okay=False, allow_dash=True))
+@output_opt
+@id_field_opt
+@plots_crs_opt
+@click.option("--overlap-tolerance", "overlap_tolerance", type=click.FloatRange(min=0), default=1.0,
+              show_default=True, help="Shared areas up to this many m² are not reported as overlaps.")
+def command(plots: str, output: Path, id_field: str, plots_crs: str | None, overlap_tolerance: float) -> None:
+    """Geodesic area (ha, mu), perimeter, geometry status and overlaps of each plot.
+
+    PLOTS is GeoJSON, GeoPackage, Shapefile or GeoParquet, or - for GeoJSON on
+    stdin. OUT is .geojson (or - for stdout), .parquet or .csv. Rejected plots
+    keep their row with the reason; the exit code is then 3.
+    """
+    kind = output_kind(output)
+    checked = load_plots(plots, id_field=id_field, plots_crs=plots_crs)
+    table = area_table(checked, overlap_tolerance_m2=overlap_tolerance)
+    if kind == "geojson":
+        properties = table.drop(columns="geometry").to_dict("records")
+        write_geojson([{"geometry": g, "properties": p} for g, p in zip(table.geometry.values, properties)], output)
+    else:
+        write_table(table, output, json_columns=("overlaps",))
+    exit_if_rejected(checked)

@@ -1,0 +1,468 @@
+"""Farm plots: reading, coordinate fixes, validity, geodesic area and overlaps.
+
+Plots arrive as GeoJSON, GeoPackage, Shapefile or GeoParquet (or GeoJSON on
+stdin), drawn by field officers or by farmers on phone maps. This module turns
+them into one :class:`geopandas.GeoDataFrame` with a ``plot_id`` column and a
+``geometry_status`` per plot, so that bad plots are named and skipped while the
+rest go on (design §5).
+
+Area is always geodesic on the WGS84 ellipsoid (never square degrees), in
+hectares and mu (1 mu = 1/15 ha = 666.67 m²).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from agricredit.errors import CorruptInputError, CRSError, InputError, InputNotFoundError, SchemaError
+
+__all__ = [
+    "MU_PER_HA",
+    "STATUS_OK",
+    "GEOMETRY_REPAIRED",
+    "GEOMETRY_INVALID",
+    "GEOMETRY_EMPTY",
+    "GEOMETRY_NOT_POLYGON",
+    "GEOMETRY_ANTIMERIDIAN",
+    "DUPLICATE_ID",
+    "MISSING_ID",
+    "REPAIR_MAX_AREA_CHANGE",
+    "read_plots",
+    "load_plots",
+    "convert_chinese_crs",
+    "check_geometries",
+    "accepted",
+    "rejected_ids",
+    "to_wgs84",
+    "gcj02_to_wgs84",
+    "wgs84_to_gcj02",
+    "bd09_to_wgs84",
+    "wgs84_to_bd09",
+    "geodesic_area_perimeter",
+    "find_overlaps",
+    "area_table",
+]
+
+log = logging.getLogger(__name__)
+
+#: 1 ha = 15 mu (1 mu = 666.67 m²).
+MU_PER_HA = 15.0
+
+STATUS_OK = "OK"
+GEOMETRY_REPAIRED = "GEOMETRY_REPAIRED"
+GEOMETRY_INVALID = "GEOMETRY_INVALID"
+GEOMETRY_EMPTY = "GEOMETRY_EMPTY"
+GEOMETRY_NOT_POLYGON = "GEOMETRY_NOT_POLYGON"
+GEOMETRY_ANTIMERIDIAN = "GEOMETRY_ANTIMERIDIAN"
+DUPLICATE_ID = "DUPLICATE_ID"
+MISSING_ID = "MISSING_ID"
+
+#: Statuses of plots that go on to area and zonal statistics.
+_ACCEPTED = frozenset({STATUS_OK, GEOMETRY_REPAIRED})
+
+#: ``make_valid`` repairs are kept only if the area changes by less than this share (design §5).
+REPAIR_MAX_AREA_CHANGE = 0.01
+
+_WGS84 = pyproj.CRS.from_epsg(4326)
+_GEOD = pyproj.Geod(ellps="WGS84")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> gpd.GeoDataFrame:
+    """Read a plot file as it is (no checks beyond CRS and ID column).
+
+    Parameters
+    ----------
+    source
+        GeoJSON, GeoPackage, Shapefile or GeoParquet (``.parquet`` /
+        ``.geoparquet``) path, or ``-`` for GeoJSON on stdin.
+    id_field
+        Column holding the plot ID; renamed to ``plot_id`` and kept as text.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Columns ``plot_id`` and ``geometry`` (plus the file's other columns),
+        in the file's CRS (RFC 7946 GeoJSON is WGS84).
+
+    Raises
+    ------
+    InputNotFoundError, CorruptInputError, CRSError, SchemaError
+    """
+    name = "<stdin>" if str(source) == "-" else str(source)
+    try:
+        if str(source) == "-":
+            gdf = gpd.read_file(io.BytesIO(sys.stdin.buffer.read()))
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise InputNotFoundError("plot file not found", path=name)
+            if path.suffix.lower() in {".parquet", ".geoparquet"}:
+                gdf = gpd.read_parquet(path)
+            else:
+                gdf = gpd.read_file(path)
+    except (InputNotFoundError, SchemaError):
+        raise
+    except Exception as error:  # pyogrio / pyarrow raise many types for unreadable files
+        raise CorruptInputError(f"cannot read plots: {error}".splitlines()[0], path=name) from error
+    if gdf.crs is None:
+        raise CRSError("plot file has no CRS; give one in the file (GeoJSON is WGS84 by RFC 7946)", path=name)
+    if id_field not in gdf.columns:
+        raise SchemaError(f"no ID column {id_field!r} (use --id-field)", path=name)
+    gdf = gdf.rename(columns={id_field: "plot_id"}) if id_field != "plot_id" else gdf.copy()
+    ids = gdf["plot_id"]
+    gdf["plot_id"] = ids.astype(object).where(ids.notna(), None).map(lambda v: v if v is None else _id_text(v))
+    gdf.attrs["source"] = name
+    return gdf
+
+
+def _id_text(value: object) -> str:
+    """IDs as text; integral floats (from Shapefile/GeoPackage numeric columns) lose their ``.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def load_plots(
+    source: str | os.PathLike[str],
+    *,
+    id_field: str = "plot_id",
+    plots_crs: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Read plots, convert Chinese map coordinates, and check every geometry.
+
+    Parameters
+    ----------
+    source
+        See :func:`read_plots`.
+    id_field
+        Column holding the plot ID.
+    plots_crs
+        ``None`` (the file's CRS is right), ``"gcj02"`` or ``"bd09"``: the
+        coordinates are longitude/latitude from a Chinese phone map
+        (GCJ-02, or Baidu's BD-09) and are converted to WGS84.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        All records, with ``geometry_status`` and ``geometry_reason`` (see
+        :func:`check_geometries`); use :func:`accepted` for the plots that go on.
+    """
+    gdf = read_plots(source, id_field=id_field)
+    if plots_crs is not None:
+        gdf = convert_chinese_crs(gdf, plots_crs)
+    return check_geometries(gdf)
+
+
+def convert_chinese_crs(gdf: gpd.GeoDataFrame, plots_crs: str) -> gpd.GeoDataFrame:
+    """Convert GCJ-02 / BD-09 longitude/latitude geometries to WGS84 (EPSG:4326)."""
+    converters: dict[str, Callable[[np.ndarray], np.ndarray]] = {"gcj02": gcj02_to_wgs84, "bd09": bd09_to_wgs84}
+    key = plots_crs.lower().replace("-", "")
+    if key not in converters:
+        raise InputError(f"unknown plots CRS {plots_crs!r}; expected gcj02 or bd09")
+    if not gdf.crs.is_geographic:
+        raise CRSError(f"--plots-crs {plots_crs} needs longitude/latitude coordinates, file CRS is projected",
+                       path=gdf.attrs.get("source"))
+    out = gdf.copy()
+    out.geometry = shapely.transform(gdf.geometry.values, converters[key])
+    return out.set_crs(_WGS84, allow_override=True)
+
+
+# --------------------------------------------------------------------------- GCJ-02 / BD-09
+#
+# GCJ-02 ("Mars coordinates") is the obfuscated datum required on Chinese maps
+# (AMap/Gaode, Tencent, Google China); BD-09 adds Baidu's own offset on top of
+# it. The forward formulas are the public reconstruction used by eviltransform
+# (https://github.com/googollee/eviltransform, MIT) and coordtransform
+# (https://github.com/wandergis/coordtransform, MIT), Krasovsky 1940 ellipsoid.
+# There is no closed-form inverse: we invert by fixed-point iteration
+# (w <- w - (f(w) - g)), which converges to < 1e-9 degrees in a few steps since
+# the offset varies slowly, so the round trip is far better than 0.5 m.
+
+_KRASOVSKY_A = 6378245.0
+_KRASOVSKY_EE = 0.00669342162296594323
+_X_PI = np.pi * 3000.0 / 180.0
+
+
+def _in_china(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The rough box in which the GCJ-02 offset is applied (outside it, GCJ-02 = WGS84)."""
+    return (lon >= 72.004) & (lon <= 137.8347) & (lat >= 0.8293) & (lat <= 55.8271)
+
+
+def _gcj_offset(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = lon - 105.0
+    y = lat - 35.0
+    common = (20.0 * np.sin(6.0 * x * np.pi) + 20.0 * np.sin(2.0 * x * np.pi)) * 2.0 / 3.0
+    dlat = (-100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * np.sqrt(np.abs(x)) + common
+            + (20.0 * np.sin(y * np.pi) + 40.0 * np.sin(y / 3.0 * np.pi)) * 2.0 / 3.0
+            + (160.0 * np.sin(y / 12.0 * np.pi) + 320.0 * np.sin(y * np.pi / 30.0)) * 2.0 / 3.0)
+    dlon = (300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * np.sqrt(np.abs(x)) + common
+            + (20.0 * np.sin(x * np.pi) + 40.0 * np.sin(x / 3.0 * np.pi)) * 2.0 / 3.0
+            + (150.0 * np.sin(x / 12.0 * np.pi) + 300.0 * np.sin(x / 30.0 * np.pi)) * 2.0 / 3.0)
+    radlat = np.radians(lat)
+    magic = 1.0 - _KRASOVSKY_EE * np.sin(radlat) ** 2
+    sqrt_magic = np.sqrt(magic)
+    dlat = dlat * 180.0 / ((_KRASOVSKY_A * (1.0 - _KRASOVSKY_EE)) / (magic * sqrt_magic) * np.pi)
+    dlon = dlon * 180.0 / (_KRASOVSKY_A / sqrt_magic * np.cos(radlat) * np.pi)
+    inside = _in_china(lon, lat)
+    return np.where(inside, dlon, 0.0), np.where(inside, dlat, 0.0)
+
+
+def wgs84_to_gcj02(coords: np.ndarray) -> np.ndarray:
+    """WGS84 → GCJ-02 for an ``(N, 2)`` array of longitude, latitude."""
+    coords = np.asarray(coords, dtype=float)
+    dlon, dlat = _gcj_offset(coords[:, 0], coords[:, 1])
+    return np.column_stack([coords[:, 0] + dlon, coords[:, 1] + dlat])
+
+
+def _wgs84_to_bd09_from_gcj(coords: np.ndarray) -> np.ndarray:
+    x, y = coords[:, 0], coords[:, 1]
+    z = np.hypot(x, y) + 0.00002 * np.sin(y * _X_PI)
+    theta = np.arctan2(y, x) + 0.000003 * np.cos(x * _X_PI)
+    return np.column_stack([z * np.cos(theta) + 0.0065, z * np.sin(theta) + 0.006])
+
+
+def wgs84_to_bd09(coords: np.ndarray) -> np.ndarray:
+    """WGS84 → BD-09 (Baidu) for an ``(N, 2)`` array of longitude, latitude."""
+    coords = np.asarray(coords, dtype=float)
+    inside = _in_china(coords[:, 0], coords[:, 1])[:, None]
+    return np.where(inside, _wgs84_to_bd09_from_gcj(wgs84_to_gcj02(coords)), coords)
+
+
+def _invert(forward: Callable[[np.ndarray], np.ndarray], target: np.ndarray, tol: float = 1e-10,
+            max_iter: int = 30) -> np.ndarray:
+    """Solve ``forward(w) = target`` by fixed-point iteration (forward is identity plus a slow offset)."""
+    target = np.asarray(target, dtype=float)
+    guess = target.copy()
+    for _ in range(max_iter):
+        step = forward(guess) - target
+        guess -= step
+        if not np.any(np.abs(step) > tol):
+            break
+    return guess
+
+
+def gcj02_to_wgs84(coords: np.ndarray) -> np.ndarray:
+    """GCJ-02 → WGS84 for an ``(N, 2)`` array of longitude, latitude (iterative inverse)."""
+    return _invert(wgs84_to_gcj02, coords)
+
+
+def bd09_to_wgs84(coords: np.ndarray) -> np.ndarray:
+    """BD-09 → WGS84 for an ``(N, 2)`` array of longitude, latitude (iterative inverse)."""
+    return _invert(wgs84_to_bd09, coords)
+
+
+# --------------------------------------------------------------------------- validity
+
+
+def check_geometries(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Flag, repair or reject every plot geometry (design §5).
+
+    Rules, in order: a missing ID → ``MISSING_ID``; an ID used twice →
+    ``DUPLICATE_ID`` (every copy); empty → ``GEOMETRY_EMPTY``; not a
+    (Multi)Polygon → ``GEOMETRY_NOT_POLYGON``; longitudes spanning more than
+    180° (a plot drawn across the antimeridian) → ``GEOMETRY_ANTIMERIDIAN``;
+    invalid → repaired with :func:`shapely.make_valid` if the polygonal part
+    of the repair is within :data:`REPAIR_MAX_AREA_CHANGE` of the shoelace area
+    (shell minus holes) → ``GEOMETRY_REPAIRED``, otherwise
+    ``GEOMETRY_INVALID`` with the reason from :func:`shapely.is_valid_reason`.
+
+    Parameters
+    ----------
+    gdf
+        Plots with ``plot_id`` and geometry, as :func:`read_plots` returns.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        A copy with repaired geometries and the columns ``geometry_status``
+        and ``geometry_reason`` (empty for accepted plots without repair).
+    """
+    out = gdf.copy()
+    geoms = np.array(out.geometry.values, dtype=object)
+    status = np.full(len(out), STATUS_OK, dtype=object)
+    reason = np.full(len(out), "", dtype=object)
+
+    ids = out["plot_id"]
+    missing = ids.isna().to_numpy()
+    status[missing], reason[missing] = MISSING_ID, "no plot ID"
+    duplicated = ids.duplicated(keep=False).to_numpy() & ~missing
+    status[duplicated], reason[duplicated] = DUPLICATE_ID, "plot ID used more than once"
+
+    wgs = to_wgs84(out).geometry.values
+    for i, geom in enumerate(geoms):
+        if status[i] != STATUS_OK:
+            continue
+        if geom is None or geom.is_empty:
+            status[i], reason[i] = GEOMETRY_EMPTY, "empty geometry"
+        elif geom.geom_type not in ("Polygon", "MultiPolygon"):
+            status[i], reason[i] = GEOMETRY_NOT_POLYGON, f"{geom.geom_type} is not a polygon"
+        elif _crosses_antimeridian(wgs[i]):
+            status[i], reason[i] = GEOMETRY_ANTIMERIDIAN, "longitudes span more than 180 degrees"
+        elif not geom.is_valid:
+            why = shapely.is_valid_reason(geom)
+            repaired = _repair(geom)
+            if repaired is None:
+                status[i], reason[i] = GEOMETRY_INVALID, why
+            else:
+                geoms[i] = repaired
+                status[i], reason[i] = GEOMETRY_REPAIRED, why
+    out = out.set_geometry(gpd.GeoSeries(geoms, index=out.index, crs=out.crs))
+    out["geometry_status"] = status
+    out["geometry_reason"] = reason
+    log.info("%d of %d plots rejected", int((~out["geometry_status"].isin(_ACCEPTED)).sum()), len(out))
+    return out
+
+
+def _crosses_antimeridian(geom: BaseGeometry) -> bool:
+    minx, _, maxx, _ = geom.bounds
+    return maxx - minx > 180.0
+
+
+def _repair(geom: BaseGeometry) -> BaseGeometry | None:
+    """Return ``make_valid(geom)``'s polygonal part if its area is within 1 % of the shoelace area."""
+    shoelace = float(shapely.area(geom))  # GEOS uses the ring (shoelace) formula, even when invalid
+    fixed = shapely.make_valid(geom)
+    if fixed.geom_type == "GeometryCollection":
+        polygons = [g for g in shapely.get_parts(fixed) if g.geom_type in ("Polygon", "MultiPolygon")]
+        fixed = shapely.union_all(polygons) if polygons else shapely.Polygon()
+    if fixed.is_empty or fixed.geom_type not in ("Polygon", "MultiPolygon") or shoelace <= 0:
+        return None
+    if abs(fixed.area - shoelace) / shoelace >= REPAIR_MAX_AREA_CHANGE:
+        return None
+    return fixed
+
+
+def accepted(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The plots whose geometry went through (``OK`` or ``GEOMETRY_REPAIRED``)."""
+    return gdf.loc[gdf["geometry_status"].isin(_ACCEPTED)]
+
+
+def rejected_ids(gdf: gpd.GeoDataFrame) -> dict[str, list[str]]:
+    """The IDs of rejected plots by reason code (a missing ID shows as its row number)."""
+    bad = gdf.loc[~gdf["geometry_status"].isin(_ACCEPTED)]
+    named = [f"row {n}" if pid is None or pid != pid else str(pid)
+             for n, pid in zip(np.flatnonzero(~gdf["geometry_status"].isin(_ACCEPTED).to_numpy()), bad["plot_id"])]
+    result: dict[str, list[str]] = {}
+    for code, name in zip(bad["geometry_status"], named):
+        result.setdefault(code, []).append(name)
+    return result
+
+
+def to_wgs84(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Return ``gdf`` in WGS84 longitude/latitude (no copy if it already is)."""
+    if pyproj.CRS(gdf.crs).equals(_WGS84, ignore_axis_order=True):
+        return gdf
+    return gdf.to_crs(_WGS84)
+
+
+# --------------------------------------------------------------------------- area and overlaps
+
+
+def geodesic_area_perimeter(geoms: gpd.GeoSeries | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Geodesic area (m²) and perimeter (m) of WGS84 lon/lat geometries.
+
+    Uses :meth:`pyproj.Geod.geometry_area_perimeter` on the WGS84 ellipsoid
+    after orienting shells counter-clockwise (so holes subtract). Empty or
+    missing geometries give NaN.
+    """
+    values = np.asarray(geoms, dtype=object)
+    area = np.full(len(values), np.nan)
+    perimeter = np.full(len(values), np.nan)
+    oriented = shapely.orient_polygons(values)
+    for i, geom in enumerate(oriented):
+        if geom is None or geom.is_empty:
+            continue
+        a, p = _GEOD.geometry_area_perimeter(geom)
+        area[i], perimeter[i] = abs(a), p
+    return area, perimeter
+
+
+def find_overlaps(gdf: gpd.GeoDataFrame, *, tolerance_m2: float = 1.0) -> list[list[dict[str, object]]]:
+    """For each plot, the plots it overlaps by more than ``tolerance_m2`` and the shared area.
+
+    Candidate pairs come from a spatial index (:class:`shapely.STRtree`),
+    not from all pairs; the shared area is geodesic (m², WGS84).
+
+    Parameters
+    ----------
+    gdf
+        Plots (any CRS) with ``plot_id``; rejected plots should be left out.
+    tolerance_m2
+        Shared areas up to this many m² (hand-drawn slivers) are ignored.
+
+    Returns
+    -------
+    list of list of dict
+        Per plot, in order: ``[{"plot_id": other, "shared_m2": area}, ...]``.
+    """
+    wgs = to_wgs84(gdf).geometry.values
+    ids = gdf["plot_id"].to_numpy()
+    result: list[list[dict[str, object]]] = [[] for _ in range(len(wgs))]
+    tree = shapely.STRtree(wgs)
+    left, right = tree.query(wgs, predicate="intersects")
+    pairs = left < right
+    left, right = left[pairs], right[pairs]
+    if len(left) == 0:
+        return result
+    shared = shapely.intersection(wgs[left], wgs[right])
+    areas, _ = geodesic_area_perimeter(shared)
+    for i, j, area in zip(left, right, areas):
+        if np.isfinite(area) and area > tolerance_m2:
+            shared_m2 = round(float(area), 2)
+            result[i].append({"plot_id": ids[j], "shared_m2": shared_m2})
+            result[j].append({"plot_id": ids[i], "shared_m2": shared_m2})
+    return result
+
+
+def area_table(gdf: gpd.GeoDataFrame, *, overlap_tolerance_m2: float = 1.0) -> gpd.GeoDataFrame:
+    """The ``agricredit area`` table: one row per input record.
+
+    Parameters
+    ----------
+    gdf
+        Checked plots, as :func:`load_plots` returns.
+    overlap_tolerance_m2
+        See :func:`find_overlaps`.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        ``plot_id``, ``area_ha``, ``area_mu``, ``perimeter_m``,
+        ``geometry_status``, ``geometry_reason``, ``overlaps`` and the
+        geometry in WGS84. Rejected plots keep their row, with empty figures.
+    """
+    wgs = to_wgs84(gdf)
+    ok = gdf["geometry_status"].isin(_ACCEPTED).to_numpy()
+    area_m2 = np.full(len(gdf), np.nan)
+    perimeter = np.full(len(gdf), np.nan)
+    area_m2[ok], perimeter[ok] = geodesic_area_perimeter(wgs.geometry.values[ok])
+    overlaps: list[list[dict[str, object]]] = [[] for _ in range(len(gdf))]
+    for position, found in zip(np.flatnonzero(ok), find_overlaps(wgs.loc[ok], tolerance_m2=overlap_tolerance_m2)):
+        overlaps[position] = found
+    table = pd.DataFrame(
+        {
+            "plot_id": gdf["plot_id"].to_numpy(),
+            "area_ha": area_m2 / 10_000.0,
+            "area_mu": area_m2 / 10_000.0 * MU_PER_HA,
+            "perimeter_m": perimeter,
+            "geometry_status": gdf["geometry_status"].to_numpy(),
+            "geometry_reason": gdf["geometry_reason"].to_numpy(),
+            "overlaps": overlaps,
+        }
+    )
+    return gpd.GeoDataFrame(table, geometry=wgs.geometry.values, crs=_WGS84)

@@ -1,0 +1,177 @@
+"""Plot ingestion, GCJ-02/BD-09 conversion, validity rules, geodesic area and overlaps."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import geopandas as gpd
+import numpy as np
+import pyproj
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agricredit import plots as P
+from agricredit.errors import CRSError, SchemaError
+
+GEOD = pyproj.Geod(ellps="WGS84")
+
+# Published test vectors of eviltransform (python/test.py): WGS84 lat, lon → GCJ-02 lat, lon.
+EVILTRANSFORM_VECTORS = [
+    (31.1774276, 121.5272106, 31.17530398364597, 121.531541859215),
+    (22.543847, 113.912316, 22.540796131694766, 113.9171764808363),
+    (39.911954, 116.377817, 39.91334545536069, 116.38404722455657),
+]
+
+
+def _lonlat(rows, a, b):
+    return np.array([[r[a + 1], r[a]] for r in rows])
+
+
+def test_wgs84_to_gcj02_matches_published_vectors():
+    got = P.wgs84_to_gcj02(_lonlat(EVILTRANSFORM_VECTORS, 0, 1))
+    np.testing.assert_allclose(got, _lonlat(EVILTRANSFORM_VECTORS, 2, 3), atol=1e-6)
+
+
+@pytest.mark.parametrize("forward,inverse", [(P.wgs84_to_gcj02, P.gcj02_to_wgs84), (P.wgs84_to_bd09, P.bd09_to_wgs84)])
+def test_round_trip_better_than_half_a_metre(forward, inverse):
+    rng = np.random.default_rng(3)
+    wgs = np.column_stack([rng.uniform(74, 134, 2000), rng.uniform(18, 53, 2000)])
+    shifted = forward(wgs)
+    _, _, offset = GEOD.inv(wgs[:, 0], wgs[:, 1], shifted[:, 0], shifted[:, 1])
+    assert np.median(offset) > 100  # the offsets are hundreds of metres
+    back = inverse(shifted)
+    _, _, error = GEOD.inv(wgs[:, 0], wgs[:, 1], back[:, 0], back[:, 1])
+    assert error.max() < 0.5
+    assert error.max() < 1e-3  # in fact millimetres
+
+
+def test_outside_china_coordinates_are_unchanged():
+    paris = np.array([[2.35, 48.85]])
+    assert np.array_equal(P.wgs84_to_gcj02(paris), paris)
+    assert np.array_equal(P.bd09_to_wgs84(paris), paris)
+
+
+def _ellipsoid_quadrangle_area(lat1, lat2, dlon):
+    """Analytic area between two parallels and two meridians on the WGS84 ellipsoid (m²)."""
+    a, f = 6378137.0, 1 / 298.257223563
+    b, e = a * (1 - f), math.sqrt(f * (2 - f))
+
+    def q(lat):
+        s = math.sin(math.radians(lat))
+        return s / (1 - e * e * s * s) + math.log((1 + e * s) / (1 - e * s)) / (2 * e)
+
+    return b * b * math.radians(dlon) / 2 * (q(lat2) - q(lat1))
+
+
+def _gdf(geoms, crs="EPSG:4326", ids=None):
+    ids = ids if ids is not None else [f"P{i}" for i in range(len(geoms))]
+    return gpd.GeoDataFrame({"plot_id": ids}, geometry=list(geoms), crs=crs)
+
+
+@pytest.mark.parametrize("lat", [0.0, 30.0, 60.0])
+def test_one_hectare_square_matches_analytic_area(lat):
+    dlat = 100 / 110_574.0
+    # Longitude span that makes the analytic quadrangle exactly 1 ha.
+    dlon = 1.0 * 10_000 / _ellipsoid_quadrangle_area(lat, lat + dlat, 1.0)
+    box = shapely.box(120.0, lat, 120.0 + dlon, lat + dlat)
+    table = P.area_table(P.check_geometries(_gdf([box])))
+    assert table["area_ha"].iloc[0] == pytest.approx(1.0, rel=1e-4)
+    assert table["area_mu"].iloc[0] == pytest.approx(15.0, rel=1e-4)
+    assert table["perimeter_m"].iloc[0] == pytest.approx(400.0, rel=1e-2)
+
+
+def test_plot_in_utm_has_same_area_as_in_wgs84():
+    utm = shapely.Polygon([(500000, 3500000), (500180, 3500020), (500150, 3500160), (500010, 3500120)])
+    a = P.area_table(P.check_geometries(_gdf([utm], crs="EPSG:32650")))
+    wgs = _gdf([utm], crs="EPSG:32650").to_crs(4326)
+    b = P.area_table(P.check_geometries(wgs))
+    assert a["area_ha"].iloc[0] == pytest.approx(b["area_ha"].iloc[0], rel=1e-4)
+    # and the geodesic area of the WGS84 ring, straight from pyproj
+    direct, _ = GEOD.geometry_area_perimeter(shapely.orient_polygons(wgs.geometry.iloc[0]))
+    assert a["area_ha"].iloc[0] * 10_000 == pytest.approx(abs(direct), rel=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(-60, 60), st.floats(-170, 170), st.floats(1e-4, 0.01), st.floats(1e-4, 0.01), st.floats(0.1, 0.9))
+def test_area_is_additive_and_orientation_free(lat, lon, dlat, dlon, cut):
+    whole = shapely.box(lon, lat, lon + dlon, lat + dlat)
+    left = shapely.box(lon, lat, lon + cut * dlon, lat + dlat)
+    right = shapely.box(lon + cut * dlon, lat, lon + dlon, lat + dlat)
+    areas, _ = P.geodesic_area_perimeter(np.array([whole, left, right, whole.reverse()]))
+    # Not exactly additive: a long geodesic edge bulges poleward more than its two halves.
+    assert areas[0] == pytest.approx(areas[1] + areas[2], rel=1e-5)
+    assert areas[3] == pytest.approx(areas[0], rel=1e-12)
+
+
+def test_validity_rules_name_each_bad_plot():
+    square = shapely.box(0, 0, 0.001, 0.001)
+    bowtie = shapely.Polygon([(0, 0), (0.001, 0.001), (0.001, 0), (0, 0.001)])
+    # A square with a tiny bowtie on its left side: self-intersecting, repair changes the area by 0.1 %.
+    spike = shapely.Polygon([(0, 0), (0.001, 0), (0.001, 0.001), (0, 0.001), (0, 0.0006), (-0.00001, 0.0004),
+                             (-0.00001, 0.0006), (0, 0.0004)])
+    across = shapely.Polygon([(179.999, 0), (-179.999, 0), (-179.999, 0.001), (179.999, 0.001)])
+    gdf = _gdf(
+        [square, bowtie, spike, shapely.Polygon(), shapely.Point(0, 0), across, square, square, square],
+        ids=["ok", "bow", "spike", "empty", "point", "am", "dup", "dup", None],
+    )
+    checked = P.check_geometries(gdf)
+    status = list(checked["geometry_status"])
+    assert status == ["OK", "GEOMETRY_INVALID", "GEOMETRY_REPAIRED", "GEOMETRY_EMPTY", "GEOMETRY_NOT_POLYGON",
+                      "GEOMETRY_ANTIMERIDIAN", "DUPLICATE_ID", "DUPLICATE_ID", "MISSING_ID"]
+    assert "Self-intersection" in checked["geometry_reason"].iloc[1]
+    assert checked.geometry.iloc[2].is_valid
+    assert list(P.accepted(checked)["plot_id"]) == ["ok", "spike"]
+
+
+def test_overlaps_found_with_shared_geodesic_area():
+    a = shapely.box(500000, 3500000, 500100, 3500100)
+    b = shapely.box(500050, 3500000, 500150, 3500100)  # shares 50 × 100 m with a
+    c = shapely.box(500150, 3500000, 500250, 3500100)  # touches b along an edge only
+    gdf = P.check_geometries(_gdf([a, b, c], crs="EPSG:32650"))
+    overlaps = P.find_overlaps(gdf)
+    assert [o["plot_id"] for o in overlaps[0]] == ["P1"]
+    assert [o["plot_id"] for o in overlaps[1]] == ["P0"]
+    assert overlaps[2] == []
+    shared = _gdf([a.intersection(b)], crs="EPSG:32650").to_crs(4326).geometry.iloc[0]
+    expected, _ = GEOD.geometry_area_perimeter(shapely.orient_polygons(shared))
+    assert overlaps[0][0]["shared_m2"] == pytest.approx(abs(expected), abs=0.01)
+    assert overlaps[0][0]["shared_m2"] == pytest.approx(5000, rel=2e-3)  # UTM scale factor near the meridian
+
+
+@pytest.mark.parametrize("suffix,driver", [(".geojson", None), (".gpkg", "GPKG"), (".shp", "ESRI Shapefile"), (".parquet", None)])
+def test_every_file_format_reads_the_same(tmp_path, suffix, driver):
+    gdf = _gdf([shapely.box(116.0, 40.0, 116.001, 40.001)], ids=["A7"])
+    gdf["farmer"] = ["x"]
+    path = tmp_path / f"plots{suffix}"
+    if suffix == ".parquet":
+        gdf.to_parquet(path)
+    else:
+        gdf.to_file(path, driver=driver)
+    read = P.load_plots(path)
+    assert list(read["plot_id"]) == ["A7"]
+    assert pyproj.CRS(read.crs).equals(pyproj.CRS(4326))
+
+
+def test_id_field_and_missing_crs_errors(tmp_path):
+    gdf = gpd.GeoDataFrame({"parcel": [12.0]}, geometry=[shapely.box(0, 0, 1, 1)])
+    path = tmp_path / "nocrs.gpkg"
+    gdf.to_file(path, driver="GPKG")
+    with pytest.raises(CRSError, match="nocrs.gpkg"):
+        P.read_plots(path, id_field="parcel")
+    gdf.set_crs(4326).to_file(tmp_path / "ok.gpkg", driver="GPKG")
+    assert list(P.read_plots(tmp_path / "ok.gpkg", id_field="parcel")["plot_id"]) == ["12"]
+    with pytest.raises(SchemaError, match="plot_id"):
+        P.read_plots(tmp_path / "ok.gpkg")
+
+
+def test_gcj02_plots_are_moved_to_wgs84(tmp_path):
+    wgs = shapely.box(116.40, 39.90, 116.401, 39.901)
+    gcj = shapely.transform(wgs, P.wgs84_to_gcj02)
+    path = tmp_path / "gcj.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"plot_id": "G1"}, "geometry": shapely.geometry.mapping(gcj)}]}))
+    read = P.load_plots(path, plots_crs="gcj02")
+    assert read.geometry.iloc[0].equals_exact(wgs, tolerance=1e-8)
