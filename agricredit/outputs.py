@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
 
 from agricredit.errors import OutputError
 
-__all__ = ["atomic_path", "sha256_file"]
+__all__ = ["atomic_path", "sha256_file", "output_kind", "write_geojson", "write_table", "write_plot_table"]
 
 
 @contextlib.contextmanager
@@ -63,3 +71,86 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+GEOJSON_SUFFIXES = {".geojson", ".json"}
+PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
+CSV_SUFFIXES = {".csv"}
+
+
+def output_kind(path: Path) -> str:
+    """``geojson``, ``parquet`` or ``csv`` from the extension; ``-`` is GeoJSON on stdout."""
+    if str(path) == "-":
+        return "geojson"
+    suffix = path.suffix.lower()
+    for kind, suffixes in (("geojson", GEOJSON_SUFFIXES), ("parquet", PARQUET_SUFFIXES), ("csv", CSV_SUFFIXES)):
+        if suffix in suffixes:
+            return kind
+    raise OutputError("unknown output type; use .geojson, .parquet or .csv", path=path)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready value: NaN → null, numpy scalars → Python."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _rfc7946_geometry(geometry: Any, decimals: int | None) -> dict[str, Any] | None:
+    """GeoJSON geometry: counter-clockwise shells (RFC 7946 §3.1.6), coordinates rounded to ``decimals``."""
+    if geometry is None or geometry.is_empty:
+        return None
+    if decimals is not None:
+        geometry = shapely.transform(geometry, lambda xy: np.round(xy, decimals))
+    return shapely.geometry.mapping(shapely.orient_polygons(geometry))
+
+
+def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int | None = None) -> None:
+    """Write ``[{"geometry": shapely geometry, "properties": {...}}, ...]`` as an RFC 7946 FeatureCollection.
+
+    Geometries must be WGS84 longitude/latitude; no ``crs`` member is written.
+    Shells are oriented counter-clockwise; ``decimals`` rounds coordinates
+    (6 decimals ≈ 0.1 m). ``path`` ``-`` writes to stdout.
+    """
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": _rfc7946_geometry(f["geometry"], decimals), "properties": _plain(f["properties"])}
+            for f in features
+        ],
+    }
+    text = json.dumps(collection, ensure_ascii=False, allow_nan=False)
+    if str(path) == "-":
+        sys.stdout.write(text + "\n")
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...] = ()) -> None:
+    """Write a flat table as CSV or (Geo)Parquet; nested columns become JSON text."""
+    out = table.copy()
+    for column in json_columns:
+        out[column] = [json.dumps(_plain(v), ensure_ascii=False) for v in out[column]]
+    kind = output_kind(path)
+    with atomic_path(path) as tmp:
+        if kind == "csv":
+            pd.DataFrame(out.drop(columns="geometry", errors="ignore")).to_csv(tmp, index=False)
+        else:  # a GeoDataFrame becomes GeoParquet
+            out.to_parquet(tmp, index=False)
+
+
+def write_plot_table(plots: Any, path: Path, *, decimals: int = 6) -> None:
+    """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, or a table with nested columns as JSON."""
+    if output_kind(path) == "geojson":
+        rows = plots.drop(columns="geometry").to_dict("records")
+        write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
+        return
+    nested = tuple(c for c in plots.columns if c != "geometry" and plots[c].map(lambda v: isinstance(v, (list, dict))).any())
+    write_table(plots, path, json_columns=nested)

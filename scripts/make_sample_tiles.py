@@ -814,7 +814,24 @@ def build(out_dir: Path, root: Path) -> None:
     write_text(out_dir / "planted_cases.csv", csv_text(["case", "plot_id", "borrower_id", "expected_code", "expected_status"], planted))
     shares = {c: sum(1 for f in fields if f.crop == c) for c in CROP_SHARES}
     write_readme(out_dir, plots, borrower_ids, planted, shares)
+    write_text(out_dir / "case.toml", CASE_TOML)
     log.info("done: %d plots, %d borrowers", len(plots), len(borrower_ids))
+
+
+CASE_TOML = """\
+# The bundled sample as one assessment case: `agricredit assess --sample`
+# (or `agricredit assess sample_tiles/case.toml`). Paths are relative to this file.
+[inputs]
+plots = "plots.geojson"
+tiles = ["season/manifest.csv"]
+registry = "registry.csv"
+declarations = "declarations.csv"
+borrowers = "borrowers.csv"
+
+[options]
+start = "2023-01-01"
+end = "2023-12-31"
+"""
 
 
 def check_geometries(plots: list[Plot]) -> None:
