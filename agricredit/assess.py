@@ -469,7 +469,8 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
         own = plots_of.get_group(row["borrower"])
         breakdown = [{k: own_row[k] for k in ("plot_id", "verified_mu", "light", "reason_codes") if k in own_row}
                      for own_row in own.drop(columns="geometry").to_dict("records")]
-        borrower_features.append({"geometry": shapely.union_all([g for g in own.geometry if g is not None]),
+        usable = own.loc[own["geometry_status"].isin(("OK", "GEOMETRY_REPAIRED")), "geometry"]
+        borrower_features.append({"geometry": shapely.union_all(usable.to_numpy()) if len(usable) else None,
                                   "properties": {**row, "reason_codes": row["reason_codes"].split(";") if row["reason_codes"] else [],
                                                  "plots": breakdown}})
     write_geojson(borrower_features, folder / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
