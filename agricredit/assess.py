@@ -90,20 +90,6 @@ class Case:
     start: dt.date | None = None
     end: dt.date | None = None
 
-    def input_files(self) -> dict[str, Path]:
-        """Every input file by role (tiles expanded to the files they name)."""
-        files = {"plots": self.plots, "registry": self.registry, "declarations": self.declarations,
-                 "borrowers": self.borrowers}
-        if self.policy is not None:
-            files["policy"] = self.policy
-        for index, tile in enumerate(self.tiles):
-            if tile.is_dir():
-                for path in sorted(p for p in tile.rglob("*") if p.is_file()):
-                    files[f"tiles/{path.relative_to(tile).as_posix()}"] = path
-            else:
-                files[f"tiles[{index}]"] = tile
-        return files
-
 
 _CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy"}
 _CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end"}
@@ -269,8 +255,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     verdicts = verify_plots(facts, policy)
     decisions = decide_all(verdicts, policy)
 
-    inputs = {role: sha256_file(path) for role, path in sorted(case.input_files().items())}
-    inputs["policy"] = policy.sha256
+    inputs = _input_hashes(case, acquisitions, policy)
     verdicts_of: dict[str, list[PlotVerdict]] = {}
     for verdict in verdicts:
         verdicts_of.setdefault(verdict.borrower_id, []).append(verdict)
@@ -291,6 +276,22 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         lang=lang,
         pii_reference=borrowers,
     )
+
+
+def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> dict[str, str]:
+    """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index."""
+    files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
+             "borrowers": case.borrowers}
+    files.update({f"tile_index:{source.name}": source for source in case.tiles if source.is_file()})
+    for acquisition in acquisitions:
+        for product in map(Path, acquisition.paths):  # a file, or a product folder (.SAFE, Landsat)
+            for path in sorted(product.rglob("*")) if product.is_dir() else [product]:
+                if path.is_file():
+                    name = path.relative_to(product.parent).as_posix()
+                    files[f"tile:{acquisition.date}:{name}"] = path
+    hashes = {role: sha256_file(path) for role, path in sorted(files.items())}
+    hashes["policy"] = policy.sha256
+    return hashes
 
 
 def _check_references(plots: gpd.GeoDataFrame, declarations: pd.DataFrame, borrowers: pd.DataFrame, case: Case) -> None:

@@ -1,0 +1,230 @@
+"""The main job end to end on the bundled sample: planted cases, outputs, privacy, determinism, replay."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from agricredit.assess import OUTPUT_FILES, load_case, run_assessment, sample_case, write_outputs
+from agricredit.cli.main import cli
+from agricredit.errors import InputError
+from agricredit.outputs import sha256_file
+from agricredit.privacy import DEMO_PII_KEY, PseudonymKey, find_pii, pseudonym
+from agricredit.tables import read_borrowers
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_tiles"
+KEY = PseudonymKey(DEMO_PII_KEY.encode(), "environment")
+INFO_CODES = {"CAPACITY_LIMITED", "CAP_APPLIED"}
+
+
+@pytest.fixture(scope="module")
+def assessment():
+    return run_assessment(sample_case(), KEY)
+
+
+@pytest.fixture(scope="module")
+def output(assessment, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("assess") / "out"
+    write_outputs(assessment, folder)
+    return folder
+
+
+def _planted():
+    with open(SAMPLE / "planted_cases.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_planted_case_is_caught_with_its_code_and_status(assessment):
+    plots = assessment.plots.set_index("plot_id")
+    status = dict(zip(assessment.borrowers["borrower"], assessment.borrowers["status"]))
+    for case in _planted():
+        codes = plots.at[case["plot_id"], "reason_codes"]
+        assert case["expected_code"] in codes, (case["case"], case["plot_id"], codes)
+        assert status[pseudonym(KEY, "borrower", case["borrower_id"])] == case["expected_status"], case
+
+
+def test_honest_borrowers_are_approved_without_spurious_codes(assessment):
+    planted = {pseudonym(KEY, "borrower", case["borrower_id"]) for case in _planted()}
+    honest = assessment.borrowers.loc[~assessment.borrowers["borrower"].isin(planted)]
+    assert len(honest) > 80
+    assert set(honest["status"]) == {"APPROVE"}
+    for codes in honest["reason_codes"]:
+        assert set(filter(None, codes.split(";"))) <= INFO_CODES
+    assert (honest["limit"] > 0).all()
+    assert (honest["limit"] <= assessment.policy.credit.cap_per_borrower).all()
+
+
+def test_limits_follow_the_policy_formula(assessment):
+    step = assessment.policy.credit.rounding_step
+    for row in assessment.borrowers.itertuples():
+        expected = min(row.need, row.capacity, row.cap)
+        if row.status == "DECLINE" or expected < assessment.policy.credit.min_limit:
+            continue
+        assert row.limit == pytest.approx((expected // step) * step, abs=0.01)
+        assert row.limit <= row.limit_if_confirmed
+
+
+def test_output_folder_is_complete_and_the_manifest_hashes_every_output(output):
+    assert sorted(p.name for p in output.iterdir()) == sorted(OUTPUT_FILES)
+    manifest = json.loads((output / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["outputs"] == {name: sha256_file(output / name) for name in OUTPUT_FILES[:-1]}
+    assert manifest["inputs"]["plots"] == sha256_file(SAMPLE / "plots.geojson")
+    assert sum(1 for role in manifest["inputs"] if role.startswith("tile:")) == 10
+
+
+def _rings(geometry: dict):
+    polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+    for polygon in polygons:
+        yield from ((index, ring) for index, ring in enumerate(polygon))
+
+
+@pytest.mark.parametrize("name", ["plots.geojson", "borrowers.geojson"])
+def test_geojson_outputs_follow_rfc7946(output, name):
+    document = json.loads((output / name).read_text(encoding="utf-8"))
+    assert document["type"] == "FeatureCollection" and "crs" not in document
+    for feature in document["features"]:
+        if feature["geometry"] is None:
+            continue
+        for index, ring in _rings(feature["geometry"]):
+            assert ring[0] == ring[-1]
+            for x, y in ring:
+                assert -180 <= x <= 180 and -90 <= y <= 90
+                assert len(repr(x).split(".")[-1]) <= 6 and len(repr(y).split(".")[-1]) <= 6
+            # Exterior rings counter-clockwise, holes clockwise (RFC 7946 §3.1.6).
+            assert shapely.LinearRing(ring).is_ccw == (index == 0)
+    frame = gpd.read_file(output / name)
+    assert frame.crs.to_epsg() == 4326 and len(frame) == len(document["features"])
+
+
+def test_plots_geojson_carries_the_four_areas_light_and_reasons(output):
+    frame = gpd.read_file(output / "plots.geojson")
+    for column in ("drawn_mu", "registered_mu", "declared_mu", "cropped_mu", "verified_mu", "light", "peak_ndvi", "best_crop"):
+        assert column in frame.columns
+    assert set(frame["light"].dropna()) == {"green", "yellow", "red"}
+
+
+def test_no_personal_data_in_any_output_or_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["-vv", "assess", "--sample", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 3, result.output  # the two planted invalid polygons are rejected
+    borrowers = read_borrowers(SAMPLE / "borrowers.csv")
+    # The scanner is not blind: it finds the people in the input table itself.
+    assert find_pii((SAMPLE / "borrowers.csv").read_text(encoding="utf-8"), borrowers)
+    for path in sorted((tmp_path / "out").iterdir()):
+        assert find_pii(path.read_text(encoding="utf-8"), borrowers) == [], path.name
+    assert find_pii(result.stdout + result.stderr, borrowers) == []
+    assert "rejected GEOMETRY_INVALID (2): P0168, P0290" in result.stderr
+
+
+def test_borrowers_csv_columns_are_an_allow_list(output):
+    with open(output / "borrowers.csv", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    assert "national_id" not in header and "name" not in header and "phone" not in header
+    assert header[0] == "borrower"
+
+
+def _shuffled_copy(target: Path, seed: int) -> Path:
+    """The sample with every table's rows and the plot features in another order."""
+    shutil.copytree(SAMPLE, target)
+    rng = random.Random(seed)
+    for name in ("registry.csv", "declarations.csv", "borrowers.csv"):
+        lines = (target / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        body = lines[1:]
+        rng.shuffle(body)
+        (target / name).write_text("".join([lines[0], *body]), encoding="utf-8")
+    document = json.loads((target / "plots.geojson").read_text(encoding="utf-8"))
+    rng.shuffle(document["features"])
+    (target / "plots.geojson").write_text(json.dumps(document), encoding="utf-8")
+    return target / "case.toml"
+
+
+def _run_cli(case: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "AGRICREDIT_PII_KEY": DEMO_PII_KEY, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-m", "agricredit", "-q", "assess", str(case), "-o", str(out), "--no-progress"],
+                          env=environment, capture_output=True, text=True, check=False)
+
+
+def _without_input_hashes(path: Path) -> list[dict]:
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for record in records:
+        record.pop("inputs"), record.pop("record_sha256")
+    return records
+
+
+@pytest.mark.slow
+def test_outputs_are_byte_identical_across_runs_row_orders_and_locales(output, tmp_path):
+    again = _run_cli(SAMPLE / "case.toml", tmp_path / "again", TZ="Asia/Shanghai", LANG="zh_CN.UTF-8", LC_ALL="C.UTF-8")
+    assert again.returncode == 3, again.stderr
+    for name in OUTPUT_FILES:
+        assert (tmp_path / "again" / name).read_bytes() == (output / name).read_bytes(), name
+
+    shuffled = _run_cli(_shuffled_copy(tmp_path / "shuffled", seed=7), tmp_path / "shuffled-out", TZ="America/New_York")
+    assert shuffled.returncode == 3, shuffled.stderr
+    for name in ("plots.geojson", "borrowers.csv", "borrowers.geojson"):
+        assert (tmp_path / "shuffled-out" / name).read_bytes() == (output / name).read_bytes(), name
+    # Audit records differ only in the hashes of the (reordered) input files.
+    assert _without_input_hashes(tmp_path / "shuffled-out" / "audit.jsonl") == _without_input_hashes(output / "audit.jsonl")
+
+
+def test_replay_reproduces_every_decision_and_catches_a_tampered_record(output, tmp_path):
+    result = CliRunner().invoke(cli, ["replay", str(output / "audit.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^(\d+) of \1 decisions reproduced$", result.stdout, re.M)
+
+    lines = (output / "audit.jsonl").read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[3])
+    record["plots"][0]["facts"]["registered_mu"] = (record["plots"][0]["facts"]["registered_mu"] or 1.0) * 2
+    lines[3] = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    tampered = tmp_path / "audit.jsonl"
+    tampered.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["replay", str(tampered)])
+    assert result.exit_code == 1
+    assert f"line 4 {record['borrower_id']}" in result.stdout
+
+
+def test_explanations_in_chinese(tmp_path):
+    chinese = run_assessment(sample_case(), KEY, lang="zh")
+    assert all(re.search(r"[\u4e00-\u9fff]", text) for text in chinese.borrowers["explanation"])
+
+
+def test_assess_refuses_to_run_without_a_pseudonym_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("AGRICREDIT_PII_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["assess", "--sample", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "AGRICREDIT_PII_KEY" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_case_file_errors_name_the_file_and_key(tmp_path):
+    case = tmp_path / "case.toml"
+    case.write_text('[inputs]\nplots = "p.geojson"\nregistery = "r.csv"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"case.toml: unknown key 'inputs.registery'"):
+        load_case(case)
+    case.write_text('[inputs]\nplots = "p.geojson"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"missing inputs\.borrowers"):
+        load_case(case)
+
+
+def test_verify_writes_one_row_per_plot(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    out = tmp_path / "checks.csv"
+    result = CliRunner().invoke(cli, ["verify", "--sample", "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    with open(out, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    by_id = {row["plot_id"]: row for row in rows}
+    assert len(rows) == 319
+    assert by_id["P0040"]["light"] == "yellow" and "AREA_OVER_DECLARED" in by_id["P0040"]["reason_codes"]
