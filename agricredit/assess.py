@@ -35,7 +35,7 @@ from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.errors import InputError, InputNotFoundError, PrivacyError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, write_geojson
-from agricredit.plots import accepted, area_table, load_plots, to_wgs84
+from agricredit.plots import accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, escape_csv_frame, find_pii, pseudonym
 from agricredit.season import assess_season, discover_acquisitions
@@ -225,7 +225,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     _stage(progress, "measuring plots (geodesic area, validity, overlaps)")
     areas = area_table(checked).set_index("plot_id", drop=False)
     good = accepted(checked)
-    rejected = {code: sorted(ids) for code, ids in _rejected(checked).items()}
+    rejected = {code: sorted(ids) for code, ids in rejected_ids(checked).items()}
 
     acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end)
     if not acquisitions:
@@ -312,14 +312,6 @@ def _check_references(plots: gpd.GeoDataFrame, declarations: pd.DataFrame, borro
                               path=case.declarations)
 
 
-def _rejected(checked: gpd.GeoDataFrame) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for plot_id, status in zip(checked["plot_id"], checked["geometry_status"]):
-        if status not in ("OK", "GEOMETRY_REPAIRED"):
-            out.setdefault(status, []).append(str(plot_id))
-    return out
-
-
 def _finite_or_nan(value: Any) -> float:
     try:
         value = float(value)
@@ -359,7 +351,7 @@ def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.Dat
             drawn_mu=_finite_or_nan(areas.at[plot_id, "area_mu"]) if status in ("valid", "repaired") else math.nan,
             registered_mu=float(registry.at[plot_id, "registered_mu"]) if in_registry else math.nan,
             # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
-            registry_holder_id=alias.get(holder) or pseudonym(key, "borrower", holder) if holder else None,
+            registry_holder_id=pseudonym(key, "borrower", holder) if holder else None,
             declared_mu=float(own["declared_mu"].iloc[0]) if len(own) else math.nan,
             declared_crop=str(own["declared_crop"].iloc[0]) if len(own) else None,
             pixel_count=_finite_or_nan(pixel_counts.get(plot_id)),
