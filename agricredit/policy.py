@@ -72,6 +72,10 @@ class SatellitePolicy:
     low_vigor_min_gap: float = field(metadata=_range(0, 1))
     vigor_factor_min: float = field(metadata=_range(0, 1, low_open=True))
     vigor_factor_max: float = field(metadata=_range(1))
+    min_season_amplitude: float = field(metadata=_range(0, 2))
+    min_peers: int = field(metadata=_range(1))
+    shift_penalty: float = field(metadata=_range(0))
+    crop_model_margin: float = field(metadata=_range(0, 1))
 
 
 @dataclass(frozen=True)
