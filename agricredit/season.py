@@ -33,7 +33,6 @@ import csv
 import datetime as dt
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from agricredit.errors import (
     SchemaError,
 )
 from agricredit.seeds import default_cropped_threshold, load_crops, load_templates, template_ndvi
+from agricredit.sensors import parse_date
 
 __all__ = [
     "Acquisition",
@@ -85,7 +85,6 @@ MAX_SCALE = 2.0
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 #: Product containers (folders or archives) a reader may open as one product.
 PRODUCT_SUFFIXES = (".safe", ".zip")
-_DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
 
 Smoothing = Literal["none", "savgol", "whittaker"]
 
@@ -103,15 +102,6 @@ class Acquisition:
     date: dt.date
     paths: tuple[Path, ...]
     sensors: tuple[str, ...] = ()
-
-
-def _date_from_name(path: Path) -> dt.date | None:
-    for match in _DATE_IN_NAME.finditer(path.name):
-        try:
-            return dt.date(*(int(part) for part in match.groups()))
-        except ValueError:
-            continue
-    return None
 
 
 def _parse_date(text: str, *, path: Path, record: str) -> dt.date:
@@ -189,7 +179,7 @@ def _from_file(path: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
     from agricredit.raster import open_product
 
     product = open_product(path, **options)
-    date = product.date or _date_from_name(path)
+    date = product.date or parse_date(path.name)
     if date is None:
         raise MissingMetadataError("no acquisition date in the metadata or the file name", path=path)
     return [(date, str(product.sensor or ""), path.resolve())]
