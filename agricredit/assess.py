@@ -387,9 +387,11 @@ def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequenc
     features = season.plots.set_index("plot_id") if len(season.plots) else pd.DataFrame()
     rows, geometries = [], []
     wgs = to_wgs84(checked)
-    for plot_id, borrower, geometry in zip(checked["plot_id"], checked["borrower_id"], wgs.geometry.values):
+    for plot_id, borrower, geometry_status, geometry in zip(checked["plot_id"], checked["borrower_id"],
+                                                         checked["geometry_status"], wgs.geometry.values):
         verdict = by_id.get(str(plot_id))
-        row: dict[str, Any] = {"plot_id": None if plot_id is None else str(plot_id), "borrower": alias[borrower]}
+        row: dict[str, Any] = {"plot_id": None if plot_id is None else str(plot_id), "borrower": alias[borrower],
+                               "geometry_status": str(geometry_status)}
         if verdict is not None:
             row.update({name: _round(value) for name, value in verdict.areas.items()})
             row.update({
@@ -399,7 +401,6 @@ def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequenc
                 "light": verdict.light, "reason_codes": list(verdict.codes),
                 "checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}} for c in verdict.checks],
             })
-        row["geometry_status"] = str(checked.loc[checked["plot_id"] == plot_id, "geometry_status"].iloc[0]) if plot_id is not None else "MISSING_ID"
         if plot_id is not None and str(plot_id) in features.index:
             feature = features.loc[str(plot_id)]
             row.update({name: _round(feature[name]) for name in _SEASON_PROPERTIES if name in feature})

@@ -261,16 +261,22 @@ _REDACT_ID = re.compile(r"(?<!\d)(?:\d{17}[\dXx]|\d{15})(?![\dXx])")
 _REDACT_MOBILE = re.compile(r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _HEX = frozenset("0123456789abcdefABCDEF")
+_HEX_LETTERS = frozenset("abcdefABCDEF")
+
+
+#: Hex tokens at least this long holding a letter are digests, pseudonyms or key fingerprints
+#: (12 hex characters and more): digit runs inside them are chance, not phone numbers.
+_MIN_HASH_TOKEN = 12
 
 
 def _in_hash(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] lies inside a long hex token (a sha256 ...), where digit runs are chance."""
+    """Whether text[start:end] lies inside a hex token (a sha256, a pseudonym ...), where digit runs are chance."""
     while start > 0 and text[start - 1] in _HEX:
         start -= 1
     while end < len(text) and text[end] in _HEX:
         end += 1
     token = text[start:end]
-    return len(token) >= 32 and not token.isdigit()
+    return len(token) >= _MIN_HASH_TOKEN and any(c in _HEX_LETTERS for c in token)
 
 
 def _where(text: str, offset: int) -> str:

@@ -525,11 +525,17 @@ def _crop_lookup(known_crops: Iterable[str] | Mapping[str, str] | None) -> dict[
     return {str(c).strip().lower(): str(c).strip().lower() for c in known_crops}
 
 
+#: Problems of one file listed on the log; the rest are counted (all are in ``error.problems``).
+MAX_LOGGED_PROBLEMS = 20
+
+
 def _raise(raw: _RawTable) -> None:
     problems = sorted(raw.problems, key=lambda p: p.row)  # stable: file order of columns within a row
     if len(problems) > 1:
-        for problem in problems:
+        for problem in problems[:MAX_LOGGED_PROBLEMS]:
             logger.error("%s", problem)
+        if len(problems) > MAX_LOGGED_PROBLEMS:
+            logger.error("%s: %d more problems not listed", raw.path, len(problems) - MAX_LOGGED_PROBLEMS)
     first = problems[0]
     more = f" (and {len(problems) - 1} more problems in this file)" if len(problems) > 1 else ""
     error = SchemaError(f"column {first.column}: {first.reason}{more}", path=raw.path, record=f"row {first.row}")

@@ -236,3 +236,14 @@ def test_log_filter_redacts_child_loggers_and_tracebacks():
     assert "bad row for [ID], phone [PHONE]" in output
     assert "ValueError: id [ID]" in output
     assert find_pii(output, BORROWERS) == []
+
+
+@given(st.binary(min_size=8, max_size=8))
+def test_find_pii_ignores_pseudonyms_and_fingerprints(data):
+    # A pseudonym's 16 hex characters or a 12-character key fingerprint can hold 11 digits by chance.
+    assert find_pii(f'"borrower": "b_{data.hex()}", "fingerprint": "{data.hex()[:12]}"') == []
+    assert find_pii('"borrower": "b_a13912345678b0c1"') == []
+
+
+def test_find_pii_still_finds_a_phone_next_to_words():
+    assert find_pii("call 13912345678 now") and find_pii("tel:13912345678;")
