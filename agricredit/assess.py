@@ -235,14 +235,14 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     long_table = zonal_stats(good, tile_paths)
 
     _stage(progress, "season: phenology, crop fit, vigor")
-    declared = declarations.set_index("plot_id")
+    declared_crop = dict(zip(zip(declarations["plot_id"], declarations["borrower_id"]), declarations["declared_crop"]))
     good_ids = sorted(good["plot_id"].astype(str))
     drawn_mu = {pid: float(areas.at[pid, "area_mu"]) for pid in good_ids}
     satellite = dataclasses.asdict(policy.satellite)
     season_parameters = inspect.signature(assess_season).parameters
     season = assess_season(
         long_table,
-        {pid: declared.at[pid, "declared_crop"] for pid in good_ids if pid in declared.index},
+        {pid: declared_crop[pid, borrower] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
         drawn_mu,
         plot_ids=good_ids,
         **{name: value for name, value in satellite.items() if name in season_parameters},
@@ -251,7 +251,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
 
     _stage(progress, "cross-verification and limits")
     borrower_alias = {b: pseudonym(key, "borrower", b) for b in sorted(set(checked["borrower_id"]))}
-    facts = _plot_facts(checked, areas, registry, declared, season, pixel_counts, borrower_alias, key)
+    facts = _plot_facts(checked, areas, registry, declarations, season, pixel_counts, borrower_alias, key)
     verdicts = verify_plots(facts, policy)
     decisions = decide_all(verdicts, policy)
 
@@ -320,11 +320,19 @@ def _finite_or_nan(value: Any) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.DataFrame, declared: pd.DataFrame,
+def _records(frame: pd.DataFrame, *key: str) -> dict[Any, dict[str, Any]]:
+    """Rows of ``frame`` as dicts keyed by the ``key`` column(s) (a hash lookup per plot, not a pandas one)."""
+    return {tuple(r[k] for k in key) if len(key) > 1 else r[key[0]]: r for r in frame.to_dict("records")}
+
+
+def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
                 season: Any, pixel_counts: pd.Series, alias: Mapping[str, str], key: PseudonymKey) -> list[PlotFacts]:
     """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous)."""
-    registry = registry.set_index("plot_id")
-    features = season.plots.set_index("plot_id") if len(season.plots) else pd.DataFrame()
+    registered = _records(registry, "plot_id")
+    declared = _records(declarations, "plot_id", "borrower_id")
+    features = _records(season.plots, "plot_id") if len(season.plots) else {}
+    measured = _records(areas.reset_index(drop=True), "plot_id")
+    pixels = pixel_counts.to_dict()
     owner = dict(zip(checked["plot_id"], checked["borrower_id"]))
     facts = []
     for row in checked.itertuples(index=False):
@@ -332,34 +340,34 @@ def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.Dat
         if plot_id is None:
             continue
         status = _GEOMETRY_STATUS.get(row.geometry_status, "rejected")
-        in_registry = plot_id in registry.index
-        holder = registry.at[plot_id, "holder_id"] if in_registry else None
-        own = declared.loc[[plot_id]] if plot_id in declared.index else declared.iloc[0:0]
-        own = own[own["borrower_id"] == row.borrower_id]
-        feature = features.loc[plot_id] if plot_id in features.index else None
+        usable = status in ("valid", "repaired")
+        record = registered.get(plot_id)
+        holder = record["holder_id"] if record else None
+        own = declared.get((plot_id, row.borrower_id))
+        feature = features.get(plot_id, {})
         overlaps = tuple(
             Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
                     shared_m2=float(o["shared_m2"]))
-            for o in areas.at[plot_id, "overlaps"]
-        ) if status in ("valid", "repaired") else ()
-        flags = season.flags.get(plot_id, [])
+            for o in measured[plot_id]["overlaps"]
+        ) if usable else ()
+        best_crop = feature.get("best_crop")
         facts.append(PlotFacts(
             plot_id=str(plot_id),
             borrower_id=alias[row.borrower_id],
             geometry_status=status,
             geometry_reason=str(row.geometry_reason or ""),
-            drawn_mu=_finite_or_nan(areas.at[plot_id, "area_mu"]) if status in ("valid", "repaired") else math.nan,
-            registered_mu=float(registry.at[plot_id, "registered_mu"]) if in_registry else math.nan,
+            drawn_mu=_finite_or_nan(measured[plot_id]["area_mu"]) if usable else math.nan,
+            registered_mu=float(record["registered_mu"]) if record else math.nan,
             # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
             registry_holder_id=pseudonym(key, "borrower", holder) if holder else None,
-            declared_mu=float(own["declared_mu"].iloc[0]) if len(own) else math.nan,
-            declared_crop=str(own["declared_crop"].iloc[0]) if len(own) else None,
-            pixel_count=_finite_or_nan(pixel_counts.get(plot_id)),
-            cropped_mu_at_peak=_finite_or_nan(feature["cropped_area_mu_at_peak"]) if feature is not None else math.nan,
-            peak_ndvi=_finite_or_nan(feature["peak_ndvi"]) if feature is not None else math.nan,
-            satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in flags),
-            vigor_factor=_finite_or_nan(feature["vigor_factor"]) if feature is not None else math.nan,
-            best_crop=(str(feature["best_crop"]) if feature is not None and isinstance(feature["best_crop"], str) else None),
+            declared_mu=float(own["declared_mu"]) if own else math.nan,
+            declared_crop=str(own["declared_crop"]) if own else None,
+            pixel_count=_finite_or_nan(pixels.get(plot_id)),
+            cropped_mu_at_peak=_finite_or_nan(feature.get("cropped_area_mu_at_peak")),
+            peak_ndvi=_finite_or_nan(feature.get("peak_ndvi")),
+            satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in season.flags.get(plot_id, [])),
+            vigor_factor=_finite_or_nan(feature.get("vigor_factor")),
+            best_crop=best_crop if isinstance(best_crop, str) else None,
             overlaps=overlaps,
         ))
     return facts
@@ -384,7 +392,7 @@ def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequenc
                alias: Mapping[str, str]) -> gpd.GeoDataFrame:
     """One output row per input plot: the four areas, verified area, season features, light, reasons."""
     by_id = {v.plot_id: v for v in verdicts}
-    features = season.plots.set_index("plot_id") if len(season.plots) else pd.DataFrame()
+    features = _records(season.plots, "plot_id") if len(season.plots) else {}
     rows, geometries = [], []
     wgs = to_wgs84(checked)
     for plot_id, borrower, geometry_status, geometry in zip(checked["plot_id"], checked["borrower_id"],
@@ -401,9 +409,8 @@ def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequenc
                 "light": verdict.light, "reason_codes": list(verdict.codes),
                 "checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}} for c in verdict.checks],
             })
-        if plot_id is not None and str(plot_id) in features.index:
-            feature = features.loc[str(plot_id)]
-            row.update({name: _round(feature[name]) for name in _SEASON_PROPERTIES if name in feature})
+        feature = features.get(None if plot_id is None else str(plot_id), {})
+        row.update({name: _round(feature[name]) for name in _SEASON_PROPERTIES if name in feature})
         rows.append(row)
         geometries.append(geometry)
     frame = gpd.GeoDataFrame(rows, geometry=geometries, crs="EPSG:4326")
@@ -447,24 +454,24 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
         The manifest.
     """
     folder = Path(folder)
-    plot_features = [
-        {"geometry": geometry, "properties": {k: v for k, v in row.items() if k != "geometry"}}
-        for row, geometry in zip(assessment.plots.drop(columns="geometry").to_dict("records"), assessment.plots.geometry)
-    ]
+    plot_rows = assessment.plots.drop(columns="geometry").to_dict("records")
+    plot_features = [{"geometry": geometry, "properties": row} for row, geometry in zip(plot_rows, assessment.plots.geometry)]
     write_geojson(plot_features, folder / "plots.geojson", decimals=COORDINATE_DECIMALS)
 
     csv_frame = escape_csv_frame(assessment.borrowers)
     with atomic_path(folder / "borrowers.csv") as tmp:
         csv_frame.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
 
-    plots_of = assessment.plots.groupby("borrower")
+    plots_of: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for row, geometry in zip(plot_rows, assessment.plots.geometry):
+        plots_of.setdefault(row["borrower"], []).append((row, geometry))
     borrower_features = []
     for row in assessment.borrowers.to_dict("records"):
-        own = plots_of.get_group(row["borrower"])
-        breakdown = [{k: own_row[k] for k in ("plot_id", "verified_mu", "light", "reason_codes") if k in own_row}
-                     for own_row in own.drop(columns="geometry").to_dict("records")]
-        usable = own.loc[own["geometry_status"].isin(("OK", "GEOMETRY_REPAIRED")), "geometry"]
-        borrower_features.append({"geometry": shapely.union_all(usable.to_numpy()) if len(usable) else None,
+        own = plots_of[row["borrower"]]
+        breakdown = [{k: plot[k] for k in ("plot_id", "verified_mu", "light", "reason_codes") if k in plot}
+                     for plot, _ in own]
+        usable = [geometry for plot, geometry in own if plot["geometry_status"] in ("OK", "GEOMETRY_REPAIRED")]
+        borrower_features.append({"geometry": shapely.union_all(usable) if usable else None,
                                   "properties": {**row, "reason_codes": row["reason_codes"].split(";") if row["reason_codes"] else [],
                                                  "plots": breakdown}})
     write_geojson(borrower_features, folder / "borrowers.geojson", decimals=COORDINATE_DECIMALS)

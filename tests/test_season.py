@@ -376,3 +376,19 @@ def test_season_chart_png(tmp_path):
     with pytest.raises(InputError, match="not in this run"):
         season.season_chart(result, "zz", tmp_path / "z.png")
     assert not (tmp_path / "z.png").exists()
+
+
+@given(st.lists(st.sampled_from([0.5, 0.6, 0.62, 0.7, 0.8, 0.81]) | st.floats(0.3, 0.9), min_size=5, max_size=40))
+def test_peer_percentiles_match_scipy_percentileofscore(peaks):
+    from scipy.stats import percentileofscore
+
+    from agricredit.season import peer_vigor
+
+    plots = pd.DataFrame({"plot_id": [f"P{i}" for i in range(len(peaks))], "declared_crop": "maize",
+                          "vigor_peak_ndvi": peaks, "pixel_count": 50.0})
+    out = peer_vigor(plots, {f"P{i}": [] for i in range(len(peaks))}, min_peers=5)
+    for k, peak in enumerate(peaks):
+        others = peaks[:k] + peaks[k + 1:]
+        assert out["peak_percentile"].iloc[k] == pytest.approx(percentileofscore(others, peak, kind="mean"))
+    assert (out["peer_count"] == len(peaks)).all()
+    assert out["peer_median_peak"].iloc[0] == pytest.approx(np.median(peaks))
