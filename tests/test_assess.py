@@ -228,3 +228,15 @@ def test_verify_writes_one_row_per_plot(tmp_path, monkeypatch):
     by_id = {row["plot_id"]: row for row in rows}
     assert len(rows) == 319
     assert by_id["P0040"]["light"] == "yellow" and "AREA_OVER_DECLARED" in by_id["P0040"]["reason_codes"]
+
+
+def test_a_gbk_registry_gives_the_same_decisions(output, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    out = tmp_path / "gbk"
+    result = CliRunner().invoke(cli, ["assess", "--sample", "--registry", str(SAMPLE / "registry_gbk.csv"),
+                                      "-o", str(out), "--no-progress"])
+    assert result.exit_code == 3, result.output
+    for name in ("plots.geojson", "borrowers.csv", "borrowers.geojson"):
+        assert (out / name).read_bytes() == (output / name).read_bytes(), name
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["inputs"]["registry"] == sha256_file(SAMPLE / "registry_gbk.csv")
