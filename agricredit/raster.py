@@ -22,10 +22,10 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import json
 import logging
 import math
-import itertools
 import os
 import queue
 import re
@@ -257,15 +257,9 @@ def open_product(
     path = Path(path)
     _check_readable(path)
     date, band_map = _parse_arguments(path, sensor, date, bands)
-    if path.is_dir():
-        found = _folder_found(path, band_map)
-    elif path.suffix.lower() == ".json":
-        found = _stac_found(path)
-    else:
-        with _open(path) as ds:
-            if ds.tags().get("AGRICREDIT_PRODUCT") == "ndvi" and band_map is None and sensor in (None, "ndvi"):
-                return _ndvi_product(ds, path, date)
-            found = _file_found(ds, path, band_map)
+    if band_map is None and sensor in (None, "ndvi") and _is_ndvi_raster(path):
+        return _ndvi_product(path, date)
+    found = _locate(path, band_map)
     sensor = sensor or found.sensor
     if sensor is None:
         raise SensorError("cannot tell the sensor from file names, band descriptions or metadata; pass --sensor or --bands", path=path)
@@ -273,12 +267,7 @@ def open_product(
     red, nir = _red_nir(found, aliases, sensor, path)
     grid, file_nodata = _shared_grid(red, nir)
     baseline = _baseline(processing_baseline, found, path)
-    if scale is not None or offset is not None:
-        scale, offset, add_offset = (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset)), None
-    else:
-        scale, offset, add_offset = _sensor_radiometry(sensor, found, red, processing_baseline, baseline, path)
-    if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset)):
-        raise InputError(f"scale must be > 0 and offset finite (got scale={scale}, offset={offset})", path=path)
+    scale, offset, add_offset = _radiometry(sensor, found, red, baseline, path, processing_baseline, scale, offset)
     if nodata is None:
         nodata = file_nodata if sensor == "generic" else 0.0  # S2 and Landsat: DN 0 is no data / fill
     if mask_classes is not None and sensor != "s2-l2a":
@@ -393,23 +382,41 @@ def _name_resolution(name: str) -> int:
 # Layouts: each opener returns a _Found.
 
 
-def _file_found(ds: rasterio.DatasetReader, path: Path, bands: dict[str, int] | None) -> _Found:
+def _is_ndvi_raster(path: Path) -> bool:
+    """True if ``path`` is an NDVI raster written by :func:`write_ndvi_cog`."""
+    if path.is_dir() or path.suffix.lower() == ".json":
+        return False
+    with _open(path) as ds:
+        return ds.tags().get("AGRICREDIT_PRODUCT") == "ndvi"
+
+
+def _locate(path: Path, bands: dict[str, int] | None) -> _Found:
+    """The bands and metadata of a folder, a STAC item JSON or a multiband file."""
+    if path.is_dir():
+        return _folder_found(path, bands)
+    if path.suffix.lower() == ".json":
+        return _stac_found(path)
+    return _file_found(path, bands)
+
+
+def _file_found(path: Path, bands: dict[str, int] | None) -> _Found:
     """Bands of a multiband file: from ``--bands``, else from its band descriptions and tags."""
-    tags = ds.tags()
+    with _open(path) as ds:
+        tags, descriptions, count = ds.tags(), ds.descriptions, ds.count
     if bands is not None:
         for role, index in bands.items():
-            if index > ds.count:
-                raise MissingBandError(f"--bands {role}={index}: the file has {ds.count} band(s)", path=path)
+            if index > count:
+                raise MissingBandError(f"--bands {role}={index}: the file has {count} band(s)", path=path)
         candidates = [(role, BandRef(path, index)) for role, index in bands.items()]
         return _Found(candidates, tags.get("AGRICREDIT_SENSOR") or "generic", [path.name], tags)
-    candidates = [(d, BandRef(path, i + 1)) for i, d in enumerate(ds.descriptions) if d]
+    candidates = [(d, BandRef(path, i + 1)) for i, d in enumerate(descriptions) if d]
     sensor = tags.get("AGRICREDIT_SENSOR") or sensors.sensor_from_band_names(d for d, _ in candidates)
     # A lone band file: maybe the user pointed at one file of a band folder.
-    if sensor is None and ds.count == 1 and sensors.sensor_from_band_names(p.name for p in path.parent.iterdir()):
+    if sensor is None and count == 1 and sensors.sensor_from_band_names(p.name for p in path.parent.iterdir()):
         raise MissingBandError("a single band file; pass the folder holding the band files (e.g. B04 and B08)", path=path)
     if sensor is None and not candidates:
         raise MissingBandError(
-            f"{ds.count} band(s) without band descriptions or sensor tags; pass --bands red=N,nir=M", path=path
+            f"{count} band(s) without band descriptions or sensor tags; pass --bands red=N,nir=M", path=path
         )
     return _Found(candidates, sensor, [path.name], tags)
 
@@ -482,17 +489,18 @@ def _local_href(href: str, item_path: Path) -> Path:
     raise InputError(f"asset {href!r} is remote; only local files are read (no network)", path=item_path)
 
 
-def _ndvi_product(ds: rasterio.DatasetReader, path: Path, date: datetime.date | None) -> Product:
+def _ndvi_product(path: Path, date: datetime.date | None) -> Product:
     """An NDVI raster written by :func:`write_ndvi_cog`, as a Product of sensor ``'ndvi'``."""
-    tags = ds.tags()
+    with _open(path) as ds:
+        tags, crs, transform, width, height = ds.tags(), ds.crs, ds.transform, ds.width, ds.height
     return Product(
         path=path,
         sensor="ndvi",
         date=date or _metadata_date(tags, [path.name]),
-        crs=ds.crs,
-        transform=ds.transform,
-        width=ds.width,
-        height=ds.height,
+        crs=crs,
+        transform=transform,
+        width=width,
+        height=height,
         red=BandRef(path, 1),
         mask_rule=tags.get("MASK_RULE", "none"),
         processing_baseline=tags.get("PROCESSING_BASELINE") or None,
@@ -520,9 +528,8 @@ def _folder_metadata(path: Path) -> dict[str, Any]:
 def _xml_text(root: ET.Element, local: str, **attrs: str) -> str | None:
     """Text of the first element named ``local`` (any namespace) with ``attrs``."""
     for el in root.iter():
-        if el.tag.rsplit("}", 1)[-1] == local and all(el.get(k) == v for k, v in attrs.items()):
-            if el.text and el.text.strip():
-                return el.text.strip()
+        if el.tag.rsplit("}", 1)[-1] == local and all(el.get(k) == v for k, v in attrs.items()) and el.text and el.text.strip():
+            return el.text.strip()
     return None
 
 
@@ -638,7 +645,7 @@ def _shared_grid(red: BandRef, nir: BandRef) -> tuple[dict[str, Any], float | No
                 f"{rds.width}x{rds.height} {tuple(rds.transform)[:6]}; red and NIR must share a grid",
                 path=nir.path,
             )
-        return dict(crs=rds.crs, transform=rds.transform, width=rds.width, height=rds.height), rds.nodata
+        return {"crs": rds.crs, "transform": rds.transform, "width": rds.width, "height": rds.height}, rds.nodata
 
 
 def _baseline(processing_baseline: str | None, found: _Found, path: Path) -> str | None:
@@ -652,22 +659,30 @@ def _baseline(processing_baseline: str | None, found: _Found, path: Path) -> str
     return f"{parsed[0]:02d}.{parsed[1]:02d}"
 
 
-def _sensor_radiometry(
-    sensor: str, found: _Found, red: BandRef, processing_baseline: str | None, baseline: str | None, path: Path
+def _radiometry(
+    sensor: str, found: _Found, red: BandRef, baseline: str | None, path: Path,
+    processing_baseline: str | None, scale: float | None, offset: float | None,
 ) -> tuple[float, float, float | None]:
-    """The sensor's (scale, offset, Sentinel-2 add offset in DN) from metadata, else its defaults."""
+    """(scale, offset, Sentinel-2 add offset in DN): explicit values, else metadata, else sensor defaults."""
+    add_offset = None
     stac = found.stac_scales.get(str(red.path))
-    if sensor.startswith("s2"):
+    if scale is not None or offset is not None:
+        scale, offset = (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
+    elif sensor.startswith("s2") and processing_baseline is None and stac is not None:
+        scale, offset = stac
+        add_offset = offset / scale
+    elif sensor.startswith("s2"):
         quant = float(found.tags.get("QUANTIFICATION_VALUE") or found.meta.get("quantification") or sensors.S2_QUANTIFICATION)
-        if processing_baseline is None and stac is not None:
-            return stac[0], stac[1], stac[1] / stac[0]
         add_offset = _s2_add_offset(processing_baseline, baseline, found, path)
-        return 1.0 / quant, add_offset / quant, add_offset
-    if sensor in _LANDSAT_RADIOMETRY:
+        scale, offset = 1.0 / quant, add_offset / quant
+    elif sensor in _LANDSAT_RADIOMETRY:
         default_scale, default_offset = _LANDSAT_RADIOMETRY[sensor]
         scale, offset = stac or (float(found.meta.get("scale", default_scale)), float(found.meta.get("offset", default_offset)))
-        return scale, offset, None
-    return 1.0, 0.0, None
+    else:
+        scale, offset = 1.0, 0.0
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset)):
+        raise InputError(f"scale must be > 0 and offset finite (got scale={scale}, offset={offset})", path=path)
+    return scale, offset, add_offset
 
 
 def _s2_add_offset(processing_baseline: str | None, baseline: str | None, found: _Found, path: Path) -> float:
@@ -1014,12 +1029,11 @@ def _write_stage(product: Product, stage: Path, workers: int, progress: bool) ->
     """Write NDVI, its observed-pixel mask and tags to a tiled GeoTIFF; return the cloud, valid and nodata fractions."""
     windows = _windows(product)
     counts = np.zeros(3, np.int64)  # valid, cloud, fill
-    profile = dict(
-        driver="GTiff", dtype="float32", count=1, nodata=float("nan"), width=product.width, height=product.height,
-        crs=product.crs, transform=product.transform, tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
-        BIGTIFF="IF_SAFER",
-    )
-    with rasterio.open(stage, "w", **profile) as dst:
+    with rasterio.open(
+        stage, "w", driver="GTiff", dtype="float32", count=1, nodata=float("nan"), width=product.width,
+        height=product.height, crs=product.crs, transform=product.transform, tiled=True, blockxsize=BLOCK,
+        blockysize=BLOCK, BIGTIFF="IF_SAFER",
+    ) as dst:
         for done, (window, (ndvi, cloud, fill)) in enumerate(_iter_blocks(product, windows, workers), 1):
             dst.write(ndvi, 1, window=window)
             # The internal mask: 255 where the pixel was observed (valid NDVI or cloud),
