@@ -492,19 +492,16 @@ def _local_href(href: str, item_path: Path) -> Path:
 def _ndvi_product(path: Path, date: datetime.date | None) -> Product:
     """An NDVI raster written by :func:`write_ndvi_cog`, as a Product of sensor ``'ndvi'``."""
     with _open(path) as ds:
-        tags, crs, transform, width, height = ds.tags(), ds.crs, ds.transform, ds.width, ds.height
+        tags, grid = ds.tags(), _grid(ds)
     return Product(
         path=path,
         sensor="ndvi",
         date=date or _metadata_date(tags, [path.name]),
-        crs=crs,
-        transform=transform,
-        width=width,
-        height=height,
         red=BandRef(path, 1),
         mask_rule=tags.get("MASK_RULE", "none"),
         processing_baseline=tags.get("PROCESSING_BASELINE") or None,
         tags=tuple((k, v) for k, v in tags.items() if k in _CARRIED_TAGS or k == "CLOUD_FRACTION"),
+        **grid,
     )
 
 
@@ -645,7 +642,12 @@ def _shared_grid(red: BandRef, nir: BandRef) -> tuple[dict[str, Any], float | No
                 f"{rds.width}x{rds.height} {tuple(rds.transform)[:6]}; red and NIR must share a grid",
                 path=nir.path,
             )
-        return {"crs": rds.crs, "transform": rds.transform, "width": rds.width, "height": rds.height}, rds.nodata
+        return _grid(rds), rds.nodata
+
+
+def _grid(ds: rasterio.DatasetReader) -> dict[str, Any]:
+    """The grid of a dataset as Product fields (crs, transform, width, height)."""
+    return {"crs": ds.crs, "transform": ds.transform, "width": ds.width, "height": ds.height}
 
 
 def _baseline(processing_baseline: str | None, found: _Found, path: Path) -> str | None:
