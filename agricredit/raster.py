@@ -22,10 +22,10 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import json
 import logging
 import math
-import itertools
 import os
 import queue
 import re
@@ -36,6 +36,7 @@ import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import affine
@@ -88,11 +89,16 @@ _CARRIED_TAGS = ("SIMULATED", "PROVENANCE", "LICENSE")
 #: Band aliases per sensor and role, most specific first (file-name tokens, band
 #: descriptions, STAC asset keys).
 _ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
-    "s2-l2a": {"red": ("B04", "red"), "nir": ("B08", "nir"), "mask": ("SCL", "scl")},
+    "s2-l2a": {"red": ("B04", "red"), "nir": ("B08", "nir"), "mask": ("SCL",)},
     "s2-l1c": {"red": ("B04", "red"), "nir": ("B08", "nir"), "mask": ()},
     "landsat-c2-l2": {"red": ("SR_B4", "red"), "nir": ("SR_B5", "nir08"), "mask": ("QA_PIXEL",)},
     "landsat-c1": {"red": ("B4", "red"), "nir": ("B5", "nir08", "nir"), "mask": ("BQA",)},
     "generic": {"red": ("red",), "nir": ("nir",), "mask": ("mask",)},
+}
+#: Landsat default reflectance (scale, offset) when neither the MTL nor STAC gives one.
+_LANDSAT_RADIOMETRY = {
+    "landsat-c2-l2": (sensors.LANDSAT_C2_SCALE, sensors.LANDSAT_C2_OFFSET),
+    "landsat-c1": (sensors.LANDSAT_C1_SCALE, sensors.LANDSAT_C1_OFFSET),
 }
 
 
@@ -197,263 +203,6 @@ class NdviReport:
 # --------------------------------------------------------------------------- opening
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise InputNotFoundError("no such file or folder", path=path)
-    if not os.access(path, os.R_OK):
-        raise InputNotFoundError("cannot read: permission denied", path=path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise CorruptInputError("file is empty (0 bytes)", path=path)
-
-
-def _open(path: Path) -> rasterio.DatasetReader:
-    _check_readable(path)
-    try:
-        return rasterio.open(path)
-    except RasterioError as error:
-        raise CorruptInputError(f"not a readable raster (corrupt, truncated or unknown format): {error}", path=path) from error
-
-
-def parse_bands(text: str | Mapping[str, int] | None) -> dict[str, int] | None:
-    """Parse ``"red=3,nir=4[,mask=5]"`` into ``{'red': 3, 'nir': 4, 'mask': 5}`` (1-based)."""
-    if text is None or isinstance(text, Mapping):
-        return None if text is None else dict(text)
-    out: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        key = key.strip().lower()
-        if not sep or key not in ("red", "nir", "mask") or not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"bad band mapping {part!r}: expected red=N,nir=M[,mask=K] with 1-based band numbers")
-        out[key] = int(value)
-    if "red" not in out or "nir" not in out:
-        raise ValueError(f"band mapping {text!r} needs both red= and nir=")
-    return out
-
-
-@dataclasses.dataclass
-class _Found:
-    """What the layout-specific openers found, before the sensor rules are applied."""
-
-    candidates: list[tuple[str, BandRef]]
-    sensor: str | None = None
-    meta: dict[str, object] = dataclasses.field(default_factory=dict)
-    names: list[str] = dataclasses.field(default_factory=list)
-
-    def find(self, aliases: Iterable[str]) -> BandRef | None:
-        for alias in aliases:
-            token = sensors.band_token(alias)
-            hits = [ref for label, ref in self.candidates if token.search(label)]
-            if hits:
-                # Several resolutions of one band (.SAFE R10m/R20m/R60m): the finest wins.
-                return min(hits, key=lambda ref: (_name_resolution(ref.path.name), str(ref.path)))
-        return None
-
-
-def _name_resolution(name: str) -> int:
-    match = re.search(r"_(\d{2,3})m(?![A-Za-z0-9])", name)
-    return int(match.group(1)) if match else 0
-
-
-def _file_found(path: Path, bands: dict[str, int] | None) -> _Found:
-    with _open(path) as ds:
-        tags = ds.tags()
-        descriptions = ds.descriptions
-        count = ds.count
-    meta: dict[str, object] = {"tags": tags}
-    if bands is not None:
-        for role, index in bands.items():
-            if index > count:
-                raise MissingBandError(f"--bands {role}={index}: the file has {count} band(s)", path=path)
-        candidates = [(role, BandRef(path, index)) for role, index in bands.items()]
-        return _Found(candidates, tags.get("AGRICREDIT_SENSOR") or "generic", meta, [path.name])
-    candidates = [(d, BandRef(path, i + 1)) for i, d in enumerate(descriptions) if d]
-    sensor = tags.get("AGRICREDIT_SENSOR") or sensors.sensor_from_band_names(d for d, _ in candidates)
-    if sensor is None and count == 1:
-        # A lone band file: maybe the user pointed at one file of a band folder.
-        sensor = sensors.sensor_from_band_names(p.name for p in path.parent.iterdir())
-        if sensor is not None:
-            raise MissingBandError(
-                "a single band file; pass the folder holding the band files (e.g. B04 and B08)", path=path
-            )
-    if sensor is None and not candidates:
-        raise MissingBandError(
-            f"{count} band(s) without band descriptions or sensor tags; pass --bands red=N,nir=M", path=path
-        )
-    return _Found(candidates, sensor, meta, [path.name])
-
-
-def _xml_text(root: ET.Element, local: str, **attrs: str) -> str | None:
-    for el in root.iter():
-        if el.tag.rsplit("}", 1)[-1] == local and all(el.get(k) == v for k, v in attrs.items()):
-            if el.text and el.text.strip():
-                return el.text.strip()
-    return None
-
-
-def _s2_mtd(xml_path: Path) -> dict[str, object]:
-    """Read baseline, add offset, quantification, date and level from an S2 ``MTD_MSI*.xml``."""
-    try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError) as error:
-        raise CorruptInputError(f"cannot parse metadata XML: {error}", path=xml_path) from error
-    meta: dict[str, object] = {}
-    if baseline := _xml_text(root, "PROCESSING_BASELINE"):
-        meta["baseline"] = baseline
-    # band_id 3 = B04 in the B01..B12 (with B8A) list of the product metadata.
-    for name in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
-        if (value := _xml_text(root, name, band_id="3")) is not None:
-            meta["add_offset"] = float(value)
-            nir = _xml_text(root, name, band_id="7")
-            if nir is not None and float(nir) != float(value):
-                raise InputError(f"{name} differs between B04 ({value}) and B08 ({nir})", path=xml_path)
-    for name in ("BOA_QUANTIFICATION_VALUE", "QUANTIFICATION_VALUE"):
-        if (value := _xml_text(root, name)) is not None:
-            meta["quantification"] = float(value)
-            break
-    for name in ("PRODUCT_START_TIME", "SENSING_TIME", "DATATAKE_SENSING_START"):
-        if (value := _xml_text(root, name)) is not None:
-            meta["date"] = sensors.parse_date(value[:10])
-            break
-    product_type = _xml_text(root, "PRODUCT_TYPE") or ""
-    if "2A" in product_type:
-        meta["sensor"] = "s2-l2a"
-    elif "1C" in product_type:
-        meta["sensor"] = "s2-l1c"
-    return meta
-
-
-def _landsat_mtl(mtl_path: Path) -> dict[str, object]:
-    """Read date, collection and band-4/5 reflectance scale/offset from a Landsat ``*_MTL.txt``."""
-    values: dict[str, str] = {}
-    reflectance: dict[str, dict[str, str]] = {}
-    group = ""
-    try:
-        lines = mtl_path.read_text(errors="replace").splitlines()
-    except OSError as error:
-        raise InputNotFoundError(f"cannot read: {error.strerror}", path=mtl_path) from error
-    for line in lines:
-        key, sep, value = (s.strip() for s in line.partition("="))
-        if key == "GROUP":
-            group = value
-        elif sep and key.startswith("REFLECTANCE_"):
-            reflectance.setdefault(group, {})[key] = value.strip('"')
-        elif sep:
-            values.setdefault(key, value.strip('"'))
-    meta: dict[str, object] = {}
-    if date := sensors.parse_date(values.get("DATE_ACQUIRED")):
-        meta["date"] = date
-    collection = values.get("COLLECTION_NUMBER", "")
-    level2 = values.get("PROCESSING_LEVEL", "").startswith("L2")
-    if collection.endswith("2") and level2:
-        meta["sensor"] = "landsat-c2-l2"
-    elif collection.endswith("1"):
-        meta["sensor"] = "landsat-c1"
-    # Level-2 surface reflectance parameters win over the Level-1 TOA rescaling in a C2 L2 MTL.
-    group = next((g for g in reflectance if "LEVEL2_SURFACE_REFLECTANCE" in g), None)
-    values = reflectance.get(group or next((g for g in reflectance if "RESCALING" in g), ""), {})
-    try:
-        scales = {values[f"REFLECTANCE_MULT_BAND_{b}"] for b in (4, 5)}
-        offsets = {values[f"REFLECTANCE_ADD_BAND_{b}"] for b in (4, 5)}
-    except KeyError:
-        return meta
-    if len(scales) == 1 and len(offsets) == 1:
-        meta["scale"], meta["offset"] = float(scales.pop()), float(offsets.pop())
-    return meta
-
-
-def _folder_found(path: Path) -> _Found:
-    files = [
-        p
-        for p in sorted(path.rglob("*"))
-        if p.suffix.lower() in _RASTER_SUFFIXES
-        and p.is_file()
-        and not _SKIP_PARTS.intersection(p.relative_to(path).parts)
-        and not _SKIP_NAME.search(p.name)
-    ]
-    found = _Found([(p.name, BandRef(p)) for p in files], sensors.sensor_from_band_names(p.name for p in files))
-    found.names = [path.name, *(p.name for p in files)]
-    meta = found.meta
-    mtd = sorted(path.glob("MTD_MSI*.xml")) or sorted(path.rglob("MTD_MSI*.xml"))
-    if mtd:
-        meta.update(_s2_mtd(mtd[0]))
-    elif tile_mtd := sorted(path.rglob("MTD_TL.xml")):
-        meta.update({k: v for k, v in _s2_mtd(tile_mtd[0]).items() if k == "date"})
-    if mtl := sorted(path.rglob("*_MTL.txt")):
-        meta.update(_landsat_mtl(mtl[0]))
-    if "baseline" not in meta and (match := re.search(r"_N(\d{4})_", path.name)):
-        meta["baseline"] = match.group(1)  # product name convention ..._N0400_... (baseline 04.00)
-    from_meta = meta.pop("sensor", None)
-    if from_meta and (found.sensor is None or found.sensor[:2] == str(from_meta)[:2]):
-        found.sensor = str(from_meta)  # metadata knows the level (L2A/L1C, C1/C2) better than names
-    return found
-
-
-def _stac_found(path: Path) -> _Found:
-    try:
-        item = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CorruptInputError(f"not a readable STAC item JSON: {error}", path=path) from error
-    if not isinstance(item, dict) or not isinstance(item.get("assets"), dict):
-        raise CorruptInputError("not a STAC item (no 'assets' object)", path=path)
-    props = item.get("properties") or {}
-    candidates: list[tuple[str, BandRef]] = []
-    scales: dict[str, tuple[float, float]] = {}
-    for key, asset in item["assets"].items():
-        href = (asset or {}).get("href")
-        if not href or not (str(asset.get("type", "")).startswith("image/") or Path(urlparse(href).path).suffix.lower() in _RASTER_SUFFIXES):
-            continue
-        target = _local_href(href, path)
-        ref = BandRef(target)
-        names = [key] + [b.get("name", "") for b in asset.get("eo:bands", []) if isinstance(b, dict)]
-        candidates.extend((name, ref) for name in names if name)
-        raster_bands = asset.get("raster:bands") or []
-        if raster_bands and isinstance(raster_bands[0], dict) and "scale" in raster_bands[0]:
-            scales[str(target)] = (float(raster_bands[0]["scale"]), float(raster_bands[0].get("offset", 0.0)))
-    found = _Found(candidates, names=[path.name])
-    platform = f"{props.get('constellation', '')} {props.get('platform', '')}".lower()
-    level = f"{props.get('s2:product_type', '')} {props.get('processing:level', '')}".upper()
-    if "sentinel-2" in platform:
-        found.sensor = "s2-l1c" if "1C" in level else "s2-l2a" if ("2A" in level or found.find(("SCL",))) else "s2-l1c"
-    elif "landsat" in platform:
-        collection = str(props.get("landsat:collection_number", ""))
-        found.sensor = "landsat-c1" if collection.endswith("1") else "landsat-c2-l2"
-    else:
-        found.sensor = sensors.sensor_from_band_names(name for name, _ in candidates)
-    meta = found.meta
-    if props.get("s2:processing_baseline") is not None:
-        meta["baseline"] = str(props["s2:processing_baseline"])
-    meta["date"] = sensors.parse_date(str(props.get("datetime") or props.get("start_datetime") or "")[:10])
-    meta["stac_scales"] = scales
-    return found
-
-
-def _local_href(href: str, item_path: Path) -> Path:
-    parsed = urlparse(href)
-    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and href[1:3] in (":\\", ":/")):
-        local = Path(unquote(parsed.path) if parsed.scheme == "file" else href)
-        return local if local.is_absolute() else (item_path.parent / local).resolve()
-    raise InputError(f"asset {href!r} is remote; only local files are read (no network)", path=item_path)
-
-
-def _ndvi_product(path: Path, date: datetime.date | None) -> Product:
-    with _open(path) as ds:
-        tags = ds.tags()
-        date = date or sensors.parse_date(tags.get("ACQUISITION_DATE")) or sensors.parse_date(path.name)
-        return Product(
-            path=path,
-            sensor="ndvi",
-            date=date,
-            crs=ds.crs,
-            transform=ds.transform,
-            width=ds.width,
-            height=ds.height,
-            red=BandRef(path, 1),
-            mask_rule=tags.get("MASK_RULE", "none"),
-            processing_baseline=tags.get("PROCESSING_BASELINE") or None,
-            tags=tuple((k, v) for k, v in tags.items() if k in _CARRIED_TAGS or k == "CLOUD_FRACTION"),
-        )
-
-
 def open_product(
     path: str | os.PathLike[str],
     *,
@@ -507,6 +256,81 @@ def open_product(
     """
     path = Path(path)
     _check_readable(path)
+    date, band_map = _parse_arguments(path, sensor, date, bands)
+    if band_map is None and sensor in (None, "ndvi") and _is_ndvi_raster(path):
+        return _ndvi_product(path, date)
+    found = _locate(path, band_map)
+    sensor = sensor or found.sensor
+    if sensor is None:
+        raise SensorError("cannot tell the sensor from file names, band descriptions or metadata; pass --sensor or --bands", path=path)
+    aliases = _ALIASES["generic" if band_map else sensor]
+    red, nir = _red_nir(found, aliases, sensor, path)
+    grid, file_nodata = _shared_grid(red, nir)
+    baseline = _baseline(processing_baseline, found, path)
+    scale, offset, add_offset = _radiometry(sensor, found, red, baseline, path, processing_baseline, scale, offset)
+    if nodata is None:
+        nodata = file_nodata if sensor == "generic" else 0.0  # S2 and Landsat: DN 0 is no data / fill
+    if mask_classes is not None and sensor != "s2-l2a":
+        log.warning("%s: --mask-classes applies to Sentinel-2 L2A SCL only; ignored for %s", path.name, sensor)
+    mask, rule = (None, "none") if no_mask else _quality_mask(found, aliases["mask"], sensor, band_map, mask_classes, path)
+    return Product(
+        path=path,
+        sensor=sensor,
+        date=date or _metadata_date(found.tags, found.names, found.meta.get("date")),
+        red=red,
+        nir=nir,
+        mask=mask,
+        mask_rule=rule,
+        external_mask=None if mask_path is None or no_mask else _external_mask(Path(mask_path)),
+        scale=scale,
+        offset=offset,
+        nodata=None if nodata is None else float(nodata),
+        processing_baseline=baseline if sensor.startswith("s2") else None,
+        add_offset=add_offset,
+        tags=tuple((k, found.tags[k]) for k in _CARRIED_TAGS if k in found.tags),
+        **grid,
+    )
+
+
+def _check_readable(path: Path) -> None:
+    """Raise unless ``path`` exists, is readable and is not an empty file."""
+    if not path.exists():
+        raise InputNotFoundError("no such file or folder", path=path)
+    if not os.access(path, os.R_OK):
+        raise InputNotFoundError("cannot read: permission denied", path=path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CorruptInputError("file is empty (0 bytes)", path=path)
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    """Open a raster, turning every failure into one clear input error."""
+    _check_readable(path)
+    try:
+        return rasterio.open(path)
+    except RasterioError as error:
+        raise CorruptInputError(f"not a readable raster (corrupt, truncated or unknown format): {error}", path=path) from error
+
+
+def parse_bands(text: str | Mapping[str, int] | None) -> dict[str, int] | None:
+    """Parse ``"red=3,nir=4[,mask=5]"`` into ``{'red': 3, 'nir': 4, 'mask': 5}`` (1-based)."""
+    if text is None or isinstance(text, Mapping):
+        return None if text is None else dict(text)
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("red", "nir", "mask") or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"bad band mapping {part!r}: expected red=N,nir=M[,mask=K] with 1-based band numbers")
+        out[key] = int(value)
+    if "red" not in out or "nir" not in out:
+        raise ValueError(f"band mapping {text!r} needs both red= and nir=")
+    return out
+
+
+def _parse_arguments(
+    path: Path, sensor: str | None, date: datetime.date | str | None, bands: str | Mapping[str, int] | None
+) -> tuple[datetime.date | None, dict[str, int] | None]:
+    """Check the sensor name; parse the date and the band mapping (errors name ``path``)."""
     if sensor is not None and sensor not in (*sensors.SENSORS, "ndvi"):
         raise SensorError(f"unknown sensor {sensor!r} (expected one of {', '.join(sensors.SENSORS)})", path=path)
     if isinstance(date, str):
@@ -515,30 +339,295 @@ def open_product(
             raise InputError(f"not a date: {date!r} (expected YYYY-MM-DD)", path=path)
         date = parsed_date
     try:
-        band_map = parse_bands(bands)
+        return date, parse_bands(bands)
     except ValueError as error:
         raise InputError(str(error), path=path) from None
-    if path.is_dir():
-        if band_map is not None:
-            raise InputError("--bands applies to a multiband file, not to a folder", path=path)
-        found = _folder_found(path)
-    elif path.suffix.lower() == ".json":
-        found = _stac_found(path)
-    else:
-        with _open(path) as ds:
-            if ds.tags().get("AGRICREDIT_PRODUCT") == "ndvi" and band_map is None and sensor in (None, "ndvi"):
-                return _ndvi_product(path, date)
-        found = _file_found(path, band_map)
 
-    sensor = sensor or found.sensor
-    if sensor is None:
-        raise SensorError("cannot tell the sensor from file names, band descriptions or metadata; pass --sensor or --bands", path=path)
-    aliases = {"red": ("red",), "nir": ("nir",), "mask": ("mask",)} if band_map else _ALIASES[sensor]
-    red, nir = found.find(aliases["red"]), found.find(aliases["nir"])
-    for role, ref in (("red", red), ("NIR", nir)):
+
+@dataclasses.dataclass
+class _Found:
+    """What a layout opener found, before the sensor rules are applied.
+
+    ``candidates`` are (label, band) pairs searched by alias (file names, band
+    descriptions, STAC asset keys); ``names`` are searched for a date; ``tags`` are
+    the GeoTIFF tags of a multiband file; ``meta`` holds what product metadata says
+    (baseline, add_offset, quantification, date, scale, offset); ``stac_scales`` maps
+    an asset path to the (scale, offset) of its STAC ``raster:bands``.
+    """
+
+    candidates: list[tuple[str, BandRef]]
+    sensor: str | None = None
+    names: list[str] = dataclasses.field(default_factory=list)
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stac_scales: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+
+    def find(self, aliases: Iterable[str]) -> BandRef | None:
+        """The band of the first alias that matches a label (the finest resolution if several)."""
+        for alias in aliases:
+            token = sensors.band_token(alias)
+            hits = [ref for label, ref in self.candidates if token.search(label)]
+            if hits:
+                # Several resolutions of one band (.SAFE R10m/R20m/R60m): the finest wins.
+                return min(hits, key=lambda ref: (_name_resolution(ref.path.name), str(ref.path)))
+        return None
+
+
+def _name_resolution(name: str) -> int:
+    """The resolution in a file name (``..._20m.jp2`` -> 20; 0 if none)."""
+    match = re.search(r"_(\d{2,3})m(?![A-Za-z0-9])", name)
+    return int(match.group(1)) if match else 0
+
+
+# Layouts: each opener returns a _Found.
+
+
+def _is_ndvi_raster(path: Path) -> bool:
+    """True if ``path`` is an NDVI raster written by :func:`write_ndvi_cog`."""
+    if path.is_dir() or path.suffix.lower() == ".json":
+        return False
+    with _open(path) as ds:
+        return ds.tags().get("AGRICREDIT_PRODUCT") == "ndvi"
+
+
+def _locate(path: Path, bands: dict[str, int] | None) -> _Found:
+    """The bands and metadata of a folder, a STAC item JSON or a multiband file."""
+    if path.is_dir():
+        return _folder_found(path, bands)
+    if path.suffix.lower() == ".json":
+        return _stac_found(path)
+    return _file_found(path, bands)
+
+
+def _file_found(path: Path, bands: dict[str, int] | None) -> _Found:
+    """Bands of a multiband file: from ``--bands``, else from its band descriptions and tags."""
+    with _open(path) as ds:
+        tags, descriptions, count = ds.tags(), ds.descriptions, ds.count
+    if bands is not None:
+        for role, index in bands.items():
+            if index > count:
+                raise MissingBandError(f"--bands {role}={index}: the file has {count} band(s)", path=path)
+        candidates = [(role, BandRef(path, index)) for role, index in bands.items()]
+        return _Found(candidates, tags.get("AGRICREDIT_SENSOR") or "generic", [path.name], tags)
+    candidates = [(d, BandRef(path, i + 1)) for i, d in enumerate(descriptions) if d]
+    sensor = tags.get("AGRICREDIT_SENSOR") or sensors.sensor_from_band_names(d for d, _ in candidates)
+    # A lone band file: maybe the user pointed at one file of a band folder.
+    if sensor is None and count == 1 and sensors.sensor_from_band_names(p.name for p in path.parent.iterdir()):
+        raise MissingBandError("a single band file; pass the folder holding the band files (e.g. B04 and B08)", path=path)
+    if sensor is None and not candidates:
+        raise MissingBandError(
+            f"{count} band(s) without band descriptions or sensor tags; pass --bands red=N,nir=M", path=path
+        )
+    return _Found(candidates, sensor, [path.name], tags)
+
+
+def _folder_found(path: Path, bands: dict[str, int] | None) -> _Found:
+    """Band files of a folder (``.SAFE`` tree, Landsat folder) and its product metadata."""
+    if bands is not None:
+        raise InputError("--bands applies to a multiband file, not to a folder", path=path)
+    files = [
+        p
+        for p in sorted(path.rglob("*"))
+        if p.suffix.lower() in _RASTER_SUFFIXES
+        and p.is_file()
+        and not _SKIP_PARTS.intersection(p.relative_to(path).parts)
+        and not _SKIP_NAME.search(p.name)
+    ]
+    names = [p.name for p in files]
+    found = _Found([(p.name, BandRef(p)) for p in files], sensors.sensor_from_band_names(names), [path.name, *names])
+    found.meta = _folder_metadata(path)
+    from_meta = found.meta.pop("sensor", None)
+    if from_meta and (found.sensor is None or found.sensor[:2] == from_meta[:2]):
+        found.sensor = from_meta  # metadata knows the level (L2A/L1C, C1/C2) better than names
+    return found
+
+
+def _stac_found(path: Path) -> _Found:
+    """Assets, sensor, baseline, date and asset scales of a local STAC item JSON."""
+    try:
+        item = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptInputError(f"not a readable STAC item JSON: {error}", path=path) from error
+    if not isinstance(item, dict) or not isinstance(item.get("assets"), dict):
+        raise CorruptInputError("not a STAC item (no 'assets' object)", path=path)
+    props = item.get("properties") or {}
+    found = _Found([], names=[path.name])
+    for key, asset in item["assets"].items():
+        href = (asset or {}).get("href")
+        if not href or not (str(asset.get("type", "")).startswith("image/") or Path(urlparse(href).path).suffix.lower() in _RASTER_SUFFIXES):
+            continue
+        ref = BandRef(_local_href(href, path))
+        names = [key] + [b.get("name", "") for b in asset.get("eo:bands", []) if isinstance(b, dict)]
+        found.candidates.extend((name, ref) for name in names if name)
+        raster_bands = asset.get("raster:bands") or []
+        if raster_bands and isinstance(raster_bands[0], dict) and "scale" in raster_bands[0]:
+            found.stac_scales[str(ref.path)] = (float(raster_bands[0]["scale"]), float(raster_bands[0].get("offset", 0.0)))
+    found.sensor = _stac_sensor(props, found)
+    if props.get("s2:processing_baseline") is not None:
+        found.meta["baseline"] = str(props["s2:processing_baseline"])
+    found.meta["date"] = sensors.parse_date(str(props.get("datetime") or props.get("start_datetime") or "")[:10])
+    return found
+
+
+def _stac_sensor(props: Mapping[str, Any], found: _Found) -> str | None:
+    """The sensor of a STAC item from its platform and level properties, else its band names."""
+    platform = f"{props.get('constellation', '')} {props.get('platform', '')}".lower()
+    level = f"{props.get('s2:product_type', '')} {props.get('processing:level', '')}".upper()
+    if "sentinel-2" in platform:
+        return "s2-l1c" if "1C" in level else "s2-l2a" if ("2A" in level or found.find(("SCL",))) else "s2-l1c"
+    if "landsat" in platform:
+        return "landsat-c1" if str(props.get("landsat:collection_number", "")).endswith("1") else "landsat-c2-l2"
+    return sensors.sensor_from_band_names(name for name, _ in found.candidates)
+
+
+def _local_href(href: str, item_path: Path) -> Path:
+    """The local file of a STAC asset href (relative to the item); remote hrefs are refused."""
+    parsed = urlparse(href)
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and href[1:3] in (":\\", ":/")):
+        local = Path(unquote(parsed.path) if parsed.scheme == "file" else href)
+        return local if local.is_absolute() else (item_path.parent / local).resolve()
+    raise InputError(f"asset {href!r} is remote; only local files are read (no network)", path=item_path)
+
+
+def _ndvi_product(path: Path, date: datetime.date | None) -> Product:
+    """An NDVI raster written by :func:`write_ndvi_cog`, as a Product of sensor ``'ndvi'``."""
+    with _open(path) as ds:
+        tags, grid = ds.tags(), _grid(ds)
+    return Product(
+        path=path,
+        sensor="ndvi",
+        date=date or _metadata_date(tags, [path.name]),
+        red=BandRef(path, 1),
+        mask_rule=tags.get("MASK_RULE", "none"),
+        processing_baseline=tags.get("PROCESSING_BASELINE") or None,
+        tags=tuple((k, v) for k, v in tags.items() if k in _CARRIED_TAGS or k == "CLOUD_FRACTION"),
+        **grid,
+    )
+
+
+# Metadata files.
+
+
+def _folder_metadata(path: Path) -> dict[str, Any]:
+    """Metadata of a product folder: S2 ``MTD_MSI*.xml`` (or the tile MTD's date), Landsat MTL, product name."""
+    meta: dict[str, Any] = {}
+    if mtd := (sorted(path.glob("MTD_MSI*.xml")) or sorted(path.rglob("MTD_MSI*.xml"))):
+        meta.update(_s2_mtd(mtd[0]))
+    elif tile_mtd := sorted(path.rglob("MTD_TL.xml")):
+        meta.update({k: v for k, v in _s2_mtd(tile_mtd[0]).items() if k == "date"})
+    if mtl := sorted(path.rglob("*_MTL.txt")):
+        meta.update(_landsat_mtl(mtl[0]))
+    if "baseline" not in meta and (match := re.search(r"_N(\d{4})_", path.name)):
+        meta["baseline"] = match.group(1)  # product name convention ..._N0400_... (baseline 04.00)
+    return meta
+
+
+def _xml_text(root: ET.Element, local: str, **attrs: str) -> str | None:
+    """Text of the first element named ``local`` (any namespace) with ``attrs``."""
+    for el in root.iter():
+        if el.tag.rsplit("}", 1)[-1] == local and all(el.get(k) == v for k, v in attrs.items()) and el.text and el.text.strip():
+            return el.text.strip()
+    return None
+
+
+def _xml_first(root: ET.Element, names: Iterable[str]) -> str | None:
+    """Text of the first of ``names`` present in ``root``."""
+    return next((text for name in names if (text := _xml_text(root, name)) is not None), None)
+
+
+def _s2_mtd(xml_path: Path) -> dict[str, Any]:
+    """Read baseline, add offset, quantification, date and level from an S2 ``MTD_MSI*.xml``."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError) as error:
+        raise CorruptInputError(f"cannot parse metadata XML: {error}", path=xml_path) from error
+    meta: dict[str, Any] = {}
+    if baseline := _xml_text(root, "PROCESSING_BASELINE"):
+        meta["baseline"] = baseline
+    # band_id 3 = B04 in the B01..B12 (with B8A) list of the product metadata.
+    for name in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
+        if (value := _xml_text(root, name, band_id="3")) is not None:
+            meta["add_offset"] = float(value)
+            nir = _xml_text(root, name, band_id="7")
+            if nir is not None and float(nir) != float(value):
+                raise InputError(f"{name} differs between B04 ({value}) and B08 ({nir})", path=xml_path)
+    if (value := _xml_first(root, ("BOA_QUANTIFICATION_VALUE", "QUANTIFICATION_VALUE"))) is not None:
+        meta["quantification"] = float(value)
+    if (value := _xml_first(root, ("PRODUCT_START_TIME", "SENSING_TIME", "DATATAKE_SENSING_START"))) is not None:
+        meta["date"] = sensors.parse_date(value[:10])
+    product_type = _xml_text(root, "PRODUCT_TYPE") or ""
+    if "2A" in product_type:
+        meta["sensor"] = "s2-l2a"
+    elif "1C" in product_type:
+        meta["sensor"] = "s2-l1c"
+    return meta
+
+
+def _landsat_mtl(mtl_path: Path) -> dict[str, Any]:
+    """Read date, collection and band-4/5 reflectance scale/offset from a Landsat ``*_MTL.txt``."""
+    values, reflectance = _read_mtl(mtl_path)
+    meta: dict[str, Any] = {}
+    if date := sensors.parse_date(values.get("DATE_ACQUIRED")):
+        meta["date"] = date
+    collection = values.get("COLLECTION_NUMBER", "")
+    if collection.endswith("2") and values.get("PROCESSING_LEVEL", "").startswith("L2"):
+        meta["sensor"] = "landsat-c2-l2"
+    elif collection.endswith("1"):
+        meta["sensor"] = "landsat-c1"
+    # Level-2 surface reflectance parameters win over the Level-1 TOA rescaling in a C2 L2 MTL.
+    group = next((g for g in reflectance if "LEVEL2_SURFACE_REFLECTANCE" in g), None)
+    params = reflectance.get(group or next((g for g in reflectance if "RESCALING" in g), ""), {})
+    try:
+        scales = {params[f"REFLECTANCE_MULT_BAND_{b}"] for b in (4, 5)}
+        offsets = {params[f"REFLECTANCE_ADD_BAND_{b}"] for b in (4, 5)}
+    except KeyError:
+        return meta
+    if len(scales) == 1 and len(offsets) == 1:
+        meta["scale"], meta["offset"] = float(scales.pop()), float(offsets.pop())
+    return meta
+
+
+def _read_mtl(mtl_path: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """``KEY = value`` pairs of an MTL: the first of each key, and the ``REFLECTANCE_*`` ones per GROUP."""
+    try:
+        lines = mtl_path.read_text(errors="replace").splitlines()
+    except OSError as error:
+        raise InputNotFoundError(f"cannot read: {error.strerror}", path=mtl_path) from error
+    values: dict[str, str] = {}
+    reflectance: dict[str, dict[str, str]] = {}
+    group = ""
+    for line in lines:
+        key, sep, value = (s.strip() for s in line.partition("="))
+        if key == "GROUP":
+            group = value
+        elif sep and key.startswith("REFLECTANCE_"):
+            reflectance.setdefault(group, {})[key] = value.strip('"')
+        elif sep:
+            values.setdefault(key, value.strip('"'))
+    return values, reflectance
+
+
+def _metadata_date(tags: Mapping[str, str], names: Iterable[str], meta_date: datetime.date | None = None) -> datetime.date | None:
+    """The acquisition date: the ``ACQUISITION_DATE`` tag, else product metadata, else the first dated name."""
+    return sensors.parse_date(tags.get("ACQUISITION_DATE")) or meta_date or next(filter(None, map(sensors.parse_date, names)), None)
+
+
+# Bands, grid, radiometry and mask of a found product.
+
+
+def _red_nir(found: _Found, aliases: Mapping[str, tuple[str, ...]], sensor: str, path: Path) -> tuple[BandRef, BandRef]:
+    """The red and NIR bands (MissingBandError listing the aliases looked for)."""
+    refs = []
+    for role, key in (("red", "red"), ("NIR", "nir")):
+        ref = found.find(aliases[key])
         if ref is None:
-            raise MissingBandError(f"no {role} band found for sensor {sensor} (looked for {', '.join(aliases[role.lower()])})", path=path)
-    assert red is not None and nir is not None
+            raise MissingBandError(f"no {role} band found for sensor {sensor} (looked for {', '.join(aliases[key])})", path=path)
+        refs.append(ref)
+    return refs[0], refs[1]
+
+
+def _shared_grid(red: BandRef, nir: BandRef) -> tuple[dict[str, Any], float | None]:
+    """The grid red and NIR share (checked: bands exist, a CRS, equal grids) and red's nodata."""
     with _open(red.path) as rds, _open(nir.path) as nds:
         for ds, ref in ((rds, red), (nds, nir)):
             if ref.index > ds.count:
@@ -553,108 +642,98 @@ def open_product(
                 f"{rds.width}x{rds.height} {tuple(rds.transform)[:6]}; red and NIR must share a grid",
                 path=nir.path,
             )
-        grid = dict(crs=rds.crs, transform=rds.transform, width=rds.width, height=rds.height)
-        file_nodata = rds.nodata
+        return _grid(rds), rds.nodata
 
-    meta = found.meta
-    tags: dict[str, str] = dict(meta.get("tags") or {})  # type: ignore[arg-type]
-    baseline = processing_baseline or tags.get("PROCESSING_BASELINE") or meta.get("baseline")
-    baseline_text = None
-    if baseline is not None:
-        parsed = sensors.parse_baseline(str(baseline))
-        if parsed is None:
-            raise InputError(f"not a processing baseline: {baseline!r} (expected e.g. 04.00)", path=path)
-        baseline_text = f"{parsed[0]:02d}.{parsed[1]:02d}"
 
-    add_offset: float | None = None
+def _grid(ds: rasterio.DatasetReader) -> dict[str, Any]:
+    """The grid of a dataset as Product fields (crs, transform, width, height)."""
+    return {"crs": ds.crs, "transform": ds.transform, "width": ds.width, "height": ds.height}
+
+
+def _baseline(processing_baseline: str | None, found: _Found, path: Path) -> str | None:
+    """The Sentinel-2 processing baseline as ``NN.NN``: the argument, else tags, else metadata."""
+    baseline = processing_baseline or found.tags.get("PROCESSING_BASELINE") or found.meta.get("baseline")
+    if baseline is None:
+        return None
+    parsed = sensors.parse_baseline(str(baseline))
+    if parsed is None:
+        raise InputError(f"not a processing baseline: {baseline!r} (expected e.g. 04.00)", path=path)
+    return f"{parsed[0]:02d}.{parsed[1]:02d}"
+
+
+def _radiometry(
+    sensor: str, found: _Found, red: BandRef, baseline: str | None, path: Path,
+    processing_baseline: str | None, scale: float | None, offset: float | None,
+) -> tuple[float, float, float | None]:
+    """(scale, offset, Sentinel-2 add offset in DN): explicit values, else metadata, else sensor defaults."""
+    add_offset = None
+    stac = found.stac_scales.get(str(red.path))
     if scale is not None or offset is not None:
-        scale_, offset_ = (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
+        scale, offset = (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
+    elif sensor.startswith("s2") and processing_baseline is None and stac is not None:
+        scale, offset = stac
+        add_offset = offset / scale
     elif sensor.startswith("s2"):
-        quant = float(tags.get("QUANTIFICATION_VALUE") or meta.get("quantification") or sensors.S2_QUANTIFICATION)
-        stac = meta.get("stac_scales", {}).get(str(red.path))  # type: ignore[union-attr]
-        if processing_baseline is None and stac is not None:
-            scale_, offset_ = stac
-            add_offset = offset_ / scale_
-        else:
-            tag_offset = next((tags[k] for k in ("ADD_OFFSET", "BOA_ADD_OFFSET", "RADIO_ADD_OFFSET") if k in tags), None)
-            if processing_baseline is not None:
-                add_offset = sensors.s2_add_offset(processing_baseline)
-            elif tag_offset is not None:
-                add_offset = float(tag_offset)
-            elif meta.get("add_offset") is not None:
-                add_offset = float(meta["add_offset"])  # type: ignore[arg-type]
-            elif baseline_text is not None:
-                add_offset = sensors.s2_add_offset(baseline_text)
-            else:
-                raise MissingMetadataError(
-                    "Sentinel-2 product without a processing baseline (no MTD_*.xml, STAC s2:processing_baseline, "
-                    "tags or N0xxx product name); pass --processing-baseline NN.NN (04.00 or later subtracts 1000 DN)",
-                    path=path,
-                )
-            scale_, offset_ = 1.0 / quant, add_offset / quant
-    elif sensor in ("landsat-c2-l2", "landsat-c1"):
-        stac = meta.get("stac_scales", {}).get(str(red.path))  # type: ignore[union-attr]
-        default = (
-            (sensors.LANDSAT_C2_SCALE, sensors.LANDSAT_C2_OFFSET)
-            if sensor == "landsat-c2-l2"
-            else (sensors.LANDSAT_C1_SCALE, sensors.LANDSAT_C1_OFFSET)
-        )
-        scale_, offset_ = stac or (float(meta.get("scale", default[0])), float(meta.get("offset", default[1])))  # type: ignore[arg-type]
+        quant = float(found.tags.get("QUANTIFICATION_VALUE") or found.meta.get("quantification") or sensors.S2_QUANTIFICATION)
+        add_offset = _s2_add_offset(processing_baseline, baseline, found, path)
+        scale, offset = 1.0 / quant, add_offset / quant
+    elif sensor in _LANDSAT_RADIOMETRY:
+        default_scale, default_offset = _LANDSAT_RADIOMETRY[sensor]
+        scale, offset = stac or (float(found.meta.get("scale", default_scale)), float(found.meta.get("offset", default_offset)))
     else:
-        scale_, offset_ = 1.0, 0.0
-    if not (math.isfinite(scale_) and scale_ > 0 and math.isfinite(offset_)):
-        raise InputError(f"scale must be > 0 and offset finite (got scale={scale_}, offset={offset_})", path=path)
+        scale, offset = 1.0, 0.0
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset)):
+        raise InputError(f"scale must be > 0 and offset finite (got scale={scale}, offset={offset})", path=path)
+    return scale, offset, add_offset
 
-    if nodata is None:
-        nodata = file_nodata if sensor == "generic" else 0.0  # S2 and Landsat: DN 0 is no data / fill
 
-    mask_ref: BandRef | None = None
-    rule = "none"
-    if mask_classes is not None and sensor != "s2-l2a":
-        log.warning("%s: --mask-classes applies to Sentinel-2 L2A SCL only; ignored for %s", path.name, sensor)
-    if not no_mask:
-        mask_ref = found.find(aliases["mask"]) if aliases["mask"] else None
-        if mask_ref is not None:
-            try:
-                rule = "nonzero" if sensor == "generic" else sensors.mask_rule_for(sensor, mask_classes)
-            except ValueError as error:
-                raise InputError(str(error), path=path) from None
-            if rule == "bqa-c1":
-                with _open(mask_ref.path) as qds:
-                    sample = qds.read(mask_ref.index, out_shape=(min(qds.height, 256), min(qds.width, 256)))
-                if sensors.bqa_is_precollection(sample):
-                    rule = "bqa-pre"
-        elif band_map is None and sensors.BAND_NAMES.get(sensor, {}).get("mask"):
-            name = sensors.BAND_NAMES[sensor]["mask"]
-            raise MissingBandError(f"no {name} quality band found for sensor {sensor}; pass --no-mask to go without", path=path)
-    external = None
-    if mask_path is not None and not no_mask:
-        mpath = Path(mask_path)
-        with _open(mpath):
-            pass
-        external = BandRef(mpath, 1)
-
-    if date is None:
-        date = tags.get("ACQUISITION_DATE") and sensors.parse_date(tags["ACQUISITION_DATE"])  # type: ignore[assignment]
-        date = date or meta.get("date") or next(filter(None, map(sensors.parse_date, found.names)), None)  # type: ignore[assignment]
-
-    return Product(
+def _s2_add_offset(processing_baseline: str | None, baseline: str | None, found: _Found, path: Path) -> float:
+    """The Sentinel-2 add offset (DN): from --processing-baseline, tags, MTD, else the baseline."""
+    if processing_baseline is not None:
+        return sensors.s2_add_offset(processing_baseline)
+    tag = next((found.tags[k] for k in ("ADD_OFFSET", "BOA_ADD_OFFSET", "RADIO_ADD_OFFSET") if k in found.tags), None)
+    if tag is not None:
+        return float(tag)
+    if found.meta.get("add_offset") is not None:
+        return float(found.meta["add_offset"])
+    if baseline is not None:
+        return sensors.s2_add_offset(baseline)
+    raise MissingMetadataError(
+        "Sentinel-2 product without a processing baseline (no MTD_*.xml, STAC s2:processing_baseline, "
+        "tags or N0xxx product name); pass --processing-baseline NN.NN (04.00 or later subtracts 1000 DN)",
         path=path,
-        sensor=sensor,
-        date=date,  # type: ignore[arg-type]
-        red=red,
-        nir=nir,
-        mask=mask_ref,
-        mask_rule=rule,
-        external_mask=external,
-        scale=scale_,
-        offset=offset_,
-        nodata=None if nodata is None else float(nodata),
-        processing_baseline=baseline_text if sensor.startswith("s2") else None,
-        add_offset=add_offset,
-        tags=tuple((k, tags[k]) for k in _CARRIED_TAGS if k in tags),
-        **grid,
     )
+
+
+def _quality_mask(
+    found: _Found, aliases: Iterable[str], sensor: str, band_map: dict[str, int] | None,
+    mask_classes: str | Iterable[int] | None, path: Path,
+) -> tuple[BandRef | None, str]:
+    """The quality band and its mask rule; MissingBandError if the sensor needs one and it is absent."""
+    ref = found.find(aliases)
+    if ref is None:
+        name = sensors.BAND_NAMES.get(sensor, {}).get("mask")
+        if band_map is None and name:
+            raise MissingBandError(f"no {name} quality band found for sensor {sensor}; pass --no-mask to go without", path=path)
+        return None, "none"
+    if sensor == "generic":
+        return ref, "nonzero"
+    try:
+        rule = sensors.mask_rule_for(sensor, mask_classes)
+    except ValueError as error:
+        raise InputError(str(error), path=path) from None
+    if rule == "bqa-c1":
+        with _open(ref.path) as qds:
+            sample = qds.read(ref.index, out_shape=(min(qds.height, 256), min(qds.width, 256)))
+        if sensors.bqa_is_precollection(sample):
+            rule = "bqa-pre"
+    return ref, rule
+
+
+def _external_mask(path: Path) -> BandRef:
+    """An extra mask raster (nonzero = cloud), checked to open."""
+    _open(path).close()
+    return BandRef(path, 1)
 
 
 # --------------------------------------------------------------------------- reading
@@ -713,6 +792,7 @@ class _Reader:
             raise
 
     def _on_grid(self, ref: BandRef | None):
+        """Open a quality/mask band on the product grid (a nearest-resampling VRT if on another grid)."""
         if ref is None:
             return None
         ds = self._stack.enter_context(_open(ref.path))
@@ -726,37 +806,39 @@ class _Reader:
             WarpedVRT(ds, crs=p.crs, transform=p.transform, width=p.width, height=p.height, resampling=Resampling.nearest)
         )
 
-    def _read(self, ds, index: int, window: Window, path: Path) -> np.ndarray:
+    def _read(self, ds, ref: BandRef, window: Window) -> np.ndarray:
+        """Read band ``ref`` of ``ds`` for ``window`` (a read failure names the file)."""
         try:
-            return ds.read(index, window=window)
+            return ds.read(ref.index, window=window)
         except RasterioError as error:
-            raise CorruptInputError(f"cannot read pixels (truncated or corrupt file?): {error}", path=path) from error
+            raise CorruptInputError(f"cannot read pixels (truncated or corrupt file?): {error}", path=ref.path) from error
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (ndvi, cloud, fill) for ``window``."""
         p = self.product
         if p.sensor == "ndvi":
-            ndvi = self._read(self.red, 1, window, p.red.path).astype(np.float32, copy=False)
-            if self.footprint:
-                fill = self.red.read_masks(1, window=window) == 0
-            else:
-                fill = np.zeros(ndvi.shape, bool)
-            no_cloud = dict(p.tags).get("CLOUD_FRACTION") in ("0", "0.0")
-            cloud = np.zeros(ndvi.shape, bool) if no_cloud else np.isnan(ndvi) & ~fill
-            return ndvi, cloud, fill
-        assert p.nir is not None and self.nir is not None
-        red = self._read(self.red, p.red.index, window, p.red.path)
-        nir = self._read(self.nir, p.nir.index, window, p.nir.path)
+            return self._read_ndvi(window)
+        assert p.nir is not None
+        red = self._read(self.red, p.red, window)
+        nir = self._read(self.nir, p.nir, window)
         ndvi, fill = ndvi_from_dn(red, nir, scale=p.scale, offset=p.offset, nodata=p.nodata)
         cloud = np.zeros(ndvi.shape, bool)
-        if self.mask is not None and p.mask is not None:
-            qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, self._read(self.mask, p.mask.index, window, p.mask.path))
+        if p.mask is not None:
+            qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, self._read(self.mask, p.mask, window))
             fill |= qa_fill
             cloud |= qa_cloud
-        if self.external is not None and p.external_mask is not None:
-            cloud |= self._read(self.external, 1, window, p.external_mask.path) != 0
+        if p.external_mask is not None:
+            cloud |= self._read(self.external, p.external_mask, window) != 0
         cloud &= ~fill
         ndvi[fill | cloud] = np.nan
+        return ndvi, cloud, fill
+
+    def _read_ndvi(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ndvi, cloud, fill) of an NDVI raster: cloud = NaN pixels its internal mask marks as observed."""
+        ndvi = self._read(self.red, self.product.red, window).astype(np.float32, copy=False)
+        fill = self.red.read_masks(1, window=window) == 0 if self.footprint else np.zeros(ndvi.shape, bool)
+        no_cloud = dict(self.product.tags).get("CLOUD_FRACTION") in ("0", "0.0")
+        cloud = np.zeros(ndvi.shape, bool) if no_cloud else np.isnan(ndvi) & ~fill
         return ndvi, cloud, fill
 
     def close(self) -> None:
@@ -922,33 +1004,10 @@ def write_ndvi_cog(
         raise OutputError("rasters are written to files; pass -o OUT.tif, not -o -", path="-")
     out_path = Path(out_path)
     workers = workers or min(4, os.cpu_count() or 1)
-    windows = _windows(product)
-    counts = np.zeros(3, np.int64)  # valid, cloud, fill
-    profile = dict(
-        driver="GTiff", dtype="float32", count=1, nodata=float("nan"), width=product.width, height=product.height,
-        crs=product.crs, transform=product.transform, tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
-        BIGTIFF="IF_SAFER",
-    )
     with atomic_path(out_path) as tmp_out, tempfile.TemporaryDirectory(prefix=".ndvi-", dir=out_path.parent) as tmpdir:
         stage = Path(tmpdir) / "stage.tif"
         with rasterio.Env(GDAL_CACHEMAX=256 * 2**20, GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True):
-            with rasterio.open(stage, "w", **profile) as dst:
-                for done, (window, (ndvi, cloud, fill)) in enumerate(_iter_blocks(product, windows, workers), 1):
-                    dst.write(ndvi, 1, window=window)
-                    # The internal mask: 255 where the pixel was observed (valid NDVI or cloud),
-                    # 0 for no data / no computable NDVI; read_ndvi uses it to tell cloud from no data.
-                    dst.write_mask(np.where(cloud | ~np.isnan(ndvi), 255, 0).astype(np.uint8), window=window)
-                    counts += (np.count_nonzero(~np.isnan(ndvi)), np.count_nonzero(cloud), np.count_nonzero(fill))
-                    if progress and (done % 16 == 0 or done == len(windows)):
-                        print(f"\rndvi: {done}/{len(windows)} blocks", end="", file=sys.stderr, flush=True)
-                if progress:
-                    print(file=sys.stderr)
-                total = product.width * product.height
-                valid, cloudy, filled = (int(c) for c in counts)
-                footprint = total - filled
-                cloud_fraction = cloudy / footprint if footprint else 1.0
-                valid_fraction = valid / total
-                dst.update_tags(**_output_tags(product, cloud_fraction, valid_fraction))
+            cloud_fraction, valid_fraction, nodata_fraction = _write_stage(product, stage, workers, progress)
             try:
                 rasterio.shutil.copy(
                     stage, tmp_out, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", BLOCKSIZE=BLOCK,
@@ -956,16 +1015,43 @@ def write_ndvi_cog(
                 )
             except RasterioError as error:
                 raise OutputError(f"cannot write the COG: {error}", path=out_path) from error
-    if valid == 0:
+    if valid_fraction == 0:
         log.warning("%s: no valid pixels (cloud fraction %.3f); the output is all NaN", product.path, cloud_fraction)
     quicklook_path = None
     if quicklook is not None:
         quicklook_path = write_quicklook(out_path, quicklook, title=_title(product))
     return NdviReport(
         path=out_path, sensor=product.sensor, date=product.date, width=product.width, height=product.height,
-        valid_fraction=valid_fraction, cloud_fraction=cloud_fraction, nodata_fraction=filled / total,
+        valid_fraction=valid_fraction, cloud_fraction=cloud_fraction, nodata_fraction=nodata_fraction,
         mask_rule=product.full_mask_rule, quicklook=quicklook_path, seconds=time.perf_counter() - start,
     )
+
+
+def _write_stage(product: Product, stage: Path, workers: int, progress: bool) -> tuple[float, float, float]:
+    """Write NDVI, its observed-pixel mask and tags to a tiled GeoTIFF; return the cloud, valid and nodata fractions."""
+    windows = _windows(product)
+    counts = np.zeros(3, np.int64)  # valid, cloud, fill
+    with rasterio.open(
+        stage, "w", driver="GTiff", dtype="float32", count=1, nodata=float("nan"), width=product.width,
+        height=product.height, crs=product.crs, transform=product.transform, tiled=True, blockxsize=BLOCK,
+        blockysize=BLOCK, BIGTIFF="IF_SAFER",
+    ) as dst:
+        for done, (window, (ndvi, cloud, fill)) in enumerate(_iter_blocks(product, windows, workers), 1):
+            dst.write(ndvi, 1, window=window)
+            # The internal mask: 255 where the pixel was observed (valid NDVI or cloud),
+            # 0 for no data / no computable NDVI; read_ndvi uses it to tell cloud from no data.
+            dst.write_mask(np.where(cloud | ~np.isnan(ndvi), 255, 0).astype(np.uint8), window=window)
+            counts += (np.count_nonzero(~np.isnan(ndvi)), np.count_nonzero(cloud), np.count_nonzero(fill))
+            if progress and (done % 16 == 0 or done == len(windows)):
+                print(f"\rndvi: {done}/{len(windows)} blocks", end="", file=sys.stderr, flush=True)
+        if progress:
+            print(file=sys.stderr)
+        total = product.width * product.height
+        valid, cloudy, filled = (int(c) for c in counts)
+        footprint = total - filled
+        cloud_fraction = cloudy / footprint if footprint else 1.0
+        dst.update_tags(**_output_tags(product, cloud_fraction, valid / total))
+    return cloud_fraction, valid / total, filled / total
 
 
 def _title(product: Product) -> str:

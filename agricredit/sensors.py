@@ -172,7 +172,7 @@ def sensor_from_band_names(names: Iterable[str]) -> str | None:
 
 def band_token(name: str) -> re.Pattern[str]:
     """Regular expression matching band ``name`` as a token of a file name."""
-    if name == "B4" or name == "B5":
+    if name in ("B4", "B5"):
         # Collection 1 "B4" must not match Collection 2 "SR_B4".
         return re.compile(rf"(?<![A-Za-z0-9])(?<!SR_){name}(?![A-Za-z0-9])", re.IGNORECASE)
     return _token(name)
@@ -192,8 +192,9 @@ def qa_pixel_mask(qa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (qa & 1).astype(bool), (qa & 0b11110).astype(bool)
 
 
-def _bits(qa: np.ndarray, first: int, count: int = 2) -> np.ndarray:
-    return (qa >> first) & ((1 << count) - 1)
+def _high_confidence(qa: np.ndarray, *firsts: int) -> np.ndarray:
+    """True where any 2-bit confidence field starting at one of bits ``firsts`` is 3 (high)."""
+    return np.logical_or.reduce([(qa >> first) & 0b11 == 3 for first in firsts])
 
 
 def bqa_c1_mask(bqa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +211,7 @@ def bqa_c1_mask(bqa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     qa = bqa.astype(np.uint16, copy=False)
     fill = (qa & 1).astype(bool)
-    cloud = ((qa >> 4) & 1).astype(bool) | (_bits(qa, 5) == 3) | (_bits(qa, 7) == 3) | (_bits(qa, 11) == 3)
+    cloud = ((qa >> 4) & 1).astype(bool) | _high_confidence(qa, 5, 7, 11)
     return fill, cloud & ~fill
 
 
@@ -225,7 +226,7 @@ def bqa_precollection_mask(bqa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     qa = bqa.astype(np.uint16, copy=False)
     fill = (qa & 1).astype(bool)
-    cloud = (_bits(qa, 14) == 3) | (_bits(qa, 12) == 3) | (_bits(qa, 6) == 3)
+    cloud = _high_confidence(qa, 14, 12, 6)
     return fill, cloud & ~fill
 
 
@@ -236,6 +237,20 @@ def bqa_is_precollection(sample: np.ndarray) -> bool:
     the cloud confidence there, which is set on almost every non-fill pixel.
     """
     return bool(np.any(sample.astype(np.uint16) & 0xE000))
+
+
+def _nonzero_mask(band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An external or generic mask band: no fill; nonzero = cloud."""
+    return np.zeros(band.shape, bool), band != 0
+
+
+#: Mask rule ids (besides ``scl:C1,C2,...``) and the mask functions they name.
+_RULES = {
+    "qa_pixel:bits0-4": qa_pixel_mask,
+    "bqa-c1": bqa_c1_mask,
+    "bqa-pre": bqa_precollection_mask,
+    "nonzero": _nonzero_mask,
+}
 
 
 def mask_rule_for(sensor: str, mask_classes: Iterable[int] | None = None) -> str:
@@ -253,12 +268,6 @@ def apply_mask_rule(rule: str, band: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """
     if rule.startswith("scl:"):
         return scl_mask(band, parse_mask_classes(rule[4:]))
-    if rule == "qa_pixel:bits0-4":
-        return qa_pixel_mask(band)
-    if rule == "bqa-c1":
-        return bqa_c1_mask(band)
-    if rule == "bqa-pre":
-        return bqa_precollection_mask(band)
-    if rule == "nonzero":
-        return np.zeros(band.shape, bool), band != 0
-    raise ValueError(f"unknown mask rule {rule!r}")
+    if rule not in _RULES:
+        raise ValueError(f"unknown mask rule {rule!r}")
+    return _RULES[rule](band)
