@@ -259,6 +259,9 @@ def open_product(
     date, band_map = _parse_arguments(path, sensor, date, bands)
     if band_map is None and sensor in (None, "ndvi") and _is_ndvi_raster(path):
         return _ndvi_product(path, date)
+    if sensor == "ndvi":
+        raise SensorError("not an NDVI raster written by agricredit ndvi (no AGRICREDIT_PRODUCT=ndvi tag); "
+                          "give --bands or another --sensor", path=path)
     found = _locate(path, band_map)
     sensor = sensor or found.sensor
     if sensor is None:

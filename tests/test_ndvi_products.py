@@ -275,3 +275,19 @@ def test_no_valid_pixels_warns_and_writes_all_nan(tmp_path, caplog):
     assert "no valid pixels" in caplog.text
     with rasterio.open(tmp_path / "out.tif") as ds:
         assert np.isnan(ds.read(1)).all()
+
+
+def test_sensor_ndvi_on_a_raw_product_is_a_clear_error(tmp_path):
+    from agricredit.errors import SensorError
+    from agricredit.raster import open_product
+
+    path = tmp_path / "raw.tif"
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=2, dtype="uint16", crs="EPSG:32618",
+                       transform=from_origin(0, 40, 10, 10)) as dst:
+        dst.write(np.ones((2, 4, 4), dtype="uint16"))
+    with pytest.raises(SensorError, match="not an NDVI raster"):
+        open_product(path, sensor="ndvi")
