@@ -85,7 +85,7 @@ _PARTIAL_TOL = 1e-4
 _STRIP_ROWS = 1024
 
 #: Non-zero weights per block of plots for the quantiles; plots per exactextract call.
-_CHUNK_ENTRIES = 2_000_000
+_CHUNK_ENTRIES = 4_000_000
 _CHUNK_PLOTS = 10_000
 
 #: Output columns per plot and date, in order.
@@ -501,35 +501,37 @@ def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
 def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -> tuple[np.ndarray, ...]:
     """Mosaic the tiles of one date on ``grid`` at the weighted cells.
 
-    Returns ``(ndvi, cloud, inside)`` over ``weights.cells``: NDVI (NaN where no
-    tile is valid), cloud (no tile valid and one says cloud), inside (some tile
-    covers the cell).
+    Returns ``(ndvi, cloud, inside)`` over ``weights.cells``: NDVI (float32, NaN
+    where no tile is valid), cloud (no tile valid and one says cloud), inside
+    (some tile covers the cell). Strips of :data:`_STRIP_ROWS` grid rows bound the
+    memory; each tile is read once, only over the window its needed cells span.
     """
     n = len(weights.cells)
     ndvi = np.full(n, np.nan, dtype=np.float32)
     cloud = np.zeros(n, dtype=bool)
     inside = np.zeros(n, dtype=bool)
-    rows, cols = np.divmod(weights.cells, weights.width)
-    for tile in sorted(tiles, key=lambda t: t.path):
-        row0, col0 = grid.offsets[tile.path]
-        r, c = rows - row0, cols - col0
-        here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
-        inside |= here
-        todo = np.flatnonzero(here & np.isnan(ndvi))
-        if len(todo) == 0:
+    tiles = sorted(tiles, key=lambda t: t.path)
+    tops = np.arange(0, weights.height + _STRIP_ROWS, _STRIP_ROWS)
+    bounds = np.searchsorted(weights.cells, tops.astype(np.int64) * weights.width)
+    for top, lo, hi in zip(tops.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
+        if lo == hi:
             continue
-        c_lo, c_hi = int(c[todo].min()), int(c[todo].max()) + 1
-        r_todo = r[todo]  # ascending: cells are sorted row-major
-        for top in range(int(r_todo[0]), int(r_todo[-1]) + 1, _STRIP_ROWS):
-            lo, hi = np.searchsorted(r_todo, [top, top + _STRIP_ROWS])
-            if lo == hi:
+        rows, cols = np.divmod(weights.cells[lo:hi].astype(np.int64), weights.width)
+        values, strip_cloud, strip_inside = ndvi[lo:hi], cloud[lo:hi], inside[lo:hi]  # views
+        for tile in tiles:
+            row0, col0 = grid.offsets[tile.path]
+            r, c = rows - row0, cols - col0
+            here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
+            strip_inside |= here
+            todo = np.flatnonzero(here & np.isnan(values))
+            if len(todo) == 0:
                 continue
-            pick = todo[lo:hi]
-            strip_rows = min(_STRIP_ROWS, int(r_todo[hi - 1]) - top + 1)
-            values, clouds = _read_ndvi_window(tile, Window(c_lo, top, c_hi - c_lo, strip_rows))
-            rr, cc = r[pick] - top, c[pick] - c_lo
-            ndvi[pick] = values[rr, cc]
-            cloud[pick] |= clouds[rr, cc]
+            r, c = r[todo], c[todo]
+            r_lo, c_lo = int(r[0]), int(c.min())  # r ascending: cells are sorted row-major
+            window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r[-1]) + 1 - r_lo)
+            tile_ndvi, tile_cloud = _read_ndvi_window(tile, window)
+            values[todo] = tile_ndvi[r - r_lo, c - c_lo]
+            strip_cloud[todo] |= tile_cloud[r - r_lo, c - c_lo]
     cloud &= np.isnan(ndvi)
     return ndvi, cloud, inside
 
@@ -559,6 +561,11 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
     return _row_stats(_blocks_of(matrix), matrix.shape[0], values, None, None, np.inf, qs)["quantiles"]
 
 
+#: Indicator columns (valid, NDVI, cropped, cloud, covered) of the cell classes of :func:`_row_stats`.
+_CLASS_COLUMNS = np.array([[1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
+                          dtype=np.float64)
+
+
 def _row_stats(
     blocks: list[_Block],
     n_rows: int,
@@ -576,23 +583,28 @@ def _row_stats(
     ``cloud`` / ``inside`` None: no cloud, every cell inside.
     """
     names = ("valid", "weighted_sum", "cropped", "cloud", "covered")
+    # Each cell's class, once per date: valid below the threshold, valid at or above it, cloud,
+    # other invalid inside a tile, outside every tile; the rows of _CLASS_COLUMNS are their
+    # indicator columns (the NDVI column is filled in per block).
+    valid = np.isfinite(values)
+    cls = np.full(len(values), 3, dtype=np.int8)
+    if cloud is not None:
+        cls[cloud] = 2
+    if inside is not None:
+        cls[~inside] = 4
+    cls[valid] = 0
+    cls[values >= threshold] = 1  # in the values' precision (NaN: False)
+    filled = np.where(valid, values, 0)  # the values' dtype: float64 per block
     sums = np.zeros((n_rows, len(names)))
     quantiles = np.full((n_rows, len(qs)), np.nan)
     for block in blocks:
         rows = slice(block.start, block.start + block.matrix.shape[0])
-        v = values[block.cols]
-        valid = np.isfinite(v)
-        filled = np.where(valid, v, 0).astype(np.float64)
-        columns = np.empty((len(v), len(names)))
-        columns[:, 0] = valid
-        columns[:, 1] = filled
-        columns[:, 2] = v >= threshold  # in the values' precision, as the values were computed (NaN: False)
-        columns[:, 3] = False if cloud is None else cloud[block.cols]
-        columns[:, 4] = True if inside is None else inside[block.cols]
+        columns = _CLASS_COLUMNS[cls[block.cols]]
+        columns[:, 1] = filled[block.cols]
         # One pass over the block's weights for all the sums (float64: exact enough for any plot).
         sums[rows] = block.matrix @ columns
-        del columns, filled
-        quantiles[rows] = _block_quantiles(block.matrix, v, valid, qs)
+        del columns
+        quantiles[rows] = _block_quantiles(block.matrix, values[block.cols], valid[block.cols], qs)
     return {**dict(zip(names, sums.T)), "quantiles": quantiles}
 
 
@@ -647,7 +659,6 @@ def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> n
         return out
     first, last = indptr[rows], indptr[rows + 1] - 1
     w = m.data
-    xs = x[m.indices]
     cum = np.cumsum(w)
     offset = cum[first] - w[first]
     total = cum[last] - offset
@@ -666,11 +677,12 @@ def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> n
         jj = np.minimum(j, last)
         right = np.where((j <= last) & (s_at(jj, rr) > target), j, j + 1)
         right = np.minimum(right, last + 1)
-        result = np.where(right == first, xs[first], xs[last])
+        result = x[m.indices[np.where(right == first, first, last)]]
         mid = np.flatnonzero((right > first) & (right <= last))
         r_i, l_i = right[mid], right[mid] - 1
         s_r, s_l = s_at(r_i, mid), s_at(l_i, mid)
-        result[mid] = xs[l_i] + (target[mid] - s_l) * (xs[r_i] - xs[l_i]) / (s_r - s_l)
+        x_l = x[m.indices[l_i]]
+        result[mid] = x_l + (target[mid] - s_l) * (x[m.indices[r_i]] - x_l) / (s_r - s_l)
         out[rows, k] = result
     return out
 
