@@ -403,11 +403,13 @@ def coverage_weights(
         for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
             lo, hi = offsets[a], offsets[b]
             local_ids, block = _make_block(start + a, counts[a:b], ids[lo:hi], data[lo:hi], width * height)
+            block.cols = None  # set below, as indices into the union of the blocks' cells
             blocks.append(block)
             block_ids.append(local_ids)
         del ids, data
+    sizes = np.cumsum([len(i) for i in block_ids])[:-1]
     cells, cols = _compress_cells(block_ids, width * height)
-    for block, part in zip(blocks, np.split(cols, np.cumsum([len(i) for i in block_ids])[:-1])):
+    for block, part in zip(blocks, np.split(cols, sizes)):
         block.cols = part
     plot_cells = shapely.area(geoms) / abs(transform.a * transform.e)
     return CoverageWeights(cells, plot_cells, width, height, blocks)
@@ -429,7 +431,8 @@ def _compress_cells(parts: list[np.ndarray], n_ids: int) -> tuple[np.ndarray, np
         return ids.astype(index_dtype), inverse.astype(index_dtype)
     key = np.empty(nnz, dtype=np.uint64)
     at = 0
-    for part in parts:
+    for i in range(len(parts)):
+        part, parts[i] = parts[i], None  # the caller's list lets go of each part once packed
         block = key[at:at + len(part)]
         block[:] = part
         block <<= np.uint64(shift)
