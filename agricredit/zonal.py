@@ -82,7 +82,7 @@ PARTIAL_COVERAGE = "PARTIAL_COVERAGE"
 _PARTIAL_TOL = 1e-4
 
 #: Rows read at once from a tile: bounds memory on 10980 × 10980 tiles.
-_STRIP_ROWS = 1024
+_STRIP_ROWS = 512
 
 #: Non-zero weights per block of plots for the quantiles; plots per exactextract call.
 _CHUNK_ENTRIES = 4_000_000
@@ -207,7 +207,8 @@ def _read_ndvi_window(tile: Tile, window: Window) -> tuple[np.ndarray, np.ndarra
         ndvi, cloud = read_ndvi(tile.product, window=window)
         return np.asarray(ndvi, dtype=np.float32), np.asarray(cloud, dtype=bool)
     with rasterio.open(tile.path) as src:
-        ndvi = src.read(1, window=window, masked=True).astype(np.float32).filled(np.nan)
+        ndvi = src.read(1, window=window, masked=True)
+    ndvi = np.ma.filled(ndvi.astype(np.float32, copy=False), np.nan)
     return ndvi, np.isnan(ndvi)
 
 
@@ -263,13 +264,14 @@ def _aligned(shift: float, step: float) -> bool:
 class _Block:
     """Weights of a contiguous run of plots, stored by column for the per-date ordering.
 
-    ``matrix`` is ``n_rows × len(cols)`` CSC (float32 coverage fractions for
-    :func:`coverage_weights`); its columns are the cells ``cols`` (indices into
-    the grid's ``cells``, ascending); its rows are plots ``start …``.
+    ``matrix`` is ``n_rows × len(ids)`` CSC (float32 coverage fractions for
+    :func:`coverage_weights`); its rows are plots ``start …``; its columns are the
+    cells ``ids`` (flat grid indices, ascending; column indices for
+    :func:`_blocks_of`).
     """
 
     start: int
-    cols: np.ndarray
+    ids: np.ndarray
     matrix: sp.csc_matrix
 
 
@@ -279,61 +281,55 @@ class CoverageWeights:
 
     Attributes
     ----------
-    matrix
-        ``n_plots × n_cells`` CSR matrix of coverage fractions (0–1] over the
-        cells that any plot touches (assembled on demand from the blocks).
-    cells
-        Flat (row-major) indices of those cells in the grid, ascending.
+    blocks
+        The weights by blocks of plots, each over the cells it touches (what the
+        statistics use).
     plot_cells
         Each plot's area in pixels (planar area in the grid CRS / pixel area):
         the denominator of ``valid_frac``, ``cloud_frac`` and ``covered_frac``.
     width, height
         Grid size in pixels.
-    blocks
-        The same weights by blocks of plots, each over the cells it touches
-        (what the statistics use).
+    cells
+        Flat (row-major) indices of the cells that any plot touches, ascending
+        (computed on demand).
+    matrix
+        ``n_plots × n_cells`` CSR matrix of coverage fractions (0–1] over ``cells``
+        (assembled on demand).
     """
 
-    cells: np.ndarray
+    blocks: list[_Block]
     plot_cells: np.ndarray
     width: int
     height: int
-    blocks: list[_Block]
+
+    @property
+    def cells(self) -> np.ndarray:
+        return np.unique(np.concatenate([np.empty(0, np.int64), *(b.ids for b in self.blocks)]))
 
     @property
     def matrix(self) -> sp.csr_matrix:
-        return _assemble(self.blocks, len(self.plot_cells), len(self.cells))
+        cells = self.cells
+        parts = [sp.csr_matrix((0, len(cells)), dtype=np.float32)]
+        end = 0
+        for block in self.blocks:
+            rows = block.matrix.shape[0]
+            coo = block.matrix.tocoo()
+            parts.append(sp.csr_matrix((block.start - end, len(cells)), dtype=np.float32))
+            parts.append(sp.csr_matrix((coo.data, (coo.row, np.searchsorted(cells, block.ids)[coo.col])),
+                                       shape=(rows, len(cells))))
+            end = block.start + rows
+        parts.append(sp.csr_matrix((len(self.plot_cells) - end, len(cells)), dtype=np.float32))
+        return sp.vstack(parts, format="csr")
 
 
-def _assemble(blocks: list[_Block], n_rows: int, n_cols: int) -> sp.csr_matrix:
-    """The ``n_rows × n_cols`` CSR matrix of ``blocks``."""
-    parts = [sp.csr_matrix((0, n_cols), dtype=np.float32)]
-    end = 0
-    for block in blocks:
-        if block.start > end:
-            parts.append(sp.csr_matrix((block.start - end, n_cols), dtype=np.float32))
-        coo = block.matrix.tocoo()
-        parts.append(sp.csr_matrix((coo.data, (coo.row, block.cols[coo.col])),
-                                   shape=(block.matrix.shape[0], n_cols)))
-        end = block.start + block.matrix.shape[0]
-    if end < n_rows:
-        parts.append(sp.csr_matrix((n_rows - end, n_cols), dtype=np.float32))
-    return sp.vstack(parts, format="csr")
-
-
-def _make_block(start: int, counts: np.ndarray, ids: np.ndarray, data: np.ndarray,
-                n_ids: int) -> tuple[np.ndarray, _Block]:
-    """A block of rows ``start …`` with ``counts`` entries each, at column ``ids`` (< ``n_ids``).
-
-    Returns the block's sorted distinct ids (its ``cols`` are left to the caller
-    to map) and the block with its CSC matrix over them.
-    """
+def _make_block(start: int, counts: np.ndarray, ids: np.ndarray, data: np.ndarray, n_ids: int) -> _Block:
+    """A block of rows ``start …`` with ``counts`` entries each, at columns ``ids`` (< ``n_ids``)."""
     local_ids, local = _compress_cells([ids], n_ids)
     indptr = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     csr = sp.csr_matrix((data, local, indptr), shape=(len(counts), len(local_ids)))
     csr.eliminate_zeros()
-    return local_ids, _Block(start, local_ids, csr.tocsc())
+    return _Block(start, local_ids, csr.tocsc())
 
 
 def _blocks_of(matrix: sp.spmatrix) -> list[_Block]:
@@ -349,7 +345,7 @@ def _blocks_of(matrix: sp.spmatrix) -> list[_Block]:
     blocks = []
     for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         lo, hi = indptr[a], indptr[b]
-        blocks.append(_make_block(a, np.diff(indptr[a:b + 1]), m.indices[lo:hi], m.data[lo:hi], m.shape[1])[1])
+        blocks.append(_make_block(a, np.diff(indptr[a:b + 1]), m.indices[lo:hi], m.data[lo:hi], m.shape[1]))
     return blocks
 
 
@@ -383,7 +379,7 @@ def coverage_weights(
     dummy = np.broadcast_to(np.float32(0), (height, width))
     raster = NumPyRasterSource(dummy, xmin, ymin, xmax, ymax, srs_wkt=crs.to_wkt())
     empty = shapely.is_empty(geoms) | shapely.is_missing(geoms)
-    blocks, block_ids = [], []
+    blocks = []
     # Blocks of plots bound the memory of exactextract's per-plot arrays and of the per-date work.
     for start in range(0, n, _CHUNK_PLOTS):
         chunk = np.flatnonzero(~empty[start:start + _CHUNK_PLOTS]) + start
@@ -402,17 +398,10 @@ def coverage_weights(
                                len(counts)])
         for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
             lo, hi = offsets[a], offsets[b]
-            local_ids, block = _make_block(start + a, counts[a:b], ids[lo:hi], data[lo:hi], width * height)
-            block.cols = None  # set below, as indices into the union of the blocks' cells
-            blocks.append(block)
-            block_ids.append(local_ids)
+            blocks.append(_make_block(start + a, counts[a:b], ids[lo:hi], data[lo:hi], width * height))
         del ids, data
-    sizes = np.cumsum([len(i) for i in block_ids])[:-1]
-    cells, cols = _compress_cells(block_ids, width * height)
-    for block, part in zip(blocks, np.split(cols, sizes)):
-        block.cols = part
     plot_cells = shapely.area(geoms) / abs(transform.a * transform.e)
-    return CoverageWeights(cells, plot_cells, width, height, blocks)
+    return CoverageWeights(blocks, plot_cells, width, height)
 
 
 def _compress_cells(parts: list[np.ndarray], n_ids: int) -> tuple[np.ndarray, np.ndarray]:
@@ -431,8 +420,7 @@ def _compress_cells(parts: list[np.ndarray], n_ids: int) -> tuple[np.ndarray, np
         return ids.astype(index_dtype), inverse.astype(index_dtype)
     key = np.empty(nnz, dtype=np.uint64)
     at = 0
-    for i in range(len(parts)):
-        part, parts[i] = parts[i], None  # the caller's list lets go of each part once packed
+    for part in parts:
         block = key[at:at + len(part)]
         block[:] = part
         block <<= np.uint64(shift)
@@ -501,42 +489,49 @@ def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
 # --------------------------------------------------------------------------- per-date values
 
 
-def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -> tuple[np.ndarray, ...]:
-    """Mosaic the tiles of one date on ``grid`` at the weighted cells.
+def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -> list[tuple[np.ndarray, ...]]:
+    """Mosaic the tiles of one date on ``grid`` at the cells of each weight block.
 
-    Returns ``(ndvi, cloud, inside)`` over ``weights.cells``: NDVI (float32, NaN
-    where no tile is valid), cloud (no tile valid and one says cloud), inside
+    Returns per block ``(ndvi, cloud, inside)`` over its ``ids``: NDVI (float32,
+    NaN where no tile is valid), cloud (no tile valid and one says cloud), inside
     (some tile covers the cell). Strips of :data:`_STRIP_ROWS` grid rows bound the
     memory; each tile is read once, only over the window its needed cells span.
     """
-    n = len(weights.cells)
-    ndvi = np.full(n, np.nan, dtype=np.float32)
-    cloud = np.zeros(n, dtype=bool)
-    inside = np.zeros(n, dtype=bool)
+    out = [(np.full(len(b.ids), np.nan, dtype=np.float32), np.zeros(len(b.ids), bool), np.zeros(len(b.ids), bool))
+           for b in weights.blocks]
     tiles = sorted(tiles, key=lambda t: t.path)
-    tops = np.arange(0, weights.height + _STRIP_ROWS, _STRIP_ROWS)
-    bounds = np.searchsorted(weights.cells, tops.astype(np.int64) * weights.width)
-    for top, lo, hi in zip(tops.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
-        if lo == hi:
+    tops = np.arange(0, weights.height + _STRIP_ROWS, _STRIP_ROWS).astype(np.int64)
+    bounds = [np.searchsorted(b.ids, tops * weights.width) for b in weights.blocks]
+    for s, top in enumerate(tops[:-1].tolist()):
+        pieces = [(k, int(lo[s]), int(lo[s + 1])) for k, lo in enumerate(bounds) if lo[s] < lo[s + 1]]
+        if not pieces:
             continue
-        rows, cols = np.divmod(weights.cells[lo:hi].astype(np.int64), weights.width)
-        values, strip_cloud, strip_inside = ndvi[lo:hi], cloud[lo:hi], inside[lo:hi]  # views
+        ids = np.concatenate([weights.blocks[k].ids[a:b] for k, a, b in pieces])
+        rows, cols = np.divmod(ids, ids.dtype.type(weights.width))
+        del ids
+        values = np.full(len(rows), np.nan, dtype=np.float32)
+        cloud, inside = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
         for tile in tiles:
             row0, col0 = grid.offsets[tile.path]
             r, c = rows - row0, cols - col0
             here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
-            strip_inside |= here
+            inside |= here
             todo = np.flatnonzero(here & np.isnan(values))
             if len(todo) == 0:
                 continue
             r, c = r[todo], c[todo]
-            r_lo, c_lo = int(r[0]), int(c.min())  # r ascending: cells are sorted row-major
-            window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r[-1]) + 1 - r_lo)
+            r_lo, c_lo = int(r.min()), int(c.min())
+            window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
             tile_ndvi, tile_cloud = _read_ndvi_window(tile, window)
             values[todo] = tile_ndvi[r - r_lo, c - c_lo]
-            strip_cloud[todo] |= tile_cloud[r - r_lo, c - c_lo]
-    cloud &= np.isnan(ndvi)
-    return ndvi, cloud, inside
+            cloud[todo] |= tile_cloud[r - r_lo, c - c_lo]
+        cloud &= np.isnan(values)
+        at = 0
+        for k, a, b in pieces:
+            for target, source in zip(out[k], (values, cloud, inside)):
+                target[a:b] = source[at:at + b - a]
+            at += b - a
+    return out
 
 
 # --------------------------------------------------------------------------- statistics
@@ -561,7 +556,8 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
         Definition: exactextract's (see the module docstring).
     """
     values = np.asarray(values)
-    return _row_stats(_blocks_of(matrix), matrix.shape[0], values, None, None, np.inf, qs)["quantiles"]
+    blocks = _blocks_of(matrix)
+    return _row_stats(blocks, matrix.shape[0], [(values[b.ids], None, None) for b in blocks], np.inf, qs)["quantiles"]
 
 
 #: Indicator columns (valid, NDVI, cropped, cloud, covered) of the cell classes of :func:`_row_stats`.
@@ -572,42 +568,41 @@ _CLASS_COLUMNS = np.array([[1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [0, 0, 0, 1, 1], [0
 def _row_stats(
     blocks: list[_Block],
     n_rows: int,
-    values: np.ndarray,
-    cloud: np.ndarray | None,
-    inside: np.ndarray | None,
+    cell_values: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
     threshold: float,
     qs: Sequence[float],
 ) -> dict[str, np.ndarray]:
-    """Weighted sums and quantiles of ``values`` (one per cell) per row of the weights ``blocks``.
+    """Weighted sums and quantiles per row of the weights ``blocks``.
 
-    Returns per row ``valid`` (weight of the valid cells), ``weighted_sum`` (Σ weight·value
-    over them), ``cropped`` (of the valid cells ≥ ``threshold``), ``cloud``, ``covered``
+    ``cell_values`` holds per block ``(values, cloud, inside)`` over its cells
+    (``cloud`` / ``inside`` None: no cloud, every cell inside). Returns per row
+    ``valid`` (weight of the valid cells), ``weighted_sum`` (Σ weight·value over
+    them), ``cropped`` (of the valid cells ≥ ``threshold``), ``cloud``, ``covered``
     (weight of the cells inside some tile) and ``quantiles`` (``n_rows × len(qs)``).
-    ``cloud`` / ``inside`` None: no cloud, every cell inside.
     """
     names = ("valid", "weighted_sum", "cropped", "cloud", "covered")
-    # Each cell's class, once per date: valid below the threshold, valid at or above it, cloud,
-    # other invalid inside a tile, outside every tile; the rows of _CLASS_COLUMNS are their
-    # indicator columns (the NDVI column is filled in per block).
-    valid = np.isfinite(values)
-    cls = np.full(len(values), 3, dtype=np.int8)
-    if cloud is not None:
-        cls[cloud] = 2
-    if inside is not None:
-        cls[~inside] = 4
-    cls[valid] = 0
-    cls[values >= threshold] = 1  # in the values' precision (NaN: False)
-    filled = np.where(valid, values, 0)  # the values' dtype: float64 per block
     sums = np.zeros((n_rows, len(names)))
     quantiles = np.full((n_rows, len(qs)), np.nan)
-    for block in blocks:
+    for block, (values, cloud, inside) in zip(blocks, cell_values):
         rows = slice(block.start, block.start + block.matrix.shape[0])
-        columns = _CLASS_COLUMNS[cls[block.cols]]
-        columns[:, 1] = filled[block.cols]
+        # Each cell's class: valid below the threshold, valid at or above it, cloud, other
+        # invalid inside a tile, outside every tile; the rows of _CLASS_COLUMNS are their
+        # indicator columns (the NDVI column is filled in).
+        valid = np.isfinite(values)
+        cls = np.full(len(values), 3, dtype=np.int8)
+        if cloud is not None:
+            cls[cloud] = 2
+        if inside is not None:
+            cls[~inside] = 4
+        cls[valid] = 0
+        cls[values >= threshold] = 1  # in the values' precision (NaN: False)
+        columns = _CLASS_COLUMNS[cls]
+        del cls
+        columns[:, 1] = np.where(valid, values, 0)
         # One pass over the block's weights for all the sums (float64: exact enough for any plot).
         sums[rows] = block.matrix @ columns
         del columns
-        quantiles[rows] = _block_quantiles(block.matrix, values[block.cols], valid[block.cols], qs)
+        quantiles[rows] = _block_quantiles(block.matrix, values, valid, qs)
     return {**dict(zip(names, sums.T)), "quantiles": quantiles}
 
 
@@ -690,31 +685,39 @@ def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> n
     return out
 
 
-def _date_stats(
-    parts: list[tuple[CoverageWeights, np.ndarray, np.ndarray, np.ndarray]], threshold: float
-) -> dict[str, np.ndarray]:
-    """Per-plot statistics of one date from its grids' ``(weights, ndvi, cloud, inside)``."""
+def _date_stats(parts: list[tuple[CoverageWeights, list[tuple[np.ndarray, ...]]]], threshold: float) -> dict[str, np.ndarray]:
+    """Per-plot statistics of one date from its grids' weights and per-block ``(ndvi, cloud, inside)``."""
     if len(parts) == 1:
-        weights = parts[0][0]
+        weights, cell_values = parts[0]
         blocks, n_rows, pixels = weights.blocks, len(weights.plot_cells), None
         plot_cells = weights.plot_cells
     else:
         # Tiles of one date on different grids (say two UTM zones): weights become shares of
         # the plot so grids with different pixel sizes add up; where the shares exceed the
         # whole plot (overlapping tiles), only the grid covering most of the plot is kept.
-        matrices = [w.matrix for w, *_ in parts]
-        inv = [1.0 / np.where(w.plot_cells > 0, w.plot_cells, np.nan) for w, *_ in parts]
+        matrices, grid_values = [], []
+        for weights, per_block in parts:
+            cells = weights.cells
+            columns = [np.full(len(cells), np.nan, np.float32), np.zeros(len(cells), bool), np.zeros(len(cells), bool)]
+            for block, block_values in zip(weights.blocks, per_block):
+                at = np.searchsorted(cells, block.ids)
+                for column, v in zip(columns, block_values):
+                    column[at] = v
+            matrices.append(weights.matrix)
+            grid_values.append(columns)
+        inv = [1.0 / np.where(w.plot_cells > 0, w.plot_cells, np.nan) for w, _ in parts]
         shares = np.vstack([np.nan_to_num((m @ inside.astype(np.float64)) * k)
-                            for m, (_, _, _, inside), k in zip(matrices, parts, inv)])
+                            for m, (_, _, inside), k in zip(matrices, grid_values, inv)])
         overlap = shares.sum(axis=0) > 1 + _PARTIAL_TOL
         best = shares.argmax(axis=0)
         keep = [np.where(overlap & (best != g), 0.0, 1.0) for g in range(len(parts))]
         matrix = sp.hstack([sp.diags(np.nan_to_num(k * s)) @ m for m, k, s in zip(matrices, inv, keep)], format="csr")
         pixels = sp.hstack([sp.diags(s) @ m for m, s in zip(matrices, keep)], format="csr")
+        ndvi, cloud, inside = (np.concatenate([g[i] for g in grid_values]) for i in range(3))
         blocks, n_rows = _blocks_of(matrix), matrix.shape[0]
+        cell_values = [(ndvi[b.ids], cloud[b.ids], inside[b.ids]) for b in blocks]
         plot_cells = np.ones(n_rows)
-    ndvi, cloud, inside = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))
-    stats = _row_stats(blocks, n_rows, ndvi, cloud, inside, threshold, (0.5, 0.9))
+    stats = _row_stats(blocks, n_rows, cell_values, threshold, (0.5, 0.9))
     valid_cells = stats["valid"]
     with np.errstate(invalid="ignore", divide="ignore"):
         denominator = np.where(plot_cells > 0, plot_cells, np.nan)
@@ -789,8 +792,8 @@ def _gen_date_blocks(
     for grid in grids:
         geoms = plots.to_crs(grid.crs).geometry.values
         weights.append(coverage_weights(geoms, grid.transform, grid.width, grid.height, grid.crs))
-        log.info("coverage weights: %d plots x %d cells, %d non-zero", len(ids), weights[-1].matrix.shape[1],
-                 weights[-1].matrix.nnz)
+        log.info("coverage weights: %d plots, %d blocks, %d non-zero", len(ids), len(weights[-1].blocks),
+                 sum(b.matrix.nnz for b in weights[-1].blocks))
     by_date: dict[str, list[Tile]] = {}
     for tile in tiles:
         by_date.setdefault(tile.date, []).append(tile)
@@ -799,7 +802,7 @@ def _gen_date_blocks(
         for grid, w in zip(grids, weights):
             members = [t for t in by_date[date] if t.path in grid.offsets]
             if members:
-                parts.append((w, *_cell_values(grid, w, members)))
+                parts.append((w, _cell_values(grid, w, members)))
         stats = _date_stats(parts, threshold)
         stats["cropped_area_mu"] = stats.pop("cropped_share") * area_mu
         stats["flags"] = np.where(stats["covered_frac"] < 1 - _PARTIAL_TOL, PARTIAL_COVERAGE, "")
