@@ -2,9 +2,14 @@
 
 Every pixel counts by the fraction of its area inside the plot (exactextract's
 semantics). The plots × pixels coverage fractions of a pixel grid are computed
-once, by :mod:`exactextract`, into a :class:`scipy.sparse` matrix, and reused
-for every date observed on that grid, so T dates cost one geometry pass plus T
-sparse products.
+once, by :mod:`exactextract`, into :class:`scipy.sparse` matrices (float32, as
+exactextract computes them; one per block of plots, over the cells the block
+touches, stored by column), and reused for every date observed on that grid, so
+T dates cost one geometry pass plus T passes over the weights. Per date and
+block: one sparse product gives all the sums; for the quantiles the block's
+cells are ranked by value (one sort of the cells, not of the weights), its
+columns gathered in that order with equal values merged, and the transposition
+to rows (scipy, linear) leaves every plot's weights in value order.
 
 Terms
 -----
@@ -84,7 +89,7 @@ _PARTIAL_TOL = 1e-4
 #: Rows read at once from a tile: bounds memory on 10980 × 10980 tiles.
 _STRIP_ROWS = 512
 
-#: Non-zero weights per block of plots for the quantiles; plots per exactextract call.
+#: Non-zero weights per block of plots (bounds the per-date temporaries); plots per exactextract call.
 _CHUNK_ENTRIES = 4_000_000
 _CHUNK_PLOTS = 10_000
 
