@@ -2,9 +2,14 @@
 
 Every pixel counts by the fraction of its area inside the plot (exactextract's
 semantics). The plots × pixels coverage fractions of a pixel grid are computed
-once, by :mod:`exactextract`, into a :class:`scipy.sparse` matrix, and reused
-for every date observed on that grid, so T dates cost one geometry pass plus T
-sparse products.
+once, by :mod:`exactextract`, into :class:`scipy.sparse` matrices (float32, as
+exactextract computes them; one per block of plots, over the cells the block
+touches, stored by column), and reused for every date observed on that grid, so
+T dates cost one geometry pass plus T passes over the weights. Per date and
+block: one sparse product gives all the sums; for the quantiles the block's
+cells are ranked by value (one sort of the cells, not of the weights), its
+columns gathered in that order with equal values merged, and the transposition
+to rows (scipy, linear) leaves every plot's weights in value order.
 
 Terms
 -----
@@ -82,10 +87,10 @@ PARTIAL_COVERAGE = "PARTIAL_COVERAGE"
 _PARTIAL_TOL = 1e-4
 
 #: Rows read at once from a tile: bounds memory on 10980 × 10980 tiles.
-_STRIP_ROWS = 1024
+_STRIP_ROWS = 512
 
-#: Non-zero weights per block of plots for the quantiles; plots per exactextract call.
-_CHUNK_ENTRIES = 2_000_000
+#: Non-zero weights per block of plots (bounds the per-date temporaries); plots per exactextract call.
+_CHUNK_ENTRIES = 4_000_000
 _CHUNK_PLOTS = 10_000
 
 #: Output columns per plot and date, in order.
@@ -207,7 +212,8 @@ def _read_ndvi_window(tile: Tile, window: Window) -> tuple[np.ndarray, np.ndarra
         ndvi, cloud = read_ndvi(tile.product, window=window)
         return np.asarray(ndvi, dtype=np.float32), np.asarray(cloud, dtype=bool)
     with rasterio.open(tile.path) as src:
-        ndvi = src.read(1, window=window, masked=True).astype(np.float32).filled(np.nan)
+        ndvi = src.read(1, window=window, masked=True)
+    ndvi = np.ma.filled(ndvi.astype(np.float32, copy=False), np.nan)
     return ndvi, np.isnan(ndvi)
 
 
@@ -260,28 +266,92 @@ def _aligned(shift: float, step: float) -> bool:
 
 
 @dataclass
+class _Block:
+    """Weights of a contiguous run of plots, stored by column for the per-date ordering.
+
+    ``matrix`` is ``n_rows × len(ids)`` CSC (float32 coverage fractions for
+    :func:`coverage_weights`); its rows are plots ``start …``; its columns are the
+    cells ``ids`` (flat grid indices, ascending; column indices for
+    :func:`_blocks_of`).
+    """
+
+    start: int
+    ids: np.ndarray
+    matrix: sp.csc_matrix
+
+
+@dataclass
 class CoverageWeights:
     """Coverage fractions of plots over the pixels of one grid.
 
     Attributes
     ----------
-    matrix
-        ``n_plots × n_cells`` CSR matrix of coverage fractions (0–1] over the
-        cells that any plot touches.
-    cells
-        Flat (row-major) indices of those cells in the grid, ascending.
+    blocks
+        The weights by blocks of plots, each over the cells it touches (what the
+        statistics use).
     plot_cells
         Each plot's area in pixels (planar area in the grid CRS / pixel area):
         the denominator of ``valid_frac``, ``cloud_frac`` and ``covered_frac``.
     width, height
         Grid size in pixels.
+    cells
+        Flat (row-major) indices of the cells that any plot touches, ascending
+        (computed on demand).
+    matrix
+        ``n_plots × n_cells`` CSR matrix of coverage fractions (0–1] over ``cells``
+        (assembled on demand).
     """
 
-    matrix: sp.csr_matrix
-    cells: np.ndarray
+    blocks: list[_Block]
     plot_cells: np.ndarray
     width: int
     height: int
+
+    @property
+    def cells(self) -> np.ndarray:
+        return np.unique(np.concatenate([np.empty(0, np.int64), *(b.ids for b in self.blocks)]))
+
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        cells = self.cells
+        parts = [sp.csr_matrix((0, len(cells)), dtype=np.float32)]
+        end = 0
+        for block in self.blocks:
+            rows = block.matrix.shape[0]
+            coo = block.matrix.tocoo()
+            parts.append(sp.csr_matrix((block.start - end, len(cells)), dtype=np.float32))
+            parts.append(sp.csr_matrix((coo.data, (coo.row, np.searchsorted(cells, block.ids)[coo.col])),
+                                       shape=(rows, len(cells))))
+            end = block.start + rows
+        parts.append(sp.csr_matrix((len(self.plot_cells) - end, len(cells)), dtype=np.float32))
+        return sp.vstack(parts, format="csr")
+
+
+def _make_block(start: int, counts: np.ndarray, ids: np.ndarray, data: np.ndarray, n_ids: int) -> _Block:
+    """A block of rows ``start …`` with ``counts`` entries each, at columns ``ids`` (< ``n_ids``)."""
+    local_ids, local = _compress_cells([ids], n_ids)
+    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    csr = sp.csr_matrix((data, local, indptr), shape=(len(counts), len(local_ids)))
+    csr.eliminate_zeros()
+    return _Block(start, local_ids, csr.tocsc())
+
+
+def _blocks_of(matrix: sp.spmatrix) -> list[_Block]:
+    """Any sparse weight matrix as blocks of about :data:`_CHUNK_ENTRIES` non-zero weights."""
+    m = sp.csr_matrix(matrix)
+    if m.nnz and not (m.data > 0).all():  # zero or negative weights must not count as values
+        m = m.copy()
+        m.data[~(m.data > 0)] = 0
+        m.eliminate_zeros()
+    indptr = m.indptr.astype(np.int64)
+    cuts = np.searchsorted(indptr, np.arange(0, m.nnz, _CHUNK_ENTRIES), side="right") - 1
+    cuts = np.unique(np.r_[0, np.clip(cuts, 0, m.shape[0]), m.shape[0]])
+    blocks = []
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        lo, hi = indptr[a], indptr[b]
+        blocks.append(_make_block(a, np.diff(indptr[a:b + 1]), m.indices[lo:hi], m.data[lo:hi], m.shape[1]))
+    return blocks
 
 
 def coverage_weights(
@@ -313,29 +383,68 @@ def coverage_weights(
     # A zero raster that costs no memory: exactextract reads only the windows it needs.
     dummy = np.broadcast_to(np.float32(0), (height, width))
     raster = NumPyRasterSource(dummy, xmin, ymin, xmax, ymax, srs_wkt=crs.to_wkt())
-    nonempty = np.flatnonzero(~(shapely.is_empty(geoms) | shapely.is_missing(geoms)))
-    wkbs = shapely.to_wkb(geoms[nonempty])
-    counts = np.zeros(n, dtype=np.int64)
-    flat_parts, data_parts = [np.empty(0, np.int64)], [np.empty(0)]
-    for start in range(0, len(wkbs), _CHUNK_PLOTS):  # bounded memory for exactextract's per-plot arrays
-        features = _wkb_feature_source(wkbs[start:start + _CHUNK_PLOTS], crs.to_wkt())
+    empty = shapely.is_empty(geoms) | shapely.is_missing(geoms)
+    blocks = []
+    # Blocks of plots bound the memory of exactextract's per-plot arrays and of the per-date work.
+    for start in range(0, n, _CHUNK_PLOTS):
+        chunk = np.flatnonzero(~empty[start:start + _CHUNK_PLOTS]) + start
+        if len(chunk) == 0:
+            continue
+        features = _wkb_feature_source(shapely.to_wkb(geoms[chunk]), crs.to_wkt())
         result = exact_extract(raster, features, ["cell_id", "coverage"], output="pandas")
-        counts[nonempty[start:start + _CHUNK_PLOTS]] = [len(c) for c in result["cell_id"]]
-        flat_parts.append(np.concatenate([np.empty(0, np.int64), *result["cell_id"]]).astype(np.int64))
-        data_parts.append(np.concatenate([np.empty(0), *result["coverage"]]).astype(np.float64))
-        del result
-    flat, data = np.concatenate(flat_parts), np.concatenate(data_parts)
-    del flat_parts, data_parts
-    # Compress the columns to the cells some plot touches; rows stay in exactextract's order
-    # (one plot after the other, cells ascending), so the CSR arrays are built directly.
-    cells = np.sort(flat)  # np.unique would hash: slower at millions of cells
-    cells = cells[np.r_[True, cells[1:] != cells[:-1]]] if len(cells) else cells
-    columns = np.searchsorted(cells, flat).astype(np.int32)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    matrix = sp.csr_matrix((data, columns, indptr), shape=(n, len(cells)))
-    matrix.eliminate_zeros()
+        counts = np.zeros(chunk[-1] + 1 - start, dtype=np.int64)
+        counts[chunk - start] = [len(c) for c in result["cell_id"]]
+        ids = np.concatenate([np.empty(0, np.int64), *result["cell_id"]])
+        # exactextract computes coverage fractions in float32: float32 keeps them exactly.
+        data = np.concatenate([np.empty(0, np.float32), *result["coverage"]], dtype=np.float32, casting="same_kind")
+        del result, features
+        offsets = np.r_[0, np.cumsum(counts)]
+        cuts = np.unique(np.r_[0, np.searchsorted(offsets, np.arange(0, offsets[-1], _CHUNK_ENTRIES), side="right") - 1,
+                               len(counts)])
+        for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+            lo, hi = offsets[a], offsets[b]
+            blocks.append(_make_block(start + a, counts[a:b], ids[lo:hi], data[lo:hi], width * height))
+        del ids, data
     plot_cells = shapely.area(geoms) / abs(transform.a * transform.e)
-    return CoverageWeights(matrix, cells, plot_cells, width, height)
+    return CoverageWeights(blocks, plot_cells, width, height)
+
+
+def _compress_cells(parts: list[np.ndarray], n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct ids of ``parts`` (non-negative, < ``n_ids``) and each entry's index among them.
+
+    One sort of packed ``(id, entry)`` integer keys: numpy's vectorised integer sort is
+    much faster than ``np.unique(return_inverse=True)`` on millions of entries.
+    """
+    nnz = sum(len(p) for p in parts)
+    index_dtype = np.int32 if max(nnz, n_ids) < 2**31 else np.int64
+    if nnz == 0:
+        return np.empty(0, index_dtype), np.empty(0, index_dtype)
+    shift = max(int(nnz - 1).bit_length(), 1)
+    if int(max(n_ids - 1, 1)).bit_length() + shift > 64:  # pragma: no cover - beyond 2^64 id-entries
+        ids, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+        return ids.astype(index_dtype), inverse.astype(index_dtype)
+    key = np.empty(nnz, dtype=np.uint64)
+    at = 0
+    for part in parts:
+        block = key[at:at + len(part)]
+        block[:] = part
+        block <<= np.uint64(shift)
+        block |= np.arange(at, at + len(part), dtype=np.uint64)
+        at += len(part)
+    key.sort()
+    sorted_ids = (key >> np.uint64(shift)).astype(index_dtype)
+    first = np.empty(nnz, dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    ids = sorted_ids[first]
+    del sorted_ids
+    rank = np.cumsum(first, dtype=index_dtype)
+    rank -= 1
+    del first
+    key &= np.uint64((1 << shift) - 1)  # now the entry of each sorted key
+    inverse = np.empty(nnz, dtype=index_dtype)
+    inverse[key] = rank
+    return ids, inverse
 
 
 def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
@@ -385,40 +494,49 @@ def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
 # --------------------------------------------------------------------------- per-date values
 
 
-def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -> tuple[np.ndarray, ...]:
-    """Mosaic the tiles of one date on ``grid`` at the weighted cells.
+def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -> list[tuple[np.ndarray, ...]]:
+    """Mosaic the tiles of one date on ``grid`` at the cells of each weight block.
 
-    Returns ``(ndvi, cloud, inside)`` over ``weights.cells``: NDVI (NaN where no
-    tile is valid), cloud (no tile valid and one says cloud), inside (some tile
-    covers the cell).
+    Returns per block ``(ndvi, cloud, inside)`` over its ``ids``: NDVI (float32,
+    NaN where no tile is valid), cloud (no tile valid and one says cloud), inside
+    (some tile covers the cell). Strips of :data:`_STRIP_ROWS` grid rows bound the
+    memory; each tile is read once, only over the window its needed cells span.
     """
-    n = len(weights.cells)
-    ndvi = np.full(n, np.nan, dtype=np.float32)
-    cloud = np.zeros(n, dtype=bool)
-    inside = np.zeros(n, dtype=bool)
-    rows, cols = np.divmod(weights.cells, weights.width)
-    for tile in sorted(tiles, key=lambda t: t.path):
-        row0, col0 = grid.offsets[tile.path]
-        r, c = rows - row0, cols - col0
-        here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
-        inside |= here
-        todo = np.flatnonzero(here & np.isnan(ndvi))
-        if len(todo) == 0:
+    out = [(np.full(len(b.ids), np.nan, dtype=np.float32), np.zeros(len(b.ids), bool), np.zeros(len(b.ids), bool))
+           for b in weights.blocks]
+    tiles = sorted(tiles, key=lambda t: t.path)
+    tops = np.arange(0, weights.height + _STRIP_ROWS, _STRIP_ROWS).astype(np.int64)
+    bounds = [np.searchsorted(b.ids, tops * weights.width) for b in weights.blocks]
+    for s, top in enumerate(tops[:-1].tolist()):
+        pieces = [(k, int(lo[s]), int(lo[s + 1])) for k, lo in enumerate(bounds) if lo[s] < lo[s + 1]]
+        if not pieces:
             continue
-        c_lo, c_hi = int(c[todo].min()), int(c[todo].max()) + 1
-        r_todo = r[todo]  # ascending: cells are sorted row-major
-        for top in range(int(r_todo[0]), int(r_todo[-1]) + 1, _STRIP_ROWS):
-            lo, hi = np.searchsorted(r_todo, [top, top + _STRIP_ROWS])
-            if lo == hi:
+        ids = np.concatenate([weights.blocks[k].ids[a:b] for k, a, b in pieces])
+        rows, cols = np.divmod(ids, ids.dtype.type(weights.width))
+        del ids
+        values = np.full(len(rows), np.nan, dtype=np.float32)
+        cloud, inside = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
+        for tile in tiles:
+            row0, col0 = grid.offsets[tile.path]
+            r, c = rows - row0, cols - col0
+            here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
+            inside |= here
+            todo = np.flatnonzero(here & np.isnan(values))
+            if len(todo) == 0:
                 continue
-            pick = todo[lo:hi]
-            strip_rows = min(_STRIP_ROWS, int(r_todo[hi - 1]) - top + 1)
-            values, clouds = _read_ndvi_window(tile, Window(c_lo, top, c_hi - c_lo, strip_rows))
-            rr, cc = r[pick] - top, c[pick] - c_lo
-            ndvi[pick] = values[rr, cc]
-            cloud[pick] |= clouds[rr, cc]
-    cloud &= np.isnan(ndvi)
-    return ndvi, cloud, inside
+            r, c = r[todo], c[todo]
+            r_lo, c_lo = int(r.min()), int(c.min())
+            window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
+            tile_ndvi, tile_cloud = _read_ndvi_window(tile, window)
+            values[todo] = tile_ndvi[r - r_lo, c - c_lo]
+            cloud[todo] |= tile_cloud[r - r_lo, c - c_lo]
+        cloud &= np.isnan(values)
+        at = 0
+        for k, a, b in pieces:
+            for target, source in zip(out[k], (values, cloud, inside)):
+                target[a:b] = source[at:at + b - a]
+            at += b - a
+    return out
 
 
 # --------------------------------------------------------------------------- statistics
@@ -442,130 +560,181 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
         ``n_rows × len(qs)``; NaN for rows without any weighted valid value.
         Definition: exactextract's (see the module docstring).
     """
-    m = sp.csr_matrix(matrix)
-    if m.nnz <= _CHUNK_ENTRIES:
-        return _weighted_quantiles(m, np.asarray(values), qs)
-    # Blocks of rows keep the temporaries (several per weight) small and in cache.
-    cuts = np.unique(np.searchsorted(m.indptr, np.arange(0, m.nnz, _CHUNK_ENTRIES), side="right") - 1)
-    cuts = np.append(cuts, m.shape[0])
-    return np.vstack([_weighted_quantiles(m[a:b], np.asarray(values), qs) for a, b in zip(cuts[:-1], cuts[1:])])
+    values = np.asarray(values)
+    blocks = _blocks_of(matrix)
+    return _row_stats(blocks, matrix.shape[0], [(values[b.ids], None, None) for b in blocks], np.inf, qs)["quantiles"]
 
 
-def _weighted_quantiles(m: sp.csr_matrix, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
-    n_rows = m.shape[0]
-    out = np.full((n_rows, len(qs)), np.nan)
-    lengths = np.diff(m.indptr)
-    x = values[m.indices] + values.dtype.type(0)  # -0.0 → 0.0: equal values must get equal keys
-    entry = np.flatnonzero(np.isfinite(x) & (m.data > 0))
-    if len(entry) == 0:
-        return out
-    x = x[entry]
-    row = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)[entry]
-    pos_bits = int(lengths.max()).bit_length()
-    row_bits = int(n_rows).bit_length()
-    if values.dtype == np.float32 and row_bits + 32 + pos_bits <= 63:
-        # One int64 key per entry, (row, value, position in row), sorted by numpy's
-        # vectorised integer sort: much faster than an argsort or a lexsort.
+#: Indicator columns (valid, NDVI, cropped, cloud, covered) of the cell classes of :func:`_row_stats`.
+_CLASS_COLUMNS = np.array([[1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
+                          dtype=np.float64)
+
+
+def _row_stats(
+    blocks: list[_Block],
+    n_rows: int,
+    cell_values: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
+    threshold: float,
+    qs: Sequence[float],
+) -> dict[str, np.ndarray]:
+    """Weighted sums and quantiles per row of the weights ``blocks``.
+
+    ``cell_values`` holds per block ``(values, cloud, inside)`` over its cells
+    (``cloud`` / ``inside`` None: no cloud, every cell inside). Returns per row
+    ``valid`` (weight of the valid cells), ``weighted_sum`` (Σ weight·value over
+    them), ``cropped`` (of the valid cells ≥ ``threshold``), ``cloud``, ``covered``
+    (weight of the cells inside some tile) and ``quantiles`` (``n_rows × len(qs)``).
+    """
+    names = ("valid", "weighted_sum", "cropped", "cloud", "covered")
+    sums = np.zeros((n_rows, len(names)))
+    quantiles = np.full((n_rows, len(qs)), np.nan)
+    for block, (values, cloud, inside) in zip(blocks, cell_values):
+        rows = slice(block.start, block.start + block.matrix.shape[0])
+        # Each cell's class: valid below the threshold, valid at or above it, cloud, other
+        # invalid inside a tile, outside every tile; the rows of _CLASS_COLUMNS are their
+        # indicator columns (the NDVI column is filled in).
+        valid = np.isfinite(values)
+        cls = np.full(len(values), 3, dtype=np.int8)
+        if cloud is not None:
+            cls[cloud] = 2
+        if inside is not None:
+            cls[~inside] = 4
+        cls[valid] = 0
+        cls[values >= threshold] = 1  # in the values' precision (NaN: False)
+        columns = _CLASS_COLUMNS[cls]
+        del cls
+        columns[:, 1] = np.where(valid, values, 0)
+        # One pass over the block's weights for all the sums (float64: exact enough for any plot).
+        sums[rows] = block.matrix @ columns
+        del columns
+        quantiles[rows] = _block_quantiles(block.matrix, values, valid, qs)
+    return {**dict(zip(names, sums.T)), "quantiles": quantiles}
+
+
+def _block_quantiles(matrix: sp.csc_matrix, v: np.ndarray, valid: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Weighted quantiles per row of a CSC block whose columns hold the values ``v``.
+
+    The valid columns are ranked by value (one sort of the block's cells, not of its
+    weights), gathered in that order, and columns of equal values merged into one; the
+    transposition to CSR (scipy, O(non-zeros)) then leaves each row's weights in value
+    order, and summing duplicates merges a row's equal values as exactextract does.
+    """
+    order, first = _rank(v, valid)
+    ordered = matrix[:, order]
+    starts = np.flatnonzero(first)
+    merged = sp.csc_matrix((ordered.data.astype(np.float64), ordered.indices, np.append(ordered.indptr[starts], ordered.nnz)),
+                           shape=(matrix.shape[0], len(starts)))
+    del ordered
+    rows = merged.tocsr()
+    rows.sum_duplicates()
+    return _sorted_quantiles(rows, v[order[starts]].astype(np.float64), qs)
+
+
+def _rank(v: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The valid positions of ``v`` in ascending order of value, and where each new value begins."""
+    positions = np.flatnonzero(valid)
+    x = v[positions] + v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
+    if x.dtype == np.float32 and len(v) < 2**32:
+        # One packed (value bits, position) key each, sorted by numpy's vectorised integer
+        # sort: several times faster than an argsort.
         bits = x.view(np.uint32)
-        flip = np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
-        key = (bits ^ flip).astype(np.int64)  # unsigned order of these = float order
-        key <<= pos_bits
-        key |= entry - m.indptr[row]
-        key |= row << (32 + pos_bits)
-        del bits, flip, x
+        key = (bits ^ np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))).astype(np.uint64)
+        key <<= np.uint64(32)
+        key |= positions.astype(np.uint64)
         key.sort()
-        group = key >> pos_bits  # (row, value)
-        row = group >> 32
-        ordered = (group & 0xFFFFFFFF).astype(np.uint32)
-        ordered ^= np.where(ordered >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
-        x = ordered.view(np.float32)
-        w = m.data[m.indptr[row] + (key & ((1 << pos_bits) - 1))]
-        new_value = np.empty(len(x), dtype=bool)
-        new_value[0] = True
-        np.not_equal(group[1:], group[:-1], out=new_value[1:])
+        order = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
     else:
-        order = np.lexsort((x, row))
-        x, row, w = x[order], row[order], m.data[entry[order]]
-        new_value = np.empty(len(x), dtype=bool)
-        new_value[0] = True
-        new_value[1:] = (row[1:] != row[:-1]) | (x[1:] != x[:-1])
-    if not new_value.all():  # merge equal values of a row (exactextract keeps a value → weight map)
-        keep = np.flatnonzero(new_value)
-        w, x, row = np.add.reduceat(w, keep), x[keep], row[keep]
-    first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-    counts = np.diff(np.append(first, len(x)))
-    last = first + counts - 1
-    rows = row[first]
+        order = positions[np.argsort(x, kind="stable")]
+    sorted_v = v[order]
+    first = np.ones(len(order), dtype=bool)
+    np.not_equal(sorted_v[1:], sorted_v[:-1], out=first[1:])
+    return order, first
+
+
+def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """exactextract's weighted quantiles per row of ``m``, whose columns are the distinct values ``x``, ascending,
+    and whose rows hold their entries in column order."""
+    out = np.full((m.shape[0], len(qs)), np.nan)
+    indptr = m.indptr.astype(np.int64)
+    counts = np.diff(indptr)
+    rows = np.flatnonzero(counts)
+    if len(rows) == 0:
+        return out
+    first, last = indptr[rows], indptr[rows + 1] - 1
+    w = m.data
     cum = np.cumsum(w)
     offset = cum[first] - w[first]
     total = cum[last] - offset
-    n_minus_1 = (counts - 1).astype(np.float64)
-    x = x.astype(np.float64, copy=False)
+    n_minus_1 = (counts[rows] - 1).astype(np.float64)
 
-    def s_at(i, r):  # exactextract's s_i at global index i of row r (index into first/offset)
+    def s_at(i, r):  # exactextract's s_i at index i of row r (an index into `rows`): i·w_i + (n−1)·S_i
         return (i - first[r]) * w[i] + n_minus_1[r] * (cum[i] - w[i] - offset[r])
 
-    rr = np.arange(len(first))
+    rr = np.arange(len(rows))
     for k, q in enumerate(qs):
         target = q * total * n_minus_1
-        # s_i/(n-1) lies between the cumulative weights before and after i, so the first
+        # s_i/(n−1) lies between the cumulative weights before and after i, so the first
         # s_i > target is at j or j+1, j the first index whose cumulative weight exceeds q·total.
         j = np.searchsorted(cum, offset + q * total, side="right")
         j = np.clip(j, first, last + 1)
         jj = np.minimum(j, last)
         right = np.where((j <= last) & (s_at(jj, rr) > target), j, j + 1)
         right = np.minimum(right, last + 1)
-        result = np.where(right == first, x[first], x[last])
+        result = x[m.indices[np.where(right == first, first, last)]]
         mid = np.flatnonzero((right > first) & (right <= last))
         r_i, l_i = right[mid], right[mid] - 1
         s_r, s_l = s_at(r_i, mid), s_at(l_i, mid)
-        result[mid] = x[l_i] + (target[mid] - s_l) * (x[r_i] - x[l_i]) / (s_r - s_l)
+        x_l = x[m.indices[l_i]]
+        result[mid] = x_l + (target[mid] - s_l) * (x[m.indices[r_i]] - x_l) / (s_r - s_l)
         out[rows, k] = result
     return out
 
 
-def _date_stats(
-    parts: list[tuple[CoverageWeights, np.ndarray, np.ndarray, np.ndarray]], threshold: float
-) -> dict[str, np.ndarray]:
-    """Per-plot statistics of one date from its grids' ``(weights, ndvi, cloud, inside)``."""
+def _date_stats(parts: list[tuple[CoverageWeights, list[tuple[np.ndarray, ...]]]], threshold: float) -> dict[str, np.ndarray]:
+    """Per-plot statistics of one date from its grids' weights and per-block ``(ndvi, cloud, inside)``."""
     if len(parts) == 1:
-        weights = parts[0][0]
-        matrix = pixels = weights.matrix
+        weights, cell_values = parts[0]
+        blocks, n_rows, pixels = weights.blocks, len(weights.plot_cells), None
         plot_cells = weights.plot_cells
     else:
         # Tiles of one date on different grids (say two UTM zones): weights become shares of
         # the plot so grids with different pixel sizes add up; where the shares exceed the
         # whole plot (overlapping tiles), only the grid covering most of the plot is kept.
-        inv = [1.0 / np.where(w.plot_cells > 0, w.plot_cells, np.nan) for w, *_ in parts]
-        shares = np.vstack([np.nan_to_num((w.matrix @ inside.astype(np.float64)) * k)
-                            for (w, _, _, inside), k in zip(parts, inv)])
+        matrices, grid_values = [], []
+        for weights, per_block in parts:
+            cells = weights.cells
+            columns = [np.full(len(cells), np.nan, np.float32), np.zeros(len(cells), bool), np.zeros(len(cells), bool)]
+            for block, block_values in zip(weights.blocks, per_block):
+                at = np.searchsorted(cells, block.ids)
+                for column, v in zip(columns, block_values):
+                    column[at] = v
+            matrices.append(weights.matrix)
+            grid_values.append(columns)
+        inv = [1.0 / np.where(w.plot_cells > 0, w.plot_cells, np.nan) for w, _ in parts]
+        shares = np.vstack([np.nan_to_num((m @ inside.astype(np.float64)) * k)
+                            for m, (_, _, inside), k in zip(matrices, grid_values, inv)])
         overlap = shares.sum(axis=0) > 1 + _PARTIAL_TOL
         best = shares.argmax(axis=0)
         keep = [np.where(overlap & (best != g), 0.0, 1.0) for g in range(len(parts))]
-        matrix = sp.hstack([sp.diags(np.nan_to_num(k * m)) @ w.matrix
-                            for (w, *_), k, m in zip(parts, inv, keep)], format="csr")
-        pixels = sp.hstack([sp.diags(m) @ w.matrix for (w, *_), m in zip(parts, keep)], format="csr")
-        plot_cells = np.ones(matrix.shape[0])
-    ndvi = np.concatenate([p[1] for p in parts])
-    cloud = np.concatenate([p[2] for p in parts]).astype(np.float64)
-    inside = np.concatenate([p[3] for p in parts]).astype(np.float64)
-    valid = np.isfinite(ndvi)
-    filled = np.where(valid, ndvi, 0.0)
-    # One pass over the weights for all the sums: valid, NDVI, cropped, cloud, inside.
-    columns = np.column_stack([valid, filled, valid & (filled >= threshold), cloud, inside]).astype(np.float64)
-    valid_cells, sums, cropped, cloudy, covered = (matrix @ columns).T
-    quantiles = weighted_quantiles(matrix, ndvi, (0.5, 0.9))
+        matrix = sp.hstack([sp.diags(np.nan_to_num(k * s)) @ m for m, k, s in zip(matrices, inv, keep)], format="csr")
+        pixels = sp.hstack([sp.diags(s) @ m for m, s in zip(matrices, keep)], format="csr")
+        ndvi, cloud, inside = (np.concatenate([g[i] for g in grid_values]) for i in range(3))
+        blocks, n_rows = _blocks_of(matrix), matrix.shape[0]
+        cell_values = [(ndvi[b.ids], cloud[b.ids], inside[b.ids]) for b in blocks]
+        plot_cells = np.ones(n_rows)
+    stats = _row_stats(blocks, n_rows, cell_values, threshold, (0.5, 0.9))
+    valid_cells = stats["valid"]
     with np.errstate(invalid="ignore", divide="ignore"):
         denominator = np.where(plot_cells > 0, plot_cells, np.nan)
         return {
-            "ndvi_mean": np.where(valid_cells > 0, sums / valid_cells, np.nan),
-            "ndvi_median": quantiles[:, 0],
-            "ndvi_p90": quantiles[:, 1],
+            "ndvi_mean": np.where(valid_cells > 0, stats["weighted_sum"] / valid_cells, np.nan),
+            "ndvi_median": stats["quantiles"][:, 0],
+            "ndvi_p90": stats["quantiles"][:, 1],
             "valid_frac": valid_cells / denominator,
-            "cloud_frac": cloudy / denominator,
-            "covered_frac": covered / denominator,
-            "cropped_share": np.where(valid_cells > 0, cropped / denominator, np.nan),
-            "pixel_count": covered if pixels is matrix else pixels @ inside,
+            "cloud_frac": stats["cloud"] / denominator,
+            "covered_frac": stats["covered"] / denominator,
+            "cropped_share": np.where(valid_cells > 0, stats["cropped"] / denominator, np.nan),
+            "pixel_count": stats["covered"] if pixels is None else pixels @ inside.astype(np.float64),
         }
 
 
@@ -628,8 +797,8 @@ def _gen_date_blocks(
     for grid in grids:
         geoms = plots.to_crs(grid.crs).geometry.values
         weights.append(coverage_weights(geoms, grid.transform, grid.width, grid.height, grid.crs))
-        log.info("coverage weights: %d plots x %d cells, %d non-zero", len(ids), weights[-1].matrix.shape[1],
-                 weights[-1].matrix.nnz)
+        log.info("coverage weights: %d plots, %d blocks, %d non-zero", len(ids), len(weights[-1].blocks),
+                 sum(b.matrix.nnz for b in weights[-1].blocks))
     by_date: dict[str, list[Tile]] = {}
     for tile in tiles:
         by_date.setdefault(tile.date, []).append(tile)
@@ -638,7 +807,7 @@ def _gen_date_blocks(
         for grid, w in zip(grids, weights):
             members = [t for t in by_date[date] if t.path in grid.offsets]
             if members:
-                parts.append((w, *_cell_values(grid, w, members)))
+                parts.append((w, _cell_values(grid, w, members)))
         stats = _date_stats(parts, threshold)
         stats["cropped_area_mu"] = stats.pop("cropped_share") * area_mu
         stats["flags"] = np.where(stats["covered_frac"] < 1 - _PARTIAL_TOL, PARTIAL_COVERAGE, "")
