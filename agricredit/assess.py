@@ -38,11 +38,10 @@ from agricredit.outputs import atomic_path, sha256_file, write_geojson
 from agricredit.plots import accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, escape_csv_frame, find_pii, pseudonym
-from agricredit.season import assess_season, discover_acquisitions
+from agricredit.season import assess_season, discover_acquisitions, observation_table
 from agricredit.seeds import load_crops
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, verify_plots
-from agricredit.zonal import zonal_stats
 
 try:
     import tomllib
@@ -230,9 +229,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end)
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
-    tile_paths = [path for acquisition in acquisitions for path in acquisition.paths]
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
-    long_table = zonal_stats(good, tile_paths)
+    long_table = observation_table(good, acquisitions)
 
     _stage(progress, "season: phenology, crop fit, vigor")
     declared_crop = dict(zip(zip(declarations["plot_id"], declarations["borrower_id"]), declarations["declared_crop"]))

@@ -33,7 +33,7 @@ import csv
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -261,6 +261,28 @@ def discover_acquisitions(
 
 
 # --------------------------------------------------------------------------- series and features
+
+
+def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
+                      progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """The zonal engine's long table (one row per plot and date) of ``plots`` over a season.
+
+    Each tile is dated by its acquisition (so a manifest's date wins over the
+    file's), and the tiles of one date are mosaicked per plot.
+
+    Parameters
+    ----------
+    plots
+        Accepted plots (a GeoDataFrame with ``plot_id``; see :func:`agricredit.plots.accepted`).
+    acquisitions
+        From :func:`discover_acquisitions`.
+    progress
+        Called as ``progress(done, total)`` after each date.
+    """
+    from agricredit.zonal import open_tile, zonal_stats
+
+    tiles = [open_tile(path, date=acquisition.date) for acquisition in acquisitions for path in acquisition.paths]
+    return zonal_stats(plots, tiles, progress=progress)
 
 
 @dataclass(frozen=True)

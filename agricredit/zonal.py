@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +59,7 @@ from agricredit.errors import (
     MissingMetadataError,
 )
 from agricredit.plots import MU_PER_HA, geodesic_area_perimeter, to_wgs84
+from agricredit.sensors import parse_date
 
 __all__ = [
     "FALLBACK_CROPPED_THRESHOLD",
@@ -99,7 +99,6 @@ STAT_COLUMNS = (
     "covered_frac", "cropped_area_mu", "pixel_count", "flags",
 )
 
-_DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
 
 
 def default_threshold() -> float:
@@ -131,16 +130,17 @@ class Tile:
     product: Any = field(default=None, compare=False, repr=False)
 
 
-def open_tile(path: str | os.PathLike[str]) -> Tile:
+def open_tile(path: str | os.PathLike[str], date: dt.date | None = None) -> Tile:
     """Open an NDVI raster or a raw product and find its grid and date.
 
     Products that :func:`agricredit.raster.open_product` knows (raw sensor
     products, and NDVI COGs written by ``agricredit ndvi``, tagged
     ``AGRICREDIT_PRODUCT=ndvi``) are read through it, so its cloud and no-data
     rules apply. An untagged single floating-point band is read as NDVI
-    directly (NaN = invalid, counted as cloud). The date is the product's or
-    the ``ACQUISITION_DATE`` tag's, else the first ``YYYYMMDD`` /
-    ``YYYY-MM-DD`` in the file name.
+    directly (NaN = invalid, counted as cloud). The date is ``date`` if given
+    (e.g. from a season manifest), else the product's or the
+    ``ACQUISITION_DATE`` tag's, else the first ``YYYYMMDD`` / ``YYYY-MM-DD`` in
+    the file name.
 
     Raises
     ------
@@ -157,46 +157,19 @@ def open_tile(path: str | os.PathLike[str]) -> Tile:
             crs, transform, width, height = src.crs, src.transform, src.width, src.height
     except rasterio.errors.RasterioIOError as error:
         raise CorruptInputError(f"cannot open raster: {error}", path=name) from error
+    product = None
     if not plain_ndvi:
-        return _open_product(name)
+        from agricredit.raster import open_product
+
+        product = open_product(name, date=date)
+        crs, transform, width, height, date = product.crs, product.transform, product.width, product.height, product.date
+    date = date or parse_date(tags.get("ACQUISITION_DATE")) or parse_date(Path(name).name)
     if crs is None:
         raise CRSError("raster has no CRS", path=name)
-    date = _parse_date(tags.get("ACQUISITION_DATE")) or _date_from_name(Path(name).name)
     if date is None:
         raise MissingMetadataError("no acquisition date (ACQUISITION_DATE tag or YYYYMMDD in the name)", path=name)
-    return Tile(name, date, pyproj.CRS(crs.to_wkt()), transform, width, height)
-
-
-def _open_product(name: str) -> Tile:
-    from agricredit.raster import open_product
-
-    product = open_product(name)
-    if product.crs is None:
-        raise CRSError("raster has no CRS", path=name)
-    date = _parse_date(str(product.date)) if product.date is not None else _date_from_name(Path(name).name)
-    if date is None:
-        raise MissingMetadataError("no acquisition date (ACQUISITION_DATE tag or YYYYMMDD in the name)", path=name)
-    return Tile(name, date, pyproj.CRS(product.crs), product.transform, product.width, product.height, product)
-
-
-def _parse_date(text: str | None) -> str | None:
-    if not text:
-        return None
-    match = _DATE_IN_NAME.search(text)
-    if match is None:
-        return None
-    try:
-        return dt.date(*(int(g) for g in match.groups())).isoformat()
-    except ValueError:
-        return None
-
-
-def _date_from_name(name: str) -> str | None:
-    for match in _DATE_IN_NAME.finditer(name):
-        date = _parse_date(match.group(0))
-        if date is not None:
-            return date
-    return None
+    return Tile(name, date.isoformat(), pyproj.CRS(crs.to_wkt()), transform,
+                width, height, product)
 
 
 def _read_ndvi_window(tile: Tile, window: Window) -> tuple[np.ndarray, np.ndarray]:

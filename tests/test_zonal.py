@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -200,6 +202,9 @@ def test_tile_date_and_crs_errors(tmp_path):
     array = np.zeros((4, 4), dtype=np.float32)
     assert zonal.open_tile(write_ndvi(tmp_path / "x.tif", array, tags={"ACQUISITION_DATE": "2022-05-03"})).date == "2022-05-03"
     assert zonal.open_tile(write_ndvi(tmp_path / "T50_20210704T030541_ndvi.tif", array)).date == "2021-07-04"
+    # A date given by the caller (a season manifest) wins over tags and names.
+    assert zonal.open_tile(tmp_path / "x.tif", date=dt.date(2022, 6, 1)).date == "2022-06-01"
+    assert zonal.open_tile(write_ndvi(tmp_path / "nodate2.tif", array), date=dt.date(2022, 6, 2)).date == "2022-06-02"
     with pytest.raises(MissingMetadataError, match="nodate.tif"):
         zonal.open_tile(write_ndvi(tmp_path / "nodate.tif", array))
     with pytest.raises(CRSError, match="nocrs"):

@@ -13,7 +13,7 @@ import pandas as pd
 
 from agricredit.cli.options import output_opt, progress_opt
 from agricredit.errors import SchemaError
-from agricredit.season import assess_season, discover_acquisitions, season_chart
+from agricredit.season import assess_season, discover_acquisitions, observation_table, season_chart
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +67,21 @@ def season_long_table(plots_path: str, tiles: tuple[str, ...], *, id_field: str,
 
     Returns ``(checked plots, accepted plots, long table, acquisitions)``.
     """
-    try:
-        from agricredit.plots import accepted, load_plots
-        from agricredit.zonal import zonal_stats
-    except ImportError as error:  # the zonal engine (issue 4) is merged separately
-        raise click.ClickException(f"the zonal engine is not available in this build ({error})") from error
+    from agricredit.plots import accepted, load_plots
+
     acquisitions = discover_acquisitions(list(tiles), start.date() if start else None, end.date() if end else None)
     if not acquisitions:
         raise click.BadParameter("no acquisitions in the given period", param_hint="TILES")
     checked = load_plots(plots_path, id_field=id_field)
     good = accepted(checked)
-    paths = [path for acquisition in acquisitions for path in acquisition.paths]
-    log.info("%d plots, %d dates, %d tiles", len(good), len(acquisitions), len(paths))
+    log.info("%d plots, %d dates", len(good), len(acquisitions))
     if progress:
         import sys
 
         with click.progressbar(length=len(acquisitions), label="dates", file=sys.stderr) as bar:
-            table = zonal_stats(good, paths, progress=lambda done, total: bar.update(1))
+            table = observation_table(good, acquisitions, progress=lambda done, total: bar.update(1))
     else:
-        table = zonal_stats(good, paths)
+        table = observation_table(good, acquisitions)
     return checked, good, table, acquisitions
 
 
