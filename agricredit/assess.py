@@ -34,10 +34,10 @@ from agricredit import __version__
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.errors import InputError, InputNotFoundError, PrivacyError, SchemaError
-from agricredit.outputs import atomic_path, sha256_file, write_geojson
+from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
 from agricredit.plots import accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
-from agricredit.privacy import PseudonymKey, escape_csv_frame, find_pii, pseudonym
+from agricredit.privacy import PseudonymKey, find_pii, pseudonym
 from agricredit.season import assess_season, discover_acquisitions, observation_table
 from agricredit.seeds import load_crops
 from agricredit.tables import read_borrowers, read_declarations, read_registry
@@ -456,9 +456,7 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
     plot_features = [{"geometry": geometry, "properties": row} for row, geometry in zip(plot_rows, assessment.plots.geometry)]
     write_geojson(plot_features, folder / "plots.geojson", decimals=COORDINATE_DECIMALS)
 
-    csv_frame = escape_csv_frame(assessment.borrowers)
-    with atomic_path(folder / "borrowers.csv") as tmp:
-        csv_frame.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
+    write_table(assessment.borrowers, folder / "borrowers.csv")
 
     plots_of: dict[str, list[tuple[dict[str, Any], Any]]] = {}
     for row, geometry in zip(plot_rows, assessment.plots.geometry):

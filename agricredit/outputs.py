@@ -134,14 +134,17 @@ def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int |
 
 
 def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...] = ()) -> None:
-    """Write a flat table as CSV or (Geo)Parquet; nested columns become JSON text."""
+    """Write a flat table as CSV (UTF-8, spreadsheet formulas escaped) or (Geo)Parquet; nested columns become JSON text."""
     out = table.copy()
     for column in json_columns:
         out[column] = [json.dumps(_plain(v), ensure_ascii=False) for v in out[column]]
     kind = output_kind(path)
     with atomic_path(path) as tmp:
         if kind == "csv":
-            pd.DataFrame(out.drop(columns="geometry", errors="ignore")).to_csv(tmp, index=False)
+            from agricredit.privacy import escape_csv_frame
+
+            flat = pd.DataFrame(out.drop(columns="geometry", errors="ignore"))
+            escape_csv_frame(flat).to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
         else:  # a GeoDataFrame becomes GeoParquet
             out.to_parquet(tmp, index=False)
 

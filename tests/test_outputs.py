@@ -40,3 +40,15 @@ def test_sha256_file_matches_hashlib(tmp_path):
     path = tmp_path / "blob"
     path.write_bytes(data)
     assert sha256_file(path, chunk_size=1 << 20) == hashlib.sha256(data).hexdigest()
+
+
+def test_csv_tables_escape_spreadsheet_formulas_but_keep_numbers(tmp_path):
+    import pandas as pd
+
+    from agricredit.outputs import write_table
+
+    path = tmp_path / "t.csv"
+    write_table(pd.DataFrame({"plot_id": ["=HYPERLINK(\"http://x\")", "P1"], "area_mu": [-1.5, 2.0]}), path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[1].startswith("\"'=HYPERLINK") and lines[1].endswith(",-1.5")
+    assert lines[2] == "P1,2.0"
