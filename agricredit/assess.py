@@ -280,7 +280,8 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> di
     """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index."""
     files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
              "borrowers": case.borrowers}
-    files.update({f"tile_index:{source.name}": source for source in case.tiles if source.is_file()})
+    files.update({f"tile_index:{source.name}": source for source in case.tiles
+                  if source.is_file() and source.suffix.lower() in (".csv", ".json")})  # manifests, STAC
     for acquisition in acquisitions:
         for product in map(Path, acquisition.paths):  # a file, or a product folder (.SAFE, Landsat)
             for path in sorted(product.rglob("*")) if product.is_dir() else [product]:
