@@ -33,6 +33,7 @@ import shapely
 from agricredit import __version__
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
+from agricredit.crop_model import load_crop_model
 from agricredit.errors import InputError, InputNotFoundError, PrivacyError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
 from agricredit.plots import accepted, area_table, load_plots, rejected_ids, to_wgs84
@@ -88,9 +89,10 @@ class Case:
     encoding: str | None = None
     start: dt.date | None = None
     end: dt.date | None = None
+    crop_model: Path | None = None
 
 
-_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy"}
+_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model"}
 _CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end"}
 
 
@@ -101,7 +103,8 @@ def load_case(path: str | Path) -> Case:
     ----------
     path
         A TOML file with ``[inputs]`` (``plots``, ``tiles`` (a path or a list),
-        ``registry``, ``declarations``, ``borrowers``, optional ``policy``;
+        ``registry``, ``declarations``, ``borrowers``, optional ``policy`` and
+        ``crop_model`` (a folder from ``agricredit train-crop``);
         relative to the file) and optional ``[options]`` (``id_field``,
         ``plots_crs``, ``encoding``, ``start``, ``end``).
 
@@ -122,7 +125,7 @@ def load_case(path: str | Path) -> Case:
     unknown += sorted(f"options.{k}" for k in set(options) - _CASE_OPTIONS)
     if unknown:
         raise InputError(f"unknown key {unknown[0]!r}", path=path)
-    missing = sorted(_CASE_INPUTS - {"policy"} - set(inputs))
+    missing = sorted(_CASE_INPUTS - {"policy", "crop_model"} - set(inputs))
     if missing:
         raise InputError(f"missing inputs.{missing[0]}", path=path)
     base = path.parent
@@ -134,6 +137,7 @@ def load_case(path: str | Path) -> Case:
         declarations=base / inputs["declarations"],
         borrowers=base / inputs["borrowers"],
         policy=base / inputs["policy"] if "policy" in inputs else None,
+        crop_model=base / inputs["crop_model"] if "crop_model" in inputs else None,
         id_field=options.get("id_field", "plot_id"),
         plots_crs=options.get("plots_crs"),
         encoding=options.get("encoding"),
@@ -243,6 +247,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         {pid: declared_crop[pid, borrower] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
         drawn_mu,
         plot_ids=good_ids,
+        crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
         **{name: value for name, value in satellite.items() if name in season_parameters},
     )
     pixel_counts = long_table.groupby("plot_id")["pixel_count"].max() if len(long_table) else pd.Series(dtype=float)
@@ -280,6 +285,8 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> di
     """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index."""
     files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
              "borrowers": case.borrowers}
+    if case.crop_model is not None:
+        files.update({f"crop_model:{path.name}": path for path in sorted(case.crop_model.iterdir()) if path.is_file()})
     files.update({f"tile_index:{source.name}": source for source in case.tiles
                   if source.is_file() and source.suffix.lower() in (".csv", ".json")})  # manifests, STAC
     for acquisition in acquisitions:

@@ -240,3 +240,28 @@ def test_a_gbk_registry_gives_the_same_decisions(output, tmp_path, monkeypatch):
         assert (out / name).read_bytes() == (output / name).read_bytes(), name
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["inputs"]["registry"] == sha256_file(SAMPLE / "registry_gbk.csv")
+
+
+def test_a_trained_crop_model_drives_the_crop_check(output, tmp_path, monkeypatch):
+    """Field-visit labels (here: the declarations of the plots the officer visited, i.e. all but the
+    planted crop-mismatch plots) train a model; with it, assess still finds every planted case."""
+    mismatched = {case["plot_id"] for case in _planted() if case["case"] == "crop_mismatch"}
+    with open(SAMPLE / "declarations.csv", encoding="utf-8") as handle:
+        labels = [(row["plot_id"], row["declared_crop"]) for row in csv.DictReader(handle) if row["plot_id"] not in mismatched]
+    (tmp_path / "labels.csv").write_text("plot_id,crop\n" + "".join(f"{p},{c}\n" for p, c in labels), encoding="utf-8")
+    trained = CliRunner().invoke(cli, ["train-crop", str(SAMPLE / "plots.geojson"), str(SAMPLE / "season" / "manifest.csv"),
+                                       "--labels", str(tmp_path / "labels.csv"), "-o", str(tmp_path / "model")])
+    assert trained.exit_code == 0, trained.output
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["assess", "--sample", "--crop-model", str(tmp_path / "model"),
+                                      "-o", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 3, result.output
+    plots = {f["properties"]["plot_id"]: f["properties"]
+             for f in json.loads((tmp_path / "out" / "plots.geojson").read_text(encoding="utf-8"))["features"]}
+    for case in _planted():
+        assert case["expected_code"] in plots[case["plot_id"]]["reason_codes"], case
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["inputs"]["crop_model:model.skops"] == sha256_file(tmp_path / "model" / "model.skops")
+    # Decisions of honest borrowers are unchanged by the model.
+    with open(tmp_path / "out" / "borrowers.csv", encoding="utf-8") as mine, open(output / "borrowers.csv", encoding="utf-8") as base:
+        assert [r["status"] for r in csv.DictReader(mine)] == [r["status"] for r in csv.DictReader(base)]

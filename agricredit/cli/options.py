@@ -61,6 +61,7 @@ case_opts = _apply([
     click.option("--declarations", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Declarations table."),
     click.option("--borrowers", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Borrower table."),
     click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Policy TOML [default: seeds/policy.toml]."),
+    click.option("--crop-model", type=click.Path(exists=True, file_okay=False, path_type=Path), help="A model folder from `agricredit train-crop`: the crop check uses its probabilities."),
     click.option("--id-field", default=None, help="Plot ID column [default: plot_id]."),
     plots_crs_opt,
     click.option("--encoding", default=None, help="Encoding of the CSV tables [default: detected: UTF-8, else GB18030]."),
