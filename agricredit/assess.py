@@ -36,7 +36,7 @@ from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import InputError, InputNotFoundError, PrivacyError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
-from agricredit.plots import accepted, area_table, load_plots, rejected_ids, to_wgs84
+from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym
 from agricredit.season import assess_season, discover_acquisitions, observation_table
@@ -223,7 +223,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     declarations = read_declarations(case.declarations, encoding=case.encoding,
                                      known_plots=set(checked["plot_id"].dropna()), known_crops=crop_names)
     borrowers = read_borrowers(case.borrowers, encoding=case.encoding)
-    _check_references(checked, declarations, borrowers, case)
+    # Records without a usable ID (missing or used twice) are rejected and listed; nothing is checked for them.
+    identified = checked.loc[~checked["geometry_status"].isin((DUPLICATE_ID, MISSING_ID))]
+    _check_references(identified, declarations, borrowers, case)
 
     _stage(progress, "measuring plots (geodesic area, validity, overlaps)")
     areas = area_table(checked).set_index("plot_id", drop=False)
@@ -254,7 +256,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
 
     _stage(progress, "cross-verification and limits")
     borrower_alias = {b: pseudonym(key, "borrower", b) for b in sorted(set(checked["borrower_id"]))}
-    facts = _plot_facts(checked, areas, registry, declarations, season, pixel_counts, borrower_alias, key)
+    facts = _plot_facts(identified, areas, registry, declarations, season, pixel_counts, borrower_alias, key)
     verdicts = verify_plots(facts, policy)
     decisions = decide_all(verdicts, policy)
 
@@ -310,8 +312,6 @@ def _check_references(plots: gpd.GeoDataFrame, declarations: pd.DataFrame, borro
                           path=case.borrowers)
     declared = declarations.groupby("plot_id")["borrower_id"].agg(list)
     for plot_id, borrower in zip(plots["plot_id"], plots["borrower_id"]):
-        if plot_id is None:
-            continue
         claimants = declared.get(plot_id, [])
         if borrower not in claimants:
             raise SchemaError(f"plot {plot_id} has no declaration by the borrower who drew it",
@@ -343,8 +343,6 @@ def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.Dat
     facts = []
     for row in checked.itertuples(index=False):
         plot_id = row.plot_id
-        if plot_id is None:
-            continue
         status = _GEOMETRY_STATUS.get(row.geometry_status, "rejected")
         usable = status in ("valid", "repaired")
         record = registered.get(plot_id)

@@ -841,8 +841,9 @@ def peer_vigor(
     (appended to ``flags``) needs both a percentile below ``low_vigor_percentile``
     and a peak at least ``low_vigor_min_gap`` below the peer median, so a
     uniform season flags nobody. The vigor factor is peak / peer median,
-    clipped to ``[vigor_factor_min, vigor_factor_max]``; 1 where no peer
-    comparison is possible.
+    clipped to ``[vigor_factor_min, 1]`` for a LOW_VIGOR plot and to
+    ``[1, vigor_factor_max]`` for the others (so only a flagged plot's limit is
+    marked down); 1 where no peer comparison is possible.
 
     Returns
     -------
@@ -878,10 +879,13 @@ def peer_vigor(
         peer_count[members] = len(members)
         peer_median[members] = median
         percentile[members] = percentiles
-        vigor[members] = np.clip(peaks / median, vigor_factor_min, vigor_factor_max)
+        # Only a flagged plot is marked down (so no limit falls without LOW_VIGOR saying so); any plot may be
+        # marked up to vigor_factor_max (1.0 by default: no bonus for being greener than the neighbours).
+        vigor[members] = np.clip(peaks / median, 1.0, vigor_factor_max)
         for index, peak, plot_percentile in zip(members, peaks, percentiles):
             gap = median - peak
             if plot_percentile < low_vigor_percentile and gap >= low_vigor_min_gap:
+                vigor[index] = np.clip(peak / median, vigor_factor_min, 1.0)
                 flags[plot_ids[index]].append(Flag("LOW_VIGOR", {
                     "crop": crop, "vigor_peak_ndvi": float(peak), "peer_median_peak": median, "gap": float(gap),
                     "peak_percentile": float(plot_percentile), "low_vigor_percentile": low_vigor_percentile,

@@ -265,3 +265,24 @@ def test_a_trained_crop_model_drives_the_crop_check(output, tmp_path, monkeypatc
     # Decisions of honest borrowers are unchanged by the model.
     with open(tmp_path / "out" / "borrowers.csv", encoding="utf-8") as mine, open(output / "borrowers.csv", encoding="utf-8") as base:
         assert [r["status"] for r in csv.DictReader(mine)] == [r["status"] for r in csv.DictReader(base)]
+
+
+def test_a_duplicate_plot_id_is_rejected_and_the_rest_goes_on(output, tmp_path, monkeypatch):
+    shutil.copytree(SAMPLE, tmp_path / "case")
+    plots_file = tmp_path / "case" / "plots.geojson"
+    document = json.loads(plots_file.read_text(encoding="utf-8"))
+    copy = json.loads(json.dumps(next(f for f in document["features"] if f["properties"]["plot_id"] == "P0001")))
+    copy["properties"]["borrower_id"] = "B002"  # the same ID drawn again by someone else
+    document["features"].append(copy)
+    plots_file.write_text(json.dumps(document), encoding="utf-8")
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["assess", str(tmp_path / "case" / "case.toml"), "-o", str(tmp_path / "out"),
+                                      "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "rejected DUPLICATE_ID (2): P0001, P0001" in result.stderr
+    borrowers = {row["borrower"]: row for row in csv.DictReader(open(tmp_path / "out" / "borrowers.csv", encoding="utf-8"))}
+    baseline = {row["borrower"]: row for row in csv.DictReader(open(output / "borrowers.csv", encoding="utf-8"))}
+    owner = pseudonym(KEY, "borrower", "B058")  # P0001's borrower in the sample
+    assert "P0001" not in borrowers.get(owner, {}).get("plots", "")
+    untouched = [b for b in baseline if "P0001" not in baseline[b]["plots"] and b != pseudonym(KEY, "borrower", "B002")]
+    assert all(borrowers[b]["limit"] == baseline[b]["limit"] for b in untouched)

@@ -392,3 +392,19 @@ def test_peer_percentiles_match_scipy_percentileofscore(peaks):
         assert out["peak_percentile"].iloc[k] == pytest.approx(percentileofscore(others, peak, kind="mean"))
     assert (out["peer_count"] == len(peaks)).all()
     assert out["peer_median_peak"].iloc[0] == pytest.approx(np.median(peaks))
+
+
+def test_only_a_low_vigor_plot_is_marked_down():
+    from agricredit.season import peer_vigor
+
+    peaks = [0.80, 0.82, 0.78, 0.84, 0.79, 0.81, 0.55]
+    plots = pd.DataFrame({"plot_id": [f"P{i}" for i in range(7)], "declared_crop": "soybean",
+                          "vigor_peak_ndvi": peaks, "pixel_count": 50.0})
+    flags = {f"P{i}": [] for i in range(7)}
+    out = peer_vigor(plots, flags, low_vigor_percentile=10.0, low_vigor_min_gap=0.1, vigor_factor_max=1.0)
+    assert [f.code for f in flags["P6"]] == ["LOW_VIGOR"]
+    assert out["vigor_factor"].iloc[6] == pytest.approx(0.55 / np.median(peaks))
+    assert (out["vigor_factor"].iloc[:6] == 1.0).all()  # below-median honest plots are not marked down
+    bonus = peer_vigor(plots, {f"P{i}": [] for i in range(7)}, vigor_factor_max=1.1)
+    assert bonus["vigor_factor"].iloc[3] == pytest.approx(0.84 / np.median(peaks))
+    assert bonus["vigor_factor"].iloc[2] == 1.0
