@@ -479,11 +479,11 @@ def verify_plot(facts: PlotFacts, policy: Policy) -> PlotVerdict:
     checks = check_plot(facts, policy)
     codes = {check.code for check in checks}
     excluded = bool(codes & EXCLUDE_CODES)
-    usable = _usable_sources(facts, policy)
-    verified = 0.0 if excluded or not usable else min(usable.values())
+    contribution = plot_contribution(facts, checks, policy)
     severities = {check.severity for check in checks}
     light = "red" if excluded or "review" in severities else "yellow" if "reduce" in severities else "green"
-    return PlotVerdict(facts, checks, verified, excluded, light, plot_contribution(facts, checks, policy))
+    # The verified area is what the plot adds once any review is settled (0 when excluded or not cultivated).
+    return PlotVerdict(facts, checks, contribution.mu_if_confirmed, excluded, light, contribution)
 
 
 def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: Policy) -> list[PlotVerdict]:

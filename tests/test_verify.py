@@ -119,7 +119,7 @@ def test_not_cultivated_from_cropped_share(factor, fires):
     if fires:
         assert check_of(verdict, "NOT_CULTIVATED").figures == {"cropped_mu": cropped, "drawn_mu": 10.0, "min_share": 0.5}
         assert verdict.light == "yellow" and verdict.contribution.mu_if_confirmed == 0.0
-        assert verdict.verified_mu == pytest.approx(9.9)  # the area is verified, the plot adds nothing
+        assert verdict.verified_mu == 0.0  # nothing to lend on: the verified area is what the plot adds
 
 
 def test_satellite_codes_pass_through_with_figures():
