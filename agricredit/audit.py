@@ -21,15 +21,16 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from agricredit import __version__
 from agricredit.credit import Decision, decide
 from agricredit.errors import InputError
-from agricredit.policy import Policy
+from agricredit.policy import Policy, policy_from_record
 from agricredit.verify import PlotFacts, PlotVerdict, verify_plot
 
-__all__ = ["SCHEMA", "audit_record", "record_line", "replay"]
+__all__ = ["SCHEMA", "audit_record", "record_line", "replay", "replay_file"]
 
 SCHEMA = "agricredit.audit/1"
 
@@ -156,3 +157,44 @@ def replay(record: Mapping[str, Any], policy: Policy) -> list[str]:
     _diff(json.loads(record_line(recorded)), fresh, "", found)
     differences.extend(line for line in found if not line.startswith("policy.sha256:"))
     return differences
+
+
+def replay_file(path: str | Path, policy: Policy | None = None) -> tuple[int, dict[str, list[str]]]:
+    """Replay every record of an ``audit.jsonl`` file.
+
+    Parameters
+    ----------
+    path
+        The audit file.
+    policy
+        The policy file's policy to replay with; its sha256 must be the
+        recorded one. ``None``: each record's own recorded policy (validated
+        like a policy file).
+
+    Returns
+    -------
+    tuple
+        The number of records, and ``{"line N <borrower>": differences}`` for
+        every record that was not reproduced exactly.
+    """
+    path = Path(path)
+    total, differing = 0, {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise InputError(f"cannot read audit file: {error.strerror}", path=path) from error
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"not JSON ({error.msg})", path=path, record=f"line {number}") from error
+        if not isinstance(record, dict):
+            raise InputError("not an audit record", path=path, record=f"line {number}")
+        total += 1
+        used = policy if policy is not None else policy_from_record(record.get("policy"), source=f"{path}:{number}")
+        differences = replay(record, used)
+        if differences:
+            differing[f"line {number} {record.get('borrower_id')}"] = differences
+    return total, differing

@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
 from agricredit.errors import InputNotFoundError, PolicyError
 from agricredit.seeds import DEFAULT_POLICY_PATH
 
-__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "load_policy"]
+__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "load_policy", "policy_from_record"]
 
 INF = math.inf
 
@@ -190,6 +190,10 @@ def load_policy(path: str | Path | None = None) -> Policy:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise PolicyError(f"not a valid UTF-8 TOML file ({error})", path=path) from error
+    return _from_document(document, hashlib.sha256(data).hexdigest(), path)
+
+
+def _from_document(document: dict[str, Any], sha256: str, path: Path) -> Policy:
     unknown = sorted(set(document) - set(_SECTIONS))
     if unknown:
         raise PolicyError(f"unknown section [{unknown[0]}]", path=path)
@@ -203,4 +207,17 @@ def load_policy(path: str | Path | None = None) -> Policy:
         raise PolicyError("satellite.vigor_factor_min <= 1 <= satellite.vigor_factor_max is required", path=path)
     if credit.min_limit > credit.cap_per_borrower:
         raise PolicyError("credit.min_limit must not exceed credit.cap_per_borrower", path=path)
-    return Policy(meta, area, satellite, credit, sha256=hashlib.sha256(data).hexdigest(), path=str(path))
+    return Policy(meta, area, satellite, credit, sha256=sha256, path=str(path))
+
+
+def policy_from_record(record: dict[str, Any], *, source: str = "audit record") -> Policy:
+    """Rebuild the policy stored in an audit record (:meth:`Policy.to_dict`), validated like a file.
+
+    The recorded ``sha256`` is carried over: it names the policy file the
+    decision was made with, which is not itself in the record.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        raise PolicyError("no policy with a sha256 in the record", path=source)
+    document = {section: record.get(section) for section in _SECTIONS if section in record}
+    return _from_document(document, record["sha256"], Path(source))
+

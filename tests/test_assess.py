@@ -286,3 +286,20 @@ def test_a_duplicate_plot_id_is_rejected_and_the_rest_goes_on(output, tmp_path, 
     assert "P0001" not in borrowers.get(owner, {}).get("plots", "")
     untouched = [b for b in baseline if "P0001" not in baseline[b]["plots"] and b != pseudonym(KEY, "borrower", "B002")]
     assert all(borrowers[b]["limit"] == baseline[b]["limit"] for b in untouched)
+
+
+def test_replay_uses_the_recorded_policy(tmp_path, monkeypatch):
+    from agricredit.seeds import DEFAULT_POLICY_PATH
+
+    policy = tmp_path / "strict.toml"
+    policy.write_text(DEFAULT_POLICY_PATH.read_text(encoding="utf-8").replace("advance_rate = 0.6", "advance_rate = 0.5"),
+                      encoding="utf-8")
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["assess", "--sample", "--policy", str(policy), "-o", str(tmp_path / "out"),
+                                      "--no-progress"])
+    assert result.exit_code == 3, result.output
+    audit = tmp_path / "out" / "audit.jsonl"
+    assert CliRunner().invoke(cli, ["replay", str(audit)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["replay", str(audit), "--policy", str(policy)]).exit_code == 0
+    wrong = CliRunner().invoke(cli, ["replay", str(audit), "--policy", str(DEFAULT_POLICY_PATH)])
+    assert wrong.exit_code == 1 and "policy.sha256" in wrong.stdout
