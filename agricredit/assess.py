@@ -448,9 +448,12 @@ def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list
 def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
     """Write the output folder (design §3); ``manifest.json`` last, with the sha256 of each output.
 
-    Every output is scanned for personal data (national IDs, phone numbers,
-    the borrowers' names) before the manifest is written; if anything is found,
-    all outputs of this run are removed and :class:`PrivacyError` is raised.
+    Every output is scanned for personal data before the manifest is written:
+    national-ID and phone patterns and the borrowers' own IDs and phones
+    anywhere; the borrowers' names in every text that comes from the inputs
+    (plot IDs, villages, file names — the rest is the tool's own vocabulary,
+    where a name such as 高峰 "peak" would be a false alarm). If anything is
+    found, all outputs of this run are removed and :class:`PrivacyError` is raised.
 
     Returns
     -------
@@ -458,6 +461,8 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
         The manifest.
     """
     folder = Path(folder)
+    # A manifest vouches for a complete folder: the old one goes before anything is rewritten.
+    (folder / "manifest.json").unlink(missing_ok=True)
     plot_rows = assessment.plots.drop(columns="geometry").to_dict("records")
     plot_features = [{"geometry": geometry, "properties": row} for row, geometry in zip(plot_rows, assessment.plots.geometry)]
     write_geojson(plot_features, folder / "plots.geojson", decimals=COORDINATE_DECIMALS)
@@ -482,12 +487,7 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
         tmp.write_text("".join(record_line(record) + "\n" for record in assessment.audit), encoding="utf-8")
 
     written = [folder / name for name in OUTPUT_FILES[:-1]]
-    for path in written:
-        found = find_pii(path.read_text(encoding="utf-8"), assessment.pii_reference)
-        if found:
-            for output in written:
-                output.unlink(missing_ok=True)
-            raise PrivacyError(f"personal data found in an output ({found[0]}); outputs removed", path=path)
+    _refuse_personal_data(assessment, {path: path.read_text(encoding="utf-8") for path in written})
 
     manifest = {
         "tool": "agricredit",
@@ -505,6 +505,23 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
             "rejected_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
         },
     }
+    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    _refuse_personal_data(assessment, {folder / "manifest.json": text}, remove=written)
     with atomic_path(folder / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return manifest
+
+
+def _refuse_personal_data(assessment: Assessment, texts: Mapping[Path, str], remove: Sequence[Path] = ()) -> None:
+    """Raise :class:`PrivacyError` (removing ``texts``' files and ``remove``) if any text holds personal data."""
+    people = assessment.pii_reference
+    carried = "\n".join([*map(str, assessment.plots["plot_id"].dropna()), *map(str, assessment.borrowers["village"]),
+                         *assessment.inputs])
+    name_leaks = find_pii(carried, people[["name"]]) if "name" in people else []
+    for path, text in texts.items():
+        found = find_pii(text, people.drop(columns=["name"], errors="ignore"))
+        if found or name_leaks:
+            for output in [*texts, *remove]:
+                output.unlink(missing_ok=True)
+            where = found[0] if found else f"{name_leaks[0].split(' at ')[0]} in a plot ID, village or file name"
+            raise PrivacyError(f"personal data found in an output ({where}); outputs removed", path=path)

@@ -303,3 +303,38 @@ def test_replay_uses_the_recorded_policy(tmp_path, monkeypatch):
     assert CliRunner().invoke(cli, ["replay", str(audit), "--policy", str(policy)]).exit_code == 0
     wrong = CliRunner().invoke(cli, ["replay", str(audit), "--policy", str(DEFAULT_POLICY_PATH)])
     assert wrong.exit_code == 1 and "policy.sha256" in wrong.stdout
+
+
+def _sample_copy(tmp_path: Path) -> Path:
+    shutil.copytree(SAMPLE, tmp_path / "case")
+    return tmp_path / "case"
+
+
+def test_a_name_that_is_also_a_word_of_the_catalogue_is_no_false_alarm(tmp_path, monkeypatch):
+    case = _sample_copy(tmp_path)
+    table = (case / "borrowers.csv").read_text(encoding="utf-8").splitlines()
+    fields = table[2].split(",")
+    fields[2] = "高峰"  # a common given name, and the word "peak" in the Chinese reason texts
+    table[2] = ",".join(fields)
+    (case / "borrowers.csv").write_text("\n".join(table) + "\n", encoding="utf-8")
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["assess", str(case / "case.toml"), "--lang", "zh", "-o", str(tmp_path / "out"),
+                                      "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "高峰" in (tmp_path / "out" / "borrowers.csv").read_text(encoding="utf-8")
+
+
+def test_a_name_carried_in_a_plot_id_stops_the_run_and_leaves_no_output(tmp_path, monkeypatch):
+    case = _sample_copy(tmp_path)
+    name = read_borrowers(SAMPLE / "borrowers.csv")["name"].iloc[0]
+    for table in ("plots.geojson", "registry.csv", "declarations.csv"):
+        path = case / table
+        path.write_text(path.read_text(encoding="utf-8").replace("P0005", f"P0005{name}"), encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}", encoding="utf-8")  # from an earlier run
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["assess", str(case / "case.toml"), "-o", str(out), "--no-progress"])
+    assert result.exit_code == 1
+    assert "personal data found" in result.stderr and name not in result.stderr
+    assert list(out.iterdir()) == []
