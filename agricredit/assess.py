@@ -252,11 +252,12 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
         **{name: value for name, value in satellite.items() if name in season_parameters},
     )
-    pixel_counts = long_table.groupby("plot_id")["pixel_count"].max() if len(long_table) else pd.Series(dtype=float)
 
     _stage(progress, "cross-verification and limits")
     borrower_alias = {b: pseudonym(key, "borrower", b) for b in sorted(set(checked["borrower_id"]))}
-    facts = _plot_facts(identified, areas, registry, declarations, season, pixel_counts, borrower_alias, key)
+    if len(set(borrower_alias.values())) != len(borrower_alias):  # 64-bit pseudonyms: ~3e-10 for 100,000 borrowers
+        raise PrivacyError("two borrowers got the same pseudonym; use another AGRICREDIT_PII_KEY")
+    facts = _plot_facts(identified, areas, registry, declarations, season, borrower_alias, key)
     verdicts = verify_plots(facts, policy)
     decisions = decide_all(verdicts, policy)
 
@@ -332,13 +333,12 @@ def _records(frame: pd.DataFrame, *key: str) -> dict[Any, dict[str, Any]]:
 
 
 def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
-                season: Any, pixel_counts: pd.Series, alias: Mapping[str, str], key: PseudonymKey) -> list[PlotFacts]:
+                season: Any, alias: Mapping[str, str], key: PseudonymKey) -> list[PlotFacts]:
     """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous)."""
     registered = _records(registry, "plot_id")
     declared = _records(declarations, "plot_id", "borrower_id")
     features = _records(season.plots, "plot_id") if len(season.plots) else {}
     measured = _records(areas.reset_index(drop=True), "plot_id")
-    pixels = pixel_counts.to_dict()
     owner = dict(zip(checked["plot_id"], checked["borrower_id"]))
     facts = []
     for row in checked.itertuples(index=False):
@@ -366,7 +366,7 @@ def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.Dat
             registry_holder_id=pseudonym(key, "borrower", holder) if holder else None,
             declared_mu=float(own["declared_mu"]) if own else math.nan,
             declared_crop=str(own["declared_crop"]) if own else None,
-            pixel_count=_finite_or_nan(pixels.get(plot_id)),
+            pixel_count=_finite_or_nan(feature.get("pixel_count")),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
             cropped_mu_at_peak=_finite_or_nan(feature.get("cropped_area_mu_at_peak")),
             peak_ndvi=_finite_or_nan(feature.get("peak_ndvi")),
             satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in season.flags.get(plot_id, [])),
