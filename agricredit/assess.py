@@ -38,7 +38,7 @@ from agricredit.errors import InputError, InputNotFoundError, PrivacyError, Sche
 from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
-from agricredit.privacy import PseudonymKey, find_pii, pseudonym
+from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
 from agricredit.season import assess_season, discover_acquisitions, observation_table
 from agricredit.seeds import load_crops
 from agricredit.tables import read_borrowers, read_declarations, read_registry
@@ -255,8 +255,6 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
 
     _stage(progress, "cross-verification and limits")
     borrower_alias = {b: pseudonym(key, "borrower", b) for b in sorted(set(checked["borrower_id"]))}
-    if len(set(borrower_alias.values())) != len(borrower_alias):  # 64-bit pseudonyms: ~3e-10 for 100,000 borrowers
-        raise PrivacyError("two borrowers got the same pseudonym; use another AGRICREDIT_PII_KEY")
     facts = _plot_facts(identified, areas, registry, declarations, season, borrower_alias, key)
     verdicts = verify_plots(facts, policy)
     decisions = decide_all(verdicts, policy)
@@ -267,8 +265,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         verdicts_of.setdefault(verdict.borrower_id, []).append(verdict)
     audit = [audit_record(d, verdicts_of[d.borrower_id], policy, inputs) for d in decisions]
 
-    villages = {borrower_alias[b]: v for b, v in zip(borrowers["borrower_id"], borrowers["village"])
-                if b in borrower_alias}
+    public = pseudonymise_borrowers(borrowers, key)  # the allow-listed columns; refuses a pseudonym collision
+    villages = dict(zip(public["pseudonym"], public["village"]))
     return Assessment(
         policy=policy,
         plots=_plot_rows(checked, areas, verdicts, season, borrower_alias),
