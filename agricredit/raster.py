@@ -4,7 +4,8 @@ The boundary is :func:`open_product`: a multiband GeoTIFF/COG, a folder of
 per-band files (including a ``.SAFE`` ``GRANULE/*/IMG_DATA`` tree and Landsat
 Collection 1/2 folders), a local STAC item JSON, or an NDVI raster written by
 this module all become one :class:`Product` (opened lazily: no pixels read).
-:func:`read_ndvi` reads NDVI and the cloud mask for any window of it;
+:func:`read_ndvi` reads NDVI and the cloud mask for any window of it (an
+:class:`NdviReader` keeps the files open to read many windows);
 :func:`write_ndvi_cog` writes the whole tile as a Cloud-Optimized GeoTIFF in
 bounded memory.
 
@@ -88,7 +89,7 @@ _SKIP_NAME = re.compile(r"(preview|_PVI|_TCI|MSK_)", re.IGNORECASE)
 #: Landsat product IDs (Collection 1/2, e.g. LC08_L2SP_123045_20210704_20210713_02_T1) and pre-collection scene IDs.
 _LANDSAT_ID = re.compile(r"^L[CEOTM]0\d_L\w{3}_\d{6}_\d{8}_\d{8}_\d{2}_(T1|T2|RT)$|^L[CEOTM]\d{14}[A-Z]{3}\d{2}$", re.IGNORECASE)
 #: Product metadata files that mark the top folder of a product (S2 MTD_MSIL1C/L2A.xml, Landsat *_MTL.txt).
-_PRODUCT_METADATA = re.compile(r"^MTD_MSIL?\w*\.xml$|_MTL\.txt$", re.IGNORECASE)
+_PRODUCT_METADATA = re.compile(r"^MTD_MSIL?\w*\.xml$|_MTL\.(txt|xml|json)$", re.IGNORECASE)
 #: Tags copied from inputs to the NDVI output (provenance, never personal data).
 _CARRIED_TAGS = ("SIMULATED", "PROVENANCE", "LICENSE")
 
@@ -439,36 +440,32 @@ def is_product_folder(path: str | os.PathLike[str]) -> bool:
     product folder below it.
     """
     path = Path(path)
-    if not path.is_dir():
-        return False
-    if path.suffix.lower() == ".safe" or _LANDSAT_ID.match(path.name):
-        return True
-    children = sorted(path.iterdir())
-    if any(_PRODUCT_METADATA.search(c.name) and c.is_file() for c in children):
-        return True
-    if any(c.is_dir() and is_product_folder(c) for c in children):
-        return False
-    names = [c.name for c in children if c.suffix.lower() in _RASTER_SUFFIXES and c.is_file()]
-    return any(
-        all(any(sensors.band_token(alias).search(n) for alias in aliases[role] for n in names) for role in ("red", "nir"))
-        for aliases in _ALIASES.values()
-    )
+    return path.is_dir() and _product_folders(path) == [path]
 
 
 def _product_folders(path: Path) -> list[Path]:
-    """The product folders inside ``path`` (not inside products)."""
-    found = []
-    for child in sorted(path.iterdir()):
-        if child.is_dir():
-            found.extend([child] if is_product_folder(child) else _product_folders(child))
-    return found
+    """The product folders at or below the folder ``path``: itself if it is one, else those inside it."""
+    if path.suffix.lower() == ".safe" or _LANDSAT_ID.match(path.name):
+        return [path]
+    children = sorted(path.iterdir())
+    if any(_PRODUCT_METADATA.search(c.name) and c.is_file() for c in children):
+        return [path]
+    inner = [p for c in children if c.is_dir() for p in _product_folders(c)]
+    if inner:
+        return inner
+    names = [c.name for c in children if c.suffix.lower() in _RASTER_SUFFIXES and c.is_file()]
+    red_nir = any(
+        all(any(sensors.band_token(alias).search(n) for alias in aliases[role] for n in names) for role in ("red", "nir"))
+        for aliases in _ALIASES.values()
+    )
+    return [path] if red_nir else []
 
 
 def _folder_found(path: Path, bands: dict[str, int] | None) -> _Found:
     """Band files of a folder (``.SAFE`` tree, Landsat folder) and its product metadata."""
     if bands is not None:
         raise InputError("--bands applies to a multiband file, not to a folder", path=path)
-    if not is_product_folder(path) and len(inner := _product_folders(path)) > 1:
+    if len(inner := _product_folders(path)) > 1:
         raise InputError(f"holds {len(inner)} products ({inner[0].name}, ...), not one; give them one by one "
                          "(or the folder to a season command, which reads each)", path=path)
     files = [
@@ -918,6 +915,9 @@ def _full_window(product: Product) -> Window:
 
 def read_ndvi(product: Product, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read NDVI and the cloud mask of ``product`` for ``window`` (whole tile if None).
+
+    Opens and closes the product's files; to read many windows of one product, use
+    one :class:`NdviReader`.
 
     Returns
     -------

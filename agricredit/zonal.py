@@ -144,7 +144,8 @@ def open_tile(path: str | os.PathLike[str] | Product, date: dt.date | None = Non
     ----------
     path
         A file, product folder or STAC item JSON; or a
-        :class:`~agricredit.raster.Product` already opened (not opened again).
+        :class:`~agricredit.raster.Product` already opened (not opened again;
+        ``reader_options`` do not apply to it).
     date
         The acquisition date, overriding the product's.
     **reader_options

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import subprocess
 import sys
@@ -87,21 +88,26 @@ def test_folder_of_landsat_product_folders_gives_one_acquisition_each(tmp_path):
 
 
 def test_open_product_refuses_a_folder_of_several_products(tmp_path):
-    for i, d in enumerate(["2022-06-12", "2022-07-02"]):
-        s2_safe(tmp_path / "tiles", *_dn(i), CLEAR_SCL, date=d)
+    safes = [s2_safe(tmp_path / "tiles" / "2022", *_dn(i), CLEAR_SCL, date=d) for i, d in enumerate(["2022-06-12", "2022-07-02"])]
     with pytest.raises(InputError, match="2 products"):
         raster.open_product(tmp_path / "tiles")
+    band_folder = _s2_band_folder(tmp_path / "tiles", *_dn(3))  # band files beside a folder of products
+    assert [raster.is_product_folder(p) for p in (*safes, band_folder, band_folder / "2022")] == [True, True, False, False]
+    assert raster.is_product_folder(_s2_band_folder(tmp_path / "alone", *_dn(4)))
 
 
-def test_band_folder_is_one_product_and_loose_files_beside_products_are_read(tmp_path):
+def test_band_folder_is_one_product_and_loose_files_beside_products_are_read(tmp_path, caplog):
     red, nir = _dn(1)
     band_folder = _s2_band_folder(tmp_path / "tiles" / "scene", red, nir)
     safe = s2_safe(tmp_path / "tiles", *_dn(2), CLEAR_SCL, date="2022-07-02")
     ndvi_file = tmp_path / "tiles" / "NDVI_20220801.tif"
     write_tif(ndvi_file, [np.full(SHAPE, 0.5, np.float32)])  # an untagged float NDVI raster
-    found = season.discover_acquisitions(tmp_path / "tiles", processing_baseline="04.00")
+    write_tif(tmp_path / "tiles" / "dem_20220901.tif", [red, red])  # not a product: skipped with a warning
+    with caplog.at_level(logging.WARNING, logger="agricredit.season"):
+        found = season.discover_acquisitions(tmp_path / "tiles", processing_baseline="04.00")
     assert [(a.date.isoformat(), a.paths) for a in found] == [
         ("2022-06-12", (band_folder.resolve(),)), ("2022-07-02", (safe.resolve(),)), ("2022-08-01", (ndvi_file.resolve(),))]
+    assert "dem_20220901.tif" in caplog.text and "--bands" in caplog.text
 
 
 # ----------------------------------------------------------------------------- errors and reader options
