@@ -4,7 +4,8 @@ The boundary is :func:`open_product`: a multiband GeoTIFF/COG, a folder of
 per-band files (including a ``.SAFE`` ``GRANULE/*/IMG_DATA`` tree and Landsat
 Collection 1/2 folders), a local STAC item JSON, or an NDVI raster written by
 this module all become one :class:`Product` (opened lazily: no pixels read).
-:func:`read_ndvi` reads NDVI and the cloud mask for any window of it;
+:func:`read_ndvi` reads NDVI and the cloud mask for any window of it (an
+:class:`NdviReader` keeps the files open to read many windows);
 :func:`write_ndvi_cog` writes the whole tile as a Cloud-Optimized GeoTIFF in
 bounded memory.
 
@@ -36,7 +37,7 @@ import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlparse
 
 import affine
@@ -67,7 +68,9 @@ __all__ = [
     "BandRef",
     "Product",
     "NdviReport",
+    "NdviReader",
     "open_product",
+    "is_product_folder",
     "read_ndvi",
     "ndvi_dataarray",
     "ndvi_from_dn",
@@ -83,6 +86,10 @@ BLOCK = 512
 _RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt"}
 _SKIP_PARTS = {"QI_DATA", "AUX_DATA", "HTML", "rep_info"}
 _SKIP_NAME = re.compile(r"(preview|_PVI|_TCI|MSK_)", re.IGNORECASE)
+#: Landsat product IDs (Collection 1/2, e.g. LC08_L2SP_123045_20210704_20210713_02_T1) and pre-collection scene IDs.
+_LANDSAT_ID = re.compile(r"^L[CEOTM]0\d_L\w{3}_\d{6}_\d{8}_\d{8}_\d{2}_(T1|T2|RT)$|^L[CEOTM]\d{14}[A-Z]{3}\d{2}$", re.IGNORECASE)
+#: Product metadata files that mark the top folder of a product (S2 MTD_MSIL1C/L2A.xml, Landsat *_MTL.txt).
+_PRODUCT_METADATA = re.compile(r"^MTD_MSIL?\w*\.xml$|_MTL\.(txt|xml|json)$", re.IGNORECASE)
 #: Tags copied from inputs to the NDVI output (provenance, never personal data).
 _CARRIED_TAGS = ("SIMULATED", "PROVENANCE", "LICENSE")
 
@@ -424,10 +431,43 @@ def _file_found(path: Path, bands: dict[str, int] | None) -> _Found:
     return _Found(candidates, sensor, [path.name], tags)
 
 
+def is_product_folder(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` is the folder of one product (its files, not a folder holding products).
+
+    That is: a ``.SAFE``; a folder named by a Landsat product or scene ID; a folder
+    with product metadata directly inside (``MTD_MSI*.xml``, ``*_MTL.txt``); or a
+    folder with the red and NIR band files of some sensor directly inside and no
+    product folder below it.
+    """
+    path = Path(path)
+    return path.is_dir() and _product_folders(path) == [path]
+
+
+def _product_folders(path: Path) -> list[Path]:
+    """The product folders at or below the folder ``path``: itself if it is one, else those inside it."""
+    if path.suffix.lower() == ".safe" or _LANDSAT_ID.match(path.name):
+        return [path]
+    children = sorted(path.iterdir())
+    if any(_PRODUCT_METADATA.search(c.name) and c.is_file() for c in children):
+        return [path]
+    inner = [p for c in children if c.is_dir() for p in _product_folders(c)]
+    if inner:
+        return inner
+    names = [c.name for c in children if c.suffix.lower() in _RASTER_SUFFIXES and c.is_file()]
+    red_nir = any(
+        all(any(sensors.band_token(alias).search(n) for alias in aliases[role] for n in names) for role in ("red", "nir"))
+        for aliases in _ALIASES.values()
+    )
+    return [path] if red_nir else []
+
+
 def _folder_found(path: Path, bands: dict[str, int] | None) -> _Found:
     """Band files of a folder (``.SAFE`` tree, Landsat folder) and its product metadata."""
     if bands is not None:
         raise InputError("--bands applies to a multiband file, not to a folder", path=path)
+    if len(inner := _product_folders(path)) > 1:
+        raise InputError(f"holds {len(inner)} products ({inner[0].name}, ...), not one; give them one by one "
+                         "(or the folder to a season command, which reads each)", path=path)
     files = [
         p
         for p in sorted(path.rglob("*"))
@@ -448,7 +488,7 @@ def _folder_found(path: Path, bands: dict[str, int] | None) -> _Found:
 def _stac_found(path: Path) -> _Found:
     """Assets, sensor, baseline, date and asset scales of a local STAC item JSON."""
     try:
-        item = json.loads(path.read_text())
+        item = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CorruptInputError(f"not a readable STAC item JSON: {error}", path=path) from error
     if not isinstance(item, dict) or not isinstance(item.get("assets"), dict):
@@ -503,7 +543,7 @@ def _ndvi_product(path: Path, date: datetime.date | None) -> Product:
         red=BandRef(path, 1),
         mask_rule=tags.get("MASK_RULE", "none"),
         processing_baseline=tags.get("PROCESSING_BASELINE") or None,
-        tags=tuple((k, v) for k, v in tags.items() if k in _CARRIED_TAGS or k == "CLOUD_FRACTION"),
+        tags=tuple((k, v) for k, v in tags.items() if k in _CARRIED_TAGS),
         **grid,
     )
 
@@ -593,7 +633,7 @@ def _landsat_mtl(mtl_path: Path) -> dict[str, Any]:
 def _read_mtl(mtl_path: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """``KEY = value`` pairs of an MTL: the first of each key, and the ``REFLECTANCE_*`` ones per GROUP."""
     try:
-        lines = mtl_path.read_text(errors="replace").splitlines()
+        lines = mtl_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as error:
         raise InputNotFoundError(f"cannot read: {error.strerror}", path=mtl_path) from error
     values: dict[str, str] = {}
@@ -778,15 +818,22 @@ def ndvi_from_dn(
     return ndvi, fill
 
 
-class _Reader:
-    """Open datasets of one product, for one thread; reads windows."""
+class NdviReader:
+    """The open datasets of one product, reading NDVI by window; a context manager.
+
+    Open one per product (and per thread: a GDAL dataset may move between threads
+    but not be shared) and read any number of windows with it: the bands, the
+    quality band and its resampling VRT are opened once, not per window. A file
+    holding several of the bands is opened once.
+    """
 
     def __init__(self, product: Product):
         self.product = product
         self._stack = contextlib.ExitStack()
+        self._datasets: dict[Path, rasterio.DatasetReader] = {}
         try:
-            self.red = self._stack.enter_context(_open(product.red.path))
-            self.nir = self._stack.enter_context(_open(product.nir.path)) if product.nir else None
+            self.red = self._dataset(product.red.path)
+            self.nir = self._dataset(product.nir.path) if product.nir else None
             self.mask = self._on_grid(product.mask)
             self.external = self._on_grid(product.external_mask)
             self.footprint = product.sensor == "ndvi" and MaskFlags.per_dataset in self.red.mask_flag_enums[0]
@@ -794,11 +841,22 @@ class _Reader:
             self._stack.close()
             raise
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _dataset(self, path: Path) -> rasterio.DatasetReader:
+        if path not in self._datasets:
+            self._datasets[path] = self._stack.enter_context(_open(path))
+        return self._datasets[path]
+
     def _on_grid(self, ref: BandRef | None):
         """Open a quality/mask band on the product grid (a nearest-resampling VRT if on another grid)."""
         if ref is None:
             return None
-        ds = self._stack.enter_context(_open(ref.path))
+        ds = self._dataset(ref.path)
         p = self.product
         if ds.crs == p.crs and ds.shape == p.shape and ds.transform.almost_equals(p.transform):
             return ds
@@ -816,9 +874,13 @@ class _Reader:
         except RasterioError as error:
             raise CorruptInputError(f"cannot read pixels (truncated or corrupt file?): {error}", path=ref.path) from error
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (ndvi, cloud, fill) for ``window``."""
+    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``(ndvi, cloud, fill)`` for ``window`` (whole tile if None); see :func:`read_ndvi`.
+
+        ``fill`` is True where an input is no data (outside the acquisition).
+        """
         p = self.product
+        window = window or _full_window(p)
         if p.sensor == "ndvi":
             return self._read_ndvi(window)
         assert p.nir is not None
@@ -840,11 +902,10 @@ class _Reader:
         """(ndvi, cloud, fill) of an NDVI raster: cloud = NaN pixels its internal mask marks as observed."""
         ndvi = self._read(self.red, self.product.red, window).astype(np.float32, copy=False)
         fill = self.red.read_masks(1, window=window) == 0 if self.footprint else np.zeros(ndvi.shape, bool)
-        no_cloud = dict(self.product.tags).get("CLOUD_FRACTION") in ("0", "0.0")
-        cloud = np.zeros(ndvi.shape, bool) if no_cloud else np.isnan(ndvi) & ~fill
-        return ndvi, cloud, fill
+        return ndvi, np.isnan(ndvi) & ~fill, fill
 
     def close(self) -> None:
+        """Close every dataset this reader opened."""
         self._stack.close()
 
 
@@ -855,6 +916,9 @@ def _full_window(product: Product) -> Window:
 def read_ndvi(product: Product, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read NDVI and the cloud mask of ``product`` for ``window`` (whole tile if None).
 
+    Opens and closes the product's files; to read many windows of one product, use
+    one :class:`NdviReader`.
+
     Returns
     -------
     ndvi, cloud
@@ -862,11 +926,8 @@ def read_ndvi(product: Product, window: Window | None = None) -> tuple[np.ndarra
         removed the pixel (not for plain no data). For an NDVI raster written by
         :func:`write_ndvi_cog`, ``cloud`` = NaN pixels its internal mask marks as observed.
     """
-    reader = _Reader(product)
-    try:
-        ndvi, cloud, _ = reader.read(window or _full_window(product))
-    finally:
-        reader.close()
+    with NdviReader(product) as reader:
+        ndvi, cloud, _ = reader.read(window)
     return ndvi, cloud
 
 
@@ -914,11 +975,11 @@ def _iter_blocks(product: Product, windows: list[Window], workers: int) -> Itera
     Each thread borrows one of ``workers`` readers (opened and closed here, in the
     calling thread: a GDAL dataset may move between threads but not be shared).
     """
-    readers: queue.SimpleQueue[_Reader] = queue.SimpleQueue()
-    opened: list[_Reader] = []
+    readers: queue.SimpleQueue[NdviReader] = queue.SimpleQueue()
+    opened: list[NdviReader] = []
     try:
         for _ in range(workers):
-            opened.append(_Reader(product))
+            opened.append(NdviReader(product))
             readers.put(opened[-1])
 
         def work(window: Window):
@@ -951,7 +1012,6 @@ def _iter_blocks(product: Product, windows: list[Window], workers: int) -> Itera
 
 def _output_tags(product: Product, cloud_fraction: float, valid_fraction: float) -> dict[str, str]:
     tags = dict(product.tags)
-    tags.pop("CLOUD_FRACTION", None)
     tags.update(
         AGRICREDIT_PRODUCT="ndvi",
         AGRICREDIT_SENSOR=product.sensor,
@@ -990,7 +1050,7 @@ def write_ndvi_cog(
     product
         From :func:`open_product`.
     out_path
-        The ``.tif`` to write (atomically); ``-`` is refused.
+        The ``.tif`` to write (atomically).
     quicklook
         Also write a colour-mapped PNG with a legend here.
     progress
@@ -1003,8 +1063,6 @@ def write_ndvi_cog(
     NdviReport
     """
     start = time.perf_counter()
-    if str(out_path) == "-":
-        raise OutputError("rasters are written to files; pass -o OUT.tif, not -o -", path="-")
     out_path = Path(out_path)
     workers = workers or min(4, os.cpu_count() or 1)
     with atomic_path(out_path) as tmp_out, tempfile.TemporaryDirectory(prefix=".ndvi-", dir=out_path.parent) as tmpdir:

@@ -45,15 +45,14 @@ from scipy.signal import savgol_filter
 from scipy.sparse.linalg import spsolve
 
 from agricredit.errors import (
-    AgricreditError,
     CorruptInputError,
     InputError,
     InputNotFoundError,
-    MissingMetadataError,
+    MissingBandError,
     SchemaError,
+    SensorError,
 )
 from agricredit.seeds import default_cropped_threshold, load_crops, load_templates, template_ndvi
-from agricredit.sensors import parse_date
 
 __all__ = [
     "Acquisition",
@@ -96,11 +95,20 @@ class Acquisition:
     """One observation date: every tile (file or product) acquired that day.
 
     Several tiles of one date are one observation; the zonal engine mosaics them per plot.
+    ``products`` are the products :func:`discover_acquisitions` opened, one per path
+    (``None`` for an untagged NDVI raster, read directly), so that
+    :func:`observation_table` reads them with the reader options they were found with
+    and does not open them again; empty when the acquisition was built by hand.
     """
 
     date: dt.date
     paths: tuple[Path, ...]
     sensors: tuple[str, ...] = ()
+    products: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
+
+#: One tile found: (date, sensor label, resolved path, opened product or None).
+_Found = tuple[dt.date, str, Path, Any]
 
 
 def _parse_date(text: str, *, path: Path, record: str) -> dt.date:
@@ -110,7 +118,8 @@ def _parse_date(text: str, *, path: Path, record: str) -> dt.date:
         raise SchemaError(f"date {text!r} is not YYYY-MM-DD", path=path, record=record) from error
 
 
-def _from_manifest(path: Path) -> list[tuple[dt.date, str, Path]]:
+def _from_manifest(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> list[_Found]:
+    """The rows of a manifest CSV; a row's ``sensor`` is the reader's sensor for its (raw) product."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -125,11 +134,14 @@ def _from_manifest(path: Path) -> list[tuple[dt.date, str, Path]]:
         tile = (path.parent / (row["path"] or "").strip()).resolve()
         if not row["path"] or not tile.exists():
             raise InputNotFoundError(f"tile {row['path']!r} listed in the manifest does not exist", path=path, record=f"row {number}")
-        found.append((_parse_date(row["date"] or "", path=path, record=f"row {number}"), (row.get("sensor") or "").strip(), tile))
+        date = _parse_date(row["date"] or "", path=path, record=f"row {number}")
+        sensor = (row.get("sensor") or "").strip()
+        if keep(date):
+            found.extend(_from_file(tile, date=date, label=sensor, **({**options, "sensor": sensor} if sensor else options)))
     return found
 
 
-def _from_stac(path: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
+def _from_stac(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> list[_Found]:
     """A STAC Item (one product, opened by the NDVI reader) or an ItemCollection.
 
     An item of a collection is referenced by its local ``self`` link if it has
@@ -168,36 +180,42 @@ def _from_stac(path: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
         tile = (path.parent / href.removeprefix("file://")).resolve()
         if not tile.exists():
             raise InputNotFoundError(f"asset {href!r} does not exist", path=path, record=record)
-        sensor = str(props.get("platform") or props.get("constellation") or "")
-        found.append((_parse_date(when, path=path, record=record), sensor, tile))
+        date = _parse_date(when, path=path, record=record)
+        if keep(date):
+            label = str(props.get("platform") or props.get("constellation") or "")
+            found.extend(_from_file(tile, date=date, label=label, **options))
     return found
 
 
-def _from_file(path: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
-    """One product (file, product folder or archive) opened by the NDVI reader."""
-    from agricredit.raster import open_product
+def _from_file(path: Path, *, date: dt.date | None = None, label: str | None = None, **options: Any) -> list[_Found]:
+    """One tile (file, product folder, STAC item or NDVI raster), opened as the zonal engine reads it."""
+    from agricredit.zonal import open_tile
 
-    product = open_product(path, **options)
-    date = product.date or parse_date(path.name)
-    if date is None:
-        raise MissingMetadataError("no acquisition date in the metadata or the file name", path=path)
-    return [(date, str(product.sensor or ""), path.resolve())]
+    tile = open_tile(path.resolve(), date=date, **options)
+    product = tile.product
+    sensor = label if label is not None else str(getattr(product, "sensor", "") or "")
+    return [(dt.date.fromisoformat(tile.date), sensor, path.resolve(), product)]
 
 
-def _from_folder(folder: Path, **options: Any) -> list[tuple[dt.date, str, Path]]:
-    """A folder that is one product (per-band files, ``.SAFE``), or holds products at any depth."""
-    if folder.suffix.lower() in PRODUCT_SUFFIXES:
+def _from_folder(folder: Path, **options: Any) -> list[_Found]:
+    """A folder that is one product (``.SAFE``, Landsat folder, band files), or holds products and files at any depth.
+
+    A raster file met on the way that is not a product (no sensor or bands found
+    in it) is skipped with a warning; any other error stops with its message.
+    """
+    from agricredit.raster import is_product_folder
+
+    if is_product_folder(folder):
         return _from_file(folder, **options)
-    try:
-        return _from_file(folder, **options)
-    except AgricreditError:
-        pass  # not a product itself: look inside
     found = []
     for entry in sorted(folder.iterdir()):
         if entry.is_dir():
             found.extend(_from_folder(entry, **options))
         elif entry.suffix.lower() in RASTER_SUFFIXES + PRODUCT_SUFFIXES:
-            found.extend(_from_file(entry, **options))
+            try:
+                found.extend(_from_file(entry, **options))
+            except (SensorError, MissingBandError) as error:
+                logger.warning("skipped, not a product: %s", error)
     return found
 
 
@@ -209,19 +227,25 @@ def discover_acquisitions(
 ) -> list[Acquisition]:
     """Find the acquisitions of a season and group them by date.
 
+    Every tile is opened once, here (as :func:`agricredit.zonal.open_tile` reads
+    it), and carried in its :class:`Acquisition` for :func:`observation_table`.
+
     Parameters
     ----------
     source
-        One or several of: a raster file or product, a folder (searched
-        recursively for rasters and ``.SAFE``/``.zip`` products), a manifest CSV
-        with columns ``date,sensor,path`` (paths relative to the CSV), or a local
-        STAC Item / ItemCollection JSON.
+        One or several of: a raster file or product (a ``.SAFE`` or Landsat
+        product folder, a folder of band files, a STAC item JSON); a folder
+        holding products and files at any depth; a manifest CSV with columns
+        ``date,sensor,path`` (paths relative to the CSV; the date wins over the
+        tile's; ``sensor``, if given, is the reader's sensor of a raw product); or
+        a local STAC ItemCollection JSON.
     start, end
         Keep acquisitions on or after ``start`` and on or before ``end``
         (inclusive). A season may cross 1 January: ``start=2022-10-01,
         end=2023-06-30``.
     **reader_options
-        Passed to :func:`agricredit.raster.open_product` for files and folders.
+        Passed to :func:`agricredit.raster.open_product` (``sensor``,
+        ``processing_baseline``, ``mask_classes`` ...) for every product.
 
     Returns
     -------
@@ -233,7 +257,11 @@ def discover_acquisitions(
     end_date = dt.date.fromisoformat(str(end)) if end is not None else None
     if start_date and end_date and start_date > end_date:
         raise InputError(f"season start {start_date} is after its end {end_date}")
-    found: list[tuple[dt.date, str, Path]] = []
+
+    def keep(date: dt.date) -> bool:
+        return not ((start_date and date < start_date) or (end_date and date > end_date))
+
+    found: list[_Found] = []
     for item in sources:
         path = Path(item)
         if not path.exists():
@@ -242,20 +270,21 @@ def discover_acquisitions(
         if path.is_dir():
             found.extend(_from_folder(path, **reader_options))
         elif suffix == ".csv":
-            found.extend(_from_manifest(path))
+            found.extend(_from_manifest(path, keep, **reader_options))
         elif suffix in (".json", ".geojson"):
-            found.extend(_from_stac(path, **reader_options))
+            found.extend(_from_stac(path, keep, **reader_options))
         else:
             found.extend(_from_file(path, **reader_options))
-    by_date: dict[dt.date, tuple[set[Path], set[str]]] = {}
-    for date, sensor, path in found:
-        if (start_date and date < start_date) or (end_date and date > end_date):
+    by_date: dict[dt.date, tuple[dict[Path, Any], set[str]]] = {}
+    for date, sensor, path, product in found:
+        if not keep(date):
             continue
-        paths, sensors = by_date.setdefault(date, (set(), set()))
-        paths.add(path)
+        products, sensors = by_date.setdefault(date, ({}, set()))
+        products.setdefault(path, product)
         if sensor:
             sensors.add(sensor)
-    acquisitions = [Acquisition(date, tuple(sorted(p)), tuple(sorted(s))) for date, (p, s) in sorted(by_date.items())]
+    acquisitions = [Acquisition(date, tuple(sorted(p)), tuple(sorted(s)), tuple(p[k] for k in sorted(p)))
+                    for date, (p, s) in sorted(by_date.items())]
     logger.info("%d acquisition dates (%d tiles)", len(acquisitions), sum(len(a.paths) for a in acquisitions))
     return acquisitions
 
@@ -268,7 +297,9 @@ def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
     """The zonal engine's long table (one row per plot and date) of ``plots`` over a season.
 
     Each tile is dated by its acquisition (so a manifest's date wins over the
-    file's), and the tiles of one date are mosaicked per plot.
+    file's), and the tiles of one date are mosaicked per plot. The products
+    :func:`discover_acquisitions` opened are read as they are (with its reader
+    options), not opened again.
 
     Parameters
     ----------
@@ -281,7 +312,9 @@ def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
     """
     from agricredit.zonal import open_tile, zonal_stats
 
-    tiles = [open_tile(path, date=acquisition.date) for acquisition in acquisitions for path in acquisition.paths]
+    tiles = [open_tile(product if product is not None else path, date=acquisition.date)
+             for acquisition in acquisitions
+             for path, product in zip(acquisition.paths, acquisition.products or [None] * len(acquisition.paths))]
     return zonal_stats(plots, tiles, progress=progress)
 
 

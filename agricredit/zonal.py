@@ -33,13 +33,14 @@ in the style of rasterstats); :func:`zonal_stats` wraps it in a DataFrame.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -59,10 +60,13 @@ from agricredit.errors import (
     MissingMetadataError,
 )
 from agricredit.plots import MU_PER_HA, geodesic_area_perimeter, to_wgs84
+from agricredit.seeds import default_cropped_threshold
 from agricredit.sensors import parse_date
 
+if TYPE_CHECKING:
+    from agricredit.raster import Product
+
 __all__ = [
-    "FALLBACK_CROPPED_THRESHOLD",
     "PARTIAL_COVERAGE",
     "STAT_COLUMNS",
     "Tile",
@@ -76,9 +80,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: NDVI at or above which a pixel counts as cropped when the crop table gives none.
-FALLBACK_CROPPED_THRESHOLD = 0.4
 
 #: Flag of a plot–date whose plot lies partly outside every tile of that date.
 PARTIAL_COVERAGE = "PARTIAL_COVERAGE"
@@ -102,11 +103,7 @@ STAT_COLUMNS = (
 
 
 def default_threshold() -> float:
-    """The NDVI threshold for cropped area: the crop table's default, else :data:`FALLBACK_CROPPED_THRESHOLD`."""
-    try:
-        from agricredit.seeds import default_cropped_threshold
-    except ImportError:  # pragma: no cover - seeds ships with the package
-        return FALLBACK_CROPPED_THRESHOLD
+    """The NDVI threshold for cropped area: the crop table's default."""
     return float(default_cropped_threshold())
 
 
@@ -130,11 +127,12 @@ class Tile:
     product: Any = field(default=None, compare=False, repr=False)
 
 
-def open_tile(path: str | os.PathLike[str], date: dt.date | None = None) -> Tile:
+def open_tile(path: str | os.PathLike[str] | Product, date: dt.date | None = None, **reader_options: Any) -> Tile:
     """Open an NDVI raster or a raw product and find its grid and date.
 
     Products that :func:`agricredit.raster.open_product` knows (raw sensor
-    products, and NDVI COGs written by ``agricredit ndvi``, tagged
+    products as files, folders such as ``.SAFE`` and Landsat product folders, or
+    local STAC item JSON; and NDVI COGs written by ``agricredit ndvi``, tagged
     ``AGRICREDIT_PRODUCT=ndvi``) are read through it, so its cloud and no-data
     rules apply. An untagged single floating-point band is read as NDVI
     directly (NaN = invalid, counted as cloud). The date is ``date`` if given
@@ -142,52 +140,82 @@ def open_tile(path: str | os.PathLike[str], date: dt.date | None = None) -> Tile
     ``ACQUISITION_DATE`` tag's, else the first ``YYYYMMDD`` / ``YYYY-MM-DD`` in
     the file name.
 
+    Parameters
+    ----------
+    path
+        A file, product folder or STAC item JSON; or a
+        :class:`~agricredit.raster.Product` already opened (not opened again;
+        ``reader_options`` do not apply to it).
+    date
+        The acquisition date, overriding the product's.
+    **reader_options
+        Passed to :func:`agricredit.raster.open_product` (``sensor``,
+        ``processing_baseline``, ``mask_classes`` ...). NDVI rasters are read as
+        NDVI whatever ``sensor`` says (it names the sensor they were computed from).
+
     Raises
     ------
     InputNotFoundError, CorruptInputError, CRSError, MissingMetadataError, SensorError
     """
-    name = str(path)
-    if not Path(name).exists():
-        raise InputNotFoundError("tile not found", path=name)
-    try:
-        with rasterio.open(name) as src:
-            tags = src.tags()
-            plain_ndvi = "AGRICREDIT_PRODUCT" not in tags and src.count == 1 and np.issubdtype(
-                np.dtype(src.dtypes[0]), np.floating)
-            crs, transform, width, height = src.crs, src.transform, src.width, src.height
-    except rasterio.errors.RasterioIOError as error:
-        raise CorruptInputError(f"cannot open raster: {error}", path=name) from error
-    product = None
-    if not plain_ndvi:
-        from agricredit.raster import open_product
+    from agricredit.raster import Product, open_product
 
-        product = open_product(name, date=date)
-        crs, transform, width, height, date = product.crs, product.transform, product.width, product.height, product.date
+    tags: dict[str, str] = {}
+    if isinstance(path, Product):
+        product, name = path, str(path.path)
+    else:
+        name, product = str(path), None
+        if not Path(name).exists():
+            raise InputNotFoundError("tile not found", path=name)
+        if Path(name).is_file() and Path(name).suffix.lower() != ".json":
+            try:
+                with rasterio.open(name) as src:
+                    tags = src.tags()
+                    plain_ndvi = "AGRICREDIT_PRODUCT" not in tags and src.count == 1 and np.issubdtype(
+                        np.dtype(src.dtypes[0]), np.floating)
+                    crs, transform, width, height = src.crs, src.transform, src.width, src.height
+            except rasterio.errors.RasterioIOError as error:
+                raise CorruptInputError(f"cannot open raster: {error}", path=name) from error
+        else:
+            plain_ndvi = False
+        if not plain_ndvi:
+            if tags.get("AGRICREDIT_PRODUCT") == "ndvi":
+                reader_options = {k: v for k, v in reader_options.items() if k != "sensor"}
+            product = open_product(name, date=date, **reader_options)
+    if product is not None:
+        crs, transform, width, height = product.crs, product.transform, product.width, product.height
+        date = date or product.date
     date = date or parse_date(tags.get("ACQUISITION_DATE")) or parse_date(Path(name).name)
     if crs is None:
         raise CRSError("raster has no CRS", path=name)
     if date is None:
         raise MissingMetadataError("no acquisition date (ACQUISITION_DATE tag or YYYYMMDD in the name)", path=name)
-    return Tile(name, date.isoformat(), pyproj.CRS(crs.to_wkt()), transform,
-                width, height, product)
+    return Tile(name, date.isoformat(), pyproj.CRS(crs.to_wkt()), transform, width, height, product)
 
 
-def _read_ndvi_window(tile: Tile, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """NDVI (float32, NaN = invalid) and cloud mask of ``window`` of ``tile``.
+@contextlib.contextmanager
+def _tile_reader(tile: Tile) -> Iterator[Callable[[Window], tuple[np.ndarray, np.ndarray]]]:
+    """Open ``tile`` once; yield a function reading NDVI (float32, NaN = invalid) and the cloud mask of a window.
 
     The one place where tiles are read: products go through
-    ``agricredit.raster.read_ndvi``; in an untagged NDVI raster every invalid
+    :class:`agricredit.raster.NdviReader`; in an untagged NDVI raster every invalid
     pixel counts as cloud (the raster does not say why).
     """
     if tile.product is not None:
-        from agricredit.raster import read_ndvi
+        from agricredit.raster import NdviReader
 
-        ndvi, cloud = read_ndvi(tile.product, window=window)
-        return np.asarray(ndvi, dtype=np.float32), np.asarray(cloud, dtype=bool)
+        with NdviReader(tile.product) as reader:
+            def read_product(window: Window) -> tuple[np.ndarray, np.ndarray]:
+                ndvi, cloud, _ = reader.read(window)
+                return np.asarray(ndvi, dtype=np.float32), np.asarray(cloud, dtype=bool)
+
+            yield read_product
+        return
     with rasterio.open(tile.path) as src:
-        ndvi = src.read(1, window=window, masked=True)
-    ndvi = np.ma.filled(ndvi.astype(np.float32, copy=False), np.nan)
-    return ndvi, np.isnan(ndvi)
+        def read_raster(window: Window) -> tuple[np.ndarray, np.ndarray]:
+            ndvi = np.ma.filled(src.read(1, window=window, masked=True).astype(np.float32, copy=False), np.nan)
+            return ndvi, np.isnan(ndvi)
+
+        yield read_raster
 
 
 # --------------------------------------------------------------------------- grids and weights
@@ -473,42 +501,47 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
     Returns per block ``(ndvi, cloud, inside)`` over its ``ids``: NDVI (float32,
     NaN where no tile is valid), cloud (no tile valid and one says cloud), inside
     (some tile covers the cell). Strips of :data:`_STRIP_ROWS` grid rows bound the
-    memory; each tile is read once, only over the window its needed cells span.
+    memory; each tile is opened once and read once per strip, only over the window its needed cells span.
     """
     out = [(np.full(len(b.ids), np.nan, dtype=np.float32), np.zeros(len(b.ids), bool), np.zeros(len(b.ids), bool))
            for b in weights.blocks]
     tiles = sorted(tiles, key=lambda t: t.path)
     tops = np.arange(0, weights.height + _STRIP_ROWS, _STRIP_ROWS).astype(np.int64)
     bounds = [np.searchsorted(b.ids, tops * weights.width) for b in weights.blocks]
-    for s, top in enumerate(tops[:-1].tolist()):
-        pieces = [(k, int(lo[s]), int(lo[s + 1])) for k, lo in enumerate(bounds) if lo[s] < lo[s + 1]]
-        if not pieces:
-            continue
-        ids = np.concatenate([weights.blocks[k].ids[a:b] for k, a, b in pieces])
-        rows, cols = np.divmod(ids, ids.dtype.type(weights.width))
-        del ids
-        values = np.full(len(rows), np.nan, dtype=np.float32)
-        cloud, inside = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
-        for tile in tiles:
-            row0, col0 = grid.offsets[tile.path]
-            r, c = rows - row0, cols - col0
-            here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
-            inside |= here
-            todo = np.flatnonzero(here & np.isnan(values))
-            if len(todo) == 0:
+    # Each tile is opened once (its bands, quality band and resampling VRT) for all strips.
+    with contextlib.ExitStack() as stack:
+        readers: dict[str, Callable[[Window], tuple[np.ndarray, np.ndarray]]] = {}
+        for s in range(len(tops) - 1):
+            pieces = [(k, int(lo[s]), int(lo[s + 1])) for k, lo in enumerate(bounds) if lo[s] < lo[s + 1]]
+            if not pieces:
                 continue
-            r, c = r[todo], c[todo]
-            r_lo, c_lo = int(r.min()), int(c.min())
-            window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
-            tile_ndvi, tile_cloud = _read_ndvi_window(tile, window)
-            values[todo] = tile_ndvi[r - r_lo, c - c_lo]
-            cloud[todo] |= tile_cloud[r - r_lo, c - c_lo]
-        cloud &= np.isnan(values)
-        at = 0
-        for k, a, b in pieces:
-            for target, source in zip(out[k], (values, cloud, inside)):
-                target[a:b] = source[at:at + b - a]
-            at += b - a
+            ids = np.concatenate([weights.blocks[k].ids[a:b] for k, a, b in pieces])
+            rows, cols = np.divmod(ids, ids.dtype.type(weights.width))
+            del ids
+            values = np.full(len(rows), np.nan, dtype=np.float32)
+            cloud, inside = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
+            for tile in tiles:
+                row0, col0 = grid.offsets[tile.path]
+                r, c = rows - row0, cols - col0
+                here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
+                inside |= here
+                todo = np.flatnonzero(here & np.isnan(values))
+                if len(todo) == 0:
+                    continue
+                r, c = r[todo], c[todo]
+                r_lo, c_lo = int(r.min()), int(c.min())
+                window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
+                if tile.path not in readers:
+                    readers[tile.path] = stack.enter_context(_tile_reader(tile))
+                tile_ndvi, tile_cloud = readers[tile.path](window)
+                values[todo] = tile_ndvi[r - r_lo, c - c_lo]
+                cloud[todo] |= tile_cloud[r - r_lo, c - c_lo]
+            cloud &= np.isnan(values)
+            at = 0
+            for k, a, b in pieces:
+                for target, source in zip(out[k], (values, cloud, inside)):
+                    target[a:b] = source[at:at + b - a]
+                at += b - a
     return out
 
 

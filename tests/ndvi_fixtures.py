@@ -88,3 +88,12 @@ def stac_item(path: Path, assets: dict[str, str], properties: dict) -> Path:
     }
     path.write_text(json.dumps(item))
     return path
+
+
+def landsat_c2_folder(root: Path, red, nir, qa=None, *, date="2021-07-04") -> Path:
+    """A Landsat 8 Collection 2 Level-2 product folder named by its product ID (SR_B4, SR_B5, QA_PIXEL)."""
+    folder = root / f"LC08_L2SP_123045_{date.replace('-', '')}_20210713_02_T1"
+    qa = np.full(red.shape, 21824, np.uint16) if qa is None else qa  # 21824: clear land
+    for band, data in (("SR_B4", red), ("SR_B5", nir), ("QA_PIXEL", qa)):
+        write_tif(folder / f"{folder.name}_{band}.TIF", [data])
+    return folder

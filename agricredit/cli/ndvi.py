@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from agricredit import sensors
-from agricredit.cli.options import output_opt, progress_opt
+from agricredit.cli.options import progress_opt
 
 
 def _no_dash(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -35,7 +35,8 @@ def _baseline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 @click.command("ndvi")
 @click.argument("tile", type=click.Path(path_type=Path))
-@output_opt
+@click.option("-o", "--output", "output", required=True, callback=_no_dash,
+              type=click.Path(dir_okay=False, writable=True, path_type=Path, allow_dash=True), help="Output NDVI COG (.tif).")
 @click.option("--sensor", type=click.Choice(sensors.SENSORS), help="Override the detected sensor.")
 @click.option("--bands", metavar="red=N,nir=M[,mask=K]", help="Band numbers (1-based) of a multiband file.")
 @click.option("--processing-baseline", callback=_baseline, metavar="NN.NN", help="Sentinel-2 processing baseline when the product carries none.")
@@ -73,7 +74,6 @@ def command(
     """
     from agricredit.raster import open_product, write_ndvi_cog
 
-    _no_dash(click.get_current_context(), command.params[1], output)
     product = open_product(
         tile,
         sensor=sensor,

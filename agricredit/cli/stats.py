@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @click.argument("plots", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("tiles", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("tiles", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @output_opt
 @id_field_opt
 @plots_crs_opt
