@@ -44,7 +44,8 @@ def scene(tmp_path_factory):
             ring = [(x0, y0), (x0, y0 - SIZE * PIXEL), (x0 + SIZE * PIXEL, y0 - SIZE * PIXEL), (x0 + SIZE * PIXEL, y0), (x0, y0)]
             ring = [list(to_wgs.transform(x, y)) for x, y in ring]
             features.append({"type": "Feature", "properties": {"plot_id": pid, "crop": grows if grows != "bare" else "",
-                                                               "borrower": f"B{(r * 6 + c) // 2}"},
+                                                               "borrower": f"B{(r * 6 + c) // 2}",
+                                                               "borrower_id": f"B{(r * 6 + c) // 2}"},
                              "geometry": {"type": "Polygon", "coordinates": [ring]}})
     plots = root / "plots.geojson"
     plots.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
@@ -65,7 +66,12 @@ def scene(tmp_path_factory):
     manifest = root / "manifest.csv"
     manifest.write_text("\n".join(lines) + "\n")
     declarations = root / "declarations.csv"
-    declarations.write_text("plot_id,declared_crop\n" + "".join(f"{p},{t[1]}\n" for p, t in truth.items()), encoding="gbk")
+    # The assess declarations table, in GBK, with Chinese crop names for the maize plots; plot P01 is also
+    # declared (as wheat) by a borrower who does not hold it: the plot file's borrower_id chooses.
+    zh = {"maize": "玉米"}
+    rows = [f"B{i // 2},{p},{zh.get(t[1], t[1])},9.6,亩" for i, (p, t) in enumerate(truth.items())] + ["B99,P01,wheat,0.64,ha"]
+    declarations.write_text("borrower_id,plot_id,declared_crop,declared_area,area_unit\n" + "\n".join(rows) + "\n",
+                            encoding="gbk")
     return {"root": root, "plots": plots, "tiles": tiles, "manifest": manifest, "declarations": declarations, "truth": truth}
 
 
@@ -119,6 +125,19 @@ def test_train_crop_then_season_with_model(scene, tmp_path):
     result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
                                       "--crop-model", str(model_dir)])
     assert result.exit_code == 1 and "sha256" in result.output
+
+
+def test_season_plot_declared_twice_needs_the_plot_borrower(scene, tmp_path):
+    collection = json.loads(scene["plots"].read_text())
+    for feature in collection["features"]:
+        del feature["properties"]["borrower_id"]
+    plots = tmp_path / "plots.geojson"
+    plots.write_text(json.dumps(collection))
+    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(tmp_path / "x.csv"),
+                                      "--declarations", str(scene["declarations"])])
+    assert result.exit_code == 1
+    assert "plot P01 is declared by several borrowers" in result.stderr and "borrower_id" in result.stderr
+    assert "B99" not in result.stderr  # borrower IDs stay out of errors
 
 
 def test_chart_options_go_together(scene, tmp_path):
