@@ -197,7 +197,9 @@ def training_labels(
         A table with ``plot_id`` and ``label_field`` (:func:`agricredit.tables.read_labels`,
         or the plot file's attributes).
     label_field
-        Column of the observed crop; values are stripped and lower-cased, empty ones skipped.
+        Column of the observed crop; values are stripped and lower-cased, empty ones skipped,
+        and names of the crop table (code or Chinese name, :func:`agricredit.seeds.crop_aliases`)
+        become the crop code, so that the model's classes match declared crops.
     group_field
         Column grouping plots for cross-validation (e.g. ``borrower_id``), if any.
     path
@@ -216,8 +218,11 @@ def training_labels(
     label_field, group_field = _column(source, label_field), group_field and _column(source, group_field)
     if label_field not in source.columns:
         raise SchemaError(f"no label column {label_field!r} (use --label-field or --labels)", path=path)
-    labels = {str(p): str(c).strip().lower() for p, c in zip(source["plot_id"], source[label_field])
-              if c is not None and not pd.isna(c) and str(c).strip()}
+    from agricredit.seeds import crop_aliases
+
+    aliases = {name.lower(): crop for name, crop in crop_aliases().items()}
+    labels = {str(p): aliases.get(str(c).strip().lower(), str(c).strip().lower())
+              for p, c in zip(source["plot_id"], source[label_field]) if c is not None and not pd.isna(c) and str(c).strip()}
     if group_field is None:
         return labels, None
     if group_field not in source.columns:

@@ -144,3 +144,67 @@ def test_chart_options_go_together(scene, tmp_path):
     result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(tmp_path / "x.csv"),
                                       "--plot-id", "P00"])
     assert result.exit_code == 2 and "--chart" in result.output
+
+
+def _spiked_plots(scene, tmp_path):
+    """The scene's plots plus P99: P00's square with a 1 m wide bowtie on its side (repair changes the area ~0.2 %)."""
+    to_wgs = Transformer.from_crs(32618, 4326, always_xy=True)
+    x0, y0 = ORIGIN[0] + PIXEL, ORIGIN[1] - PIXEL
+    side = SIZE * PIXEL
+    ring = [(x0, y0), (x0 + side, y0), (x0 + side, y0 - side), (x0, y0 - side), (x0, y0 - 50), (x0 - 1, y0 - 30),
+            (x0 - 1, y0 - 50), (x0, y0 - 30), (x0, y0)]
+    collection = json.loads(scene["plots"].read_text())
+    collection["features"].append({"type": "Feature", "properties": {"plot_id": "P99", "borrower_id": "B98"},
+                                   "geometry": {"type": "Polygon", "coordinates": [[list(to_wgs.transform(x, y))
+                                                                                    for x, y in ring]]}})
+    path = tmp_path / "spiked.geojson"
+    path.write_text(json.dumps(collection))
+    return path
+
+
+def test_season_repair_threshold_comes_from_the_policy(scene, tmp_path):
+    plots = _spiked_plots(scene, tmp_path)
+    out = tmp_path / "season.csv"
+    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "P99" in set(pd.read_csv(out)["plot_id"])
+    policy = tmp_path / "policy.toml"
+    from agricredit.seeds import DEFAULT_POLICY_PATH
+
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    assert "repair_max_area_change = 0.01" in text
+    policy.write_text(text.replace("repair_max_area_change = 0.01", "repair_max_area_change = 0.001"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(out), "--policy", str(policy)])
+    assert result.exit_code == 3
+    assert "rejected GEOMETRY_INVALID (1): P99" in result.stderr
+    assert "P99" not in set(pd.read_csv(out)["plot_id"])
+
+
+@pytest.mark.parametrize("command", ["season", "train-crop"])
+def test_plots_crs_reaches_the_plot_reader(scene, tmp_path, command):
+    import geopandas as gpd
+
+    projected = tmp_path / "plots.gpkg"
+    gpd.read_file(scene["plots"]).to_crs(32618).to_file(projected)
+    result = CliRunner().invoke(cli, [command, str(projected), str(scene["manifest"]), "-o", str(tmp_path / "out.csv"),
+                                      "--plots-crs", "gcj02"])
+    assert result.exit_code == 1 and "needs longitude/latitude" in result.stderr
+
+
+def test_train_crop_labels_from_an_xlsx_table(scene, tmp_path):
+    import openpyxl
+
+    labels = tmp_path / "labels.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["Plot_ID", "Observed", "Borrower"])
+    for pid, (grows, *_rest) in scene["truth"].items():
+        workbook.active.append([pid, {"maize": "玉米"}.get(grows, grows) if grows != "bare" else None, f"B{pid[1]}"])
+    workbook.save(labels)
+    model_dir = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["train-crop", str(scene["plots"]), str(scene["manifest"]), "-o", str(model_dir),
+                                      "--labels", str(labels), "--label-field", "observed", "--group-field", "borrower",
+                                      "--folds", "3"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert card["classes"] == ["maize", "soybean", "wheat"] and card["n_training_plots"] == 17  # 玉米 is maize
+    assert card["cv"]["n_groups"] == 3 and "labels.xlsx" in card["training_inputs"]
