@@ -121,6 +121,9 @@ def test_train_crop_then_season_with_model(scene, tmp_path):
     table = pd.read_csv(out, keep_default_na=False).set_index("plot_id")
     assert {"p_maize", "p_soybean", "p_wheat"} <= set(table.columns)
     assert table.loc["P22", "best_crop"] == "wheat"
+    result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
+                                      "--crop-model", str(model_dir), "--min-valid", "0.3"])
+    assert result.exit_code == 1 and "min_valid_fraction 0.6, this run uses 0.3" in result.stderr
     (model_dir / "model.skops").write_bytes(b"x" + (model_dir / "model.skops").read_bytes()[1:])
     result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
                                       "--crop-model", str(model_dir)])

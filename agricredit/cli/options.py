@@ -55,8 +55,6 @@ def apply_options(options: list) -> Callable[[F], F]:
     return decorate
 
 
-_apply = apply_options
-
 #: The season period, filtering and policy of ``season`` / ``train-crop``.
 season_opts = apply_options([
     click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
@@ -74,7 +72,7 @@ season_opts = apply_options([
 
 
 #: The inputs of ``assess`` / ``verify``, each overriding the case file's.
-case_opts = _apply([
+case_opts = apply_options([
     click.option("--plots", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Plot file (GeoJSON, GPKG, Shapefile, GeoParquet) with plot_id, borrower_id."),
     click.option("--tiles", multiple=True, type=click.Path(exists=True, path_type=Path), help="Season tiles: a folder, a manifest CSV (date,sensor,path), a STAC JSON or files; repeatable."),
     click.option("--registry", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Land registry table (CSV/xlsx/Parquet)."),
