@@ -32,6 +32,7 @@ from agricredit import __version__
 from agricredit.errors import ModelError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, sha256_path
 from agricredit.season import PlotSeries, Smoothing, phenology, plot_series, resample_doy, smooth_series
+from agricredit.seeds import crop_aliases
 
 __all__ = [
     "GRID_DOY",
@@ -215,16 +216,15 @@ def training_labels(
     SchemaError
         A missing label or group column.
     """
-    label_field, group_field = _column(source, label_field), group_field and _column(source, group_field)
+    label_field = _column(source, label_field)
     if label_field not in source.columns:
         raise SchemaError(f"no label column {label_field!r} (use --label-field or --labels)", path=path)
-    from agricredit.seeds import crop_aliases
-
     aliases = {name.lower(): crop for name, crop in crop_aliases().items()}
     labels = {str(p): aliases.get(str(c).strip().lower(), str(c).strip().lower())
               for p, c in zip(source["plot_id"], source[label_field]) if c is not None and not pd.isna(c) and str(c).strip()}
     if group_field is None:
         return labels, None
+    group_field = _column(source, group_field)
     if group_field not in source.columns:
         raise SchemaError(f"no group column {group_field!r}", path=path)
     return labels, {str(p): str(g) for p, g in zip(source["plot_id"], source[group_field])}
