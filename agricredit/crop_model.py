@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,9 @@ import pandas as pd
 
 from agricredit import __version__
 from agricredit.errors import ModelError, SchemaError
-from agricredit.outputs import atomic_path, sha256_file
+from agricredit.outputs import atomic_path, sha256_file, sha256_path
 from agricredit.season import PlotSeries, Smoothing, phenology, plot_series, resample_doy, smooth_series
+from agricredit.seeds import crop_aliases
 
 __all__ = [
     "GRID_DOY",
@@ -40,6 +41,9 @@ __all__ = [
     "TRUSTED_TYPES",
     "CropModel",
     "season_feature_table",
+    "spatial_blocks",
+    "training_labels",
+    "training_input_hashes",
     "train_crop_model",
     "save_crop_model",
     "load_crop_model",
@@ -103,8 +107,48 @@ class CropModel:
         """The crops the model knows."""
         return list(self.card["classes"])
 
-    def predict_proba_series(self, series: Mapping[str, PlotSeries]) -> pd.DataFrame:
-        """Crop probabilities per plot (index ``plot_id``, one column per class)."""
+    @property
+    def min_valid_fraction(self) -> float:
+        """The ``min_valid_fraction`` the training series were built with (features must be built alike)."""
+        return float(self.card["min_valid_fraction"])
+
+    def check_min_valid_fraction(self, min_valid_fraction: float) -> None:
+        """Raise :class:`ModelError` unless series built with ``min_valid_fraction`` give this model's features.
+
+        Parameters
+        ----------
+        min_valid_fraction
+            The threshold the caller's :class:`PlotSeries` were (or will be) built with.
+        """
+        if not np.isclose(float(min_valid_fraction), self.min_valid_fraction, rtol=0, atol=1e-12):
+            raise ModelError(f"the crop model was trained on observations with min_valid_fraction "
+                             f"{self.min_valid_fraction:g}, this run uses {float(min_valid_fraction):g}: its features "
+                             f"would differ (set the run's min_valid_fraction to {self.min_valid_fraction:g} or retrain)")
+
+    def predict_proba(self, table: pd.DataFrame, *, stat: str = "ndvi_mean") -> pd.DataFrame:
+        """Crop probabilities per plot from the zonal engine's long table.
+
+        The series are rebuilt with the card's ``min_valid_fraction`` and
+        smoothed with the card's ``smoothing``, so the features are those of training
+        whatever the caller's own thresholds.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``plot_id`` (plots of the table), one column per class.
+        """
+        return self.predict_proba_series(plot_series(table, min_valid_fraction=self.min_valid_fraction, stat=stat))
+
+    def predict_proba_series(self, series: Mapping[str, PlotSeries], *,
+                             min_valid_fraction: float | None = None) -> pd.DataFrame:
+        """Crop probabilities per plot (index ``plot_id``, one column per class).
+
+        ``series`` must be built with the card's ``min_valid_fraction``; pass
+        the value they were built with to have it checked
+        (:meth:`check_min_valid_fraction`), or use :meth:`predict_proba` on the long table.
+        """
+        if min_valid_fraction is not None:
+            self.check_min_valid_fraction(min_valid_fraction)
         features = season_feature_table(series, smoothing=self.card["smoothing"])
         if features.empty:
             return pd.DataFrame(columns=self.classes, dtype=float)
@@ -113,6 +157,102 @@ class CropModel:
         with threadpool_limits(1 if len(features) < SINGLE_THREAD_BELOW else None):
             proba = self.estimator.predict_proba(features[self.card["features"]].to_numpy(float))
         return pd.DataFrame(proba, index=features.index, columns=[str(c) for c in self.estimator.classes_])
+
+
+def spatial_blocks(plots: Any, block_size_m: float) -> dict[str, str]:
+    """Group plots into square blocks of ``block_size_m`` on their UTM zone's grid (by centroid).
+
+    For grouped cross-validation when no borrower or other grouping is known:
+    neighbouring plots (similar soil, weather, sowing) stay on one side of a split.
+
+    Parameters
+    ----------
+    plots
+        GeoDataFrame with ``plot_id`` (any CRS).
+    block_size_m
+        Block side in metres.
+
+    Returns
+    -------
+    dict
+        ``plot_id`` → ``"block:i:j"``.
+    """
+    projected = plots.to_crs(plots.estimate_utm_crs())
+    centroids = projected.geometry.centroid
+    cells = zip(np.floor(centroids.x / block_size_m).astype(int), np.floor(centroids.y / block_size_m).astype(int))
+    return {str(p): f"block:{i}:{j}" for p, (i, j) in zip(plots["plot_id"], cells)}
+
+
+def training_labels(
+    source: pd.DataFrame,
+    label_field: str,
+    group_field: str | None = None,
+    *,
+    path: str | Path | None = None,
+) -> tuple[dict[str, str], dict[str, str] | None]:
+    """The labels (and groups) of a labels table or plot file.
+
+    Parameters
+    ----------
+    source
+        A table with ``plot_id`` and ``label_field`` (:func:`agricredit.tables.read_labels`,
+        or the plot file's attributes).
+    label_field
+        Column of the observed crop; values are stripped and lower-cased, empty ones skipped,
+        and names of the crop table (code or Chinese name, :func:`agricredit.seeds.crop_aliases`)
+        become the crop code, so that the model's classes match declared crops.
+    group_field
+        Column grouping plots for cross-validation (e.g. ``borrower_id``), if any.
+    path
+        The file ``source`` came from, for errors.
+
+    Returns
+    -------
+    (labels, groups)
+        ``plot_id`` → crop, and ``plot_id`` → group (``None`` without ``group_field``).
+
+    Raises
+    ------
+    SchemaError
+        A missing label or group column.
+    """
+    label_field = _column(source, label_field)
+    if label_field not in source.columns:
+        raise SchemaError(f"no label column {label_field!r} (use --label-field or --labels)", path=path)
+    aliases = {name.lower(): crop for name, crop in crop_aliases().items()}
+    labels = {str(p): aliases.get(str(c).strip().lower(), str(c).strip().lower())
+              for p, c in zip(source["plot_id"], source[label_field]) if c is not None and not pd.isna(c) and str(c).strip()}
+    if group_field is None:
+        return labels, None
+    group_field = _column(source, group_field)
+    if group_field not in source.columns:
+        raise SchemaError(f"no group column {group_field!r}", path=path)
+    return labels, {str(p): str(g) for p, g in zip(source["plot_id"], source[group_field])}
+
+
+def _column(frame: pd.DataFrame, name: str) -> str:
+    """``name``, or the column equal to it after strip and lower-case (table readers lower-case their headers)."""
+    if name in frame.columns:
+        return name
+    return next((c for c in frame.columns if str(c).strip().lower() == name.strip().lower()), name)
+
+
+def training_input_hashes(files: Iterable[str | Path], acquisitions: Iterable[Any]) -> dict[str, str]:
+    """sha256 of the training inputs for the model card: each file by name, each tile by ``date/name``.
+
+    Parameters
+    ----------
+    files
+        The plot file, the labels table.
+    acquisitions
+        :class:`agricredit.season.Acquisition` objects; a product folder is
+        hashed over its files (:func:`agricredit.outputs.sha256_path`).
+    """
+    hashes = {Path(path).name: sha256_file(path) for path in files}
+    for acquisition in acquisitions:
+        for path in acquisition.paths:
+            hashes[f"{acquisition.date}/{Path(path).name}"] = sha256_path(path)
+    return hashes
 
 
 def _canonical_sha256(document: Mapping[str, Any]) -> str:

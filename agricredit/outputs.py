@@ -23,7 +23,8 @@ import shapely
 
 from agricredit.errors import OutputError
 
-__all__ = ["atomic_path", "sha256_file", "output_kind", "write_geojson", "write_table", "write_plot_table"]
+__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "write_geojson", "write_table", "write_plot_table",
+           "write_plot_dates"]
 
 
 @contextlib.contextmanager
@@ -70,6 +71,17 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_path(path: str | os.PathLike[str]) -> str:
+    """Return the hex sha256 of a file; of a folder (a .SAFE product), over its files' relative names and hashes."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for member in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{member.relative_to(path).as_posix()}\0{sha256_file(member)}\n".encode())
     return digest.hexdigest()
 
 
@@ -149,11 +161,39 @@ def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...
             out.to_parquet(tmp, index=False)
 
 
-def write_plot_table(plots: Any, path: Path, *, decimals: int = 6) -> None:
-    """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, or a table with nested columns as JSON."""
+def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6) -> None:
+    """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, or a table with nested columns as JSON.
+
+    CSV leaves the geometry out; Parquet is GeoParquet. ``decimals`` rounds
+    GeoJSON coordinates (``None``: as they are).
+    """
     if output_kind(path) == "geojson":
         rows = plots.drop(columns="geometry").to_dict("records")
         write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
         return
     nested = tuple(c for c in plots.columns if c != "geometry" and plots[c].map(lambda v: isinstance(v, (list, dict))).any())
     write_table(plots, path, json_columns=nested)
+
+
+def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None) -> None:
+    """Write a per plot per date table: CSV/Parquet as it is (long), GeoJSON as one feature per plot.
+
+    Parameters
+    ----------
+    table
+        Long table with ``plot_id`` (one row per plot and date).
+    plots
+        GeoDataFrame of the plots (``plot_id``, any CRS) for the GeoJSON geometry;
+        a plot without rows gets an empty ``dates`` list.
+    path
+        ``.csv``, ``.parquet`` or ``.geojson`` (``-``: GeoJSON on stdout).
+    """
+    if output_kind(path) != "geojson":
+        write_table(table, path)
+        return
+    from agricredit.plots import to_wgs84
+
+    per_plot = {pid: group.drop(columns="plot_id").to_dict("records") for pid, group in table.groupby("plot_id")}
+    wgs = to_wgs84(plots)
+    write_geojson([{"geometry": g, "properties": {"plot_id": pid, "dates": per_plot.get(pid, [])}}
+                   for pid, g in zip(wgs["plot_id"], wgs.geometry.values)], path, decimals=decimals)

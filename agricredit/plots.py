@@ -27,6 +27,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from agricredit.errors import CorruptInputError, CRSError, InputError, InputNotFoundError, SchemaError
+from agricredit.units import M2_PER_HA, MU_PER_HA, m2_to_mu
 
 __all__ = [
     "MU_PER_HA",
@@ -51,14 +52,12 @@ __all__ = [
     "bd09_to_wgs84",
     "wgs84_to_bd09",
     "geodesic_area_perimeter",
+    "area_mu",
     "find_overlaps",
     "area_table",
 ]
 
 log = logging.getLogger(__name__)
-
-#: 1 ha = 15 mu (1 mu = 666.67 m²).
-MU_PER_HA = 15.0
 
 STATUS_OK = "OK"
 GEOMETRY_REPAIRED = "GEOMETRY_REPAIRED"
@@ -72,7 +71,8 @@ MISSING_ID = "MISSING_ID"
 #: Statuses of plots that go on to area and zonal statistics.
 _ACCEPTED = frozenset({STATUS_OK, GEOMETRY_REPAIRED})
 
-#: ``make_valid`` repairs are kept only if the area changes by less than this share (design §5).
+#: ``make_valid`` repairs are kept only if the area changes by less than this share (design §5);
+#: the default of the ``repair_max_area_change`` arguments (policy key ``area.repair_max_area_change``).
 REPAIR_MAX_AREA_CHANGE = 0.01
 
 _WGS84 = pyproj.CRS.from_epsg(4326)
@@ -142,6 +142,7 @@ def load_plots(
     *,
     id_field: str = "plot_id",
     plots_crs: str | None = None,
+    repair_max_area_change: float = REPAIR_MAX_AREA_CHANGE,
 ) -> gpd.GeoDataFrame:
     """Read plots, convert Chinese map coordinates, and check every geometry.
 
@@ -155,6 +156,8 @@ def load_plots(
         ``None`` (the file's CRS is right), ``"gcj02"`` or ``"bd09"``: the
         coordinates are longitude/latitude from a Chinese phone map
         (GCJ-02, or Baidu's BD-09) and are converted to WGS84.
+    repair_max_area_change
+        See :func:`check_geometries` (policy key ``area.repair_max_area_change``).
 
     Returns
     -------
@@ -165,7 +168,7 @@ def load_plots(
     gdf = read_plots(source, id_field=id_field)
     if plots_crs is not None:
         gdf = convert_chinese_crs(gdf, plots_crs)
-    return check_geometries(gdf)
+    return check_geometries(gdf, repair_max_area_change=repair_max_area_change)
 
 
 def convert_chinese_crs(gdf: gpd.GeoDataFrame, plots_crs: str) -> gpd.GeoDataFrame:
@@ -269,7 +272,8 @@ def bd09_to_wgs84(coords: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- validity
 
 
-def check_geometries(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def check_geometries(gdf: gpd.GeoDataFrame, *,
+                     repair_max_area_change: float = REPAIR_MAX_AREA_CHANGE) -> gpd.GeoDataFrame:
     """Flag, repair or reject every plot geometry (design §5).
 
     Rules, in order: a missing ID → ``MISSING_ID``; an ID used twice →
@@ -277,7 +281,7 @@ def check_geometries(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     (Multi)Polygon → ``GEOMETRY_NOT_POLYGON``; longitudes spanning more than
     180° (a plot drawn across the antimeridian) → ``GEOMETRY_ANTIMERIDIAN``;
     invalid → repaired with :func:`shapely.make_valid` if the polygonal part
-    of the repair is within :data:`REPAIR_MAX_AREA_CHANGE` of the shoelace area
+    of the repair is within ``repair_max_area_change`` of the shoelace area
     (shell minus holes) → ``GEOMETRY_REPAIRED``, otherwise
     ``GEOMETRY_INVALID`` with the reason from :func:`shapely.is_valid_reason`.
 
@@ -285,6 +289,9 @@ def check_geometries(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     ----------
     gdf
         Plots with ``plot_id`` and geometry, as :func:`read_plots` returns.
+    repair_max_area_change
+        Largest relative area change of a kept repair (default
+        :data:`REPAIR_MAX_AREA_CHANGE`, 1 %; policy key ``area.repair_max_area_change``).
 
     Returns
     -------
@@ -315,7 +322,7 @@ def check_geometries(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
             status[i], reason[i] = GEOMETRY_ANTIMERIDIAN, "longitudes span more than 180 degrees"
         elif not geom.is_valid:
             why = shapely.is_valid_reason(geom)
-            repaired = _repair(geom)
+            repaired = _repair(geom, repair_max_area_change)
             if repaired is None:
                 status[i], reason[i] = GEOMETRY_INVALID, why
             else:
@@ -333,8 +340,8 @@ def _crosses_antimeridian(geom: BaseGeometry) -> bool:
     return maxx - minx > 180.0
 
 
-def _repair(geom: BaseGeometry) -> BaseGeometry | None:
-    """Return ``make_valid(geom)``'s polygonal part if its area is within 1 % of the shoelace area."""
+def _repair(geom: BaseGeometry, max_area_change: float) -> BaseGeometry | None:
+    """Return ``make_valid(geom)``'s polygonal part if its area is within ``max_area_change`` of the shoelace area."""
     shoelace = float(shapely.area(geom))  # GEOS uses the ring (shoelace) formula, even when invalid
     fixed = shapely.make_valid(geom)
     if fixed.geom_type == "GeometryCollection":
@@ -342,7 +349,7 @@ def _repair(geom: BaseGeometry) -> BaseGeometry | None:
         fixed = shapely.union_all(polygons) if polygons else shapely.Polygon()
     if fixed.is_empty or fixed.geom_type not in ("Polygon", "MultiPolygon") or shoelace <= 0:
         return None
-    if abs(fixed.area - shoelace) / shoelace >= REPAIR_MAX_AREA_CHANGE:
+    if abs(fixed.area - shoelace) / shoelace >= max_area_change:
         return None
     return fixed
 
@@ -390,6 +397,23 @@ def geodesic_area_perimeter(geoms: gpd.GeoSeries | np.ndarray) -> tuple[np.ndarr
         a, p = _GEOD.geometry_area_perimeter(geom)
         area[i], perimeter[i] = abs(a), p
     return area, perimeter
+
+
+def area_mu(gdf: gpd.GeoDataFrame) -> pd.Series:
+    """Geodesic area (mu) of each plot, indexed by ``plot_id``.
+
+    Parameters
+    ----------
+    gdf
+        Plots (any CRS) with ``plot_id``; rejected plots should be left out.
+
+    Returns
+    -------
+    pandas.Series
+        Named ``area_mu``; NaN for an empty or missing geometry.
+    """
+    area_m2, _ = geodesic_area_perimeter(to_wgs84(gdf).geometry.values)
+    return pd.Series(m2_to_mu(area_m2), index=pd.Index(gdf["plot_id"].to_numpy(), name="plot_id"), name="area_mu")
 
 
 def find_overlaps(gdf: gpd.GeoDataFrame, *, tolerance_m2: float = 1.0) -> list[list[dict[str, object]]]:
@@ -457,8 +481,8 @@ def area_table(gdf: gpd.GeoDataFrame, *, overlap_tolerance_m2: float = 1.0) -> g
     table = pd.DataFrame(
         {
             "plot_id": gdf["plot_id"].to_numpy(),
-            "area_ha": area_m2 / 10_000.0,
-            "area_mu": area_m2 / 10_000.0 * MU_PER_HA,
+            "area_ha": area_m2 / M2_PER_HA,
+            "area_mu": m2_to_mu(area_m2),
             "perimeter_m": perimeter,
             "geometry_status": gdf["geometry_status"].to_numpy(),
             "geometry_reason": gdf["geometry_reason"].to_numpy(),

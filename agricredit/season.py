@@ -972,3 +972,68 @@ def season_chart(result: SeasonResult, plot_id: str, path: str | Path, *, title:
     figure.autofmt_xdate()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
+
+
+# --------------------------------------------------------------------------- policy and output table
+# (kept at the end of the module; not in ``__all__`` above, importable by name)
+
+#: Columns of the per-plot season table, first and in this order (the per-crop fit columns follow).
+SEASON_LEAD_COLUMNS = (
+    "plot_id", "declared_crop", "flags", "best_crop", "crop_ranking", "best_score", "declared_score",
+    "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end", "pixel_count",
+    "peak_ndvi", "peak_date", "greenup_date", "senescence_date", "season_length_days", "ndvi_integral",
+    "base_ndvi", "amplitude", "cropped_area_mu_at_peak", "drawn_area_mu", "cropped_share",
+    "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile", "vigor_factor",
+    "flag_figures",
+)
+
+
+def season_options(policy: Any, **overrides: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`assess_season` that the policy's ``[satellite]`` section sets.
+
+    Parameters
+    ----------
+    policy
+        A loaded :class:`agricredit.policy.Policy`.
+    **overrides
+        Values replacing the policy's (e.g. from command-line options); ``None`` values are ignored.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` for every ``[satellite]`` key that :func:`assess_season` takes.
+    """
+    import dataclasses
+    import inspect
+
+    accepted = inspect.signature(assess_season).parameters
+    options = {key: value for key, value in dataclasses.asdict(policy.satellite).items() if key in accepted}
+    options.update({key: value for key, value in overrides.items() if value is not None})
+    return options
+
+
+def season_plot_table(result: SeasonResult, plots: Any) -> Any:
+    """The per-plot season table with the plots' WGS84 geometry, lead columns first.
+
+    Parameters
+    ----------
+    result
+        From :func:`assess_season`.
+    plots
+        GeoDataFrame of the plots (``plot_id``, any CRS).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per plot of ``result``, in WGS84 (EPSG:4326); write it with
+        :func:`agricredit.outputs.write_plot_table`.
+    """
+    import geopandas as gpd
+
+    from agricredit.plots import to_wgs84
+
+    table = result.plots
+    ordered = table[[c for c in SEASON_LEAD_COLUMNS if c in table] + [c for c in table if c not in SEASON_LEAD_COLUMNS]]
+    wgs = to_wgs84(plots)
+    geometry = dict(zip(wgs["plot_id"].astype(str), wgs.geometry.values))
+    return gpd.GeoDataFrame(ordered, geometry=[geometry.get(p) for p in ordered["plot_id"]], crs="EPSG:4326")

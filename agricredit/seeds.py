@@ -23,6 +23,7 @@ __all__ = [
     "Crop",
     "ReasonCode",
     "load_crops",
+    "crop_aliases",
     "load_templates",
     "template_ndvi",
     "load_reason_codes",
@@ -137,6 +138,15 @@ def load_crops() -> dict[str, Crop]:
             cost_cny_per_mu=values["cost_cny_per_mu"],
         )
     return crops
+
+
+def crop_aliases() -> dict[str, str]:
+    """Every accepted spelling of a crop → its crop code: the code itself and the Chinese name.
+
+    For :func:`agricredit.tables.read_declarations` (``known_crops=``), which
+    compares after strip and lower-case: ``{"maize": "maize", "玉米": "maize", ...}``.
+    """
+    return {name: name for name in load_crops()} | {crop.name_zh: name for name, crop in load_crops().items()}
 
 
 @functools.cache

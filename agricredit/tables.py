@@ -54,6 +54,7 @@ from pathlib import Path
 import pandas as pd
 
 from agricredit.errors import EncodingError, InputError, InputNotFoundError, SchemaError
+from agricredit.units import MU_PER_HA
 
 __all__ = [
     "MU_PER_HA",
@@ -65,14 +66,13 @@ __all__ = [
     "read_registry",
     "read_declarations",
     "read_borrowers",
+    "read_labels",
+    "declared_crop_by_plot",
     "read_text",
     "national_id_is_valid",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Mu per hectare (1 mu = 666.67 m², 1 ha = 15 mu exactly).
-MU_PER_HA = 15
 
 #: Accepted spellings of the area units (compared after strip and lower-case).
 UNIT_ALIASES: Mapping[str, str] = {"mu": "mu", "亩": "mu", "ha": "ha", "hectare": "ha", "公顷": "ha"}
@@ -258,6 +258,90 @@ def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None) ->
     _check_unique(raw, ("borrower_id",))
     _check_unique(raw, ("national_id",), what="the same national_id as row {first}")
     return _finish(raw, BORROWER_COLUMNS, (), ("borrower_id",))
+
+
+def read_labels(path: str | os.PathLike[str], label_field: str = "crop", encoding: str | None = None) -> pd.DataFrame:
+    """Read field-visit labels for training the crop classifier.
+
+    Parameters
+    ----------
+    path
+        CSV, ``.xlsx`` or Parquet file with ``plot_id`` and the label column
+        (more columns are kept, e.g. a grouping column such as ``borrower_id``).
+    label_field
+        The label column (matched after strip and lower-case, like every column name).
+    encoding
+        Text encoding of a CSV file; ``None`` detects it strictly.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sorted by ``plot_id``, with ``source_row``. A row with an empty label
+        is kept (the plot is unlabelled).
+
+    Raises
+    ------
+    SchemaError
+        Missing columns, an empty or duplicate ``plot_id``.
+    EncodingError
+        The CSV bytes cannot be decoded.
+    """
+    columns = ("plot_id", label_field.strip().lower())
+    raw = _read_raw(path, encoding)
+    _require_columns(raw, columns)
+    for row, rec in raw.rows:
+        _require_values(raw, row, rec, ("plot_id",))
+    _check_unique(raw, ("plot_id",))
+    return _finish(raw, columns, (), ("plot_id",))
+
+
+def declared_crop_by_plot(
+    declarations: pd.DataFrame,
+    borrower_of: Mapping[str, str] | None = None,
+    plot_ids: Iterable[str] | None = None,
+) -> dict[str, str]:
+    """``plot_id`` → declared crop, from :func:`read_declarations`' frame.
+
+    A plot declared by one borrower takes that declaration. A plot declared by
+    several borrowers takes the declaration of the borrower ``borrower_of``
+    names for it (the plot file's ``borrower_id``).
+
+    Parameters
+    ----------
+    declarations
+        As :func:`read_declarations` returns.
+    borrower_of
+        ``plot_id`` → the borrower who holds the plot, if known.
+    plot_ids
+        If given, only these plots (declarations of other plots are ignored).
+
+    Returns
+    -------
+    dict
+        One entry per declared plot, in plot order.
+
+    Raises
+    ------
+    SchemaError
+        A plot declared by several borrowers, none of them the plot's borrower
+        (or the plot's borrower is not known); the error names the row, not the borrowers.
+    """
+    source = declarations.attrs.get("source")
+    borrower_of = {str(k): str(v) for k, v in (borrower_of or {}).items()}
+    if plot_ids is not None:
+        declarations = declarations.loc[declarations["plot_id"].isin({str(p) for p in plot_ids})]
+    result: dict[str, str] = {}
+    for plot_id, group in declarations.groupby("plot_id", sort=True):
+        if len(group) > 1:
+            group = group.loc[group["borrower_id"] == borrower_of.get(str(plot_id))]
+            if len(group) != 1:
+                first, second = sorted(declarations.loc[declarations["plot_id"] == plot_id, "source_row"])[:2]
+                why = ("the plot's borrower_id is not among them" if str(plot_id) in borrower_of
+                       else "give the plot file a borrower_id column to choose")
+                raise SchemaError(f"plot {plot_id} is declared by several borrowers (rows {first} and {second}); {why}",
+                                  path=source, record=f"row {second}")
+        result[str(plot_id)] = str(group["declared_crop"].iloc[0])
+    return result
 
 
 def national_id_is_valid(value: str) -> bool:
@@ -556,5 +640,7 @@ def _finish(
     numeric = {name for name in (*columns, *added) if name.endswith(("_area", "_mu"))}
     dtypes = {name: ("float64" if name in numeric else str) for name in order}
     frame = pd.DataFrame(data).astype({**dtypes, "source_row": "int64"})
-    return frame.sort_values(list(key), kind="stable", ignore_index=True)
+    frame = frame.sort_values(list(key), kind="stable", ignore_index=True)
+    frame.attrs["source"] = str(raw.path)
+    return frame
 

@@ -44,7 +44,8 @@ def scene(tmp_path_factory):
             ring = [(x0, y0), (x0, y0 - SIZE * PIXEL), (x0 + SIZE * PIXEL, y0 - SIZE * PIXEL), (x0 + SIZE * PIXEL, y0), (x0, y0)]
             ring = [list(to_wgs.transform(x, y)) for x, y in ring]
             features.append({"type": "Feature", "properties": {"plot_id": pid, "crop": grows if grows != "bare" else "",
-                                                               "borrower": f"B{(r * 6 + c) // 2}"},
+                                                               "borrower": f"B{(r * 6 + c) // 2}",
+                                                               "borrower_id": f"B{(r * 6 + c) // 2}"},
                              "geometry": {"type": "Polygon", "coordinates": [ring]}})
     plots = root / "plots.geojson"
     plots.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
@@ -65,7 +66,12 @@ def scene(tmp_path_factory):
     manifest = root / "manifest.csv"
     manifest.write_text("\n".join(lines) + "\n")
     declarations = root / "declarations.csv"
-    declarations.write_text("plot_id,declared_crop\n" + "".join(f"{p},{t[1]}\n" for p, t in truth.items()), encoding="gbk")
+    # The assess declarations table, in GBK, with Chinese crop names for the maize plots; plot P01 is also
+    # declared (as wheat) by a borrower who does not hold it: the plot file's borrower_id chooses.
+    zh = {"maize": "玉米"}
+    rows = [f"B{i // 2},{p},{zh.get(t[1], t[1])},9.6,亩" for i, (p, t) in enumerate(truth.items())] + ["B99,P01,wheat,0.64,ha"]
+    declarations.write_text("borrower_id,plot_id,declared_crop,declared_area,area_unit\n" + "\n".join(rows) + "\n",
+                            encoding="gbk")
     return {"root": root, "plots": plots, "tiles": tiles, "manifest": manifest, "declarations": declarations, "truth": truth}
 
 
@@ -115,13 +121,93 @@ def test_train_crop_then_season_with_model(scene, tmp_path):
     table = pd.read_csv(out, keep_default_na=False).set_index("plot_id")
     assert {"p_maize", "p_soybean", "p_wheat"} <= set(table.columns)
     assert table.loc["P22", "best_crop"] == "wheat"
+    result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
+                                      "--crop-model", str(model_dir), "--min-valid", "0.3"])
+    assert result.exit_code == 1 and "min_valid_fraction 0.6, this run uses 0.3" in result.stderr
     (model_dir / "model.skops").write_bytes(b"x" + (model_dir / "model.skops").read_bytes()[1:])
     result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
                                       "--crop-model", str(model_dir)])
     assert result.exit_code == 1 and "sha256" in result.output
 
 
+def test_season_plot_declared_twice_needs_the_plot_borrower(scene, tmp_path):
+    collection = json.loads(scene["plots"].read_text())
+    for feature in collection["features"]:
+        del feature["properties"]["borrower_id"]
+    plots = tmp_path / "plots.geojson"
+    plots.write_text(json.dumps(collection))
+    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(tmp_path / "x.csv"),
+                                      "--declarations", str(scene["declarations"])])
+    assert result.exit_code == 1
+    assert "plot P01 is declared by several borrowers" in result.stderr and "borrower_id" in result.stderr
+    assert "B99" not in result.stderr  # borrower IDs stay out of errors
+
+
 def test_chart_options_go_together(scene, tmp_path):
     result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(tmp_path / "x.csv"),
                                       "--plot-id", "P00"])
     assert result.exit_code == 2 and "--chart" in result.output
+
+
+def _spiked_plots(scene, tmp_path):
+    """The scene's plots plus P99: P00's square with a 1 m wide bowtie on its side (repair changes the area ~0.2 %)."""
+    to_wgs = Transformer.from_crs(32618, 4326, always_xy=True)
+    x0, y0 = ORIGIN[0] + PIXEL, ORIGIN[1] - PIXEL
+    side = SIZE * PIXEL
+    ring = [(x0, y0), (x0 + side, y0), (x0 + side, y0 - side), (x0, y0 - side), (x0, y0 - 50), (x0 - 1, y0 - 30),
+            (x0 - 1, y0 - 50), (x0, y0 - 30), (x0, y0)]
+    collection = json.loads(scene["plots"].read_text())
+    collection["features"].append({"type": "Feature", "properties": {"plot_id": "P99", "borrower_id": "B98"},
+                                   "geometry": {"type": "Polygon", "coordinates": [[list(to_wgs.transform(x, y))
+                                                                                    for x, y in ring]]}})
+    path = tmp_path / "spiked.geojson"
+    path.write_text(json.dumps(collection))
+    return path
+
+
+def test_season_repair_threshold_comes_from_the_policy(scene, tmp_path):
+    plots = _spiked_plots(scene, tmp_path)
+    out = tmp_path / "season.csv"
+    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "P99" in set(pd.read_csv(out)["plot_id"])
+    policy = tmp_path / "policy.toml"
+    from agricredit.seeds import DEFAULT_POLICY_PATH
+
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    assert "repair_max_area_change = 0.01" in text
+    policy.write_text(text.replace("repair_max_area_change = 0.01", "repair_max_area_change = 0.001"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(out), "--policy", str(policy)])
+    assert result.exit_code == 3
+    assert "rejected GEOMETRY_INVALID (1): P99" in result.stderr
+    assert "P99" not in set(pd.read_csv(out)["plot_id"])
+
+
+@pytest.mark.parametrize("command", ["season", "train-crop"])
+def test_plots_crs_reaches_the_plot_reader(scene, tmp_path, command):
+    import geopandas as gpd
+
+    projected = tmp_path / "plots.gpkg"
+    gpd.read_file(scene["plots"]).to_crs(32618).to_file(projected)
+    result = CliRunner().invoke(cli, [command, str(projected), str(scene["manifest"]), "-o", str(tmp_path / "out.csv"),
+                                      "--plots-crs", "gcj02"])
+    assert result.exit_code == 1 and "needs longitude/latitude" in result.stderr
+
+
+def test_train_crop_labels_from_an_xlsx_table(scene, tmp_path):
+    import openpyxl
+
+    labels = tmp_path / "labels.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["Plot_ID", "Observed", "Borrower"])
+    for pid, (grows, *_rest) in scene["truth"].items():
+        workbook.active.append([pid, {"maize": "玉米"}.get(grows, grows) if grows != "bare" else None, f"B{pid[1]}"])
+    workbook.save(labels)
+    model_dir = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["train-crop", str(scene["plots"]), str(scene["manifest"]), "-o", str(model_dir),
+                                      "--labels", str(labels), "--label-field", "observed", "--group-field", "borrower",
+                                      "--folds", "3"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert card["classes"] == ["maize", "soybean", "wheat"] and card["n_training_plots"] == 17  # 玉米 is maize
+    assert card["cv"]["n_groups"] == 3 and "labels.xlsx" in card["training_inputs"]

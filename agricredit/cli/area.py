@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from agricredit.cli._tables import exit_if_rejected, output_kind, write_geojson, write_table
+from agricredit.cli._tables import exit_if_rejected
 from agricredit.cli.options import id_field_opt, output_opt, plots_crs_opt
+from agricredit.outputs import output_kind, write_plot_table
 from agricredit.plots import area_table, load_plots
 
 
@@ -25,12 +26,7 @@ def command(plots: str, output: Path, id_field: str, plots_crs: str | None, over
     stdin. OUT is .geojson (or - for stdout), .parquet or .csv. Rejected plots
     keep their row with the reason; the exit code is then 3.
     """
-    kind = output_kind(output)
+    output_kind(output)  # an unknown output type fails before any work
     checked = load_plots(plots, id_field=id_field, plots_crs=plots_crs)
-    table = area_table(checked, overlap_tolerance_m2=overlap_tolerance)
-    if kind == "geojson":
-        properties = table.drop(columns="geometry").to_dict("records")
-        write_geojson([{"geometry": g, "properties": p} for g, p in zip(table.geometry.values, properties)], output)
-    else:
-        write_table(table, output, json_columns=("overlaps",))
+    write_plot_table(area_table(checked, overlap_tolerance_m2=overlap_tolerance), output, decimals=None)
     exit_if_rejected(checked)

@@ -44,7 +44,9 @@ plots_crs_opt = click.option(
     help="Plot coordinates are GCJ-02 (AMap, Tencent) or BD-09 (Baidu) longitude/latitude; convert to WGS84.",
 )
 
-def _apply(options: list) -> Callable[[F], F]:
+def apply_options(options: list) -> Callable[[F], F]:
+    """Decorate a command with a list of click options (in the listed order)."""
+
     def decorate(function: F) -> F:
         for option in reversed(options):
             function = option(function)
@@ -53,8 +55,24 @@ def _apply(options: list) -> Callable[[F], F]:
     return decorate
 
 
+#: The season period, filtering and policy of ``season`` / ``train-crop``.
+season_opts = apply_options([
+    click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                 help="First acquisition date used (YYYY-MM-DD); a season may cross 1 January."),
+    click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last acquisition date used."),
+    click.option("--min-valid", type=click.FloatRange(0, 1), default=None,
+                 help="Drop observations with a smaller valid fraction [default: policy satellite.min_valid_fraction]."),
+    click.option("--smooth", type=click.Choice(["none", "savgol", "whittaker"]), default="none", show_default=True,
+                 help="Smoothing of the series before reading phenology dates."),
+    id_field_opt,
+    plots_crs_opt,
+    click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="Policy TOML [default: seeds/policy.toml]."),
+])
+
+
 #: The inputs of ``assess`` / ``verify``, each overriding the case file's.
-case_opts = _apply([
+case_opts = apply_options([
     click.option("--plots", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Plot file (GeoJSON, GPKG, Shapefile, GeoParquet) with plot_id, borrower_id."),
     click.option("--tiles", multiple=True, type=click.Path(exists=True, path_type=Path), help="Season tiles: a folder, a manifest CSV (date,sensor,path), a STAC JSON or files; repeatable."),
     click.option("--registry", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Land registry table (CSV/xlsx/Parquet)."),

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from agricredit.cli._tables import exit_if_rejected, output_kind, write_geojson, write_table
+from agricredit.cli._tables import exit_if_rejected
 from agricredit.cli.options import id_field_opt, output_opt, plots_crs_opt, progress_opt
-from agricredit.plots import accepted, load_plots, to_wgs84
-from agricredit.zonal import default_threshold, open_tile, zonal_stats
+from agricredit.outputs import output_kind, write_plot_dates
+from agricredit.plots import accepted, load_plots
+from agricredit.zonal import open_tile, zonal_stats
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,10 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
     or .parquet (one row per plot and date) or .geojson (one feature per plot,
     dates nested). Rejected plots are listed on stderr; the exit code is then 3.
     """
-    kind = output_kind(output)
+    output_kind(output)  # an unknown output type fails before any work
     checked = load_plots(plots, id_field=id_field, plots_crs=plots_crs)
     good = accepted(checked)
     opened = [open_tile(path) for path in tiles]
-    threshold = default_threshold() if threshold is None else threshold
     if progress:
         with click.progressbar(length=len({t.date for t in opened}), label="dates", file=sys.stderr) as bar:
             table = zonal_stats(good, opened, threshold=threshold, progress=lambda done, total: bar.update(1))
@@ -48,11 +48,5 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
     missing = sorted(set(good["plot_id"]) - set(table["plot_id"]))
     if missing:
         log.warning("%d plot(s) not covered by any tile: %s", len(missing), ", ".join(missing[:20]))
-    if kind == "geojson":
-        per_plot = {pid: group.drop(columns="plot_id").to_dict("records") for pid, group in table.groupby("plot_id")}
-        wgs = to_wgs84(good)
-        write_geojson([{"geometry": g, "properties": {"plot_id": pid, "dates": per_plot.get(pid, [])}}
-                       for pid, g in zip(wgs["plot_id"], wgs.geometry.values)], output)
-    else:
-        write_table(table, output)
+    write_plot_dates(table, good, output)
     exit_if_rejected(checked)
