@@ -14,9 +14,7 @@ ID, floats rounded at the output, JSON keys sorted, no timestamps.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import inspect
 import json
 import logging
 import math
@@ -39,8 +37,8 @@ from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_ta
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
-from agricredit.season import assess_season, discover_acquisitions, observation_table
-from agricredit.seeds import load_crops
+from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options
+from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, verify_plots
 
@@ -211,17 +209,16 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if lang not in ("en", "zh"):
         raise InputError(f"unknown language {lang!r} (en or zh)")
     policy = policy or load_policy(case.policy)
-    crops = load_crops()
-    crop_names = {name: name for name in crops} | {crop.name_zh: name for name, crop in crops.items()}
 
     _stage(progress, "reading plots and tables")
-    checked = load_plots(case.plots, id_field=case.id_field, plots_crs=case.plots_crs)
+    checked = load_plots(case.plots, id_field=case.id_field, plots_crs=case.plots_crs,
+                         repair_max_area_change=policy.area.repair_max_area_change)
     if "borrower_id" not in checked.columns:
         raise SchemaError("no borrower_id column in the plot file", path=case.plots)
     checked["borrower_id"] = checked["borrower_id"].astype(str)
     registry = read_registry(case.registry, encoding=case.encoding)
     declarations = read_declarations(case.declarations, encoding=case.encoding,
-                                     known_plots=set(checked["plot_id"].dropna()), known_crops=crop_names)
+                                     known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
     borrowers = read_borrowers(case.borrowers, encoding=case.encoding)
     # Records without a usable ID (missing or used twice) are rejected and listed; nothing is checked for them.
     identified = checked.loc[~checked["geometry_status"].isin((DUPLICATE_ID, MISSING_ID))]
@@ -242,15 +239,13 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     declared_crop = dict(zip(zip(declarations["plot_id"], declarations["borrower_id"]), declarations["declared_crop"]))
     good_ids = sorted(good["plot_id"].astype(str))
     drawn_mu = {pid: float(areas.at[pid, "area_mu"]) for pid in good_ids}
-    satellite = dataclasses.asdict(policy.satellite)
-    season_parameters = inspect.signature(assess_season).parameters
     season = assess_season(
         long_table,
         {pid: declared_crop[pid, borrower] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
         drawn_mu,
         plot_ids=good_ids,
         crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
-        **{name: value for name, value in satellite.items() if name in season_parameters},
+        **season_options(policy),
     )
 
     _stage(progress, "cross-verification and limits")

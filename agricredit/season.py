@@ -746,7 +746,8 @@ def assess_season(
     rows: list[dict[str, Any]] = []
     flags: dict[str, list[Flag]] = {}
     fits: dict[str, list[CropFit]] = {}
-    probabilities = crop_model.predict_proba_series(series) if crop_model is not None else None
+    # The model rebuilds its series from the long table with its own min_valid_fraction (its card's).
+    probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None else None
     for plot_id, s in series.items():
         declared = declarations.get(plot_id) or None
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": declared, "n_acquisitions": s.n_acquisitions,
@@ -887,7 +888,7 @@ def peer_vigor(
     excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT", "CROP_MISMATCH"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
     eligible = np.array([
-        bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak) and not n < min_pixel_count
+        isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak) and not n < min_pixel_count
         for pid, crop, peak, n in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"], pixels)
     ], dtype=bool)
     peer_count = np.zeros(len(plots), dtype=int)

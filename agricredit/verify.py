@@ -46,6 +46,7 @@ from typing import Any
 from agricredit.errors import InputError
 from agricredit.policy import Policy
 from agricredit.seeds import load_crops, load_reason_codes
+from agricredit.units import MU_PER_HA, mu_to_m2
 
 __all__ = [
     "HOLD_CODES",
@@ -63,7 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UNIT_FACTOR = 15.0
 SOURCES = ("drawn", "registered", "declared")
 SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFFICIENT")
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
@@ -292,7 +292,7 @@ def _unit_suspect(facts: PlotFacts, policy: Policy) -> tuple[list[tuple[str, str
         for b in SOURCES[i + 1:]:
             if a in sources and b in sources:
                 small, large = sorted((sources[a], sources[b]))
-                if small * UNIT_FACTOR * (1 - tol) <= large <= small * UNIT_FACTOR * (1 + tol):
+                if small * MU_PER_HA * (1 - tol) <= large <= small * MU_PER_HA * (1 + tol):
                     pairs.append((a, b, sources[a] / sources[b]))
     if not pairs:
         return [], set()
@@ -399,19 +399,14 @@ def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     return checks
 
 
-def _m2(mu: float) -> float:
-    """Square metres of ``mu`` (1 mu = 10000/15 m², computed so that 1.5 mu is exactly 1000 m²)."""
-    return mu * 10000.0 / 15.0
-
-
 def _double_claim(facts: PlotFacts, policy: Policy) -> Check | None:
     area = policy.area
-    own_m2 = _m2(facts.drawn_mu)
+    own_m2 = mu_to_m2(facts.drawn_mu)
     hits = []
     for overlap in sorted(facts.overlaps, key=lambda o: o.other_plot_id):
         if overlap.other_borrower_id == facts.borrower_id or not overlap.shared_m2 > 0:
             continue
-        sizes = [m2 for m2 in (own_m2, _m2(overlap.other_drawn_mu)) if _finite(m2) and m2 > 0]
+        sizes = [m2 for m2 in (own_m2, mu_to_m2(overlap.other_drawn_mu)) if _finite(m2) and m2 > 0]
         smaller = min(sizes) if sizes else math.nan
         if overlap.shared_m2 > area.double_claim_min_area_m2 or overlap.shared_m2 > area.double_claim_min_share * smaller:
             hits.append((overlap, overlap.shared_m2 / smaller))

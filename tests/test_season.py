@@ -408,3 +408,13 @@ def test_only_a_low_vigor_plot_is_marked_down():
     bonus = peer_vigor(plots, {f"P{i}": [] for i in range(7)}, vigor_factor_max=1.1)
     assert bonus["vigor_factor"].iloc[3] == pytest.approx(0.84 / np.median(peaks))
     assert bonus["vigor_factor"].iloc[2] == 1.0
+
+
+def test_plots_without_a_declared_crop_have_no_peers():
+    from agricredit.season import peer_vigor
+
+    plots = pd.DataFrame({"plot_id": [f"P{i}" for i in range(7)],
+                          "declared_crop": ["maize"] * 6 + [np.nan],  # pandas reads a missing crop as NaN
+                          "vigor_peak_ndvi": [0.8, 0.81, 0.79, 0.8, 0.82, 0.78, 0.3], "pixel_count": 50.0})
+    out = peer_vigor(plots, {f"P{i}": [] for i in range(7)})
+    assert out["peer_count"].tolist() == [6] * 6 + [0] and out["vigor_factor"].iloc[6] == 1.0

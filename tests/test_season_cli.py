@@ -121,9 +121,15 @@ def test_train_crop_then_season_with_model(scene, tmp_path):
     table = pd.read_csv(out, keep_default_na=False).set_index("plot_id")
     assert {"p_maize", "p_soybean", "p_wheat"} <= set(table.columns)
     assert table.loc["P22", "best_crop"] == "wheat"
-    result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
-                                      "--crop-model", str(model_dir), "--min-valid", "0.3"])
-    assert result.exit_code == 1 and "min_valid_fraction 0.6, this run uses 0.3" in result.stderr
+    # Another --min-valid for the run does not change what the model sees: it rebuilds its series with its card's.
+    other = tmp_path / "other_min_valid.csv"
+    result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(other),
+                                      "--declarations", str(scene["declarations"]), "--crop-model", str(model_dir),
+                                      "--min-valid", "0.3"])
+    assert result.exit_code == 0, result.output
+    probabilities = ["p_maize", "p_soybean", "p_wheat"]
+    pd.testing.assert_frame_equal(pd.read_csv(other, keep_default_na=False).set_index("plot_id")[probabilities],
+                                  table[probabilities])
     (model_dir / "model.skops").write_bytes(b"x" + (model_dir / "model.skops").read_bytes()[1:])
     result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
                                       "--crop-model", str(model_dir)])

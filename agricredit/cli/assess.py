@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import click
@@ -33,7 +32,7 @@ def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephem
     AGRICREDIT_PII_KEY. Exit code 3: done, but some plots were rejected.
     """
     from agricredit.assess import run_assessment, write_outputs
-    from agricredit.cli.main import PartialSuccess
+    from agricredit.cli._tables import exit_if_rejected
     from agricredit.cli.options import resolve_case
     from agricredit.privacy import PseudonymKey
 
@@ -47,8 +46,4 @@ def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephem
     counts = manifest["counts"]
     statuses = ", ".join(f"{status} {n}" for status, n in counts["status"].items())
     click.echo(f"{counts['borrowers']} borrowers ({statuses}), {counts['plots']} plots -> {output}")
-    if assessment.rejected:
-        for code, ids in sorted(assessment.rejected.items()):
-            click.echo(f"rejected {code} ({len(ids)}): {', '.join(ids)}", err=True)
-        sys.stdout.flush()
-        raise PartialSuccess()
+    exit_if_rejected(assessment.rejected)

@@ -93,7 +93,6 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: Any, end: A
         from agricredit.crop_model import load_crop_model
 
         model = load_crop_model(crop_model)
-        model.check_min_valid_fraction(options["min_valid_fraction"])
     checked, good, table, _ = season_long_table(plots, tiles, id_field=id_field, plots_crs=plots_crs,
                                                 repair_max_area_change=policy.area.repair_max_area_change,
                                                 start=start, end=end, progress=progress)

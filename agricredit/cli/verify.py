@@ -26,7 +26,7 @@ def command(case_file: Path | None, sample: bool, output: Path, ephemeral_key: b
     done, but some plots were rejected.
     """
     from agricredit.assess import run_assessment
-    from agricredit.cli.main import PartialSuccess
+    from agricredit.cli._tables import exit_if_rejected
     from agricredit.cli.options import resolve_case
     from agricredit.outputs import write_plot_table
     from agricredit.privacy import PseudonymKey
@@ -37,7 +37,4 @@ def command(case_file: Path | None, sample: bool, output: Path, ephemeral_key: b
     lights = assessment.plots["light"].value_counts()
     click.echo(", ".join(f"{light} {int(lights.get(light, 0))}" for light in ("green", "yellow", "red"))
                + f" plots -> {output}")
-    if assessment.rejected:
-        for code, ids in sorted(assessment.rejected.items()):
-            click.echo(f"rejected {code} ({len(ids)}): {', '.join(ids)}", err=True)
-        raise PartialSuccess()
+    exit_if_rejected(assessment.rejected)
