@@ -59,7 +59,7 @@ from agricredit.errors import (
     InputNotFoundError,
     MissingMetadataError,
 )
-from agricredit.plots import MU_PER_HA, geodesic_area_perimeter, to_wgs84
+from agricredit.plots import area_mu as area_mu_of
 from agricredit.seeds import default_cropped_threshold
 from agricredit.sensors import parse_date
 
@@ -796,8 +796,7 @@ def _gen_date_blocks(
     if plots.crs is None:
         raise CRSError("plots have no CRS")
     ids = plots["plot_id"].to_numpy()
-    area_m2, _ = geodesic_area_perimeter(to_wgs84(plots).geometry.values)
-    area_mu = area_m2 / 10_000.0 * MU_PER_HA
+    area_mu = area_mu_of(plots).to_numpy()
     grids = _group_grids(tiles)
     weights: list[CoverageWeights] = []
     for grid in grids:
