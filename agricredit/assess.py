@@ -32,7 +32,7 @@ from agricredit import __version__
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import InputError, InputNotFoundError, PrivacyError, SchemaError
+from agricredit.errors import InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
@@ -455,7 +455,10 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
     """
     folder = Path(folder)
     # A manifest vouches for a complete folder: the old one goes before anything is rewritten.
-    (folder / "manifest.json").unlink(missing_ok=True)
+    try:
+        (folder / "manifest.json").unlink(missing_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot write here: {error.strerror}", path=folder) from error
     plot_rows = assessment.plots.drop(columns="geometry").to_dict("records")
     plot_features = [{"geometry": geometry, "properties": row} for row, geometry in zip(plot_rows, assessment.plots.geometry)]
     write_geojson(plot_features, folder / "plots.geojson", decimals=COORDINATE_DECIMALS)

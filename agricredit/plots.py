@@ -121,6 +121,14 @@ def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> 
         raise CorruptInputError(f"cannot read plots: {error}".splitlines()[0], path=name) from error
     if gdf.crs is None:
         raise CRSError("plot file has no CRS; give one in the file (GeoJSON is WGS84 by RFC 7946)", path=name)
+    if gdf.empty:
+        raise InputError("no plots in the file", path=name)
+    if gdf.crs.is_geographic:
+        minx, miny, maxx, maxy = gdf.total_bounds
+        if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
+            raise CRSError(f"coordinates are not longitude/latitude (x up to {max(abs(minx), abs(maxx)):.0f}, "
+                           f"y up to {max(abs(miny), abs(maxy)):.0f}) although the file's CRS is geographic; "
+                           "RFC 7946 GeoJSON must be WGS84 — reproject the file or give its CRS", path=name)
     if id_field not in gdf.columns:
         raise SchemaError(f"no ID column {id_field!r} (use --id-field)", path=name)
     gdf = gdf.rename(columns={id_field: "plot_id"}) if id_field != "plot_id" else gdf.copy()
@@ -180,6 +188,10 @@ def convert_chinese_crs(gdf: gpd.GeoDataFrame, plots_crs: str) -> gpd.GeoDataFra
     if not gdf.crs.is_geographic:
         raise CRSError(f"--plots-crs {plots_crs} needs longitude/latitude coordinates, file CRS is projected",
                        path=gdf.attrs.get("source"))
+    lon, lat = shapely.get_coordinates(gdf.geometry.values).T
+    if not _in_china(lon, lat).any():
+        log.warning("%s: --plots-crs %s given, but the plots lie outside China, where GCJ-02/BD-09 equal WGS84; "
+                    "nothing is converted", gdf.attrs.get("source", "plots"), plots_crs)
     out = gdf.copy()
     out.geometry = shapely.transform(gdf.geometry.values, converters[key])
     return out.set_crs(_WGS84, allow_override=True)

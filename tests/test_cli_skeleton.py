@@ -83,3 +83,16 @@ def test_error_line_and_logs_are_redacted(monkeypatch):
     assert "13812345678" not in result.stderr
     assert "bad holder" in result.stderr
     assert "row 3 holder" in result.stderr
+
+
+def test_an_os_error_anywhere_is_one_line_and_exit_1(monkeypatch):
+    import errno
+
+    @click.command()
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out/plots.geojson")
+
+    monkeypatch.setattr(cli_main.AgricreditGroup, "get_command", lambda self, ctx, name: full)
+    result = CliRunner().invoke(cli_main.cli, ["full"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: /data/out/plots.geojson: No space left on device"

@@ -52,3 +52,13 @@ def test_csv_tables_escape_spreadsheet_formulas_but_keep_numbers(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[1].startswith("\"'=HYPERLINK") and lines[1].endswith(",-1.5")
     assert lines[2] == "P1,2.0"
+
+
+def test_an_unwritable_place_is_an_output_error(tmp_path):
+    from agricredit.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="file"):
+        with atomic_path(blocker / "out.csv"):
+            pass

@@ -175,3 +175,20 @@ def test_gcj02_plots_are_moved_to_wgs84(tmp_path):
         {"type": "Feature", "properties": {"plot_id": "G1"}, "geometry": shapely.geometry.mapping(gcj)}]}))
     read = P.load_plots(path, plots_crs="gcj02")
     assert read.geometry.iloc[0].equals_exact(wgs, tolerance=1e-8)
+
+
+def test_projected_coordinates_in_a_crs_less_geojson_and_an_empty_file_are_clear_errors(tmp_path):
+    from agricredit.errors import CRSError, InputError
+    from agricredit.plots import read_plots
+
+    utm = tmp_path / "utm.geojson"
+    utm.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"plot_id": "P1"},
+        "geometry": {"type": "Polygon", "coordinates": [[[443000, 4175000], [443100, 4175000], [443100, 4175100],
+                                                           [443000, 4175000]]]}}]}), encoding="utf-8")
+    with pytest.raises(CRSError, match="utm.geojson: coordinates are not longitude/latitude"):
+        read_plots(utm)
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
+    with pytest.raises(InputError, match="empty.geojson: no plots in the file"):
+        read_plots(empty)

@@ -63,6 +63,11 @@ class AgricreditGroup(click.Group):
             logging.getLogger("agricredit").debug("traceback", exc_info=True)
             click.echo(f"Error: {redact(error.one_line())}", err=True)
             ctx.exit(error.exit_code)
+        except OSError as error:  # disk full, permission denied ... wherever it happens
+            logging.getLogger("agricredit").debug("traceback", exc_info=True)
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"Error: {redact(where + (error.strerror or str(error)))}", err=True)
+            ctx.exit(1)
 
 
 def _configure_logging(verbosity: int) -> None:
