@@ -63,6 +63,9 @@ BORROWER_COLUMNS = (
 #: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows.
 _GEOMETRY_STATUS = {"OK": "valid", "GEOMETRY_REPAIRED": "repaired", "GEOMETRY_INVALID": "invalid"}
 
+#: Status of a plot that its own borrower did not declare (rejected, listed, the rest go on).
+NO_DECLARATION = "NO_DECLARATION"
+
 #: Coordinates in GeoJSON outputs: 6 decimals of a degree (~0.1 m), as RFC 7946 §11.2 suggests.
 COORDINATE_DECIMALS = 6
 
@@ -172,7 +175,7 @@ class Assessment:
     decisions: list[Decision]
     borrowers: pd.DataFrame  # one row per borrower with a plot, BORROWER_COLUMNS
     audit: list[dict[str, Any]]
-    rejected: dict[str, list[str]]  # reason → plot IDs left out of the assessment
+    rejected: dict[str, list[str]]  # reason → plot IDs left out (bad ID, geometry, declaration) or unverifiable
     inputs: dict[str, str]  # role → sha256
     key_fingerprint: str
     lang: str
@@ -220,9 +223,15 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     declarations = read_declarations(case.declarations, encoding=case.encoding,
                                      known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
     borrowers = read_borrowers(case.borrowers, encoding=case.encoding)
-    # Records without a usable ID (missing or used twice) are rejected and listed; nothing is checked for them.
-    identified = checked.loc[~checked["geometry_status"].isin((DUPLICATE_ID, MISSING_ID))]
-    _check_references(identified, declarations, borrowers, case)
+    _check_borrowers(checked, borrowers, case)
+    # A plot its own borrower did not declare cannot be assessed: it is rejected and listed, the rest go on.
+    declared_by_drawer = set(zip(declarations["plot_id"], declarations["borrower_id"]))
+    undeclared = [(pid, b) not in declared_by_drawer and status not in (DUPLICATE_ID, MISSING_ID)
+                  for pid, b, status in zip(checked["plot_id"], checked["borrower_id"], checked["geometry_status"])]
+    checked.loc[undeclared, "geometry_status"] = NO_DECLARATION
+    checked.loc[undeclared, "geometry_reason"] = "no declaration by the borrower who drew the plot"
+    # Records without a usable ID or declaration are rejected and listed; nothing is checked for them.
+    identified = checked.loc[~checked["geometry_status"].isin((DUPLICATE_ID, MISSING_ID, NO_DECLARATION))]
 
     _stage(progress, "measuring plots (geodesic area, validity, overlaps)")
     areas = area_table(checked).set_index("plot_id", drop=False)
@@ -234,6 +243,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
     long_table = observation_table(good, acquisitions)
+    if long_table.empty:
+        raise InputError(f"no tile of the season ({', '.join(map(str, case.tiles))}) covers any plot "
+                         f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
 
     _stage(progress, "season: phenology, crop fit, vigor")
     declared_crop = dict(zip(zip(declarations["plot_id"], declarations["borrower_id"]), declarations["declared_crop"]))
@@ -247,6 +259,10 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
         **season_options(policy),
     )
+
+    not_covered = sorted(pid for pid, flags in season.flags.items() if any(f.code == "NO_COVERAGE" for f in flags))
+    if not_covered:
+        rejected["NO_COVERAGE"] = not_covered
 
     _stage(progress, "cross-verification and limits")
     borrower_alias = {b: pseudonym(key, "borrower", b) for b in sorted(set(checked["borrower_id"]))}
@@ -296,20 +312,13 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> di
     return hashes
 
 
-def _check_references(plots: gpd.GeoDataFrame, declarations: pd.DataFrame, borrowers: pd.DataFrame, case: Case) -> None:
-    """Every plot has one declaration by its own borrower, and every borrower is in the borrower table."""
-    known = set(borrowers["borrower_id"])
-    unknown = sorted(set(plots["borrower_id"]) - known)
+def _check_borrowers(plots: gpd.GeoDataFrame, borrowers: pd.DataFrame, case: Case) -> None:
+    """Every borrower of the plot file is in the borrower table."""
+    unknown = sorted(set(plots["borrower_id"]) - set(borrowers["borrower_id"]))
     if unknown:
         raise SchemaError(f"{len(unknown)} borrower(s) of the plot file are not in the borrower table "
                           f"(first at plot {plots.loc[plots['borrower_id'] == unknown[0], 'plot_id'].iloc[0]})",
                           path=case.borrowers)
-    declared = declarations.groupby("plot_id")["borrower_id"].agg(list)
-    for plot_id, borrower in zip(plots["plot_id"], plots["borrower_id"]):
-        claimants = declared.get(plot_id, [])
-        if borrower not in claimants:
-            raise SchemaError(f"plot {plot_id} has no declaration by the borrower who drew it",
-                              path=case.declarations)
 
 
 def _finite_or_nan(value: Any) -> float:
@@ -498,7 +507,7 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
             "plots": int(len(assessment.plots)),
             "borrowers": int(len(assessment.borrowers)),
             "status": {s: int(n) for s, n in sorted(assessment.borrowers["status"].value_counts().items())},
-            "rejected_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
+            "rejected_or_unverifiable_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
         },
     }
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -692,7 +692,7 @@ def assess_season(
         test of ``NOT_CULTIVATED``; without it only the green-up test applies.
     plot_ids
         Every plot of the run. Plots with no row in the table (no tile covers
-        them) get an empty series, hence ``CLOUD_INSUFFICIENT`` (review).
+        them) get an empty series, hence ``NO_COVERAGE`` (review).
     min_valid_fraction, min_observations_in_window, min_pixel_count, cultivated_min_share,
     max_sowing_shift_days, crop_mismatch_margin, low_vigor_percentile,
     low_vigor_min_gap, vigor_factor_min, vigor_factor_max
@@ -808,7 +808,9 @@ def assess_season(
         row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared_fit else pheno["peak_ndvi"]
 
         plot_flags: list[Flag] = []
-        if n_in < min_observations_in_window:
+        if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
+            plot_flags.append(Flag("NO_COVERAGE", {"acquisitions": 0}))
+        elif n_in < min_observations_in_window:
             plot_flags.append(Flag("CLOUD_INSUFFICIENT", {
                 "crop": window_crop, "valid_in_window": n_in, "required": min_observations_in_window,
                 "window_start": _iso(lo), "window_end": _iso(hi), "acquisitions": s.n_acquisitions,
@@ -885,7 +887,7 @@ def peer_vigor(
         ``plots`` with ``peer_count``, ``peer_median_peak``, ``peak_percentile`` and ``vigor_factor``.
     """
     plots = plots.copy()
-    excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT", "CROP_MISMATCH"}
+    excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
     eligible = np.array([
         isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak) and not n < min_pixel_count

@@ -65,10 +65,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCES = ("drawn", "registered", "declared")
-SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFFICIENT")
+SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFFICIENT", "NO_COVERAGE")
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
 HOLD_CODES = frozenset(
-    {"CLOUD_INSUFFICIENT", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED", "OWNER_MISMATCH"}
+    {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
+     "OWNER_MISMATCH"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS"})
@@ -379,6 +380,8 @@ def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
         raise InputError(f"satellite code {unknown[0]} is not one the season module may report", record=facts.plot_id)
     if _finite(facts.pixel_count) and facts.pixel_count < sat.min_pixel_count:
         return [Check.make("TOO_FEW_PIXELS", pixel_count=facts.pixel_count, min_pixel_count=sat.min_pixel_count)]
+    if "NO_COVERAGE" in found:
+        return [Check.make("NO_COVERAGE", **found["NO_COVERAGE"].figures)]
     if "CLOUD_INSUFFICIENT" in found:
         return [Check.make("CLOUD_INSUFFICIENT", min_observations=sat.min_observations_in_window, **found["CLOUD_INSUFFICIENT"].figures)]
     checks = []

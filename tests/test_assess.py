@@ -338,3 +338,30 @@ def test_a_name_carried_in_a_plot_id_stops_the_run_and_leaves_no_output(tmp_path
     assert result.exit_code == 1
     assert "personal data found" in result.stderr and name not in result.stderr
     assert list(out.iterdir()) == []
+
+
+def test_an_undeclared_plot_and_a_plot_no_tile_covers_are_listed_and_the_rest_goes_on(output, tmp_path, monkeypatch):
+    case = _sample_copy(tmp_path)
+    lines = (case / "declarations.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (case / "declarations.csv").write_text("".join(line for line in lines if ",P0002," not in line), encoding="utf-8")
+    document = json.loads((case / "plots.geojson").read_text(encoding="utf-8"))
+    owner = next(f for f in document["features"] if f["properties"]["plot_id"] == "P0003")["properties"]["borrower_id"]
+    document["features"].append({"type": "Feature", "properties": {"plot_id": "PFAR", "borrower_id": owner},
+                                 "geometry": {"type": "Polygon", "coordinates": [[[10.0, 10.0], [10.001, 10.0],
+                                                                                  [10.001, 10.001], [10.0, 10.0]]]}})
+    (case / "plots.geojson").write_text(json.dumps(document), encoding="utf-8")
+    with open(case / "registry.csv", "a", encoding="utf-8") as handle:
+        handle.write(f"PFAR,{owner},9.0,mu,耕地,确权\n")
+    with open(case / "declarations.csv", "a", encoding="utf-8") as handle:
+        handle.write(f"{owner},PFAR,maize,9.0,mu\n")
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["assess", str(case / "case.toml"), "-o", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "rejected NO_DECLARATION (1): P0002" in result.stderr
+    assert "rejected NO_COVERAGE (1): PFAR" in result.stderr
+    plots = {f["properties"]["plot_id"]: f["properties"]
+             for f in json.loads((tmp_path / "out" / "plots.geojson").read_text(encoding="utf-8"))["features"]}
+    assert plots["PFAR"]["reason_codes"] == ["NO_COVERAGE"] and plots["PFAR"]["light"] == "red"
+    assert plots["P0002"]["geometry_status"] == "NO_DECLARATION" and plots["P0002"]["light"] is None
+    borrowers = {r["borrower"]: r for r in csv.DictReader(open(tmp_path / "out" / "borrowers.csv", encoding="utf-8"))}
+    assert borrowers[pseudonym(KEY, "borrower", owner)]["status"] == "REVIEW"

@@ -359,7 +359,7 @@ def test_plots_without_observations_go_to_review():
     table = synth_table([Plot("a", "maize")], SUMMER_DATES)
     result = season.assess_season(table, {"a": "maize", "b": "maize"}, plot_ids=["a", "b"])
     (flag,) = result.flags["b"]
-    assert flag.code == "CLOUD_INSUFFICIENT" and flag.figures["valid_in_window"] == 0
+    assert flag.code == "NO_COVERAGE" and flag.figures["acquisitions"] == 0
     assert result.flags["a"] == []
     with pytest.raises(InputError, match="no observations"):
         season.assess_season(table.iloc[:0], plot_ids=["a"])
