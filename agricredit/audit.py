@@ -197,4 +197,6 @@ def replay_file(path: str | Path, policy: Policy | None = None) -> tuple[int, di
         differences = replay(record, used)
         if differences:
             differing[f"line {number} {record.get('borrower_id')}"] = differences
+    if total == 0:
+        raise InputError("no audit records in the file", path=path)
     return total, differing

@@ -633,6 +633,8 @@ def _finish(
     """Raise the collected problems, or build the frame: known columns, added, extras, source_row."""
     if raw.problems:
         _raise(raw)
+    if not raw.rows:
+        logger.warning("%s: the table has no rows", raw.path)
     extras = [c for c in raw.columns if c not in columns]
     order = [*columns, *added, *extras]
     data: dict[str, list] = {name: [rec[name] for _, rec in raw.rows] for name in order}

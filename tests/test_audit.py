@@ -110,3 +110,13 @@ def test_audit_record_refuses_mismatched_verdicts():
 def test_not_a_record():
     with pytest.raises(InputError, match="not an agricredit audit record"):
         replay({"borrower_id": "B1"}, POLICY)
+
+
+def test_an_empty_audit_file_is_an_error(tmp_path):
+    from agricredit.audit import replay_file
+    from agricredit.errors import InputError
+
+    path = tmp_path / "audit.jsonl"
+    path.write_text("\n", encoding="utf-8")
+    with pytest.raises(InputError, match="no audit records"):
+        replay_file(path)

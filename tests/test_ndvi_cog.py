@@ -123,3 +123,13 @@ def test_sample_sentinel2_cog_against_numpy(tmp_path):
     write_ndvi_cog(product, tmp_path / "ndvi.tif")
     with rasterio.open(tmp_path / "ndvi.tif") as ds:
         np.testing.assert_allclose(ds.read(1), expected, atol=1e-6, equal_nan=True)
+
+
+def test_ndvi_output_must_be_a_geotiff_name(tmp_path):
+    from click.testing import CliRunner
+
+    from agricredit.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["ndvi", "whatever.tif", "-o", str(tmp_path / "n.png")])
+    assert result.exit_code == 2 and "name it .tif" in result.output
+    assert not (tmp_path / "n.png").exists()

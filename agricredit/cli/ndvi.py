@@ -18,6 +18,14 @@ def _no_dash(ctx: click.Context, param: click.Parameter, value: Path | None) -> 
     return value
 
 
+def _geotiff_name(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    value = _no_dash(ctx, param, value)
+    if value.suffix.lower() not in (".tif", ".tiff"):
+        raise click.BadParameter(f"the NDVI is a GeoTIFF: name it .tif, not {value.suffix or 'without extension'} "
+                                 "(--quicklook writes a PNG)", param_hint="'-o'")
+    return value
+
+
 def _mask_classes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -35,7 +43,7 @@ def _baseline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 @click.command("ndvi")
 @click.argument("tile", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", required=True, callback=_no_dash,
+@click.option("-o", "--output", "output", required=True, callback=_geotiff_name,
               type=click.Path(dir_okay=False, writable=True, path_type=Path, allow_dash=True), help="Output NDVI COG (.tif).")
 @click.option("--sensor", type=click.Choice(sensors.SENSORS), help="Override the detected sensor.")
 @click.option("--bands", metavar="red=N,nir=M[,mask=K]", help="Band numbers (1-based) of a multiband file.")

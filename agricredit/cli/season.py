@@ -97,6 +97,8 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: Any, end: A
                                                 repair_max_area_change=policy.area.repair_max_area_change,
                                                 start=start, end=end, progress=progress)
     ids = good["plot_id"].astype(str).tolist()
+    if plot_id is not None and plot_id not in ids:
+        raise click.BadParameter(f"plot {plot_id!r} is not among the accepted plots of {plots}", param_hint="'--plot-id'")
     crops: dict[str, str] = {}
     if declared is not None:
         unknown = set(declared["plot_id"]) - set(checked["plot_id"].dropna().astype(str))
