@@ -82,7 +82,7 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
     folders, a manifest CSV (date,sensor,path) or a STAC JSON, found as
     `season` finds them. A tile's date comes from the manifest, its metadata
     (ACQUISITION_DATE tag) or a YYYYMMDD / YYYY-MM-DD in its file name; --date
-    dates tiles that have none. Tiles of one date are mosaicked; dates are
+    dates tiles that are one acquisition (needed when they carry no date). Tiles of one date are mosaicked; dates are
     never mixed. OUT is .csv or .parquet (one row per plot and date) or
     .geojson (one feature per plot, dates nested). Every accepted plot is in
     OUT: a plot outside every tile of a date gets covered_frac 0, no NDVI and
@@ -106,8 +106,7 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
             table = zonal_stats(good, opened, progress=lambda done, total: bar.update(1), **options)
     else:
         table = zonal_stats(good, opened, **options)
-    uncovered = table.groupby("plot_id", sort=True)["flags"].agg(lambda flags: (flags == NOT_COVERED).all())
-    missing = uncovered.index[uncovered].tolist()
+    missing = sorted(set(good["plot_id"]) - set(table.loc[table["flags"] != NOT_COVERED, "plot_id"]))
     if missing:
         log.warning("%d plot(s) not covered by any tile (flag %s): %s", len(missing), NOT_COVERED,
                     ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else ""))
