@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARTIAL_COVERAGE",
+    "NOT_COVERED",
     "STAT_COLUMNS",
     "Tile",
     "CoverageWeights",
@@ -83,6 +84,8 @@ log = logging.getLogger(__name__)
 
 #: Flag of a plot–date whose plot lies partly outside every tile of that date.
 PARTIAL_COVERAGE = "PARTIAL_COVERAGE"
+#: Flag of a plot–date whose plot lies outside every tile of that date (kept only on request).
+NOT_COVERED = "NOT_COVERED"
 
 #: Covered share below ``1 - _PARTIAL_TOL`` counts as partial (coverage fractions are float32).
 _PARTIAL_TOL = 1e-4
@@ -750,6 +753,7 @@ def gen_zonal_stats(
     *,
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    keep_uncovered: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Yield coverage-weighted NDVI statistics, one dict per plot and date.
 
@@ -766,6 +770,10 @@ def gen_zonal_stats(
         :func:`default_threshold`.
     progress
         Called as ``progress(done, total)`` after each date.
+    keep_uncovered
+        Also yield the plot–dates without any covering tile: ``covered_frac``,
+        ``valid_frac``, ``cloud_frac`` and ``pixel_count`` 0, NaN NDVI and
+        cropped area, flag ``NOT_COVERED``.
 
     Yields
     ------
@@ -777,9 +785,10 @@ def gen_zonal_stats(
         ``cropped_area_mu`` (valid area with NDVI ≥ threshold, from the
         geodesic plot area), ``pixel_count`` (sum of coverage fractions of the
         pixels inside the tiles), ``flags`` (``PARTIAL_COVERAGE`` or empty).
-        Plot–dates without any covering tile are not yielded.
+        Plot–dates without any covering tile are not yielded unless ``keep_uncovered``.
     """
-    for block in _gen_date_blocks(plots, tiles, threshold=threshold, progress=progress):
+    for block in _gen_date_blocks(plots, tiles, threshold=threshold, progress=progress,
+                                  keep_uncovered=keep_uncovered):
         yield from block.to_dict("records")
 
 
@@ -789,6 +798,7 @@ def _gen_date_blocks(
     *,
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    keep_uncovered: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """The engine: one DataFrame of :data:`STAT_COLUMNS` per date."""
     threshold = default_threshold() if threshold is None else float(threshold)
@@ -815,8 +825,10 @@ def _gen_date_blocks(
                 parts.append((w, _cell_values(grid, w, members)))
         stats = _date_stats(parts, threshold)
         stats["cropped_area_mu"] = stats.pop("cropped_share") * area_mu
-        stats["flags"] = np.where(stats["covered_frac"] < 1 - _PARTIAL_TOL, PARTIAL_COVERAGE, "")
-        seen = np.flatnonzero(stats["covered_frac"] > 0)
+        covered = stats["covered_frac"] > 0
+        stats["flags"] = np.where(covered, np.where(stats["covered_frac"] < 1 - _PARTIAL_TOL, PARTIAL_COVERAGE, ""),
+                                  NOT_COVERED)
+        seen = np.arange(len(ids)) if keep_uncovered else np.flatnonzero(covered)
         block = pd.DataFrame({"plot_id": ids[seen], "date": date, **{k: v[seen] for k, v in stats.items()}})
         yield block[list(STAT_COLUMNS)]
         if progress is not None:
@@ -829,9 +841,11 @@ def zonal_stats(
     *,
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    keep_uncovered: bool = False,
 ) -> pd.DataFrame:
     """:func:`gen_zonal_stats` as a long DataFrame (one row per plot and date)."""
-    blocks = list(_gen_date_blocks(plots, tiles, threshold=threshold, progress=progress))
+    blocks = list(_gen_date_blocks(plots, tiles, threshold=threshold, progress=progress,
+                                   keep_uncovered=keep_uncovered))
     if not blocks:
         return pd.DataFrame(columns=list(STAT_COLUMNS))
     return pd.concat(blocks, ignore_index=True)

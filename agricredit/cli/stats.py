@@ -2,51 +2,113 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from agricredit import sensors
 from agricredit.cli._tables import exit_if_rejected
 from agricredit.cli.options import id_field_opt, output_opt, plots_crs_opt, progress_opt
+from agricredit.errors import MissingMetadataError
 from agricredit.outputs import output_kind, write_plot_dates
 from agricredit.plots import accepted, load_plots
-from agricredit.zonal import open_tile, zonal_stats
+from agricredit.season import Acquisition, discover_acquisitions
+from agricredit.zonal import NOT_COVERED, open_tile, zonal_stats
 
 log = logging.getLogger(__name__)
+
+#: Sources that date their own tiles (a manifest's date column, STAC datetimes): --date does not apply.
+_SELF_DATED = (".csv", ".json", ".geojson")
+
+
+def _baseline(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and sensors.parse_baseline(value) is None:
+        raise click.BadParameter(f"{value!r} is not a processing baseline (expected e.g. 04.00 or 02.14)",
+                                 param_hint="'--processing-baseline'")
+    return value
+
+
+def _acquisitions(tiles: tuple[str, ...], date: datetime.date | None, **reader_options: Any) -> list[Acquisition]:
+    """The acquisitions of TILES as ``season`` finds them; ``date`` dates them as one acquisition.
+
+    Without ``date`` an undated tile is an error naming it. With ``date`` the
+    tiles must be one acquisition: their own dates (if any) are overridden, and
+    tiles of several dates are a usage error.
+    """
+    if date is not None and any(Path(t).suffix.lower() in _SELF_DATED for t in tiles):
+        raise click.UsageError("--date dates raster files and product folders; a manifest CSV or STAC JSON "
+                               "dates its own tiles")
+    try:
+        acquisitions = discover_acquisitions(list(tiles), **reader_options)
+    except MissingMetadataError as error:
+        if date is None:
+            raise MissingMetadataError("no acquisition date; pass --date or put YYYYMMDD in the file name",
+                                       path=error.path) from error
+        return discover_acquisitions(list(tiles), date=date, **reader_options)
+    if date is not None and len(acquisitions) > 1:
+        raise click.UsageError(f"--date applies to one acquisition; the tiles hold {len(acquisitions)} dates "
+                               f"({acquisitions[0].date} … {acquisitions[-1].date})")
+    if date is not None and acquisitions:
+        acquisitions = [dataclasses.replace(acquisitions[0], date=date)]
+    return acquisitions
 
 
 @click.command()
 @click.argument("plots", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("tiles", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.argument("tiles", nargs=-1, required=True, type=click.Path(exists=True))
 @output_opt
 @id_field_opt
 @plots_crs_opt
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
               help="NDVI at or above which covered area counts as cropped [default: from the crop table].")
+@click.option("--date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Acquisition date (YYYY-MM-DD) of the tiles when they are one acquisition; overrides metadata.")
+@click.option("--sensor", type=click.Choice(sensors.SENSORS), default=None,
+              help="Sensor of raw products whose sensor is not detected.")
+@click.option("--processing-baseline", callback=_baseline, metavar="NN.NN", default=None,
+              help="Sentinel-2 processing baseline when the product carries none.")
 @progress_opt
 def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plots_crs: str | None,
-            threshold: float | None, progress: bool) -> None:
+            threshold: float | None, date: datetime.datetime | None, sensor: str | None,
+            processing_baseline: str | None, progress: bool) -> None:
     """Per plot per date: NDVI mean/median/p90, valid and cloud fractions, cropped area.
 
-    TILES are NDVI rasters (from `agricredit ndvi`) or raw products; their date
-    comes from the ACQUISITION_DATE tag or a YYYYMMDD / YYYY-MM-DD in the file
-    name. Tiles of one date are mosaicked; dates are never mixed. OUT is .csv
-    or .parquet (one row per plot and date) or .geojson (one feature per plot,
-    dates nested). Rejected plots are listed on stderr; the exit code is then 3.
+    TILES are files (NDVI rasters from `agricredit ndvi` or raw products),
+    folders, a manifest CSV (date,sensor,path) or a STAC JSON, found as
+    `season` finds them. A tile's date comes from the manifest, its metadata
+    (ACQUISITION_DATE tag) or a YYYYMMDD / YYYY-MM-DD in its file name; --date
+    dates tiles that are one acquisition (needed when they carry no date). Tiles of one date are mosaicked; dates are
+    never mixed. OUT is .csv or .parquet (one row per plot and date) or
+    .geojson (one feature per plot, dates nested). Every accepted plot is in
+    OUT: a plot outside every tile of a date gets covered_frac 0, no NDVI and
+    the flag NOT_COVERED. Rejected plots are listed on stderr; the exit code
+    is then 3.
     """
     output_kind(output)  # an unknown output type fails before any work
+    reader = {k: v for k, v in (("sensor", sensor), ("processing_baseline", processing_baseline)) if v is not None}
+    acquisitions = _acquisitions(tiles, None if date is None else date.date(), **reader)
+    if not acquisitions:
+        raise click.BadParameter("no tiles found", param_hint="TILES")
     checked = load_plots(plots, id_field=id_field, plots_crs=plots_crs)
     good = accepted(checked)
-    opened = [open_tile(path) for path in tiles]
+    # Each tile dated by its acquisition, read as discovered (as season.observation_table does).
+    opened = [open_tile(product if product is not None else path, date=acquisition.date)
+              for acquisition in acquisitions
+              for path, product in zip(acquisition.paths, acquisition.products or [None] * len(acquisition.paths))]
+    options: dict[str, Any] = {"threshold": threshold, "keep_uncovered": True}
     if progress:
-        with click.progressbar(length=len({t.date for t in opened}), label="dates", file=sys.stderr) as bar:
-            table = zonal_stats(good, opened, threshold=threshold, progress=lambda done, total: bar.update(1))
+        with click.progressbar(length=len(acquisitions), label="dates", file=sys.stderr) as bar:
+            table = zonal_stats(good, opened, progress=lambda done, total: bar.update(1), **options)
     else:
-        table = zonal_stats(good, opened, threshold=threshold)
-    missing = sorted(set(good["plot_id"]) - set(table["plot_id"]))
+        table = zonal_stats(good, opened, **options)
+    missing = sorted(set(good["plot_id"]) - set(table.loc[table["flags"] != NOT_COVERED, "plot_id"]))
     if missing:
-        log.warning("%d plot(s) not covered by any tile: %s", len(missing), ", ".join(missing[:20]))
+        log.warning("%d plot(s) not covered by any tile (flag %s): %s", len(missing), NOT_COVERED,
+                    ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else ""))
     write_plot_dates(table, good, output)
     exit_if_rejected(checked)
