@@ -293,7 +293,7 @@ def discover_acquisitions(
 
 
 def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
-                      progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                      progress: Callable[[int, int], None] | None = None, **zonal_options: Any) -> pd.DataFrame:
     """The zonal engine's long table (one row per plot and date) of ``plots`` over a season.
 
     Each tile is dated by its acquisition (so a manifest's date wins over the
@@ -309,13 +309,15 @@ def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
         From :func:`discover_acquisitions`.
     progress
         Called as ``progress(done, total)`` after each date.
+    **zonal_options
+        Passed to :func:`agricredit.zonal.zonal_stats` (``threshold``, ``keep_uncovered``).
     """
     from agricredit.zonal import open_tile, zonal_stats
 
     tiles = [open_tile(product if product is not None else path, date=acquisition.date)
              for acquisition in acquisitions
              for path, product in zip(acquisition.paths, acquisition.products or [None] * len(acquisition.paths))]
-    return zonal_stats(plots, tiles, progress=progress)
+    return zonal_stats(plots, tiles, progress=progress, **zonal_options)
 
 
 @dataclass(frozen=True)

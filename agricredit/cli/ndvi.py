@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from agricredit import sensors
-from agricredit.cli.options import progress_opt
+from agricredit.cli.options import baseline_callback, progress_opt
 
 
 def _no_dash(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -35,19 +35,13 @@ def _mask_classes(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(error), param_hint="'--mask-classes'") from None
 
 
-def _baseline(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and sensors.parse_baseline(value) is None:
-        raise click.BadParameter(f"{value!r} is not a processing baseline (expected e.g. 04.00 or 02.14)", param_hint="'--processing-baseline'")
-    return value
-
-
 @click.command("ndvi")
 @click.argument("tile", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", required=True, callback=_geotiff_name,
               type=click.Path(dir_okay=False, writable=True, path_type=Path, allow_dash=True), help="Output NDVI COG (.tif).")
 @click.option("--sensor", type=click.Choice(sensors.SENSORS), help="Override the detected sensor.")
 @click.option("--bands", metavar="red=N,nir=M[,mask=K]", help="Band numbers (1-based) of a multiband file.")
-@click.option("--processing-baseline", callback=_baseline, metavar="NN.NN", help="Sentinel-2 processing baseline when the product carries none.")
+@click.option("--processing-baseline", callback=baseline_callback, metavar="NN.NN", help="Sentinel-2 processing baseline when the product carries none.")
 @click.option("--date", type=click.DateTime(formats=["%Y-%m-%d"]), help="Acquisition date (YYYY-MM-DD); overrides metadata.")
 @click.option("--mask-classes", callback=_mask_classes, metavar="C,C,...", help="Sentinel-2 SCL classes to mask [default: 0,1,3,8,9,10].")
 @click.option("--mask", "mask_path", type=click.Path(path_type=Path), help="Extra mask raster: nonzero = cloud (resampled nearest).")

@@ -111,3 +111,13 @@ def resolve_case(case_file: Path | None, sample: bool, options: dict[str, Any]):
     if missing:
         raise click.UsageError(f"missing input --{missing[0]} (or give a case file, or --sample)")
     return Case(**values)
+
+
+def baseline_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Validate ``--processing-baseline`` (a Sentinel-2 baseline such as 04.00)."""
+    from agricredit import sensors
+
+    if value is not None and sensors.parse_baseline(value) is None:
+        raise click.BadParameter(f"{value!r} is not a processing baseline (expected e.g. 04.00 or 02.14)",
+                                 param_hint="'--processing-baseline'")
+    return value

@@ -13,24 +13,17 @@ import click
 
 from agricredit import sensors
 from agricredit.cli._tables import exit_if_rejected
-from agricredit.cli.options import id_field_opt, output_opt, plots_crs_opt, progress_opt
+from agricredit.cli.options import baseline_callback, id_field_opt, output_opt, plots_crs_opt, progress_opt
 from agricredit.errors import MissingMetadataError
 from agricredit.outputs import output_kind, write_plot_dates
 from agricredit.plots import accepted, load_plots
-from agricredit.season import Acquisition, discover_acquisitions
-from agricredit.zonal import NOT_COVERED, open_tile, zonal_stats
+from agricredit.season import Acquisition, discover_acquisitions, observation_table
+from agricredit.zonal import NOT_COVERED
 
 log = logging.getLogger(__name__)
 
 #: Sources that date their own tiles (a manifest's date column, STAC datetimes): --date does not apply.
 _SELF_DATED = (".csv", ".json", ".geojson")
-
-
-def _baseline(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and sensors.parse_baseline(value) is None:
-        raise click.BadParameter(f"{value!r} is not a processing baseline (expected e.g. 04.00 or 02.14)",
-                                 param_hint="'--processing-baseline'")
-    return value
 
 
 def _acquisitions(tiles: tuple[str, ...], date: datetime.date | None, **reader_options: Any) -> list[Acquisition]:
@@ -70,7 +63,7 @@ def _acquisitions(tiles: tuple[str, ...], date: datetime.date | None, **reader_o
               help="Acquisition date (YYYY-MM-DD) of the tiles when they are one acquisition; overrides metadata.")
 @click.option("--sensor", type=click.Choice(sensors.SENSORS), default=None,
               help="Sensor of raw products whose sensor is not detected.")
-@click.option("--processing-baseline", callback=_baseline, metavar="NN.NN", default=None,
+@click.option("--processing-baseline", callback=baseline_callback, metavar="NN.NN", default=None,
               help="Sentinel-2 processing baseline when the product carries none.")
 @progress_opt
 def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plots_crs: str | None,
@@ -96,16 +89,12 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
         raise click.BadParameter("no tiles found", param_hint="TILES")
     checked = load_plots(plots, id_field=id_field, plots_crs=plots_crs)
     good = accepted(checked)
-    # Each tile dated by its acquisition, read as discovered (as season.observation_table does).
-    opened = [open_tile(product if product is not None else path, date=acquisition.date)
-              for acquisition in acquisitions
-              for path, product in zip(acquisition.paths, acquisition.products or [None] * len(acquisition.paths))]
     options: dict[str, Any] = {"threshold": threshold, "keep_uncovered": True}
     if progress:
         with click.progressbar(length=len(acquisitions), label="dates", file=sys.stderr) as bar:
-            table = zonal_stats(good, opened, progress=lambda done, total: bar.update(1), **options)
+            table = observation_table(good, acquisitions, progress=lambda done, total: bar.update(1), **options)
     else:
-        table = zonal_stats(good, opened, **options)
+        table = observation_table(good, acquisitions, **options)
     missing = sorted(set(good["plot_id"]) - set(table.loc[table["flags"] != NOT_COVERED, "plot_id"]))
     if missing:
         log.warning("%d plot(s) not covered by any tile (flag %s): %s", len(missing), NOT_COVERED,
