@@ -238,6 +238,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     good = accepted(checked)
     rejected = {code: sorted(ids) for code, ids in rejected_ids(checked).items()}
 
+    if good.empty:
+        counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
+        raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
     acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end)
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])

@@ -365,3 +365,11 @@ def test_an_undeclared_plot_and_a_plot_no_tile_covers_are_listed_and_the_rest_go
     assert plots["P0002"]["geometry_status"] == "NO_DECLARATION" and plots["P0002"]["light"] is None
     borrowers = {r["borrower"]: r for r in csv.DictReader(open(tmp_path / "out" / "borrowers.csv", encoding="utf-8"))}
     assert borrowers[pseudonym(KEY, "borrower", owner)]["status"] == "REVIEW"
+
+
+def test_nothing_left_to_assess_is_a_clear_error(tmp_path):
+    case = _sample_copy(tmp_path)
+    header = (case / "declarations.csv").read_text(encoding="utf-8").splitlines()[0]
+    (case / "declarations.csv").write_text(header + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"plots.geojson: no plot can be assessed: all 319 are rejected \(NO_DECLARATION 319\)"):
+        run_assessment(load_case(case / "case.toml"), KEY)
