@@ -498,6 +498,10 @@ def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
 # --------------------------------------------------------------------------- per-date values
 
 
+#: GDAL block cache (MB) while the strips of a date are read: enough for one strip of a few bands.
+_READ_CACHE_MB = 128
+
+
 def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -> list[tuple[np.ndarray, ...]]:
     """Mosaic the tiles of one date on ``grid`` at the cells of each weight block.
 
@@ -511,8 +515,10 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
     tiles = sorted(tiles, key=lambda t: t.path)
     tops = np.arange(0, weights.height + _STRIP_ROWS, _STRIP_ROWS).astype(np.int64)
     bounds = [np.searchsorted(b.ids, tops * weights.width) for b in weights.blocks]
-    # Each tile is opened once (its bands, quality band and resampling VRT) for all strips.
+    # Each tile is opened once (its bands, quality band and resampling VRT) for all strips. Every block is
+    # read once, so GDAL's block cache (5 % of RAM by default) would only hold dead strips: keep it small.
     with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_READ_CACHE_MB))
         readers: dict[str, Callable[[Window], tuple[np.ndarray, np.ndarray]]] = {}
         for s in range(len(tops) - 1):
             pieces = [(k, int(lo[s]), int(lo[s + 1])) for k, lo in enumerate(bounds) if lo[s] < lo[s + 1]]
