@@ -37,7 +37,7 @@ from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_ta
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
-from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options
+from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, verify_plots
@@ -304,15 +304,10 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> di
         files.update({f"crop_model:{path.name}": path for path in sorted(case.crop_model.iterdir()) if path.is_file()})
     files.update({f"tile_index:{source.name}": source for source in case.tiles
                   if source.is_file() and source.suffix.lower() in (".csv", ".json")})  # manifests, STAC
-    for acquisition in acquisitions:
-        for product in map(Path, acquisition.paths):  # a file, or a product folder (.SAFE, Landsat)
-            for path in sorted(product.rglob("*")) if product.is_dir() else [product]:
-                if path.is_file():
-                    name = path.relative_to(product.parent).as_posix()
-                    files[f"tile:{acquisition.date}:{name}"] = path
-    hashes = {role: sha256_file(path) for role, path in sorted(files.items())}
+    hashes = {role: sha256_file(path) for role, path in files.items()}
+    hashes.update({f"tile:{key}": digest for key, digest in tile_hashes(acquisitions).items()})
     hashes["policy"] = policy.sha256
-    return hashes
+    return dict(sorted(hashes.items()))
 
 
 def _check_borrowers(plots: gpd.GeoDataFrame, borrowers: pd.DataFrame, case: Case) -> None:

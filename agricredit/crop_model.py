@@ -30,8 +30,16 @@ import pandas as pd
 
 from agricredit import __version__
 from agricredit.errors import ModelError, SchemaError
-from agricredit.outputs import atomic_path, sha256_file, sha256_path
-from agricredit.season import PlotSeries, Smoothing, phenology, plot_series, resample_doy, smooth_series
+from agricredit.outputs import atomic_path, sha256_file
+from agricredit.season import (
+    PlotSeries,
+    Smoothing,
+    phenology,
+    plot_series,
+    resample_doy,
+    smooth_series,
+    tile_hashes,
+)
 from agricredit.seeds import crop_aliases
 
 __all__ = [
@@ -245,14 +253,9 @@ def training_input_hashes(files: Iterable[str | Path], acquisitions: Iterable[An
     files
         The plot file, the labels table.
     acquisitions
-        :class:`agricredit.season.Acquisition` objects; a product folder is
-        hashed over its files (:func:`agricredit.outputs.sha256_path`).
+        :class:`agricredit.season.Acquisition` objects (:func:`agricredit.season.tile_hashes`).
     """
-    hashes = {Path(path).name: sha256_file(path) for path in files}
-    for acquisition in acquisitions:
-        for path in acquisition.paths:
-            hashes[f"{acquisition.date}/{Path(path).name}"] = sha256_path(path)
-    return hashes
+    return {**{Path(path).name: sha256_file(path) for path in files}, **tile_hashes(acquisitions)}
 
 
 def _canonical_sha256(document: Mapping[str, Any]) -> str:

@@ -300,6 +300,18 @@ def discover_acquisitions(
 # --------------------------------------------------------------------------- series and features
 
 
+def tile_hashes(acquisitions: Iterable[Acquisition]) -> dict[str, str]:
+    """sha256 of every tile of a season, keyed ``date/name``; a product folder is hashed over its files.
+
+    The provenance of a season for audit records and model cards
+    (see :func:`agricredit.outputs.sha256_path`).
+    """
+    from agricredit.outputs import sha256_path
+
+    return {f"{acquisition.date}/{Path(path).name}": sha256_path(path)
+            for acquisition in acquisitions for path in acquisition.paths}
+
+
 def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
                       progress: Callable[[int, int], None] | None = None, **zonal_options: Any) -> pd.DataFrame:
     """The zonal engine's long table (one row per plot and date) of ``plots`` over a season.

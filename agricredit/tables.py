@@ -57,7 +57,6 @@ from agricredit.errors import EncodingError, InputError, InputNotFoundError, Sch
 from agricredit.units import MU_PER_HA
 
 __all__ = [
-    "MU_PER_HA",
     "UNIT_ALIASES",
     "REGISTRY_COLUMNS",
     "DECLARATION_COLUMNS",

@@ -77,7 +77,6 @@ __all__ = [
     "weighted_quantiles",
     "gen_zonal_stats",
     "zonal_stats",
-    "default_threshold",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,11 +102,6 @@ STAT_COLUMNS = (
     "covered_frac", "cropped_area_mu", "pixel_count", "flags",
 )
 
-
-
-def default_threshold() -> float:
-    """The NDVI threshold for cropped area: the crop table's default."""
-    return float(default_cropped_threshold())
 
 
 # --------------------------------------------------------------------------- tiles
@@ -773,7 +767,7 @@ def gen_zonal_stats(
         date are mosaicked; different dates are separate observations.
     threshold
         NDVI at or above which covered area counts as cropped; default
-        :func:`default_threshold`.
+        :func:`agricredit.seeds.default_cropped_threshold`.
     progress
         Called as ``progress(done, total)`` after each date.
     keep_uncovered
@@ -807,7 +801,7 @@ def _gen_date_blocks(
     keep_uncovered: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """The engine: one DataFrame of :data:`STAT_COLUMNS` per date."""
-    threshold = default_threshold() if threshold is None else float(threshold)
+    threshold = default_cropped_threshold() if threshold is None else float(threshold)
     tiles = [t if isinstance(t, Tile) else open_tile(t) for t in tiles]
     if plots.crs is None:
         raise CRSError("plots have no CRS")
