@@ -43,6 +43,7 @@ from urllib.parse import unquote, urlparse
 import affine
 import numpy as np
 import rasterio
+import rasterio.features
 import rasterio.shutil
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
@@ -98,8 +99,9 @@ _CARRIED_TAGS = ("SIMULATED", "PROVENANCE", "LICENSE")
 _ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "s2-l2a": {"red": ("B04", "red"), "nir": ("B08", "nir"), "mask": ("SCL",)},
     "s2-l1c": {"red": ("B04", "red"), "nir": ("B08", "nir"), "mask": ()},
-    "landsat-c2-l2": {"red": ("SR_B4", "red"), "nir": ("SR_B5", "nir08"), "mask": ("QA_PIXEL",)},
-    "landsat-c1": {"red": ("B4", "red"), "nir": ("B5", "nir08", "nir"), "mask": ("BQA",)},
+    # Landsat red/NIR band names depend on the spacecraft: see _aliases.
+    "landsat-c2-l2": {"red": ("red",), "nir": ("nir08",), "mask": ("QA_PIXEL",)},
+    "landsat-c1": {"red": ("red",), "nir": ("nir08", "nir"), "mask": ("BQA",)},
     "generic": {"red": ("red",), "nir": ("nir",), "mask": ("mask",)},
 }
 #: Landsat default reflectance (scale, offset) when neither the MTL nor STAC gives one.
@@ -146,6 +148,16 @@ class Product:
         Sentinel-2 baseline and add offset (DN) when known.
     tags
         Provenance tags carried to the output.
+    spacecraft
+        Landsat spacecraft (``'LANDSAT_5'``), which sets the red/NIR band numbers.
+    saturated_dn
+        DN of a saturated reading in red/NIR (the largest DN of the data type), never valid.
+    defect, defect_rule
+        A band marking saturated or defective pixels (Landsat ``QA_RADSAT``) and its
+        rule (``qa_radsat:B1,B2,...``: the bits that invalidate red/NIR).
+    cloud_shapes
+        Cloud polygons in the product CRS (Sentinel-2 L1C ``MSK_CLOUDS_B00.gml``),
+        rasterized onto each window read.
     """
 
     path: Path
@@ -166,6 +178,11 @@ class Product:
     processing_baseline: str | None = None
     add_offset: float | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    spacecraft: str | None = None
+    saturated_dn: float | None = None
+    defect: BandRef | None = None
+    defect_rule: str = "none"
+    cloud_shapes: tuple[Any, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -177,13 +194,23 @@ class Product:
         """The mask rule including the external mask, as written to the ``MASK_RULE`` tag."""
         return self.mask_rule + ("+external" if self.external_mask is not None else "")
 
+    @property
+    def cloud_masked(self) -> bool:
+        """True if a cloud mask is applied (the product's own or an external one).
+
+        False when the product has none (an "unmasked" observation: its cloud
+        fraction is unknown) or masking was switched off.
+        """
+        return self.full_mask_rule != "none"
+
 
 @dataclasses.dataclass(frozen=True)
 class NdviReport:
     """What :func:`write_ndvi_cog` wrote.
 
     ``cloud_fraction`` = cloud-masked pixels / pixels inside the acquisition footprint
-    (1.0 if the footprint is empty); ``valid_fraction`` = finite NDVI pixels / all pixels.
+    (1.0 if the footprint is empty), None (unknown) when no cloud mask was applied;
+    ``valid_fraction`` = finite NDVI pixels / all pixels.
     """
 
     path: Path
@@ -192,7 +219,7 @@ class NdviReport:
     width: int
     height: int
     valid_fraction: float
-    cloud_fraction: float
+    cloud_fraction: float | None
     nodata_fraction: float
     mask_rule: str
     quicklook: Path | None
@@ -270,19 +297,25 @@ def open_product(
         raise SensorError("not an NDVI raster written by agricredit ndvi (no AGRICREDIT_PRODUCT=ndvi tag); "
                           "give --bands or another --sensor", path=path)
     found = _locate(path, band_map)
+    _check_declared_sensor(sensor, found, path)
     sensor = sensor or found.sensor
     if sensor is None:
         raise SensorError("cannot tell the sensor from file names, band descriptions or metadata; pass --sensor or --bands", path=path)
-    aliases = _ALIASES["generic" if band_map else sensor]
+    if found.meta.get("unsupported"):
+        raise SensorError(found.meta["unsupported"], path=path)
+    spacecraft = _landsat_spacecraft(found, path) if sensor.startswith("landsat") and band_map is None else None
+    aliases = _aliases(sensor, band_map, spacecraft, path)
     red, nir = _red_nir(found, aliases, sensor, path)
-    grid, file_nodata = _shared_grid(red, nir)
+    grid, file_nodata, dtype = _shared_grid(red, nir)
     baseline = _baseline(processing_baseline, found, path)
-    scale, offset, add_offset = _radiometry(sensor, found, red, baseline, path, processing_baseline, scale, offset)
+    scale, offset, add_offset = _radiometry(sensor, found, (red, nir), spacecraft, baseline, path, processing_baseline, scale, offset)
     if nodata is None:
         nodata = file_nodata if sensor == "generic" else 0.0  # S2 and Landsat: DN 0 is no data / fill
     if mask_classes is not None and sensor != "s2-l2a":
         log.warning("%s: --mask-classes applies to Sentinel-2 L2A SCL only; ignored for %s", path.name, sensor)
-    mask, rule = (None, "none") if no_mask else _quality_mask(found, aliases["mask"], sensor, band_map, mask_classes, path)
+    mask, rule, shapes = (None, "none", ()) if no_mask else _cloud_mask(
+        found, aliases["mask"], sensor, band_map, mask_classes, baseline, grid["crs"], path)
+    defect, defect_rule = _defect_band(found, spacecraft) if sensor == "landsat-c2-l2" and spacecraft else (None, "none")
     return Product(
         path=path,
         sensor=sensor,
@@ -298,8 +331,82 @@ def open_product(
         processing_baseline=baseline if sensor.startswith("s2") else None,
         add_offset=add_offset,
         tags=tuple((k, found.tags[k]) for k in _CARRIED_TAGS if k in found.tags),
+        spacecraft=spacecraft,
+        saturated_dn=_saturated_dn(sensor, dtype),
+        defect=defect,
+        defect_rule=defect_rule,
+        cloud_shapes=shapes,
         **grid,
     )
+
+
+def _check_declared_sensor(declared: str | None, found: _Found, path: Path) -> None:
+    """Raise if the sensor a manifest row or ``--sensor`` declares contradicts what the tile says of itself.
+
+    The tile speaks through its tags, product metadata (MTD/MTL, STAC properties)
+    and band names (an SCL band is L2A; SR_B* bands are Landsat Collection 2
+    Level-2; B04/B08 and B4/B5 tell Sentinel-2 from Landsat). ``generic`` declares
+    no sensor and contradicts nothing.
+    """
+    if declared in (None, "generic", "ndvi"):
+        return
+    if found.evidence is not None:
+        said, because = found.evidence
+        contradiction = said != declared
+    else:
+        said, because = found.sensor, "band names"
+        contradiction = said is not None and said.split("-")[0] != declared.split("-")[0]
+    if contradiction:
+        raise SensorError(
+            f"the declared sensor {declared!r} (manifest row or --sensor) contradicts the tile: its {because} "
+            f"say {said!r}; correct the declaration (to go without the cloud mask, use --no-mask)", path=path)
+
+
+def _landsat_spacecraft(found: _Found, path: Path) -> str:
+    """The Landsat spacecraft: tags, MTL ``SPACECRAFT_ID`` or STAC platform, else product ID / file names."""
+    for text in (found.tags.get("SPACECRAFT_ID"), found.tags.get("LANDSAT_SPACECRAFT"), found.meta.get("spacecraft")):
+        if spacecraft := sensors.landsat_spacecraft(text):
+            return spacecraft
+    named = {s for s in map(sensors.landsat_spacecraft, found.names) if s}
+    if len(named) == 1:
+        return named.pop()
+    raise SensorError(
+        "cannot tell the Landsat spacecraft (no MTL SPACECRAFT_ID, STAC platform, SPACECRAFT_ID tag or product ID "
+        f"in the names{': names say ' + ', '.join(sorted(named)) if named else ''}); band 4 is NIR on Landsat 4/5/7 "
+        "and red on Landsat 8/9, so NDVI cannot be computed safely", path=path)
+
+
+def _aliases(sensor: str, band_map: dict[str, int] | None, spacecraft: str | None, path: Path) -> dict[str, tuple[str, ...]]:
+    """Band aliases per role; Landsat red/NIR names by spacecraft (TM/ETM+ bands 3/4, OLI bands 4/5)."""
+    if band_map:
+        return _ALIASES["generic"]
+    aliases = _ALIASES[sensor]
+    if spacecraft is None:
+        return aliases
+    try:
+        names = sensors.landsat_bands(sensor, spacecraft)
+    except ValueError as error:
+        raise SensorError(str(error), path=path) from None
+    return {**aliases, "red": (names["red"], *aliases["red"]), "nir": (names["nir"], *aliases["nir"])}
+
+
+def _saturated_dn(sensor: str, dtype: str) -> float | None:
+    """The saturation DN of red/NIR: the largest value of an unsigned integer type (65535 in uint16).
+
+    Sentinel-2 and Landsat mark saturation so; a generic tile only when it is uint16.
+    """
+    kind = np.dtype(dtype)
+    if kind.kind != "u" or (sensor == "generic" and kind != np.uint16):
+        return None
+    return float(np.iinfo(kind).max)
+
+
+def _defect_band(found: _Found, spacecraft: str) -> tuple[BandRef | None, str]:
+    """Landsat Collection 2 ``QA_RADSAT`` and its rule (red/NIR saturation and defect bits), if the product has it."""
+    ref = found.find(("QA_RADSAT",))
+    if ref is None:
+        return None, "none"
+    return ref, "qa_radsat:" + ",".join(map(str, sensors.radsat_bits(spacecraft)))
 
 
 def _check_readable(path: Path) -> None:
@@ -362,11 +469,14 @@ class _Found:
     descriptions, STAC asset keys); ``names`` are searched for a date; ``tags`` are
     the GeoTIFF tags of a multiband file; ``meta`` holds what product metadata says
     (baseline, add_offset, quantification, date, scale, offset); ``stac_scales`` maps
-    an asset path to the (scale, offset) of its STAC ``raster:bands``.
+    an asset path to the (scale, offset) of its STAC ``raster:bands``; ``evidence`` is
+    (sensor, what says so) when the tile names its sensor positively (tags, product
+    metadata, an SCL or SR_B* band), which a declared sensor must not contradict.
     """
 
     candidates: list[tuple[str, BandRef]]
     sensor: str | None = None
+    evidence: tuple[str, str] | None = None
     names: list[str] = dataclasses.field(default_factory=list)
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -418,9 +528,10 @@ def _file_found(path: Path, bands: dict[str, int] | None) -> _Found:
             if index > count:
                 raise MissingBandError(f"--bands {role}={index}: the file has {count} band(s)", path=path)
         candidates = [(role, BandRef(path, index)) for role, index in bands.items()]
-        return _Found(candidates, tags.get("AGRICREDIT_SENSOR") or "generic", [path.name], tags)
+        return _Found(candidates, tags.get("AGRICREDIT_SENSOR") or "generic", _tag_evidence(tags), [path.name], tags)
     candidates = [(d, BandRef(path, i + 1)) for i, d in enumerate(descriptions) if d]
-    sensor = tags.get("AGRICREDIT_SENSOR") or sensors.sensor_from_band_names(d for d, _ in candidates)
+    labels = [d for d, _ in candidates]
+    sensor = tags.get("AGRICREDIT_SENSOR") or sensors.sensor_from_band_names(labels)
     # A lone band file: maybe the user pointed at one file of a band folder.
     if sensor is None and count == 1 and sensors.sensor_from_band_names(p.name for p in path.parent.iterdir()):
         raise MissingBandError("a single band file; pass the folder holding the band files (e.g. B04 and B08)", path=path)
@@ -428,7 +539,23 @@ def _file_found(path: Path, bands: dict[str, int] | None) -> _Found:
         raise MissingBandError(
             f"{count} band(s) without band descriptions or sensor tags; pass --bands red=N,nir=M", path=path
         )
-    return _Found(candidates, sensor, [path.name], tags)
+    return _Found(candidates, sensor, _tag_evidence(tags) or _band_evidence(labels, "band"), [path.name], tags)
+
+
+def _tag_evidence(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """The sensor the ``AGRICREDIT_SENSOR`` tag names, as evidence."""
+    sensor = tags.get("AGRICREDIT_SENSOR")
+    return (sensor, f"tag AGRICREDIT_SENSOR={sensor}") if sensor in sensors.SENSORS else None
+
+
+def _band_evidence(names: Iterable[str], kind: str) -> tuple[str, str] | None:
+    """The sensor band names name positively: an SCL band (with B04/B08) is L2A; SR_B4/SR_B5 are Landsat C2 L2."""
+    guess = sensors.sensor_from_band_names(names)
+    if guess == "s2-l2a":
+        return guess, f"{kind} SCL (scene classification, Level-2A only)"
+    if guess == "landsat-c2-l2":
+        return guess, f"{kind}s SR_B* (Landsat Collection 2 Level-2 surface reflectance)"
+    return None
 
 
 def is_product_folder(path: str | os.PathLike[str]) -> bool:
@@ -477,11 +604,16 @@ def _folder_found(path: Path, bands: dict[str, int] | None) -> _Found:
         and not _SKIP_NAME.search(p.name)
     ]
     names = [p.name for p in files]
-    found = _Found([(p.name, BandRef(p)) for p in files], sensors.sensor_from_band_names(names), [path.name, *names])
+    found = _Found([(p.name, BandRef(p)) for p in files], sensors.sensor_from_band_names(names),
+                   _band_evidence(names, "band file"), [path.name, *names])
     found.meta = _folder_metadata(path)
     from_meta = found.meta.pop("sensor", None)
-    if from_meta and (found.sensor is None or found.sensor[:2] == from_meta[:2]):
-        found.sensor = from_meta  # metadata knows the level (L2A/L1C, C1/C2) better than names
+    if from_meta:
+        found.evidence = (from_meta, found.meta.pop("sensor_source"))
+        if found.sensor is None or found.sensor[:2] == from_meta[:2]:
+            found.sensor = from_meta  # metadata knows the level (L2A/L1C, C1/C2) better than names
+    if found.sensor and found.sensor.startswith("s2"):
+        found.meta.update(_s2_cloud_masks(path))
     return found
 
 
@@ -506,15 +638,26 @@ def _stac_found(path: Path) -> _Found:
         if raster_bands and isinstance(raster_bands[0], dict) and "scale" in raster_bands[0]:
             found.stac_scales[str(ref.path)] = (float(raster_bands[0]["scale"]), float(raster_bands[0].get("offset", 0.0)))
     found.sensor = _stac_sensor(props, found)
+    if _stac_platform(props):
+        found.evidence = (found.sensor, f"STAC properties (platform {_stac_platform(props)!r})")
+    else:
+        found.evidence = _band_evidence([name for name, _ in found.candidates], "asset")
+    found.meta["spacecraft"] = props.get("platform")
     if props.get("s2:processing_baseline") is not None:
         found.meta["baseline"] = str(props["s2:processing_baseline"])
     found.meta["date"] = sensors.parse_date(str(props.get("datetime") or props.get("start_datetime") or "")[:10])
     return found
 
 
+def _stac_platform(props: Mapping[str, Any]) -> str:
+    """The constellation and platform of a STAC item, if Sentinel-2 or Landsat ('' otherwise)."""
+    platform = f"{props.get('constellation', '')} {props.get('platform', '')}".strip().lower()
+    return platform if "sentinel-2" in platform or "landsat" in platform else ""
+
+
 def _stac_sensor(props: Mapping[str, Any], found: _Found) -> str | None:
     """The sensor of a STAC item from its platform and level properties, else its band names."""
-    platform = f"{props.get('constellation', '')} {props.get('platform', '')}".lower()
+    platform = _stac_platform(props)
     level = f"{props.get('s2:product_type', '')} {props.get('processing:level', '')}".upper()
     if "sentinel-2" in platform:
         return "s2-l1c" if "1C" in level else "s2-l2a" if ("2A" in level or found.find(("SCL",))) else "s2-l1c"
@@ -565,6 +708,63 @@ def _folder_metadata(path: Path) -> dict[str, Any]:
     return meta
 
 
+def _s2_cloud_masks(path: Path) -> dict[str, Path]:
+    """The Sentinel-2 cloud masks of a product folder: ``MSK_CLASSI_B00`` raster and ``MSK_CLOUDS_B00.gml``."""
+    masks = {}
+    if classi := sorted(p for p in path.rglob("MSK_CLASSI_B00.*") if p.suffix.lower() in _RASTER_SUFFIXES):
+        masks["msk_classi"] = classi[0]
+    if gml := sorted(path.rglob("MSK_CLOUDS_B00.gml")):
+        masks["msk_clouds_gml"] = gml[0]
+    return masks
+
+
+def _s2_l1c_mask(found: _Found, baseline: str | None, crs: CRS, path: Path) -> tuple[BandRef | None, str, tuple[Any, ...]]:
+    """The cloud mask of a Sentinel-2 L1C product: ``MSK_CLASSI_B00`` from baseline 04.00, the GML polygons before.
+
+    Either is used when it is the only one present; with neither, the product is
+    unmasked (its cloud fraction unknown) and a warning says so.
+    """
+    classi, gml = found.meta.get("msk_classi"), found.meta.get("msk_clouds_gml")
+    raster_era = baseline is None or sensors.parse_baseline(baseline) >= sensors.S2_OFFSET_BASELINE
+    if classi is not None and (raster_era or gml is None):
+        with _open(classi) as ds:
+            if ds.count < 2:
+                raise CorruptInputError(f"{ds.count} band(s); MSK_CLASSI has 3 (opaque clouds, cirrus, snow/ice)", path=classi)
+        return BandRef(classi, 1), "msk_classi:opaque,cirrus", ()
+    if gml is not None:
+        return None, "gml:opaque,cirrus", _gml_cloud_shapes(gml, crs)
+    log.warning("%s: Sentinel-2 L1C without a cloud mask of its own (no QI_DATA/MSK_CLASSI_B00.jp2 or "
+                "MSK_CLOUDS_B00.gml): its observations are unmasked, cloud fraction unknown", path)
+    return None, "none", ()
+
+
+def _gml_cloud_shapes(gml: Path, crs: CRS) -> tuple[Any, ...]:
+    """The opaque and cirrus cloud polygons of a Sentinel-2 ``MSK_CLOUDS_B00.gml``, in ``crs``.
+
+    A mask without any ``MaskFeature`` (a cloud-free tile) gives no polygons. Read
+    with OGR's GML driver, which is told not to write a ``.gfs`` beside the input.
+    """
+    import pyogrio
+    import pyogrio.errors
+
+    try:
+        root = ET.parse(gml).getroot()
+    except (ET.ParseError, OSError) as error:
+        raise CorruptInputError(f"cannot parse the cloud mask GML: {error}", path=gml) from error
+    if not any(el.tag.rsplit("}", 1)[-1] == "MaskFeature" for el in root.iter()):
+        return ()
+    try:
+        frame = pyogrio.read_dataframe(gml, layer="MaskFeature", WRITE_GFS="NO")
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as error:
+        raise CorruptInputError(f"cannot read the cloud mask polygons: {error}", path=gml) from error
+    if "maskType" not in frame.columns:
+        raise CorruptInputError("cloud mask features carry no maskType", path=gml)
+    frame = frame[frame["maskType"].astype(str).str.upper().isin(("OPAQUE", "CIRRUS")) & ~frame.geometry.is_empty]
+    if frame.crs is not None:
+        frame = frame.to_crs(crs.to_wkt())
+    return tuple(frame.geometry.dropna())
+
+
 def _xml_text(root: ET.Element, local: str, **attrs: str) -> str | None:
     """Text of the first element named ``local`` (any namespace) with ``attrs``."""
     for el in root.iter():
@@ -599,34 +799,39 @@ def _s2_mtd(xml_path: Path) -> dict[str, Any]:
     if (value := _xml_first(root, ("PRODUCT_START_TIME", "SENSING_TIME", "DATATAKE_SENSING_START"))) is not None:
         meta["date"] = sensors.parse_date(value[:10])
     product_type = _xml_text(root, "PRODUCT_TYPE") or ""
-    if "2A" in product_type:
-        meta["sensor"] = "s2-l2a"
-    elif "1C" in product_type:
-        meta["sensor"] = "s2-l1c"
+    if "2A" in product_type or "1C" in product_type:
+        meta["sensor"] = "s2-l2a" if "2A" in product_type else "s2-l1c"
+        meta["sensor_source"] = f"{xml_path.name} (PRODUCT_TYPE {product_type})"
     return meta
 
 
 def _landsat_mtl(mtl_path: Path) -> dict[str, Any]:
-    """Read date, collection and band-4/5 reflectance scale/offset from a Landsat ``*_MTL.txt``."""
+    """Read date, spacecraft, collection, level and per-band reflectance rescaling from a Landsat ``*_MTL.txt``.
+
+    ``meta["reflectance"]`` maps a band number to its (REFLECTANCE_MULT, REFLECTANCE_ADD);
+    in a Collection 2 Level-2 MTL the surface reflectance parameters win over the Level-1
+    TOA rescaling.
+    """
     values, reflectance = _read_mtl(mtl_path)
     meta: dict[str, Any] = {}
     if date := sensors.parse_date(values.get("DATE_ACQUIRED")):
         meta["date"] = date
-    collection = values.get("COLLECTION_NUMBER", "")
-    if collection.endswith("2") and values.get("PROCESSING_LEVEL", "").startswith("L2"):
-        meta["sensor"] = "landsat-c2-l2"
+    meta["spacecraft"] = values.get("SPACECRAFT_ID")
+    collection, level = values.get("COLLECTION_NUMBER", ""), values.get("PROCESSING_LEVEL", "")
+    source = f"{mtl_path.name} (COLLECTION_NUMBER {collection or '?'}, PROCESSING_LEVEL {level or '?'})"
+    if values.get("SENSOR_ID", "").upper() == "MSS":
+        meta["unsupported"] = f"{values.get('SPACECRAFT_ID', 'Landsat')} MSS products are not supported ({mtl_path.name} SENSOR_ID MSS)"
+    if collection.endswith("2") and level.startswith("L2"):
+        meta["sensor"], meta["sensor_source"] = "landsat-c2-l2", source
     elif collection.endswith("1"):
-        meta["sensor"] = "landsat-c1"
-    # Level-2 surface reflectance parameters win over the Level-1 TOA rescaling in a C2 L2 MTL.
+        meta["sensor"], meta["sensor_source"] = "landsat-c1", source
+    elif collection.endswith("2"):
+        meta["unsupported"] = f"Landsat Collection 2 {level or 'Level-1'} is not supported ({source}); use the Level-2 (L2SP/L2SR) product"
     group = next((g for g in reflectance if "LEVEL2_SURFACE_REFLECTANCE" in g), None)
     params = reflectance.get(group or next((g for g in reflectance if "RESCALING" in g), ""), {})
-    try:
-        scales = {params[f"REFLECTANCE_MULT_BAND_{b}"] for b in (4, 5)}
-        offsets = {params[f"REFLECTANCE_ADD_BAND_{b}"] for b in (4, 5)}
-    except KeyError:
-        return meta
-    if len(scales) == 1 and len(offsets) == 1:
-        meta["scale"], meta["offset"] = float(scales.pop()), float(offsets.pop())
+    bands = {int(k.rsplit("_", 1)[1]) for k in params if re.fullmatch(r"REFLECTANCE_(MULT|ADD)_BAND_\d+", k)}
+    meta["reflectance"] = {b: (float(params[f"REFLECTANCE_MULT_BAND_{b}"]), float(params[f"REFLECTANCE_ADD_BAND_{b}"]))
+                           for b in bands if f"REFLECTANCE_MULT_BAND_{b}" in params and f"REFLECTANCE_ADD_BAND_{b}" in params}
     return meta
 
 
@@ -669,8 +874,8 @@ def _red_nir(found: _Found, aliases: Mapping[str, tuple[str, ...]], sensor: str,
     return refs[0], refs[1]
 
 
-def _shared_grid(red: BandRef, nir: BandRef) -> tuple[dict[str, Any], float | None]:
-    """The grid red and NIR share (checked: bands exist, a CRS, equal grids) and red's nodata."""
+def _shared_grid(red: BandRef, nir: BandRef) -> tuple[dict[str, Any], float | None, str]:
+    """The grid red and NIR share (checked: bands exist, a CRS, equal grids), red's nodata and data type."""
     with _open(red.path) as rds, _open(nir.path) as nds:
         for ds, ref in ((rds, red), (nds, nir)):
             if ref.index > ds.count:
@@ -685,7 +890,7 @@ def _shared_grid(red: BandRef, nir: BandRef) -> tuple[dict[str, Any], float | No
                 f"{rds.width}x{rds.height} {tuple(rds.transform)[:6]}; red and NIR must share a grid",
                 path=nir.path,
             )
-        return _grid(rds), rds.nodata
+        return _grid(rds), rds.nodata, rds.dtypes[red.index - 1]
 
 
 def _grid(ds: rasterio.DatasetReader) -> dict[str, Any]:
@@ -705,12 +910,12 @@ def _baseline(processing_baseline: str | None, found: _Found, path: Path) -> str
 
 
 def _radiometry(
-    sensor: str, found: _Found, red: BandRef, baseline: str | None, path: Path,
-    processing_baseline: str | None, scale: float | None, offset: float | None,
+    sensor: str, found: _Found, bands: tuple[BandRef, BandRef], spacecraft: str | None, baseline: str | None,
+    path: Path, processing_baseline: str | None, scale: float | None, offset: float | None,
 ) -> tuple[float, float, float | None]:
     """(scale, offset, Sentinel-2 add offset in DN): explicit values, else metadata, else sensor defaults."""
     add_offset = None
-    stac = found.stac_scales.get(str(red.path))
+    stac = found.stac_scales.get(str(bands[0].path))
     if scale is not None or offset is not None:
         scale, offset = (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
     elif sensor.startswith("s2") and processing_baseline is None and stac is not None:
@@ -721,13 +926,37 @@ def _radiometry(
         add_offset = _s2_add_offset(processing_baseline, baseline, found, path)
         scale, offset = 1.0 / quant, add_offset / quant
     elif sensor in _LANDSAT_RADIOMETRY:
-        default_scale, default_offset = _LANDSAT_RADIOMETRY[sensor]
-        scale, offset = stac or (float(found.meta.get("scale", default_scale)), float(found.meta.get("offset", default_offset)))
+        scale, offset = stac or _landsat_rescaling(sensor, found, spacecraft, path)
     else:
         scale, offset = 1.0, 0.0
     if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset)):
         raise InputError(f"scale must be > 0 and offset finite (got scale={scale}, offset={offset})", path=path)
     return scale, offset, add_offset
+
+
+def _landsat_rescaling(sensor: str, found: _Found, spacecraft: str | None, path: Path) -> tuple[float, float]:
+    """Landsat reflectance (scale, offset) of red and NIR: the MTL's, else the sensor default.
+
+    NDVI needs one rescaling for both bands; Collection 1 TM/ETM+ Level-1 rescales
+    each band differently and needs its MTL, and is refused when they differ.
+    """
+    if spacecraft is None:
+        return _LANDSAT_RADIOMETRY[sensor]
+    instrument = sensors.LANDSAT_INSTRUMENTS[spacecraft]
+    red, nir = sensors.LANDSAT_RED_NIR[instrument]
+    params = found.meta.get("reflectance", {})
+    if red in params and nir in params:
+        if params[red] != params[nir]:
+            raise SensorError(
+                f"red (band {red}) and NIR (band {nir}) have different reflectance rescaling in the MTL "
+                f"({params[red]} and {params[nir]}); per-band TOA rescaling ({instrument} Collection 1 Level-1) "
+                "is not supported: use the Collection 2 Level-2 product", path=path)
+        return params[red]
+    if sensor == "landsat-c1" and instrument != "OLI":
+        raise MissingMetadataError(
+            f"{instrument} Collection 1 Level-1 product without an MTL giving REFLECTANCE_MULT/ADD_BAND_{red} and "
+            f"_{nir}: its reflectance rescaling is not known", path=path)
+    return _LANDSAT_RADIOMETRY[sensor]
 
 
 def _s2_add_offset(processing_baseline: str | None, baseline: str | None, found: _Found, path: Path) -> float:
@@ -748,7 +977,22 @@ def _s2_add_offset(processing_baseline: str | None, baseline: str | None, found:
     )
 
 
-def _quality_mask(
+def _cloud_mask(
+    found: _Found, aliases: Iterable[str], sensor: str, band_map: dict[str, int] | None,
+    mask_classes: str | Iterable[int] | None, baseline: str | None, crs: CRS, path: Path,
+) -> tuple[BandRef | None, str, tuple[Any, ...]]:
+    """The cloud/quality band, its mask rule and cloud polygons (Sentinel-2 L1C GML masks).
+
+    MissingBandError if the sensor needs a quality band and it is absent. A
+    Sentinel-2 L1C product without a mask of its own is unmasked (rule ``none``), with a warning.
+    """
+    if sensor == "s2-l1c" and band_map is None:
+        return _s2_l1c_mask(found, baseline, crs, path)
+    ref, rule = _quality_band(found, aliases, sensor, band_map, mask_classes, path)
+    return ref, rule, ()
+
+
+def _quality_band(
     found: _Found, aliases: Iterable[str], sensor: str, band_map: dict[str, int] | None,
     mask_classes: str | Iterable[int] | None, path: Path,
 ) -> tuple[BandRef | None, str]:
@@ -783,7 +1027,8 @@ def _external_mask(path: Path) -> BandRef:
 
 
 def ndvi_from_dn(
-    red: np.ndarray, nir: np.ndarray, *, scale: float = 1.0, offset: float = 0.0, nodata: float | None = None
+    red: np.ndarray, nir: np.ndarray, *, scale: float = 1.0, offset: float = 0.0, nodata: float | None = None,
+    saturated: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """NDVI (float32) from red/NIR digital numbers.
 
@@ -795,12 +1040,14 @@ def ndvi_from_dn(
         Reflectance = DN x scale + offset (scale > 0).
     nodata
         DN marking no data in either band (NaN inputs are no data too).
+    saturated
+        DN of a saturated reading in either band: NaN, but not no data.
 
     Returns
     -------
     ndvi, fill
-        NDVI with NaN where any input is no data or the reflectance sum is <= 0,
-        clipped to [-1, 1]; ``fill`` is True where an input is no data.
+        NDVI with NaN where any input is no data or saturated or the reflectance sum
+        is <= 0, clipped to [-1, 1]; ``fill`` is True where an input is no data.
     """
     r = red.astype(np.float32, copy=False)
     n = nir.astype(np.float32, copy=False)
@@ -813,7 +1060,10 @@ def ndvi_from_dn(
     with np.errstate(divide="ignore", invalid="ignore"):
         ndvi = np.subtract(n, r, dtype=np.float32)
         ndvi /= denominator
-    ndvi[fill | ~(denominator > 0)] = np.nan
+    invalid = fill | ~(denominator > 0)
+    if saturated is not None:
+        invalid |= (red == saturated) | (nir == saturated)
+    ndvi[invalid] = np.nan
     np.clip(ndvi, -1.0, 1.0, out=ndvi)
     return ndvi, fill
 
@@ -835,6 +1085,7 @@ class NdviReader:
             self.red = self._dataset(product.red.path)
             self.nir = self._dataset(product.nir.path) if product.nir else None
             self.mask = self._on_grid(product.mask)
+            self.defect = self._on_grid(product.defect)
             self.external = self._on_grid(product.external_mask)
             self.footprint = product.sensor == "ndvi" and MaskFlags.per_dataset in self.red.mask_flag_enums[0]
         except BaseException:
@@ -867,10 +1118,10 @@ class NdviReader:
             WarpedVRT(ds, crs=p.crs, transform=p.transform, width=p.width, height=p.height, resampling=Resampling.nearest)
         )
 
-    def _read(self, ds, ref: BandRef, window: Window) -> np.ndarray:
-        """Read band ``ref`` of ``ds`` for ``window`` (a read failure names the file)."""
+    def _read(self, ds, ref: BandRef, window: Window, indexes: int | list[int] | None = None) -> np.ndarray:
+        """Read band ``ref`` (or bands ``indexes``) of ``ds`` for ``window`` (a read failure names the file)."""
         try:
-            return ds.read(ref.index, window=window)
+            return ds.read(ref.index if indexes is None else indexes, window=window)
         except RasterioError as error:
             raise CorruptInputError(f"cannot read pixels (truncated or corrupt file?): {error}", path=ref.path) from error
 
@@ -886,12 +1137,20 @@ class NdviReader:
         assert p.nir is not None
         red = self._read(self.red, p.red, window)
         nir = self._read(self.nir, p.nir, window)
-        ndvi, fill = ndvi_from_dn(red, nir, scale=p.scale, offset=p.offset, nodata=p.nodata)
+        ndvi, fill = ndvi_from_dn(red, nir, scale=p.scale, offset=p.offset, nodata=p.nodata, saturated=p.saturated_dn)
+        if p.defect is not None:
+            ndvi[sensors.apply_defect_rule(p.defect_rule, self._read(self.defect, p.defect, window))] = np.nan
         cloud = np.zeros(ndvi.shape, bool)
         if p.mask is not None:
-            qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, self._read(self.mask, p.mask, window))
+            # MSK_CLASSI: opaque and cirrus are bands 1 and 2 of one file.
+            indexes = [1, 2] if p.mask_rule.startswith("msk_classi") else None
+            qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, self._read(self.mask, p.mask, window, indexes))
             fill |= qa_fill
             cloud |= qa_cloud
+        if p.cloud_shapes:
+            cloud |= rasterio.features.rasterize(
+                p.cloud_shapes, out_shape=ndvi.shape, transform=rasterio.windows.transform(window, p.transform),
+                fill=0, default_value=1, dtype="uint8").astype(bool)
         if p.external_mask is not None:
             cloud |= self._read(self.external, p.external_mask, window) != 0
         cloud &= ~fill
@@ -1010,7 +1269,9 @@ def _iter_blocks(product: Product, windows: list[Window], workers: int) -> Itera
 # --------------------------------------------------------------------------- writing
 
 
-def _output_tags(product: Product, cloud_fraction: float, valid_fraction: float) -> dict[str, str]:
+def _output_tags(product: Product, cloud_fraction: float | None, valid_fraction: float) -> dict[str, str]:
+    """Tags of an NDVI COG. The NDVI values are final (no scale or offset applies to them);
+    the inputs' radiometry is recorded under ``SOURCE_*`` names."""
     tags = dict(product.tags)
     tags.update(
         AGRICREDIT_PRODUCT="ndvi",
@@ -1018,11 +1279,15 @@ def _output_tags(product: Product, cloud_fraction: float, valid_fraction: float)
         AGRICREDIT_VERSION=__version__,
         ACQUISITION_DATE="" if product.date is None else product.date.isoformat(),
         PROCESSING_BASELINE=product.processing_baseline or "",
-        ADD_OFFSET="" if product.add_offset is None else f"{product.add_offset:g}",
-        SCALE=repr(product.scale),
-        OFFSET=repr(product.offset),
+        SPACECRAFT=product.spacecraft or "",
+        SOURCE_ADD_OFFSET_DN="" if product.add_offset is None else f"{product.add_offset:g}",
+        SOURCE_REFLECTANCE_SCALE=repr(product.scale),
+        SOURCE_REFLECTANCE_OFFSET=repr(product.offset),
+        SOURCE_SATURATED_DN="" if product.saturated_dn is None else f"{product.saturated_dn:g}",
+        DEFECT_RULE=product.defect_rule,
         MASK_RULE=product.full_mask_rule,
-        CLOUD_FRACTION=f"{cloud_fraction:.6f}",
+        CLOUD_MASKED="yes" if product.cloud_masked else "no",
+        CLOUD_FRACTION="unknown" if cloud_fraction is None else f"{cloud_fraction:.6f}",
         VALID_FRACTION=f"{valid_fraction:.6f}",
         SOURCE=product.path.name,
     )
@@ -1077,7 +1342,8 @@ def write_ndvi_cog(
             except RasterioError as error:
                 raise OutputError(f"cannot write the COG: {error}", path=out_path) from error
     if valid_fraction == 0:
-        log.warning("%s: no valid pixels (cloud fraction %.3f); the output is all NaN", product.path, cloud_fraction)
+        log.warning("%s: no valid pixels (cloud fraction %s); the output is all NaN", product.path,
+                    "unknown" if cloud_fraction is None else f"{cloud_fraction:.3f}")
     quicklook_path = None
     if quicklook is not None:
         quicklook_path = write_quicklook(out_path, quicklook, title=_title(product))
@@ -1088,8 +1354,11 @@ def write_ndvi_cog(
     )
 
 
-def _write_stage(product: Product, stage: Path, workers: int, progress: bool) -> tuple[float, float, float]:
-    """Write NDVI, its observed-pixel mask and tags to a tiled GeoTIFF; return the cloud, valid and nodata fractions."""
+def _write_stage(product: Product, stage: Path, workers: int, progress: bool) -> tuple[float | None, float, float]:
+    """Write NDVI, its observed-pixel mask and tags to a tiled GeoTIFF; return the cloud, valid and nodata fractions.
+
+    The cloud fraction is None (unknown) when no cloud mask was applied.
+    """
     windows = _windows(product)
     counts = np.zeros(3, np.int64)  # valid, cloud, fill
     with rasterio.open(
@@ -1110,7 +1379,8 @@ def _write_stage(product: Product, stage: Path, workers: int, progress: bool) ->
         total = product.width * product.height
         valid, cloudy, filled = (int(c) for c in counts)
         footprint = total - filled
-        cloud_fraction = cloudy / footprint if footprint else 1.0
+        cloud_fraction = (cloudy / footprint if footprint else 1.0) if product.cloud_masked else None
+        dst.set_band_description(1, "NDVI")
         dst.update_tags(**_output_tags(product, cloud_fraction, valid / total))
     return cloud_fraction, valid / total, filled / total
 

@@ -43,12 +43,19 @@ def test_cog_equals_reference_and_round_trips(tile, tmp_path):
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ds.profile["compress"] == "deflate" and ds.block_shapes[0] == (512, 512)
         assert ds.dtypes[0] == "float32" and np.isnan(ds.nodata) and ds.overviews(1)
-        tags = ds.tags()
+        tags, descriptions, band_scale, band_offset = ds.tags(), ds.descriptions, ds.scales, ds.offsets
         np.testing.assert_allclose(ds.read(1), expected, atol=1e-6, equal_nan=True)
     assert tags["AGRICREDIT_PRODUCT"] == "ndvi" and tags["AGRICREDIT_SENSOR"] == "s2-l2a"
-    assert tags["ACQUISITION_DATE"] == "2022-06-12" and tags["PROCESSING_BASELINE"] == "04.00" and tags["ADD_OFFSET"] == "-1000"
-    assert tags["MASK_RULE"] == "scl:0,1,3,8,9,10" and tags["SIMULATED"] == "yes"
+    assert tags["ACQUISITION_DATE"] == "2022-06-12" and tags["PROCESSING_BASELINE"] == "04.00"
+    assert tags["MASK_RULE"] == "scl:0,1,3,8,9,10" and tags["SIMULATED"] == "yes" and tags["CLOUD_MASKED"] == "yes"
     assert float(tags["CLOUD_FRACTION"]) == pytest.approx(report.cloud_fraction, abs=1e-6)
+    # Honest metadata: the band is NDVI, no tag reads as a scale or offset of NDVI; the inputs' radiometry
+    # is recorded under SOURCE_* names.
+    assert descriptions == ("NDVI",)
+    assert not {"SCALE", "OFFSET", "ADD_OFFSET", "scale_factor", "add_offset"} & set(tags)
+    assert (tags["SOURCE_REFLECTANCE_SCALE"], tags["SOURCE_REFLECTANCE_OFFSET"], tags["SOURCE_ADD_OFFSET_DN"]) == (
+        "0.0001", "-0.1", "-1000")
+    assert band_scale == (1.0,) and band_offset == (0.0,)
     assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     again = open_product(out)
