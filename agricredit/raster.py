@@ -581,10 +581,9 @@ def _product_folders(path: Path) -> list[Path]:
     if inner:
         return inner
     names = [c.name for c in children if c.suffix.lower() in _RASTER_SUFFIXES and c.is_file()]
-    red_nir = any(
-        all(any(sensors.band_token(alias).search(n) for alias in aliases[role] for n in names) for role in ("red", "nir"))
-        for aliases in _ALIASES.values()
-    )
+    generic = _ALIASES["generic"]
+    red_nir = sensors.sensor_from_band_names(names) is not None or all(
+        any(sensors.band_token(alias).search(n) for alias in generic[role] for n in names) for role in ("red", "nir"))
     return [path] if red_nir else []
 
 
@@ -821,7 +820,7 @@ def _landsat_mtl(mtl_path: Path) -> dict[str, Any]:
     source = f"{mtl_path.name} (COLLECTION_NUMBER {collection or '?'}, PROCESSING_LEVEL {level or '?'})"
     if values.get("SENSOR_ID", "").upper() == "MSS":
         meta["unsupported"] = f"{values.get('SPACECRAFT_ID', 'Landsat')} MSS products are not supported ({mtl_path.name} SENSOR_ID MSS)"
-    if collection.endswith("2") and level.startswith("L2"):
+    elif collection.endswith("2") and level.startswith("L2"):
         meta["sensor"], meta["sensor_source"] = "landsat-c2-l2", source
     elif collection.endswith("1"):
         meta["sensor"], meta["sensor_source"] = "landsat-c1", source

@@ -174,19 +174,20 @@ def _token(name: str) -> re.Pattern[str]:
 def sensor_from_band_names(names: Iterable[str]) -> str | None:
     """Guess the sensor from band names or file names (None if no rule fits).
 
-    Landsat C2 is recognised by ``SR_B4``/``SR_B5``, Sentinel-2 by ``B04``/``B08``
-    (L2A if an ``SCL`` is present, else L1C), Landsat C1 by ``B4``/``B5``.
+    Landsat C2 is recognised by ``SR_B4`` with ``SR_B3`` or ``SR_B5`` (red/NIR of TM/ETM+
+    or OLI), Sentinel-2 by ``B04``/``B08`` (L2A if an ``SCL`` is present, else L1C),
+    Landsat C1 by ``B4`` with ``B3`` or ``B5``.
     """
     names = list(names)
 
     def has(band: str) -> bool:
-        return any(_token(band).search(n) for n in names)
+        return any(band_token(band).search(n) for n in names)
 
-    if has("SR_B4") and has("SR_B5"):
+    if has("SR_B4") and (has("SR_B3") or has("SR_B5")):
         return "landsat-c2-l2"
     if has("B04") and has("B08"):
         return "s2-l2a" if has("SCL") else "s2-l1c"
-    if has("B4") and has("B5"):
+    if has("B4") and (has("B3") or has("B5")):
         return "landsat-c1"
     return None
 
