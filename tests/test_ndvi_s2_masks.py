@@ -90,7 +90,7 @@ def test_l1c_without_any_mask_is_unmasked_and_says_so(tmp_path, caplog):
     assert (product.mask_rule, product.cloud_masked) == ("none", False)
     assert "unmasked" in caplog.text and "MSK_CLASSI" in caplog.text
     report = write_ndvi_cog(product, tmp_path / "ndvi.tif")
-    assert report.cloud_fraction is None and report.as_dict()["cloud_fraction"] is None
+    assert report.cloud_fraction is None and report.as_dict()["cloud_fraction"] is None and not report.cloud_masked
     with rasterio.open(tmp_path / "ndvi.tif") as ds:
         tags = ds.tags()
     assert (tags["CLOUD_FRACTION"], tags["CLOUD_MASKED"], tags["MASK_RULE"]) == ("unknown", "no", "none")
