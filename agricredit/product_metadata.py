@@ -1,4 +1,4 @@
-"""Reading product metadata files: Sentinel-2 ``MTD_MSI*.xml`` and cloud masks, Landsat ``*_MTL.txt``.
+"""Reading product metadata files: Sentinel-2 ``MTD_MSI*.xml`` and cloud masks, Landsat MTL (text, XML, JSON).
 
 Plain readers returning what a file says (baseline, add offset, level, date,
 spacecraft, reflectance rescaling, mask files, cloud polygons); the rules that use
@@ -7,9 +7,10 @@ them are in :mod:`agricredit.products`.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def folder_metadata(path: Path) -> dict[str, Any]:
         meta.update(_s2_mtd(mtd[0]))
     elif tile_mtd := sorted(path.rglob("MTD_TL.xml")):
         meta.update({k: v for k, v in _s2_mtd(tile_mtd[0]).items() if k == "date"})
-    if mtl := sorted(path.rglob("*_MTL.txt")):
+    if mtl := next((found for suffix in ("txt", "xml", "json") if (found := sorted(path.rglob(f"*_MTL.{suffix}")))), None):
         meta.update(_landsat_mtl(mtl[0]))
     if "baseline" not in meta and (match := re.search(r"_N(\d{4})_", path.name)):
         meta["baseline"] = match.group(1)  # product name convention ..._N0400_... (baseline 04.00)
@@ -115,7 +116,7 @@ def _s2_mtd(xml_path: Path) -> dict[str, Any]:
 
 
 def _landsat_mtl(mtl_path: Path) -> dict[str, Any]:
-    """Read date, spacecraft, collection, level and per-band reflectance rescaling from a Landsat ``*_MTL.txt``.
+    """Read date, spacecraft, collection, level and per-band reflectance rescaling from a Landsat MTL.
 
     ``meta["reflectance"]`` maps a band number to its (REFLECTANCE_MULT, REFLECTANCE_ADD);
     in a Collection 2 Level-2 MTL the surface reflectance parameters win over the Level-1
@@ -145,20 +146,51 @@ def _landsat_mtl(mtl_path: Path) -> dict[str, Any]:
 
 
 def _read_mtl(mtl_path: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """``KEY = value`` pairs of an MTL: the first of each key, and the ``REFLECTANCE_*`` ones per GROUP."""
+    """The ``KEY = value`` pairs of an MTL (``*_MTL.txt``, ``.xml`` or ``.json``): the first of each key,
+    and the ``REFLECTANCE_*`` ones per group."""
     try:
-        lines = mtl_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = mtl_path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise InputNotFoundError(f"cannot read: {error.strerror}", path=mtl_path) from error
+    try:
+        pairs = list(_mtl_pairs(text, mtl_path.suffix.lower()))
+    except (ET.ParseError, ValueError) as error:
+        raise CorruptInputError(f"cannot parse the MTL: {error}", path=mtl_path) from error
     values: dict[str, str] = {}
     reflectance: dict[str, dict[str, str]] = {}
-    group = ""
-    for line in lines:
-        key, sep, value = (s.strip() for s in line.partition("="))
-        if key == "GROUP":
-            group = value
-        elif sep and key.startswith("REFLECTANCE_"):
-            reflectance.setdefault(group, {})[key] = value.strip('"')
-        elif sep:
-            values.setdefault(key, value.strip('"'))
+    for group, key, value in pairs:
+        if key.startswith("REFLECTANCE_"):
+            reflectance.setdefault(group, {})[key] = value
+        else:
+            values.setdefault(key, value)
     return values, reflectance
+
+
+def _mtl_pairs(text: str, suffix: str) -> Iterator[tuple[str, str, str]]:
+    """(group, key, value) of every leaf of an MTL in the ODL text, XML or JSON form USGS ships."""
+    if suffix == ".xml":
+        stack = [("", ET.fromstring(text))]
+        while stack:
+            group, element = stack.pop(0)
+            for child in element:
+                if len(child):
+                    stack.append((child.tag, child))
+                else:
+                    yield group, child.tag, (child.text or "").strip()
+    elif suffix == ".json":
+        stack = [("", json.loads(text))]
+        while stack:
+            group, node = stack.pop(0)
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    stack.append((key, value))
+                else:
+                    yield group, key, str(value)
+    else:
+        group = ""
+        for line in text.splitlines():
+            key, sep, value = (part.strip() for part in line.partition("="))
+            if key == "GROUP":
+                group = value
+            elif sep and key != "END_GROUP":
+                yield group, key, value.strip('"')

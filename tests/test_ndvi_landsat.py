@@ -8,13 +8,14 @@ OLI red band 4, NIR band 5), never from the reader's own tables.
 from __future__ import annotations
 
 import datetime
+import json
 
 import numpy as np
 import pytest
 
 from agricredit import errors
 from agricredit.raster import open_product, read_ndvi
-from ndvi_fixtures import landsat_c2_folder, write_tif
+from ndvi_fixtures import landsat_c2_folder, stac_item, write_tif
 
 C2_SCALE, C2_OFFSET = 0.0000275, -0.2
 SPACECRAFTS = ["LANDSAT_4", "LANDSAT_5", "LANDSAT_7", "LANDSAT_8", "LANDSAT_9"]
@@ -128,3 +129,34 @@ def test_unsupported_landsat_products_say_so(tmp_path, metadata, message):
     _mtl(folder, metadata)
     with pytest.raises(errors.SensorError, match=message):
         open_product(folder)
+
+
+@pytest.mark.parametrize("form", ["xml", "json"])
+def test_mtl_in_xml_and_json_forms(tmp_path, form):
+    red, nir, swir = _vegetation()
+    folder = landsat_c2_folder(tmp_path, red, nir, spacecraft="LANDSAT_7", swir=swir, name="scene_b")
+    groups = {"PRODUCT_CONTENTS": {"COLLECTION_NUMBER": "02", "PROCESSING_LEVEL": "L2SP"},
+              "IMAGE_ATTRIBUTES": {"SPACECRAFT_ID": "LANDSAT_7", "SENSOR_ID": "ETM", "DATE_ACQUIRED": "2003-05-02"},
+              "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS": {"REFLECTANCE_MULT_BAND_3": "2.75E-05", "REFLECTANCE_ADD_BAND_3": "-0.2",
+                                                        "REFLECTANCE_MULT_BAND_4": "2.75E-05", "REFLECTANCE_ADD_BAND_4": "-0.2"}}
+    if form == "json":
+        text = json.dumps({"LANDSAT_METADATA_FILE": groups})
+    else:
+        text = "<LANDSAT_METADATA_FILE>" + "".join(
+            f"<{g}>" + "".join(f"<{k}>{v}</{k}>" for k, v in items.items()) + f"</{g}>" for g, items in groups.items()
+        ) + "</LANDSAT_METADATA_FILE>"
+    (folder / f"scene_b_MTL.{form}").write_text(text)
+    product = open_product(folder)
+    assert (product.sensor, product.spacecraft, product.date) == ("landsat-c2-l2", "LANDSAT_7", datetime.date(2003, 5, 2))
+    np.testing.assert_allclose(read_ndvi(product)[0], _expected_ndvi(RED_DN, NIR_DN), atol=1e-6)
+
+
+def test_stac_item_platform_names_the_spacecraft(tmp_path):
+    red, nir, swir = _vegetation()
+    folder = landsat_c2_folder(tmp_path, red, nir, spacecraft="LANDSAT_5", swir=swir)
+    assets = {key: str(next(folder.glob(f"*_{band}.TIF"))) for key, band in
+              (("red", "SR_B3"), ("nir08", "SR_B4"), ("swir16", "SR_B5"), ("qa_pixel", "QA_PIXEL"))}
+    item = stac_item(tmp_path / "item.json", assets, {"platform": "landsat-5", "datetime": "2011-07-04T03:00:00Z"})
+    product = open_product(item)
+    assert (product.sensor, product.spacecraft) == ("landsat-c2-l2", "LANDSAT_5")
+    np.testing.assert_allclose(read_ndvi(product)[0], _expected_ndvi(RED_DN, NIR_DN), atol=1e-6)
