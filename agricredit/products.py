@@ -194,9 +194,11 @@ def open_product(
     path
         A multiband GeoTIFF/COG, a folder of per-band files (Sentinel-2 incl. ``.SAFE``,
         Landsat C1/C2), a local STAC item JSON, or an NDVI GeoTIFF written by
-        :func:`write_ndvi_cog`.
+        :func:`agricredit.raster.write_ndvi_cog`.
     sensor
-        Override the detected sensor (one of :data:`agricredit.sensors.SENSORS`).
+        Declare the sensor (one of :data:`agricredit.sensors.SENSORS`) of a tile that does
+        not say; one that contradicts what the tile says of itself (tags, MTD/MTL, STAC
+        properties, an SCL or SR_B* band) is a :class:`SensorError` naming both.
     bands
         ``"red=N,nir=M[,mask=K]"`` for a multiband file (1-based); implies ``generic``
         unless the file's tags name a sensor.
@@ -439,7 +441,7 @@ def _name_resolution(name: str) -> int:
 
 
 def _is_ndvi_raster(path: Path) -> bool:
-    """True if ``path`` is an NDVI raster written by :func:`write_ndvi_cog`."""
+    """True if ``path`` is an NDVI raster written by :func:`agricredit.raster.write_ndvi_cog`."""
     if path.is_dir() or path.suffix.lower() == ".json":
         return False
     with _open(path) as ds:
@@ -571,8 +573,9 @@ def _stac_found(path: Path) -> _Found:
         if raster_bands and isinstance(raster_bands[0], dict) and "scale" in raster_bands[0]:
             found.stac_scales[str(ref.path)] = (float(raster_bands[0]["scale"]), float(raster_bands[0].get("offset", 0.0)))
     found.sensor = _stac_sensor(props, found)
-    if _stac_platform(props):
-        found.evidence = (found.sensor, f"STAC properties (platform {_stac_platform(props)!r})")
+    level = {k: props[k] for k in ("s2:product_type", "processing:level", "landsat:collection_number") if props.get(k)}
+    if _stac_platform(props) and level:
+        found.evidence = (found.sensor, f"STAC properties ({', '.join(f'{k} {v}' for k, v in level.items())})")
     else:
         found.evidence = _band_evidence([name for name, _ in found.candidates], "asset")
     found.meta["spacecraft"] = props.get("platform")
@@ -609,7 +612,7 @@ def _local_href(href: str, item_path: Path) -> Path:
 
 
 def _ndvi_product(path: Path, date: datetime.date | None) -> Product:
-    """An NDVI raster written by :func:`write_ndvi_cog`, as a Product of sensor ``'ndvi'``."""
+    """An NDVI raster written by :func:`agricredit.raster.write_ndvi_cog`, as a Product of sensor ``'ndvi'``."""
     with _open(path) as ds:
         tags, grid = ds.tags(), _grid(ds)
     return Product(
@@ -792,7 +795,7 @@ def _quality_band(
     """The quality band and its mask rule; MissingBandError if the sensor needs one and it is absent."""
     ref = found.find(aliases)
     if ref is None:
-        name = sensors.BAND_NAMES.get(sensor, {}).get("mask")
+        name = sensors.QUALITY_BANDS.get(sensor)
         if band_map is None and name:
             raise MissingBandError(f"no {name} quality band found for sensor {sensor}; pass --no-mask to go without", path=path)
         return None, "none"

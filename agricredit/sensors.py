@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "SENSORS",
-    "BAND_NAMES",
+    "QUALITY_BANDS",
     "DEFAULT_SCL_INVALID",
     "S2_QUANTIFICATION",
     "LANDSAT_C2_SCALE",
@@ -61,13 +61,9 @@ __all__ = [
 #: Sensor ids accepted by ``--sensor`` (plus ``'ndvi'`` for NDVI rasters written by this tool).
 SENSORS = ("s2-l2a", "s2-l1c", "landsat-c2-l2", "landsat-c1", "generic")
 
-#: Band names per sensor: red, NIR and the quality band (None if the product has none).
-BAND_NAMES: dict[str, dict[str, str | None]] = {
-    "s2-l2a": {"red": "B04", "nir": "B08", "mask": "SCL"},
-    "s2-l1c": {"red": "B04", "nir": "B08", "mask": None},
-    "landsat-c2-l2": {"red": "SR_B4", "nir": "SR_B5", "mask": "QA_PIXEL"},
-    "landsat-c1": {"red": "B4", "nir": "B5", "mask": "BQA"},
-}
+#: The quality band each sensor's products carry (None: Sentinel-2 L1C has its masks in QI_DATA).
+#: Red/NIR names: B04/B08 for Sentinel-2; Landsat's depend on the spacecraft (:func:`landsat_bands`).
+QUALITY_BANDS: dict[str, str | None] = {"s2-l2a": "SCL", "s2-l1c": None, "landsat-c2-l2": "QA_PIXEL", "landsat-c1": "BQA"}
 
 #: Sentinel-2 SCL classes removed by default: 0 no data, 1 saturated/defective,
 #: 3 cloud shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus.

@@ -18,7 +18,7 @@ from shapely.geometry import box
 from agricredit import errors, season
 from agricredit.raster import open_product, read_ndvi, write_ndvi_cog
 from agricredit.zonal import zonal_stats
-from ndvi_fixtures import clouds_gml, reference_ndvi, s2_dn, s2_safe, write_tif
+from ndvi_fixtures import clouds_gml, reference_ndvi, s2_dn, s2_safe, stac_item, write_tif
 
 X0, Y0 = 435730.0, 4179460.0  # upper-left corner of the fixtures' 10 m grid (EPSG:32618)
 SHAPE = (40, 60)
@@ -181,3 +181,17 @@ def test_landsat_family_contradicted_by_band_names(tmp_path):
     path = write_tif(tmp_path / "l8.tif", [red, nir], descriptions=["B4", "B5"])
     with pytest.raises(errors.SensorError, match="band names say 'landsat-c1'"):
         open_product(path, sensor="s2-l1c")
+
+
+def test_stac_level_contradicted_but_a_silent_item_is_not(tmp_path):
+    red, nir = s2_dn((8, 8))
+    write_tif(tmp_path / "B04.tif", [red])
+    write_tif(tmp_path / "B08.tif", [nir])
+    props = {"constellation": "sentinel-2", "datetime": "2022-06-12T03:00:00Z", "s2:processing_baseline": "04.00"}
+    assets = {"red": "B04.tif", "nir": "B08.tif"}
+    said = stac_item(tmp_path / "l1c.json", assets, props | {"s2:product_type": "S2MSI1C"})
+    with pytest.raises(errors.SensorError, match="s2:product_type S2MSI1C"):
+        open_product(said, sensor="s2-l2a")
+    silent = stac_item(tmp_path / "item.json", assets, props)  # no level: only the family is known
+    with pytest.raises(errors.MissingBandError, match="SCL"):
+        open_product(silent, sensor="s2-l2a")
