@@ -6,9 +6,14 @@ Pure functions over numbers, names and numpy arrays; no file access (that is
 - Sentinel-2 L2A/L1C: B04 red, B08 NIR (10 m); reflectance = (DN + ADD_OFFSET) / 10000
   with ADD_OFFSET = -1000 from processing baseline 04.00 on, 0 before; DN 0 = no data.
   L2A carries the scene classification SCL (20 m), invalid classes 0,1,3,8,9,10 by default.
-- Landsat 8/9 Collection 2 L2: SR_B4 red, SR_B5 NIR; reflectance = DN x 0.0000275 - 0.2;
-  fill 0; QA_PIXEL bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow.
-- Landsat 8 Collection 1 L1: B4 red, B5 NIR, BQA quality band (see :func:`bqa_c1_mask`).
+- Landsat Collection 2 L2: red and NIR by spacecraft (MTL ``SPACECRAFT_ID``): Landsat 4/5 TM
+  and 7 ETM+ SR_B3 red, SR_B4 NIR; Landsat 8/9 OLI SR_B4 red, SR_B5 NIR; reflectance =
+  DN x 0.0000275 - 0.2 for every one of them; fill 0; QA_PIXEL bits 0 fill, 1 dilated cloud,
+  2 cirrus, 3 cloud, 4 cloud shadow; QA_RADSAT marks saturated bands and defective pixels.
+- Landsat Collection 1 L1: B3/B4 (TM, ETM+) or B4/B5 (OLI), BQA quality band (see :func:`bqa_c1_mask`).
+- Sentinel-2 L1C cloud mask from the product: ``MSK_CLASSI_B00.jp2`` (baseline 04.00 on; band 1
+  opaque clouds, 2 cirrus, 3 snow/ice) or the ``MSK_CLOUDS_B00.gml`` polygons (before 04.00).
+- The largest DN of an unsigned integer product (65535 in uint16) is saturation, never a reading.
 
 Every mask function returns ``(fill, cloud)``: ``fill`` marks pixels outside the
 acquisition (no data), ``cloud`` the pixels a cloud or quality rule removed.
@@ -24,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "SENSORS",
-    "BAND_NAMES",
+    "QUALITY_BANDS",
     "DEFAULT_SCL_INVALID",
     "S2_QUANTIFICATION",
     "LANDSAT_C2_SCALE",
@@ -35,6 +40,13 @@ __all__ = [
     "s2_add_offset",
     "parse_date",
     "parse_mask_classes",
+    "LANDSAT_INSTRUMENTS",
+    "landsat_spacecraft",
+    "landsat_bands",
+    "radsat_bits",
+    "bits_set",
+    "msk_classi_mask",
+    "apply_defect_rule",
     "sensor_from_band_names",
     "band_token",
     "mask_rule_for",
@@ -49,13 +61,9 @@ __all__ = [
 #: Sensor ids accepted by ``--sensor`` (plus ``'ndvi'`` for NDVI rasters written by this tool).
 SENSORS = ("s2-l2a", "s2-l1c", "landsat-c2-l2", "landsat-c1", "generic")
 
-#: Band names per sensor: red, NIR and the quality band (None if the product has none).
-BAND_NAMES: dict[str, dict[str, str | None]] = {
-    "s2-l2a": {"red": "B04", "nir": "B08", "mask": "SCL"},
-    "s2-l1c": {"red": "B04", "nir": "B08", "mask": None},
-    "landsat-c2-l2": {"red": "SR_B4", "nir": "SR_B5", "mask": "QA_PIXEL"},
-    "landsat-c1": {"red": "B4", "nir": "B5", "mask": "BQA"},
-}
+#: The quality band each sensor's products carry (None: Sentinel-2 L1C has its masks in QI_DATA).
+#: Red/NIR names: B04/B08 for Sentinel-2; Landsat's depend on the spacecraft (:func:`landsat_bands`).
+QUALITY_BANDS: dict[str, str | None] = {"s2-l2a": "SCL", "s2-l1c": None, "landsat-c2-l2": "QA_PIXEL", "landsat-c1": "BQA"}
 
 #: Sentinel-2 SCL classes removed by default: 0 no data, 1 saturated/defective,
 #: 3 cloud shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus.
@@ -70,6 +78,15 @@ S2_ADD_OFFSET = -1000.0
 #: Landsat Collection 2 Level-2 surface reflectance scale and offset (USGS).
 LANDSAT_C2_SCALE = 0.0000275
 LANDSAT_C2_OFFSET = -0.2
+#: Landsat instrument of each spacecraft (MTL ``SPACECRAFT_ID``); Landsat 1-5 MSS products are not supported.
+LANDSAT_INSTRUMENTS = {"LANDSAT_4": "TM", "LANDSAT_5": "TM", "LANDSAT_7": "ETM+", "LANDSAT_8": "OLI", "LANDSAT_9": "OLI"}
+#: (red, NIR) band numbers per instrument: TM/ETM+ band 3 red (0.63-0.69 um), band 4 NIR (0.76-0.90 um);
+#: OLI band 4 red (0.64-0.67 um), band 5 NIR (0.85-0.88 um). USGS Landsat 4-7 and 8-9 C2 L2 product guides.
+LANDSAT_RED_NIR = {"TM": (3, 4), "ETM+": (3, 4), "OLI": (4, 5)}
+#: QA_RADSAT bit of a defective pixel: bit 9 "dropped pixel" (TM/ETM+), bit 11 "terrain occlusion" (OLI).
+#: Bit n-1 marks band n saturated. USGS "Landsat Collection 2 Quality Assessment Bands".
+_RADSAT_DEFECT_BIT = {"TM": 9, "ETM+": 9, "OLI": 11}
+
 #: Landsat 8 Collection 1 L1 TOA reflectance REFLECTANCE_MULT/ADD_BAND_4/5 (the same for
 #: both bands in every MTL); the sun-elevation division cancels in the NDVI ratio.
 LANDSAT_C1_SCALE = 2.0e-5
@@ -153,29 +170,93 @@ def _token(name: str) -> re.Pattern[str]:
 def sensor_from_band_names(names: Iterable[str]) -> str | None:
     """Guess the sensor from band names or file names (None if no rule fits).
 
-    Landsat C2 is recognised by ``SR_B4``/``SR_B5``, Sentinel-2 by ``B04``/``B08``
-    (L2A if an ``SCL`` is present, else L1C), Landsat C1 by ``B4``/``B5``.
+    Landsat C2 is recognised by ``SR_B4`` with ``SR_B3`` or ``SR_B5`` (red/NIR of TM/ETM+
+    or OLI), Sentinel-2 by ``B04``/``B08`` (L2A if an ``SCL`` is present, else L1C),
+    Landsat C1 by ``B4`` with ``B3`` or ``B5``.
     """
     names = list(names)
 
     def has(band: str) -> bool:
-        return any(_token(band).search(n) for n in names)
+        return any(band_token(band).search(n) for n in names)
 
-    if has("SR_B4") and has("SR_B5"):
+    if has("SR_B4") and (has("SR_B3") or has("SR_B5")):
         return "landsat-c2-l2"
     if has("B04") and has("B08"):
         return "s2-l2a" if has("SCL") else "s2-l1c"
-    if has("B4") and has("B5"):
+    if has("B4") and (has("B3") or has("B5")):
         return "landsat-c1"
     return None
 
 
 def band_token(name: str) -> re.Pattern[str]:
     """Regular expression matching band ``name`` as a token of a file name."""
-    if name in ("B4", "B5"):
-        # Collection 1 "B4" must not match Collection 2 "SR_B4".
-        return re.compile(rf"(?<![A-Za-z0-9])(?<!SR_){name}(?![A-Za-z0-9])", re.IGNORECASE)
+    if re.fullmatch(r"B\d", name):
+        # Collection 1 "B4" must not match Collection 2 "SR_B4" or "ST_B6".
+        return re.compile(rf"(?<![A-Za-z0-9])(?<!SR_)(?<!ST_){name}(?![A-Za-z0-9])", re.IGNORECASE)
     return _token(name)
+
+
+_LANDSAT_NAME = re.compile(r"(?<![A-Za-z0-9])L(?:ANDSAT)?[_-]?[COTEM]?0?([1-9])(?=[_\W]|$)", re.IGNORECASE)
+
+
+def landsat_spacecraft(text: str | None) -> str | None:
+    """The Landsat spacecraft (``'LANDSAT_5'``) a text names, or None.
+
+    Reads an MTL ``SPACECRAFT_ID`` (``LANDSAT_5``), a Collection product ID
+    (``LT05_L2SP_...``), a pre-collection scene ID (``LT51240322011...``) or a short
+    name (``l8_B4.tif``, ``landsat-9``).
+    """
+    if not text:
+        return None
+    text = str(text).strip()
+    match = re.fullmatch(r"LANDSAT[_ -]?(\d)", text, re.IGNORECASE) or re.match(r"L[COTEM]0?(\d)", text)
+    match = match or _LANDSAT_NAME.search(text)
+    return f"LANDSAT_{match.group(1)}" if match else None
+
+
+def landsat_bands(sensor: str, spacecraft: str) -> dict[str, str]:
+    """Red and NIR band names of a Landsat product (``'landsat-c2-l2'`` or ``'landsat-c1'``) by spacecraft.
+
+    Raises
+    ------
+    ValueError
+        For a spacecraft without red/NIR bands this tool supports (Landsat 1-5 MSS).
+    """
+    instrument = LANDSAT_INSTRUMENTS.get(spacecraft)
+    if instrument is None:
+        raise ValueError(f"{spacecraft} is not supported (Landsat 4/5 TM, 7 ETM+, 8/9 OLI are)")
+    red, nir = LANDSAT_RED_NIR[instrument]
+    prefix = "SR_B" if sensor == "landsat-c2-l2" else "B"
+    return {"red": f"{prefix}{red}", "nir": f"{prefix}{nir}"}
+
+
+def radsat_bits(spacecraft: str) -> tuple[int, ...]:
+    """QA_RADSAT bits that make a red/NIR reading invalid: red and NIR saturated, and the defect bit."""
+    instrument = LANDSAT_INSTRUMENTS[spacecraft]
+    red, nir = LANDSAT_RED_NIR[instrument]
+    return red - 1, nir - 1, _RADSAT_DEFECT_BIT[instrument]
+
+
+def bits_set(qa: np.ndarray, bits: Iterable[int]) -> np.ndarray:
+    """True where any of ``bits`` is set in the integer array ``qa``."""
+    mask = sum(1 << b for b in bits)
+    return (qa.astype(np.uint32, copy=False) & mask).astype(bool)
+
+
+def apply_defect_rule(rule: str, band: np.ndarray) -> np.ndarray:
+    """Pixels a defect rule marks saturated or defective (``qa_radsat:B1,B2,...``: any of the bits set)."""
+    name, _, bits = rule.partition(":")
+    if name != "qa_radsat" or not bits:
+        raise ValueError(f"unknown defect rule {rule!r}")
+    return bits_set(band, (int(b) for b in bits.split(",")))
+
+
+def msk_classi_mask(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sentinel-2 L1C ``MSK_CLASSI_B00`` (bands, rows, cols): cloud = band 1 opaque or band 2 cirrus.
+
+    Band 3 (snow/ice) is not a cloud and is left alone, as SCL class 11 is by default.
+    """
+    return np.zeros(stack.shape[1:], bool), (stack[0] != 0) | (stack[1] != 0)
 
 
 def scl_mask(scl: np.ndarray, classes: Iterable[int] = DEFAULT_SCL_INVALID) -> tuple[np.ndarray, np.ndarray]:
@@ -250,6 +331,7 @@ _RULES = {
     "bqa-c1": bqa_c1_mask,
     "bqa-pre": bqa_precollection_mask,
     "nonzero": _nonzero_mask,
+    "msk_classi:opaque,cirrus": msk_classi_mask,
 }
 
 
@@ -263,8 +345,9 @@ def mask_rule_for(sensor: str, mask_classes: Iterable[int] | None = None) -> str
 def apply_mask_rule(rule: str, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Apply a mask rule id (see :func:`mask_rule_for`) to a quality band, return ``(fill, cloud)``.
 
-    Rules: ``scl:C1,C2,...``, ``qa_pixel:bits0-4``, ``bqa-c1``, ``bqa-pre``, and
-    ``nonzero`` (an external or generic mask band: nonzero = cloud).
+    Rules: ``scl:C1,C2,...``, ``qa_pixel:bits0-4``, ``bqa-c1``, ``bqa-pre``,
+    ``msk_classi:opaque,cirrus`` (``band`` holds the mask's bands first) and ``nonzero``
+    (an external or generic mask band: nonzero = cloud).
     """
     if rule.startswith("scl:"):
         return scl_mask(band, parse_mask_classes(rule[4:]))

@@ -99,7 +99,7 @@ _CHUNK_PLOTS = 10_000
 #: Output columns per plot and date, in order.
 STAT_COLUMNS = (
     "plot_id", "date", "ndvi_mean", "ndvi_median", "ndvi_p90", "valid_frac", "cloud_frac",
-    "covered_frac", "cropped_area_mu", "pixel_count", "flags",
+    "covered_frac", "cropped_area_mu", "pixel_count", "flags", "cloud_masked",
 )
 
 
@@ -112,7 +112,9 @@ class Tile:
     """One raster observation: where it is, on which grid, of which date.
 
     ``product`` is set for raw sensor products (NDVI computed on the fly by
-    :mod:`agricredit.raster`); ``None`` for NDVI rasters.
+    :mod:`agricredit.raster`); ``None`` for NDVI rasters. ``cloud_masked`` is True
+    when a cloud mask was applied to it (see :attr:`agricredit.raster.Product.cloud_masked`);
+    False for a product without one and for an untagged NDVI raster.
     """
 
     path: str
@@ -122,6 +124,7 @@ class Tile:
     width: int
     height: int
     product: Any = field(default=None, compare=False, repr=False)
+    cloud_masked: bool = False
 
 
 def open_tile(path: str | os.PathLike[str] | Product, date: dt.date | None = None, **reader_options: Any) -> Tile:
@@ -186,7 +189,8 @@ def open_tile(path: str | os.PathLike[str] | Product, date: dt.date | None = Non
         raise CRSError("raster has no CRS", path=name)
     if date is None:
         raise MissingMetadataError("no acquisition date (ACQUISITION_DATE tag or YYYYMMDD in the name)", path=name)
-    return Tile(name, date.isoformat(), pyproj.CRS(crs.to_wkt()), transform, width, height, product)
+    return Tile(name, date.isoformat(), pyproj.CRS(crs.to_wkt()), transform, width, height, product,
+                cloud_masked=bool(product is not None and product.cloud_masked))
 
 
 @contextlib.contextmanager
@@ -784,7 +788,10 @@ def gen_zonal_stats(
         ``covered_frac`` (area inside some tile over plot area),
         ``cropped_area_mu`` (valid area with NDVI ≥ threshold, from the
         geodesic plot area), ``pixel_count`` (sum of coverage fractions of the
-        pixels inside the tiles), ``flags`` (``PARTIAL_COVERAGE`` or empty).
+        pixels inside the tiles), ``flags`` (``PARTIAL_COVERAGE`` or empty),
+        ``cloud_masked`` (True when every tile of the date had its cloud mask
+        applied; False marks an unmasked observation whose ``cloud_frac`` is 0
+        for want of a mask, not for want of clouds).
         Plot–dates without any covering tile are not yielded unless ``keep_uncovered``.
     """
     for block in _gen_date_blocks(plots, tiles, threshold=threshold, progress=progress,
@@ -829,6 +836,7 @@ def _gen_date_blocks(
         stats["flags"] = np.where(covered, np.where(stats["covered_frac"] < 1 - _PARTIAL_TOL, PARTIAL_COVERAGE, ""),
                                   NOT_COVERED)
         seen = np.arange(len(ids)) if keep_uncovered else np.flatnonzero(covered)
+        stats["cloud_masked"] = np.full(len(ids), all(t.cloud_masked for t in by_date[date]))
         block = pd.DataFrame({"plot_id": ids[seen], "date": date, **{k: v[seen] for k, v in stats.items()}})
         yield block[list(STAT_COLUMNS)]
         if progress is not None:

@@ -12,6 +12,7 @@ from rasterio.transform import from_origin
 CRS = "EPSG:32618"
 TRANSFORM_10 = from_origin(435730.0, 4179460.0, 10.0, 10.0)
 TRANSFORM_20 = from_origin(435730.0, 4179460.0, 20.0, 20.0)
+TRANSFORM_60 = from_origin(435730.0, 4179460.0, 60.0, 60.0)
 
 
 def write_tif(path: Path, bands: list[np.ndarray], *, descriptions=None, tags=None, transform=TRANSFORM_10,
@@ -50,8 +51,13 @@ def s2_dn(shape=(40, 60), seed=0):
     return red, nir
 
 
-def s2_safe(root: Path, red, nir, scl, *, baseline="04.00", level="L2A", date="2022-06-12") -> Path:
-    """A minimal .SAFE: MTD_MSI*.xml at the top, bands under GRANULE/*/IMG_DATA[/R10m|R20m]."""
+def s2_safe(root: Path, red, nir, scl, *, baseline="04.00", level="L2A", date="2022-06-12", classi=None,
+            clouds_gml=None) -> Path:
+    """A minimal .SAFE: MTD_MSI*.xml at the top, bands under GRANULE/*/IMG_DATA[/R10m|R20m].
+
+    ``classi`` (3 x rows x cols uint8 at 60 m) is written as ``QI_DATA/MSK_CLASSI_B00.jp2``,
+    ``clouds_gml`` (the text of a GML mask) as ``QI_DATA/MSK_CLOUDS_B00.gml``.
+    """
     name = f"S2A_MSI{level}_{date.replace('-', '')}T023551_N{baseline.replace('.', '')}_R103_T50SLH_20220612T000000.SAFE"
     safe = root / name
     granule = safe / "GRANULE" / "L2A_T50SLH_A036377_20220612T024337" / "IMG_DATA"
@@ -77,8 +83,36 @@ def s2_safe(root: Path, red, nir, scl, *, baseline="04.00", level="L2A", date="2
         write_tif(granule / f"{stem}_B04.tif", [red])
         write_tif(granule / f"{stem}_B08.tif", [nir])
     (safe / "GRANULE" / "L2A_T50SLH_A036377_20220612T024337" / "QI_DATA").mkdir()
-    write_tif(safe / "GRANULE" / "L2A_T50SLH_A036377_20220612T024337" / "QI_DATA" / "MSK_B04.tif", [red])
+    qi_data = safe / "GRANULE" / "L2A_T50SLH_A036377_20220612T024337" / "QI_DATA"
+    write_tif(qi_data / "MSK_B04.tif", [red])
+    if classi is not None:
+        with rasterio.open(qi_data / "MSK_CLASSI_B00.jp2", "w", driver="JP2OpenJPEG", width=classi.shape[2],
+                           height=classi.shape[1], count=3, dtype="uint8", crs=CRS, transform=TRANSFORM_60,
+                           QUALITY=100, REVERSIBLE="YES") as dst:
+            dst.write(classi)
+    if clouds_gml is not None:
+        (qi_data / "MSK_CLOUDS_B00.gml").write_text(clouds_gml)
     return safe
+
+
+def clouds_gml(features: list[tuple[str, tuple[float, float, float, float]]]) -> str:
+    """A Sentinel-2 MSK_CLOUDS_B00.gml (pre-04.00 layout) with one box per (maskType, (xmin, ymin, xmax, ymax))."""
+    members = "".join(
+        f'<eop:MaskFeature gml:id="{kind}.{i}"><eop:maskType codeSpace="urn:gs2:S2PDGS:maskType">{kind}</eop:maskType>'
+        f'<eop:extentOf><gml:Polygon gml:id="{kind}.{i}.Polygon" srsName="urn:ogc:def:crs:EPSG::32618"><gml:exterior>'
+        f'<gml:LinearRing><gml:posList srsDimension="2">{x0} {y1} {x1} {y1} {x1} {y0} {x0} {y0} {x0} {y1}</gml:posList>'
+        f"</gml:LinearRing></gml:exterior></gml:Polygon></eop:extentOf></eop:MaskFeature>"
+        for i, (kind, (x0, y0, x1, y1)) in enumerate(features)
+    )
+    members = f"<eop:maskMembers>{members}</eop:maskMembers>" if features else (
+        '<eop:maskMembers xsi:nil="true" nilReason="other:unpopulated"/>')
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><eop:Mask xmlns:eop="http://www.opengis.net/eop/2.0" '
+        'xmlns:gml="http://www.opengis.net/gml/3.2" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'gml:id="MSK_CLOUDS"><gml:boundedBy><gml:Envelope srsName="urn:ogc:def:crs:EPSG::32618">'
+        "<gml:lowerCorner>399960 4090200</gml:lowerCorner><gml:upperCorner>509760 4200000</gml:upperCorner>"
+        f"</gml:Envelope></gml:boundedBy>{members}</eop:Mask>"
+    )
 
 
 def stac_item(path: Path, assets: dict[str, str], properties: dict) -> Path:
@@ -90,10 +124,43 @@ def stac_item(path: Path, assets: dict[str, str], properties: dict) -> Path:
     return path
 
 
-def landsat_c2_folder(root: Path, red, nir, qa=None, *, date="2021-07-04") -> Path:
-    """A Landsat 8 Collection 2 Level-2 product folder named by its product ID (SR_B4, SR_B5, QA_PIXEL)."""
-    folder = root / f"LC08_L2SP_123045_{date.replace('-', '')}_20210713_02_T1"
+#: Collection product ID prefix of each spacecraft (L + sensor letter + two-digit satellite number).
+LANDSAT_ID_PREFIX = {"LANDSAT_4": "LT04", "LANDSAT_5": "LT05", "LANDSAT_7": "LE07", "LANDSAT_8": "LC08", "LANDSAT_9": "LC09"}
+#: (red, NIR, SWIR1) band numbers written out from the USGS product guides: TM/ETM+ 3, 4, 5; OLI 4, 5, 6.
+LANDSAT_BANDS = {"LANDSAT_4": (3, 4, 5), "LANDSAT_5": (3, 4, 5), "LANDSAT_7": (3, 4, 5), "LANDSAT_8": (4, 5, 6),
+                 "LANDSAT_9": (4, 5, 6)}
+
+
+def landsat_c2_folder(root: Path, red, nir, qa=None, *, date="2021-07-04", spacecraft="LANDSAT_8", swir=None,
+                      radsat=None, mtl=False, name=None, transform=TRANSFORM_10) -> Path:
+    """A Landsat Collection 2 Level-2 product folder (SR bands of the spacecraft, QA_PIXEL[, QA_RADSAT][, MTL]).
+
+    Named by its product ID unless ``name`` is given; ``mtl`` writes a ``*_MTL.txt`` with
+    SPACECRAFT_ID, the Level-2 surface reflectance rescaling and (as a decoy) a different
+    Level-1 TOA rescaling.
+    """
+    product_id = f"{LANDSAT_ID_PREFIX[spacecraft]}_L2SP_123045_{date.replace('-', '')}_20210713_02_T1"
+    folder = root / (name or product_id)
     qa = np.full(red.shape, 21824, np.uint16) if qa is None else qa  # 21824: clear land
-    for band, data in (("SR_B4", red), ("SR_B5", nir), ("QA_PIXEL", qa)):
-        write_tif(folder / f"{folder.name}_{band}.TIF", [data])
+    b_red, b_nir, b_swir = LANDSAT_BANDS[spacecraft]
+    bands = {f"SR_B{b_red}": red, f"SR_B{b_nir}": nir, "QA_PIXEL": qa}
+    if swir is not None:
+        bands[f"SR_B{b_swir}"] = swir
+    if radsat is not None:
+        bands["QA_RADSAT"] = radsat
+    for band, data in bands.items():
+        write_tif(folder / f"{product_id}_{band}.TIF", [data], transform=transform)
+    if mtl:
+        sr = "".join(f"    REFLECTANCE_MULT_BAND_{b} = 2.75E-05\n    REFLECTANCE_ADD_BAND_{b} = -0.200000\n" for b in range(1, 8))
+        toa = "".join(f"    REFLECTANCE_MULT_BAND_{b} = {1.1e-3 + b * 1e-4:.4E}\n    REFLECTANCE_ADD_BAND_{b} = -0.0{b}\n"
+                      for b in range(1, 8))
+        (folder / f"{product_id}_MTL.txt").write_text(
+            "GROUP = LANDSAT_METADATA_FILE\n  GROUP = PRODUCT_CONTENTS\n"
+            f'    LANDSAT_PRODUCT_ID = "{product_id}"\n    COLLECTION_NUMBER = 02\n    PROCESSING_LEVEL = "L2SP"\n'
+            f'  END_GROUP = PRODUCT_CONTENTS\n  GROUP = IMAGE_ATTRIBUTES\n    SPACECRAFT_ID = "{spacecraft}"\n'
+            f'    SENSOR_ID = "{"OLI_TIRS" if spacecraft in ("LANDSAT_8", "LANDSAT_9") else "TM"}"\n'
+            f"    DATE_ACQUIRED = {date}\n  END_GROUP = IMAGE_ATTRIBUTES\n"
+            f"  GROUP = LEVEL2_SURFACE_REFLECTANCE_PARAMETERS\n{sr}  END_GROUP = LEVEL2_SURFACE_REFLECTANCE_PARAMETERS\n"
+            f"  GROUP = LEVEL1_RADIOMETRIC_RESCALING\n{toa}  END_GROUP = LEVEL1_RADIOMETRIC_RESCALING\n"
+            "END_GROUP = LANDSAT_METADATA_FILE\nEND\n")
     return folder

@@ -43,12 +43,19 @@ def test_cog_equals_reference_and_round_trips(tile, tmp_path):
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ds.profile["compress"] == "deflate" and ds.block_shapes[0] == (512, 512)
         assert ds.dtypes[0] == "float32" and np.isnan(ds.nodata) and ds.overviews(1)
-        tags = ds.tags()
+        tags, descriptions, band_scale, band_offset = ds.tags(), ds.descriptions, ds.scales, ds.offsets
         np.testing.assert_allclose(ds.read(1), expected, atol=1e-6, equal_nan=True)
     assert tags["AGRICREDIT_PRODUCT"] == "ndvi" and tags["AGRICREDIT_SENSOR"] == "s2-l2a"
-    assert tags["ACQUISITION_DATE"] == "2022-06-12" and tags["PROCESSING_BASELINE"] == "04.00" and tags["ADD_OFFSET"] == "-1000"
-    assert tags["MASK_RULE"] == "scl:0,1,3,8,9,10" and tags["SIMULATED"] == "yes"
+    assert tags["ACQUISITION_DATE"] == "2022-06-12" and tags["PROCESSING_BASELINE"] == "04.00"
+    assert tags["MASK_RULE"] == "scl:0,1,3,8,9,10" and tags["SIMULATED"] == "yes" and tags["CLOUD_MASKED"] == "yes"
     assert float(tags["CLOUD_FRACTION"]) == pytest.approx(report.cloud_fraction, abs=1e-6)
+    # Honest metadata: the band is NDVI, no tag reads as a scale or offset of NDVI; the inputs' radiometry
+    # is recorded under SOURCE_* names.
+    assert descriptions == ("NDVI",)
+    assert not {"SCALE", "OFFSET", "ADD_OFFSET", "scale_factor", "add_offset"} & set(tags)
+    assert (tags["SOURCE_REFLECTANCE_SCALE"], tags["SOURCE_REFLECTANCE_OFFSET"], tags["SOURCE_ADD_OFFSET_DN"]) == (
+        "0.0001", "-0.1", "-1000")
+    assert band_scale == (1.0,) and band_offset == (0.0,)
     assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     again = open_product(out)
@@ -109,20 +116,25 @@ def _sample_s2() -> list[Path]:
 
 @pytest.mark.skipif(not _sample_s2(), reason="no sample Sentinel-2 COG in sample_tiles/")
 def test_sample_sentinel2_cog_against_numpy(tmp_path):
+    """The reference uses the Sentinel-2 formula written here, reflectance = (DN + ADD_OFFSET) / 10000 with the
+    tile's own ADD_OFFSET tag (or -1000 from its PROCESSING_BASELINE >= 04.00), not the reader's scale and offset."""
     path = _sample_s2()[0]
-    product = open_product(path)
-    if not product.sensor.startswith("s2"):
-        pytest.skip(f"{path.name} is {product.sensor}")
     with rasterio.open(path) as ds:
-        names = list(ds.descriptions)
+        tags, names = ds.tags(), list(ds.descriptions)
         red, nir = ds.read(names.index("B04") + 1), ds.read(names.index("B08") + 1)
         scl = ds.read(names.index("SCL") + 1) if "SCL" in names else None
-    expected = reference_ndvi(red, nir, product.scale, product.offset)
+    if "ADD_OFFSET" in tags:
+        add_offset = float(tags["ADD_OFFSET"])
+    else:
+        add_offset = -1000.0 if tags.get("PROCESSING_BASELINE", "00.00") >= "04.00" else 0.0
+    expected = reference_ndvi(red, nir, 1 / 10000, add_offset / 10000)
+    expected[(red == 65535) | (nir == 65535)] = np.nan  # saturated DN
     if scl is not None:
         expected[np.isin(scl, [0, 1, 3, 8, 9, 10])] = np.nan
-    write_ndvi_cog(product, tmp_path / "ndvi.tif")
+    write_ndvi_cog(open_product(path), tmp_path / "ndvi.tif")
     with rasterio.open(tmp_path / "ndvi.tif") as ds:
         np.testing.assert_allclose(ds.read(1), expected, atol=1e-6, equal_nan=True)
+    assert np.isfinite(expected).mean() > 0.5  # the comparison covers most of the tile
 
 
 def test_ndvi_output_must_be_a_geotiff_name(tmp_path):

@@ -271,8 +271,9 @@ def test_no_valid_pixels_warns_and_writes_all_nan(tmp_path, caplog):
     path = write_tif(tmp_path / "s2.tif", [red, red], descriptions=["B04", "B08"], tags=S2_TAGS | {"AGRICREDIT_SENSOR": "s2-l1c"})
     with caplog.at_level(logging.WARNING, logger="agricredit"):
         report = write_ndvi_cog(open_product(path), tmp_path / "out.tif")
-    assert report.cloud_fraction == 1.0 and report.valid_fraction == 0.0
-    assert "no valid pixels" in caplog.text
+    # An L1C tile without a mask of its own: the cloud fraction is unknown, not 0 or 1.
+    assert report.cloud_fraction is None and report.valid_fraction == 0.0
+    assert "no valid pixels (cloud fraction unknown)" in caplog.text and "unmasked" in caplog.text
     with rasterio.open(tmp_path / "out.tif") as ds:
         assert np.isnan(ds.read(1)).all()
 

@@ -110,9 +110,39 @@ def test_uint16_extremes_and_zero_denominator():
     offset_dn=st.sampled_from([0.0, -1000.0]),
 )
 def test_ndvi_matches_float64_reference(red, nir, offset_dn):
-    ndvi, _ = ndvi_from_dn(red, nir, scale=1e-4, offset=offset_dn / 1e4, nodata=0)
+    ndvi, fill = ndvi_from_dn(red, nir, scale=1e-4, offset=offset_dn / 1e4, nodata=0, saturated=65535)
     expected = reference_ndvi(red, nir, 1e-4, offset_dn / 1e4)
+    expected[(red == 65535) | (nir == 65535)] = np.nan  # saturated: never a reading
+    np.testing.assert_array_equal(fill, (red == 0) | (nir == 0))  # saturation is not no data
     assert ndvi.dtype == np.float32
     assert not np.isinf(ndvi).any()
     np.testing.assert_array_equal(np.isnan(ndvi), np.isnan(expected))
     np.testing.assert_allclose(ndvi, expected, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("text,spacecraft", [
+    ("LANDSAT_5", "LANDSAT_5"), ("LT04_L2SP_123045_19880704_20200917_02_T1", "LANDSAT_4"),
+    ("LE07_L1TP_123045_20030502_20161208_01_T1", "LANDSAT_7"), ("LC09_L2SP_x", "LANDSAT_9"),
+    ("LT51240322011185IKR00", "LANDSAT_5"), ("l8_c1_cloudy.tif", "LANDSAT_8"), ("landsat-9", "LANDSAT_9"),
+    ("S2A_MSIL2A_20220612T023551_N0400", None), ("L2A_T50SLH_A036377", None), ("T50SLH_B04_10m.jp2", None), (None, None),
+])
+def test_landsat_spacecraft_from_metadata_and_names(text, spacecraft):
+    assert sensors.landsat_spacecraft(text) == spacecraft
+
+
+def test_landsat_band_names_by_spacecraft():
+    # USGS: TM/ETM+ red = band 3, NIR = band 4; OLI red = band 4, NIR = band 5.
+    expected = {"LANDSAT_4": ("SR_B3", "SR_B4"), "LANDSAT_5": ("SR_B3", "SR_B4"), "LANDSAT_7": ("SR_B3", "SR_B4"),
+                "LANDSAT_8": ("SR_B4", "SR_B5"), "LANDSAT_9": ("SR_B4", "SR_B5")}
+    for spacecraft, (red, nir) in expected.items():
+        assert sensors.landsat_bands("landsat-c2-l2", spacecraft) == {"red": red, "nir": nir}
+        assert sensors.landsat_bands("landsat-c1", spacecraft) == {"red": red[3:], "nir": nir[3:]}
+    with pytest.raises(ValueError, match="not supported"):
+        sensors.landsat_bands("landsat-c1", "LANDSAT_2")
+    assert not sensors.band_token("B3").search("LT05_SR_B3.TIF") and sensors.band_token("B3").search("LT05_B3.TIF")
+
+
+def test_msk_classi_opaque_and_cirrus_are_cloud_snow_is_not():
+    stack = np.array([[[1, 0, 0, 0]], [[0, 1, 0, 0]], [[0, 0, 1, 0]]], np.uint8)
+    fill, cloud = sensors.apply_mask_rule("msk_classi:opaque,cirrus", stack)
+    assert cloud.tolist() == [[True, True, False, False]] and not fill.any()
