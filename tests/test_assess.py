@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import geopandas as gpd
+import pyproj
 import pytest
 import shapely
 from click.testing import CliRunner
@@ -56,8 +57,13 @@ def test_every_planted_case_is_caught_with_its_code_and_status(assessment):
         assert status[pseudonym(KEY, "borrower", case["borrower_id"])] == case["expected_status"], case
 
 
+#: Not planted, but found: the sample builder drew P0205 round a field with an enclave and P0204 on the
+#: enclave, both for B070 (16.74 mu counted twice before plots were unioned).
+FOUND_SELF_OVERLAP = "B070"
+
+
 def test_honest_borrowers_are_approved_without_spurious_codes(assessment):
-    planted = {pseudonym(KEY, "borrower", case["borrower_id"]) for case in _planted()}
+    planted = {pseudonym(KEY, "borrower", b) for b in [*(case["borrower_id"] for case in _planted()), FOUND_SELF_OVERLAP]}
     honest = assessment.borrowers.loc[~assessment.borrowers["borrower"].isin(planted)]
     assert len(honest) > 80
     assert set(honest["status"]) == {"APPROVE"}
@@ -65,6 +71,24 @@ def test_honest_borrowers_are_approved_without_spurious_codes(assessment):
         assert set(filter(None, codes.split(";"))) <= INFO_CODES
     assert (honest["limit"] > 0).all()
     assert (honest["limit"] <= assessment.policy.credit.cap_per_borrower).all()
+
+
+def test_sample_plot_drawn_inside_another_of_its_borrower_counts_once(assessment):
+    plots = gpd.read_file(SAMPLE / "plots.geojson").set_index("plot_id")
+    inner, outer = plots.geometry["P0204"], plots.geometry["P0205"]
+    assert outer.contains(inner)  # the independent fact: the whole of P0204 lies inside P0205
+    geod = pyproj.Geod(ellps="WGS84")
+    inner_mu = abs(geod.geometry_area_perimeter(inner)[0]) / (10000 / 15)
+    verdicts = {v.plot_id: v for v in assessment.verdicts if v.plot_id in ("P0204", "P0205")}
+    assert [c.code for c in verdicts["P0204"].checks] == [c.code for c in verdicts["P0205"].checks] == ["SELF_OVERLAP"]
+    assert verdicts["P0205"].facts.repeated_mu == pytest.approx(inner_mu, rel=1e-9)
+    assert verdicts["P0204"].facts.repeated_mu == 0.0
+    # If confirmed: P0204 its smallest source (declared 16.41), P0205 its smallest (drawn) less the enclave.
+    outer_mu = abs(geod.geometry_area_perimeter(outer)[0]) / (10000 / 15)
+    assert verdicts["P0204"].contribution.mu_if_confirmed == pytest.approx(16.41)
+    assert verdicts["P0205"].contribution.mu_if_confirmed == pytest.approx(outer_mu - inner_mu, rel=1e-6)
+    row = assessment.borrowers.set_index("borrower").loc[pseudonym(KEY, "borrower", FOUND_SELF_OVERLAP)]
+    assert row["status"] == "REVIEW" and "SELF_OVERLAP" in row["reason_codes"].split(";")
 
 
 def test_limits_follow_the_policy_formula(assessment):
