@@ -26,13 +26,14 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio.transform
 import shapely
 
 from agricredit import __version__
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
+from agricredit.errors import AgricreditError, InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
 from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps, load_plots,
                               rejected_ids, repeated_area_m2, to_wgs84)
@@ -42,6 +43,7 @@ from agricredit.season import assess_season, discover_acquisitions, observation_
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
+from agricredit.zonal import Tile
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
 
 try:
@@ -239,7 +241,13 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
-    long_table = observation_table(good, acquisitions)
+    unreadable: dict[str, tuple[Tile, str]] = {}
+    on_error = None if strict else lambda tile, error: unreadable.setdefault(
+        tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
+    long_table = observation_table(good, acquisitions, on_error=on_error)
+    unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
+    if unreadable:
+        rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, (_, why) in unreadable.items()]
     if long_table.empty:
         raise InputError(f"no tile of the season ({', '.join(map(str, case.tiles))}) covers any plot "
                          f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
@@ -263,7 +271,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     table_ids = sorted(set(borrowers["borrower_id"]) - {""})
     borrower_alias = {b: pseudonym(key, "borrower", b)
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
-    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key)
+    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles)
     verdicts = verify_plots(facts, policy)
     bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                 for b, why in inputs.bad_borrowers.items()}
@@ -437,8 +445,19 @@ def _records(frame: pd.DataFrame, *key: str) -> dict[Any, dict[str, Any]]:
     return {tuple(r[k] for k in key) if len(key) > 1 else r[key[0]]: r for r in frame.to_dict("records")}
 
 
+def _plots_under(plots: gpd.GeoDataFrame, tiles: Sequence[Tile]) -> dict[str, list[str]]:
+    """Plot ID → the names of ``tiles`` whose footprint it touches."""
+    found: dict[str, list[str]] = {}
+    for tile in sorted(tiles, key=lambda t: t.path):
+        footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
+        touched = plots.to_crs(tile.crs).intersects(footprint).to_numpy()
+        for plot_id in plots["plot_id"].to_numpy()[touched]:
+            found.setdefault(plot_id, []).append(Path(tile.path).name)
+    return found
+
+
 def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFrame, season: Any,
-                alias: Mapping[str, str], key: PseudonymKey) -> list[PlotFacts]:
+                alias: Mapping[str, str], key: PseudonymKey, unread_tiles: Mapping[str, list[str]]) -> list[PlotFacts]:
     """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous).
 
     Plots set aside before any check (no ID, no borrower, no declaration) have
@@ -489,6 +508,7 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             overlaps=overlaps,
             repeated_mu=claims.repeated_mu.get(plot_id, 0.0),
             other_declarants=tuple(pseudonym(key, "borrower", b) for b in claims.other_declarants.get(plot_id, ())),
+            unread_tiles=tuple(unread_tiles.get(plot_id, ())),
         ))
     return facts
 
@@ -593,7 +613,7 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
         plots_of.setdefault(row["borrower"], []).append((row, geometry))
     borrower_features = []
     for row in assessment.borrowers.to_dict("records"):
-        own = plots_of[row["borrower"]]
+        own = plots_of.get(row["borrower"], [])  # NO_PLOTS borrowers have none
         breakdown = [{k: plot[k] for k in ("plot_id", "verified_mu", "light", "reason_codes") if k in plot}
                      for plot, _ in own]
         usable = [geometry for plot, geometry in own if plot["geometry_status"] in ("OK", "GEOMETRY_REPAIRED")]

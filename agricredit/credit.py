@@ -330,6 +330,7 @@ _DETAILS = {
         "DECLARATION_CONTESTED": "also declared by {other_declarants}",
         "NO_PLOTS": "",
         "BORROWER_RECORD_INVALID": "{reason}",
+        "TILE_UNREADABLE": "{tiles}",
     },
     "zh": {
         "AREA_OVER_DECLARED": "申报 {declared_mu} 亩，登记 {registered_mu} 亩 × {factor}",
@@ -352,6 +353,7 @@ _DETAILS = {
         "DECLARATION_CONTESTED": "另由 {other_declarants} 申报",
         "NO_PLOTS": "",
         "BORROWER_RECORD_INVALID": "{reason}",
+        "TILE_UNREADABLE": "{tiles}",
     },
 }
 

@@ -85,7 +85,8 @@ SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFF
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
-     "OWNER_MISMATCH", "SELF_OVERLAP", "DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED"}
+     "OWNER_MISMATCH", "SELF_OVERLAP", "DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED",
+     "TILE_UNREADABLE"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS"})
@@ -176,7 +177,8 @@ class PlotFacts:
     ``registered_mu`` is NaN when the registry has no record. ``repeated_mu``:
     drawn area already in a plot of the same borrower with a smaller ID
     (:func:`agricredit.plots.repeated_area_m2`); ``other_declarants``: the other
-    borrowers who declared the plot.
+    borrowers who declared the plot; ``unread_tiles``: tiles over the plot
+    whose pixels could not be read (TILE_UNREADABLE).
     """
 
     plot_id: str
@@ -197,6 +199,7 @@ class PlotFacts:
     overlaps: tuple[Overlap, ...] = ()
     repeated_mu: float = 0.0
     other_declarants: tuple[str, ...] = ()
+    unread_tiles: tuple[str, ...] = ()
 
     _FLOATS = ("drawn_mu", "registered_mu", "declared_mu", "pixel_count", "cropped_mu_at_peak", "peak_ndvi", "vigor_factor",
                "repeated_mu")
@@ -226,7 +229,8 @@ class PlotFacts:
                                                       if isinstance(c, Mapping) else Check.make(str(c))) for c in codes]
         values["satellite_codes"] = tuple(sorted(codes, key=lambda c: c.code))
         values["overlaps"] = tuple(sorted((Overlap.coerce(o) for o in _items(row.get("overlaps"))), key=lambda o: o.other_plot_id))
-        values["other_declarants"] = tuple(sorted(str(b) for b in _items(row.get("other_declarants"))))
+        for name in ("other_declarants", "unread_tiles"):
+            values[name] = tuple(sorted(str(item) for item in _items(row.get(name))))
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -238,7 +242,7 @@ class PlotFacts:
                 value = [c.to_dict() for c in value]
             elif name == "overlaps":
                 value = [o.to_dict() for o in value]
-            elif name == "other_declarants":
+            elif name in ("other_declarants", "unread_tiles"):
                 value = list(value)
             elif name in self._FLOATS and not _finite(value):
                 value = None
@@ -372,6 +376,8 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
         checks.append(Check.make("DUPLICATE_PLOT_ID", reason=facts.geometry_reason))
     if facts.other_declarants:
         checks.append(Check.make("DECLARATION_CONTESTED", other_declarants=list(facts.other_declarants)))
+    if facts.unread_tiles:
+        checks.append(Check.make("TILE_UNREADABLE", tiles=list(facts.unread_tiles)))
 
     if not _finite(facts.registered_mu):
         checks.append(Check.make("NO_REGISTRY_RECORD"))
