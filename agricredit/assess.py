@@ -330,12 +330,11 @@ def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
                          repair_max_area_change=policy.area.repair_max_area_change)
     if "borrower_id" not in checked.columns:
         raise SchemaError("no borrower_id column in the plot file", path=case.plots)
-    borrower = checked["borrower_id"]
-    checked["borrower_id"] = borrower.astype(object).where(borrower.notna(), None).map(
-        lambda v: v if v is None else str(v).strip() or None)
+    checked["borrower_id"] = pd.Series([_id_or_none(v) for v in checked["borrower_id"]], index=checked.index,
+                                       dtype=object)
     if strict and checked["borrower_id"].isna().any():
         row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
-        raise SchemaError("feature has no borrower_id", path=case.plots, record=f"feature {row}")
+        raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
     isolate = not strict
     registry = read_registry(case.registry, encoding=case.encoding, isolate=isolate)
     declarations = read_declarations(case.declarations, encoding=case.encoding, isolate=isolate,
@@ -364,6 +363,15 @@ def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
     declared = set(sound["declarations"]["plot_id"])
     _mark(checked, ~checked["plot_id"].isin(declared).to_numpy(), NO_DECLARATION, "no declaration for the plot")
     return _Inputs(checked, sound["registry"], sound["declarations"], borrowers, bad_borrowers, rejected)
+
+
+def _id_or_none(value: Any) -> str | None:
+    """An ID cell as text; missing, NaN and blank are None (integral floats lose their ``.0``)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() or None
 
 
 def _mark(checked: gpd.GeoDataFrame, where: np.ndarray, status: str, reason: str) -> None:

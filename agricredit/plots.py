@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,16 +110,10 @@ def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> 
     """
     name = "<stdin>" if str(source) == "-" else str(source)
     try:
-        if str(source) == "-":
-            gdf = gpd.read_file(io.BytesIO(sys.stdin.buffer.read()))
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise InputNotFoundError("plot file not found", path=name)
-            if path.suffix.lower() in {".parquet", ".geoparquet"}:
-                gdf = gpd.read_parquet(path)
-            else:
-                gdf = gpd.read_file(path)
+        with warnings.catch_warnings():
+            # A NaN coordinate makes shapely warn while decoding; check_geometries names the plot instead.
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            gdf = _read_any(source, name)
     except (InputNotFoundError, SchemaError):
         raise
     except Exception as error:  # pyogrio / pyarrow raise many types for unreadable files
@@ -140,6 +135,17 @@ def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> 
     gdf["plot_id"] = ids.astype(object).where(ids.notna(), None).map(lambda v: v if v is None else _id_text(v))
     gdf.attrs["source"] = name
     return gdf
+
+
+def _read_any(source: str | os.PathLike[str], name: str) -> gpd.GeoDataFrame:
+    if str(source) == "-":
+        return gpd.read_file(io.BytesIO(sys.stdin.buffer.read()))
+    path = Path(source)
+    if not path.exists():
+        raise InputNotFoundError("plot file not found", path=name)
+    if path.suffix.lower() in {".parquet", ".geoparquet"}:
+        return gpd.read_parquet(path)
+    return gpd.read_file(path)
 
 
 def _id_text(value: object) -> str:
