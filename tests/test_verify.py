@@ -310,3 +310,25 @@ def test_list_cells_from_csv_or_parquet():
     assert codes(verify_plots([row], POLICY)[0]) == ["DOUBLE_CLAIM"]
     with pytest.raises(InputError, match="unknown reason code 'CLOUDY'"):
         PlotFacts.from_dict({**row, "satellite_codes": ["CLOUDY"]})
+
+
+@pytest.mark.parametrize(("key", "value", "error"), [
+    ("absurd_area_ratio", "17.25", "must exceed 15 x"),  # 15 x (1 + 0.15): a unit slip must go to review
+    ("absurd_area_ratio", "17.26", None),
+    ("outline_accuracy_m", "-0.1", "out of range"),
+    ("outline_accuracy_m", "0", None),
+])
+def test_claim_policy_keys_are_validated(tmp_path, key, value, error):
+    from agricredit.errors import PolicyError
+    from agricredit.policy import load_policy
+    from agricredit.seeds import DEFAULT_POLICY_PATH
+
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    lines = [f"{key} = {value}" if line.startswith(f"{key} =") else line for line in text.splitlines()]
+    path = tmp_path / "policy.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if error is None:
+        assert getattr(load_policy(path).area, key) == float(value)
+    else:
+        with pytest.raises(PolicyError, match=error):
+            load_policy(path)
