@@ -114,6 +114,7 @@ class Decision:
     if_confirmed: Terms
     reasons: tuple[Reason, ...]
     plot_ids: tuple[str, ...]
+    borrower_checks: tuple[Check, ...] = ()  # given to :func:`decide` (NO_PLOTS is added there, not listed here)
 
     @property
     def reason_codes(self) -> tuple[str, ...]:
@@ -126,6 +127,7 @@ class Decision:
             "limit_if_confirmed": round(self.limit_if_confirmed, 2), "currency": self.currency,
             "now": self.now.to_dict(), "if_confirmed": self.if_confirmed.to_dict(),
             "reasons": [reason.to_dict() for reason in self.reasons], "plot_ids": list(self.plot_ids),
+            "borrower_checks": [check.to_dict() for check in self.borrower_checks],
         }
 
 
@@ -223,7 +225,8 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     strangers = [v.plot_id for v in verdicts if v.borrower_id != borrower_id]
     if strangers:
         raise InputError("plot belongs to another borrower", record=strangers[0])
-    own_checks = sorted({c.code: c for c in borrower_checks}.values(), key=lambda c: c.code)
+    given = tuple(sorted({c.code: c for c in borrower_checks}.values(), key=lambda c: c.code))
+    own_checks = list(given)
     if not verdicts and not any(c.code == "NO_PLOTS" for c in own_checks):
         own_checks.append(Check.make("NO_PLOTS"))
     hold_all = any(c.severity == "review" for c in own_checks)
@@ -254,7 +257,7 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     if status == "REVIEW" and not any(r.severity == "review" for r in chosen):
         chosen[-1] = next(r for r in reasons if r.severity == "review")
     return Decision(borrower_id, status, offered, offered_if_confirmed, policy.meta.currency, now, confirmed,
-                    tuple(chosen), tuple(v.plot_id for v in verdicts))
+                    tuple(chosen), tuple(v.plot_id for v in verdicts), given)
 
 
 def decide_all(verdicts: Iterable[PlotVerdict], policy: Policy, borrower_ids: Iterable[str] = (),

@@ -82,6 +82,7 @@ def build_awkward_case(folder: Path) -> Path:
         feature({"plot_id": "PHUGE", "borrower_id": "BHUGE"}, mapping(box(-75.75, 37.65, -75.64, 37.74))),
         feature({"plot_id": "PNOB"}, utm_rectangle(X0 + 1000, Y0, 60.0, 60.0)),  # no borrower_id
         feature(None, utm_rectangle(X0 + 1500, Y0, 60.0, 60.0)),  # "properties": null
+        feature({"plot_id": "PGHOST", "borrower_id": "BGHOST"}, utm_rectangle(X0 + 2000, Y0, 60.0, 60.0)),  # not in the table
     ]
     plots["features"].extend(new)
     ring = by_id["P0035"]["geometry"]["coordinates"][0]
@@ -233,6 +234,7 @@ def test_bad_rows_and_features_are_listed_and_the_rest_completes(awkward):
     listed = assessment.rejected
     assert any(e.startswith("declarations.csv row") and "not in the plot file" in e for e in listed["BAD_TABLE_ROW"])
     assert listed["MISSING_BORROWER"] == ["PNOB"]
+    assert listed["UNKNOWN_BORROWER"] == ["PGHOST"]
     assert len(listed["MISSING_ID"]) == 1 and listed["MISSING_ID"][0].startswith("row ")
     assert "P0035" in listed["GEOMETRY_NOT_FINITE"]
     p0035 = next(v for v in assessment.verdicts if v.plot_id == "P0035")
@@ -248,7 +250,8 @@ def test_cli_finishes_with_exit_3_and_one_line_per_rejected_kind(awkward, tmp_pa
                              str(tmp_path / "out"), "--no-progress"], env=env, capture_output=True, text=True)
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
-    for code in ("AREA_ABSURD", "BAD_TABLE_ROW", "DUPLICATE_ID", "GEOMETRY_NOT_FINITE", "MISSING_BORROWER", "MISSING_ID"):
+    for code in ("AREA_ABSURD", "BAD_TABLE_ROW", "DUPLICATE_ID", "GEOMETRY_NOT_FINITE", "MISSING_BORROWER", "MISSING_ID",
+                 "UNKNOWN_BORROWER"):
         assert f"rejected {code} (" in result.stderr, code
     with open(tmp_path / "out" / "borrowers.csv", encoding="utf-8") as handle:
         rows = {row["borrower"]: row for row in csv.DictReader(handle)}
@@ -297,3 +300,14 @@ def test_corrupt_tile_among_many_holds_only_the_plots_under_it(tmp_path):
     assert {c.figures["tiles"][0] for v in held for c in v.checks if c.code == "TILE_UNREADABLE"} == {tile.name}
     with pytest.raises(Exception, match="cannot read pixels"):
         run_assessment(load_case(folder / "case.toml"), KEY, strict=True)
+
+
+def test_audit_records_of_held_borrowers_replay_exactly(awkward):
+    from agricredit.audit import replay
+
+    _, assessment = awkward
+    held = {alias("B008"), alias("BNONE"), alias("B001")}
+    records = [r for r in assessment.audit if r["borrower_id"] in held]
+    assert len(records) == 3
+    for record in records:
+        assert replay(json.loads(json.dumps(record)), assessment.policy) == [], record["borrower_id"]
