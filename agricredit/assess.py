@@ -10,6 +10,13 @@ Borrowers and land holders appear only as keyed pseudonyms (design §8); plot
 IDs are not personal and stay as given. Every output is a pure function of the
 inputs, the policy, the pseudonym key and the tool version: rows are sorted by
 ID, floats rounded at the output, JSON keys sorted, no timestamps.
+
+Per-record isolation (design §9): a bad table row (``BAD_TABLE_ROW``), a plot
+feature without ID, borrower or declaration, with an unknown borrower or a
+NaN coordinate, an absurd outline (``AREA_ABSURD``) and an unreadable tile
+(``TILE_UNREADABLE``) are listed in :attr:`Assessment.rejected` and only their
+own records are rejected or held for review; the rest of the run completes.
+``strict=True`` stops at the first bad row, feature or tile instead.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -43,8 +50,10 @@ from agricredit.season import assess_season, discover_acquisitions, observation_
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
-from agricredit.zonal import Tile
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
+
+if TYPE_CHECKING:
+    from agricredit.zonal import Tile
 
 try:
     import tomllib
@@ -179,9 +188,9 @@ class Assessment:
     plots: gpd.GeoDataFrame  # one row per input plot, WGS84, output properties only
     verdicts: list[PlotVerdict]
     decisions: list[Decision]
-    borrowers: pd.DataFrame  # one row per borrower with a plot, BORROWER_COLUMNS
+    borrowers: pd.DataFrame  # one row per borrower of the borrower table (NO_PLOTS when none), BORROWER_COLUMNS
     audit: list[dict[str, Any]]
-    rejected: dict[str, list[str]]  # reason → plot IDs left out (bad ID, geometry, declaration) or unverifiable
+    rejected: dict[str, list[str]]  # reason → records set aside: plot IDs, table rows, unreadable tiles
     inputs: dict[str, str]  # role → sha256
     key_fingerprint: str
     lang: str
