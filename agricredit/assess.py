@@ -78,8 +78,16 @@ BORROWER_COLUMNS = (
 _GEOMETRY_STATUS = {"OK": "valid", "GEOMETRY_REPAIRED": "repaired", "GEOMETRY_INVALID": "invalid",
                     "GEOMETRY_NOT_FINITE": "invalid", "DUPLICATE_ID": "duplicate", "AREA_ABSURD": "valid"}
 
-#: Status of a plot that its own borrower did not declare (rejected, listed, the rest go on).
+#: Plot statuses set here (beyond :mod:`agricredit.plots`'): records rejected and listed before any check,
+#: the rest go on: a plot nobody declared, a feature without ``borrower_id``, a borrower not in the table.
 NO_DECLARATION = "NO_DECLARATION"
+MISSING_BORROWER = "MISSING_BORROWER"
+UNKNOWN_BORROWER = "UNKNOWN_BORROWER"
+_UNCHECKED = (DUPLICATE_ID, MISSING_ID, NO_DECLARATION, MISSING_BORROWER, UNKNOWN_BORROWER)
+#: A plot whose drawn area is absurd against its registry and declaration: rejected alone, no overlaps, no zonal.
+AREA_ABSURD = "AREA_ABSURD"
+#: Table rows set aside, under this reason in ``Assessment.rejected``.
+BAD_TABLE_ROW = "BAD_TABLE_ROW"
 
 #: Coordinates in GeoJSON outputs: 6 decimals of a degree (~0.1 m), as RFC 7946 §11.2 suggests.
 COORDINATE_DECIMALS = 6
@@ -303,7 +311,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         decisions=decisions,
         borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
         audit=audit,
-        rejected={code: sorted(ids) for code, ids in rejected.items()},
+        rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
         inputs=hashes,
         key_fingerprint=key.fingerprint,
         lang=lang,
@@ -321,16 +329,6 @@ class _Inputs:
     borrowers: pd.DataFrame  # every row (the personal-data scan needs them all)
     bad_borrowers: dict[str, str]  # borrower_id → why its row is bad
     rejected: dict[str, list[str]]  # reason → records set aside (plot IDs, or ``file row N column: reason``)
-
-
-#: Plot statuses set here (beyond :mod:`agricredit.plots`'): records rejected and listed before any check.
-MISSING_BORROWER = "MISSING_BORROWER"
-UNKNOWN_BORROWER = "UNKNOWN_BORROWER"
-#: A plot whose drawn area is absurd against its registry and declaration: rejected alone, no overlaps, no zonal.
-AREA_ABSURD = "AREA_ABSURD"
-#: Table rows set aside, under this reason in ``Assessment.rejected``.
-BAD_TABLE_ROW = "BAD_TABLE_ROW"
-_UNCHECKED = (DUPLICATE_ID, MISSING_ID, NO_DECLARATION, MISSING_BORROWER, UNKNOWN_BORROWER)
 
 
 def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
@@ -523,7 +521,7 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             vigor_factor=_finite_or_nan(feature.get("vigor_factor")),
             best_crop=best_crop if isinstance(best_crop, str) else None,
             overlaps=overlaps,
-            repeated_mu=claims.repeated_mu.get(plot_id, 0.0),
+            repeated_mu=float(claims.repeated_mu.get(plot_id, 0.0)),
             other_declarants=tuple(pseudonym(key, "borrower", b) for b in claims.other_declarants.get(plot_id, ())),
             unread_tiles=tuple(unread_tiles.get(plot_id, ())),
         ))

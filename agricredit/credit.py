@@ -245,10 +245,11 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
         impact = max(now_without.limit - now.limit, confirmed_without.limit - confirmed.limit, 0.0)
         first = next(check for check in plots[0].checks if check.code == code)
         reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.plot_id for v in plots), first.figures))
+    # A borrower-level review's impact is what releasing the hold adds, when it is the only one.
+    released = _scenarios(verdicts, policy)[0].limit - now.limit if hold_all else 0.0
+    holding = [c.code for c in own_checks if c.severity == "review"]
     for check in own_checks:
-        held = hold_all and not any(c.severity == "review" for c in own_checks if c.code != check.code)
-        impact = _scenarios(verdicts, policy)[0].limit - now.limit if held else 0.0
-        reasons.append(Reason(check.code, check.severity, impact, (), check.figures))
+        reasons.append(Reason(check.code, check.severity, released if holding == [check.code] else 0.0, (), check.figures))
     ceiling = _ceiling_reason(now if now.mu > 0 else confirmed, policy)
     if ceiling is not None:
         reasons.append(ceiling)
