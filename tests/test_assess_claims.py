@@ -311,3 +311,15 @@ def test_audit_records_of_held_borrowers_replay_exactly(awkward):
     assert len(records) == 3
     for record in records:
         assert replay(json.loads(json.dumps(record)), assessment.policy) == [], record["borrower_id"]
+
+
+def test_verify_command_isolates_too(awkward, tmp_path):
+    case_file, _ = awkward
+    env = {**os.environ, "AGRICREDIT_PII_KEY": DEMO_PII_KEY, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "agricredit", "-q", "verify", str(case_file), "-o", str(tmp_path / "plots.csv")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert "rejected UNKNOWN_BORROWER (1): PGHOST" in result.stderr
+    strict = subprocess.run([*command[:-2], "-o", str(tmp_path / "strict.csv"), "--strict"], env=env,
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr and not (tmp_path / "strict.csv").exists()
