@@ -21,7 +21,7 @@ from shapely.geometry import box, mapping
 from shapely.ops import transform
 
 from agricredit.assess import load_case, run_assessment, write_outputs
-from agricredit.errors import SchemaError
+from agricredit.errors import CorruptInputError, SchemaError
 from agricredit.privacy import DEMO_PII_KEY, PseudonymKey, pseudonym
 from agricredit.seeds import load_crops
 
@@ -298,7 +298,7 @@ def test_corrupt_tile_among_many_holds_only_the_plots_under_it(tmp_path):
     held = [v for v in assessment.verdicts if "TILE_UNREADABLE" in v.codes]
     assert held and all(v.contribution.mu_now == 0.0 for v in held)
     assert {c.figures["tiles"][0] for v in held for c in v.checks if c.code == "TILE_UNREADABLE"} == {tile.name}
-    with pytest.raises(Exception, match="cannot read pixels"):
+    with pytest.raises(CorruptInputError, match="cannot read pixels"):
         run_assessment(load_case(folder / "case.toml"), KEY, strict=True)
 
 
