@@ -397,7 +397,7 @@ class _Claims:
     overlaps: dict[str, list[dict[str, Any]]]
     repeated_mu: dict[str, float]
     declaration: dict[tuple[str, str], dict[str, Any]]  # (plot, plot file's borrower) → the declaration used
-    other_declarants: dict[str, list[str]]  # plot → borrower ids that also declared it
+    other_declarants: dict[tuple[str, str], list[str]]  # (plot, plot file's borrower) → the other declarants
 
 
 def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
@@ -417,7 +417,7 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
             declaration[pid, borrower] = (own or by_plot[pid])[0]
             contest = sorted({r["borrower_id"] for r in by_plot[pid]} - {borrower})
             if contest:
-                others[pid] = contest
+                others[pid, borrower] = contest
     ok = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)).to_numpy()
     drawn = dict(zip(checked.loc[ok, "plot_id"], area_mu(checked.loc[ok]).to_numpy()))
     registered = dict(zip(registry["plot_id"], registry["registered_mu"]))
@@ -522,7 +522,8 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             best_crop=best_crop if isinstance(best_crop, str) else None,
             overlaps=overlaps,
             repeated_mu=float(claims.repeated_mu.get(plot_id, 0.0)),
-            other_declarants=tuple(pseudonym(key, "borrower", b) for b in claims.other_declarants.get(plot_id, ())),
+            other_declarants=tuple(pseudonym(key, "borrower", b)
+                                   for b in claims.other_declarants.get((plot_id, borrower), ())),
             unread_tiles=tuple(unread_tiles.get(plot_id, ())),
         ))
     return facts

@@ -303,12 +303,17 @@ def test_a_duplicate_plot_id_is_rejected_and_the_rest_goes_on(output, tmp_path, 
     result = CliRunner().invoke(cli, ["assess", str(tmp_path / "case" / "case.toml"), "-o", str(tmp_path / "out"),
                                       "--no-progress"])
     assert result.exit_code == 3, result.output
-    assert "rejected DUPLICATE_ID (2): P0001, P0001" in result.stderr
+    assert "rejected DUPLICATE_ID (1): P0001" in result.stderr
     borrowers = {row["borrower"]: row for row in csv.DictReader(open(tmp_path / "out" / "borrowers.csv", encoding="utf-8"))}
     baseline = {row["borrower"]: row for row in csv.DictReader(open(output / "borrowers.csv", encoding="utf-8"))}
-    owner = pseudonym(KEY, "borrower", "B058")  # P0001's borrower in the sample
-    assert "P0001" not in borrowers.get(owner, {}).get("plots", "")
-    untouched = [b for b in baseline if "P0001" not in baseline[b]["plots"] and b != pseudonym(KEY, "borrower", "B002")]
+    drawer, copier = pseudonym(KEY, "borrower", "B001"), pseudonym(KEY, "borrower", "B002")  # B001 drew and declared P0001
+    for borrower, codes in ((drawer, {"DUPLICATE_PLOT_ID"}), (copier, {"DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED"})):
+        row = borrowers[borrower]
+        assert row["status"] == "REVIEW" and codes <= set(row["reason_codes"].split(";")), row
+        assert "P0001:0.00mu:red" in row["plots"]
+    # B001 is no longer an APPROVE on P0011 alone: confirming P0001 (registered 3.63, declared 3.62 mu) adds it back.
+    assert float(borrowers[drawer]["limit"]) < float(baseline[drawer]["limit"]) <= float(borrowers[drawer]["limit_if_confirmed"])
+    untouched = [b for b in baseline if b not in (drawer, copier)]
     assert all(borrowers[b]["limit"] == baseline[b]["limit"] for b in untouched)
 
 
