@@ -478,6 +478,8 @@ def find_overlaps(gdf: gpd.GeoDataFrame, *, tolerance_m2: float = 1.0,
     left, right = tree.query(wgs, predicate="intersects")
     pairs = left < right
     left, right = left[pairs], right[pairs]
+    shared_inside = ~shapely.touches(wgs[left], wgs[right])  # neighbours that only touch share no area
+    left, right = left[shared_inside], right[shared_inside]
     if len(left) == 0:
         return result
     shared = shapely.intersection(wgs[left], wgs[right])
@@ -555,10 +557,13 @@ def repeated_area_m2(gdf: gpd.GeoDataFrame, by: str = "borrower_id") -> np.ndarr
     owners = gdf[by].to_numpy()
     repeated = np.zeros(len(wgs))
     left, right = shapely.STRtree(wgs).query(wgs, predicate="intersects")
+    same = (owners[left] == owners[right]) & (ids[right] < ids[left])
+    left, right = left[same], right[same]
+    shared_inside = ~shapely.touches(wgs[left], wgs[right])
+    left, right = left[shared_inside], right[shared_inside]
     earlier: dict[int, list[int]] = {}
     for i, j in zip(left, right):
-        if owners[i] == owners[j] and ids[j] < ids[i]:
-            earlier.setdefault(int(i), []).append(int(j))
+        earlier.setdefault(int(i), []).append(int(j))
     for i, others in sorted(earlier.items()):
         shared = shapely.intersection(wgs[i], shapely.union_all(wgs[others]))
         area, _ = geodesic_area_perimeter(np.array([shared], dtype=object))
