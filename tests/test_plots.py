@@ -10,6 +10,7 @@ import numpy as np
 import pyproj
 import pytest
 import shapely
+import shapely.ops
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
