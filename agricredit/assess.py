@@ -10,6 +10,13 @@ Borrowers and land holders appear only as keyed pseudonyms (design §8); plot
 IDs are not personal and stay as given. Every output is a pure function of the
 inputs, the policy, the pseudonym key and the tool version: rows are sorted by
 ID, floats rounded at the output, JSON keys sorted, no timestamps.
+
+Per-record isolation (design §9): a bad table row (``BAD_TABLE_ROW``), a plot
+feature without ID, borrower or declaration, with an unknown borrower or a
+NaN coordinate, an absurd outline (``AREA_ABSURD``) and an unreadable tile
+(``TILE_UNREADABLE``) are listed in :attr:`Assessment.rejected` and only their
+own records are rejected or held for review; the rest of the run completes.
+``strict=True`` stops at the first bad row, feature or tile instead.
 """
 
 from __future__ import annotations
@@ -21,26 +28,32 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio.transform
 import shapely
 
 from agricredit import __version__
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
+from agricredit.errors import AgricreditError, InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
-from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
+from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps, load_plots,
+                              rejected_ids, repeated_area_m2, to_wgs84)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
 from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
-from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, verify_plots
+from agricredit.units import m2_to_mu
+from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
+
+if TYPE_CHECKING:
+    from agricredit.zonal import Tile
 
 try:
     import tomllib
@@ -60,11 +73,21 @@ BORROWER_COLUMNS = (
     "verified_mu", "need", "capacity", "cap", "binding", "plots", "explanation",
 )
 
-#: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows.
-_GEOMETRY_STATUS = {"OK": "valid", "GEOMETRY_REPAIRED": "repaired", "GEOMETRY_INVALID": "invalid"}
+#: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows (others: "rejected").
+#: An absurd outline is passed on as valid with its drawn area: :func:`agricredit.verify.check_plot` names it.
+_GEOMETRY_STATUS = {"OK": "valid", "GEOMETRY_REPAIRED": "repaired", "GEOMETRY_INVALID": "invalid",
+                    "GEOMETRY_NOT_FINITE": "invalid", "DUPLICATE_ID": "duplicate", "AREA_ABSURD": "valid"}
 
-#: Status of a plot that its own borrower did not declare (rejected, listed, the rest go on).
+#: Plot statuses set here (beyond :mod:`agricredit.plots`'): records rejected and listed before any check,
+#: the rest go on: a plot nobody declared, a feature without ``borrower_id``, a borrower not in the table.
 NO_DECLARATION = "NO_DECLARATION"
+MISSING_BORROWER = "MISSING_BORROWER"
+UNKNOWN_BORROWER = "UNKNOWN_BORROWER"
+_UNCHECKED = (DUPLICATE_ID, MISSING_ID, NO_DECLARATION, MISSING_BORROWER, UNKNOWN_BORROWER)
+#: A plot whose drawn area is absurd against its registry and declaration: rejected alone, no overlaps, no zonal.
+AREA_ABSURD = "AREA_ABSURD"
+#: Table rows set aside, under this reason in ``Assessment.rejected``.
+BAD_TABLE_ROW = "BAD_TABLE_ROW"
 
 #: Coordinates in GeoJSON outputs: 6 decimals of a degree (~0.1 m), as RFC 7946 §11.2 suggests.
 COORDINATE_DECIMALS = 6
@@ -173,9 +196,9 @@ class Assessment:
     plots: gpd.GeoDataFrame  # one row per input plot, WGS84, output properties only
     verdicts: list[PlotVerdict]
     decisions: list[Decision]
-    borrowers: pd.DataFrame  # one row per borrower with a plot, BORROWER_COLUMNS
+    borrowers: pd.DataFrame  # one row per borrower of the borrower table (NO_PLOTS when none), BORROWER_COLUMNS
     audit: list[dict[str, Any]]
-    rejected: dict[str, list[str]]  # reason → plot IDs left out (bad ID, geometry, declaration) or unverifiable
+    rejected: dict[str, list[str]]  # reason → records set aside: plot IDs, table rows, unreadable tiles
     inputs: dict[str, str]  # role → sha256
     key_fingerprint: str
     lang: str
@@ -189,7 +212,7 @@ def _stage(progress: Callable[[str], None] | None, message: str) -> None:
 
 
 def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
-                   progress: Callable[[str], None] | None = None) -> Assessment:
+                   progress: Callable[[str], None] | None = None, strict: bool = False) -> Assessment:
     """Run the whole pipeline on one case.
 
     Parameters
@@ -204,6 +227,10 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         ``en`` or ``zh``: the language of the explanations.
     progress
         Called with a short message at each stage (the CLI prints them on stderr).
+    strict
+        Stop at the first bad row of a table, bad plot feature or unreadable
+        tile. By default each is listed in ``Assessment.rejected`` and only its
+        own records are rejected or sent to review (design §9).
 
     Returns
     -------
@@ -214,29 +241,15 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     policy = policy or load_policy(case.policy)
 
     _stage(progress, "reading plots and tables")
-    checked = load_plots(case.plots, id_field=case.id_field, plots_crs=case.plots_crs,
-                         repair_max_area_change=policy.area.repair_max_area_change)
-    if "borrower_id" not in checked.columns:
-        raise SchemaError("no borrower_id column in the plot file", path=case.plots)
-    checked["borrower_id"] = checked["borrower_id"].astype(str)
-    registry = read_registry(case.registry, encoding=case.encoding)
-    declarations = read_declarations(case.declarations, encoding=case.encoding,
-                                     known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
-    borrowers = read_borrowers(case.borrowers, encoding=case.encoding)
-    _check_borrowers(checked, borrowers, case)
-    # A plot its own borrower did not declare cannot be assessed: it is rejected and listed, the rest go on.
-    declared_by_drawer = set(zip(declarations["plot_id"], declarations["borrower_id"]))
-    undeclared = [(pid, b) not in declared_by_drawer and status not in (DUPLICATE_ID, MISSING_ID)
-                  for pid, b, status in zip(checked["plot_id"], checked["borrower_id"], checked["geometry_status"])]
-    checked.loc[undeclared, "geometry_status"] = NO_DECLARATION
-    checked.loc[undeclared, "geometry_reason"] = "no declaration by the borrower who drew the plot"
-    # Records without a usable ID or declaration are rejected and listed; nothing is checked for them.
-    identified = checked.loc[~checked["geometry_status"].isin((DUPLICATE_ID, MISSING_ID, NO_DECLARATION))]
+    inputs = _read_inputs(case, policy, strict)
+    checked, registry, declarations, borrowers = inputs.plots, inputs.registry, inputs.declarations, inputs.borrowers
+    rejected = inputs.rejected
 
     _stage(progress, "measuring plots (geodesic area, validity, overlaps)")
-    areas = area_table(checked).set_index("plot_id", drop=False)
-    good = accepted(checked)
-    rejected = {code: sorted(ids) for code, ids in rejected_ids(checked).items()}
+    claims = _measure_claims(checked, registry, declarations, policy)
+    good = claims.good
+    for code, ids in rejected_ids(checked).items():
+        rejected.setdefault(code, []).extend(ids)
 
     if good.empty:
         counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
@@ -245,19 +258,23 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
-    long_table = observation_table(good, acquisitions)
+    unreadable: dict[str, tuple[Tile, str]] = {}
+    on_error = None if strict else lambda tile, error: unreadable.setdefault(
+        tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
+    long_table = observation_table(good, acquisitions, on_error=on_error)
+    unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
+    if unreadable:
+        rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, (_, why) in unreadable.items()]
     if long_table.empty:
         raise InputError(f"no tile of the season ({', '.join(map(str, case.tiles))}) covers any plot "
                          f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
 
     _stage(progress, "season: phenology, crop fit, vigor")
-    declared_crop = dict(zip(zip(declarations["plot_id"], declarations["borrower_id"]), declarations["declared_crop"]))
     good_ids = sorted(good["plot_id"].astype(str))
-    drawn_mu = {pid: float(areas.at[pid, "area_mu"]) for pid in good_ids}
     season = assess_season(
         long_table,
-        {pid: declared_crop[pid, borrower] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
-        drawn_mu,
+        {pid: claims.declaration[pid, borrower]["declared_crop"] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
+        {pid: claims.drawn_mu[pid] for pid in good_ids},
         plot_ids=good_ids,
         crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
         **season_options(policy),
@@ -268,32 +285,152 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         rejected["NO_COVERAGE"] = not_covered
 
     _stage(progress, "cross-verification and limits")
-    borrower_alias = {b: pseudonym(key, "borrower", b) for b in sorted(set(checked["borrower_id"]))}
-    facts = _plot_facts(identified, areas, registry, declarations, season, borrower_alias, key)
+    table_ids = sorted(set(borrowers["borrower_id"]) - {""})
+    borrower_alias = {b: pseudonym(key, "borrower", b)
+                      for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
+    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles)
     verdicts = verify_plots(facts, policy)
-    decisions = decide_all(verdicts, policy)
+    bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
+                for b, why in inputs.bad_borrowers.items()}
+    decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
+                           borrower_checks=bad_rows)
 
-    inputs = _input_hashes(case, acquisitions, policy)
-    verdicts_of: dict[str, list[PlotVerdict]] = {}
+    hashes = _input_hashes(case, acquisitions, policy)
+    verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
     for verdict in verdicts:
-        verdicts_of.setdefault(verdict.borrower_id, []).append(verdict)
-    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, inputs) for d in decisions]
+        verdicts_of[verdict.borrower_id].append(verdict)
+    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes) for d in decisions]
 
-    public = pseudonymise_borrowers(borrowers, key)  # the allow-listed columns; refuses a pseudonym collision
+    usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
+    public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
     villages = dict(zip(public["pseudonym"], public["village"]))
     return Assessment(
         policy=policy,
-        plots=_plot_rows(checked, areas, verdicts, season, borrower_alias),
+        plots=_plot_rows(checked, claims.drawn_mu, verdicts, season, {**borrower_alias, None: None}),
         verdicts=verdicts,
         decisions=decisions,
         borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
         audit=audit,
-        rejected=rejected,
-        inputs=inputs,
+        rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
+        inputs=hashes,
         key_fingerprint=key.fingerprint,
         lang=lang,
         pii_reference=borrowers,
     )
+
+
+@dataclass
+class _Inputs:
+    """The tables and checked plots of a case, with the records set aside (per-record isolation)."""
+
+    plots: gpd.GeoDataFrame
+    registry: pd.DataFrame
+    declarations: pd.DataFrame  # sound rows only
+    borrowers: pd.DataFrame  # every row (the personal-data scan needs them all)
+    bad_borrowers: dict[str, str]  # borrower_id → why its row is bad
+    rejected: dict[str, list[str]]  # reason → records set aside (plot IDs, or ``file row N column: reason``)
+
+
+def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
+    """Read the plots and the three tables; mark the plots whose borrower or declaration is missing."""
+    checked = load_plots(case.plots, id_field=case.id_field, plots_crs=case.plots_crs,
+                         repair_max_area_change=policy.area.repair_max_area_change)
+    if "borrower_id" not in checked.columns:
+        raise SchemaError("no borrower_id column in the plot file", path=case.plots)
+    checked["borrower_id"] = pd.Series([_id_or_none(v) for v in checked["borrower_id"]], index=checked.index,
+                                       dtype=object)
+    if strict and checked["borrower_id"].isna().any():
+        row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
+        raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
+    isolate = not strict
+    registry = read_registry(case.registry, encoding=case.encoding, isolate=isolate)
+    declarations = read_declarations(case.declarations, encoding=case.encoding, isolate=isolate,
+                                     known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
+    borrowers = read_borrowers(case.borrowers, encoding=case.encoding, isolate=isolate)
+    rejected: dict[str, list[str]] = {}
+    for table in (registry, declarations, borrowers):
+        for problem in table.attrs.get("problems", []):
+            rejected.setdefault(BAD_TABLE_ROW, []).append(
+                f"{Path(problem.path).name} row {problem.row} {problem.column}: {problem.reason}")
+    sound = {name: table.loc[table["problem"] == ""] if "problem" in table else table
+             for name, table in (("registry", registry), ("declarations", declarations))}
+    bad_borrowers = {}
+    if "problem" in borrowers:
+        bad_borrowers = {b: why for b, why in zip(borrowers["borrower_id"], borrowers["problem"]) if why and b}
+    known = set(borrowers["borrower_id"]) - {""}
+    unknown = sorted({b for b in checked["borrower_id"].dropna() if b not in known})
+    if unknown and strict:
+        first = checked.loc[checked["borrower_id"] == unknown[0], "plot_id"].iloc[0]
+        raise SchemaError(f"{len(unknown)} borrower(s) of the plot file are not in the borrower table "
+                          f"(first at plot {first})", path=case.borrowers)
+    _mark(checked, checked["borrower_id"].isna().to_numpy(), MISSING_BORROWER, "no borrower_id")
+    _mark(checked, checked["borrower_id"].isin(unknown).to_numpy(), UNKNOWN_BORROWER,
+          "borrower_id not in the borrower table")
+    # A plot nobody declared cannot be assessed: it is rejected and listed, the rest go on.
+    declared = set(sound["declarations"]["plot_id"])
+    _mark(checked, ~checked["plot_id"].isin(declared).to_numpy(), NO_DECLARATION, "no declaration for the plot")
+    return _Inputs(checked, sound["registry"], sound["declarations"], borrowers, bad_borrowers, rejected)
+
+
+def _id_or_none(value: Any) -> str | None:
+    """An ID cell as text; missing, NaN and blank are None (integral floats lose their ``.0``)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() or None
+
+
+def _mark(checked: gpd.GeoDataFrame, where: np.ndarray, status: str, reason: str) -> None:
+    """Give ``status`` to the plots at ``where`` not already set aside for want of an ID, borrower or declaration."""
+    where = where & ~checked["geometry_status"].isin(_UNCHECKED).to_numpy()
+    checked.loc[where, "geometry_status"] = status
+    checked.loc[where, "geometry_reason"] = reason
+
+
+@dataclass
+class _Claims:
+    """What the plot file claims, measured: drawn areas, overlaps, repeated areas, declarations per plot."""
+
+    good: gpd.GeoDataFrame  # accepted, sane plots that go on to the satellite
+    drawn_mu: dict[str, float]
+    overlaps: dict[str, list[dict[str, Any]]]
+    repeated_mu: dict[str, float]
+    declaration: dict[tuple[str, str], dict[str, Any]]  # (plot, plot file's borrower) → the declaration used
+    other_declarants: dict[tuple[str, str], list[str]]  # (plot, plot file's borrower) → the other declarants
+
+
+def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
+                    policy: Policy) -> _Claims:
+    """Areas, absurd outlines (rejected alone), overlaps on shrunk outlines, repeats and contested declarations.
+
+    A plot declared only by borrowers other than the plot file's takes the
+    declaration of the first of them (by ID) and is held for review as contested.
+    """
+    by_plot: dict[str, list[dict[str, Any]]] = {}
+    for record in declarations.sort_values(["plot_id", "borrower_id"]).to_dict("records"):
+        by_plot.setdefault(record["plot_id"], []).append(record)
+    declaration, others = {}, {}
+    for pid, borrower in zip(checked["plot_id"], checked["borrower_id"]):
+        if pid in by_plot and borrower is not None:
+            own = [r for r in by_plot[pid] if r["borrower_id"] == borrower]
+            declaration[pid, borrower] = (own or by_plot[pid])[0]
+            contest = sorted({r["borrower_id"] for r in by_plot[pid]} - {borrower})
+            if contest:
+                others[pid, borrower] = contest
+    ok = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)).to_numpy()
+    drawn = dict(zip(checked.loc[ok, "plot_id"], area_mu(checked.loc[ok]).to_numpy()))
+    registered = dict(zip(registry["plot_id"], registry["registered_mu"]))
+    absurd = [ok[i] and drawn_area_absurd(drawn[pid], registered.get(pid, math.nan),
+                                          declaration.get((pid, b), {}).get("declared_mu", math.nan), policy)
+              for i, (pid, b) in enumerate(zip(checked["plot_id"], checked["borrower_id"]))]
+    _mark(checked, np.asarray(absurd, dtype=bool), AREA_ABSURD, "drawn area absurd against registry and declaration")
+    good = checked.loc[checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
+    found = find_overlaps(good, outline_accuracy_m=policy.area.outline_accuracy_m)
+    repeated = repeated_area_m2(good)
+    return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good["plot_id"], found)),
+                   repeated_mu=dict(zip(good["plot_id"], m2_to_mu(repeated))), declaration=declaration,
+                   other_declarants=others)
 
 
 def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> dict[str, str]:
@@ -310,15 +447,6 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> di
     return dict(sorted(hashes.items()))
 
 
-def _check_borrowers(plots: gpd.GeoDataFrame, borrowers: pd.DataFrame, case: Case) -> None:
-    """Every borrower of the plot file is in the borrower table."""
-    unknown = sorted(set(plots["borrower_id"]) - set(borrowers["borrower_id"]))
-    if unknown:
-        raise SchemaError(f"{len(unknown)} borrower(s) of the plot file are not in the borrower table "
-                          f"(first at plot {plots.loc[plots['borrower_id'] == unknown[0], 'plot_id'].iloc[0]})",
-                          path=case.borrowers)
-
-
 def _finite_or_nan(value: Any) -> float:
     try:
         value = float(value)
@@ -332,40 +460,60 @@ def _records(frame: pd.DataFrame, *key: str) -> dict[Any, dict[str, Any]]:
     return {tuple(r[k] for k in key) if len(key) > 1 else r[key[0]]: r for r in frame.to_dict("records")}
 
 
-def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
-                season: Any, alias: Mapping[str, str], key: PseudonymKey) -> list[PlotFacts]:
-    """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous)."""
+def _plots_under(plots: gpd.GeoDataFrame, tiles: Sequence[Tile]) -> dict[str, list[str]]:
+    """Plot ID → the names of ``tiles`` whose footprint it touches."""
+    found: dict[str, list[str]] = {}
+    for tile in sorted(tiles, key=lambda t: t.path):
+        footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
+        touched = plots.to_crs(tile.crs).intersects(footprint).to_numpy()
+        for plot_id in plots["plot_id"].to_numpy()[touched]:
+            found.setdefault(plot_id, []).append(Path(tile.path).name)
+    return found
+
+
+def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFrame, season: Any,
+                alias: Mapping[str, str], key: PseudonymKey, unread_tiles: Mapping[str, list[str]]) -> list[PlotFacts]:
+    """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous).
+
+    Plots set aside before any check (no ID, no borrower, no declaration) have
+    no facts; a duplicated ID gets one held fact per borrower who drew and
+    declared it (``geometry_status`` ``duplicate``, nothing measured).
+    """
     registered = _records(registry, "plot_id")
-    declared = _records(declarations, "plot_id", "borrower_id")
     features = _records(season.plots, "plot_id") if len(season.plots) else {}
-    measured = _records(areas.reset_index(drop=True), "plot_id")
     owner = dict(zip(checked["plot_id"], checked["borrower_id"]))
-    facts = []
+    facts, held = [], set()
     for row in checked.itertuples(index=False):
-        plot_id = row.plot_id
+        plot_id, borrower = row.plot_id, row.borrower_id
+        if row.geometry_status == DUPLICATE_ID and borrower is not None and (plot_id, borrower) in claims.declaration:
+            if (plot_id, borrower) in held:
+                continue
+            held.add((plot_id, borrower))
+        elif row.geometry_status in _UNCHECKED:
+            continue
         status = _GEOMETRY_STATUS.get(row.geometry_status, "rejected")
-        usable = status in ("valid", "repaired")
+        measured = status in ("valid", "repaired")
         record = registered.get(plot_id)
         holder = record["holder_id"] if record else None
-        own = declared.get((plot_id, row.borrower_id))
+        own = claims.declaration[plot_id, borrower]
         feature = features.get(plot_id, {})
         overlaps = tuple(
             Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
                     shared_m2=float(o["shared_m2"]))
-            for o in measured[plot_id]["overlaps"]
-        ) if usable else ()
+            for o in claims.overlaps.get(plot_id, ())
+        )
         best_crop = feature.get("best_crop")
         facts.append(PlotFacts(
             plot_id=str(plot_id),
-            borrower_id=alias[row.borrower_id],
+            borrower_id=alias[borrower],
             geometry_status=status,
             geometry_reason=str(row.geometry_reason or ""),
-            drawn_mu=_finite_or_nan(measured[plot_id]["area_mu"]) if usable else math.nan,
+            drawn_mu=_finite_or_nan(claims.drawn_mu.get(plot_id)) if measured else math.nan,
             registered_mu=float(record["registered_mu"]) if record else math.nan,
             # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
             registry_holder_id=pseudonym(key, "borrower", holder) if holder else None,
-            declared_mu=float(own["declared_mu"]) if own else math.nan,
-            declared_crop=str(own["declared_crop"]) if own else None,
+            declared_mu=float(own["declared_mu"]),
+            declared_crop=str(own["declared_crop"]),
             pixel_count=_finite_or_nan(feature.get("pixel_count")),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
             cropped_mu_at_peak=_finite_or_nan(feature.get("cropped_area_mu_at_peak")),
             peak_ndvi=_finite_or_nan(feature.get("peak_ndvi")),
@@ -373,6 +521,10 @@ def _plot_facts(checked: gpd.GeoDataFrame, areas: pd.DataFrame, registry: pd.Dat
             vigor_factor=_finite_or_nan(feature.get("vigor_factor")),
             best_crop=best_crop if isinstance(best_crop, str) else None,
             overlaps=overlaps,
+            repeated_mu=float(claims.repeated_mu.get(plot_id, 0.0)),
+            other_declarants=tuple(pseudonym(key, "borrower", b)
+                                   for b in claims.other_declarants.get((plot_id, borrower), ())),
+            unread_tiles=tuple(unread_tiles.get(plot_id, ())),
         ))
     return facts
 
@@ -477,7 +629,7 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
         plots_of.setdefault(row["borrower"], []).append((row, geometry))
     borrower_features = []
     for row in assessment.borrowers.to_dict("records"):
-        own = plots_of[row["borrower"]]
+        own = plots_of.get(row["borrower"], [])  # NO_PLOTS borrowers have none
         breakdown = [{k: plot[k] for k in ("plot_id", "verified_mu", "light", "reason_codes") if k in plot}
                      for plot, _ in own]
         usable = [geometry for plot, geometry in own if plot["geometry_status"] in ("OK", "GEOMETRY_REPAIRED")]

@@ -28,7 +28,7 @@ from agricredit import __version__
 from agricredit.credit import Decision, decide
 from agricredit.errors import InputError
 from agricredit.policy import Policy, policy_from_record
-from agricredit.verify import PlotFacts, PlotVerdict, verify_plot
+from agricredit.verify import Check, PlotFacts, PlotVerdict, verify_plot
 
 __all__ = ["SCHEMA", "audit_record", "record_line", "replay", "replay_file"]
 
@@ -140,6 +140,7 @@ def replay(record: Mapping[str, Any], policy: Policy) -> list[str]:
     try:
         facts = [PlotFacts.from_dict(plot["facts"]) for plot in record["plots"]]
         borrower, inputs, version = record["borrower_id"], record["inputs"], record["tool_version"]
+        borrower_checks = [Check.make(c["code"], **c["figures"]) for c in record["decision"].get("borrower_checks", [])]
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"not an agricredit audit record ({error!r})", record=record.get("borrower_id")) from error
     differences = []
@@ -150,7 +151,7 @@ def replay(record: Mapping[str, Any], policy: Policy) -> list[str]:
     if record.get("policy", {}).get("sha256") != policy.sha256:
         differences.append(f"policy.sha256: recorded {record.get('policy', {}).get('sha256')!r}, replayed with {policy.sha256!r}")
     verdicts = [verify_plot(item, policy) for item in facts]
-    fresh = audit_record(decide(borrower, verdicts, policy), verdicts, policy, inputs, version)
+    fresh = audit_record(decide(borrower, verdicts, policy, borrower_checks), verdicts, policy, inputs, version)
     recorded = {key: value for key, value in record.items() if key != "record_sha256"}
     fresh.pop("record_sha256")
     found: list[str] = []

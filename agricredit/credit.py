@@ -7,8 +7,17 @@ crop's economics from ``seeds/crops.csv``. Two scenarios are computed: *now*
 (plots under review add nothing) and *if confirmed* (they add their verified
 area). A limit below the policy's ``min_limit`` is offered as 0.
 
-Status: REVIEW when any plot has a review-severity code (a person decides);
-otherwise DECLINE when the limit is below ``min_limit``; APPROVE otherwise.
+Status: REVIEW when any plot or the borrower has a review-severity code (a
+person decides); otherwise DECLINE when the limit is below ``min_limit``;
+APPROVE otherwise.
+
+Borrower-level codes (not tied to one plot) hold the whole limit for review:
+the limit now is 0 and ``limit_if_confirmed`` what the plots give.
+NO_PLOTS is one of them, added by :func:`decide` for a borrower with no plot
+verdict at all (no plot in the plot file, or every plot rejected before
+verification): REVIEW, not DECLINE, because an applicant whose plots went
+missing is a gap in the data a person can fill, not evidence of no land.
+BORROWER_RECORD_INVALID (a bad row of the borrower table) is another.
 
 Reasons: each code found on the borrower's plots is scored by a counterfactual
 — the limit recomputed with that code's effect removed (see
@@ -22,14 +31,14 @@ a REVIEW always keeps at least one review code among them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agricredit.errors import InputError
 from agricredit.policy import Policy
 from agricredit.seeds import load_crops, load_reason_codes
-from agricredit.verify import PlotVerdict, plot_contribution
+from agricredit.verify import Check, PlotVerdict, plot_contribution
 
 __all__ = ["CropLine", "Terms", "Reason", "Decision", "compute_terms", "decide", "decide_all", "explain", "MAX_REASONS"]
 
@@ -105,6 +114,7 @@ class Decision:
     if_confirmed: Terms
     reasons: tuple[Reason, ...]
     plot_ids: tuple[str, ...]
+    borrower_checks: tuple[Check, ...] = ()  # given to :func:`decide` (NO_PLOTS is added there, not listed here)
 
     @property
     def reason_codes(self) -> tuple[str, ...]:
@@ -117,6 +127,7 @@ class Decision:
             "limit_if_confirmed": round(self.limit_if_confirmed, 2), "currency": self.currency,
             "now": self.now.to_dict(), "if_confirmed": self.if_confirmed.to_dict(),
             "reasons": [reason.to_dict() for reason in self.reasons], "plot_ids": list(self.plot_ids),
+            "borrower_checks": [check.to_dict() for check in self.borrower_checks],
         }
 
 
@@ -162,7 +173,9 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy) -> 
     return Terms(lines, math.fsum(line.mu for line in lines), need, capacity, cap, limit, binding)
 
 
-def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[str] = frozenset()) -> tuple[Terms, Terms]:
+def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[str] = frozenset(),
+               hold_all: bool = False) -> tuple[Terms, Terms]:
+    """The now and if-confirmed terms; ``hold_all`` (a borrower-level review) makes every plot add 0 now."""
     now, confirmed = [], []
     for verdict in verdicts:
         contribution = verdict.contribution if not ignore else plot_contribution(verdict.facts, verdict.checks, policy, ignore)
@@ -171,7 +184,7 @@ def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[st
             if contribution.mu_if_confirmed > 0:
                 raise InputError("plot has no declared crop", record=verdict.plot_id)
             continue
-        now.append((crop, contribution.mu_now, contribution.vigor_factor))
+        now.append((crop, 0.0 if hold_all else contribution.mu_now, contribution.vigor_factor))
         confirmed.append((crop, contribution.mu_if_confirmed, contribution.vigor_factor))
     return compute_terms(now, policy), compute_terms(confirmed, policy)
 
@@ -188,7 +201,8 @@ def _ceiling_reason(terms: Terms, policy: Policy) -> Reason | None:
     return Reason("CAP_APPLIED", "info", without - terms.limit, (), {"cap": round(terms.cap, 2)})
 
 
-def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy) -> Decision:
+def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
+           borrower_checks: Iterable[Check] = ()) -> Decision:
     """Decide one borrower's limit, status and reasons from the verdicts of their plots.
 
     Parameters
@@ -196,9 +210,12 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy) ->
     borrower_id
         The borrower's pseudonym.
     verdicts
-        The verdicts of all the borrower's plots (any order).
+        The verdicts of all the borrower's plots (any order); none adds NO_PLOTS.
     policy
         The validated policy.
+    borrower_checks
+        Failed checks of the borrower rather than of a plot (e.g.
+        BORROWER_RECORD_INVALID); one of review severity holds the whole limit.
 
     Returns
     -------
@@ -208,11 +225,16 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy) ->
     strangers = [v.plot_id for v in verdicts if v.borrower_id != borrower_id]
     if strangers:
         raise InputError("plot belongs to another borrower", record=strangers[0])
-    now, confirmed = _scenarios(verdicts, policy)
+    given = tuple(sorted({c.code: c for c in borrower_checks}.values(), key=lambda c: c.code))
+    own_checks = list(given)
+    if not verdicts and not any(c.code == "NO_PLOTS" for c in own_checks):
+        own_checks.append(Check.make("NO_PLOTS"))
+    hold_all = any(c.severity == "review" for c in own_checks)
+    now, confirmed = _scenarios(verdicts, policy, hold_all=hold_all)
     min_limit = policy.credit.min_limit
     offered = now.limit if now.limit >= min_limit else 0.0
     offered_if_confirmed = confirmed.limit if confirmed.limit >= min_limit else 0.0
-    severities = {check.severity for v in verdicts for check in v.checks}
+    severities = {check.severity for v in verdicts for check in v.checks} | {c.severity for c in own_checks}
     status = "REVIEW" if "review" in severities else "DECLINE" if offered_if_confirmed == 0.0 else "APPROVE"
 
     catalogue = load_reason_codes()
@@ -223,6 +245,11 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy) ->
         impact = max(now_without.limit - now.limit, confirmed_without.limit - confirmed.limit, 0.0)
         first = next(check for check in plots[0].checks if check.code == code)
         reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.plot_id for v in plots), first.figures))
+    # A borrower-level review's impact is what releasing the hold adds, when it is the only one.
+    released = _scenarios(verdicts, policy)[0].limit - now.limit if hold_all else 0.0
+    holding = [c.code for c in own_checks if c.severity == "review"]
+    for check in own_checks:
+        reasons.append(Reason(check.code, check.severity, released if holding == [check.code] else 0.0, (), check.figures))
     ceiling = _ceiling_reason(now if now.mu > 0 else confirmed, policy)
     if ceiling is not None:
         reasons.append(ceiling)
@@ -231,15 +258,30 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy) ->
     if status == "REVIEW" and not any(r.severity == "review" for r in chosen):
         chosen[-1] = next(r for r in reasons if r.severity == "review")
     return Decision(borrower_id, status, offered, offered_if_confirmed, policy.meta.currency, now, confirmed,
-                    tuple(chosen), tuple(v.plot_id for v in verdicts))
+                    tuple(chosen), tuple(v.plot_id for v in verdicts), given)
 
 
-def decide_all(verdicts: Iterable[PlotVerdict], policy: Policy) -> list[Decision]:
-    """Group verdicts by borrower and decide each; sorted by borrower id."""
-    groups: dict[str, list[PlotVerdict]] = {}
+def decide_all(verdicts: Iterable[PlotVerdict], policy: Policy, borrower_ids: Iterable[str] = (),
+               borrower_checks: Mapping[str, Iterable[Check]] | None = None) -> list[Decision]:
+    """Group verdicts by borrower and decide each; sorted by borrower id.
+
+    Parameters
+    ----------
+    verdicts
+        The plot verdicts of the run.
+    policy
+        The validated policy.
+    borrower_ids
+        Borrowers to decide even without a verdict (the whole borrower table):
+        those get NO_PLOTS.
+    borrower_checks
+        Borrower pseudonym → borrower-level failed checks (see :func:`decide`).
+    """
+    groups: dict[str, list[PlotVerdict]] = {borrower: [] for borrower in borrower_ids}
     for verdict in verdicts:
         groups.setdefault(verdict.borrower_id, []).append(verdict)
-    return [decide(borrower, groups[borrower], policy) for borrower in sorted(groups)]
+    checks = borrower_checks or {}
+    return [decide(borrower, groups[borrower], policy, checks.get(borrower, ())) for borrower in sorted(groups)]
 
 
 # --------------------------------------------------------------------------- explanation
@@ -286,6 +328,13 @@ _DETAILS = {
         "CLOUD_INSUFFICIENT": "fewer than {min_observations} valid observations",
         "CAPACITY_LIMITED": "capacity {capacity} < need {need}",
         "CAP_APPLIED": "cap {cap}",
+        "SELF_OVERLAP": "{shared_m2} m² shared with {other_plot_ids} beyond {outline_accuracy_m} m of outline accuracy",
+        "AREA_ABSURD": "drawn {drawn_mu} mu, more than {max_ratio} × the registered and declared areas",
+        "DUPLICATE_PLOT_ID": "",
+        "DECLARATION_CONTESTED": "also declared by {other_declarants}",
+        "NO_PLOTS": "",
+        "BORROWER_RECORD_INVALID": "{reason}",
+        "TILE_UNREADABLE": "{tiles}",
     },
     "zh": {
         "AREA_OVER_DECLARED": "申报 {declared_mu} 亩，登记 {registered_mu} 亩 × {factor}",
@@ -302,6 +351,13 @@ _DETAILS = {
         "CLOUD_INSUFFICIENT": "有效观测少于 {min_observations} 次",
         "CAPACITY_LIMITED": "还款能力 {capacity} < 种植成本 {need}",
         "CAP_APPLIED": "上限 {cap}",
+        "SELF_OVERLAP": "与 {other_plot_ids} 重叠 {shared_m2} 平方米，超出勾画精度 {outline_accuracy_m} 米",
+        "AREA_ABSURD": "勾画 {drawn_mu} 亩，超过登记和申报面积的 {max_ratio} 倍",
+        "DUPLICATE_PLOT_ID": "",
+        "DECLARATION_CONTESTED": "另由 {other_declarants} 申报",
+        "NO_PLOTS": "",
+        "BORROWER_RECORD_INVALID": "{reason}",
+        "TILE_UNREADABLE": "{tiles}",
     },
 }
 

@@ -56,6 +56,8 @@ class AreaPolicy:
     double_claim_min_share: float = field(metadata=_range(0, 1))
     double_claim_min_area_m2: float = field(metadata=_range(0))
     repair_max_area_change: float = field(metadata=_range(0, 1))
+    outline_accuracy_m: float = field(metadata=_range(0, 50))
+    absurd_area_ratio: float = field(metadata=_range(1, low_open=True))
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,10 @@ def _from_document(document: dict[str, Any], sha256: str, path: Path) -> Policy:
     meta, area, satellite, credit = sections
     if satellite.vigor_factor_min > 1 or satellite.vigor_factor_max < 1:
         raise PolicyError("satellite.vigor_factor_min <= 1 <= satellite.vigor_factor_max is required", path=path)
+    unit_ratio = 15 * (1 + area.unit_ratio_tolerance)
+    if area.absurd_area_ratio <= unit_ratio:
+        raise PolicyError(f"area.absurd_area_ratio must exceed 15 x (1 + area.unit_ratio_tolerance) = {unit_ratio:g}, "
+                          "or a unit confusion would reject the plot instead of sending it to review", path=path)
     if credit.min_limit > credit.cap_per_borrower:
         raise PolicyError("credit.min_limit must not exceed credit.cap_per_borrower", path=path)
     return Policy(meta, area, satellite, credit, sha256=sha256, path=str(path))

@@ -28,7 +28,12 @@ offset UTF-8 could not decode. ``encoding=`` overrides the detection.
 
 Errors
 ------
-Every problem of a table is collected; the reader then raises one
+Every problem of a table is collected. With ``isolate=True`` a problem of a
+row does not stop the reading: the row is kept with its first problem in the
+``problem`` column (empty for sound rows; areas of a bad row may be NaN) and
+every problem is in ``frame.attrs["problems"]``, so the caller can reject or
+review that row's records alone (design §9, per-record isolation). A problem
+of the header (missing columns) always raises. Otherwise the reader raises one
 :class:`~agricredit.errors.SchemaError` about the first problem, saying how
 many more there are, and attaches all of them as ``error.problems`` (a list of
 :class:`Problem`, each printing as one ``file:row:column: reason`` line). When
@@ -121,7 +126,7 @@ class _RawTable:
 # Public readers
 
 
-def read_registry(path: str | os.PathLike[str], encoding: str | None = None) -> pd.DataFrame:
+def read_registry(path: str | os.PathLike[str], encoding: str | None = None, *, isolate: bool = False) -> pd.DataFrame:
     """Read the land registry: one record per plot.
 
     Parameters
@@ -133,6 +138,9 @@ def read_registry(path: str | os.PathLike[str], encoding: str | None = None) -> 
     encoding
         Text encoding of a CSV file; ``None`` detects it strictly (UTF-8, else
         GB18030).
+    isolate
+        Keep bad rows, marked in a ``problem`` column, instead of raising (see
+        the module notes).
 
     Returns
     -------
@@ -155,7 +163,7 @@ def read_registry(path: str | os.PathLike[str], encoding: str | None = None) -> 
         _require_values(raw, row, rec, ("plot_id", "holder_id"))
         rec["registered_mu"] = _area_to_mu(raw, row, rec, "registered_area")
     _check_unique(raw, ("plot_id",))
-    return _finish(raw, REGISTRY_COLUMNS, ("registered_mu",), ("plot_id",))
+    return _finish(raw, REGISTRY_COLUMNS, ("registered_mu",), ("plot_id",), isolate=isolate)
 
 
 def read_declarations(
@@ -163,6 +171,8 @@ def read_declarations(
     encoding: str | None = None,
     known_plots: Iterable[str] | None = None,
     known_crops: Iterable[str] | Mapping[str, str] | None = None,
+    *,
+    isolate: bool = False,
 ) -> pd.DataFrame:
     """Read the borrowers' declarations: which plot, which crop, how large.
 
@@ -181,6 +191,8 @@ def read_declarations(
         to crop codes (e.g. ``{"玉米": "maize", "maize": "maize"}``, see
         :func:`agricredit.seeds.load_crops`); ``declared_crop`` then holds the
         code. Crops are compared after strip and lower-case.
+    isolate
+        Keep bad rows, marked in a ``problem`` column, instead of raising.
 
     Returns
     -------
@@ -215,10 +227,10 @@ def read_declarations(
                     crop = crops[crop]
             rec["declared_crop"] = crop
     _check_unique(raw, ("borrower_id", "plot_id"))
-    return _finish(raw, DECLARATION_COLUMNS, ("declared_mu",), ("borrower_id", "plot_id"))
+    return _finish(raw, DECLARATION_COLUMNS, ("declared_mu",), ("borrower_id", "plot_id"), isolate=isolate)
 
 
-def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None) -> pd.DataFrame:
+def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None, *, isolate: bool = False) -> pd.DataFrame:
     """Read the borrower table (personal data: see :mod:`agricredit.privacy`).
 
     Parameters
@@ -228,6 +240,8 @@ def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None) ->
         national_id, name, phone, village``.
     encoding
         Text encoding of a CSV file; ``None`` detects it strictly.
+    isolate
+        Keep bad rows, marked in a ``problem`` column, instead of raising.
 
     Returns
     -------
@@ -256,7 +270,7 @@ def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None) ->
                 _problem(raw, row, "national_id", reason)
     _check_unique(raw, ("borrower_id",))
     _check_unique(raw, ("national_id",), what="the same national_id as row {first}")
-    return _finish(raw, BORROWER_COLUMNS, (), ("borrower_id",))
+    return _finish(raw, BORROWER_COLUMNS, (), ("borrower_id",), isolate=isolate)
 
 
 def read_labels(path: str | os.PathLike[str], label_field: str = "crop", encoding: str | None = None) -> pd.DataFrame:
@@ -627,11 +641,15 @@ def _raise(raw: _RawTable) -> None:
 
 
 def _finish(
-    raw: _RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...]
+    raw: _RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...], *, isolate: bool = False
 ) -> pd.DataFrame:
-    """Raise the collected problems, or build the frame: known columns, added, extras, source_row."""
-    if raw.problems:
+    """Raise the collected problems (unless ``isolate``), or build the frame: known columns, added, extras, source_row."""
+    if raw.problems and not isolate:
         _raise(raw)
+    first_problem: dict[int, str] = {}
+    for problem in sorted(raw.problems, key=lambda p: p.row):
+        logger.warning("%s", problem)
+        first_problem.setdefault(problem.row, f"{problem.column}: {problem.reason}")
     if not raw.rows:
         logger.warning("%s: the table has no rows", raw.path)
     extras = [c for c in raw.columns if c not in columns]
@@ -641,6 +659,9 @@ def _finish(
     numeric = {name for name in (*columns, *added) if name.endswith(("_area", "_mu"))}
     dtypes = {name: ("float64" if name in numeric else str) for name in order}
     frame = pd.DataFrame(data).astype({**dtypes, "source_row": "int64"})
+    if isolate:
+        frame["problem"] = [first_problem.get(row, "") for row, _ in raw.rows]
+        frame.attrs["problems"] = sorted(raw.problems, key=lambda p: p.row)
     frame = frame.sort_values(list(key), kind="stable", ignore_index=True)
     frame.attrs["source"] = str(raw.path)
     return frame

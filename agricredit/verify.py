@@ -23,7 +23,22 @@ Rules (design §7, tolerances from the policy's ``[area]`` and ``[satellite]``):
   figure — is kept); the area checks involving the dropped source are not fired.
 * GEOMETRY_INVALID (invalid or rejected outline) excludes the plot (adds 0,
   also if confirmed): an invalid outline gets no other check, none of its
-  figures can be trusted. OWNER_MISMATCH holds the plot for review: land is
+  figures can be trusted. So does AREA_ABSURD: a drawn area more than
+  ``absurd_area_ratio`` times both the registered and the declared area
+  (:func:`drawn_area_absurd`; the pipeline also leaves such a plot out of the
+  overlap checks, so that one wild outline does not touch its neighbours).
+* Overlaps are measured on outlines shrunk by the policy's
+  ``outline_accuracy_m``. With another borrower's plot: DOUBLE_CLAIM; with the
+  same borrower's plot: SELF_OVERLAP, and the area the plot shares with the
+  borrower's plots of smaller ID (``repeated_mu``, on the drawn outlines) is
+  taken off its verified area, so the borrower's plots count as their union.
+  Both are review codes, above ``double_claim_min_area_m2`` or
+  ``double_claim_min_share`` of the smaller plot.
+* DUPLICATE_PLOT_ID (``geometry_status`` ``duplicate``: the ID is on several
+  features, none can be measured) and DECLARATION_CONTESTED (another borrower
+  also declared the plot, ``other_declarants``) hold the plot for review; a
+  duplicate's verified area if confirmed comes from the registry and the
+  declaration alone. OWNER_MISMATCH holds the plot for review: land is
   often farmed under a transfer (流转) contract, so the plot adds 0 now and its
   area once the officer has seen the lease.
 * NOT_CULTIVATED and TOO_FEW_PIXELS make the plot add 0. TOO_FEW_PIXELS
@@ -60,6 +75,7 @@ __all__ = [
     "verify_plot",
     "verify_plots",
     "facts_from_frame",
+    "drawn_area_absurd",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,11 +85,12 @@ SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFF
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
-     "OWNER_MISMATCH"}
+     "OWNER_MISMATCH", "SELF_OVERLAP", "DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED",
+     "TILE_UNREADABLE"}
 )
-EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID"})
+EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS"})
-GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected")
+GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 
 def _nan(value: Any) -> float:
@@ -157,7 +174,11 @@ class PlotFacts:
     ``satellite_codes`` are the season module's findings (NOT_CULTIVATED,
     CROP_MISMATCH, LOW_VIGOR, CLOUD_INSUFFICIENT) as :class:`Check` objects;
     :meth:`from_dict` also accepts ``{code: figures}`` or a list of dicts.
-    ``registered_mu`` is NaN when the registry has no record.
+    ``registered_mu`` is NaN when the registry has no record. ``repeated_mu``:
+    drawn area already in a plot of the same borrower with a smaller ID
+    (:func:`agricredit.plots.repeated_area_m2`); ``other_declarants``: the other
+    borrowers who declared the plot; ``unread_tiles``: tiles over the plot
+    whose pixels could not be read (TILE_UNREADABLE).
     """
 
     plot_id: str
@@ -176,8 +197,12 @@ class PlotFacts:
     vigor_factor: float = math.nan
     best_crop: str | None = None
     overlaps: tuple[Overlap, ...] = ()
+    repeated_mu: float = 0.0
+    other_declarants: tuple[str, ...] = ()
+    unread_tiles: tuple[str, ...] = ()
 
-    _FLOATS = ("drawn_mu", "registered_mu", "declared_mu", "pixel_count", "cropped_mu_at_peak", "peak_ndvi", "vigor_factor")
+    _FLOATS = ("drawn_mu", "registered_mu", "declared_mu", "pixel_count", "cropped_mu_at_peak", "peak_ndvi", "vigor_factor",
+               "repeated_mu")
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> PlotFacts:
@@ -204,6 +229,8 @@ class PlotFacts:
                                                       if isinstance(c, Mapping) else Check.make(str(c))) for c in codes]
         values["satellite_codes"] = tuple(sorted(codes, key=lambda c: c.code))
         values["overlaps"] = tuple(sorted((Overlap.coerce(o) for o in _items(row.get("overlaps"))), key=lambda o: o.other_plot_id))
+        for name in ("other_declarants", "unread_tiles"):
+            values[name] = tuple(sorted(str(item) for item in _items(row.get(name))))
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +242,8 @@ class PlotFacts:
                 value = [c.to_dict() for c in value]
             elif name == "overlaps":
                 value = [o.to_dict() for o in value]
+            elif name in ("other_declarants", "unread_tiles"):
+                value = list(value)
             elif name in self._FLOATS and not _finite(value):
                 value = None
             out[name] = value
@@ -337,9 +366,18 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
     if facts.geometry_status in ("invalid", "rejected"):
         return (Check.make("GEOMETRY_INVALID", status=facts.geometry_status, reason=facts.geometry_reason),)
     area = policy.area
+    if drawn_area_absurd(facts.drawn_mu, facts.registered_mu, facts.declared_mu, policy):
+        return (Check.make("AREA_ABSURD", drawn_mu=facts.drawn_mu, registered_mu=_or_none(facts.registered_mu),
+                           declared_mu=_or_none(facts.declared_mu), max_ratio=area.absurd_area_ratio),)
     checks: list[Check] = []
     if facts.geometry_status == "repaired":
         checks.append(Check.make("GEOMETRY_REPAIRED", reason=facts.geometry_reason))
+    if facts.geometry_status == "duplicate":
+        checks.append(Check.make("DUPLICATE_PLOT_ID", reason=facts.geometry_reason))
+    if facts.other_declarants:
+        checks.append(Check.make("DECLARATION_CONTESTED", other_declarants=list(facts.other_declarants)))
+    if facts.unread_tiles:
+        checks.append(Check.make("TILE_UNREADABLE", tiles=list(facts.unread_tiles)))
 
     if not _finite(facts.registered_mu):
         checks.append(Check.make("NO_REGISTRY_RECORD"))
@@ -365,9 +403,7 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
                                      ratio=drawn / registered, tolerance=tol))
 
     checks.extend(_satellite_checks(facts, policy))
-    double = _double_claim(facts, policy)
-    if double is not None:
-        checks.append(double)
+    checks.extend(_overlap_checks(facts, policy))
     order = {code: i for i, code in enumerate(load_reason_codes())}
     return tuple(sorted(checks, key=lambda c: order[c.code]))
 
@@ -402,23 +438,47 @@ def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     return checks
 
 
-def _double_claim(facts: PlotFacts, policy: Policy) -> Check | None:
+def _or_none(value: float) -> float | None:
+    return value if _finite(value) else None
+
+
+def drawn_area_absurd(drawn_mu: float, registered_mu: float, declared_mu: float, policy: Policy) -> bool:
+    """Whether a drawn area is more than ``area.absurd_area_ratio`` times every known other figure.
+
+    Parameters
+    ----------
+    drawn_mu, registered_mu, declared_mu
+        The plot's areas in mu (NaN = unknown). With neither registered nor
+        declared area known, nothing is absurd.
+    policy
+        The validated policy.
+    """
+    others = [value for value in (registered_mu, declared_mu) if _finite(value) and value > 0]
+    return bool(others) and _finite(drawn_mu) and drawn_mu > policy.area.absurd_area_ratio * max(others)
+
+
+def _overlap_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
+    """DOUBLE_CLAIM (another borrower's plot) and SELF_OVERLAP (the same borrower's), each beyond the tolerance."""
     area = policy.area
     own_m2 = mu_to_m2(facts.drawn_mu)
-    hits = []
+    hits: dict[bool, list[tuple[Overlap, float]]] = {True: [], False: []}
     for overlap in sorted(facts.overlaps, key=lambda o: o.other_plot_id):
-        if overlap.other_borrower_id == facts.borrower_id or not overlap.shared_m2 > 0:
+        if not overlap.shared_m2 > 0:
             continue
         sizes = [m2 for m2 in (own_m2, mu_to_m2(overlap.other_drawn_mu)) if _finite(m2) and m2 > 0]
         smaller = min(sizes) if sizes else math.nan
         if overlap.shared_m2 > area.double_claim_min_area_m2 or overlap.shared_m2 > area.double_claim_min_share * smaller:
-            hits.append((overlap, overlap.shared_m2 / smaller))
-    if not hits:
-        return None
-    return Check.make("DOUBLE_CLAIM", other_plot_ids=[o.other_plot_id for o, _ in hits],
-                      shared_m2=max(o.shared_m2 for o, _ in hits),
-                      share_of_smaller=max((s for _, s in hits if _finite(s)), default=None),
-                      min_share=area.double_claim_min_share, min_area_m2=area.double_claim_min_area_m2)
+            hits[overlap.other_borrower_id == facts.borrower_id].append((overlap, overlap.shared_m2 / smaller))
+    checks = []
+    for same, code in ((False, "DOUBLE_CLAIM"), (True, "SELF_OVERLAP")):
+        if hits[same]:
+            extra = {"repeated_mu": facts.repeated_mu} if same else {}
+            checks.append(Check.make(code, other_plot_ids=[o.other_plot_id for o, _ in hits[same]],
+                                     shared_m2=max(o.shared_m2 for o, _ in hits[same]),
+                                     share_of_smaller=max((s for _, s in hits[same] if _finite(s)), default=None),
+                                     min_share=area.double_claim_min_share, min_area_m2=area.double_claim_min_area_m2,
+                                     outline_accuracy_m=area.outline_accuracy_m, **extra))
+    return checks
 
 
 # --------------------------------------------------------------------------- contribution
@@ -445,7 +505,8 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
         an excluding / zeroing / review code no longer excludes, zeroes or holds;
         AREA_OVER_DECLARED no longer lets the registered area cap the declared
         one; AREA_DRAWN_MISMATCH takes the larger of drawn and registered;
-        LOW_VIGOR raises the vigor factor to at least 1.
+        LOW_VIGOR raises the vigor factor to at least 1; SELF_OVERLAP no longer
+        takes the repeated area off.
 
     Returns
     -------
@@ -462,6 +523,8 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
     if "AREA_DRAWN_MISMATCH" in removed and "drawn" in usable and "registered" in usable:
         usable.pop(min(("drawn", "registered"), key=lambda name: usable[name]))
     verified = min(usable.values()) if usable else 0.0
+    if "SELF_OVERLAP" in codes and _finite(facts.repeated_mu):
+        verified = max(0.0, verified - facts.repeated_mu)  # the borrower's plots count as their union
     if codes & (EXCLUDE_CODES | ZERO_CODES):
         verified = 0.0
     vigor = _vigor(facts, policy)
@@ -490,7 +553,9 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
     Overlaps are completed before checking: each overlap gets the other plot's
     drawn area, and an overlap listed on one plot only is mirrored onto the
     other, so DOUBLE_CLAIM lands on both plots and each verdict depends only
-    on its own (recorded) facts.
+    on its own (recorded) facts. A plot ID may appear once per borrower only
+    with ``geometry_status`` ``duplicate`` (an ID on several features of the
+    plot file, held for review); otherwise plot IDs are unique.
 
     Parameters
     ----------
@@ -502,15 +567,23 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
     Returns
     -------
     list of PlotVerdict
-        Sorted by plot id, whatever the input order.
+        Sorted by plot id (then borrower id), whatever the input order.
     """
     facts = facts_from_frame(plots) if hasattr(plots, "to_dict") and hasattr(plots, "columns") else [
         p if isinstance(p, PlotFacts) else PlotFacts.from_dict(p) for p in plots]
     index: dict[str, PlotFacts] = {}
+    held: dict[tuple[str, str], PlotFacts] = {}
     for item in facts:
-        if item.plot_id in index:
+        if item.geometry_status == "duplicate":
+            if (item.plot_id, item.borrower_id) in held or item.overlaps:
+                raise InputError("duplicate plot id held twice for one borrower, or with overlaps", record=item.plot_id)
+            held[item.plot_id, item.borrower_id] = item
+        elif item.plot_id in index:
             raise InputError("duplicate plot id", record=item.plot_id)
-        index[item.plot_id] = item
+        else:
+            index[item.plot_id] = item
+    if any(pid in index for pid, _ in held):
+        raise InputError("duplicate plot id both held and measured", record=next(p for p, _ in held if p in index))
     overlaps: dict[str, dict[str, Overlap]] = {pid: {} for pid in index}
     for pid in sorted(index):
         for overlap in index[pid].overlaps:
@@ -525,6 +598,7 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
                 overlap = replace(overlap, other_drawn_mu=index[other].drawn_mu)
             items.append(overlap)
         completed.append(replace(index[pid], overlaps=tuple(items)))
+    completed = sorted([*completed, *held.values()], key=lambda item: (item.plot_id, item.borrower_id))
     verdicts = [verify_plot(item, policy) for item in completed]
     log.info("verified %d plots: %d green, %d yellow, %d red", len(verdicts),
              *(sum(v.light == light for v in verdicts) for light in ("green", "yellow", "red")))

@@ -758,6 +758,7 @@ def gen_zonal_stats(
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_uncovered: bool = False,
+    on_error: Callable[[Tile, Exception], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield coverage-weighted NDVI statistics, one dict per plot and date.
 
@@ -778,6 +779,10 @@ def gen_zonal_stats(
         Also yield the plot–dates without any covering tile: ``covered_frac``,
         ``valid_frac``, ``cloud_frac`` and ``pixel_count`` 0, NaN NDVI and
         cropped area, flag ``NOT_COVERED``.
+    on_error
+        Per-record isolation: a tile whose pixels cannot be read is passed to
+        ``on_error(tile, error)`` (with the other tiles of its grid on that
+        date) and left out, as if it did not cover the plots; ``None`` raises.
 
     Yields
     ------
@@ -795,7 +800,7 @@ def gen_zonal_stats(
         Plot–dates without any covering tile are not yielded unless ``keep_uncovered``.
     """
     for block in _gen_date_blocks(plots, tiles, threshold=threshold, progress=progress,
-                                  keep_uncovered=keep_uncovered):
+                                  keep_uncovered=keep_uncovered, on_error=on_error):
         yield from block.to_dict("records")
 
 
@@ -806,6 +811,7 @@ def _gen_date_blocks(
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_uncovered: bool = False,
+    on_error: Callable[[Tile, Exception], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The engine: one DataFrame of :data:`STAT_COLUMNS` per date."""
     threshold = default_cropped_threshold() if threshold is None else float(threshold)
@@ -828,8 +834,17 @@ def _gen_date_blocks(
         parts = []
         for grid, w in zip(grids, weights):
             members = [t for t in by_date[date] if t.path in grid.offsets]
-            if members:
+            if not members:
+                continue
+            try:
                 parts.append((w, _cell_values(grid, w, members)))
+            except (CorruptInputError, rasterio.errors.RasterioIOError) as error:
+                if on_error is None:
+                    raise
+                for tile in members:
+                    on_error(tile, error)
+        if not parts:  # every tile of the date was unreadable
+            continue
         stats = _date_stats(parts, threshold)
         stats["cropped_area_mu"] = stats.pop("cropped_share") * area_mu
         covered = stats["covered_frac"] > 0
@@ -850,10 +865,11 @@ def zonal_stats(
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_uncovered: bool = False,
+    on_error: Callable[[Tile, Exception], None] | None = None,
 ) -> pd.DataFrame:
     """:func:`gen_zonal_stats` as a long DataFrame (one row per plot and date)."""
     blocks = list(_gen_date_blocks(plots, tiles, threshold=threshold, progress=progress,
-                                   keep_uncovered=keep_uncovered))
+                                   keep_uncovered=keep_uncovered, on_error=on_error))
     if not blocks:
         return pd.DataFrame(columns=list(STAT_COLUMNS))
     return pd.concat(blocks, ignore_index=True)

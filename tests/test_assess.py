@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import geopandas as gpd
+import pyproj
 import pytest
 import shapely
 from click.testing import CliRunner
@@ -56,8 +57,13 @@ def test_every_planted_case_is_caught_with_its_code_and_status(assessment):
         assert status[pseudonym(KEY, "borrower", case["borrower_id"])] == case["expected_status"], case
 
 
+#: Not planted, but found: the sample builder drew P0205 round a field with an enclave and P0204 on the
+#: enclave, both for B070 (16.74 mu counted twice before plots were unioned).
+FOUND_SELF_OVERLAP = "B070"
+
+
 def test_honest_borrowers_are_approved_without_spurious_codes(assessment):
-    planted = {pseudonym(KEY, "borrower", case["borrower_id"]) for case in _planted()}
+    planted = {pseudonym(KEY, "borrower", b) for b in [*(case["borrower_id"] for case in _planted()), FOUND_SELF_OVERLAP]}
     honest = assessment.borrowers.loc[~assessment.borrowers["borrower"].isin(planted)]
     assert len(honest) > 80
     assert set(honest["status"]) == {"APPROVE"}
@@ -65,6 +71,24 @@ def test_honest_borrowers_are_approved_without_spurious_codes(assessment):
         assert set(filter(None, codes.split(";"))) <= INFO_CODES
     assert (honest["limit"] > 0).all()
     assert (honest["limit"] <= assessment.policy.credit.cap_per_borrower).all()
+
+
+def test_sample_plot_drawn_inside_another_of_its_borrower_counts_once(assessment):
+    plots = gpd.read_file(SAMPLE / "plots.geojson").set_index("plot_id")
+    inner, outer = plots.geometry["P0204"], plots.geometry["P0205"]
+    assert outer.contains(inner)  # the independent fact: the whole of P0204 lies inside P0205
+    geod = pyproj.Geod(ellps="WGS84")
+    inner_mu = abs(geod.geometry_area_perimeter(inner)[0]) / (10000 / 15)
+    verdicts = {v.plot_id: v for v in assessment.verdicts if v.plot_id in ("P0204", "P0205")}
+    assert [c.code for c in verdicts["P0204"].checks] == [c.code for c in verdicts["P0205"].checks] == ["SELF_OVERLAP"]
+    assert verdicts["P0205"].facts.repeated_mu == pytest.approx(inner_mu, rel=1e-9)
+    assert verdicts["P0204"].facts.repeated_mu == 0.0
+    # If confirmed: P0204 its smallest source (declared 16.41), P0205 its smallest (drawn) less the enclave.
+    outer_mu = abs(geod.geometry_area_perimeter(outer)[0]) / (10000 / 15)
+    assert verdicts["P0204"].contribution.mu_if_confirmed == pytest.approx(16.41)
+    assert verdicts["P0205"].contribution.mu_if_confirmed == pytest.approx(outer_mu - inner_mu, rel=1e-6)
+    row = assessment.borrowers.set_index("borrower").loc[pseudonym(KEY, "borrower", FOUND_SELF_OVERLAP)]
+    assert row["status"] == "REVIEW" and "SELF_OVERLAP" in row["reason_codes"].split(";")
 
 
 def test_limits_follow_the_policy_formula(assessment):
@@ -279,12 +303,17 @@ def test_a_duplicate_plot_id_is_rejected_and_the_rest_goes_on(output, tmp_path, 
     result = CliRunner().invoke(cli, ["assess", str(tmp_path / "case" / "case.toml"), "-o", str(tmp_path / "out"),
                                       "--no-progress"])
     assert result.exit_code == 3, result.output
-    assert "rejected DUPLICATE_ID (2): P0001, P0001" in result.stderr
+    assert "rejected DUPLICATE_ID (1): P0001" in result.stderr
     borrowers = {row["borrower"]: row for row in csv.DictReader(open(tmp_path / "out" / "borrowers.csv", encoding="utf-8"))}
     baseline = {row["borrower"]: row for row in csv.DictReader(open(output / "borrowers.csv", encoding="utf-8"))}
-    owner = pseudonym(KEY, "borrower", "B058")  # P0001's borrower in the sample
-    assert "P0001" not in borrowers.get(owner, {}).get("plots", "")
-    untouched = [b for b in baseline if "P0001" not in baseline[b]["plots"] and b != pseudonym(KEY, "borrower", "B002")]
+    drawer, copier = pseudonym(KEY, "borrower", "B001"), pseudonym(KEY, "borrower", "B002")  # B001 drew and declared P0001
+    for borrower, codes in ((drawer, {"DUPLICATE_PLOT_ID"}), (copier, {"DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED"})):
+        row = borrowers[borrower]
+        assert row["status"] == "REVIEW" and codes <= set(row["reason_codes"].split(";")), row
+        assert "P0001:0.00mu:red" in row["plots"]
+    # B001 is no longer an APPROVE on P0011 alone: confirming P0001 (registered 3.63, declared 3.62 mu) adds it back.
+    assert float(borrowers[drawer]["limit"]) < float(baseline[drawer]["limit"]) <= float(borrowers[drawer]["limit_if_confirmed"])
+    untouched = [b for b in baseline if b not in (drawer, copier)]
     assert all(borrowers[b]["limit"] == baseline[b]["limit"] for b in untouched)
 
 

@@ -210,3 +210,37 @@ def test_decisions_do_not_depend_on_row_order(plots, rng):
     second = decide_all(verify_plots(shuffled, POLICY), POLICY)
     assert [d.to_dict() for d in first] == [d.to_dict() for d in second]
     assert [explain(d, POLICY, "zh") for d in first] == [explain(d, POLICY, "zh") for d in second]
+
+
+def test_field_drawn_twice_gives_the_limit_of_one_field_by_hand():
+    # 30 mu of maize drawn twice (P2 repeats P1 entirely): REVIEW, and if confirmed one 29.7 mu field is financed.
+    first = honest("P1", mu=30.0, overlaps=[("P2", "B1", 18000.0)])
+    second = honest("P2", mu=30.0, repeated_mu=30.0)
+    decision = decision_for(first, second)
+    need = 29.7 * MAIZE_COST  # 18,993.15 CNY
+    capacity = 0.6 * 29.7 * MAIZE_YIELD * MAIZE_PRICE  # 17,069.58 CNY: binds
+    assert decision.status == "REVIEW" and decision.limit == 0.0
+    assert decision.if_confirmed.mu == pytest.approx(29.7)
+    assert decision.if_confirmed.need == pytest.approx(need) and decision.if_confirmed.capacity == pytest.approx(capacity)
+    assert decision.limit_if_confirmed == 17000.0
+    assert decision.reason_codes[0] == "SELF_OVERLAP"
+
+
+def test_borrower_without_plots_is_review_with_no_plots():
+    decisions = decide_all(verify_plots([honest("P1", "B1")], POLICY), POLICY, borrower_ids=["B1", "B2"])
+    assert [d.borrower_id for d in decisions] == ["B1", "B2"]
+    empty = decisions[1]
+    assert empty.status == "REVIEW" and empty.reason_codes == ("NO_PLOTS",)
+    assert empty.limit == empty.limit_if_confirmed == 0.0 and empty.plot_ids == ()
+    assert "NO_PLOTS" in explain(empty, POLICY) and "NO_PLOTS" in explain(empty, POLICY, "zh")
+
+
+def test_borrower_level_review_holds_the_whole_limit():
+    from agricredit.verify import Check
+
+    bad_row = [Check.make("BORROWER_RECORD_INVALID", reason="national_id has a wrong check digit (GB 11643-1999)")]
+    verdicts = verify_plots([honest(mu=9.8, declared_mu=9.8)], POLICY)
+    decision = decide("B1", verdicts, POLICY, bad_row)
+    assert decision.status == "REVIEW" and decision.limit == 0.0
+    assert decision.limit_if_confirmed == 5600.0  # 0.6 × 9.8 × 439.4 × 2.18 = 5,632.40, as without the bad row
+    assert decision.reason_codes[0] == "BORROWER_RECORD_INVALID" and decision.reasons[0].impact == 5600.0

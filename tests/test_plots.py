@@ -10,6 +10,7 @@ import numpy as np
 import pyproj
 import pytest
 import shapely
+import shapely.ops
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +193,70 @@ def test_projected_coordinates_in_a_crs_less_geojson_and_an_empty_file_are_clear
     empty.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
     with pytest.raises(InputError, match="empty.geojson: no plots in the file"):
         read_plots(empty)
+
+
+# --------------------------------------------------------------------------- claims: outline accuracy, repeats, NaN
+
+UTM50 = pyproj.Transformer.from_crs(32650, 4326, always_xy=True).transform  # North China Plain, zone 50N
+LENGTH = 58.0  # m, the shared edge
+
+
+def _strip_pair(band_m: float) -> gpd.GeoDataFrame:
+    """Two 58 m x 60 m neighbours whose outlines overlap in a band ``band_m`` wide along their shared edge."""
+    x0, y0 = 400_000.0, 4_000_000.0
+    first = shapely.box(x0, y0, x0 + LENGTH, y0 + 60.0)
+    second = shapely.box(x0, y0 + 60.0 - band_m, x0 + LENGTH, y0 + 120.0 - band_m)
+    wgs = [shapely.ops.transform(UTM50, g) for g in (first, second)]
+    return gpd.GeoDataFrame({"plot_id": ["A", "B"], "borrower_id": ["B1", "B2"]}, geometry=wgs, crs=4326)
+
+
+def test_a_three_metre_band_is_174_square_metres_as_drawn():
+    found = P.find_overlaps(_strip_pair(3.0))
+    assert found[0][0]["shared_m2"] == pytest.approx(3.0 * LENGTH, rel=2e-3)  # UTM scale 0.9996 near the meridian
+
+
+@pytest.mark.parametrize("accuracy", [1.0, 2.5])
+@pytest.mark.parametrize("excess", [-0.5, 0.0, 0.5, 4.0])
+def test_overlap_after_shrinking_by_the_outline_accuracy(accuracy, excess):
+    # After a negative buffer of a on both, the band of width w keeps (w - 2a) x (58 - 2a), or nothing.
+    band = 2 * accuracy + excess
+    found = P.find_overlaps(_strip_pair(band), outline_accuracy_m=accuracy, tolerance_m2=0.0)
+    if excess <= 0:
+        assert found == [[], []]
+    else:
+        expected = excess * (LENGTH - 2 * accuracy)
+        assert found[0][0]["shared_m2"] == pytest.approx(expected, rel=5e-3)
+
+
+def test_shrink_outlines_uses_metres_in_the_plots_utm_zone():
+    square = shapely.ops.transform(UTM50, shapely.box(400_000, 4_000_000, 400_100, 4_000_100))
+    shrunk = P.shrink_outlines(np.array([square, None], dtype=object), 10.0)
+    area, _ = P.geodesic_area_perimeter(shrunk[:1])
+    assert area[0] == pytest.approx(80.0 * 80.0, rel=2e-3) and shrunk[1] is None
+    thin = shapely.ops.transform(UTM50, shapely.box(400_000, 4_000_000, 400_004, 4_000_100))
+    assert P.shrink_outlines(np.array([thin], dtype=object), 2.5)[0].is_empty  # narrower than 2 x 2.5 m
+
+
+def test_repeated_area_makes_a_borrowers_plots_sum_to_their_union():
+    x0, y0 = 400_000.0, 4_000_000.0
+    boxes = {"P1": (0, 0, 100, 100), "P2": (50, 0, 150, 100), "P3": (0, 50, 150, 80), "P9": (0, 0, 100, 100)}
+    geoms = [shapely.ops.transform(UTM50, shapely.box(x0 + a, y0 + b, x0 + c, y0 + d)) for a, b, c, d in boxes.values()]
+    gdf = gpd.GeoDataFrame({"plot_id": list(boxes), "borrower_id": ["B1", "B1", "B1", "B2"]}, geometry=geoms, crs=4326)
+    repeated = P.repeated_area_m2(gdf)
+    area, _ = P.geodesic_area_perimeter(gdf.geometry.values)
+    union, _ = P.geodesic_area_perimeter(np.array([shapely.union_all(geoms[:3])], dtype=object))
+    assert (area[:3] - repeated[:3]).sum() == pytest.approx(union[0], rel=1e-6)
+    # By hand in metres: P2 repeats 50 x 100 of P1; P3 (150 x 30) lies wholly inside P1 ∪ P2; B2's P9 repeats nothing.
+    np.testing.assert_allclose(repeated, [0.0, 5000.0, 4500.0, 0.0], rtol=2e-3)
+
+
+def test_non_finite_coordinates_are_rejected_not_a_geos_error():
+    good = shapely.box(116.0, 39.0, 116.001, 39.001)
+    bad = shapely.Polygon([(116.0, 39.0), (math.nan, 39.0), (116.001, 39.001), (116.0, 39.001)])
+    inf = shapely.Polygon([(116.0, 39.0), (math.inf, 39.0), (116.001, 39.001), (116.0, 39.001)])
+    gdf = gpd.GeoDataFrame({"plot_id": ["A", "B", "C"]}, geometry=[good, bad, inf], crs=4326)
+    checked = P.check_geometries(gdf)
+    assert list(checked["geometry_status"]) == ["OK", P.GEOMETRY_NOT_FINITE, P.GEOMETRY_NOT_FINITE]
+    assert checked.geometry.iloc[1] is None
+    table = P.area_table(checked)
+    assert math.isnan(table["area_mu"].iloc[1]) and table["area_mu"].iloc[0] > 0

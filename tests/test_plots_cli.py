@@ -54,3 +54,15 @@ def test_area_rejects_unknown_output_type(tmp_path):
     src.write_text(json.dumps(_features([SQUARE], ["A"])))
     result = CliRunner().invoke(cli, ["area", str(src), "-o", str(tmp_path / "out.xlsx"), "--id-field", "code"])
     assert result.exit_code == 1 and "unknown output type" in result.stderr
+
+
+def test_area_with_a_nan_coordinate_lists_the_plot_instead_of_a_traceback(tmp_path):
+    document = json.loads(json.dumps(_features([SQUARE, SHIFTED], ["A", "B"])))
+    document["features"][1]["geometry"]["coordinates"][0][1][0] = float("nan")
+    (tmp_path / "plots.geojson").write_text(json.dumps(document), encoding="utf-8")  # NaN, as json.dumps writes it
+    result = CliRunner().invoke(cli, ["area", str(tmp_path / "plots.geojson"), "-o", str(tmp_path / "out.csv"),
+                                      "--id-field", "code"])
+    assert result.exit_code == 3, result.output
+    assert "rejected GEOMETRY_NOT_FINITE (1): B" in result.stderr
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert list(table["geometry_status"]) == ["OK", "GEOMETRY_NOT_FINITE"]

@@ -319,3 +319,30 @@ def test_sample_tables_read_cleanly():
     borrowers = read_borrowers(SAMPLE / "borrowers.csv")
     assert set(declarations.borrower_id) <= set(borrowers.borrower_id)
     assert (registry.registered_mu > 0).all() and (declarations.declared_mu > 0).all()
+
+
+def test_isolate_keeps_bad_rows_marked_and_the_good_ones_intact(tmp_path):
+    bad_check = VALID_IDS[1][:17] + ("5" if VALID_IDS[1][17] != "5" else "6")
+    rows = [*BORROWER_ROWS, ["B003", bad_check, "张三", "13700000000", "张庄"]]
+    path = write_table(tmp_path / "b.csv", rows, "utf8")
+    with pytest.raises(SchemaError, match="row 4: column national_id: national_id has a wrong check digit"):
+        read_borrowers(path)
+    frame = read_borrowers(path, isolate=True)
+    assert list(frame["borrower_id"]) == ["0042", "B001", "B003"]
+    assert list(frame["problem"]) == ["", "", "national_id: national_id has a wrong check digit (GB 11643-1999)"]
+    assert [str(p) for p in frame.attrs["problems"]] == [
+        f"{path}:4:national_id: national_id has a wrong check digit (GB 11643-1999)"]
+    assert bad_check not in "".join(frame["problem"])  # the reason never quotes the value
+
+    declarations = tmp_path / "d.csv"
+    declarations.write_text(HEADER_D + "B1,P1,maize,1,mu\nB1,P9,maize,1,mu\n", encoding="utf-8")
+    frame = read_declarations(declarations, known_plots=["P1"], isolate=True)
+    assert list(frame["problem"]) == ["", "plot_id: declaration for a plot that is not in the plot file"]
+    assert list(frame["declared_mu"]) == [1.0, 1.0]
+
+
+def test_isolate_still_raises_on_a_broken_header(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("plot_id,holder_id\nP1,B1\n", encoding="utf-8")
+    with pytest.raises(SchemaError, match="required column is missing"):
+        read_registry(path, isolate=True)

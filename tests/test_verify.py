@@ -183,8 +183,85 @@ def test_double_claim_absolute_area(shared_m2, fires):
     assert all(("DOUBLE_CLAIM" in codes(v)) is fires for v in verdicts)
 
 
-def test_overlap_with_own_plot_is_not_a_double_claim():
-    assert all(v.checks == () for v in pair(900.0, same_borrower=True))
+def test_overlap_with_own_plot_is_a_self_overlap_not_a_double_claim():
+    verdicts = pair(900.0, same_borrower=True)
+    assert [codes(v) for v in verdicts] == [["SELF_OVERLAP"], ["SELF_OVERLAP"]]
+    assert all(v.light == "red" and v.contribution.mu_now == 0.0 for v in verdicts)
+
+
+@pytest.mark.parametrize(("shared_m2", "fires"), [
+    (50.0, False), (50.0 * (1 + NUDGE), True),  # 5 % of the smaller plot (1.5 mu = 1000 m²)
+])
+def test_self_overlap_tolerance_is_the_double_claim_tolerance(shared_m2, fires):
+    verdicts = pair(shared_m2, same_borrower=True)
+    assert all(("SELF_OVERLAP" in codes(v)) is fires for v in verdicts)
+    assert not any("DOUBLE_CLAIM" in codes(v) for v in verdicts)
+
+
+@pytest.mark.parametrize(("shared_m2", "fires"), [(100.0, False), (100.0 * (1 + NUDGE), True)])
+def test_self_overlap_absolute_area(shared_m2, fires):
+    verdicts = pair(shared_m2, small_mu=20.0, big_mu=30.0, same_borrower=True)  # 100 m² = 0.75 % of 20 mu
+    assert all(("SELF_OVERLAP" in codes(v)) is fires for v in verdicts)
+
+
+def test_field_drawn_twice_counts_once():
+    # A 30 mu field (20,000 m²) drawn twice: P2 repeats all of P1's 30 mu; their shrunk outlines share 18,000 m².
+    first = honest("P1", "B1", mu=30.0, overlaps=[("P2", "B1", 18000.0)])
+    second = honest("P2", "B1", mu=30.0, repeated_mu=30.0)
+    v1, v2 = verify_plots([second, first], POLICY)
+    assert codes(v1) == codes(v2) == ["SELF_OVERLAP"]
+    assert check_of(v2, "SELF_OVERLAP").figures["repeated_mu"] == 30.0
+    # Held for review now; if confirmed the pair adds 29.7 mu (the declared 99 % of 30), not 59.4.
+    assert (v1.contribution.mu_now, v2.contribution.mu_now) == (0.0, 0.0)
+    assert v1.contribution.mu_if_confirmed == pytest.approx(29.7)
+    assert v2.contribution.mu_if_confirmed == 0.0
+
+
+def test_partial_self_overlap_takes_off_only_the_repeated_area():
+    first = honest("P1", "B1", mu=10.0, overlaps=[("P2", "B1", 1000.0)])
+    second = honest("P2", "B1", mu=10.0, declared_mu=10.0, repeated_mu=2.0)
+    _, v2 = verify_plots([first, second], POLICY)
+    assert v2.contribution.mu_if_confirmed == pytest.approx(8.0)  # min(10, 10, 10) - 2
+
+
+@pytest.mark.parametrize(("factor", "fires"), [(1.0, False), (1 - NUDGE, False), (1 + NUDGE, True), (1500.0, True)])
+def test_absurd_drawn_area(factor, fires):
+    ratio = AREA.absurd_area_ratio
+    drawn = 10.0 * ratio * factor  # against registered 10 mu, declared 9.9 mu: the larger one counts
+    verdict = verify_plot(honest(drawn_mu=drawn, overlaps=[("P9", "B9", 5000.0)]), POLICY)
+    if fires:
+        assert codes(verdict) == ["AREA_ABSURD"] and verdict.excluded and verdict.light == "red"
+        assert verdict.contribution.mu_now == verdict.contribution.mu_if_confirmed == 0.0
+        assert check_of(verdict, "AREA_ABSURD").figures["max_ratio"] == ratio
+    else:
+        assert "AREA_ABSURD" not in codes(verdict)
+
+
+def test_absurd_area_needs_a_registered_or_declared_figure():
+    lone = honest(drawn_mu=150000.0, registered_mu=None, declared_mu=None)
+    assert "AREA_ABSURD" not in codes(verify_plot(lone, POLICY))
+    only_declared = honest(drawn_mu=150000.0, registered_mu=None, declared_mu=10.0)
+    assert codes(verify_plot(only_declared, POLICY)) == ["AREA_ABSURD"]
+
+
+def test_duplicate_plot_id_held_for_review_on_registry_and_declaration():
+    held = honest("P7", "B1", mu=24.0, geometry_status="duplicate", geometry_reason="plot ID used more than once",
+                  drawn_mu=None, pixel_count=None, cropped_mu_at_peak=None, peak_ndvi=None)
+    other = honest("P7", "B2", mu=24.0, geometry_status="duplicate", drawn_mu=None, registry_holder_id="B1")
+    v1, v2 = verify_plots([other, held], POLICY)
+    assert (v1.borrower_id, v2.borrower_id) == ("B1", "B2")
+    assert codes(v1) == ["DUPLICATE_PLOT_ID"] and v1.light == "red"
+    assert v1.contribution.mu_now == 0.0 and v1.contribution.mu_if_confirmed == pytest.approx(24.0 * 0.99)
+    assert codes(v2) == ["OWNER_MISMATCH", "DUPLICATE_PLOT_ID"]
+    with pytest.raises(InputError, match="P7: duplicate plot id"):
+        verify_plots([held, honest("P7", "B3")], POLICY)
+
+
+def test_contested_declaration_holds_the_plot():
+    verdict = verify_plot(honest(other_declarants=["B2"]), POLICY)
+    assert codes(verdict) == ["DECLARATION_CONTESTED"] and verdict.light == "red"
+    assert check_of(verdict, "DECLARATION_CONTESTED").figures == {"other_declarants": ["B2"]}
+    assert verdict.contribution.mu_now == 0.0 and verdict.contribution.mu_if_confirmed == pytest.approx(9.9)
 
 
 def test_geometry_statuses():
@@ -233,3 +310,25 @@ def test_list_cells_from_csv_or_parquet():
     assert codes(verify_plots([row], POLICY)[0]) == ["DOUBLE_CLAIM"]
     with pytest.raises(InputError, match="unknown reason code 'CLOUDY'"):
         PlotFacts.from_dict({**row, "satellite_codes": ["CLOUDY"]})
+
+
+@pytest.mark.parametrize(("key", "value", "error"), [
+    ("absurd_area_ratio", "17.25", "must exceed 15 x"),  # 15 x (1 + 0.15): a unit slip must go to review
+    ("absurd_area_ratio", "17.26", None),
+    ("outline_accuracy_m", "-0.1", "out of range"),
+    ("outline_accuracy_m", "0", None),
+])
+def test_claim_policy_keys_are_validated(tmp_path, key, value, error):
+    from agricredit.errors import PolicyError
+    from agricredit.policy import load_policy
+    from agricredit.seeds import DEFAULT_POLICY_PATH
+
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    lines = [f"{key} = {value}" if line.startswith(f"{key} =") else line for line in text.splitlines()]
+    path = tmp_path / "policy.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if error is None:
+        assert getattr(load_policy(path).area, key) == float(value)
+    else:
+        with pytest.raises(PolicyError, match=error):
+            load_policy(path)

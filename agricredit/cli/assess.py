@@ -21,8 +21,11 @@ from agricredit.cli.options import case_opts
 @click.option("--ephemeral-key", is_flag=True,
               help="Without AGRICREDIT_PII_KEY, use a random pseudonym key (pseudonyms differ every run).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Stage messages on stderr.")
+@click.option("--strict", is_flag=True,
+              help="Stop at the first bad table row, plot feature or tile (default: list it, reject or review its "
+                   "records, finish the rest with exit code 3).")
 def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephemeral_key: bool, progress: bool,
-            **case_options: object) -> None:
+            strict: bool, **case_options: object) -> None:
     """Cross-verify plots, satellite season, registry and declarations; give each borrower a limit.
 
     The inputs come from CASE_FILE (a TOML file with [inputs] and [options]),
@@ -41,7 +44,7 @@ def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephem
     case = resolve_case(case_file, sample, case_options)
     key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key)
     say = (lambda message: click.echo(f"[{dt.datetime.now():%H:%M:%S}] {message}", err=True)) if progress else None
-    assessment = run_assessment(case, key, lang=lang, progress=say)
+    assessment = run_assessment(case, key, lang=lang, progress=say, strict=strict)
     manifest = write_outputs(assessment, output)
     counts = manifest["counts"]
     statuses = ", ".join(f"{status} {n}" for status, n in counts["status"].items())

@@ -17,7 +17,11 @@ from agricredit.cli.options import case_opts
               help="Plot table: .geojson, .csv or .parquet.")
 @click.option("--ephemeral-key", is_flag=True,
               help="Without AGRICREDIT_PII_KEY, use a random pseudonym key (pseudonyms differ every run).")
-def command(case_file: Path | None, sample: bool, output: Path, ephemeral_key: bool, **case_options: object) -> None:
+@click.option("--strict", is_flag=True,
+              help="Stop at the first bad table row, plot feature or tile (default: list it, reject or review its "
+                   "records, finish the rest with exit code 3).")
+def command(case_file: Path | None, sample: bool, output: Path, ephemeral_key: bool, strict: bool,
+            **case_options: object) -> None:
     """Cross-verify plots against the registry, the declarations and the satellite season.
 
     Same inputs as `assess`; writes one row per plot: the four areas (drawn,
@@ -32,7 +36,7 @@ def command(case_file: Path | None, sample: bool, output: Path, ephemeral_key: b
     from agricredit.privacy import PseudonymKey
 
     case = resolve_case(case_file, sample, case_options)
-    assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key))
+    assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key), strict=strict)
     write_plot_table(assessment.plots, output)
     lights = assessment.plots["light"].value_counts()
     click.echo(", ".join(f"{light} {int(lights.get(light, 0))}" for light in ("green", "yellow", "red"))
