@@ -193,7 +193,9 @@ def test_real_sentinel2_l1c_tile_with_date(tmp_path):
         reference = _exactextract_means((nir - red) / (nir + red), tile, plots, tmp_path)
     np.testing.assert_allclose(table.loc[reference.index, "ndvi_mean"], reference, atol=1e-6)
     # --processing-baseline reaches the reader: baseline 04.00 subtracts 1000 DN before NDVI
-    result = _run(SAMPLE / "plots.geojson", tile, "--date", "2016-06-01", "--processing-baseline", "04.00", "-o", out)
+    result = _run(SAMPLE / "plots.geojson", tile, "--date", "2016-06-01", "--processing-baseline", "04.00", "-o", out,
+                  "--overwrite")
+    assert result.exit_code == 3, result.output
     shifted = pd.read_csv(out).set_index("plot_id")
     ndvi, _ = raster.read_ndvi(raster.open_product(tile, processing_baseline="04.00"))
     reference = _exactextract_means(ndvi, tile, plots, tmp_path)
