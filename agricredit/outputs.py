@@ -399,13 +399,14 @@ def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json
 
     An exception or Ctrl-C inside the block (or while publishing) leaves no
     new output behind: the staging folder is removed, and so is every file
-    already moved. Publishing removes the earlier manifest first (a manifest
+    already moved, and the folder itself if this call created it. Publishing removes the earlier manifest first (a manifest
     vouches for a complete folder) and, after the new files are in place, the
     outputs the earlier manifest listed that this run did not write again.
     """
     import shutil
 
     folder = Path(folder)
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
@@ -425,9 +426,12 @@ def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json
     except BaseException:
         for path in published:
             path.unlink(missing_ok=True)
-        raise
-    finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # the folder this run made, if nothing else was put there meanwhile
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6) -> None:
