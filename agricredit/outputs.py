@@ -449,24 +449,31 @@ def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6) -> Non
 
 
 def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None) -> None:
-    """Write a per plot per date table: CSV/Parquet as it is (long), GeoJSON as one feature per plot.
+    """Write a per plot per date table with the fields of :data:`agricredit.schema.STATS_FIELDS`.
+
+    CSV and Parquet are the long table; GeoJSON has one flat feature per plot
+    and date (QGIS can filter or animate it by ``date``).
 
     Parameters
     ----------
     table
         Long table with ``plot_id`` (one row per plot and date).
     plots
-        GeoDataFrame of the plots (``plot_id``, any CRS) for the GeoJSON geometry;
-        a plot without rows gets an empty ``dates`` list.
+        GeoDataFrame of the plots (``plot_id``, any CRS) for the GeoJSON geometry.
     path
         ``.csv``, ``.parquet`` or ``.geojson`` (``-``: GeoJSON on stdout).
+    decimals
+        GeoJSON only: rounds coordinates (``None``: as they are).
     """
+    from agricredit.schema import STATS_FIELDS, conform
+
+    rows = conform(table.to_dict("records"), STATS_FIELDS)
     if output_kind(path) != "geojson":
-        write_table(table, path)
+        write_table(pd.DataFrame(rows, columns=[f.name for f in STATS_FIELDS], dtype=object), path)
         return
     from agricredit.plots import to_wgs84
 
-    per_plot = {pid: group.drop(columns="plot_id").to_dict("records") for pid, group in table.groupby("plot_id")}
     wgs = to_wgs84(plots)
-    write_geojson([{"geometry": g, "properties": {"plot_id": pid, "dates": per_plot.get(pid, [])}}
-                   for pid, g in zip(wgs["plot_id"], wgs.geometry.values)], path, decimals=decimals)
+    geometry_of = dict(zip(wgs["plot_id"], wgs.geometry.values))
+    write_geojson([{"geometry": geometry_of.get(row["plot_id"]), "properties": row} for row in rows], path,
+                  decimals=decimals)

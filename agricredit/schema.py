@@ -31,7 +31,7 @@ __all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "OUTPUT_T
 LIST_SEPARATOR = ";"
 
 KindName = Literal["text", "code", "codes", "integer", "yuan", "mu", "ndvi", "ndvi_days", "fraction", "factor",
-                   "days", "date", "json"]
+                   "days", "pixels", "date", "json"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ KINDS: dict[str, Kind] = {
     "fraction": Kind("number", "1", 4, "a share in [0, 1], 4 decimals"),
     "factor": Kind("number", "1", 4, "a multiplier, 4 decimals"),
     "days": Kind("number", "day", 1, "a duration, 1 decimal"),
+    "pixels": Kind("number", "pixel", 2, "pixels weighted by the share of each inside the plot, 2 decimals"),
     "date": Kind("string", "", None, "YYYY-MM-DD"),
     "json": Kind("string", "", None, "JSON text"),
 }
@@ -119,8 +120,24 @@ BORROWER_FIELDS: tuple[Field, ...] = (
     Field("details", "json", 'per plot: {"plots": [{"plot_id", "verified_mu", "light", "reason_codes"}]}', "明细"),
 )
 
+#: ``agricredit stats``: one row (GeoJSON: one feature) per plot and date.
+STATS_FIELDS: tuple[Field, ...] = (
+    Field("plot_id", "text", "plot ID as given in the plot file", "地块编号"),
+    Field("date", "date", "acquisition date (the tiles of one date are mosaicked)", "日期"),
+    Field("ndvi_mean", "ndvi", "coverage-weighted mean NDVI of the valid pixels", "NDVI均值"),
+    Field("ndvi_median", "ndvi", "coverage-weighted median NDVI", "NDVI中位数"),
+    Field("ndvi_p90", "ndvi", "coverage-weighted 90th percentile NDVI", "NDVI第90百分位"),
+    Field("valid_frac", "fraction", "share of the plot's area with a valid (clear) reading", "有效比例"),
+    Field("cloud_frac", "fraction", "share of the plot's area masked as cloud or shadow", "云覆盖比例"),
+    Field("covered_frac", "fraction", "share of the plot's area inside some tile of the date", "影像覆盖比例"),
+    Field("cropped_area_mu", "mu", "valid area with NDVI at or above the crop threshold", "种植面积(亩)"),
+    Field("pixel_count", "pixels", "pixels covering the plot, each weighted by its share inside", "像元数"),
+    Field("flags", "codes", "NOT_COVERED, PARTIAL_COVERAGE ...; empty when none", "标记"),
+)
+
 #: Output table name → its fields.
-OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers": BORROWER_FIELDS}
+OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers": BORROWER_FIELDS,
+                                               "stats": STATS_FIELDS}
 
 
 def format_value(kind: KindName, value: Any) -> Any:

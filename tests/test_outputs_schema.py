@@ -28,7 +28,7 @@ from agricredit.privacy import DEMO_PII_KEY
 ROOT = Path(__file__).resolve().parents[1]
 QGIS_STRUCTURE = json.loads((Path(__file__).parent / "data" / "qgis_3_28_categorized_style_structure.json")
                             .read_text(encoding="utf-8"))
-NUMBER = {"integer", "yuan", "mu", "ndvi", "ndvi_days", "fraction", "factor", "days"}
+NUMBER = {name for name, kind in schema.KINDS.items() if kind.json_type != "string"}
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,33 @@ def test_geoparquet_columns_have_the_schema_types(sample_output, name):
         assert expected(column_type), (name, f.name, column_type)
         for value in table.column(f.name).to_pylist():
             _check_value(f.kind, value, f"{name}:{f.name}")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".geojson", ".parquet"])
+def test_stats_outputs_follow_the_schema(tmp_path, suffix):
+    out = tmp_path / f"stats{suffix}"
+    result = CliRunner().invoke(cli, ["stats", str(ROOT / "sample_tiles" / "plots.geojson"),
+                                      str(ROOT / "sample_tiles" / "season" / "manifest.csv"), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    names = [f.name for f in schema.STATS_FIELDS]
+    if suffix == ".csv":
+        with open(out, encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert rows[0] == names
+        records = [{f.name: _csv_value(f.kind, text) for f, text in zip(schema.STATS_FIELDS, row, strict=True)}
+                   for row in rows[1:]]
+    elif suffix == ".geojson":
+        records = [f["properties"] for f in json.loads(out.read_text(encoding="utf-8"))["features"]]
+        assert all(list(r) == names for r in records)
+    else:
+        table = pq.read_table(out)
+        assert table.column_names == names
+        records = table.to_pylist()
+    assert len(records) == 317 * 10  # every accepted plot on every date
+    for record in records:
+        for f in schema.STATS_FIELDS:
+            _check_value(f.kind, record[f.name], f"stats{suffix}:{f.name}")
+    assert max(r["valid_frac"] for r in records) == 1.0  # clipped where it is made, not 1.0000000058
 
 
 def test_the_readme_holds_the_schema_tables():
