@@ -435,17 +435,22 @@ def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json
 
 
 def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6) -> None:
-    """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, or a table with nested columns as JSON.
+    """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, GeoParquet or CSV.
 
-    CSV leaves the geometry out; Parquet is GeoParquet. ``decimals`` rounds
-    GeoJSON coordinates (``None``: as they are).
+    Nested values (lists, mappings) are JSON text in every format, so that
+    GeoJSON properties stay flat (QGIS can style them; a Shapefile export
+    keeps them). CSV leaves the geometry out. ``decimals`` rounds GeoJSON
+    coordinates (``None``: as they are).
     """
-    if output_kind(path) == "geojson":
-        rows = plots.drop(columns="geometry").to_dict("records")
-        write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
-        return
     nested = tuple(c for c in plots.columns if c != "geometry" and plots[c].map(lambda v: isinstance(v, (list, dict))).any())
-    write_table(plots, path, json_columns=nested)
+    if output_kind(path) != "geojson":
+        write_table(plots, path, json_columns=nested)
+        return
+    rows = plots.drop(columns="geometry").to_dict("records")
+    for row in rows:
+        for column in nested:
+            row[column] = json.dumps(_plain(row[column]), ensure_ascii=False)
+    write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
 
 
 def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None) -> None:
