@@ -32,7 +32,7 @@ from agricredit import __version__
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
+from agricredit.errors import InputError, InputNotFoundError, PrivacyError, SchemaError
 from agricredit.outputs import (
     CategorizedStyle,
     atomic_path,
