@@ -46,7 +46,7 @@ from agricredit.outputs import (
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
-from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, Field, conform, headers
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
 from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
@@ -435,11 +435,6 @@ def _round_coordinates(geometry: Any) -> Any:
     return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
 
 
-def _output_frame(records: Sequence[Mapping[str, Any]], fields: Sequence[Field]) -> pd.DataFrame:
-    """The conformed rows as object columns, so that an integer stays an integer beside a missing value."""
-    return pd.DataFrame(conform(records, fields), columns=[f.name for f in fields], dtype=object)
-
-
 def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequence[PlotVerdict], season: Any,
                alias: Mapping[str, str]) -> gpd.GeoDataFrame:
     """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84."""
@@ -465,7 +460,7 @@ def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequenc
             })
         records.append(record)
         geometries.append(_round_coordinates(geometry))
-    frame = gpd.GeoDataFrame(_output_frame(records, PLOT_FIELDS), geometry=geometries, crs="EPSG:4326")
+    frame = gpd.GeoDataFrame(conformed_table(records, PLOT_FIELDS), geometry=geometries, crs="EPSG:4326")
     return frame.sort_values("plot_id", na_position="last", ignore_index=True)
 
 
@@ -493,7 +488,7 @@ def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list
             "details": {"plots": [{"plot_id": v.plot_id, "verified_mu": _round(v.contribution.mu_now),
                                    "light": v.light, "reason_codes": list(v.codes)} for v in own]},
         })
-    return _output_frame(records, BORROWER_FIELDS).sort_values("borrower", ignore_index=True)
+    return conformed_table(records, BORROWER_FIELDS).sort_values("borrower", ignore_index=True)
 
 
 def _borrower_geometries(assessment: Assessment) -> list[Any]:

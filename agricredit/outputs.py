@@ -470,12 +470,12 @@ def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: i
     decimals
         GeoJSON only: rounds coordinates (``None``: as they are).
     """
-    from agricredit.schema import STATS_FIELDS, conform
+    from agricredit.schema import STATS_FIELDS, conform, conformed_table
 
-    rows = conform(table.to_dict("records"), STATS_FIELDS)
     if output_kind(path) != "geojson":
-        write_table(pd.DataFrame(rows, columns=[f.name for f in STATS_FIELDS], dtype=object), path)
+        write_table(conformed_table(table.to_dict("records"), STATS_FIELDS), path)
         return
+    rows = conform(table.to_dict("records"), STATS_FIELDS)
     from agricredit.plots import to_wgs84
 
     wgs = to_wgs84(plots)

@@ -24,14 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "OUTPUT_TABLES", "format_value", "conform",
-           "headers", "markdown"]
+__all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "STATS_FIELDS", "AREA_FIELDS", "OUTPUT_TABLES",
+           "format_value", "conform", "conformed_table", "conform_frame", "headers", "markdown"]
 
 #: Separator of the items of a list field.
 LIST_SEPARATOR = ";"
 
 KindName = Literal["text", "code", "codes", "integer", "yuan", "mu", "ndvi", "ndvi_days", "fraction", "factor",
-                   "days", "pixels", "date", "json"]
+                   "days", "pixels", "ha", "metres", "date", "json"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ KINDS: dict[str, Kind] = {
     "integer": Kind("integer", "", None, "a count"),
     "yuan": Kind("integer", "CNY", None, "whole yuan, rounded down"),
     "mu": Kind("number", "mu", 4, "area, 4 decimals (0.07 m²)"),
+    "ha": Kind("number", "ha", 6, "area, 6 decimals (0.01 m²)"),
+    "metres": Kind("number", "m", 2, "length, 2 decimals"),
     "ndvi": Kind("number", "NDVI", 4, "NDVI in [-1, 1], 4 decimals"),
     "ndvi_days": Kind("number", "NDVI·day", 2, "time integral of NDVI, 2 decimals"),
     "fraction": Kind("number", "1", 4, "a share in [0, 1], 4 decimals"),
@@ -135,9 +137,20 @@ STATS_FIELDS: tuple[Field, ...] = (
     Field("flags", "codes", "NOT_COVERED, PARTIAL_COVERAGE ...; empty when none", "标记"),
 )
 
+#: ``agricredit area``: one row (GeoJSON: one feature) per input plot.
+AREA_FIELDS: tuple[Field, ...] = (
+    Field("plot_id", "text", "plot ID as given in the plot file", "地块编号"),
+    Field("area_ha", "ha", "geodesic area on WGS84", "面积(公顷)"),
+    Field("area_mu", "mu", "geodesic area on WGS84 (1 ha = 15 mu)", "面积(亩)"),
+    Field("perimeter_m", "metres", "geodesic perimeter", "周长(米)"),
+    Field("geometry_status", "code", "OK, GEOMETRY_REPAIRED, GEOMETRY_INVALID ...", "图形状态"),
+    Field("geometry_reason", "text", "why the outline was repaired or rejected", "图形说明"),
+    Field("overlaps", "json", 'other plots sharing area: [{"plot_id", "shared_m2"}]', "重叠地块"),
+)
+
 #: Output table name → its fields.
 OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers": BORROWER_FIELDS,
-                                               "stats": STATS_FIELDS}
+                                               "stats": STATS_FIELDS, "area": AREA_FIELDS}
 
 
 def format_value(kind: KindName, value: Any) -> Any:
@@ -184,6 +197,23 @@ def format_value(kind: KindName, value: Any) -> Any:
 def conform(records: Iterable[Mapping[str, Any]], fields: Sequence[Field]) -> list[dict[str, Any]]:
     """Rows with exactly ``fields``, in order, each value written as its kind says (absent → ``None``)."""
     return [{f.name: format_value(f.kind, record.get(f.name)) for f in fields} for record in records]
+
+
+def conformed_table(records: Iterable[Mapping[str, Any]], fields: Sequence[Field]) -> Any:
+    """:func:`conform`'s rows as a DataFrame of object columns (an integer stays an integer beside a gap)."""
+    import pandas as pd
+
+    return pd.DataFrame(conform(records, fields), columns=[f.name for f in fields], dtype=object)
+
+
+def conform_frame(frame: Any, fields: Sequence[Field]) -> Any:
+    """``frame`` (a DataFrame or GeoDataFrame) with exactly ``fields``, as :func:`conformed_table`; geometry kept."""
+    rows = conformed_table(frame.to_dict("records"), fields)
+    if "geometry" not in frame:
+        return rows
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame(rows, geometry=list(frame.geometry.values), crs=frame.crs)
 
 
 def headers(fields: Sequence[Field], lang: str) -> list[str]:

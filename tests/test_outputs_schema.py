@@ -60,7 +60,7 @@ def _check_value(kind: str, value, where: str) -> None:
         assert isinstance(value, str) and "[" not in value and "," not in value, (where, value)
         assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+", item) for item in value.split(";") if value), (where, value)
     elif kind == "json":
-        assert isinstance(json.loads(value), dict), (where, value)
+        assert isinstance(json.loads(value), (dict, list)), (where, value)
     else:
         assert isinstance(value, str), (where, value)
 
@@ -156,6 +156,31 @@ def test_stats_outputs_follow_the_schema(tmp_path, suffix):
         for f in schema.STATS_FIELDS:
             _check_value(f.kind, record[f.name], f"stats{suffix}:{f.name}")
     assert max(r["valid_frac"] for r in records) == 1.0  # clipped where it is made, not 1.0000000058
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".geojson", ".parquet"])
+def test_area_outputs_follow_the_schema(tmp_path, suffix):
+    out = tmp_path / f"area{suffix}"
+    result = CliRunner().invoke(cli, ["area", str(ROOT / "sample_tiles" / "plots.geojson"), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    names = [f.name for f in schema.AREA_FIELDS]
+    if suffix == ".csv":
+        with open(out, encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert rows[0] == names
+        records = [{f.name: _csv_value(f.kind, text) for f, text in zip(schema.AREA_FIELDS, row, strict=True)}
+                   for row in rows[1:]]
+    elif suffix == ".geojson":
+        records = [f["properties"] for f in json.loads(out.read_text(encoding="utf-8"))["features"]]
+        assert all(list(r) == names for r in records)
+    else:
+        table = pq.read_table(out)
+        assert [n for n in table.column_names if n != "geometry"] == names
+        records = table.to_pylist()
+    assert len(records) == 319  # every plot of the file, rejected ones with their reason
+    for record in records:
+        for f in schema.AREA_FIELDS:
+            _check_value(f.kind, record[f.name], f"area{suffix}:{f.name}")
 
 
 def test_the_readme_holds_the_schema_tables():

@@ -22,8 +22,9 @@ def command(plots: str, output: Path, id_field: str, plots_crs: str | None, over
     """Geodesic area (ha, mu), perimeter, geometry status and overlaps of each plot.
 
     PLOTS is GeoJSON, GeoPackage, Shapefile or GeoParquet, or - for GeoJSON on
-    stdin. OUT is .geojson (or - for stdout), .parquet or .csv. Rejected plots
-    keep their row with the reason; the exit code is then 3.
+    stdin. OUT is .geojson (or - for stdout), .parquet or .csv, with the
+    fields of the README's output schema (`area`). Rejected plots keep their
+    row with the reason; the exit code is then 3.
 
     \b
     Examples:
@@ -33,9 +34,11 @@ def command(plots: str, output: Path, id_field: str, plots_crs: str | None, over
     from agricredit.cli._tables import exit_if_rejected
     from agricredit.outputs import check_output_file, output_kind, write_plot_table
     from agricredit.plots import area_table, load_plots
+    from agricredit.schema import AREA_FIELDS, conform_frame
 
     output_kind(output)  # an unknown output type fails before any work
     check_output_file(output, [plots], overwrite=overwrite)
     checked = load_plots(plots, id_field=id_field, plots_crs=plots_crs)
-    write_plot_table(area_table(checked, overlap_tolerance_m2=overlap_tolerance), output, decimals=None)
+    areas = area_table(checked, overlap_tolerance_m2=overlap_tolerance)
+    write_plot_table(conform_frame(areas, AREA_FIELDS), output, decimals=None)
     exit_if_rejected(checked)
