@@ -157,6 +157,19 @@ def test_library_warnings_become_one_line_of_our_own(monkeypatch):
     ]
 
 
+@pytest.mark.parametrize("flags,shown", [([], True), (["-q"], False), (["-vv"], True)])
+def test_gdal_messages_logged_by_rasterio_are_one_line_records(monkeypatch, flags, shown):
+    @click.command()
+    def gdal():
+        logging.getLogger("rasterio._env").warning("CPLE_AppDefined in TIFFReadDirectory: unknown tag 42113")
+        logging.getLogger("rasterio._env").debug("GDAL chatter")
+
+    monkeypatch.setattr(cli_main.AgricreditGroup, "get_command", lambda self, ctx, name: gdal)
+    result = CliRunner().invoke(cli, [*flags, "gdal"])
+    expected = "WARNING rasterio._env: CPLE_AppDefined in TIFFReadDirectory: unknown tag 42113\n"
+    assert result.stderr == (expected if shown else "")  # no library debug chatter even with -vv
+
+
 def test_progress_bars_have_count_rate_and_eta_and_are_off_when_stderr_is_not_a_terminal(tmp_path):
     args = ["stats", str(SAMPLE / "plots.geojson"), str(SAMPLE / "season" / "manifest.csv")]
     quiet = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "a.csv")])  # CliRunner's stderr is no terminal

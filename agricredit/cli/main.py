@@ -122,13 +122,19 @@ def verbosity_level(verbose: int, quiet: int) -> int:
         max(min(verbose - quiet, 2), -2), logging.CRITICAL)
 
 
+#: Libraries that report through logging (GDAL messages via rasterio): shown as our one-line records, WARNING and up.
+_LIBRARY_LOGGERS = ("rasterio", "pyogrio", "fiona")
+
+
 def _configure_logging(level: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_LazyRedaction())  # no national ID or phone number reaches stderr, whatever a message holds
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
+    for name, logger_level in (("agricredit", level), *((n, max(level, logging.WARNING)) for n in _LIBRARY_LOGGERS)):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logger_level)
+        logger.propagate = False
 
 
 @click.group(cls=AgricreditGroup, context_settings={"help_option_names": ["-h", "--help"]})
