@@ -253,6 +253,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if lang not in ("en", "zh"):
         raise InputError(f"unknown language {lang!r} (en or zh)")
     policy = policy or load_policy(case.policy)
+    # A bad model fails here, before any plot or tile is read.
+    crop_model = load_crop_model(case.crop_model) if case.crop_model is not None else None
 
     _stage(progress, "reading plots and tables")
     checked = load_plots(case.plots, id_field=case.id_field, plots_crs=case.plots_crs,
@@ -301,7 +303,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         {pid: declared_crop[pid, borrower] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
         drawn_mu,
         plot_ids=good_ids,
-        crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
+        crop_model=crop_model,
         **season_options(policy),
     )
 

@@ -219,6 +219,21 @@ def test_train_crop_without_its_label_column_fails_before_the_zonal_step(tmp_pat
     assert result.exit_code == 1 and "crop" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_assess_with_a_broken_crop_model_fails_before_the_zonal_step(tmp_path, monkeypatch):
+    import agricredit.assess
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.skops").write_bytes(b"not a model")
+    (model / "model_card.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(agricredit.assess, "observation_table", lambda *a, **k: pytest.fail("zonal step ran"))
+    monkeypatch.setattr(agricredit.assess, "load_plots", lambda *a, **k: pytest.fail("plots read"))
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    result = CliRunner().invoke(cli, ["assess", "--sample", "--crop-model", str(model), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "model" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_stats_keeps_the_dates_between_start_and_end(tmp_path):
     out = tmp_path / "stats.csv"
     result = CliRunner().invoke(cli, ["stats", str(SAMPLE / "plots.geojson"), str(SAMPLE / "season" / "manifest.csv"),
