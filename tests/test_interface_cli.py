@@ -181,6 +181,14 @@ def test_progress_bars_have_count_rate_and_eta_and_are_off_when_stderr_is_not_a_
     assert shown.stderr.count("zonal statistics: 317 plots") == 1
 
 
+def test_ndvi_reports_blocks_with_the_same_bars(tmp_path):
+    result = CliRunner().invoke(cli, ["ndvi", str(SAMPLE / "s2_l1c_eastern_shore.tif"), "--sensor", "s2-l1c",
+                                      "-o", str(tmp_path / "ndvi.tif"), "--progress"])
+    assert result.exit_code == 0, result.output
+    assert "ndvi: 100%" in result.stderr and "block/s]" in result.stderr
+    json.loads(result.stdout)  # the summary stays alone on stdout
+
+
 @pytest.mark.parametrize("flags", [["-v", "--no-progress"], ["--progress"], ["-v", "--progress"]])
 def test_each_stage_line_appears_once(tmp_path, monkeypatch, flags):
     monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
