@@ -139,8 +139,10 @@ def _configure_logging(level: int) -> None:
 
 @click.group(cls=AgricreditGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="agricredit")
-@click.option("-v", "--verbose", count=True, help="More log on stderr: -v stage and summary lines, -vv debug with tracebacks.")
-@click.option("-q", "--quiet", count=True, help="Less on stderr: -q warnings and progress off, -qq errors only.")
+@click.option("-v", "--verbose", count=True, help="More log on stderr: -v info (stage lines without bars), -vv debug "
+                                                   "with tracebacks.")
+@click.option("-q", "--quiet", count=True, help="Less on stderr: -q no warnings, bars or summary; -qq no log at all "
+                                                 "(the Error line and rejected records still show).")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     """Cross-verified credit limits for farmers from satellite tiles, plots and registries.
