@@ -61,7 +61,7 @@ def command(labeled_plots: str, tiles: tuple[str, ...], output: Path, start: dt.
         training_input_hashes,
         training_labels,
     )
-    from agricredit.outputs import check_output_folder
+    from agricredit.outputs import check_output_folder, staged_outputs
     from agricredit.policy import load_policy
     from agricredit.season import season_options
     from agricredit.tables import read_labels
@@ -90,7 +90,8 @@ def command(labeled_plots: str, tiles: tuple[str, ...], output: Path, start: dt.
     model = train_crop_model(table, label_of, groups if groups is not None else spatial_blocks(good, block_size),
                              min_valid_fraction=min_valid_fraction, smoothing=smooth, n_splits=folds,
                              random_state=seed, input_hashes=hashes)
-    card = save_crop_model(model, output)
+    with staged_outputs(output, last=CARD_FILE) as stage:  # both files or neither, the card last
+        card = save_crop_model(model, stage)
     cv = card["cv"]
     click.echo(f"grouped CV accuracy {cv['accuracy']:.3f} ({cv['n_splits']} folds, {cv['n_groups']} groups, "
                f"{card['n_training_plots']} plots)", err=True)
