@@ -28,6 +28,8 @@ __all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_ou
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
            "write_plot_table", "write_plot_dates"]
 
+#: Prefix of the folder in which a run stages its outputs before publishing them.
+STAGING_PREFIX = ".agricredit-staging-"
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -63,7 +65,7 @@ def check_output_file(path: str | os.PathLike[str], inputs: Iterable[str | os.Pa
     Raises
     ------
     OutputError
-        The output is an input, lies inside an input folder's product files, or exists.
+        The output is an input, an existing file inside an input folder, a folder, or exists.
     """
     if str(path) == "-":
         return
@@ -120,10 +122,6 @@ def check_output_folder(folder: str | os.PathLike[str], inputs: Iterable[str | o
                           path=folder)
     if len(foreign) < len(present) and not overwrite:
         raise OutputError("holds the outputs of an earlier run; pass --overwrite to replace them", path=folder)
-
-
-#: Prefix of the folder in which a run stages its outputs before publishing them.
-STAGING_PREFIX = ".agricredit-staging-"
 
 
 @contextlib.contextmanager
