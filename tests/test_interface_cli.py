@@ -208,9 +208,9 @@ def test_minus_q_silences_stage_lines_and_summary(tmp_path, monkeypatch):
 
 
 def test_season_with_an_unknown_plot_fails_before_the_zonal_step(tmp_path, monkeypatch):
-    import agricredit.season
+    import agricredit.cli.season
 
-    monkeypatch.setattr(agricredit.season, "observation_table", lambda *a, **k: pytest.fail("zonal step ran"))
+    monkeypatch.setattr(agricredit.cli.season, "observe", lambda *a, **k: pytest.fail("zonal step ran"))
     result = CliRunner().invoke(cli, ["season", str(SAMPLE / "plots.geojson"), str(SAMPLE / "season" / "manifest.csv"),
                                       "-o", str(tmp_path / "s.csv"), "--plot-id", "NOPE", "--chart",
                                       str(tmp_path / "c.png")])
@@ -219,9 +219,9 @@ def test_season_with_an_unknown_plot_fails_before_the_zonal_step(tmp_path, monke
 
 
 def test_train_crop_without_its_label_column_fails_before_the_zonal_step(tmp_path, monkeypatch):
-    import agricredit.season
+    import agricredit.cli.season
 
-    monkeypatch.setattr(agricredit.season, "observation_table", lambda *a, **k: pytest.fail("zonal step ran"))
+    monkeypatch.setattr(agricredit.cli.season, "observe", lambda *a, **k: pytest.fail("zonal step ran"))
     result = CliRunner().invoke(cli, ["train-crop", str(SAMPLE / "plots.geojson"),
                                       str(SAMPLE / "season" / "manifest.csv"), "-o", str(tmp_path / "model")])
     assert result.exit_code == 1 and "crop" in result.stderr and "Traceback" not in result.stderr
