@@ -383,9 +383,10 @@ def write_qml(path: Path, style: CategorizedStyle) -> None:
 
 
 def _listed_outputs(manifest: Path) -> set[str]:
-    """The output names an earlier run's manifest lists (none if it is missing or unreadable)."""
+    """The output names an earlier agricredit run's manifest lists (none if missing, unreadable or another tool's)."""
     try:
-        listed = json.loads(manifest.read_text(encoding="utf-8")).get("outputs", {})
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+        listed = document.get("outputs", {}) if document.get("tool") == "agricredit" else {}
     except (OSError, ValueError, AttributeError):
         return set()
     return {name for name in listed if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}

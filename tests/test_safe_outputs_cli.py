@@ -99,12 +99,23 @@ def test_publishing_replaces_the_earlier_run_and_removes_its_stale_outputs(tmp_p
     (out / "old.csv").write_text("from an earlier version")
     (out / "plots.geojson").write_text("old")
     (out / "notes.docx").write_text("not ours, not listed")
-    (out / "manifest.json").write_text(json.dumps({"outputs": {"old.csv": "x", "plots.geojson": "y"}}))
+    (out / "manifest.json").write_text(json.dumps({"tool": "agricredit",
+                                                   "outputs": {"old.csv": "x", "plots.geojson": "y"}}))
     with staged_outputs(out) as stage:
         (stage / "plots.geojson").write_text("new")
-        (stage / "manifest.json").write_text(json.dumps({"outputs": {"plots.geojson": "z"}}))
+        (stage / "manifest.json").write_text(json.dumps({"tool": "agricredit", "outputs": {"plots.geojson": "z"}}))
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.docx", "plots.geojson"]
     assert (out / "plots.geojson").read_text() == "new"
+
+
+def test_another_tools_manifest_never_makes_us_delete_its_files(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "important.csv").write_text("someone's data")
+    (out / "manifest.json").write_text(json.dumps({"tool": "other", "outputs": {"important.csv": "x"}}))
+    with staged_outputs(out) as stage:
+        (stage / "manifest.json").write_text(json.dumps({"tool": "agricredit", "outputs": {}}))
+    assert (out / "important.csv").read_text() == "someone's data"
 
 
 @pytest.mark.parametrize("interruption", [RuntimeError, KeyboardInterrupt])
