@@ -433,17 +433,18 @@ def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6) -> None:
+def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6, bom: bool = True) -> None:
     """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, GeoParquet or CSV.
 
     Nested values (lists, mappings) are JSON text in every format, so that
     GeoJSON properties stay flat (QGIS can style them; a Shapefile export
-    keeps them). CSV leaves the geometry out. ``decimals`` rounds GeoJSON
+    keeps them). CSV leaves the geometry out; ``bom`` starts it with a
+    UTF-8 byte-order mark (:func:`write_table`). ``decimals`` rounds GeoJSON
     coordinates (``None``: as they are).
     """
     nested = tuple(c for c in plots.columns if c != "geometry" and plots[c].map(lambda v: isinstance(v, (list, dict))).any())
     if output_kind(path) != "geojson":
-        write_table(plots, path, json_columns=nested)
+        write_table(plots, path, json_columns=nested, bom=bom)
         return
     rows = plots.drop(columns="geometry").to_dict("records")
     for row in rows:
@@ -452,7 +453,8 @@ def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6) -> Non
     write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
 
 
-def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None) -> None:
+def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None,
+                     bom: bool = True) -> None:
     """Write a per plot per date table with the fields of :data:`agricredit.schema.STATS_FIELDS`.
 
     CSV and Parquet are the long table; GeoJSON has one flat feature per plot
@@ -468,11 +470,13 @@ def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: i
         ``.csv``, ``.parquet`` or ``.geojson`` (``-``: GeoJSON on stdout).
     decimals
         GeoJSON only: rounds coordinates (``None``: as they are).
+    bom
+        CSV only: start with a UTF-8 byte-order mark (:func:`write_table`).
     """
     from agricredit.schema import STATS_FIELDS, conform, conformed_table
 
     if output_kind(path) != "geojson":
-        write_table(conformed_table(table.to_dict("records"), STATS_FIELDS), path)
+        write_table(conformed_table(table.to_dict("records"), STATS_FIELDS), path, bom=bom)
         return
     rows = conform(table.to_dict("records"), STATS_FIELDS)
     from agricredit.plots import to_wgs84

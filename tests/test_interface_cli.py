@@ -58,6 +58,16 @@ def test_no_bom_is_an_option(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "borrowers.csv").read_bytes().startswith(b"borrower,")
 
 
+@pytest.mark.parametrize("flags,start", [([], b"\xef\xbb\xbfplot_id,"), (["--no-bom"], b"plot_id,")])
+def test_every_csv_starts_with_a_bom_unless_told_not_to(tmp_path, flags, start):
+    out = tmp_path / "areas.csv"
+    result = CliRunner().invoke(cli, ["area", str(SAMPLE / "plots.geojson"), "-o", str(out), *flags])
+    assert result.exit_code == 3, result.output
+    assert out.read_bytes().startswith(start)
+    for name in ("area", "stats", "season", "verify", "assess"):
+        assert "no_bom" in {p.name for p in cli_main.AgricreditGroup().get_command(None, name).params}, name
+
+
 def test_chinese_headers_with_stable_codes(zh_output):
     with open(zh_output / "borrowers.csv", encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from agricredit.cli.options import id_field_opt, output_opt, overwrite_opt, plots_crs_opt
+from agricredit.cli.options import id_field_opt, no_bom_opt, output_opt, overwrite_opt, plots_crs_opt
 
 
 @click.command()
@@ -17,8 +17,9 @@ from agricredit.cli.options import id_field_opt, output_opt, overwrite_opt, plot
 @click.option("--overlap-tolerance", "overlap_tolerance", type=click.FloatRange(min=0), default=1.0,
               show_default=True, help="Shared areas up to this many m² are not reported as overlaps.")
 @overwrite_opt
+@no_bom_opt
 def command(plots: str, output: Path, id_field: str, plots_crs: str | None, overlap_tolerance: float,
-            overwrite: bool) -> None:
+            overwrite: bool, no_bom: bool) -> None:
     """Geodesic area (ha, mu), perimeter, geometry status and overlaps of each plot.
 
     PLOTS is GeoJSON, GeoPackage, Shapefile or GeoParquet, or - for GeoJSON on
@@ -40,5 +41,5 @@ def command(plots: str, output: Path, id_field: str, plots_crs: str | None, over
     check_output_file(output, [plots], overwrite=overwrite)
     checked = load_plots(plots, id_field=id_field, plots_crs=plots_crs)
     areas = area_table(checked, overlap_tolerance_m2=overlap_tolerance)
-    write_plot_table(conform_frame(areas, AREA_FIELDS), output, decimals=None)
+    write_plot_table(conform_frame(areas, AREA_FIELDS), output, decimals=None, bom=not no_bom)
     exit_if_rejected(checked)

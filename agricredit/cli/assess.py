@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from agricredit.cli.options import case_opts
+from agricredit.cli.options import case_opts, no_bom_opt
 
 
 @click.command()
@@ -16,8 +16,7 @@ from agricredit.cli.options import case_opts
               default=Path("agricredit-output"), show_default=True, help="Output folder.")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
               help="Language of the explanations and of the borrowers.csv / .xlsx headers (codes stay English).")
-@click.option("--no-bom", is_flag=True, help="Write borrowers.csv without the UTF-8 byte-order mark that tells Excel "
-                                             "it is UTF-8 (for programs that choke on it).")
+@no_bom_opt
 def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sample: bool, ephemeral_key: bool,
             overwrite: bool, progress: bool | None, **case_options: object) -> None:
     """Cross-verify plots, satellite season, registry and declarations; give each borrower a limit.

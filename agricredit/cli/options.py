@@ -9,6 +9,7 @@ option                        commands
 ============================  ==========================================================
 ``-o/--output``               area, stats, season, train-crop, verify (assess: a folder)
 ``--overwrite``               every command that writes
+``--no-bom``                  every command that writes CSV
 ``--progress/--no-progress``  ndvi, stats, season, train-crop, verify, assess
 ``--start/--end``             stats, season, train-crop, verify, assess
 ``--sensor``                  ndvi, stats, season, train-crop, verify, assess
@@ -62,6 +63,13 @@ overwrite_opt = click.option(
     "--overwrite",
     is_flag=True,
     help="Replace existing outputs (and write into a folder holding other files). Inputs are never replaced.",
+)
+
+#: ``--no-bom``: CSV without the UTF-8 byte-order mark (Excel on Chinese Windows needs it to read UTF-8).
+no_bom_opt = click.option(
+    "--no-bom",
+    is_flag=True,
+    help="Write CSV without the UTF-8 byte-order mark that tells Excel it is UTF-8 (for programs that choke on it).",
 )
 
 #: ``--progress/--no-progress``: bars with counts, rate and ETA on stderr; default: on when stderr is a terminal.

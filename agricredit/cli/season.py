@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from agricredit.cli.options import output_opt, overwrite_opt, progress_opt, season_opts
+from agricredit.cli.options import no_bom_opt, output_opt, overwrite_opt, progress_opt, season_opts
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,12 @@ def observe(good: Any, acquisitions: list, progress: bool | None, **zonal_option
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG of the plot's observations against each fitted crop template.")
 @overwrite_opt
+@no_bom_opt
 @progress_opt
 def command(plots: str, tiles: tuple[str, ...], output: Path, start: dt.date | None, end: dt.date | None,
             sensor: str | None, min_valid: float | None, smooth: str, id_field: str, plots_crs: str | None,
             policy_path: str | None, encodings: dict[str, str], declarations: str | None, crop_model: str | None,
-            plot_id: str | None, chart: Path | None, overwrite: bool, progress: bool | None) -> None:
+            plot_id: str | None, chart: Path | None, overwrite: bool, no_bom: bool, progress: bool | None) -> None:
     """Per plot: phenology, crop ranking and the satellite checks of a season.
 
     TILES are files, folders, a manifest CSV (date,sensor,path) or a STAC JSON.
@@ -131,7 +132,7 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: dt.date | N
         crops = declared_crop_by_plot(declared, borrower_of, plot_ids=ids)
     result = assess_season(table, crops, area_mu(good).to_dict(), plot_ids=ids, smoothing=smooth,
                            crop_model=model, **options)
-    write_plot_table(season_plot_table(result, good), output, decimals=None)
+    write_plot_table(season_plot_table(result, good), output, decimals=None, bom=not no_bom)
     if chart is not None:
         season_chart(result, plot_id, chart)
     counts = result.plots["flags"].str.split(";").explode().value_counts()

@@ -13,6 +13,7 @@ import click
 from agricredit.cli.options import (
     baseline_callback,
     id_field_opt,
+    no_bom_opt,
     output_opt,
     overwrite_opt,
     period_opts,
@@ -73,10 +74,12 @@ def _acquisitions(tiles: tuple[str, ...], date: dt.date | None, start: dt.date |
 @click.option("--processing-baseline", callback=baseline_callback, metavar="NN.NN", default=None,
               help="Sentinel-2 processing baseline when the product carries none.")
 @overwrite_opt
+@no_bom_opt
 @progress_opt
 def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plots_crs: str | None,
             threshold: float | None, date: dt.datetime | None, start: dt.date | None, end: dt.date | None,
-            sensor: str | None, processing_baseline: str | None, overwrite: bool, progress: bool | None) -> None:
+            sensor: str | None, processing_baseline: str | None, overwrite: bool, no_bom: bool,
+            progress: bool | None) -> None:
     """Per plot per date: NDVI mean/median/p90, valid and cloud fractions, cropped area.
 
     TILES are files (NDVI rasters from `agricredit ndvi` or raw products),
@@ -117,5 +120,5 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, id_field: str, plo
     if missing:
         log.warning("%d plot(s) not covered by any tile (flag %s): %s", len(missing), NOT_COVERED,
                     ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else ""))
-    write_plot_dates(table, good, output)
+    write_plot_dates(table, good, output, bom=not no_bom)
     exit_if_rejected(checked)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from agricredit.cli.options import case_opts
+from agricredit.cli.options import case_opts, no_bom_opt
 
 
 @click.command()
@@ -14,7 +14,8 @@ from agricredit.cli.options import case_opts
 @case_opts
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Plot table: .geojson, .csv or .parquet.")
-def command(case_file: Path | None, output: Path, sample: bool, ephemeral_key: bool, overwrite: bool,
+@no_bom_opt
+def command(case_file: Path | None, output: Path, no_bom: bool, sample: bool, ephemeral_key: bool, overwrite: bool,
             progress: bool | None, **case_options: object) -> None:
     """Cross-verify plots against the registry, the declarations and the satellite season.
 
@@ -45,7 +46,7 @@ def command(case_file: Path | None, output: Path, sample: bool, ephemeral_key: b
                                     progress=reporter.stage, count_dates=reporter.counter("zonal statistics", "date"))
     finally:
         reporter.close()
-    write_plot_table(assessment.plots, output)
+    write_plot_table(assessment.plots, output, bom=not no_bom)
     lights = assessment.plots["light"].value_counts()
     summary(", ".join(f"{light} {int(lights.get(light, 0))}" for light in ("green", "yellow", "red"))
             + f" plots -> {output}")
