@@ -73,8 +73,10 @@ def check_output_file(path: str | os.PathLike[str], inputs: Iterable[str | os.Pa
     for source in map(Path, inputs):
         if str(source) == "-":
             continue
-        if _same_file(path, source) or (source.is_dir() and _inside(path, source) and path.exists()):
+        if _same_file(path, source):
             raise OutputError(f"is an input ({source}); outputs never replace inputs", path=path)
+        if source.is_dir() and _inside(path, source) and path.exists():
+            raise OutputError(f"is a file of the input folder {source}; outputs never replace inputs", path=path)
     if path.is_dir():
         raise OutputError("is a folder; give a file name", path=path)
     if path.exists() and not overwrite:

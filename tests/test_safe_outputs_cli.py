@@ -48,6 +48,12 @@ def test_an_output_file_that_is_an_input_is_refused_whatever_the_spelling_or_lin
         check_output_file(source, [hardlink], overwrite=True)
 
 
+def test_an_existing_file_of_an_input_folder_is_never_replaced(source, tmp_path):
+    with pytest.raises(OutputError, match="input folder"):
+        check_output_file(source.parent / "plots.geojson", [source.parent], overwrite=True)
+    check_output_file(source.parent / "new.csv", [source.parent], overwrite=False)  # a new file beside them is fine
+
+
 def test_an_existing_output_file_needs_overwrite(source, tmp_path):
     existing = tmp_path / "areas.csv"
     existing.write_text("old")
