@@ -10,6 +10,7 @@ and ``--version`` start fast (``scripts/bench/bench_startup.py``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import pkgutil
@@ -40,6 +41,7 @@ class PartialSuccess(click.exceptions.Exit):
         super().__init__(EXIT_PARTIAL)
 
 
+@functools.cache
 def _command_modules() -> dict[str, str]:
     import agricredit.cli as package
 
