@@ -40,12 +40,22 @@ from agricredit import __version__
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import AgricreditError, InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
-from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
-from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps, load_plots,
-                              rejected_ids, repeated_area_m2, to_wgs84)
+from agricredit.errors import AgricreditError, InputError, InputNotFoundError, PrivacyError, SchemaError
+from agricredit.outputs import (
+    CategorizedStyle,
+    atomic_path,
+    sha256_file,
+    staged_outputs,
+    write_plot_table,
+    write_qml,
+    write_table,
+    write_xlsx,
+)
+from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
+                              load_plots, rejected_ids, repeated_area_m2, to_wgs84)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
 from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
@@ -64,14 +74,19 @@ __all__ = ["OUTPUT_FILES", "Case", "Assessment", "load_case", "sample_case", "ru
 
 log = logging.getLogger(__name__)
 
-#: The output folder's files, in the order they are written (manifest last).
-OUTPUT_FILES = ("plots.geojson", "borrowers.csv", "borrowers.geojson", "audit.jsonl", "manifest.json")
+#: The output folder's files (manifest last): the plot and borrower layers as GeoJSON and GeoParquet with
+#: their QGIS styles, the borrower table for spreadsheets, the audit records. Fields: :mod:`agricredit.schema`.
+OUTPUT_FILES = ("plots.geojson", "plots.parquet", "plots.qml", "borrowers.csv", "borrowers.xlsx",
+                "borrowers.geojson", "borrowers.parquet", "borrowers.qml", "audit.jsonl", "manifest.json")
 
-#: The columns of ``borrowers.csv`` (an allow-list: nothing else leaves the tool).
-BORROWER_COLUMNS = (
-    "borrower", "village", "status", "limit", "limit_if_confirmed", "currency", "reason_codes",
-    "verified_mu", "need", "capacity", "cap", "binding", "plots", "explanation",
-)
+#: Plots styled by light, borrowers by status (QGIS applies ``NAME.qml`` to ``NAME.geojson`` / ``.parquet``).
+PLOT_STYLE = CategorizedStyle("light", (("green", "green: every source agrees", "26,150,65"),
+                                        ("yellow", "yellow: a check lowered what the plot adds", "255,191,0"),
+                                        ("red", "red: under review or unverifiable", "215,25,28"),
+                                        ("", "rejected outline or record", "150,150,150")))
+BORROWER_STYLE = CategorizedStyle("status", (("APPROVE", "APPROVE", "26,150,65"),
+                                             ("REVIEW", "REVIEW: a person must look", "255,191,0"),
+                                             ("DECLINE", "DECLINE: nothing verifiable to lend on", "215,25,28")))
 
 #: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows (others: "rejected").
 #: An absurd outline is passed on as valid with its drawn area: :func:`agricredit.verify.check_plot` names it.
@@ -110,14 +125,25 @@ class Case:
     policy: Path | None = None
     id_field: str = "plot_id"
     plots_crs: str | None = None
-    encoding: str | None = None
+    encodings: dict[str, str] = field(default_factory=dict)  # table (or "*" for all) → text encoding
     start: dt.date | None = None
     end: dt.date | None = None
     crop_model: Path | None = None
+    sensor: str | None = None  # the reader's sensor of raw products whose sensor is not detected
+
+    def encoding_of(self, table: str) -> str | None:
+        """The text encoding of ``table``'s CSV (``registry``, ``declarations``, ``borrowers``); ``None``: detect."""
+        return self.encodings.get(table, self.encodings.get("*"))
+
+    def input_paths(self) -> list[Path]:
+        """Every input file or folder of the case (outputs must never replace one of them)."""
+        paths = [self.plots, *self.tiles, self.registry, self.declarations, self.borrowers]
+        return paths + [p for p in (self.policy, self.crop_model) if p is not None]
 
 
 _CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model"}
-_CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end"}
+_CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end", "sensor"}
+_CASE_TABLES = ("registry", "declarations", "borrowers")
 
 
 def load_case(path: str | Path) -> Case:
@@ -130,7 +156,10 @@ def load_case(path: str | Path) -> Case:
         ``registry``, ``declarations``, ``borrowers``, optional ``policy`` and
         ``crop_model`` (a folder from ``agricredit train-crop``);
         relative to the file) and optional ``[options]`` (``id_field``,
-        ``plots_crs``, ``encoding``, ``start``, ``end``).
+        ``plots_crs``, ``encoding`` (of every table), ``start``, ``end``,
+        ``sensor``) and optional ``[tables.NAME]`` with the ``encoding`` of
+        one table (``registry``, ``declarations``, ``borrowers``), e.g.
+        ``[tables.registry] encoding = "gbk"``.
 
     Returns
     -------
@@ -143,10 +172,14 @@ def load_case(path: str | Path) -> Case:
         raise InputNotFoundError(f"cannot read case file: {error.strerror}", path=path) from error
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(f"not a UTF-8 TOML case file ({error})", path=path) from error
-    unknown = sorted(set(document) - {"inputs", "options"})
-    inputs, options = document.get("inputs", {}), document.get("options", {})
+    unknown = sorted(set(document) - {"inputs", "options", "tables"})
+    inputs, options, tables = document.get("inputs", {}), document.get("options", {}), document.get("tables", {})
     unknown += sorted(f"inputs.{k}" for k in set(inputs) - _CASE_INPUTS)
     unknown += sorted(f"options.{k}" for k in set(options) - _CASE_OPTIONS)
+    unknown += sorted(f"tables.{k}" for k in set(tables) - set(_CASE_TABLES))
+    if any(not isinstance(tables[t], dict) for t in tables):
+        raise InputError("each [tables.NAME] is a table, e.g. [tables.registry] encoding = \"gbk\"", path=path)
+    unknown += sorted(f"tables.{t}.{k}" for t in set(tables) & set(_CASE_TABLES) for k in set(tables[t]) - {"encoding"})
     if unknown:
         raise InputError(f"unknown key {unknown[0]!r}", path=path)
     missing = sorted(_CASE_INPUTS - {"policy", "crop_model"} - set(inputs))
@@ -164,9 +197,11 @@ def load_case(path: str | Path) -> Case:
         crop_model=base / inputs["crop_model"] if "crop_model" in inputs else None,
         id_field=options.get("id_field", "plot_id"),
         plots_crs=options.get("plots_crs"),
-        encoding=options.get("encoding"),
+        encodings={**({"*": options["encoding"]} if "encoding" in options else {}),
+                   **{t: tables[t]["encoding"] for t in sorted(tables) if "encoding" in tables[t]}},
         start=_as_date(options.get("start"), path, "options.start"),
         end=_as_date(options.get("end"), path, "options.end"),
+        sensor=options.get("sensor"),
     )
 
 
@@ -193,10 +228,10 @@ class Assessment:
     """The result of one run: per-plot verdicts and rows, per-borrower decisions and audit records."""
 
     policy: Policy
-    plots: gpd.GeoDataFrame  # one row per input plot, WGS84, output properties only
+    plots: gpd.GeoDataFrame  # one row per input plot, WGS84, schema.PLOT_FIELDS
     verdicts: list[PlotVerdict]
     decisions: list[Decision]
-    borrowers: pd.DataFrame  # one row per borrower of the borrower table (NO_PLOTS when none), BORROWER_COLUMNS
+    borrowers: pd.DataFrame  # one row per borrower of the borrower table (NO_PLOTS when none), schema.BORROWER_FIELDS
     audit: list[dict[str, Any]]
     rejected: dict[str, list[str]]  # reason → records set aside: plot IDs, table rows, unreadable tiles
     inputs: dict[str, str]  # role → sha256
@@ -206,13 +241,16 @@ class Assessment:
 
 
 def _stage(progress: Callable[[str], None] | None, message: str) -> None:
-    log.info(message)
+    """Report a stage once: to ``progress`` if given, else to the log (INFO)."""
     if progress is not None:
         progress(message)
+    else:
+        log.info(message)
 
 
 def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
-                   progress: Callable[[str], None] | None = None, strict: bool = False) -> Assessment:
+                   progress: Callable[[str], None] | None = None, strict: bool = False,
+                   count_dates: Callable[[int, int], None] | None = None) -> Assessment:
     """Run the whole pipeline on one case.
 
     Parameters
@@ -226,11 +264,14 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     lang
         ``en`` or ``zh``: the language of the explanations.
     progress
-        Called with a short message at each stage (the CLI prints them on stderr).
+        Called with a short message at each stage (the CLI prints them on
+        stderr); without it, stages are logged at INFO.
     strict
         Stop at the first bad row of a table, bad plot feature or unreadable
         tile. By default each is listed in ``Assessment.rejected`` and only its
         own records are rejected or sent to review (design §9).
+    count_dates
+        Called with ``(dates done, dates)`` during the zonal step, the long one.
 
     Returns
     -------
@@ -239,6 +280,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if lang not in ("en", "zh"):
         raise InputError(f"unknown language {lang!r} (en or zh)")
     policy = policy or load_policy(case.policy)
+    # A bad model fails here, before any plot or tile is read.
+    crop_model = load_crop_model(case.crop_model) if case.crop_model is not None else None
 
     _stage(progress, "reading plots and tables")
     inputs = _read_inputs(case, policy, strict)
@@ -254,14 +297,15 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if good.empty:
         counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
         raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
-    acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end)
+    acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end,
+                                         **({"sensor": case.sensor} if case.sensor else {}))
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
     unreadable: dict[str, tuple[Tile, str]] = {}
     on_error = None if strict else lambda tile, error: unreadable.setdefault(
         tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
-    long_table = observation_table(good, acquisitions, on_error=on_error)
+    long_table = observation_table(good, acquisitions, on_error=on_error, progress=count_dates)
     unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
     if unreadable:
         rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, (_, why) in unreadable.items()]
@@ -276,7 +320,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         {pid: claims.declaration[pid, borrower]["declared_crop"] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
         {pid: claims.drawn_mu[pid] for pid in good_ids},
         plot_ids=good_ids,
-        crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
+        crop_model=crop_model,
         **season_options(policy),
     )
 
@@ -343,10 +387,10 @@ def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
         row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
         raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
     isolate = not strict
-    registry = read_registry(case.registry, encoding=case.encoding, isolate=isolate)
-    declarations = read_declarations(case.declarations, encoding=case.encoding, isolate=isolate,
+    registry = read_registry(case.registry, encoding=case.encoding_of("registry"), isolate=isolate)
+    declarations = read_declarations(case.declarations, encoding=case.encoding_of("declarations"), isolate=isolate,
                                      known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
-    borrowers = read_borrowers(case.borrowers, encoding=case.encoding, isolate=isolate)
+    borrowers = read_borrowers(case.borrowers, encoding=case.encoding_of("borrowers"), isolate=isolate)
     rejected: dict[str, list[str]] = {}
     for table in (registry, declarations, borrowers):
         for problem in table.attrs.get("problems", []):
@@ -529,141 +573,163 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
     return facts
 
 
-#: Season features copied into ``plots.geojson``.
-_SEASON_PROPERTIES = ("best_crop", "crop_ranking", "peak_ndvi", "peak_date", "greenup_date", "senescence_date",
-                      "season_length_days", "ndvi_integral", "n_valid", "vigor_factor", "cropped_area_mu_at_peak")
-
-
 def _round(value: Any, digits: int = 4) -> Any:
+    """A check's figure for the ``details`` field: floats to ``digits`` decimals, NaN → ``None``."""
     if isinstance(value, (float, np.floating)):
         return round(float(value), digits) if math.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, (pd.Timestamp, np.datetime64, dt.date)):
-        return str(np.datetime64(value, "D"))
     return value
+
+
+def _round_coordinates(geometry: Any) -> Any:
+    """``geometry`` with coordinates rounded to :data:`COORDINATE_DECIMALS` (the same in every output format)."""
+    if geometry is None or geometry.is_empty:
+        return geometry
+    return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequence[PlotVerdict], season: Any,
                alias: Mapping[str, str]) -> gpd.GeoDataFrame:
-    """One output row per input plot: the four areas, verified area, season features, light, reasons."""
+    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84."""
     by_id = {v.plot_id: v for v in verdicts}
     features = _records(season.plots, "plot_id") if len(season.plots) else {}
-    rows, geometries = [], []
+    records, geometries = [], []
     wgs = to_wgs84(checked)
     for plot_id, borrower, geometry_status, geometry in zip(checked["plot_id"], checked["borrower_id"],
                                                          checked["geometry_status"], wgs.geometry.values):
-        verdict = by_id.get(str(plot_id))
-        row: dict[str, Any] = {"plot_id": None if plot_id is None else str(plot_id), "borrower": alias[borrower],
-                               "geometry_status": str(geometry_status)}
+        plot_id = None if plot_id is None else str(plot_id)
+        record: dict[str, Any] = {**features.get(plot_id, {}), "plot_id": plot_id, "borrower": alias[borrower],
+                                  "geometry_status": str(geometry_status)}
+        verdict = by_id.get(plot_id)
         if verdict is not None:
-            row.update({name: _round(value) for name, value in verdict.areas.items()})
-            row.update({
-                "verified_mu": _round(verdict.contribution.mu_now),
-                "verified_mu_if_confirmed": _round(verdict.contribution.mu_if_confirmed),
+            record.update(verdict.areas)
+            record.update({
+                "verified_mu": verdict.contribution.mu_now,
+                "verified_mu_if_confirmed": verdict.contribution.mu_if_confirmed,
                 "declared_crop": verdict.facts.declared_crop,
                 "light": verdict.light, "reason_codes": list(verdict.codes),
-                "checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}} for c in verdict.checks],
+                "details": {"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
+                                       for c in verdict.checks]},
             })
-        feature = features.get(None if plot_id is None else str(plot_id), {})
-        row.update({name: _round(feature[name]) for name in _SEASON_PROPERTIES if name in feature})
-        rows.append(row)
-        geometries.append(geometry)
-    frame = gpd.GeoDataFrame(rows, geometry=geometries, crs="EPSG:4326")
+        records.append(record)
+        geometries.append(_round_coordinates(geometry))
+    frame = gpd.GeoDataFrame(conformed_table(records, PLOT_FIELDS), geometry=geometries, crs="EPSG:4326")
     return frame.sort_values("plot_id", na_position="last", ignore_index=True)
 
 
 def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],
                    villages: Mapping[str, str], policy: Policy, lang: str) -> pd.DataFrame:
-    rows = []
+    """One output row per borrower with the fields of :data:`agricredit.schema.BORROWER_FIELDS`."""
+    records = []
     for decision in decisions:
-        now = decision.now
-        rows.append({
+        now, own = decision.now, verdicts_of[decision.borrower_id]
+        records.append({
             "borrower": decision.borrower_id,
             "village": villages.get(decision.borrower_id, ""),
             "status": decision.status,
-            "limit": round(decision.limit, 2),
-            "limit_if_confirmed": round(decision.limit_if_confirmed, 2),
+            "limit": decision.limit,
+            "limit_if_confirmed": decision.limit_if_confirmed,
             "currency": decision.currency,
-            "reason_codes": ";".join(decision.reason_codes),
-            "verified_mu": round(sum(v.contribution.mu_now for v in verdicts_of[decision.borrower_id]), 4),
-            "need": round(now.need, 2),
-            "capacity": round(now.capacity, 2),
-            "cap": round(now.cap, 2),
+            "reason_codes": decision.reason_codes,
+            "verified_mu": sum(v.contribution.mu_now for v in own),
+            "need": now.need,
+            "capacity": now.capacity,
+            "cap": now.cap,
             "binding": now.binding,
-            "plots": ";".join(f"{v.plot_id}:{v.contribution.mu_now:.2f}mu:{v.light}" for v in verdicts_of[decision.borrower_id]),
+            "plots": [v.plot_id for v in own],
             "explanation": explain(decision, policy, lang),
+            "details": {"plots": [{"plot_id": v.plot_id, "verified_mu": _round(v.contribution.mu_now),
+                                   "light": v.light, "reason_codes": list(v.codes)} for v in own]},
         })
-    return pd.DataFrame(rows, columns=list(BORROWER_COLUMNS)).sort_values("borrower", ignore_index=True)
+    return conformed_table(records, BORROWER_FIELDS).sort_values("borrower", ignore_index=True)
 
 
-def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
-    """Write the output folder (design §3); ``manifest.json`` last, with the sha256 of each output.
+def _borrower_geometries(assessment: Assessment) -> list[Any]:
+    """Each borrower's usable plots dissolved into one valid (Multi)Polygon on the output coordinate grid."""
+    usable = assessment.plots["geometry_status"].isin(("OK", "GEOMETRY_REPAIRED"))
+    plots_of = assessment.plots.loc[usable].groupby("borrower").geometry.apply(list).to_dict()
+    geometries = []
+    for borrower in assessment.borrowers["borrower"]:
+        own = plots_of.get(borrower)
+        if not own:
+            geometries.append(None)
+            continue
+        dissolved = shapely.union_all(own, grid_size=10.0 ** -COORDINATE_DECIMALS)
+        geometries.append(dissolved if dissolved.is_valid else shapely.make_valid(dissolved))
+    return geometries
 
-    Every output is scanned for personal data before the manifest is written:
-    national-ID and phone patterns and the borrowers' own IDs and phones
-    anywhere; the borrowers' names in every text that comes from the inputs
-    (plot IDs, villages, file names — the rest is the tool's own vocabulary,
-    where a name such as 高峰 "peak" would be a false alarm). If anything is
-    found, all outputs of this run are removed and :class:`PrivacyError` is raised.
+
+def write_outputs(assessment: Assessment, folder: str | Path, *, csv_bom: bool = True) -> dict[str, Any]:
+    """Write the output folder (design §3, schema in :mod:`agricredit.schema`); ``manifest.json`` last.
+
+    Everything is written into a staging folder first, scanned for personal
+    data (national-ID and phone patterns and the borrowers' own IDs and
+    phones anywhere; their names in every text that comes from the inputs:
+    plot IDs, villages, file names), and only then published into ``folder``,
+    manifest last. An interrupted or refused run leaves no output behind; the
+    outputs of an earlier run that this run does not write again are removed.
+    Call :func:`agricredit.outputs.check_output_folder` first: this function
+    replaces earlier outputs.
+
+    Parameters
+    ----------
+    assessment
+        The result of :func:`run_assessment`.
+    folder
+        The output folder (created if missing).
+    csv_bom
+        Start ``borrowers.csv`` with a UTF-8 byte-order mark, so that Excel
+        on Chinese Windows reads it as UTF-8 rather than GBK.
 
     Returns
     -------
     dict
         The manifest.
     """
-    folder = Path(folder)
-    # A manifest vouches for a complete folder: the old one goes before anything is rewritten.
-    try:
-        (folder / "manifest.json").unlink(missing_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot write here: {error.strerror}", path=folder) from error
-    plot_rows = assessment.plots.drop(columns="geometry").to_dict("records")
-    plot_features = [{"geometry": geometry, "properties": row} for row, geometry in zip(plot_rows, assessment.plots.geometry)]
-    write_geojson(plot_features, folder / "plots.geojson", decimals=COORDINATE_DECIMALS)
+    lang = assessment.lang
+    with staged_outputs(folder) as stage:
+        plots = assessment.plots
+        plots.to_parquet(stage / "plots.parquet", index=False)
+        write_plot_table(plots, stage / "plots.geojson", decimals=COORDINATE_DECIMALS)
+        write_qml(stage / "plots.qml", PLOT_STYLE)
 
-    write_table(assessment.borrowers, folder / "borrowers.csv")
+        borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=_borrower_geometries(assessment), crs="EPSG:4326")
+        write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
+                    header=headers(BORROWER_FIELDS, lang))
+        write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=headers(BORROWER_FIELDS, lang),
+                   sheet="借款人" if lang == "zh" else "borrowers")
+        write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
+        borrowers.to_parquet(stage / "borrowers.parquet", index=False)
+        write_qml(stage / "borrowers.qml", BORROWER_STYLE)
 
-    plots_of: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-    for row, geometry in zip(plot_rows, assessment.plots.geometry):
-        plots_of.setdefault(row["borrower"], []).append((row, geometry))
-    borrower_features = []
-    for row in assessment.borrowers.to_dict("records"):
-        own = plots_of.get(row["borrower"], [])  # NO_PLOTS borrowers have none
-        breakdown = [{k: plot[k] for k in ("plot_id", "verified_mu", "light", "reason_codes") if k in plot}
-                     for plot, _ in own]
-        usable = [geometry for plot, geometry in own if plot["geometry_status"] in ("OK", "GEOMETRY_REPAIRED")]
-        borrower_features.append({"geometry": shapely.union_all(usable) if usable else None,
-                                  "properties": {**row, "reason_codes": row["reason_codes"].split(";") if row["reason_codes"] else [],
-                                                 "plots": breakdown}})
-    write_geojson(borrower_features, folder / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
+        with atomic_path(stage / "audit.jsonl") as tmp:
+            tmp.write_text("".join(record_line(record) + "\n" for record in assessment.audit), encoding="utf-8")
 
-    with atomic_path(folder / "audit.jsonl") as tmp:
-        tmp.write_text("".join(record_line(record) + "\n" for record in assessment.audit), encoding="utf-8")
-
-    written = [folder / name for name in OUTPUT_FILES[:-1]]
-    _refuse_personal_data(assessment, {path: path.read_text(encoding="utf-8") for path in written})
-
-    manifest = {
-        "tool": "agricredit",
-        "tool_version": __version__,
-        "policy": {"name": assessment.policy.meta.name, "version": assessment.policy.meta.version,
-                   "sha256": assessment.policy.sha256},
-        "pseudonym_key_fingerprint": assessment.key_fingerprint,
-        "language": assessment.lang,
-        "inputs": assessment.inputs,
-        "outputs": {path.name: sha256_file(path) for path in written},
-        "counts": {
-            "plots": int(len(assessment.plots)),
-            "borrowers": int(len(assessment.borrowers)),
-            "status": {s: int(n) for s, n in sorted(assessment.borrowers["status"].value_counts().items())},
-            "rejected_or_unverifiable_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
-        },
-    }
-    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    _refuse_personal_data(assessment, {folder / "manifest.json": text}, remove=written)
-    with atomic_path(folder / "manifest.json") as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        written = [stage / name for name in OUTPUT_FILES[:-1]]
+        # The binary outputs (Parquet, xlsx) hold the same conformed rows as the text ones scanned here.
+        _refuse_personal_data(assessment, {path: path.read_text(encoding="utf-8") for path in written
+                                           if path.suffix not in (".parquet", ".xlsx")})
+        manifest = {
+            "tool": "agricredit",
+            "tool_version": __version__,
+            "policy": {"name": assessment.policy.meta.name, "version": assessment.policy.meta.version,
+                       "sha256": assessment.policy.sha256},
+            "pseudonym_key_fingerprint": assessment.key_fingerprint,
+            "language": lang,
+            "inputs": assessment.inputs,
+            "outputs": {path.name: sha256_file(path) for path in written},
+            "counts": {
+                "plots": int(len(assessment.plots)),
+                "borrowers": int(len(assessment.borrowers)),
+                "status": {s: int(n) for s, n in sorted(assessment.borrowers["status"].value_counts().items())},
+                "rejected_or_unverifiable_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
+            },
+        }
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        _refuse_personal_data(assessment, {stage / "manifest.json": text})
+        with atomic_path(stage / "manifest.json") as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return manifest
 
 

@@ -13,7 +13,8 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,106 @@ import shapely
 
 from agricredit.errors import OutputError
 
-__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "write_geojson", "write_table", "write_plot_table",
-           "write_plot_dates"]
+__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
+           "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
+           "write_plot_table", "write_plot_dates"]
+
+#: Prefix of the folder in which a run stages its outputs before publishing them.
+STAGING_PREFIX = ".agricredit-staging-"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` are one file: the same resolved path, or hard/symbolic links to one inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` (resolved, links followed) lies in ``folder`` or below it."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def check_output_file(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], *,
+                      overwrite: bool) -> None:
+    """Refuse an output file that is an input (through any link) or that exists without ``overwrite``.
+
+    Call it before the first expensive step, so that a refused output costs nothing.
+
+    Parameters
+    ----------
+    path
+        The output file (``-`` is stdout and always allowed).
+    inputs
+        Every input file or folder of the command.
+    overwrite
+        Whether an existing output (never an input) may be replaced.
+
+    Raises
+    ------
+    OutputError
+        The output is an input, an existing file inside an input folder, a folder, or exists.
+    """
+    if str(path) == "-":
+        return
+    path = Path(path)
+    for source in map(Path, inputs):
+        if str(source) == "-":
+            continue
+        if _same_file(path, source):
+            raise OutputError(f"is an input ({source}); outputs never replace inputs", path=path)
+        if source.is_dir() and _inside(path, source) and path.exists():
+            raise OutputError(f"is a file of the input folder {source}; outputs never replace inputs", path=path)
+    if path.is_dir():
+        raise OutputError("is a folder; give a file name", path=path)
+    if path.exists() and not overwrite:
+        raise OutputError("exists; pass --overwrite to replace it", path=path)
+
+
+def check_output_folder(folder: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]],
+                        names: Iterable[str], *, overwrite: bool) -> None:
+    """Refuse an output folder that holds an input, foreign files, or an earlier run's outputs without ``overwrite``.
+
+    Parameters
+    ----------
+    folder
+        The output folder (created later if missing).
+    inputs
+        Every input file or folder of the run (tile paths included).
+    names
+        The file names this run writes into ``folder``.
+    overwrite
+        Whether an earlier run's outputs may be replaced and files we did not
+        write may stay beside ours. Inputs are refused whatever ``overwrite`` says.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder and what is in the way.
+    """
+    folder = Path(folder)
+    names = list(names)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("exists and is not a folder", path=folder)
+    for source in map(Path, inputs):
+        if str(source) == "-":
+            continue
+        if _inside(source, folder) or any(_same_file(folder / name, source) for name in names):
+            raise OutputError(f"holds the input {source}; outputs never replace inputs: choose another folder",
+                              path=folder)
+    if not folder.is_dir():
+        return
+    present = sorted(p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX))
+    foreign = [name for name in present if name not in names]
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
+        raise OutputError(f"holds files agricredit did not write ({shown}); choose an empty folder or pass --overwrite",
+                          path=folder)
+    if len(foreign) < len(present) and not overwrite:
+        raise OutputError("holds the outputs of an earlier run; pass --overwrite to replace them", path=folder)
 
 
 @contextlib.contextmanager
@@ -148,8 +247,25 @@ def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int |
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...] = ()) -> None:
-    """Write a flat table as CSV (UTF-8, spreadsheet formulas escaped) or (Geo)Parquet; nested columns become JSON text."""
+def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...] = (), bom: bool = True,
+                header: list[str] | None = None) -> None:
+    """Write a flat table as CSV or (Geo)Parquet; nested columns become JSON text.
+
+    Parameters
+    ----------
+    table
+        The rows; a GeoDataFrame becomes GeoParquet (CSV leaves the geometry out).
+    path
+        ``.csv`` or ``.parquet``.
+    json_columns
+        Columns holding lists or mappings, written as JSON text.
+    bom
+        CSV only: start with a UTF-8 byte-order mark. Excel takes a CSV
+        without one for the system code page (GBK on Chinese Windows) and
+        garbles every Chinese character; with it, Excel and pandas read UTF-8.
+    header
+        CSV only: the column headers to write (default: the column names).
+    """
     out = table.copy()
     for column in json_columns:
         out[column] = [json.dumps(_plain(v), ensure_ascii=False) for v in out[column]]
@@ -159,44 +275,215 @@ def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...
             from agricredit.privacy import escape_csv_frame
 
             flat = pd.DataFrame(out.drop(columns="geometry", errors="ignore"))
-            escape_csv_frame(flat).to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
+            escape_csv_frame(flat).to_csv(tmp, index=False, encoding="utf-8-sig" if bom else "utf-8",
+                                          lineterminator="\n", header=header if header is not None else True)
         else:  # a GeoDataFrame becomes GeoParquet
             out.to_parquet(tmp, index=False)
 
 
-def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6) -> None:
-    """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, or a table with nested columns as JSON.
+#: The timestamp written into xlsx metadata and zip entries, so that the same rows give the same bytes.
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
-    CSV leaves the geometry out; Parquet is GeoParquet. ``decimals`` rounds
-    GeoJSON coordinates (``None``: as they are).
+
+def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = None, sheet: str = "Sheet1") -> None:
+    """Write a flat table as an Excel workbook, byte-identical for the same rows.
+
+    Text that a spreadsheet would run as a formula is escaped as in CSV; numbers
+    stay numbers (integers as integers); ``None`` is an empty cell; the header
+    row is frozen. openpyxl stamps the time of writing into the workbook's
+    properties and zip entries: both are set to a fixed time here.
     """
-    if output_kind(path) == "geojson":
-        rows = plots.drop(columns="geometry").to_dict("records")
-        write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
-        return
+    import datetime
+    import io
+    import re
+    import zipfile
+
+    from openpyxl import Workbook
+
+    from agricredit.privacy import escape_csv_frame
+
+    flat = escape_csv_frame(pd.DataFrame(table.drop(columns="geometry", errors="ignore")))
+    book = Workbook()
+    book.properties.created = book.properties.modified = datetime.datetime(*_FIXED_TIME)
+    book.properties.creator = "agricredit"
+    worksheet = book.active
+    worksheet.title = sheet
+    worksheet.append(header if header is not None else list(flat.columns))
+    for row in flat.itertuples(index=False):
+        worksheet.append([_plain(v) for v in row])
+    worksheet.freeze_panes = "A2"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    with atomic_path(path) as tmp, zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_TIME)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            data = source.read(info)
+            if info.filename == "docProps/core.xml":  # openpyxl sets `modified` to the time of saving
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>1980-01-01T00:00:00Z", data)
+            target.writestr(fixed, data)
+
+
+@dataclass(frozen=True)
+class CategorizedStyle:
+    """A QGIS categorized fill style: one ``(value, label, "r,g,b")`` category per value of ``field``."""
+
+    field: str
+    categories: tuple[tuple[str, str, str], ...]
+
+
+#: What QGIS writes around one option of a symbol or symbol layer (an empty data-defined property collection).
+_EMPTY_DATA_DEFINED = (
+    '<data_defined_properties><Option type="Map"><Option type="QString" name="name" value=""/>'
+    '<Option name="properties"/><Option type="QString" name="type" value="collection"/></Option>'
+    "</data_defined_properties>"
+)
+
+
+def qml_text(style: CategorizedStyle) -> str:
+    """The QGIS style (``.qml``, QGIS 3.28 symbology) of a polygon layer categorized by ``style.field``.
+
+    The structure follows a symbology-only style file saved by QGIS 3.28:
+    ``renderer-v2`` of type ``categorizedSymbol`` with its categories, one
+    ``SimpleFill`` symbol per category, ``layerGeometryType`` 2 (polygon).
+    """
+    from xml.sax.saxutils import quoteattr
+
+    categories, symbols = [], []
+    for index, (value, label, rgb) in enumerate(style.categories):
+        categories.append(f'<category type="string" render="true" value={quoteattr(value)} symbol="{index}" '
+                          f"label={quoteattr(label)}/>")
+        options = {
+            "border_width_map_unit_scale": "3x:0,0,0,0,0,0", "color": f"{rgb},200", "joinstyle": "bevel",
+            "offset": "0,0", "offset_map_unit_scale": "3x:0,0,0,0,0,0", "offset_unit": "MM",
+            "outline_color": "35,35,35,255", "outline_style": "solid", "outline_width": "0.26",
+            "outline_width_unit": "MM", "style": "solid",
+        }
+        option_xml = "".join(f'<Option type="QString" name="{k}" value="{v}"/>' for k, v in options.items())
+        symbols.append(
+            f'<symbol clip_to_extent="1" type="fill" frame_rate="10" is_animated="0" name="{index}" alpha="1" '
+            f'force_rhr="0">{_EMPTY_DATA_DEFINED}<layer locked="0" pass="0" class="SimpleFill" enabled="1">'
+            f'<Option type="Map">{option_xml}</Option>{_EMPTY_DATA_DEFINED}</layer></symbol>'
+        )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0-Firenze" styleCategories="Symbology">\n'
+        f'<renderer-v2 forceraster="0" referencescale="-1" type="categorizedSymbol" symbollevels="0" '
+        f'enableorderby="0" attr={quoteattr(style.field)}>\n'
+        f'<categories>\n{chr(10).join(categories)}\n</categories>\n<symbols>\n{chr(10).join(symbols)}\n</symbols>\n'
+        "<rotation/><sizescale/>\n</renderer-v2>\n"
+        "<blendMode>0</blendMode><featureBlendMode>0</featureBlendMode><layerGeometryType>2</layerGeometryType>\n"
+        "</qgis>\n"
+    )
+
+
+def write_qml(path: Path, style: CategorizedStyle) -> None:
+    """Write :func:`qml_text` to ``path`` (QGIS applies ``NAME.qml`` to ``NAME.geojson`` when it opens the layer)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(qml_text(style), encoding="utf-8")
+
+
+def _listed_outputs(manifest: Path) -> set[str]:
+    """The output names an earlier agricredit run's manifest lists (none if missing, unreadable or another tool's)."""
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+        listed = document.get("outputs", {}) if document.get("tool") == "agricredit" else {}
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in listed if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
+
+
+@contextlib.contextmanager
+def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json") -> Iterator[Path]:
+    """Yield a staging folder inside ``folder``; on success publish its files into ``folder``, ``last`` last.
+
+    An exception or Ctrl-C inside the block (or while publishing) leaves no
+    new output behind: the staging folder is removed, and so is every file
+    already moved, and the folder itself if this call created it. Publishing removes the earlier manifest first (a manifest
+    vouches for a complete folder) and, after the new files are in place, the
+    outputs the earlier manifest listed that this run did not write again.
+    """
+    import shutil
+
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    except OSError as error:
+        raise OutputError(f"cannot write here: {error.strerror}", path=folder) from error
+    published: list[Path] = []
+    try:
+        yield stage
+        names = sorted((p.name for p in stage.iterdir()), key=lambda name: (name == last, name))
+        stale = _listed_outputs(folder / last) - set(names)
+        (folder / last).unlink(missing_ok=True)
+        for name in names:
+            os.replace(stage / name, folder / name)
+            published.append(folder / name)
+        for name in sorted(stale):
+            (folder / name).unlink(missing_ok=True)
+    except BaseException:
+        for path in published:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # the folder this run made, if nothing else was put there meanwhile
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6, bom: bool = True) -> None:
+    """Write a GeoDataFrame of plots (WGS84) by extension: GeoJSON features, GeoParquet or CSV.
+
+    Nested values (lists, mappings) are JSON text in every format, so that
+    GeoJSON properties stay flat (QGIS can style them; a Shapefile export
+    keeps them). CSV leaves the geometry out; ``bom`` starts it with a
+    UTF-8 byte-order mark (:func:`write_table`). ``decimals`` rounds GeoJSON
+    coordinates (``None``: as they are).
+    """
     nested = tuple(c for c in plots.columns if c != "geometry" and plots[c].map(lambda v: isinstance(v, (list, dict))).any())
-    write_table(plots, path, json_columns=nested)
+    if output_kind(path) != "geojson":
+        write_table(plots, path, json_columns=nested, bom=bom)
+        return
+    rows = plots.drop(columns="geometry").to_dict("records")
+    for row in rows:
+        for column in nested:
+            row[column] = json.dumps(_plain(row[column]), ensure_ascii=False)
+    write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
 
 
-def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None) -> None:
-    """Write a per plot per date table: CSV/Parquet as it is (long), GeoJSON as one feature per plot.
+def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None,
+                     bom: bool = True) -> None:
+    """Write a per plot per date table with the fields of :data:`agricredit.schema.STATS_FIELDS`.
+
+    CSV and Parquet are the long table; GeoJSON has one flat feature per plot
+    and date (QGIS can filter or animate it by ``date``).
 
     Parameters
     ----------
     table
         Long table with ``plot_id`` (one row per plot and date).
     plots
-        GeoDataFrame of the plots (``plot_id``, any CRS) for the GeoJSON geometry;
-        a plot without rows gets an empty ``dates`` list.
+        GeoDataFrame of the plots (``plot_id``, any CRS) for the GeoJSON geometry.
     path
         ``.csv``, ``.parquet`` or ``.geojson`` (``-``: GeoJSON on stdout).
+    decimals
+        GeoJSON only: rounds coordinates (``None``: as they are).
+    bom
+        CSV only: start with a UTF-8 byte-order mark (:func:`write_table`).
     """
+    from agricredit.schema import STATS_FIELDS, conform, conformed_table
+
     if output_kind(path) != "geojson":
-        write_table(table, path)
+        write_table(conformed_table(table.to_dict("records"), STATS_FIELDS), path, bom=bom)
         return
+    rows = conform(table.to_dict("records"), STATS_FIELDS)
     from agricredit.plots import to_wgs84
 
-    per_plot = {pid: group.drop(columns="plot_id").to_dict("records") for pid, group in table.groupby("plot_id")}
     wgs = to_wgs84(plots)
-    write_geojson([{"geometry": g, "properties": {"plot_id": pid, "dates": per_plot.get(pid, [])}}
-                   for pid, g in zip(wgs["plot_id"], wgs.geometry.values)], path, decimals=decimals)
+    geometry_of = dict(zip(wgs["plot_id"], wgs.geometry.values))
+    write_geojson([{"geometry": geometry_of.get(row["plot_id"]), "properties": row} for row in rows], path,
+                  decimals=decimals)

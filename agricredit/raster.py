@@ -25,11 +25,10 @@ import logging
 import math
 import os
 import queue
-import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self
 
@@ -375,7 +374,7 @@ def write_ndvi_cog(
     out_path: str | os.PathLike[str],
     *,
     quicklook: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
 ) -> NdviReport:
     """Write the NDVI of ``product`` as a Cloud-Optimized GeoTIFF, block by block.
@@ -395,7 +394,7 @@ def write_ndvi_cog(
     quicklook
         Also write a colour-mapped PNG with a legend here.
     progress
-        Print block progress to stderr.
+        Called with ``(blocks done, blocks)`` as blocks are written.
     workers
         Reader threads (default: number of CPUs, at most 4).
 
@@ -431,7 +430,8 @@ def write_ndvi_cog(
     )
 
 
-def _write_stage(product: Product, stage: Path, workers: int, progress: bool) -> tuple[float | None, float, float]:
+def _write_stage(product: Product, stage: Path, workers: int,
+                 progress: Callable[[int, int], None] | None) -> tuple[float | None, float, float]:
     """Write NDVI, its observed-pixel mask and tags to a tiled GeoTIFF; return the cloud, valid and nodata fractions.
 
     The cloud fraction is None (unknown) when no cloud mask was applied.
@@ -449,10 +449,8 @@ def _write_stage(product: Product, stage: Path, workers: int, progress: bool) ->
             # 0 for no data / no computable NDVI; read_ndvi uses it to tell cloud from no data.
             dst.write_mask(np.where(cloud | ~np.isnan(ndvi), 255, 0).astype(np.uint8), window=window)
             counts += (np.count_nonzero(~np.isnan(ndvi)), np.count_nonzero(cloud), np.count_nonzero(fill))
-            if progress and (done % 16 == 0 or done == len(windows)):
-                print(f"\rndvi: {done}/{len(windows)} blocks", end="", file=sys.stderr, flush=True)
-        if progress:
-            print(file=sys.stderr)
+            if progress is not None and (done % 16 == 0 or done == len(windows)):
+                progress(done, len(windows))
         total = product.width * product.height
         valid, cloudy, filled = (int(c) for c in counts)
         footprint = total - filled

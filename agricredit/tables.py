@@ -421,8 +421,37 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> str:
                 path=path,
                 record=f"byte {utf8_error.start + offset}",
             ) from utf8_error
+        if _reads_as_big5(data, text):
+            raise EncodingError("looks like Big5 (Traditional Chinese), not GBK/GB18030: read as GB18030 most of its "
+                                "characters are rare ones; save it as UTF-8 or give the encoding (big5)", path=path)
         logger.info("%s: not UTF-8 (byte %d), read as GB18030", path, utf8_error.start + offset)
         return text
+
+
+#: Share of non-ASCII characters outside GB2312 above which GB18030 text is taken for misread Big5.
+_BIG5_RARE_SHARE = 0.3
+
+
+def _reads_as_big5(data: bytes, text: str) -> bool:
+    """True when ``data`` is valid Big5 and its GB18030 reading ``text`` is mostly rare characters.
+
+    GB18030 decodes almost any byte string, so Big5 bytes come out as
+    "text": rare hanzi, kana and box-drawing signs outside GB2312 (the 6,763
+    common simplified characters), where real GBK tables are almost all
+    inside it. The error then names the encoding rather than a column.
+    """
+    try:
+        data.decode("big5")
+    except UnicodeDecodeError:
+        return False
+    wide = [c for c in text if ord(c) > 0x7F]
+    rare = 0
+    for character in wide:
+        try:
+            character.encode("gb2312")
+        except UnicodeEncodeError:
+            rare += 1
+    return bool(wide) and rare > _BIG5_RARE_SHARE * len(wide)
 
 
 def _read_raw(path: str | os.PathLike[str], encoding: str | None) -> _RawTable:

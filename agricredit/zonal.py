@@ -739,13 +739,15 @@ def _date_stats(parts: list[tuple[CoverageWeights, list[tuple[np.ndarray, ...]]]
     valid_cells = stats["valid"]
     with np.errstate(invalid="ignore", divide="ignore"):
         denominator = np.where(plot_cells > 0, plot_cells, np.nan)
+        # Shares of the plot's area: a sum of coverage weights may exceed the plot's own total by float
+        # rounding (1.0000000058); a share is at most 1 by definition, so it is clipped here, where it is made.
         return {
             "ndvi_mean": np.where(valid_cells > 0, stats["weighted_sum"] / valid_cells, np.nan),
             "ndvi_median": stats["quantiles"][:, 0],
             "ndvi_p90": stats["quantiles"][:, 1],
-            "valid_frac": valid_cells / denominator,
-            "cloud_frac": stats["cloud"] / denominator,
-            "covered_frac": stats["covered"] / denominator,
+            "valid_frac": np.minimum(valid_cells / denominator, 1.0),
+            "cloud_frac": np.minimum(stats["cloud"] / denominator, 1.0),
+            "covered_frac": np.minimum(stats["covered"] / denominator, 1.0),
             "cropped_share": np.where(valid_cells > 0, stats["cropped"] / denominator, np.nan),
             "pixel_count": stats["covered"] if pixels is None else pixels @ inside.astype(np.float64),
         }

@@ -253,7 +253,7 @@ def test_cli_finishes_with_exit_3_and_one_line_per_rejected_kind(awkward, tmp_pa
     for code in ("AREA_ABSURD", "BAD_TABLE_ROW", "DUPLICATE_ID", "GEOMETRY_NOT_FINITE", "MISSING_BORROWER", "MISSING_ID",
                  "UNKNOWN_BORROWER"):
         assert f"rejected {code} (" in result.stderr, code
-    with open(tmp_path / "out" / "borrowers.csv", encoding="utf-8") as handle:
+    with open(tmp_path / "out" / "borrowers.csv", encoding="utf-8-sig") as handle:
         rows = {row["borrower"]: row for row in csv.DictReader(handle)}
     assert rows[alias("BNONE")]["status"] == "REVIEW" and len(rows) == len(assessment.borrowers)
     strict = subprocess.run([sys.executable, "-m", "agricredit", "-q", "assess", str(case_file), "-o",
@@ -268,7 +268,7 @@ def test_outputs_of_the_awkward_case_are_written(awkward, tmp_path):
     assert manifest["counts"]["borrowers"] == len(assessment.borrowers)
     document = json.loads((tmp_path / "out" / "borrowers.geojson").read_text(encoding="utf-8"))
     nobody = next(f for f in document["features"] if f["properties"]["borrower"] == alias("BNONE"))
-    assert nobody["geometry"] is None and nobody["properties"]["plots"] == []
+    assert nobody["geometry"] is None and nobody["properties"]["plots"] == ""
 
 
 @pytest.mark.parametrize("mutation", ["bad_id", "no_borrower"])

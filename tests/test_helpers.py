@@ -163,16 +163,20 @@ def test_sha256_path_of_file_and_folder(tmp_path):
     assert sha256_path(product) != hashlib.sha256(lines.encode()).hexdigest()
 
 
-def test_write_plot_dates_long_table_or_nested_geojson(tmp_path):
+def test_write_plot_dates_long_table_or_flat_geojson(tmp_path):
+    from agricredit.schema import STATS_FIELDS
+
     plots = _gdf([shapely.box(0, 0, 0.001, 0.001), shapely.box(1, 1, 1.001, 1.001)], ["A", "B"])
     table = pd.DataFrame({"plot_id": ["A", "A"], "date": ["2023-06-01", "2023-06-06"], "ndvi_mean": [0.3, np.nan]})
     write_plot_dates(table, plots, tmp_path / "long.csv")
-    assert pd.read_csv(tmp_path / "long.csv").shape == (2, 3)
-    write_plot_dates(table, plots, tmp_path / "nested.geojson")
-    features = json.loads((tmp_path / "nested.geojson").read_text())["features"]
-    assert [f["properties"]["plot_id"] for f in features] == ["A", "B"]
-    assert features[0]["properties"]["dates"][1] == {"date": "2023-06-06", "ndvi_mean": None}
-    assert features[1]["properties"]["dates"] == []
+    long = pd.read_csv(tmp_path / "long.csv")
+    assert long.shape == (2, len(STATS_FIELDS)) and list(long.columns) == [f.name for f in STATS_FIELDS]
+    write_plot_dates(table, plots, tmp_path / "flat.geojson")
+    features = json.loads((tmp_path / "flat.geojson").read_text())["features"]
+    assert [(f["properties"]["plot_id"], f["properties"]["date"]) for f in features] == [("A", "2023-06-01"),
+                                                                                         ("A", "2023-06-06")]
+    assert features[1]["properties"]["ndvi_mean"] is None and features[0]["properties"]["ndvi_mean"] == 0.3
+    assert features[0]["geometry"]["type"] == "Polygon"
 
 
 # --------------------------------------------------------------------------- season

@@ -132,7 +132,7 @@ def test_train_crop_then_season_with_model(scene, tmp_path):
                                   table[probabilities])
     (model_dir / "model.skops").write_bytes(b"x" + (model_dir / "model.skops").read_bytes()[1:])
     result = CliRunner().invoke(cli, ["season", str(scene["plots"]), str(scene["manifest"]), "-o", str(out),
-                                      "--crop-model", str(model_dir)])
+                                      "--crop-model", str(model_dir), "--overwrite"])
     assert result.exit_code == 1 and "sha256" in result.output
 
 
@@ -183,7 +183,8 @@ def test_season_repair_threshold_comes_from_the_policy(scene, tmp_path):
     text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
     assert "repair_max_area_change = 0.01" in text
     policy.write_text(text.replace("repair_max_area_change = 0.01", "repair_max_area_change = 0.001"), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(out), "--policy", str(policy)])
+    result = CliRunner().invoke(cli, ["season", str(plots), str(scene["manifest"]), "-o", str(out), "--policy", str(policy),
+                                      "--overwrite"])
     assert result.exit_code == 3
     assert "rejected GEOMETRY_INVALID (1): P99" in result.stderr
     assert "P99" not in set(pd.read_csv(out)["plot_id"])

@@ -2,51 +2,63 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import click
 
-from agricredit.cli.options import case_opts
+from agricredit.cli.options import case_opts, no_bom_opt
 
 
 @click.command()
 @click.argument("case_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--sample", is_flag=True, help="Run on the bundled sample data (sample_tiles/case.toml).")
 @case_opts
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path),
               default=Path("agricredit-output"), show_default=True, help="Output folder.")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
-              help="Language of the explanations.")
-@click.option("--ephemeral-key", is_flag=True,
-              help="Without AGRICREDIT_PII_KEY, use a random pseudonym key (pseudonyms differ every run).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Stage messages on stderr.")
-@click.option("--strict", is_flag=True,
-              help="Stop at the first bad table row, plot feature or tile (default: list it, reject or review its "
-                   "records, finish the rest with exit code 3).")
-def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephemeral_key: bool, progress: bool,
-            strict: bool, **case_options: object) -> None:
+              help="Language of the explanations and of the borrowers.csv / .xlsx headers (codes stay English).")
+@no_bom_opt
+def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sample: bool, ephemeral_key: bool,
+            overwrite: bool, progress: bool | None, strict: bool, **case_options: object) -> None:
     """Cross-verify plots, satellite season, registry and declarations; give each borrower a limit.
 
-    The inputs come from CASE_FILE (a TOML file with [inputs] and [options]),
-    from --sample, or from the options below (options override the case file).
-    Writes OUTPUT/plots.geojson, borrowers.csv, borrowers.geojson, audit.jsonl
-    and manifest.json (last). Borrowers appear only as pseudonyms keyed by
+    The inputs come from CASE_FILE (a TOML file with [inputs], [options] and
+    [tables.NAME] encodings), from --sample, or from the options below
+    (options override the case file). Writes into OUTPUT: plots.geojson,
+    plots.parquet, plots.qml, borrowers.csv, borrowers.xlsx,
+    borrowers.geojson, borrowers.parquet, borrowers.qml, audit.jsonl and
+    manifest.json (last); the fields are in the README's output schema.
+    OUTPUT must not hold an input, nor files of another run or program
+    unless --overwrite. Borrowers appear only as pseudonyms keyed by
     AGRICREDIT_PII_KEY. Exit code 3: done, but some plots were rejected.
+
+    \b
+    Examples:
+      agricredit assess --sample -o out
+      agricredit assess sample_tiles/case.toml -o out --lang zh --overwrite
+      agricredit assess --plots p.geojson --tiles season/ --registry r.csv \\
+          --declarations d.csv --borrowers b.csv --encoding registry=gbk -o out
     """
-    from agricredit.assess import run_assessment, write_outputs
-    from agricredit.cli._tables import exit_if_rejected
-    from agricredit.cli.options import resolve_case
+    from agricredit.assess import OUTPUT_FILES, run_assessment, write_outputs
+    from agricredit.cli._progress import Reporter
+    from agricredit.cli._tables import exit_if_rejected, summary, warn_thin_sources
+    from agricredit.cli.options import progress_enabled, resolve_case
+    from agricredit.outputs import check_output_folder
     from agricredit.privacy import PseudonymKey
 
-    if output.exists() and not output.is_dir():
-        raise click.BadParameter("exists and is not a folder", param_hint="'-o'")
     case = resolve_case(case_file, sample, case_options)
+    check_output_folder(output, [*case.input_paths(), *([case_file] if case_file else [])], OUTPUT_FILES,
+                        overwrite=overwrite)
     key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key)
-    say = (lambda message: click.echo(f"[{dt.datetime.now():%H:%M:%S}] {message}", err=True)) if progress else None
-    assessment = run_assessment(case, key, lang=lang, progress=say, strict=strict)
-    manifest = write_outputs(assessment, output)
+    reporter = Reporter(progress_enabled(progress))
+    try:
+        assessment = run_assessment(case, key, lang=lang, progress=reporter.stage,
+                                    count_dates=reporter.counter("zonal statistics", "date"), strict=strict)
+        reporter.stage(f"writing {output}")
+        manifest = write_outputs(assessment, output, csv_bom=not no_bom)
+    finally:
+        reporter.close()
     counts = manifest["counts"]
     statuses = ", ".join(f"{status} {n}" for status, n in counts["status"].items())
-    click.echo(f"{counts['borrowers']} borrowers ({statuses}), {counts['plots']} plots -> {output}")
+    summary(f"{counts['borrowers']} borrowers ({statuses}), {counts['plots']} plots -> {output}")
+    warn_thin_sources(assessment)
     exit_if_rejected(assessment.rejected)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from agricredit import sensors
-from agricredit.cli.options import baseline_callback, progress_opt
+from agricredit.cli.options import baseline_callback, overwrite_opt, progress_opt, sensor_opt
 
 
 def _no_dash(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -29,6 +28,8 @@ def _geotiff_name(ctx: click.Context, param: click.Parameter, value: Path) -> Pa
 def _mask_classes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
+    from agricredit import sensors
+
     try:
         return sensors.parse_mask_classes(value)
     except ValueError as error:
@@ -39,7 +40,7 @@ def _mask_classes(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.argument("tile", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", required=True, callback=_geotiff_name,
               type=click.Path(dir_okay=False, writable=True, path_type=Path, allow_dash=True), help="Output NDVI COG (.tif).")
-@click.option("--sensor", type=click.Choice(sensors.SENSORS), help="Override the detected sensor.")
+@sensor_opt
 @click.option("--bands", metavar="red=N,nir=M[,mask=K]", help="Band numbers (1-based) of a multiband file.")
 @click.option("--processing-baseline", callback=baseline_callback, metavar="NN.NN", help="Sentinel-2 processing baseline when the product carries none.")
 @click.option("--date", type=click.DateTime(formats=["%Y-%m-%d"]), help="Acquisition date (YYYY-MM-DD); overrides metadata.")
@@ -50,6 +51,7 @@ def _mask_classes(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--offset", type=float, help="See --scale.")
 @click.option("--nodata", type=float, help="DN marking no data in red/NIR.")
 @click.option("--quicklook", type=click.Path(path_type=Path, allow_dash=True), callback=_no_dash, help="Also write a colour-mapped PNG with a legend.")
+@overwrite_opt
 @progress_opt
 def command(
     tile: Path,
@@ -65,7 +67,8 @@ def command(
     offset: float | None,
     nodata: float | None,
     quicklook: Path | None,
-    progress: bool,
+    overwrite: bool,
+    progress: bool | None,
 ) -> None:
     """NDVI of one acquisition as a Cloud-Optimized GeoTIFF (float32, NaN = no data).
 
@@ -73,8 +76,21 @@ def command(
     .SAFE, Landsat Collection 1/2) or a local STAC item JSON. The sensor's
     cloud/quality mask is applied (Sentinel-2 SCL, Landsat QA_PIXEL/BQA). A
     one-line JSON summary (cloud and valid fractions) goes to stdout.
+
+    \b
+    Examples:
+      agricredit ndvi S2B_MSIL2A_20230730T154809_N0509_R054_T18SVH.SAFE -o ndvi_20230730.tif
+      agricredit ndvi scene.tif --sensor generic --bands red=3,nir=4 --scale 0.0001 -o ndvi.tif --quicklook ndvi.png
     """
+    from agricredit.cli._progress import Reporter
+    from agricredit.cli.options import progress_enabled
+    from agricredit.outputs import check_output_file
     from agricredit.raster import open_product, write_ndvi_cog
+
+    inputs = [tile, *([mask_path] if mask_path else [])]
+    for path in (output, quicklook):
+        if path is not None:
+            check_output_file(path, inputs, overwrite=overwrite)
 
     product = open_product(
         tile,
@@ -89,5 +105,9 @@ def command(
         offset=offset,
         nodata=nodata,
     )
-    report = write_ndvi_cog(product, output, quicklook=quicklook, progress=progress)
+    reporter = Reporter(progress_enabled(progress))
+    try:
+        report = write_ndvi_cog(product, output, quicklook=quicklook, progress=reporter.counter("ndvi", "block"))
+    finally:
+        reporter.close()
     click.echo(json.dumps(report.as_dict(), sort_keys=True))

@@ -1,7 +1,27 @@
-"""Options shared by several commands (the rasterio ``rio`` convention)."""
+"""Options shared by several commands, each defined once (the rasterio ``rio`` convention).
+
+Callbacks turn raw strings into typed values or raise ``click.BadParameter``,
+so command bodies get clean values and nothing expensive runs on a bad option.
+This module imports only click and the standard library: ``--help`` stays fast.
+
+============================  ==========================================================
+option                        commands
+============================  ==========================================================
+``-o/--output``               area, stats, season, train-crop, verify (assess: a folder)
+``--overwrite``               every command that writes
+``--no-bom``                  every command that writes CSV
+``--progress/--no-progress``  ndvi, stats, season, train-crop, verify, assess
+``--start/--end``             stats, season, train-crop, verify, assess
+``--sensor``                  ndvi, stats, season, train-crop, verify, assess
+``--encoding``                season, train-crop, verify, assess (tables)
+``--id-field``, ``--plots-crs``  every command that reads plots
+============================  ==========================================================
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,6 +29,24 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Sensors of raw products (``agricredit.sensors.SENSORS``, written here so that --help does not import numpy).
+SENSOR_NAMES = ("s2-l2a", "s2-l1c", "landsat-c2-l2", "landsat-c1", "generic")
+
+#: Tables whose encoding ``--encoding TABLE=ENC`` may set.
+TABLES = ("registry", "declarations", "borrowers", "labels")
+
+
+def apply_options(options: list) -> Callable[[F], F]:
+    """Decorate a command with a list of click options (in the listed order)."""
+
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
 
 #: ``-o/--output``: a file path; ``-`` (stdout) is allowed only where the command says so.
 output_opt = click.option(
@@ -20,13 +58,38 @@ output_opt = click.option(
     help="Output path.",
 )
 
-#: ``--progress/--no-progress``: progress bars on stderr.
+#: ``--overwrite``: replace an existing output (never an input), as rio does.
+overwrite_opt = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing outputs (and write into a folder holding other files). Inputs are never replaced.",
+)
+
+#: ``--no-bom``: CSV without the UTF-8 byte-order mark (Excel on Chinese Windows needs it to read UTF-8).
+no_bom_opt = click.option(
+    "--no-bom",
+    is_flag=True,
+    help="Write CSV without the UTF-8 byte-order mark that tells Excel it is UTF-8 (for programs that choke on it).",
+)
+
+#: ``--progress/--no-progress``: bars with counts, rate and ETA on stderr; default: on when stderr is a terminal.
 progress_opt = click.option(
     "--progress/--no-progress",
-    default=False,
-    show_default=True,
-    help="Show a progress bar on stderr.",
+    default=None,
+    help="Progress bars (count, rate, ETA) and stage lines on stderr [default: on when stderr is a terminal "
+         "and without -q].",
 )
+
+
+def progress_enabled(value: bool | None) -> bool:
+    """Whether to show progress: ``--progress``/``--no-progress`` if given, else stderr is a terminal and no ``-q``."""
+    if value is not None:
+        return value
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    quiet = bool(root and isinstance(root.obj, dict) and root.obj.get("quiet"))
+    return not quiet and sys.stderr.isatty()
+
 
 #: ``--id-field``: the plot file's ID column.
 id_field_opt = click.option(
@@ -44,22 +107,65 @@ plots_crs_opt = click.option(
     help="Plot coordinates are GCJ-02 (AMap, Tencent) or BD-09 (Baidu) longitude/latitude; convert to WGS84.",
 )
 
-def apply_options(options: list) -> Callable[[F], F]:
-    """Decorate a command with a list of click options (in the listed order)."""
 
-    def decorate(function: F) -> F:
-        for option in reversed(options):
-            function = option(function)
-        return function
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=f"'{param.opts[0]}'") from None
 
-    return decorate
+
+def _end_date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    end = _date(ctx, param, value)
+    start = ctx.params.get("start")
+    if end is not None and start is not None and end < start:
+        raise click.BadParameter(f"{end} is before --start {start}", param_hint="'--end'")
+    return end
+
+
+#: ``--start/--end``: the acquisition dates used (inclusive), as ``datetime.date``.
+period_opts = apply_options([
+    click.option("--start", callback=_date, metavar="YYYY-MM-DD", is_eager=True,
+                 help="First acquisition date used; a season may cross 1 January."),
+    click.option("--end", callback=_end_date, metavar="YYYY-MM-DD", help="Last acquisition date used."),
+])
+
+#: ``--sensor``: the sensor of raw products whose sensor is not detected.
+sensor_opt = click.option("--sensor", type=click.Choice(SENSOR_NAMES), default=None,
+                          help="Sensor of raw products whose sensor is not detected (overrides detection).")
+
+
+def _encodings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """``ENC`` (every table) or ``TABLE=ENC`` (one table), repeatable → ``{table or "*": encoding}``."""
+    import codecs
+
+    encodings: dict[str, str] = {}
+    for value in values:
+        table, _, encoding = value.rpartition("=")
+        table = table.strip().lower() or "*"
+        if table != "*" and table not in TABLES:
+            raise click.BadParameter(f"unknown table {table!r} (one of {', '.join(TABLES)})", param_hint="'--encoding'")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise click.BadParameter(f"unknown text encoding {encoding!r}", param_hint="'--encoding'") from None
+        encodings[table] = encoding.strip()
+    return encodings
+
+
+#: ``--encoding``: text encoding of CSV tables, all of them or one (``registry=gbk``); repeatable.
+encoding_opt = click.option(
+    "--encoding", "encodings", multiple=True, callback=_encodings, metavar="[TABLE=]ENC",
+    help="Encoding of CSV tables: ENC for all, or TABLE=ENC for one (registry, declarations, borrowers, labels); "
+         "repeatable [default: detected: UTF-8, else GB18030].")
 
 
 #: The season period, filtering and policy of ``season`` / ``train-crop``.
 season_opts = apply_options([
-    click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
-                 help="First acquisition date used (YYYY-MM-DD); a season may cross 1 January."),
-    click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last acquisition date used."),
+    period_opts,
+    sensor_opt,
     click.option("--min-valid", type=click.FloatRange(0, 1), default=None,
                  help="Drop observations with a smaller valid fraction [default: policy satellite.min_valid_fraction]."),
     click.option("--smooth", type=click.Choice(["none", "savgol", "whittaker"]), default="none", show_default=True,
@@ -68,11 +174,13 @@ season_opts = apply_options([
     plots_crs_opt,
     click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="Policy TOML [default: seeds/policy.toml]."),
+    encoding_opt,
 ])
 
 
 #: The inputs of ``assess`` / ``verify``, each overriding the case file's.
 case_opts = apply_options([
+    click.option("--sample", is_flag=True, help="Run on the bundled sample data (sample_tiles/case.toml)."),
     click.option("--plots", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Plot file (GeoJSON, GPKG, Shapefile, GeoParquet) with plot_id, borrower_id."),
     click.option("--tiles", multiple=True, type=click.Path(exists=True, path_type=Path), help="Season tiles: a folder, a manifest CSV (date,sensor,path), a STAC JSON or files; repeatable."),
     click.option("--registry", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Land registry table (CSV/xlsx/Parquet)."),
@@ -82,9 +190,16 @@ case_opts = apply_options([
     click.option("--crop-model", type=click.Path(exists=True, file_okay=False, path_type=Path), help="A model folder from `agricredit train-crop`: the crop check uses its probabilities."),
     click.option("--id-field", default=None, help="Plot ID column [default: plot_id]."),
     plots_crs_opt,
-    click.option("--encoding", default=None, help="Encoding of the CSV tables [default: detected: UTF-8, else GB18030]."),
-    click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First acquisition date used."),
-    click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last acquisition date used."),
+    encoding_opt,
+    period_opts,
+    sensor_opt,
+    click.option("--ephemeral-key", is_flag=True,
+                 help="Without AGRICREDIT_PII_KEY, use a random pseudonym key (pseudonyms differ every run)."),
+    overwrite_opt,
+    progress_opt,
+    click.option("--strict", is_flag=True,
+                 help="Stop at the first bad table row, plot feature or tile (default: list it, reject or review its "
+                      "records, finish the rest with exit code 3)."),
 ])
 
 
@@ -102,10 +217,10 @@ def resolve_case(case_file: Path | None, sample: bool, options: dict[str, Any]):
     elif sample:
         values = dataclasses.asdict(sample_case())
     for name, value in options.items():
-        if value is None or value == ():
+        if value is None or value == () or value == {}:
             continue
-        if name in ("start", "end"):
-            value = value.date()
+        if name == "encodings":
+            value = {**values.get("encodings", {}), **value}
         values[name] = tuple(value) if name == "tiles" else value
     missing = [name for name in ("plots", "tiles", "registry", "declarations", "borrowers") if not values.get(name)]
     if missing:

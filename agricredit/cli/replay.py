@@ -17,6 +17,11 @@ def command(audit_file: Path, policy_path: Path | None) -> None:
 
     Prints each borrower whose replay differs, with every difference, and a
     summary. Exit code 1 if any decision differs.
+
+    \b
+    Examples:
+      agricredit replay agricredit-output/audit.jsonl
+      agricredit replay out/audit.jsonl --policy seeds/policy.toml
     """
     from agricredit.audit import replay_file
     from agricredit.errors import AuditMismatchError

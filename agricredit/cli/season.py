@@ -2,50 +2,55 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
-import pandas as pd
 
-from agricredit.cli._tables import exit_if_rejected
-from agricredit.cli.options import output_opt, progress_opt, season_opts
-from agricredit.season import (
-    assess_season,
-    discover_acquisitions,
-    observation_table,
-    season_chart,
-    season_options,
-    season_plot_table,
-)
+from agricredit.cli.options import no_bom_opt, output_opt, overwrite_opt, progress_opt, season_opts
 
 log = logging.getLogger(__name__)
 
 
-def season_long_table(plots_path: str, tiles: tuple[str, ...], *, id_field: str, plots_crs: str | None,
-                      repair_max_area_change: float, start: Any, end: Any,
-                      progress: bool) -> tuple[Any, Any, pd.DataFrame, list]:
-    """Load plots, discover acquisitions, run the zonal engine (with a progress bar on stderr).
-
-    Returns ``(checked plots, accepted plots, long table, acquisitions)``.
-    """
+def load_season_plots(plots_path: str, *, id_field: str, plots_crs: str | None,
+                      repair_max_area_change: float) -> tuple[Any, Any]:
+    """The checked plots and the accepted ones (cheap: no raster is read)."""
     from agricredit.plots import accepted, load_plots
 
-    acquisitions = discover_acquisitions(list(tiles), start.date() if start else None, end.date() if end else None)
-    if not acquisitions:
-        raise click.BadParameter("no acquisitions in the given period", param_hint="TILES")
     checked = load_plots(plots_path, id_field=id_field, plots_crs=plots_crs,
                          repair_max_area_change=repair_max_area_change)
-    good = accepted(checked)
-    log.info("%d plots, %d dates", len(good), len(acquisitions))
-    if progress:
-        with click.progressbar(length=len(acquisitions), label="dates", file=sys.stderr) as bar:
-            table = observation_table(good, acquisitions, progress=lambda done, total: bar.update(1))
-    else:
-        table = observation_table(good, acquisitions)
-    return checked, good, table, acquisitions
+    return checked, accepted(checked)
+
+
+def season_acquisitions(tiles: tuple[str, ...], start: dt.date | None, end: dt.date | None,
+                        sensor: str | None) -> list:
+    """The acquisitions of TILES between ``start`` and ``end``; a usage error when there is none."""
+    from agricredit.season import discover_acquisitions
+
+    acquisitions = discover_acquisitions(list(tiles), start, end, **({"sensor": sensor} if sensor else {}))
+    if not acquisitions:
+        raise click.BadParameter("no acquisitions in the given period", param_hint="TILES")
+    return acquisitions
+
+
+def observe(good: Any, acquisitions: list, progress: bool | None, **zonal_options: Any) -> Any:
+    """The zonal engine's long table of the accepted plots over the acquisitions, with a progress bar.
+
+    ``zonal_options`` go to :func:`agricredit.season.observation_table` (``threshold``, ``keep_uncovered``).
+    """
+    from agricredit.cli._progress import Reporter
+    from agricredit.cli.options import progress_enabled
+    from agricredit.season import observation_table
+
+    reporter = Reporter(progress_enabled(progress))
+    reporter.stage(f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
+    try:
+        return observation_table(good, acquisitions, progress=reporter.counter("zonal statistics", "date"),
+                                 **zonal_options)
+    finally:
+        reporter.close()
 
 
 @click.command()
@@ -61,10 +66,13 @@ def season_long_table(plots_path: str, tiles: tuple[str, ...], *, id_field: str,
 @click.option("--plot-id", default=None, help="With --chart: the plot to draw.")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG of the plot's observations against each fitted crop template.")
+@overwrite_opt
+@no_bom_opt
 @progress_opt
-def command(plots: str, tiles: tuple[str, ...], output: Path, start: Any, end: Any, min_valid: float | None,
-            smooth: str, id_field: str, plots_crs: str | None, policy_path: str | None, declarations: str | None,
-            crop_model: str | None, plot_id: str | None, chart: Path | None, progress: bool) -> None:
+def command(plots: str, tiles: tuple[str, ...], output: Path, start: dt.date | None, end: dt.date | None,
+            sensor: str | None, min_valid: float | None, smooth: str, id_field: str, plots_crs: str | None,
+            policy_path: str | None, encodings: dict[str, str], declarations: str | None, crop_model: str | None,
+            plot_id: str | None, chart: Path | None, overwrite: bool, no_bom: bool, progress: bool | None) -> None:
     """Per plot: phenology, crop ranking and the satellite checks of a season.
 
     TILES are files, folders, a manifest CSV (date,sensor,path) or a STAC JSON.
@@ -75,30 +83,46 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: Any, end: A
     (their figures in flag_figures). Policy numbers come from the policy file.
     A plot declared by several borrowers takes the declaration of its
     borrower_id in the plot file. Exit code 3: done, but some plots were rejected.
+
+    \b
+    Examples:
+      agricredit season plots.geojson season/manifest.csv -o season.csv
+      agricredit season plots.geojson tiles/ --start 2023-04-01 --end 2023-10-31 \\
+          --declarations declarations.csv -o season.geojson --plot-id P0001 --chart p0001.png
     """
-    from agricredit.outputs import output_kind, write_plot_table
+    from agricredit.cli._tables import exit_if_rejected
+    from agricredit.outputs import check_output_file, output_kind, write_plot_table
     from agricredit.plots import area_mu
     from agricredit.policy import load_policy
+    from agricredit.season import assess_season, season_chart, season_options, season_plot_table
     from agricredit.seeds import crop_aliases
     from agricredit.tables import declared_crop_by_plot, read_declarations
 
     if (plot_id is None) != (chart is None):
         raise click.UsageError("--plot-id and --chart go together")
     output_kind(output)  # an unknown output type fails before any work
+    inputs = [plots, *tiles, *(p for p in (declarations, crop_model, policy_path) if p)]
+    for path in (output, chart):
+        if path is not None:
+            check_output_file(path, inputs, overwrite=overwrite)
     policy = load_policy(policy_path)
     options = season_options(policy, min_valid_fraction=min_valid)
-    declared = read_declarations(declarations, known_crops=crop_aliases()) if declarations else None
+    declared = None
+    if declarations:
+        declared = read_declarations(declarations, known_crops=crop_aliases(),
+                                     encoding=encodings.get("declarations", encodings.get("*")))
     model = None
     if crop_model:
         from agricredit.crop_model import load_crop_model
 
         model = load_crop_model(crop_model)
-    checked, good, table, _ = season_long_table(plots, tiles, id_field=id_field, plots_crs=plots_crs,
-                                                repair_max_area_change=policy.area.repair_max_area_change,
-                                                start=start, end=end, progress=progress)
+    checked, good = load_season_plots(plots, id_field=id_field, plots_crs=plots_crs,
+                                      repair_max_area_change=policy.area.repair_max_area_change)
     ids = good["plot_id"].astype(str).tolist()
     if plot_id is not None and plot_id not in ids:
         raise click.BadParameter(f"plot {plot_id!r} is not among the accepted plots of {plots}", param_hint="'--plot-id'")
+    acquisitions = season_acquisitions(tiles, start, end, sensor)
+    table = observe(good, acquisitions, progress)
     crops: dict[str, str] = {}
     if declared is not None:
         unknown = set(declared["plot_id"]) - set(checked["plot_id"].dropna().astype(str))
@@ -108,7 +132,7 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: Any, end: A
         crops = declared_crop_by_plot(declared, borrower_of, plot_ids=ids)
     result = assess_season(table, crops, area_mu(good).to_dict(), plot_ids=ids, smoothing=smooth,
                            crop_model=model, **options)
-    write_plot_table(season_plot_table(result, good), output, decimals=None)
+    write_plot_table(season_plot_table(result, good), output, decimals=None, bom=not no_bom)
     if chart is not None:
         season_chart(result, plot_id, chart)
     counts = result.plots["flags"].str.split(";").explode().value_counts()

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
 
 import click
-import pandas as pd
 
-from agricredit.cli.options import output_opt, progress_opt, season_opts
-from agricredit.cli.season import season_long_table
-from agricredit.crop_model import (
-    save_crop_model,
-    spatial_blocks,
-    train_crop_model,
-    training_input_hashes,
-    training_labels,
-)
+from agricredit.cli.options import output_opt, overwrite_opt, progress_opt, season_opts
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +29,13 @@ log = logging.getLogger(__name__)
               help="Spatial block side (metres) for grouped cross-validation without --group-field.")
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Cross-validation folds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the classifier.")
+@overwrite_opt
 @progress_opt
-def command(labeled_plots: str, tiles: tuple[str, ...], output: Path, start: Any, end: Any, min_valid: float | None,
-            smooth: str, id_field: str, plots_crs: str | None, policy_path: str | None, labels: str | None,
-            label_field: str, group_field: str | None, block_size: float, folds: int, seed: int,
-            progress: bool) -> None:
+def command(labeled_plots: str, tiles: tuple[str, ...], output: Path, start: dt.date | None, end: dt.date | None,
+            sensor: str | None, min_valid: float | None, smooth: str, id_field: str, plots_crs: str | None,
+            policy_path: str | None, encodings: dict[str, str], labels: str | None, label_field: str,
+            group_field: str | None, block_size: float, folds: int, seed: int, overwrite: bool,
+            progress: bool | None) -> None:
     """Train a crop classifier (HistGradientBoosting) on plots with field-visit labels.
 
     Features: season phenology plus the NDVI series resampled every 16 days of
@@ -50,22 +43,44 @@ def command(labeled_plots: str, tiles: tuple[str, ...], output: Path, start: Any
     on stderr, and writes MODEL_DIR/model.skops (skops, no pickle) and
     MODEL_DIR/model_card.json (input hashes, features, classes, scores,
     library versions, the model's sha256). Use it with `agricredit season --crop-model`.
+
+    \b
+    Examples:
+      agricredit train-crop plots.geojson season/manifest.csv --labels visits.csv -o model
+      agricredit train-crop visited.gpkg tiles/ --label-field crop --group-field borrower_id -o model --overwrite
     """
+    import pandas as pd
+
+    from agricredit.cli.season import load_season_plots, observe, season_acquisitions
+    from agricredit.crop_model import (
+        CARD_FILE,
+        MODEL_FILE,
+        save_crop_model,
+        spatial_blocks,
+        train_crop_model,
+        training_input_hashes,
+        training_labels,
+    )
+    from agricredit.outputs import check_output_folder, staged_outputs
     from agricredit.policy import load_policy
     from agricredit.season import season_options
     from agricredit.tables import read_labels
 
+    check_output_folder(output, [labeled_plots, *tiles, *(p for p in (labels, policy_path) if p)],
+                        (MODEL_FILE, CARD_FILE), overwrite=overwrite)
     policy = load_policy(policy_path)
     min_valid_fraction = season_options(policy, min_valid_fraction=min_valid)["min_valid_fraction"]
-    source = read_labels(labels, label_field) if labels else None
-    checked, good, table, acquisitions = season_long_table(
-        labeled_plots, tiles, id_field=id_field, plots_crs=plots_crs,
-        repair_max_area_change=policy.area.repair_max_area_change, start=start, end=end, progress=progress)
+    source = read_labels(labels, label_field, encoding=encodings.get("labels", encodings.get("*"))) if labels else None
+    checked, good = load_season_plots(labeled_plots, id_field=id_field, plots_crs=plots_crs,
+                                      repair_max_area_change=policy.area.repair_max_area_change)
     if source is None:
         source = pd.DataFrame(checked.drop(columns="geometry"))
+    # The labels are checked before any raster is read: a missing label column fails at once.
     label_of, groups = training_labels(source, label_field, group_field, path=labels or labeled_plots)
     accepted_ids = set(good["plot_id"].astype(str))  # labels of rejected plots are left out silently
     label_of = {p: c for p, c in label_of.items() if p in accepted_ids}
+    acquisitions = season_acquisitions(tiles, start, end, sensor)
+    table = observe(good, acquisitions, progress)
     observed = set(table["plot_id"].astype(str))
     unobserved = sorted(set(label_of) - observed)
     if unobserved:
@@ -75,7 +90,8 @@ def command(labeled_plots: str, tiles: tuple[str, ...], output: Path, start: Any
     model = train_crop_model(table, label_of, groups if groups is not None else spatial_blocks(good, block_size),
                              min_valid_fraction=min_valid_fraction, smoothing=smooth, n_splits=folds,
                              random_state=seed, input_hashes=hashes)
-    card = save_crop_model(model, output)
+    with staged_outputs(output, last=CARD_FILE) as stage:  # both files or neither, the card last
+        card = save_crop_model(model, stage)
     cv = card["cv"]
     click.echo(f"grouped CV accuracy {cv['accuracy']:.3f} ({cv['n_splits']} folds, {cv['n_groups']} groups, "
                f"{card['n_training_plots']} plots)", err=True)
