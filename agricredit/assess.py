@@ -55,6 +55,7 @@ from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATU
                               load_plots, rejected_ids, repeated_area_m2, to_wgs84)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
+from agricredit.report.data import plot_chips, season_series, write_report_data
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
 from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
 from agricredit.seeds import crop_aliases
@@ -77,7 +78,8 @@ log = logging.getLogger(__name__)
 #: The output folder's files (manifest last): the plot and borrower layers as GeoJSON and GeoParquet with
 #: their QGIS styles, the borrower table for spreadsheets, the audit records. Fields: :mod:`agricredit.schema`.
 OUTPUT_FILES = ("plots.geojson", "plots.parquet", "plots.qml", "borrowers.csv", "borrowers.xlsx",
-                "borrowers.geojson", "borrowers.parquet", "borrowers.qml", "audit.jsonl", "manifest.json")
+                "borrowers.geojson", "borrowers.parquet", "borrowers.qml", "chips.parquet", "series.parquet",
+                "audit.jsonl", "manifest.json")
 
 #: Plots styled by light, borrowers by status (QGIS applies ``NAME.qml`` to ``NAME.geojson`` / ``.parquet``).
 PLOT_STYLE = CategorizedStyle("light", (("green", "green: every source agrees", "26,150,65"),
@@ -238,6 +240,8 @@ class Assessment:
     key_fingerprint: str
     lang: str
     pii_reference: pd.DataFrame = field(repr=False)  # the borrower table, only to scan outputs for PII
+    chips: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.plot_chips
+    series: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.season_series
 
 
 def _stage(progress: Callable[[str], None] | None, message: str) -> None:
@@ -345,6 +349,11 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         verdicts_of[verdict.borrower_id].append(verdict)
     audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes) for d in decisions]
 
+    _stage(progress, "report data: NDVI chips at the peak, season series")
+    peak_dates = {str(p): str(d)[:10] for p, d in zip(season.plots.get("plot_id", ()), season.plots.get("peak_date", ()))
+                  if isinstance(d, str) or (d is not None and d == d)}
+    chips = plot_chips(good, peak_dates, acquisitions)
+
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
     public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
     villages = dict(zip(public["pseudonym"], public["village"]))
@@ -360,6 +369,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         key_fingerprint=key.fingerprint,
         lang=lang,
         pii_reference=borrowers,
+        chips=chips,
+        series=season_series(long_table),
     )
 
 
@@ -702,6 +713,8 @@ def write_outputs(assessment: Assessment, folder: str | Path, *, csv_bom: bool =
         write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
         borrowers.to_parquet(stage / "borrowers.parquet", index=False)
         write_qml(stage / "borrowers.qml", BORROWER_STYLE)
+
+        write_report_data(assessment.chips, assessment.series, stage)
 
         with atomic_path(stage / "audit.jsonl") as tmp:
             tmp.write_text("".join(record_line(record) + "\n" for record in assessment.audit), encoding="utf-8")
