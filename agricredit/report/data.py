@@ -119,7 +119,7 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
                     ndvi = np.where(cloud, np.nan, ndvi)
                     stride = max(1, math.ceil(max(ndvi.shape) / CHIP_MAX_PIXELS))
                     ndvi = ndvi[::stride, ::stride]
-                    transform = rasterio.windows.transform(window, tile.transform) * \
+                    transform = rasterio.windows.transform(window, tile.transform) @ \
                         rasterio.transform.Affine.scale(stride)
                     rows.append({"plot_id": plot_id, "date": date, "crs": tile.crs.to_wkt(),
                                  **{f"t{i}": float(v) for i, v in enumerate(tuple(transform)[:6])},
