@@ -61,6 +61,7 @@ from agricredit.season import assess_season, discover_acquisitions, observation_
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
+from agricredit.visits import read_visits, settle_verdicts
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class Case:
     end: dt.date | None = None
     crop_model: Path | None = None
     sensor: str | None = None  # the reader's sensor of raw products whose sensor is not detected
+    visits: Path | None = None  # field visits that settle reviews (agricredit.visits)
 
     def encoding_of(self, table: str) -> str | None:
         """The text encoding of ``table``'s CSV (``registry``, ``declarations``, ``borrowers``); ``None``: detect."""
@@ -140,10 +142,10 @@ class Case:
     def input_paths(self) -> list[Path]:
         """Every input file or folder of the case (outputs must never replace one of them)."""
         paths = [self.plots, *self.tiles, self.registry, self.declarations, self.borrowers]
-        return paths + [p for p in (self.policy, self.crop_model) if p is not None]
+        return paths + [p for p in (self.policy, self.crop_model, self.visits) if p is not None]
 
 
-_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model"}
+_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model", "visits"}
 _CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end", "sensor"}
 _CASE_TABLES = ("registry", "declarations", "borrowers")
 
@@ -155,8 +157,9 @@ def load_case(path: str | Path) -> Case:
     ----------
     path
         A TOML file with ``[inputs]`` (``plots``, ``tiles`` (a path or a list),
-        ``registry``, ``declarations``, ``borrowers``, optional ``policy`` and
-        ``crop_model`` (a folder from ``agricredit train-crop``);
+        ``registry``, ``declarations``, ``borrowers``, optional ``policy``,
+        ``crop_model`` (a folder from ``agricredit train-crop``) and ``visits``
+        (field visits, :mod:`agricredit.visits`);
         relative to the file) and optional ``[options]`` (``id_field``,
         ``plots_crs``, ``encoding`` (of every table), ``start``, ``end``,
         ``sensor``) and optional ``[tables.NAME]`` with the ``encoding`` of
@@ -184,7 +187,7 @@ def load_case(path: str | Path) -> Case:
     unknown += sorted(f"tables.{t}.{k}" for t in set(tables) & set(_CASE_TABLES) for k in set(tables[t]) - {"encoding"})
     if unknown:
         raise InputError(f"unknown key {unknown[0]!r}", path=path)
-    missing = sorted(_CASE_INPUTS - {"policy", "crop_model"} - set(inputs))
+    missing = sorted(_CASE_INPUTS - {"policy", "crop_model", "visits"} - set(inputs))
     if missing:
         raise InputError(f"missing inputs.{missing[0]}", path=path)
     base = path.parent
@@ -197,6 +200,7 @@ def load_case(path: str | Path) -> Case:
         borrowers=base / inputs["borrowers"],
         policy=base / inputs["policy"] if "policy" in inputs else None,
         crop_model=base / inputs["crop_model"] if "crop_model" in inputs else None,
+        visits=base / inputs["visits"] if "visits" in inputs else None,
         id_field=options.get("id_field", "plot_id"),
         plots_crs=options.get("plots_crs"),
         encodings={**({"*": options["encoding"]} if "encoding" in options else {}),
@@ -338,6 +342,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
     facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles)
     verdicts = verify_plots(facts, policy)
+    visits = read_visits(case.visits, key, encoding=case.encoding_of("visits")) if case.visits is not None else []
+    if visits:
+        verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
     bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                 for b, why in inputs.bad_borrowers.items()}
     decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
@@ -347,7 +354,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
     for verdict in verdicts:
         verdicts_of[verdict.borrower_id].append(verdict)
-    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes) for d in decisions]
+    visits_of = {v.plot_id: v for v in visits}
+    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes,
+                          visits=[visits_of[p] for p in d.plot_ids if p in visits_of]) for d in decisions]
 
     _stage(progress, "report data: NDVI chips at the peak, season series")
     peak_dates = {str(p): str(d)[:10] for p, d in zip(season.plots.get("plot_id", ()), season.plots.get("peak_date", ()))
@@ -491,7 +500,7 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
 def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> dict[str, str]:
     """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index."""
     files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
-             "borrowers": case.borrowers}
+             "borrowers": case.borrowers, **({"visits": case.visits} if case.visits is not None else {})}
     if case.crop_model is not None:
         files.update({f"crop_model:{path.name}": path for path in sorted(case.crop_model.iterdir()) if path.is_file()})
     files.update({f"tile_index:{source.name}": source for source in case.tiles

@@ -29,6 +29,7 @@ from agricredit.credit import Decision, decide
 from agricredit.errors import InputError
 from agricredit.policy import Policy, policy_from_record
 from agricredit.verify import Check, PlotFacts, PlotVerdict, verify_plot
+from agricredit.visits import Visit, settle_verdicts
 
 __all__ = ["SCHEMA", "audit_record", "record_line", "replay", "replay_file"]
 
@@ -62,7 +63,8 @@ def _checksum(record: Mapping[str, Any]) -> str:
 
 
 def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Policy,
-                 inputs: Mapping[str, str], tool_version: str = __version__) -> dict[str, Any]:
+                 inputs: Mapping[str, str], tool_version: str = __version__,
+                 visits: Iterable[Visit] = ()) -> dict[str, Any]:
     """Build the audit record of one borrower decision.
 
     Parameters
@@ -77,6 +79,8 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
         ``{role: sha256}`` of every input file (plots, registry, declarations, tiles ...).
     tool_version
         The agricredit version that made the decision.
+    visits
+        The field visits that settled the borrower's plots (:mod:`agricredit.visits`), each with its sha256.
 
     Returns
     -------
@@ -94,6 +98,7 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
         "borrower_id": decision.borrower_id,
         "decision": decision.to_dict(),
         "plots": [verdict.to_dict() for verdict in verdicts],
+        **({"visits": [visit.to_dict() for visit in visits]} if visits else {}),
     })
     record["record_sha256"] = _checksum(record)
     return record
@@ -150,8 +155,9 @@ def replay(record: Mapping[str, Any], policy: Policy) -> list[str]:
         differences.append("record_sha256: the record was changed after it was written")
     if record.get("policy", {}).get("sha256") != policy.sha256:
         differences.append(f"policy.sha256: recorded {record.get('policy', {}).get('sha256')!r}, replayed with {policy.sha256!r}")
-    verdicts = [verify_plot(item, policy) for item in facts]
-    fresh = audit_record(decide(borrower, verdicts, policy, borrower_checks), verdicts, policy, inputs, version)
+    visits = [Visit.from_dict(visit) for visit in record.get("visits", [])]
+    verdicts = settle_verdicts([verify_plot(item, policy) for item in facts], visits, policy)
+    fresh = audit_record(decide(borrower, verdicts, policy, borrower_checks), verdicts, policy, inputs, version, visits)
     recorded = {key: value for key, value in record.items() if key != "record_sha256"}
     fresh.pop("record_sha256")
     found: list[str] = []

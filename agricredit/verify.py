@@ -89,7 +89,7 @@ HOLD_CODES = frozenset(
      "TILE_UNREADABLE"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
-ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS"})
+ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS", "VISIT_REJECTED"})  # VISIT_*: agricredit.visits
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 

@@ -228,26 +228,30 @@ def test_ndvi_bytes_round_trip_to_their_step():
 
 
 def test_each_chip_holds_the_tile_ndvi_at_the_plot_on_the_peak_date(run_folder):
-    """A chip pixel against the tile read directly (rasterio + the S2 L2A scale and offset, written here)."""
+    """Chip pixels against the tile read directly: rasterio, S2 L2A (DN + ADD_OFFSET) / 10000, SCL cloud classes."""
     import rasterio
 
     from agricredit.report.data import chip_array
 
     chips = pd.read_parquet(run_folder / "chips.parquet")
     plots = gpd.read_parquet(run_folder / "plots.parquet").set_index("plot_id")
-    assert (chips["ndvi"].map(len) <= 64 * 64).all()
-    row = chips.iloc[0]
-    ndvi, transform, _ = chip_array(row)
-    assert str(plots.at[row["plot_id"], "peak_date"])[:10] == row["date"]
-    tile = SAMPLE / "season" / f"S2_L2A_SIM_{row['date'].replace('-', '')}.tif"
-    with rasterio.open(tile) as src:
-        names = [d.upper() if d else "" for d in src.descriptions]
-        r, c = src.height // 2, src.width // 2
-        x, y = src.xy(r, c)
-        col, line = ~transform * (x, y)
-        if not (0 <= line < ndvi.shape[0] and 0 <= col < ndvi.shape[1]):
-            pytest.skip("the tile centre is outside this chip")
-    assert names  # the check below reads bands by name
+    assert len(chips) >= 0.95 * plots["peak_date"].notna().sum()
+    assert chips["ndvi"].map(len).max() <= 64 * 64  # a few KB a plot
+    for row in chips.iloc[::40].to_dict("records"):
+        assert str(plots.at[row["plot_id"], "peak_date"])[:10] == row["date"]
+        ndvi, transform, _ = chip_array(row)
+        with rasterio.open(SAMPLE / "season" / f"S2_L2A_SIM_{row['date'].replace('-', '')}.tif") as src:
+            stride = round(transform.a / src.transform.a)
+            red, nir, scl = src.read().astype(float)
+            offset, scale = float(src.tags()["ADD_OFFSET"]), 1 / float(src.tags()["QUANTIFICATION_VALUE"])
+            for r, c in ((0, 0), (ndvi.shape[0] // 2, ndvi.shape[1] // 2), (ndvi.shape[0] - 1, ndvi.shape[1] - 1)):
+                line, col = src.index(*(transform * (c + 0.5 / stride, r + 0.5 / stride)))
+                rho_red, rho_nir = (red[line, col] + offset) * scale, (nir[line, col] + offset) * scale
+                cloudy = scl[line, col] in (0, 1, 3, 8, 9, 10)
+                if cloudy:
+                    assert math.isnan(ndvi[r, c])
+                else:
+                    assert ndvi[r, c] == pytest.approx((rho_nir - rho_red) / (rho_nir + rho_red), abs=0.5 / 127 + 1e-4)
 
 
 def test_charts_find_the_cjk_font_debian_installs():
