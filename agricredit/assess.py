@@ -288,8 +288,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if lang not in ("en", "zh"):
         raise InputError(f"unknown language {lang!r} (en or zh)")
     policy = policy or load_policy(case.policy)
-    # A bad model fails here, before any plot or tile is read.
+    # A bad model or visits table fails here, before any plot or tile is read.
     crop_model = load_crop_model(case.crop_model) if case.crop_model is not None else None
+    visits = read_visits(case.visits, key, encoding=case.encoding_of("visits")) if case.visits is not None else []
 
     _stage(progress, "reading plots and tables")
     inputs = _read_inputs(case, policy, strict)
@@ -342,7 +343,6 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
     facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles)
     verdicts = verify_plots(facts, policy)
-    visits = read_visits(case.visits, key, encoding=case.encoding_of("visits")) if case.visits is not None else []
     if visits:
         verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
     bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
