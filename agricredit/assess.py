@@ -3,8 +3,9 @@
 :func:`run_assessment` runs the whole pipeline (design §1) as plain functions
 over plain data and returns an :class:`Assessment`; :func:`write_outputs`
 writes the output folder of design §3 (``plots.geojson``, ``borrowers.csv``,
-``borrowers.geojson``, ``audit.jsonl``, then ``manifest.json`` last), checks
-every output for personal data and removes them all if any is found.
+``borrowers.geojson``, ``audit.jsonl``, then ``manifest.json`` last) into a
+staging folder, checks every output for personal data and publishes them only
+if none is found.
 
 Borrowers and land holders appear only as keyed pseudonyms (design §8); plot
 IDs are not personal and stay as given. Every output is a pure function of the
@@ -29,14 +30,15 @@ import pandas as pd
 import shapely
 
 from agricredit import __version__
-from agricredit.audit import audit_record, record_line
+from agricredit.audit import AuditKey, audit_record, write_audit
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import InputError, InputNotFoundError, OutputError, PrivacyError, SchemaError
+from agricredit.errors import InputError, InputNotFoundError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_table
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
-from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
+from agricredit.privacy import (PersonalDataGuard, PseudonymKey, check_allowed_fields, guarded_output_folder, pseudonym,
+                                pseudonymise_borrowers)
 from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
@@ -445,31 +447,35 @@ def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list
     return pd.DataFrame(rows, columns=list(BORROWER_COLUMNS)).sort_values("borrower", ignore_index=True)
 
 
-def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
+def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey) -> dict[str, Any]:
     """Write the output folder (design §3); ``manifest.json`` last, with the sha256 of each output.
 
-    Every output is scanned for personal data before the manifest is written:
-    national-ID and phone patterns and the borrowers' own IDs and phones
-    anywhere; the borrowers' names in every text that comes from the inputs
-    (plot IDs, villages, file names — the rest is the tool's own vocabulary,
-    where a name such as 高峰 "peak" would be a false alarm). If anything is
-    found, all outputs of this run are removed and :class:`PrivacyError` is raised.
+    Every output is built from allow-listed fields
+    (:func:`agricredit.privacy.check_allowed_fields`), written into a staging
+    folder beside ``folder``, scanned for the borrowers' IDs, phones and names
+    and published by rename only if clean
+    (:func:`agricredit.privacy.guarded_output_folder`): on a finding
+    :class:`~agricredit.errors.PrivacyError` is raised, nothing is published
+    and the previous outputs stay as they were. ``audit.jsonl`` is sealed with
+    ``audit_key`` (:func:`agricredit.audit.write_audit`); the manifest keeps its
+    count, chain head and hash under ``"audit"``.
 
     Returns
     -------
     dict
         The manifest.
     """
-    folder = Path(folder)
-    # A manifest vouches for a complete folder: the old one goes before anything is rewritten.
-    try:
-        (folder / "manifest.json").unlink(missing_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot write here: {error.strerror}", path=folder) from error
+    with guarded_output_folder(folder, PersonalDataGuard.from_borrowers(assessment.pii_reference)) as staging:
+        return _write_outputs(assessment, staging, audit_key)
+
+
+def _write_outputs(assessment: Assessment, folder: Path, audit_key: AuditKey) -> dict[str, Any]:
     plot_rows = assessment.plots.drop(columns="geometry").to_dict("records")
+    check_allowed_fields("plots.geojson", assessment.plots.columns.drop("geometry"))
     plot_features = [{"geometry": geometry, "properties": row} for row, geometry in zip(plot_rows, assessment.plots.geometry)]
     write_geojson(plot_features, folder / "plots.geojson", decimals=COORDINATE_DECIMALS)
 
+    check_allowed_fields("borrowers.csv", assessment.borrowers.columns)
     write_table(assessment.borrowers, folder / "borrowers.csv")
 
     plots_of: dict[str, list[tuple[dict[str, Any], Any]]] = {}
@@ -484,13 +490,13 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
         borrower_features.append({"geometry": shapely.union_all(usable) if usable else None,
                                   "properties": {**row, "reason_codes": row["reason_codes"].split(";") if row["reason_codes"] else [],
                                                  "plots": breakdown}})
+    check_allowed_fields("borrowers.geojson", {name for feature in borrower_features for name in feature["properties"]})
     write_geojson(borrower_features, folder / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
 
-    with atomic_path(folder / "audit.jsonl") as tmp:
-        tmp.write_text("".join(record_line(record) + "\n" for record in assessment.audit), encoding="utf-8")
+    check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
+    audit_entry = write_audit(assessment.audit, folder / "audit.jsonl", audit_key)
 
     written = [folder / name for name in OUTPUT_FILES[:-1]]
-    _refuse_personal_data(assessment, {path: path.read_text(encoding="utf-8") for path in written})
 
     manifest = {
         "tool": "agricredit",
@@ -507,24 +513,10 @@ def write_outputs(assessment: Assessment, folder: str | Path) -> dict[str, Any]:
             "status": {s: int(n) for s, n in sorted(assessment.borrowers["status"].value_counts().items())},
             "rejected_or_unverifiable_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
         },
+        "audit": audit_entry,
     }
+    check_allowed_fields("manifest.json", manifest)
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    _refuse_personal_data(assessment, {folder / "manifest.json": text}, remove=written)
     with atomic_path(folder / "manifest.json") as tmp:
         tmp.write_text(text, encoding="utf-8")
     return manifest
-
-
-def _refuse_personal_data(assessment: Assessment, texts: Mapping[Path, str], remove: Sequence[Path] = ()) -> None:
-    """Raise :class:`PrivacyError` (removing ``texts``' files and ``remove``) if any text holds personal data."""
-    people = assessment.pii_reference
-    carried = "\n".join([*map(str, assessment.plots["plot_id"].dropna()), *map(str, assessment.borrowers["village"]),
-                         *assessment.inputs])
-    name_leaks = find_pii(carried, people[["name"]]) if "name" in people else []
-    for path, text in texts.items():
-        found = find_pii(text, people.drop(columns=["name"], errors="ignore"))
-        if found or name_leaks:
-            for output in [*texts, *remove]:
-                output.unlink(missing_ok=True)
-            where = found[0] if found else f"{name_leaks[0].split(' at ')[0]} in a plot ID, village or file name"
-            raise PrivacyError(f"personal data found in an output ({where}); outputs removed", path=path)

@@ -17,41 +17,59 @@ The key comes from the environment variable ``AGRICREDIT_PII_KEY`` (UTF-8
 text, at least 16 bytes), see :meth:`PseudonymKey.from_env`. Without it the
 tool refuses to run unless an ephemeral key is asked for (pseudonyms then
 change every run). The bundled sample run uses :data:`DEMO_PII_KEY`, which is
-public and **must never be used for real borrowers**.
+public and **must never be used for real borrowers**: it is refused unless the
+run is on the sample (``--sample``).
+
+Outputs: each output's fields are an allow-list (:data:`OUTPUT_FIELDS`,
+:func:`check_allowed_fields`); :func:`guarded_output_folder` has the outputs
+written into a staging folder, scans them with :class:`PersonalDataGuard`
+(whole field values and whole tokens against the borrower table, read as a
+stream) and publishes them by rename only if nothing is found.
 
 Other guards: :func:`escape_csv_cell` (spreadsheet formula injection),
-:func:`find_pii` (the self-check scanner of outputs and logs), :func:`redact`
-and the :class:`RedactPII` logging filter (masks ID and phone patterns in log
-records).
+:func:`find_pii` (the same scan on a text), :func:`redact` and the
+:class:`RedactPII` logging filter (masks ID and phone patterns in log records).
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from agricredit.errors import PrivacyError
+from agricredit.errors import OutputError, PrivacyError
 
 __all__ = [
     "KEY_ENV_VAR",
     "MIN_KEY_BYTES",
     "DEMO_PII_KEY",
     "PseudonymKey",
+    "secret_from_env",
     "pseudonym",
     "pseudonymise_borrowers",
     "BORROWER_OUTPUT_COLUMNS",
     "escape_csv_cell",
     "escape_csv_frame",
+    "OUTPUT_FIELDS",
+    "check_allowed_fields",
+    "Finding",
+    "PersonalDataGuard",
     "find_pii",
+    "guarded_output_folder",
     "redact",
     "RedactPII",
     "install_redaction",
@@ -84,7 +102,7 @@ class PseudonymKey:
     Attributes
     ----------
     source
-        ``"environment"``, ``"ephemeral"`` or ``"demo"``.
+        ``"environment"``, ``"ephemeral"`` or ``"demo"`` (the public demo key, accepted only for the sample).
     """
 
     secret: bytes = field(repr=False)
@@ -95,7 +113,8 @@ class PseudonymKey:
             raise PrivacyError(f"the pseudonym key is too short: at least {MIN_KEY_BYTES} bytes are needed")
 
     @classmethod
-    def from_env(cls, *, allow_ephemeral: bool = False, environ: Mapping[str, str] | None = None) -> PseudonymKey:
+    def from_env(cls, *, allow_ephemeral: bool = False, sample: bool = False,
+                 environ: Mapping[str, str] | None = None) -> PseudonymKey:
         """Return the key from ``AGRICREDIT_PII_KEY``.
 
         Parameters
@@ -103,27 +122,28 @@ class PseudonymKey:
         allow_ephemeral
             If the variable is not set, return :meth:`ephemeral` instead of
             refusing (the CLI's ``--ephemeral-key``).
+        sample
+            The run is on the bundled sample (``--sample``): the public
+            :data:`DEMO_PII_KEY` is accepted (source ``"demo"``).
         environ
             The environment to read (default ``os.environ``).
 
         Raises
         ------
         PrivacyError
-            The variable is not set (and no ephemeral key is allowed), or its
-            value is shorter than 16 bytes in UTF-8.
+            The variable is not set (and no ephemeral key is allowed), its
+            value is shorter than 16 bytes in UTF-8, or it is the public demo
+            key outside the sample.
         """
-        value = (os.environ if environ is None else environ).get(KEY_ENV_VAR)
-        if value is None:
-            if allow_ephemeral:
-                return cls.ephemeral()
-            raise PrivacyError(
-                f"no pseudonym key: set {KEY_ENV_VAR} (at least {MIN_KEY_BYTES} bytes of secret text), "
-                "or ask for an ephemeral key (pseudonyms will then differ every run)"
-            )
-        secret = value.encode("utf-8")
-        if len(secret) < MIN_KEY_BYTES:
-            raise PrivacyError(f"{KEY_ENV_VAR} is too short: {len(secret)} bytes, at least {MIN_KEY_BYTES} are needed")
-        return cls(secret, "environment")
+        found = secret_from_env(KEY_ENV_VAR, DEMO_PII_KEY, sample=sample, environ=environ)
+        if found is not None:
+            return cls(*found)
+        if allow_ephemeral:
+            return cls.ephemeral()
+        raise PrivacyError(
+            f"no pseudonym key: set {KEY_ENV_VAR} (at least {MIN_KEY_BYTES} bytes of secret text), "
+            "or ask for an ephemeral key (pseudonyms will then differ every run)"
+        )
 
     @classmethod
     def ephemeral(cls) -> PseudonymKey:
@@ -144,6 +164,48 @@ class PseudonymKey:
     def fingerprint(self) -> str:
         """A short public tag of the key (to record in audit files which key made the pseudonyms)."""
         return hmac.new(self.secret, b"agricredit key fingerprint", hashlib.sha256).hexdigest()[:12]
+
+
+def secret_from_env(variable: str, demo_value: str, *, sample: bool = False,
+                    environ: Mapping[str, str] | None = None) -> tuple[bytes, str] | None:
+    """Read a secret key from an environment variable (the pseudonym key, the audit key).
+
+    Parameters
+    ----------
+    variable
+        The variable's name.
+    demo_value
+        The public demo key of the bundled sample for this variable.
+    sample
+        The run is on the bundled sample: ``demo_value`` is accepted.
+    environ
+        The environment to read (default ``os.environ``).
+
+    Returns
+    -------
+    tuple or None
+        ``(secret bytes, source)`` with source ``"environment"`` or ``"demo"``;
+        ``None`` when the variable is not set.
+
+    Raises
+    ------
+    PrivacyError
+        The value is shorter than :data:`MIN_KEY_BYTES` in UTF-8, or it is the
+        public demo key and ``sample`` is false (the key is printed in the
+        README: pseudonyms or audit seals made with it protect nothing).
+    """
+    value = (os.environ if environ is None else environ).get(variable)
+    if value is None:
+        return None
+    secret = value.encode("utf-8")
+    if value == demo_value:
+        if not sample:
+            raise PrivacyError(f"{variable} holds the public demo key, accepted only with --sample: "
+                               "set a secret of your own for real borrowers")
+        return secret, "demo"
+    if len(secret) < MIN_KEY_BYTES:
+        raise PrivacyError(f"{variable} is too short: {len(secret)} bytes, at least {MIN_KEY_BYTES} are needed")
+    return secret, "environment"
 
 
 def pseudonym(key: PseudonymKey, kind: str, value: str) -> str:
@@ -245,38 +307,301 @@ def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- #
-# Finding and masking personal data
+# Output allow-lists
 
-# An 18-character GB 11643 national ID: 6-digit region, birth date 19xx/20xx,
-# 3-digit sequence, check character; not inside a longer number nor after a
-# decimal point (the fraction of a float is not an ID).
-_NATIONAL_ID = re.compile(
-    r"(?<![\d.])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![\dXx])"
-)
-# An 11-digit mainland mobile number, optionally written 3-4-4 with spaces or dashes.
-_MOBILE = re.compile(r"(?<![\d.])1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
-# Broader patterns for redaction (masking too much in a log is harmless):
-# any 17 digits + check character, old 15-digit IDs, mobile numbers after a dot.
+#: The fields each output of ``assess`` may carry: columns of ``borrowers.csv``,
+#: feature properties of the GeoJSON files, top-level keys of audit records and
+#: of the manifest. Anything else is refused by :func:`check_allowed_fields`
+#: before it is written: a new output field is added here, on purpose.
+OUTPUT_FIELDS: dict[str, frozenset[str]] = {
+    "plots.geojson": frozenset({
+        "plot_id", "borrower", "geometry_status", "drawn_mu", "registered_mu", "declared_mu", "cropped_mu",
+        "verified_mu", "verified_mu_if_confirmed", "declared_crop", "light", "reason_codes", "checks",
+        "best_crop", "crop_ranking", "peak_ndvi", "peak_date", "greenup_date", "senescence_date",
+        "season_length_days", "ndvi_integral", "n_valid", "vigor_factor", "cropped_area_mu_at_peak",
+    }),
+    "borrowers.csv": frozenset({
+        "borrower", "village", "status", "limit", "limit_if_confirmed", "currency", "reason_codes",
+        "verified_mu", "need", "capacity", "cap", "binding", "plots", "explanation",
+    }),
+    "audit.jsonl": frozenset({"schema", "tool_version", "policy", "inputs", "borrower_id", "decision", "plots",
+                              "seq", "prev_mac", "mac"}),
+    "manifest.json": frozenset({"tool", "tool_version", "policy", "pseudonym_key_fingerprint", "language", "inputs",
+                                "outputs", "counts", "audit"}),
+}
+OUTPUT_FIELDS["borrowers.geojson"] = OUTPUT_FIELDS["borrowers.csv"]
+
+
+def check_allowed_fields(output_name: str, fields: Iterable[str]) -> None:
+    """Refuse to write a field that is not on the output's allow-list (:data:`OUTPUT_FIELDS`).
+
+    Parameters
+    ----------
+    output_name
+        The output's file name (``plots.geojson``, ``borrowers.csv`` ...).
+    fields
+        The field names about to be written.
+
+    Raises
+    ------
+    PrivacyError
+        The output has no allow-list, or a field is not on it (the message
+        names the output and the field).
+    """
+    allowed = OUTPUT_FIELDS.get(output_name)
+    if allowed is None:
+        raise PrivacyError(f"{output_name} has no allow-list of fields in agricredit.privacy.OUTPUT_FIELDS")
+    extra = sorted(set(map(str, fields)) - allowed)
+    if extra:
+        raise PrivacyError(f"field {extra[0]!r} is not on the allow-list of {output_name}"
+                           + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+
+
+# --------------------------------------------------------------------------- #
+# Finding personal data: whole values and whole tokens
+
+_CJK = "\u3400-\u9fff\uf900-\ufaff"
+# Tokens: a decimal number as one token (so its fraction digits are never read as a phone), a run of
+# CJK characters, a run of other letters and digits. Separators (space, punctuation, "_", "-") split.
+_TOKEN = re.compile(rf"\d+(?:\.\d+)+|[{_CJK}]+|[^\W_{_CJK}]+")
+# A mainland mobile number written in 3-4-4 groups ("138 1234 5678", "138-1234-5678"), not inside a longer number.
+_GROUPED_PHONE = re.compile(r"(?<![\d.])1\d{2}[ -]\d{4}[ -]\d{4}(?![\d.]?\d)")
+_PHONE_CHARACTERS = re.compile(r"[\d\s()+-]+")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_SHAPE = re.compile(r"[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
+# Redaction of logs masks broader patterns (masking too much in a log is harmless).
 _REDACT_ID = re.compile(r"(?<!\d)(?:\d{17}[\dXx]|\d{15})(?![\dXx])")
 _REDACT_MOBILE = re.compile(r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-_HEX = frozenset("0123456789abcdefABCDEF")
-_HEX_LETTERS = frozenset("abcdefABCDEF")
 
 
-#: Hex tokens at least this long holding a letter are digests, pseudonyms or key fingerprints
-#: (12 hex characters and more): digit runs inside them are chance, not phone numbers.
-_MIN_HASH_TOKEN = 12
+def _is_national_id(token: str) -> bool:
+    """Whether an 18-character token is a GB 11643 ID: region, birth date, sequence, ISO 7064 MOD 11-2 check."""
+    if len(token) != 18 or not _ID_SHAPE.fullmatch(token):
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(token, _ID_WEIGHTS))
+    return "10X98765432"[total % 11] == token[17].upper()
 
 
-def _in_hash(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] lies inside a hex token (a sha256, a pseudonym ...), where digit runs are chance."""
-    while start > 0 and text[start - 1] in _HEX:
-        start -= 1
-    while end < len(text) and text[end] in _HEX:
-        end += 1
-    token = text[start:end]
-    return len(token) >= _MIN_HASH_TOKEN and any(c in _HEX_LETTERS for c in token)
+def _phone_key(value: str) -> str:
+    """A phone number's digits, without a leading 86 country code."""
+    digits = re.sub(r"\D", "", value)
+    return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Where personal data was found: file, record and field, and what it is (never the value).
+
+    Attributes
+    ----------
+    file
+        The file's name.
+    record
+        ``row N`` (CSV, header is row 1), ``line N`` (JSON Lines, text),
+        ``feature N`` (GeoJSON, from 1) or ``document``.
+    field
+        The column, or the JSON key the value belongs to.
+    what
+        E.g. ``borrower phone (borrowers row 5)`` or ``national ID pattern``.
+    """
+
+    file: str
+    record: str
+    field: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.record}, field {self.field!r}: {self.what}"
+
+
+class PersonalDataGuard:
+    """The borrowers' national IDs, phones and names, to find them in outputs exactly.
+
+    A value is a finding when, as a whole (trimmed), it equals a borrower's ID
+    (any case), phone (digits, with or without 86) or name, or when one of its
+    *tokens* does: a decimal number, a run of CJK characters or a run of other
+    letters and digits (a name of several tokens, like ``Li Xiuying``, matches
+    the same tokens in a row). A phone written in 3-4-4 groups is one token.
+    Any token shaped like a national ID with a valid check character is a
+    finding too, known borrower or not. Nothing else is: a phone's digits inside
+    a longer number or a decimal fraction, a 2-character name inside a longer
+    Chinese word, digits inside a hash are no findings — with tens of thousands
+    of borrowers such chance matches are expected in every county run.
+
+    Build it with :meth:`from_borrowers`; scan files with :meth:`scan_file`.
+    """
+
+    def __init__(self, single: Mapping[str, str], multi: Mapping[str, Sequence[tuple[tuple[str, ...], str]]]):
+        self._single = dict(single)  # casefolded value or token -> label
+        self._multi = {first: list(names) for first, names in multi.items()}  # first token -> (tokens, label)
+
+    @classmethod
+    def from_borrowers(cls, borrowers: pd.DataFrame | None) -> PersonalDataGuard:
+        """Build the guard from a borrower table (``national_id``, ``phone``, ``name``; ``source_row`` for labels).
+
+        Values shorter than 2 characters are skipped (they cannot be told from anything else).
+        """
+        single: dict[str, str] = {}
+        multi: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        if borrowers is None:
+            return cls(single, multi)
+        rows = borrowers["source_row"] if "source_row" in borrowers else pd.Series(range(1, len(borrowers) + 1))
+        for column, label in (("national_id", "national ID"), ("phone", "phone"), ("name", "name")):
+            if column not in borrowers:
+                continue
+            for row, value in zip(rows, borrowers[column]):
+                if not isinstance(value, str) or len(value.strip()) < 2:
+                    continue
+                what = f"borrower {label} (borrowers row {row})"
+                value = value.strip()
+                if column == "phone":
+                    value = _phone_key(value)
+                    if len(value) < 2:
+                        continue
+                single.setdefault(value.casefold(), what)
+                tokens = tuple(token.casefold() for token in _TOKEN.findall(value))
+                if column == "name" and len(tokens) > 1:
+                    multi.setdefault(tokens[0], []).append((tokens, what))
+        return cls(single, multi)
+
+    def find(self, value: str) -> Iterator[tuple[int, str]]:
+        """Yield ``(offset, what)`` for each finding in one field value (offset of the token in ``value``)."""
+        stripped = value.strip()
+        if not stripped:
+            return
+        offset = value.index(stripped[0])
+        whole = self._single.get(stripped.casefold())
+        if whole is None and _PHONE_CHARACTERS.fullmatch(stripped):
+            whole = self._single.get(_phone_key(stripped))
+        if whole is not None:
+            yield offset, whole
+            return
+        tokens = [(match.start(), match.group().casefold()) for match in _TOKEN.finditer(value)]
+        for index, (start, token) in enumerate(tokens):
+            what = self._single.get(token)
+            if what is None and len(token) == 13 and token.startswith("86"):
+                what = self._single.get(token[2:])
+            if what is None and len(token) == 18 and _is_national_id(token):
+                what = "national ID pattern"
+            if what is None and token in self._multi:
+                following = tuple(t for _, t in tokens[index:index + 8])
+                what = next((w for name, w in self._multi[token] if following[:len(name)] == name), None)
+            if what is not None:
+                yield start, what
+        if " " in value or "-" in value:
+            for match in _GROUPED_PHONE.finditer(value):
+                what = self._single.get(_phone_key(match.group()))
+                if what is not None:
+                    yield match.start(), what
+
+    def scan_file(self, path: str | os.PathLike[str], name: str | None = None) -> Iterator[Finding]:
+        """Yield the findings of one file, reading it as a stream.
+
+        ``.csv``: cell by cell (the header too), field = column. ``.json``,
+        ``.geojson``: every string (keys too) and integer of the document,
+        read in 1 MB chunks, field = the key it belongs to, record = the
+        GeoJSON feature. ``.jsonl``: the same, line by line. Anything else:
+        line by line as text.
+
+        Parameters
+        ----------
+        path
+            The file.
+        name
+            The name to report (default: the file's name).
+        """
+        path = Path(path)
+        name = name or path.name
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            yield from self._scan_csv(path, name)
+        elif suffix in (".json", ".geojson"):
+            yield from self._scan_json(path, name)
+        elif suffix == ".jsonl":
+            with open(path, encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    for field_name, value in _json_values([line]):
+                        yield from (Finding(name, f"line {number}", field_name, what) for _, what in self.find(value))
+        else:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for number, line in enumerate(handle, start=1):
+                    yield from (Finding(name, f"line {number}", "text", what) for _, what in self.find(line))
+
+    def _scan_csv(self, path: Path, name: str) -> Iterator[Finding]:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            for index, cell in enumerate(header):
+                yield from (Finding(name, "row 1", f"column {index + 1} name", what) for _, what in self.find(cell))
+            for number, row in enumerate(reader, start=2):
+                for index, cell in enumerate(row):
+                    column = header[index] if index < len(header) else f"column {index + 1}"
+                    yield from (Finding(name, f"row {number}", column, what) for _, what in self.find(cell))
+
+    def _scan_json(self, path: Path, name: str) -> Iterator[Finding]:
+        feature = 0
+        with open(path, encoding="utf-8") as handle:
+            for field_name, value in _json_values(iter(lambda: handle.read(_CHUNK), "")):
+                if field_name == "type" and value == "Feature":
+                    feature += 1
+                for _, what in self.find(value):
+                    yield Finding(name, f"feature {feature}" if feature else "document", field_name, what)
+
+
+_CHUNK = 1 << 20
+# A JSON string (group 1; group 2 holds the colon when it is a key) or a JSON number (group 3).
+_JSON_TOKEN = re.compile(r'"((?:[^"\\\n]|\\.)*)"(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
+
+
+def _json_values(chunks: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """Yield ``(field, value)`` for every string and integer of a JSON text given in chunks.
+
+    ``field`` is the last key seen before the value (for a key: ``key after <previous key>``,
+    so the report never quotes a key that is itself personal data). Strings
+    never span lines in JSON, so a chunk boundary inside one is carried over to the next chunk.
+    """
+    buffer, key = "", "document"
+    chunks = iter(chunks)
+    while True:
+        chunk = next(chunks, None)
+        final = chunk is None
+        buffer += chunk or ""
+        carry = len(buffer)
+        previous_end, last = 0, None
+        for match in _JSON_TOKEN.finditer(buffer):
+            quote = buffer.find('"', previous_end, match.start())
+            if quote >= 0:  # an unterminated string (cut by the chunk): lex it again with the next chunk
+                carry = quote
+                break
+            if last is not None:
+                key = yield from _json_token(last, key)
+            last, previous_end = match, match.end()
+        else:
+            quote = buffer.find('"', previous_end)
+            carry = quote if quote >= 0 else len(buffer)
+        if last is not None:
+            if final:
+                key = yield from _json_token(last, key)
+            else:  # the last token may be cut by the chunk boundary: lex it again with the next chunk
+                carry = min(carry, last.start())
+        if final:
+            return
+        buffer = buffer[carry:]
+
+
+def _json_token(match: re.Match[str], key: str) -> Generator[tuple[str, str], None, str]:
+    text, is_key, number = match.groups()
+    if number is not None:
+        if number.isdigit() and len(number) >= 11:
+            yield key, number
+        return key
+    if "\\" in text:
+        text = json.loads(f'"{text}"')
+    if is_key:
+        yield f"key after {key}", text
+        return text
+    yield key, text
+    return key
 
 
 def _where(text: str, offset: int) -> str:
@@ -286,19 +611,15 @@ def _where(text: str, offset: int) -> str:
 
 
 def find_pii(text: str, borrowers: pd.DataFrame | None = None) -> list[str]:
-    """Find personal data in ``text``; say what and where, never the value.
+    """Find personal data in a text (a log, a message); say what and where, never the value.
 
-    Looks for any national-ID pattern (18 characters with a birth date) and
-    any mobile-number pattern (digit runs inside long hex tokens such as sha256
-    digests, or after a decimal point, are not taken for these), and, if
-    ``borrowers`` is given, for each borrower's national ID, phone (its digits,
-    anywhere in a run of digits) and name (exact substring; names shorter than
-    2 characters are skipped).
+    Each line is a field value for :class:`PersonalDataGuard` (whole values and
+    whole tokens; national-ID patterns with a valid check character always).
 
     Parameters
     ----------
     text
-        The text of an output file or log.
+        The text of a log or an output.
     borrowers
         A frame with any of the columns ``national_id``, ``phone``, ``name``
         (e.g. from :func:`agricredit.tables.read_borrowers`).
@@ -306,59 +627,63 @@ def find_pii(text: str, borrowers: pd.DataFrame | None = None) -> list[str]:
     Returns
     -------
     list of str
-        One entry per finding, in text order, e.g. ``"national ID pattern at
-        line 3, column 17"`` or ``"borrower name (borrowers row 5) at line 9,
-        column 2"``. Empty when the text is clean.
+        One entry per finding, in text order, e.g. ``"borrower name (borrowers
+        row 5) at line 9, column 2"``. Empty when the text is clean.
     """
-    ids: dict[str, str] = {}
-    phones: dict[str, str] = {}
-    names: dict[str, str] = {}
-    if borrowers is not None:
-        rows = borrowers["source_row"] if "source_row" in borrowers else pd.Series(range(len(borrowers)))
-        for column, target, norm in (
-            ("national_id", ids, lambda v: v.upper()),
-            ("phone", phones, lambda v: re.sub(r"^86(?=\d{11}$)", "", re.sub(r"\D", "", v))),
-            ("name", names, lambda v: v),
-        ):
-            if column in borrowers:
-                for row, value in zip(rows, borrowers[column].astype(str)):
-                    value = norm(value.strip())
-                    if len(value) >= 2:
-                        target.setdefault(value, f"borrowers row {row}")
-    findings: list[tuple[int, str]] = []
+    guard = PersonalDataGuard.from_borrowers(borrowers)
+    findings, start = [], 0
+    for line in text.split("\n"):
+        findings.extend((start + offset, what) for offset, what in guard.find(line))
+        start += len(line) + 1
+    return [f"{what} at {_where(text, offset)}" for offset, what in sorted(findings)]
 
-    # Known IDs and phones: every window of every digit run (catches them inside longer numbers too).
-    for run in re.finditer(r"\d{11,}[Xx]?", text):
-        digits = run.group().upper()
-        for size, known, label in ((18, ids, "national ID"), (11, phones, "phone")):
-            for start in range(len(digits) - size + 1):
-                row = known.get(digits[start : start + size])
-                if row:
-                    findings.append((run.start() + start, f"borrower {label} ({row})"))
-    found_at = {offset for offset, _ in findings}
-    for pattern, label in ((_NATIONAL_ID, "national ID pattern"), (_MOBILE, "mobile number pattern")):
-        for match in pattern.finditer(text):
-            if match.start() in found_at or _in_hash(text, match.start(), match.end()):
-                continue
-            row = phones.get(re.sub(r"\D", "", match.group())) if pattern is _MOBILE else None
-            findings.append((match.start(), f"borrower phone ({row})" if row else label))
 
-    # Names: CJK names by looking up every substring of CJK runs; others by one regex.
-    cjk_names = {n for n in names if _CJK_RUN.fullmatch(n)}
-    lengths = sorted({len(n) for n in cjk_names})
-    for run in _CJK_RUN.finditer(text):
-        chunk = run.group()
-        for start in range(len(chunk)):
-            for size in lengths:
-                row = names.get(chunk[start : start + size])
-                if row:
-                    findings.append((run.start() + start, f"borrower name ({row})"))
-    other_names = sorted((n for n in names if n not in cjk_names), key=len, reverse=True)
-    if other_names:
-        for match in re.finditer("|".join(map(re.escape, other_names)), text):
-            findings.append((match.start(), f"borrower name ({names[match.group()]})"))
+# --------------------------------------------------------------------------- #
+# Publishing outputs only once they are clean
 
-    return [f"{label} at {_where(text, offset)}" for offset, label in sorted(findings)]
+
+@contextlib.contextmanager
+def guarded_output_folder(folder: str | os.PathLike[str], guard: PersonalDataGuard,
+                          last: str = "manifest.json") -> Iterator[Path]:
+    """Yield a staging folder beside ``folder``; publish its files into ``folder`` only if none holds personal data.
+
+    The caller writes every output into the staging folder. On leaving the
+    block, each file is scanned (:meth:`PersonalDataGuard.scan_file`); if all
+    are clean, the previous ``last`` file (the manifest, which vouches for a
+    complete folder) is removed, the files are moved into ``folder`` by rename
+    and ``last`` is moved last. On a finding, or any error in the block,
+    nothing is published and ``folder`` is left as it was. The staging folder
+    is removed in every case.
+
+    Raises
+    ------
+    PrivacyError
+        An output holds personal data (the message names the file, record and
+        field, never the value).
+    OutputError
+        The staging folder cannot be made beside ``folder``.
+    """
+    folder = Path(folder)
+    parent = folder.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".staging", dir=parent))
+    except OSError as error:
+        raise OutputError(f"cannot write here: {error.strerror}", path=folder) from error
+    try:
+        yield staging
+        names = sorted(path.name for path in staging.iterdir())
+        for name in names:
+            finding = next(guard.scan_file(staging / name), None)
+            if finding is not None:
+                raise PrivacyError(f"personal data in an output ({finding.record}, field {finding.field!r}: "
+                                   f"{finding.what}); nothing was published", path=folder / name)
+        folder.mkdir(exist_ok=True)
+        (folder / last).unlink(missing_ok=True)
+        for name in sorted(names, key=lambda n: n == last):
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def redact(message: str) -> str:

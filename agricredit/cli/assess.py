@@ -29,9 +29,12 @@ def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephem
     from --sample, or from the options below (options override the case file).
     Writes OUTPUT/plots.geojson, borrowers.csv, borrowers.geojson, audit.jsonl
     and manifest.json (last). Borrowers appear only as pseudonyms keyed by
-    AGRICREDIT_PII_KEY. Exit code 3: done, but some plots were rejected.
+    AGRICREDIT_PII_KEY; audit records are sealed with AGRICREDIT_AUDIT_KEY
+    (with --sample and no such variable: the public demo audit key). Exit
+    code 3: done, but some plots were rejected.
     """
     from agricredit.assess import run_assessment, write_outputs
+    from agricredit.audit import AuditKey
     from agricredit.cli._tables import exit_if_rejected
     from agricredit.cli.options import resolve_case
     from agricredit.privacy import PseudonymKey
@@ -39,10 +42,11 @@ def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephem
     if output.exists() and not output.is_dir():
         raise click.BadParameter("exists and is not a folder", param_hint="'-o'")
     case = resolve_case(case_file, sample, case_options)
-    key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key)
+    key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key, sample=sample)
+    audit_key = AuditKey.from_env(pseudonym_key=key, sample=sample)
     say = (lambda message: click.echo(f"[{dt.datetime.now():%H:%M:%S}] {message}", err=True)) if progress else None
     assessment = run_assessment(case, key, lang=lang, progress=say)
-    manifest = write_outputs(assessment, output)
+    manifest = write_outputs(assessment, output, audit_key)
     counts = manifest["counts"]
     statuses = ", ".join(f"{status} {n}" for status, n in counts["status"].items())
     click.echo(f"{counts['borrowers']} borrowers ({statuses}), {counts['plots']} plots -> {output}")

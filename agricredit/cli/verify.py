@@ -32,7 +32,7 @@ def command(case_file: Path | None, sample: bool, output: Path, ephemeral_key: b
     from agricredit.privacy import PseudonymKey
 
     case = resolve_case(case_file, sample, case_options)
-    assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key))
+    assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key, sample=sample))
     write_plot_table(assessment.plots, output)
     lights = assessment.plots["light"].value_counts()
     click.echo(", ".join(f"{light} {int(lights.get(light, 0))}" for light in ("green", "yellow", "red"))
