@@ -340,8 +340,8 @@ class ReplayReport:
 class _Chain:
     """Checks the seal of each record as it is read, then the end of the file against the manifest entry."""
 
-    def __init__(self, key: AuditKey):
-        self.key = key
+    def __init__(self, key: AuditKey, key_problem: str | None):
+        self.key, self.key_problem = key, key_problem
         self.previous: tuple[str, str] = ("the genesis value", GENESIS)  # (where, mac)
         self.lines_of: dict[str, str] = {}  # mac -> where, to name the record a broken link points to
         self.count = 0
@@ -351,7 +351,9 @@ class _Chain:
         if not isinstance(mac, str) or not isinstance(prev_mac, str):
             return ["not sealed (no mac or prev_mac): not an agricredit audit record of this version"]
         found = []
-        if mac in self.lines_of:
+        if self.key_problem is not None:
+            found.append(self.key_problem)
+        elif mac in self.lines_of:
             found.append(f"duplicate of {self.lines_of[mac]}")
         elif not hmac.compare_digest(mac, _record_mac(record, self.key)):
             found.append("MAC does not match: the record was changed after it was sealed (or forged without the key)")
@@ -359,7 +361,9 @@ class _Chain:
             named = self.lines_of.get(prev_mac)
             if self.count == 0:
                 found.append("chain broken: the first record does not start from the genesis value "
-                             "(records were removed from the start)")
+                             "(records were removed from the start, or reordered)")
+            elif prev_mac == GENESIS:
+                found.append("chain broken: this record starts the chain, it was the first one (records reordered)")
             elif named is not None:
                 found.append(f"chain broken: names {named} as the record before it, not {self.previous[0]} "
                              "(records deleted, duplicated or reordered)")
@@ -386,8 +390,8 @@ class _Chain:
         return found
 
 
-def _manifest_entry(path: Path, key: AuditKey, sample: bool) -> dict[str, Any]:
-    """The manifest's ``audit`` entry, checked: present, sealed with ``key``, not the demo key outside the sample."""
+def _manifest_entry(path: Path) -> dict[str, Any]:
+    """The manifest's ``audit`` entry (its seal is checked by :func:`_key_problem`)."""
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -399,17 +403,21 @@ def _manifest_entry(path: Path, key: AuditKey, sample: bool) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise AuditMismatchError("no sealed audit entry in the manifest (written by an older version, or removed)",
                                  path=path)
+    return entry
+
+
+def _key_problem(entry: Mapping[str, Any], key: AuditKey, sample: bool) -> str | None:
+    """Why no record of the file can be trusted with ``key``: demo key outside the sample, another key, a forged entry."""
     fingerprint = entry.get("key_fingerprint")
     if fingerprint == AuditKey.demo().fingerprint and not sample:
-        raise AuditMismatchError("the audit file was sealed with the public demo audit key, which anyone can use to "
-                                 "forge records: accepted only with --sample", path=path)
+        return ("sealed with the public demo audit key, which anyone can use to forge records: "
+                "accepted only with --sample")
     if fingerprint != key.fingerprint:
-        raise AuditMismatchError(f"sealed with another audit key (fingerprint {fingerprint}; "
-                                 f"{AUDIT_KEY_ENV_VAR} has {key.fingerprint})", path=path)
+        return f"sealed with another audit key (fingerprint {fingerprint}; {AUDIT_KEY_ENV_VAR} has {key.fingerprint})"
     if not isinstance(entry.get("mac"), str) or not hmac.compare_digest(entry["mac"], _entry_mac(entry, key)):
-        raise AuditMismatchError("the manifest's audit entry does not match its MAC (count, chain head or file hash "
-                                 "changed after sealing)", path=path)
-    return entry
+        return ("the manifest's audit entry does not match its MAC (count, chain head or file hash changed "
+                "after sealing): no record can be trusted")
+    return None
 
 
 def replay_file(path: str | Path, key: AuditKey, *, policy: Policy | None = None, manifest: str | Path | None = None,
@@ -445,13 +453,19 @@ def replay_file(path: str | Path, key: AuditKey, *, policy: Policy | None = None
     InputError
         The file cannot be read, a line is not JSON, or there is no record.
     AuditMismatchError
-        The manifest entry is missing, sealed with another key (or the demo key
-        outside the sample), or does not match its MAC.
+        The manifest has no audit entry.
+
+    Notes
+    -----
+    A file sealed with another key, with the demo key outside the sample, or
+    whose manifest entry does not match its MAC fails every record with that
+    reason.
     """
     path = Path(path)
     manifest_path = Path(manifest) if manifest is not None else path.with_name("manifest.json")
-    entry = _manifest_entry(manifest_path, key, sample)
-    report, chain, digest, seen = ReplayReport(), _Chain(key), hashlib.sha256(), set()
+    entry = _manifest_entry(manifest_path)
+    report, digest, seen = ReplayReport(), hashlib.sha256(), set()
+    chain = _Chain(key, _key_problem(entry, key, sample))
     try:
         handle = open(path, "rb")
     except OSError as error:
