@@ -345,6 +345,7 @@ class _Chain:
         self.previous: tuple[str, str] = ("the genesis value", GENESIS)  # (where, mac)
         self.lines_of: dict[str, str] = {}  # mac -> where, to name the record a broken link points to
         self.count = 0
+        self.next_seq = 0  # one more than the previous record's seq: a gap is named once, not for every later record
 
     def check(self, where: str, record: Mapping[str, Any]) -> list[str]:
         mac, prev_mac = record.get("mac"), record.get("prev_mac")
@@ -370,8 +371,10 @@ class _Chain:
             else:
                 found.append(f"chain broken: the record before it in the chain is missing after {self.previous[0]} "
                              "(deleted, or moved after it)")
-        if record.get("seq") != self.count:
-            found.append(f"seq {record.get('seq')!r} where {self.count} was expected")
+        seq = record.get("seq")
+        if seq != self.next_seq:
+            found.append(f"seq {seq!r} where {self.next_seq} was expected")
+        self.next_seq = seq + 1 if isinstance(seq, int) else self.next_seq + 1
         self.lines_of.setdefault(mac, where)
         self.previous = (where, mac)
         self.count += 1

@@ -201,8 +201,8 @@ def test_duplicated_record_is_named(tmp_path):
     assert found["line 4 B3"][:2] == ["duplicate of line 3 B3",
                                       "chain broken: names line 2 B2 as the record before it, not line 3 B3 "
                                       "(records deleted, duplicated or reordered)"]
-    assert found["line 5 B4"] == ["seq 3 where 4 was expected"]  # every record after it is out of place
-    assert set(found) == {"line 4 B3", "line 5 B4", "line 6 B5", "manifest.json"}
+    assert found["line 4 B3"][2] == "seq 2 where 3 was expected"
+    assert set(found) == {"line 4 B3", "manifest.json"}
 
 
 def test_reordered_records_are_named(tmp_path):
@@ -211,7 +211,8 @@ def test_reordered_records_are_named(tmp_path):
     found = problems(audit)
     assert found["line 2 B3"][0] == "chain broken: the record before it in the chain is missing after line 1 B1 (deleted, or moved after it)"
     assert found["line 3 B2"][0] == "chain broken: names line 1 B1 as the record before it, not line 2 B3 (records deleted, duplicated or reordered)"
-    assert found["line 4 B4"] == ["chain broken: names line 2 B3 as the record before it, not line 3 B2 (records deleted, duplicated or reordered)"]
+    assert found["line 4 B4"] == ["chain broken: names line 2 B3 as the record before it, not line 3 B2 (records deleted, duplicated or reordered)",
+                                  "seq 3 where 2 was expected"]
     assert "line 1 B1" not in found
 
 
@@ -331,3 +332,97 @@ def test_demo_keys_only_with_the_sample():
     key = AuditKey.from_env(pseudonym_key=pii, sample=True, environ={KEY_ENV_VAR: DEMO_PII_KEY})
     assert key.source == "demo" and key.secret == DEMO_AUDIT_KEY.encode() != pii.secret
     assert AuditKey.from_env(sample=True, environ={AUDIT_KEY_ENV_VAR: SECRET.decode()}).secret == SECRET
+
+
+# --------------------------------------------------------------------------- the command line, on the sample
+
+SAMPLE = DEFAULT_POLICY_PATH.parents[1] / "sample_tiles"
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    """`assess --sample` exactly as the README's first command runs it: demo pseudonym key, no audit key."""
+    from click.testing import CliRunner
+
+    from agricredit.cli.main import cli
+
+    out = tmp_path_factory.mktemp("sample") / "agricredit-output"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_ENV_VAR, DEMO_PII_KEY)
+        patch.delenv(AUDIT_KEY_ENV_VAR, raising=False)
+        result = CliRunner().invoke(cli, ["assess", "--sample", "-o", str(out), "--no-progress"])
+    assert result.exit_code == 3, result.output
+    return out
+
+
+def _replay(*arguments, **environment):
+    from click.testing import CliRunner
+
+    from agricredit.cli.main import cli
+
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in (KEY_ENV_VAR, AUDIT_KEY_ENV_VAR):
+            patch.delenv(variable, raising=False)
+        for variable, value in environment.items():
+            patch.setenv(variable, value)
+        return CliRunner().invoke(cli, ["replay", *map(str, arguments)])
+
+
+def test_sample_replays_with_the_demo_key_only_under_sample(sample_run):
+    audit = sample_run / "audit.jsonl"
+    done = _replay("--sample", audit)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.endswith("120 of 120 decisions reproduced\n")
+    refused = _replay(audit, AGRICREDIT_AUDIT_KEY=DEMO_AUDIT_KEY)
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    assert "AGRICREDIT_AUDIT_KEY holds the public demo key, accepted only with --sample" in refused.stderr
+    real_key = _replay(audit, AGRICREDIT_AUDIT_KEY=SECRET.decode())  # a demo-sealed file presented as real
+    first = json.loads(audit.read_text(encoding="utf-8").splitlines()[0])["borrower_id"]
+    assert real_key.exit_code == 1 and real_key.stderr.count("\n") == 1
+    assert real_key.stderr == (f"Error: {audit}: 120 of 120 records fail replay; first: line 1 {first}: sealed with the "
+                               "public demo audit key, which anyone can use to forge records: accepted only with --sample\n")
+
+
+def test_a_deleted_line_fails_replay_with_one_line_naming_the_record(sample_run, tmp_path):
+    lines = (sample_run / "audit.jsonl").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "manifest.json").write_bytes((sample_run / "manifest.json").read_bytes())
+    rewrite(tmp_path / "audit.jsonl", lines[:6] + lines[7:])
+    result = _replay("--sample", tmp_path / "audit.jsonl")
+    borrower = json.loads(lines[7])["borrower_id"]
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: {tmp_path / 'audit.jsonl'}: 1 of 119 records fail replay; first: line 7 "
+                                    f"{borrower}: chain broken: the record before it in the chain is missing after line 6")
+
+
+def test_replay_with_inputs_recomputes_the_facts(sample_run, tmp_path):
+    import shutil
+
+    audit = sample_run / "audit.jsonl"
+    same = _replay("--sample", "--inputs", SAMPLE / "case.toml", audit, AGRICREDIT_PII_KEY=DEMO_PII_KEY)
+    assert same.exit_code == 0, same.output
+    shutil.copytree(SAMPLE, tmp_path / "case")
+    registry = tmp_path / "case" / "registry.csv"
+    lines = registry.read_text(encoding="utf-8").splitlines(keepends=True)
+    row = next(i for i, line in enumerate(lines) if line.startswith("P0007,"))
+    fields = lines[row].split(",")
+    fields[2] = str(float(fields[2]) + 1.0)  # one registered area changed after the decision
+    lines[row] = ",".join(fields)
+    registry.write_text("".join(lines), encoding="utf-8")
+    changed = _replay("--sample", "--inputs", tmp_path / "case" / "case.toml", audit, AGRICREDIT_PII_KEY=DEMO_PII_KEY)
+    assert changed.exit_code == 1
+    assert "inputs.registry: recorded" in changed.stdout
+    assert "plots[P0007].facts.registered_mu: recorded" in changed.stdout
+
+
+def test_demo_pseudonym_key_is_refused_on_real_data(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from agricredit.cli.main import cli
+
+    monkeypatch.setenv(KEY_ENV_VAR, DEMO_PII_KEY)
+    monkeypatch.setenv(AUDIT_KEY_ENV_VAR, SECRET.decode())
+    result = CliRunner().invoke(cli, ["assess", str(SAMPLE / "case.toml"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: AGRICREDIT_PII_KEY holds the public demo key, accepted only with --sample: "
+                             "set a secret of your own for real borrowers\n")
+    assert not (tmp_path / "out").exists()
