@@ -44,11 +44,12 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from agricredit.errors import OutputError, PrivacyError
@@ -366,7 +367,6 @@ _CJK = "\u3400-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"\d+(?:\.\d+)+|[{_CJK}]+|[^\W_{_CJK}]+")
 # A mainland mobile number written in 3-4-4 groups ("138 1234 5678", "138-1234-5678"), not inside a longer number.
 _GROUPED_PHONE = re.compile(r"(?<![\d.])1\d{2}[ -]\d{4}[ -]\d{4}(?![\d.]?\d)")
-_PHONE_CHARACTERS = re.compile(r"[\d\s()+-]+")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_SHAPE = re.compile(r"[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
 # Redaction of logs masks broader patterns (masking too much in a log is harmless).
@@ -417,23 +417,35 @@ class Finding:
 class PersonalDataGuard:
     """The borrowers' national IDs, phones and names, to find them in outputs exactly.
 
-    A value is a finding when, as a whole (trimmed), it equals a borrower's ID
-    (any case), phone (digits, with or without 86) or name, or when one of its
-    *tokens* does: a decimal number, a run of CJK characters or a run of other
-    letters and digits (a name of several tokens, like ``Li Xiuying``, matches
-    the same tokens in a row). A phone written in 3-4-4 groups is one token.
-    Any token shaped like a national ID with a valid check character is a
-    finding too, known borrower or not. Nothing else is: a phone's digits inside
-    a longer number or a decimal fraction, a 2-character name inside a longer
-    Chinese word, digits inside a hash are no findings — with tens of thousands
-    of borrowers such chance matches are expected in every county run.
+    A value is a finding when one of its *tokens* equals a borrower's ID (any
+    case), phone (with or without 86) or name: a token is a decimal number, a
+    run of CJK characters or a run of other letters and digits; a name of
+    several tokens (``Li Xiuying``) matches the same tokens in a row, a phone
+    written in 3-4-4 groups matches too. So a whole field value holding the
+    ID, phone or name is a finding. Any token shaped like a national ID with a
+    valid check character is a finding too, known borrower or not. Nothing
+    else is: a phone's digits inside a longer number or a decimal fraction, a
+    2-character name inside a longer Chinese word, digits inside a hash are no
+    findings — with tens of thousands of borrowers such chance matches are
+    expected in every county run.
+
+    Files are read in a stream. A first pass over the raw bytes (numpy, in
+    4 MB blocks) lists the digit, letter and CJK runs that could be a
+    finding; only a file with such a candidate is read field by field to
+    confirm it and name the record and field.
 
     Build it with :meth:`from_borrowers`; scan files with :meth:`scan_file`.
     """
 
     def __init__(self, single: Mapping[str, str], multi: Mapping[str, Sequence[tuple[tuple[str, ...], str]]]):
-        self._single = dict(single)  # casefolded value or token -> label
-        self._multi = {first: list(names) for first, names in multi.items()}  # first token -> (tokens, label)
+        self._single = dict(single)  # casefolded token -> what
+        self._multi = {first: list(names) for first, names in multi.items()}  # first token -> (tokens, what)
+        keys = set(self._single) | set(self._multi)
+        self._candidate_keys = {key.encode("utf-8") for key in keys}
+        kinds = {key: next((kind for kind, pattern in _TOKEN_KIND.items() if pattern.fullmatch(key)), None) for key in keys}
+        self._lengths = {kind: {len(key) for key in keys if kinds[key] == kind} for kind in _TOKEN_KIND}
+        # The byte pass knows ASCII digit, ASCII letter and BMP CJK runs; other tokens need the field-by-field pass.
+        self._byte_pass_suffices = None not in kinds.values()
 
     @classmethod
     def from_borrowers(cls, borrowers: pd.DataFrame | None) -> PersonalDataGuard:
@@ -450,58 +462,97 @@ class PersonalDataGuard:
             if column not in borrowers:
                 continue
             for row, value in zip(rows, borrowers[column]):
+                value = _phone_key(value) if column == "phone" and isinstance(value, str) else value
                 if not isinstance(value, str) or len(value.strip()) < 2:
                     continue
                 what = f"borrower {label} (borrowers row {row})"
-                value = value.strip()
-                if column == "phone":
-                    value = _phone_key(value)
-                    if len(value) < 2:
-                        continue
-                single.setdefault(value.casefold(), what)
                 tokens = tuple(token.casefold() for token in _TOKEN.findall(value))
-                if column == "name" and len(tokens) > 1:
+                if len(tokens) == 1:
+                    single.setdefault(tokens[0], what)
+                    if column == "phone":
+                        single.setdefault("86" + tokens[0], what)
+                elif tokens:
                     multi.setdefault(tokens[0], []).append((tokens, what))
         return cls(single, multi)
 
     def find(self, value: str) -> Iterator[tuple[int, str]]:
         """Yield ``(offset, what)`` for each finding in one field value (offset of the token in ``value``)."""
-        stripped = value.strip()
-        if not stripped:
-            return
-        offset = value.index(stripped[0])
-        whole = self._single.get(stripped.casefold())
-        if whole is None and _PHONE_CHARACTERS.fullmatch(stripped):
-            whole = self._single.get(_phone_key(stripped))
-        if whole is not None:
-            yield offset, whole
-            return
-        tokens = [(match.start(), match.group().casefold()) for match in _TOKEN.finditer(value)]
-        for index, (start, token) in enumerate(tokens):
+        tokens: list[tuple[int, str]] | None = None
+        for match in _TOKEN.finditer(value):
+            token = match.group().casefold()
             what = self._single.get(token)
-            if what is None and len(token) == 13 and token.startswith("86"):
-                what = self._single.get(token[2:])
             if what is None and len(token) == 18 and _is_national_id(token):
                 what = "national ID pattern"
             if what is None and token in self._multi:
+                if tokens is None:
+                    tokens = [(m.start(), m.group().casefold()) for m in _TOKEN.finditer(value)]
+                index = next(i for i, (start, _) in enumerate(tokens) if start == match.start())
                 following = tuple(t for _, t in tokens[index:index + 8])
                 what = next((w for name, w in self._multi[token] if following[:len(name)] == name), None)
             if what is not None:
-                yield start, what
+                yield match.start(), what
         if " " in value or "-" in value:
             for match in _GROUPED_PHONE.finditer(value):
                 what = self._single.get(_phone_key(match.group()))
                 if what is not None:
                     yield match.start(), what
 
+    def may_hold(self, path: str | os.PathLike[str]) -> bool:
+        """Whether a file has a candidate for a finding (the byte pass; ``True`` means: read it field by field)."""
+        if not self._byte_pass_suffices:
+            return True
+        with open(path, "rb") as handle:
+            data = b""
+            while block := handle.read(_BLOCK):
+                data = data[-_OVERLAP:] + block  # a token up to 64 bytes long cut by the block lies whole in the next
+                if self._candidates(data):
+                    return True
+        return False
+
+    def _candidates(self, data: bytes) -> bool:
+        array = np.frombuffer(data, dtype=np.uint8)
+        keys = self._candidate_keys
+        starts, ends = _runs((array >= 0x30) & (array <= 0x39))
+        lengths = ends - starts
+        for start, end in zip(starts[lengths >= 11], ends[lengths >= 11]):  # IDs, phones, 86-phones; ID patterns
+            digits = data[start:end + (end < len(data) and data[end] in b"xX")].lower()
+            if digits in keys or (len(digits) == 18 and _is_national_id(digits.decode())):
+                return True
+        grouped = np.flatnonzero((lengths[:-2] == 3) & (lengths[1:-1] == 4) & (lengths[2:] == 4)
+                                 & (starts[1:-1] == ends[:-2] + 1) & (starts[2:] == ends[1:-1] + 1))
+        for index in grouped:  # 3-4-4 phones
+            if data[starts[index] : ends[index + 2]].replace(b" ", b"").replace(b"-", b"") in keys:
+                return True
+        if self._lengths["letters"]:
+            lowered = array | ((array >= 0x41) & (array <= 0x5A)).astype(np.uint8) * 0x20
+            starts, ends = _runs(((lowered >= 0x61) & (lowered <= 0x7A)) | ((array >= 0x30) & (array <= 0x39)))
+            wanted = np.isin(ends - starts, list(self._lengths["letters"]))
+            text = lowered.tobytes()
+            if any(text[s:e] in keys for s, e in zip(starts[wanted], ends[wanted])):
+                return True
+        if self._lengths["cjk"]:
+            lead = np.flatnonzero((array[:-2] & 0xF0) == 0xE0)
+            points = ((array[lead].astype(np.int32) & 0x0F) << 12 | (array[lead + 1].astype(np.int32) & 0x3F) << 6
+                      | (array[lead + 2].astype(np.int32) & 0x3F))
+            cjk = lead[((points >= 0x3400) & (points <= 0x9FFF)) | ((points >= 0xF900) & (points <= 0xFAFF))]
+            if len(cjk):
+                breaks = np.flatnonzero(np.diff(cjk) != 3) + 1
+                run_starts = cjk[np.r_[0, breaks]]
+                run_chars = np.diff(np.r_[0, breaks, len(cjk)])
+                wanted = np.isin(run_chars, list(self._lengths["cjk"]))
+                if any(data[s:s + 3 * n] in keys for s, n in zip(run_starts[wanted], run_chars[wanted])):
+                    return True
+        return False
+
     def scan_file(self, path: str | os.PathLike[str], name: str | None = None) -> Iterator[Finding]:
         """Yield the findings of one file, reading it as a stream.
 
-        ``.csv``: cell by cell (the header too), field = column. ``.json``,
-        ``.geojson``: every string (keys too) and integer of the document,
-        read in 1 MB chunks, field = the key it belongs to, record = the
-        GeoJSON feature. ``.jsonl``: the same, line by line. Anything else:
-        line by line as text.
+        After the byte pass (:meth:`may_hold`), a file with a candidate is read
+        field by field: ``.csv`` cell by cell (the header too), field = column;
+        ``.json``, ``.geojson`` every string (keys too) and integer, in 1 MB
+        chunks, field = the key the value belongs to, record = the GeoJSON
+        feature; ``.jsonl`` the same, line by line; anything else line by line
+        as text.
 
         Parameters
         ----------
@@ -511,6 +562,8 @@ class PersonalDataGuard:
             The name to report (default: the file's name).
         """
         path = Path(path)
+        if not self.may_hold(path):
+            return
         name = name or path.name
         suffix = path.suffix.lower()
         if suffix == ".csv":
@@ -548,13 +601,25 @@ class PersonalDataGuard:
                     yield Finding(name, f"feature {feature}" if feature else "document", field_name, what)
 
 
+#: Kinds of tokens the byte pass of :meth:`PersonalDataGuard.may_hold` finds (the first that fits).
+_TOKEN_KIND = {"digits": re.compile(r"[0-9]+x?"), "cjk": re.compile(rf"[{_CJK}]+"), "letters": re.compile(r"[a-z0-9]+")}
+_BLOCK = 4 << 20
+_OVERLAP = 64
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of the runs of ``True`` in a boolean array."""
+    edges = np.flatnonzero(np.diff(np.r_[np.int8(0), mask.view(np.int8), np.int8(0)]))
+    return edges[0::2], edges[1::2]
+
+
 _CHUNK = 1 << 20
 # A JSON string (group 1; group 2 holds the colon when it is a key) or a JSON number (group 3).
 _JSON_TOKEN = re.compile(r'"((?:[^"\\\n]|\\.)*)"(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
 
 
 def _json_values(chunks: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """Yield ``(field, value)`` for every string and integer of a JSON text given in chunks.
+    """Yield ``(field, value)`` for every string and every integer of 11+ digits of a JSON text given in chunks.
 
     ``field`` is the last key seen before the value (for a key: ``key after <previous key>``,
     so the report never quotes a key that is itself personal data). Strings
@@ -566,42 +631,35 @@ def _json_values(chunks: Iterable[str]) -> Iterator[tuple[str, str]]:
         chunk = next(chunks, None)
         final = chunk is None
         buffer += chunk or ""
-        carry = len(buffer)
-        previous_end, last = 0, None
-        for match in _JSON_TOKEN.finditer(buffer):
+        matches = list(_JSON_TOKEN.finditer(buffer))
+        carry, previous_end = len(buffer), 0
+        for index, match in enumerate(matches):
             quote = buffer.find('"', previous_end, match.start())
             if quote >= 0:  # an unterminated string (cut by the chunk): lex it again with the next chunk
                 carry = quote
                 break
-            if last is not None:
-                key = yield from _json_token(last, key)
-            last, previous_end = match, match.end()
+            if index == len(matches) - 1 and not final:  # may be cut by the chunk boundary: lex it again
+                carry = match.start()
+                break
+            previous_end = match.end()
+            text, is_key, number = match.groups()
+            if number is not None:
+                if len(number) >= 11 and number.isdigit():
+                    yield key, number
+                continue
+            if "\\" in text:
+                text = json.loads(f'"{text}"')
+            if is_key:
+                yield f"key after {key}", text
+                key = text
+            else:
+                yield key, text
         else:
             quote = buffer.find('"', previous_end)
             carry = quote if quote >= 0 else len(buffer)
-        if last is not None:
-            if final:
-                key = yield from _json_token(last, key)
-            else:  # the last token may be cut by the chunk boundary: lex it again with the next chunk
-                carry = min(carry, last.start())
         if final:
             return
         buffer = buffer[carry:]
-
-
-def _json_token(match: re.Match[str], key: str) -> Generator[tuple[str, str], None, str]:
-    text, is_key, number = match.groups()
-    if number is not None:
-        if number.isdigit() and len(number) >= 11:
-            yield key, number
-        return key
-    if "\\" in text:
-        text = json.loads(f'"{text}"')
-    if is_key:
-        yield f"key after {key}", text
-        return text
-    yield key, text
-    return key
 
 
 def _where(text: str, offset: int) -> str:

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -333,6 +334,37 @@ def test_json_lexer_yields_every_value_whatever_the_chunk_boundaries(document, s
     text = json.dumps({"type": "FeatureCollection", "x": document}, ensure_ascii=ascii_only)
     chunks = [text[i:i + size] for i in range(0, len(text), size)]
     assert [value for _, value in _json_values(chunks)] == list(_reference({"type": "FeatureCollection", "x": document}))
+
+
+PEOPLE_TOKENS = ["11010519491231002X", "11010519491231002x", "13812345678", "8613812345678", "138 1234 5678",
+                 "王小明", "Li Xiuying", "高峰", "320102198001011238"]
+
+
+@given(st.lists(st.sampled_from(PEOPLE_TOKENS) | st.text(alphabet="0123456789xX .-_,:;\n王小明高峰李Lixuyng，。", max_size=12),
+                max_size=8))
+def test_byte_pass_never_clears_a_file_the_field_pass_would_flag(parts):
+    """The byte pass (numpy, raw bytes) must be a superset of the exact token rule, or a leak could slip through."""
+    text = "".join(parts)
+    guard = PersonalDataGuard.from_borrowers(_people())
+    flagged = any(True for line in text.split("\n") for _ in guard.find(line))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "out.txt"
+        path.write_text(text, encoding="utf-8")
+        assert guard.may_hold(path) or not flagged
+        assert bool(list(guard.scan_file(path))) == flagged
+
+
+def test_byte_pass_finds_a_token_cut_by_a_block_boundary(tmp_path, monkeypatch):
+    import agricredit.privacy as privacy
+
+    monkeypatch.setattr(privacy, "_BLOCK", 1000)
+    guard = PersonalDataGuard.from_borrowers(_people())
+    for offset in range(990, 1001):
+        path = tmp_path / "audit.jsonl"
+        path.write_text("x" * offset + " 王小明 13812345678\n", encoding="utf-8")
+        assert guard.may_hold(path), offset
+    path.write_text("x" * 995 + " 9.13812345678 王小明村\n", encoding="utf-8")
+    assert list(guard.scan_file(path)) == []
 
 
 # --------------------------------------------------------------------------- allow-lists and publication
