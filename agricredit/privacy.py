@@ -37,6 +37,7 @@ import contextlib
 import csv
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -509,7 +510,13 @@ class PersonalDataGuard:
                     return True
         return False
 
+    def _text_may_hold(self, text: str) -> bool:
+        """The byte pass on a piece of text (a block of lines, rows or JSON)."""
+        return not self._byte_pass_suffices or self._candidates(text.encode("utf-8"))
+
     def _candidates(self, data: bytes) -> bool:
+        if b"\\u" in data:  # JSON \uXXXX escapes hide characters from a pass over the raw bytes
+            return True
         array = np.frombuffer(data, dtype=np.uint8)
         keys = self._candidate_keys
         starts, ends = _runs((array >= 0x30) & (array <= 0x39))
@@ -548,11 +555,11 @@ class PersonalDataGuard:
         """Yield the findings of one file, reading it as a stream.
 
         After the byte pass (:meth:`may_hold`), a file with a candidate is read
-        field by field: ``.csv`` cell by cell (the header too), field = column;
-        ``.json``, ``.geojson`` every string (keys too) and integer, in 1 MB
-        chunks, field = the key the value belongs to, record = the GeoJSON
-        feature; ``.jsonl`` the same, line by line; anything else line by line
-        as text.
+        field by field, again skipping the blocks (about 1 MB) where the byte
+        pass finds no candidate: ``.csv`` cell by cell (the header too), field
+        = column; ``.json``, ``.geojson`` every string (keys too) and integer,
+        field = the key the value belongs to, record = the GeoJSON feature;
+        ``.jsonl`` the same, line by line; anything else line by line as text.
 
         Parameters
         ----------
@@ -570,15 +577,20 @@ class PersonalDataGuard:
             yield from self._scan_csv(path, name)
         elif suffix in (".json", ".geojson"):
             yield from self._scan_json(path, name)
-        elif suffix == ".jsonl":
-            with open(path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    for field_name, value in _json_values([line]):
-                        yield from (Finding(name, f"line {number}", field_name, what) for _, what in self.find(value))
         else:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                for number, line in enumerate(handle, start=1):
-                    yield from (Finding(name, f"line {number}", "text", what) for _, what in self.find(line))
+            json_lines = suffix == ".jsonl"
+            with open(path, encoding="utf-8", errors="strict" if json_lines else "replace") as handle:
+                for number, line in self._blocks(enumerate(handle, start=1), lambda item: item[1]):
+                    values = _json_values([line]) if json_lines else [("text", line)]
+                    for field_name, value in values:
+                        yield from (Finding(name, f"line {number}", field_name, what) for _, what in self.find(value))
+
+    def _blocks(self, items: Iterable[Any], text_of: Any) -> Iterator[Any]:
+        """Yield the items (lines, rows) of the blocks of about 1 MB where the byte pass finds a candidate."""
+        iterator = iter(items)
+        while block := list(itertools.islice(iterator, _ITEMS_PER_BLOCK)):
+            if self._text_may_hold("\n".join(map(text_of, block))):
+                yield from block
 
     def _scan_csv(self, path: Path, name: str) -> Iterator[Finding]:
         with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -586,7 +598,7 @@ class PersonalDataGuard:
             header = next(reader, [])
             for index, cell in enumerate(header):
                 yield from (Finding(name, "row 1", f"column {index + 1} name", what) for _, what in self.find(cell))
-            for number, row in enumerate(reader, start=2):
+            for number, row in self._blocks(enumerate(reader, start=2), lambda item: "\x1f".join(item[1])):
                 for index, cell in enumerate(row):
                     column = header[index] if index < len(header) else f"column {index + 1}"
                     yield from (Finding(name, f"row {number}", column, what) for _, what in self.find(cell))
@@ -594,9 +606,10 @@ class PersonalDataGuard:
     def _scan_json(self, path: Path, name: str) -> Iterator[Finding]:
         feature = 0
         with open(path, encoding="utf-8") as handle:
-            for field_name, value in _json_values(iter(lambda: handle.read(_CHUNK), "")):
+            for field_name, value in _json_values(iter(lambda: handle.read(_CHUNK), ""), self._text_may_hold):
                 if field_name == "type" and value == "Feature":
                     feature += 1
+                    continue
                 for _, what in self.find(value):
                     yield Finding(name, f"feature {feature}" if feature else "document", field_name, what)
 
@@ -605,6 +618,7 @@ class PersonalDataGuard:
 _TOKEN_KIND = {"digits": re.compile(r"[0-9]+x?"), "cjk": re.compile(rf"[{_CJK}]+"), "letters": re.compile(r"[a-z0-9]+")}
 _BLOCK = 4 << 20
 _OVERLAP = 64
+_ITEMS_PER_BLOCK = 2000  # lines or rows checked together by the byte pass before they are read field by field
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -618,12 +632,14 @@ _CHUNK = 1 << 20
 _JSON_TOKEN = re.compile(r'"((?:[^"\\\n]|\\.)*)"(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
 
 
-def _json_values(chunks: Iterable[str]) -> Iterator[tuple[str, str]]:
+def _json_values(chunks: Iterable[str], wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, str]]:
     """Yield ``(field, value)`` for every string and every integer of 11+ digits of a JSON text given in chunks.
 
     ``field`` is the last key seen before the value (for a key: ``key after <previous key>``,
     so the report never quotes a key that is itself personal data). Strings
-    never span lines in JSON, so a chunk boundary inside one is carried over to the next chunk.
+    never span lines in JSON, so a chunk boundary inside one is carried over to
+    the next chunk. With ``wanted``, the values of a chunk for which it is
+    false are not yielded (keys are still followed), except ``"Feature"``.
     """
     buffer, key = "", "document"
     chunks = iter(chunks)
@@ -631,6 +647,7 @@ def _json_values(chunks: Iterable[str]) -> Iterator[tuple[str, str]]:
         chunk = next(chunks, None)
         final = chunk is None
         buffer += chunk or ""
+        quiet = wanted is not None and not wanted(buffer)
         matches = list(_JSON_TOKEN.finditer(buffer))
         carry, previous_end = len(buffer), 0
         for index, match in enumerate(matches):
@@ -644,15 +661,16 @@ def _json_values(chunks: Iterable[str]) -> Iterator[tuple[str, str]]:
             previous_end = match.end()
             text, is_key, number = match.groups()
             if number is not None:
-                if len(number) >= 11 and number.isdigit():
+                if not quiet and len(number) >= 11 and number.isdigit():
                     yield key, number
                 continue
             if "\\" in text:
                 text = json.loads(f'"{text}"')
             if is_key:
-                yield f"key after {key}", text
+                if not quiet:
+                    yield f"key after {key}", text
                 key = text
-            else:
+            elif not quiet or text == "Feature":
                 yield key, text
         else:
             quote = buffer.find('"', previous_end)

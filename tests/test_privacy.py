@@ -352,6 +352,11 @@ def test_byte_pass_never_clears_a_file_the_field_pass_would_flag(parts):
         path.write_text(text, encoding="utf-8")
         assert guard.may_hold(path) or not flagged
         assert bool(list(guard.scan_file(path))) == flagged
+        for ascii_only in (False, True):  # the same text as a JSON value, \u-escaped or not
+            path = Path(folder) / "out.json"
+            path.write_text(json.dumps({"note": text}, ensure_ascii=ascii_only), encoding="utf-8")
+            found = list(guard.scan_file(path))
+            assert bool(found) == any(True for _ in guard.find(text)), found
 
 
 def test_byte_pass_finds_a_token_cut_by_a_block_boundary(tmp_path, monkeypatch):
