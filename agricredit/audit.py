@@ -22,9 +22,9 @@ would not do, anyone can recompute it.
 **Replay.** :func:`replay_file` checks the seal record by record (MAC, chain,
 numbering, duplicates) and at the end against the manifest (count, head, file
 hash), checks each embedded policy against its hash, and recomputes every
-decision from the recorded facts with the same functions
-(:func:`replay`); given records recomputed from the input files
-(:func:`records_by_borrower`), it compares the recorded facts with them too. Every problem names the record
+decision from the recorded facts with the same functions (:func:`replay`);
+given records recomputed from the input files (:func:`records_by_borrower`),
+it compares the recorded facts with them too. Every problem names the record
 (``line N <borrower pseudonym>``).
 """
 

@@ -45,7 +45,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,7 @@ class PseudonymKey:
         """
         found = secret_from_env(KEY_ENV_VAR, DEMO_PII_KEY, sample=sample, environ=environ)
         if found is not None:
-            return cls(*found)
+            return cls.demo() if found[1] == "demo" else cls(*found)
         if allow_ephemeral:
             return cls.ephemeral()
         raise PrivacyError(
@@ -585,12 +585,20 @@ class PersonalDataGuard:
                     for field_name, value in values:
                         yield from (Finding(name, f"line {number}", field_name, what) for _, what in self.find(value))
 
-    def _blocks(self, items: Iterable[Any], text_of: Any) -> Iterator[Any]:
+    def _blocks(self, items: Iterable[Any], text_of: Callable[[Any], str]) -> Iterator[Any]:
         """Yield the items (lines, rows) of the blocks of about 1 MB where the byte pass finds a candidate."""
-        iterator = iter(items)
-        while block := list(itertools.islice(iterator, _ITEMS_PER_BLOCK)):
-            if self._text_may_hold("\n".join(map(text_of, block))):
-                yield from block
+        block: list[Any] = []
+        texts: list[str] = []
+        size = 0
+        for item in itertools.chain(items, [None]):
+            if item is not None:
+                block.append(item)
+                texts.append(text_of(item))
+                size += len(texts[-1])
+            if size >= _CHUNK or (item is None and block):
+                if self._text_may_hold("\n".join(texts)):
+                    yield from block
+                block, texts, size = [], [], 0
 
     def _scan_csv(self, path: Path, name: str) -> Iterator[Finding]:
         with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -618,7 +626,6 @@ class PersonalDataGuard:
 _TOKEN_KIND = {"digits": re.compile(r"[0-9]+x?"), "cjk": re.compile(rf"[{_CJK}]+"), "letters": re.compile(r"[a-z0-9]+")}
 _BLOCK = 4 << 20
 _OVERLAP = 64
-_ITEMS_PER_BLOCK = 2000  # lines or rows checked together by the byte pass before they are read field by field
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -638,8 +645,8 @@ def _json_values(chunks: Iterable[str], wanted: Callable[[str], bool] | None = N
     ``field`` is the last key seen before the value (for a key: ``key after <previous key>``,
     so the report never quotes a key that is itself personal data). Strings
     never span lines in JSON, so a chunk boundary inside one is carried over to
-    the next chunk. With ``wanted``, the values of a chunk for which it is
-    false are not yielded (keys are still followed), except ``"Feature"``.
+    the next chunk. With ``wanted``, a chunk for which it is false is only
+    followed (its last key, its ``"Feature"`` values, which are yielded), not read value by value.
     """
     buffer, key = "", "document"
     chunks = iter(chunks)
@@ -647,37 +654,58 @@ def _json_values(chunks: Iterable[str], wanted: Callable[[str], bool] | None = N
         chunk = next(chunks, None)
         final = chunk is None
         buffer += chunk or ""
-        quiet = wanted is not None and not wanted(buffer)
-        matches = list(_JSON_TOKEN.finditer(buffer))
-        carry, previous_end = len(buffer), 0
-        for index, match in enumerate(matches):
-            quote = buffer.find('"', previous_end, match.start())
-            if quote >= 0:  # an unterminated string (cut by the chunk): lex it again with the next chunk
-                carry = quote
-                break
-            if index == len(matches) - 1 and not final:  # may be cut by the chunk boundary: lex it again
-                carry = match.start()
-                break
-            previous_end = match.end()
-            text, is_key, number = match.groups()
-            if number is not None:
-                if not quiet and len(number) >= 11 and number.isdigit():
-                    yield key, number
-                continue
-            if "\\" in text:
-                text = json.loads(f'"{text}"')
-            if is_key:
-                if not quiet:
-                    yield f"key after {key}", text
-                key = text
-            elif not quiet or text == "Feature":
-                yield key, text
+        if wanted is not None and not wanted(buffer):
+            carry, key, features = _follow(buffer, key, final)
+            for _ in range(features):
+                yield "type", "Feature"
         else:
-            quote = buffer.find('"', previous_end)
-            carry = quote if quote >= 0 else len(buffer)
+            carry, key = yield from _read(buffer, key, final)
         if final:
             return
         buffer = buffer[carry:]
+
+
+def _read(buffer: str, key: str, final: bool) -> Generator[tuple[str, str], None, tuple[int, str]]:
+    """Yield the values of a buffer of JSON text; return where the part to carry to the next chunk starts, and the last key."""
+    matches = list(_JSON_TOKEN.finditer(buffer))
+    previous_end = 0
+    for index, match in enumerate(matches):
+        quote = buffer.find('"', previous_end, match.start())
+        if quote >= 0:  # an unterminated string (cut by the chunk): lex it again with the next chunk
+            return quote, key
+        if index == len(matches) - 1 and not final:  # may be cut by the chunk boundary: lex it again
+            return match.start(), key
+        previous_end = match.end()
+        text, is_key, number = match.groups()
+        if number is not None:
+            if len(number) >= 11 and number.isdigit():
+                yield key, number
+            continue
+        if "\\" in text:
+            text = json.loads(f'"{text}"')
+        if is_key:
+            yield f"key after {key}", text
+            key = text
+        else:
+            yield key, text
+    quote = buffer.find('"', previous_end)
+    return (quote if quote >= 0 else len(buffer)), key
+
+
+def _follow(buffer: str, key: str, final: bool) -> tuple[int, str, int]:
+    """Follow a buffer of JSON text without reading its values: (where to carry from, last key, "Feature" count)."""
+    end = _COMPLETE.match(buffer).end()  # stops at an unterminated string
+    tokens = list(_JSON_TOKEN.finditer(buffer, 0, end))
+    if not final and tokens:  # the last token may be cut by the chunk boundary (or its colon not read yet)
+        end = tokens.pop().start()
+    last_key = next((token for token in reversed(tokens) if token[2]), None)
+    if last_key is not None:
+        key = json.loads(f'"{last_key[1]}"') if "\\" in last_key[1] else last_key[1]
+    return end, key, sum(1 for token in tokens if token[1] == "Feature" and not token[2])
+
+
+# Complete strings and what lies between them, up to the first unterminated string.
+_COMPLETE = re.compile(r'(?:[^"]+|"(?:[^"\\\n]|\\.)*")*')
 
 
 def _where(text: str, offset: int) -> str:

@@ -18,10 +18,10 @@ import shapely
 from click.testing import CliRunner
 
 from agricredit.assess import OUTPUT_FILES, load_case, run_assessment, sample_case, write_outputs
+from agricredit.audit import AuditKey
 from agricredit.cli.main import cli
 from agricredit.errors import InputError
 from agricredit.outputs import sha256_file
-from agricredit.audit import AuditKey
 from agricredit.privacy import DEMO_PII_KEY, PseudonymKey, find_pii, pseudonym
 from agricredit.tables import read_borrowers
 

@@ -465,3 +465,18 @@ def test_find_pii_ignores_pseudonyms_and_fingerprints(data):
     # A pseudonym's 16 hex characters or a 12-character key fingerprint can hold 11 digits by chance.
     assert find_pii(f'"borrower": "b_{data.hex()}", "fingerprint": "{data.hex()[:12]}"', BORROWERS) == []
     assert find_pii('"borrower": "b_a13812345678b0c1"', BORROWERS) == []
+
+
+@given(json_values, st.integers(min_value=1, max_value=9), st.lists(st.booleans(), min_size=1, max_size=40))
+def test_json_lexer_follows_keys_and_features_through_skipped_chunks(document, size, skips):
+    """Skipping chunks (no candidate) must not change the values read in the others, their fields, nor the features."""
+    from agricredit.privacy import _json_values
+
+    text = json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "x": document}] * 2})
+    chunks = [text[i:i + size] for i in range(0, len(text), size)]
+    decisions = iter(skips * (len(text) // len(skips) + 2))
+    full = list(_json_values(chunks))
+    read = list(_json_values(chunks, lambda buffer: next(decisions)))
+    assert sum(value == "Feature" for _, value in read) == sum(value == "Feature" for _, value in full) == 2
+    assert all(pair in full for pair in read)
+    assert list(_json_values(chunks, lambda buffer: True)) == full
