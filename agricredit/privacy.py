@@ -431,9 +431,9 @@ class PersonalDataGuard:
     expected in every county run.
 
     Files are read in a stream. A first pass over the raw bytes (numpy, in
-    4 MB blocks) lists the digit, letter and CJK runs that could be a
-    finding; only a file with such a candidate is read field by field to
-    confirm it and name the record and field.
+    4 MB blocks) looks for digit, letter and CJK runs that could be a finding;
+    only the blocks (about 1 MB) of a file that hold such a candidate are read
+    field by field, to confirm it and name the record and field.
 
     Build it with :meth:`from_borrowers`; scan files with :meth:`scan_file`.
     """
@@ -636,7 +636,9 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 _CHUNK = 1 << 20
 # A JSON string (group 1; group 2 holds the colon when it is a key) or a JSON number (group 3).
-_JSON_TOKEN = re.compile(r'"((?:[^"\\\n]|\\.)*)"(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
+_STRING = r'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'
+_JSON_TOKEN = re.compile(_STRING + r'(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
+_JSON_STRING = re.compile(_STRING + r'(\s*:)?')
 
 
 def _json_values(chunks: Iterable[str], wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, str]]:
@@ -695,8 +697,8 @@ def _read(buffer: str, key: str, final: bool) -> Generator[tuple[str, str], None
 def _follow(buffer: str, key: str, final: bool) -> tuple[int, str, int]:
     """Follow a buffer of JSON text without reading its values: (where to carry from, last key, "Feature" count)."""
     end = _COMPLETE.match(buffer).end()  # stops at an unterminated string
-    tokens = list(_JSON_TOKEN.finditer(buffer, 0, end))
-    if not final and tokens:  # the last token may be cut by the chunk boundary (or its colon not read yet)
+    tokens = list(_JSON_STRING.finditer(buffer, 0, end))
+    if not final and tokens:  # lex again from the last string: its colon, the numbers after it may be cut
         end = tokens.pop().start()
     last_key = next((token for token in reversed(tokens) if token[2]), None)
     if last_key is not None:
@@ -705,7 +707,7 @@ def _follow(buffer: str, key: str, final: bool) -> tuple[int, str, int]:
 
 
 # Complete strings and what lies between them, up to the first unterminated string.
-_COMPLETE = re.compile(r'(?:[^"]+|"(?:[^"\\\n]|\\.)*")*')
+_COMPLETE = re.compile(r'(?:[^"]+|"[^"\\\n]*(?:\\.[^"\\\n]*)*")*')
 
 
 def _where(text: str, offset: int) -> str:
@@ -767,8 +769,8 @@ def guarded_output_folder(folder: str | os.PathLike[str], guard: PersonalDataGua
     OutputError
         The staging folder cannot be made beside ``folder``.
     """
-    folder = Path(folder)
-    parent = folder.absolute().parent
+    folder = Path(folder).absolute()  # "-o ." has a name and a parent too
+    parent = folder.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".staging", dir=parent))

@@ -480,3 +480,12 @@ def test_json_lexer_follows_keys_and_features_through_skipped_chunks(document, s
     assert sum(value == "Feature" for _, value in read) == sum(value == "Feature" for _, value in full) == 2
     assert all(pair in full for pair in read)
     assert list(_json_values(chunks, lambda buffer: True)) == full
+
+
+def test_publishing_into_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path / "out")
+    with guarded_output_folder(".", PersonalDataGuard.from_borrowers(_people())) as staging:
+        assert staging.parent == tmp_path
+        _write(staging, {"manifest.json": "{}"})
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
