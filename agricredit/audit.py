@@ -63,10 +63,6 @@ AUDIT_KEY_ENV_VAR = "AGRICREDIT_AUDIT_KEY"
 DEMO_AUDIT_KEY = "agricredit-sample-demo-audit-key-NOT-FOR-PRODUCTION"
 
 
-def _fingerprint(secret: bytes) -> str:
-    return hmac.new(secret, b"agricredit audit key fingerprint", hashlib.sha256).hexdigest()[:12]
-
-
 @dataclass(frozen=True)
 class AuditKey:
     """The secret key that seals audit records (HMAC-SHA256).
@@ -129,7 +125,7 @@ class AuditKey:
     @property
     def fingerprint(self) -> str:
         """A short public tag of the key (12 hex characters), kept in the manifest."""
-        return _fingerprint(self.secret)
+        return hmac.new(self.secret, b"agricredit audit key fingerprint", hashlib.sha256).hexdigest()[:12]
 
     def mac(self, text: str) -> str:
         """Return the hex HMAC-SHA256 of ``text`` (UTF-8) under this key."""
