@@ -426,3 +426,16 @@ def test_demo_pseudonym_key_is_refused_on_real_data(tmp_path, monkeypatch):
     assert result.stderr == ("Error: AGRICREDIT_PII_KEY holds the public demo key, accepted only with --sample: "
                              "set a secret of your own for real borrowers\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_keys_are_refused_when_the_sample_is_mixed_with_other_inputs(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from agricredit.cli.main import cli
+
+    monkeypatch.setenv(KEY_ENV_VAR, DEMO_PII_KEY)
+    monkeypatch.delenv(AUDIT_KEY_ENV_VAR, raising=False)
+    result = CliRunner().invoke(cli, ["assess", "--sample", "--borrowers", str(SAMPLE / "borrowers.csv"),
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "holds the public demo key, accepted only with --sample" in result.stderr
+    assert not (tmp_path / "out").exists()

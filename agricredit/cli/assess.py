@@ -36,14 +36,15 @@ def command(case_file: Path | None, sample: bool, output: Path, lang: str, ephem
     from agricredit.assess import run_assessment, write_outputs
     from agricredit.audit import AuditKey
     from agricredit.cli._tables import exit_if_rejected
-    from agricredit.cli.options import resolve_case
+    from agricredit.cli.options import resolve_case, sample_only
     from agricredit.privacy import PseudonymKey
 
     if output.exists() and not output.is_dir():
         raise click.BadParameter("exists and is not a folder", param_hint="'-o'")
     case = resolve_case(case_file, sample, case_options)
-    key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key, sample=sample)
-    audit_key = AuditKey.from_env(pseudonym_key=key, sample=sample)
+    demo_allowed = sample_only(sample, case_options)
+    key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key, sample=demo_allowed)
+    audit_key = AuditKey.from_env(pseudonym_key=key, sample=demo_allowed)
     say = (lambda message: click.echo(f"[{dt.datetime.now():%H:%M:%S}] {message}", err=True)) if progress else None
     assessment = run_assessment(case, key, lang=lang, progress=say)
     manifest = write_outputs(assessment, output, audit_key)

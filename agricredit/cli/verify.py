@@ -27,12 +27,13 @@ def command(case_file: Path | None, sample: bool, output: Path, ephemeral_key: b
     """
     from agricredit.assess import run_assessment
     from agricredit.cli._tables import exit_if_rejected
-    from agricredit.cli.options import resolve_case
+    from agricredit.cli.options import resolve_case, sample_only
     from agricredit.outputs import write_plot_table
     from agricredit.privacy import PseudonymKey
 
     case = resolve_case(case_file, sample, case_options)
-    assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key, sample=sample))
+    assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key,
+                                                         sample=sample_only(sample, case_options)))
     write_plot_table(assessment.plots, output)
     lights = assessment.plots["light"].value_counts()
     click.echo(", ".join(f"{light} {int(lights.get(light, 0))}" for light in ("green", "yellow", "red"))
