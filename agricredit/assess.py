@@ -3,8 +3,9 @@
 :func:`run_assessment` runs the whole pipeline (design §1) as plain functions
 over plain data and returns an :class:`Assessment`; :func:`write_outputs`
 writes the output folder of design §3 (``plots.geojson``, ``borrowers.csv``,
-``borrowers.geojson``, ``audit.jsonl``, then ``manifest.json`` last), checks
-every output for personal data and removes them all if any is found.
+``borrowers.geojson``, ``audit.jsonl``, then ``manifest.json`` last) into a
+staging folder, checks every output for personal data and publishes them only
+if none is found.
 
 Borrowers and land holders appear only as keyed pseudonyms (design §8); plot
 IDs are not personal and stay as given. Every output is a pure function of the
@@ -37,10 +38,10 @@ import rasterio.transform
 import shapely
 
 from agricredit import __version__
-from agricredit.audit import audit_record, record_line
+from agricredit.audit import AuditKey, audit_record, write_audit
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import AgricreditError, InputError, InputNotFoundError, PrivacyError, SchemaError
+from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.outputs import (
     CategorizedStyle,
     atomic_path,
@@ -54,7 +55,7 @@ from agricredit.outputs import (
 from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
                               load_plots, rejected_ids, repeated_area_m2, to_wgs84)
 from agricredit.policy import Policy, load_policy
-from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
+from agricredit.privacy import PersonalDataGuard, PseudonymKey, check_allowed_fields, pseudonym, pseudonymise_borrowers
 from agricredit.report.data import plot_chips, season_series, write_report_data
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
 from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
@@ -680,15 +681,22 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
     return geometries
 
 
-def write_outputs(assessment: Assessment, folder: str | Path, *, csv_bom: bool = True) -> dict[str, Any]:
+def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
+                  csv_bom: bool = True) -> dict[str, Any]:
     """Write the output folder (design §3, schema in :mod:`agricredit.schema`); ``manifest.json`` last.
 
-    Everything is written into a staging folder first, scanned for personal
-    data (national-ID and phone patterns and the borrowers' own IDs and
-    phones anywhere; their names in every text that comes from the inputs:
-    plot IDs, villages, file names), and only then published into ``folder``,
-    manifest last. An interrupted or refused run leaves no output behind; the
+    Every output is built from allow-listed fields (the schema;
+    :func:`agricredit.privacy.check_allowed_fields`), written into a staging
+    folder, scanned for the borrowers' IDs, phones and names
+    (:class:`agricredit.privacy.PersonalDataGuard`, whole values and tokens)
+    and only then published into ``folder``, manifest last
+    (:func:`agricredit.outputs.staged_outputs`). On a finding
+    :class:`~agricredit.errors.PrivacyError` is raised and nothing is
+    published; an interrupted or refused run leaves no output behind; the
     outputs of an earlier run that this run does not write again are removed.
+    ``audit.jsonl`` is sealed with ``audit_key``
+    (:func:`agricredit.audit.write_audit`); the manifest keeps its count,
+    chain head and hash under ``"audit"``.
     Call :func:`agricredit.outputs.check_output_folder` first: this function
     replaces earlier outputs.
 
@@ -698,6 +706,8 @@ def write_outputs(assessment: Assessment, folder: str | Path, *, csv_bom: bool =
         The result of :func:`run_assessment`.
     folder
         The output folder (created if missing).
+    audit_key
+        The key that seals the audit records (``AGRICREDIT_AUDIT_KEY``).
     csv_bom
         Start ``borrowers.csv`` with a UTF-8 byte-order mark, so that Excel
         on Chinese Windows reads it as UTF-8 rather than GBK.
@@ -708,12 +718,15 @@ def write_outputs(assessment: Assessment, folder: str | Path, *, csv_bom: bool =
         The manifest.
     """
     lang = assessment.lang
-    with staged_outputs(folder) as stage:
+    guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
+    with staged_outputs(folder, check=guard.check_folder) as stage:
         plots = assessment.plots
+        check_allowed_fields("plots", plots.columns.drop("geometry"))
         plots.to_parquet(stage / "plots.parquet", index=False)
         write_plot_table(plots, stage / "plots.geojson", decimals=COORDINATE_DECIMALS)
         write_qml(stage / "plots.qml", PLOT_STYLE)
 
+        check_allowed_fields("borrowers", assessment.borrowers.columns)
         borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=_borrower_geometries(assessment), crs="EPSG:4326")
         write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
                     header=headers(BORROWER_FIELDS, lang))
@@ -725,13 +738,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, *, csv_bom: bool =
 
         write_report_data(assessment.chips, assessment.series, stage)
 
-        with atomic_path(stage / "audit.jsonl") as tmp:
-            tmp.write_text("".join(record_line(record) + "\n" for record in assessment.audit), encoding="utf-8")
+        check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
+        audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
 
         written = [stage / name for name in OUTPUT_FILES[:-1]]
-        # The binary outputs (Parquet, xlsx) hold the same conformed rows as the text ones scanned here.
-        _refuse_personal_data(assessment, {path: path.read_text(encoding="utf-8") for path in written
-                                           if path.suffix not in (".parquet", ".xlsx")})
         manifest = {
             "tool": "agricredit",
             "tool_version": __version__,
@@ -747,24 +757,9 @@ def write_outputs(assessment: Assessment, folder: str | Path, *, csv_bom: bool =
                 "status": {s: int(n) for s, n in sorted(assessment.borrowers["status"].value_counts().items())},
                 "rejected_or_unverifiable_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
             },
+            "audit": audit_entry,
         }
-        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        _refuse_personal_data(assessment, {stage / "manifest.json": text})
+        check_allowed_fields("manifest.json", manifest)
         with atomic_path(stage / "manifest.json") as tmp:
-            tmp.write_text(text, encoding="utf-8")
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
-
-
-def _refuse_personal_data(assessment: Assessment, texts: Mapping[Path, str], remove: Sequence[Path] = ()) -> None:
-    """Raise :class:`PrivacyError` (removing ``texts``' files and ``remove``) if any text holds personal data."""
-    people = assessment.pii_reference
-    carried = "\n".join([*map(str, assessment.plots["plot_id"].dropna()), *map(str, assessment.borrowers["village"]),
-                         *assessment.inputs])
-    name_leaks = find_pii(carried, people[["name"]]) if "name" in people else []
-    for path, text in texts.items():
-        found = find_pii(text, people.drop(columns=["name"], errors="ignore"))
-        if found or name_leaks:
-            for output in [*texts, *remove]:
-                output.unlink(missing_ok=True)
-            where = found[0] if found else f"{name_leaks[0].split(' at ')[0]} in a plot ID, village or file name"
-            raise PrivacyError(f"personal data found in an output ({where}); outputs removed", path=path)

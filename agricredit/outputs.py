@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -395,10 +395,14 @@ def _listed_outputs(manifest: Path) -> set[str]:
 
 
 @contextlib.contextmanager
-def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json") -> Iterator[Path]:
+def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json",
+                   check: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a staging folder inside ``folder``; on success publish its files into ``folder``, ``last`` last.
 
-    An exception or Ctrl-C inside the block (or while publishing) leaves no
+    ``check`` is called with the staging folder once the block is done and
+    before anything is published (e.g. the personal-data scan,
+    :meth:`agricredit.privacy.PersonalDataGuard.check_folder`); an exception
+    from it publishes nothing. An exception or Ctrl-C inside the block (or while publishing) leaves no
     new output behind: the staging folder is removed, and so is every file
     already moved, and the folder itself if this call created it. Publishing removes the earlier manifest first (a manifest
     vouches for a complete folder) and, after the new files are in place, the
@@ -416,6 +420,8 @@ def staged_outputs(folder: str | os.PathLike[str], *, last: str = "manifest.json
     published: list[Path] = []
     try:
         yield stage
+        if check is not None:
+            check(stage)
         names = sorted((p.name for p in stage.iterdir()), key=lambda name: (name == last, name))
         stale = _listed_outputs(folder / last) - set(names)
         (folder / last).unlink(missing_ok=True)

@@ -17,40 +17,57 @@ The key comes from the environment variable ``AGRICREDIT_PII_KEY`` (UTF-8
 text, at least 16 bytes), see :meth:`PseudonymKey.from_env`. Without it the
 tool refuses to run unless an ephemeral key is asked for (pseudonyms then
 change every run). The bundled sample run uses :data:`DEMO_PII_KEY`, which is
-public and **must never be used for real borrowers**.
+public and **must never be used for real borrowers**: it is refused unless the
+run is on the sample (``--sample``).
+
+Outputs: each output's fields are an allow-list (:data:`OUTPUT_FIELDS`,
+:func:`check_allowed_fields`); :func:`agricredit.outputs.staged_outputs` has the outputs
+written into a staging folder, :meth:`PersonalDataGuard.check_folder` scans them
+(whole field values and whole tokens against the borrower table, read as a
+stream) and publishes them by rename only if nothing is found.
 
 Other guards: :func:`escape_csv_cell` (spreadsheet formula injection),
-:func:`find_pii` (the self-check scanner of outputs and logs), :func:`redact`
-and the :class:`RedactPII` logging filter (masks ID and phone patterns in log
-records).
+:func:`find_pii` (the same scan on a text), :func:`redact` and the
+:class:`RedactPII` logging filter (masks ID and phone patterns in log records).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import itertools
+import json
 import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from agricredit.errors import PrivacyError
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, SERIES_FIELDS
 
 __all__ = [
     "KEY_ENV_VAR",
     "MIN_KEY_BYTES",
     "DEMO_PII_KEY",
     "PseudonymKey",
+    "secret_from_env",
     "pseudonym",
     "pseudonymise_borrowers",
     "BORROWER_OUTPUT_COLUMNS",
     "escape_csv_cell",
     "escape_csv_frame",
+    "OUTPUT_FIELDS",
+    "check_allowed_fields",
+    "Finding",
+    "PersonalDataGuard",
     "find_pii",
     "redact",
     "RedactPII",
@@ -84,7 +101,7 @@ class PseudonymKey:
     Attributes
     ----------
     source
-        ``"environment"``, ``"ephemeral"`` or ``"demo"``.
+        ``"environment"``, ``"ephemeral"`` or ``"demo"`` (the public demo key, accepted only for the sample).
     """
 
     secret: bytes = field(repr=False)
@@ -95,7 +112,8 @@ class PseudonymKey:
             raise PrivacyError(f"the pseudonym key is too short: at least {MIN_KEY_BYTES} bytes are needed")
 
     @classmethod
-    def from_env(cls, *, allow_ephemeral: bool = False, environ: Mapping[str, str] | None = None) -> PseudonymKey:
+    def from_env(cls, *, allow_ephemeral: bool = False, sample: bool = False,
+                 environ: Mapping[str, str] | None = None) -> PseudonymKey:
         """Return the key from ``AGRICREDIT_PII_KEY``.
 
         Parameters
@@ -103,27 +121,28 @@ class PseudonymKey:
         allow_ephemeral
             If the variable is not set, return :meth:`ephemeral` instead of
             refusing (the CLI's ``--ephemeral-key``).
+        sample
+            The run is on the bundled sample (``--sample``): the public
+            :data:`DEMO_PII_KEY` is accepted (source ``"demo"``).
         environ
             The environment to read (default ``os.environ``).
 
         Raises
         ------
         PrivacyError
-            The variable is not set (and no ephemeral key is allowed), or its
-            value is shorter than 16 bytes in UTF-8.
+            The variable is not set (and no ephemeral key is allowed), its
+            value is shorter than 16 bytes in UTF-8, or it is the public demo
+            key outside the sample.
         """
-        value = (os.environ if environ is None else environ).get(KEY_ENV_VAR)
-        if value is None:
-            if allow_ephemeral:
-                return cls.ephemeral()
-            raise PrivacyError(
-                f"no pseudonym key: set {KEY_ENV_VAR} (at least {MIN_KEY_BYTES} bytes of secret text), "
-                "or ask for an ephemeral key (pseudonyms will then differ every run)"
-            )
-        secret = value.encode("utf-8")
-        if len(secret) < MIN_KEY_BYTES:
-            raise PrivacyError(f"{KEY_ENV_VAR} is too short: {len(secret)} bytes, at least {MIN_KEY_BYTES} are needed")
-        return cls(secret, "environment")
+        found = secret_from_env(KEY_ENV_VAR, DEMO_PII_KEY, sample=sample, environ=environ)
+        if found is not None:
+            return cls.demo() if found[1] == "demo" else cls(*found)
+        if allow_ephemeral:
+            return cls.ephemeral()
+        raise PrivacyError(
+            f"no pseudonym key: set {KEY_ENV_VAR} (at least {MIN_KEY_BYTES} bytes of secret text), "
+            "or ask for an ephemeral key (pseudonyms will then differ every run)"
+        )
 
     @classmethod
     def ephemeral(cls) -> PseudonymKey:
@@ -144,6 +163,48 @@ class PseudonymKey:
     def fingerprint(self) -> str:
         """A short public tag of the key (to record in audit files which key made the pseudonyms)."""
         return hmac.new(self.secret, b"agricredit key fingerprint", hashlib.sha256).hexdigest()[:12]
+
+
+def secret_from_env(variable: str, demo_value: str, *, sample: bool = False,
+                    environ: Mapping[str, str] | None = None) -> tuple[bytes, str] | None:
+    """Read a secret key from an environment variable (the pseudonym key, the audit key).
+
+    Parameters
+    ----------
+    variable
+        The variable's name.
+    demo_value
+        The public demo key of the bundled sample for this variable.
+    sample
+        The run is on the bundled sample: ``demo_value`` is accepted.
+    environ
+        The environment to read (default ``os.environ``).
+
+    Returns
+    -------
+    tuple or None
+        ``(secret bytes, source)`` with source ``"environment"`` or ``"demo"``;
+        ``None`` when the variable is not set.
+
+    Raises
+    ------
+    PrivacyError
+        The value is shorter than :data:`MIN_KEY_BYTES` in UTF-8, or it is the
+        public demo key and ``sample`` is false (the key is printed in the
+        README: pseudonyms or audit seals made with it protect nothing).
+    """
+    value = (os.environ if environ is None else environ).get(variable)
+    if value is None:
+        return None
+    secret = value.encode("utf-8")
+    if value == demo_value:
+        if not sample:
+            raise PrivacyError(f"{variable} holds the public demo key, accepted only with --sample: "
+                               "set a secret of your own for real borrowers")
+        return secret, "demo"
+    if len(secret) < MIN_KEY_BYTES:
+        raise PrivacyError(f"{variable} is too short: {len(secret)} bytes, at least {MIN_KEY_BYTES} are needed")
+    return secret, "environment"
 
 
 def pseudonym(key: PseudonymKey, kind: str, value: str) -> str:
@@ -245,38 +306,416 @@ def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- #
-# Finding and masking personal data
+# Output allow-lists
 
-# An 18-character GB 11643 national ID: 6-digit region, birth date 19xx/20xx,
-# 3-digit sequence, check character; not inside a longer number nor after a
-# decimal point (the fraction of a float is not an ID).
-_NATIONAL_ID = re.compile(
-    r"(?<![\d.])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![\dXx])"
-)
-# An 11-digit mainland mobile number, optionally written 3-4-4 with spaces or dashes.
-_MOBILE = re.compile(r"(?<![\d.])1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
-# Broader patterns for redaction (masking too much in a log is harmless):
-# any 17 digits + check character, old 15-digit IDs, mobile numbers after a dot.
+#: The fields each output of ``assess`` may carry: columns of ``borrowers.csv``,
+#: feature properties of the GeoJSON files, top-level keys of audit records and
+#: of the manifest. Anything else is refused by :func:`check_allowed_fields`
+#: before it is written: a new output field is added here, on purpose.
+OUTPUT_FIELDS: dict[str, frozenset[str]] = {
+    # The tables (every format: GeoJSON, CSV, xlsx, GeoParquet) are the fields of the one output schema.
+    "plots": frozenset(f.name for f in PLOT_FIELDS),
+    "borrowers": frozenset(f.name for f in BORROWER_FIELDS),
+    "audit.jsonl": frozenset({"schema", "tool_version", "policy", "inputs", "borrower_id", "decision", "plots",
+                              "seq", "prev_mac", "mac", "visits"}),  # visits: agricredit.visits.Visit.to_dict
+    # The report's data (agricredit.report.data): the season series of the schema, and the NDVI chips.
+    "series": frozenset(f.name for f in SERIES_FIELDS),
+    "chips": frozenset({"plot_id", "date", "crs", "t0", "t1", "t2", "t3", "t4", "t5", "width", "height", "ndvi"}),
+    "manifest.json": frozenset({"tool", "tool_version", "policy", "pseudonym_key_fingerprint", "language", "inputs",
+                                "outputs", "counts", "audit"}),
+}
+
+
+def check_allowed_fields(output_name: str, fields: Iterable[str]) -> None:
+    """Refuse to write a field that is not on the output's allow-list (:data:`OUTPUT_FIELDS`).
+
+    Parameters
+    ----------
+    output_name
+        The output's file name (``plots.geojson``, ``borrowers.csv`` ...).
+    fields
+        The field names about to be written.
+
+    Raises
+    ------
+    PrivacyError
+        The output has no allow-list, or a field is not on it (the message
+        names the output and the field).
+    """
+    allowed = OUTPUT_FIELDS.get(output_name)
+    if allowed is None:
+        raise PrivacyError(f"{output_name} has no allow-list of fields in agricredit.privacy.OUTPUT_FIELDS")
+    extra = sorted(set(map(str, fields)) - allowed)
+    if extra:
+        raise PrivacyError(f"field {extra[0]!r} is not on the allow-list of {output_name}"
+                           + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+
+
+# --------------------------------------------------------------------------- #
+# Finding personal data: whole values and whole tokens
+
+_CJK = "\u3400-\u9fff\uf900-\ufaff"
+# Tokens: a decimal number as one token (so its fraction digits are never read as a phone), a run of
+# CJK characters, a run of other letters and digits. Separators (space, punctuation, "_", "-") split.
+_TOKEN = re.compile(rf"\d+(?:\.\d+)+|[{_CJK}]+|[^\W_{_CJK}]+")
+# A mainland mobile number written in 3-4-4 groups ("138 1234 5678", "138-1234-5678"), not inside a longer number.
+_GROUPED_PHONE = re.compile(r"(?<![\d.])1\d{2}[ -]\d{4}[ -]\d{4}(?![\d.]?\d)")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_SHAPE = re.compile(r"[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
+# Redaction of logs masks broader patterns (masking too much in a log is harmless).
 _REDACT_ID = re.compile(r"(?<!\d)(?:\d{17}[\dXx]|\d{15})(?![\dXx])")
 _REDACT_MOBILE = re.compile(r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-_HEX = frozenset("0123456789abcdefABCDEF")
-_HEX_LETTERS = frozenset("abcdefABCDEF")
 
 
-#: Hex tokens at least this long holding a letter are digests, pseudonyms or key fingerprints
-#: (12 hex characters and more): digit runs inside them are chance, not phone numbers.
-_MIN_HASH_TOKEN = 12
+def _is_national_id(token: str) -> bool:
+    """Whether an 18-character token is a GB 11643 ID: region, birth date, sequence, ISO 7064 MOD 11-2 check."""
+    if len(token) != 18 or not _ID_SHAPE.fullmatch(token):
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(token, _ID_WEIGHTS))
+    return "10X98765432"[total % 11] == token[17].upper()
 
 
-def _in_hash(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] lies inside a hex token (a sha256, a pseudonym ...), where digit runs are chance."""
-    while start > 0 and text[start - 1] in _HEX:
-        start -= 1
-    while end < len(text) and text[end] in _HEX:
-        end += 1
-    token = text[start:end]
-    return len(token) >= _MIN_HASH_TOKEN and any(c in _HEX_LETTERS for c in token)
+def _phone_key(value: str) -> str:
+    """A phone number's digits, without a leading 86 country code."""
+    digits = re.sub(r"\D", "", value)
+    return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Where personal data was found: file, record and field, and what it is (never the value).
+
+    Attributes
+    ----------
+    file
+        The file's name.
+    record
+        ``row N`` (CSV, header is row 1), ``line N`` (JSON Lines, text),
+        ``feature N`` (GeoJSON, from 1) or ``document``.
+    field
+        The column, or the JSON key the value belongs to.
+    what
+        E.g. ``borrower phone (borrowers row 5)`` or ``national ID pattern``.
+    """
+
+    file: str
+    record: str
+    field: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.record}, field {self.field!r}: {self.what}"
+
+
+class PersonalDataGuard:
+    """The borrowers' national IDs, phones and names, to find them in outputs exactly.
+
+    A value is a finding when one of its *tokens* equals a borrower's ID (any
+    case), phone (with or without 86) or name: a token is a decimal number, a
+    run of CJK characters or a run of other letters and digits; a name of
+    several tokens (``Li Xiuying``) matches the same tokens in a row, a phone
+    written in 3-4-4 groups matches too. So a whole field value holding the
+    ID, phone or name is a finding. Any token shaped like a national ID with a
+    valid check character is a finding too, known borrower or not. Nothing
+    else is: a phone's digits inside a longer number or a decimal fraction, a
+    2-character name inside a longer Chinese word, digits inside a hash are no
+    findings — with tens of thousands of borrowers such chance matches are
+    expected in every county run.
+
+    Files are read in a stream. A first pass over the raw bytes (numpy, in
+    4 MB blocks) looks for digit, letter and CJK runs that could be a finding;
+    only the blocks (about 1 MB) of a file that hold such a candidate are read
+    field by field, to confirm it and name the record and field.
+
+    Build it with :meth:`from_borrowers`; scan files with :meth:`scan_file`.
+    """
+
+    def __init__(self, single: Mapping[str, str], multi: Mapping[str, Sequence[tuple[tuple[str, ...], str]]]):
+        self._single = dict(single)  # casefolded token -> what
+        self._multi = {first: list(names) for first, names in multi.items()}  # first token -> (tokens, what)
+        keys = set(self._single) | set(self._multi)
+        self._candidate_keys = {key.encode("utf-8") for key in keys}
+        kinds = {key: next((kind for kind, pattern in _TOKEN_KIND.items() if pattern.fullmatch(key)), None) for key in keys}
+        self._lengths = {kind: {len(key) for key in keys if kinds[key] == kind} for kind in _TOKEN_KIND}
+        # The byte pass knows ASCII digit, ASCII letter and BMP CJK runs; other tokens need the field-by-field pass.
+        self._byte_pass_suffices = None not in kinds.values()
+
+    @classmethod
+    def from_borrowers(cls, borrowers: pd.DataFrame | None) -> PersonalDataGuard:
+        """Build the guard from a borrower table (``national_id``, ``phone``, ``name``; ``source_row`` for labels).
+
+        Values shorter than 2 characters are skipped (they cannot be told from anything else).
+        """
+        single: dict[str, str] = {}
+        multi: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        if borrowers is None:
+            return cls(single, multi)
+        rows = borrowers["source_row"] if "source_row" in borrowers else pd.Series(range(1, len(borrowers) + 1))
+        for column, label in (("national_id", "national ID"), ("phone", "phone"), ("name", "name")):
+            if column not in borrowers:
+                continue
+            for row, value in zip(rows, borrowers[column]):
+                value = _phone_key(value) if column == "phone" and isinstance(value, str) else value
+                if not isinstance(value, str) or len(value.strip()) < 2:
+                    continue
+                what = f"borrower {label} (borrowers row {row})"
+                tokens = tuple(token.casefold() for token in _TOKEN.findall(value))
+                if len(tokens) == 1:
+                    single.setdefault(tokens[0], what)
+                    if column == "phone":
+                        single.setdefault("86" + tokens[0], what)
+                elif tokens:
+                    multi.setdefault(tokens[0], []).append((tokens, what))
+        return cls(single, multi)
+
+    def find(self, value: str) -> Iterator[tuple[int, str]]:
+        """Yield ``(offset, what)`` for each finding in one field value (offset of the token in ``value``)."""
+        tokens: list[tuple[int, str]] | None = None
+        for match in _TOKEN.finditer(value):
+            token = match.group().casefold()
+            what = self._single.get(token)
+            if what is None and len(token) == 18 and _is_national_id(token):
+                what = "national ID pattern"
+            if what is None and token in self._multi:
+                if tokens is None:
+                    tokens = [(m.start(), m.group().casefold()) for m in _TOKEN.finditer(value)]
+                index = next(i for i, (start, _) in enumerate(tokens) if start == match.start())
+                following = tuple(t for _, t in tokens[index:index + 8])
+                what = next((w for name, w in self._multi[token] if following[:len(name)] == name), None)
+            if what is not None:
+                yield match.start(), what
+        if " " in value or "-" in value:
+            for match in _GROUPED_PHONE.finditer(value):
+                what = self._single.get(_phone_key(match.group()))
+                if what is not None:
+                    yield match.start(), what
+
+    def may_hold(self, path: str | os.PathLike[str]) -> bool:
+        """Whether a file has a candidate for a finding (the byte pass; ``True`` means: read it field by field)."""
+        if not self._byte_pass_suffices:
+            return True
+        with open(path, "rb") as handle:
+            data = b""
+            while block := handle.read(_BLOCK):
+                data = data[-_OVERLAP:] + block  # a token up to 64 bytes long cut by the block lies whole in the next
+                if self._candidates(data):
+                    return True
+        return False
+
+    def _text_may_hold(self, text: str) -> bool:
+        """The byte pass on a piece of text (a block of lines, rows or JSON)."""
+        return not self._byte_pass_suffices or self._candidates(text.encode("utf-8"))
+
+    def _candidates(self, data: bytes) -> bool:
+        if b"\\u" in data:  # JSON \uXXXX escapes hide characters from a pass over the raw bytes
+            return True
+        array = np.frombuffer(data, dtype=np.uint8)
+        keys = self._candidate_keys
+        starts, ends = _runs((array >= 0x30) & (array <= 0x39))
+        lengths = ends - starts
+        for start, end in zip(starts[lengths >= 11], ends[lengths >= 11]):  # IDs, phones, 86-phones; ID patterns
+            digits = data[start:end + (end < len(data) and data[end] in b"xX")].lower()
+            if digits in keys or (len(digits) == 18 and _is_national_id(digits.decode())):
+                return True
+        grouped = np.flatnonzero((lengths[:-2] == 3) & (lengths[1:-1] == 4) & (lengths[2:] == 4)
+                                 & (starts[1:-1] == ends[:-2] + 1) & (starts[2:] == ends[1:-1] + 1))
+        for index in grouped:  # 3-4-4 phones
+            if data[starts[index] : ends[index + 2]].replace(b" ", b"").replace(b"-", b"") in keys:
+                return True
+        if self._lengths["letters"]:
+            lowered = array | ((array >= 0x41) & (array <= 0x5A)).astype(np.uint8) * 0x20
+            starts, ends = _runs(((lowered >= 0x61) & (lowered <= 0x7A)) | ((array >= 0x30) & (array <= 0x39)))
+            wanted = np.isin(ends - starts, list(self._lengths["letters"]))
+            text = lowered.tobytes()
+            if any(text[s:e] in keys for s, e in zip(starts[wanted], ends[wanted])):
+                return True
+        if self._lengths["cjk"]:
+            lead = np.flatnonzero((array[:-2] & 0xF0) == 0xE0)
+            points = ((array[lead].astype(np.int32) & 0x0F) << 12 | (array[lead + 1].astype(np.int32) & 0x3F) << 6
+                      | (array[lead + 2].astype(np.int32) & 0x3F))
+            cjk = lead[((points >= 0x3400) & (points <= 0x9FFF)) | ((points >= 0xF900) & (points <= 0xFAFF))]
+            if len(cjk):
+                breaks = np.flatnonzero(np.diff(cjk) != 3) + 1
+                run_starts = cjk[np.r_[0, breaks]]
+                run_chars = np.diff(np.r_[0, breaks, len(cjk)])
+                wanted = np.isin(run_chars, list(self._lengths["cjk"]))
+                if any(data[s:s + 3 * n] in keys for s, n in zip(run_starts[wanted], run_chars[wanted])):
+                    return True
+        return False
+
+    def check_folder(self, folder: str | os.PathLike[str]) -> None:
+        """Raise :class:`PrivacyError` at the first finding in the files of ``folder``.
+
+        ``folder`` is a staging folder inside the output folder
+        (:func:`agricredit.outputs.staged_outputs`): a finding is named by the
+        path the file would have been published at. Binary outputs (GeoParquet, xlsx) hold the same schema-conformed rows
+        as the text outputs beside them and are not read again.
+        """
+        for path in sorted(Path(folder).iterdir()):
+            if path.suffix.lower() in (".parquet", ".xlsx"):
+                continue
+            finding = next(self.scan_file(path), None)
+            if finding is not None:
+                raise PrivacyError(f"personal data in an output ({finding.record}, field {finding.field!r}: "
+                                   f"{finding.what}); nothing was published", path=path.parent.parent / path.name)
+
+    def scan_file(self, path: str | os.PathLike[str], name: str | None = None) -> Iterator[Finding]:
+        """Yield the findings of one file, reading it as a stream.
+
+        After the byte pass (:meth:`may_hold`), a file with a candidate is read
+        field by field, again skipping the blocks (about 1 MB) where the byte
+        pass finds no candidate: ``.csv`` cell by cell (the header too), field
+        = column; ``.json``, ``.geojson`` every string (keys too) and integer,
+        field = the key the value belongs to, record = the GeoJSON feature;
+        ``.jsonl`` the same, line by line; anything else line by line as text.
+
+        Parameters
+        ----------
+        path
+            The file.
+        name
+            The name to report (default: the file's name).
+        """
+        path = Path(path)
+        if not self.may_hold(path):
+            return
+        name = name or path.name
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            yield from self._scan_csv(path, name)
+        elif suffix in (".json", ".geojson"):
+            yield from self._scan_json(path, name)
+        else:
+            json_lines = suffix == ".jsonl"
+            with open(path, encoding="utf-8", errors="strict" if json_lines else "replace") as handle:
+                for number, line in self._blocks(enumerate(handle, start=1), lambda item: item[1]):
+                    values = _json_values([line]) if json_lines else [("text", line)]
+                    for field_name, value in values:
+                        yield from (Finding(name, f"line {number}", field_name, what) for _, what in self.find(value))
+
+    def _blocks(self, items: Iterable[Any], text_of: Callable[[Any], str]) -> Iterator[Any]:
+        """Yield the items (lines, rows) of the blocks of about 1 MB where the byte pass finds a candidate."""
+        block: list[Any] = []
+        texts: list[str] = []
+        size = 0
+        for item in itertools.chain(items, [None]):
+            if item is not None:
+                block.append(item)
+                texts.append(text_of(item))
+                size += len(texts[-1])
+            if size >= _CHUNK or (item is None and block):
+                if self._text_may_hold("\n".join(texts)):
+                    yield from block
+                block, texts, size = [], [], 0
+
+    def _scan_csv(self, path: Path, name: str) -> Iterator[Finding]:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            for index, cell in enumerate(header):
+                yield from (Finding(name, "row 1", f"column {index + 1} name", what) for _, what in self.find(cell))
+            for number, row in self._blocks(enumerate(reader, start=2), lambda item: "\x1f".join(item[1])):
+                for index, cell in enumerate(row):
+                    column = header[index] if index < len(header) else f"column {index + 1}"
+                    yield from (Finding(name, f"row {number}", column, what) for _, what in self.find(cell))
+
+    def _scan_json(self, path: Path, name: str) -> Iterator[Finding]:
+        feature = 0
+        with open(path, encoding="utf-8") as handle:
+            for field_name, value in _json_values(iter(lambda: handle.read(_CHUNK), ""), self._text_may_hold):
+                if field_name == "type" and value == "Feature":
+                    feature += 1
+                    continue
+                for _, what in self.find(value):
+                    yield Finding(name, f"feature {feature}" if feature else "document", field_name, what)
+
+
+#: Kinds of tokens the byte pass of :meth:`PersonalDataGuard.may_hold` finds (the first that fits).
+_TOKEN_KIND = {"digits": re.compile(r"[0-9]+x?"), "cjk": re.compile(rf"[{_CJK}]+"), "letters": re.compile(r"[a-z0-9]+")}
+_BLOCK = 4 << 20
+_OVERLAP = 64
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of the runs of ``True`` in a boolean array."""
+    edges = np.flatnonzero(np.diff(np.r_[np.int8(0), mask.view(np.int8), np.int8(0)]))
+    return edges[0::2], edges[1::2]
+
+
+_CHUNK = 1 << 20
+# A JSON string (group 1; group 2 holds the colon when it is a key) or a JSON number (group 3).
+_STRING = r'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'
+_JSON_TOKEN = re.compile(_STRING + r'(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
+_JSON_STRING = re.compile(_STRING + r'(\s*:)?')
+
+
+def _json_values(chunks: Iterable[str], wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, str]]:
+    """Yield ``(field, value)`` for every string and every integer of 11+ digits of a JSON text given in chunks.
+
+    ``field`` is the last key seen before the value (for a key: ``key after <previous key>``,
+    so the report never quotes a key that is itself personal data). Strings
+    never span lines in JSON, so a chunk boundary inside one is carried over to
+    the next chunk. With ``wanted``, a chunk for which it is false is only
+    followed (its last key, its ``"Feature"`` values, which are yielded), not read value by value.
+    """
+    buffer, key = "", "document"
+    chunks = iter(chunks)
+    while True:
+        chunk = next(chunks, None)
+        final = chunk is None
+        buffer += chunk or ""
+        if wanted is not None and not wanted(buffer):
+            carry, key, features = _follow(buffer, key, final)
+            for _ in range(features):
+                yield "type", "Feature"
+        else:
+            carry, key = yield from _read(buffer, key, final)
+        if final:
+            return
+        buffer = buffer[carry:]
+
+
+def _read(buffer: str, key: str, final: bool) -> Generator[tuple[str, str], None, tuple[int, str]]:
+    """Yield the values of a buffer of JSON text; return where the part to carry to the next chunk starts, and the last key."""
+    matches = list(_JSON_TOKEN.finditer(buffer))
+    previous_end = 0
+    for index, match in enumerate(matches):
+        quote = buffer.find('"', previous_end, match.start())
+        if quote >= 0:  # an unterminated string (cut by the chunk): lex it again with the next chunk
+            return quote, key
+        if index == len(matches) - 1 and not final:  # may be cut by the chunk boundary: lex it again
+            return match.start(), key
+        previous_end = match.end()
+        text, is_key, number = match.groups()
+        if number is not None:
+            if len(number) >= 11 and number.isdigit():
+                yield key, number
+            continue
+        if "\\" in text:
+            text = json.loads(f'"{text}"')
+        if is_key:
+            yield f"key after {key}", text
+            key = text
+        else:
+            yield key, text
+    quote = buffer.find('"', previous_end)
+    return (quote if quote >= 0 else len(buffer)), key
+
+
+def _follow(buffer: str, key: str, final: bool) -> tuple[int, str, int]:
+    """Follow a buffer of JSON text without reading its values: (where to carry from, last key, "Feature" count)."""
+    end = _COMPLETE.match(buffer).end()  # stops at an unterminated string
+    tokens = list(_JSON_STRING.finditer(buffer, 0, end))
+    if not final and tokens:  # lex again from the last string: its colon, the numbers after it may be cut
+        end = tokens.pop().start()
+    last_key = next((token for token in reversed(tokens) if token[2]), None)
+    if last_key is not None:
+        key = json.loads(f'"{last_key[1]}"') if "\\" in last_key[1] else last_key[1]
+    return end, key, sum(1 for token in tokens if token[1] == "Feature" and not token[2])
+
+
+# Complete strings and what lies between them, up to the first unterminated string.
+_COMPLETE = re.compile(r'(?:[^"]+|"[^"\\\n]*(?:\\.[^"\\\n]*)*")*')
 
 
 def _where(text: str, offset: int) -> str:
@@ -286,19 +725,15 @@ def _where(text: str, offset: int) -> str:
 
 
 def find_pii(text: str, borrowers: pd.DataFrame | None = None) -> list[str]:
-    """Find personal data in ``text``; say what and where, never the value.
+    """Find personal data in a text (a log, a message); say what and where, never the value.
 
-    Looks for any national-ID pattern (18 characters with a birth date) and
-    any mobile-number pattern (digit runs inside long hex tokens such as sha256
-    digests, or after a decimal point, are not taken for these), and, if
-    ``borrowers`` is given, for each borrower's national ID, phone (its digits,
-    anywhere in a run of digits) and name (exact substring; names shorter than
-    2 characters are skipped).
+    Each line is a field value for :class:`PersonalDataGuard` (whole values and
+    whole tokens; national-ID patterns with a valid check character always).
 
     Parameters
     ----------
     text
-        The text of an output file or log.
+        The text of a log or an output.
     borrowers
         A frame with any of the columns ``national_id``, ``phone``, ``name``
         (e.g. from :func:`agricredit.tables.read_borrowers`).
@@ -306,59 +741,19 @@ def find_pii(text: str, borrowers: pd.DataFrame | None = None) -> list[str]:
     Returns
     -------
     list of str
-        One entry per finding, in text order, e.g. ``"national ID pattern at
-        line 3, column 17"`` or ``"borrower name (borrowers row 5) at line 9,
-        column 2"``. Empty when the text is clean.
+        One entry per finding, in text order, e.g. ``"borrower name (borrowers
+        row 5) at line 9, column 2"``. Empty when the text is clean.
     """
-    ids: dict[str, str] = {}
-    phones: dict[str, str] = {}
-    names: dict[str, str] = {}
-    if borrowers is not None:
-        rows = borrowers["source_row"] if "source_row" in borrowers else pd.Series(range(len(borrowers)))
-        for column, target, norm in (
-            ("national_id", ids, lambda v: v.upper()),
-            ("phone", phones, lambda v: re.sub(r"^86(?=\d{11}$)", "", re.sub(r"\D", "", v))),
-            ("name", names, lambda v: v),
-        ):
-            if column in borrowers:
-                for row, value in zip(rows, borrowers[column].astype(str)):
-                    value = norm(value.strip())
-                    if len(value) >= 2:
-                        target.setdefault(value, f"borrowers row {row}")
-    findings: list[tuple[int, str]] = []
+    guard = PersonalDataGuard.from_borrowers(borrowers)
+    findings, start = [], 0
+    for line in text.split("\n"):
+        findings.extend((start + offset, what) for offset, what in guard.find(line))
+        start += len(line) + 1
+    return [f"{what} at {_where(text, offset)}" for offset, what in sorted(findings)]
 
-    # Known IDs and phones: every window of every digit run (catches them inside longer numbers too).
-    for run in re.finditer(r"\d{11,}[Xx]?", text):
-        digits = run.group().upper()
-        for size, known, label in ((18, ids, "national ID"), (11, phones, "phone")):
-            for start in range(len(digits) - size + 1):
-                row = known.get(digits[start : start + size])
-                if row:
-                    findings.append((run.start() + start, f"borrower {label} ({row})"))
-    found_at = {offset for offset, _ in findings}
-    for pattern, label in ((_NATIONAL_ID, "national ID pattern"), (_MOBILE, "mobile number pattern")):
-        for match in pattern.finditer(text):
-            if match.start() in found_at or _in_hash(text, match.start(), match.end()):
-                continue
-            row = phones.get(re.sub(r"\D", "", match.group())) if pattern is _MOBILE else None
-            findings.append((match.start(), f"borrower phone ({row})" if row else label))
 
-    # Names: CJK names by looking up every substring of CJK runs; others by one regex.
-    cjk_names = {n for n in names if _CJK_RUN.fullmatch(n)}
-    lengths = sorted({len(n) for n in cjk_names})
-    for run in _CJK_RUN.finditer(text):
-        chunk = run.group()
-        for start in range(len(chunk)):
-            for size in lengths:
-                row = names.get(chunk[start : start + size])
-                if row:
-                    findings.append((run.start() + start, f"borrower name ({row})"))
-    other_names = sorted((n for n in names if n not in cjk_names), key=len, reverse=True)
-    if other_names:
-        for match in re.finditer("|".join(map(re.escape, other_names)), text):
-            findings.append((match.start(), f"borrower name ({names[match.group()]})"))
-
-    return [f"{label} at {_where(text, offset)}" for offset, label in sorted(findings)]
+# --------------------------------------------------------------------------- #
+# Publishing outputs only once they are clean
 
 
 def redact(message: str) -> str:

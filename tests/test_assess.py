@@ -19,6 +19,7 @@ import shapely
 from click.testing import CliRunner
 
 from agricredit.assess import OUTPUT_FILES, load_case, run_assessment, sample_case, write_outputs
+from agricredit.audit import AuditKey
 from agricredit.cli.main import cli
 from agricredit.errors import InputError
 from agricredit.outputs import sha256_file
@@ -27,7 +28,10 @@ from agricredit.tables import read_borrowers
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_tiles"
-KEY = PseudonymKey(DEMO_PII_KEY.encode(), "environment")
+#: Keys of these tests (the public demo keys are accepted only with --sample; see test_no_personal_data...).
+KEYS = {"AGRICREDIT_PII_KEY": "pseudonym key of the assess tests", "AGRICREDIT_AUDIT_KEY": "audit key of the assess tests"}
+KEY = PseudonymKey(KEYS["AGRICREDIT_PII_KEY"].encode(), "environment")
+AUDIT_KEY = AuditKey(KEYS["AGRICREDIT_AUDIT_KEY"].encode(), "environment")
 INFO_CODES = {"CAPACITY_LIMITED", "CAP_APPLIED"}
 
 
@@ -39,8 +43,13 @@ def assessment():
 @pytest.fixture(scope="module")
 def output(assessment, tmp_path_factory):
     folder = tmp_path_factory.mktemp("assess") / "out"
-    write_outputs(assessment, folder)
+    write_outputs(assessment, folder, AUDIT_KEY)
     return folder
+
+
+def _use_test_keys(monkeypatch):
+    for variable, value in KEYS.items():
+        monkeypatch.setenv(variable, value)
 
 
 def _planted():
@@ -152,7 +161,8 @@ def _output_text(path: Path) -> str:
 
 
 def test_no_personal_data_in_any_output_or_log(tmp_path, monkeypatch):
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)  # the README's first command
+    monkeypatch.delenv("AGRICREDIT_AUDIT_KEY", raising=False)
     result = CliRunner().invoke(cli, ["-vv", "assess", "--sample", "-o", str(tmp_path / "out")])
     assert result.exit_code == 3, result.output  # the two planted invalid polygons are rejected
     borrowers = read_borrowers(SAMPLE / "borrowers.csv")
@@ -187,7 +197,7 @@ def _shuffled_copy(target: Path, seed: int) -> Path:
 
 
 def _run_cli(case: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "AGRICREDIT_PII_KEY": DEMO_PII_KEY, "PYTHONPATH": str(ROOT), **env}
+    environment = {**os.environ, **KEYS, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "-m", "agricredit", "-q", "assess", str(case), "-o", str(out), "--no-progress"],
                           env=environment, capture_output=True, text=True, check=False)
 
@@ -195,7 +205,7 @@ def _run_cli(case: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
 def _without_input_hashes(path: Path) -> list[dict]:
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     for record in records:
-        record.pop("inputs"), record.pop("record_sha256")
+        record.pop("inputs"), record.pop("prev_mac"), record.pop("mac")
     return records
 
 
@@ -214,11 +224,13 @@ def test_outputs_are_byte_identical_across_runs_row_orders_and_locales(output, t
     assert _without_input_hashes(tmp_path / "shuffled-out" / "audit.jsonl") == _without_input_hashes(output / "audit.jsonl")
 
 
-def test_replay_reproduces_every_decision_and_catches_a_tampered_record(output, tmp_path):
+def test_replay_reproduces_every_decision_and_catches_a_tampered_record(output, tmp_path, monkeypatch):
+    _use_test_keys(monkeypatch)
     result = CliRunner().invoke(cli, ["replay", str(output / "audit.jsonl")])
     assert result.exit_code == 0, result.output
     assert re.search(r"^(\d+) of \1 decisions reproduced$", result.stdout, re.M)
 
+    shutil.copy(output / "manifest.json", tmp_path / "manifest.json")
     lines = (output / "audit.jsonl").read_text(encoding="utf-8").splitlines()
     record = json.loads(lines[3])
     record["plots"][0]["facts"]["registered_mu"] = (record["plots"][0]["facts"]["registered_mu"] or 1.0) * 2
@@ -254,7 +266,7 @@ def test_case_file_errors_name_the_file_and_key(tmp_path):
 
 
 def test_verify_writes_one_row_per_plot(tmp_path, monkeypatch):
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     out = tmp_path / "checks.csv"
     result = CliRunner().invoke(cli, ["verify", "--sample", "-o", str(out)])
     assert result.exit_code == 3, result.output
@@ -266,7 +278,7 @@ def test_verify_writes_one_row_per_plot(tmp_path, monkeypatch):
 
 
 def test_a_gbk_registry_gives_the_same_decisions(output, tmp_path, monkeypatch):
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     out = tmp_path / "gbk"
     result = CliRunner().invoke(cli, ["assess", "--sample", "--registry", str(SAMPLE / "registry_gbk.csv"),
                                       "-o", str(out), "--no-progress"])
@@ -287,7 +299,7 @@ def test_a_trained_crop_model_drives_the_crop_check(output, tmp_path, monkeypatc
     trained = CliRunner().invoke(cli, ["train-crop", str(SAMPLE / "plots.geojson"), str(SAMPLE / "season" / "manifest.csv"),
                                        "--labels", str(tmp_path / "labels.csv"), "-o", str(tmp_path / "model")])
     assert trained.exit_code == 0, trained.output
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     result = CliRunner().invoke(cli, ["assess", "--sample", "--crop-model", str(tmp_path / "model"),
                                       "-o", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 3, result.output
@@ -310,7 +322,7 @@ def test_a_duplicate_plot_id_is_rejected_and_the_rest_goes_on(output, tmp_path, 
     copy["properties"]["borrower_id"] = "B002"  # the same ID drawn again by someone else
     document["features"].append(copy)
     plots_file.write_text(json.dumps(document), encoding="utf-8")
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     result = CliRunner().invoke(cli, ["assess", str(tmp_path / "case" / "case.toml"), "-o", str(tmp_path / "out"),
                                       "--no-progress"])
     assert result.exit_code == 3, result.output
@@ -334,7 +346,7 @@ def test_replay_uses_the_recorded_policy(tmp_path, monkeypatch):
     policy = tmp_path / "strict.toml"
     policy.write_text(DEFAULT_POLICY_PATH.read_text(encoding="utf-8").replace("advance_rate = 0.6", "advance_rate = 0.5"),
                       encoding="utf-8")
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     result = CliRunner().invoke(cli, ["assess", "--sample", "--policy", str(policy), "-o", str(tmp_path / "out"),
                                       "--no-progress"])
     assert result.exit_code == 3, result.output
@@ -357,14 +369,14 @@ def test_a_name_that_is_also_a_word_of_the_catalogue_is_no_false_alarm(tmp_path,
     fields[2] = "高峰"  # a common given name, and the word "peak" in the Chinese reason texts
     table[2] = ",".join(fields)
     (case / "borrowers.csv").write_text("\n".join(table) + "\n", encoding="utf-8")
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     result = CliRunner().invoke(cli, ["assess", str(case / "case.toml"), "--lang", "zh", "-o", str(tmp_path / "out"),
                                       "--no-progress"])
     assert result.exit_code == 3, result.output
     assert "高峰" in (tmp_path / "out" / "borrowers.csv").read_text(encoding="utf-8")
 
 
-def test_a_name_carried_in_a_plot_id_stops_the_run_and_leaves_no_output(tmp_path, monkeypatch):
+def test_a_name_carried_in_a_plot_id_stops_the_run_and_publishes_nothing(tmp_path, monkeypatch):
     case = _sample_copy(tmp_path)
     name = read_borrowers(SAMPLE / "borrowers.csv")["name"].iloc[0]
     for table in ("plots.geojson", "registry.csv", "declarations.csv"):
@@ -373,13 +385,12 @@ def test_a_name_carried_in_a_plot_id_stops_the_run_and_leaves_no_output(tmp_path
     out = tmp_path / "out"
     out.mkdir()
     (out / "manifest.json").write_text("{}", encoding="utf-8")  # from an earlier run
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     result = CliRunner().invoke(cli, ["assess", str(case / "case.toml"), "-o", str(out), "--no-progress",
                                       "--overwrite"])
     assert result.exit_code == 1
-    assert "personal data found" in result.stderr and name not in result.stderr
-    assert [p.name for p in out.iterdir()] == ["manifest.json"]  # nothing published, the earlier run untouched
-    assert (out / "manifest.json").read_text(encoding="utf-8") == "{}"
+    assert "personal data in an output" in result.stderr and name not in result.stderr
+    assert [(p.name, p.read_text(encoding="utf-8")) for p in out.iterdir()] == [("manifest.json", "{}")]  # left as it was
 
 
 def test_an_undeclared_plot_and_a_plot_no_tile_covers_are_listed_and_the_rest_goes_on(output, tmp_path, monkeypatch):
@@ -396,7 +407,7 @@ def test_an_undeclared_plot_and_a_plot_no_tile_covers_are_listed_and_the_rest_go
         handle.write(f"PFAR,{owner},9.0,mu,耕地,确权\n")
     with open(case / "declarations.csv", "a", encoding="utf-8") as handle:
         handle.write(f"{owner},PFAR,maize,9.0,mu\n")
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    _use_test_keys(monkeypatch)
     result = CliRunner().invoke(cli, ["assess", str(case / "case.toml"), "-o", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 3, result.output
     assert "rejected NO_DECLARATION (1): P0002" in result.stderr

@@ -22,12 +22,13 @@ from shapely.ops import transform
 
 from agricredit.assess import load_case, run_assessment, write_outputs
 from agricredit.errors import CorruptInputError, SchemaError
-from agricredit.privacy import DEMO_PII_KEY, PseudonymKey, pseudonym
+from agricredit.privacy import pseudonym
 from agricredit.seeds import load_crops
+from suite_keys import TEST_AUDIT_KEY, TEST_KEYS, TEST_PII_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_tiles"
-KEY = PseudonymKey(DEMO_PII_KEY.encode(), "environment")
+KEY = TEST_PII_KEY
 POLICY_OUTLINE_M = 2.5  # seeds/policy.toml [area] outline_accuracy_m
 ADVANCE_RATE, STEP = 0.6, 100.0  # seeds/policy.toml [credit]
 TO_WGS84 = pyproj.Transformer.from_crs(32618, 4326, always_xy=True).transform  # the sample lies in UTM 18N
@@ -245,7 +246,7 @@ def test_bad_rows_and_features_are_listed_and_the_rest_completes(awkward):
 
 def test_cli_finishes_with_exit_3_and_one_line_per_rejected_kind(awkward, tmp_path):
     case_file, assessment = awkward
-    env = {**os.environ, "AGRICREDIT_PII_KEY": DEMO_PII_KEY, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **TEST_KEYS, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "agricredit", "-q", "assess", str(case_file), "-o",
                              str(tmp_path / "out"), "--no-progress"], env=env, capture_output=True, text=True)
     assert result.returncode == 3, result.stderr
@@ -264,7 +265,7 @@ def test_cli_finishes_with_exit_3_and_one_line_per_rejected_kind(awkward, tmp_pa
 
 def test_outputs_of_the_awkward_case_are_written(awkward, tmp_path):
     _, assessment = awkward
-    manifest = write_outputs(assessment, tmp_path / "out")
+    manifest = write_outputs(assessment, tmp_path / "out", TEST_AUDIT_KEY)
     assert manifest["counts"]["borrowers"] == len(assessment.borrowers)
     document = json.loads((tmp_path / "out" / "borrowers.geojson").read_text(encoding="utf-8"))
     nobody = next(f for f in document["features"] if f["properties"]["borrower"] == alias("BNONE"))
@@ -315,7 +316,7 @@ def test_audit_records_of_held_borrowers_replay_exactly(awkward):
 
 def test_verify_command_isolates_too(awkward, tmp_path):
     case_file, _ = awkward
-    env = {**os.environ, "AGRICREDIT_PII_KEY": DEMO_PII_KEY, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **TEST_KEYS, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "agricredit", "-q", "verify", str(case_file), "-o", str(tmp_path / "plots.csv")]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr

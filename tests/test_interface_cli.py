@@ -21,6 +21,7 @@ from agricredit.cli import main as cli_main
 from agricredit.cli.main import cli
 from agricredit.errors import EncodingError
 from agricredit.privacy import DEMO_PII_KEY
+from suite_keys import TEST_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_tiles"
@@ -323,7 +324,8 @@ def test_a_registry_covering_few_plots_is_warned_about(tmp_path, monkeypatch):
     shutil.copytree(SAMPLE, case)
     lines = (case / "registry.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     (case / "registry.csv").write_text("".join(lines[:2]), encoding="utf-8")  # one row for 319 plots
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    for variable, value in TEST_KEYS.items():
+        monkeypatch.setenv(variable, value)
     result = CliRunner().invoke(cli, ["assess", str(case / "case.toml"), "-o", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 3, result.output
     warnings_ = [line for line in result.stderr.splitlines() if "covers" in line]

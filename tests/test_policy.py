@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 try:
@@ -13,10 +14,12 @@ except ModuleNotFoundError:  # Python 3.10
 import pytest
 
 from agricredit.errors import InputNotFoundError, PolicyError
-from agricredit.policy import load_policy
+from agricredit.policy import load_policy, policy_from_record
 from agricredit.seeds import DEFAULT_POLICY_PATH
 
 DEFAULT_TEXT = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+#: The integer keys of the policy (all other numbers are floats).
+INT_KEYS = {"min_observations_in_window", "max_sowing_shift_days", "min_peers"}
 
 
 def write(tmp_path, text, name="policy.toml"):
@@ -31,21 +34,54 @@ def edited(pattern: str, replacement: str) -> str:
     return text
 
 
-def test_default_policy_loads_with_file_hash_and_values():
+def test_default_policy_loads_with_canonical_hash_and_values():
     policy = load_policy()
-    assert policy.sha256 == hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
-    as_dict = policy.to_dict()
     document = tomllib.loads(DEFAULT_TEXT)
+    # The reference: sorted keys, no spaces, every float key's value as a float, the version prefix.
+    floats = {section: {k: float(v) if isinstance(v, (int, float)) and k not in INT_KEYS else v for k, v in table.items()}
+              for section, table in document.items()}
+    reference = "agricredit.policy/1\n" + json.dumps(floats, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert policy.sha256 == hashlib.sha256(reference.encode("utf-8")).hexdigest()
+    assert policy.sha256 != hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
+    as_dict = policy.to_dict()
     for section, table in document.items():
         assert as_dict[section] == pytest.approx(table) if section != "policy" else as_dict[section] == table
     assert policy.credit.rounding_step == 100.0 and policy.satellite.min_observations_in_window == 3
 
 
-def test_integer_for_float_is_accepted_and_hash_follows_bytes(tmp_path):
-    path = write(tmp_path, edited(r"^cap_per_borrower = .*$", "cap_per_borrower = 150000"))
+@pytest.mark.parametrize("spelling", ["150000", "150000.0", "1.5e5", "150_000", "150000.000"])
+def test_integer_for_float_is_accepted_and_one_value_has_one_hash(tmp_path, spelling):
+    path = write(tmp_path, edited(r"^cap_per_borrower = .*$", f"cap_per_borrower = {spelling}"))
     policy = load_policy(path)
     assert policy.credit.cap_per_borrower == 150000.0 and isinstance(policy.credit.cap_per_borrower, float)
-    assert policy.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() != load_policy().sha256
+    reference = load_policy(write(tmp_path, edited(r"^cap_per_borrower = .*$", "cap_per_borrower = 150000.0"), "ref.toml"))
+    assert policy.sha256 == reference.sha256 != load_policy().sha256
+
+
+def test_hash_ignores_comments_whitespace_and_key_order(tmp_path):
+    lines = [line for line in DEFAULT_TEXT.splitlines() if not line.lstrip().startswith("#")]
+    sections, current = {}, None
+    for line in lines:
+        if line.startswith("["):
+            current = line
+            sections[current] = []
+        elif line.strip() and current:
+            sections[current].append(line.replace(" = ", "   =\t"))
+    # Sections in reverse order, keys reversed inside each, no comments, other spacing.
+    text = "\n\n".join(header + "\n" + "\n".join(reversed(keys)) for header, keys in reversed(sections.items()))
+    other = load_policy(write(tmp_path, text + "\n# a comment\n"))
+    assert other.sha256 == load_policy().sha256
+    assert load_policy(write(tmp_path, edited(r"^advance_rate = .*$", "advance_rate = 0.61"), "b.toml")).sha256 != other.sha256
+
+
+def test_record_policy_must_match_its_hash():
+    record = json.loads(json.dumps(load_policy().to_dict()))
+    assert policy_from_record(record, source="audit.jsonl:1").sha256 == record["sha256"]
+    forged = {**record, "credit": {**record["credit"], "advance_rate": 1.0}}  # the hash left as it was
+    with pytest.raises(PolicyError, match=r"audit.jsonl:1: the embedded policy does not match its recorded sha256"):
+        policy_from_record(forged, source="audit.jsonl:1")
+    with pytest.raises(PolicyError, match="no policy with a sha256"):
+        policy_from_record({k: v for k, v in record.items() if k != "sha256"})
 
 
 @pytest.mark.parametrize(("pattern", "replacement", "key"), [

@@ -6,13 +6,18 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agricredit.outputs import staged_outputs
 from agricredit.errors import PrivacyError
 from agricredit.privacy import (
     DEMO_PII_KEY,
@@ -21,6 +26,9 @@ from agricredit.privacy import (
     RedactPII,
     escape_csv_cell,
     escape_csv_frame,
+    Finding,
+    PersonalDataGuard,
+    check_allowed_fields,
     find_pii,
     install_redaction,
     pseudonym,
@@ -161,7 +169,7 @@ def test_find_pii_finds_planted_values_without_echoing_them():
     text = (
         '{"borrower": "b_1234", "note": "王小明 asked"}\n'
         "id=11010519491231002x phone 159-0000-1111\n"
-        "contact Li Xiuying, unknown ID 320102198001011234, unknown mobile +86 13700001111\n"
+        "contact Li Xiuying, unknown ID 320102198001011238, unknown mobile +86 13700001111\n"
     )
     lines = text.splitlines()
 
@@ -174,26 +182,78 @@ def test_find_pii_finds_planted_values_without_echoing_them():
         f"borrower national ID (borrowers row 2) {at(2, '1101')}",
         f"borrower phone (borrowers row 3) {at(2, '159-')}",
         f"borrower name (borrowers row 3) {at(3, 'Li X')}",
-        f"national ID pattern {at(3, '3201')}",
-        f"mobile number pattern {at(3, '1370')}",
+        f"national ID pattern {at(3, '3201')}",  # nobody's, but a valid ID with its check character
     ]
-    for value in ("王小明", "Li Xiuying", "13700001111", "320102198001011234", "11010519491231002"):
+    for value in ("王小明", "Li Xiuying", "13700001111", "320102198001011238", "11010519491231002"):
         assert not any(value in f for f in findings)
 
 
+def test_id_pattern_needs_a_valid_check_character():
+    # GB 11643: weights 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2, check "10X98765432"[sum % 11]; computed here by hand.
+    body = "32010219800101123"
+    total = sum(int(d) * w for d, w in zip(body, (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)))
+    check = "10X98765432"[total % 11]
+    assert check == "8"
+    assert [f.split(" at ")[0] for f in find_pii(f"a {body}{check} b")] == ["national ID pattern"]
+    assert find_pii(f"a {body}7 b") == []  # wrong check character: an 18-digit number, not an ID
+    assert find_pii(f"a 9{body}{check} b") == []  # inside a longer number
+
+
+@pytest.mark.parametrize(("value", "found"), [
+    ("13812345678", True),  # the exact phone as the whole value
+    (" 138-1234-5678 ", True),  # the whole value, written with separators
+    ("+86 138 1234 5678", True),
+    ("tel:13812345678;", True),  # the exact phone as a token
+    ("call 138 1234 5678 now", True),  # 3-4-4 groups are one token
+    ("8613812345678", True),  # with the country code
+    ("913812345678", False),  # the phone's digits inside a longer number
+    ("138123456780", False),
+    ("0.13812345678", False),  # inside a decimal fraction
+    ("259.13812345678", False),
+    ("v13812345678x", False),  # inside a longer token
+    ("3f13812345678a", False),  # inside a hex digest
+    ("1381234567", False),  # one digit short
+])
+def test_phone_is_found_only_as_a_whole_value_or_token(value, found):
+    assert bool(find_pii(value, BORROWERS)) is found, value
+
+
+@pytest.mark.parametrize(("value", "found"), [
+    ("王小明", True),  # the name alone in a field
+    (" 王小明 ", True),
+    ("王小明，额度 4,300 元", True),  # a whole CJK token
+    ("借款人王小明", False),  # inside a longer Chinese word
+    ("王小明村", False),
+    ("Li Xiuying", True),
+    ("li  xiuying", True),  # case and spacing
+    ("Dr. Li Xiuying, village 2", True),
+    ("Li Xiuyingfang", False),
+    ("Li", False),  # only part of the name
+])
+def test_name_is_found_only_as_a_whole_value_or_token(value, found):
+    assert bool(find_pii(value, BORROWERS)) is found, value
+
+
+def test_two_character_name_inside_a_longer_word_is_no_finding():
+    people = pd.DataFrame({"name": ["高峰", "玉米"], "source_row": [2, 3]})
+    assert find_pii("生长高峰期长势低于同类作物地块", people) == []
+    assert find_pii("玉米田", people) == []
+    assert find_pii("峰值 NDVI 0.81：高峰", people) == ["borrower name (borrowers row 2) at line 1, column 14"]
+    assert find_pii("高峰", people) == ["borrower name (borrowers row 2) at line 1, column 1"]
+
+
 def test_find_pii_patterns_without_borrower_table():
-    assert [f.split(" at ")[0] for f in find_pii("a 11010519491231002X b 13812345678")] == [
-        "national ID pattern",
-        "mobile number pattern",
-    ]
+    # Only national-ID shapes with a valid check character: an 11-digit number starting 13-19 may be a
+    # plot or parcel number, so without the borrower table it is no finding.
+    assert [f.split(" at ")[0] for f in find_pii("a 11010519491231002X b 13812345678")] == ["national ID pattern"]
 
 
 def test_find_pii_clean_text():
     sha = hashlib.sha256(b"x").hexdigest()
     clean = (
-        '{"pseudonym": "b_3f9c0a7e12d45b68", "village": "王家村", "limit_cny": 4300.0, "verified_mu": 9.812345678901,\n'
-        f' "sha256": "{sha}", "ndvi": 0.13912345670, "ts": 1732612345678, "etag": "0123abcd13912345670ffffffffffffffffffee", "area_m2": 123456789012345678901,\n'
-        ' "explanation": "额度 4,300 元，核实面积 9.8 亩，玉米。", "policy": "2024-06-01T00:00:00Z"}\n'
+        '{"pseudonym": "b_3f9c0a7e12d45b68", "village": "王家村", "limit_cny": 4300.0, "verified_mu": 9.813812345678,\n'
+        f' "sha256": "{sha}", "ndvi": 0.13812345678, "ts": 1732613812345678, "etag": "0123abcd13812345678ffffffffffffffffffee", "area_m2": 123456789012345678901,\n'
+        ' "explanation": "额度 4,300 元，核实面积 9.8 亩，玉米。借款人王小明之子", "policy": "2024-06-01T00:00:00Z"}\n'
     )
     assert find_pii(clean, BORROWERS) == []
 
@@ -202,6 +262,168 @@ def test_find_pii_clean_text():
 def test_find_pii_ignores_hashes(data):
     digest = hashlib.sha256(data).hexdigest()
     assert find_pii(f'"sha256": "{digest}"') == []
+
+
+# --------------------------------------------------------------------------- scanning files
+
+
+def _people(n=3):
+    return pd.DataFrame({"national_id": ["11010519491231002X", "440524188001010014", "320102198001011238"][:n],
+                         "phone": ["13812345678", "15900001111", "13700001111"][:n],
+                         "name": ["王小明", "Li Xiuying", "高峰"][:n], "source_row": [2, 3, 4][:n]})
+
+
+def test_scan_csv_names_file_row_and_column_never_the_value(tmp_path):
+    path = tmp_path / "borrowers.csv"
+    path.write_text("borrower,village,explanation\nb_1,王家村,额度 4300 元\nb_2,李庄,\"tel 159 0000 1111, call\"\n",
+                    encoding="utf-8")
+    guard = PersonalDataGuard.from_borrowers(_people())
+    findings = list(guard.scan_file(path))
+    assert findings == [Finding("borrowers.csv", "row 3", "explanation", "borrower phone (borrowers row 3)")]
+    assert str(findings[0]) == "borrowers.csv: row 3, field 'explanation': borrower phone (borrowers row 3)"
+
+
+def test_scan_geojson_names_feature_and_field(tmp_path):
+    features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [116.123456, 39.138123]},
+                 "properties": {"plot_id": f"P{i}", "peak_ndvi": 0.13812345678, "pixels": 13812345679}} for i in range(3)]
+    features[2]["properties"]["note"] = "高峰"
+    path = tmp_path / "plots.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=True), encoding="utf-8")
+    guard = PersonalDataGuard.from_borrowers(_people())
+    assert list(guard.scan_file(path)) == [Finding("plots.geojson", "feature 3", "note", "borrower name (borrowers row 4)")]
+    features[0]["properties"]["pixels"] = 13812345678  # a phone written as a JSON number
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    assert [f.record for f in guard.scan_file(path)] == ["feature 1", "feature 3"]
+
+
+def test_scan_jsonl_names_line_and_a_personal_key_without_quoting_it(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    lines = [{"borrower_id": "b_1", "inputs": {"plots": "ab" * 32}}, {"borrower_id": "b_2", "inputs": {"王小明": "x"}}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+    findings = list(PersonalDataGuard.from_borrowers(_people()).scan_file(path))
+    assert findings == [Finding("audit.jsonl", "line 2", "key after inputs", "borrower name (borrowers row 2)")]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-10**20, max_value=10**20)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=25,
+)
+
+
+def _reference(document):
+    """Every key and string, and every non-negative integer of 11+ digits, in document order (what the lexer yields)."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            yield key
+            yield from _reference(value)
+    elif isinstance(document, list):
+        for value in document:
+            yield from _reference(value)
+    elif isinstance(document, str):
+        yield document
+    elif isinstance(document, int) and not isinstance(document, bool) and document >= 10**10:
+        yield str(document)
+
+
+@given(json_values, st.integers(min_value=1, max_value=9), st.booleans())
+def test_json_lexer_yields_every_value_whatever_the_chunk_boundaries(document, size, ascii_only):
+    from agricredit.privacy import _json_values
+
+    text = json.dumps({"type": "FeatureCollection", "x": document}, ensure_ascii=ascii_only)
+    chunks = [text[i:i + size] for i in range(0, len(text), size)]
+    assert [value for _, value in _json_values(chunks)] == list(_reference({"type": "FeatureCollection", "x": document}))
+
+
+PEOPLE_TOKENS = ["11010519491231002X", "11010519491231002x", "13812345678", "8613812345678", "138 1234 5678",
+                 "王小明", "Li Xiuying", "高峰", "320102198001011238"]
+
+
+@given(st.lists(st.sampled_from(PEOPLE_TOKENS) | st.text(alphabet="0123456789xX .-_,:;\n王小明高峰李Lixuyng，。", max_size=12),
+                max_size=8))
+def test_byte_pass_never_clears_a_file_the_field_pass_would_flag(parts):
+    """The byte pass (numpy, raw bytes) must be a superset of the exact token rule, or a leak could slip through."""
+    text = "".join(parts)
+    guard = PersonalDataGuard.from_borrowers(_people())
+    flagged = any(True for line in text.split("\n") for _ in guard.find(line))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "out.txt"
+        path.write_text(text, encoding="utf-8")
+        assert guard.may_hold(path) or not flagged
+        assert bool(list(guard.scan_file(path))) == flagged
+        for ascii_only in (False, True):  # the same text as a JSON value, \u-escaped or not
+            path = Path(folder) / "out.json"
+            path.write_text(json.dumps({"note": text}, ensure_ascii=ascii_only), encoding="utf-8")
+            found = list(guard.scan_file(path))
+            assert bool(found) == any(True for _ in guard.find(text)), found
+
+
+def test_byte_pass_finds_a_token_cut_by_a_block_boundary(tmp_path, monkeypatch):
+    import agricredit.privacy as privacy
+
+    monkeypatch.setattr(privacy, "_BLOCK", 1000)
+    guard = PersonalDataGuard.from_borrowers(_people())
+    for offset in range(990, 1001):
+        path = tmp_path / "audit.jsonl"
+        path.write_text("x" * offset + " 王小明 13812345678\n", encoding="utf-8")
+        assert guard.may_hold(path), offset
+    path.write_text("x" * 995 + " 9.13812345678 王小明村\n", encoding="utf-8")
+    assert list(guard.scan_file(path)) == []
+
+
+# --------------------------------------------------------------------------- allow-lists and publication
+
+
+def test_allowed_fields():
+    check_allowed_fields("borrowers", ["borrower", "village", "limit"])
+    with pytest.raises(PrivacyError, match="field 'name' is not on the allow-list of borrowers \\(and 1 more\\)"):
+        check_allowed_fields("borrowers", ["borrower", "phone", "name"])
+    with pytest.raises(PrivacyError, match="report.html has no allow-list"):
+        check_allowed_fields("report.html", ["borrower"])
+
+
+def _write(folder, names):
+    for name, text in names.items():
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+def test_a_leak_publishes_nothing_and_keeps_the_previous_outputs(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    _write(out, {"borrowers.csv": "borrower\nb_old\n", "manifest.json": '{"old": true}'})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    guard = PersonalDataGuard.from_borrowers(_people())
+    with pytest.raises(PrivacyError) as raised:
+        with staged_outputs(out, check=guard.check_folder) as staging:
+            assert staging.parent == out
+            _write(staging, {"borrowers.csv": "borrower,village\nb_1,王小明\n", "manifest.json": "{}"})
+    message = str(raised.value)
+    assert message == (f"{out / 'borrowers.csv'}: personal data in an output (row 2, field 'village': "
+                       "borrower name (borrowers row 2)); nothing was published")
+    assert "王小明" not in message
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left behind
+
+
+def test_clean_outputs_are_published_manifest_last(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    moved = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (moved.append(Path(b).name), real_replace(a, b)))
+    with staged_outputs(out, check=PersonalDataGuard.from_borrowers(_people()).check_folder) as staging:
+        _write(staging, {"manifest.json": "{}", "a.csv": "x\n1\n", "z.geojson": '{"type": "FeatureCollection"}'})
+    assert moved == ["a.csv", "z.geojson", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "manifest.json", "z.geojson"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_error_while_writing_publishes_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with staged_outputs(tmp_path / "out", check=PersonalDataGuard.from_borrowers(None).check_folder) as staging:
+            _write(staging, {"a.csv": "x\n"})
+            raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- redaction
@@ -241,9 +463,29 @@ def test_log_filter_redacts_child_loggers_and_tracebacks():
 @given(st.binary(min_size=8, max_size=8))
 def test_find_pii_ignores_pseudonyms_and_fingerprints(data):
     # A pseudonym's 16 hex characters or a 12-character key fingerprint can hold 11 digits by chance.
-    assert find_pii(f'"borrower": "b_{data.hex()}", "fingerprint": "{data.hex()[:12]}"') == []
-    assert find_pii('"borrower": "b_a13912345678b0c1"') == []
+    assert find_pii(f'"borrower": "b_{data.hex()}", "fingerprint": "{data.hex()[:12]}"', BORROWERS) == []
+    assert find_pii('"borrower": "b_a13812345678b0c1"', BORROWERS) == []
 
 
-def test_find_pii_still_finds_a_phone_next_to_words():
-    assert find_pii("call 13912345678 now") and find_pii("tel:13912345678;")
+@given(json_values, st.integers(min_value=1, max_value=9), st.lists(st.booleans(), min_size=1, max_size=40))
+def test_json_lexer_follows_keys_and_features_through_skipped_chunks(document, size, skips):
+    """Skipping chunks (no candidate) must not change the values read in the others, their fields, nor the features."""
+    from agricredit.privacy import _json_values
+
+    text = json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "x": document}] * 2})
+    chunks = [text[i:i + size] for i in range(0, len(text), size)]
+    decisions = iter(skips * (len(text) // len(skips) + 2))
+    full = list(_json_values(chunks))
+    read = list(_json_values(chunks, lambda buffer: next(decisions)))
+    assert sum(value == "Feature" for _, value in read) == sum(value == "Feature" for _, value in full) == 2
+    assert all(pair in full for pair in read)
+    assert list(_json_values(chunks, lambda buffer: True)) == full
+
+
+def test_publishing_into_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path / "out")
+    with staged_outputs(".", check=PersonalDataGuard.from_borrowers(_people()).check_folder) as staging:
+        assert staging.parent.resolve() == tmp_path / "out"
+        _write(staging, {"manifest.json": "{}"})
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]

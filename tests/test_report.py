@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from agricredit.assess import run_assessment, sample_case, write_outputs
+from agricredit.audit import AuditKey
 from agricredit.cli.main import cli
 from agricredit.privacy import DEMO_PII_KEY, PseudonymKey, find_pii, pseudonym
 from agricredit.report import charts
@@ -44,7 +45,7 @@ SHOWN = pseudonym(KEY, "borrower", "B052")
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report") / "out"
-    write_outputs(run_assessment(sample_case(), KEY), folder)
+    write_outputs(run_assessment(sample_case(), KEY), folder, AuditKey.demo())
     return folder
 
 

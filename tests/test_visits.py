@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from agricredit.assess import run_assessment, sample_case
-from agricredit.audit import replay, replay_file
+from agricredit.audit import AuditKey, replay, replay_file, write_audit
 from agricredit.cli.main import cli
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
@@ -93,8 +93,9 @@ def test_visits_are_hashed_into_the_audit_records_and_replay_reproduces_them(aft
     forged["visits"][0]["outcomes"] = {code: "confirmed" for code in forged["visits"][0]["outcomes"]}
     assert replay(forged, policy)  # an edited visit no longer reproduces the recorded decision
     path = tmp_path / "audit.jsonl"
-    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in after.audit), encoding="utf-8")
-    assert replay_file(path) == (len(after.audit), {})
+    write_audit(after.audit, path, AuditKey.demo())
+    report = replay_file(path, AuditKey.demo(), sample=True)
+    assert (report.total, report.problems) == (len(after.audit), {})
 
 
 def _visits(tmp_path, body, name="visits.csv"):

@@ -34,7 +34,9 @@ def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sampl
     reviews the officers settled in the field are decided again.
     OUTPUT must not hold an input, nor files of another run or program
     unless --overwrite. Borrowers appear only as pseudonyms keyed by
-    AGRICREDIT_PII_KEY. Exit code 3: done, but some plots were rejected.
+    AGRICREDIT_PII_KEY; audit records are sealed with AGRICREDIT_AUDIT_KEY
+    (with --sample and no such variable: the public demo audit key). Exit
+    code 3: done, but some plots were rejected.
 
     \b
     Examples:
@@ -46,7 +48,8 @@ def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sampl
     from agricredit.assess import OUTPUT_FILES, run_assessment, write_outputs
     from agricredit.cli._progress import Reporter
     from agricredit.cli._tables import exit_if_rejected, summary, warn_thin_sources
-    from agricredit.cli.options import progress_enabled, resolve_case
+    from agricredit.audit import AuditKey
+    from agricredit.cli.options import progress_enabled, resolve_case, sample_only
     from agricredit.outputs import check_output_folder
     from agricredit.privacy import PseudonymKey
 
@@ -57,13 +60,15 @@ def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sampl
         case = dataclasses.replace(case, visits=visits)
     check_output_folder(output, [*case.input_paths(), *([case_file] if case_file else [])], OUTPUT_FILES,
                         overwrite=overwrite)
-    key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key)
+    demo_allowed = sample_only(sample, case_options)
+    key = PseudonymKey.from_env(allow_ephemeral=ephemeral_key, sample=demo_allowed)
+    audit_key = AuditKey.from_env(pseudonym_key=key, sample=demo_allowed)
     reporter = Reporter(progress_enabled(progress))
     try:
         assessment = run_assessment(case, key, lang=lang, progress=reporter.stage,
                                     count_dates=reporter.counter("zonal statistics", "date"), strict=strict)
         reporter.stage(f"writing {output}")
-        manifest = write_outputs(assessment, output, csv_bom=not no_bom)
+        manifest = write_outputs(assessment, output, audit_key, csv_bom=not no_bom)
     finally:
         reporter.close()
     counts = manifest["counts"]

@@ -228,6 +228,12 @@ def resolve_case(case_file: Path | None, sample: bool, options: dict[str, Any]):
     return Case(**values)
 
 
+def sample_only(sample: bool, options: dict[str, Any]) -> bool:
+    """Whether the run is on the bundled sample alone (``--sample`` and no other input file): only then are the
+    public demo keys accepted, so that ``--sample --borrowers real.csv`` cannot lend them to real borrowers."""
+    return sample and not any(options.get(name) for name in ("plots", "tiles", "registry", "declarations", "borrowers"))
+
+
 def baseline_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Validate ``--processing-baseline`` (a Sentinel-2 baseline such as 04.00)."""
     from agricredit import sensors

@@ -33,7 +33,7 @@ def command(case_file: Path | None, output: Path, no_bom: bool, sample: bool, ep
     from agricredit.assess import run_assessment
     from agricredit.cli._progress import Reporter
     from agricredit.cli._tables import exit_if_rejected, summary, warn_thin_sources
-    from agricredit.cli.options import progress_enabled, resolve_case
+    from agricredit.cli.options import progress_enabled, resolve_case, sample_only
     from agricredit.outputs import check_output_file, output_kind, write_plot_table
     from agricredit.privacy import PseudonymKey
 
@@ -42,7 +42,8 @@ def command(case_file: Path | None, output: Path, no_bom: bool, sample: bool, ep
     check_output_file(output, [*case.input_paths(), *([case_file] if case_file else [])], overwrite=overwrite)
     reporter = Reporter(progress_enabled(progress))
     try:
-        assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key),
+        assessment = run_assessment(case, PseudonymKey.from_env(allow_ephemeral=ephemeral_key,
+                                                                 sample=sample_only(sample, case_options)),
                                     progress=reporter.stage, count_dates=reporter.counter("zonal statistics", "date"), strict=strict)
     finally:
         reporter.close()

@@ -131,9 +131,12 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
 
 
 def write_report_data(chips: pd.DataFrame, series: pd.DataFrame, folder: Path) -> list[Path]:
-    """Write ``chips.parquet`` and ``series.parquet`` into ``folder``; return their paths."""
+    """Write ``chips.parquet`` and ``series.parquet`` into ``folder`` (allow-listed fields only); return their paths."""
+    from agricredit.privacy import check_allowed_fields
+
     written = []
     for name, table in (("chips.parquet", chips), ("series.parquet", series)):
+        check_allowed_fields(name.split(".")[0], table.columns)
         table.to_parquet(folder / name, index=False, compression="zstd")
         written.append(folder / name)
     return written
