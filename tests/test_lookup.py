@@ -9,11 +9,13 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from agricredit.cli.main import cli
-from agricredit.privacy import DEMO_PII_KEY, PseudonymKey, pseudonym
+from agricredit.privacy import PseudonymKey, pseudonym
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_tiles"
 TABLE = SAMPLE / "borrowers.csv"
-KEY = PseudonymKey(DEMO_PII_KEY.encode(), "environment")
+#: A key of the tests (the public demo key is accepted only with --sample).
+SECRET = "report-tests-pseudonym-key-0123"
+KEY = PseudonymKey(SECRET.encode(), "environment")
 
 
 def _table_rows():
@@ -22,7 +24,7 @@ def _table_rows():
 
 
 def test_lookup_prints_the_row_of_each_pseudonym_in_the_order_asked(monkeypatch):
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", SECRET)
     asked = ["B052", "B001"]
     result = CliRunner().invoke(cli, ["lookup", *(pseudonym(KEY, "borrower", b) for b in asked), "--borrowers", str(TABLE)])
     assert result.exit_code == 0, result.output

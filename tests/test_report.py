@@ -27,7 +27,7 @@ from PIL import Image
 from agricredit.assess import run_assessment, sample_case, write_outputs
 from agricredit.audit import AuditKey
 from agricredit.cli.main import cli
-from agricredit.privacy import DEMO_PII_KEY, PseudonymKey, find_pii, pseudonym
+from agricredit.privacy import PseudonymKey, find_pii, pseudonym
 from agricredit.report import charts
 from agricredit.report.data import decode_ndvi, encode_ndvi
 from agricredit.report.fairness import fairness_table
@@ -37,7 +37,9 @@ from agricredit.tables import read_borrowers
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_tiles"
-KEY = PseudonymKey(DEMO_PII_KEY.encode(), "environment")
+#: A key of the tests (the public demo key is accepted only with --sample).
+SECRET = "report-tests-pseudonym-key-0123"
+KEY = PseudonymKey(SECRET.encode(), "environment")
 #: The borrower of the Chinese page and the screenshots: B052, a REVIEW borrower with five plots.
 SHOWN = pseudonym(KEY, "borrower", "B052")
 
@@ -339,7 +341,7 @@ def test_pages_hold_no_personal_data_unless_revealed(pages, run_folder, tmp_path
     people = read_borrowers(SAMPLE / "borrowers.csv")
     for page in pages.glob("*.html"):
         assert find_pii(page.read_text(encoding="utf-8"), people) == [], page.name
-    monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", SECRET)
     result = CliRunner().invoke(cli, ["report", str(run_folder), "-o", str(tmp_path / "named"), "--borrower", SHOWN,
                                       "--reveal", "--borrowers", str(SAMPLE / "borrowers.csv")])
     assert result.exit_code == 0, result.output

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from agricredit.assess import run_assessment, sample_case
-from agricredit.audit import AuditKey, replay, replay_file, write_audit
+from agricredit.assess import run_assessment, sample_case, write_outputs
+from agricredit.audit import AuditKey, replay, replay_file
 from agricredit.cli.main import cli
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
@@ -92,9 +92,8 @@ def test_visits_are_hashed_into_the_audit_records_and_replay_reproduces_them(aft
     forged = json.loads(json.dumps(records[0]))
     forged["visits"][0]["outcomes"] = {code: "confirmed" for code in forged["visits"][0]["outcomes"]}
     assert replay(forged, policy)  # an edited visit no longer reproduces the recorded decision
-    path = tmp_path / "audit.jsonl"
-    write_audit(after.audit, path, AuditKey.demo())
-    report = replay_file(path, AuditKey.demo(), sample=True)
+    write_outputs(after, tmp_path / "out", AuditKey.demo())
+    report = replay_file(tmp_path / "out" / "audit.jsonl", AuditKey.demo(), sample=True)
     assert (report.total, report.problems) == (len(after.audit), {})
 
 

@@ -63,7 +63,7 @@ def cjk_font_available() -> bool:
     return any(font.name == CJK_FONT for font in font_manager.fontManager.ttflist)
 
 
-def _figure(lang: str, size: tuple[float, float]) -> Any:
+def _figure(lang: str, size: tuple[float, float], bottom: float = 0.12) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +76,7 @@ def _figure(lang: str, size: tuple[float, float]) -> Any:
     matplotlib.rcParams["font.sans-serif"] = [CJK_FONT, "DejaVu Sans"] if lang == "zh" else ["DejaVu Sans"]
     matplotlib.rcParams["svg.hashsalt"] = "agricredit"
     figure = Figure(figsize=size, dpi=80)
-    figure.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.2)
+    figure.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=bottom)
     return figure
 
 
@@ -261,7 +261,7 @@ def season_chart(series: pd.DataFrame, plot: Mapping[str, Any], lang: str, *, mi
     from agricredit.seeds import load_crops, template_ndvi
 
     text = _TEXT[lang]
-    figure = _figure(lang, (6.4, 3.4))
+    figure = _figure(lang, (6.4, 3.6), bottom=0.2)
     axes = figure.add_subplot()
     dates = pd.to_datetime(series["date"]).dt.date.to_numpy()
     clear = (series["valid_frac"].to_numpy(dtype=float) >= min_valid_fraction) & series["ndvi_mean"].notna().to_numpy()
@@ -285,10 +285,25 @@ def season_chart(series: pd.DataFrame, plot: Mapping[str, Any], lang: str, *, mi
             axes.axvline(day, color="0.3", ls=style, lw=1)
             axes.text(day, 0.97, text[key.split("_")[0]], rotation=90, fontsize=7, va="top", ha="right", color="0.3")
     axes.set_ylim(-0.25, 1.0)
+    axes.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
     axes.set_ylabel(text["ndvi"])
-    axes.legend(fontsize=7, loc="upper left")
-    figure.autofmt_xdate()
+    _month_ticks(axes)
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=4, frameon=False)
     return _data_uri(figure)
+
+
+def _month_ticks(axes: Any) -> None:
+    """Ticks on the first day of every second month of the x range, labelled YYYY-MM (set once: drawing is cheap)."""
+    import matplotlib.dates as mdates
+
+    lo, hi = (mdates.num2date(v).date() for v in axes.get_xlim())
+    months = []
+    day = dt.date(lo.year, lo.month, 1)
+    while day <= hi:
+        if day >= lo and day.month % 2 == 1:
+            months.append(day)
+        day = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    axes.set_xticks(months, [d.strftime("%Y-%m") for d in months], fontsize=8)
 
 
 def _date(value: Any) -> dt.date | None:

@@ -33,14 +33,14 @@ PERSONAL_PREFIX = "PERSONAL_DATA_"
 BORROWER_LEVEL_CODES = frozenset({"CAP_APPLIED", "CAPACITY_LIMITED", "NO_PLOTS", "BORROWER_RECORD_INVALID"})
 
 _CSS = """
-body{font-family:"Noto Sans CJK SC","Noto Sans",sans-serif;margin:1.5em auto;max-width:1100px;color:#222}
+body{font-family:"Noto Sans CJK SC","Noto Sans",sans-serif;margin:1.5em auto;padding:0 1.5em;max-width:1100px;color:#222}
 h1{margin-bottom:.2em} table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:left;vertical-align:top} td.num{text-align:right} .badge{padding:2px 10px;border-radius:4px;color:#fff;
 font-weight:bold} .APPROVE{background:#1a9641} .REVIEW{background:#e6a800} .DECLINE{background:#d7191c}
 .green{color:#1a9641} .yellow{color:#b38600} .red{color:#d7191c} .fail{color:#d7191c;font-weight:bold}
 .pass{color:#1a9641} .flagged{background:#fdd} .personal{background:#d7191c;color:#fff;padding:.6em;font-weight:bold}
 .plot{border-top:2px solid #999;margin-top:1.2em} .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
-img{max-width:100%} .muted{color:#666;font-size:.9em}
+img{max-width:100%} figure{margin:0} figcaption{font-size:.85em;color:#666} .muted{color:#666;font-size:.9em}
 @media print{.plot{page-break-inside:avoid}}
 """
 
@@ -52,7 +52,7 @@ _TEXT = {
            "explanation": "Decision in words", "plots": "Plots", "plot": "Plot", "light": "light",
            "areas": "The four areas (mu)", "drawn_mu": "drawn outline", "registered_mu": "land registry",
            "declared_mu": "declaration", "cropped_mu": "cropped (satellite, at the peak)",
-           "verified_mu_if_confirmed": "verified if confirmed", "checks": "Checks", "check": "check",
+           "verified_now": "verified now", "verified_mu_if_confirmed": "verified if confirmed", "checks": "Checks", "check": "check",
            "result": "result", "figures": "figures", "pass": "pass", "fail": "FAIL", "declared_crop": "declared crop",
            "best_crop": "best-fitting crop", "peak": "peak NDVI", "index": "All borrowers",
            "personal": "CONTAINS PERSONAL DATA — for the loan officer's own use; do not share or store with the run.",
@@ -70,7 +70,7 @@ _TEXT = {
            "capacity": "还款能力", "cap": "单户上限", "binding": "约束项", "reasons": "原因",
            "no_reasons": "没有检查降低额度。", "explanation": "决定说明", "plots": "地块", "plot": "地块",
            "light": "信号灯", "areas": "四种面积（亩）", "drawn_mu": "勾绘面积", "registered_mu": "登记面积",
-           "declared_mu": "申报面积", "cropped_mu": "卫星种植面积（峰值）", "verified_mu_if_confirmed": "确认后核实面积",
+           "declared_mu": "申报面积", "cropped_mu": "卫星种植面积（峰值）", "verified_now": "当前核实面积", "verified_mu_if_confirmed": "确认后核实面积",
            "checks": "核验项", "check": "核验", "result": "结果", "figures": "数据", "pass": "通过", "fail": "未通过",
            "declared_crop": "申报作物", "best_crop": "最匹配作物", "peak": "峰值NDVI", "index": "全部借款人",
            "personal": "含个人信息——仅供信贷员本人使用，请勿传播或与结果一同保存。", "name": "姓名",
@@ -199,9 +199,11 @@ def _plot_section(run: Run, plot: Mapping[str, Any], geometry: Any, lang: str, m
                        f'src="{charts.season_chart(own, plot, lang, min_valid_fraction=min_valid_fraction)}">')
     else:
         figures.append(f'<p class="muted">{text["no_series"]}</p>')
-    areas = "".join(f'<tr><td>{text[f]}</td><td class="num">{_number(plot.get(f), f"plot:{plot_id}:{f}")}</td></tr>'
-                    for f in ("drawn_mu", "registered_mu", "declared_mu", "cropped_mu", "verified_mu",
-                              "verified_mu_if_confirmed"))
+    areas = "".join(f'<tr><td>{text[label]}</td><td class="num">{_number(plot.get(f), f"plot:{plot_id}:{f}")}</td></tr>'
+                    for f, label in (("drawn_mu", "drawn_mu"), ("registered_mu", "registered_mu"),
+                                     ("declared_mu", "declared_mu"), ("cropped_mu", "cropped_mu"),
+                                     ("verified_mu", "verified_now"),
+                                     ("verified_mu_if_confirmed", "verified_mu_if_confirmed")))
     crops = (f'<p>{text["declared_crop"]}: <b>{_e(plot.get("declared_crop"))}</b>; {text["best_crop"]}: '
              f'<b>{_e(plot.get("best_crop"))}</b> <span class="muted">({_e(plot.get("crop_ranking"))})</span>; '
              f'{text["peak"]}: {_e(plot.get("peak_ndvi"))} ({_e(str(plot.get("peak_date") or "")[:10])})</p>')
