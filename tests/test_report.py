@@ -31,7 +31,7 @@ from agricredit.privacy import PseudonymKey, find_pii, pseudonym
 from agricredit.report import charts
 from agricredit.report.data import decode_ndvi, encode_ndvi
 from agricredit.report.fairness import fairness_table
-from agricredit.report.pages import Run, index_page, load_run
+from agricredit.report.pages import Run, index_page
 from agricredit.report.pdf import find_chromium
 from agricredit.tables import read_borrowers
 

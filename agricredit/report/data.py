@@ -24,7 +24,7 @@ import shapely
 from agricredit.schema import SERIES_FIELDS, conformed_table
 
 __all__ = ["CHIP_MAX_PIXELS", "CHIP_MARGIN", "SERIES_COLUMNS", "encode_ndvi", "decode_ndvi", "plot_chips",
-           "season_series", "chip_array"]
+           "season_series", "chip_array", "write_report_data"]
 
 #: Largest side of a chip, in pixels (larger windows are decimated by a whole stride).
 CHIP_MAX_PIXELS = 64

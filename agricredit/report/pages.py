@@ -31,6 +31,8 @@ __all__ = ["Run", "load_run", "borrower_page", "index_page", "write_report", "re
 PERSONAL_PREFIX = "PERSONAL_DATA_"
 #: Reason codes of a borrower, not of a plot (left out of a plot's check table).
 BORROWER_LEVEL_CODES = frozenset({"CAP_APPLIED", "CAPACITY_LIMITED", "NO_PLOTS", "BORROWER_RECORD_INVALID"})
+#: Codes that record a field visit (:mod:`agricredit.visits`): shown only on the plots they were given to.
+VISIT_CODES = frozenset({"VISIT_CONFIRMED", "VISIT_REJECTED"})
 
 _CSS = """
 body{font-family:"Noto Sans CJK SC","Noto Sans",sans-serif;margin:1.5em auto;padding:0 1.5em;max-width:1100px;color:#222}
@@ -53,7 +55,7 @@ _TEXT = {
            "areas": "The four areas (mu)", "drawn_mu": "drawn outline", "registered_mu": "land registry",
            "declared_mu": "declaration", "cropped_mu": "cropped (satellite, at the peak)",
            "verified_now": "verified now", "verified_mu_if_confirmed": "verified if confirmed", "checks": "Checks", "check": "check",
-           "result": "result", "figures": "figures", "pass": "pass", "fail": "FAIL", "declared_crop": "declared crop",
+           "result": "result", "figures": "figures", "pass": "pass", "fail": "FAIL", "noted": "noted", "declared_crop": "declared crop",
            "best_crop": "best-fitting crop", "peak": "peak NDVI", "index": "All borrowers",
            "personal": "CONTAINS PERSONAL DATA — for the loan officer's own use; do not share or store with the run.",
            "name": "Name", "counts": "Borrowers by status", "codes": "Borrowers by reason code", "count": "count",
@@ -71,7 +73,7 @@ _TEXT = {
            "no_reasons": "没有检查降低额度。", "explanation": "决定说明", "plots": "地块", "plot": "地块",
            "light": "信号灯", "areas": "四种面积（亩）", "drawn_mu": "勾绘面积", "registered_mu": "登记面积",
            "declared_mu": "申报面积", "cropped_mu": "卫星种植面积（峰值）", "verified_now": "当前核实面积", "verified_mu_if_confirmed": "确认后核实面积",
-           "checks": "核验项", "check": "核验", "result": "结果", "figures": "数据", "pass": "通过", "fail": "未通过",
+           "checks": "核验项", "check": "核验", "result": "结果", "figures": "数据", "pass": "通过", "fail": "未通过", "noted": "已记录",
            "declared_crop": "申报作物", "best_crop": "最匹配作物", "peak": "峰值NDVI", "index": "全部借款人",
            "personal": "含个人信息——仅供信贷员本人使用，请勿传播或与结果一同保存。", "name": "姓名",
            "counts": "各状态借款人数", "codes": "各原因代码借款人数", "count": "人数", "fairness": "公平性",
@@ -166,17 +168,19 @@ def _figures(figures: Mapping[str, Any]) -> str:
 
 
 def _checks_table(details: str | None, lang: str) -> str:
-    """Every plot check of the catalogue, pass or fail, with the figures of the failed ones."""
+    """Every plot check of the catalogue: pass, FAIL, or noted (an info code), with the figures of those that fired."""
     from agricredit.seeds import load_reason_codes
 
     text = _TEXT[lang]
     failed = {c["code"]: c.get("figures", {}) for c in (json.loads(details).get("checks", []) if details else [])}
     rows = []
-    for code in [c for c in load_reason_codes() if c not in BORROWER_LEVEL_CODES]:
+    catalogue = load_reason_codes()
+    for code in [c for c in catalogue if c not in BORROWER_LEVEL_CODES | (VISIT_CODES - set(failed))]:
         fails = code in failed
+        shown = (text["noted"] if catalogue[code].severity == "info" else text["fail"]) if fails else text["pass"]
         rows.append(f'<tr data-check="{_e(code)}" data-result="{"fail" if fails else "pass"}"><td><code>{_e(code)}'
                     f'</code><br><span class="muted">{_e(_reason_text(code, lang))}</span></td>'
-                    f'<td class="{"fail" if fails else "pass"}">{text["fail"] if fails else text["pass"]}</td>'
+                    f'<td class="{"fail" if fails else "pass"}">{shown}</td>'
                     f'<td>{_figures(failed[code]) if fails else ""}</td></tr>')
     return (f'<table class="checks"><tr><th>{text["check"]}</th><th>{text["result"]}</th><th>{text["figures"]}</th>'
             f"</tr>{''.join(rows)}</table>")
