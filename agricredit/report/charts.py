@@ -74,7 +74,6 @@ def _figure(lang: str, size: tuple[float, float], bottom: float = 0.12) -> Any:
                     CJK_FONT)
     matplotlib.rcParams["font.family"] = "sans-serif"
     matplotlib.rcParams["font.sans-serif"] = [CJK_FONT, "DejaVu Sans"] if lang == "zh" else ["DejaVu Sans"]
-    matplotlib.rcParams["svg.hashsalt"] = "agricredit"
     figure = Figure(figsize=size, dpi=80)
     figure.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=bottom)
     return figure
@@ -100,8 +99,7 @@ def _scale_bar_and_north(axes: Any, crs: Any, lang: str) -> None:
     x0, x1 = axes.get_xlim()
     y0, y1 = axes.get_ylim()
     per_unit = _metres_per_unit(crs, (x0 + x1) / 2, (y0 + y1) / 2)
-    target = (x1 - x0) * per_unit / 4
-    length = max(n * 10 ** math.floor(math.log10(target)) for n in (1, 2, 5) if n * 10 ** math.floor(math.log10(target)) <= target)
+    length = _round_length((x1 - x0) * per_unit / 4)
     units = length / per_unit
     left, bottom = x0 + 0.05 * (x1 - x0), y0 + 0.06 * (y1 - y0)
     axes.plot([left, left + units], [bottom, bottom], color="black", lw=4, solid_capstyle="butt")
@@ -124,7 +122,7 @@ def _to_crs(wkt: str) -> Any:
 
 
 def _ndvi_png(ndvi: np.ndarray) -> str:
-    """The NDVI chip coloured (RdYlGn over :data:`NDVI_RANGE`, no reading transparent) as a PNG data URI."""
+    """The NDVI chip coloured (RdYlGn over :data:`NDVI_RANGE`, no clear reading grey) as a PNG data URI."""
     from matplotlib import colormaps
     from PIL import Image
 

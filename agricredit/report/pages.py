@@ -9,6 +9,7 @@ the tests) can read a page back.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -24,8 +25,8 @@ from agricredit.errors import InputError, InputNotFoundError
 from agricredit.report import charts
 from agricredit.report.fairness import ADVERSE_IMPACT_THRESHOLD, fairness_table
 
-__all__ = ["Run", "load_run", "borrower_page", "index_page", "write_report", "report_files", "page_name", "PERSONAL_PREFIX",
-           "BORROWER_LEVEL_CODES"]
+__all__ = ["Run", "load_run", "borrower_page", "index_page", "write_report", "report_files", "page_name",
+           "PERSONAL_PREFIX", "BORROWER_LEVEL_CODES", "VISIT_CODES"]
 
 #: File-name prefix of pages that hold personal data (``report --reveal``).
 PERSONAL_PREFIX = "PERSONAL_DATA_"
@@ -96,6 +97,11 @@ class Run:
     plots: gpd.GeoDataFrame  # plots.parquet, WGS84
     chips: pd.DataFrame  # chips.parquet (empty when the run has none)
     series: pd.DataFrame  # series.parquet (empty when the run has none)
+
+    @functools.cached_property
+    def chip_of(self) -> dict[str, dict[str, Any]]:
+        """Plot ID → its row of ``chips.parquet``."""
+        return {str(chip["plot_id"]): chip for chip in self.chips.to_dict("records")}
 
 
 def load_run(folder: str | Path) -> Run:
@@ -186,8 +192,7 @@ def _checks_table(details: str | None, lang: str) -> str:
             f"</tr>{''.join(rows)}</table>")
 
 
-def _plot_section(run: Run, plot: Mapping[str, Any], geometry: Any, lang: str, min_valid_fraction: float,
-                  chips: Mapping[str, Mapping[str, Any]]) -> str:
+def _plot_section(run: Run, plot: Mapping[str, Any], geometry: Any, lang: str, min_valid_fraction: float) -> str:
     text = _TEXT[lang]
     plot_id = str(plot["plot_id"])
     light = plot.get("light") or ""
@@ -196,7 +201,7 @@ def _plot_section(run: Run, plot: Mapping[str, Any], geometry: Any, lang: str, m
             f'<span class="muted">({_e(plot.get("geometry_status"))})</span></h3>')
     figures = []
     if geometry is not None and not geometry.is_empty:
-        figures.append(charts.plot_map(chips.get(plot_id), geometry, plot_id, light, lang))
+        figures.append(charts.plot_map(run.chip_of.get(plot_id), geometry, plot_id, light, lang))
     own = run.series.loc[run.series["plot_id"] == plot_id]
     if len(own):
         figures.append(f'<img class="chart" alt="season of {_e(plot_id)}" '
@@ -227,7 +232,6 @@ def borrower_page(run: Run, borrower: Mapping[str, Any], lang: str = "en", *, mi
     """
     text = _TEXT[lang]
     ref = str(borrower["borrower"])
-    chips = {str(c["plot_id"]): c for c in run.chips.to_dict("records")}
     plot_ids = [p for p in str(borrower.get("plots") or "").split(";") if p]
     own = run.plots.loc[(run.plots["borrower"] == ref) & run.plots["plot_id"].isin(plot_ids)].sort_values("plot_id")
     summary = "".join(
@@ -249,7 +253,7 @@ def borrower_page(run: Run, borrower: Mapping[str, Any], lang: str = "en", *, mi
             f'<table class="summary">{summary}</table><h2>{text["reasons"]}</h2><ul>{reasons}</ul>'
             f'<h2>{text["explanation"]}</h2><p data-field="explanation">{_e(borrower.get("explanation"))}</p>'
             f'<h2>{text["plots"]} ({len(own)})</h2>'
-            + "".join(_plot_section(run, row, geometry, lang, min_valid_fraction, chips)
+            + "".join(_plot_section(run, row, geometry, lang, min_valid_fraction)
                       for row, geometry in zip(own.drop(columns="geometry").to_dict("records"), own.geometry.values)))
     return _document(f"{text['borrower']} {ref}", body, lang)
 
