@@ -37,7 +37,8 @@ from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_ta
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
-from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
+from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
+from agricredit.season import assess_season, season_options
 from agricredit.seeds import crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, verify_plots

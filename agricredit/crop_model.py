@@ -31,15 +31,8 @@ import pandas as pd
 from agricredit import __version__
 from agricredit.errors import ModelError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file
-from agricredit.season import (
-    PlotSeries,
-    Smoothing,
-    phenology,
-    plot_series,
-    resample_doy,
-    smooth_series,
-    tile_hashes,
-)
+from agricredit.acquisitions import tile_hashes
+from agricredit.series import PlotSeries, Smoothing, phenology, plot_series, resample_doy, smooth_series
 from agricredit.seeds import crop_aliases
 
 __all__ = [

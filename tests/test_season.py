@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from scipy.optimize import brentq
 
-from agricredit import season
+from agricredit import acquisitions, charts, cropfit, season, series
 from agricredit.errors import InputError, InputNotFoundError, SchemaError
 from agricredit.seeds import load_crops, template_ndvi
 from season_synth import SUMMER_DATES, WINTER_DATES, Plot, doy, synth_table
@@ -49,31 +49,31 @@ def tile_folder(tmp_path):
 
 
 def test_discover_folder_groups_tiles_of_one_date(tile_folder):
-    found = season.discover_acquisitions(tile_folder)
+    found = acquisitions.discover_acquisitions(tile_folder)
     assert [a.date for a in found] == [dt.date(2022, 12, 15), dt.date(2023, 1, 10), dt.date(2023, 7, 20)]
     assert len(found[0].paths) == 2 and all(p.is_absolute() for p in found[0].paths)
 
 
 def test_discover_start_end_across_new_year(tile_folder):
-    found = season.discover_acquisitions(tile_folder, start="2022-10-01", end="2023-06-30")
+    found = acquisitions.discover_acquisitions(tile_folder, start="2022-10-01", end="2023-06-30")
     assert [a.date.isoformat() for a in found] == ["2022-12-15", "2023-01-10"]
     with pytest.raises(InputError):
-        season.discover_acquisitions(tile_folder, start="2023-06-30", end="2022-10-01")
+        acquisitions.discover_acquisitions(tile_folder, start="2023-06-30", end="2022-10-01")
 
 
 def test_discover_manifest_relative_paths(tile_folder):
     manifest = tile_folder / "manifest.csv"
     manifest.write_text("date,sensor,path\n2023-01-10,s2-l2a,a/S2_NDVI_20230110.tif\n"
                         "2022-12-15,s2-l2a,a/S2_NDVI_20221215_T1.tif\n2022-12-15,s2-l2a,b/S2_NDVI_20221215_T2.tif\n")
-    found = season.discover_acquisitions(manifest)
+    found = acquisitions.discover_acquisitions(manifest)
     assert [(a.date.isoformat(), len(a.paths), a.sensors) for a in found] == [
         ("2022-12-15", 2, ("s2-l2a",)), ("2023-01-10", 1, ("s2-l2a",))]
     manifest.write_text("date,sensor,path\n2023-01-10,s2-l2a,a/missing.tif\n")
     with pytest.raises(InputNotFoundError, match="row 2"):
-        season.discover_acquisitions(manifest)
+        acquisitions.discover_acquisitions(manifest)
     manifest.write_text("when,path\n")
     with pytest.raises(SchemaError, match="date"):
-        season.discover_acquisitions(manifest)
+        acquisitions.discover_acquisitions(manifest)
 
 
 def test_discover_stac_item_collection(tile_folder):
@@ -87,17 +87,17 @@ def test_discover_stac_item_collection(tile_folder):
         item("x2", "2022-12-15T10:30:05Z", "./b/S2_NDVI_20221215_T2.tif"),
         item("x3", "2023-07-20T10:30:00Z", "a/S2_NDVI_20230720.tif"),
     ]}))
-    found = season.discover_acquisitions(stac, end=dt.date(2023, 7, 20))
+    found = acquisitions.discover_acquisitions(stac, end=dt.date(2023, 7, 20))
     assert [(a.date.isoformat(), len(a.paths), a.sensors) for a in found] == [
         ("2022-12-15", 2, ("sentinel-2a",)), ("2023-07-20", 1, ("sentinel-2a",))]
     stac.write_text(json.dumps({"type": "FeatureCollection", "features": [item("x", "2023-01-01", "https://e.org/a.tif")]}))
     with pytest.raises(InputError, match="remote"):
-        season.discover_acquisitions(stac)
+        acquisitions.discover_acquisitions(stac)
 
 
 def test_discover_missing_source(tmp_path):
     with pytest.raises(InputNotFoundError):
-        season.discover_acquisitions([tmp_path / "nope"])
+        acquisitions.discover_acquisitions([tmp_path / "nope"])
 
 
 # ----------------------------------------------------------------------------- series and phenology
@@ -108,11 +108,11 @@ def test_plot_series_drops_low_valid_and_nan():
         "plot_id": ["p"] * 4, "date": ["2023-05-01", "2023-05-11", "2023-05-21", "2023-05-31"],
         "ndvi_mean": [0.3, 0.9, np.nan, 0.5], "valid_frac": [1.0, 0.59, 1.0, 0.6], "cropped_area_mu": [0, 1, 2, 3],
     })
-    s = season.plot_series(table, min_valid_fraction=0.6)["p"]
+    s = series.plot_series(table, min_valid_fraction=0.6)["p"]
     assert s.dates.astype(str).tolist() == ["2023-05-01", "2023-05-31"]
     assert s.ndvi.tolist() == [0.3, 0.5] and s.n_acquisitions == 4
     with pytest.raises(SchemaError, match="valid_frac"):
-        season.plot_series(table.drop(columns="valid_frac"))
+        series.plot_series(table.drop(columns="valid_frac"))
 
 
 def _double_logistic(t, t1=150.0, t2=250.0, k=0.08, base=0.2, amp=0.6):
@@ -134,7 +134,7 @@ def test_phenology_matches_analytic_logistic(step):
     start = np.datetime64("2023-01-01")
     t = np.arange(59, 340, step).astype(float)  # day offsets from 1 January (doy - 1)
     dates = start + t.astype(int)
-    feats = season.phenology(dates, _double_logistic(t))
+    feats = series.phenology(dates, _double_logistic(t))
     greenup, senescence = _analytic_crossings(lo=t[0], hi=t[-1])
     got_up = (feats["greenup_date"] - start).astype(int)
     got_down = (feats["senescence_date"] - start).astype(int)
@@ -154,9 +154,9 @@ def test_smoothed_phenology_noisy_sparse(method):
     start = np.datetime64("2023-01-01")
     t = np.arange(60, 340, 10)
     y = _double_logistic(t.astype(float)) + rng.normal(0, 0.015, len(t))
-    days, curve = season.smooth_series(start + t, y, method)
+    days, curve = series.smooth_series(start + t, y, method)
     assert len(days) == t[-1] - t[0] + 1
-    feats = season.phenology(days, curve)
+    feats = series.phenology(days, curve)
     greenup, senescence = _analytic_crossings(lo=t[0], hi=t[-1])
     assert abs((feats["greenup_date"] - start).astype(int) - greenup) <= 5
     assert abs((feats["senescence_date"] - start).astype(int) - senescence) <= 5
@@ -165,7 +165,7 @@ def test_smoothed_phenology_noisy_sparse(method):
 
 def test_phenology_without_greenup_in_series():
     dates = np.datetime64("2023-06-01") + np.arange(0, 100, 10)
-    feats = season.phenology(dates, np.linspace(0.8, 0.2, 10))  # starts at the peak
+    feats = series.phenology(dates, np.linspace(0.8, 0.2, 10))  # starts at the peak
     assert np.isnat(feats["greenup_date"]) and not np.isnat(feats["senescence_date"])
     assert np.isnan(feats["season_length_days"])
 
@@ -173,7 +173,7 @@ def test_phenology_without_greenup_in_series():
 def test_resample_doy_across_new_year():
     dates = np.datetime64("2022-12-21") + np.array([0, 20, 40])  # doy 355, 10 (2023), 30
     values = np.array([0.3, 0.5, 0.7])
-    got = season.resample_doy(dates, values, np.array([355, 365, 10, 20, 30, 100]))
+    got = series.resample_doy(dates, values, np.array([355, 365, 10, 20, 30, 100]))
     # doy 365 of 2022 is 10 days after 2022-12-21; doy 20 of 2023 is 30 days after.
     np.testing.assert_allclose(got, [0.3, 0.4, 0.5, 0.6, 0.7, np.nan])
 
@@ -190,7 +190,7 @@ def _observe(crop, dates, shift, vigor, rng, noise=0.02, gaps=0.3):
 def test_fit_recovers_shift_and_scale_exactly():
     dates = SUMMER_DATES
     y = 0.05 + 0.9 * template_ndvi("soybean", doy(dates) - 10)
-    best = season.fit_crops(dates, y)[0]
+    best = cropfit.fit_crops(dates, y)[0]
     assert (best.crop, best.shift_days) == ("soybean", 10)
     assert best.scale == pytest.approx(0.9, abs=1e-9) and best.offset == pytest.approx(0.05, abs=1e-9)
     assert best.rmse == pytest.approx(0.0, abs=1e-12)
@@ -204,7 +204,7 @@ def test_right_crop_ranks_first(crop):
     dates = WINTER_DATES if crop == "wheat" else SUMMER_DATES
     for _ in range(25):
         obs_dates, y = _observe(crop, dates, int(rng.integers(-7, 8)), rng.uniform(0.85, 1.05), rng)
-        fits = season.fit_crops(obs_dates, y)
+        fits = cropfit.fit_crops(obs_dates, y)
         if crop in NDVI_TWINS and fits[0].crop == NDVI_TWINS[crop]:
             assert fits[1].crop == crop and fits[1].score - fits[0].score < 0.01
         else:
@@ -216,17 +216,17 @@ def test_right_crop_ranks_first(crop):
 def test_fit_invariant_to_offset(offset, shift):
     dates = SUMMER_DATES
     y = np.random.default_rng(1).normal(0, 0.03, len(dates)) + template_ndvi("maize", doy(dates) - shift)
-    base = {f.crop: f for f in season.fit_crops(dates, y)}
-    moved = {f.crop: f for f in season.fit_crops(dates, y + offset)}
+    base = {f.crop: f for f in cropfit.fit_crops(dates, y)}
+    moved = {f.crop: f for f in cropfit.fit_crops(dates, y + offset)}
     for crop in base:
         assert moved[crop].rmse == pytest.approx(base[crop].rmse, abs=1e-9)
         assert moved[crop].shift_days == base[crop].shift_days
 
 
 def test_season_window_across_new_year():
-    lo, hi = season.season_window_for("wheat", np.datetime64("2022-09-20"), np.datetime64("2023-07-16"))
+    lo, hi = cropfit.season_window_for("wheat", np.datetime64("2022-09-20"), np.datetime64("2023-07-16"))
     assert (str(lo), str(hi)) == ("2022-10-01", "2023-06-30")
-    lo, hi = season.season_window_for("maize", np.datetime64("2023-03-01"), np.datetime64("2023-11-07"))
+    lo, hi = cropfit.season_window_for("maize", np.datetime64("2023-03-01"), np.datetime64("2023-11-07"))
     assert (str(lo), str(hi)) == ("2023-04-01", "2023-10-31")
 
 
@@ -370,11 +370,11 @@ def test_season_chart_png(tmp_path):
 
     table = synth_table([Plot("a", "wheat", 5), Plot("b", None)], WINTER_DATES)
     result = season.assess_season(table, {"a": "maize"})
-    season.season_chart(result, "a", tmp_path / "a.png")
+    charts.season_chart(result, "a", tmp_path / "a.png")
     image = matplotlib.image.imread(tmp_path / "a.png")
     assert image.shape[:2] == (450, 800)
     with pytest.raises(InputError, match="not in this run"):
-        season.season_chart(result, "zz", tmp_path / "z.png")
+        charts.season_chart(result, "zz", tmp_path / "z.png")
     assert not (tmp_path / "z.png").exists()
 
 
@@ -433,7 +433,7 @@ def test_calendar_prior_separates_maize_from_soybean():
     """Maize shifted ~18 days is, to NDVI, a soybean: only the calendar prior keeps them apart."""
     options = _policy_options()
     y = template_ndvi("soybean", doy(SUMMER_DATES))
-    fits = {f.crop: f for f in season.fit_crops(SUMMER_DATES, y, max_sowing_shift_days=options["max_sowing_shift_days"],
+    fits = {f.crop: f for f in cropfit.fit_crops(SUMMER_DATES, y, max_sowing_shift_days=options["max_sowing_shift_days"],
                                                 shift_penalty=options["shift_penalty"])}
     maize = fits["maize"]
     assert maize.shift_days > 14 and maize.rmse < 0.02  # the shape alone nearly matches
@@ -441,7 +441,7 @@ def test_calendar_prior_separates_maize_from_soybean():
     assert maize.score == pytest.approx(maize.rmse + prior, abs=1e-12)
     assert maize.score - fits["soybean"].score > options["crop_mismatch_margin"]
     # The former policy (penalty 0.02, margin 0.05) let the swap through.
-    weak = {f.crop: f for f in season.fit_crops(SUMMER_DATES, y, max_sowing_shift_days=21, shift_penalty=0.02)}
+    weak = {f.crop: f for f in cropfit.fit_crops(SUMMER_DATES, y, max_sowing_shift_days=21, shift_penalty=0.02)}
     assert weak["maize"].score - weak["soybean"].score < 0.05
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from agricredit import crop_model, season
+from agricredit.series import plot_series
 from agricredit.errors import ModelError, SchemaError
 from season_synth import SUMMER_DATES, Plot, synth_table
 
@@ -55,7 +56,7 @@ def test_held_out_accuracy_and_round_trip(trained):
     model, folder = trained
     table, labels, _ = _labelled(15, seed=99, prefix="h")
     loaded = crop_model.load_crop_model(folder)
-    series = season.plot_series(table)
+    series = plot_series(table)
     proba = loaded.predict_proba_series(series)
     np.testing.assert_allclose(proba.to_numpy(), model.predict_proba_series(series).to_numpy())
     predicted = proba.idxmax(axis=1)

@@ -12,14 +12,9 @@ import pandas as pd
 
 from agricredit.cli._tables import exit_if_rejected
 from agricredit.cli.options import output_opt, progress_opt, season_opts
-from agricredit.season import (
-    assess_season,
-    discover_acquisitions,
-    observation_table,
-    season_chart,
-    season_options,
-    season_plot_table,
-)
+from agricredit.acquisitions import discover_acquisitions, observation_table
+from agricredit.charts import season_chart
+from agricredit.season import assess_season, season_options, season_plot_table
 
 log = logging.getLogger(__name__)
 

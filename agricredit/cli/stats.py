@@ -17,7 +17,7 @@ from agricredit.cli.options import baseline_callback, id_field_opt, output_opt, 
 from agricredit.errors import MissingMetadataError
 from agricredit.outputs import output_kind, write_plot_dates
 from agricredit.plots import accepted, load_plots
-from agricredit.season import Acquisition, discover_acquisitions, observation_table
+from agricredit.acquisitions import Acquisition, discover_acquisitions, observation_table
 from agricredit.zonal import NOT_COVERED
 
 log = logging.getLogger(__name__)

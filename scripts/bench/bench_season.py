@@ -15,7 +15,8 @@ from scipy.optimize import least_squares
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[2] / "tests")]
 
-from agricredit import season  # noqa: E402
+from agricredit import cropfit, season  # noqa: E402
+from agricredit.series import plot_series  # noqa: E402
 from agricredit.seeds import load_crops, template_ndvi  # noqa: E402
 from season_synth import SUMMER_DATES, Plot, doy, synth_table  # noqa: E402
 
@@ -40,7 +41,7 @@ def main(n_plots: int = 2000) -> None:
     series = [(SUMMER_DATES, 0.9 * template_ndvi(c, doy(SUMMER_DATES) - 5) + rng.normal(0, 0.02, len(SUMMER_DATES)))
               for c in rng.choice(["maize", "soybean", "wheat"], 40)]
     start = time.perf_counter()
-    ours = [season.fit_crops(d, y, max_sowing_shift_days=21, shift_penalty=0.0) for d, y in series]
+    ours = [cropfit.fit_crops(d, y, max_sowing_shift_days=21, shift_penalty=0.0) for d, y in series]
     t_ours = time.perf_counter() - start
     start = time.perf_counter()
     peer = [peer_fit(d, y, crops) for d, y in series]
@@ -57,7 +58,7 @@ def main(n_plots: int = 2000) -> None:
     result = season.assess_season(table, declared)
     t_run = time.perf_counter() - start
     start = time.perf_counter()
-    season.plot_series(table)
+    plot_series(table)
     t_split = time.perf_counter() - start
     print(f"assess_season: {n_plots} plots x {len(SUMMER_DATES)} dates in {t_run:.2f} s "
           f"({1000 * t_run / n_plots:.2f} ms/plot; splitting the long table alone {t_split:.2f} s); "
