@@ -38,8 +38,8 @@ from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, loa
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
 from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
-from agricredit.season import assess_season, season_options
-from agricredit.seeds import crop_aliases
+from agricredit.season import assess_season, resolve_region, season_options
+from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, verify_plots
 
@@ -92,10 +92,11 @@ class Case:
     start: dt.date | None = None
     end: dt.date | None = None
     crop_model: Path | None = None
+    region: str | None = None
 
 
 _CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model"}
-_CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end"}
+_CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end", "region"}
 
 
 def load_case(path: str | Path) -> Case:
@@ -108,7 +109,8 @@ def load_case(path: str | Path) -> Case:
         ``registry``, ``declarations``, ``borrowers``, optional ``policy`` and
         ``crop_model`` (a folder from ``agricredit train-crop``);
         relative to the file) and optional ``[options]`` (``id_field``,
-        ``plots_crs``, ``encoding``, ``start``, ``end``).
+        ``plots_crs``, ``encoding``, ``start``, ``end``, ``region``: a region of
+        ``seeds/regions.csv`` whose crop calendars apply, overriding the policy's).
 
     Returns
     -------
@@ -145,6 +147,7 @@ def load_case(path: str | Path) -> Case:
         encoding=options.get("encoding"),
         start=_as_date(options.get("start"), path, "options.start"),
         end=_as_date(options.get("end"), path, "options.end"),
+        region=options.get("region"),
     )
 
 
@@ -252,16 +255,22 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                          f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
 
     _stage(progress, "season: phenology, crop fit, vigor")
-    declared_crop = dict(zip(zip(declarations["plot_id"], declarations["borrower_id"]), declarations["declared_crop"]))
+    # One row per declared crop season (optional ``season`` column): "crop" or "crop:slot".
+    seasons = declarations["season"] if "season" in declarations else [""] * len(declarations)
+    declared_crops: dict[tuple[str, str], list[str]] = {}
+    for pid, borrower, crop, slot in zip(declarations["plot_id"], declarations["borrower_id"],
+                                         declarations["declared_crop"], seasons):
+        declared_crops.setdefault((pid, borrower), []).append(f"{crop}:{slot}" if slot else crop)
     good_ids = sorted(good["plot_id"].astype(str))
     drawn_mu = {pid: float(areas.at[pid, "area_mu"]) for pid in good_ids}
+    region = resolve_region(case.region or policy.satellite.region, good)
     season = assess_season(
         long_table,
-        {pid: declared_crop[pid, borrower] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
+        {pid: declared_crops[pid, borrower] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
         drawn_mu,
         plot_ids=good_ids,
         crop_model=load_crop_model(case.crop_model) if case.crop_model is not None else None,
-        **season_options(policy),
+        **season_options(policy, region=region),
     )
 
     not_covered = sorted(pid for pid, flags in season.flags.items() if any(f.code == "NO_COVERAGE" for f in flags))
@@ -274,7 +283,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     verdicts = verify_plots(facts, policy)
     decisions = decide_all(verdicts, policy)
 
-    inputs = _input_hashes(case, acquisitions, policy)
+    inputs = _input_hashes(case, acquisitions, policy, region)
     verdicts_of: dict[str, list[PlotVerdict]] = {}
     for verdict in verdicts:
         verdicts_of.setdefault(verdict.borrower_id, []).append(verdict)
@@ -297,8 +306,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     )
 
 
-def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> dict[str, str]:
-    """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index."""
+def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, region: str) -> dict[str, str]:
+    """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index,
+    and the crop calendars of the region the season was checked against (role ``region:<id>/<file>``)."""
     files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
              "borrowers": case.borrowers}
     if case.crop_model is not None:
@@ -308,6 +318,7 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> di
     hashes = {role: sha256_file(path) for role, path in files.items()}
     hashes.update({f"tile:{key}": digest for key, digest in tile_hashes(acquisitions).items()})
     hashes["policy"] = policy.sha256
+    hashes.update({f"region:{region}/{name}": sha256_file(SEEDS_DIR / name) for name in ("calendars.csv", "rotations.csv")})
     return dict(sorted(hashes.items()))
 
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agricredit.cropfit import CropFit, fit_crops, season_window_for
+from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations, harvest_year_for
 from agricredit.errors import InputError, SchemaError
-from agricredit.seeds import default_cropped_threshold, load_crops, load_templates
+from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
 from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
 
 __all__ = [
@@ -35,6 +35,10 @@ __all__ = [
     "peer_vigor",
     "season_options",
     "season_plot_table",
+    "resolve_region",
+    "template_flags",
+    "Declared",
+    "SEASON_CODES",
     "SEASON_LEAD_COLUMNS",
 ]
 
@@ -55,13 +59,13 @@ class SeasonResult:
 
     ``plots`` has one row per plot (features, ranking, vigor, ``flags`` as
     ``;``-joined codes, ``flag_figures`` as JSON); ``flags`` maps each plot to its
-    :class:`Flag` list; ``fits`` to its ranked :class:`CropFit` list (empty if
+    :class:`Flag` list; ``fits`` to its ranked :class:`~agricredit.cropfit.SystemFit` list (empty if
     too few observations); ``series`` holds the valid observations.
     """
 
     plots: pd.DataFrame
     flags: dict[str, list[Flag]]
-    fits: dict[str, list[CropFit]]
+    fits: dict[str, list[SystemFit]]
     series: dict[str, PlotSeries]
 
 
@@ -69,18 +73,234 @@ def _iso(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(np.datetime64(value, "D"))
 
 
+#: Satellite codes :func:`assess_season` may report (``TOO_FEW_PIXELS`` is verify's, from ``pixel_count``).
+SEASON_CODES = ("NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CROP_MISMATCH", "SEASON_UNRECOGNISED", "LOW_VIGOR",
+                "CLOUD_INSUFFICIENT", "NO_COVERAGE", "PARTIAL_COVERAGE")
+
+
+#: An unmasked observation this far (NDVI) below the best fit is taken as undetected cloud and left out of the fit.
+UNMASKED_CLOUD_DROP = 0.1
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One declared crop season of a plot: the crop and, optionally, its slot (``winter``, ``summer`` ...)."""
+
+    crop: str
+    slot: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Declared:
+        """``"maize"`` or ``"maize:summer"``."""
+        crop, _, slot = str(text).partition(":")
+        return cls(crop.strip(), slot.strip() or None)
+
+    def matches(self, season: Any) -> bool:
+        """True when a :class:`~agricredit.seeds.CropSeason` is this crop (in this slot, if one was given)."""
+        return season.crop == self.crop and (self.slot is None or season.slot == self.slot)
+
+
+def _declared_of(value: Any) -> tuple[Declared, ...]:
+    """A plot's declarations: ``None``, a crop (``"maize"``, ``"maize:summer"``) or a sequence of them."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(Declared.parse(item) for item in items if item)
+
+
+def _window_mask(dates: np.ndarray, windows: Iterable[tuple[Any, Any]]) -> np.ndarray:
+    mask = np.zeros(len(dates), dtype=bool)
+    for lo, hi in windows:
+        mask |= (dates >= np.datetime64(lo, "D")) & (dates <= np.datetime64(hi, "D"))
+    return mask
+
+
+def _green_periods(region: str, declared: Sequence[Declared], run: tuple[Any, Any]) -> dict[str, list[tuple]]:
+    """Each declared crop's green periods on the region's calendar: ``[(green-up, senescence)]`` as ``datetime64[D]``.
+
+    A crop with several calendar seasons (spring and summer maize) has one period per season;
+    a crop without a calendar in the region has none.
+    """
+    periods: dict[str, list[tuple]] = {}
+    for item in declared:
+        for season in (x for x in load_calendars()[region].values() if item.matches(x)):
+            dates = season.dates(harvest_year_for(season, *run))
+            periods.setdefault(item.crop, []).append((np.datetime64(dates["greenup"]), np.datetime64(dates["senescence"])))
+    return periods
+
+
+def _covers_every_sowing(clear_dates: np.ndarray, periods: Sequence[tuple], max_shift: int) -> bool:
+    """True when, whatever the sowing shift (``|s| ≤ max_shift``), a clear observation falls in the green period.
+
+    The green period is taken inside the 50 % points by one logistic width, where the
+    canopy is well developed. An observation on day ``c`` sees the period moved by any
+    shift in ``[c − end, c − start]``; the union of those intervals must cover ``[−max_shift, max_shift]``.
+    """
+    margin = np.timedelta64(int(STEEPNESS_DAYS), "D")
+    for start, end in periods:
+        start, end = start + margin, end - margin
+        seen = sorted(((c - end).astype(int), (c - start).astype(int)) for c in clear_dates)
+        reach = -max_shift
+        for low, high in seen:
+            if low > reach:
+                break
+            reach = max(reach, high + 1)
+        if reach <= max_shift:
+            return False
+    return True
+
+
+def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray) -> dict[str, Any]:
+    """The cropped area measured on the area seen, at the window's observation showing the most crop.
+
+    Per usable observation the cropped share is the cropped area over the *seen* (valid)
+    area, ``cropped_area_mu / (valid_frac × drawn)``, so clouds over part of the plot do
+    not count as bare ground (without a drawn area: 1 where the plot's NDVI reaches the
+    crop's threshold, else 0). The observation reported is the one of the crop window
+    with the largest share (the canopy peak; among equal shares the clearest):
+    ``cropped_area_mu_at_peak`` is its share times the drawn area, reported with
+    ``cropped_measured_share``, the share of the plot it was measured on.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (s.cropped_area_mu / (s.valid_frac * drawn) if np.isfinite(drawn) and drawn > 0
+                 else np.where(s.ndvi >= threshold, 1.0, 0.0))
+    share = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+    evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
+                                "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
+    candidates = np.flatnonzero(window)
+    if len(candidates):
+        pick = candidates[np.lexsort((-s.valid_frac[candidates], -share[candidates]))[0]]
+        evidence.update(cropped_share=float(share[pick]), cropped_measured_share=float(s.valid_frac[pick]),
+                        cropped_date=_iso(s.dates[pick]),
+                        cropped_area_mu_at_peak=float(share[pick] * drawn) if np.isfinite(drawn) else np.nan)
+    return evidence
+
+
+def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarray, *, threshold: float,
+                      cultivated_min_share: float, min_season_amplitude: float, min_observations: int,
+                      partial: bool, covered: bool) -> Flag | None:
+    """``NOT_CULTIVATED`` on clear evidence, ``NOT_CULTIVATED_UNCONFIRMED`` (review) on thin evidence, else None.
+
+    The plot looks uncultivated when every usable observation of the declared crops'
+    windows shows a cropped share (of the area seen) below ``cultivated_min_share``, or
+    the season never greens up (NDVI amplitude below ``min_season_amplitude``, or a peak
+    under the crop's ``cropped_ndvi_threshold``). The evidence is clear only with at
+    least ``min_observations`` cloud-masked observations in those windows that leave
+    no sowing date unobserved (``covered``, see :func:`_covers_every_sowing`), on a plot
+    fully inside the imagery; otherwise a person looks (``NOT_CULTIVATED_UNCONFIRMED``).
+    """
+    in_window = np.flatnonzero(window)
+    if not len(in_window):
+        return None
+    share, ndvi = evidence["share"][in_window], s.ndvi[in_window]
+    amplitude, peak = float(np.ptp(ndvi)), float(ndvi.max())
+    if not (share.max() < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
+        return None
+    clear = int(np.count_nonzero(s.cloud_masked[in_window]))
+    figures = {
+        "clear_in_window": clear, "usable_in_window": len(in_window), "required": min_observations,
+        "max_cropped_share": float(share.max()), "cultivated_min_share": cultivated_min_share,
+        "peak_ndvi": peak, "amplitude": amplitude, "min_season_amplitude": min_season_amplitude,
+        "cropped_ndvi_threshold": threshold, "cropped_measured_share": evidence["cropped_measured_share"],
+        "partial_coverage": partial, "every_sowing_date_seen": covered,
+    }
+    confirmed = clear >= min_observations and covered and not partial
+    return Flag("NOT_CULTIVATED" if confirmed else "NOT_CULTIVATED_UNCONFIRMED", figures)
+
+
+def _fit_plot(s: PlotSeries, region: str, fit_options: dict[str, Any]) -> list[SystemFit]:
+    """The ranked explanations of a plot's series; observations without a cloud mask that lie far below
+    the best fit (undetected cloud: clouds only lower NDVI) are left out and the series refitted."""
+    if len(s.dates) < 3:
+        return []
+    fits = fit_explanations(s.dates, s.ndvi, region, **fit_options)
+    clouded = ~s.cloud_masked & (s.ndvi < fits[0].curve(s.dates) - UNMASKED_CLOUD_DROP)
+    if clouded.any() and np.count_nonzero(~clouded) >= 3:
+        fits = fit_explanations(s.dates[~clouded], s.ndvi[~clouded], region, **fit_options)
+    return fits
+
+
+def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
+    """Per-explanation fit columns: ``rmse_<name>``, ``shift_days_<name>``, ``scale_<name>`` (``;`` per season)."""
+    for fit in fits:
+        row[f"rmse_{fit.name}"] = fit.rmse
+        row[f"shift_days_{fit.name}"] = ";".join(str(f.shift_days) for f in fit.seasons)
+        row[f"scale_{fit.name}"] = ";".join(f"{f.scale:.3f}" for f in fit.seasons)
+
+
+def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, *,
+                     margin: float, max_fit_rmse: float) -> list[Flag]:
+    """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``."""
+    best = fits[0]
+    seasons = load_calendars()[region].values()
+    no_calendar = sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
+    consistent = [f for f in fits if all(any(d.matches(s.season) for s in f.seasons) for d in declared)]
+    chosen = consistent[0] if consistent and declared else best
+    row.update(best_crop=best.label, best_explanation=best.name, best_score=best.score, best_rmse=best.rmse,
+               declared_explanation=chosen.name if declared else None,
+               declared_score=chosen.score if declared and consistent else np.nan)
+    if no_calendar or best.rmse > max_fit_rmse:
+        return [Flag("SEASON_UNRECOGNISED", {
+            "region": region, "best_explanation": best.name, "best_rmse": best.rmse, "max_fit_rmse": max_fit_rmse,
+            "declared_without_calendar": ";".join(no_calendar) or None,
+        })]
+    if declared and chosen.score - best.score > margin:
+        return [Flag("CROP_MISMATCH", {
+            "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
+            "best_explanation": best.name, "declared_explanation": chosen.name,
+            "declared_score": chosen.score, "best_score": best.score, "margin": margin, "method": "template",
+        })]
+    return []
+
+
+def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, *,
+                   crop_mismatch_margin: float, max_fit_rmse: float) -> list[Flag]:
+    """The template checks of one plot (``SEASON_UNRECOGNISED``, ``CROP_MISMATCH``) for a declaration.
+
+    Parameters
+    ----------
+    fits
+        The plot's ranked explanations (``SeasonResult.fits[plot_id]``, non-empty).
+    declared
+        The declared crop seasons (:class:`Declared`).
+    region
+        The region the fits were made in.
+    crop_mismatch_margin, max_fit_rmse
+        The ``[satellite]`` policy.
+    """
+    return _template_checks({}, fits, declared, region, margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
+
+
+def _model_checks(row: dict[str, Any], probabilities: pd.Series, declared: Sequence[Declared], margin: float) -> list[Flag]:
+    """``CROP_MISMATCH`` from a trained crop model: another crop more probable than each declared one by ``margin``."""
+    for crop, value in probabilities.items():
+        row[f"p_{crop}"] = float(value)
+    best = str(probabilities.idxmax())
+    row.update(best_crop=best, best_explanation=best, best_score=1.0 - float(probabilities.max()))
+    worst = min(declared, key=lambda d: float(probabilities[d.crop]))
+    row["declared_score"] = 1.0 - float(probabilities[worst.crop])
+    if row["declared_score"] - row["best_score"] > margin:
+        return [Flag("CROP_MISMATCH", {"declared_crop": worst.crop, "best_crop": best, "declared_score": row["declared_score"],
+                                       "best_score": row["best_score"], "margin": margin, "method": "model"})]
+    return []
+
+
 def assess_season(
     table: pd.DataFrame,
-    declarations: Mapping[str, str] | None = None,
+    declarations: Mapping[str, Any] | None = None,
     drawn_area_mu: Mapping[str, float] | None = None,
     *,
+    region: str,
     plot_ids: Iterable[str] | None = None,
     min_valid_fraction: float = 0.6,
     min_observations_in_window: int = 3,
     min_pixel_count: float = 4.0,
     cultivated_min_share: float = 0.5,
-    max_sowing_shift_days: int = 21,
+    max_sowing_shift_days: int = 30,
     crop_mismatch_margin: float = 0.02,
+    max_fit_rmse: float = 0.08,
+    min_template_scale: float = 0.4,
+    min_covered_fraction: float = 0.95,
     low_vigor_percentile: float = 10.0,
     low_vigor_min_gap: float = 0.10,
     vigor_factor_min: float = 0.7,
@@ -93,173 +313,146 @@ def assess_season(
     crop_model: Any = None,
     crop_model_margin: float = 0.5,
 ) -> SeasonResult:
-    """Phenology, crop ranking, satellite checks and vigor for every plot of a season.
+    """Phenology, cropping-system fit, satellite checks and vigor for every plot of a season.
 
     Parameters
     ----------
     table
-        The zonal engine's long table (one row per plot and date).
+        The zonal engine's long table (one row per plot and date); optional
+        columns ``covered_frac`` (default 1) and ``cloud_masked`` (default True).
     declarations
-        ``plot_id`` → declared crop (crops of ``seeds/crops.csv``). Plots without
-        a declaration get a ranking but no ``CROP_MISMATCH`` or vigor check.
+        ``plot_id`` → declared crop, or a sequence of crops for a plot declared
+        for several seasons (``"maize:summer"`` names the slot). A plot declared
+        for one season of a double-cropped year is honest: each declared crop
+        is checked against the best explanation that holds it.
     drawn_area_mu
-        ``plot_id`` → area of the drawn polygon (mu), for the cultivated-share
-        test of ``NOT_CULTIVATED``; without it only the green-up test applies.
+        ``plot_id`` → area of the drawn polygon (mu), for the cropped share.
+    region
+        A region of ``seeds/regions.csv``: the calendars and rotations fitted.
     plot_ids
-        Every plot of the run. Plots with no row in the table (no tile covers
-        them) get an empty series, hence ``NO_COVERAGE`` (review).
-    min_valid_fraction, min_observations_in_window, min_pixel_count, cultivated_min_share,
-    max_sowing_shift_days, crop_mismatch_margin, low_vigor_percentile,
-    low_vigor_min_gap, vigor_factor_min, vigor_factor_max
-        The ``[satellite]`` policy (``seeds/policy.toml`` documents each). Plots
-        under ``min_pixel_count`` (median ``pixel_count``) are left out of the
-        vigor comparison; ``TOO_FEW_PIXELS`` itself is verify's to report.
-    min_season_amplitude
-        ``NOT_CULTIVATED`` also when the season's NDVI amplitude (peak − base) is
-        below this or the peak stays under the crop's ``cropped_ndvi_threshold``:
-        the season never greens up (bare soil, water, built-up; evergreen cover).
-    shift_penalty
-        Prior penalty of the template fit at the largest sowing shift (see module doc).
-    min_peers
-        Vigor is compared only within groups of at least this many eligible plots
-        of the same declared crop; smaller groups get factor 1 and no ``LOW_VIGOR``.
+        Every plot of the run; plots with no row in the table get ``NO_COVERAGE``.
+    min_valid_fraction, min_observations_in_window, cultivated_min_share, max_sowing_shift_days,
+    crop_mismatch_margin, max_fit_rmse, min_template_scale, min_covered_fraction, min_season_amplitude,
+    shift_penalty, low_vigor_percentile, low_vigor_min_gap, vigor_factor_min, vigor_factor_max, min_peers,
+    min_pixel_count, crop_model_margin
+        The ``[satellite]`` policy (``seeds/policy.toml`` documents each).
     smoothing
-        ``none``, ``savgol`` or ``whittaker``: the curve the phenology features are read from
-        (the crop fit always uses the valid observations themselves).
+        Curve the phenology features are read from (the fit uses the observations themselves).
     stat
         NDVI statistic of the long table to use.
     crop_model
-        A loaded :class:`agricredit.crop_model.CropModel`: crops are ranked by
-        its probabilities (score = 1 − p) instead of template RMSE, and
-        ``CROP_MISMATCH`` fires when ``p(best) − p(declared) > crop_model_margin``
-        (the template margin ``crop_mismatch_margin`` is an RMSE in NDVI units and
-        does not carry over to probabilities). Plots whose declared crop the model
-        does not know fall back to the template fit.
-    crop_model_margin
-        The probability margin used with ``crop_model``: 0.5 means another crop
-        must be at least 50 points more probable than the declared one
-        (e.g. 0.75 against 0.25).
+        A loaded :class:`agricredit.crop_model.CropModel`: ``CROP_MISMATCH`` from its
+        probabilities instead of the template fit, for plots whose crops it knows.
 
     Returns
     -------
     SeasonResult
     """
-    declarations = dict(declarations or {})
+    if region not in load_calendars():
+        raise InputError(f"no crop calendar for region {region!r}: resolve it first (see resolve_region)")
+    declared_of = {str(k): _declared_of(v) for k, v in (declarations or {}).items()}
     drawn_area_mu = dict(drawn_area_mu or {})
     crops = load_crops()
-    unknown = sorted({c for c in declarations.values() if c and c not in crops})
+    unknown = sorted({d.crop for ds in declared_of.values() for d in ds if d.crop not in crops})
     if unknown:
         raise SchemaError(f"declared crops {unknown} are not in the crop table ({sorted(crops)})")
     frame = normalise_table(table, stat)
     if frame.empty:
         raise InputError("the long table has no observations (no tile covers any plot in the period)")
-    run_start, run_end = frame["date"].min(), frame["date"].max()
+    run = (frame["date"].min().to_datetime64().astype("datetime64[D]"), frame["date"].max().to_datetime64().astype("datetime64[D]"))
     series = split_series(frame, min_valid_fraction, stat)
     empty = np.array([], dtype="datetime64[D]")
     for plot_id in plot_ids or ():
         series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
-    rows: list[dict[str, Any]] = []
-    flags: dict[str, list[Flag]] = {}
-    fits: dict[str, list[CropFit]] = {}
-    # The model rebuilds its series from the long table with its own min_valid_fraction (its card's).
     probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None else None
+    fit_options = {"max_sowing_shift_days": max_sowing_shift_days, "shift_penalty": shift_penalty,
+                   "min_template_scale": min_template_scale, "period": run}
+    rows, flags, fits = [], {}, {}
     for plot_id, s in series.items():
-        declared = declarations.get(plot_id) or None
-        row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": declared, "n_acquisitions": s.n_acquisitions,
-                               "n_valid": len(s.dates), "pixel_count": s.pixel_count}
+        declared = declared_of.get(plot_id, ())
+        row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
+                               "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
+                               "pixel_count": s.pixel_count, "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
-        pheno = phenology(days, curve)
-        row.update(pheno)
-        at_peak = np.nan
-        if len(s.dates):
-            nearest = int(np.argmin(np.abs((s.dates - pheno["peak_date"]).astype(int))))
-            at_peak = float(s.cropped_area_mu[nearest])
-        row["cropped_area_mu_at_peak"] = at_peak
-        drawn = drawn_area_mu.get(plot_id, np.nan)
-        row["drawn_area_mu"] = drawn
-        row["cropped_share"] = at_peak / drawn if drawn and np.isfinite(drawn) and drawn > 0 else np.nan
-
-        # Which window decides whether there is enough data: the declared crop's,
-        # else the best-covered window of any crop.
-        window_crops = [declared] if declared else list(crops)
-        in_window = {}
-        for crop in window_crops:
-            lo, hi = season_window_for(crop, run_start, run_end)
-            in_window[crop] = (int(np.count_nonzero((s.dates >= lo) & (s.dates <= hi))), lo, hi)
-        window_crop = max(in_window, key=lambda c: in_window[c][0])
-        n_in, lo, hi = in_window[window_crop]
-        row.update(n_valid_in_window=n_in, window_start=_iso(lo), window_end=_iso(hi))
-
-        plot_fits = fit_crops(s.dates, s.ndvi, crops, max_sowing_shift_days=max_sowing_shift_days, shift_penalty=shift_penalty) if len(s.dates) >= 3 else []
-        for f in plot_fits:
-            row[f"rmse_{f.crop}"] = f.rmse
-            row[f"shift_days_{f.crop}"] = f.shift_days
-            row[f"scale_{f.crop}"] = f.scale
-        use_model = probabilities is not None and plot_id in probabilities.index
-        if use_model and declared and declared not in probabilities.columns:
-            logger.warning("crop model does not know the declared crop %r; template fit used for that plot", declared)
-            use_model = False
-        if use_model:
-            p = probabilities.loc[plot_id]
-            for crop, value in p.items():
-                row[f"p_{crop}"] = float(value)
-            ranking = sorted(((1.0 - float(v), c) for c, v in p.items()))
-            scores = {c: v for v, c in ranking}
-            margin = crop_model_margin
-        else:
-            ranking = [(f.score, f.crop) for f in plot_fits]
-            scores = {f.crop: f.score for f in plot_fits}
-            margin = crop_mismatch_margin
-        row["crop_ranking"] = ";".join(c for _, c in ranking)
-        row["best_crop"] = ranking[0][1] if ranking else None
-        row["best_score"] = ranking[0][0] if ranking else np.nan
-        row["declared_score"] = scores.get(declared, np.nan) if declared else np.nan
+        row.update(phenology(days, curve))
+        plot_fits = _fit_plot(s, region, fit_options)
         fits[plot_id] = plot_fits
-        # Vigor reads the peak of the declared crop's fitted template: a clouded peak date
-        # does not make a plot look weak. Without a declaration or a fit, the observed peak.
-        declared_fit = next((f for f in plot_fits if f.crop == declared), None)
-        row["fitted_peak_ndvi"] = (declared_fit.offset + declared_fit.scale * load_templates()[declared][1].max()
-                                   if declared_fit else np.nan)
-        row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared_fit else pheno["peak_ndvi"]
-
-        plot_flags: list[Flag] = []
-        if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
-            plot_flags.append(Flag("NO_COVERAGE", {"acquisitions": 0}))
-        elif n_in < min_observations_in_window:
-            plot_flags.append(Flag("CLOUD_INSUFFICIENT", {
-                "crop": window_crop, "valid_in_window": n_in, "required": min_observations_in_window,
-                "window_start": _iso(lo), "window_end": _iso(hi), "acquisitions": s.n_acquisitions,
-            }))
-        else:
-            threshold = crops[declared].cropped_ndvi_threshold if declared else default_cropped_threshold()
-            no_greenup = pheno["amplitude"] < min_season_amplitude or pheno["peak_ndvi"] < threshold
-            too_little = np.isfinite(row["cropped_share"]) and row["cropped_share"] < cultivated_min_share
-            if no_greenup or too_little:
-                plot_flags.append(Flag("NOT_CULTIVATED", {
-                    "peak_ndvi": pheno["peak_ndvi"], "amplitude": pheno["amplitude"],
-                    "cropped_ndvi_threshold": threshold, "min_season_amplitude": min_season_amplitude,
-                    "cropped_area_mu_at_peak": at_peak, "drawn_area_mu": drawn if np.isfinite(drawn) else None,
-                    "cropped_share": row["cropped_share"] if np.isfinite(row["cropped_share"]) else None,
-                    "cultivated_min_share": cultivated_min_share,
-                }))
-            elif declared and ranking and row["declared_score"] - row["best_score"] > margin:
-                plot_flags.append(Flag("CROP_MISMATCH", {
-                    "declared_crop": declared, "best_crop": row["best_crop"],
-                    "declared_score": row["declared_score"], "best_score": row["best_score"],
-                    "margin": margin, "method": "model" if use_model else "template",
-                }))
-        flags[plot_id] = plot_flags
+        _fit_row(row, plot_fits)
+        flags[plot_id] = _plot_flags(row, s, plot_fits, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
+                                     probabilities, min_observations_in_window=min_observations_in_window,
+                                     cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
+                                     max_sowing_shift_days=max_sowing_shift_days, min_covered_fraction=min_covered_fraction,
+                                     crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
+                                     crop_model_margin=crop_model_margin)
         rows.append(row)
-
-    plots = pd.DataFrame(rows)
-    plots = peer_vigor(plots, flags, low_vigor_percentile=low_vigor_percentile, low_vigor_min_gap=low_vigor_min_gap,
-                       vigor_factor_min=vigor_factor_min, vigor_factor_max=vigor_factor_max, min_peers=min_peers,
-                       min_pixel_count=min_pixel_count)
+    plots = peer_vigor(pd.DataFrame(rows), flags, low_vigor_percentile=low_vigor_percentile,
+                       low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
+                       vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count)
     plots["flags"] = [";".join(f.code for f in flags[p]) for p in plots["plot_id"]]
-    plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default) for p in plots["plot_id"]]
+    plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default)
+                             for p in plots["plot_id"]]
     for column in ("peak_date", "greenup_date", "senescence_date"):
         plots[column] = [_iso(v) for v in plots[column]]
     return SeasonResult(plots=plots, flags=flags, fits=fits, series=series)
+
+
+def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], declared: Sequence[Declared],
+                region: str, run: tuple[Any, Any], drawn: float, probabilities: pd.DataFrame | None, *,
+                min_observations_in_window: int, cultivated_min_share: float, min_season_amplitude: float,
+                max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
+                max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
+    """The satellite checks of one plot (filling ``row`` with the figures behind them)."""
+    if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
+        return [Flag("NO_COVERAGE", {"acquisitions": 0})]
+    plot_flags = []
+    partial = not s.max_covered_frac >= min_covered_fraction
+    if partial:
+        plot_flags.append(Flag("PARTIAL_COVERAGE", {"max_covered_frac": s.max_covered_frac,
+                                                    "min_covered_fraction": min_covered_fraction}))
+    periods = _green_periods(region, declared, run)
+    pad = np.timedelta64(int(max_sowing_shift_days), "D")
+    # Each declared crop's window: its green periods, widened by the largest sowing shift.
+    windows = {crop: (min(p[0] for p in ps) - pad, max(p[1] for p in ps) + pad) for crop, ps in periods.items()}
+    windows = windows or {"season": run}
+    counts = {crop: int(np.count_nonzero(_window_mask(s.dates, [w]))) for crop, w in windows.items()}
+    thin = min(counts, key=counts.get)
+    row.update(n_valid_in_window=counts[thin], window_start=_iso(windows[thin][0]), window_end=_iso(windows[thin][1]))
+    if counts[thin] < min_observations_in_window:
+        return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
+            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
+            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]), "acquisitions": s.n_acquisitions,
+        })]
+    chosen = next((f for f in plot_fits if declared and all(any(d.matches(x.season) for x in f.seasons) for d in declared)),
+                  plot_fits[0] if plot_fits else None)
+    own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
+    window = _window_mask(s.dates, windows.values())
+    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
+    evidence = _cropped_evidence(s, drawn, threshold, window)
+    row.update({k: v for k, v in evidence.items() if k != "share"}, drawn_area_mu=drawn)
+    row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
+    row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared and own else row["peak_ndvi"]
+    row["chosen_windows"] = ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}" for x in own) or None
+    crop_flags = []
+    if plot_fits:
+        row["crop_ranking"] = ";".join(f.name for f in plot_fits)
+        crop_flags = _template_checks(row, plot_fits, declared, region, margin=crop_mismatch_margin,
+                                      max_fit_rmse=max_fit_rmse)
+    if probabilities is not None and declared and s.plot_id in probabilities.index and all(
+            d.crop in probabilities.columns for d in declared):
+        crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
+    green = [p for ps in periods.values() for p in ps]
+    covered = _covers_every_sowing(s.dates[window & s.cloud_masked], green, max_sowing_shift_days)
+    cultivation = _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=cultivated_min_share,
+                                    min_season_amplitude=min_season_amplitude,
+                                    min_observations=min_observations_in_window, partial=partial, covered=covered)
+    if cultivation is not None and not _covers_every_sowing(s.dates[window], green, max_sowing_shift_days):
+        # Little crop seen, but clouds hid the crop's green period for some sowing dates: a cloud problem.
+        return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
+            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
+            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]),
+            "acquisitions": s.n_acquisitions, "green_period_unseen": True,
+        })]
+    return plot_flags + ([cultivation] if cultivation is not None else crop_flags)
 
 
 def _json_default(value: Any) -> Any:
@@ -302,7 +495,8 @@ def peer_vigor(
         ``plots`` with ``peer_count``, ``peer_median_peak``, ``peak_percentile`` and ``vigor_factor``.
     """
     plots = plots.copy()
-    excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH"}
+    excluded = {"NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH",
+                "SEASON_UNRECOGNISED"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
     eligible = np.array([
         isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak) and not n < min_pixel_count
@@ -354,13 +548,48 @@ def peer_vigor(
 
 #: Columns of the per-plot season table, first and in this order (the per-crop fit columns follow).
 SEASON_LEAD_COLUMNS = (
-    "plot_id", "declared_crop", "flags", "best_crop", "crop_ranking", "best_score", "declared_score",
-    "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end", "pixel_count",
+    "plot_id", "region", "declared_crop", "flags", "best_crop", "best_explanation", "declared_explanation",
+    "crop_ranking", "best_score", "best_rmse", "declared_score", "chosen_windows",
+    "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end", "pixel_count", "max_covered_frac",
     "peak_ndvi", "peak_date", "greenup_date", "senescence_date", "season_length_days", "ndvi_integral",
-    "base_ndvi", "amplitude", "cropped_area_mu_at_peak", "drawn_area_mu", "cropped_share",
-    "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile", "vigor_factor",
-    "flag_figures",
+    "base_ndvi", "amplitude", "cropped_area_mu_at_peak", "cropped_share", "cropped_measured_share", "cropped_date",
+    "drawn_area_mu", "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile",
+    "vigor_factor", "flag_figures",
 )
+
+
+def resolve_region(named: str | None, plots: Any = None) -> str:
+    """The region a season is checked against: the one named, or the one holding most of the plots.
+
+    Parameters
+    ----------
+    named
+        A region of ``seeds/regions.csv``; ``None`` or ``"auto"`` to take it from ``plots``.
+    plots
+        GeoDataFrame of the plots (any CRS): each plot votes for the region box
+        holding its representative point; ties go to the first region of the file.
+
+    Raises
+    ------
+    InputError
+        An unknown region, or plots outside every region of ``seeds/regions.csv``.
+    """
+    regions = load_regions()
+    if named and named != "auto":
+        if named not in regions:
+            raise InputError(f"unknown region {named!r} (known: {', '.join(regions)})")
+        return named
+    if plots is None or len(plots) == 0:
+        raise InputError("no region named and no plots to locate one (set satellite.region or options.region)")
+    from agricredit.plots import to_wgs84
+
+    points = to_wgs84(plots).geometry.representative_point()
+    votes = [region_at(p.x, p.y) for p in points if p is not None and not p.is_empty]
+    counts = {r: votes.count(r) for r in regions if r in votes}
+    if not counts:
+        raise InputError("the plots lie outside every region of seeds/regions.csv; name the region "
+                         "(policy satellite.region or the case's options.region)")
+    return max(counts, key=lambda r: (counts[r], -list(regions).index(r)))
 
 
 def season_options(policy: Any, **overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ one :class:`PlotSeries` of valid observations per plot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -40,10 +40,15 @@ Smoothing = Literal["none", "savgol", "whittaker"]
 
 @dataclass(frozen=True)
 class PlotSeries:
-    """The valid observations of one plot, sorted by date.
+    """The usable observations of one plot, sorted by date.
 
     ``dates`` are numpy ``datetime64[D]``; ``n_acquisitions`` counts all rows of
-    the plot in the long table (valid or not).
+    the plot in the long table (usable or not). Per usable observation:
+    ``valid_frac`` (clear share of the whole plot), ``covered_frac`` (share of
+    the plot inside the imagery) and ``cloud_masked`` (False when the product
+    had no cloud mask: such an observation may send a plot to review, never
+    lower a limit). ``max_covered_frac`` is the largest covered share over all
+    the plot's rows (below 1: the plot is never fully inside the imagery).
     """
 
     plot_id: str
@@ -52,6 +57,10 @@ class PlotSeries:
     cropped_area_mu: np.ndarray
     n_acquisitions: int
     pixel_count: float = np.nan  # median over the plot's rows (sum of coverage fractions)
+    valid_frac: np.ndarray = field(default_factory=lambda: np.array([]))
+    covered_frac: np.ndarray = field(default_factory=lambda: np.array([]))
+    cloud_masked: np.ndarray = field(default_factory=lambda: np.array([], dtype=bool))
+    max_covered_frac: float = np.nan
 
 
 def normalise_table(table: pd.DataFrame, stat: str) -> pd.DataFrame:
@@ -59,9 +68,13 @@ def normalise_table(table: pd.DataFrame, stat: str) -> pd.DataFrame:
     missing = [c for c in (*LONG_TABLE_COLUMNS, stat) if c not in table.columns]
     if missing:
         raise SchemaError(f"long table misses columns {missing}")
-    optional = ["pixel_count"] if "pixel_count" in table.columns else []
+    optional = [c for c in ("pixel_count", "covered_frac", "cloud_masked") if c in table.columns]
     frame = table.loc[:, [*LONG_TABLE_COLUMNS, stat, *optional]].copy()
     frame["plot_id"] = frame["plot_id"].astype(str)
+    # Tables without these columns: every plot inside the imagery, every product cloud-masked.
+    if "covered_frac" not in frame:
+        frame["covered_frac"] = 1.0
+    frame["cloud_masked"] = frame["cloud_masked"].fillna(True).astype(bool) if "cloud_masked" in frame else True
     frame["date"] = pd.to_datetime(frame["date"]).dt.normalize().astype("datetime64[s]")
     return frame.sort_values(["plot_id", "date"], kind="stable")
 
@@ -74,8 +87,10 @@ def plot_series(table: pd.DataFrame, *, min_valid_fraction: float = 0.6, stat: s
     table
         The zonal engine's long table (one row per plot and date).
     min_valid_fraction
-        Observations whose ``valid_frac`` is below this (or NaN), or whose NDVI
-        is NaN, are dropped.
+        Observations whose clear share of the imaged part of the plot
+        (``valid_frac / covered_frac``) is below this (or NaN), or whose NDVI
+        is NaN, are dropped. A plot partly outside the imagery is judged on
+        what was imaged (and flagged by the season checks), not as clouded.
     stat
         The NDVI statistic used: ``ndvi_mean`` (default), ``ndvi_median`` or ``ndvi_p90``.
 
@@ -95,7 +110,11 @@ def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> d
     dates = frame["date"].to_numpy().astype("datetime64[D]")
     values = frame[stat].to_numpy(float)
     cropped = frame["cropped_area_mu"].to_numpy(float)
-    ok = (frame["valid_frac"].to_numpy(float) >= min_valid_fraction) & np.isfinite(values)
+    valid = frame["valid_frac"].to_numpy(float)
+    covered = frame["covered_frac"].to_numpy(float)
+    masked = frame["cloud_masked"].to_numpy(bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (valid / covered >= min_valid_fraction) & (covered > 0) & np.isfinite(values)
     pixels = frame.groupby("plot_id")["pixel_count"].median() if "pixel_count" in frame else None
     starts = np.flatnonzero(np.r_[True, plot_ids[1:] != plot_ids[:-1]])
     ends = np.r_[starts[1:], len(frame)]
@@ -113,6 +132,10 @@ def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> d
             cropped_area_mu=cropped[keep],
             n_acquisitions=int(end - start),
             pixel_count=float(pixels[plot_id]) if pixels is not None else np.nan,
+            valid_frac=valid[keep],
+            covered_frac=covered[keep],
+            cloud_masked=masked[keep],
+            max_covered_frac=float(np.nanmax(covered[start:end], initial=0.0)),
         )
     return out
 

@@ -14,7 +14,7 @@ from agricredit.cli._tables import exit_if_rejected
 from agricredit.cli.options import output_opt, progress_opt, season_opts
 from agricredit.acquisitions import discover_acquisitions, observation_table
 from agricredit.charts import season_chart
-from agricredit.season import assess_season, season_options, season_plot_table
+from agricredit.season import assess_season, resolve_region, season_options, season_plot_table
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: Any, end: A
                                                 repair_max_area_change=policy.area.repair_max_area_change,
                                                 start=start, end=end, progress=progress)
     ids = good["plot_id"].astype(str).tolist()
+    options["region"] = resolve_region(options["region"], good)
     if plot_id is not None and plot_id not in ids:
         raise click.BadParameter(f"plot {plot_id!r} is not among the accepted plots of {plots}", param_hint="'--plot-id'")
     crops: dict[str, str] = {}
