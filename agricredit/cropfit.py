@@ -11,8 +11,10 @@ An explanation is fitted to the valid observations ``y`` at days ``t`` as::
 
     y ≈ b + Σ_k a_k · g_k(t − s_k)
 
-with a free offset ``b``, a sowing shift ``|s_k| ≤ max_sowing_shift_days`` per
-season and an amplitude ``a_k`` between ``min_template_scale`` and
+with a free offset ``b``, a sowing shift per season (the first season's
+``|s_1| ≤ max_sowing_shift_days``; a later season's shift differs from the one
+before it by at most as much, since a summer crop is sown after the winter
+crop's harvest) and an amplitude ``a_k`` between ``min_template_scale`` and
 :data:`MAX_SCALE` times the crop's NDVI range (``peak_ndvi − base_ndvi`` of
 ``crops.csv``): a flat line is never a crop, because every season of an
 explanation must rise by at least that much. The amplitudes and offset are
@@ -20,7 +22,8 @@ solved exactly under their bounds (every active set of the box constraints is
 tried) for every whole-day shift on a coarse grid, then refined to the day.
 
 The explanation's *score* is its RMSE plus a calendar prior
-``shift_penalty · mean_k (s_k / max_sowing_shift_days)²`` that prefers the
+``shift_penalty · mean_k (d_k / max_sowing_shift_days)²`` (``d_k`` each season's
+own delay: ``s_1``, then ``s_k − s_(k−1)``) that prefers the
 regional calendar when two explanations fit equally well.
 """
 
@@ -216,7 +219,10 @@ def _fit_one(explanation: Explanation, t: np.ndarray, y: np.ndarray, run: tuple[
     low, high = min_scale * ranges, MAX_SCALE * ranges
 
     def evaluate(combos: np.ndarray) -> tuple[np.ndarray, ...]:
-        shapes = np.stack([_shape(s, yr, t[None, :] - combos[:, [j]]) for j, (s, yr) in enumerate(zip(seasons, years))],
+        # combos hold each season's own delay: the first season's shift, then each next season's
+        # delay beyond the season before it (a summer crop is sown after the winter crop's harvest).
+        shifts = np.cumsum(combos, axis=1)
+        shapes = np.stack([_shape(s, yr, t[None, :] - shifts[:, [j]]) for j, (s, yr) in enumerate(zip(seasons, years))],
                           axis=2)
         sse, offset, amp = _bounded_fit(y, shapes, low, high)
         rmse = np.sqrt(sse / len(y))
@@ -239,7 +245,7 @@ def _fit_one(explanation: Explanation, t: np.ndarray, y: np.ndarray, run: tuple[
     best = int(np.argmin(score))
     fits = []
     for j, (season, yr) in enumerate(zip(seasons, years)):
-        shift = int(combos[best, j])
+        shift = int(combos[best, : j + 1].sum())
         dates = {k: d + dt.timedelta(days=shift) for k, d in season.dates(yr).items()}
         fits.append(SeasonFit(season, shift, float(amp[best, j]), float(amp[best, j] / ranges[j]), dates))
     return SystemFit(explanation.name, float(score[best]), float(rmse[best]), float(offset[best]), tuple(fits))

@@ -14,6 +14,7 @@ policy onto them); nothing in this module reads the policy file.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "season_plot_table",
     "resolve_region",
     "template_flags",
+    "fit_observations",
     "Declared",
     "SEASON_CODES",
     "SEASON_LEAD_COLUMNS",
@@ -208,16 +210,26 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
     return Flag("NOT_CULTIVATED" if confirmed else "NOT_CULTIVATED_UNCONFIRMED", figures)
 
 
-def _fit_plot(s: PlotSeries, region: str, fit_options: dict[str, Any]) -> list[SystemFit]:
-    """The ranked explanations of a plot's series; observations without a cloud mask that lie far below
-    the best fit (undetected cloud: clouds only lower NDVI) are left out and the series refitted."""
+def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarray:
+    """Which usable observations a plot's fit uses: all, except those without a cloud mask lying more than
+    :data:`UNMASKED_CLOUD_DROP` below the best fit (undetected cloud: clouds only lower NDVI)."""
+    keep = np.ones(len(s.dates), dtype=bool)
+    if fits:
+        clouded = ~s.cloud_masked & (s.ndvi < fits[0].curve(s.dates) - UNMASKED_CLOUD_DROP)
+        if np.count_nonzero(~clouded) >= 3:
+            keep = ~clouded
+    return keep
+
+
+def _fit_plot(s: PlotSeries, region: str, fit_options: dict[str, Any]) -> tuple[list[SystemFit], np.ndarray]:
+    """The ranked explanations of a plot's series, refitted without undetected clouds; and the observations used."""
     if len(s.dates) < 3:
-        return []
+        return [], np.zeros(len(s.dates), dtype=bool)
     fits = fit_explanations(s.dates, s.ndvi, region, **fit_options)
-    clouded = ~s.cloud_masked & (s.ndvi < fits[0].curve(s.dates) - UNMASKED_CLOUD_DROP)
-    if clouded.any() and np.count_nonzero(~clouded) >= 3:
-        fits = fit_explanations(s.dates[~clouded], s.ndvi[~clouded], region, **fit_options)
-    return fits
+    keep = fit_observations(s, fits)
+    if not keep.all():
+        fits = fit_explanations(s.dates[keep], s.ndvi[keep], region, **fit_options)
+    return fits, keep
 
 
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
@@ -228,33 +240,75 @@ def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
         row[f"scale_{fit.name}"] = ";".join(f"{f.scale:.3f}" for f in fit.seasons)
 
 
-def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, *,
-                     margin: float, max_fit_rmse: float) -> list[Flag]:
-    """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``."""
+def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
+                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float,
+                     min_observations: int) -> list[Flag]:
+    """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
+
+    Each declared crop is checked in its own window. A declared season whose green period
+    (green-up to senescence as fitted) holds at least ``min_observations`` observations,
+    none reaching the crop's ``cropped_ndvi_threshold``, was not grown. Otherwise the best explanation holding the
+    declared crops is compared with the best explanation overall on the observations
+    of the declared seasons' green periods (green-up to senescence as fitted, widened
+    by one logistic width), by RMSE there plus each fit's calendar prior. A declaration of one season of a double-cropped year is
+    judged on that season only.
+    """
     best = fits[0]
     seasons = load_calendars()[region].values()
     no_calendar = sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
     consistent = [f for f in fits if all(any(d.matches(s.season) for s in f.seasons) for d in declared)]
     chosen = consistent[0] if consistent and declared else best
     row.update(best_crop=best.label, best_explanation=best.name, best_score=best.score, best_rmse=best.rmse,
-               declared_explanation=chosen.name if declared else None,
-               declared_score=chosen.score if declared and consistent else np.nan)
+               declared_explanation=chosen.name if declared else None, declared_score=np.nan)
     if no_calendar or best.rmse > max_fit_rmse:
         return [Flag("SEASON_UNRECOGNISED", {
             "region": region, "best_explanation": best.name, "best_rmse": best.rmse, "max_fit_rmse": max_fit_rmse,
             "declared_without_calendar": ";".join(no_calendar) or None,
         })]
-    if declared and chosen.score - best.score > margin:
+    if not declared:
+        return []
+    if not consistent:  # each crop has a calendar here, but no cropping system of the region grows them together
+        return [Flag("CROP_MISMATCH", {
+            "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
+            "best_explanation": best.name, "declared_explanation": None, "declared_score": None,
+            "best_score": best.score, "margin": margin, "method": "template",
+        })]
+    own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)]
+    crops = load_crops()
+    for x in own:  # a declared season must be seen green: NDVI above the crop's threshold in its green period
+        green = _window_mask(dates, [(x.dates["greenup"], x.dates["senescence"])])
+        if np.count_nonzero(green) >= min_observations and ndvi[green].max() < crops[x.season.crop].cropped_ndvi_threshold:
+            return [Flag("CROP_MISMATCH", {
+                "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
+                "best_explanation": best.name, "declared_explanation": chosen.name, "season_not_seen": x.season.key,
+                "max_ndvi_in_green_period": float(ndvi[green].max()), "observations": int(np.count_nonzero(green)),
+                "cropped_ndvi_threshold": crops[x.season.crop].cropped_ndvi_threshold, "method": "template",
+            })]
+    pad = dt.timedelta(days=STEEPNESS_DAYS)
+    windows = [(x.dates["greenup"] - pad, x.dates["senescence"] + pad) for x in own]
+    inside = _window_mask(dates, windows)
+    if not inside.any():
+        return []
+
+    def window_score(fit: SystemFit) -> float:
+        residual = fit.curve(dates[inside]) - ndvi[inside]
+        return float(np.sqrt(np.mean(residual**2))) + fit.score - fit.rmse  # RMSE in the window + calendar prior
+
+    declared_score, best_score = window_score(chosen), min(window_score(f) for f in fits)
+    row.update(declared_score=declared_score, best_window_score=best_score)
+    if declared_score - best_score > margin:
         return [Flag("CROP_MISMATCH", {
             "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
             "best_explanation": best.name, "declared_explanation": chosen.name,
-            "declared_score": chosen.score, "best_score": best.score, "margin": margin, "method": "template",
+            "declared_score": declared_score, "best_score": best_score, "margin": margin, "method": "template",
+            "window": ";".join(f"{lo}/{hi}" for lo, hi in windows),
         })]
     return []
 
 
-def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, *,
-                   crop_mismatch_margin: float, max_fit_rmse: float) -> list[Flag]:
+def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, dates: np.ndarray,
+                   ndvi: np.ndarray, *, crop_mismatch_margin: float, max_fit_rmse: float,
+                   min_observations_in_window: int = 3) -> list[Flag]:
     """The template checks of one plot (``SEASON_UNRECOGNISED``, ``CROP_MISMATCH``) for a declaration.
 
     Parameters
@@ -265,10 +319,13 @@ def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], regi
         The declared crop seasons (:class:`Declared`).
     region
         The region the fits were made in.
-    crop_mismatch_margin, max_fit_rmse
+    dates, ndvi
+        The observations the fits were made on (see :func:`fit_observations`).
+    crop_mismatch_margin, max_fit_rmse, min_observations_in_window
         The ``[satellite]`` policy.
     """
-    return _template_checks({}, fits, declared, region, margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
+    return _template_checks({}, fits, declared, region, dates, ndvi, margin=crop_mismatch_margin,
+                            max_fit_rmse=max_fit_rmse, min_observations=min_observations_in_window)
 
 
 def _model_checks(row: dict[str, Any], probabilities: pd.Series, declared: Sequence[Declared], margin: float) -> list[Flag]:
@@ -375,10 +432,10 @@ def assess_season(
                                "pixel_count": s.pixel_count, "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
         row.update(phenology(days, curve))
-        plot_fits = _fit_plot(s, region, fit_options)
+        plot_fits, used = _fit_plot(s, region, fit_options)
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
                                      probabilities, min_observations_in_window=min_observations_in_window,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
                                      max_sowing_shift_days=max_sowing_shift_days, min_covered_fraction=min_covered_fraction,
@@ -396,8 +453,8 @@ def assess_season(
     return SeasonResult(plots=plots, flags=flags, fits=fits, series=series)
 
 
-def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], declared: Sequence[Declared],
-                region: str, run: tuple[Any, Any], drawn: float, probabilities: pd.DataFrame | None, *,
+def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
+                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float, probabilities: pd.DataFrame | None, *,
                 min_observations_in_window: int, cultivated_min_share: float, min_season_amplitude: float,
                 max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
                 max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
@@ -435,7 +492,8 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     crop_flags = []
     if plot_fits:
         row["crop_ranking"] = ";".join(f.name for f in plot_fits)
-        crop_flags = _template_checks(row, plot_fits, declared, region, margin=crop_mismatch_margin,
+        crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
+                                      margin=crop_mismatch_margin, min_observations=min_observations_in_window,
                                       max_fit_rmse=max_fit_rmse)
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):

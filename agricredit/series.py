@@ -48,7 +48,8 @@ class PlotSeries:
     the plot inside the imagery) and ``cloud_masked`` (False when the product
     had no cloud mask: such an observation may send a plot to review, never
     lower a limit). ``max_covered_frac`` is the largest covered share over all
-    the plot's rows (below 1: the plot is never fully inside the imagery).
+    the plot's rows (below 1: the plot is never fully inside the imagery);
+    ``unusable_dates`` the dates of its rows too clouded (or without NDVI) to use.
     """
 
     plot_id: str
@@ -61,6 +62,7 @@ class PlotSeries:
     covered_frac: np.ndarray = field(default_factory=lambda: np.array([]))
     cloud_masked: np.ndarray = field(default_factory=lambda: np.array([], dtype=bool))
     max_covered_frac: float = np.nan
+    unusable_dates: np.ndarray = field(default_factory=lambda: np.array([], dtype="datetime64[D]"))
 
 
 def normalise_table(table: pd.DataFrame, stat: str) -> pd.DataFrame:
@@ -136,6 +138,7 @@ def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> d
             covered_frac=covered[keep],
             cloud_masked=masked[keep],
             max_covered_frac=float(np.nanmax(covered[start:end], initial=0.0)),
+            unusable_dates=np.unique(dates[start:end][~ok[start:end]]),
         )
     return out
 

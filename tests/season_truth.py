@@ -248,7 +248,7 @@ def evaluate(result, plots: list[TruePlot], *, crop_mismatch_margin: float, max_
         declaration: plot, scenario, codes, flagged), ``swaps`` (one row per swapped declaration:
         pair, flagged, higher_value).
     """
-    from agricredit.season import Declared, template_flags
+    from agricredit.season import Declared, fit_observations, template_flags
 
     region_of = {p.plot_id: p.region for p in plots}
     rows = result.plots.set_index("plot_id")
@@ -257,13 +257,15 @@ def evaluate(result, plots: list[TruePlot], *, crop_mismatch_margin: float, max_
         run_codes = set(filter(None, str(rows.at[plot.plot_id, "flags"]).split(";")))
         region_crops = sorted({s.crop for s in load_calendars()[plot.region].values()})
         fits = result.fits.get(plot.plot_id) or []
+        series = result.series[plot.plot_id]
+        used = fit_observations(series, fits)
         usable = bool(fits) and not run_codes & {"CLOUD_INSUFFICIENT", "NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED"}
 
         def codes_for(crops: tuple[str, ...]) -> set[str]:
             if not usable:
                 return run_codes & set(CROP_CODES) | (run_codes & {"CLOUD_INSUFFICIENT"})
-            flags = template_flags(fits, [Declared(c) for c in crops], region_of[plot.plot_id],
-                                   crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
+            flags = template_flags(fits, [Declared(c) for c in crops], region_of[plot.plot_id], series.dates[used],
+                                   series.ndvi[used], crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
             return {f.code for f in flags}
 
         for crops in honest_declarations(plot):
