@@ -62,13 +62,15 @@ class SeasonResult:
     ``plots`` has one row per plot (features, ranking, vigor, ``flags`` as
     ``;``-joined codes, ``flag_figures`` as JSON); ``flags`` maps each plot to its
     :class:`Flag` list; ``fits`` to its ranked :class:`~agricredit.cropfit.SystemFit` list (empty if
-    too few observations); ``series`` holds the valid observations.
+    too few observations); ``series`` holds the valid observations; ``period`` the first and
+    last acquisition day.
     """
 
     plots: pd.DataFrame
     flags: dict[str, list[Flag]]
     fits: dict[str, list[SystemFit]]
     series: dict[str, PlotSeries]
+    period: tuple[np.datetime64, np.datetime64] | None = None  # first and last acquisition day
 
 
 def _iso(value: Any) -> str | None:
@@ -80,6 +82,8 @@ SEASON_CODES = ("NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CROP_MISMATCH",
                 "CLOUD_INSUFFICIENT", "NO_COVERAGE", "PARTIAL_COVERAGE")
 
 
+#: Observations in a declared season's fitted green period, none green, that show it was not grown.
+MIN_GREEN_OBSERVATIONS = 2
 #: An unmasked observation this far (NDVI) below the best fit is taken as undetected cloud and left out of the fit.
 UNMASKED_CLOUD_DROP = 0.1
 
@@ -241,14 +245,15 @@ def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
 
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
-                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float,
-                     min_observations: int) -> list[Flag]:
+                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float) -> list[Flag]:
     """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
 
-    Each declared crop is checked in its own window. A declared season whose green period
-    (green-up to senescence as fitted) holds at least ``min_observations`` observations,
-    none reaching the crop's ``cropped_ndvi_threshold``, was not grown. Otherwise the best explanation holding the
-    declared crops is compared with the best explanation overall on the observations
+    Each declared crop is checked in its own window: its green period as fitted in the best
+    explanation holding the declared crops (green-up to senescence, one logistic width
+    inside). A declared season never seen there reaching the crop's ``cropped_ndvi_threshold``
+    was not grown (``CROP_MISMATCH``) when at least :data:`MIN_GREEN_OBSERVATIONS`
+    observations fall in it, else clouds hid it (``CLOUD_INSUFFICIENT``).
+    Then the best explanation holding the declared crops is compared with the best explanation overall on the observations
     of the declared seasons' green periods (green-up to senescence as fitted, widened
     by one logistic width), by RMSE there plus each fit's calendar prior. A declaration of one season of a double-cropped year is
     judged on that season only.
@@ -273,17 +278,21 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
             "best_explanation": best.name, "declared_explanation": None, "declared_score": None,
             "best_score": best.score, "margin": margin, "method": "template",
         })]
-    own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)]
     crops = load_crops()
-    for x in own:  # a declared season must be seen green: NDVI above the crop's threshold in its green period
-        green = _window_mask(dates, [(x.dates["greenup"], x.dates["senescence"])])
-        if np.count_nonzero(green) >= min_observations and ndvi[green].max() < crops[x.season.crop].cropped_ndvi_threshold:
-            return [Flag("CROP_MISMATCH", {
-                "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
-                "best_explanation": best.name, "declared_explanation": chosen.name, "season_not_seen": x.season.key,
-                "max_ndvi_in_green_period": float(ndvi[green].max()), "observations": int(np.count_nonzero(green)),
-                "cropped_ndvi_threshold": crops[x.season.crop].cropped_ndvi_threshold, "method": "template",
-            })]
+    own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)]
+    inner = dt.timedelta(days=STEEPNESS_DAYS)
+    for x in own:  # each declared season must be seen green in its green period as fitted, or be hidden by clouds
+        green = _window_mask(dates, [(x.dates["greenup"] + inner, x.dates["senescence"] - inner)])
+        threshold = crops[x.season.crop].cropped_ndvi_threshold
+        if green.any() and ndvi[green].max() >= threshold:
+            continue
+        figures = {"declared_crop": x.season.crop, "green_period": f"{x.dates['greenup']}/{x.dates['senescence']}",
+                   "max_ndvi_in_green_period": float(ndvi[green].max()) if green.any() else None,
+                   "observations": int(np.count_nonzero(green)), "cropped_ndvi_threshold": threshold}
+        if np.count_nonzero(green) >= MIN_GREEN_OBSERVATIONS:
+            return [Flag("CROP_MISMATCH", {**figures, "season_not_seen": x.season.key, "best_crop": best.label,
+                                           "best_explanation": best.name, "method": "template"})]
+        return [Flag("CLOUD_INSUFFICIENT", {**figures, "crop": x.season.crop, "green_period_unseen": True})]
     pad = dt.timedelta(days=STEEPNESS_DAYS)
     windows = [(x.dates["greenup"] - pad, x.dates["senescence"] + pad) for x in own]
     inside = _window_mask(dates, windows)
@@ -307,8 +316,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
 
 
 def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, dates: np.ndarray,
-                   ndvi: np.ndarray, *, crop_mismatch_margin: float, max_fit_rmse: float,
-                   min_observations_in_window: int = 3) -> list[Flag]:
+                   ndvi: np.ndarray, *, crop_mismatch_margin: float, max_fit_rmse: float) -> list[Flag]:
     """The template checks of one plot (``SEASON_UNRECOGNISED``, ``CROP_MISMATCH``) for a declaration.
 
     Parameters
@@ -321,11 +329,11 @@ def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], regi
         The region the fits were made in.
     dates, ndvi
         The observations the fits were made on (see :func:`fit_observations`).
-    crop_mismatch_margin, max_fit_rmse, min_observations_in_window
+    crop_mismatch_margin, max_fit_rmse
         The ``[satellite]`` policy.
     """
     return _template_checks({}, fits, declared, region, dates, ndvi, margin=crop_mismatch_margin,
-                            max_fit_rmse=max_fit_rmse, min_observations=min_observations_in_window)
+                            max_fit_rmse=max_fit_rmse)
 
 
 def _model_checks(row: dict[str, Any], probabilities: pd.Series, declared: Sequence[Declared], margin: float) -> list[Flag]:
@@ -437,6 +445,7 @@ def assess_season(
         _fit_row(row, plot_fits)
         flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
                                      probabilities, min_observations_in_window=min_observations_in_window,
+                                     min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
                                      max_sowing_shift_days=max_sowing_shift_days, min_covered_fraction=min_covered_fraction,
                                      crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
@@ -450,17 +459,19 @@ def assess_season(
                              for p in plots["plot_id"]]
     for column in ("peak_date", "greenup_date", "senescence_date"):
         plots[column] = [_iso(v) for v in plots[column]]
-    return SeasonResult(plots=plots, flags=flags, fits=fits, series=series)
+    return SeasonResult(plots=plots, flags=flags, fits=fits, series=series, period=run)
 
 
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
                 declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float, probabilities: pd.DataFrame | None, *,
-                min_observations_in_window: int, cultivated_min_share: float, min_season_amplitude: float,
-                max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
+                min_observations_in_window: int, min_pixel_count: float, cultivated_min_share: float,
+                min_season_amplitude: float, max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
                 max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
+    if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
+        return []
     plot_flags = []
     partial = not s.max_covered_frac >= min_covered_fraction
     if partial:
@@ -493,8 +504,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if plot_fits:
         row["crop_ranking"] = ";".join(f.name for f in plot_fits)
         crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
-                                      margin=crop_mismatch_margin, min_observations=min_observations_in_window,
-                                      max_fit_rmse=max_fit_rmse)
+                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
@@ -606,7 +616,7 @@ def peer_vigor(
 
 #: Columns of the per-plot season table, first and in this order (the per-crop fit columns follow).
 SEASON_LEAD_COLUMNS = (
-    "plot_id", "region", "declared_crop", "flags", "best_crop", "best_explanation", "declared_explanation",
+    "plot_id", "declared_crop", "flags", "best_crop", "region", "best_explanation", "declared_explanation",
     "crop_ranking", "best_score", "best_rmse", "declared_score", "chosen_windows",
     "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end", "pixel_count", "max_covered_frac",
     "peak_ndvi", "peak_date", "greenup_date", "senescence_date", "season_length_days", "ndvi_integral",

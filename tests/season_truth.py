@@ -246,7 +246,8 @@ def evaluate(result, plots: list[TruePlot], *, crop_mismatch_margin: float, max_
     dict
         ``confusion`` (truth system × best explanation, counts), ``honest`` (one row per honest
         declaration: plot, scenario, codes, flagged), ``swaps`` (one row per swapped declaration:
-        pair, flagged, higher_value).
+        pair, flagged (any review: CROP_MISMATCH, SEASON_UNRECOGNISED, or CLOUD_INSUFFICIENT when clouds
+        hid the declared season), higher_value).
     """
     from agricredit.season import Declared, fit_observations, template_flags
 
@@ -278,7 +279,7 @@ def evaluate(result, plots: list[TruePlot], *, crop_mismatch_margin: float, max_
             codes = codes_for(crops)
             swaps.append({"plot_id": plot.plot_id, "region": plot.region, "system": plot.system,
                           "scenario": plot.scenario, "pair": pair, "declared": ";".join(crops),
-                          "flagged": bool(codes & {"CROP_MISMATCH", "SEASON_UNRECOGNISED"}),
+                          "flagged": bool(codes & {"CROP_MISMATCH", "SEASON_UNRECOGNISED", "CLOUD_INSUFFICIENT"}),
                           "higher_value": value_per_mu(crops) > value_per_mu(true_crops) + 1e-9,
                           "testable": usable and plot.scenario not in UNVERIFIABLE})
     best = rows["best_explanation"].reindex([p.plot_id for p in plots]).fillna("(no fit)")

@@ -17,7 +17,7 @@ from agricredit import cropfit
 from agricredit.charts import WINDOW_COLOURS, season_chart
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
-from agricredit.season import Declared, assess_season, resolve_region, season_options, template_flags
+from agricredit.season import Declared, assess_season, fit_observations, resolve_region, season_options, template_flags
 from agricredit.tables import read_declarations
 from agricredit.verify import PlotFacts, verify_plot
 
@@ -100,80 +100,72 @@ def test_bare_plots_are_not_cultivated(generated):
                 assert _flags(result, plot.plot_id) & {"NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED"}
 
 
+def _check(result, plot, crops, margin=None, floor=None):
+    """The template checks of ``plot`` declared ``crops`` (policy margin and floor unless given)."""
+    s, fits = result.series[plot.plot_id], result.fits[plot.plot_id]
+    used = fit_observations(s, fits)
+    sat = POLICY.satellite
+    return template_flags(fits, [Declared(c) for c in crops], plot.region, s.dates[used], s.ndvi[used],
+                          crop_mismatch_margin=sat.crop_mismatch_margin if margin is None else margin,
+                          max_fit_rmse=sat.max_fit_rmse if floor is None else floor)
+
+
 def test_double_cropped_field_declared_with_a_wrong_summer_crop_is_caught(generated):
     plots, result = generated["delmarva"]
     for plot in (p for p in plots if p.system == "wheat-soybean"):
-        fits, s = result.fits[plot.plot_id], result.series[plot.plot_id]
-        honest = template_flags(fits, [Declared("wheat"), Declared("soybean")], "delmarva", s.dates, s.ndvi,
-                                crop_mismatch_margin=0.02, max_fit_rmse=0.12)
-        summer_only = template_flags(fits, [Declared("soybean")], "delmarva", s.dates, s.ndvi,
-                                     crop_mismatch_margin=0.02, max_fit_rmse=0.12)
-        wrong = template_flags(fits, [Declared("wheat"), Declared("maize")], "delmarva", s.dates, s.ndvi,
-                               crop_mismatch_margin=0.02, max_fit_rmse=0.12)
-        assert honest == [] and summer_only == []  # declaring the summer crop alone is honest
-        assert [f.code for f in wrong] == ["CROP_MISMATCH"]
+        assert _check(result, plot, ("wheat", "soybean")) == []
+        assert _check(result, plot, ("soybean",)) == []  # declaring the summer crop alone is honest
+        assert _check(result, plot, ("wheat",)) == []  # and so is the winter crop alone
+        assert [f.code for f in _check(result, plot, ("wheat", "maize"))] == ["CROP_MISMATCH"]
 
 
 def test_a_winter_season_that_was_not_grown_is_caught(generated):
     plots, result = generated["ncp"]
     for plot in (p for p in plots if p.system in ("maize:summer", "soybean:summer")):
-        s = result.series[plot.plot_id]
-        flags = template_flags(result.fits[plot.plot_id], [Declared("wheat"), Declared(plot.crops[0])], "ncp",
-                               s.dates, s.ndvi, crop_mismatch_margin=POLICY.satellite.crop_mismatch_margin,
-                               max_fit_rmse=POLICY.satellite.max_fit_rmse)
-        assert [f.code for f in flags] == ["CROP_MISMATCH"]
+        flags = _check(result, plot, ("wheat", plot.crops[0]))
+        assert [f.code for f in flags] == ["CROP_MISMATCH"] and flags[0].figures["season_not_seen"] == "wheat:winter"
 
 
 def test_a_crop_without_a_calendar_in_the_region_is_unrecognised(generated):
     plots, result = generated["ncp"]
     plot = next(p for p in plots if p.system == "maize:summer")
-    s = result.series[plot.plot_id]
-    flags = template_flags(result.fits[plot.plot_id], [Declared("rice")], "ncp", s.dates, s.ndvi,
-                           crop_mismatch_margin=0.02, max_fit_rmse=0.12)
+    flags = _check(result, plot, ("rice",))
     assert [f.code for f in flags] == ["SEASON_UNRECOGNISED"] and flags[0].figures["declared_without_calendar"] == "rice"
 
 
 def test_nothing_explains_a_season_within_the_floor(generated):
     plots, result = generated["ncp"]
     plot = next(p for p in plots if p.system == "wheat-maize")
-    s, fits = result.series[plot.plot_id], result.fits[plot.plot_id]
-    best = fits[0].rmse
-    at = template_flags(fits, [Declared("maize")], "ncp", s.dates, s.ndvi, crop_mismatch_margin=1.0, max_fit_rmse=best)
-    below = template_flags(fits, [Declared("maize")], "ncp", s.dates, s.ndvi, crop_mismatch_margin=1.0,
-                           max_fit_rmse=best * (1 - 1e-9))
-    assert at == [] and [f.code for f in below] == ["SEASON_UNRECOGNISED"]
-    assert below[0].figures["best_rmse"] == pytest.approx(best)
+    best = result.fits[plot.plot_id][0].rmse
+    assert _check(result, plot, ("maize",), margin=1.0, floor=best) == []
+    below = _check(result, plot, ("maize",), margin=1.0, floor=best * (1 - 1e-9))
+    assert [f.code for f in below] == ["SEASON_UNRECOGNISED"] and below[0].figures["best_rmse"] == pytest.approx(best)
 
 
 def test_crop_mismatch_margin_at_and_either_side(generated):
     # A wheat-maize field declared wheat then soybean: the soybean season is green (the maize is), so the
     # two are compared by their scores in the summer green period.
     plots, result = generated["ncp"]
-    declared = [Declared("wheat"), Declared("soybean")]
     gaps = []
     for plot in (p for p in plots if p.system == "wheat-maize"):
-        s, fits = result.series[plot.plot_id], result.fits[plot.plot_id]
-        flags = template_flags(fits, declared, "ncp", s.dates, s.ndvi, crop_mismatch_margin=0.0, max_fit_rmse=1)
-        if flags:
-            gaps.append((flags[0].figures["declared_score"] - flags[0].figures["best_score"], s, fits))
+        flags = _check(result, plot, ("wheat", "soybean"), margin=0.0)
+        if flags and "declared_score" in flags[0].figures:
+            gaps.append((flags[0].figures["declared_score"] - flags[0].figures["best_score"], plot))
     assert gaps, "no wheat-maize field scores soybean worse than maize"
-    gap, s, fits = gaps[0]
+    gap, plot = gaps[0]
     for margin, fires in ((gap, False), (gap * (1 - 1e-9), True), (gap * 1.5, False), (gap / 2, True)):
-        codes = [f.code for f in template_flags(fits, declared, "ncp", s.dates, s.ndvi, crop_mismatch_margin=margin,
-                                                max_fit_rmse=1)]
+        codes = [f.code for f in _check(result, plot, ("wheat", "soybean"), margin=margin)]
         assert codes == (["CROP_MISMATCH"] if fires else [])
 
 
 def test_a_declared_season_never_seen_green_was_not_grown(generated):
     plots, result = generated["ncp"]
-    plot = next(p for p in plots if p.system == "wheat:winter")
-    s = result.series[plot.plot_id]
-    flags = template_flags(result.fits[plot.plot_id], [Declared("maize")], "ncp", s.dates, s.ndvi,
-                           crop_mismatch_margin=1.0, max_fit_rmse=1.0)
+    plot = next(p for p in plots if p.system == "wheat:winter" and p.scenario == "clear")
+    flags = _check(result, plot, ("maize",), margin=1.0, floor=1.0)
     assert [f.code for f in flags] == ["CROP_MISMATCH"]
     figures = flags[0].figures
     assert figures["max_ndvi_in_green_period"] < figures["cropped_ndvi_threshold"] == 0.45
-    assert figures["observations"] >= 3
+    assert figures["season_not_seen"].startswith("maize") and figures["observations"] >= 2
 
 
 # ----------------------------------------------------------------------------- evidence written out by hand

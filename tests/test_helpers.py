@@ -190,7 +190,7 @@ def test_season_options_from_policy_with_overrides():
 
 def test_season_plot_table_orders_columns_and_adds_wgs84_geometry(tmp_path):
     plots = [Plot("a", "maize"), Plot("b", "soybean")]
-    result = season.assess_season(synth_table(plots, SUMMER_DATES), {"a": "maize", "b": "soybean"})
+    result = season.assess_season(synth_table(plots, SUMMER_DATES), {"a": "maize", "b": "soybean"}, region="delmarva")
     a_box = shapely.box(117.002, 40.0, 117.003, 40.001)
     geoms = gpd.GeoDataFrame({"plot_id": ["b", "a"]}, geometry=[shapely.box(117.0, 40.0, 117.001, 40.001), a_box],
                              crs="EPSG:4326").to_crs(32650)
