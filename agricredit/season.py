@@ -252,11 +252,11 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     explanation holding the declared crops (green-up to senescence, one logistic width
     inside). A declared season never seen there reaching the crop's ``cropped_ndvi_threshold``
     was not grown (``CROP_MISMATCH``) when at least :data:`MIN_GREEN_OBSERVATIONS`
-    observations fall in it, else clouds hid it (``CLOUD_INSUFFICIENT``).
-    Then the best explanation holding the declared crops is compared with the best explanation overall on the observations
-    of the declared seasons' green periods (green-up to senescence as fitted, widened
-    by one logistic width), by RMSE there plus each fit's calendar prior. A declaration of one season of a double-cropped year is
-    judged on that season only.
+    observations fall in it, else clouds hid it (``CLOUD_INSUFFICIENT``). Then the best
+    explanation holding the declared crops is compared with the best explanation overall
+    on the observations of the declared seasons' green periods (as fitted, widened by one
+    logistic width), by RMSE there plus each fit's calendar prior. A declaration of one
+    season of a double-cropped year is judged on that season only.
     """
     best = fits[0]
     seasons = load_calendars()[region].values()
@@ -362,8 +362,8 @@ def assess_season(
     min_pixel_count: float = 4.0,
     cultivated_min_share: float = 0.5,
     max_sowing_shift_days: int = 30,
-    crop_mismatch_margin: float = 0.02,
-    max_fit_rmse: float = 0.08,
+    crop_mismatch_margin: float = 0.08,
+    max_fit_rmse: float = 0.12,
     min_template_scale: float = 0.4,
     min_covered_fraction: float = 0.95,
     low_vigor_percentile: float = 10.0,
@@ -424,7 +424,7 @@ def assess_season(
     frame = normalise_table(table, stat)
     if frame.empty:
         raise InputError("the long table has no observations (no tile covers any plot in the period)")
-    run = (frame["date"].min().to_datetime64().astype("datetime64[D]"), frame["date"].max().to_datetime64().astype("datetime64[D]"))
+    run = tuple(frame["date"].agg(["min", "max"]).to_numpy().astype("datetime64[D]"))
     series = split_series(frame, min_valid_fraction, stat)
     empty = np.array([], dtype="datetime64[D]")
     for plot_id in plot_ids or ():
@@ -463,10 +463,11 @@ def assess_season(
 
 
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
-                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float, probabilities: pd.DataFrame | None, *,
-                min_observations_in_window: int, min_pixel_count: float, cultivated_min_share: float,
-                min_season_amplitude: float, max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
-                max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
+                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
+                probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
+                cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
+                min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
+                crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
