@@ -29,6 +29,7 @@ import pandas as pd
 import shapely
 
 from agricredit import __version__
+from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
 from agricredit.audit import audit_record, record_line
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
@@ -37,7 +38,6 @@ from agricredit.outputs import atomic_path, sha256_file, write_geojson, write_ta
 from agricredit.plots import DUPLICATE_ID, MISSING_ID, accepted, area_table, load_plots, rejected_ids, to_wgs84
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, find_pii, pseudonym, pseudonymise_borrowers
-from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
 from agricredit.season import assess_season, resolve_region, season_options
 from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry

@@ -24,8 +24,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from agricredit.errors import InputNotFoundError, PolicyError
 from agricredit.cropfit import MAX_SCALE
+from agricredit.errors import InputNotFoundError, PolicyError
 from agricredit.seeds import DEFAULT_POLICY_PATH, load_regions
 
 __all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "load_policy", "policy_from_record"]

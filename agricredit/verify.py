@@ -49,6 +49,7 @@ from typing import Any
 
 from agricredit.errors import InputError
 from agricredit.policy import Policy
+from agricredit.season import SEASON_CODES
 from agricredit.seeds import load_crops, load_reason_codes
 from agricredit.units import MU_PER_HA, mu_to_m2
 
@@ -69,8 +70,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCES = ("drawn", "registered", "declared")
-SATELLITE_CODES = ("NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CROP_MISMATCH", "SEASON_UNRECOGNISED", "LOW_VIGOR",
-                   "CLOUD_INSUFFICIENT", "NO_COVERAGE", "PARTIAL_COVERAGE")
+#: The codes the season module may report (see :data:`agricredit.season.SEASON_CODES`).
+SATELLITE_CODES = SEASON_CODES
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
@@ -159,8 +160,8 @@ class Overlap:
 class PlotFacts:
     """What the pipeline knows about one plot (areas in mu; NaN = unknown).
 
-    ``satellite_codes`` are the season module's findings (NOT_CULTIVATED,
-    CROP_MISMATCH, LOW_VIGOR, CLOUD_INSUFFICIENT) as :class:`Check` objects;
+    ``satellite_codes`` are the season module's findings (:data:`SATELLITE_CODES`)
+    as :class:`Check` objects;
     :meth:`from_dict` also accepts ``{code: figures}`` or a list of dicts.
     ``registered_mu`` is NaN when the registry has no record.
     """

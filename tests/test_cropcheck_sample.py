@@ -94,3 +94,10 @@ def test_unswapped_honest_borrowers_get_no_spurious_code(swapped):
     assert set(honest["status"]) == {"APPROVE"}
     for codes in honest["reason_codes"]:
         assert set(filter(None, codes.split(";"))) <= INFO_CODES
+
+
+def test_the_region_taken_from_the_plots_is_in_every_audit_record(swapped):
+    assessment, _, _, _ = swapped
+    for record in assessment.audit:
+        assert sorted(k for k in record["inputs"] if k.startswith("region:")) == [
+            "region:delmarva/calendars.csv", "region:delmarva/rotations.csv"]

@@ -10,10 +10,10 @@ from typing import Any
 import click
 import pandas as pd
 
-from agricredit.cli._tables import exit_if_rejected
-from agricredit.cli.options import output_opt, progress_opt, season_opts
 from agricredit.acquisitions import discover_acquisitions, observation_table
 from agricredit.charts import season_chart
+from agricredit.cli._tables import exit_if_rejected
+from agricredit.cli.options import output_opt, progress_opt, season_opts
 from agricredit.season import assess_season, resolve_region, season_options, season_plot_table
 
 log = logging.getLogger(__name__)
