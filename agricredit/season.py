@@ -97,9 +97,10 @@ class Declared:
 
     @classmethod
     def parse(cls, text: str) -> Declared:
-        """``"maize"`` or ``"maize:summer"``."""
+        """``"maize"`` or ``"maize:summer"``; ``"maize:single"`` (the year's only crop) names no slot."""
         crop, _, slot = str(text).partition(":")
-        return cls(crop.strip(), slot.strip() or None)
+        slot = slot.strip()
+        return cls(crop.strip(), None if slot in ("", "single") else slot)
 
     def matches(self, season: Any) -> bool:
         """True when a :class:`~agricredit.seeds.CropSeason` is this crop (in this slot, if one was given)."""

@@ -323,3 +323,41 @@ def test_chart_shades_the_chosen_rotation_and_draws_no_failed_fit(generated, tmp
     with pytest.raises(InputError, match="not in this run"):
         season_chart(result, "nope", tmp_path / "nope.png")
     assert not (tmp_path / "nope.png").exists()
+
+
+def test_declared_slots():
+    assert Declared.parse("maize") == Declared("maize") == Declared.parse("maize:single")
+    assert Declared.parse(" maize : summer ") == Declared("maize", "summer")
+    summer = cropfit.explanations_for("ncp")
+    keys = {e.name: e.seasons[-1] for e in summer if len(e.seasons) == 1}
+    assert Declared("maize").matches(keys["maize:summer"]) and Declared("maize").matches(keys["maize:spring"])
+    assert Declared("maize", "summer").matches(keys["maize:summer"])
+    assert not Declared("maize", "summer").matches(keys["maize:spring"])
+
+
+@pytest.mark.parametrize(("lon", "lat", "region"), [
+    (113.63, 34.75, "ncp"),  # Zhengzhou, Henan
+    (116.99, 36.65, "ncp"),  # Jinan, Shandong
+    (126.53, 45.80, "northeast"),  # Harbin, Heilongjiang
+    (125.32, 43.82, "northeast"),  # Changchun, Jilin
+    (114.31, 30.59, "yangtze"),  # Wuhan, Hubei
+    (-75.60, 38.37, "delmarva"),  # Salisbury, Maryland
+    (-75.76, 37.71, "delmarva"),  # Accomac, Virginia's Eastern Shore
+    (2.35, 48.86, None),  # Paris: no calendar
+])
+def test_region_boxes_hold_their_towns(lon, lat, region):
+    from agricredit.seeds import region_at
+
+    assert region_at(lon, lat) == region
+
+
+def test_calendars_are_ordered_and_rotations_follow_the_harvest():
+    from agricredit.seeds import load_calendars, load_rotations
+
+    for region, seasons in load_calendars().items():
+        for season in seasons.values():
+            dates = list(season.dates(2023).values())
+            assert dates == sorted(dates) and (dates[-1] - dates[0]).days < 365, (region, season.key)
+        for rotation in load_rotations()[region]:
+            first, second = rotation.first.dates(2023), rotation.second.dates(2023)
+            assert first["harvest"] <= second["sowing"], rotation.system
