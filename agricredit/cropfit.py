@@ -258,7 +258,7 @@ def fit_explanations(
     *,
     names: Iterable[str] | None = None,
     max_sowing_shift_days: int = 30,
-    shift_penalty: float = 0.10,
+    shift_penalty: float = 0.05,
     min_template_scale: float = 0.3,
     period: Sequence[np.datetime64] | None = None,
 ) -> list[SystemFit]:
