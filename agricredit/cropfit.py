@@ -71,11 +71,6 @@ class Explanation:
     name: str  # the season key (``maize``, ``maize:summer``) or the rotation's system (``wheat-maize``)
     seasons: tuple[CropSeason, ...]
 
-    @property
-    def crops(self) -> tuple[str, ...]:
-        """The crops grown, in season order."""
-        return tuple(season.crop for season in self.seasons)
-
 
 @dataclass(frozen=True)
 class SeasonFit:
@@ -86,11 +81,6 @@ class SeasonFit:
     amplitude: float  # NDVI rise above the offset
     scale: float  # amplitude / the crop's NDVI range of crops.csv
     dates: dict[str, dt.date]  # sowing ... harvest of the calendar, moved by the shift
-
-    @property
-    def window(self) -> tuple[dt.date, dt.date]:
-        """Sowing to harvest as fitted (inclusive)."""
-        return self.dates["sowing"], self.dates["harvest"]
 
 
 @dataclass(frozen=True)
