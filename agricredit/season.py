@@ -438,7 +438,8 @@ def assess_season(
         declared = declared_of.get(plot_id, ())
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
-                               "pixel_count": s.pixel_count, "max_covered_frac": s.max_covered_frac}
+                               "n_clear": int(np.count_nonzero(s.cloud_masked)), "pixel_count": s.pixel_count,
+                               "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
         row.update(phenology(days, curve))
         plot_fits, used = _fit_plot(s, region, fit_options)
@@ -454,7 +455,8 @@ def assess_season(
         rows.append(row)
     plots = peer_vigor(pd.DataFrame(rows), flags, low_vigor_percentile=low_vigor_percentile,
                        low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
-                       vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count)
+                       vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count,
+                       min_clear_observations=min_observations_in_window)
     plots["flags"] = [";".join(f.code for f in flags[p]) for p in plots["plot_id"]]
     plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default)
                              for p in plots["plot_id"]]
@@ -541,6 +543,7 @@ def peer_vigor(
     vigor_factor_max: float = 1.1,
     min_peers: int = 5,
     min_pixel_count: float = 0.0,
+    min_clear_observations: int = 0,
 ) -> pd.DataFrame:
     """Compare each plot's peak NDVI with the plots of the same declared crop.
 
@@ -550,7 +553,9 @@ def peer_vigor(
     plots of the same ``declared_crop`` without ``NOT_CULTIVATED``,
     ``CLOUD_INSUFFICIENT`` or ``CROP_MISMATCH`` (the declared crop's template
     says nothing about a plot growing another crop), nor plots whose
-    ``pixel_count`` is below ``min_pixel_count`` (mixed pixels). A plot's percentile is the
+    ``pixel_count`` is below ``min_pixel_count`` (mixed pixels), nor plots partly outside the
+    imagery or with fewer than ``min_clear_observations`` cloud-masked observations
+    (``n_clear``): LOW_VIGOR lowers a limit, so it needs clear evidence. A plot's percentile is the
     share of the *other* peers with a lower peak (ties count half). ``LOW_VIGOR``
     (appended to ``flags``) needs both a percentile below ``low_vigor_percentile``
     and a peak at least ``low_vigor_min_gap`` below the peer median, so a
@@ -566,11 +571,13 @@ def peer_vigor(
     """
     plots = plots.copy()
     excluded = {"NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH",
-                "SEASON_UNRECOGNISED"}
+                "SEASON_UNRECOGNISED", "PARTIAL_COVERAGE"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
+    clear = plots["n_clear"].to_numpy(float) if "n_clear" in plots else np.full(len(plots), np.inf)
     eligible = np.array([
-        isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak) and not n < min_pixel_count
-        for pid, crop, peak, n in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"], pixels)
+        isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak)
+        and not n < min_pixel_count and not c < min_clear_observations
+        for pid, crop, peak, n, c in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"], pixels, clear)
     ], dtype=bool)
     peer_count = np.zeros(len(plots), dtype=int)
     peer_median = np.full(len(plots), np.nan)
@@ -620,7 +627,7 @@ def peer_vigor(
 SEASON_LEAD_COLUMNS = (
     "plot_id", "declared_crop", "flags", "best_crop", "region", "best_explanation", "declared_explanation",
     "crop_ranking", "best_score", "best_rmse", "declared_score", "chosen_windows",
-    "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end", "pixel_count", "max_covered_frac",
+    "n_acquisitions", "n_valid", "n_clear", "n_valid_in_window", "window_start", "window_end", "pixel_count", "max_covered_frac",
     "peak_ndvi", "peak_date", "greenup_date", "senescence_date", "season_length_days", "ndvi_integral",
     "base_ndvi", "amplitude", "cropped_area_mu_at_peak", "cropped_share", "cropped_measured_share", "cropped_date",
     "drawn_area_mu", "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile",

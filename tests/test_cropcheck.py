@@ -361,3 +361,18 @@ def test_calendars_are_ordered_and_rotations_follow_the_harvest():
         for rotation in load_rotations()[region]:
             first, second = rotation.first.dates(2023), rotation.second.dates(2023)
             assert first["harvest"] <= second["sowing"], rotation.system
+
+
+@pytest.mark.parametrize(("masked", "low_vigor"), [(True, True), (False, False)])
+def test_low_vigor_needs_cloud_masked_observations(masked, low_vigor):
+    # Six maize plots peaking at 0.85 and one at 0.55 (below the 10th percentile and 0.3 under the median).
+    frames = []
+    for k, high in enumerate([0.85, 0.86, 0.84, 0.85, 0.87, 0.83, 0.55]):
+        frame = _table(_bell(high=high), masked=masked if k == 6 else True)
+        frames.append(frame.assign(plot_id=f"P{k}"))
+    table = pd.concat(frames, ignore_index=True)
+    ids = [f"P{k}" for k in range(7)]
+    result = assess_season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0),
+                           **{**OPTIONS, "region": "delmarva"})
+    assert ("LOW_VIGOR" in _flags(result, "P6")) is low_vigor
+    assert all(_flags(result, p) == set() for p in ids[:6])
