@@ -263,13 +263,13 @@ def season_chart(series: pd.DataFrame, plot: Mapping[str, Any], lang: str, *, mi
     axes = figure.add_subplot()
     dates = pd.to_datetime(series["date"]).dt.date.to_numpy()
     clear = (series["valid_frac"].to_numpy(dtype=float) >= min_valid_fraction) & series["ndvi_mean"].notna().to_numpy()
-    crops = load_crops()
-    crop = crops.get(str(plot.get("declared_crop") or ""))
+    crop = load_crops().get(str(plot.get("declared_crop") or ""))
     if crop is not None and len(dates):
         name = crop.name_zh if lang == "zh" else crop.crop
-        year = max(dates).year
-        start, end = crop.season_window(year)
-        axes.axvspan(start, end, color="0.92", zorder=0, label=text["window"].format(crop=name))
+        windows = _calendar_windows(crop, str(plot.get("region") or ""), min(dates), max(dates))
+        for k, (start, end) in enumerate(windows):
+            axes.axvspan(start, end, color="0.92", zorder=0, label=text["window"].format(crop=name) if k == 0 else None)
+        start, end = min(w[0] for w in windows), max(w[1] for w in windows)
         days = np.array([start + dt.timedelta(days=k) for k in range((end - start).days + 1)])
         doy = np.array([d.timetuple().tm_yday for d in days])
         axes.plot(days, template_ndvi(crop.crop, doy), color="#2b83ba", lw=1.6, label=text["template"].format(crop=name))
@@ -302,6 +302,17 @@ def _month_ticks(axes: Any) -> None:
             months.append(day)
         day = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
     axes.set_xticks(months, [d.strftime("%Y-%m") for d in months], fontsize=8)
+
+
+def _calendar_windows(crop: Any, region: str, first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """Sowing-to-harvest windows of ``crop`` in ``region``'s calendar (every slot: winter, summer ...) that meet
+    the observed span; the crop table's season window when the region has no calendar for it."""
+    from agricredit.seeds import load_calendars
+
+    seasons = [s for s in load_calendars().get(region, {}).values() if s.crop == crop.crop]
+    windows = [(d["sowing"], d["harvest"]) for s in seasons for year in range(first.year, last.year + 2)
+               for d in [s.dates(year)] if d["harvest"] >= first and d["sowing"] <= last]
+    return sorted(set(windows)) or [crop.season_window(last.year)]
 
 
 def _date(value: Any) -> dt.date | None:
