@@ -57,7 +57,8 @@ _TEXT = {
            "declared_mu": "declaration", "cropped_mu": "cropped (satellite, at the peak)",
            "verified_now": "verified now", "verified_mu_if_confirmed": "verified if confirmed", "checks": "Checks", "check": "check",
            "result": "result", "figures": "figures", "pass": "pass", "fail": "FAIL", "noted": "noted", "declared_crop": "declared crop",
-           "best_crop": "best-fitting crop", "peak": "peak NDVI", "index": "All borrowers",
+           "best_crop": "best-fitting crop", "peak": "peak NDVI",
+           "explanation_best": "best explanation of the season", "explanation_declared": "with the declared crop", "index": "All borrowers",
            "personal": "CONTAINS PERSONAL DATA — for the loan officer's own use; do not share or store with the run.",
            "name": "Name", "counts": "Borrowers by status", "codes": "Borrowers by reason code", "count": "count",
            "fairness": "Fairness", "group": "group", "grouping": "by", "n": "borrowers",
@@ -75,7 +76,8 @@ _TEXT = {
            "light": "信号灯", "areas": "四种面积（亩）", "drawn_mu": "勾绘面积", "registered_mu": "登记面积",
            "declared_mu": "申报面积", "cropped_mu": "卫星种植面积（峰值）", "verified_now": "当前核实面积", "verified_mu_if_confirmed": "确认后核实面积",
            "checks": "核验项", "check": "核验", "result": "结果", "figures": "数据", "pass": "通过", "fail": "未通过", "noted": "已记录",
-           "declared_crop": "申报作物", "best_crop": "最匹配作物", "peak": "峰值NDVI", "index": "全部借款人",
+           "declared_crop": "申报作物", "best_crop": "最匹配作物", "peak": "峰值NDVI", "explanation_best": "季节曲线的最佳解释",
+           "explanation_declared": "按申报作物", "index": "全部借款人",
            "personal": "含个人信息——仅供信贷员本人使用，请勿传播或与结果一同保存。", "name": "姓名",
            "counts": "各状态借款人数", "codes": "各原因代码借款人数", "count": "人数", "fairness": "公平性",
            "group": "组", "grouping": "分组", "n": "借款人数", "approval_rate": "批准率", "median_limit": "额度中位数",
@@ -215,7 +217,9 @@ def _plot_section(run: Run, plot: Mapping[str, Any], geometry: Any, lang: str, m
                                      ("verified_mu_if_confirmed", "verified_mu_if_confirmed")))
     crops = (f'<p>{text["declared_crop"]}: <b>{_e(plot.get("declared_crop"))}</b>; {text["best_crop"]}: '
              f'<b>{_e(plot.get("best_crop"))}</b> <span class="muted">({_e(plot.get("crop_ranking"))})</span>; '
-             f'{text["peak"]}: {_e(plot.get("peak_ndvi"))} ({_e(str(plot.get("peak_date") or "")[:10])})</p>')
+             f'{text["peak"]}: {_e(plot.get("peak_ndvi"))} ({_e(str(plot.get("peak_date") or "")[:10])})</p>'
+             f'<p class="muted">{text["explanation_best"]}: {_e(plot.get("best_explanation"))}; '
+             f'{text["explanation_declared"]}: {_e(plot.get("declared_explanation"))}</p>')
     return (f'{head}<div class="figs">{"".join(figures)}</div>{crops}<div class="figs"><div><h4>{text["areas"]}</h4>'
             f'<table>{areas}</table></div><div><h4>{text["checks"]}</h4>{_checks_table(plot.get("details"), lang)}'
             f"</div></div></section>")
