@@ -181,8 +181,6 @@ def test_plot_lights_and_codes(outputs, expected):
 
 
 def test_cropped_area_is_at_most_drawn_and_low_only_where_planted(outputs, expected):
-    # A cropped area is the satellite's; here only its bounds against the drawn area are checked per plot (the
-    # coverage-weighted figure itself is checked against exactextract in test_values_zonal below).
     _, plots_out, _ = outputs
     for pid, plot in expected[0].items():
         cropped, drawn = plots_out[pid].get("cropped_mu"), plot["drawn_mu"]
@@ -266,3 +264,49 @@ def test_outputs_do_not_depend_on_input_row_order(outputs, tmp_path):
     assert result.returncode == 3, result.stderr
     for name in ("plots.geojson", "borrowers.csv", "borrowers.geojson"):
         assert (tmp_path / "out" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+#: Sentinel-2 L2A, processing baseline >= 04.00 (the season tiles' tags): reflectance = (DN - 1000) / 10000;
+#: DN 0 is no data; SCL classes 0, 1, 3, 8, 9, 10 are not valid observations (design §4).
+S2_OFFSET_DN, S2_SCALE = 1000.0, 1e-4
+SCL_INVALID = (0, 1, 3, 8, 9, 10)
+CROPPED_NDVI = 0.45  # seeds/crops.csv cropped_ndvi_threshold, every crop
+
+
+def test_cropped_area_at_the_peak_against_exactextract(outputs, expected):
+    """cropped_mu = coverage-weighted share of the plot with a valid NDVI ≥ 0.45 on the peak date × the drawn area."""
+    import geopandas as gpd
+    import numpy as np
+    import rasterio
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+
+    _, plots_out, _ = outputs
+    plots_expected = expected[0]
+    manifest = {row["date"]: SAMPLE / "season" / row["path"] for row in _rows(SAMPLE / "season" / "manifest.csv")}
+    honest_ids = sorted(pid for pid, plot in plots_expected.items() if not plot["codes"])[::12]
+    chosen = honest_ids + [pid for pid, plot in plots_expected.items() if "NOT_CULTIVATED" in plot["codes"]]
+    source = gpd.read_file(SAMPLE / "plots.geojson").set_index("plot_id")
+    by_date: dict[str, list[str]] = defaultdict(list)
+    for pid in chosen:
+        by_date[plots_out[pid]["peak_date"]].append(pid)
+    assert set(by_date) <= set(manifest), "a peak date that is not an acquisition date (no smoothing)"
+    wrong = {}
+    for date, pids in by_date.items():
+        with rasterio.open(manifest[date]) as tile:
+            red, nir, scl = (tile.read(i).astype(np.float64) for i in (1, 2, 3))
+            bounds, crs = tile.bounds, tile.crs
+        r, n = (red - S2_OFFSET_DN) * S2_SCALE, (nir - S2_OFFSET_DN) * S2_SCALE
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ndvi = (n - r) / (n + r)
+        valid = (red > 0) & (nir > 0) & ~np.isin(scl, SCL_INVALID) & (n + r > 0)
+        cropped = np.where(valid & (ndvi >= CROPPED_NDVI), 1.0, 0.0)
+        raster = NumPyRasterSource(cropped, *bounds, srs_wkt=crs.to_wkt())
+        plots_utm = source.loc[pids, ["geometry"]].to_crs(crs).reset_index()
+        result = exact_extract(raster, plots_utm, ["sum"], include_cols=["plot_id"], output="pandas")
+        for pid, cropped_cells, geometry in zip(result["plot_id"], result["sum"], plots_utm.geometry):
+            share = cropped_cells / (geometry.area / 100.0)  # cells with NDVI ≥ 0.45 / the plot's area in cells
+            want = share * plots_expected[pid]["drawn_mu"]
+            if not _close(plots_out[pid]["cropped_mu"], want, tol=2e-4):
+                wrong[pid] = (plots_out[pid]["cropped_mu"], want)
+    assert not wrong, wrong
