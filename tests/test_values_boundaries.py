@@ -196,8 +196,11 @@ DATES = [dt.date(2023, 4, 1) + dt.timedelta(days=15 * k) for k in range(14)]  # 
 PEAK = DATES[7]  # 16 Jul
 
 
-def _scene(tmp_path: Path, plots: dict[str, dict[dt.date, np.ndarray]]) -> tuple[Path, Path, Path]:
-    """Write plots side by side (one row), their NDVI per date (SIDE × SIDE arrays), and maize declarations."""
+def _scene(tmp_path: Path, plots: dict[str, dict[dt.date, np.ndarray]], crops: dict[str, str] | None = None,
+           groups: dict[str, str] | None = None) -> tuple[Path, Path, Path]:
+    """Write plots side by side (one row), their NDVI per date (SIDE × SIDE arrays) and their declarations
+    (maize unless ``crops`` says otherwise; ``crops`` is also the plots' field-visit label, ``groups`` their borrower)."""
+    crops, groups = crops or {}, groups or {}
     to_wgs = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
     width = len(plots) * (SIDE + 2)
     features, rows = [], ["borrower_id,plot_id,declared_crop,declared_area,area_unit"]
@@ -206,9 +209,10 @@ def _scene(tmp_path: Path, plots: dict[str, dict[dt.date, np.ndarray]]) -> tuple
         c0 = k * (SIDE + 2) + 1
         x0, y0 = X0 + c0 * PIXEL, Y0 - PIXEL
         ring = [(x0, y0), (x0 + SIDE * PIXEL, y0), (x0 + SIDE * PIXEL, y0 - SIDE * PIXEL), (x0, y0 - SIDE * PIXEL), (x0, y0)]
-        features.append({"type": "Feature", "properties": {"plot_id": pid, "borrower_id": f"B{k}"},
+        borrower, crop = groups.get(pid, f"B{k}"), crops.get(pid, "maize")
+        features.append({"type": "Feature", "properties": {"plot_id": pid, "borrower_id": borrower, "crop": crop},
                          "geometry": {"type": "Polygon", "coordinates": [[list(to_wgs.transform(x, y)) for x, y in ring]]}})
-        rows.append(f"B{k},{pid},maize,15,mu")
+        rows.append(f"{borrower},{pid},{crop},15,mu")
         for date, values in series.items():
             stacks[date][1:1 + SIDE, c0:c0 + SIDE] = values
     (tmp_path / "plots.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
@@ -230,8 +234,8 @@ def _bump(peak_values: np.ndarray) -> dict[dt.date, np.ndarray]:
     return out
 
 
-def _season(tmp_path: Path, plots: dict, *extra: str) -> pd.DataFrame:
-    plot_file, tiles, declarations = _scene(tmp_path, plots)
+def _season(tmp_path: Path, plots: dict, *extra: str, **scene) -> pd.DataFrame:
+    plot_file, tiles, declarations = _scene(tmp_path, plots, **scene)
     out = tmp_path / "season.csv"
     result = CliRunner().invoke(cli, ["season", str(plot_file), str(tiles), "--declarations", str(declarations),
                                       "-o", str(out), *extra])
@@ -292,3 +296,52 @@ def test_season_chart_draws_the_plot_observations(tmp_path):
     # The two plots' observations sit at different heights: the charts differ where the data are drawn.
     assert images["HIGH"].shape == images["LOW"].shape
     assert np.abs(images["HIGH"] - images["LOW"]).sum(axis=2).astype(bool).mean() > 0.001
+
+
+def _triangle(peak: dt.date, top: float, half_width: int = 50) -> dict[dt.date, np.ndarray]:
+    """A season from 0.2 to ``top`` at ``peak`` (a triangle in time: not the crop templates the checks fit)."""
+    return {d: np.full((SIDE, SIDE), 0.2 + (top - 0.2) * max(0.0, 1 - abs((d - peak).days) / half_width), np.float32)
+            for d in DATES}
+
+
+def test_the_crop_model_keeps_its_own_min_valid_fraction_on_a_cloudy_scene(tmp_path):
+    # Three crops told apart by their peak dates, three plots each, one per borrower (the CV groups).
+    shapes = {"maize": dt.date(2023, 7, 16), "soybean": dt.date(2023, 8, 15), "wheat": dt.date(2023, 5, 16)}
+    plots, crops, groups = {}, {}, {}
+    for g in range(3):
+        for crop, peak in shapes.items():
+            pid = f"{crop[0].upper()}{g}"
+            plots[pid], crops[pid], groups[pid] = _triangle(peak, 0.8 - 0.05 * g), crop, f"B{g}"
+    (tmp_path / "train").mkdir()
+    plot_file, tiles, _ = _scene(tmp_path / "train", plots, crops, groups)
+    model = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["train-crop", str(plot_file), str(tiles), "-o", str(model),
+                                      "--group-field", "borrower_id", "--folds", "3", "--min-valid", "0.6"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((model / "model_card.json").read_text())["min_valid_fraction"] == 0.6
+
+    def cloudy(valid_part: float) -> dict:
+        """Every plot clouded on three dates around the maize peak: ``valid_part`` of its pixels seen (NDVI 0.05)."""
+        out = {}
+        for pid, series in plots.items():
+            series = dict(series)
+            for date in DATES[6:9]:
+                values = np.full((SIDE, SIDE), np.nan, np.float32)
+                values[: int(round(valid_part * SIDE)), :] = 0.05  # haze-darkened edge of the cloud
+                series[date] = values
+            out[pid] = series
+        return out
+
+    def probabilities(name, scene_plots):
+        (tmp_path / name).mkdir()
+        table = _season(tmp_path / name, scene_plots, "--crop-model", str(model), "--min-valid", "0.3",
+                        crops=crops, groups=groups)
+        return table[[c for c in table.columns if c.startswith("p_")]].sort_index()
+
+    # Half of each plot seen on those dates (valid 0.5): under the card's 0.6, not under the run's 0.3. The model
+    # must drop them as if they were fully clouded.
+    half, full = probabilities("half", cloudy(0.5)), probabilities("full", cloudy(0.0))
+    pd.testing.assert_frame_equal(half, full)
+    # and the observations matter: seen in full (valid 1.0), the same dark values change the probabilities
+    seen = probabilities("seen", cloudy(1.0))
+    assert not np.allclose(seen.to_numpy(), full.to_numpy(), atol=1e-3)
