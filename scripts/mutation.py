@@ -35,15 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MUTMUT = "mutmut==3.8.1"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agricredit-mutation"
 
-#: module → the tests that cover it (the decision core of issue 16).
+#: module → the tests that cover it (the decision core of issue 16). The hypothesis property tests are left out:
+#: a few hundred examples per mutant make a run hours longer, and a random search may kill a mutant one run and
+#: not the next.
 MODULES = {
-    "credit": ["tests/test_credit.py", "tests/test_values_credit.py", "tests/test_values_boundaries.py",
-               "tests/test_properties.py"],
-    "verify": ["tests/test_verify.py", "tests/test_credit.py", "tests/test_values_credit.py", "tests/test_properties.py"],
-    "zonal": ["tests/test_zonal.py", "tests/test_zonal_sample.py", "tests/test_values_boundaries.py",
-              "tests/test_properties.py"],
-    "plots": ["tests/test_plots.py", "tests/test_plots_cli.py", "tests/test_values_chinese_crs.py",
-              "tests/test_properties.py"],
+    "credit": ["tests/test_credit.py", "tests/test_values_credit.py", "tests/test_values_boundaries.py"],
+    "verify": ["tests/test_verify.py", "tests/test_credit.py", "tests/test_values_credit.py"],
+    "zonal": ["tests/test_zonal.py", "tests/test_zonal_sample.py", "tests/test_values_boundaries.py"],
+    "plots": ["tests/test_plots.py", "tests/test_plots_cli.py", "tests/test_values_chinese_crs.py"],
     "assess": ["tests/test_assess.py", "tests/test_values_sample.py"],
     "season": ["tests/test_season.py", "tests/test_season_model.py", "tests/test_season_sample.py",
                "tests/test_cropcheck_sample.py", "tests/test_values_boundaries.py"],
