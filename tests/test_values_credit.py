@@ -93,8 +93,8 @@ def _approx_equal(got, expected, where="decision"):
     if isinstance(expected, list):
         assert isinstance(got, list) and len(got) == len(expected), (where, got, expected)
         return all(_approx_equal(g, e, f"{where}[{i}]") for i, (g, e) in enumerate(zip(got, expected)))
-    if isinstance(expected, float):
-        assert got == pytest.approx(expected, abs=1e-9), (where, got, expected)
+    if isinstance(expected, float):  # a float, as the JSON audit record writes it ("6700.0", not "6700")
+        assert isinstance(got, float) and got == pytest.approx(expected, abs=1e-9), (where, got, expected)
         return True
     assert got == expected, (where, got, expected)
     return True
@@ -178,18 +178,98 @@ def test_plots_without_a_declared_crop():
     both = decision_of(nothing, honest("P1", mu=10.0, declared_mu=10.0))
     assert both.limit == alone.limit > 0 and both.now.mu == 10.0
     # One that would add area cannot be valued without a crop: an error naming the plot.
-    with pytest.raises(InputError, match="plot has no declared crop") as raised:
+    with pytest.raises(InputError, match="^P7: plot has no declared crop$") as raised:
         decision_of(honest("P7", mu=0.5, declared_mu=0.5, crop=None))
     assert raised.value.record == "P7"
 
 
 def test_errors_name_what_is_wrong():
-    with pytest.raises(InputError, match="crop 'cotton' is not in the crop table"):
+    with pytest.raises(InputError, match="^crop 'cotton' is not in the crop table$"):
         compute_terms([("cotton", 1.0, 1.0)], POLICY)
-    with pytest.raises(InputError, match="negative verified area -1.0"):
+    with pytest.raises(InputError, match="^negative verified area -1.0$"):
         compute_terms([("maize", -1.0, 1.0)], POLICY)
     verdicts = verify_plots([honest("P1", "B1"), honest("P2", "B2"), honest("P3", "B3")], POLICY)
-    with pytest.raises(InputError, match="plot belongs to another borrower") as raised:
+    with pytest.raises(InputError, match="^P2: plot belongs to another borrower$") as raised:
         decide("B1", verdicts, POLICY)
     assert raised.value.record == "P2"
     assert decide("B1", verdicts[:1], POLICY).borrower_id == "B1"
+
+
+with open(Path(__file__).resolve().parents[1] / "seeds" / "crops.csv", encoding="utf-8") as _handle:
+    ECONOMICS = {row["crop"]: (float(row["cost_cny_per_mu"]), float(row["yield_kg_per_mu"]), float(row["price_cny_per_kg"]))
+                 for row in csv.DictReader(_handle)}
+VIGOR_MIN = 0.7  # seeds/policy.toml satellite.vigor_factor_min
+
+
+def ceilings(areas, vigor=None):
+    """(need, capacity, limit) of {crop: mu}, with an optional {crop: vigor factor}, by design §7."""
+    vigor = vigor or {}
+    need = sum(mu * ECONOMICS[c][0] for c, mu in areas.items())
+    capacity = RATE * sum(mu * ECONOMICS[c][1] * vigor.get(c, 1.0) * ECONOMICS[c][2] for c, mu in areas.items())
+    return need, capacity, floor_step(min(need, capacity, CAP))
+
+
+def test_explanation_of_mixed_crops_vigor_and_four_reasons():
+    decision = decision_of(
+        honest("P1", mu=12.0, declared_mu=12.0, drawn_mu=9.0),  # drawn 25 % short: AREA_DRAWN_MISMATCH
+        honest("P2", mu=6.0, declared_mu=6.0, crop="soybean", vigor_factor=0.5, satellite_codes=["LOW_VIGOR"]),
+        honest("P3", mu=10.0, declared_mu=10.0, registered_mu=10.0 / 15),  # registry in ha written as mu
+        honest("P4", mu=3.0, declared_mu=3.0, crop="wheat", satellite_codes={"CROP_MISMATCH": {}}, best_crop="maize"))
+    weak = {"soybean": VIGOR_MIN}
+    need, capacity, limit = ceilings({"maize": 9, "soybean": 6}, weak)
+    need_c, capacity_c, limit_c = ceilings({"maize": 19, "soybean": 6, "wheat": 3}, weak)
+    assert capacity < need and capacity_c < need_c
+    impacts = {
+        "AREA_UNIT_SUSPECTED": ceilings({"maize": 19, "soybean": 6}, weak)[2] - limit,
+        "CROP_MISMATCH": ceilings({"maize": 9, "soybean": 6, "wheat": 3}, weak)[2] - limit,
+        "AREA_DRAWN_MISMATCH": max(ceilings({"maize": 12, "soybean": 6}, weak)[2] - limit,
+                                   ceilings({"maize": 22, "soybean": 6, "wheat": 3}, weak)[2] - limit_c),
+        "LOW_VIGOR": max(ceilings({"maize": 9, "soybean": 6})[2] - limit,
+                         ceilings({"maize": 19, "soybean": 6, "wheat": 3})[2] - limit_c),
+        "CAPACITY_LIMITED": floor_step(need) - limit,
+    }
+    severity = {"AREA_UNIT_SUSPECTED": 0, "CROP_MISMATCH": 0, "AREA_DRAWN_MISMATCH": 1, "LOW_VIGOR": 1, "CAPACITY_LIMITED": 2}
+    ranked = sorted(impacts, key=lambda c: (-impacts[c], severity[c], c))[:4]
+    assert decision.reason_codes == tuple(ranked) and "LOW_VIGOR" not in ranked  # the fifth reason is left out
+    assert (decision.limit, decision.limit_if_confirmed) == (limit, limit_c)
+    (cm, ym, pm), (cs, ys, ps) = ECONOMICS["maize"], ECONOMICS["soybean"]
+    english = {
+        "head": f"Review: limit {fig(limit)} CNY on 15 verified mu (maize 9 mu, soybean 6 mu); {fig(limit_c)} CNY on 28 mu "
+                f"(maize 19 mu, soybean 6 mu, wheat 3 mu) if the plots under review are confirmed",
+        "terms": f"capacity-limited: need {fig(need)} CNY = 9 mu × {fig(cm)} CNY/mu + 6 mu × {fig(cs)} CNY/mu, "
+                 f"capacity {fig(capacity)} CNY = 0.6 × 9 mu × {fig(ym)} kg/mu × {fig(pm)} CNY/kg + 0.6 × 6 mu × "
+                 f"{fig(ys)} kg/mu × 0.7 × {fig(ps)} CNY/kg, cap 200,000 CNY",
+        "AREA_UNIT_SUSPECTED": "AREA_UNIT_SUSPECTED (plots P3): Two area figures differ by a factor near 15 (hectares "
+                               "recorded as mu or the reverse) — drawn 10 mu vs registered 0.67 mu",
+        "CAPACITY_LIMITED": "CAPACITY_LIMITED: The limit was set by the expected harvest value (repayment capacity) rather "
+                            f"than the cost of cultivation — capacity {fig(capacity)} < need {fig(need)}",
+        "AREA_DRAWN_MISMATCH": "AREA_DRAWN_MISMATCH (plots P1): The drawn plot and the registered area differ beyond the "
+                               "tolerance; the smaller area is used — drawn 9 mu vs registered 12 mu, beyond ±10%",
+        "CROP_MISMATCH": "CROP_MISMATCH (plots P4): The season's greenness profile fits another crop better than the "
+                         "declared crop — declared wheat, fits maize better",
+    }
+    parts = [english["head"], english["terms"]] + [
+        f"{english[c]}, lowered the limit by {fig(impacts[c])} CNY" for c in ranked]
+    assert explain_decision(decision, POLICY, "en") == "; ".join(parts) + "."
+    chinese = explain_decision(decision, POLICY, "zh")
+    for text in (f"核实面积 15 亩（玉米 9 亩, 大豆 6 亩）", "面积 28 亩（玉米 19 亩, 大豆 6 亩, 小麦 3 亩）",
+                 f"+ 0.6 × 6 亩 × {fig(ys)} 公斤/亩 × 0.7 × {fig(ps)} 元/公斤",
+                 "— 勾画 10 亩，登记 0.67 亩, 使额度降低", "— 勾画 9 亩，登记 12 亩，超出 ±10%, 使额度降低",
+                 "— 申报 小麦，更接近 玉米, 使额度降低"):
+        assert text in chinese, text
+
+
+def test_explanation_below_the_minimum_limit_with_nothing_verified_now():
+    decision = decision_of(honest("P1", mu=0.6, declared_mu=0.6, crop="rice", registered_mu=math.nan))
+    need, capacity, limit_c = ceilings({"rice": 0.6})
+    assert need < capacity and 0 < limit_c < 500 and decision.limit_if_confirmed == 0.0
+    cost, yield_, price = ECONOMICS["rice"]
+    assert explain_decision(decision, POLICY, "en") == (
+        f"Review: limit 0 CNY on 0 verified mu (no crop); 0 CNY on 0.6 mu (rice 0.6 mu) if the plots under review are "
+        f"confirmed; set by the cost of cultivation: need {fig(need)} CNY = 0.6 mu × {fig(cost)} CNY/mu, capacity "
+        f"{fig(capacity)} CNY = 0.6 × 0.6 mu × {fig(yield_)} kg/mu × {fig(price)} CNY/kg, cap 200,000 CNY; "
+        f"below the minimum limit of 500 CNY; NO_REGISTRY_RECORD (plots P1): No land-registry record was found for the "
+        f"plot, lowered the limit by {fig(limit_c)} CNY.")
+    assert "（无作物）" in explain_decision(decision, POLICY, "zh") and "低于最低额度 500 元" in explain_decision(decision, POLICY, "zh")
+    with pytest.raises(InputError, match="^unknown language 'fr' \\(expected 'en' or 'zh'\\)$"):
+        explain_decision(decision, POLICY, "fr")
