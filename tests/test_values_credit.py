@@ -24,8 +24,9 @@ from agricredit.errors import InputError
 from agricredit.verify import verify_plots
 
 with open(Path(__file__).resolve().parents[1] / "seeds" / "crops.csv", encoding="utf-8") as _handle:
-    _MAIZE = next(row for row in csv.DictReader(_handle) if row["crop"] == "maize")
-COST, YIELD, PRICE = float(_MAIZE["cost_cny_per_mu"]), float(_MAIZE["yield_kg_per_mu"]), float(_MAIZE["price_cny_per_kg"])
+    ECONOMICS = {row["crop"]: (float(row["cost_cny_per_mu"]), float(row["yield_kg_per_mu"]), float(row["price_cny_per_kg"]))
+                 for row in csv.DictReader(_handle)}
+COST, YIELD, PRICE = ECONOMICS["maize"]
 RATE, CAP, STEP = 0.6, 200000.0, 100.0  # seeds/policy.toml [credit]
 M2_PER_MU = 10000 / 15
 
@@ -195,9 +196,6 @@ def test_errors_name_what_is_wrong():
     assert decide("B1", verdicts[:1], POLICY).borrower_id == "B1"
 
 
-with open(Path(__file__).resolve().parents[1] / "seeds" / "crops.csv", encoding="utf-8") as _handle:
-    ECONOMICS = {row["crop"]: (float(row["cost_cny_per_mu"]), float(row["yield_kg_per_mu"]), float(row["price_cny_per_kg"]))
-                 for row in csv.DictReader(_handle)}
 VIGOR_MIN = 0.7  # seeds/policy.toml satellite.vigor_factor_min
 
 
