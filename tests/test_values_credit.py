@@ -151,7 +151,8 @@ def test_the_binding_ceiling_is_named_from_the_limit_now_while_there_is_one():
 def test_cap_applied_names_the_cap():
     decision = decision_of(honest("P1", mu=1000.0, declared_mu=1000.0))
     cap_reason = next(r for r in decision.reasons if r.code == "CAP_APPLIED")
-    assert cap_reason.figures == {"cap": CAP} and cap_reason.severity == "info" and cap_reason.plot_ids == ()
+    assert cap_reason.figures == {"cap": CAP} and isinstance(cap_reason.figures["cap"], float)
+    assert cap_reason.severity == "info" and cap_reason.plot_ids == ()
     assert cap_reason.impact == floor_step(RATE * 1000 * YIELD * PRICE) - CAP
 
 
@@ -271,3 +272,39 @@ def test_explanation_below_the_minimum_limit_with_nothing_verified_now():
     assert "（无作物）" in explain_decision(decision, POLICY, "zh") and "低于最低额度 500 元" in explain_decision(decision, POLICY, "zh")
     with pytest.raises(InputError, match="^unknown language 'fr' \\(expected 'en' or 'zh'\\)$"):
         explain_decision(decision, POLICY, "fr")
+
+
+def test_explanation_branches():
+    # A plain approval: no "if confirmed" clause, no minimum-limit clause.
+    plain = explain_decision(decision_of(honest("P1", mu=10.0, declared_mu=10.0)), POLICY)
+    assert "if the plots under review are confirmed" not in plain and "below the minimum" not in plain
+    # Nothing verified at all: a limit of 0 is not "below the minimum limit" (there is nothing to lend on).
+    nothing = explain_decision(decision_of(honest("P1", mu=10.0, declared_mu=10.0, cropped_mu_at_peak=0.0)), POLICY)
+    assert "below the minimum" not in nothing
+    # A limit of exactly min_limit is lent: no minimum-limit clause either.
+    at_min = decision_of(honest("P1", mu=500 / ECONOMICS["rice"][0], declared_mu=500 / ECONOMICS["rice"][0], crop="rice"))
+    assert at_min.limit == 500.0 and "below the minimum" not in explain_decision(at_min, POLICY)
+    # 0.9 mu verified now (less than one mu): the formula shown is the one of the limit now.
+    small = decision_of(honest("P1", mu=0.9, declared_mu=0.9),
+                        honest("P2", mu=1000.0, declared_mu=1000.0, registered_mu=math.nan))
+    assert f"need {fig(0.9 * COST)} CNY = 0.9 mu × {fig(COST)} CNY/mu" in explain_decision(small, POLICY)
+    # Nothing now, exactly 1 mu if confirmed: the formula shown is the one of the limit if confirmed.
+    one = decision_of(honest("P1", mu=1.0, declared_mu=1.0, registered_mu=math.nan))
+    assert f"need {fig(COST)} CNY = 1 mu × {fig(COST)} CNY/mu" in explain_decision(one, POLICY)
+
+
+def test_explanation_lists_every_plot_and_figure_of_a_reason():
+    decision = decision_of(
+        honest("P1", mu=10.0, declared_mu=10.0),
+        honest("P2", mu=5.0, declared_mu=5.0, cropped_mu_at_peak=0.0),
+        honest("P3", mu=5.0, declared_mu=5.0, cropped_mu_at_peak=0.0),
+        honest("P4", mu=5.0, declared_mu=5.0, overlaps=[
+            {"other_plot_id": "Q8", "other_borrower_id": "B2", "shared_m2": 200.0, "other_drawn_mu": 4.0},
+            {"other_plot_id": "Q9", "other_borrower_id": "B3", "shared_m2": 300.0, "other_drawn_mu": 4.0}]),
+        honest("P5", mu=5.0, declared_mu=5.0, satellite_codes={"NO_COVERAGE": {"acquisitions": 0, "tiles": 3}}))
+    text = explain_decision(decision, POLICY)
+    assert "NOT_CULTIVATED (plots P2, P3): " in text
+    assert "— 300 m² shared with Q8, Q9, lowered" in text
+    # a code without a sentence template lists its figures as "name value" pairs
+    assert "NO_COVERAGE (plots P5): No satellite tile of the season covers the plot; it cannot be verified from " \
+           "space — acquisitions 0, tiles 3, lowered" in text
