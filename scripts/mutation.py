@@ -40,7 +40,8 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agricr
 #: not the next.
 MODULES = {
     "credit": ["tests/test_credit.py", "tests/test_values_credit.py", "tests/test_values_boundaries.py"],
-    "verify": ["tests/test_verify.py", "tests/test_values_verify.py", "tests/test_credit.py", "tests/test_values_credit.py"],
+    "verify": ["tests/test_verify.py", "tests/test_values_verify.py", "tests/test_credit.py",
+               "tests/test_values_credit.py"],
     "zonal": ["tests/test_zonal.py", "tests/test_zonal_sample.py", "tests/test_values_boundaries.py"],
     "plots": ["tests/test_plots.py", "tests/test_plots_cli.py", "tests/test_values_chinese_crs.py"],
     "assess": ["tests/test_assess.py", "tests/test_values_sample.py"],
