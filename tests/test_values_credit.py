@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from _plotfacts import POLICY, honest
+from _values import approx_equal
 from agricredit.credit import compute_terms, decide
 from agricredit.credit import explain as explain_decision
 from agricredit.errors import InputError
@@ -81,24 +82,7 @@ def case():
 
 def test_the_audit_form_of_a_decision(case):
     decision, expected = case
-    got = decision.to_dict()
-    assert list(got) == list(expected)
-    assert _approx_equal(got, expected)
-
-
-def _approx_equal(got, expected, where="decision"):
-    """Equal structures, keys in the same order, floats to 1e-9 (money was rounded to cents on both sides)."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and list(got) == list(expected), (where, list(got), list(expected))
-        return all(_approx_equal(got[k], v, f"{where}.{k}") for k, v in expected.items())
-    if isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), (where, got, expected)
-        return all(_approx_equal(g, e, f"{where}[{i}]") for i, (g, e) in enumerate(zip(got, expected)))
-    if isinstance(expected, float):  # a float, as the JSON audit record writes it ("6700.0", not "6700")
-        assert isinstance(got, float) and got == pytest.approx(expected, abs=1e-9), (where, got, expected)
-        return True
-    assert got == expected, (where, got, expected)
-    return True
+    assert approx_equal(decision.to_dict(), expected, "decision")
 
 
 def test_the_explanations_spell_out_every_figure(case):

@@ -7,13 +7,13 @@ facts and the policy's tolerances, and read back with :meth:`PlotFacts.from_dict
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 
 import pytest
 
 from _plotfacts import POLICY, honest, policy_with
+from _values import approx_equal
 from agricredit.verify import Overlap, PlotFacts, check_plot, plot_contribution, verify_plot, verify_plots
 
 DECLARED_TOLERANCE, VIGOR_MIN = 0.03, 0.7  # seeds/policy.toml
@@ -45,7 +45,7 @@ def test_the_audit_form_of_a_plot_verdict():
         "mu_now": 8.0, "mu_if_confirmed": 8.0, "vigor_factor": VIGOR_MIN,
     }
     got = verdict.to_dict()
-    assert json.dumps(got, sort_keys=False) == json.dumps(expected, sort_keys=False)  # values, types and key order
+    assert approx_equal(got, expected, "verdict")
     # The facts read back from their audit form are the same facts (the overlap completed with the neighbour's area).
     assert PlotFacts.from_dict(got["facts"]) == verdict.facts
 
