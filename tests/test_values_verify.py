@@ -14,7 +14,8 @@ import pytest
 
 from _plotfacts import POLICY, honest, policy_with
 from _values import approx_equal
-from agricredit.verify import Overlap, PlotFacts, check_plot, plot_contribution, verify_plot, verify_plots
+from agricredit.errors import InputError
+from agricredit.verify import Check, Overlap, PlotFacts, check_plot, plot_contribution, verify_plot, verify_plots
 
 DECLARED_TOLERANCE, VIGOR_MIN = 0.03, 0.7  # seeds/policy.toml
 
@@ -157,3 +158,16 @@ def test_a_given_neighbour_area_is_kept_and_the_run_is_logged(caplog):
     assert verdicts[0].facts.overlaps[0].other_drawn_mu == 4.0  # as recorded, not replaced by Q9's 6 mu
     assert verdicts[2].facts.overlaps[0].other_drawn_mu == 10.0  # the mirrored overlap gets P1's drawn area
     assert "verified 3 plots: 1 green, 1 yellow, 1 red" in caplog.messages
+
+
+def test_facts_from_loose_records():
+    with pytest.raises(InputError, match="^P1: unknown plot fact 'colour'$"):
+        PlotFacts.from_dict({"plot_id": "P1", "borrower_id": "B1", "zone": 3, "colour": "red"})
+    facts = PlotFacts.from_dict({"plot_id": "P1", "borrower_id": "B1", "geometry_status": "", "declared_crop": math.nan,
+                                 "overlaps": " ", "satellite_codes": [
+                                     {"code": "LOW_VIGOR", "figures": {"gap": 0.2}}, Check.make("CLOUD_INSUFFICIENT")]})
+    assert facts.geometry_status == "valid" and facts.declared_crop is None and facts.overlaps == ()
+    assert [(c.code, c.figures) for c in facts.satellite_codes] == [("CLOUD_INSUFFICIENT", {}), ("LOW_VIGOR", {"gap": 0.2})]
+    assert PlotFacts.from_dict({"plot_id": "P1", "borrower_id": "B1", "satellite_codes": ""}).satellite_codes == ()
+    reported = verify_plot(honest("P1", drawn_mu=math.nan, satellite_codes=["NOT_CULTIVATED"]), POLICY)
+    assert figures_of(reported, "NOT_CULTIVATED")["drawn_mu"] is None
