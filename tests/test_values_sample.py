@@ -47,6 +47,7 @@ UNIT_TOLERANCE = 0.15
 #: Codes that make a plot add nothing even once confirmed (design §7 / the catalogue's wording).
 ZERO_CODES = {"NOT_CULTIVATED", "TOO_FEW_PIXELS", "GEOMETRY_INVALID"}
 TEST_KEY = "agricredit-values-test-key-0123456789"
+TEST_AUDIT_KEY = "agricredit-values-audit-key-9876543210"  # distinct from the pseudonym key
 # Overlaps between one borrower's plots (issue 10 §2): measured on outlines shrunk by the outline accuracy, flagged
 # above 100 m² or 5 % of the smaller plot; the area a plot shares with the borrower's plots of smaller ID is
 # counted once (taken off the later plot). seeds/policy.toml [area].
@@ -74,7 +75,7 @@ def _mu(area: str, unit: str) -> float:
 
 
 def run_assess(out: Path, case: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AGRICREDIT_PII_KEY": TEST_KEY}
+    env = {**os.environ, "AGRICREDIT_PII_KEY": TEST_KEY, "AGRICREDIT_AUDIT_KEY": TEST_AUDIT_KEY}
     return subprocess.run([sys.executable, "-m", "agricredit", "assess", str(case), "-o", str(out)],
                           capture_output=True, text=True, env=env, cwd=ROOT, check=False)
 
