@@ -200,7 +200,7 @@ def test_limits_never_above_the_cap_and_explained_below_it(plots):
 @pytest.mark.xfail(strict=True, reason="a need-bound borrower below min_limit is DECLINED with no reason code "
                                        "(credit.decide has no code for 'below the minimum limit')")
 def test_a_decline_below_the_minimum_limit_names_a_reason():
-    rice = honest(mu=0.5, crop="rice")  # need 0.5 × 639.5 = 319.75 CNY < capacity; limit 300 < min_limit 500
+    rice = honest(mu=0.5, crop="rice")  # need 0.495 mu × 639.5 ≈ 317 CNY < capacity; limit 300 < min_limit 500
     decision = decide("B1", verify_plots([rice], POLICY), POLICY)
     assert decision.status == "DECLINE" and decision.now.binding == "need"
     assert decision.reason_codes, "an officer reading DECLINE gets no reason"
