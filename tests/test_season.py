@@ -50,7 +50,7 @@ def test_discover_folder_groups_tiles_of_one_date(tile_folder):
 def test_discover_start_end_across_new_year(tile_folder):
     found = acquisitions.discover_acquisitions(tile_folder, start="2022-10-01", end="2023-06-30")
     assert [a.date.isoformat() for a in found] == ["2022-12-15", "2023-01-10"]
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="start 2023-06-30 is after its end 2022-10-01"):
         acquisitions.discover_acquisitions(tile_folder, start="2023-06-30", end="2022-10-01")
 
 
@@ -89,7 +89,7 @@ def test_discover_stac_item_collection(tile_folder):
 
 
 def test_discover_missing_source(tmp_path):
-    with pytest.raises(InputNotFoundError):
+    with pytest.raises(InputNotFoundError, match="nope: no such file or folder"):
         acquisitions.discover_acquisitions([tmp_path / "nope"])
 
 
