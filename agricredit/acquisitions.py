@@ -135,11 +135,21 @@ def _from_stac(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> l
     return found
 
 
-def _from_file(path: Path, *, date: dt.date | None = None, label: str | None = None, **options: Any) -> list[_Found]:
-    """One tile (file, product folder, STAC item or NDVI raster), opened as the zonal engine reads it."""
+def _from_file(path: Path, *, date: dt.date | None = None, label: str | None = None,
+               on_error: Callable[[Path, CorruptInputError], None] | None = None, **options: Any) -> list[_Found]:
+    """One tile (file, product folder, STAC item or NDVI raster), opened as the zonal engine reads it.
+
+    A tile that cannot be opened at all is given to ``on_error`` (and left out) when there is one.
+    """
     from agricredit.zonal import open_tile
 
-    tile = open_tile(path.resolve(), date=date, **options)
+    try:
+        tile = open_tile(path.resolve(), date=date, **options)
+    except CorruptInputError as error:
+        if on_error is None:
+            raise
+        on_error(path.resolve(), error)
+        return []
     product = tile.product
     sensor = label if label is not None else str(getattr(product, "sensor", "") or "")
     return [(dt.date.fromisoformat(tile.date), sensor, path.resolve(), product)]
@@ -171,6 +181,8 @@ def discover_acquisitions(
     source: str | Path | Sequence[str | Path],
     start: dt.date | str | None = None,
     end: dt.date | str | None = None,
+    *,
+    on_error: Callable[[Path, CorruptInputError], None] | None = None,
     **reader_options: Any,
 ) -> list[Acquisition]:
     """Find the acquisitions of a season and group them by date.
@@ -191,6 +203,10 @@ def discover_acquisitions(
         Keep acquisitions on or after ``start`` and on or before ``end``
         (inclusive). A season may cross 1 January: ``start=2022-10-01,
         end=2023-06-30``.
+    on_error
+        Called with the path and the error of a tile that cannot be opened at
+        all (a corrupt file); the tile is left out and discovery goes on
+        (per-record isolation, design §9). Without it the error stops the run.
     **reader_options
         Passed to :func:`agricredit.raster.open_product` (``sensor``,
         ``processing_baseline``, ``mask_classes`` ...) for every product.
@@ -209,6 +225,8 @@ def discover_acquisitions(
     def keep(date: dt.date) -> bool:
         return not ((start_date and date < start_date) or (end_date and date > end_date))
 
+    if on_error is not None:
+        reader_options = {**reader_options, "on_error": on_error}
     found: list[_Found] = []
     for item in sources:
         path = Path(item)

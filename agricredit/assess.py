@@ -311,8 +311,13 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if good.empty:
         counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
         raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
-    acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end,
-                                         **({"sensor": case.sensor} if case.sensor else {}))
+    # A tile that cannot even be opened has no known footprint or date: it is listed and the season is judged
+    # on the other tiles (thin evidence then goes to review). One whose pixels cannot be read holds its plots.
+    unopened: dict[str, str] = {}
+    acquisitions = discover_acquisitions(
+        list(case.tiles), case.start, case.end,
+        on_error=None if strict else lambda path, error: unopened.setdefault(str(path), error.message),
+        **({"sensor": case.sensor} if case.sensor else {}))
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
@@ -321,8 +326,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
     long_table = observation_table(good, acquisitions, on_error=on_error, progress=count_dates)
     unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
-    if unreadable:
-        rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, (_, why) in unreadable.items()]
+    unread = {**unopened, **{path: why for path, (_, why) in unreadable.items()}}
+    if unread:
+        rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, why in sorted(unread.items())]
     if long_table.empty:
         raise InputError(f"no tile of the season ({', '.join(map(str, case.tiles))}) covers any plot "
                          f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)

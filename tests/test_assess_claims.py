@@ -303,6 +303,22 @@ def test_corrupt_tile_among_many_holds_only_the_plots_under_it(tmp_path):
         run_assessment(load_case(folder / "case.toml"), KEY, strict=True)
 
 
+def test_tile_that_cannot_be_opened_is_listed_and_the_run_completes(tmp_path):
+    folder = tmp_path / "case"
+    shutil.copytree(SAMPLE, folder)
+    tile = folder / "season" / "S2_L2A_SIM_20230620.tif"
+    tile.write_bytes(b"not a GeoTIFF at all" * 100)  # no header: no footprint, no date
+    assessment = run_assessment(load_case(folder / "case.toml"), KEY)
+    (entry,) = assessment.rejected["TILE_UNREADABLE"]
+    assert entry.startswith(f"{tile.name}: ") and "cannot open raster" in entry
+    assert not any("TILE_UNREADABLE" in v.codes for v in assessment.verdicts)  # its footprint is unknown
+    used = sorted(role.split("/")[-1] for role in assessment.inputs if role.startswith("tile:"))
+    assert len(used) == 9 and tile.name not in used  # the run went on with the other nine dates
+    assert len(assessment.decisions) == 120
+    with pytest.raises(CorruptInputError, match="cannot open raster"):
+        run_assessment(load_case(folder / "case.toml"), KEY, strict=True)
+
+
 def test_audit_records_of_held_borrowers_replay_exactly(awkward):
     from agricredit.audit import replay
 
