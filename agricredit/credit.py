@@ -6,8 +6,7 @@
 crop's economics from ``seeds/crops.csv``. Where a plot carries
 OWN_YIELD_HISTORY (:mod:`agricredit.chain`: the borrower's own sales of
 earlier seasons), capacity uses that check's ``yield_kg_per_mu`` for the crop
-instead of the table's (its counterfactual, and SALES_BELOW_EXPECTED_YIELD's,
-restores the table yield). Two scenarios are computed: *now*
+instead of the table's (its counterfactual restores the table yield). Two scenarios are computed: *now*
 (plots under review add nothing) and *if confirmed* (they add their verified
 area). A limit below the policy's ``min_limit`` is offered as 0.
 
@@ -47,8 +46,11 @@ from agricredit.verify import Check, PlotVerdict, plot_contribution
 __all__ = ["CropLine", "Terms", "Reason", "Decision", "compute_terms", "decide", "decide_all", "explain", "MAX_REASONS"]
 
 MAX_REASONS = 4
-#: Codes whose counterfactual restores the table yield in capacity.
-_OWN_YIELD_CODES = frozenset({"OWN_YIELD_HISTORY", "SALES_BELOW_EXPECTED_YIELD"})
+#: Chain evidence sources (:func:`agricredit.chain.chain_checks`) in plain words.
+_CHAIN_SOURCES = {"input:seed": ("seed bought", "种子购买"), "input:fertiliser": ("fertiliser bought", "化肥购买"),
+                  "service:plough": ("ploughing", "耕地作业"), "service:sow": ("sowing", "播种作业"),
+                  "service:harvest": ("harvest", "收获作业"), "plough": ("ploughing", "耕地作业"),
+                  "sow": ("sowing", "播种作业"), "harvest": ("harvest", "收获作业")}
 _SEVERITY_RANK = {"review": 0, "reduce": 1, "info": 2}
 
 
@@ -189,7 +191,7 @@ def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[st
                hold_all: bool = False) -> tuple[Terms, Terms]:
     """The now and if-confirmed terms; ``hold_all`` (a borrower-level review) makes every plot add 0 now."""
     now, confirmed = [], []
-    own_yields = {} if ignore & _OWN_YIELD_CODES else {
+    own_yields = {} if "OWN_YIELD_HISTORY" in ignore else {
         v.facts.declared_crop: c.figures["yield_kg_per_mu"] for v in verdicts for c in v.checks
         if c.code == "OWN_YIELD_HISTORY"}
     for verdict in verdicts:
@@ -414,11 +416,16 @@ def _detail(reason: Reason, lang: str) -> str:
     if reason.code == "CHAIN_CORROBORATED":
         figures["partner_count"] = _num(len(reason.figures["partners"]))
         figures["settled"] = ", ".join(item["code"] for item in reason.figures["settled"]) or "-"
-    if reason.code == "CROP_MISMATCH" and lang == "zh":
+    if lang == "zh":
         crops = load_crops()
-        for key in ("declared_crop", "best_crop"):
+        for key in ("declared_crop", "best_crop", "chain_crop"):
             if reason.figures.get(key) in crops:
                 figures[key] = crops[reason.figures[key]].name_zh
+    index = 1 if lang == "zh" else 0
+    if "sources" in reason.figures:
+        figures["sources"] = ", ".join(_CHAIN_SOURCES.get(s, (s, s))[index] for s in reason.figures["sources"])
+    if reason.code == "MACHINERY_AREA_MISMATCH":
+        figures["service"] = _CHAIN_SOURCES.get(reason.figures["service"], (figures["service"],) * 2)[index]
     template = _DETAILS[lang].get(reason.code)
     try:
         if template is not None:
