@@ -138,7 +138,10 @@ class Case:
     customer_map: Path | None = None
 
     def encoding_of(self, table: str) -> str | None:
-        """The text encoding of ``table``'s CSV (``registry``, ``declarations``, ``borrowers``, a chain table); ``None``: detect."""
+        """The text encoding of ``table``'s CSV (``registry``, ``declarations``, ``borrowers``, a chain table).
+
+        ``None``: detect it.
+        """
         return self.encodings.get(table, self.encodings.get("*"))
 
     def input_paths(self) -> list[Path]:
@@ -168,10 +171,11 @@ def load_case(path: str | Path) -> Case:
         ``registry``, ``declarations``, ``borrowers``, optional ``policy`` and
         ``crop_model`` (a folder from ``agricredit train-crop``), optional
         industry-chain tables ``input_purchases``, ``machinery``, ``sales``
-        and ``customer_map`` (:mod:`agricredit.chain`); relative to the file) and optional ``[options]`` (``id_field``,
-        ``plots_crs``, ``encoding`` (of every table), ``start``, ``end``,
-        ``sensor``) and optional ``[tables.NAME]`` with the ``encoding`` of
-        one table (``registry``, ``declarations``, ``borrowers``), e.g.
+        and ``customer_map`` (:mod:`agricredit.chain`); relative to the
+        file) and optional ``[options]`` (``id_field``, ``plots_crs``,
+        ``encoding`` (of every table), ``start``, ``end``, ``sensor``) and
+        optional ``[tables.NAME]`` with the ``encoding`` of one table
+        (``registry``, ``declarations``, ``borrowers`` or a chain table), e.g.
         ``[tables.registry] encoding = "gbk"``.
 
     Returns

@@ -72,7 +72,7 @@ import functools
 import math
 import os
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,13 +92,14 @@ __all__ = ["KINDS", "MASS_UNITS", "AREA_UNITS", "SETTLEABLE", "ChainTables", "Pl
 #: The chain tables, by case-file key.
 KINDS = ("input_purchases", "machinery", "sales")
 #: Kilograms per unit of mass (斤 = 0.5 kg by the 1959 market-unit reform; 1 t = 1000 kg).
-MASS_UNITS: Mapping[str, float] = {"kg": 1.0, "公斤": 1.0, "千克": 1.0, "t": 1000.0, "吨": 1000.0, "jin": 0.5, "斤": 0.5}
+MASS_UNITS: Mapping[str, float] = {"kg": 1.0, "公斤": 1.0, "千克": 1.0, "t": 1000.0, "吨": 1000.0,
+                                   "jin": 0.5, "斤": 0.5}
 #: Mu per unit of area serviced (1 ha = 15 mu).
 AREA_UNITS: Mapping[str, float] = {"mu": 1.0, "亩": 1.0, "ha": float(MU_PER_HA), "hectare": float(MU_PER_HA),
                                    "公顷": float(MU_PER_HA)}
 _ITEMS = {
-    "input_purchases": ("input", {"seed": "seed", "种子": "seed", "fertiliser": "fertiliser", "fertilizer": "fertiliser",
-                                  "化肥": "fertiliser", "肥料": "fertiliser"}),
+    "input_purchases": ("input", {"seed": "seed", "种子": "seed", "fertiliser": "fertiliser",
+                                  "fertilizer": "fertiliser", "化肥": "fertiliser", "肥料": "fertiliser"}),
     "machinery": ("service", {"plough": "plough", "plow": "plough", "tillage": "plough", "耕地": "plough",
                               "翻耕": "plough", "旋耕": "plough", "sow": "sow", "sowing": "sow", "播种": "sow",
                               "harvest": "harvest", "收获": "harvest", "机收": "harvest"}),
@@ -110,7 +111,6 @@ CUSTOMER_MAP_COLUMNS = ("partner_id", "customer_id", "borrower_id")
 SETTLEABLE = frozenset({"CROP_MISMATCH", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "TILE_UNREADABLE"})
 #: Chain codes against a plot: any of them rules out corroboration.
 _AGAINST = ("INPUTS_BELOW_DECLARED", "CHAIN_OTHER_CROP", "MACHINERY_AREA_MISMATCH")
-_SERVICES = ("plough", "sow", "harvest")
 
 
 @functools.cache
@@ -419,7 +419,8 @@ def chain_facts(tables: ChainTables, plots: Iterable[PlotRef], season: int, part
             "verified_mu": math.fsum(p.verified_mu for p in members),
             "inputs": [{"partner": p, "crop": c, "input": i, "kg": kg, "kg_per_mu": norms[c, i], "mu": kg / norms[c, i]}
                        for (p, c, i), kg in sorted(inputs.items())],
-            "machinery": [{"partner": p, "crop": c, "service": s, "mu": mu} for (p, c, s), mu in sorted(services.items())],
+            "machinery": [{"partner": p, "crop": c, "service": s, "mu": mu}
+                          for (p, c, s), mu in sorted(services.items())],
             "sales": [{**entry, "partners": sorted(entry["partners"])} for _, entry in sorted(sales.items())],
         }
         for plot in members:
@@ -429,21 +430,23 @@ def chain_facts(tables: ChainTables, plots: Iterable[PlotRef], season: int, part
 
 # --------------------------------------------------------------------------- checks
 
+def _evidence(group: Mapping[str, Any]) -> list[tuple[str, str, str, float]]:
+    """Every purchase and service of a group as ``(partner, crop, source, mu)`` (source ``input:seed``, ``service:sow`` ...)."""
+    return ([(r["partner"], r["crop"], f"input:{r['input']}", r["mu"]) for r in group["inputs"]]
+            + [(r["partner"], r["crop"], f"service:{r['service']}", r["mu"]) for r in group["machinery"]])
+
+
 def _best_by_crop(group: Mapping[str, Any], partner: str | None = None) -> dict[str, tuple[float, list[str]]]:
-    """Crop → (largest area any one kind of evidence gives it, the sources), optionally of one partner only.
+    """Crop → (largest area any one kind of evidence gives it, that source), optionally of one partner only.
 
     Purchases of one input add up across partners; so do services of one kind;
     the crop's area is the largest of these sums (seed and fertiliser, or
     ploughing and harvest, are two views of one area, not two areas).
     """
     sums: dict[tuple[str, str], float] = {}
-    for row in group["inputs"]:
-        if partner is None or row["partner"] == partner:
-            sums[row["crop"], f"input:{row['input']}"] = sums.get((row["crop"], f"input:{row['input']}"), 0.0) + row["mu"]
-    for row in group["machinery"]:
-        if partner is None or row["partner"] == partner:
-            key = (row["crop"], f"service:{row['service']}")
-            sums[key] = sums.get(key, 0.0) + row["mu"]
+    for who, crop, source, mu in _evidence(group):
+        if partner is None or who == partner:
+            sums[crop, source] = sums.get((crop, source), 0.0) + mu
     best: dict[str, tuple[float, list[str]]] = {}
     for (crop, source), mu in sorted(sums.items()):
         if mu > best.get(crop, (-1.0, []))[0]:
@@ -484,7 +487,8 @@ def chain_checks(group: Mapping[str, Any], prior: Mapping[str, tuple[str, Mappin
         if implied_mu < rules.inputs_min_share * declared:
             found.append(("INPUTS_BELOW_DECLARED", {
                 "implied_mu": implied_mu, "declared_mu": declared, "min_share": rules.inputs_min_share,
-                "by_input": dict(sorted(implied.items())), "partners": sorted({r["partner"] for r in group["inputs"]})}))
+                "by_input": dict(sorted(implied.items())),
+                "partners": sorted({r["partner"] for r in group["inputs"]})}))
     best = _best_by_crop(group)
     others = sorted(((mu, c, sources) for c, (mu, sources) in best.items() if c != crop), reverse=True)
     if others and others[0][0] >= rules.other_crop_min_share * verified:
@@ -493,9 +497,11 @@ def chain_checks(group: Mapping[str, Any], prior: Mapping[str, tuple[str, Mappin
             "declared_crop": crop, "chain_crop": other, "chain_mu": mu, "sources": sources, "verified_mu": verified,
             "min_share": rules.other_crop_min_share, "satellite_best_crop": best_crop,
             "supports_crop_mismatch": "CROP_MISMATCH" in prior and best_crop == other}))
-    serviced = {service: math.fsum(r["mu"] for r in group["machinery"] if r["crop"] == crop and r["service"] == service)
-                for service in _SERVICES if any(r["crop"] == crop and r["service"] == service for r in group["machinery"])}
-    off = [(abs(mu - verified), service, mu) for service, mu in serviced.items()
+    serviced: dict[str, float] = {}
+    for row in group["machinery"]:
+        if row["crop"] == crop:
+            serviced[row["service"]] = serviced.get(row["service"], 0.0) + row["mu"]
+    off = [(abs(mu - verified), service, mu) for service, mu in sorted(serviced.items())
            if abs(mu - verified) > rules.machinery_tolerance * verified]
     if off:
         _, service, mu = max(off)
@@ -505,7 +511,7 @@ def chain_checks(group: Mapping[str, Any], prior: Mapping[str, tuple[str, Mappin
     if any(code in _AGAINST for code, _ in found):
         return found, frozenset()
     confirming = {}
-    for partner in sorted({r["partner"] for r in group["inputs"]} | {r["partner"] for r in group["machinery"]}):
+    for partner in sorted({who for who, _, _, _ in _evidence(group)}):
         own = _best_by_crop(group, partner)
         if crop in own and own[crop][0] >= rules.corroboration_min_share * verified and set(own) == {crop}:
             confirming[partner] = own[crop][0]

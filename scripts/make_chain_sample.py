@@ -29,8 +29,9 @@ from agricredit.outputs import atomic_path  # noqa: E402
 SAMPLE = ROOT / "sample_tiles"
 OUT = SAMPLE / "chain"
 
-CASE = """# The bundled sample with the industry-chain tables (issue 15): `agricredit assess sample_tiles/case_chain.toml`.
-# Paths are relative to this file. Built by scripts/make_chain_sample.py.
+CASE = """# The bundled sample with the industry-chain tables (issue 15):
+# `agricredit assess sample_tiles/case_chain.toml`. Paths are relative to this file.
+# Built by scripts/make_chain_sample.py.
 [inputs]
 plots = "plots.geojson"
 tiles = ["season/manifest.csv"]

@@ -87,7 +87,8 @@ def test_bad_rows_are_set_aside_one_by_one(tmp_path):
     reasons = dict(zip(table["source_row"], table["problem"]))
     assert reasons[2] == ""
     assert reasons[3].startswith("date:") and reasons[4].startswith("crop:") and reasons[5].startswith("input:")
-    assert reasons[6].startswith("quantity:") and reasons[7].startswith("unit:") and reasons[8].startswith("borrower_id:")
+    assert reasons[6].startswith("quantity:") and reasons[7].startswith("unit:")
+    assert reasons[8].startswith("borrower_id:")
     with pytest.raises(SchemaError) as raised:
         read_chain_table(path, "input_purchases")
     assert str(path) in str(raised.value) and "row 3" in str(raised.value)
@@ -245,8 +246,8 @@ def test_rows_reach_the_groups_they_speak_for():
                           ("G", "B1", "2019-11-01", "maize", "", 1000.0, "", ""),   # 2019 < 2023 - 3: too old
                           ("G", "B1", "2021-05-01", "maize", "", 500.0, "", "2021")],
                          columns=rows.columns)
-    tables = ChainTables(input_purchases=rows.loc[rows["item"] == "seed"], machinery=rows.loc[rows["item"] == "harvest"],
-                         sales=sales)
+    tables = ChainTables(input_purchases=rows.loc[rows["item"] == "seed"],
+                         machinery=rows.loc[rows["item"] == "harvest"], sales=sales)
     plots = [PlotRef("P1", "B1", "maize", 10.0, 9.0), PlotRef("P2", "B1", "maize", 5.0, 5.0),
              PlotRef("P3", "B1", "wheat", 3.0, 3.0)]
     facts = chain_facts(tables, plots, 2023, lambda p: f"p_{p}", POLICY)
@@ -307,3 +308,25 @@ def test_chain_section_is_optional_and_validated(tmp_path):
         load_policy(write(tmp_path / "c.toml", text.replace("sales_seasons = 3\n", "")))
     with pytest.raises(PolicyError, match="sales_min_seasons must not exceed"):
         load_policy(write(tmp_path / "d.toml", text.replace("sales_min_seasons = 2", "sales_min_seasons = 4")))
+
+
+# --------------------------------------------------------------------------- case file and options
+
+def test_case_file_and_options_name_the_chain_tables(tmp_path):
+    from agricredit.assess import load_case
+    from agricredit.cli.options import resolve_case, sample_only
+
+    sample = DEFAULT_POLICY_PATH.parents[1] / "sample_tiles"
+    chain = load_case(sample / "case_chain.toml")
+    assert chain.chain_paths() == {name: sample / "chain" / f"{name}.csv"
+                                   for name in ("input_purchases", "machinery", "sales", "customer_map")}
+    assert set(chain.chain_paths().values()) <= set(chain.input_paths())
+    plain = resolve_case(sample / "case.toml", False, {"sales": sample / "chain" / "sales.csv"})
+    assert plain.chain_paths() == {"sales": sample / "chain" / "sales.csv"}
+    assert not sample_only(True, {"machinery": sample / "chain" / "machinery.csv"})  # no demo keys for real partners
+    inputs = {name: sample / f"{name}.csv" for name in ("registry", "declarations", "borrowers")}
+    lines = ["[inputs]", f'plots = "{sample / "plots.geojson"}"', f'tiles = "{sample / "season"}"',
+             *(f'{name} = "{path}"' for name, path in inputs.items()),
+             f'machinery = "{sample / "chain" / "machinery.csv"}"', "[tables.machinery]", 'encoding = "gbk"']
+    (tmp_path / "case.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load_case(tmp_path / "case.toml").encoding_of("machinery") == "gbk"
