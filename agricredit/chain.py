@@ -23,9 +23,11 @@ Units: masses in ``kg`` (公斤, 千克), ``t`` (吨, 1000 kg) or ``jin`` (斤,
 ``seeds/chain_norms.csv``.
 
 Seasons (harvest years, as :meth:`agricredit.seeds.Crop.season_window`): a
-purchase or service belongs to the first season of its crop that ends at most
-``season_grace_days`` before it; a sale to the last season that ended at most
-``season_grace_days`` after it; a ``season`` column overrides both.
+purchase or service belongs to the first season of its crop that ends no
+earlier than ``season_grace_days`` before it (seed bought in winter for the
+spring); a sale to the last season that ends no later than
+``season_grace_days`` after it (grain sold in winter is last autumn's); a
+``season`` column overrides both.
 
 Which plots a row speaks for: a row naming ``plot_ids`` speaks for the
 declared-crop groups of those plots (a group: the borrower's assessed plots
@@ -310,7 +312,7 @@ def read_chain_tables(paths: Mapping[str, Path | None], encoding_of: Callable[[s
 # --------------------------------------------------------------------------- seasons
 
 def purchase_season(date: dt.date, crop: str, grace_days: int) -> int:
-    """Harvest year of the first season of ``crop`` that ends at most ``grace_days`` before ``date``."""
+    """Harvest year of the first season of ``crop`` that ends no earlier than ``grace_days`` before ``date``."""
     year = date.year - 1
     while load_crops()[crop].season_window(year)[1] + dt.timedelta(days=grace_days) < date:
         year += 1
@@ -318,7 +320,7 @@ def purchase_season(date: dt.date, crop: str, grace_days: int) -> int:
 
 
 def sale_season(date: dt.date, crop: str, grace_days: int) -> int:
-    """Harvest year of the last season of ``crop`` that ended at most ``grace_days`` after ``date``."""
+    """Harvest year of the last season of ``crop`` that ends no later than ``grace_days`` after ``date``."""
     year = date.year + 1
     while load_crops()[crop].season_window(year)[1] > date + dt.timedelta(days=grace_days):
         year -= 1
