@@ -330,3 +330,10 @@ def test_case_file_and_options_name_the_chain_tables(tmp_path):
              f'machinery = "{sample / "chain" / "machinery.csv"}"', "[tables.machinery]", 'encoding = "gbk"']
     (tmp_path / "case.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert load_case(tmp_path / "case.toml").encoding_of("machinery") == "gbk"
+
+
+def test_a_table_without_borrower_or_customer_column_is_one_clear_error(tmp_path):
+    path = write(tmp_path / "sales.csv", "partner_id,date,crop,quantity,unit\nG1,2022-11-01,maize,1,t\n")
+    with pytest.raises(SchemaError) as raised:
+        read_chain_table(path, "sales", isolate=True)
+    assert str(path) in str(raised.value) and "borrower_id" in str(raised.value) and "\n" not in str(raised.value)

@@ -175,3 +175,14 @@ def test_replay_reproduces_every_chain_decision(assessed, tmp_path):
     changed = _replay("--inputs", tmp_path / "case" / "case_chain.toml", audit)
     assert changed.exit_code == 1
     assert "inputs.sales: recorded" in changed.stdout and "plots[P0214].facts.chain" in changed.stdout
+
+
+def test_a_bad_chain_row_is_set_aside_and_the_run_goes_on(runs, tmp_path):
+    shutil.copytree(SAMPLE, tmp_path / "case")
+    sales = tmp_path / "case" / "chain" / "sales.csv"
+    sales.write_text(sales.read_text(encoding="utf-8") + "GRAIN-XX-01,C-0412,2022-12-01,maize,5,bags\n",
+                     encoding="utf-8")
+    assessment = run_assessment(load_case(tmp_path / "case" / "case_chain.toml"), TEST_PII_KEY)
+    assert "sales.csv row 5 unit: not a known unit (expected one of kg, 公斤, 千克, t, 吨, jin, 斤)" in \
+        assessment.rejected["BAD_TABLE_ROW"]
+    assert assessment.decisions == runs[0].decisions
