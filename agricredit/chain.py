@@ -39,9 +39,11 @@ once any review is settled).
 
 Checks (policy ``[chain]``; codes in ``seeds/reason_codes.csv``):
 
-* ``INPUTS_BELOW_DECLARED`` (review): the borrower has purchases in the season
-  and the area they imply for the declared crop (the larger of the seed- and
-  the fertiliser-implied mu) is below ``inputs_min_share`` × declared mu.
+* ``INPUTS_BELOW_DECLARED`` (review): the group has purchases in the season
+  (for any crop) and the area they imply for the declared crop (the larger of
+  the seed- and the fertiliser-implied mu, each summed over partners) is below
+  ``inputs_min_share`` × the group's declared mu. A group without purchases
+  gets no code: the farmer may buy from a shop that shares no data.
 * ``CHAIN_OTHER_CROP`` (review): inputs or services for another crop cover at
   least ``other_crop_min_share`` × verified mu. Its figures say whether it
   agrees with the satellite (``CROP_MISMATCH`` with that crop as best fit): it
