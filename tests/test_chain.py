@@ -1,7 +1,7 @@
 """Industry-chain tables and checks (agricredit.chain), against hand computations.
 
 Conversion factors written here, independently of the code: 1 t = 1000 kg, 1 斤 = 0.5 kg,
-1 ha = 15 mu; norms of seeds/chain_norms.csv: maize seed 2.5 kg/mu, wheat seed 12.5 kg/mu,
+1 ha = 15 mu; norms of seeds/chain_norms.csv: maize seed 2.5 kg/mu, wheat seed 10 kg/mu,
 maize fertiliser 50 kg/mu. Table yield of maize 439.4 kg/mu (seeds/crops.csv, NBS-2024).
 """
 
@@ -23,7 +23,7 @@ from agricredit.seeds import DEFAULT_POLICY_PATH
 from agricredit.verify import Check, PlotFacts, verify_plot
 
 POLICY = load_policy()
-MAIZE_SEED, WHEAT_SEED, MAIZE_FERTILISER, MAIZE_YIELD = 2.5, 12.5, 50.0, 439.4
+MAIZE_SEED, WHEAT_SEED, MAIZE_FERTILISER, MAIZE_YIELD = 2.5, 10.0, 50.0, 439.4
 
 
 def write(path, text, encoding="utf-8"):

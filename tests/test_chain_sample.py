@@ -2,7 +2,7 @@
 
 Each planted case gets its code and figures, and every limit equals a hand computation written here
 with the conversion factors (1 t = 1000 kg, 1 斤 = 0.5 kg, 1 ha = 15 mu; seed norms maize 2.5 and
-wheat 12.5 kg/mu) and the crop table's figures (cost CNY/mu, yield kg/mu, price CNY/kg) typed in.
+wheat 10 kg/mu) and the crop table's figures (cost CNY/mu, yield kg/mu, price CNY/kg) typed in.
 Outputs are written to tmp_path; the sealed audit is replayed with the command line.
 """
 
@@ -107,7 +107,7 @@ def test_two_partners_clear_a_cloudy_review(runs):
     corroborated = check(verdicts["P0231"], "CHAIN_CORROBORATED").figures
     assert [item["code"] for item in corroborated["settled"]] == ["CLOUD_INSUFFICIENT"]
     # the harvest's mu and the seed's 斤 -> kg -> mu, in the order of the partners' pseudonyms
-    assert sorted(corroborated["partner_mu"]) == pytest.approx([22.79, 569.8 * 0.5 / 12.5])
+    assert sorted(corroborated["partner_mu"]) == pytest.approx([22.79, 455.8 * 0.5 / 10.0])
     assert "CLOUD_INSUFFICIENT" not in verdicts["P0231"].codes and verdicts["P0231"].light == "green"
     lines = [("soybean", verdicts["P0228"].verified_mu), ("wheat", verdicts["P0231"].verified_mu)]
     assert decision.status == "APPROVE" and decision.limit == decision.limit_if_confirmed == limit(lines)
