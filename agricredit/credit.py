@@ -6,9 +6,10 @@
 crop's economics from ``seeds/crops.csv``. Where a plot carries
 OWN_YIELD_HISTORY (:mod:`agricredit.chain`: the borrower's own sales of
 earlier seasons), capacity uses that check's ``yield_kg_per_mu`` for the crop
-instead of the table's (its counterfactual restores the table yield). Two scenarios are computed: *now*
-(plots under review add nothing) and *if confirmed* (they add their verified
-area). A limit below the policy's ``min_limit`` is offered as 0.
+instead of the table's (its counterfactual restores the table yield). Two
+scenarios are computed: *now* (plots under review add nothing) and *if
+confirmed* (they add their verified area). A limit below the policy's
+``min_limit`` is offered as 0.
 
 Status: REVIEW when any plot or the borrower has a review-severity code (a
 person decides); otherwise DECLINE when the limit is below ``min_limit``;
@@ -49,8 +50,7 @@ MAX_REASONS = 4
 #: Chain evidence sources (:func:`agricredit.chain.chain_checks`) in plain words.
 _CHAIN_SOURCES = {"input:seed": ("seed bought", "种子购买"), "input:fertiliser": ("fertiliser bought", "化肥购买"),
                   "service:plough": ("ploughing", "耕地作业"), "service:sow": ("sowing", "播种作业"),
-                  "service:harvest": ("harvest", "收获作业"), "plough": ("ploughing", "耕地作业"),
-                  "sow": ("sowing", "播种作业"), "harvest": ("harvest", "收获作业")}
+                  "service:harvest": ("harvest", "收获作业")}
 _SEVERITY_RANK = {"review": 0, "reduce": 1, "info": 2}
 
 
@@ -425,7 +425,7 @@ def _detail(reason: Reason, lang: str) -> str:
     if "sources" in reason.figures:
         figures["sources"] = ", ".join(_CHAIN_SOURCES.get(s, (s, s))[index] for s in reason.figures["sources"])
     if reason.code == "MACHINERY_AREA_MISMATCH":
-        figures["service"] = _CHAIN_SOURCES.get(reason.figures["service"], (figures["service"],) * 2)[index]
+        figures["service"] = _CHAIN_SOURCES[f"service:{reason.figures['service']}"][index]
     template = _DETAILS[lang].get(reason.code)
     try:
         if template is not None:

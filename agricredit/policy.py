@@ -40,8 +40,7 @@ from agricredit.errors import InputNotFoundError, PolicyError
 from agricredit.seeds import DEFAULT_POLICY_PATH
 
 __all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "ChainPolicy", "load_policy",
-           "policy_from_record",
-           "canonical_policy_text"]
+           "policy_from_record", "canonical_policy_text"]
 
 INF = math.inf
 
