@@ -337,3 +337,14 @@ def test_a_table_without_borrower_or_customer_column_is_one_clear_error(tmp_path
     with pytest.raises(SchemaError) as raised:
         read_chain_table(path, "sales", isolate=True)
     assert str(path) in str(raised.value) and "borrower_id" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_explanations_spell_the_chain_figures_out():
+    plot = dataclasses.replace(facts(machinery=[("coop", "maize", "harvest", 120.0), ("coop", "soybean", "sow", 60.0)]),
+                               satellite_codes=())
+    decision = decide("b_1", [verify_plot(plot, POLICY)], POLICY)
+    assert decision.status == "REVIEW" and decision.limit == 0.0
+    english, chinese = explain(decision, POLICY), explain(decision, POLICY, "zh")
+    assert "harvest 120 mu vs verified 100 mu, beyond ±15%" in english
+    assert "60 mu of soybean (sowing) against declared maize" in english
+    assert "收获作业 120 亩，核实 100 亩，超出 ±15%" in chinese and "大豆 60 亩（播种作业），申报 玉米" in chinese
