@@ -249,8 +249,11 @@ def _borrower_of(raw: Any, row: int, rec: dict[str, str], customers: Mapping[tup
 
 
 def _iso_date(raw: Any, row: int, text: str) -> str:
+    """``YYYY-MM-DD`` (an Excel date cell reads as ``YYYY-MM-DDT00:00:00``)."""
     try:
-        return dt.date.fromisoformat(text[:10]).isoformat() if text else ""
+        if not text:
+            return ""
+        return (dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text).date()).isoformat()
     except ValueError:
         _problem(raw, row, "date", "not a date (YYYY-MM-DD)")
         return ""
@@ -372,7 +375,7 @@ def chain_facts(tables: ChainTables, plots: Iterable[PlotRef], season: int, part
     dict
         ``(borrower ID, plot ID)`` → the group's evidence (JSON-ready, partners pseudonymous):
         ``season, crop, plot_ids, declared_mu, verified_mu, inputs, machinery,
-        sales``; only plots whose borrower has at least one chain row.
+        sales``; only the plots of groups some row speaks for.
     """
     groups: dict[tuple[str, str], list[PlotRef]] = {}
     for plot in plots:

@@ -68,6 +68,9 @@ def test_gbk_xlsx_and_parquet_read_like_utf8(tmp_path):
     # Sorted by partner and date; 2 ha = 30 mu.
     assert utf8["amount"].tolist() == [12.5, 2 * 15.0] and utf8["item"].tolist() == ["plough", "harvest"]
     assert utf8["plot_ids"].tolist() == ["", "P1;P2"]
+    frame["date"] = pd.to_datetime(frame["date"])  # real Excel date cells
+    frame.to_excel(tmp_path / "dated.xlsx", index=False)
+    assert read_chain_table(tmp_path / "dated.xlsx", "machinery")["date"].tolist() == ["2023-04-01", "2023-06-12"]
 
 
 BAD = """partner_id,borrower_id,date,crop,input,quantity,unit
