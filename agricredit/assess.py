@@ -38,6 +38,7 @@ import rasterio.transform
 import shapely
 
 from agricredit import __version__
+from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
 from agricredit.audit import AuditKey, audit_record, write_audit
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all, explain
@@ -58,8 +59,8 @@ from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATU
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PersonalDataGuard, PseudonymKey, check_allowed_fields, pseudonym, pseudonymise_borrowers
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
-from agricredit.season import assess_season, discover_acquisitions, observation_table, season_options, tile_hashes
-from agricredit.seeds import crop_aliases
+from agricredit.season import assess_season, resolve_region, season_options
+from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
@@ -136,6 +137,7 @@ class Case:
     machinery: Path | None = None
     sales: Path | None = None
     customer_map: Path | None = None
+    region: str | None = None  # a region of seeds/regions.csv whose crop calendars apply (None: the policy's)
 
     def encoding_of(self, table: str) -> str | None:
         """The text encoding of ``table``'s CSV (``registry``, ``declarations``, ``borrowers``, a chain table).
@@ -157,7 +159,7 @@ class Case:
 _CHAIN_INPUTS = ("input_purchases", "machinery", "sales", "customer_map")
 _CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model", *_CHAIN_INPUTS}
 _OPTIONAL_INPUTS = {"policy", "crop_model", *_CHAIN_INPUTS}
-_CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end", "sensor"}
+_CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end", "sensor", "region"}
 _CASE_TABLES = ("registry", "declarations", "borrowers", *_CHAIN_INPUTS)
 
 
@@ -173,10 +175,11 @@ def load_case(path: str | Path) -> Case:
         industry-chain tables ``input_purchases``, ``machinery``, ``sales``
         and ``customer_map`` (:mod:`agricredit.chain`); relative to the
         file) and optional ``[options]`` (``id_field``, ``plots_crs``,
-        ``encoding`` (of every table), ``start``, ``end``, ``sensor``) and
-        optional ``[tables.NAME]`` with the ``encoding`` of one table
-        (``registry``, ``declarations``, ``borrowers`` or a chain table), e.g.
-        ``[tables.registry] encoding = "gbk"``.
+        ``encoding`` (of every table), ``start``, ``end``, ``sensor``,
+        ``region``: a region of ``seeds/regions.csv`` whose crop calendars
+        apply, overriding the policy's) and optional ``[tables.NAME]`` with
+        the ``encoding`` of one table (``registry``, ``declarations``,
+        ``borrowers`` or a chain table), e.g. ``[tables.registry] encoding = "gbk"``.
 
     Returns
     -------
@@ -220,6 +223,7 @@ def load_case(path: str | Path) -> Case:
         start=_as_date(options.get("start"), path, "options.start"),
         end=_as_date(options.get("end"), path, "options.end"),
         sensor=options.get("sensor"),
+        region=options.get("region"),
     )
 
 
@@ -332,14 +336,23 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                          f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
 
     _stage(progress, "season: phenology, crop fit, vigor")
+    # One row per declared crop season (optional ``season`` column): "crop" or "crop:slot"; a contested plot
+    # takes the crops of the declarant the claims step chose.
+    seasons = declarations["season"] if "season" in declarations else [""] * len(declarations)
+    declared_crops: dict[tuple[str, str], list[str]] = {}
+    for pid, borrower, crop, slot in zip(declarations["plot_id"], declarations["borrower_id"],
+                                         declarations["declared_crop"], seasons):
+        declared_crops.setdefault((pid, borrower), []).append(f"{crop}:{slot}" if slot else crop)
     good_ids = sorted(good["plot_id"].astype(str))
+    region = resolve_region(case.region or policy.satellite.region, good)
     season = assess_season(
         long_table,
-        {pid: claims.declaration[pid, borrower]["declared_crop"] for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
+        {pid: declared_crops[pid, claims.declaration[pid, borrower]["borrower_id"]]
+         for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
         {pid: claims.drawn_mu[pid] for pid in good_ids},
         plot_ids=good_ids,
         crop_model=crop_model,
-        **season_options(policy),
+        **season_options(policy, region=region),
     )
 
     not_covered = sorted(pid for pid, flags in season.flags.items() if any(f.code == "NO_COVERAGE" for f in flags))
@@ -360,7 +373,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
                            borrower_checks=bad_rows)
 
-    hashes = _input_hashes(case, acquisitions, policy)
+    hashes = _input_hashes(case, acquisitions, policy, region)
     verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
     for verdict in verdicts:
         verdicts_of[verdict.borrower_id].append(verdict)
@@ -500,8 +513,9 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
                    other_declarants=others)
 
 
-def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> dict[str, str]:
-    """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index."""
+def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, region: str) -> dict[str, str]:
+    """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index,
+    and the crop calendars of the region the season was checked against (role ``region:<id>/<file>``)."""
     files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
              "borrowers": case.borrowers, **case.chain_paths()}
     if case.crop_model is not None:
@@ -511,6 +525,7 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy) -> di
     hashes = {role: sha256_file(path) for role, path in files.items()}
     hashes.update({f"tile:{key}": digest for key, digest in tile_hashes(acquisitions).items()})
     hashes["policy"] = policy.sha256
+    hashes.update({f"region:{region}/{name}": sha256_file(SEEDS_DIR / name) for name in ("calendars.csv", "rotations.csv")})
     return dict(sorted(hashes.items()))
 
 

@@ -1,6 +1,6 @@
 """A learned crop classifier for lenders who hold field-visit labels.
 
-Features per plot: the season features of :func:`agricredit.season.phenology`
+Features per plot: the season features of :func:`agricredit.series.phenology`
 (dates as day of year) plus the NDVI series resampled to fixed days of year
 (:data:`GRID_DOY`, NaN outside the observed period; the histogram gradient
 boosting classifier handles missing values natively). Cross-validation is
@@ -31,15 +31,8 @@ import pandas as pd
 from agricredit import __version__
 from agricredit.errors import ModelError, SchemaError
 from agricredit.outputs import atomic_path, sha256_file
-from agricredit.season import (
-    PlotSeries,
-    Smoothing,
-    phenology,
-    plot_series,
-    resample_doy,
-    smooth_series,
-    tile_hashes,
-)
+from agricredit.acquisitions import tile_hashes
+from agricredit.series import PlotSeries, Smoothing, phenology, plot_series, resample_doy, smooth_series
 from agricredit.seeds import crop_aliases
 
 __all__ = [
@@ -253,7 +246,7 @@ def training_input_hashes(files: Iterable[str | Path], acquisitions: Iterable[An
     files
         The plot file, the labels table.
     acquisitions
-        :class:`agricredit.season.Acquisition` objects (:func:`agricredit.season.tile_hashes`).
+        :class:`agricredit.acquisitions.Acquisition` objects (:func:`agricredit.acquisitions.tile_hashes`).
     """
     return {**{Path(path).name: sha256_file(path) for path in files}, **tile_hashes(acquisitions)}
 

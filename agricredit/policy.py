@@ -36,8 +36,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from agricredit.cropfit import MAX_SCALE
 from agricredit.errors import InputNotFoundError, PolicyError
-from agricredit.seeds import DEFAULT_POLICY_PATH
+from agricredit.seeds import DEFAULT_POLICY_PATH, load_regions
 
 __all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "ChainPolicy", "load_policy",
            "policy_from_record", "canonical_policy_text"]
@@ -91,6 +92,10 @@ class SatellitePolicy:
     min_peers: int = field(metadata=_range(1))
     shift_penalty: float = field(metadata=_range(0))
     crop_model_margin: float = field(metadata=_range(0, 1))
+    region: str = field(metadata={"choices": ("auto", *load_regions())})
+    max_fit_rmse: float = field(metadata=_range(0, 1, low_open=True))
+    min_template_scale: float = field(metadata=_range(0, MAX_SCALE, low_open=True))
+    min_covered_fraction: float = field(metadata=_range(0, 1))
 
 
 @dataclass(frozen=True)

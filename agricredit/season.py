@@ -1,651 +1,50 @@
-"""Growing-season time series, phenology features and crop verification.
+"""Season assessment: the satellite checks of design §7 for every plot, and peer vigor.
 
-Everything here is a pure function over plain data. The input is the zonal
-engine's *long table* (a :class:`pandas.DataFrame` with one row per plot and
-acquisition date and the columns ``plot_id, date, ndvi_mean, ndvi_median,
-ndvi_p90, valid_frac, cloud_frac, cropped_area_mu, pixel_count``); the output
-is one row per plot with phenology features, the crop ranking, the satellite
-checks of design §7 (``NOT_CULTIVATED``, ``CROP_MISMATCH``, ``LOW_VIGOR``,
-``CLOUD_INSUFFICIENT``) as :class:`Flag` objects carrying the figures behind
-them, and the vigor factor for the limit.
+:func:`assess_season` takes the zonal engine's long table (see
+:mod:`agricredit.series`), ranks the crops by template fit
+(:mod:`agricredit.cropfit`), and returns one row per plot with phenology
+features, the crop ranking, the satellite checks (``NOT_CULTIVATED``,
+``CROP_MISMATCH``, ``LOW_VIGOR``, ``CLOUD_INSUFFICIENT``, ``NO_COVERAGE``) as
+:class:`Flag` objects carrying the figures behind them, and the vigor factor.
 
 Policy numbers are explicit keyword arguments named like the keys of the
-``[satellite]`` section of ``policy.toml``; nothing in this module reads the
-policy file.
-
-Crop fit
---------
-Each crop's NDVI template ``T`` (``seeds/ndvi_templates.csv``) is fitted to the
-valid observations ``y`` at day of year ``d`` as ``y ≈ b + a·T(d − s)`` for every
-whole-day sowing shift ``|s| ≤ max_sowing_shift_days``: offset ``b`` and
-amplitude scale ``0 ≤ a ≤ MAX_SCALE`` by closed-form least squares per shift.
-The crop's *score* is the RMSE of the best shift plus a calendar prior
-``shift_penalty·(s / max_sowing_shift_days)²`` that prefers the calendar of
-``crops.csv`` when two templates fit equally well. Crops are ranked by score;
-``CROP_MISMATCH`` fires when the declared crop's score exceeds the best crop's
-by ``crop_mismatch_margin``.
-
-The prior carries the maize/soybean check: their templates have one shape,
-18 days apart, so maize shifted by 18 days *is*, to NDVI, a soybean, and with
-RMSE alone (or a token penalty) declaring maize on a soybean field passes and
-pays maize's higher value per mu. Charging a sowing date far from the crop's
-calendar (0.10 at three weeks, 0.023 at ten days) separates the two on timing:
-on the sample season 87 % of soybean→maize and 89 % of maize→soybean swaps are
-flagged with no honest plot flagged (``seeds/README.md`` gives the measurement).
-Rice and maize (calendars 0–3 days apart) stay indistinguishable by template.
+``[satellite]`` section of ``policy.toml`` (:func:`season_options` maps a
+policy onto them); nothing in this module reads the policy file.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.signal import savgol_filter
-from scipy.sparse.linalg import spsolve
 
-from agricredit.errors import (
-    CorruptInputError,
-    InputError,
-    InputNotFoundError,
-    MissingBandError,
-    SchemaError,
-    SensorError,
-)
-from agricredit.seeds import default_cropped_threshold, load_crops, load_templates, template_ndvi
+from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations, harvest_year_for
+from agricredit.errors import InputError, SchemaError
+from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
+from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
 
 __all__ = [
-    "Acquisition",
     "Flag",
-    "CropFit",
-    "PlotSeries",
     "SeasonResult",
-    "LONG_TABLE_COLUMNS",
-    "discover_acquisitions",
-    "plot_series",
-    "smooth_series",
-    "phenology",
-    "fit_crops",
-    "season_window_for",
     "assess_season",
     "peer_vigor",
-    "resample_doy",
-    "season_chart",
+    "season_options",
+    "season_plot_table",
+    "resolve_region",
+    "template_flags",
+    "fit_observations",
+    "Declared",
+    "SEASON_CODES",
+    "SEASON_LEAD_COLUMNS",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Columns of the zonal engine's long table this module relies on.
-LONG_TABLE_COLUMNS = ("plot_id", "date", "valid_frac", "cropped_area_mu")
-#: Largest amplitude scale a template may be stretched by in the crop fit.
-MAX_SCALE = 2.0
-#: Raster file suffixes considered when a folder is searched for acquisitions.
-RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
-#: Product containers (folders or archives) a reader may open as one product.
-PRODUCT_SUFFIXES = (".safe", ".zip")
-
-Smoothing = Literal["none", "savgol", "whittaker"]
-
-
-# --------------------------------------------------------------------------- acquisitions
-
-
-@dataclass(frozen=True)
-class Acquisition:
-    """One observation date: every tile (file or product) acquired that day.
-
-    Several tiles of one date are one observation; the zonal engine mosaics them per plot.
-    ``products`` are the products :func:`discover_acquisitions` opened, one per path
-    (``None`` for an untagged NDVI raster, read directly), so that
-    :func:`observation_table` reads them with the reader options they were found with
-    and does not open them again; empty when the acquisition was built by hand.
-    """
-
-    date: dt.date
-    paths: tuple[Path, ...]
-    sensors: tuple[str, ...] = ()
-    products: tuple[Any, ...] = field(default=(), compare=False, repr=False)
-
-
-#: One tile found: (date, sensor label, resolved path, opened product or None).
-_Found = tuple[dt.date, str, Path, Any]
-
-
-def _parse_date(text: str, *, path: Path, record: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text.strip()[:10])
-    except ValueError as error:
-        raise SchemaError(f"date {text!r} is not YYYY-MM-DD", path=path, record=record) from error
-
-
-def _from_manifest(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> list[_Found]:
-    """The rows of a manifest CSV; a row's ``sensor`` is the reader's sensor for its (raw) product."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"date", "path"} - set(reader.fieldnames or [])
-            if missing:
-                raise SchemaError(f"manifest misses columns {sorted(missing)} (need date,sensor,path)", path=path)
-            rows = list(enumerate(reader, start=2))
-    except OSError as error:
-        raise InputNotFoundError(f"cannot read manifest: {error.strerror}", path=path) from error
-    found = []
-    for number, row in rows:
-        tile = (path.parent / (row["path"] or "").strip()).resolve()
-        if not row["path"] or not tile.exists():
-            raise InputNotFoundError(f"tile {row['path']!r} listed in the manifest does not exist", path=path, record=f"row {number}")
-        date = _parse_date(row["date"] or "", path=path, record=f"row {number}")
-        sensor = (row.get("sensor") or "").strip()
-        if keep(date):
-            found.extend(_from_file(tile, date=date, label=sensor, **({**options, "sensor": sensor} if sensor else options)))
-    return found
-
-
-def _from_stac(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> list[_Found]:
-    """A STAC Item (one product, opened by the NDVI reader) or an ItemCollection.
-
-    An item of a collection is referenced by its local ``self`` link if it has
-    one, else by its NDVI asset or its single data asset; an item whose bands
-    are separate assets has no single file to point at and is an error.
-    """
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CorruptInputError(f"not a readable STAC JSON document ({error})", path=path) from error
-    if document.get("type") == "Feature":
-        return _from_file(path, **options)
-    if document.get("type") != "FeatureCollection":
-        raise CorruptInputError("not a STAC Item or ItemCollection", path=path)
-    found = []
-    for number, item in enumerate(document.get("features") or []):
-        record = f"item {number + 1}"
-        links = [link for link in item.get("links") or [] if link.get("rel") == "self"]
-        if links and "://" not in links[0].get("href", "://"):
-            found.extend(_from_file((path.parent / links[0]["href"]).resolve(), **options))
-            continue
-        props = item.get("properties") or {}
-        when = props.get("datetime") or props.get("start_datetime")
-        if not when:
-            raise SchemaError("STAC item has no datetime", path=path, record=record)
-        assets = item.get("assets") or {}
-        chosen = [a for key, a in assets.items() if key.lower() == "ndvi" or "ndvi" in (a.get("roles") or [])]
-        data = [a for a in assets.values() if "data" in (a.get("roles") or [])]
-        chosen = chosen or (data if len(data) == 1 else [])
-        if not chosen:
-            raise InputError("STAC item has per-band assets and no local self link; pass the item JSON files instead",
-                             path=path, record=record)
-        href = str(chosen[0].get("href", ""))
-        if "://" in href and not href.startswith("file://"):
-            raise InputError(f"asset {href!r} is remote; only local STAC items are read", path=path, record=record)
-        tile = (path.parent / href.removeprefix("file://")).resolve()
-        if not tile.exists():
-            raise InputNotFoundError(f"asset {href!r} does not exist", path=path, record=record)
-        date = _parse_date(when, path=path, record=record)
-        if keep(date):
-            label = str(props.get("platform") or props.get("constellation") or "")
-            found.extend(_from_file(tile, date=date, label=label, **options))
-    return found
-
-
-def _from_file(path: Path, *, date: dt.date | None = None, label: str | None = None, **options: Any) -> list[_Found]:
-    """One tile (file, product folder, STAC item or NDVI raster), opened as the zonal engine reads it."""
-    from agricredit.zonal import open_tile
-
-    tile = open_tile(path.resolve(), date=date, **options)
-    product = tile.product
-    sensor = label if label is not None else str(getattr(product, "sensor", "") or "")
-    return [(dt.date.fromisoformat(tile.date), sensor, path.resolve(), product)]
-
-
-def _from_folder(folder: Path, **options: Any) -> list[_Found]:
-    """A folder that is one product (``.SAFE``, Landsat folder, band files), or holds products and files at any depth.
-
-    A raster file met on the way that is not a product (no sensor or bands found
-    in it) is skipped with a warning; any other error stops with its message.
-    """
-    from agricredit.raster import is_product_folder
-
-    if is_product_folder(folder):
-        return _from_file(folder, **options)
-    found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.is_dir():
-            found.extend(_from_folder(entry, **options))
-        elif entry.suffix.lower() in RASTER_SUFFIXES + PRODUCT_SUFFIXES:
-            try:
-                found.extend(_from_file(entry, **options))
-            except (SensorError, MissingBandError) as error:
-                logger.warning("skipped, not a product: %s", error)
-    return found
-
-
-def discover_acquisitions(
-    source: str | Path | Sequence[str | Path],
-    start: dt.date | str | None = None,
-    end: dt.date | str | None = None,
-    **reader_options: Any,
-) -> list[Acquisition]:
-    """Find the acquisitions of a season and group them by date.
-
-    Every tile is opened once, here (as :func:`agricredit.zonal.open_tile` reads
-    it), and carried in its :class:`Acquisition` for :func:`observation_table`.
-
-    Parameters
-    ----------
-    source
-        One or several of: a raster file or product (a ``.SAFE`` or Landsat
-        product folder, a folder of band files, a STAC item JSON); a folder
-        holding products and files at any depth; a manifest CSV with columns
-        ``date,sensor,path`` (paths relative to the CSV; the date wins over the
-        tile's; ``sensor``, if given, is the reader's sensor of a raw product); or
-        a local STAC ItemCollection JSON.
-    start, end
-        Keep acquisitions on or after ``start`` and on or before ``end``
-        (inclusive). A season may cross 1 January: ``start=2022-10-01,
-        end=2023-06-30``.
-    **reader_options
-        Passed to :func:`agricredit.raster.open_product` (``sensor``,
-        ``processing_baseline``, ``mask_classes`` ...) for every product.
-
-    Returns
-    -------
-    list of Acquisition
-        Sorted by date, one per date; a date's tiles are sorted and unique.
-    """
-    sources = [source] if isinstance(source, (str, Path)) else list(source)
-    start_date = dt.date.fromisoformat(str(start)) if start is not None else None
-    end_date = dt.date.fromisoformat(str(end)) if end is not None else None
-    if start_date and end_date and start_date > end_date:
-        raise InputError(f"season start {start_date} is after its end {end_date}")
-
-    def keep(date: dt.date) -> bool:
-        return not ((start_date and date < start_date) or (end_date and date > end_date))
-
-    found: list[_Found] = []
-    for item in sources:
-        path = Path(item)
-        if not path.exists():
-            raise InputNotFoundError("no such file or folder", path=path)
-        suffix = path.suffix.lower()
-        if path.is_dir():
-            found.extend(_from_folder(path, **reader_options))
-        elif suffix == ".csv":
-            found.extend(_from_manifest(path, keep, **reader_options))
-        elif suffix in (".json", ".geojson"):
-            found.extend(_from_stac(path, keep, **reader_options))
-        else:
-            found.extend(_from_file(path, **reader_options))
-    by_date: dict[dt.date, tuple[dict[Path, Any], set[str]]] = {}
-    for date, sensor, path, product in found:
-        if not keep(date):
-            continue
-        products, sensors = by_date.setdefault(date, ({}, set()))
-        products.setdefault(path, product)
-        if sensor:
-            sensors.add(sensor)
-    acquisitions = [Acquisition(date, tuple(sorted(p)), tuple(sorted(s)), tuple(p[k] for k in sorted(p)))
-                    for date, (p, s) in sorted(by_date.items())]
-    logger.info("%d acquisition dates (%d tiles)", len(acquisitions), sum(len(a.paths) for a in acquisitions))
-    return acquisitions
-
-
-# --------------------------------------------------------------------------- series and features
-
-
-def tile_hashes(acquisitions: Iterable[Acquisition]) -> dict[str, str]:
-    """sha256 of every tile of a season, keyed ``date/name``; a product folder is hashed over its files.
-
-    The provenance of a season for audit records and model cards
-    (see :func:`agricredit.outputs.sha256_path`).
-    """
-    from agricredit.outputs import sha256_path
-
-    return {f"{acquisition.date}/{Path(path).name}": sha256_path(path)
-            for acquisition in acquisitions for path in acquisition.paths}
-
-
-def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
-                      progress: Callable[[int, int], None] | None = None, **zonal_options: Any) -> pd.DataFrame:
-    """The zonal engine's long table (one row per plot and date) of ``plots`` over a season.
-
-    Each tile is dated by its acquisition (so a manifest's date wins over the
-    file's), and the tiles of one date are mosaicked per plot. The products
-    :func:`discover_acquisitions` opened are read as they are (with its reader
-    options), not opened again.
-
-    Parameters
-    ----------
-    plots
-        Accepted plots (a GeoDataFrame with ``plot_id``; see :func:`agricredit.plots.accepted`).
-    acquisitions
-        From :func:`discover_acquisitions`.
-    progress
-        Called as ``progress(done, total)`` after each date.
-    **zonal_options
-        Passed to :func:`agricredit.zonal.zonal_stats` (``threshold``, ``keep_uncovered``).
-    """
-    from agricredit.zonal import open_tile, zonal_stats
-
-    tiles = [open_tile(product if product is not None else path, date=acquisition.date)
-             for acquisition in acquisitions
-             for path, product in zip(acquisition.paths, acquisition.products or [None] * len(acquisition.paths))]
-    return zonal_stats(plots, tiles, progress=progress, **zonal_options)
-
-
-@dataclass(frozen=True)
-class PlotSeries:
-    """The valid observations of one plot, sorted by date.
-
-    ``dates`` are numpy ``datetime64[D]``; ``n_acquisitions`` counts all rows of
-    the plot in the long table (valid or not).
-    """
-
-    plot_id: str
-    dates: np.ndarray
-    ndvi: np.ndarray
-    cropped_area_mu: np.ndarray
-    n_acquisitions: int
-    pixel_count: float = np.nan  # median over the plot's rows (sum of coverage fractions)
-
-
-def _normalise_table(table: pd.DataFrame, stat: str) -> pd.DataFrame:
-    missing = [c for c in (*LONG_TABLE_COLUMNS, stat) if c not in table.columns]
-    if missing:
-        raise SchemaError(f"long table misses columns {missing}")
-    optional = ["pixel_count"] if "pixel_count" in table.columns else []
-    frame = table.loc[:, [*LONG_TABLE_COLUMNS, stat, *optional]].copy()
-    frame["plot_id"] = frame["plot_id"].astype(str)
-    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize().astype("datetime64[s]")
-    return frame.sort_values(["plot_id", "date"], kind="stable")
-
-
-def plot_series(table: pd.DataFrame, *, min_valid_fraction: float = 0.6, stat: str = "ndvi_mean") -> dict[str, PlotSeries]:
-    """Split the long table into per-plot series of valid observations.
-
-    Parameters
-    ----------
-    table
-        The zonal engine's long table (one row per plot and date).
-    min_valid_fraction
-        Observations whose ``valid_frac`` is below this (or NaN), or whose NDVI
-        is NaN, are dropped.
-    stat
-        The NDVI statistic used: ``ndvi_mean`` (default), ``ndvi_median`` or ``ndvi_p90``.
-
-    Returns
-    -------
-    dict
-        ``plot_id`` → :class:`PlotSeries`, in plot order of the table.
-    """
-    return _split_series(_normalise_table(table, stat), min_valid_fraction, stat)
-
-
-def _split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> dict[str, PlotSeries]:
-    # One stable sort by (plot, date), then slices: a groupby of small frames costs ~1 ms a plot.
-    frame = frame.sort_values(["plot_id", "date"], kind="stable")
-    plot_ids = frame["plot_id"].to_numpy()
-    dates = frame["date"].to_numpy().astype("datetime64[D]")
-    values = frame[stat].to_numpy(float)
-    cropped = frame["cropped_area_mu"].to_numpy(float)
-    ok = (frame["valid_frac"].to_numpy(float) >= min_valid_fraction) & np.isfinite(values)
-    pixels = frame.groupby("plot_id")["pixel_count"].median() if "pixel_count" in frame else None
-    starts = np.flatnonzero(np.r_[True, plot_ids[1:] != plot_ids[:-1]])
-    ends = np.r_[starts[1:], len(frame)]
-    order = {plot_id: k for k, plot_id in enumerate(pd.unique(pd.Series(plot_ids)))}
-    out = {}
-    for start, end in sorted(zip(starts, ends), key=lambda bounds: order[plot_ids[bounds[0]]]):
-        keep = np.flatnonzero(ok[start:end]) + start
-        # Several valid rows of one date (should not happen): keep the last, as the table had them.
-        keep = keep[np.r_[dates[keep][1:] != dates[keep][:-1], True]] if len(keep) else keep
-        plot_id = plot_ids[start]
-        out[plot_id] = PlotSeries(
-            plot_id=plot_id,
-            dates=dates[keep],
-            ndvi=values[keep],
-            cropped_area_mu=cropped[keep],
-            n_acquisitions=int(end - start),
-            pixel_count=float(pixels[plot_id]) if pixels is not None else np.nan,
-        )
-    return out
-
-
-def smooth_series(
-    dates: np.ndarray,
-    ndvi: np.ndarray,
-    method: Smoothing = "whittaker",
-    *,
-    whittaker_lambda: float = 1000.0,
-    savgol_window_days: int = 45,
-    savgol_order: int = 2,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Smooth an irregular NDVI series onto a daily grid.
-
-    Parameters
-    ----------
-    dates, ndvi
-        Valid observations (``datetime64[D]``, sorted) and their NDVI.
-    method
-        ``"whittaker"``: Whittaker–Eilers smoother (second differences,
-        weight 1 on observed days, 0 on gaps) solved as one sparse system;
-        ``"savgol"``: linear interpolation to days then Savitzky–Golay
-        (:func:`scipy.signal.savgol_filter`); ``"none"``: linear interpolation only.
-    whittaker_lambda
-        Roughness penalty on the daily grid (larger = smoother).
-    savgol_window_days, savgol_order
-        Savitzky–Golay window (days, made odd and no longer than the series) and polynomial order.
-
-    Returns
-    -------
-    (days, values)
-        Daily ``datetime64[D]`` grid from the first to the last observation and the smoothed NDVI.
-    """
-    dates = np.asarray(dates, dtype="datetime64[D]")
-    ndvi = np.asarray(ndvi, dtype=float)
-    if len(dates) < 3:
-        return dates, ndvi
-    offset = (dates - dates[0]).astype(int)
-    days = dates[0] + np.arange(offset[-1] + 1)
-    if method == "whittaker":
-        n = len(days)
-        weights = np.zeros(n)
-        target = np.zeros(n)
-        weights[offset] = 1.0
-        target[offset] = ndvi
-        second = sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n))
-        system = (sparse.diags(weights) + whittaker_lambda * (second.T @ second)).tocsc()
-        return days, spsolve(system, weights * target)
-    linear = np.interp(np.arange(len(days)), offset, ndvi)
-    if method == "savgol":
-        window = min(savgol_window_days | 1, len(days) if len(days) % 2 else len(days) - 1)
-        if window > savgol_order + 1:
-            return days, savgol_filter(linear, window, savgol_order, mode="interp")
-        return days, linear
-    if method == "none":
-        return days, linear
-    raise InputError(f"unknown smoothing {method!r} (none, savgol, whittaker)")
-
-
-def _crossing(t: np.ndarray, y: np.ndarray, level: float, i: int, j: int) -> float:
-    """Time where ``y`` crosses ``level`` between samples ``i`` and ``j`` (linear)."""
-    if y[j] == y[i]:
-        return float(t[i])
-    return float(t[i] + (level - y[i]) * (t[j] - t[i]) / (y[j] - y[i]))
-
-
-def phenology(days: np.ndarray, ndvi: np.ndarray) -> dict[str, Any]:
-    """Phenology features of one season curve.
-
-    Green-up is the last upward crossing, before the peak, of the level halfway
-    between the minimum before the peak and the peak; senescence the first
-    downward crossing, after the peak, of the level halfway between the peak
-    and the minimum after it (each side uses its own base, as TIMESAT does).
-    Crossings are interpolated linearly between samples; a crossing outside the
-    observed period is ``NaT``.
-
-    Parameters
-    ----------
-    days, ndvi
-        Sorted ``datetime64[D]`` sample dates and NDVI (raw observations or a smoothed daily curve).
-
-    Returns
-    -------
-    dict
-        ``peak_ndvi``, ``peak_date``, ``base_ndvi`` (overall minimum),
-        ``amplitude`` (peak − base), ``greenup_date``, ``senescence_date``,
-        ``season_length_days``, ``ndvi_integral`` (trapezoid integral of
-        NDVI − base over the observed period, NDVI·days).
-    """
-    nat = np.datetime64("NaT", "D")
-    features: dict[str, Any] = {
-        "peak_ndvi": np.nan, "peak_date": nat, "base_ndvi": np.nan, "amplitude": np.nan,
-        "greenup_date": nat, "senescence_date": nat, "season_length_days": np.nan, "ndvi_integral": np.nan,
-    }
-    if len(days) == 0:
-        return features
-    t = (np.asarray(days, dtype="datetime64[D]") - days[0]).astype(float)
-    y = np.asarray(ndvi, dtype=float)
-    peak = int(np.argmax(y))
-    base = float(np.min(y))
-    features.update(peak_ndvi=float(y[peak]), peak_date=days[peak], base_ndvi=base, amplitude=float(y[peak] - base))
-    features["ndvi_integral"] = float(np.trapezoid(y - base, t)) if len(y) > 1 else 0.0
-    left, right = y[: peak + 1], y[peak:]
-    level_up = left.min() + 0.5 * (y[peak] - left.min())
-    below = np.flatnonzero(left[:-1] < level_up)
-    greenup = senescence = np.nan
-    if below.size and y[peak] > left.min():
-        i = below[-1]
-        greenup = _crossing(t, y, level_up, i, i + 1)
-    level_down = right.min() + 0.5 * (y[peak] - right.min())
-    under = np.flatnonzero(right[1:] < level_down)
-    if under.size and y[peak] > right.min():
-        j = peak + under[0] + 1
-        senescence = _crossing(t, y, level_down, j - 1, j)
-    start = np.asarray(days, dtype="datetime64[D]")[0]
-    if np.isfinite(greenup):
-        features["greenup_date"] = start + np.timedelta64(int(round(greenup)), "D")
-    if np.isfinite(senescence):
-        features["senescence_date"] = start + np.timedelta64(int(round(senescence)), "D")
-    if np.isfinite(greenup) and np.isfinite(senescence):
-        features["season_length_days"] = senescence - greenup
-    return features
-
-
-def resample_doy(dates: np.ndarray, ndvi: np.ndarray, grid_doy: np.ndarray) -> np.ndarray:
-    """Resample a series to fixed days of year (linear, NaN outside the observed period).
-
-    Only the last 365 days of the series are used, so a season across 1 January
-    maps each day of year to one date.
-    """
-    dates = np.asarray(dates, dtype="datetime64[D]")
-    ndvi = np.asarray(ndvi, dtype=float)
-    if len(dates) == 0:
-        return np.full(len(grid_doy), np.nan)
-    keep = dates > dates[-1] - np.timedelta64(365, "D")
-    dates, ndvi = dates[keep], ndvi[keep]
-    elapsed = (dates - dates[0]).astype(float)
-    first_doy = _doy(dates[:1])[0]
-    # Position of each grid day of year on the series' own time axis (the next occurrence).
-    position = (np.asarray(grid_doy, dtype=float) - first_doy) % 365
-    return np.interp(position, elapsed, ndvi, left=np.nan, right=np.nan)
-
-
-def _doy(dates: np.ndarray) -> np.ndarray:
-    dates = np.asarray(dates, dtype="datetime64[D]")
-    return (dates - dates.astype("datetime64[Y]").astype("datetime64[D]")).astype(int) + 1
-
-
-# --------------------------------------------------------------------------- crop fit
-
-
-@dataclass(frozen=True)
-class CropFit:
-    """The best fit of one crop's template to a series: ``ndvi ≈ offset + scale·T(doy − shift_days)``."""
-
-    crop: str
-    score: float
-    rmse: float
-    shift_days: int
-    scale: float
-    offset: float
-
-
-def fit_crops(
-    dates: np.ndarray,
-    ndvi: np.ndarray,
-    crops: Iterable[str] | None = None,
-    *,
-    max_sowing_shift_days: int = 21,
-    shift_penalty: float = 0.10,
-) -> list[CropFit]:
-    """Fit every crop template to a series and rank the crops (best first).
-
-    Parameters
-    ----------
-    dates, ndvi
-        Valid observations (``datetime64[D]``) and their NDVI; at least 3.
-    crops
-        Crop names (default: all crops of ``seeds/crops.csv``).
-    max_sowing_shift_days
-        Templates may move this many days earlier or later (sowing date).
-    shift_penalty
-        Score added at the largest shift (quadratic in the shift, NDVI units);
-        0 ranks by RMSE alone.
-
-    Returns
-    -------
-    list of CropFit
-        Sorted by ``score`` (RMSE + shift penalty), ties by crop name.
-    """
-    y = np.asarray(ndvi, dtype=float)
-    if len(y) < 3:
-        raise InputError("a crop fit needs at least 3 valid observations")
-    doy = _doy(dates).astype(float)
-    shifts = np.arange(-int(max_sowing_shift_days), int(max_sowing_shift_days) + 1)
-    penalty = shift_penalty * (shifts / max(max_sowing_shift_days, 1)) ** 2
-    fits = []
-    for crop in crops if crops is not None else load_crops():
-        templates = template_ndvi(crop, doy[None, :] - shifts[:, None])  # shifts × observations
-        t_mean = templates.mean(axis=1, keepdims=True)
-        centred = templates - t_mean
-        variance = (centred**2).sum(axis=1)
-        covariance = centred @ (y - y.mean())
-        scale = np.clip(np.divide(covariance, variance, out=np.zeros_like(covariance), where=variance > 0), 0.0, MAX_SCALE)
-        offset = y.mean() - scale * t_mean[:, 0]
-        rmse = np.sqrt(np.mean((offset[:, None] + scale[:, None] * templates - y) ** 2, axis=1))
-        best = int(np.argmin(rmse + penalty))
-        fits.append(CropFit(crop, float(rmse[best] + penalty[best]), float(rmse[best]), int(shifts[best]), float(scale[best]), float(offset[best])))
-    return sorted(fits, key=lambda f: (f.score, f.crop))
-
-
-def season_window_for(crop: str, start: np.datetime64, end: np.datetime64) -> tuple[np.datetime64, np.datetime64]:
-    """The crop's season window (``crops.csv``) that overlaps the period ``start``–``end`` most.
-
-    Returns
-    -------
-    (first, last)
-        Inclusive ``datetime64[D]`` bounds.
-    """
-    info = load_crops()[crop]
-    start, end = np.datetime64(start, "D"), np.datetime64(end, "D")
-    first_year, last_year = start.astype(object).year, end.astype(object).year
-    best = None
-    for harvest_year in range(first_year, last_year + 2):
-        lo, hi = (np.datetime64(d, "D") for d in info.season_window(harvest_year))
-        overlap = (min(hi, end) - max(lo, start)).astype(int)
-        if best is None or overlap > best[0]:
-            best = (overlap, lo, hi)
-    return best[1], best[2]
-
-
-# --------------------------------------------------------------------------- checks
 
 
 @dataclass(frozen=True)
@@ -662,211 +61,470 @@ class SeasonResult:
 
     ``plots`` has one row per plot (features, ranking, vigor, ``flags`` as
     ``;``-joined codes, ``flag_figures`` as JSON); ``flags`` maps each plot to its
-    :class:`Flag` list; ``fits`` to its ranked :class:`CropFit` list (empty if
-    too few observations); ``series`` holds the valid observations.
+    :class:`Flag` list; ``fits`` to its ranked :class:`~agricredit.cropfit.SystemFit` list (empty if
+    too few observations); ``series`` holds the valid observations; ``period`` the first and
+    last acquisition day.
     """
 
     plots: pd.DataFrame
     flags: dict[str, list[Flag]]
-    fits: dict[str, list[CropFit]]
+    fits: dict[str, list[SystemFit]]
     series: dict[str, PlotSeries]
+    period: tuple[np.datetime64, np.datetime64] | None = None  # first and last acquisition day
 
 
 def _iso(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(np.datetime64(value, "D"))
 
 
+#: Satellite codes :func:`assess_season` may report (``TOO_FEW_PIXELS`` is verify's, from ``pixel_count``).
+SEASON_CODES = ("NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CROP_MISMATCH", "SEASON_UNRECOGNISED", "LOW_VIGOR",
+                "CLOUD_INSUFFICIENT", "NO_COVERAGE", "PARTIAL_COVERAGE")
+
+
+#: Observations in a declared season's fitted green period, none green, that show it was not grown.
+MIN_GREEN_OBSERVATIONS = 2
+#: An unmasked observation this far (NDVI) below the best fit is taken as undetected cloud and left out of the fit.
+UNMASKED_CLOUD_DROP = 0.1
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One declared crop season of a plot: the crop and, optionally, its slot (``winter``, ``summer`` ...)."""
+
+    crop: str
+    slot: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Declared:
+        """``"maize"`` or ``"maize:summer"``; ``"maize:single"`` (the year's only crop) names no slot."""
+        crop, _, slot = str(text).partition(":")
+        slot = slot.strip()
+        return cls(crop.strip(), None if slot in ("", "single") else slot)
+
+    def matches(self, season: Any) -> bool:
+        """True when a :class:`~agricredit.seeds.CropSeason` is this crop (in this slot, if one was given)."""
+        return season.crop == self.crop and (self.slot is None or season.slot == self.slot)
+
+
+def _declared_of(value: Any) -> tuple[Declared, ...]:
+    """A plot's declarations: ``None``, a crop (``"maize"``, ``"maize:summer"``) or a sequence of them."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(Declared.parse(item) for item in items if item)
+
+
+def _window_mask(dates: np.ndarray, windows: Iterable[tuple[Any, Any]]) -> np.ndarray:
+    mask = np.zeros(len(dates), dtype=bool)
+    for lo, hi in windows:
+        mask |= (dates >= np.datetime64(lo, "D")) & (dates <= np.datetime64(hi, "D"))
+    return mask
+
+
+def _green_periods(region: str, declared: Sequence[Declared], run: tuple[Any, Any]) -> dict[str, list[tuple]]:
+    """Each declared crop's green periods on the region's calendar: ``[(green-up, senescence)]`` as ``datetime64[D]``.
+
+    A crop with several calendar seasons (spring and summer maize) has one period per season;
+    a crop without a calendar in the region has none.
+    """
+    periods: dict[str, list[tuple]] = {}
+    for item in declared:
+        for season in (x for x in load_calendars()[region].values() if item.matches(x)):
+            dates = season.dates(harvest_year_for(season, *run))
+            periods.setdefault(item.crop, []).append((np.datetime64(dates["greenup"]), np.datetime64(dates["senescence"])))
+    return periods
+
+
+def _covers_every_sowing(clear_dates: np.ndarray, periods: Sequence[tuple], max_shift: int) -> bool:
+    """True when, whatever the sowing shift (``|s| ≤ max_shift``), a clear observation falls in the green period.
+
+    The green period is taken inside the 50 % points by one logistic width, where the
+    canopy is well developed. An observation on day ``c`` sees the period moved by any
+    shift in ``[c − end, c − start]``; the union of those intervals must cover ``[−max_shift, max_shift]``.
+    """
+    margin = np.timedelta64(int(STEEPNESS_DAYS), "D")
+    for start, end in periods:
+        start, end = start + margin, end - margin
+        seen = sorted(((c - end).astype(int), (c - start).astype(int)) for c in clear_dates)
+        reach = -max_shift
+        for low, high in seen:
+            if low > reach:
+                break
+            reach = max(reach, high + 1)
+        if reach <= max_shift:
+            return False
+    return True
+
+
+def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray) -> dict[str, Any]:
+    """The cropped area measured on the area seen, at the window's observation showing the most crop.
+
+    Per usable observation the cropped share is the cropped area over the *seen* (valid)
+    area, ``cropped_area_mu / (valid_frac × drawn)``, so clouds over part of the plot do
+    not count as bare ground (without a drawn area: 1 where the plot's NDVI reaches the
+    crop's threshold, else 0). The observation reported is the one of the crop window
+    with the largest share (the canopy peak; among equal shares the clearest):
+    ``cropped_area_mu_at_peak`` is its share times the drawn area, reported with
+    ``cropped_measured_share``, the share of the plot it was measured on.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (s.cropped_area_mu / (s.valid_frac * drawn) if np.isfinite(drawn) and drawn > 0
+                 else np.where(s.ndvi >= threshold, 1.0, 0.0))
+    share = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+    evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
+                                "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
+    candidates = np.flatnonzero(window)
+    if len(candidates):
+        pick = candidates[np.lexsort((-s.valid_frac[candidates], -share[candidates]))[0]]
+        evidence.update(cropped_share=float(share[pick]), cropped_measured_share=float(s.valid_frac[pick]),
+                        cropped_date=_iso(s.dates[pick]),
+                        cropped_area_mu_at_peak=float(share[pick] * drawn) if np.isfinite(drawn) else np.nan)
+    return evidence
+
+
+def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarray, *, threshold: float,
+                      cultivated_min_share: float, min_season_amplitude: float, min_observations: int,
+                      partial: bool, covered: bool) -> Flag | None:
+    """``NOT_CULTIVATED`` on clear evidence, ``NOT_CULTIVATED_UNCONFIRMED`` (review) on thin evidence, else None.
+
+    The plot looks uncultivated when every usable observation of the declared crops'
+    windows shows a cropped share (of the area seen) below ``cultivated_min_share``, or
+    the season never greens up (NDVI amplitude below ``min_season_amplitude``, or a peak
+    under the crop's ``cropped_ndvi_threshold``). The evidence is clear only with at
+    least ``min_observations`` cloud-masked observations in those windows that leave
+    no sowing date unobserved (``covered``, see :func:`_covers_every_sowing`), on a plot
+    fully inside the imagery; otherwise a person looks (``NOT_CULTIVATED_UNCONFIRMED``).
+    """
+    in_window = np.flatnonzero(window)
+    if not len(in_window):
+        return None
+    share, ndvi = evidence["share"][in_window], s.ndvi[in_window]
+    amplitude, peak = float(np.ptp(ndvi)), float(ndvi.max())
+    if not (share.max() < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
+        return None
+    clear = int(np.count_nonzero(s.cloud_masked[in_window]))
+    figures = {
+        "clear_in_window": clear, "usable_in_window": len(in_window), "required": min_observations,
+        "max_cropped_share": float(share.max()), "cultivated_min_share": cultivated_min_share,
+        "peak_ndvi": peak, "amplitude": amplitude, "min_season_amplitude": min_season_amplitude,
+        "cropped_ndvi_threshold": threshold, "cropped_measured_share": evidence["cropped_measured_share"],
+        "partial_coverage": partial, "every_sowing_date_seen": covered,
+    }
+    confirmed = clear >= min_observations and covered and not partial
+    return Flag("NOT_CULTIVATED" if confirmed else "NOT_CULTIVATED_UNCONFIRMED", figures)
+
+
+def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarray:
+    """Which usable observations a plot's fit uses: all, except those without a cloud mask lying more than
+    :data:`UNMASKED_CLOUD_DROP` below the best fit (undetected cloud: clouds only lower NDVI)."""
+    keep = np.ones(len(s.dates), dtype=bool)
+    if fits:
+        clouded = ~s.cloud_masked & (s.ndvi < fits[0].curve(s.dates) - UNMASKED_CLOUD_DROP)
+        if np.count_nonzero(~clouded) >= 3:
+            keep = ~clouded
+    return keep
+
+
+def _fit_plot(s: PlotSeries, region: str, fit_options: dict[str, Any]) -> tuple[list[SystemFit], np.ndarray]:
+    """The ranked explanations of a plot's series, refitted without undetected clouds; and the observations used."""
+    if len(s.dates) < 3:
+        return [], np.zeros(len(s.dates), dtype=bool)
+    fits = fit_explanations(s.dates, s.ndvi, region, **fit_options)
+    keep = fit_observations(s, fits)
+    if not keep.all():
+        fits = fit_explanations(s.dates[keep], s.ndvi[keep], region, **fit_options)
+    return fits, keep
+
+
+def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
+    """Per-explanation fit columns: ``rmse_<name>``, ``shift_days_<name>``, ``scale_<name>`` (``;`` per season)."""
+    for fit in fits:
+        row[f"rmse_{fit.name}"] = fit.rmse
+        row[f"shift_days_{fit.name}"] = ";".join(str(f.shift_days) for f in fit.seasons)
+        row[f"scale_{fit.name}"] = ";".join(f"{f.scale:.3f}" for f in fit.seasons)
+
+
+def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
+                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float) -> list[Flag]:
+    """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
+
+    Each declared crop is checked in its own window: its green period as fitted in the best
+    explanation holding the declared crops (green-up to senescence, one logistic width
+    inside). A declared season never seen there reaching the crop's ``cropped_ndvi_threshold``
+    was not grown (``CROP_MISMATCH``) when at least :data:`MIN_GREEN_OBSERVATIONS`
+    observations fall in it, else clouds hid it (``CLOUD_INSUFFICIENT``). Then the best
+    explanation holding the declared crops is compared with the best explanation overall
+    on the observations of the declared seasons' green periods (as fitted, widened by one
+    logistic width), by RMSE there plus each fit's calendar prior. A declaration of one
+    season of a double-cropped year is judged on that season only.
+    """
+    best = fits[0]
+    seasons = load_calendars()[region].values()
+    no_calendar = sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
+    consistent = [f for f in fits if all(any(d.matches(s.season) for s in f.seasons) for d in declared)]
+    chosen = consistent[0] if consistent and declared else best
+    row.update(best_crop=best.label, best_explanation=best.name, best_score=best.score, best_rmse=best.rmse,
+               declared_explanation=chosen.name if declared else None, declared_score=np.nan)
+    if no_calendar or best.rmse > max_fit_rmse:
+        return [Flag("SEASON_UNRECOGNISED", {
+            "region": region, "best_explanation": best.name, "best_rmse": best.rmse, "max_fit_rmse": max_fit_rmse,
+            "declared_without_calendar": ";".join(no_calendar) or None,
+        })]
+    if not declared:
+        return []
+    if not consistent:  # each crop has a calendar here, but no cropping system of the region grows them together
+        return [Flag("CROP_MISMATCH", {
+            "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
+            "best_explanation": best.name, "declared_explanation": None, "declared_score": None,
+            "best_score": best.score, "margin": margin, "method": "template",
+        })]
+    crops = load_crops()
+    own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)]
+    inner = dt.timedelta(days=STEEPNESS_DAYS)
+    for x in own:  # each declared season must be seen green in its green period as fitted, or be hidden by clouds
+        green = _window_mask(dates, [(x.dates["greenup"] + inner, x.dates["senescence"] - inner)])
+        threshold = crops[x.season.crop].cropped_ndvi_threshold
+        if green.any() and ndvi[green].max() >= threshold:
+            continue
+        figures = {"declared_crop": x.season.crop, "green_period": f"{x.dates['greenup']}/{x.dates['senescence']}",
+                   "max_ndvi_in_green_period": float(ndvi[green].max()) if green.any() else None,
+                   "observations": int(np.count_nonzero(green)), "cropped_ndvi_threshold": threshold}
+        if np.count_nonzero(green) >= MIN_GREEN_OBSERVATIONS:
+            return [Flag("CROP_MISMATCH", {**figures, "season_not_seen": x.season.key, "best_crop": best.label,
+                                           "best_explanation": best.name, "method": "template"})]
+        return [Flag("CLOUD_INSUFFICIENT", {**figures, "crop": x.season.crop, "green_period_unseen": True})]
+    pad = dt.timedelta(days=STEEPNESS_DAYS)
+    windows = [(x.dates["greenup"] - pad, x.dates["senescence"] + pad) for x in own]
+    inside = _window_mask(dates, windows)
+    if not inside.any():
+        return []
+
+    def window_score(fit: SystemFit) -> float:
+        residual = fit.curve(dates[inside]) - ndvi[inside]
+        return float(np.sqrt(np.mean(residual**2))) + fit.score - fit.rmse  # RMSE in the window + calendar prior
+
+    declared_score, best_score = window_score(chosen), min(window_score(f) for f in fits)
+    row.update(declared_score=declared_score, best_window_score=best_score)
+    if declared_score - best_score > margin:
+        return [Flag("CROP_MISMATCH", {
+            "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
+            "best_explanation": best.name, "declared_explanation": chosen.name,
+            "declared_score": declared_score, "best_score": best_score, "margin": margin, "method": "template",
+            "window": ";".join(f"{lo}/{hi}" for lo, hi in windows),
+        })]
+    return []
+
+
+def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, dates: np.ndarray,
+                   ndvi: np.ndarray, *, crop_mismatch_margin: float, max_fit_rmse: float) -> list[Flag]:
+    """The template checks of one plot (``SEASON_UNRECOGNISED``, ``CROP_MISMATCH``) for a declaration.
+
+    Parameters
+    ----------
+    fits
+        The plot's ranked explanations (``SeasonResult.fits[plot_id]``, non-empty).
+    declared
+        The declared crop seasons (:class:`Declared`).
+    region
+        The region the fits were made in.
+    dates, ndvi
+        The observations the fits were made on (see :func:`fit_observations`).
+    crop_mismatch_margin, max_fit_rmse
+        The ``[satellite]`` policy.
+    """
+    return _template_checks({}, fits, declared, region, dates, ndvi, margin=crop_mismatch_margin,
+                            max_fit_rmse=max_fit_rmse)
+
+
+def _model_checks(row: dict[str, Any], probabilities: pd.Series, declared: Sequence[Declared], margin: float) -> list[Flag]:
+    """``CROP_MISMATCH`` from a trained crop model: another crop more probable than each declared one by ``margin``."""
+    for crop, value in probabilities.items():
+        row[f"p_{crop}"] = float(value)
+    best = str(probabilities.idxmax())
+    row.update(best_crop=best, best_explanation=best, best_score=1.0 - float(probabilities.max()))
+    worst = min(declared, key=lambda d: float(probabilities[d.crop]))
+    row["declared_score"] = 1.0 - float(probabilities[worst.crop])
+    if row["declared_score"] - row["best_score"] > margin:
+        return [Flag("CROP_MISMATCH", {"declared_crop": worst.crop, "best_crop": best, "declared_score": row["declared_score"],
+                                       "best_score": row["best_score"], "margin": margin, "method": "model"})]
+    return []
+
+
 def assess_season(
     table: pd.DataFrame,
-    declarations: Mapping[str, str] | None = None,
+    declarations: Mapping[str, Any] | None = None,
     drawn_area_mu: Mapping[str, float] | None = None,
     *,
+    region: str,
     plot_ids: Iterable[str] | None = None,
     min_valid_fraction: float = 0.6,
     min_observations_in_window: int = 3,
     min_pixel_count: float = 4.0,
     cultivated_min_share: float = 0.5,
-    max_sowing_shift_days: int = 21,
-    crop_mismatch_margin: float = 0.02,
+    max_sowing_shift_days: int = 30,
+    crop_mismatch_margin: float = 0.06,
+    max_fit_rmse: float = 0.10,
+    min_template_scale: float = 0.4,
+    min_covered_fraction: float = 0.95,
     low_vigor_percentile: float = 10.0,
     low_vigor_min_gap: float = 0.10,
     vigor_factor_min: float = 0.7,
     vigor_factor_max: float = 1.1,
     min_season_amplitude: float = 0.2,
-    shift_penalty: float = 0.10,
+    shift_penalty: float = 0.05,
     min_peers: int = 5,
     smoothing: Smoothing = "none",
     stat: str = "ndvi_mean",
     crop_model: Any = None,
     crop_model_margin: float = 0.5,
 ) -> SeasonResult:
-    """Phenology, crop ranking, satellite checks and vigor for every plot of a season.
+    """Phenology, cropping-system fit, satellite checks and vigor for every plot of a season.
 
     Parameters
     ----------
     table
-        The zonal engine's long table (one row per plot and date).
+        The zonal engine's long table (one row per plot and date); optional
+        columns ``covered_frac`` (default 1) and ``cloud_masked`` (default True).
     declarations
-        ``plot_id`` → declared crop (crops of ``seeds/crops.csv``). Plots without
-        a declaration get a ranking but no ``CROP_MISMATCH`` or vigor check.
+        ``plot_id`` → declared crop, or a sequence of crops for a plot declared
+        for several seasons (``"maize:summer"`` names the slot). A plot declared
+        for one season of a double-cropped year is honest: each declared crop
+        is checked against the best explanation that holds it.
     drawn_area_mu
-        ``plot_id`` → area of the drawn polygon (mu), for the cultivated-share
-        test of ``NOT_CULTIVATED``; without it only the green-up test applies.
+        ``plot_id`` → area of the drawn polygon (mu), for the cropped share.
+    region
+        A region of ``seeds/regions.csv``: the calendars and rotations fitted.
     plot_ids
-        Every plot of the run. Plots with no row in the table (no tile covers
-        them) get an empty series, hence ``NO_COVERAGE`` (review).
-    min_valid_fraction, min_observations_in_window, min_pixel_count, cultivated_min_share,
-    max_sowing_shift_days, crop_mismatch_margin, low_vigor_percentile,
-    low_vigor_min_gap, vigor_factor_min, vigor_factor_max
-        The ``[satellite]`` policy (``seeds/policy.toml`` documents each). Plots
-        under ``min_pixel_count`` (median ``pixel_count``) are left out of the
-        vigor comparison; ``TOO_FEW_PIXELS`` itself is verify's to report.
-    min_season_amplitude
-        ``NOT_CULTIVATED`` also when the season's NDVI amplitude (peak − base) is
-        below this or the peak stays under the crop's ``cropped_ndvi_threshold``:
-        the season never greens up (bare soil, water, built-up; evergreen cover).
-    shift_penalty
-        Prior penalty of the template fit at the largest sowing shift (see module doc).
-    min_peers
-        Vigor is compared only within groups of at least this many eligible plots
-        of the same declared crop; smaller groups get factor 1 and no ``LOW_VIGOR``.
+        Every plot of the run; plots with no row in the table get ``NO_COVERAGE``.
+    min_valid_fraction, min_observations_in_window, cultivated_min_share, max_sowing_shift_days,
+    crop_mismatch_margin, max_fit_rmse, min_template_scale, min_covered_fraction, min_season_amplitude,
+    shift_penalty, low_vigor_percentile, low_vigor_min_gap, vigor_factor_min, vigor_factor_max, min_peers,
+    min_pixel_count, crop_model_margin
+        The ``[satellite]`` policy (``seeds/policy.toml`` documents each).
     smoothing
-        ``none``, ``savgol`` or ``whittaker``: the curve the phenology features are read from
-        (the crop fit always uses the valid observations themselves).
+        Curve the phenology features are read from (the fit uses the observations themselves).
     stat
         NDVI statistic of the long table to use.
     crop_model
-        A loaded :class:`agricredit.crop_model.CropModel`: crops are ranked by
-        its probabilities (score = 1 − p) instead of template RMSE, and
-        ``CROP_MISMATCH`` fires when ``p(best) − p(declared) > crop_model_margin``
-        (the template margin ``crop_mismatch_margin`` is an RMSE in NDVI units and
-        does not carry over to probabilities). Plots whose declared crop the model
-        does not know fall back to the template fit.
-    crop_model_margin
-        The probability margin used with ``crop_model``: 0.5 means another crop
-        must be at least 50 points more probable than the declared one
-        (e.g. 0.75 against 0.25).
+        A loaded :class:`agricredit.crop_model.CropModel`: ``CROP_MISMATCH`` from its
+        probabilities instead of the template fit, for plots whose crops it knows.
 
     Returns
     -------
     SeasonResult
     """
-    declarations = dict(declarations or {})
+    if region not in load_calendars():
+        raise InputError(f"no crop calendar for region {region!r}: resolve it first (see resolve_region)")
+    declared_of = {str(k): _declared_of(v) for k, v in (declarations or {}).items()}
     drawn_area_mu = dict(drawn_area_mu or {})
     crops = load_crops()
-    unknown = sorted({c for c in declarations.values() if c and c not in crops})
+    unknown = sorted({d.crop for ds in declared_of.values() for d in ds if d.crop not in crops})
     if unknown:
         raise SchemaError(f"declared crops {unknown} are not in the crop table ({sorted(crops)})")
-    frame = _normalise_table(table, stat)
+    frame = normalise_table(table, stat)
     if frame.empty:
         raise InputError("the long table has no observations (no tile covers any plot in the period)")
-    run_start, run_end = frame["date"].min(), frame["date"].max()
-    series = _split_series(frame, min_valid_fraction, stat)
+    run = tuple(frame["date"].agg(["min", "max"]).to_numpy().astype("datetime64[D]"))
+    series = split_series(frame, min_valid_fraction, stat)
     empty = np.array([], dtype="datetime64[D]")
     for plot_id in plot_ids or ():
         series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
-    rows: list[dict[str, Any]] = []
-    flags: dict[str, list[Flag]] = {}
-    fits: dict[str, list[CropFit]] = {}
-    # The model rebuilds its series from the long table with its own min_valid_fraction (its card's).
     probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None else None
+    fit_options = {"max_sowing_shift_days": max_sowing_shift_days, "shift_penalty": shift_penalty,
+                   "min_template_scale": min_template_scale, "period": run}
+    rows, flags, fits = [], {}, {}
     for plot_id, s in series.items():
-        declared = declarations.get(plot_id) or None
-        row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": declared, "n_acquisitions": s.n_acquisitions,
-                               "n_valid": len(s.dates), "pixel_count": s.pixel_count}
+        declared = declared_of.get(plot_id, ())
+        row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
+                               "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
+                               "n_clear": int(np.count_nonzero(s.cloud_masked)), "pixel_count": s.pixel_count,
+                               "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
-        pheno = phenology(days, curve)
-        row.update(pheno)
-        at_peak = np.nan
-        if len(s.dates):
-            nearest = int(np.argmin(np.abs((s.dates - pheno["peak_date"]).astype(int))))
-            at_peak = float(s.cropped_area_mu[nearest])
-        row["cropped_area_mu_at_peak"] = at_peak
-        drawn = drawn_area_mu.get(plot_id, np.nan)
-        row["drawn_area_mu"] = drawn
-        row["cropped_share"] = at_peak / drawn if drawn and np.isfinite(drawn) and drawn > 0 else np.nan
-
-        # Which window decides whether there is enough data: the declared crop's,
-        # else the best-covered window of any crop.
-        window_crops = [declared] if declared else list(crops)
-        in_window = {}
-        for crop in window_crops:
-            lo, hi = season_window_for(crop, run_start, run_end)
-            in_window[crop] = (int(np.count_nonzero((s.dates >= lo) & (s.dates <= hi))), lo, hi)
-        window_crop = max(in_window, key=lambda c: in_window[c][0])
-        n_in, lo, hi = in_window[window_crop]
-        row.update(n_valid_in_window=n_in, window_start=_iso(lo), window_end=_iso(hi))
-
-        plot_fits = fit_crops(s.dates, s.ndvi, crops, max_sowing_shift_days=max_sowing_shift_days, shift_penalty=shift_penalty) if len(s.dates) >= 3 else []
-        for f in plot_fits:
-            row[f"rmse_{f.crop}"] = f.rmse
-            row[f"shift_days_{f.crop}"] = f.shift_days
-            row[f"scale_{f.crop}"] = f.scale
-        use_model = probabilities is not None and plot_id in probabilities.index
-        if use_model and declared and declared not in probabilities.columns:
-            logger.warning("crop model does not know the declared crop %r; template fit used for that plot", declared)
-            use_model = False
-        if use_model:
-            p = probabilities.loc[plot_id]
-            for crop, value in p.items():
-                row[f"p_{crop}"] = float(value)
-            ranking = sorted(((1.0 - float(v), c) for c, v in p.items()))
-            scores = {c: v for v, c in ranking}
-            margin = crop_model_margin
-        else:
-            ranking = [(f.score, f.crop) for f in plot_fits]
-            scores = {f.crop: f.score for f in plot_fits}
-            margin = crop_mismatch_margin
-        row["crop_ranking"] = ";".join(c for _, c in ranking)
-        row["best_crop"] = ranking[0][1] if ranking else None
-        row["best_score"] = ranking[0][0] if ranking else np.nan
-        row["declared_score"] = scores.get(declared, np.nan) if declared else np.nan
+        row.update(phenology(days, curve))
+        plot_fits, used = _fit_plot(s, region, fit_options)
         fits[plot_id] = plot_fits
-        # Vigor reads the peak of the declared crop's fitted template: a clouded peak date
-        # does not make a plot look weak. Without a declaration or a fit, the observed peak.
-        declared_fit = next((f for f in plot_fits if f.crop == declared), None)
-        row["fitted_peak_ndvi"] = (declared_fit.offset + declared_fit.scale * load_templates()[declared][1].max()
-                                   if declared_fit else np.nan)
-        row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared_fit else pheno["peak_ndvi"]
-
-        plot_flags: list[Flag] = []
-        if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
-            plot_flags.append(Flag("NO_COVERAGE", {"acquisitions": 0}))
-        elif n_in < min_observations_in_window:
-            plot_flags.append(Flag("CLOUD_INSUFFICIENT", {
-                "crop": window_crop, "valid_in_window": n_in, "required": min_observations_in_window,
-                "window_start": _iso(lo), "window_end": _iso(hi), "acquisitions": s.n_acquisitions,
-            }))
-        else:
-            threshold = crops[declared].cropped_ndvi_threshold if declared else default_cropped_threshold()
-            no_greenup = pheno["amplitude"] < min_season_amplitude or pheno["peak_ndvi"] < threshold
-            too_little = np.isfinite(row["cropped_share"]) and row["cropped_share"] < cultivated_min_share
-            if no_greenup or too_little:
-                plot_flags.append(Flag("NOT_CULTIVATED", {
-                    "peak_ndvi": pheno["peak_ndvi"], "amplitude": pheno["amplitude"],
-                    "cropped_ndvi_threshold": threshold, "min_season_amplitude": min_season_amplitude,
-                    "cropped_area_mu_at_peak": at_peak, "drawn_area_mu": drawn if np.isfinite(drawn) else None,
-                    "cropped_share": row["cropped_share"] if np.isfinite(row["cropped_share"]) else None,
-                    "cultivated_min_share": cultivated_min_share,
-                }))
-            elif declared and ranking and row["declared_score"] - row["best_score"] > margin:
-                plot_flags.append(Flag("CROP_MISMATCH", {
-                    "declared_crop": declared, "best_crop": row["best_crop"],
-                    "declared_score": row["declared_score"], "best_score": row["best_score"],
-                    "margin": margin, "method": "model" if use_model else "template",
-                }))
-        flags[plot_id] = plot_flags
+        _fit_row(row, plot_fits)
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
+                                     probabilities, min_observations_in_window=min_observations_in_window,
+                                     min_pixel_count=min_pixel_count,
+                                     cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
+                                     max_sowing_shift_days=max_sowing_shift_days, min_covered_fraction=min_covered_fraction,
+                                     crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
+                                     crop_model_margin=crop_model_margin)
         rows.append(row)
-
-    plots = pd.DataFrame(rows)
-    plots = peer_vigor(plots, flags, low_vigor_percentile=low_vigor_percentile, low_vigor_min_gap=low_vigor_min_gap,
-                       vigor_factor_min=vigor_factor_min, vigor_factor_max=vigor_factor_max, min_peers=min_peers,
-                       min_pixel_count=min_pixel_count)
+    plots = peer_vigor(pd.DataFrame(rows), flags, low_vigor_percentile=low_vigor_percentile,
+                       low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
+                       vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count,
+                       min_clear_observations=min_observations_in_window)
     plots["flags"] = [";".join(f.code for f in flags[p]) for p in plots["plot_id"]]
-    plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default) for p in plots["plot_id"]]
+    plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default)
+                             for p in plots["plot_id"]]
     for column in ("peak_date", "greenup_date", "senescence_date"):
         plots[column] = [_iso(v) for v in plots[column]]
-    return SeasonResult(plots=plots, flags=flags, fits=fits, series=series)
+    return SeasonResult(plots=plots, flags=flags, fits=fits, series=series, period=run)
+
+
+def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
+                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
+                probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
+                cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
+                min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
+                crop_model_margin: float) -> list[Flag]:
+    """The satellite checks of one plot (filling ``row`` with the figures behind them)."""
+    if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
+        return [Flag("NO_COVERAGE", {"acquisitions": 0})]
+    if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
+        return []
+    plot_flags = []
+    partial = not s.max_covered_frac >= min_covered_fraction
+    if partial:
+        plot_flags.append(Flag("PARTIAL_COVERAGE", {"max_covered_frac": s.max_covered_frac,
+                                                    "min_covered_fraction": min_covered_fraction}))
+    periods = _green_periods(region, declared, run)
+    pad = np.timedelta64(int(max_sowing_shift_days), "D")
+    # Each declared crop's window: its green periods, widened by the largest sowing shift.
+    windows = {crop: (min(p[0] for p in ps) - pad, max(p[1] for p in ps) + pad) for crop, ps in periods.items()}
+    windows = windows or {"season": run}
+    counts = {crop: int(np.count_nonzero(_window_mask(s.dates, [w]))) for crop, w in windows.items()}
+    thin = min(counts, key=counts.get)
+    row.update(n_valid_in_window=counts[thin], window_start=_iso(windows[thin][0]), window_end=_iso(windows[thin][1]))
+    if counts[thin] < min_observations_in_window:
+        return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
+            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
+            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]), "acquisitions": s.n_acquisitions,
+        })]
+    chosen = next((f for f in plot_fits if declared and all(any(d.matches(x.season) for x in f.seasons) for d in declared)),
+                  plot_fits[0] if plot_fits else None)
+    own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
+    window = _window_mask(s.dates, windows.values())
+    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
+    evidence = _cropped_evidence(s, drawn, threshold, window)
+    row.update({k: v for k, v in evidence.items() if k != "share"}, drawn_area_mu=drawn)
+    row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
+    row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared and own else row["peak_ndvi"]
+    row["chosen_windows"] = ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}" for x in own) or None
+    crop_flags = []
+    if plot_fits:
+        row["crop_ranking"] = ";".join(f.name for f in plot_fits)
+        crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
+                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
+    if probabilities is not None and declared and s.plot_id in probabilities.index and all(
+            d.crop in probabilities.columns for d in declared):
+        crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
+    green = [p for ps in periods.values() for p in ps]
+    covered = _covers_every_sowing(s.dates[window & s.cloud_masked], green, max_sowing_shift_days)
+    cultivation = _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=cultivated_min_share,
+                                    min_season_amplitude=min_season_amplitude,
+                                    min_observations=min_observations_in_window, partial=partial, covered=covered)
+    if cultivation is not None and not _covers_every_sowing(s.dates[window], green, max_sowing_shift_days):
+        # Little crop seen, but clouds hid the crop's green period for some sowing dates: a cloud problem.
+        return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
+            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
+            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]),
+            "acquisitions": s.n_acquisitions, "green_period_unseen": True,
+        })]
+    return plot_flags + ([cultivation] if cultivation is not None else crop_flags)
 
 
 def _json_default(value: Any) -> Any:
@@ -885,6 +543,7 @@ def peer_vigor(
     vigor_factor_max: float = 1.1,
     min_peers: int = 5,
     min_pixel_count: float = 0.0,
+    min_clear_observations: int = 0,
 ) -> pd.DataFrame:
     """Compare each plot's peak NDVI with the plots of the same declared crop.
 
@@ -894,7 +553,9 @@ def peer_vigor(
     plots of the same ``declared_crop`` without ``NOT_CULTIVATED``,
     ``CLOUD_INSUFFICIENT`` or ``CROP_MISMATCH`` (the declared crop's template
     says nothing about a plot growing another crop), nor plots whose
-    ``pixel_count`` is below ``min_pixel_count`` (mixed pixels). A plot's percentile is the
+    ``pixel_count`` is below ``min_pixel_count`` (mixed pixels), nor plots partly outside the
+    imagery or with fewer than ``min_clear_observations`` cloud-masked observations
+    (``n_clear``): LOW_VIGOR lowers a limit, so it needs clear evidence. A plot's percentile is the
     share of the *other* peers with a lower peak (ties count half). ``LOW_VIGOR``
     (appended to ``flags``) needs both a percentile below ``low_vigor_percentile``
     and a peak at least ``low_vigor_min_gap`` below the peer median, so a
@@ -909,11 +570,14 @@ def peer_vigor(
         ``plots`` with ``peer_count``, ``peer_median_peak``, ``peak_percentile`` and ``vigor_factor``.
     """
     plots = plots.copy()
-    excluded = {"NOT_CULTIVATED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH"}
+    excluded = {"NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH",
+                "SEASON_UNRECOGNISED", "PARTIAL_COVERAGE"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
+    clear = plots["n_clear"].to_numpy(float) if "n_clear" in plots else np.full(len(plots), np.inf)
     eligible = np.array([
-        isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak) and not n < min_pixel_count
-        for pid, crop, peak, n in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"], pixels)
+        isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak)
+        and not n < min_pixel_count and not c < min_clear_observations
+        for pid, crop, peak, n, c in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"], pixels, clear)
     ], dtype=bool)
     peer_count = np.zeros(len(plots), dtype=int)
     peer_median = np.full(len(plots), np.nan)
@@ -956,61 +620,53 @@ def peer_vigor(
     return plots
 
 
-def season_chart(result: SeasonResult, plot_id: str, path: str | Path, *, title: str | None = None) -> None:
-    """Draw a plot's observations against every crop template as fitted (PNG, Agg backend).
-
-    Each template is drawn with its fitted sowing shift, scale and offset; the
-    legend gives the shift and RMSE, best crop first. Written with
-    :func:`agricredit.outputs.atomic_path`.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    from agricredit.outputs import atomic_path
-
-    if plot_id not in result.series:
-        raise InputError(f"plot {plot_id!r} is not in this run")
-    s = result.series[plot_id]
-    row = result.plots.set_index("plot_id").loc[plot_id]
-    figure = Figure(figsize=(8, 4.5), dpi=100)
-    axes = figure.add_subplot()
-    if len(s.dates):
-        start = s.dates[0] - np.timedelta64(20, "D")
-        days = start + np.arange((s.dates[-1] - start).astype(int) + 21)
-    else:
-        days = np.datetime64(str(row.get("window_start") or "2000-01-01"), "D") + np.arange(365)
-    for k, fit in enumerate(result.fits.get(plot_id, [])):
-        curve = fit.offset + fit.scale * template_ndvi(fit.crop, _doy(days) - fit.shift_days)
-        axes.plot(days.astype("datetime64[D]").astype(object), curve, lw=2.2 if k == 0 else 1.2,
-                  label=f"{fit.crop}: shift {fit.shift_days:+d} d, scale {fit.scale:.2f}, RMSE {fit.rmse:.3f}")
-    axes.plot(s.dates.astype(object), s.ndvi, "ko", label=f"observed ({len(s.dates)} valid)")
-    if row.get("window_start"):
-        axes.axvspan(dt.date.fromisoformat(row["window_start"]), dt.date.fromisoformat(row["window_end"]),
-                     color="0.9", zorder=0, label="declared crop window" if row.get("declared_crop") else "season window")
-    axes.set_ylim(-0.3, 1.0)
-    axes.set_ylabel("NDVI")
-    flags = row.get("flags") or "no flags"
-    axes.set_title(title or f"plot {plot_id} — declared {row.get('declared_crop') or '?'} — {flags}")
-    axes.legend(fontsize=7, loc="upper left")
-    figure.autofmt_xdate()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-
-
 # --------------------------------------------------------------------------- policy and output table
 # (kept at the end of the module; not in ``__all__`` above, importable by name)
 
 #: Columns of the per-plot season table, first and in this order (the per-crop fit columns follow).
 SEASON_LEAD_COLUMNS = (
-    "plot_id", "declared_crop", "flags", "best_crop", "crop_ranking", "best_score", "declared_score",
-    "n_acquisitions", "n_valid", "n_valid_in_window", "window_start", "window_end", "pixel_count",
+    "plot_id", "declared_crop", "flags", "best_crop", "region", "best_explanation", "declared_explanation",
+    "crop_ranking", "best_score", "best_rmse", "declared_score", "chosen_windows",
+    "n_acquisitions", "n_valid", "n_clear", "n_valid_in_window", "window_start", "window_end", "pixel_count", "max_covered_frac",
     "peak_ndvi", "peak_date", "greenup_date", "senescence_date", "season_length_days", "ndvi_integral",
-    "base_ndvi", "amplitude", "cropped_area_mu_at_peak", "drawn_area_mu", "cropped_share",
-    "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile", "vigor_factor",
-    "flag_figures",
+    "base_ndvi", "amplitude", "cropped_area_mu_at_peak", "cropped_share", "cropped_measured_share", "cropped_date",
+    "drawn_area_mu", "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile",
+    "vigor_factor", "flag_figures",
 )
+
+
+def resolve_region(named: str | None, plots: Any = None) -> str:
+    """The region a season is checked against: the one named, or the one holding most of the plots.
+
+    Parameters
+    ----------
+    named
+        A region of ``seeds/regions.csv``; ``None`` or ``"auto"`` to take it from ``plots``.
+    plots
+        GeoDataFrame of the plots (any CRS): each plot votes for the region box
+        holding its representative point; ties go to the first region of the file.
+
+    Raises
+    ------
+    InputError
+        An unknown region, or plots outside every region of ``seeds/regions.csv``.
+    """
+    regions = load_regions()
+    if named and named != "auto":
+        if named not in regions:
+            raise InputError(f"unknown region {named!r} (known: {', '.join(regions)})")
+        return named
+    if plots is None or len(plots) == 0:
+        raise InputError("no region named and no plots to locate one (set satellite.region or options.region)")
+    from agricredit.plots import to_wgs84
+
+    points = to_wgs84(plots).geometry.representative_point()
+    votes = [region_at(p.x, p.y) for p in points if p is not None and not p.is_empty]
+    counts = {r: votes.count(r) for r in regions if r in votes}
+    if not counts:
+        raise InputError("the plots lie outside every region of seeds/regions.csv; name the region "
+                         "(policy satellite.region or the case's options.region)")
+    return max(counts, key=lambda r: (counts[r], -list(regions).index(r)))
 
 
 def season_options(policy: Any, **overrides: Any) -> dict[str, Any]:

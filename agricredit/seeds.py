@@ -28,6 +28,14 @@ __all__ = [
     "template_ndvi",
     "load_reason_codes",
     "default_cropped_threshold",
+    "SLOTS",
+    "Region",
+    "CropSeason",
+    "Rotation",
+    "load_regions",
+    "load_calendars",
+    "load_rotations",
+    "region_at",
 ]
 
 
@@ -203,3 +211,147 @@ def load_reason_codes() -> dict[str, ReasonCode]:
 def default_cropped_threshold() -> float:
     """Return the NDVI threshold for 'cropped' used when no crop is known (the lowest of the table)."""
     return min(crop.cropped_ndvi_threshold for crop in load_crops().values())
+
+
+# --------------------------------------------------------------------------- regional calendars
+
+#: Season slots of a calendar row: a single-season crop, or a crop's place in the year's cropping system.
+SLOTS = ("single", "spring", "winter", "summer")
+#: Calendar stages of ``seeds/calendars.csv``, in the order they happen.
+STAGES = ("sowing", "greenup", "peak", "senescence", "harvest")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region of ``seeds/regions.csv``: a named lon/lat box (WGS84 degrees)."""
+
+    region: str
+    name: str
+    name_zh: str
+    bounds: tuple[float, float, float, float]  # lon_min, lat_min, lon_max, lat_max
+
+    def contains(self, lon: float, lat: float) -> bool:
+        """True when the point lies inside the box (edges included)."""
+        lon_min, lat_min, lon_max, lat_max = self.bounds
+        return lon_min <= lon <= lon_max and lat_min <= lat <= lat_max
+
+
+@dataclass(frozen=True)
+class CropSeason:
+    """One crop season of a region's calendar (``seeds/calendars.csv``).
+
+    ``stages`` are the ``(month, day)`` of sowing, green-up (50 % of the NDVI
+    rise), peak, senescence (50 % of the fall) and harvest, in that order; a
+    season may cross 1 January (winter crops).
+    """
+
+    region: str
+    crop: str
+    slot: str
+    stages: tuple[tuple[int, int], ...]
+
+    @property
+    def key(self) -> str:
+        """``crop`` for a single-season crop, else ``crop:slot`` (e.g. ``maize:summer``)."""
+        return self.crop if self.slot == "single" else f"{self.crop}:{self.slot}"
+
+    def dates(self, harvest_year: int) -> dict[str, dt.date]:
+        """The stage dates of the season harvested in ``harvest_year`` (each stage on or before the next)."""
+        out: dict[str, dt.date] = {}
+        later = dt.date(harvest_year, *self.stages[-1])
+        for stage, (month, day) in zip(reversed(STAGES), reversed(self.stages)):
+            date = dt.date(later.year, month, day)
+            if date > later:
+                date = dt.date(later.year - 1, month, day)
+            out[stage] = later = date
+        return {stage: out[stage] for stage in STAGES}
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A two-season cropping system of a region (``seeds/rotations.csv``): ``first`` then ``second``."""
+
+    region: str
+    system: str
+    first: CropSeason
+    second: CropSeason
+
+
+def _number(row: dict[str, str], column: str, where: dict) -> float:
+    try:
+        return float(row[column])
+    except ValueError as error:
+        raise SeedDataError(f"{column} {row[column]!r} is not a number", **where) from error
+
+
+@functools.cache
+def load_regions() -> dict[str, Region]:
+    """Return the regions of ``seeds/regions.csv`` keyed by id, validated."""
+    rows = _read_rows("regions.csv", ["region", "name", "name_zh", "lon_min", "lat_min", "lon_max", "lat_max", "source"])
+    regions: dict[str, Region] = {}
+    for number, row in enumerate(rows, start=2):
+        where = {"path": SEEDS_DIR / "regions.csv", "record": f"row {number}"}
+        bounds = tuple(_number(row, c, where) for c in ("lon_min", "lat_min", "lon_max", "lat_max"))
+        if not (-180 <= bounds[0] < bounds[2] <= 180 and -90 <= bounds[1] < bounds[3] <= 90):
+            raise SeedDataError("need -180 <= lon_min < lon_max <= 180 and -90 <= lat_min < lat_max <= 90", **where)
+        if row["region"] in regions:
+            raise SeedDataError(f"duplicate region {row['region']!r}", **where)
+        regions[row["region"]] = Region(row["region"], row["name"], row["name_zh"], bounds)
+    return regions
+
+
+@functools.cache
+def load_calendars() -> dict[str, dict[str, CropSeason]]:
+    """Return the crop seasons of ``seeds/calendars.csv``: region → season key (:attr:`CropSeason.key`) → season."""
+    rows = _read_rows("calendars.csv", ["region", "crop", "slot", *STAGES, "source"])
+    regions, crops = load_regions(), load_crops()
+    calendars: dict[str, dict[str, CropSeason]] = {}
+    for number, row in enumerate(rows, start=2):
+        where = {"path": SEEDS_DIR / "calendars.csv", "record": f"row {number}"}
+        if row["region"] not in regions:
+            raise SeedDataError(f"unknown region {row['region']!r} (not in regions.csv)", **where)
+        if row["crop"] not in crops:
+            raise SeedDataError(f"unknown crop {row['crop']!r} (not in crops.csv)", **where)
+        if row["slot"] not in SLOTS:
+            raise SeedDataError(f"slot {row['slot']!r} is not one of {', '.join(SLOTS)}", **where)
+        season = CropSeason(row["region"], row["crop"], row["slot"],
+                            tuple(_month_day(row[stage], str(where["path"]), number) for stage in STAGES))
+        dates = season.dates(2001)
+        if (dates["harvest"] - dates["sowing"]).days >= 365:
+            raise SeedDataError("a season must last less than a year from sowing to harvest", **where)
+        if season.key in calendars.setdefault(row["region"], {}):
+            raise SeedDataError(f"duplicate season {season.key!r} in region {row['region']!r}", **where)
+        calendars[row["region"]][season.key] = season
+    missing = sorted(set(regions) - set(calendars))
+    if missing:
+        raise SeedDataError(f"no calendar for regions {missing}", path=SEEDS_DIR / "calendars.csv")
+    return calendars
+
+
+@functools.cache
+def load_rotations() -> dict[str, list[Rotation]]:
+    """Return the two-season cropping systems of ``seeds/rotations.csv`` by region (file order)."""
+    rows = _read_rows("rotations.csv", ["region", "system", "first_crop", "first_slot", "second_crop", "second_slot", "source"])
+    calendars = load_calendars()
+    rotations: dict[str, list[Rotation]] = {region: [] for region in calendars}
+    for number, row in enumerate(rows, start=2):
+        where = {"path": SEEDS_DIR / "rotations.csv", "record": f"row {number}"}
+        seasons = calendars.get(row["region"])
+        if seasons is None:
+            raise SeedDataError(f"unknown region {row['region']!r}", **where)
+        parts = []
+        for crop, slot in ((row["first_crop"], row["first_slot"]), (row["second_crop"], row["second_slot"])):
+            key = crop if slot == "single" else f"{crop}:{slot}"
+            if key not in seasons:
+                raise SeedDataError(f"no calendar row for {key!r} in region {row['region']!r}", **where)
+            parts.append(seasons[key])
+        first, second = (p.dates(2002) for p in parts)
+        if second["sowing"] < first["harvest"]:
+            raise SeedDataError(f"{parts[1].key} is sown before {parts[0].key} is harvested", **where)
+        rotations[row["region"]].append(Rotation(row["region"], row["system"], parts[0], parts[1]))
+    return rotations
+
+
+def region_at(lon: float, lat: float) -> str | None:
+    """The id of the first region of ``seeds/regions.csv`` whose box holds the point, or ``None``."""
+    return next((r.region for r in load_regions().values() if r.contains(lon, lat)), None)

@@ -59,6 +59,7 @@ from pathlib import Path
 import pandas as pd
 
 from agricredit.errors import EncodingError, InputError, InputNotFoundError, SchemaError
+from agricredit.seeds import SLOTS
 from agricredit.units import MU_PER_HA
 
 __all__ = [
@@ -180,7 +181,9 @@ def read_declarations(
     ----------
     path
         CSV, ``.xlsx`` or Parquet file with the columns ``borrower_id, plot_id,
-        declared_crop, declared_area, area_unit``.
+        declared_crop, declared_area, area_unit`` and an optional ``season``
+        (``winter``, ``summer``, ``spring``, ``single`` or empty): a plot cropped
+        twice a year may have one row per crop season.
     encoding
         Text encoding of a CSV file; ``None`` detects it strictly.
     known_plots
@@ -203,7 +206,7 @@ def read_declarations(
     Raises
     ------
     SchemaError
-        As :func:`read_registry`, plus duplicate ``(borrower_id, plot_id)``,
+        As :func:`read_registry`, plus duplicate ``(borrower_id, plot_id[, season])``,
         unknown plots and unknown crops.
     EncodingError
         The CSV bytes cannot be decoded.
@@ -226,8 +229,13 @@ def read_declarations(
                 else:
                     crop = crops[crop]
             rec["declared_crop"] = crop
-    _check_unique(raw, ("borrower_id", "plot_id"))
-    return _finish(raw, DECLARATION_COLUMNS, ("declared_mu",), ("borrower_id", "plot_id"), isolate=isolate)
+        if "season" in raw.columns:  # optional: one row per crop season of a double-cropped plot
+            rec["season"] = (rec["season"] or "").strip().lower()
+            if rec["season"] and rec["season"] not in SLOTS:
+                _problem(raw, row, "season", f"not a season slot (one of {', '.join(SLOTS)}, or empty)")
+    key = ("borrower_id", "plot_id", "season") if "season" in raw.columns else ("borrower_id", "plot_id")
+    _check_unique(raw, key)
+    return _finish(raw, DECLARATION_COLUMNS, ("declared_mu",), key, isolate=isolate)
 
 
 def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None, *, isolate: bool = False) -> pd.DataFrame:

@@ -41,10 +41,14 @@ Rules (design §7, tolerances from the policy's ``[area]`` and ``[satellite]``):
   declaration alone. OWNER_MISMATCH holds the plot for review: land is
   often farmed under a transfer (流转) contract, so the plot adds 0 now and its
   area once the officer has seen the lease.
-* NOT_CULTIVATED and TOO_FEW_PIXELS make the plot add 0. TOO_FEW_PIXELS
-  silences the satellite codes (the satellite cannot say anything about the
-  plot), and CLOUD_INSUFFICIENT silences NOT_CULTIVATED / CROP_MISMATCH /
-  LOW_VIGOR (too little data to judge).
+* NOT_CULTIVATED (clear evidence: enough clear, cloud-masked observations of a
+  fully imaged plot, all showing too little crop) makes the plot add 0.
+  Uncertain satellite evidence goes to review instead: TOO_FEW_PIXELS (the plot
+  is too small for the sensor; it silences the other satellite codes),
+  PARTIAL_COVERAGE (partly outside the imagery), NOT_CULTIVATED_UNCONFIRMED
+  (little crop seen, on thin evidence), SEASON_UNRECOGNISED (no crop or
+  rotation of the region explains the season). CLOUD_INSUFFICIENT silences
+  NOT_CULTIVATED / CROP_MISMATCH / LOW_VIGOR (too little data to judge).
 * Plots under review (:data:`HOLD_CODES`) add 0 *now* and their verified area
   *if confirmed*, so a review never hides a reduction.
 * Industry-chain evidence (``chain``, from :func:`agricredit.chain.chain_facts`)
@@ -67,6 +71,7 @@ from typing import Any
 from agricredit.chain import chain_checks
 from agricredit.errors import InputError
 from agricredit.policy import Policy
+from agricredit.season import SEASON_CODES
 from agricredit.seeds import load_crops, load_reason_codes
 from agricredit.units import MU_PER_HA, mu_to_m2
 
@@ -88,15 +93,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCES = ("drawn", "registered", "declared")
-SATELLITE_CODES = ("NOT_CULTIVATED", "CROP_MISMATCH", "LOW_VIGOR", "CLOUD_INSUFFICIENT", "NO_COVERAGE")
+#: The codes the season module may report (see :data:`agricredit.season.SEASON_CODES`).
+SATELLITE_CODES = SEASON_CODES
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
-     "OWNER_MISMATCH", "SELF_OVERLAP", "DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED",
-     "TILE_UNREADABLE", "INPUTS_BELOW_DECLARED", "CHAIN_OTHER_CROP", "MACHINERY_AREA_MISMATCH"}
+     "OWNER_MISMATCH", "SELF_OVERLAP", "DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED", "TILE_UNREADABLE",
+     "TOO_FEW_PIXELS", "PARTIAL_COVERAGE", "SEASON_UNRECOGNISED", "NOT_CULTIVATED_UNCONFIRMED",
+     "INPUTS_BELOW_DECLARED", "CHAIN_OTHER_CROP", "MACHINERY_AREA_MISMATCH"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
-ZERO_CODES = frozenset({"NOT_CULTIVATED", "TOO_FEW_PIXELS"})
+ZERO_CODES = frozenset({"NOT_CULTIVATED"})
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 
@@ -178,8 +185,8 @@ class Overlap:
 class PlotFacts:
     """What the pipeline knows about one plot (areas in mu; NaN = unknown).
 
-    ``satellite_codes`` are the season module's findings (NOT_CULTIVATED,
-    CROP_MISMATCH, LOW_VIGOR, CLOUD_INSUFFICIENT) as :class:`Check` objects;
+    ``satellite_codes`` are the season module's findings (:data:`SATELLITE_CODES`)
+    as :class:`Check` objects;
     :meth:`from_dict` also accepts ``{code: figures}`` or a list of dicts.
     ``registered_mu`` is NaN when the registry has no record. ``repeated_mu``:
     drawn area already in a plot of the same borrower with a smaller ID
@@ -435,16 +442,22 @@ def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
         return [Check.make("TOO_FEW_PIXELS", pixel_count=facts.pixel_count, min_pixel_count=sat.min_pixel_count)]
     if "NO_COVERAGE" in found:
         return [Check.make("NO_COVERAGE", **found["NO_COVERAGE"].figures)]
+    checks = [Check.make("PARTIAL_COVERAGE", **found["PARTIAL_COVERAGE"].figures)] if "PARTIAL_COVERAGE" in found else []
     if "CLOUD_INSUFFICIENT" in found:
-        return [Check.make("CLOUD_INSUFFICIENT", min_observations=sat.min_observations_in_window, **found["CLOUD_INSUFFICIENT"].figures)]
-    checks = []
+        return checks + [Check.make("CLOUD_INSUFFICIENT", min_observations=sat.min_observations_in_window,
+                                    **found["CLOUD_INSUFFICIENT"].figures)]
     cropped, drawn = facts.cropped_mu_at_peak, facts.drawn_mu
-    low_cropped = _finite(cropped) and _finite(drawn) and drawn > 0 and cropped < sat.cultivated_min_share * drawn
-    if low_cropped or "NOT_CULTIVATED" in found:
-        figures = {"cropped_mu": cropped if _finite(cropped) else None, "drawn_mu": drawn if _finite(drawn) else None,
-                   "min_share": sat.cultivated_min_share}
-        figures.update(found["NOT_CULTIVATED"].figures if "NOT_CULTIVATED" in found else {})
-        checks.append(Check.make("NOT_CULTIVATED", **figures))
+    figures = {"cropped_mu": cropped if _finite(cropped) else None, "drawn_mu": drawn if _finite(drawn) else None,
+               "min_share": sat.cultivated_min_share}
+    if "NOT_CULTIVATED_UNCONFIRMED" in found:  # the season saw little crop, on evidence too thin to lower a limit
+        checks.append(Check.make("NOT_CULTIVATED_UNCONFIRMED", **{**figures, **found["NOT_CULTIVATED_UNCONFIRMED"].figures}))
+    else:
+        low_cropped = _finite(cropped) and _finite(drawn) and drawn > 0 and cropped < sat.cultivated_min_share * drawn
+        if low_cropped or "NOT_CULTIVATED" in found:
+            figures.update(found["NOT_CULTIVATED"].figures if "NOT_CULTIVATED" in found else {})
+            checks.append(Check.make("NOT_CULTIVATED", **figures))
+    if "SEASON_UNRECOGNISED" in found:
+        checks.append(Check.make("SEASON_UNRECOGNISED", **found["SEASON_UNRECOGNISED"].figures))
     if "CROP_MISMATCH" in found:
         checks.append(Check.make("CROP_MISMATCH", **{"declared_crop": facts.declared_crop, "best_crop": facts.best_crop,
                                                      **found["CROP_MISMATCH"].figures}))

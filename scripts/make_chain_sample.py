@@ -67,7 +67,7 @@ as in `case.toml`.
 | inputs_below | P0126 | B046 | maize seed for a fifth of the declared 146.16 mu (73.1 kg at 2.5 kg/mu) | INPUTS_BELOW_DECLARED | REVIEW |
 | harvest_other_crop | P0232 | B085 | a soybean harvest of 4.0509 ha (60.76 mu) on a plot declared maize | CHAIN_OTHER_CROP | REVIEW |
 | harvest_other_crop | P0251 | B091 | a wheat harvest on the planted crop-mismatch plot (declared maize, simulated wheat): supports CROP_MISMATCH | CHAIN_OTHER_CROP | REVIEW |
-| sales_history | P0214 | B076 | maize sold in 2020 (70 t), 2021 (134,000 斤) and 2022 (72,500 kg): about 250 kg per mu, limit 91,500 instead of 160,600 CNY | SALES_BELOW_EXPECTED_YIELD | APPROVE |
+| sales_history | P0214 | B076 | maize sold in 2020 (70 t), 2021 (134,000 斤) and 2022 (72,500 kg): about 250 kg per mu, limit 91,500 instead of 159,200 CNY | SALES_BELOW_EXPECTED_YIELD | APPROVE |
 | corroboration | P0231 | B083 | the planted cloudy wheat plot: wheat seed for its declared area (455.8 斤 at 10 kg/mu) and its harvest (22.79 mu) from two partners settle CLOUD_INSUFFICIENT | CHAIN_CORROBORATED | APPROVE |
 | confirmation | P0210 | B072 | seed and ploughing for the declared maize area from two partners, nothing to settle | CHAIN_CORROBORATED | APPROVE |
 """
@@ -111,7 +111,7 @@ def build(folder: Path) -> None:
         ["COOP-YJ-01", "B085", "2023-10-08", "大豆", "收获", round(declared["P0232"] / 15, 4), "公顷", ""],
         ["COOP-YJ-01", "B091", "2023-06-20", "小麦", "收获", round(declared["P0251"], 2), "亩", "P0251"],
     ], encoding="gbk")
-    # sales_history: three maize seasons of B076 at about 250 kg per mu (table 439.4), in t, 斤 and kg.
+    # sales_history: three maize seasons of B076 at about 250 kg per mu (table 435.5), in t, 斤 and kg.
     _write(out / "sales.csv", ["partner_id", "customer_id", "date", "crop", "quantity", "unit"], [
         ["GRAIN-XX-01", "C-0412", "2020-11-10", "maize", 70, "t"],
         ["GRAIN-XX-01", "C-0412", "2021-12-01", "maize", 134000, "斤"],

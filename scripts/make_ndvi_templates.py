@@ -7,12 +7,13 @@ seeds/crops.csv, rising from the off-season base NDVI to the crop's peak NDVI.
 Winter wheat adds its autumn tillering plateau (sown in October, ~0.35 NDVI
 through winter), so its season crosses the new year.
 
-Usage: python scripts/make_ndvi_templates.py   (deterministic; rewrites the file)
+Usage: python scripts/make_ndvi_templates.py [OUT.csv]   (deterministic; default OUT: seeds/ndvi_templates.csv)
 """
 
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +49,12 @@ def template(doy: np.ndarray, row: dict[str, str]) -> np.ndarray:
     return base + level
 
 
-def main() -> None:
+def main(out: Path = SEEDS / "ndvi_templates.csv") -> None:
+    """Write the templates of every crop of seeds/crops.csv to ``out``."""
     with open(SEEDS / "crops.csv", encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     doys = np.arange(1, 366, STEP_DAYS, dtype=float)
-    with open(SEEDS / "ndvi_templates.csv", "w", encoding="utf-8", newline="") as handle:
+    with open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["crop", "doy", "ndvi"])
         for row in rows:
@@ -61,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*map(Path, sys.argv[1:2]))

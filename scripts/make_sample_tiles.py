@@ -122,7 +122,7 @@ CASES = {
     "no_registry": ("NO_REGISTRY_RECORD", "REVIEW"),
     "self_intersecting": ("GEOMETRY_INVALID", "REVIEW"),
     "repairable": ("GEOMETRY_REPAIRED", "APPROVE"),
-    "sliver": ("TOO_FEW_PIXELS", "APPROVE"),
+    "sliver": ("TOO_FEW_PIXELS", "REVIEW"),  # a plot too small for the sensor goes to a person (issue 9)
     "drawn_mismatch": ("AREA_DRAWN_MISMATCH", "APPROVE"),
     "low_vigor": ("LOW_VIGOR", "APPROVE"),
     "cloudy": ("CLOUD_INSUFFICIENT", "REVIEW"),

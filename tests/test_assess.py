@@ -244,7 +244,10 @@ def test_replay_reproduces_every_decision_and_catches_a_tampered_record(output, 
 
 def test_explanations_in_chinese(tmp_path):
     chinese = run_assessment(sample_case(), KEY, lang="zh")
-    assert all(re.search(r"[\u4e00-\u9fff]", text) for text in chinese.borrowers["explanation"])
+    status_zh = {"APPROVE": "批准：额度", "REVIEW": "待复核：额度", "DECLINE": "拒绝：额度"}
+    for status, text in zip(chinese.borrowers["status"], chinese.borrowers["explanation"]):
+        assert text.startswith(status_zh[status]) and "核实面积" in text and text.endswith("。"), text
+        assert not re.search(r"Approved|Review|Declined|limit|need|capacity", text), text
 
 
 def test_assess_refuses_to_run_without_a_pseudonym_key(tmp_path, monkeypatch):

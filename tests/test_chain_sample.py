@@ -24,9 +24,9 @@ from agricredit.seeds import DEFAULT_POLICY_PATH
 SAMPLE = DEFAULT_POLICY_PATH.parents[1] / "sample_tiles"
 CASE = SAMPLE / "case_chain.toml"
 ADVANCE, STEP = 0.6, 100.0
-COST = {"maize": 639.5, "soybean": 944.28, "wheat": 639.5}
-YIELD = {"maize": 439.4, "soybean": 133.4, "wheat": 396.0}
-PRICE = {"maize": 2.18, "soybean": 4.00, "wheat": 2.38}
+COST = {"maize": 639.5, "soybean": 547.18, "wheat": 639.5}
+YIELD = {"maize": 435.5, "soybean": 132.7, "wheat": 385.4}
+PRICE = {"maize": 2.18, "soybean": 4.00, "wheat": 2.34}
 PARTNERS = ("SHOP-FQ-01", "SHOP-YY-02", "COOP-YJ-01", "GRAIN-XX-01", "C-0412")
 
 
@@ -93,10 +93,10 @@ def test_three_seasons_of_sales_lower_capacity(runs):
     history = check(verdicts["P0214"], "OWN_YIELD_HISTORY").figures
     assert history["seasons_kg_per_mu"] == pytest.approx({season: k / mu for season, k in kg.items()})
     assert history["yield_kg_per_mu"] == pytest.approx(70000.0 / mu)  # the median season
-    assert "SALES_BELOW_EXPECTED_YIELD" in verdicts["P0214"].codes  # 250.4 < 0.6 x 439.4 kg/mu
-    # capacity = 0.6 x mu x (70,000 kg / mu) x 2.18 = 91,560 -> 91,500, against 160,600 on the table yield.
+    assert "SALES_BELOW_EXPECTED_YIELD" in verdicts["P0214"].codes  # 250.4 < 0.6 x 435.5 kg/mu
+    # capacity = 0.6 x mu x (70,000 kg / mu) x 2.18 = 91,560 -> 91,500, against 159,200 on the table yield.
     assert decision.limit == limit([("maize", mu)], {"maize": 70000.0 / mu}) == 91500.0
-    assert of(runs[1], "B076")[0].limit == limit([("maize", mu)]) == 160600.0
+    assert of(runs[1], "B076")[0].limit == limit([("maize", mu)]) == 159200.0
     assert decision.status == "APPROVE"
 
 

@@ -45,7 +45,7 @@ def test_library_error_becomes_one_line_and_exit_code(monkeypatch):
 def test_error_hierarchy_mixes_in_builtins():
     assert issubclass(CRSMismatchError, AgricreditError)
     assert issubclass(CRSMismatchError, ValueError)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^bad$"):
         raise InputError("bad")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,8 +14,22 @@ from _plotfacts import POLICY, honest, policy_with
 from agricredit.credit import compute_terms, decide, decide_all, explain
 from agricredit.verify import verify_plots
 
-MAIZE_COST, MAIZE_YIELD, MAIZE_PRICE = 639.5, 439.4, 2.18  # seeds/crops.csv
-SOY_COST, SOY_YIELD, SOY_PRICE = 944.28, 133.4, 4.00
+# The crop economics, read from seeds/crops.csv with the csv module (not through agricredit.seeds).
+with open(Path(__file__).resolve().parents[1] / "seeds" / "crops.csv", encoding="utf-8") as _handle:
+    _ECONOMICS = {row["crop"]: (float(row["cost_cny_per_mu"]), float(row["yield_kg_per_mu"]), float(row["price_cny_per_kg"]))
+                  for row in csv.DictReader(_handle)}
+MAIZE_COST, MAIZE_YIELD, MAIZE_PRICE = _ECONOMICS["maize"]
+SOY_COST, SOY_YIELD, SOY_PRICE = _ECONOMICS["soybean"]
+ADVANCE_RATE, CAP, STEP = 0.6, 200000.0, 100.0  # seeds/policy.toml [credit]
+
+
+def floor_to(value, step=STEP):
+    return math.floor(round(value / step, 6)) * step
+
+
+def figure(value):
+    """A figure as the explanation prints it: thousands separators, at most 2 decimals, no trailing zeros."""
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 def decision_for(*facts, policy=POLICY, borrower="B1"):
@@ -23,33 +39,38 @@ def decision_for(*facts, policy=POLICY, borrower="B1"):
 
 def test_capacity_bound_limit_by_hand():
     decision = decision_for(honest(mu=9.8, declared_mu=9.8))
-    capacity = 0.6 * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,632.40 CNY
+    capacity = ADVANCE_RATE * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,582.28 CNY with the 2023 seeds
     need = 9.8 * MAIZE_COST  # 6,267.10 CNY
+    assert capacity < need and floor_to(capacity) < floor_to(need), "the seeds no longer make this case capacity-bound"
     assert decision.now.capacity == pytest.approx(capacity) and decision.now.need == pytest.approx(need)
-    assert decision.status == "APPROVE" and decision.limit == 5600.0 == decision.limit_if_confirmed
+    assert decision.status == "APPROVE" and decision.limit == floor_to(capacity) == decision.limit_if_confirmed
     assert decision.reason_codes == ("CAPACITY_LIMITED",)
-    assert decision.reasons[0].impact == 6200.0 - 5600.0  # the limit if capacity did not bind
+    assert decision.reasons[0].impact == floor_to(need) - floor_to(capacity)  # the limit if capacity did not bind
 
 
 def test_need_bound_limit_by_hand():
     policy = policy_with("credit", advance_rate=0.8)
     decision = decision_for(honest(mu=10.0, declared_mu=10.0), policy=policy)
-    assert decision.now.need == pytest.approx(6395.0)
-    assert decision.now.capacity == pytest.approx(0.8 * 10 * MAIZE_YIELD * MAIZE_PRICE)  # 7,663.14
-    assert decision.now.binding == "need" and decision.limit == 6300.0 and decision.reasons == ()
+    need, capacity = 10 * MAIZE_COST, 0.8 * 10 * MAIZE_YIELD * MAIZE_PRICE  # 6,395 and 7,595.12 CNY
+    assert need < capacity, "the seeds no longer make this case need-bound"
+    assert decision.now.need == pytest.approx(need) and decision.now.capacity == pytest.approx(capacity)
+    assert decision.now.binding == "need" and decision.limit == floor_to(need) and decision.reasons == ()
 
 
 def test_cap_bound_limit_by_hand():
     decision = decision_for(honest(mu=500.0, declared_mu=500.0, pixel_count=1e4))
-    assert decision.limit == 200000.0 and decision.now.binding == "cap"
+    lower_ceiling = min(500 * MAIZE_COST, ADVANCE_RATE * 500 * MAIZE_YIELD * MAIZE_PRICE)  # capacity 284,817 CNY
+    assert lower_ceiling > CAP
+    assert decision.limit == CAP and decision.now.binding == "cap"
     reason = decision.reasons[0]
-    assert reason.code == "CAP_APPLIED" and reason.impact == 287300.0 - 200000.0  # floor(capacity 287,367.6)
+    assert reason.code == "CAP_APPLIED" and reason.impact == floor_to(lower_ceiling) - CAP
 
 
-@pytest.mark.parametrize(("step", "expected"), [(100.0, 5600.0), (1000.0, 5000.0), (1.0, 5632.0), (0.01, 5632.40)])
-def test_rounding_down_to_the_step(step, expected):
+@pytest.mark.parametrize("step", [100.0, 1000.0, 1.0, 0.01])
+def test_rounding_down_to_the_step(step):
     decision = decision_for(honest(mu=9.8, declared_mu=9.8), policy=policy_with("credit", rounding_step=step))
-    assert decision.limit == pytest.approx(expected)
+    capacity = ADVANCE_RATE * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,582.2836: every step cuts something off
+    assert decision.limit == pytest.approx(math.floor(round(capacity / step, 6)) * step) and decision.limit < capacity
 
 
 def test_mixed_crops_and_vigor_by_hand():
@@ -63,9 +84,10 @@ def test_mixed_crops_and_vigor_by_hand():
 
 
 def test_below_min_limit_is_declined():
-    decision = decision_for(honest(mu=0.5, declared_mu=0.5))  # capacity 287 CNY < 500
+    decision = decision_for(honest(mu=0.5, declared_mu=0.5))
+    capacity = ADVANCE_RATE * 0.5 * MAIZE_YIELD * MAIZE_PRICE  # 284.8 CNY < min_limit 500
     assert decision.status == "DECLINE" and decision.limit == 0.0 == decision.limit_if_confirmed
-    assert decision.now.limit == 200.0  # the computed figure stays visible
+    assert decision.now.limit == floor_to(capacity) > 0  # the computed figure stays visible
 
 
 def test_not_cultivated_only_plot_is_declined_with_its_reason():
@@ -106,7 +128,8 @@ def test_reasons_ranked_by_impact_then_code():
     # equal impacts: by severity then code name
     tied = decision_for(honest("P1", mu=10.0), honest("P2", mu=5.0, cropped_mu_at_peak=0.0), honest("P3", mu=5.0, pixel_count=1.0))
     assert tied.reasons[0].impact == tied.reasons[1].impact
-    assert tied.reason_codes[:2] == ("NOT_CULTIVATED", "TOO_FEW_PIXELS")
+    # TOO_FEW_PIXELS is a review code since issue 9 (a plot too small for the sensor goes to a person): it ranks first
+    assert tied.reason_codes[:2] == ("TOO_FEW_PIXELS", "NOT_CULTIVATED")
 
 
 def test_at_most_four_reasons_and_review_code_kept():
@@ -122,13 +145,14 @@ def test_at_most_four_reasons_and_review_code_kept():
 def test_explanation_names_the_figures_in_both_languages():
     decision = decision_for(honest("P1", mu=9.8, declared_mu=9.8), honest("P2", mu=10.0, declared_mu=20.1, drawn_mu=12.0))
     english = explain(decision, POLICY, "en")
-    for figure in (f"{decision.limit:,.0f} CNY", "9.8 mu", "439.4 kg/mu", "2.18 CNY/kg", "0.6 ×", "639.5 CNY/mu",
-                   "declared 20.1 mu vs registered 10 mu × 1.03", "capacity-limited", "AREA_OVER_DECLARED (plots P2)"):
-        assert figure in english
+    for text in (f"{decision.limit:,.0f} CNY", "9.8 mu", f"{figure(MAIZE_YIELD)} kg/mu", f"{figure(MAIZE_PRICE)} CNY/kg",
+                 "0.6 ×", f"{figure(MAIZE_COST)} CNY/mu", "declared 20.1 mu vs registered 10 mu × 1.03", "capacity-limited",
+                 "AREA_OVER_DECLARED (plots P2)"):
+        assert text in english
     chinese = explain(decision, POLICY, "zh")
-    for figure in (f"{decision.limit:,.0f} 元", "玉米", "439.4 公斤/亩", "2.18 元/公斤", "申报 20.1 亩，登记 10 亩 × 1.03",
-                   "额度受还款能力限制", "申报面积超过登记面积"):
-        assert figure in chinese
+    for text in (f"{decision.limit:,.0f} 元", "玉米", f"{figure(MAIZE_YIELD)} 公斤/亩", f"{figure(MAIZE_PRICE)} 元/公斤",
+                 "申报 20.1 亩，登记 10 亩 × 1.03", "额度受还款能力限制", "申报面积超过登记面积"):
+        assert text in chinese
     review = decision_for(honest("P1", mu=9.8), honest("P2", mu=5.0, registered_mu=math.nan))
     assert f"{review.limit_if_confirmed:,.0f} CNY on" in explain(review, POLICY) and "复核确认后额度" in explain(review, POLICY, "zh")
 

@@ -17,7 +17,7 @@ import shapely
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agricredit import crop_model, season, units
+from agricredit import acquisitions, crop_model, season, series, units
 from agricredit import plots as P
 from agricredit.errors import ModelError, SchemaError
 from agricredit.outputs import sha256_file, sha256_path, write_plot_dates, write_plot_table
@@ -194,7 +194,7 @@ def test_season_options_from_policy_with_overrides():
 
 def test_season_plot_table_orders_columns_and_adds_wgs84_geometry(tmp_path):
     plots = [Plot("a", "maize"), Plot("b", "soybean")]
-    result = season.assess_season(synth_table(plots, SUMMER_DATES), {"a": "maize", "b": "soybean"})
+    result = season.assess_season(synth_table(plots, SUMMER_DATES), {"a": "maize", "b": "soybean"}, region="delmarva")
     a_box = shapely.box(117.002, 40.0, 117.003, 40.001)
     geoms = gpd.GeoDataFrame({"plot_id": ["b", "a"]}, geometry=[shapely.box(117.0, 40.0, 117.001, 40.001), a_box],
                              crs="EPSG:4326").to_crs(32650)
@@ -223,14 +223,14 @@ def small_model():
 def test_prediction_uses_the_card_min_valid_fraction(small_model):
     model, table = small_model
     proba = model.predict_proba(table)
-    expected = model.predict_proba_series(season.plot_series(table, min_valid_fraction=0.6))
+    expected = model.predict_proba_series(series.plot_series(table, min_valid_fraction=0.6))
     pd.testing.assert_frame_equal(proba, expected)
     # Cloudy observations (valid 0.1, NDVI + 0.3) let in by a laxer run threshold would change the features ...
-    lax = model.predict_proba_series(season.plot_series(table, min_valid_fraction=0.05))
+    lax = model.predict_proba_series(series.plot_series(table, min_valid_fraction=0.05))
     assert not np.allclose(lax.to_numpy(), proba.to_numpy())
     # ... so a mismatch is refused, naming both values.
     with pytest.raises(ModelError, match="0.6.*0.05"):
-        model.predict_proba_series(season.plot_series(table, min_valid_fraction=0.05), min_valid_fraction=0.05)
+        model.predict_proba_series(series.plot_series(table, min_valid_fraction=0.05), min_valid_fraction=0.05)
     model.check_min_valid_fraction(0.6)
 
 
@@ -249,6 +249,6 @@ def test_training_input_hashes(tmp_path):
     plots.write_text("{}")
     tile = tmp_path / "NDVI_20230601.tif"
     tile.write_bytes(b"tile")
-    acquisition = season.Acquisition(date=datetime.date(2023, 6, 1), paths=(tile,))
+    acquisition = acquisitions.Acquisition(date=datetime.date(2023, 6, 1), paths=(tile,))
     hashes = crop_model.training_input_hashes([plots], [acquisition])
     assert hashes == {"plots.geojson": sha256_file(plots), "2023-06-01/NDVI_20230601.tif": sha256_file(tile)}

@@ -15,7 +15,7 @@ import pytest
 import rasterio
 from shapely.geometry import box
 
-from agricredit import errors, season
+from agricredit import acquisitions, errors
 from agricredit.raster import open_product, read_ndvi, write_ndvi_cog
 from agricredit.zonal import zonal_stats
 from ndvi_fixtures import clouds_gml, reference_ndvi, s2_dn, s2_safe, stac_item, write_tif
@@ -165,7 +165,7 @@ def test_manifest_row_contradicting_the_tile_is_an_error(tmp_path):
     manifest = tmp_path / "season.csv"
     manifest.write_text(f"date,sensor,path\n2022-06-12,s2-l1c,{path.name}\n")
     with pytest.raises(errors.SensorError, match=r"l2a.tif: the declared sensor 's2-l1c'.*say 's2-l2a'"):
-        season.discover_acquisitions(manifest)
+        acquisitions.discover_acquisitions(manifest)
 
 
 @pytest.mark.parametrize("declared", ["s2-l2a", "landsat-c2-l2"])

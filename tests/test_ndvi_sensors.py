@@ -24,7 +24,7 @@ def test_s2_add_offset_by_baseline(baseline, offset):
 
 
 def test_bad_baseline_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a processing baseline: 'latest'"):
         sensors.s2_add_offset("latest")
 
 
@@ -85,8 +85,9 @@ def test_bqa_precollection_bits():
 
 def test_parse_bands():
     assert parse_bands("red=3,nir=4,mask=5") == {"red": 3, "nir": 4, "mask": 5}
-    for bad in ("red=3", "red=0,nir=1", "blue=1,red=2,nir=3", "red=x,nir=2"):
-        with pytest.raises(ValueError):
+    for bad, named in (("red=3", "'red=3' needs both red= and nir="), ("red=0,nir=1", "bad band mapping 'red=0'"),
+                       ("blue=1,red=2,nir=3", "bad band mapping 'blue=1'"), ("red=x,nir=2", "bad band mapping 'red=x'")):
+        with pytest.raises(ValueError, match=named):
             parse_bands(bad)
 
 

@@ -27,7 +27,7 @@ def test_atomic_path_renames_on_success_with_normal_permissions(tmp_path):
 def test_atomic_path_leaves_nothing_on_failure_and_keeps_old_file(tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="killed"):
         with atomic_path(target) as tmp:
             tmp.write_text("partial")
             raise RuntimeError("killed")

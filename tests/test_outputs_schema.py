@@ -58,7 +58,7 @@ def _check_value(kind: str, value, where: str) -> None:
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", value), (where, value)
     elif kind == "codes":
         assert isinstance(value, str) and "[" not in value and "," not in value, (where, value)
-        assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+", item) for item in value.split(";") if value), (where, value)
+        assert all(re.fullmatch(r"[A-Za-z0-9_.:\-]+", item) for item in value.split(";") if value), (where, value)
     elif kind == "json":
         assert isinstance(json.loads(value), (dict, list)), (where, value)
     else:

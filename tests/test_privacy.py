@@ -110,9 +110,9 @@ def test_pseudonym_stable_and_separated(value):
 
 
 def test_pseudonym_rejects_non_text():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="value must be str, got int"):
         pseudonym(KEY_A, "borrower", 42)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="kind must be lower-case letters"):
         pseudonym(KEY_A, "Borrower\x1f", "B001")
 
 

@@ -61,7 +61,8 @@ def scene(tmp_path_factory):
         with rasterio.open(tiles / name, "w", driver="GTiff", width=cols, height=rows, count=1, dtype="float32",
                            crs="EPSG:32618", transform=from_origin(*ORIGIN, PIXEL, PIXEL), nodata=float("nan")) as dst:
             dst.write(ndvi[None])
-            dst.update_tags(AGRICREDIT_PRODUCT="ndvi", ACQUISITION_DATE=str(date))
+            # An NDVI COG of a cloud-masked L2A product (without MASK_RULE its observations are "unmasked").
+            dst.update_tags(AGRICREDIT_PRODUCT="ndvi", ACQUISITION_DATE=str(date), MASK_RULE="scl:0,1,3,8,9,10")
         lines.append(f"{date},ndvi,tiles/{name}")
     manifest = root / "manifest.csv"
     manifest.write_text("\n".join(lines) + "\n")

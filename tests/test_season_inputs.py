@@ -27,7 +27,7 @@ from ndvi_fixtures import (
     write_tif,
 )
 
-from agricredit import raster, season, zonal
+from agricredit import acquisitions, raster, zonal
 from agricredit.cli.main import cli
 from agricredit.errors import InputError, MissingMetadataError
 
@@ -68,7 +68,7 @@ def _dn(seed):
 def test_folder_of_safe_products_gives_one_acquisition_each(tmp_path):
     dates = ["2022-06-12", "2022-07-02", "2022-07-22"]
     safes = [s2_safe(tmp_path / "tiles", *_dn(i), CLEAR_SCL, date=d) for i, d in enumerate(dates)]
-    found = season.discover_acquisitions(tmp_path / "tiles")
+    found = acquisitions.discover_acquisitions(tmp_path / "tiles")
     assert [a.date.isoformat() for a in found] == dates
     assert [a.paths for a in found] == [(s.resolve(),) for s in safes]
 
@@ -78,10 +78,10 @@ def test_folder_of_landsat_product_folders_gives_one_acquisition_each(tmp_path):
     first = landsat_c2_folder(tmp_path / "tiles", dn[0], dn[1], date="2021-07-04")
     second = landsat_c2_folder(tmp_path / "tiles", dn[1], dn[0], date="2021-07-20")
     (tmp_path / "tiles" / "readme.txt").write_text("two scenes")
-    found = season.discover_acquisitions(tmp_path / "tiles")
+    found = acquisitions.discover_acquisitions(tmp_path / "tiles")
     assert [(a.date.isoformat(), a.paths, a.sensors) for a in found] == [
         ("2021-07-04", (first.resolve(),), ("landsat-c2-l2",)), ("2021-07-20", (second.resolve(),), ("landsat-c2-l2",))]
-    table = season.observation_table(_plots(), found)
+    table = acquisitions.observation_table(_plots(), found)
     assert table["ndvi_mean"].tolist() == pytest.approx(
         [_expected_mean(dn[0], dn[1], LANDSAT_SCALE, LANDSAT_OFFSET), _expected_mean(dn[1], dn[0], LANDSAT_SCALE, LANDSAT_OFFSET)],
         abs=1e-5)
@@ -104,7 +104,7 @@ def test_band_folder_is_one_product_and_loose_files_beside_products_are_read(tmp
     write_tif(ndvi_file, [np.full(SHAPE, 0.5, np.float32)])  # an untagged float NDVI raster
     write_tif(tmp_path / "tiles" / "dem_20220901.tif", [red, red])  # not a product: skipped with a warning
     with caplog.at_level(logging.WARNING, logger="agricredit.season"):
-        found = season.discover_acquisitions(tmp_path / "tiles", processing_baseline="04.00")
+        found = acquisitions.discover_acquisitions(tmp_path / "tiles", processing_baseline="04.00")
     assert [(a.date.isoformat(), a.paths) for a in found] == [
         ("2022-06-12", (band_folder.resolve(),)), ("2022-07-02", (safe.resolve(),)), ("2022-08-01", (ndvi_file.resolve(),))]
     assert "dem_20220901.tif" in caplog.text and "--bands" in caplog.text
@@ -117,13 +117,13 @@ def test_band_folder_without_baseline_asks_for_it_and_the_option_reaches_the_rea
     red, nir = _dn(3)
     _s2_band_folder(tmp_path / "season" / "scene", red, nir)
     with pytest.raises(MissingMetadataError, match="--processing-baseline"):
-        season.discover_acquisitions(tmp_path / "season")
-    found = season.discover_acquisitions(tmp_path / "season", processing_baseline="04.00")
-    table = season.observation_table(_plots(), found)
+        acquisitions.discover_acquisitions(tmp_path / "season")
+    found = acquisitions.discover_acquisitions(tmp_path / "season", processing_baseline="04.00")
+    table = acquisitions.observation_table(_plots(), found)
     assert table["ndvi_mean"].tolist() == pytest.approx([_expected_mean(red, nir, S2_SCALE, S2_OFFSET)], abs=1e-5)
     # 02.14: no offset; the reader option decides the NDVI
-    found = season.discover_acquisitions(tmp_path / "season", processing_baseline="02.14")
-    table = season.observation_table(_plots(), found)
+    found = acquisitions.discover_acquisitions(tmp_path / "season", processing_baseline="02.14")
+    table = acquisitions.observation_table(_plots(), found)
     assert table["ndvi_mean"].tolist() == pytest.approx([_expected_mean(red, nir, S2_SCALE, 0.0)], abs=1e-5)
 
 
@@ -133,16 +133,16 @@ def test_manifest_sensor_and_discovery_options_reach_the_reader(tmp_path):
     expected = [_expected_mean(red, nir, 1.0, 0.0, nodata=None)]
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f"date,sensor,path\n2022-06-11,generic,{tile.name}\n")
-    found = season.discover_acquisitions(manifest)
+    found = acquisitions.discover_acquisitions(manifest)
     assert [(a.date.isoformat(), a.sensors) for a in found] == [("2022-06-11", ("generic",))]
-    table = season.observation_table(_plots(), found)
+    table = acquisitions.observation_table(_plots(), found)
     assert table["date"].tolist() == ["2022-06-11"]  # the manifest's date wins over the file name's
     assert table["ndvi_mean"].tolist() == pytest.approx(expected, abs=1e-5)
-    found = season.discover_acquisitions(tile, sensor="generic")
-    assert season.observation_table(_plots(), found)["ndvi_mean"].tolist() == pytest.approx(expected, abs=1e-5)
+    found = acquisitions.discover_acquisitions(tile, sensor="generic")
+    assert acquisitions.observation_table(_plots(), found)["ndvi_mean"].tolist() == pytest.approx(expected, abs=1e-5)
     manifest.write_text(f"date,sensor,path\n2022-06-11,landsat-9,{tile.name}\n")
     with pytest.raises(InputError, match="unknown sensor 'landsat-9'"):
-        season.discover_acquisitions(manifest)
+        acquisitions.discover_acquisitions(manifest)
 
 
 # ----------------------------------------------------------------------------- products and STAC items in the zonal engine
@@ -162,8 +162,8 @@ def test_open_tile_reads_folders_stac_items_and_products(tmp_path):
     assert tiles[2].product is product and tiles[2].path == str(safe)
     table = zonal.zonal_stats(_plots(), tiles)
     assert table["ndvi_mean"].tolist() == pytest.approx([_expected_mean(red, nir, S2_SCALE, S2_OFFSET)] * 3, abs=1e-5)
-    found = season.discover_acquisitions([safe, item])
-    assert season.observation_table(_plots(), found)["ndvi_mean"].tolist() == pytest.approx(
+    found = acquisitions.discover_acquisitions([safe, item])
+    assert acquisitions.observation_table(_plots(), found)["ndvi_mean"].tolist() == pytest.approx(
         [_expected_mean(red, nir, S2_SCALE, S2_OFFSET)] * 2, abs=1e-5)
 
 
@@ -184,8 +184,8 @@ def test_each_product_is_opened_once_from_discovery_to_statistics(tmp_path, monk
     calls = []
     original = raster.open_product
     monkeypatch.setattr(raster, "open_product", lambda path, **kw: calls.append(Path(path).name) or original(path, **kw))
-    found = season.discover_acquisitions(tmp_path / "tiles")
-    table = season.observation_table(_plots(), found)
+    found = acquisitions.discover_acquisitions(tmp_path / "tiles")
+    table = acquisitions.observation_table(_plots(), found)
     assert len(table) == 2 and len(calls) == 2 and len(set(calls)) == 2
 
 

@@ -83,7 +83,7 @@ FORMATS = {"utf8": "csv", "utf8-bom": "csv", "gbk": "csv", "xlsx": "xlsx", "parq
 def test_registry_same_frame_in_every_format(tmp_path, fmt):
     path = write_table(tmp_path / f"registry.{FORMATS[fmt]}", REGISTRY_ROWS, fmt)
     if fmt == "gbk":
-        with pytest.raises(UnicodeDecodeError):
+        with pytest.raises(UnicodeDecodeError, match="'utf-8' codec can't decode"):
             path.read_bytes().decode("utf-8")  # the test really exercises the fallback
     frame = read_registry(path)
     expected = pd.DataFrame(
@@ -283,7 +283,7 @@ def test_empty_and_missing_files(tmp_path):
     empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(SchemaError, match="empty"):
         read_registry(empty)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="nope.csv: file not found"):
         read_registry(tmp_path / "nope.csv")
     header_only = tmp_path / "h.csv"
     header_only.write_text(HEADER_R, encoding="utf-8")

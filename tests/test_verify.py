@@ -148,9 +148,9 @@ def test_cloud_insufficient_silences_other_satellite_codes():
 def test_too_few_pixels(pixels, fires):
     facts = honest(mu=0.1, pixel_count=pixels, cropped_mu_at_peak=0.0, satellite_codes={"CLOUD_INSUFFICIENT": {}})
     verdict = verify_plot(facts, POLICY)
-    if fires:
-        assert codes(verdict) == ["TOO_FEW_PIXELS"] and verdict.light == "yellow"  # the satellite cannot say more
-        assert verdict.contribution.mu_now == verdict.contribution.mu_if_confirmed == 0.0
+    if fires:  # the satellite cannot say more; since issue 9 a person confirms the plot (review, not reduce)
+        assert codes(verdict) == ["TOO_FEW_PIXELS"] and verdict.light == "red"
+        assert verdict.contribution.mu_now == 0.0 and verdict.contribution.mu_if_confirmed == verdict.verified_mu > 0
     else:
         assert codes(verdict) == ["CLOUD_INSUFFICIENT"]
 

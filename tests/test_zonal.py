@@ -194,8 +194,12 @@ def test_generator_yields_one_dict_per_plot_and_date(ndvi_tile):
     path, _ = ndvi_tile
     plots = random_plots(np.random.default_rng(4), 10)
     rows = list(zonal.gen_zonal_stats(plots, [path]))
-    assert rows and set(rows[0]) == set(zonal.STAT_COLUMNS)
-    assert rows[0]["date"] == "2023-06-01"
+    assert sorted(row["plot_id"] for row in rows) == sorted(plots["plot_id"])  # one dict per plot, none twice
+    assert all(set(row) == set(zonal.STAT_COLUMNS) and row["date"] == "2023-06-01" for row in rows)
+    frame = zonal.zonal_stats(plots, [path]).set_index("plot_id")
+    for row in rows:  # the generator and its DataFrame wrapper agree on every figure of every row
+        for column in ("ndvi_mean", "valid_frac", "pixel_count"):
+            assert row[column] == pytest.approx(frame.at[row["plot_id"], column], nan_ok=True)
 
 
 def test_tile_date_and_crs_errors(tmp_path):

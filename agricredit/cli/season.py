@@ -27,7 +27,7 @@ def load_season_plots(plots_path: str, *, id_field: str, plots_crs: str | None,
 def season_acquisitions(tiles: tuple[str, ...], start: dt.date | None, end: dt.date | None,
                         sensor: str | None) -> list:
     """The acquisitions of TILES between ``start`` and ``end``; a usage error when there is none."""
-    from agricredit.season import discover_acquisitions
+    from agricredit.acquisitions import discover_acquisitions
 
     acquisitions = discover_acquisitions(list(tiles), start, end, **({"sensor": sensor} if sensor else {}))
     if not acquisitions:
@@ -38,11 +38,11 @@ def season_acquisitions(tiles: tuple[str, ...], start: dt.date | None, end: dt.d
 def observe(good: Any, acquisitions: list, progress: bool | None, **zonal_options: Any) -> Any:
     """The zonal engine's long table of the accepted plots over the acquisitions, with a progress bar.
 
-    ``zonal_options`` go to :func:`agricredit.season.observation_table` (``threshold``, ``keep_uncovered``).
+    ``zonal_options`` go to :func:`agricredit.acquisitions.observation_table` (``threshold``, ``keep_uncovered``).
     """
     from agricredit.cli._progress import Reporter
     from agricredit.cli.options import progress_enabled
-    from agricredit.season import observation_table
+    from agricredit.acquisitions import observation_table
 
     reporter = Reporter(progress_enabled(progress))
     reporter.stage(f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
@@ -94,7 +94,8 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: dt.date | N
     from agricredit.outputs import check_output_file, output_kind, write_plot_table
     from agricredit.plots import area_mu
     from agricredit.policy import load_policy
-    from agricredit.season import assess_season, season_chart, season_options, season_plot_table
+    from agricredit.charts import season_chart
+    from agricredit.season import assess_season, resolve_region, season_options, season_plot_table
     from agricredit.seeds import crop_aliases
     from agricredit.tables import declared_crop_by_plot, read_declarations
 
@@ -119,6 +120,7 @@ def command(plots: str, tiles: tuple[str, ...], output: Path, start: dt.date | N
     checked, good = load_season_plots(plots, id_field=id_field, plots_crs=plots_crs,
                                       repair_max_area_change=policy.area.repair_max_area_change)
     ids = good["plot_id"].astype(str).tolist()
+    options["region"] = resolve_region(options["region"], good)
     if plot_id is not None and plot_id not in ids:
         raise click.BadParameter(f"plot {plot_id!r} is not among the accepted plots of {plots}", param_hint="'--plot-id'")
     acquisitions = season_acquisitions(tiles, start, end, sensor)

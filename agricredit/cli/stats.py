@@ -37,7 +37,7 @@ def _acquisitions(tiles: tuple[str, ...], date: dt.date | None, start: dt.date |
     tiles of several dates are a usage error.
     """
     from agricredit.errors import MissingMetadataError
-    from agricredit.season import discover_acquisitions
+    from agricredit.acquisitions import discover_acquisitions
 
     if date is not None and any(Path(t).suffix.lower() in _SELF_DATED for t in tiles):
         raise click.UsageError("--date dates raster files and product folders; a manifest CSV or STAC JSON "

@@ -1,0 +1,289 @@
+"""Per-plot NDVI series from the zonal long table: valid observations, smoothing, phenology.
+
+The input is the zonal engine's *long table* (one row per plot and acquisition
+date, columns ``plot_id, date, ndvi_mean, ndvi_median, ndvi_p90, valid_frac,
+cloud_frac, cropped_area_mu, pixel_count``); :func:`plot_series` splits it into
+one :class:`PlotSeries` of valid observations per plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.signal import savgol_filter
+from scipy.sparse.linalg import spsolve
+
+from agricredit.errors import InputError, SchemaError
+
+__all__ = [
+    "LONG_TABLE_COLUMNS",
+    "PlotSeries",
+    "Smoothing",
+    "normalise_table",
+    "plot_series",
+    "split_series",
+    "smooth_series",
+    "phenology",
+    "resample_doy",
+    "day_of_year",
+]
+
+#: Columns of the zonal engine's long table this module relies on.
+LONG_TABLE_COLUMNS = ("plot_id", "date", "valid_frac", "cropped_area_mu")
+
+Smoothing = Literal["none", "savgol", "whittaker"]
+
+
+@dataclass(frozen=True)
+class PlotSeries:
+    """The usable observations of one plot, sorted by date.
+
+    ``dates`` are numpy ``datetime64[D]``; ``n_acquisitions`` counts all rows of
+    the plot in the long table (usable or not). Per usable observation:
+    ``valid_frac`` (clear share of the whole plot), ``covered_frac`` (share of
+    the plot inside the imagery) and ``cloud_masked`` (False when the product
+    had no cloud mask: such an observation may send a plot to review, never
+    lower a limit). ``max_covered_frac`` is the largest covered share over all
+    the plot's rows (below 1: the plot is never fully inside the imagery);
+    ``unusable_dates`` the dates of its rows too clouded (or without NDVI) to use.
+    """
+
+    plot_id: str
+    dates: np.ndarray
+    ndvi: np.ndarray
+    cropped_area_mu: np.ndarray
+    n_acquisitions: int
+    pixel_count: float = np.nan  # median over the plot's rows (sum of coverage fractions)
+    valid_frac: np.ndarray = field(default_factory=lambda: np.array([]))
+    covered_frac: np.ndarray = field(default_factory=lambda: np.array([]))
+    cloud_masked: np.ndarray = field(default_factory=lambda: np.array([], dtype=bool))
+    max_covered_frac: float = np.nan
+    unusable_dates: np.ndarray = field(default_factory=lambda: np.array([], dtype="datetime64[D]"))
+
+
+def normalise_table(table: pd.DataFrame, stat: str) -> pd.DataFrame:
+    """The long table's columns this module uses, ``plot_id`` as text, dates as days, sorted by plot and date."""
+    missing = [c for c in (*LONG_TABLE_COLUMNS, stat) if c not in table.columns]
+    if missing:
+        raise SchemaError(f"long table misses columns {missing}")
+    optional = [c for c in ("pixel_count", "covered_frac", "cloud_masked") if c in table.columns]
+    frame = table.loc[:, [*LONG_TABLE_COLUMNS, stat, *optional]].copy()
+    frame["plot_id"] = frame["plot_id"].astype(str)
+    # Tables without these columns: every plot inside the imagery, every product cloud-masked.
+    if "covered_frac" not in frame:
+        frame["covered_frac"] = 1.0
+    frame["cloud_masked"] = frame["cloud_masked"].fillna(True).astype(bool) if "cloud_masked" in frame else True
+    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize().astype("datetime64[s]")
+    return frame.sort_values(["plot_id", "date"], kind="stable")
+
+
+def plot_series(table: pd.DataFrame, *, min_valid_fraction: float = 0.6, stat: str = "ndvi_mean") -> dict[str, PlotSeries]:
+    """Split the long table into per-plot series of valid observations.
+
+    Parameters
+    ----------
+    table
+        The zonal engine's long table (one row per plot and date).
+    min_valid_fraction
+        Observations whose clear share of the imaged part of the plot
+        (``valid_frac / covered_frac``) is below this (or NaN), or whose NDVI
+        is NaN, are dropped. A plot partly outside the imagery is judged on
+        what was imaged (and flagged by the season checks), not as clouded.
+    stat
+        The NDVI statistic used: ``ndvi_mean`` (default), ``ndvi_median`` or ``ndvi_p90``.
+
+    Returns
+    -------
+    dict
+        ``plot_id`` → :class:`PlotSeries`, in plot order of the table.
+    """
+    return split_series(normalise_table(table, stat), min_valid_fraction, stat)
+
+
+def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> dict[str, PlotSeries]:
+    """:func:`plot_series` on a table already passed through :func:`normalise_table`."""
+    # One stable sort by (plot, date), then slices: a groupby of small frames costs ~1 ms a plot.
+    frame = frame.sort_values(["plot_id", "date"], kind="stable")
+    plot_ids = frame["plot_id"].to_numpy()
+    dates = frame["date"].to_numpy().astype("datetime64[D]")
+    values = frame[stat].to_numpy(float)
+    cropped = frame["cropped_area_mu"].to_numpy(float)
+    valid = frame["valid_frac"].to_numpy(float)
+    covered = frame["covered_frac"].to_numpy(float)
+    masked = frame["cloud_masked"].to_numpy(bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (valid / covered >= min_valid_fraction) & (covered > 0) & np.isfinite(values)
+    pixels = frame.groupby("plot_id")["pixel_count"].median() if "pixel_count" in frame else None
+    starts = np.flatnonzero(np.r_[True, plot_ids[1:] != plot_ids[:-1]])
+    ends = np.r_[starts[1:], len(frame)]
+    order = {plot_id: k for k, plot_id in enumerate(pd.unique(pd.Series(plot_ids)))}
+    out = {}
+    for start, end in sorted(zip(starts, ends), key=lambda bounds: order[plot_ids[bounds[0]]]):
+        keep = np.flatnonzero(ok[start:end]) + start
+        # Several valid rows of one date (should not happen): keep the last, as the table had them.
+        keep = keep[np.r_[dates[keep][1:] != dates[keep][:-1], True]] if len(keep) else keep
+        plot_id = plot_ids[start]
+        out[plot_id] = PlotSeries(
+            plot_id=plot_id,
+            dates=dates[keep],
+            ndvi=values[keep],
+            cropped_area_mu=cropped[keep],
+            n_acquisitions=int(end - start),
+            pixel_count=float(pixels[plot_id]) if pixels is not None else np.nan,
+            valid_frac=valid[keep],
+            covered_frac=covered[keep],
+            cloud_masked=masked[keep],
+            max_covered_frac=float(np.nanmax(covered[start:end], initial=0.0)),
+            unusable_dates=np.unique(dates[start:end][~ok[start:end]]),
+        )
+    return out
+
+
+def smooth_series(
+    dates: np.ndarray,
+    ndvi: np.ndarray,
+    method: Smoothing = "whittaker",
+    *,
+    whittaker_lambda: float = 1000.0,
+    savgol_window_days: int = 45,
+    savgol_order: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth an irregular NDVI series onto a daily grid.
+
+    Parameters
+    ----------
+    dates, ndvi
+        Valid observations (``datetime64[D]``, sorted) and their NDVI.
+    method
+        ``"whittaker"``: Whittaker–Eilers smoother (second differences,
+        weight 1 on observed days, 0 on gaps) solved as one sparse system;
+        ``"savgol"``: linear interpolation to days then Savitzky–Golay
+        (:func:`scipy.signal.savgol_filter`); ``"none"``: linear interpolation only.
+    whittaker_lambda
+        Roughness penalty on the daily grid (larger = smoother).
+    savgol_window_days, savgol_order
+        Savitzky–Golay window (days, made odd and no longer than the series) and polynomial order.
+
+    Returns
+    -------
+    (days, values)
+        Daily ``datetime64[D]`` grid from the first to the last observation and the smoothed NDVI.
+    """
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    ndvi = np.asarray(ndvi, dtype=float)
+    if len(dates) < 3:
+        return dates, ndvi
+    offset = (dates - dates[0]).astype(int)
+    days = dates[0] + np.arange(offset[-1] + 1)
+    if method == "whittaker":
+        n = len(days)
+        weights = np.zeros(n)
+        target = np.zeros(n)
+        weights[offset] = 1.0
+        target[offset] = ndvi
+        second = sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n))
+        system = (sparse.diags(weights) + whittaker_lambda * (second.T @ second)).tocsc()
+        return days, spsolve(system, weights * target)
+    linear = np.interp(np.arange(len(days)), offset, ndvi)
+    if method == "savgol":
+        window = min(savgol_window_days | 1, len(days) if len(days) % 2 else len(days) - 1)
+        if window > savgol_order + 1:
+            return days, savgol_filter(linear, window, savgol_order, mode="interp")
+        return days, linear
+    if method == "none":
+        return days, linear
+    raise InputError(f"unknown smoothing {method!r} (none, savgol, whittaker)")
+
+
+def _crossing(t: np.ndarray, y: np.ndarray, level: float, i: int, j: int) -> float:
+    """Time where ``y`` crosses ``level`` between samples ``i`` and ``j`` (linear)."""
+    if y[j] == y[i]:
+        return float(t[i])
+    return float(t[i] + (level - y[i]) * (t[j] - t[i]) / (y[j] - y[i]))
+
+
+def phenology(days: np.ndarray, ndvi: np.ndarray) -> dict[str, Any]:
+    """Phenology features of one season curve.
+
+    Green-up is the last upward crossing, before the peak, of the level halfway
+    between the minimum before the peak and the peak; senescence the first
+    downward crossing, after the peak, of the level halfway between the peak
+    and the minimum after it (each side uses its own base, as TIMESAT does).
+    Crossings are interpolated linearly between samples; a crossing outside the
+    observed period is ``NaT``.
+
+    Parameters
+    ----------
+    days, ndvi
+        Sorted ``datetime64[D]`` sample dates and NDVI (raw observations or a smoothed daily curve).
+
+    Returns
+    -------
+    dict
+        ``peak_ndvi``, ``peak_date``, ``base_ndvi`` (overall minimum),
+        ``amplitude`` (peak − base), ``greenup_date``, ``senescence_date``,
+        ``season_length_days``, ``ndvi_integral`` (trapezoid integral of
+        NDVI − base over the observed period, NDVI·days).
+    """
+    nat = np.datetime64("NaT", "D")
+    features: dict[str, Any] = {
+        "peak_ndvi": np.nan, "peak_date": nat, "base_ndvi": np.nan, "amplitude": np.nan,
+        "greenup_date": nat, "senescence_date": nat, "season_length_days": np.nan, "ndvi_integral": np.nan,
+    }
+    if len(days) == 0:
+        return features
+    t = (np.asarray(days, dtype="datetime64[D]") - days[0]).astype(float)
+    y = np.asarray(ndvi, dtype=float)
+    peak = int(np.argmax(y))
+    base = float(np.min(y))
+    features.update(peak_ndvi=float(y[peak]), peak_date=days[peak], base_ndvi=base, amplitude=float(y[peak] - base))
+    features["ndvi_integral"] = float(np.trapezoid(y - base, t)) if len(y) > 1 else 0.0
+    left, right = y[: peak + 1], y[peak:]
+    level_up = left.min() + 0.5 * (y[peak] - left.min())
+    below = np.flatnonzero(left[:-1] < level_up)
+    greenup = senescence = np.nan
+    if below.size and y[peak] > left.min():
+        i = below[-1]
+        greenup = _crossing(t, y, level_up, i, i + 1)
+    level_down = right.min() + 0.5 * (y[peak] - right.min())
+    under = np.flatnonzero(right[1:] < level_down)
+    if under.size and y[peak] > right.min():
+        j = peak + under[0] + 1
+        senescence = _crossing(t, y, level_down, j - 1, j)
+    start = np.asarray(days, dtype="datetime64[D]")[0]
+    if np.isfinite(greenup):
+        features["greenup_date"] = start + np.timedelta64(int(round(greenup)), "D")
+    if np.isfinite(senescence):
+        features["senescence_date"] = start + np.timedelta64(int(round(senescence)), "D")
+    if np.isfinite(greenup) and np.isfinite(senescence):
+        features["season_length_days"] = senescence - greenup
+    return features
+
+
+def resample_doy(dates: np.ndarray, ndvi: np.ndarray, grid_doy: np.ndarray) -> np.ndarray:
+    """Resample a series to fixed days of year (linear, NaN outside the observed period).
+
+    Only the last 365 days of the series are used, so a season across 1 January
+    maps each day of year to one date.
+    """
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    ndvi = np.asarray(ndvi, dtype=float)
+    if len(dates) == 0:
+        return np.full(len(grid_doy), np.nan)
+    keep = dates > dates[-1] - np.timedelta64(365, "D")
+    dates, ndvi = dates[keep], ndvi[keep]
+    elapsed = (dates - dates[0]).astype(float)
+    first_doy = day_of_year(dates[:1])[0]
+    # Position of each grid day of year on the series' own time axis (the next occurrence).
+    position = (np.asarray(grid_doy, dtype=float) - first_doy) % 365
+    return np.interp(position, elapsed, ndvi, left=np.nan, right=np.nan)
+
+
+def day_of_year(dates: np.ndarray) -> np.ndarray:
+    """Day of year (1 = 1 January) of ``datetime64`` dates."""
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    return (dates - dates.astype("datetime64[Y]").astype("datetime64[D]")).astype(int) + 1
