@@ -112,7 +112,8 @@ _ITEMS = {
 _BASE_COLUMNS = ("partner_id", "date", "crop", "quantity", "unit")
 CUSTOMER_MAP_COLUMNS = ("partner_id", "customer_id", "borrower_id")
 #: Review codes partners' evidence may settle: what grows on the plot, which the satellite could not tell.
-SETTLEABLE = frozenset({"CROP_MISMATCH", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "TILE_UNREADABLE"})
+SETTLEABLE = frozenset({"CROP_MISMATCH", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "TILE_UNREADABLE", "TOO_FEW_PIXELS",
+                        "PARTIAL_COVERAGE", "SEASON_UNRECOGNISED", "NOT_CULTIVATED_UNCONFIRMED"})
 #: Chain codes against a plot: any of them rules out corroboration.
 _AGAINST = ("INPUTS_BELOW_DECLARED", "CHAIN_OTHER_CROP", "MACHINERY_AREA_MISMATCH")
 

@@ -222,6 +222,13 @@ def test_two_partners_settle_a_satellite_review(harvest_mu, settled):
         assert figures["settled"] == [{"code": "CLOUD_INSUFFICIENT", "figures": {"min_observations": 3}}]
 
 
+@pytest.mark.parametrize("code", ["CROP_MISMATCH", "SEASON_UNRECOGNISED", "TOO_FEW_PIXELS", "PARTIAL_COVERAGE",
+                                  "NOT_CULTIVATED_UNCONFIRMED", "NO_COVERAGE", "TILE_UNREADABLE"])
+def test_every_uncertain_satellite_review_is_settleable(code):
+    both = group(inputs=TWO, machinery=[("coop", "maize", "harvest", 100.0)])
+    assert chain_checks(both, {code: ("review", {})}, None, POLICY)[1] == frozenset({code})
+
+
 def test_corroboration_never_settles_ownership_or_a_contradiction():
     both = dict(inputs=TWO, machinery=[("coop", "maize", "harvest", 100.0)])
     owner = {**CLOUDY, "OWNER_MISMATCH": ("review", {})}
