@@ -103,7 +103,7 @@ HOLD_CODES = frozenset(
      "INPUTS_BELOW_DECLARED", "CHAIN_OTHER_CROP", "MACHINERY_AREA_MISMATCH"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
-ZERO_CODES = frozenset({"NOT_CULTIVATED"})
+ZERO_CODES = frozenset({"NOT_CULTIVATED", "VISIT_REJECTED"})  # VISIT_REJECTED: agricredit.visits
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 
