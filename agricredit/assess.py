@@ -27,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ import shapely
 from agricredit import __version__
 from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
 from agricredit.audit import AuditKey, audit_record, write_audit
+from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all, explain
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
@@ -135,22 +136,37 @@ class Case:
     end: dt.date | None = None
     crop_model: Path | None = None
     sensor: str | None = None  # the reader's sensor of raw products whose sensor is not detected
+    input_purchases: Path | None = None  # industry-chain tables (agricredit.chain), each optional
+    machinery: Path | None = None
+    sales: Path | None = None
+    customer_map: Path | None = None
     visits: Path | None = None  # field visits that settle reviews (agricredit.visits)
     region: str | None = None  # a region of seeds/regions.csv whose crop calendars apply (None: the policy's)
 
     def encoding_of(self, table: str) -> str | None:
-        """The text encoding of ``table``'s CSV (``registry``, ``declarations``, ``borrowers``); ``None``: detect."""
+        """The text encoding of ``table``'s CSV (``registry``, ``declarations``, ``borrowers``, a chain table).
+
+        ``None``: detect it.
+        """
         return self.encodings.get(table, self.encodings.get("*"))
 
     def input_paths(self) -> list[Path]:
         """Every input file or folder of the case (outputs must never replace one of them)."""
         paths = [self.plots, *self.tiles, self.registry, self.declarations, self.borrowers]
-        return paths + [p for p in (self.policy, self.crop_model, self.visits) if p is not None]
+        return paths + [p for p in (self.policy, self.crop_model, self.visits, *self.chain_paths().values())
+                        if p is not None]
+
+    def chain_paths(self) -> dict[str, Path]:
+        """The industry-chain tables given (``input_purchases``, ``machinery``, ``sales``, ``customer_map``)."""
+        return {name: getattr(self, name) for name in _CHAIN_INPUTS if getattr(self, name) is not None}
 
 
-_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model", "visits"}
+_CHAIN_INPUTS = ("input_purchases", "machinery", "sales", "customer_map")
+_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model", "visits",
+                *_CHAIN_INPUTS}
+_OPTIONAL_INPUTS = {"policy", "crop_model", "visits", *_CHAIN_INPUTS}
 _CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end", "sensor", "region"}
-_CASE_TABLES = ("registry", "declarations", "borrowers")
+_CASE_TABLES = ("registry", "declarations", "borrowers", *_CHAIN_INPUTS)
 
 
 def load_case(path: str | Path) -> Case:
@@ -161,14 +177,16 @@ def load_case(path: str | Path) -> Case:
     path
         A TOML file with ``[inputs]`` (``plots``, ``tiles`` (a path or a list),
         ``registry``, ``declarations``, ``borrowers``, optional ``policy``,
-        ``crop_model`` (a folder from ``agricredit train-crop``) and ``visits``
-        (field visits, :mod:`agricredit.visits`);
-        relative to the file) and optional ``[options]`` (``id_field``,
-        ``plots_crs``, ``encoding`` (of every table), ``start``, ``end``,
-        ``sensor``, ``region``: a region of ``seeds/regions.csv`` whose crop
-        calendars apply, overriding the policy's) and optional
-        ``[tables.NAME]`` with the ``encoding`` of one table (``registry``,
-        ``declarations``, ``borrowers``), e.g. ``[tables.registry] encoding = "gbk"``.
+        ``crop_model`` (a folder from ``agricredit train-crop``), ``visits``
+        (field visits, :mod:`agricredit.visits`) and the industry-chain
+        tables ``input_purchases``, ``machinery``, ``sales`` and
+        ``customer_map`` (:mod:`agricredit.chain`); relative to the file) and
+        optional ``[options]`` (``id_field``, ``plots_crs``, ``encoding`` (of
+        every table), ``start``, ``end``, ``sensor``, ``region``: a region of
+        ``seeds/regions.csv`` whose crop calendars apply, overriding the
+        policy's) and optional ``[tables.NAME]`` with the ``encoding`` of one
+        table (``registry``, ``declarations``, ``borrowers`` or a chain
+        table), e.g. ``[tables.registry] encoding = "gbk"``.
 
     Returns
     -------
@@ -191,7 +209,7 @@ def load_case(path: str | Path) -> Case:
     unknown += sorted(f"tables.{t}.{k}" for t in set(tables) & set(_CASE_TABLES) for k in set(tables[t]) - {"encoding"})
     if unknown:
         raise InputError(f"unknown key {unknown[0]!r}", path=path)
-    missing = sorted(_CASE_INPUTS - {"policy", "crop_model", "visits"} - set(inputs))
+    missing = sorted(_CASE_INPUTS - _OPTIONAL_INPUTS - set(inputs))
     if missing:
         raise InputError(f"missing inputs.{missing[0]}", path=path)
     base = path.parent
@@ -204,6 +222,7 @@ def load_case(path: str | Path) -> Case:
         borrowers=base / inputs["borrowers"],
         policy=base / inputs["policy"] if "policy" in inputs else None,
         crop_model=base / inputs["crop_model"] if "crop_model" in inputs else None,
+        **{name: base / inputs[name] for name in _CHAIN_INPUTS if name in inputs},
         visits=base / inputs["visits"] if "visits" in inputs else None,
         id_field=options.get("id_field", "plot_id"),
         plots_crs=options.get("plots_crs"),
@@ -363,6 +382,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
     facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles)
     verdicts = verify_plots(facts, policy)
+    if inputs.chain is not None:
+        facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
+        verdicts = verify_plots(facts, policy)
     if visits:
         verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
     bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
@@ -413,6 +435,7 @@ class _Inputs:
     borrowers: pd.DataFrame  # every row (the personal-data scan needs them all)
     bad_borrowers: dict[str, str]  # borrower_id → why its row is bad
     rejected: dict[str, list[str]]  # reason → records set aside (plot IDs, or ``file row N column: reason``)
+    chain: ChainTables | None = None  # the industry-chain tables, when the case has any
 
 
 def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
@@ -431,11 +454,12 @@ def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
     declarations = read_declarations(case.declarations, encoding=case.encoding_of("declarations"), isolate=isolate,
                                      known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
     borrowers = read_borrowers(case.borrowers, encoding=case.encoding_of("borrowers"), isolate=isolate)
+    chain = read_chain_tables(case.chain_paths(), case.encoding_of, isolate=isolate) if case.chain_paths() else None
     rejected: dict[str, list[str]] = {}
-    for table in (registry, declarations, borrowers):
-        for problem in table.attrs.get("problems", []):
-            rejected.setdefault(BAD_TABLE_ROW, []).append(
-                f"{Path(problem.path).name} row {problem.row} {problem.column}: {problem.reason}")
+    problems = [p for table in (registry, declarations, borrowers) for p in table.attrs.get("problems", [])]
+    for problem in [*problems, *(chain.problems if chain is not None else ())]:
+        rejected.setdefault(BAD_TABLE_ROW, []).append(
+            f"{Path(problem.path).name} row {problem.row} {problem.column}: {problem.reason}")
     sound = {name: table.loc[table["problem"] == ""] if "problem" in table else table
              for name, table in (("registry", registry), ("declarations", declarations))}
     bad_borrowers = {}
@@ -453,7 +477,7 @@ def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
     # A plot nobody declared cannot be assessed: it is rejected and listed, the rest go on.
     declared = set(sound["declarations"]["plot_id"])
     _mark(checked, ~checked["plot_id"].isin(declared).to_numpy(), NO_DECLARATION, "no declaration for the plot")
-    return _Inputs(checked, sound["registry"], sound["declarations"], borrowers, bad_borrowers, rejected)
+    return _Inputs(checked, sound["registry"], sound["declarations"], borrowers, bad_borrowers, rejected, chain)
 
 
 def _id_or_none(value: Any) -> str | None:
@@ -521,7 +545,8 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, regio
     """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index,
     and the crop calendars of the region the season was checked against (role ``region:<id>/<file>``)."""
     files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
-             "borrowers": case.borrowers, **({"visits": case.visits} if case.visits is not None else {})}
+             "borrowers": case.borrowers, **({"visits": case.visits} if case.visits is not None else {}),
+             **case.chain_paths()}
     if case.crop_model is not None:
         files.update({f"crop_model:{path.name}": path for path in sorted(case.crop_model.iterdir()) if path.is_file()})
     files.update({f"tile_index:{source.name}": source for source in case.tiles
@@ -613,6 +638,32 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             unread_tiles=tuple(unread_tiles.get(plot_id, ())),
         ))
     return facts
+
+
+def _season_year(case: Case, acquisitions: Sequence[Any]) -> int:
+    """The assessed season (harvest year): that of ``case.end``, else of the last acquisition."""
+    return case.end.year if case.end is not None else max(a.date for a in acquisitions).year
+
+
+def _with_chain(facts: list[PlotFacts], verdicts: Sequence[PlotVerdict], chain: ChainTables, claims: _Claims,
+                key: PseudonymKey, season: int, policy: Policy) -> list[PlotFacts]:
+    """The facts with each plot's industry-chain evidence (partners pseudonymised), from a first verification.
+
+    The evidence of a borrower's declared-crop group is compared with the group's verified area, so the plots
+    are verified once without it (the verified areas) and once with it.
+    """
+    by_pseudonym = {(v.plot_id, v.borrower_id): v for v in verdicts}
+    alias = {borrower: pseudonym(key, "borrower", borrower) for _, borrower in claims.declaration}
+    refs = []
+    for (plot_id, borrower), declaration in sorted(claims.declaration.items()):
+        verdict = by_pseudonym.get((str(plot_id), alias[borrower]))
+        if verdict is not None and not verdict.excluded:
+            refs.append(PlotRef(str(plot_id), borrower, str(declaration["declared_crop"]),
+                                float(declaration["declared_mu"]), verdict.contribution.mu_if_confirmed))
+    found = chain_facts(chain, refs, season, lambda partner: pseudonym(key, "partner", partner), policy)
+    evidence = {(alias[borrower], plot_id): group for (borrower, plot_id), group in found.items()}
+    return [replace(f, chain=evidence[f.borrower_id, f.plot_id]) if (f.borrower_id, f.plot_id) in evidence else f
+            for f in facts]
 
 
 def _round(value: Any, digits: int = 4) -> Any:

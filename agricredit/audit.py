@@ -52,7 +52,8 @@ __all__ = ["SCHEMA", "GENESIS", "AUDIT_KEY_ENV_VAR", "DEMO_AUDIT_KEY", "AuditKey
            "seal_records", "write_audit", "replay", "ReplayReport", "replay_file", "recorded_policy",
            "records_by_borrower"]
 
-SCHEMA = "agricredit.audit/2"
+#: /3: plot facts carry ``chain`` (industry-chain evidence), scenario crop lines ``yield_source``.
+SCHEMA = "agricredit.audit/3"
 #: What the first record's ``prev_mac`` names: 64 zeros (no record has this MAC).
 GENESIS = "0" * 64
 #: The fields the seal adds to a record.

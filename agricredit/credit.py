@@ -3,9 +3,13 @@
 ``need = Σ mu × cost_cny_per_mu(crop)``,
 ``capacity = advance_rate × Σ mu × yield_kg_per_mu(crop) × vigor × price_cny_per_kg(crop)``,
 ``limit = floor(min(need, capacity, cap) / step) × step`` — with the declared
-crop's economics from ``seeds/crops.csv``. Two scenarios are computed: *now*
-(plots under review add nothing) and *if confirmed* (they add their verified
-area). A limit below the policy's ``min_limit`` is offered as 0.
+crop's economics from ``seeds/crops.csv``. Where a plot carries
+OWN_YIELD_HISTORY (:mod:`agricredit.chain`: the borrower's own sales of
+earlier seasons), capacity uses that check's ``yield_kg_per_mu`` for the crop
+instead of the table's (its counterfactual restores the table yield). Two
+scenarios are computed: *now* (plots under review add nothing) and *if
+confirmed* (they add their verified area). A limit below the policy's
+``min_limit`` is offered as 0.
 
 Status: REVIEW when any plot or the borrower has a review-severity code (a
 person decides); otherwise DECLINE when the limit is below ``min_limit``;
@@ -43,6 +47,10 @@ from agricredit.verify import Check, PlotVerdict, plot_contribution
 __all__ = ["CropLine", "Terms", "Reason", "Decision", "compute_terms", "decide", "decide_all", "explain", "MAX_REASONS"]
 
 MAX_REASONS = 4
+#: Chain evidence sources (:func:`agricredit.chain.chain_checks`) in plain words.
+_CHAIN_SOURCES = {"input:seed": ("seed bought", "种子购买"), "input:fertiliser": ("fertiliser bought", "化肥购买"),
+                  "service:plough": ("ploughing", "耕地作业"), "service:sow": ("sowing", "播种作业"),
+                  "service:harvest": ("harvest", "收获作业")}
 _SEVERITY_RANK = {"review": 0, "reduce": 1, "info": 2}
 
 
@@ -56,6 +64,7 @@ class CropLine:
     cost_per_mu: float
     yield_per_mu: float
     price_per_kg: float
+    yield_source: str = "table"  # 'table' (seeds/crops.csv) | 'sales' (the borrower's own sales history)
 
     @property
     def vigor(self) -> float:
@@ -81,7 +90,8 @@ class Terms:
             "mu": self.mu, "need": round(self.need, 2), "capacity": round(self.capacity, 2), "cap": round(self.cap, 2),
             "limit": round(self.limit, 2), "binding": self.binding,
             "crops": [{"crop": l.crop, "mu": l.mu, "vigor": l.vigor, "cost_per_mu": l.cost_per_mu,
-                       "yield_per_mu": l.yield_per_mu, "price_per_kg": l.price_per_kg} for l in self.lines],
+                       "yield_per_mu": l.yield_per_mu, "yield_source": l.yield_source, "price_per_kg": l.price_per_kg}
+                      for l in self.lines],
         }
 
 
@@ -136,7 +146,8 @@ def _round_down(value: float, step: float) -> float:
     return math.floor(round(value / step, 6)) * step
 
 
-def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy) -> Terms:
+def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy,
+                  own_yields: Mapping[str, float] | None = None) -> Terms:
     """Compute need, capacity, cap and the rounded limit for one scenario.
 
     Parameters
@@ -146,12 +157,14 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy) -> 
         (sums are exact, :func:`math.fsum`, grouped by crop in name order).
     policy
         The validated policy.
+    own_yields
+        Crop → the borrower's own yield (kg/mu) replacing the table's.
 
     Returns
     -------
     Terms
     """
-    crops = load_crops()
+    crops, own_yields = load_crops(), own_yields or {}
     grouped: dict[str, list[tuple[float, float]]] = {}
     for crop, mu, vigor in items:
         if crop not in crops:
@@ -161,7 +174,8 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy) -> 
         grouped.setdefault(crop, []).append((mu, mu * vigor))
     lines = tuple(
         CropLine(crop, math.fsum(m for m, _ in pairs), math.fsum(v for _, v in pairs), crops[crop].cost_cny_per_mu,
-                 crops[crop].yield_kg_per_mu, crops[crop].price_cny_per_kg)
+                 own_yields.get(crop, crops[crop].yield_kg_per_mu), crops[crop].price_cny_per_kg,
+                 "sales" if crop in own_yields else "table")
         for crop, pairs in sorted(grouped.items()))
     credit = policy.credit
     need = math.fsum(line.mu * line.cost_per_mu for line in lines)
@@ -177,6 +191,9 @@ def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[st
                hold_all: bool = False) -> tuple[Terms, Terms]:
     """The now and if-confirmed terms; ``hold_all`` (a borrower-level review) makes every plot add 0 now."""
     now, confirmed = [], []
+    own_yields = {} if "OWN_YIELD_HISTORY" in ignore else {
+        v.facts.declared_crop: c.figures["yield_kg_per_mu"] for v in verdicts for c in v.checks
+        if c.code == "OWN_YIELD_HISTORY"}
     for verdict in verdicts:
         contribution = verdict.contribution if not ignore else plot_contribution(verdict.facts, verdict.checks, policy, ignore)
         crop = verdict.facts.declared_crop
@@ -186,7 +203,7 @@ def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[st
             continue
         now.append((crop, 0.0 if hold_all else contribution.mu_now, contribution.vigor_factor))
         confirmed.append((crop, contribution.mu_if_confirmed, contribution.vigor_factor))
-    return compute_terms(now, policy), compute_terms(confirmed, policy)
+    return compute_terms(now, policy, own_yields), compute_terms(confirmed, policy, own_yields)
 
 
 def _ceiling_reason(terms: Terms, policy: Policy) -> Reason | None:
@@ -296,7 +313,7 @@ _WORDS = {
         "binding": {"need": "set by the cost of cultivation", "capacity": "capacity-limited", "cap": "set by the per-borrower cap"},
         "below_min": "below the minimum limit of {min}", "none": "no crop",
         "impact": "lowered the limit by {impact}", "sep": "; ", "end": ".", "plots": "plots", "colon": ": ",
-        "drawn": "drawn", "registered": "registered", "declared": "declared",
+        "drawn": "drawn", "registered": "registered", "declared": "declared", "own_sales": " (own sales history)",
     },
     "zh": {
         "APPROVE": "批准", "REVIEW": "待复核", "DECLINE": "拒绝", "mu": "亩", "kg_mu": "公斤/亩",
@@ -307,7 +324,7 @@ _WORDS = {
         "binding": {"need": "额度由种植成本决定", "capacity": "额度受还款能力限制", "cap": "额度受单户上限限制"},
         "below_min": "低于最低额度 {min}", "none": "无作物",
         "impact": "使额度降低 {impact}", "sep": "；", "end": "。", "plots": "地块", "colon": "：",
-        "drawn": "勾画", "registered": "登记", "declared": "申报",
+        "drawn": "勾画", "registered": "登记", "declared": "申报", "own_sales": "（自有销售记录）",
     },
 }
 
@@ -335,6 +352,13 @@ _DETAILS = {
         "NO_PLOTS": "",
         "BORROWER_RECORD_INVALID": "{reason}",
         "TILE_UNREADABLE": "{tiles}",
+        "INPUTS_BELOW_DECLARED": "purchases imply {implied_mu} mu < {min_share} × declared {declared_mu} mu",
+        "CHAIN_OTHER_CROP": "{chain_mu} mu of {chain_crop} ({sources}) against declared {declared_crop}",
+        "MACHINERY_AREA_MISMATCH": "{service} {serviced_mu} mu vs verified {verified_mu} mu, beyond ±{tolerance_pct}%",
+        "OWN_YIELD_HISTORY": "sales {seasons_kg_per_mu} kg/mu, median {median_kg_per_mu} kg/mu "
+                             "(table {table_kg_per_mu}, at most {max_factor} × table): {yield_kg_per_mu} kg/mu used",
+        "SALES_BELOW_EXPECTED_YIELD": "median {median_kg_per_mu} kg/mu < {below_share} × table {table_kg_per_mu} kg/mu",
+        "CHAIN_CORROBORATED": "{partner_count} partners confirm {partner_mu} mu of {verified_mu} mu; settled: {settled}",
     },
     "zh": {
         "AREA_OVER_DECLARED": "申报 {declared_mu} 亩，登记 {registered_mu} 亩 × {factor}",
@@ -358,6 +382,13 @@ _DETAILS = {
         "NO_PLOTS": "",
         "BORROWER_RECORD_INVALID": "{reason}",
         "TILE_UNREADABLE": "{tiles}",
+        "INPUTS_BELOW_DECLARED": "购买农资折合 {implied_mu} 亩 < {min_share} × 申报 {declared_mu} 亩",
+        "CHAIN_OTHER_CROP": "{chain_crop} {chain_mu} 亩（{sources}），申报 {declared_crop}",
+        "MACHINERY_AREA_MISMATCH": "{service} {serviced_mu} 亩，核实 {verified_mu} 亩，超出 ±{tolerance_pct}%",
+        "OWN_YIELD_HISTORY": "往季销售 {seasons_kg_per_mu} 公斤/亩，中位数 {median_kg_per_mu} 公斤/亩"
+                             "（参考 {table_kg_per_mu}，最多 {max_factor} 倍）：按 {yield_kg_per_mu} 公斤/亩计算",
+        "SALES_BELOW_EXPECTED_YIELD": "中位数 {median_kg_per_mu} 公斤/亩 < {below_share} × 参考 {table_kg_per_mu} 公斤/亩",
+        "CHAIN_CORROBORATED": "{partner_count} 个伙伴印证 {partner_mu} 亩（核实 {verified_mu} 亩）；了结：{settled}",
     },
 }
 
@@ -365,7 +396,7 @@ _DETAILS = {
 def _num(value: Any) -> str:
     """A figure for people: thousands separators, at most 2 decimals, no trailing zeros."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return ", ".join(map(_num, value)) if isinstance(value, (list, tuple)) else str(value)
     text = f"{value:,.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
@@ -379,11 +410,22 @@ def _detail(reason: Reason, lang: str) -> str:
     for key in ("source_a", "source_b"):
         if key in figures:
             figures[key] = words.get(figures[key], figures[key])
-    if reason.code == "CROP_MISMATCH" and lang == "zh":
+    if "seasons_kg_per_mu" in reason.figures:
+        figures["seasons_kg_per_mu"] = ", ".join(f"{season}: {_num(value)}"
+                                                 for season, value in reason.figures["seasons_kg_per_mu"].items())
+    if reason.code == "CHAIN_CORROBORATED":
+        figures["partner_count"] = _num(len(reason.figures["partners"]))
+        figures["settled"] = ", ".join(item["code"] for item in reason.figures["settled"]) or "-"
+    if lang == "zh":
         crops = load_crops()
-        for key in ("declared_crop", "best_crop"):
+        for key in ("declared_crop", "best_crop", "chain_crop"):
             if reason.figures.get(key) in crops:
                 figures[key] = crops[reason.figures[key]].name_zh
+    index = 1 if lang == "zh" else 0
+    if "sources" in reason.figures:
+        figures["sources"] = ", ".join(_CHAIN_SOURCES.get(s, (s, s))[index] for s in reason.figures["sources"])
+    if reason.code == "MACHINERY_AREA_MISMATCH":
+        figures["service"] = _CHAIN_SOURCES[f"service:{reason.figures['service']}"][index]
     template = _DETAILS[lang].get(reason.code)
     try:
         if template is not None:
@@ -434,6 +476,7 @@ def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
         need_parts = " + ".join(f"{_num(l.mu)} {w['mu']} × {_num(l.cost_per_mu)} {w['per_mu'].format(cur=cur)}" for l in lines)
         capacity_parts = " + ".join(
             f"{_num(policy.credit.advance_rate)} × {_num(l.mu)} {w['mu']} × {_num(l.yield_per_mu)} {w['kg_mu']}"
+            + (w["own_sales"] if l.yield_source == "sales" else "")
             + (f" × {_num(l.vigor)}" if l.vigor != 1 else "") + f" × {_num(l.price_per_kg)} {w['per_kg'].format(cur=cur)}"
             for l in lines)
         parts.append(w["binding"][terms.binding] + w["colon"] + ", ".join([

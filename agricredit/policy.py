@@ -3,7 +3,10 @@
 A policy holds every number a decision depends on. It is a TOML file with four
 sections, mirrored here by frozen dataclasses: ``[policy]`` (:class:`PolicyMeta`,
 the attribute :attr:`Policy.meta`), ``[area]`` (:class:`AreaPolicy`),
-``[satellite]`` (:class:`SatellitePolicy`) and ``[credit]`` (:class:`CreditPolicy`).
+``[satellite]`` (:class:`SatellitePolicy`) and ``[credit]`` (:class:`CreditPolicy`),
+and an optional fifth, ``[chain]`` (:class:`ChainPolicy`, the industry-chain
+checks): when the file has no ``[chain]`` the defaults of ``seeds/policy.toml``
+apply; when it has one, every key is required and validated like the others.
 
 Validation is strict: an unknown section or key, a missing key, a value of the
 wrong type or out of range is a :class:`~agricredit.errors.PolicyError` whose
@@ -37,8 +40,8 @@ from agricredit.cropfit import MAX_SCALE
 from agricredit.errors import InputNotFoundError, PolicyError
 from agricredit.seeds import DEFAULT_POLICY_PATH, load_regions
 
-__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "load_policy", "policy_from_record",
-           "canonical_policy_text"]
+__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "ChainPolicy", "load_policy",
+           "policy_from_record", "canonical_policy_text"]
 
 INF = math.inf
 
@@ -105,12 +108,34 @@ class CreditPolicy:
     min_limit: float = field(metadata=_range(0))
 
 
+@dataclass(frozen=True)
+class ChainPolicy:
+    """The ``[chain]`` section: tolerances of the industry-chain checks (:mod:`agricredit.chain`).
+
+    The defaults are those of ``seeds/policy.toml`` (used when a policy file has no ``[chain]``).
+    """
+
+    inputs_min_share: float = field(default=0.5, metadata=_range(0, 1))
+    machinery_tolerance: float = field(default=0.15, metadata=_range(0, 1))
+    other_crop_min_share: float = field(default=0.5, metadata=_range(0, 1, low_open=True))
+    corroboration_min_partners: int = field(default=2, metadata=_range(2))
+    corroboration_min_share: float = field(default=0.9, metadata=_range(0, 1, low_open=True))
+    sales_seasons: int = field(default=3, metadata=_range(1, 20))
+    sales_min_seasons: int = field(default=2, metadata=_range(1, 20))
+    own_yield_max_factor: float = field(default=1.2, metadata=_range(1))
+    sales_below_share: float = field(default=0.6, metadata=_range(0, 1))
+    season_grace_days: int = field(default=60, metadata=_range(0, 366))
+
+
 _SECTIONS: dict[str, type] = {
     "policy": PolicyMeta,
     "area": AreaPolicy,
     "satellite": SatellitePolicy,
     "credit": CreditPolicy,
+    "chain": ChainPolicy,
 }
+#: Sections a policy file may leave out (their dataclass defaults apply).
+_OPTIONAL_SECTIONS = ("chain",)
 
 
 @dataclass(frozen=True)
@@ -119,8 +144,8 @@ class Policy:
 
     Attributes
     ----------
-    meta, area, satellite, credit
-        The file's ``[policy]``, ``[area]``, ``[satellite]`` and ``[credit]`` sections.
+    meta, area, satellite, credit, chain
+        The file's ``[policy]``, ``[area]``, ``[satellite]``, ``[credit]`` and ``[chain]`` sections.
     path
         Where the policy was read from (for messages; not part of :meth:`to_dict`).
     """
@@ -129,12 +154,13 @@ class Policy:
     area: AreaPolicy
     satellite: SatellitePolicy
     credit: CreditPolicy
+    chain: ChainPolicy = ChainPolicy()
     path: str = field(default="", compare=False)
 
     def values(self) -> dict[str, dict[str, Any]]:
         """Return the policy's values as ``{section: {key: value}}`` (the sections of the TOML file)."""
         return {section: dataclasses.asdict(getattr(self, attribute))
-                for section, attribute in zip(_SECTIONS, ("meta", "area", "satellite", "credit"))}
+                for section, attribute in zip(_SECTIONS, ("meta", "area", "satellite", "credit", "chain"))}
 
     @functools.cached_property
     def sha256(self) -> str:
@@ -244,10 +270,13 @@ def _from_document(document: dict[str, Any], path: Path) -> Policy:
         raise PolicyError(f"unknown section [{unknown[0]}]", path=path)
     sections = []
     for section, cls in _SECTIONS.items():
+        if section not in document and section in _OPTIONAL_SECTIONS:
+            sections.append(cls())
+            continue
         if section not in document:
             raise PolicyError(f"missing section [{section}]", path=path)
         sections.append(_build_section(cls, section, document[section], path))
-    meta, area, satellite, credit = sections
+    meta, area, satellite, credit, chain = sections
     if satellite.vigor_factor_min > 1 or satellite.vigor_factor_max < 1:
         raise PolicyError("satellite.vigor_factor_min <= 1 <= satellite.vigor_factor_max is required", path=path)
     unit_ratio = 15 * (1 + area.unit_ratio_tolerance)
@@ -256,7 +285,9 @@ def _from_document(document: dict[str, Any], path: Path) -> Policy:
                           "or a unit confusion would reject the plot instead of sending it to review", path=path)
     if credit.min_limit > credit.cap_per_borrower:
         raise PolicyError("credit.min_limit must not exceed credit.cap_per_borrower", path=path)
-    return Policy(meta, area, satellite, credit, path=str(path))
+    if chain.sales_min_seasons > chain.sales_seasons:
+        raise PolicyError("chain.sales_min_seasons must not exceed chain.sales_seasons", path=path)
+    return Policy(meta, area, satellite, credit, chain, path=str(path))
 
 
 def policy_from_record(record: Any, *, source: str = "audit record") -> Policy:

@@ -51,6 +51,12 @@ Rules (design §7, tolerances from the policy's ``[area]`` and ``[satellite]``):
   NOT_CULTIVATED / CROP_MISMATCH / LOW_VIGOR (too little data to judge).
 * Plots under review (:data:`HOLD_CODES`) add 0 *now* and their verified area
   *if confirmed*, so a review never hides a reduction.
+* Industry-chain evidence (``chain``, from :func:`agricredit.chain.chain_facts`)
+  is checked last (:func:`agricredit.chain.chain_checks`): INPUTS_BELOW_DECLARED,
+  CHAIN_OTHER_CROP and MACHINERY_AREA_MISMATCH hold the plot for review;
+  OWN_YIELD_HISTORY carries the yield :mod:`agricredit.credit` uses; a
+  CHAIN_CORROBORATED plot's settled satellite reviews are taken off its checks
+  and listed in that code's figures.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agricredit.chain import chain_checks
 from agricredit.errors import InputError
 from agricredit.policy import Policy
 from agricredit.season import SEASON_CODES
@@ -92,7 +99,8 @@ SATELLITE_CODES = SEASON_CODES
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
      "OWNER_MISMATCH", "SELF_OVERLAP", "DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED", "TILE_UNREADABLE",
-     "TOO_FEW_PIXELS", "PARTIAL_COVERAGE", "SEASON_UNRECOGNISED", "NOT_CULTIVATED_UNCONFIRMED"}
+     "TOO_FEW_PIXELS", "PARTIAL_COVERAGE", "SEASON_UNRECOGNISED", "NOT_CULTIVATED_UNCONFIRMED",
+     "INPUTS_BELOW_DECLARED", "CHAIN_OTHER_CROP", "MACHINERY_AREA_MISMATCH"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "VISIT_REJECTED"})  # VISIT_REJECTED: agricredit.visits
@@ -184,7 +192,9 @@ class PlotFacts:
     drawn area already in a plot of the same borrower with a smaller ID
     (:func:`agricredit.plots.repeated_area_m2`); ``other_declarants``: the other
     borrowers who declared the plot; ``unread_tiles``: tiles over the plot
-    whose pixels could not be read (TILE_UNREADABLE).
+    whose pixels could not be read (TILE_UNREADABLE); ``chain``: the
+    industry-chain evidence of the plot's borrower and declared crop
+    (:func:`agricredit.chain.chain_facts`; empty when there is none).
     """
 
     plot_id: str
@@ -206,6 +216,7 @@ class PlotFacts:
     repeated_mu: float = 0.0
     other_declarants: tuple[str, ...] = ()
     unread_tiles: tuple[str, ...] = ()
+    chain: Mapping[str, Any] = field(default_factory=dict)
 
     _FLOATS = ("drawn_mu", "registered_mu", "declared_mu", "pixel_count", "cropped_mu_at_peak", "peak_ndvi", "vigor_factor",
                "repeated_mu")
@@ -237,6 +248,7 @@ class PlotFacts:
         values["overlaps"] = tuple(sorted((Overlap.coerce(o) for o in _items(row.get("overlaps"))), key=lambda o: o.other_plot_id))
         for name in ("other_declarants", "unread_tiles"):
             values[name] = tuple(sorted(str(item) for item in _items(row.get(name))))
+        values["chain"] = dict(_items(row.get("chain")) or {})
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,6 +262,8 @@ class PlotFacts:
                 value = [o.to_dict() for o in value]
             elif name in ("other_declarants", "unread_tiles"):
                 value = list(value)
+            elif name == "chain":
+                value = json.loads(json.dumps(value, sort_keys=True))
             elif name in self._FLOATS and not _finite(value):
                 value = None
             out[name] = value
@@ -410,6 +424,10 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
 
     checks.extend(_satellite_checks(facts, policy))
     checks.extend(_overlap_checks(facts, policy))
+    if facts.chain:
+        prior = {c.code: (c.severity, c.figures) for c in checks}
+        found, settled = chain_checks(facts.chain, prior, facts.best_crop, policy)
+        checks = [c for c in checks if c.code not in settled] + [Check.make(code, **figures) for code, figures in found]
     order = {code: i for i, code in enumerate(load_reason_codes())}
     return tuple(sorted(checks, key=lambda c: order[c.code]))
 

@@ -10,7 +10,8 @@ What is real and what is simulated:
 * ``season/`` is a **simulated** 2023 growing season of Sentinel-2 L2A-like
   tiles on the real 10 m grid: per-plot crop calendars from ``seeds/``, the real
   scene's within-field texture, simulated clouds.
-* The tables (registry, declarations, borrowers) and the planted cases are
+* The tables (registry, declarations, borrowers), the industry-chain tables
+  (``chain/``, by ``scripts/make_chain_sample.py``) and the planted cases are
   synthetic people and records.
 
 Usage::
@@ -54,6 +55,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing agricred
 
 from agricredit.outputs import atomic_path  # noqa: E402
 from agricredit.seeds import load_crops, template_ndvi  # noqa: E402
+
+sys.path.insert(1, str(ROOT / "scripts"))  # the industry-chain tables' builder beside this file
+import make_chain_sample  # noqa: E402
 
 log = logging.getLogger("make_sample_tiles")
 
@@ -812,6 +816,7 @@ def build(out_dir: Path, root: Path) -> None:
     write_text(out_dir / "declarations.csv", csv_text(["borrower_id", "plot_id", "declared_crop", "declared_area", "area_unit"], declarations))
     write_text(out_dir / "borrowers.csv", csv_text(["borrower_id", "national_id", "name", "phone", "village"], borrower_rows(borrower_ids, rng)))
     write_text(out_dir / "planted_cases.csv", csv_text(["case", "plot_id", "borrower_id", "expected_code", "expected_status"], planted))
+    make_chain_sample.build(out_dir)  # the industry-chain tables, from the declarations just written
     shares = {c: sum(1 for f in fields if f.crop == c) for c in CROP_SHARES}
     write_readme(out_dir, plots, borrower_ids, planted, shares)
     write_text(out_dir / "case.toml", CASE_TOML)
@@ -895,6 +900,7 @@ def write_readme(out_dir: Path, plots, borrower_ids, planted, shares) -> None:
         sizes="\n".join(f"| `{name}` | {size / 1e6:.2f} |" for name, size in sizes.items()),
         total=f"{total / 1e6:.2f}",
         cases="\n".join(f"| {c} | {p} | {b} | {code} | {status} |" for c, p, b, code, status in planted),
+        chain=make_chain_sample.README_SECTION.strip(),
     )
     write_text(out_dir / "README.md", text)
 
@@ -982,6 +988,8 @@ honest plots); repairable — a tiny self-crossing loop on one edge (< 1 % chang
 sliver — a < 100 m² plot beside the borrower's honest plot; drawn_mismatch — registered area
 1.3x the drawn area; low_vigor — vigour 0.55; cloudy — wheat under cloud or shadow on all
 three spring dates, leaving fewer than 3 clear observations in its season.
+
+{chain}
 
 ## Sizes (MB)
 

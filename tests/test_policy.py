@@ -19,7 +19,8 @@ from agricredit.seeds import DEFAULT_POLICY_PATH
 
 DEFAULT_TEXT = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
 #: The integer keys of the policy (all other numbers are floats).
-INT_KEYS = {"min_observations_in_window", "max_sowing_shift_days", "min_peers"}
+INT_KEYS = {"min_observations_in_window", "max_sowing_shift_days", "min_peers", "corroboration_min_partners",
+            "sales_seasons", "sales_min_seasons", "season_grace_days"}
 
 
 def write(tmp_path, text, name="policy.toml"):

@@ -42,6 +42,8 @@ def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sampl
     Examples:
       agricredit assess --sample -o out
       agricredit assess sample_tiles/case.toml -o out --lang zh --overwrite
+      agricredit assess sample_tiles/case.toml --sales sales.csv \\
+          --input-purchases purchases.xlsx --machinery coop.csv --encoding machinery=gbk -o out
       agricredit assess --plots p.geojson --tiles season/ --registry r.csv \\
           --declarations d.csv --borrowers b.csv --encoding registry=gbk -o out
     """

@@ -34,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 SENSOR_NAMES = ("s2-l2a", "s2-l1c", "landsat-c2-l2", "landsat-c1", "generic")
 
 #: Tables whose encoding ``--encoding TABLE=ENC`` may set.
-TABLES = ("registry", "declarations", "borrowers", "labels")
+TABLES = ("registry", "declarations", "borrowers", "labels", "input_purchases", "machinery", "sales", "customer_map")
 
 
 def apply_options(options: list) -> Callable[[F], F]:
@@ -158,7 +158,8 @@ def _encodings(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
 #: ``--encoding``: text encoding of CSV tables, all of them or one (``registry=gbk``); repeatable.
 encoding_opt = click.option(
     "--encoding", "encodings", multiple=True, callback=_encodings, metavar="[TABLE=]ENC",
-    help="Encoding of CSV tables: ENC for all, or TABLE=ENC for one (registry, declarations, borrowers, labels); "
+    help="Encoding of CSV tables: ENC for all, or TABLE=ENC for one (registry, declarations, borrowers, labels, "
+         "input_purchases, machinery, sales, customer_map); "
          "repeatable [default: detected: UTF-8, else GB18030].")
 
 
@@ -188,6 +189,10 @@ case_opts = apply_options([
     click.option("--borrowers", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Borrower table."),
     click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Policy TOML [default: seeds/policy.toml]."),
     click.option("--crop-model", type=click.Path(exists=True, file_okay=False, path_type=Path), help="A model folder from `agricredit train-crop`: the crop check uses its probabilities."),
+    click.option("--input-purchases", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Industry-chain table: seed and fertiliser purchases (CSV/xlsx/Parquet)."),
+    click.option("--machinery", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Industry-chain table: machinery services (ploughing, sowing, harvest)."),
+    click.option("--sales", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Industry-chain table: produce sales of earlier seasons."),
+    click.option("--customer-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Partners' customer IDs → borrower IDs, for chain rows with customer_id."),
     click.option("--id-field", default=None, help="Plot ID column [default: plot_id]."),
     plots_crs_opt,
     encoding_opt,
@@ -231,7 +236,8 @@ def resolve_case(case_file: Path | None, sample: bool, options: dict[str, Any]):
 def sample_only(sample: bool, options: dict[str, Any]) -> bool:
     """Whether the run is on the bundled sample alone (``--sample`` and no other input file): only then are the
     public demo keys accepted, so that ``--sample --borrowers real.csv`` cannot lend them to real borrowers."""
-    return sample and not any(options.get(name) for name in ("plots", "tiles", "registry", "declarations", "borrowers"))
+    return sample and not any(options.get(name) for name in ("plots", "tiles", "registry", "declarations", "borrowers",
+                                                             "input_purchases", "machinery", "sales", "customer_map"))
 
 
 def baseline_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
