@@ -1,9 +1,11 @@
 """Loading and validating policy files (``seeds/policy.toml`` is the default).
 
-A policy holds every number a decision depends on. It is a TOML file with four
+A policy holds every number a decision depends on. It is a TOML file with five
 sections, mirrored here by frozen dataclasses: ``[policy]`` (:class:`PolicyMeta`,
 the attribute :attr:`Policy.meta`), ``[area]`` (:class:`AreaPolicy`),
-``[satellite]`` (:class:`SatellitePolicy`) and ``[credit]`` (:class:`CreditPolicy`).
+``[satellite]`` (:class:`SatellitePolicy`), ``[credit]`` (:class:`CreditPolicy`)
+and ``[monitor]`` (:class:`MonitorPolicy`, the in-season alerts and their
+recommendations).
 
 Validation is strict: an unknown section or key, a missing key, a value of the
 wrong type or out of range is a :class:`~agricredit.errors.PolicyError` whose
@@ -37,7 +39,7 @@ from agricredit.cropfit import MAX_SCALE
 from agricredit.errors import InputNotFoundError, PolicyError
 from agricredit.seeds import DEFAULT_POLICY_PATH, load_regions
 
-__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "load_policy", "policy_from_record",
+__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "MonitorPolicy", "load_policy", "policy_from_record",
            "canonical_policy_text"]
 
 INF = math.inf
@@ -105,11 +107,35 @@ class CreditPolicy:
     min_limit: float = field(metadata=_range(0))
 
 
+#: What a monitoring alert code asks for (``agricredit.monitor``), weakest first.
+MONITOR_ACTIONS = ("keep", "visit", "reduce")
+
+
+@dataclass(frozen=True)
+class MonitorPolicy:
+    """The ``[monitor]`` section: thresholds of the in-season alerts and the recommendation rules."""
+
+    sudden_drop_min: float = field(metadata=_range(0, 2, low_open=True))
+    sudden_drop_excess: float = field(metadata=_range(0, 2, low_open=True))
+    drop_percentile: float = field(metadata=_range(0, 100))
+    regional_drop_min: float = field(metadata=_range(0, 2, low_open=True))
+    water_ndvi_max: float = field(metadata=_range(-1, 1))
+    growth_lag_gap: float = field(metadata=_range(0, 2, low_open=True))
+    growth_lag_percentile: float = field(metadata=_range(0, 100))
+    no_emergence_action: str = field(metadata={"choices": MONITOR_ACTIONS})
+    growth_lag_action: str = field(metadata={"choices": MONITOR_ACTIONS})
+    sudden_drop_action: str = field(metadata={"choices": MONITOR_ACTIONS})
+    regional_stress_action: str = field(metadata={"choices": MONITOR_ACTIONS})
+    early_harvest_action: str = field(metadata={"choices": MONITOR_ACTIONS})
+    freeze_min_share: float = field(metadata=_range(0, 1, low_open=True))
+
+
 _SECTIONS: dict[str, type] = {
     "policy": PolicyMeta,
     "area": AreaPolicy,
     "satellite": SatellitePolicy,
     "credit": CreditPolicy,
+    "monitor": MonitorPolicy,
 }
 
 
@@ -119,8 +145,8 @@ class Policy:
 
     Attributes
     ----------
-    meta, area, satellite, credit
-        The file's ``[policy]``, ``[area]``, ``[satellite]`` and ``[credit]`` sections.
+    meta, area, satellite, credit, monitor
+        The file's ``[policy]``, ``[area]``, ``[satellite]``, ``[credit]`` and ``[monitor]`` sections.
     path
         Where the policy was read from (for messages; not part of :meth:`to_dict`).
     """
@@ -129,12 +155,13 @@ class Policy:
     area: AreaPolicy
     satellite: SatellitePolicy
     credit: CreditPolicy
+    monitor: MonitorPolicy
     path: str = field(default="", compare=False)
 
     def values(self) -> dict[str, dict[str, Any]]:
         """Return the policy's values as ``{section: {key: value}}`` (the sections of the TOML file)."""
         return {section: dataclasses.asdict(getattr(self, attribute))
-                for section, attribute in zip(_SECTIONS, ("meta", "area", "satellite", "credit"))}
+                for section, attribute in zip(_SECTIONS, ("meta", "area", "satellite", "credit", "monitor"))}
 
     @functools.cached_property
     def sha256(self) -> str:
@@ -247,7 +274,7 @@ def _from_document(document: dict[str, Any], path: Path) -> Policy:
         if section not in document:
             raise PolicyError(f"missing section [{section}]", path=path)
         sections.append(_build_section(cls, section, document[section], path))
-    meta, area, satellite, credit = sections
+    meta, area, satellite, credit, monitor = sections
     if satellite.vigor_factor_min > 1 or satellite.vigor_factor_max < 1:
         raise PolicyError("satellite.vigor_factor_min <= 1 <= satellite.vigor_factor_max is required", path=path)
     unit_ratio = 15 * (1 + area.unit_ratio_tolerance)
@@ -256,7 +283,7 @@ def _from_document(document: dict[str, Any], path: Path) -> Policy:
                           "or a unit confusion would reject the plot instead of sending it to review", path=path)
     if credit.min_limit > credit.cap_per_borrower:
         raise PolicyError("credit.min_limit must not exceed credit.cap_per_borrower", path=path)
-    return Policy(meta, area, satellite, credit, path=str(path))
+    return Policy(meta, area, satellite, credit, monitor, path=str(path))
 
 
 def policy_from_record(record: Any, *, source: str = "audit record") -> Policy:
