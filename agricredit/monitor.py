@@ -27,7 +27,8 @@ policy's ``[monitor]`` section, :class:`agricredit.policy.MonitorPolicy`):
   one farmer, and never a ``SUDDEN_DROP`` unless the plot fell much more);
 - ``NO_EMERGENCE``: past the calendar green-up (+ shift), no clear observation
   since sowing reached the crop's cropped-NDVI threshold (``seeds/crops.csv``);
-- ``GROWTH_LAG``: between green-up and peak (+ shift) the plot is
+- ``GROWTH_LAG``: between green-up and peak (+ shift, and before the
+  senescence window, where harvest dates differ) the plot is
   ``growth_lag_gap`` below the peers' median and ranks at or below
   ``growth_lag_percentile``.
 
@@ -285,11 +286,11 @@ def _group_alerts(group: pd.DataFrame, window: dict[str, dt.date], day: dt.date,
                 and fell >= m.regional_drop_min:
             found.append(("REGIONAL_STRESS", True))
         own = since_sowing.loc[since_sowing["plot_id"] == plot_id]
+        growing = window["greenup"] + shift < day <= window["peak"] + shift and in_green
         emerging = window["greenup"] + shift < day <= window["harvest"]
         if threshold is not None and emerging and own["ndvi_mean"].max() < threshold:
             found.append(("NO_EMERGENCE", False))
-        elif not found and n_level >= sat.min_peers and window["greenup"] + shift < day <= window["peak"] + shift \
-                and peer_median - row["ndvi"] >= m.growth_lag_gap and 100 * pct_level <= m.growth_lag_percentile:
+        elif not found and n_level >= sat.min_peers and growing and peer_median - row["ndvi"] >= m.growth_lag_gap and 100 * pct_level <= m.growth_lag_percentile:
             found.append(("GROWTH_LAG", False))
         for code, is_change in found:
             out.append({
