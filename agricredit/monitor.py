@@ -250,57 +250,61 @@ def detect_alerts(series: pd.DataFrame, plots: pd.DataFrame, policy: Any, new_da
 
 def _group_alerts(group: pd.DataFrame, window: dict[str, dt.date], day: dt.date, m: Any, sat: Any, crop: Any,
                   clear: pd.DataFrame) -> list[dict[str, Any]]:
-    """The alerts of one crop and region on one date (``group``: the plots clear on it)."""
+    """The alerts of one crop and region on one date (``group``: the plots clear on it, indexed by plot_id)."""
     shift = dt.timedelta(days=sat.max_sowing_shift_days)
-    levels = np.sort(group["ndvi"].to_numpy())
-    level_pct = _share_below(group["ndvi"].to_numpy(), levels)
-    paired = group["change"].notna()
-    changes = np.sort(group.loc[paired, "change"].to_numpy())
-    change_pct = pd.Series(np.nan, index=group.index)
-    change_pct[paired] = _share_below(group.loc[paired, "change"].to_numpy(), changes)
+    ndvi, change = group["ndvi"].to_numpy(), group["change"].to_numpy()
+    paired = ~np.isnan(change)
+    levels, changes = np.sort(ndvi), np.sort(change[paired])
+    level_pct = _share_below(ndvi, levels)
+    change_pct = np.full(len(group), np.nan)
+    change_pct[paired] = _share_below(change[paired], changes)
+    n_level, n_change = len(levels) - 1, np.where(paired, len(changes) - 1, 0)
     peer_median = float(np.median(levels))
     peer_change = float(np.median(changes)) if len(changes) else math.nan
     in_green = day < window["senescence"] - shift
+    fell = -change  # NaN without a previous clear observation: every comparison below is False
+    drop = (n_change >= sat.min_peers) & (fell >= m.sudden_drop_min) & (fell + peer_change >= m.sudden_drop_excess) \
+        & (100 * change_pct <= m.drop_percentile)
+    bare = (ndvi > m.water_ndvi_max) & (day >= window["peak_early"])
+    early_harvest = drop & bare & in_green
+    sudden = drop & ~bare & (day <= window["harvest"])
+    regional = ~drop & (n_change >= sat.min_peers) & in_green & (-peer_change >= m.regional_drop_min) \
+        & (fell >= m.regional_drop_min)
     threshold = crop.cropped_ndvi_threshold if crop is not None else None
+    start = (window["sowing"] - shift).isoformat()
+    since_sowing = clear.loc[(clear["date"] >= start) & (clear["date"] <= day.isoformat())
+                             & clear["plot_id"].isin(group.index)]
+    greenest = since_sowing.groupby("plot_id")["ndvi_mean"].max().reindex(group.index).to_numpy()
+    no_emergence = np.zeros(len(group), bool) if threshold is None else \
+        (window["greenup"] + shift < day <= window["harvest"]) & (greenest < threshold)
+    growing = window["greenup"] + shift < day <= window["peak"] + shift and in_green
+    lag = ~no_emergence & ~(early_harvest | sudden | regional) & (n_level >= sat.min_peers) & growing \
+        & (peer_median - ndvi >= m.growth_lag_gap) & (100 * level_pct <= m.growth_lag_percentile)
+    flagged = {"NO_EMERGENCE": no_emergence, "GROWTH_LAG": lag, "SUDDEN_DROP": sudden,
+               "EARLY_HARVEST": early_harvest, "REGIONAL_STRESS": regional}
+    if not any(mask.any() for mask in flagged.values()):
+        return []
     figures = {"sudden_drop_min": m.sudden_drop_min, "sudden_drop_excess": m.sudden_drop_excess,
                "drop_percentile": m.drop_percentile, "regional_drop_min": m.regional_drop_min,
                "water_ndvi_max": m.water_ndvi_max, "growth_lag_gap": m.growth_lag_gap,
                "growth_lag_percentile": m.growth_lag_percentile, "cropped_ndvi_threshold": threshold,
                "min_peers": sat.min_peers, "max_sowing_shift_days": sat.max_sowing_shift_days}
     calendar = {k: v.isoformat() for k, v in window.items()}
-    since_sowing = clear.loc[(clear["date"] >= (window["sowing"] - shift).isoformat())
-                             & (clear["date"] <= day.isoformat())]
+    by_plot = since_sowing.groupby("plot_id")
     out = []
-    for (plot_id, row), pct_level, pct_change in zip(group.iterrows(), level_pct, change_pct):
-        n_level, n_change = len(levels) - 1, len(changes) - 1 if paired[plot_id] else 0
-        fell = -row["change"] if paired[plot_id] else math.nan
-        found: list[tuple[str, bool]] = []  # (code, a change alert)
-        if n_change >= sat.min_peers and fell >= m.sudden_drop_min and fell + peer_change >= m.sudden_drop_excess \
-                and 100 * pct_change <= m.drop_percentile:
-            if row["ndvi"] > m.water_ndvi_max and day >= window["peak_early"]:
-                if in_green:
-                    found.append(("EARLY_HARVEST", True))
-            elif day <= window["harvest"]:
-                found.append(("SUDDEN_DROP", True))
-        elif n_change >= sat.min_peers and in_green and -peer_change >= m.regional_drop_min \
-                and fell >= m.regional_drop_min:
-            found.append(("REGIONAL_STRESS", True))
-        own = since_sowing.loc[since_sowing["plot_id"] == plot_id]
-        growing = window["greenup"] + shift < day <= window["peak"] + shift and in_green
-        emerging = window["greenup"] + shift < day <= window["harvest"]
-        if threshold is not None and emerging and own["ndvi_mean"].max() < threshold:
-            found.append(("NO_EMERGENCE", False))
-        elif not found and n_level >= sat.min_peers and growing and peer_median - row["ndvi"] >= m.growth_lag_gap and 100 * pct_level <= m.growth_lag_percentile:
-            found.append(("GROWTH_LAG", False))
-        for code, is_change in found:
+    for code, mask in flagged.items():
+        is_change = code in ("SUDDEN_DROP", "EARLY_HARVEST", "REGIONAL_STRESS")
+        for i in np.flatnonzero(mask):
+            plot_id, row = group.index[i], group.iloc[i]
+            own = by_plot.get_group(plot_id)
             out.append({
                 "plot_id": str(plot_id), "borrower": row["borrower"], "declared_crop": row["declared_crop"],
                 "code": code, "date": day.isoformat(),
                 "previous_date": row["previous_date"] if is_change else None,
-                "ndvi": _round(row["ndvi"]), "previous_ndvi": _round(row["previous_ndvi"]) if is_change else None,
+                "ndvi": _round(ndvi[i]), "previous_ndvi": _round(row["previous_ndvi"]) if is_change else None,
                 "peer_median": _round(peer_median), "peer_median_change": _round(peer_change) if is_change else None,
-                "peer_percentile": _round(pct_change if is_change else pct_level),
-                "n_peers": int(n_change if is_change else n_level),
+                "peer_percentile": _round(change_pct[i] if is_change else level_pct[i]),
+                "n_peers": int(n_change[i] if is_change else n_level),
                 "details": {"region": row["region"], "calendar": calendar, "thresholds": figures,
                             "series": [[d, _round(v)] for d, v in zip(own["date"], own["ndvi_mean"])]},
             })
