@@ -177,6 +177,10 @@ def test_outputs_are_rfc7946_csv_and_sealed_audit(assessed, last_ndvi, plots, tm
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["audit"]["records"] == len(alerts)
     assert manifest["inputs"]["new_dates"] == ["2023-07-20"]
+    # deterministic: the same inputs, policy and version give the same bytes
+    _monitor(assessed, tmp_path / "tiles" / f"NDVI_{NEW_DATE}.tif", tmp_path / "b")
+    for name in ("alerts.geojson", "alerts.csv", "recommendations.csv", "alerts_audit.jsonl", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
 def test_refuses_folder_without_series(assessed, tmp_path):
