@@ -196,3 +196,19 @@ def test_refuses_folder_without_series(assessed, tmp_path):
 def test_refuses_tiles_not_after_the_season(assessed, tmp_path):
     with pytest.raises(InputError, match="no new acquisition"):
         run_monitor(assessed, [SAMPLE / "season" / f"S2_L2A_SIM_{CUT.replace('-', '')}.tif"], load_policy())
+
+
+def test_no_alert_exits_0_with_empty_outputs(assessed, last_ndvi, tmp_path):
+    ndvi, profile = last_ndvi
+    policy = tmp_path / "lender.toml"  # the bundled policy without GROWTH_LAG (the planted low-vigor plots)
+    text = (SAMPLE.parent / "seeds" / "policy.toml").read_text(encoding="utf-8")
+    policy.write_text(text.replace("growth_lag_gap = 0.20", "growth_lag_gap = 1.5"), encoding="utf-8")
+    tile = _write_tile(tmp_path / "tiles", ndvi, profile)
+    result = CliRunner().invoke(cli, ["monitor", str(assessed), str(tile), "-o", str(tmp_path / "a"),
+                                      "--policy", str(policy)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a" / "alerts.geojson").read_text(encoding="utf-8"))["features"] == []
+    assert pd.read_csv(tmp_path / "a" / "alerts.csv", encoding="utf-8-sig").empty
+    assert (tmp_path / "a" / "alerts_audit.jsonl").read_text(encoding="utf-8") == ""
+    recommendations = pd.read_csv(tmp_path / "a" / "recommendations.csv", encoding="utf-8-sig")
+    assert set(recommendations["recommendation"]) == {"KEEP"}
