@@ -10,8 +10,8 @@ series and compares each new clear observation with
 (a) the declared crop's regional calendar (``seeds/calendars.csv``) at that
     point of the season, widened by ``satellite.max_sowing_shift_days``;
 (b) the plot's own previous clear observation;
-(c) its peers: the plots of the same declared crop and region, clear on the
-    same dates.
+(c) its peers: the plots of the same declared crop and region clear on the
+    same new date (a peer's change is from its own previous clear observation).
 
 Alert codes (``seeds/reason_codes.csv``) and their rules (thresholds in the
 policy's ``[monitor]`` section, :class:`agricredit.policy.MonitorPolicy`):
