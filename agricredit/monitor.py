@@ -153,14 +153,15 @@ def new_observations(previous: Previous, acquisitions: Sequence[Any],
         No acquisition is later than the last date of the previous series.
     """
     from agricredit.acquisitions import observation_table
-    from agricredit.report.data import season_series
 
     last = previous.series["date"].max()
     later = [a for a in acquisitions if a.date.isoformat() > last]
     if not later:
         raise InputError(f"no new acquisition: every date given is on or before the season's last date {last}")
     table = observation_table(previous.plots, later, **zonal_options)
-    return later, season_series(table)
+    rows = pd.DataFrame({"plot_id": table["plot_id"].astype(str), "date": table["date"].astype(str).str[:10],
+                         **{c: pd.to_numeric(table[c], errors="coerce").round(4) for c in _NEEDED["series.parquet"][2:]}})
+    return later, rows
 
 
 def season_window(crop: str, region: str, date: dt.date, shift_days: int) -> dict[str, dt.date] | None:
@@ -332,16 +333,18 @@ def recommend(alerts: pd.DataFrame, plots: pd.DataFrame, borrowers: pd.DataFrame
     """
     m, step = policy.monitor, policy.credit.rounding_step
     action = {code: getattr(m, f"{code.lower()}_action") for code in ALERT_CODES}
-    verified = pd.to_numeric(plots.set_index("plot_id")["verified_mu"], errors="coerce").fillna(0.0)
-    by_borrower = borrowers.set_index("borrower")
+    verified = pd.to_numeric(plots.set_index("plot_id")["verified_mu"], errors="coerce").fillna(0.0).to_dict()
+    assessed = borrowers.set_index("borrower")[["limit", "verified_mu"]].astype(float).to_dict("index")
+    alerts_of: dict[str, list[tuple[str, str]]] = {}
+    for plot_id, borrower, code in zip(alerts["plot_id"], alerts["borrower"], alerts["code"]):
+        alerts_of.setdefault(borrower, []).append((plot_id, code))
     rows = []
     for borrower in sorted(plots["borrower"].dropna().unique()):
-        mine = alerts.loc[alerts["borrower"] == borrower] if len(alerts) else alerts
-        codes = sorted(set(mine["code"]), key=ALERT_CODES.index) if len(mine) else []
-        lost_plots = sorted(set(mine.loc[mine["code"].map(action) == "reduce", "plot_id"])) if len(mine) else []
-        lost = float(sum(verified.get(p, 0.0) for p in lost_plots))
-        limit = float(by_borrower.at[borrower, "limit"]) if borrower in by_borrower.index else 0.0
-        total = float(by_borrower.at[borrower, "verified_mu"]) if borrower in by_borrower.index else 0.0
+        mine = alerts_of.get(borrower, [])
+        codes = sorted({code for _, code in mine}, key=ALERT_CODES.index)
+        lost = float(sum(verified.get(p, 0.0) for p in sorted({p for p, code in mine if action[code] == "reduce"})))
+        figures = assessed.get(borrower, {"limit": 0.0, "verified_mu": 0.0})
+        limit, total = figures["limit"], figures["verified_mu"]
         share = min(1.0, lost / total) if total > 0 else 0.0
         if share > 0 and share >= m.freeze_min_share:
             name, cut = "FREEZE_UNDRAWN", 1.0
@@ -349,7 +352,7 @@ def recommend(alerts: pd.DataFrame, plots: pd.DataFrame, borrowers: pd.DataFrame
         elif share > 0:
             name, cut = "REDUCE_UNDRAWN", round(share, 4)
             why = f"{lost:.2f} of {total:.2f} verified mu lost: undrawn limit reduced by {cut:.2%}"
-        elif len(mine) and (mine["code"].map(action) == "visit").any():
+        elif any(action[code] == "visit" for code in codes):
             name, cut, why = "FIELD_VISIT", 0.0, "alerts that ask for a loan officer's visit"
         else:
             name, cut = "KEEP", 0.0
@@ -357,7 +360,7 @@ def recommend(alerts: pd.DataFrame, plots: pd.DataFrame, borrowers: pd.DataFrame
         rows.append({"borrower": borrower, "recommendation": name, "reduce_share": cut, "limit": limit,
                      "limit_after": math.floor(limit * (1 - cut) / step + 1e-9) * step,
                      "verified_mu": total, "lost_mu": lost, "alert_codes": codes,
-                     "plots": sorted(set(mine["plot_id"])) if len(mine) else [], "explanation": why})
+                     "plots": sorted({p for p, _ in mine}), "explanation": why})
     from agricredit.schema import RECOMMENDATION_FIELDS, conformed_table
 
     return conformed_table(rows, RECOMMENDATION_FIELDS)
