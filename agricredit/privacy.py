@@ -713,12 +713,16 @@ def _follow(buffer: str, key: str, final: bool) -> tuple[int, str, int]:
     tokens = list(_JSON_STRING.finditer(buffer, 0, end))
     if not final and tokens:  # lex again from the last string: its colon, the numbers after it may be cut
         end = tokens.pop().start()
+    while not final and end > 0 and buffer[end - 1] in _NUMBER_CHARACTERS:
+        end -= 1  # never resume inside a number: a window of its digits is not a value
     last_key = next((token for token in reversed(tokens) if token[2]), None)
     if last_key is not None:
         key = json.loads(f'"{last_key[1]}"') if "\\" in last_key[1] else last_key[1]
     return end, key, sum(1 for token in tokens if token[1] == "Feature" and not token[2])
 
 
+# Characters of a JSON number (a chunk boundary inside one is carried to the next chunk).
+_NUMBER_CHARACTERS = frozenset("0123456789+-.eE")
 # Complete strings and what lies between them, up to the first unterminated string.
 _COMPLETE = re.compile(r'(?:[^"]+|"[^"\\\n]*(?:\\.[^"\\\n]*)*")*')
 

@@ -39,7 +39,7 @@ def decision_for(*facts, policy=POLICY, borrower="B1"):
 
 def test_capacity_bound_limit_by_hand():
     decision = decision_for(honest(mu=9.8, declared_mu=9.8))
-    capacity = ADVANCE_RATE * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,582.28 CNY with the 2023 seeds
+    capacity = ADVANCE_RATE * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,582.41 CNY with the 2023 seeds
     need = 9.8 * MAIZE_COST  # 6,267.10 CNY
     assert capacity < need and floor_to(capacity) < floor_to(need), "the seeds no longer make this case capacity-bound"
     assert decision.now.capacity == pytest.approx(capacity) and decision.now.need == pytest.approx(need)
@@ -69,7 +69,7 @@ def test_cap_bound_limit_by_hand():
 @pytest.mark.parametrize("step", [100.0, 1000.0, 1.0, 0.01])
 def test_rounding_down_to_the_step(step):
     decision = decision_for(honest(mu=9.8, declared_mu=9.8), policy=policy_with("credit", rounding_step=step))
-    capacity = ADVANCE_RATE * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,582.2836: every step cuts something off
+    capacity = ADVANCE_RATE * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,582.4132: every step cuts something off
     assert decision.limit == pytest.approx(math.floor(round(capacity / step, 6)) * step) and decision.limit < capacity
 
 
@@ -242,11 +242,12 @@ def test_field_drawn_twice_gives_the_limit_of_one_field_by_hand():
     second = honest("P2", mu=30.0, repeated_mu=30.0)
     decision = decision_for(first, second)
     need = 29.7 * MAIZE_COST  # 18,993.15 CNY
-    capacity = 0.6 * 29.7 * MAIZE_YIELD * MAIZE_PRICE  # 17,069.58 CNY: binds
+    capacity = ADVANCE_RATE * 29.7 * MAIZE_YIELD * MAIZE_PRICE  # 16,918.13 CNY with the 2023 seeds: binds
+    assert capacity < need and floor_to(capacity) < floor_to(need), "the seeds no longer make this case capacity-bound"
     assert decision.status == "REVIEW" and decision.limit == 0.0
     assert decision.if_confirmed.mu == pytest.approx(29.7)
     assert decision.if_confirmed.need == pytest.approx(need) and decision.if_confirmed.capacity == pytest.approx(capacity)
-    assert decision.limit_if_confirmed == 17000.0
+    assert decision.limit_if_confirmed == floor_to(capacity)  # 16,900 CNY
     assert decision.reason_codes[0] == "SELF_OVERLAP"
 
 
@@ -265,6 +266,8 @@ def test_borrower_level_review_holds_the_whole_limit():
     bad_row = [Check.make("BORROWER_RECORD_INVALID", reason="national_id has a wrong check digit (GB 11643-1999)")]
     verdicts = verify_plots([honest(mu=9.8, declared_mu=9.8)], POLICY)
     decision = decide("B1", verdicts, POLICY, bad_row)
+    capacity = ADVANCE_RATE * 9.8 * MAIZE_YIELD * MAIZE_PRICE  # 5,582.41 CNY with the 2023 seeds
+    assert capacity < 9.8 * MAIZE_COST, "the seeds no longer make this case capacity-bound"
     assert decision.status == "REVIEW" and decision.limit == 0.0
-    assert decision.limit_if_confirmed == 5600.0  # 0.6 × 9.8 × 439.4 × 2.18 = 5,632.40, as without the bad row
-    assert decision.reason_codes[0] == "BORROWER_RECORD_INVALID" and decision.reasons[0].impact == 5600.0
+    assert decision.limit_if_confirmed == floor_to(capacity)  # 5,500 CNY, as without the bad row
+    assert decision.reason_codes[0] == "BORROWER_RECORD_INVALID" and decision.reasons[0].impact == floor_to(capacity)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agricredit.outputs import staged_outputs
@@ -468,6 +468,8 @@ def test_find_pii_ignores_pseudonyms_and_fingerprints(data):
 
 
 @given(json_values, st.integers(min_value=1, max_value=9), st.lists(st.booleans(), min_size=1, max_size=40))
+@example(document={'00"\x1f\x1f\x1f': [[False], -10000000000000000000], "": None}, size=5,
+         skips=[False, True, False, True, True, True, True, False, False, False])  # resumed inside a long number
 def test_json_lexer_follows_keys_and_features_through_skipped_chunks(document, size, skips):
     """Skipping chunks (no candidate) must not change the values read in the others, their fields, nor the features."""
     from agricredit.privacy import _json_values

@@ -33,7 +33,10 @@ from agricredit.zonal import zonal_stats
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_tiles"
 with open(ROOT / "seeds" / "crops.csv", encoding="utf-8") as _handle:
-    RICE_COST = next(float(r["cost_cny_per_mu"]) for r in csv.DictReader(_handle) if r["crop"] == "rice")
+    _ECONOMICS = {r["crop"]: (float(r["cost_cny_per_mu"]), float(r["yield_kg_per_mu"]), float(r["price_cny_per_kg"]))
+                  for r in csv.DictReader(_handle)}
+RICE_COST = _ECONOMICS["rice"][0]
+MAIZE_ECONOMICS = _ECONOMICS["maize"]
 UTM = "EPSG:32618"
 X0, Y0 = 440000.0, 4180000.0
 
@@ -144,6 +147,11 @@ def test_a_plot_on_two_touching_grids_is_covered_by_their_mosaic(tmp_path):
 
 # --------------------------------------------------------------------------- ranking of reasons
 
+def _floor100(value):
+    """Rounded down to the policy's step (seeds/policy.toml [credit] rounding_step = 100)."""
+    return math.floor(round(value / 100.0, 6)) * 100.0
+
+
 def _counterfactual_impact(facts, flawed_index, honest_version):
     """How much higher the limits are with one plot's flaw removed (computed by deciding the honest variant)."""
     decision = decide("B1", verify_plots(facts, POLICY), POLICY)
@@ -152,41 +160,54 @@ def _counterfactual_impact(facts, flawed_index, honest_version):
     return max(better.now.limit - decision.now.limit, better.if_confirmed.limit - decision.if_confirmed.limit, 0.0)
 
 
-@pytest.mark.parametrize("review_mu", [0.2, 40.0])
-def test_a_review_code_is_kept_among_the_top_four_reasons(review_mu):
-    # Five coded plots; the NO_REGISTRY_RECORD plot (review) is tiny (ranked fifth: it must replace the fourth
-    # reason) or large (ranked first: nothing to replace). Impacts are computed here by deciding the plot honest.
-    # Rice throughout, with a large honest plot: the cost of cultivation binds, so no ceiling reason joins in.
-    def rice(pid, mu, **changes):
-        return honest(pid, mu=mu, declared_mu=mu, crop="rice", **changes)
+# Severities from the catalogue, read with the csv module (not through agricredit.seeds).
+with open(ROOT / "seeds" / "reason_codes.csv", encoding="utf-8") as _handle:
+    SEVERITY = {row["code"]: row["severity"] for row in csv.DictReader(_handle)}
+
+
+@pytest.mark.parametrize(("review_mu", "substituted"), [(0.2, True), (40.0, False)])
+def test_a_review_code_is_kept_among_the_top_four_reasons(review_mu, substituted):
+    # The NO_REGISTRY_RECORD plot (review) is tiny (ranked sixth behind five reasons that are not review codes: it
+    # must replace the fourth reason) or large (ranked first: nothing to replace). Plot impacts are computed here by
+    # deciding the plot honest. Maize throughout: the harvest value binds, so LOW_VIGOR lowers the limit and
+    # CAPACITY_LIMITED joins in (its impact computed by hand from seeds/crops.csv). No plot carries another review
+    # code (TOO_FEW_PIXELS, NOT_CULTIVATED_UNCONFIRMED, ... are review codes since issue 9).
+    def maize(pid, mu, **changes):
+        return honest(pid, mu=mu, declared_mu=mu, crop="maize", **changes)
 
     plots = [
-        (rice("P1", 30.0, cropped_mu_at_peak=1.0), rice("P1", 30.0)),
-        (rice("P2", 20.0, pixel_count=1.0), rice("P2", 20.0)),
-        (rice("P3", 12.0, drawn_mu=9.0), rice("P3", 12.0)),
-        (rice("P4", 10.0, registered_mu=9.5), rice("P4", 10.0)),  # declared 10 > 9.5 × 1.03
-        (rice("P5", review_mu, registered_mu=math.nan), rice("P5", review_mu)),
-        (rice("P6", 100.0), rice("P6", 100.0)),
+        (maize("P1", 30.0, cropped_mu_at_peak=1.0), maize("P1", 30.0)),
+        (maize("P2", 20.0, vigor_factor=0.8, satellite_codes=["LOW_VIGOR"]), maize("P2", 20.0)),
+        (maize("P3", 12.0, drawn_mu=9.0), maize("P3", 12.0)),
+        (maize("P4", 10.0, registered_mu=9.5), maize("P4", 10.0)),  # declared 10 > 9.5 × 1.03
+        (maize("P5", review_mu, registered_mu=math.nan), maize("P5", review_mu)),
+        (maize("P6", 100.0), maize("P6", 100.0)),
     ]
     facts = [flawed for flawed, _ in plots]
-    codes = ["NOT_CULTIVATED", "TOO_FEW_PIXELS", "AREA_DRAWN_MISMATCH", "AREA_OVER_DECLARED", "NO_REGISTRY_RECORD", None]
+    codes = ["NOT_CULTIVATED", "LOW_VIGOR", "AREA_DRAWN_MISMATCH", "AREA_OVER_DECLARED", "NO_REGISTRY_RECORD", None]
     impacts = {code: _counterfactual_impact(facts, i, fixed) for i, (code, (_, fixed)) in enumerate(zip(codes, plots)) if code}
+    # Now: P1 not cultivated, P5 held; P2 20 mu at vigor 0.8, P3 9 mu (drawn), P4 9.5 mu (registered), P6 100 mu.
+    cost, yield_, price = MAIZE_ECONOMICS
+    need = (20.0 + 9.0 + 9.5 + 100.0) * cost
+    capacity = 0.6 * (20.0 * 0.8 + 9.0 + 9.5 + 100.0) * yield_ * price
+    assert capacity < need < 200000.0, "the seeds no longer make this case capacity-bound"
+    impacts["CAPACITY_LIMITED"] = _floor100(need) - _floor100(capacity)
     decision = decide("B1", verify_plots(facts, POLICY), POLICY)
-    assert decision.status == "REVIEW" and len(decision.reasons) == 4 and decision.now.binding == "need"
-    assert set(decision.reason_codes) <= set(impacts)
-    got = {r.code: r.impact for r in decision.reasons}
-    for code, impact in got.items():
-        if code in impacts:
-            assert impact == pytest.approx(impacts[code]), code
-    severity_rank = {"NO_REGISTRY_RECORD": 0}  # review first among equal impacts, then reduce, then code
-    ranked = sorted(impacts, key=lambda c: (-impacts[c], severity_rank.get(c, 1), c))
-    assert impacts[ranked[3]] != impacts[ranked[4]] and impacts[ranked[4]] > 0  # no tie at the cut
-    if ranked.index("NO_REGISTRY_RECORD") >= 4:   # outside the top four: it takes the fourth place
-        assert [r.code for r in decision.reasons][:3] == [c for c in ranked if c in got][:3]
-        assert decision.reason_codes[3] == "NO_REGISTRY_RECORD"
-    else:                                         # inside: the plain ranking
-        assert "NO_REGISTRY_RECORD" in decision.reason_codes[:4]
-        assert [c for c in decision.reason_codes if c in impacts] == [c for c in ranked if c in got]
+    assert decision.status == "REVIEW" and decision.now.binding == "capacity"
+    assert decision.limit == _floor100(capacity)
+    assert {code: SEVERITY[code] for code in impacts if SEVERITY[code] == "review"} == {"NO_REGISTRY_RECORD": "review"}
+    # The rule (design §7): ranked by impact, then severity (review, reduce, info), then code; at most four; a REVIEW
+    # keeps a review code among them (the best ranked one takes the fourth place when none is there).
+    severity_rank = {"review": 0, "reduce": 1, "info": 2}
+    ranked = sorted(impacts, key=lambda c: (-impacts[c], severity_rank[SEVERITY[c]], c))
+    assert impacts[ranked[3]] != impacts[ranked[4]] and impacts[ranked[-1]] > 0  # no tie at the cut, every code counts
+    expected = ranked[:4]
+    assert (not any(SEVERITY[c] == "review" for c in expected)) == substituted  # the case exercises its branch
+    if substituted:
+        expected[-1] = next(c for c in ranked if SEVERITY[c] == "review")
+    assert list(decision.reason_codes) == expected
+    for reason in decision.reasons:
+        assert reason.impact == pytest.approx(impacts[reason.code]), reason.code
 
 
 # --------------------------------------------------------------------------- a small season scene

@@ -235,7 +235,7 @@ def test_explanation_of_mixed_crops_vigor_and_four_reasons():
         f"{english[c]}, lowered the limit by {fig(impacts[c])} CNY" for c in ranked]
     assert explain_decision(decision, POLICY, "en") == "; ".join(parts) + "."
     chinese = explain_decision(decision, POLICY, "zh")
-    for text in (f"核实面积 15 亩（玉米 9 亩, 大豆 6 亩）", "面积 28 亩（玉米 19 亩, 大豆 6 亩, 小麦 3 亩）",
+    for text in ("核实面积 15 亩（玉米 9 亩, 大豆 6 亩）", "面积 28 亩（玉米 19 亩, 大豆 6 亩, 小麦 3 亩）",
                  f"+ 0.6 × 6 亩 × {fig(ys)} 公斤/亩 × 0.7 × {fig(ps)} 元/公斤",
                  "— 勾画 10 亩，登记 0.67 亩, 使额度降低", "— 勾画 9 亩，登记 12 亩，超出 ±10%, 使额度降低",
                  "— 申报 小麦，更接近 玉米, 使额度降低"):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from _plotfacts import POLICY, honest
+from agricredit.credit import decide
 from agricredit.errors import InputError
 from agricredit.verify import Check, PlotFacts, verify_plot, verify_plots
 
@@ -153,6 +154,30 @@ def test_too_few_pixels(pixels, fires):
         assert verdict.contribution.mu_now == 0.0 and verdict.contribution.mu_if_confirmed == verdict.verified_mu > 0
     else:
         assert codes(verdict) == ["CLOUD_INSUFFICIENT"]
+
+
+@pytest.mark.parametrize("cropped", [math.nan, 0.0])  # not measured (as the season reports a sliver), or measured 0
+@pytest.mark.parametrize(("pixels", "fires"), [(SAT.min_pixel_count, False), (SAT.min_pixel_count * (1 - NUDGE), True),
+                                               (0.74, True)])
+def test_a_plot_too_small_for_the_sensor_adds_its_area_once_confirmed(pixels, fires, cropped):
+    # The sample's slivers: 0.11 mu drawn and registered, declared 1 % less; issue 9 §5: a person confirms the plot,
+    # and limit_if_confirmed shows what it adds — the smallest area source, whatever the satellite saw of it.
+    facts = honest("P1", mu=0.11, pixel_count=pixels, cropped_mu_at_peak=cropped if fires else 0.9 * 0.11)
+    verdict = verify_plot(facts, POLICY)
+    assert verdict.contribution.mu_if_confirmed == verdict.verified_mu == pytest.approx(0.11 * 0.99)
+    if fires:
+        assert codes(verdict) == ["TOO_FEW_PIXELS"] and verdict.light == "red"
+        figures = check_of(verdict, "TOO_FEW_PIXELS").figures
+        assert figures == {"pixel_count": pixels, "min_pixel_count": SAT.min_pixel_count}
+        assert verdict.contribution.mu_now == 0.0
+    else:  # at the threshold the satellite judges the plot: cultivated, it adds its area now
+        assert codes(verdict) == [] and verdict.light == "green"
+        assert verdict.contribution.mu_now == pytest.approx(0.11 * 0.99)
+    # Beside a 10 mu field of the same borrower, the sliver's area counts once confirmed (and now only when judged).
+    decision = decide("B1", verify_plots([facts, honest("P2", mu=10.0)], POLICY), POLICY)
+    assert decision.if_confirmed.mu == pytest.approx(9.9 + 0.11 * 0.99)
+    assert decision.now.mu == pytest.approx(9.9 if fires else 9.9 + 0.11 * 0.99)
+    assert decision.status == ("REVIEW" if fires else "APPROVE")
 
 
 def pair(shared_m2, small_mu=1.5, big_mu=30.0, same_borrower=False):
