@@ -1,12 +1,14 @@
 """Loading and validating policy files (``seeds/policy.toml`` is the default).
 
-A policy holds every number a decision depends on. It is a TOML file with four
+A policy holds every number a decision depends on. It is a TOML file with five
 sections, mirrored here by frozen dataclasses: ``[policy]`` (:class:`PolicyMeta`,
 the attribute :attr:`Policy.meta`), ``[area]`` (:class:`AreaPolicy`),
 ``[satellite]`` (:class:`SatellitePolicy`) and ``[credit]`` (:class:`CreditPolicy`),
-and an optional fifth, ``[chain]`` (:class:`ChainPolicy`, the industry-chain
-checks): when the file has no ``[chain]`` the defaults of ``seeds/policy.toml``
-apply; when it has one, every key is required and validated like the others.
+and two optional ones, ``[chain]`` (:class:`ChainPolicy`, the industry-chain
+checks) and ``[monitor]`` (:class:`MonitorPolicy`, the in-season alerts and their
+recommendations): when the file has no such section the defaults of
+``seeds/policy.toml`` apply; when it has one, every key is required and
+validated like the others.
 
 Validation is strict: an unknown section or key, a missing key, a value of the
 wrong type or out of range is a :class:`~agricredit.errors.PolicyError` whose
@@ -40,8 +42,8 @@ from agricredit.cropfit import MAX_SCALE
 from agricredit.errors import InputNotFoundError, PolicyError
 from agricredit.seeds import DEFAULT_POLICY_PATH, load_regions
 
-__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "ChainPolicy", "load_policy",
-           "policy_from_record", "canonical_policy_text"]
+__all__ = ["Policy", "PolicyMeta", "AreaPolicy", "SatellitePolicy", "CreditPolicy", "ChainPolicy", "MonitorPolicy",
+           "load_policy", "policy_from_record", "canonical_policy_text"]
 
 INF = math.inf
 
@@ -127,15 +129,42 @@ class ChainPolicy:
     season_grace_days: int = field(default=60, metadata=_range(0, 366))
 
 
+#: What a monitoring alert code asks for (``agricredit.monitor``), weakest first.
+MONITOR_ACTIONS = ("keep", "visit", "reduce")
+
+
+@dataclass(frozen=True)
+class MonitorPolicy:
+    """The ``[monitor]`` section: thresholds of the in-season alerts and the recommendation rules.
+
+    The defaults are those of ``seeds/policy.toml`` (used when a policy file has no ``[monitor]``).
+    """
+
+    sudden_drop_min: float = field(default=0.25, metadata=_range(0, 2, low_open=True))
+    sudden_drop_excess: float = field(default=0.20, metadata=_range(0, 2, low_open=True))
+    drop_percentile: float = field(default=10.0, metadata=_range(0, 100))
+    regional_drop_min: float = field(default=0.15, metadata=_range(0, 2, low_open=True))
+    water_ndvi_max: float = field(default=0.10, metadata=_range(-1, 1))
+    growth_lag_gap: float = field(default=0.20, metadata=_range(0, 2, low_open=True))
+    growth_lag_percentile: float = field(default=10.0, metadata=_range(0, 100))
+    no_emergence_action: str = field(default="reduce", metadata={"choices": MONITOR_ACTIONS})
+    growth_lag_action: str = field(default="visit", metadata={"choices": MONITOR_ACTIONS})
+    sudden_drop_action: str = field(default="reduce", metadata={"choices": MONITOR_ACTIONS})
+    regional_stress_action: str = field(default="keep", metadata={"choices": MONITOR_ACTIONS})
+    early_harvest_action: str = field(default="visit", metadata={"choices": MONITOR_ACTIONS})
+    freeze_min_share: float = field(default=0.5, metadata=_range(0, 1, low_open=True))
+
+
 _SECTIONS: dict[str, type] = {
     "policy": PolicyMeta,
     "area": AreaPolicy,
     "satellite": SatellitePolicy,
     "credit": CreditPolicy,
     "chain": ChainPolicy,
+    "monitor": MonitorPolicy,
 }
 #: Sections a policy file may leave out (their dataclass defaults apply).
-_OPTIONAL_SECTIONS = ("chain",)
+_OPTIONAL_SECTIONS = ("chain", "monitor")
 
 
 @dataclass(frozen=True)
@@ -144,8 +173,8 @@ class Policy:
 
     Attributes
     ----------
-    meta, area, satellite, credit, chain
-        The file's ``[policy]``, ``[area]``, ``[satellite]``, ``[credit]`` and ``[chain]`` sections.
+    meta, area, satellite, credit, chain, monitor
+        The file's ``[policy]``, ``[area]``, ``[satellite]``, ``[credit]``, ``[chain]`` and ``[monitor]`` sections.
     path
         Where the policy was read from (for messages; not part of :meth:`to_dict`).
     """
@@ -155,12 +184,13 @@ class Policy:
     satellite: SatellitePolicy
     credit: CreditPolicy
     chain: ChainPolicy = ChainPolicy()
+    monitor: MonitorPolicy = MonitorPolicy()
     path: str = field(default="", compare=False)
 
     def values(self) -> dict[str, dict[str, Any]]:
         """Return the policy's values as ``{section: {key: value}}`` (the sections of the TOML file)."""
         return {section: dataclasses.asdict(getattr(self, attribute))
-                for section, attribute in zip(_SECTIONS, ("meta", "area", "satellite", "credit", "chain"))}
+                for section, attribute in zip(_SECTIONS, ("meta", "area", "satellite", "credit", "chain", "monitor"))}
 
     @functools.cached_property
     def sha256(self) -> str:
@@ -276,7 +306,7 @@ def _from_document(document: dict[str, Any], path: Path) -> Policy:
         if section not in document:
             raise PolicyError(f"missing section [{section}]", path=path)
         sections.append(_build_section(cls, section, document[section], path))
-    meta, area, satellite, credit, chain = sections
+    meta, area, satellite, credit, chain, monitor = sections
     if satellite.vigor_factor_min > 1 or satellite.vigor_factor_max < 1:
         raise PolicyError("satellite.vigor_factor_min <= 1 <= satellite.vigor_factor_max is required", path=path)
     unit_ratio = 15 * (1 + area.unit_ratio_tolerance)
@@ -287,7 +317,7 @@ def _from_document(document: dict[str, Any], path: Path) -> Policy:
         raise PolicyError("credit.min_limit must not exceed credit.cap_per_borrower", path=path)
     if chain.sales_min_seasons > chain.sales_seasons:
         raise PolicyError("chain.sales_min_seasons must not exceed chain.sales_seasons", path=path)
-    return Policy(meta, area, satellite, credit, chain, path=str(path))
+    return Policy(meta, area, satellite, credit, chain, monitor, path=str(path))
 
 
 def policy_from_record(record: Any, *, source: str = "audit record") -> Policy:

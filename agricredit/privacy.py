@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from agricredit.errors import PrivacyError
-from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, SERIES_FIELDS
+from agricredit.schema import ALERT_FIELDS, BORROWER_FIELDS, PLOT_FIELDS, RECOMMENDATION_FIELDS, SERIES_FIELDS
 
 __all__ = [
     "KEY_ENV_VAR",
@@ -321,6 +321,11 @@ OUTPUT_FIELDS: dict[str, frozenset[str]] = {
     # The report's data (agricredit.report.data): the season series of the schema, and the NDVI chips.
     "series": frozenset(f.name for f in SERIES_FIELDS),
     "chips": frozenset({"plot_id", "date", "crs", "t0", "t1", "t2", "t3", "t4", "t5", "width", "height", "ndvi"}),
+    # agricredit monitor: alerts and recommendations of the schema, one sealed record per alert.
+    "alerts": frozenset(f.name for f in ALERT_FIELDS),
+    "recommendations": frozenset(f.name for f in RECOMMENDATION_FIELDS),
+    "alerts_audit.jsonl": frozenset({"schema", "tool_version", "policy", "inputs", "borrower_id", "alert",
+                                     "recommendation", "seq", "prev_mac", "mac"}),
     "manifest.json": frozenset({"tool", "tool_version", "policy", "pseudonym_key_fingerprint", "language", "inputs",
                                 "outputs", "counts", "audit"}),
 }

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "STATS_FIELDS", "AREA_FIELDS", "SERIES_FIELDS", "OUTPUT_TABLES",
+__all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "STATS_FIELDS", "AREA_FIELDS", "SERIES_FIELDS", "ALERT_FIELDS",
+           "RECOMMENDATION_FIELDS", "OUTPUT_TABLES",
            "format_value", "conform", "conformed_table", "conform_frame", "headers", "markdown"]
 
 #: Separator of the items of a list field.
@@ -166,9 +167,47 @@ SERIES_FIELDS: tuple[Field, ...] = (
     Field("cloud_frac", "fraction", "share of the plot's area masked as cloud or shadow", "云覆盖比例"),
 )
 
+#: ``agricredit monitor``: ``alerts.geojson`` / ``alerts.csv``, one feature per alert (plot, code, date).
+ALERT_FIELDS: tuple[Field, ...] = (
+    Field("plot_id", "text", "plot ID as given in the plot file", "地块编号"),
+    Field("borrower", "code", "keyed pseudonym of the borrower who drew the plot", "借款人代号"),
+    Field("declared_crop", "code", "crop declared by the borrower", "申报作物"),
+    Field("code", "code", "NO_EMERGENCE, GROWTH_LAG, SUDDEN_DROP, REGIONAL_STRESS or EARLY_HARVEST", "预警代码"),
+    Field("severity", "code", "the code's severity in seeds/reason_codes.csv", "严重程度"),
+    Field("date", "date", "the new observation the alert is about", "日期"),
+    Field("previous_date", "date", "the plot's previous clear observation (empty for level alerts)", "前次日期"),
+    Field("ndvi", "ndvi", "the plot's mean NDVI on date", "NDVI均值"),
+    Field("previous_ndvi", "ndvi", "the plot's mean NDVI on previous_date", "前次NDVI"),
+    Field("peer_median", "ndvi", "median NDVI of the peers (same crop) on date", "同作物中位NDVI"),
+    Field("peer_median_change", "ndvi", "median NDVI change of the peers between previous_date and date",
+          "同作物NDVI中位变化"),
+    Field("peer_percentile", "fraction", "share of peers below the plot (its change for drops, its NDVI otherwise)",
+          "同作物百分位"),
+    Field("n_peers", "integer", "peers compared (same crop, clear on the dates)", "对比地块数"),
+    Field("action", "code", "what the policy asks for this code: keep, visit or reduce", "处置"),
+    Field("recommendation", "code", "the borrower's recommendation (recommendations.csv)", "借款人建议"),
+    Field("details", "json", "the evidence: calendar window, thresholds, the plot's series since sowing", "明细"),
+)
+
+#: ``recommendations.csv``: one row per borrower of the monitored plots.
+RECOMMENDATION_FIELDS: tuple[Field, ...] = (
+    Field("borrower", "code", "keyed pseudonym of the borrower", "借款人代号"),
+    Field("recommendation", "code", "KEEP, FIELD_VISIT, REDUCE_UNDRAWN or FREEZE_UNDRAWN", "建议"),
+    Field("reduce_share", "fraction", "share of the undrawn limit to withhold (1 when frozen, 0 otherwise)",
+          "未提款额度下调比例"),
+    Field("limit", "yuan", "the assessed limit", "授信额度(元)"),
+    Field("limit_after", "yuan", "the limit if the recommendation is applied to an undrawn limit", "调整后额度(元)"),
+    Field("verified_mu", "mu", "the borrower's verified area", "核实面积(亩)"),
+    Field("lost_mu", "mu", "verified area of the plots whose alerts ask to reduce", "受损面积(亩)"),
+    Field("alert_codes", "codes", "the codes of the borrower's alerts", "预警代码"),
+    Field("plots", "codes", "plots with alerts", "预警地块"),
+    Field("explanation", "text", "the rule applied, with its figures", "说明"),
+)
+
 #: Output table name → its fields.
 OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers": BORROWER_FIELDS,
-                                               "stats": STATS_FIELDS, "area": AREA_FIELDS, "series": SERIES_FIELDS}
+                                               "stats": STATS_FIELDS, "area": AREA_FIELDS, "series": SERIES_FIELDS,
+                                               "alerts": ALERT_FIELDS, "recommendations": RECOMMENDATION_FIELDS}
 
 
 def format_value(kind: KindName, value: Any) -> Any:

@@ -118,6 +118,17 @@ def test_unknown_and_missing_sections(tmp_path):
         load_policy(write(tmp_path, without_credit))
 
 
+@pytest.mark.parametrize("section", ["chain", "monitor"])
+def test_an_optional_section_left_out_takes_the_seed_policy_values(tmp_path, section):
+    start = DEFAULT_TEXT.index(f"[{section}]")
+    end = DEFAULT_TEXT.find("\n[", start + 1)
+    without = DEFAULT_TEXT[:start] + (DEFAULT_TEXT[end:] if end >= 0 else "")
+    assert f"[{section}]" not in without
+    policy = load_policy(write(tmp_path, without))
+    assert getattr(policy, section) == getattr(load_policy(), section)
+    assert policy.sha256 == load_policy().sha256  # hashed by values: the same policy
+
+
 def test_not_toml_and_missing_file(tmp_path):
     with pytest.raises(PolicyError, match="not a valid UTF-8 TOML"):
         load_policy(write(tmp_path, "[area\nx = "))
