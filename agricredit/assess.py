@@ -72,7 +72,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["OUTPUT_FILES", "Case", "Assessment", "load_case", "sample_case", "run_assessment", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "load_case", "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +170,25 @@ def load_case(path: str | Path) -> Case:
     Case
     """
     path = Path(path)
+    return case_from_document(read_toml(path), path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A UTF-8 TOML file as a dict; one clear error naming the file when it cannot be read or parsed."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise InputNotFoundError(f"cannot read case file: {error.strerror}", path=path) from error
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(f"not a UTF-8 TOML case file ({error})", path=path) from error
-    unknown = sorted(set(document) - {"inputs", "options", "tables"})
+
+
+def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequence[str] = ()) -> Case:
+    """The :class:`Case` of a parsed case TOML ``document`` read from ``path`` (see :func:`load_case`).
+
+    ``extra`` names further top-level tables the caller reads itself (e.g. ``batch``).
+    """
+    unknown = sorted(set(document) - {"inputs", "options", "tables", *extra})
     inputs, options, tables = document.get("inputs", {}), document.get("options", {}), document.get("tables", {})
     unknown += sorted(f"inputs.{k}" for k in set(inputs) - _CASE_INPUTS)
     unknown += sorted(f"options.{k}" for k in set(options) - _CASE_OPTIONS)
@@ -253,9 +265,16 @@ def _stage(progress: Callable[[str], None] | None, message: str) -> None:
         log.info(message)
 
 
+#: The zonal stage: ``observe(plots, acquisitions, on_error=..., progress=...)`` → the long observation table
+#: (one row per plot and date, rows by date then by plot in the order of ``plots``), as
+#: :func:`agricredit.acquisitions.observation_table`; :mod:`agricredit.batch` gives one that maps chunks on Dask.
+Observer = Callable[..., pd.DataFrame]
+
+
 def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
                    progress: Callable[[str], None] | None = None, strict: bool = False,
-                   count_dates: Callable[[int, int], None] | None = None) -> Assessment:
+                   count_dates: Callable[[int, int], None] | None = None,
+                   observe: Observer = observation_table) -> Assessment:
     """Run the whole pipeline on one case.
 
     Parameters
@@ -277,6 +296,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         own records are rejected or sent to review (design §9).
     count_dates
         Called with ``(dates done, dates)`` during the zonal step, the long one.
+    observe
+        The zonal stage (:data:`Observer`); by default
+        :func:`agricredit.acquisitions.observation_table` in this process.
 
     Returns
     -------
@@ -310,7 +332,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     unreadable: dict[str, tuple[Tile, str]] = {}
     on_error = None if strict else lambda tile, error: unreadable.setdefault(
         tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
-    long_table = observation_table(good, acquisitions, on_error=on_error, progress=count_dates)
+    long_table = observe(good, acquisitions, on_error=on_error, progress=count_dates)
     unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
     if unreadable:
         rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, (_, why) in unreadable.items()]
