@@ -268,6 +268,8 @@ def _stage(progress: Callable[[str], None] | None, message: str) -> None:
 #: The zonal stage: ``observe(plots, acquisitions, on_error=..., progress=...)`` → the long observation table
 #: (one row per plot and date, rows by date then by plot in the order of ``plots``), as
 #: :func:`agricredit.acquisitions.observation_table`; :mod:`agricredit.batch` gives one that maps chunks on Dask.
+#: Plots whose evidence could not be computed are named in the table's ``attrs["failed_plots"]`` (plot ID → why):
+#: they are held for review (``PROCESSING_FAILED``) and listed in ``Assessment.rejected``.
 Observer = Callable[..., pd.DataFrame]
 
 
@@ -334,6 +336,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
     long_table = observe(good, acquisitions, on_error=on_error, progress=count_dates)
     unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
+    failed_plots = long_table.attrs.get("failed_plots", {})
+    if failed_plots:
+        rejected["PROCESSING_FAILED"] = sorted(failed_plots)
     if unreadable:
         rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, (_, why) in unreadable.items()]
     if long_table.empty:
@@ -368,7 +373,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     table_ids = sorted(set(borrowers["borrower_id"]) - {""})
     borrower_alias = {b: pseudonym(key, "borrower", b)
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
-    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles)
+    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
     verdicts = verify_plots(facts, policy)
     bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                 for b, why in inputs.bad_borrowers.items()}
@@ -554,7 +559,8 @@ def _plots_under(plots: gpd.GeoDataFrame, tiles: Sequence[Tile]) -> dict[str, li
 
 
 def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFrame, season: Any,
-                alias: Mapping[str, str], key: PseudonymKey, unread_tiles: Mapping[str, list[str]]) -> list[PlotFacts]:
+                alias: Mapping[str, str], key: PseudonymKey, unread_tiles: Mapping[str, list[str]],
+                failed_plots: Mapping[str, str]) -> list[PlotFacts]:
     """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous).
 
     Plots set aside before any check (no ID, no borrower, no declaration) have
@@ -607,6 +613,7 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             other_declarants=tuple(pseudonym(key, "borrower", b)
                                    for b in claims.other_declarants.get((plot_id, borrower), ())),
             unread_tiles=tuple(unread_tiles.get(plot_id, ())),
+            processing_failed=failed_plots.get(plot_id, ""),
         ))
     return facts
 

@@ -41,7 +41,7 @@ from agricredit.assess import Case, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError
 from agricredit.outputs import atomic_path, sha256_file
 
-__all__ = ["BatchConfig", "ChunkFailure", "DaskObserver", "WORK_FOLDER", "chunk_plots", "load_batch_config",
+__all__ = ["BatchConfig", "ChunkFailure", "DaskObserver", "FAILURES", "WORK_FOLDER", "run_batch", "chunk_plots", "load_batch_config",
            "observe_chunk"]
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 #: The batch's own folder inside the output folder: the ledger, the chunks' results, the run log.
 WORK_FOLDER = ".agricredit-batch"
 LEDGER = "ledger.json"
+#: The plots of failed chunks, one row per plot (``chunk,plot_id,reason``); absent when no chunk failed.
+FAILURES = "failures.csv"
 
 _BATCH_KEYS = {"output", "chunk_size_m", "workers", "memory_per_worker", "geojsonseq_min_bytes"}
 
@@ -212,11 +214,14 @@ class DaskObserver:
         :attr:`failures` and the rest go on.
     count_chunks
         Called with ``(chunks done, chunks)``.
+    task
+        The map task, :func:`observe_chunk` or one with its signature.
     """
 
     def __init__(self, client: Any, config: BatchConfig, work: Path, *, resume: bool = False, fail_fast: bool = False,
-                 count_chunks: Callable[[int, int], None] | None = None) -> None:
-        self.client, self.config, self.work = client, config, work
+                 count_chunks: Callable[[int, int], None] | None = None, task: Callable[..., Any] = observe_chunk
+                 ) -> None:
+        self.client, self.config, self.work, self.task = client, config, work, task
         self.resume, self.fail_fast, self.count_chunks = resume, fail_fast, count_chunks
         self.failures: list[ChunkFailure] = []
         self.reused = 0
@@ -240,7 +245,7 @@ class DaskObserver:
                 unread.extend(entry["unreadable"])
                 self.reused += 1
                 continue
-            pending[self.client.submit(observe_chunk, subset, acquisitions, key=f"chunk-{number:05d}-{ledger['run']}",
+            pending[self.client.submit(self.task, subset, acquisitions, key=f"chunk-{number:05d}-{ledger['run']}",
                                        pure=False)] = (number, subset)
         done = len(parts)
         if self.count_chunks is not None:
@@ -268,7 +273,9 @@ class DaskObserver:
         for record in {r["path"]: r for r in unread}.values():
             if on_error is not None:
                 on_error(_tile_of(record), AgricreditError(record["why"]))
-        return _combine(plots, [parts[n] for n in sorted(parts)])
+        table = _combine(plots, [parts[n] for n in sorted(parts)])
+        table.attrs["failed_plots"] = {pid: f"chunk {f.chunk}: {f.reason}" for f in self.failures for pid in f.plot_ids}
+        return table
 
     # -- the ledger -------------------------------------------------------------------------------------------------
 
@@ -338,7 +345,8 @@ class BatchRun:
 def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str | None = None, resume: bool = False,
               fail_fast: bool = False, lang: str = "en", csv_bom: bool = True,
               stage: Callable[[str], None] | None = None,
-              count_chunks: Callable[[int, int], None] | None = None) -> BatchRun:
+              count_chunks: Callable[[int, int], None] | None = None,
+              task: Callable[..., Any] = observe_chunk) -> BatchRun:
     """Run a batch: the assess pipeline with its zonal stage mapped on Dask, then the assess outputs.
 
     Parameters
@@ -358,6 +366,8 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         Called with a line per stage (and with the dashboard address).
     count_chunks
         Called with ``(chunks done, chunks)``.
+    task
+        The map task (:class:`DaskObserver`).
 
     Returns
     -------
@@ -385,10 +395,11 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
                 say(f"Dask dashboard: {client.dashboard_link}")
             log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
             observer = DaskObserver(client, config, work, resume=resume, fail_fast=fail_fast,
-                                    count_chunks=count_chunks)
+                                    count_chunks=count_chunks, task=task)
             assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer)
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom)
+        _write_failures(observer.failures, config.output / FAILURES)
         log.info("done: %d plots, %d chunks reused, %d failed", len(assessment.plots), observer.reused,
                  len(observer.failures))
         return BatchRun(assessment, manifest, observer.failures, observer.reused)
@@ -397,3 +408,15 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
             cluster.close()
         root.removeHandler(handler)
         handler.close()
+
+
+def _write_failures(failures: Sequence[ChunkFailure], path: Path) -> None:
+    """``failures.csv`` (temporary name, then renamed), or no such file when nothing failed."""
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    rows = sorted((pid, f.chunk, f.reason) for f in failures for pid in f.plot_ids)
+    table = pd.DataFrame({"chunk": [r[1] for r in rows], "plot_id": [r[0] for r in rows],
+                          "reason": [r[2] for r in rows]})
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")

@@ -335,6 +335,7 @@ _DETAILS = {
         "NO_PLOTS": "",
         "BORROWER_RECORD_INVALID": "{reason}",
         "TILE_UNREADABLE": "{tiles}",
+        "PROCESSING_FAILED": "{reason}",
     },
     "zh": {
         "AREA_OVER_DECLARED": "申报 {declared_mu} 亩，登记 {registered_mu} 亩 × {factor}",
@@ -358,6 +359,7 @@ _DETAILS = {
         "NO_PLOTS": "",
         "BORROWER_RECORD_INVALID": "{reason}",
         "TILE_UNREADABLE": "{tiles}",
+        "PROCESSING_FAILED": "{reason}",
     },
 }
 
