@@ -40,6 +40,7 @@ from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
 from agricredit.assess import Case, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError
 from agricredit.outputs import atomic_path, sha256_file
+from agricredit.privacy import RedactPII
 
 __all__ = ["BatchConfig", "ChunkFailure", "DaskObserver", "FAILURES", "WORK_FOLDER", "run_batch", "chunk_plots", "load_batch_config",
            "observe_chunk"]
@@ -377,12 +378,24 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
 
     from agricredit.assess import run_assessment, write_outputs
 
-    say = stage or log.info
+    def say(message: str) -> None:  # a stage line: on the run log, and to ``stage``
+        log.info(message)
+        if stage is not None:
+            stage(message)
+
     work = config.output / WORK_FOLDER
     work.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(work / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda record: record.name != "agricredit")  # the CLI's own copy of the stage lines
+    handler.addFilter(RedactPII())
+    # The run log takes INFO and up; the handlers already there keep showing what they showed.
     root = logging.getLogger("agricredit")
+    level, shown = root.level, root.getEffectiveLevel()
+    quiet = [h for h in root.handlers if h.level == logging.NOTSET]
+    for other in quiet:
+        other.setLevel(shown)
+    root.setLevel(min(shown, logging.INFO))
     root.addHandler(handler)
     cluster = None
     try:
@@ -407,6 +420,9 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         if cluster is not None:
             cluster.close()
         root.removeHandler(handler)
+        root.setLevel(level)
+        for other in quiet:
+            other.setLevel(logging.NOTSET)
         handler.close()
 
 
