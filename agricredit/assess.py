@@ -706,7 +706,7 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
 
 
 def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
-                  csv_bom: bool = True) -> dict[str, Any]:
+                  csv_bom: bool = True, geojsonseq_min_bytes: int | None = None) -> dict[str, Any]:
     """Write the output folder (design §3, schema in :mod:`agricredit.schema`); ``manifest.json`` last.
 
     Every output is built from allow-listed fields (the schema;
@@ -735,6 +735,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     csv_bom
         Start ``borrowers.csv`` with a UTF-8 byte-order mark, so that Excel
         on Chinese Windows reads it as UTF-8 rather than GBK.
+    geojsonseq_min_bytes
+        A GeoJSON layer (``plots``, ``borrowers``) at least this large is
+        written as an RFC 8142 text sequence ``NAME.geojsonl`` instead of
+        ``NAME.geojson`` (``None``: never).
 
     Returns
     -------
@@ -763,7 +767,13 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
         audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
 
-        written = [stage / name for name in OUTPUT_FILES[:-1]]
+        for layer in ("plots", "borrowers"):
+            collection = stage / f"{layer}.geojson"
+            if geojsonseq_min_bytes is not None and collection.stat().st_size >= geojsonseq_min_bytes:
+                write_plot_table(plots if layer == "plots" else borrowers, stage / f"{layer}.geojsonl",
+                                 decimals=COORDINATE_DECIMALS)
+                collection.unlink()
+        written = sorted(path for path in stage.iterdir() if path.name != "manifest.json")
         manifest = {
             "tool": "agricredit",
             "tool_version": __version__,

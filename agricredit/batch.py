@@ -42,7 +42,7 @@ from agricredit.errors import AgricreditError, InputError
 from agricredit.outputs import atomic_path, sha256_file
 from agricredit.privacy import RedactPII
 
-__all__ = ["BatchConfig", "ChunkFailure", "DaskObserver", "FAILURES", "WORK_FOLDER", "run_batch", "chunk_plots", "load_batch_config",
+__all__ = ["BatchConfig", "ChunkFailure", "DaskObserver", "FAILURES", "SEQUENCE_FILES", "WORK_FOLDER", "run_batch", "chunk_plots", "load_batch_config",
            "observe_chunk"]
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 #: The batch's own folder inside the output folder: the ledger, the chunks' results, the run log.
 WORK_FOLDER = ".agricredit-batch"
 LEDGER = "ledger.json"
+#: The GeoJSON layers past ``geojsonseq_min_bytes``, as RFC 8142 text sequences (instead of ``NAME.geojson``).
+SEQUENCE_FILES = ("plots.geojsonl", "borrowers.geojsonl")
 #: The plots of failed chunks, one row per plot (``chunk,plot_id,reason``); absent when no chunk failed.
 FAILURES = "failures.csv"
 
@@ -411,7 +413,8 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
                                     count_chunks=count_chunks, task=task)
             assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer)
         say(f"writing {config.output}")
-        manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom)
+        manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
+                                 geojsonseq_min_bytes=config.geojsonseq_min_bytes)
         _write_failures(observer.failures, config.output / FAILURES)
         log.info("done: %d plots, %d chunks reused, %d failed", len(assessment.plots), observer.reused,
                  len(observer.failures))

@@ -32,7 +32,8 @@ SMALL_CHUNK_M = 1000.0
 FAILING_PLOT = "P0100"
 
 
-def write_config(folder: Path, *, chunk_size_m: float, workers: int | None = None, output: str = "out") -> Path:
+def write_config(folder: Path, *, chunk_size_m: float, workers: int | None = None, output: str = "out",
+                 geojsonseq_min_bytes: int | None = None) -> Path:
     """A batch TOML over the sample case (absolute input paths) with a [batch] table."""
     folder.mkdir(parents=True, exist_ok=True)
     inputs = {"plots": "plots.geojson", "registry": "registry.csv", "declarations": "declarations.csv",
@@ -41,7 +42,8 @@ def write_config(folder: Path, *, chunk_size_m: float, workers: int | None = Non
              f'tiles = ["{(SAMPLE / "season" / "manifest.csv").as_posix()}"]',
              "[options]", 'start = "2023-01-01"', 'end = "2023-12-31"',
              "[batch]", f'output = "{output}"', f"chunk_size_m = {chunk_size_m}",
-             *([f"workers = {workers}"] if workers else [])]
+             *([f"workers = {workers}"] if workers else []),
+             *([f"geojsonseq_min_bytes = {geojsonseq_min_bytes}"] if geojsonseq_min_bytes is not None else [])]
     path = folder / "batch.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -190,6 +192,28 @@ def test_resume_redoes_a_chunk_whose_result_no_longer_verifies(tmp_path: Path, r
     assert first.reused_chunks == 0
     assert run.reused_chunks == len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) - 1
     assert_same_outputs(config.output, reference)
+
+
+def test_large_geojson_layers_become_rfc8142_text_sequences(tmp_path: Path, reference: Path, inprocess: str) -> None:
+    plots_size = (reference / "plots.geojson").stat().st_size
+    borrowers_size = (reference / "borrowers.geojson").stat().st_size
+    assert borrowers_size < plots_size
+    # At the plots layer's size: plots.geojson becomes a sequence, the smaller borrowers.geojson stays.
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M, geojsonseq_min_bytes=plots_size))
+    manifest = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess).manifest
+    assert not (config.output / "plots.geojson").exists()
+    assert (config.output / "borrowers.geojson").read_bytes() == (reference / "borrowers.geojson").read_bytes()
+    text = (config.output / "plots.geojsonl").read_text(encoding="utf-8")
+    records = text.split("\x1e")
+    assert records[0] == "" and all(record.endswith("\n") and record.count("\n") == 1 for record in records[1:])
+    expected = json.loads((reference / "plots.geojson").read_text(encoding="utf-8"))["features"]
+    assert [json.loads(record) for record in records[1:]] == expected
+    assert "plots.geojsonl" in manifest["outputs"] and "plots.geojson" not in manifest["outputs"]
+
+    below = load_batch_config(write_config(tmp_path / "below", chunk_size_m=SMALL_CHUNK_M,
+                                           geojsonseq_min_bytes=plots_size + 1))
+    run_batch(below, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert_same_outputs(below.output, reference)
 
 
 @pytest.mark.parametrize(("table", "message"), [
