@@ -253,8 +253,7 @@ class DaskObserver:
         done = len(parts)
         if self.count_chunks is not None:
             self.count_chunks(done, len(chunks))
-        scattered = as_completed(list(pending))
-        for future in scattered:
+        for future in as_completed(list(pending)):
             number, subset = pending[future]
             try:
                 table, unreadable = future.result()
