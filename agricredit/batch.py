@@ -42,8 +42,8 @@ from agricredit.errors import AgricreditError, InputError
 from agricredit.outputs import atomic_path, sha256_file
 from agricredit.privacy import RedactPII
 
-__all__ = ["BatchConfig", "ChunkFailure", "DaskObserver", "FAILURES", "SEQUENCE_FILES", "WORK_FOLDER", "run_batch", "chunk_plots", "load_batch_config",
-           "observe_chunk"]
+__all__ = ["BatchConfig", "BatchRun", "ChunkFailure", "DaskObserver", "FAILURES", "SEQUENCE_FILES", "WORK_FOLDER",
+           "chunk_plots", "load_batch_config", "observe_chunk", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,8 @@ def observe_chunk(plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]
 
 def _tile_record(tile: Any, why: str) -> dict[str, Any]:
     """A tile's footprint and the reason it was not read, as JSON-ready values (kept in the ledger)."""
-    return {"path": str(tile.path), "date": str(tile.date), "crs": tile.crs.to_wkt(), "transform": list(tile.transform)[:6],
-            "width": int(tile.width), "height": int(tile.height), "why": why}
+    return {"path": str(tile.path), "date": str(tile.date), "crs": tile.crs.to_wkt(),
+            "transform": list(tile.transform)[:6], "width": int(tile.width), "height": int(tile.height), "why": why}
 
 
 def _tile_of(record: dict[str, Any]) -> Any:

@@ -47,14 +47,15 @@ def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: b
     from agricredit.privacy import PseudonymKey
 
     config = load_batch_config(config_file)
-    check_output_folder(config.output, [*config.case.input_paths(), config_file], (*OUTPUT_FILES, *SEQUENCE_FILES, FAILURES, WORK_FOLDER),
-                        overwrite=overwrite or resume)
+    check_output_folder(config.output, [*config.case.input_paths(), config_file],
+                        (*OUTPUT_FILES, *SEQUENCE_FILES, FAILURES, WORK_FOLDER), overwrite=overwrite or resume)
     key = PseudonymKey.from_env()
     audit_key = AuditKey.from_env(pseudonym_key=key)
     reporter = Reporter(progress_enabled(progress))
     try:
-        run = run_batch(config, key, audit_key, scheduler=scheduler, resume=resume, fail_fast=fail_fast, lang=lang,
-                        csv_bom=not no_bom, stage=reporter.stage, count_chunks=reporter.counter("chunks", "chunk"))
+        run = run_batch(config, key, audit_key, scheduler=scheduler, resume=resume, fail_fast=fail_fast,
+                        lang=lang, csv_bom=not no_bom, stage=reporter.stage,
+                        count_chunks=reporter.counter("chunks", "chunk"))
     finally:
         reporter.close()
     counts = run.manifest["counts"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -98,8 +97,9 @@ def write_tables(folder: Path, n_plots: int, size: int, rng: np.random.Generator
     paths = {"plots": folder / "plots.parquet", "registry": folder / "registry.csv",
              "declarations": folder / "declarations.csv", "borrowers": folder / "borrowers.csv"}
     plots.to_parquet(paths["plots"])
-    pd.DataFrame({"plot_id": plots["plot_id"], "holder_id": plots["borrower_id"], "registered_area": mu,
-                  "area_unit": "mu", "land_use": "耕地", "source": "generated"}).to_csv(paths["registry"], index=False)
+    registry = {"plot_id": plots["plot_id"], "holder_id": plots["borrower_id"], "registered_area": mu,
+                "area_unit": "mu", "land_use": "耕地", "source": "generated"}
+    pd.DataFrame(registry).to_csv(paths["registry"], index=False)
     pd.DataFrame({"borrower_id": plots["borrower_id"], "plot_id": plots["plot_id"], "declared_crop": "maize",
                   "declared_area": mu, "area_unit": "mu"}).to_csv(paths["declarations"], index=False)
     pd.DataFrame({"borrower_id": borrowers,
@@ -171,9 +171,10 @@ def main() -> None:
           f"{time.perf_counter() - start:.0f} s into {folder}")
     cli = [sys.executable, "-m", "agricredit", "-q"]
     runs = {
-        "user": measure("user", [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'scripts' / 'bench')!r}); "
-                                 f"from bench_county import user_pipeline; user_pipeline({str(folder)!r}, "
-                                 f"{str(paths['plots'])!r})"], folder),
+        "user": measure("user", [sys.executable, "-c",
+                                 f"import sys; sys.path.insert(0, {str(ROOT / 'scripts' / 'bench')!r}); "
+                                 "from bench_county import user_pipeline; "
+                                 f"user_pipeline({str(folder)!r}, {str(paths['plots'])!r})"], folder),
         "assess": measure("assess", [*cli, "assess", "--plots", paths["plots"].name, "--tiles", manifest.name,
                                      "--registry", "registry.csv", "--declarations", "declarations.csv",
                                      "--borrowers", "borrowers.csv", "--start", "2023-01-01", "--end", "2023-12-31",
