@@ -57,11 +57,13 @@ from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATU
                               load_plots, rejected_ids, repeated_area_m2, to_wgs84)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PersonalDataGuard, PseudonymKey, check_allowed_fields, pseudonym, pseudonymise_borrowers
+from agricredit.report.data import plot_chips, season_series, write_report_data
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
 from agricredit.season import assess_season, resolve_region, season_options
 from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
+from agricredit.visits import read_visits, settle_verdicts
 from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
 
 if TYPE_CHECKING:
@@ -79,7 +81,8 @@ log = logging.getLogger(__name__)
 #: The output folder's files (manifest last): the plot and borrower layers as GeoJSON and GeoParquet with
 #: their QGIS styles, the borrower table for spreadsheets, the audit records. Fields: :mod:`agricredit.schema`.
 OUTPUT_FILES = ("plots.geojson", "plots.parquet", "plots.qml", "borrowers.csv", "borrowers.xlsx",
-                "borrowers.geojson", "borrowers.parquet", "borrowers.qml", "audit.jsonl", "manifest.json")
+                "borrowers.geojson", "borrowers.parquet", "borrowers.qml", "chips.parquet", "series.parquet",
+                "audit.jsonl", "manifest.json")
 
 #: Plots styled by light, borrowers by status (QGIS applies ``NAME.qml`` to ``NAME.geojson`` / ``.parquet``).
 PLOT_STYLE = CategorizedStyle("light", (("green", "green: every source agrees", "26,150,65"),
@@ -132,6 +135,7 @@ class Case:
     end: dt.date | None = None
     crop_model: Path | None = None
     sensor: str | None = None  # the reader's sensor of raw products whose sensor is not detected
+    visits: Path | None = None  # field visits that settle reviews (agricredit.visits)
     region: str | None = None  # a region of seeds/regions.csv whose crop calendars apply (None: the policy's)
 
     def encoding_of(self, table: str) -> str | None:
@@ -141,10 +145,10 @@ class Case:
     def input_paths(self) -> list[Path]:
         """Every input file or folder of the case (outputs must never replace one of them)."""
         paths = [self.plots, *self.tiles, self.registry, self.declarations, self.borrowers]
-        return paths + [p for p in (self.policy, self.crop_model) if p is not None]
+        return paths + [p for p in (self.policy, self.crop_model, self.visits) if p is not None]
 
 
-_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model"}
+_CASE_INPUTS = {"plots", "tiles", "registry", "declarations", "borrowers", "policy", "crop_model", "visits"}
 _CASE_OPTIONS = {"id_field", "plots_crs", "encoding", "start", "end", "sensor", "region"}
 _CASE_TABLES = ("registry", "declarations", "borrowers")
 
@@ -156,8 +160,9 @@ def load_case(path: str | Path) -> Case:
     ----------
     path
         A TOML file with ``[inputs]`` (``plots``, ``tiles`` (a path or a list),
-        ``registry``, ``declarations``, ``borrowers``, optional ``policy`` and
-        ``crop_model`` (a folder from ``agricredit train-crop``);
+        ``registry``, ``declarations``, ``borrowers``, optional ``policy``,
+        ``crop_model`` (a folder from ``agricredit train-crop``) and ``visits``
+        (field visits, :mod:`agricredit.visits`);
         relative to the file) and optional ``[options]`` (``id_field``,
         ``plots_crs``, ``encoding`` (of every table), ``start``, ``end``,
         ``sensor``, ``region``: a region of ``seeds/regions.csv`` whose crop
@@ -198,7 +203,7 @@ def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequen
     unknown += sorted(f"tables.{t}.{k}" for t in set(tables) & set(_CASE_TABLES) for k in set(tables[t]) - {"encoding"})
     if unknown:
         raise InputError(f"unknown key {unknown[0]!r}", path=path)
-    missing = sorted(_CASE_INPUTS - {"policy", "crop_model"} - set(inputs))
+    missing = sorted(_CASE_INPUTS - {"policy", "crop_model", "visits"} - set(inputs))
     if missing:
         raise InputError(f"missing inputs.{missing[0]}", path=path)
     base = path.parent
@@ -211,6 +216,7 @@ def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequen
         borrowers=base / inputs["borrowers"],
         policy=base / inputs["policy"] if "policy" in inputs else None,
         crop_model=base / inputs["crop_model"] if "crop_model" in inputs else None,
+        visits=base / inputs["visits"] if "visits" in inputs else None,
         id_field=options.get("id_field", "plot_id"),
         plots_crs=options.get("plots_crs"),
         encodings={**({"*": options["encoding"]} if "encoding" in options else {}),
@@ -255,6 +261,8 @@ class Assessment:
     key_fingerprint: str
     lang: str
     pii_reference: pd.DataFrame = field(repr=False)  # the borrower table, only to scan outputs for PII
+    chips: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.plot_chips
+    series: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.season_series
 
 
 def _stage(progress: Callable[[str], None] | None, message: str) -> None:
@@ -309,8 +317,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if lang not in ("en", "zh"):
         raise InputError(f"unknown language {lang!r} (en or zh)")
     policy = policy or load_policy(case.policy)
-    # A bad model fails here, before any plot or tile is read.
+    # A bad model or visits table fails here, before any plot or tile is read.
     crop_model = load_crop_model(case.crop_model) if case.crop_model is not None else None
+    visits = read_visits(case.visits, key, encoding=case.encoding_of("visits")) if case.visits is not None else []
 
     _stage(progress, "reading plots and tables")
     inputs = _read_inputs(case, policy, strict)
@@ -375,6 +384,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
     facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
     verdicts = verify_plots(facts, policy)
+    if visits:
+        verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
     bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                 for b, why in inputs.bad_borrowers.items()}
     decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
@@ -384,7 +395,14 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
     for verdict in verdicts:
         verdicts_of[verdict.borrower_id].append(verdict)
-    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes) for d in decisions]
+    visits_of = {v.plot_id: v for v in visits}
+    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes,
+                          visits=[visits_of[p] for p in d.plot_ids if p in visits_of]) for d in decisions]
+
+    _stage(progress, "report data: NDVI chips at the peak, season series")
+    peak_dates = {str(p): str(d)[:10] for p, d in zip(season.plots.get("plot_id", ()), season.plots.get("peak_date", ()))
+                  if isinstance(d, str) or (d is not None and d == d)}
+    chips = plot_chips(good, peak_dates, acquisitions)
 
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
     public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
@@ -401,6 +419,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         key_fingerprint=key.fingerprint,
         lang=lang,
         pii_reference=borrowers,
+        chips=chips,
+        series=season_series(long_table),
     )
 
 
@@ -522,7 +542,7 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, regio
     """sha256 of every input by role: the tables, the plots, the policy, each tile used and each tile index,
     and the crop calendars of the region the season was checked against (role ``region:<id>/<file>``)."""
     files = {"plots": case.plots, "registry": case.registry, "declarations": case.declarations,
-             "borrowers": case.borrowers}
+             "borrowers": case.borrowers, **({"visits": case.visits} if case.visits is not None else {})}
     if case.crop_model is not None:
         files.update({f"crop_model:{path.name}": path for path in sorted(case.crop_model.iterdir()) if path.is_file()})
     files.update({f"tile_index:{source.name}": source for source in case.tiles
@@ -763,6 +783,8 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
         borrowers.to_parquet(stage / "borrowers.parquet", index=False)
         write_qml(stage / "borrowers.qml", BORROWER_STYLE)
+
+        write_report_data(assessment.chips, assessment.series, stage)
 
         check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
         audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)

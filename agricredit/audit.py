@@ -46,6 +46,7 @@ from agricredit.outputs import atomic_path
 from agricredit.policy import Policy, policy_from_record
 from agricredit.privacy import MIN_KEY_BYTES, PseudonymKey, secret_from_env
 from agricredit.verify import Check, PlotFacts, PlotVerdict, verify_plot
+from agricredit.visits import Visit, settle_verdicts
 
 __all__ = ["SCHEMA", "GENESIS", "AUDIT_KEY_ENV_VAR", "DEMO_AUDIT_KEY", "AuditKey", "audit_record", "record_line",
            "seal_records", "write_audit", "replay", "ReplayReport", "replay_file", "recorded_policy",
@@ -154,7 +155,8 @@ def record_line(record: Mapping[str, Any]) -> str:
 
 
 def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Policy,
-                 inputs: Mapping[str, str], tool_version: str = __version__) -> dict[str, Any]:
+                 inputs: Mapping[str, str], tool_version: str = __version__,
+                 visits: Iterable[Visit] = ()) -> dict[str, Any]:
     """Build the (unsealed) audit record of one borrower decision.
 
     Parameters
@@ -169,6 +171,8 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
         ``{role: sha256}`` of every input file (plots, registry, declarations, tiles ...).
     tool_version
         The agricredit version that made the decision.
+    visits
+        The field visits that settled the borrower's plots (:mod:`agricredit.visits`), each with its sha256.
 
     Returns
     -------
@@ -186,6 +190,7 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
         "borrower_id": decision.borrower_id,
         "decision": decision.to_dict(),
         "plots": [verdict.to_dict() for verdict in verdicts],
+        **({"visits": [visit.to_dict() for visit in visits]} if visits else {}),
     })
 
 
@@ -297,8 +302,9 @@ def replay(record: Mapping[str, Any], policy: Policy) -> list[str]:
         differences.append(f"schema: recorded {record.get('schema')!r}, expected {SCHEMA!r}")
     if record.get("policy", {}).get("sha256") != policy.sha256:
         differences.append(f"policy.sha256: recorded {record.get('policy', {}).get('sha256')!r}, replayed with {policy.sha256!r}")
-    verdicts = [verify_plot(item, policy) for item in facts]
-    fresh = audit_record(decide(borrower, verdicts, policy, borrower_checks), verdicts, policy, inputs, version)
+    visits = [Visit.from_dict(visit) for visit in record.get("visits", [])]
+    verdicts = settle_verdicts([verify_plot(item, policy) for item in facts], visits, policy)
+    fresh = audit_record(decide(borrower, verdicts, policy, borrower_checks), verdicts, policy, inputs, version, visits)
     found: list[str] = []
     _diff(json.loads(record_line(_unsealed(record))), fresh, "", found)
     differences.extend(line for line in found if not line.startswith("policy.sha256:"))

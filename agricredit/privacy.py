@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from agricredit.errors import PrivacyError
-from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, SERIES_FIELDS
 
 __all__ = [
     "KEY_ENV_VAR",
@@ -317,7 +317,10 @@ OUTPUT_FIELDS: dict[str, frozenset[str]] = {
     "plots": frozenset(f.name for f in PLOT_FIELDS),
     "borrowers": frozenset(f.name for f in BORROWER_FIELDS),
     "audit.jsonl": frozenset({"schema", "tool_version", "policy", "inputs", "borrower_id", "decision", "plots",
-                              "seq", "prev_mac", "mac"}),
+                              "seq", "prev_mac", "mac", "visits"}),  # visits: agricredit.visits.Visit.to_dict
+    # The report's data (agricredit.report.data): the season series of the schema, and the NDVI chips.
+    "series": frozenset(f.name for f in SERIES_FIELDS),
+    "chips": frozenset({"plot_id", "date", "crs", "t0", "t1", "t2", "t3", "t4", "t5", "width", "height", "ndvi"}),
     "manifest.json": frozenset({"tool", "tool_version", "policy", "pseudonym_key_fingerprint", "language", "inputs",
                                 "outputs", "counts", "audit"}),
 }

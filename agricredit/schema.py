@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "STATS_FIELDS", "AREA_FIELDS", "OUTPUT_TABLES",
+__all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "STATS_FIELDS", "AREA_FIELDS", "SERIES_FIELDS", "OUTPUT_TABLES",
            "format_value", "conform", "conformed_table", "conform_frame", "headers", "markdown"]
 
 #: Separator of the items of a list field.
@@ -157,9 +157,18 @@ AREA_FIELDS: tuple[Field, ...] = (
     Field("overlaps", "json", 'other plots sharing area: [{"plot_id", "shared_m2"}]', "重叠地块"),
 )
 
+#: ``series.parquet`` of ``assess`` (for ``agricredit report``): one row per accepted plot and date.
+SERIES_FIELDS: tuple[Field, ...] = (
+    Field("plot_id", "text", "plot ID as given in the plot file", "地块编号"),
+    Field("date", "date", "acquisition date", "日期"),
+    Field("ndvi_mean", "ndvi", "coverage-weighted mean NDVI of the valid pixels; empty when none", "NDVI均值"),
+    Field("valid_frac", "fraction", "share of the plot's area with a valid (clear) reading", "有效比例"),
+    Field("cloud_frac", "fraction", "share of the plot's area masked as cloud or shadow", "云覆盖比例"),
+)
+
 #: Output table name → its fields.
 OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers": BORROWER_FIELDS,
-                                               "stats": STATS_FIELDS, "area": AREA_FIELDS}
+                                               "stats": STATS_FIELDS, "area": AREA_FIELDS, "series": SERIES_FIELDS}
 
 
 def format_value(kind: KindName, value: Any) -> Any:

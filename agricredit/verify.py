@@ -95,7 +95,7 @@ HOLD_CODES = frozenset(
      "TOO_FEW_PIXELS", "PROCESSING_FAILED", "PARTIAL_COVERAGE", "SEASON_UNRECOGNISED", "NOT_CULTIVATED_UNCONFIRMED"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
-ZERO_CODES = frozenset({"NOT_CULTIVATED"})
+ZERO_CODES = frozenset({"NOT_CULTIVATED", "VISIT_REJECTED"})  # VISIT_REJECTED: agricredit.visits
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 

@@ -154,7 +154,7 @@ def _output_text(path: Path) -> str:
     import pandas as pd
 
     if path.suffix == ".parquet":
-        return pd.read_parquet(path).drop(columns="geometry").to_csv(index=False)
+        return pd.read_parquet(path).drop(columns="geometry", errors="ignore").to_csv(index=False)
     if path.suffix == ".xlsx":
         return pd.read_excel(path).to_csv(index=False)
     return path.read_text(encoding="utf-8")

@@ -16,17 +16,22 @@ from agricredit.cli.options import case_opts, no_bom_opt
               default=Path("agricredit-output"), show_default=True, help="Output folder.")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
               help="Language of the explanations and of the borrowers.csv / .xlsx headers (codes stay English).")
+@click.option("--visits", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Field visits that settle reviews (CSV/xlsx: plot_id, visit_date, officer_id, crop_seen, "
+                   "measured_mu, reason_code, outcome confirmed|rejected).")
 @no_bom_opt
 def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sample: bool, ephemeral_key: bool,
-            overwrite: bool, progress: bool | None, strict: bool, **case_options: object) -> None:
+            overwrite: bool, progress: bool | None, strict: bool, visits: Path | None, **case_options: object) -> None:
     """Cross-verify plots, satellite season, registry and declarations; give each borrower a limit.
 
     The inputs come from CASE_FILE (a TOML file with [inputs], [options] and
     [tables.NAME] encodings), from --sample, or from the options below
     (options override the case file). Writes into OUTPUT: plots.geojson,
     plots.parquet, plots.qml, borrowers.csv, borrowers.xlsx,
-    borrowers.geojson, borrowers.parquet, borrowers.qml, audit.jsonl and
-    manifest.json (last); the fields are in the README's output schema.
+    borrowers.geojson, borrowers.parquet, borrowers.qml, chips.parquet and
+    series.parquet (for `agricredit report`), audit.jsonl and manifest.json
+    (last); the fields are in the README's output schema. With --visits, the
+    reviews the officers settled in the field are decided again.
     OUTPUT must not hold an input, nor files of another run or program
     unless --overwrite. Borrowers appear only as pseudonyms keyed by
     AGRICREDIT_PII_KEY; audit records are sealed with AGRICREDIT_AUDIT_KEY
@@ -49,6 +54,10 @@ def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sampl
     from agricredit.privacy import PseudonymKey
 
     case = resolve_case(case_file, sample, case_options)
+    if visits is not None:
+        import dataclasses
+
+        case = dataclasses.replace(case, visits=visits)
     check_output_folder(output, [*case.input_paths(), *([case_file] if case_file else [])], OUTPUT_FILES,
                         overwrite=overwrite)
     demo_allowed = sample_only(sample, case_options)
