@@ -232,6 +232,8 @@ class DaskObserver:
     def __call__(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition], *,
                  on_error: Callable[[Any, Exception], None] | None = None,
                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        """The observation table of ``plots`` (:data:`agricredit.assess.Observer`); progress is counted in chunks
+        (``count_chunks``), not in dates, so ``progress`` is not called."""
         from distributed import as_completed
 
         tile_crs = acquisitions[0].products[0].crs if acquisitions[0].products and acquisitions[0].products[0] else None
@@ -248,8 +250,7 @@ class DaskObserver:
                 unread.extend(entry["unreadable"])
                 self.reused += 1
                 continue
-            pending[self.client.submit(self.task, subset, acquisitions, key=f"chunk-{number:05d}-{ledger['run']}",
-                                       pure=False)] = (number, subset)
+            pending[self.client.submit(self.task, subset, acquisitions, pure=False)] = (number, subset)
         done = len(parts)
         if self.count_chunks is not None:
             self.count_chunks(done, len(chunks))
@@ -299,7 +300,7 @@ class DaskObserver:
             return ledger
         for stale in self.work.glob("chunk-*.parquet"):
             stale.unlink()
-        ledger = {"config": self.config.sha256, "inputs": inputs_hash, "run": inputs_hash[:12], "chunks": {}}
+        ledger = {"config": self.config.sha256, "inputs": inputs_hash, "chunks": {}}
         self._save(ledger)
         return ledger
 
