@@ -199,7 +199,8 @@ def output_kind(path: Path) -> str:
     if str(path) == "-":
         return "geojson"
     suffix = path.suffix.lower()
-    for kind, suffixes in (("geojson", {*GEOJSON_SUFFIXES, GEOJSON_SEQ_SUFFIX}), ("parquet", PARQUET_SUFFIXES), ("csv", CSV_SUFFIXES)):
+    kinds = (("geojson", {*GEOJSON_SUFFIXES, GEOJSON_SEQ_SUFFIX}), ("parquet", PARQUET_SUFFIXES), ("csv", CSV_SUFFIXES))
+    for kind, suffixes in kinds:
         if suffix in suffixes:
             return kind
     raise OutputError("unknown output type; use .geojson, .parquet or .csv", path=path)
