@@ -228,3 +228,18 @@ def test_bad_batch_tables_are_refused_with_one_clear_line(tmp_path: Path, table:
     path.write_text(text[:text.index("[batch]")] + "[batch]\n" + table + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=message):
         load_batch_config(path)
+
+
+def test_processing_failed_holds_the_plot_and_round_trips_through_the_audit_facts() -> None:
+    from agricredit.policy import load_policy
+    from agricredit.verify import PlotFacts, verify_plot
+
+    sound = PlotFacts(plot_id="P1", borrower_id="b", drawn_mu=10.0, registered_mu=10.0, registry_holder_id="b",
+                      declared_mu=10.0, declared_crop="maize")
+    failed = PlotFacts.from_dict({**sound.to_dict(), "processing_failed": "chunk 3: RuntimeError: boom"})
+    assert "processing_failed" not in sound.to_dict()  # audits of runs without failures are unchanged
+    assert PlotFacts.from_dict(failed.to_dict()) == failed
+    verdict = verify_plot(failed, load_policy())
+    check = next(c for c in verdict.checks if c.code == "PROCESSING_FAILED")
+    assert check.severity == "review" and check.figures == {"reason": "chunk 3: RuntimeError: boom"}
+    assert verdict.contribution.mu_now == 0 and "PROCESSING_FAILED" not in verify_plot(sound, load_policy()).codes
