@@ -80,6 +80,12 @@ def write_products(folder: Path, size: int, n_dates: int, rng: np.random.Generat
     return manifest
 
 
+def national_id(first17: str) -> str:
+    """A made-up resident ID with its GB 11643-1999 check digit (ISO 7064 MOD 11-2)."""
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights)) % 11]
+
+
 def write_tables(folder: Path, n_plots: int, size: int, rng: np.random.Generator) -> dict[str, Path]:
     """Plots (WGS84 GeoParquet), registry, declarations and borrowers of a county."""
     import pandas as pd
@@ -103,7 +109,8 @@ def write_tables(folder: Path, n_plots: int, size: int, rng: np.random.Generator
     pd.DataFrame({"borrower_id": plots["borrower_id"], "plot_id": plots["plot_id"], "declared_crop": "maize",
                   "declared_area": mu, "area_unit": "mu"}).to_csv(paths["declarations"], index=False)
     pd.DataFrame({"borrower_id": borrowers,
-                  "national_id": [f"4107271990{i % 10000:04d}{i % 1000:03d}X" for i in range(n_borrowers)],
+                  "national_id": [national_id(f"4107271990{1 + i % 12:02d}{1 + i % 28:02d}{i % 1000:03d}")
+                                  for i in range(n_borrowers)],
                   "name": [f"农户{i}" for i in range(n_borrowers)],
                   "phone": [f"138{i:08d}" for i in range(n_borrowers)],
                   "village": [f"村{i % 200}" for i in range(n_borrowers)]}).to_csv(paths["borrowers"], index=False)
