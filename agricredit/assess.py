@@ -75,7 +75,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["OUTPUT_FILES", "Case", "Assessment", "load_case", "sample_case", "run_assessment", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "load_case", "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +193,25 @@ def load_case(path: str | Path) -> Case:
     Case
     """
     path = Path(path)
+    return case_from_document(read_toml(path), path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A UTF-8 TOML file as a dict; one clear error naming the file when it cannot be read or parsed."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise InputNotFoundError(f"cannot read case file: {error.strerror}", path=path) from error
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(f"not a UTF-8 TOML case file ({error})", path=path) from error
-    unknown = sorted(set(document) - {"inputs", "options", "tables"})
+
+
+def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequence[str] = ()) -> Case:
+    """The :class:`Case` of a parsed case TOML ``document`` read from ``path`` (see :func:`load_case`).
+
+    ``extra`` names further top-level tables the caller reads itself (e.g. ``batch``).
+    """
+    unknown = sorted(set(document) - {"inputs", "options", "tables", *extra})
     inputs, options, tables = document.get("inputs", {}), document.get("options", {}), document.get("tables", {})
     unknown += sorted(f"inputs.{k}" for k in set(inputs) - _CASE_INPUTS)
     unknown += sorted(f"options.{k}" for k in set(options) - _CASE_OPTIONS)
@@ -280,9 +292,18 @@ def _stage(progress: Callable[[str], None] | None, message: str) -> None:
         log.info(message)
 
 
+#: The zonal stage: ``observe(plots, acquisitions, on_error=..., progress=...)`` → the long observation table
+#: (one row per plot and date, rows by date then by plot in the order of ``plots``), as
+#: :func:`agricredit.acquisitions.observation_table`; :mod:`agricredit.batch` gives one that maps chunks on Dask.
+#: Plots whose evidence could not be computed are named in the table's ``attrs["failed_plots"]`` (plot ID → why):
+#: they are held for review (``PROCESSING_FAILED``) and listed in ``Assessment.rejected``.
+Observer = Callable[..., pd.DataFrame]
+
+
 def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
                    progress: Callable[[str], None] | None = None, strict: bool = False,
-                   count_dates: Callable[[int, int], None] | None = None) -> Assessment:
+                   count_dates: Callable[[int, int], None] | None = None,
+                   observe: Observer = observation_table) -> Assessment:
     """Run the whole pipeline on one case.
 
     Parameters
@@ -304,6 +325,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         own records are rejected or sent to review (design §9).
     count_dates
         Called with ``(dates done, dates)`` during the zonal step, the long one.
+    observe
+        The zonal stage (:data:`Observer`); by default
+        :func:`agricredit.acquisitions.observation_table` in this process.
 
     Returns
     -------
@@ -343,8 +367,11 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     unreadable: dict[str, tuple[Tile, str]] = {}
     on_error = None if strict else lambda tile, error: unreadable.setdefault(
         tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
-    long_table = observation_table(good, acquisitions, on_error=on_error, progress=count_dates)
+    long_table = observe(good, acquisitions, on_error=on_error, progress=count_dates)
     unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
+    failed_plots = long_table.attrs.get("failed_plots", {})
+    if failed_plots:
+        rejected["PROCESSING_FAILED"] = sorted(failed_plots)
     unread = {**unopened, **{path: why for path, (_, why) in unreadable.items()}}
     if unread:
         rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, why in sorted(unread.items())]
@@ -380,7 +407,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     table_ids = sorted(set(borrowers["borrower_id"]) - {""})
     borrower_alias = {b: pseudonym(key, "borrower", b)
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
-    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles)
+    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
     verdicts = verify_plots(facts, policy)
     if inputs.chain is not None:
         facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
@@ -583,7 +610,8 @@ def _plots_under(plots: gpd.GeoDataFrame, tiles: Sequence[Tile]) -> dict[str, li
 
 
 def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFrame, season: Any,
-                alias: Mapping[str, str], key: PseudonymKey, unread_tiles: Mapping[str, list[str]]) -> list[PlotFacts]:
+                alias: Mapping[str, str], key: PseudonymKey, unread_tiles: Mapping[str, list[str]],
+                failed_plots: Mapping[str, str]) -> list[PlotFacts]:
     """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous).
 
     Plots set aside before any check (no ID, no borrower, no declaration) have
@@ -636,6 +664,7 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             other_declarants=tuple(pseudonym(key, "borrower", b)
                                    for b in claims.other_declarants.get((plot_id, borrower), ())),
             unread_tiles=tuple(unread_tiles.get(plot_id, ())),
+            processing_failed=failed_plots.get(plot_id, ""),
         ))
     return facts
 
@@ -754,7 +783,7 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
 
 
 def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
-                  csv_bom: bool = True) -> dict[str, Any]:
+                  csv_bom: bool = True, geojsonseq_min_bytes: int | None = None) -> dict[str, Any]:
     """Write the output folder (design §3, schema in :mod:`agricredit.schema`); ``manifest.json`` last.
 
     Every output is built from allow-listed fields (the schema;
@@ -783,6 +812,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     csv_bom
         Start ``borrowers.csv`` with a UTF-8 byte-order mark, so that Excel
         on Chinese Windows reads it as UTF-8 rather than GBK.
+    geojsonseq_min_bytes
+        A GeoJSON layer (``plots``, ``borrowers``) at least this large is
+        written as an RFC 8142 text sequence ``NAME.geojsonl`` instead of
+        ``NAME.geojson`` (``None``: never).
 
     Returns
     -------
@@ -813,7 +846,13 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
         audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
 
-        written = [stage / name for name in OUTPUT_FILES[:-1]]
+        for layer in ("plots", "borrowers"):
+            collection = stage / f"{layer}.geojson"
+            if geojsonseq_min_bytes is not None and collection.stat().st_size >= geojsonseq_min_bytes:
+                write_plot_table(plots if layer == "plots" else borrowers, stage / f"{layer}.geojsonl",
+                                 decimals=COORDINATE_DECIMALS)
+                collection.unlink()
+        written = sorted(path for path in stage.iterdir() if path.name != "manifest.json")
         manifest = {
             "tool": "agricredit",
             "tool_version": __version__,

@@ -359,6 +359,7 @@ _DETAILS = {
                              "(table {table_kg_per_mu}, at most {max_factor} × table): {yield_kg_per_mu} kg/mu used",
         "SALES_BELOW_EXPECTED_YIELD": "median {median_kg_per_mu} kg/mu < {below_share} × table {table_kg_per_mu} kg/mu",
         "CHAIN_CORROBORATED": "{partner_count} partners confirm {partner_mu} mu of {verified_mu} mu; settled: {settled}",
+        "PROCESSING_FAILED": "{reason}",
     },
     "zh": {
         "AREA_OVER_DECLARED": "申报 {declared_mu} 亩，登记 {registered_mu} 亩 × {factor}",
@@ -389,6 +390,7 @@ _DETAILS = {
                              "（参考 {table_kg_per_mu}，最多 {max_factor} 倍）：按 {yield_kg_per_mu} 公斤/亩计算",
         "SALES_BELOW_EXPECTED_YIELD": "中位数 {median_kg_per_mu} 公斤/亩 < {below_share} × 参考 {table_kg_per_mu} 公斤/亩",
         "CHAIN_CORROBORATED": "{partner_count} 个伙伴印证 {partner_mu} 亩（核实 {verified_mu} 亩）；了结：{settled}",
+        "PROCESSING_FAILED": "{reason}",
     },
 }
 

@@ -188,6 +188,8 @@ def sha256_path(path: str | os.PathLike[str]) -> str:
 
 
 GEOJSON_SUFFIXES = {".geojson", ".json"}
+#: RFC 8142 GeoJSON Text Sequences (:func:`write_geojson`), for layers too large for one FeatureCollection.
+GEOJSON_SEQ_SUFFIX = ".geojsonl"
 PARQUET_SUFFIXES = {".parquet", ".geoparquet"}
 CSV_SUFFIXES = {".csv"}
 
@@ -197,7 +199,8 @@ def output_kind(path: Path) -> str:
     if str(path) == "-":
         return "geojson"
     suffix = path.suffix.lower()
-    for kind, suffixes in (("geojson", GEOJSON_SUFFIXES), ("parquet", PARQUET_SUFFIXES), ("csv", CSV_SUFFIXES)):
+    kinds = (("geojson", {*GEOJSON_SUFFIXES, GEOJSON_SEQ_SUFFIX}), ("parquet", PARQUET_SUFFIXES), ("csv", CSV_SUFFIXES))
+    for kind, suffixes in kinds:
         if suffix in suffixes:
             return kind
     raise OutputError("unknown output type; use .geojson, .parquet or .csv", path=path)
@@ -228,6 +231,9 @@ def _rfc7946_geometry(geometry: Any, decimals: int | None) -> dict[str, Any] | N
 def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int | None = None) -> None:
     """Write ``[{"geometry": shapely geometry, "properties": {...}}, ...]`` as an RFC 7946 FeatureCollection.
 
+    A ``.geojsonl`` path is written as an RFC 8142 GeoJSON Text Sequence instead
+    (one feature per record: RS, the feature, LF).
+
     Geometries must be WGS84 longitude/latitude; no ``crs`` member is written.
     Shells are oriented counter-clockwise; ``decimals`` rounds coordinates
     (6 decimals ≈ 0.1 m). ``path`` ``-`` writes to stdout.
@@ -239,6 +245,12 @@ def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int |
             for f in features
         ],
     }
+    if str(path) != "-" and path.suffix.lower() == GEOJSON_SEQ_SUFFIX:
+        # RFC 8142: each feature is RS, a JSON text, LF; a reader can stream it feature by feature.
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as stream:
+            for feature in collection["features"]:
+                stream.write("\x1e" + json.dumps(feature, ensure_ascii=False, allow_nan=False) + "\n")
+        return
     text = json.dumps(collection, ensure_ascii=False, allow_nan=False)
     if str(path) == "-":
         sys.stdout.write(text + "\n")

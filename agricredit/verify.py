@@ -99,7 +99,7 @@ SATELLITE_CODES = SEASON_CODES
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
      "OWNER_MISMATCH", "SELF_OVERLAP", "DUPLICATE_PLOT_ID", "DECLARATION_CONTESTED", "TILE_UNREADABLE",
-     "TOO_FEW_PIXELS", "PARTIAL_COVERAGE", "SEASON_UNRECOGNISED", "NOT_CULTIVATED_UNCONFIRMED",
+     "TOO_FEW_PIXELS", "PROCESSING_FAILED", "PARTIAL_COVERAGE", "SEASON_UNRECOGNISED", "NOT_CULTIVATED_UNCONFIRMED",
      "INPUTS_BELOW_DECLARED", "CHAIN_OTHER_CROP", "MACHINERY_AREA_MISMATCH"}
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
@@ -194,7 +194,10 @@ class PlotFacts:
     borrowers who declared the plot; ``unread_tiles``: tiles over the plot
     whose pixels could not be read (TILE_UNREADABLE); ``chain``: the
     industry-chain evidence of the plot's borrower and declared crop
-    (:func:`agricredit.chain.chain_facts`; empty when there is none).
+    (:func:`agricredit.chain.chain_facts`; empty when there is none);
+    ``processing_failed``: why the plot's satellite evidence could not be
+    computed (PROCESSING_FAILED, e.g. a failed batch chunk; left out of
+    :meth:`to_dict` when empty).
     """
 
     plot_id: str
@@ -217,6 +220,7 @@ class PlotFacts:
     other_declarants: tuple[str, ...] = ()
     unread_tiles: tuple[str, ...] = ()
     chain: Mapping[str, Any] = field(default_factory=dict)
+    processing_failed: str = ""
 
     _FLOATS = ("drawn_mu", "registered_mu", "declared_mu", "pixel_count", "cropped_mu_at_peak", "peak_ndvi", "vigor_factor",
                "repeated_mu")
@@ -236,8 +240,9 @@ class PlotFacts:
                 values[name] = _text(row[name])
         if "geometry_status" in row:
             values["geometry_status"] = _text(row["geometry_status"]) or "valid"
-        if "geometry_reason" in row:
-            values["geometry_reason"] = _text(row["geometry_reason"]) or ""
+        for name in ("geometry_reason", "processing_failed"):
+            if name in row:
+                values[name] = _text(row[name]) or ""
         codes = _items(row.get("satellite_codes"))
         if isinstance(codes, Mapping):
             codes = [Check.make(code, **dict(figures or {})) for code, figures in codes.items()]
@@ -266,6 +271,8 @@ class PlotFacts:
                 value = json.loads(json.dumps(value, sort_keys=True))
             elif name in self._FLOATS and not _finite(value):
                 value = None
+            elif name == "processing_failed" and not value:
+                continue
             out[name] = value
         return out
 
@@ -398,6 +405,8 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
         checks.append(Check.make("DECLARATION_CONTESTED", other_declarants=list(facts.other_declarants)))
     if facts.unread_tiles:
         checks.append(Check.make("TILE_UNREADABLE", tiles=list(facts.unread_tiles)))
+    if facts.processing_failed:
+        checks.append(Check.make("PROCESSING_FAILED", reason=facts.processing_failed))
 
     if not _finite(facts.registered_mu):
         checks.append(Check.make("NO_REGISTRY_RECORD"))

@@ -1,0 +1,441 @@
+"""County-scale runs on Dask distributed: ``agricredit batch CONFIG`` (issue 11).
+
+The batch runs the very pipeline of :func:`agricredit.assess.run_assessment`
+with one stage swapped: the zonal statistics, the long one, are mapped on a
+Dask cluster (a :class:`distributed.LocalCluster` by default, or an existing
+scheduler), one task per spatial chunk of plots. Chunks are the cells of a
+square grid laid over the plots' centroids in the first tile's CRS, so that a
+task reads only the windows its plots need from each date. The reduce step
+(season, vigor peers, double claims, checks, limits per borrower, outputs) runs
+on the small per-plot table in this process, through the same code as
+``assess``: the outputs are the same bytes as ``assess`` on the same inputs,
+whatever the number of workers or chunks.
+
+Resume: every finished chunk's observations are written (temporary name, then
+renamed) to ``OUTPUT/.agricredit-batch/chunk-NNNNN.parquet`` and recorded in
+the ledger ``ledger.json`` with the file's sha256 and the hash of the chunk's
+plots; the ledger's header holds the hashes of the configuration and of the
+inputs. ``resume=True`` reuses the chunks whose result files still verify and
+refuses a ledger written for another configuration or other inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+from affine import Affine
+
+from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
+from agricredit.assess import Case, case_from_document, read_toml
+from agricredit.errors import AgricreditError, InputError
+from agricredit.outputs import atomic_path, sha256_file
+from agricredit.privacy import RedactPII
+
+__all__ = ["BatchConfig", "BatchRun", "ChunkFailure", "DaskObserver", "FAILURES", "SEQUENCE_FILES", "WORK_FOLDER",
+           "chunk_plots", "load_batch_config", "observe_chunk", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+#: The batch's own folder inside the output folder: the ledger, the chunks' results, the run log.
+WORK_FOLDER = ".agricredit-batch"
+LEDGER = "ledger.json"
+#: The GeoJSON layers past ``geojsonseq_min_bytes``, as RFC 8142 text sequences (instead of ``NAME.geojson``).
+SEQUENCE_FILES = ("plots.geojsonl", "borrowers.geojsonl")
+#: The plots of failed chunks, one row per plot (``chunk,plot_id,reason``); absent when no chunk failed.
+FAILURES = "failures.csv"
+
+_BATCH_KEYS = {"output", "chunk_size_m", "workers", "memory_per_worker", "geojsonseq_min_bytes"}
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """A batch configuration: the case (as in a case TOML) and the ``[batch]`` table.
+
+    Attributes
+    ----------
+    case
+        The inputs and reading options (``[inputs]``, ``[options]``, ``[tables.NAME]``).
+    output
+        The output folder (``[batch] output``, relative to the file).
+    chunk_size_m
+        The side of a chunk's grid cell in metres of the tile CRS.
+    workers
+        Local workers (``None``: one per core).
+    memory_per_worker
+        Memory limit of each local worker (Dask's notation, e.g. ``"2GiB"``).
+    geojsonseq_min_bytes
+        GeoJSON outputs at least this large are also written as RFC 8142 text sequences (``None``: never).
+    sha256
+        Hash of the settings that change results (everything but ``workers`` and ``memory_per_worker``).
+    """
+
+    case: Case
+    output: Path
+    chunk_size_m: float = 10_000.0
+    workers: int | None = None
+    memory_per_worker: str = "2GiB"
+    geojsonseq_min_bytes: int | None = None
+    sha256: str = field(default="", compare=False)
+
+
+def load_batch_config(path: str | Path) -> BatchConfig:
+    """Read a batch TOML file: a case file (:func:`agricredit.assess.load_case`) plus a ``[batch]`` table.
+
+    Parameters
+    ----------
+    path
+        The TOML file; ``[batch]`` keys: ``output`` (required), ``chunk_size_m``
+        (default 10000), ``workers`` (default: one per core), ``memory_per_worker``
+        (default ``"2GiB"``), ``geojsonseq_min_bytes``.
+
+    Returns
+    -------
+    BatchConfig
+    """
+    path = Path(path)
+    document = read_toml(path)
+    case = case_from_document(document, path, extra=("batch",))
+    batch = document.get("batch", {})
+    if not isinstance(batch, dict):
+        raise InputError("[batch] must be a table", path=path)
+    unknown = sorted(set(batch) - _BATCH_KEYS)
+    if unknown:
+        raise InputError(f"unknown key batch.{unknown[0]}", path=path)
+    if "output" not in batch:
+        raise InputError("missing batch.output", path=path)
+    chunk = batch.get("chunk_size_m", 10_000.0)
+    workers = batch.get("workers")
+    threshold = batch.get("geojsonseq_min_bytes")
+    if not isinstance(chunk, (int, float)) or isinstance(chunk, bool) or not math.isfinite(chunk) or chunk <= 0:
+        raise InputError("batch.chunk_size_m must be a positive number of metres", path=path)
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise InputError("batch.workers must be a whole number >= 1", path=path)
+    if threshold is not None and (not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0):
+        raise InputError("batch.geojsonseq_min_bytes must be a whole number of bytes >= 0", path=path)
+    settings = {k: v for k, v in document.items() if k != "batch"}
+    settings["batch"] = {"chunk_size_m": float(chunk), "geojsonseq_min_bytes": threshold}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return BatchConfig(case=case, output=path.parent / batch["output"], chunk_size_m=float(chunk), workers=workers,
+                       memory_per_worker=str(batch.get("memory_per_worker", "2GiB")), geojsonseq_min_bytes=threshold,
+                       sha256=digest)
+
+
+def chunk_plots(plots: gpd.GeoDataFrame, crs: Any, size_m: float) -> list[np.ndarray]:
+    """Group plots by location: the cells of a ``size_m`` grid over their centroids in ``crs``.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Positions into ``plots`` (ascending), one array per non-empty cell,
+        cells in (row, column) order.
+    """
+    if plots.empty:
+        return []
+    centroids = plots.geometry.to_crs(crs).centroid
+    cells = np.column_stack([np.floor(centroids.y.to_numpy() / size_m), np.floor(centroids.x.to_numpy() / size_m)])
+    _, cell_of = np.unique(cells, axis=0, return_inverse=True)
+    cell_of = cell_of.ravel()
+    return [np.flatnonzero(cell_of == cell) for cell in range(int(cell_of.max()) + 1)]
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """A chunk whose task raised: its number, its plots and why."""
+
+    chunk: int
+    plot_ids: tuple[str, ...]
+    reason: str
+
+
+def observe_chunk(plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]
+                  ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The map task: the observation table of one chunk of plots, and the tiles it could not read.
+
+    Returns
+    -------
+    (pandas.DataFrame, list of dict)
+        The long table (:func:`agricredit.acquisitions.observation_table`) and
+        each unreadable tile as a plain record (:func:`_tile_record`).
+    """
+    unreadable: list[dict[str, Any]] = []
+
+    def on_error(tile: Any, error: Exception) -> None:
+        unreadable.append(_tile_record(tile, error.message if isinstance(error, AgricreditError) else str(error)))
+
+    return observation_table(plots, acquisitions, on_error=on_error), unreadable
+
+
+def _tile_record(tile: Any, why: str) -> dict[str, Any]:
+    """A tile's footprint and the reason it was not read, as JSON-ready values (kept in the ledger)."""
+    return {"path": str(tile.path), "date": str(tile.date), "crs": tile.crs.to_wkt(),
+            "transform": list(tile.transform)[:6], "width": int(tile.width), "height": int(tile.height), "why": why}
+
+
+def _tile_of(record: dict[str, Any]) -> Any:
+    from agricredit.zonal import Tile
+
+    return Tile(path=record["path"], date=record["date"], crs=pyproj.CRS.from_wkt(record["crs"]),
+                transform=Affine(*record["transform"]), width=record["width"], height=record["height"])
+
+
+def _plots_hash(plots: gpd.GeoDataFrame) -> str:
+    """sha256 of a chunk's plot IDs and outlines (WKB): a resumed chunk must hold the very same plots."""
+    digest = hashlib.sha256()
+    for plot_id, wkb in zip(plots["plot_id"].astype(str), plots.geometry.to_wkb()):
+        digest.update(plot_id.encode() + b"\0" + wkb)
+    return digest.hexdigest()
+
+
+class DaskObserver:
+    """The zonal stage of :func:`agricredit.assess.run_assessment` mapped on Dask by spatial chunk.
+
+    Parameters
+    ----------
+    client
+        A :class:`distributed.Client`.
+    config
+        The batch configuration (chunk size, the configuration hash).
+    work
+        The batch's folder (ledger, chunk results).
+    resume
+        Reuse the chunks the ledger lists whose result files verify; refuse a
+        ledger of another configuration or other inputs. Without it, an
+        earlier ledger is discarded.
+    fail_fast
+        Stop at the first failing chunk; otherwise its plots are listed in
+        :attr:`failures` and the rest go on.
+    count_chunks
+        Called with ``(chunks done, chunks)``.
+    task
+        The map task, :func:`observe_chunk` or one with its signature.
+    """
+
+    def __init__(self, client: Any, config: BatchConfig, work: Path, *, resume: bool = False, fail_fast: bool = False,
+                 count_chunks: Callable[[int, int], None] | None = None, task: Callable[..., Any] = observe_chunk
+                 ) -> None:
+        self.client, self.config, self.work, self.task = client, config, work, task
+        self.resume, self.fail_fast, self.count_chunks = resume, fail_fast, count_chunks
+        self.failures: list[ChunkFailure] = []
+        self.reused = 0
+
+    def __call__(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition], *,
+                 on_error: Callable[[Any, Exception], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        """The observation table of ``plots`` (:data:`agricredit.assess.Observer`); progress is counted in chunks
+        (``count_chunks``), not in dates, so ``progress`` is not called."""
+        from distributed import as_completed
+
+        tile_crs = acquisitions[0].products[0].crs if acquisitions[0].products and acquisitions[0].products[0] else None
+        chunks = chunk_plots(plots, tile_crs or plots.crs, self.config.chunk_size_m)
+        ledger = self._open_ledger(tile_hashes(acquisitions))
+        parts: dict[int, pd.DataFrame] = {}
+        unread: list[dict[str, Any]] = []
+        pending = {}
+        for number, positions in enumerate(chunks):
+            subset = plots.iloc[positions]
+            entry = ledger["chunks"].get(str(number))
+            if entry is not None and entry["plots"] == _plots_hash(subset) and self._verifies(entry):
+                parts[number] = pd.read_parquet(self.work / entry["file"])
+                unread.extend(entry["unreadable"])
+                self.reused += 1
+                continue
+            pending[self.client.submit(self.task, subset, acquisitions, pure=False)] = (number, subset)
+        done = len(parts)
+        if self.count_chunks is not None:
+            self.count_chunks(done, len(chunks))
+        for future in as_completed(list(pending)):
+            number, subset = pending[future]
+            try:
+                table, unreadable = future.result()
+            except Exception as error:  # a failing chunk: isolated (or, with fail_fast, the end of the run)
+                why = error.one_line() if isinstance(error, AgricreditError) else f"{type(error).__name__}: {error}"
+                if self.fail_fast:
+                    for other in pending:
+                        other.cancel()
+                    raise AgricreditError(f"chunk {number} failed: {why}") from error
+                log.warning("chunk %d (%d plots) failed: %s", number, len(subset), why)
+                self.failures.append(ChunkFailure(number, tuple(subset["plot_id"].astype(str)), why))
+            else:
+                parts[number] = table
+                unread.extend(unreadable)
+                self._record(ledger, number, subset, table, unreadable)
+            done += 1
+            if self.count_chunks is not None:
+                self.count_chunks(done, len(chunks))
+        for record in {r["path"]: r for r in unread}.values():
+            if on_error is not None:
+                on_error(_tile_of(record), AgricreditError(record["why"]))
+        table = _combine(plots, [parts[n] for n in sorted(parts)])
+        table.attrs["failed_plots"] = {pid: f"chunk {f.chunk}: {f.reason}" for f in self.failures for pid in f.plot_ids}
+        return table
+
+    # -- the ledger -------------------------------------------------------------------------------------------------
+
+    def _open_ledger(self, tiles: dict[str, str]) -> dict[str, Any]:
+        """The ledger to continue (resume) or a new one; refuses a ledger of another configuration or inputs."""
+        case = self.config.case
+        inputs = {"plots": sha256_file(case.plots), **{f"tile:{k}": v for k, v in sorted(tiles.items())}}
+        inputs_hash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+        path = self.work / LEDGER
+        self.work.mkdir(parents=True, exist_ok=True)
+        if self.resume and path.is_file():
+            ledger = json.loads(path.read_text(encoding="utf-8"))
+            if ledger.get("config") != self.config.sha256:
+                raise InputError("the configuration changed since the run to resume; run again without --resume",
+                                 path=path)
+            if ledger.get("inputs") != inputs_hash:
+                raise InputError("the plots or tiles changed since the run to resume; run again without --resume",
+                                 path=path)
+            return ledger
+        for stale in self.work.glob("chunk-*.parquet"):
+            stale.unlink()
+        ledger = {"config": self.config.sha256, "inputs": inputs_hash, "chunks": {}}
+        self._save(ledger)
+        return ledger
+
+    def _verifies(self, entry: dict[str, Any]) -> bool:
+        path = self.work / entry["file"]
+        return path.is_file() and sha256_file(path) == entry["sha256"]
+
+    def _record(self, ledger: dict[str, Any], number: int, subset: gpd.GeoDataFrame, table: pd.DataFrame,
+                unreadable: list[dict[str, Any]]) -> None:
+        name = f"chunk-{number:05d}.parquet"
+        with atomic_path(self.work / name) as tmp:
+            table.to_parquet(tmp, index=False)
+        ledger["chunks"][str(number)] = {"file": name, "sha256": sha256_file(self.work / name),
+                                         "plots": _plots_hash(subset), "unreadable": unreadable}
+        self._save(ledger)
+
+    def _save(self, ledger: dict[str, Any]) -> None:
+        with atomic_path(self.work / LEDGER) as tmp:
+            tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _combine(plots: gpd.GeoDataFrame, parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks' tables as one, in :func:`agricredit.acquisitions.observation_table`'s order: by date, then by
+    plot in the order of ``plots``."""
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return observation_table(plots.iloc[:0], [])
+    table = pd.concat(parts, ignore_index=True)
+    order = {pid: i for i, pid in enumerate(plots["plot_id"])}
+    rank = table["plot_id"].map(order).to_numpy()
+    keys = np.lexsort((rank, table["date"].astype(str).to_numpy()))
+    return table.iloc[keys].reset_index(drop=True)
+
+
+@dataclass
+class BatchRun:
+    """What :func:`run_batch` did: the assessment, its manifest, the failed chunks, the chunks reused."""
+
+    assessment: Any
+    manifest: dict[str, Any]
+    failures: list[ChunkFailure]
+    reused_chunks: int
+
+
+def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str | None = None, resume: bool = False,
+              fail_fast: bool = False, lang: str = "en", csv_bom: bool = True,
+              stage: Callable[[str], None] | None = None,
+              count_chunks: Callable[[int, int], None] | None = None,
+              task: Callable[..., Any] = observe_chunk) -> BatchRun:
+    """Run a batch: the assess pipeline with its zonal stage mapped on Dask, then the assess outputs.
+
+    Parameters
+    ----------
+    config
+        From :func:`load_batch_config`.
+    key, audit_key
+        The pseudonym key and the audit key (as for ``assess``).
+    scheduler
+        Address of a running Dask scheduler (``tcp://host:8786``); ``None``:
+        a :class:`distributed.LocalCluster` of ``config.workers`` processes.
+    resume, fail_fast
+        See :class:`DaskObserver`.
+    lang, csv_bom
+        As :func:`agricredit.assess.run_assessment` and :func:`agricredit.assess.write_outputs`.
+    stage
+        Called with a line per stage (and with the dashboard address).
+    count_chunks
+        Called with ``(chunks done, chunks)``.
+    task
+        The map task (:class:`DaskObserver`).
+
+    Returns
+    -------
+    BatchRun
+    """
+    from distributed import Client, LocalCluster
+
+    from agricredit.assess import run_assessment, write_outputs
+
+    def say(message: str) -> None:  # a stage line: on the run log, and to ``stage``
+        log.info(message)
+        if stage is not None:
+            stage(message)
+
+    work = config.output / WORK_FOLDER
+    work.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(work / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda record: record.name != "agricredit")  # the CLI's own copy of the stage lines
+    handler.addFilter(RedactPII())
+    # The run log takes INFO and up; the handlers already there keep showing what they showed.
+    root = logging.getLogger("agricredit")
+    level, shown = root.level, root.getEffectiveLevel()
+    quiet = [h for h in root.handlers if h.level == logging.NOTSET]
+    for other in quiet:
+        other.setLevel(shown)
+    root.setLevel(min(shown, logging.INFO))
+    root.addHandler(handler)
+    cluster = None
+    try:
+        if scheduler is None:
+            cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1,
+                                   memory_limit=config.memory_per_worker, dashboard_address="127.0.0.1:0",
+                                   host="127.0.0.1")
+        with Client(scheduler or cluster) as client:
+            if client.dashboard_link:
+                say(f"Dask dashboard: {client.dashboard_link}")
+            log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
+            observer = DaskObserver(client, config, work, resume=resume, fail_fast=fail_fast,
+                                    count_chunks=count_chunks, task=task)
+            assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer)
+        say(f"writing {config.output}")
+        manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
+                                 geojsonseq_min_bytes=config.geojsonseq_min_bytes)
+        _write_failures(observer.failures, config.output / FAILURES)
+        log.info("done: %d plots, %d chunks reused, %d failed", len(assessment.plots), observer.reused,
+                 len(observer.failures))
+        return BatchRun(assessment, manifest, observer.failures, observer.reused)
+    finally:
+        if cluster is not None:
+            cluster.close()
+        root.removeHandler(handler)
+        root.setLevel(level)
+        for other in quiet:
+            other.setLevel(logging.NOTSET)
+        handler.close()
+
+
+def _write_failures(failures: Sequence[ChunkFailure], path: Path) -> None:
+    """``failures.csv`` (temporary name, then renamed), or no such file when nothing failed."""
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    rows = sorted((pid, f.chunk, f.reason) for f in failures for pid in f.plot_ids)
+    table = pd.DataFrame({"chunk": [r[1] for r in rows], "plot_id": [r[0] for r in rows],
+                          "reason": [r[2] for r in rows]})
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")

@@ -1,0 +1,205 @@
+"""Benchmark of ``agricredit batch`` on a generated county, against ``assess`` and a user's own pipeline.
+
+Usage::
+
+    python scripts/bench/bench_county.py [--size 10980] [--dates 6] [--plots 100000] [--keep]
+
+Generates into a temporary folder (never committed): one Sentinel-2 L2A grid of
+``size`` x ``size`` 10 m pixels (EPSG:32650) as ``dates`` products (B04, B08,
+SCL in one GeoTIFF with the L2A tags ``agricredit`` reads, listed in a
+manifest), ``plots`` rotated rectangles of 0.1-5 ha (GeoParquet, WGS84), about
+2.7 plots per borrower, the registry, the declarations and the borrower table
+(made-up people), and a batch TOML. Then, each in its own subprocess (so that
+its peak RSS, children included, is its own), in the same run:
+
+* ``user``: what a user would otherwise write: NDVI per date with rasterio
+  (the L2A scale and offset), then exactextract's mean per date over the plots;
+* ``assess``: ``agricredit assess`` in one process;
+* ``batch-1`` / ``batch-2``: ``agricredit batch`` with 1 and 2 local workers.
+
+Prints wall time, plots per second, peak RSS and the ratios against ``user``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from bench_zonal import random_plots  # noqa: E402  (the same random plots as the zonal benchmark)
+
+CRS = "EPSG:32650"
+ORIGIN = (399960.0, 4000020.0)  # the upper-left corner of a real Sentinel-2 tile grid (50SKE)
+DATES = ("2023-04-10", "2023-05-05", "2023-06-01", "2023-06-25", "2023-07-20", "2023-08-15", "2023-09-10",
+         "2023-10-05", "2023-04-25", "2023-05-20", "2023-07-05", "2023-08-30")
+L2A_TAGS = {"AGRICREDIT_SENSOR": "s2-l2a", "PROCESSING_BASELINE": "05.09", "QUANTIFICATION_VALUE": "10000",
+            "ADD_OFFSET": "-1000", "SIMULATED": "yes"}
+KEYS = {"AGRICREDIT_PII_KEY": "pseudonym key of the county benchmark",
+        "AGRICREDIT_AUDIT_KEY": "audit key of the county benchmark"}
+
+
+def write_products(folder: Path, size: int, n_dates: int, rng: np.random.Generator) -> Path:
+    """``n_dates`` L2A products of one ``size``² grid and their manifest; written by blocks of rows."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    transform = from_origin(*ORIGIN, 10.0, 10.0)
+    dates = sorted(DATES[:n_dates])
+    rows = ["date,sensor,path"]
+    block = 512
+    for number, date in enumerate(dates):
+        path = folder / f"S2_L2A_{date.replace('-', '')}.tif"
+        gain = 0.3 + 0.6 * np.sin(np.pi * (number + 1) / (n_dates + 1))  # a season: green-up then senescence
+        with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint16", nodata=0,
+                           crs=CRS, transform=transform, tiled=True, blockxsize=512, blockysize=512,
+                           compress="deflate") as dst:
+            dst.update_tags(ACQUISITION_DATE=date, **L2A_TAGS)
+            dst.descriptions = ("B04", "B08", "SCL")
+            for top in range(0, size, block):
+                height = min(block, size - top)
+                texture = rng.uniform(0.0, 1.0, (height, size))
+                red = 1000 + 600 * (1 - gain * texture) + rng.integers(0, 50, (height, size))
+                nir = 1000 + 3500 * gain * texture + rng.integers(0, 50, (height, size))
+                scl = np.where(rng.uniform(0, 1, (height, size)) < 0.05, 9, 4)  # 5 % cloud (high probability)
+                window = rasterio.windows.Window(0, top, size, height)
+                for band, values in ((1, red), (2, nir), (3, scl)):
+                    dst.write(values.astype("uint16"), band, window=window)
+        rows.append(f"{date},s2-l2a,{path.name}")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return manifest
+
+
+def national_id(first17: str) -> str:
+    """A made-up resident ID with its GB 11643-1999 check digit (ISO 7064 MOD 11-2)."""
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights)) % 11]
+
+
+def write_tables(folder: Path, n_plots: int, size: int, rng: np.random.Generator) -> dict[str, Path]:
+    """Plots (WGS84 GeoParquet), registry, declarations and borrowers of a county."""
+    import pandas as pd
+
+    from agricredit.plots import area_mu
+
+    extent = (ORIGIN[0], ORIGIN[1] - 10.0 * size, ORIGIN[0] + 10.0 * size, ORIGIN[1])
+    plots = random_plots(rng, n_plots, extent, CRS)
+    plots["geometry"] = plots.geometry.scale(0.9, 0.9)  # 0.1-5 ha after random_plots' 0.1-6 ha
+    n_borrowers = max(1, round(n_plots / 2.73))
+    borrowers = [f"B{i:06d}" for i in range(n_borrowers)]
+    plots["borrower_id"] = rng.choice(borrowers, n_plots)
+    mu = area_mu(plots).round(2).to_numpy()
+    plots = plots.to_crs("EPSG:4326")
+    paths = {"plots": folder / "plots.parquet", "registry": folder / "registry.csv",
+             "declarations": folder / "declarations.csv", "borrowers": folder / "borrowers.csv"}
+    plots.to_parquet(paths["plots"])
+    registry = {"plot_id": plots["plot_id"], "holder_id": plots["borrower_id"], "registered_area": mu,
+                "area_unit": "mu", "land_use": "耕地", "source": "generated"}
+    pd.DataFrame(registry).to_csv(paths["registry"], index=False)
+    pd.DataFrame({"borrower_id": plots["borrower_id"], "plot_id": plots["plot_id"], "declared_crop": "maize",
+                  "declared_area": mu, "area_unit": "mu"}).to_csv(paths["declarations"], index=False)
+    pd.DataFrame({"borrower_id": borrowers,
+                  "national_id": [national_id(f"4107271990{1 + i % 12:02d}{1 + i % 28:02d}{i % 1000:03d}")
+                                  for i in range(n_borrowers)],
+                  "name": [f"农户{i}" for i in range(n_borrowers)],
+                  "phone": [f"138{i:08d}" for i in range(n_borrowers)],
+                  "village": [f"村{i % 200}" for i in range(n_borrowers)]}).to_csv(paths["borrowers"], index=False)
+    return paths
+
+
+def write_config(folder: Path, paths: dict[str, Path], manifest: Path, workers: int) -> Path:
+    lines = ["[inputs]", *(f'{k} = "{v.name}"' for k, v in paths.items()), f'tiles = ["{manifest.name}"]',
+             "[options]", 'start = "2023-01-01"', 'end = "2023-12-31"',
+             "[batch]", f'output = "out-batch-{workers}"', "chunk_size_m = 10000", f"workers = {workers}"]
+    path = folder / f"batch-{workers}.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def user_pipeline(folder: str, plots: str) -> None:
+    """NDVI per date (rasterio, L2A scale and offset, SCL cloud mask), then exactextract's mean per date."""
+    import geopandas as gpd
+    import rasterio
+    from exactextract import exact_extract
+
+    gdf = gpd.read_parquet(plots)
+    for product in sorted(Path(folder).glob("S2_L2A_*.tif")):
+        with rasterio.open(product) as src:
+            profile = src.profile | {"count": 1, "dtype": "float32", "nodata": np.nan}
+            gdf_utm = gdf.to_crs(src.crs)
+            ndvi_path = Path(folder) / f"ndvi_{product.stem}.tif"
+            with rasterio.open(ndvi_path, "w", **profile) as dst:
+                for _, window in src.block_windows(1):
+                    red, nir, scl = (src.read(b, window=window).astype("float32") for b in (1, 2, 3))
+                    red, nir = (red - 1000) / 10000, (nir - 1000) / 10000
+                    ndvi = np.where(np.isin(scl, (0, 1, 3, 8, 9, 10)), np.nan, (nir - red) / (nir + red))
+                    dst.write(ndvi.astype("float32"), 1, window=window)
+        exact_extract(str(ndvi_path), gdf_utm, ["mean"], include_cols=["plot_id"], output="pandas")
+
+
+def measure(label: str, command: list[str], cwd: Path) -> dict:
+    """Run ``command`` in a wrapper process that reports wall time and its children's peak RSS."""
+    wrapper = ("import json, resource, subprocess, sys, time; start = time.perf_counter(); "
+               "code = subprocess.run(sys.argv[1:]).returncode; "
+               "print(json.dumps({'seconds': time.perf_counter() - start, 'code': code, "
+               "'max_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+    env = {**__import__("os").environ, **KEYS, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=cwd, env=env, capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["code"] not in (0, 3):
+        sys.exit(f"{label} failed ({result['code']}): {done.stderr[-2000:]}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=10980)
+    parser.add_argument("--dates", type=int, default=6, choices=range(1, len(DATES) + 1))
+    parser.add_argument("--plots", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="Keep the generated folder (and print it).")
+    args = parser.parse_args()
+    rng = np.random.default_rng(11)
+    folder = Path(tempfile.mkdtemp(prefix="bench-county-"))
+    start = time.perf_counter()
+    manifest = write_products(folder, args.size, args.dates, rng)
+    paths = write_tables(folder, args.plots, args.size, rng)
+    configs = {workers: write_config(folder, paths, manifest, workers) for workers in (1, 2)}
+    print(f"county: {args.size}² px, {args.dates} dates, {args.plots} plots, generated in "
+          f"{time.perf_counter() - start:.0f} s into {folder}")
+    cli = [sys.executable, "-m", "agricredit", "-q"]
+    runs = {
+        "user": measure("user", [sys.executable, "-c",
+                                 f"import sys; sys.path.insert(0, {str(ROOT / 'scripts' / 'bench')!r}); "
+                                 "from bench_county import user_pipeline; "
+                                 f"user_pipeline({str(folder)!r}, {str(paths['plots'])!r})"], folder),
+        "assess": measure("assess", [*cli, "assess", "--plots", paths["plots"].name, "--tiles", manifest.name,
+                                     "--registry", "registry.csv", "--declarations", "declarations.csv",
+                                     "--borrowers", "borrowers.csv", "--start", "2023-01-01", "--end", "2023-12-31",
+                                     "-o", "out-assess"], folder),
+        **{f"batch-{w}": measure(f"batch-{w}", [*cli, "batch", config.name], folder) for w, config in configs.items()},
+    }
+    same = all((folder / "out-assess" / name).read_bytes() == (folder / f"out-batch-{w}" / name).read_bytes()
+               for w in (1, 2) for name in ("plots.parquet", "borrowers.csv", "audit.jsonl"))
+    print(f"{'run':10} {'seconds':>8} {'plots/s':>9} {'peak RSS MB':>12} {'vs user':>8}")
+    for label, result in runs.items():
+        print(f"{label:10} {result['seconds']:8.1f} {args.plots / result['seconds']:9.0f} "
+              f"{result['max_rss_mb']:12.0f} {runs['user']['seconds'] / result['seconds']:7.2f}x")
+    print(f"batch outputs identical to assess: {same}")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""``agricredit batch``: the assess pipeline mapped on Dask gives assess's bytes; chunks fail alone; resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from agricredit.assess import OUTPUT_FILES, run_assessment, sample_case, write_outputs
+from agricredit.audit import AuditKey
+from agricredit.batch import FAILURES, LEDGER, WORK_FOLDER, chunk_plots, load_batch_config, observe_chunk, run_batch
+from agricredit.errors import AgricreditError, InputError
+from agricredit.plots import load_plots
+from agricredit.privacy import PseudonymKey
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_tiles"
+KEY = PseudonymKey(b"pseudonym key of the batch tests", "environment")
+AUDIT_KEY = AuditKey(b"audit key of the batch tests", "environment")
+#: A chunk side that cuts the sample (about 5 x 5 km) into dozens of chunks.
+SMALL_CHUNK_M = 1000.0
+#: The plot whose chunk the failing task below refuses.
+FAILING_PLOT = "P0100"
+
+
+def write_config(folder: Path, *, chunk_size_m: float, workers: int | None = None, output: str = "out",
+                 geojsonseq_min_bytes: int | None = None) -> Path:
+    """A batch TOML over the sample case (absolute input paths) with a [batch] table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = {"plots": "plots.geojson", "registry": "registry.csv", "declarations": "declarations.csv",
+              "borrowers": "borrowers.csv"}
+    lines = ["[inputs]", *(f'{k} = "{(SAMPLE / v).as_posix()}"' for k, v in inputs.items()),
+             f'tiles = ["{(SAMPLE / "season" / "manifest.csv").as_posix()}"]',
+             "[options]", 'start = "2023-01-01"', 'end = "2023-12-31"',
+             "[batch]", f'output = "{output}"', f"chunk_size_m = {chunk_size_m}",
+             *([f"workers = {workers}"] if workers else []),
+             *([f"geojsonseq_min_bytes = {geojsonseq_min_bytes}"] if geojsonseq_min_bytes is not None else [])]
+    path = folder / "batch.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def assert_same_outputs(got: Path, expected: Path) -> None:
+    for name in OUTPUT_FILES:
+        assert (got / name).read_bytes() == (expected / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``assess`` on the sample, with the keys of these tests."""
+    folder = tmp_path_factory.mktemp("assess") / "out"
+    write_outputs(run_assessment(sample_case(), KEY), folder, AUDIT_KEY)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory):
+    """A ``dask scheduler`` and two ``dask worker`` processes on loopback; yields the scheduler's address."""
+    from distributed import Client
+
+    folder = tmp_path_factory.mktemp("cluster")
+    info = folder / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    common = ["--no-dashboard", "--host", "127.0.0.1"]
+    processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--port", "0", "--scheduler-file",
+                                   str(info), *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not info.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        for _ in range(2):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1", "--nworkers", "1",
+                 "--local-directory", str(folder), *common], env=env, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def inprocess():
+    """An in-process cluster (two thread workers), for map tasks defined in this module."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def failing_task(plots, acquisitions):
+    """The map task, except that it raises on the chunk holding :data:`FAILING_PLOT`."""
+    if FAILING_PLOT in set(plots["plot_id"]):
+        raise RuntimeError("simulated worker failure")
+    return observe_chunk(plots, acquisitions)
+
+
+def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
+    # Squares of 2 m centred on (5, 5), (15, 5), (5, 15), (9, 9) and (-1, 5) with 10 m cells:
+    # cells (row 0, col 0) = {0, 3}, (0, 1) = {1}, (1, 0) = {2}, (0, -1) = {4}; cells in (row, column) order.
+    centres = [(5, 5), (15, 5), (5, 15), (9, 9), (-1, 5)]
+    plots = gpd.GeoDataFrame({"plot_id": list("abcde")},
+                             geometry=[shapely.box(x - 1, y - 1, x + 1, y + 1) for x, y in centres], crs="EPSG:32650")
+    chunks = chunk_plots(plots, "EPSG:32650", 10.0)
+    assert [c.tolist() for c in chunks] == [[4], [0, 3], [1], [2]]
+    assert chunk_plots(plots.iloc[:0], "EPSG:32650", 10.0) == []
+
+
+def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, reference: Path) -> None:
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=1e7, workers=1))
+    run = run_batch(config, KEY, AUDIT_KEY)
+    assert_same_outputs(config.output, reference)
+    assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) == 1
+    assert run.failures == [] and not (config.output / FAILURES).exists()
+    assert (config.output / WORK_FOLDER / "run.log").stat().st_size > 0
+
+
+def test_scheduler_and_two_workers_many_chunks_give_the_bytes_of_assess(tmp_path: Path, reference: Path,
+                                                                        scheduler: str) -> None:
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    run_batch(config, KEY, AUDIT_KEY, scheduler=scheduler)
+    assert_same_outputs(config.output, reference)
+    # The run was really cut: many chunks, and borrowers whose plots fall in different chunks.
+    assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) > 10
+    plots = load_plots(SAMPLE / "plots.geojson")
+    chunks = chunk_plots(plots, "EPSG:32618", SMALL_CHUNK_M)
+    chunk_of = np.empty(len(plots), dtype=int)
+    for number, positions in enumerate(chunks):
+        chunk_of[positions] = number
+    spread = pd.Series(chunk_of).groupby(plots["borrower_id"].to_numpy()).nunique()
+    assert (spread > 1).sum() >= 5
+
+
+def test_a_failing_chunk_holds_only_its_plots_for_review(tmp_path: Path, reference: Path, inprocess: str) -> None:
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, task=failing_task)
+    assert len(run.failures) == 1
+    failed = set(run.failures[0].plot_ids)
+    assert FAILING_PLOT in failed and 1 <= len(failed) < 30
+    listed = pd.read_csv(config.output / FAILURES)
+    assert sorted(listed["plot_id"]) == sorted(failed)
+    assert set(listed["reason"]) == {"RuntimeError: simulated worker failure"}
+    assert run.assessment.rejected["PROCESSING_FAILED"] == sorted(failed)
+    got = gpd.read_parquet(config.output / "plots.parquet").set_index("plot_id")
+    expected = gpd.read_parquet(reference / "plots.parquet").set_index("plot_id")
+    assert list(got.index) == list(expected.index)
+    held = got.loc[sorted(failed)]
+    assert held["reason_codes"].map(lambda codes: "PROCESSING_FAILED" in codes).all()
+    assert (held["light"] == "red").all() and (held["verified_mu"] == 0).all()
+    others = got.drop(index=sorted(failed))
+    assert not others["reason_codes"].map(lambda codes: "PROCESSING_FAILED" in codes).any()
+    # The plots of the other chunks keep their satellite evidence.
+    pd.testing.assert_series_equal(others["peak_ndvi"], expected.drop(index=sorted(failed))["peak_ndvi"])
+
+
+def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
+                                                                          inprocess: str) -> None:
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    with pytest.raises(AgricreditError, match="simulated worker failure"):
+        run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, task=failing_task, fail_fast=True)
+    assert not (config.output / "manifest.json").exists()
+    finished = json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+    assert run.reused_chunks == len(finished) > 0
+    assert_same_outputs(config.output, reference)
+
+    changed = load_batch_config(write_config(tmp_path, chunk_size_m=2 * SMALL_CHUNK_M))
+    with pytest.raises(InputError, match="configuration changed"):
+        run_batch(changed, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+
+
+def test_resume_redoes_a_chunk_whose_result_no_longer_verifies(tmp_path: Path, reference: Path,
+                                                               inprocess: str) -> None:
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    first = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    (config.output / WORK_FOLDER / "chunk-00003.parquet").write_bytes(b"not parquet")
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+    assert first.reused_chunks == 0
+    assert run.reused_chunks == len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) - 1
+    assert_same_outputs(config.output, reference)
+
+
+def test_large_geojson_layers_become_rfc8142_text_sequences(tmp_path: Path, reference: Path, inprocess: str) -> None:
+    plots_size = (reference / "plots.geojson").stat().st_size
+    borrowers_size = (reference / "borrowers.geojson").stat().st_size
+    assert borrowers_size < plots_size
+    # At the plots layer's size: plots.geojson becomes a sequence, the smaller borrowers.geojson stays.
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M, geojsonseq_min_bytes=plots_size))
+    manifest = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess).manifest
+    assert not (config.output / "plots.geojson").exists()
+    assert (config.output / "borrowers.geojson").read_bytes() == (reference / "borrowers.geojson").read_bytes()
+    text = (config.output / "plots.geojsonl").read_text(encoding="utf-8")
+    records = text.split("\x1e")
+    assert records[0] == "" and all(record.endswith("\n") and record.count("\n") == 1 for record in records[1:])
+    expected = json.loads((reference / "plots.geojson").read_text(encoding="utf-8"))["features"]
+    assert [json.loads(record) for record in records[1:]] == expected
+    assert "plots.geojsonl" in manifest["outputs"] and "plots.geojson" not in manifest["outputs"]
+
+    below = load_batch_config(write_config(tmp_path / "below", chunk_size_m=SMALL_CHUNK_M,
+                                           geojsonseq_min_bytes=plots_size + 1))
+    run_batch(below, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert_same_outputs(below.output, reference)
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('output = "o"\nthreads = 2', "unknown key batch.threads"),
+    ("chunk_size_m = 100", "missing batch.output"),
+    ('output = "o"\nchunk_size_m = 0', "chunk_size_m must be a positive"),
+    ('output = "o"\nworkers = 0', "workers must be a whole number"),
+])
+def test_bad_batch_tables_are_refused_with_one_clear_line(tmp_path: Path, table: str, message: str) -> None:
+    path = write_config(tmp_path, chunk_size_m=1.0)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[:text.index("[batch]")] + "[batch]\n" + table + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        load_batch_config(path)
+
+
+def test_processing_failed_holds_the_plot_and_round_trips_through_the_audit_facts() -> None:
+    from agricredit.policy import load_policy
+    from agricredit.verify import PlotFacts, verify_plot
+
+    sound = PlotFacts(plot_id="P1", borrower_id="b", drawn_mu=10.0, registered_mu=10.0, registry_holder_id="b",
+                      declared_mu=10.0, declared_crop="maize")
+    failed = PlotFacts.from_dict({**sound.to_dict(), "processing_failed": "chunk 3: RuntimeError: boom"})
+    assert "processing_failed" not in sound.to_dict()  # audits of runs without failures are unchanged
+    assert PlotFacts.from_dict(failed.to_dict()) == failed
+    verdict = verify_plot(failed, load_policy())
+    check = next(c for c in verdict.checks if c.code == "PROCESSING_FAILED")
+    assert check.severity == "review" and check.figures == {"reason": "chunk 3: RuntimeError: boom"}
+    assert verdict.contribution.mu_now == 0 and "PROCESSING_FAILED" not in verify_plot(sound, load_policy()).codes
