@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import statistics
 import subprocess
@@ -257,8 +258,14 @@ def test_each_chip_holds_the_tile_ndvi_at_the_plot_on_the_peak_date(run_folder):
                     assert ndvi[r, c] == pytest.approx((rho_nir - rho_red) / (rho_nir + rho_red), abs=0.5 / 127 + 1e-4)
 
 
+def _missing(what: str) -> None:
+    """CI (which installs them) fails without a system package; a developer's machine skips."""
+    (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{what} is missing (.ci/run installs it)")
+
+
 def test_charts_find_the_cjk_font_debian_installs():
-    assert charts.cjk_font_available(), f"install Debian's fonts-noto-cjk ({charts.CJK_FONT})"
+    if not charts.cjk_font_available():
+        _missing(f"Debian's fonts-noto-cjk ({charts.CJK_FONT})")
 
 
 # --------------------------------------------------------------------------- the browser
@@ -266,7 +273,7 @@ def test_charts_find_the_cjk_font_debian_installs():
 def _chromium():
     browser = find_chromium()
     if browser is None:
-        pytest.fail("headless Chromium is missing: apt-get install chromium (.ci/run installs it)")
+        _missing("headless Chromium (apt-get install chromium)")
     return browser
 
 
