@@ -354,45 +354,15 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if good.empty:
         counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
         raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
-    # A tile that cannot even be opened has no known footprint or date: it is listed and the season is judged
-    # on the other tiles (thin evidence then goes to review). One whose pixels cannot be read holds its plots.
-    unopened: dict[str, str] = {}
-    acquisitions = discover_acquisitions(
-        list(case.tiles), case.start, case.end,
-        on_error=None if strict else lambda path, error: unopened.setdefault(str(path), error.message),
-        **({"sensor": case.sensor} if case.sensor else {}))
-    if not acquisitions:
-        raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
-    _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
-    unreadable: dict[str, tuple[Tile, str]] = {}
-    on_error = None if strict else lambda tile, error: unreadable.setdefault(
-        tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
-    long_table = observe(good, acquisitions, on_error=on_error, progress=count_dates)
-    unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
-    failed_plots = long_table.attrs.get("failed_plots", {})
-    if failed_plots:
-        rejected["PROCESSING_FAILED"] = sorted(failed_plots)
-    unread = {**unopened, **{path: why for path, (_, why) in unreadable.items()}}
-    if unread:
-        rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, why in sorted(unread.items())]
-    if long_table.empty:
-        raise InputError(f"no tile of the season ({', '.join(map(str, case.tiles))}) covers any plot "
-                         f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
+    acquisitions, long_table, unread_tiles, failed_plots = _observe(case, good, strict, observe, progress, count_dates,
+                                                                    rejected)
 
     _stage(progress, "season: phenology, crop fit, vigor")
-    # One row per declared crop season (optional ``season`` column): "crop" or "crop:slot"; a contested plot
-    # takes the crops of the declarant the claims step chose.
-    seasons = declarations["season"] if "season" in declarations else [""] * len(declarations)
-    declared_crops: dict[tuple[str, str], list[str]] = {}
-    for pid, borrower, crop, slot in zip(declarations["plot_id"], declarations["borrower_id"],
-                                         declarations["declared_crop"], seasons):
-        declared_crops.setdefault((pid, borrower), []).append(f"{crop}:{slot}" if slot else crop)
     good_ids = sorted(good["plot_id"].astype(str))
     region = resolve_region(case.region or policy.satellite.region, good)
     season = assess_season(
         long_table,
-        {pid: declared_crops[pid, claims.declaration[pid, borrower]["borrower_id"]]
-         for pid, borrower in zip(good["plot_id"], good["borrower_id"])},
+        _declared_crops(declarations, claims, good),
         {pid: claims.drawn_mu[pid] for pid in good_ids},
         plot_ids=good_ids,
         crop_model=crop_model,
@@ -450,6 +420,56 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         chips=chips,
         series=season_series(long_table),
     )
+
+
+def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, observe: Observer,
+             progress: Callable[[str], None] | None, count_dates: Callable[[int, int], None] | None,
+             rejected: dict[str, list[str]]) -> tuple[list[Any], pd.DataFrame, dict[str, list[str]], dict[str, str]]:
+    """Find the season's tiles and run the zonal stage, listing bad tiles in ``rejected`` (per-record isolation).
+
+    A tile that cannot even be opened has no known footprint or date: it is
+    listed and the season is judged on the other tiles (thin evidence then goes
+    to review). One whose pixels cannot be read holds the plots under it.
+    Returns the acquisitions, the long table, the unread tiles under each plot
+    and the plots whose evidence failed (a batch chunk).
+    """
+    unopened: dict[str, str] = {}
+    acquisitions = discover_acquisitions(
+        list(case.tiles), case.start, case.end,
+        on_error=None if strict else lambda path, error: unopened.setdefault(str(path), error.message),
+        **({"sensor": case.sensor} if case.sensor else {}))
+    if not acquisitions:
+        raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
+    _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
+    unreadable: dict[str, tuple[Tile, str]] = {}
+    on_error = None if strict else lambda tile, error: unreadable.setdefault(
+        tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
+    long_table = observe(good, acquisitions, on_error=on_error, progress=count_dates)
+    unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
+    failed_plots = long_table.attrs.get("failed_plots", {})
+    if failed_plots:
+        rejected["PROCESSING_FAILED"] = sorted(failed_plots)
+    unread = {**unopened, **{path: why for path, (_, why) in unreadable.items()}}
+    if unread:
+        rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, why in sorted(unread.items())]
+    if long_table.empty:
+        raise InputError(f"no tile of the season ({', '.join(map(str, case.tiles))}) covers any plot "
+                         f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
+    return acquisitions, long_table, unread_tiles, failed_plots
+
+
+def _declared_crops(declarations: pd.DataFrame, claims: _Claims, good: gpd.GeoDataFrame) -> dict[str, list[str]]:
+    """Each assessed plot's declared crop seasons ("crop" or "crop:slot", optional ``season`` column).
+
+    A contested plot takes the crops of the declarant the claims step chose.
+    """
+    seasons = declarations["season"] if "season" in declarations else [""] * len(declarations)
+    by_declarant: dict[tuple[str, str], list[str]] = {}
+    for pid, borrower, crop, slot in zip(declarations["plot_id"], declarations["borrower_id"],
+                                         declarations["declared_crop"], seasons):
+        by_declarant.setdefault((pid, borrower), []).append(f"{crop}:{slot}" if slot else crop)
+    return {pid: by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
+            for pid, borrower in zip(good["plot_id"], good["borrower_id"])}
 
 
 @dataclass
