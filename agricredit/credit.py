@@ -28,7 +28,8 @@ Reasons: each code found on the borrower's plots is scored by a counterfactual
 :func:`agricredit.verify.plot_contribution`); its impact is the larger rise of
 the now / if-confirmed limit. The binding ceiling adds CAPACITY_LIMITED
 (impact: the limit without the capacity ceiling minus the limit) or
-CAP_APPLIED. At most four reasons, ranked by impact, then severity, then code;
+CAP_APPLIED. A limit above 0 but below ``min_limit``, offered as 0, adds
+BELOW_MIN_LIMIT (impact: the limit forgone), so a DECLINE always names why. At most four reasons, ranked by impact, then severity, then code;
 a REVIEW always keeps at least one review code among them.
 """
 
@@ -270,6 +271,10 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     ceiling = _ceiling_reason(now if now.mu > 0 else confirmed, policy)
     if ceiling is not None:
         reasons.append(ceiling)
+    forgone = max(now.limit - offered, confirmed.limit - offered_if_confirmed)
+    if forgone > 0:
+        reasons.append(Reason("BELOW_MIN_LIMIT", "info", forgone, (),
+                              {"limit": forgone, "min_limit": min_limit}))
     reasons.sort(key=lambda r: (-r.impact, _SEVERITY_RANK[r.severity], r.code))
     chosen = reasons[:MAX_REASONS]
     if status == "REVIEW" and not any(r.severity == "review" for r in chosen):
@@ -345,6 +350,7 @@ _DETAILS = {
         "CLOUD_INSUFFICIENT": "fewer than {min_observations} valid observations",
         "CAPACITY_LIMITED": "capacity {capacity} < need {need}",
         "CAP_APPLIED": "cap {cap}",
+        "BELOW_MIN_LIMIT": "limit {limit} < minimum {min_limit}",
         "SELF_OVERLAP": "{shared_m2} m² shared with {other_plot_ids} beyond {outline_accuracy_m} m of outline accuracy",
         "AREA_ABSURD": "drawn {drawn_mu} mu, more than {max_ratio} × the registered and declared areas",
         "DUPLICATE_PLOT_ID": "",
@@ -376,6 +382,7 @@ _DETAILS = {
         "CLOUD_INSUFFICIENT": "有效观测少于 {min_observations} 次",
         "CAPACITY_LIMITED": "还款能力 {capacity} < 种植成本 {need}",
         "CAP_APPLIED": "上限 {cap}",
+        "BELOW_MIN_LIMIT": "额度 {limit} < 最低额度 {min_limit}",
         "SELF_OVERLAP": "与 {other_plot_ids} 重叠 {shared_m2} 平方米，超出勾画精度 {outline_accuracy_m} 米",
         "AREA_ABSURD": "勾画 {drawn_mu} 亩，超过登记和申报面积的 {max_ratio} 倍",
         "DUPLICATE_PLOT_ID": "",
@@ -485,7 +492,7 @@ def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
             w["need"].format(need=money(terms.need), parts=need_parts),
             w["capacity"].format(capacity=money(terms.capacity), parts=capacity_parts),
             w["cap"].format(cap=money(terms.cap))]))
-    if 0 < terms.limit < policy.credit.min_limit:
+    if 0 < terms.limit < policy.credit.min_limit and "BELOW_MIN_LIMIT" not in decision.reason_codes:
         parts.append(w["below_min"].format(min=money(policy.credit.min_limit)))
     for reason in decision.reasons:
         entry = catalogue[reason.code]

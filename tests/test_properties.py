@@ -198,13 +198,23 @@ def test_limits_never_above_the_cap_and_explained_below_it(plots):
             assert 1 <= len(decision.reason_codes) <= 4 or explained_by_need, decision.to_dict()
 
 
-@pytest.mark.xfail(strict=True, reason="a need-bound borrower below min_limit is DECLINED with no reason code "
-                                       "(credit.decide has no code for 'below the minimum limit')")
-def test_a_decline_below_the_minimum_limit_names_a_reason():
-    rice = honest(mu=0.5, crop="rice")  # need 0.495 mu × 639.5 ≈ 317 CNY < capacity; limit 300 < min_limit 500
+@pytest.mark.parametrize(("mu", "declined"), [(0.5, True), (0.9, False)])
+def test_a_decline_below_the_minimum_limit_names_a_reason(mu, declined):
+    # Rice, need-bound (seeds/crops.csv: cost 639.5 CNY/mu, harvest value far above it): 0.5 mu gives a limit of
+    # 300 CNY, under seeds/policy.toml's min_limit of 500 -> offered 0, DECLINE, and BELOW_MIN_LIMIT says why with
+    # the limit forgone; 0.9 mu gives exactly 500 (floor(0.891 × 639.5 / 100) × 100) -> offered, no such reason.
+    rice = honest(mu=mu, crop="rice")
     decision = decide("B1", verify_plots([rice], POLICY), POLICY)
-    assert decision.status == "DECLINE" and decision.now.binding == "need"
-    assert decision.reason_codes, "an officer reading DECLINE gets no reason"
+    assert decision.now.binding == "need"
+    by_hand = math.floor(mu * 0.99 * 639.5 / 100) * 100  # the declared area (1 % under drawn) × rice's cost
+    codes = {r.code: r for r in decision.reasons}
+    if declined:
+        assert (decision.status, decision.limit, decision.limit_if_confirmed) == ("DECLINE", 0.0, 0.0)
+        assert codes["BELOW_MIN_LIMIT"].impact == decision.now.limit == by_hand == 300
+        assert codes["BELOW_MIN_LIMIT"].figures == {"limit": 300.0, "min_limit": 500.0}
+    else:
+        assert (decision.status, decision.limit) == ("APPROVE", by_hand) == ("APPROVE", 500)
+        assert "BELOW_MIN_LIMIT" not in codes
 
 
 @settings(max_examples=60, deadline=None)

@@ -251,9 +251,10 @@ def test_explanation_below_the_minimum_limit_with_nothing_verified_now():
         f"Review: limit 0 CNY on 0 verified mu (no crop); 0 CNY on 0.6 mu (rice 0.6 mu) if the plots under review are "
         f"confirmed; set by the cost of cultivation: need {fig(need)} CNY = 0.6 mu × {fig(cost)} CNY/mu, capacity "
         f"{fig(capacity)} CNY = 0.6 × 0.6 mu × {fig(yield_)} kg/mu × {fig(price)} CNY/kg, cap 200,000 CNY; "
-        f"below the minimum limit of 500 CNY; NO_REGISTRY_RECORD (plots P1): No land-registry record was found for the "
-        f"plot, lowered the limit by {fig(limit_c)} CNY.")
-    assert "（无作物）" in explain_decision(decision, POLICY, "zh") and "低于最低额度 500 元" in explain_decision(decision, POLICY, "zh")
+        f"NO_REGISTRY_RECORD (plots P1): No land-registry record was found for the plot, lowered the limit by "
+        f"{fig(limit_c)} CNY; BELOW_MIN_LIMIT: The limit is above 0 but below the policy's minimum limit, so it is "
+        f"offered as 0 — limit {fig(limit_c)} < minimum 500, lowered the limit by {fig(limit_c)} CNY.")
+    assert "（无作物）" in explain_decision(decision, POLICY, "zh") and f"额度 {fig(limit_c)} < 最低额度 500" in explain_decision(decision, POLICY, "zh")
     with pytest.raises(InputError, match="^unknown language 'fr' \\(expected 'en' or 'zh'\\)$"):
         explain_decision(decision, POLICY, "fr")
 

@@ -31,7 +31,7 @@ __all__ = ["Run", "load_run", "borrower_page", "index_page", "write_report", "re
 #: File-name prefix of pages that hold personal data (``report --reveal``).
 PERSONAL_PREFIX = "PERSONAL_DATA_"
 #: Reason codes of a borrower, not of a plot (left out of a plot's check table).
-BORROWER_LEVEL_CODES = frozenset({"CAP_APPLIED", "CAPACITY_LIMITED", "NO_PLOTS", "BORROWER_RECORD_INVALID"})
+BORROWER_LEVEL_CODES = frozenset({"BELOW_MIN_LIMIT", "CAP_APPLIED", "CAPACITY_LIMITED", "NO_PLOTS", "BORROWER_RECORD_INVALID"})
 #: Codes that record a field visit (:mod:`agricredit.visits`): shown only on the plots they were given to.
 VISIT_CODES = frozenset({"VISIT_CONFIRMED", "VISIT_REJECTED"})
 
