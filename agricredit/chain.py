@@ -86,7 +86,7 @@ import pandas as pd
 from agricredit.errors import SeedDataError
 from agricredit.policy import Policy
 from agricredit.seeds import SEEDS_DIR, crop_aliases, load_crops
-from agricredit.tables import Problem, _finish, _problem, _read_raw, _require_columns, _require_values
+from agricredit.tables import Problem, finish_table, add_problem, read_raw_table, require_columns, require_values
 from agricredit.units import MU_PER_HA
 
 __all__ = ["KINDS", "MASS_UNITS", "AREA_UNITS", "SETTLEABLE", "ChainTables", "PlotRef", "load_norms",
@@ -156,16 +156,16 @@ def read_customer_map(path: str | os.PathLike[str], encoding: str | None = None,
     pandas.DataFrame
         Sorted by ``(partner_id, customer_id)``; a pair mapped twice is a problem.
     """
-    raw = _read_raw(path, encoding)
-    _require_columns(raw, CUSTOMER_MAP_COLUMNS)
+    raw = read_raw_table(path, encoding)
+    require_columns(raw, CUSTOMER_MAP_COLUMNS)
     first: dict[tuple[str, str], int] = {}
     for row, rec in raw.rows:
-        _require_values(raw, row, rec, CUSTOMER_MAP_COLUMNS)
+        require_values(raw, row, rec, CUSTOMER_MAP_COLUMNS)
         pair = (rec["partner_id"], rec["customer_id"])
         if pair in first:
-            _problem(raw, row, "customer_id", f"customer mapped twice (same as row {first[pair]})")
+            add_problem(raw, row, "customer_id", f"customer mapped twice (same as row {first[pair]})")
         first.setdefault(pair, row)
-    return _finish(raw, CUSTOMER_MAP_COLUMNS, (), ("partner_id", "customer_id"), isolate=isolate)
+    return finish_table(raw, CUSTOMER_MAP_COLUMNS, (), ("partner_id", "customer_id"), isolate=isolate)
 
 
 def read_chain_table(path: str | os.PathLike[str], kind: str, encoding: str | None = None, *,
@@ -197,40 +197,40 @@ def read_chain_table(path: str | os.PathLike[str], kind: str, encoding: str | No
     if kind not in KINDS:
         raise ValueError(f"unknown chain table {kind!r} (expected one of {list(KINDS)})")
     item_column, item_aliases = _ITEMS[kind]
-    raw = _read_raw(path, encoding)
-    _require_columns(raw, _BASE_COLUMNS + ((item_column,) if item_column else ()))
+    raw = read_raw_table(path, encoding)
+    require_columns(raw, _BASE_COLUMNS + ((item_column,) if item_column else ()))
     if "borrower_id" not in raw.columns and "customer_id" not in raw.columns:
-        _problem(raw, raw.header_row, "borrower_id", "required column is missing (borrower_id, or customer_id with a "
+        add_problem(raw, raw.header_row, "borrower_id", "required column is missing (borrower_id, or customer_id with a "
                                                      "customer map)")
-        _require_columns(raw, ())
+        require_columns(raw, ())
     aliases, norms, units = crop_aliases(), load_norms(), AREA_UNITS if kind == "machinery" else MASS_UNITS
     for row, rec in raw.rows:
-        _require_values(raw, row, rec, _BASE_COLUMNS)
+        require_values(raw, row, rec, _BASE_COLUMNS)
         rec["borrower_id"] = _borrower_of(raw, row, rec, customers or {})
         rec["date"] = _iso_date(raw, row, rec["date"])
         crop = aliases.get(rec["crop"].lower())
         if rec["crop"] and crop is None:
-            _problem(raw, row, "crop", f"not a known crop (known: {', '.join(sorted(set(aliases.values())))})")
+            add_problem(raw, row, "crop", f"not a known crop (known: {', '.join(sorted(set(aliases.values())))})")
         rec["crop"] = crop or ""
         item = item_aliases.get(rec.get(item_column, "").lower(), "") if item_column else ""
         if item_column and not item:
-            _problem(raw, row, item_column, f"expected one of {', '.join(sorted(set(item_aliases.values())))}")
+            add_problem(raw, row, item_column, f"expected one of {', '.join(sorted(set(item_aliases.values())))}")
         rec["item"] = item
         factor = units.get(rec["unit"].lower(), units.get(rec["unit"]))
         if factor is None:
-            _problem(raw, row, "unit", f"not a known unit (expected one of {', '.join(units)})")
+            add_problem(raw, row, "unit", f"not a known unit (expected one of {', '.join(units)})")
         quantity = _positive(raw, row, rec["quantity"])
         amount = quantity * factor if factor is not None else math.nan
         if kind == "input_purchases" and crop and item and (crop, item) not in norms:
-            _problem(raw, row, "crop", f"no {item} norm for {crop} in seeds/chain_norms.csv")
+            add_problem(raw, row, "crop", f"no {item} norm for {crop} in seeds/chain_norms.csv")
         rec["amount"] = repr(amount)
         rec["plot_ids"] = ";".join(sorted({p.strip() for p in rec.get("plot_ids", "").split(";") if p.strip()}))
         season = rec.get("season", "")
         if season and not (season.isdigit() and len(season) == 4):
-            _problem(raw, row, "season", "season is a harvest year (YYYY)")
+            add_problem(raw, row, "season", "season is a harvest year (YYYY)")
         rec["season"] = season
     columns = ("partner_id", "borrower_id", "date", "crop", "item", "amount", "plot_ids", "season")
-    frame = _finish(raw, columns, (), ("partner_id", "date"), isolate=isolate)
+    frame = finish_table(raw, columns, (), ("partner_id", "date"), isolate=isolate)
     frame["amount"] = frame["amount"].astype(float)
     return frame.drop(columns=[c for c in ("quantity", "unit", "customer_id", item_column) if c in frame])
 
@@ -240,11 +240,11 @@ def _borrower_of(raw: Any, row: int, rec: dict[str, str], customers: Mapping[tup
         return rec["borrower_id"]
     customer = rec.get("customer_id", "")
     if not customer:
-        _problem(raw, row, "borrower_id", "value is empty (give borrower_id or customer_id)")
+        add_problem(raw, row, "borrower_id", "value is empty (give borrower_id or customer_id)")
         return ""
     borrower = customers.get((rec["partner_id"], customer))
     if borrower is None:
-        _problem(raw, row, "customer_id", "customer is not in the customer map")
+        add_problem(raw, row, "customer_id", "customer is not in the customer map")
         return ""
     return borrower
 
@@ -256,7 +256,7 @@ def _iso_date(raw: Any, row: int, text: str) -> str:
             return ""
         return (dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text).date()).isoformat()
     except ValueError:
-        _problem(raw, row, "date", "not a date (YYYY-MM-DD)")
+        add_problem(raw, row, "date", "not a date (YYYY-MM-DD)")
         return ""
 
 
@@ -266,7 +266,7 @@ def _positive(raw: Any, row: int, text: str) -> float:
     except ValueError:
         value = math.nan
     if text and not (math.isfinite(value) and value > 0):
-        _problem(raw, row, "quantity", "quantity must be a positive number")
+        add_problem(raw, row, "quantity", "quantity must be a positive number")
     return value
 
 

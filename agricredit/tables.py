@@ -68,6 +68,12 @@ __all__ = [
     "DECLARATION_COLUMNS",
     "BORROWER_COLUMNS",
     "Problem",
+    "RawTable",
+    "read_raw_table",
+    "add_problem",
+    "require_columns",
+    "require_values",
+    "finish_table",
     "read_registry",
     "read_declarations",
     "read_borrowers",
@@ -113,7 +119,7 @@ class Problem:
 
 
 @dataclass
-class _RawTable:
+class RawTable:
     """A table as text: normalised column names and one dict of stripped strings per row."""
 
     path: Path
@@ -158,13 +164,13 @@ def read_registry(path: str | os.PathLike[str], encoding: str | None = None, *, 
     EncodingError
         The CSV bytes are neither UTF-8 nor GB18030 (or not ``encoding``).
     """
-    raw = _read_raw(path, encoding)
-    _require_columns(raw, REGISTRY_COLUMNS)
+    raw = read_raw_table(path, encoding)
+    require_columns(raw, REGISTRY_COLUMNS)
     for row, rec in raw.rows:
-        _require_values(raw, row, rec, ("plot_id", "holder_id"))
+        require_values(raw, row, rec, ("plot_id", "holder_id"))
         rec["registered_mu"] = _area_to_mu(raw, row, rec, "registered_area")
     _check_unique(raw, ("plot_id",))
-    return _finish(raw, REGISTRY_COLUMNS, ("registered_mu",), ("plot_id",), isolate=isolate)
+    return finish_table(raw, REGISTRY_COLUMNS, ("registered_mu",), ("plot_id",), isolate=isolate)
 
 
 def read_declarations(
@@ -211,31 +217,31 @@ def read_declarations(
     EncodingError
         The CSV bytes cannot be decoded.
     """
-    raw = _read_raw(path, encoding)
-    _require_columns(raw, DECLARATION_COLUMNS)
+    raw = read_raw_table(path, encoding)
+    require_columns(raw, DECLARATION_COLUMNS)
     plots = None if known_plots is None else {str(p) for p in known_plots}
     crops = _crop_lookup(known_crops)
     for row, rec in raw.rows:
-        _require_values(raw, row, rec, ("borrower_id", "plot_id", "declared_crop"))
+        require_values(raw, row, rec, ("borrower_id", "plot_id", "declared_crop"))
         rec["declared_mu"] = _area_to_mu(raw, row, rec, "declared_area")
         if plots is not None and rec["plot_id"] and rec["plot_id"] not in plots:
-            _problem(raw, row, "plot_id", "declaration for a plot that is not in the plot file")
+            add_problem(raw, row, "plot_id", "declaration for a plot that is not in the plot file")
         if rec["declared_crop"]:
             crop = rec["declared_crop"].lower()
             if crops is not None:
                 if crop not in crops:
                     known = ", ".join(sorted(set(crops.values())))
-                    _problem(raw, row, "declared_crop", f"not a known crop (known: {known})")
+                    add_problem(raw, row, "declared_crop", f"not a known crop (known: {known})")
                 else:
                     crop = crops[crop]
             rec["declared_crop"] = crop
         if "season" in raw.columns:  # optional: one row per crop season of a double-cropped plot
             rec["season"] = (rec["season"] or "").strip().lower()
             if rec["season"] and rec["season"] not in SLOTS:
-                _problem(raw, row, "season", f"not a season slot (one of {', '.join(SLOTS)}, or empty)")
+                add_problem(raw, row, "season", f"not a season slot (one of {', '.join(SLOTS)}, or empty)")
     key = ("borrower_id", "plot_id", "season") if "season" in raw.columns else ("borrower_id", "plot_id")
     _check_unique(raw, key)
-    return _finish(raw, DECLARATION_COLUMNS, ("declared_mu",), key, isolate=isolate)
+    return finish_table(raw, DECLARATION_COLUMNS, ("declared_mu",), key, isolate=isolate)
 
 
 def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None, *, isolate: bool = False) -> pd.DataFrame:
@@ -267,18 +273,18 @@ def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None, *,
     EncodingError
         The CSV bytes cannot be decoded.
     """
-    raw = _read_raw(path, encoding)
-    _require_columns(raw, BORROWER_COLUMNS)
+    raw = read_raw_table(path, encoding)
+    require_columns(raw, BORROWER_COLUMNS)
     for row, rec in raw.rows:
-        _require_values(raw, row, rec, ("borrower_id", "national_id"))
+        require_values(raw, row, rec, ("borrower_id", "national_id"))
         nid = rec["national_id"] = rec["national_id"].upper()
         if nid:
             reason = _national_id_problem(nid)
             if reason:
-                _problem(raw, row, "national_id", reason)
+                add_problem(raw, row, "national_id", reason)
     _check_unique(raw, ("borrower_id",))
     _check_unique(raw, ("national_id",), what="the same national_id as row {first}")
-    return _finish(raw, BORROWER_COLUMNS, (), ("borrower_id",), isolate=isolate)
+    return finish_table(raw, BORROWER_COLUMNS, (), ("borrower_id",), isolate=isolate)
 
 
 def read_labels(path: str | os.PathLike[str], label_field: str = "crop", encoding: str | None = None) -> pd.DataFrame:
@@ -308,12 +314,12 @@ def read_labels(path: str | os.PathLike[str], label_field: str = "crop", encodin
         The CSV bytes cannot be decoded.
     """
     columns = ("plot_id", label_field.strip().lower())
-    raw = _read_raw(path, encoding)
-    _require_columns(raw, columns)
+    raw = read_raw_table(path, encoding)
+    require_columns(raw, columns)
     for row, rec in raw.rows:
-        _require_values(raw, row, rec, ("plot_id",))
+        require_values(raw, row, rec, ("plot_id",))
     _check_unique(raw, ("plot_id",))
-    return _finish(raw, columns, (), ("plot_id",))
+    return finish_table(raw, columns, (), ("plot_id",))
 
 
 def declared_crop_by_plot(
@@ -389,7 +395,7 @@ def read_text(path: str | os.PathLike[str], encoding: str | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- #
-# Reading any format into a _RawTable
+# Reading any format into a RawTable
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -462,7 +468,14 @@ def _reads_as_big5(data: bytes, text: str) -> bool:
     return bool(wide) and rare > _BIG5_RARE_SHARE * len(wide)
 
 
-def _read_raw(path: str | os.PathLike[str], encoding: str | None) -> _RawTable:
+def read_raw_table(path: str | os.PathLike[str], encoding: str | None) -> RawTable:
+    """Read a CSV (UTF-8 or GBK, or ``encoding``) or XLSX table as text, for the ``require_*`` checks.
+
+    Raises
+    ------
+    InputNotFoundError, EncodingError, SchemaError
+        The file is missing, not in a known encoding, or has no header.
+    """
     path = Path(path)
     data = _read_bytes(path)
     if data.startswith(_XLSX_MAGIC):
@@ -554,8 +567,8 @@ def _records_parquet(path: Path) -> tuple[int, list[str] | None, list[tuple[int,
     return 1, list(table.column_names), records
 
 
-def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[int, list[str]]]) -> _RawTable:
-    raw = _RawTable(path=path, header_row=header_row, columns=[], rows=[], problems=[])
+def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[int, list[str]]]) -> RawTable:
+    raw = RawTable(path=path, header_row=header_row, columns=[], rows=[], problems=[])
     names = [str(h).strip().lower() for h in header]
     # Trailing unnamed columns (an Excel sheet's used range, a trailing comma) are dropped if empty.
     while names and not names[-1] and all(len(c) < len(names) or not c[len(names) - 1].strip() for _, c in records):
@@ -563,9 +576,9 @@ def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[
     seen: set[str] = set()
     for index, name in enumerate(names, start=1):
         if not name:
-            _problem(raw, header_row, f"#{index}", "column has no name in the header")
+            add_problem(raw, header_row, f"#{index}", "column has no name in the header")
         elif name in seen:
-            _problem(raw, header_row, name, "column name appears twice in the header")
+            add_problem(raw, header_row, name, "column name appears twice in the header")
         seen.add(name)
     raw.columns = names
     for row, cells in records:
@@ -573,7 +586,7 @@ def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[
         if not any(cells):
             continue  # blank line / empty sheet row
         if len(cells) > len(names) and any(cells[len(names) :]):
-            _problem(raw, row, f"#{len(names) + 1}", f"row has {len(cells)} fields, the header has {len(names)}")
+            add_problem(raw, row, f"#{len(names) + 1}", f"row has {len(cells)} fields, the header has {len(names)}")
         cells = cells[: len(names)] + [""] * (len(names) - len(cells))
         raw.rows.append((row, dict(zip(names, cells))))
     return raw
@@ -583,33 +596,36 @@ def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[
 # Validation helpers
 
 
-def _problem(raw: _RawTable, row: int, column: str, reason: str) -> None:
+def add_problem(raw: RawTable, row: int, column: str, reason: str) -> None:
+    """Record a problem of ``raw`` at ``row`` / ``column``: raised or isolated by :func:`finish_table`."""
     raw.problems.append(Problem(str(raw.path), row, column, reason))
 
 
-def _require_columns(raw: _RawTable, required: Iterable[str]) -> None:
+def require_columns(raw: RawTable, required: Iterable[str]) -> None:
+    """Record each missing column (with a hint for a file not separated by commas); raise if the header is broken."""
     for name in required:
         if name not in raw.columns:
             hint = ""
             if len(raw.columns) == 1 and any(sep in raw.columns[0] for sep in ";\t|"):
                 hint = " (the header has one column: is the file comma-separated?)"
-            _problem(raw, raw.header_row, name, f"required column is missing{hint}")
+            add_problem(raw, raw.header_row, name, f"required column is missing{hint}")
     if any(p.row == raw.header_row for p in raw.problems):  # rows cannot be checked against a broken header
         _raise(raw)
 
 
-def _require_values(raw: _RawTable, row: int, rec: dict[str, str], columns: Iterable[str]) -> None:
+def require_values(raw: RawTable, row: int, rec: dict[str, str], columns: Iterable[str]) -> None:
+    """Record a problem for each of ``columns`` empty in the record ``rec`` of ``row``."""
     for name in columns:
         if not rec[name]:
-            _problem(raw, row, name, "value is empty")
+            add_problem(raw, row, name, "value is empty")
 
 
-def _area_to_mu(raw: _RawTable, row: int, rec: dict[str, str], area_column: str) -> float:
+def _area_to_mu(raw: RawTable, row: int, rec: dict[str, str], area_column: str) -> float:
     """Check ``area_column`` and ``area_unit`` of one record; return the area in mu (NaN if bad)."""
     unit = UNIT_ALIASES.get(rec["area_unit"].lower())
     if unit is None:
         reason = "value is empty" if not rec["area_unit"] else "not a known area unit"
-        _problem(raw, row, "area_unit", f"{reason} ({_UNIT_HELP})")
+        add_problem(raw, row, "area_unit", f"{reason} ({_UNIT_HELP})")
     else:
         rec["area_unit"] = unit
     text = rec[area_column]
@@ -620,22 +636,22 @@ def _area_to_mu(raw: _RawTable, row: int, rec: dict[str, str], area_column: str)
         value = math.nan
     rec[area_column] = value
     if not math.isfinite(value):
-        _problem(raw, row, area_column, "value is empty" if not text else "area is not a number")
+        add_problem(raw, row, area_column, "value is empty" if not text else "area is not a number")
         return math.nan
     if value <= 0:
-        _problem(raw, row, area_column, "area must be positive")
+        add_problem(raw, row, area_column, "area must be positive")
         return math.nan
     return math.nan if unit is None else float(area * _UNIT_FACTOR[unit])
 
 
-def _check_unique(raw: _RawTable, key: tuple[str, ...], what: str = "duplicate {key} (same as row {first})") -> None:
+def _check_unique(raw: RawTable, key: tuple[str, ...], what: str = "duplicate {key} (same as row {first})") -> None:
     first_row: dict[tuple[str, ...], int] = {}
     for row, rec in raw.rows:
         value = tuple(rec[k] for k in key)
         if not all(value):
             continue  # already reported as empty
         if value in first_row:
-            _problem(raw, row, key[-1], what.format(key=", ".join(key), first=first_row[value]))
+            add_problem(raw, row, key[-1], what.format(key=", ".join(key), first=first_row[value]))
         else:
             first_row[value] = row
 
@@ -663,7 +679,7 @@ def _crop_lookup(known_crops: Iterable[str] | Mapping[str, str] | None) -> dict[
 MAX_LOGGED_PROBLEMS = 20
 
 
-def _raise(raw: _RawTable) -> None:
+def _raise(raw: RawTable) -> None:
     problems = sorted(raw.problems, key=lambda p: p.row)  # stable: file order of columns within a row
     if len(problems) > 1:
         for problem in problems[:MAX_LOGGED_PROBLEMS]:
@@ -677,8 +693,8 @@ def _raise(raw: _RawTable) -> None:
     raise error
 
 
-def _finish(
-    raw: _RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...], *, isolate: bool = False
+def finish_table(
+    raw: RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...], *, isolate: bool = False
 ) -> pd.DataFrame:
     """Raise the collected problems (unless ``isolate``), or build the frame: known columns, added, extras, source_row."""
     if raw.problems and not isolate:

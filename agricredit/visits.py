@@ -88,15 +88,15 @@ def read_visits(path: str | Path, key: PseudonymKey, encoding: str | None = None
         that disagree on date, officer, crop or measured area. One line:
         file, row, reason.
     """
-    from agricredit.tables import _read_raw, _require_columns
+    from agricredit.tables import read_raw_table, require_columns
 
     path = Path(path)
-    raw = _read_raw(path, encoding)
+    raw = read_raw_table(path, encoding)
     if "area_confirmed_mu" in raw.columns and "measured_mu" not in raw.columns:
         raw.columns = ["measured_mu" if c == "area_confirmed_mu" else c for c in raw.columns]
         raw.rows = [(row, {("measured_mu" if k == "area_confirmed_mu" else k): v for k, v in rec.items()})
                     for row, rec in raw.rows]
-    _require_columns(raw, [c for c in VISIT_COLUMNS if c != "measured_mu"])
+    require_columns(raw, [c for c in VISIT_COLUMNS if c != "measured_mu"])
     catalogue, aliases = load_reason_codes(), crop_aliases()
     merged: dict[str, dict[str, Any]] = {}
     for row, rec in raw.rows:
