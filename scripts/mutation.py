@@ -45,8 +45,10 @@ MODULES = {
     "zonal": ["tests/test_zonal.py", "tests/test_zonal_sample.py", "tests/test_values_boundaries.py"],
     "plots": ["tests/test_plots.py", "tests/test_plots_cli.py", "tests/test_values_chinese_crs.py"],
     "assess": ["tests/test_assess.py", "tests/test_values_sample.py"],
-    "season": ["tests/test_season.py", "tests/test_season_model.py", "tests/test_season_sample.py",
-               "tests/test_cropcheck_sample.py", "tests/test_values_boundaries.py"],
+    # season / cropfit: the precise tests on independent seasons (tests/season_truth.py); the whole-sample
+    # runs (test_season_sample, test_cropcheck_sample: 4-8 s each per mutant) are left out.
+    "season": ["tests/test_cropcheck.py", "tests/test_season.py", "tests/test_season_model.py",
+               "tests/test_values_boundaries.py"],
 }
 #: Folders the tests read besides agricredit/ and tests/.
 ALSO_COPY = ["seeds/", "sample_tiles/", "scripts/"]
