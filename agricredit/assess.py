@@ -378,7 +378,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     villages = dict(zip(public["pseudonym"], public["village"]))
     return Assessment(
         policy=policy,
-        plots=_plot_rows(checked, claims.drawn_mu, verdicts, season, {**borrower_alias, None: None}),
+        plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}),
         verdicts=verdicts,
         decisions=decisions,
         borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),

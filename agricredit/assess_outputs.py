@@ -85,7 +85,7 @@ def _round_coordinates(geometry: Any) -> Any:
     return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
 
 
-def _plot_rows(checked: gpd.GeoDataFrame, areas: pd.DataFrame, verdicts: Sequence[PlotVerdict], season: Any,
+def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
                alias: Mapping[str, str]) -> gpd.GeoDataFrame:
     """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84."""
     by_id = {v.plot_id: v for v in verdicts}

@@ -49,6 +49,10 @@ MODULES = {
     # runs (test_season_sample, test_cropcheck_sample: 4-8 s each per mutant) are left out.
     "season": ["tests/test_cropcheck.py", "tests/test_season.py", "tests/test_season_model.py",
                "tests/test_values_boundaries.py"],
+    "cropfit": ["tests/test_cropcheck.py", "tests/test_season_model.py"],
+    # assess's output assembly: precise rows and files on hand-built verdicts (the whole-assessment tests run for
+    # minutes per mutant).
+    "assess_outputs": ["tests/test_assess_outputs.py", "tests/test_outputs.py"],
 }
 #: Folders the tests read besides agricredit/ and tests/.
 ALSO_COPY = ["seeds/", "sample_tiles/", "scripts/"]
