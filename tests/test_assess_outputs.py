@@ -19,6 +19,7 @@ import geopandas as gpd
 import numpy as np
 import openpyxl
 import pandas as pd
+import pyarrow.parquet as pq
 import pyproj
 import pytest
 import shapely
@@ -30,6 +31,7 @@ from agricredit.assess_outputs import _borrower_geometries, _borrower_rows, _plo
 from agricredit.audit import AuditKey
 from agricredit.credit import Decision, Reason, Terms
 from agricredit.policy import load_policy
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS
 from agricredit.verify import Check, Contribution, PlotFacts, PlotVerdict
 
 POLICY = load_policy(None)
@@ -235,9 +237,11 @@ def _assessment(lang="en"):
                       pii_reference=borrowers)
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("out")
+@pytest.fixture
+def written(tmp_path):
+    """The output folder and manifest, written for each test (a module fixture would hide from mutmut which tests
+    cover write_outputs: it counts only the test whose setup ran it)."""
+    folder = tmp_path / "out"
     return folder, write_outputs(_assessment(), folder, AUDIT_KEY)
 
 
@@ -252,6 +256,8 @@ def test_the_plot_layer_holds_the_rows(written):
     geometry = next(f["geometry"] for f in layer["features"] if f["properties"]["plot_id"] == "P4")
     assert [tuple(p) for p in geometry["coordinates"][0]] == _wgs84_rounded(OUTLINES["P4"])
     parquet = gpd.read_parquet(folder / "plots.parquet")
+    assert parquet.crs.to_epsg() == 4326 and list(parquet.columns) == [f.name for f in PLOT_FIELDS] + ["geometry"]
+    assert pq.read_schema(folder / "plots.parquet").pandas_metadata["index_columns"] == []  # no index column
     assert [None if pd.isna(v) else v for v in parquet["verified_mu"]] == [0.0, 7.5, None, 1.25, None]
 
 
@@ -275,6 +281,8 @@ def test_the_borrower_table_and_layers_hold_the_rows(written):
     outline = shapely.geometry.shape(layer["features"][0]["geometry"])
     assert outline.symmetric_difference(shapely.Polygon(_wgs84_rounded(box(X0, Y0, X0 + 80, Y0 + 40)))).area < 1e-12
     parquet = gpd.read_parquet(folder / "borrowers.parquet")
+    assert parquet.crs.to_epsg() == 4326 and list(parquet.columns) == [f.name for f in BORROWER_FIELDS] + ["geometry"]
+    assert pq.read_schema(folder / "borrowers.parquet").pandas_metadata["index_columns"] == []
     assert list(parquet["borrower"]) == ["b-alice", "b-bob"] and parquet.geometry.iloc[1].equals(
         shapely.Polygon(_wgs84_rounded(OUTLINES["P1"])))
 
@@ -311,7 +319,8 @@ def test_chinese_outputs_and_no_byte_order_mark(tmp_path):
     manifest = write_outputs(_assessment("zh"), tmp_path, AUDIT_KEY, csv_bom=False)
     raw = (tmp_path / "borrowers.csv").read_bytes()
     assert raw.startswith("借款人代号,村,状态".encode())
-    assert openpyxl.load_workbook(tmp_path / "borrowers.xlsx").worksheets[0].title == "借款人"
+    sheet = openpyxl.load_workbook(tmp_path / "borrowers.xlsx").worksheets[0]
+    assert sheet.title == "借款人" and next(sheet.iter_rows(values_only=True))[:3] == ("借款人代号", "村", "状态")
     assert manifest["language"] == "zh"
 
 
