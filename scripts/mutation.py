@@ -47,7 +47,7 @@ MODULES = {
     "assess": ["tests/test_assess.py", "tests/test_values_sample.py"],
     # season / cropfit: the precise tests on independent seasons (tests/season_truth.py); the whole-sample
     # runs (test_season_sample, test_cropcheck_sample: 4-8 s each per mutant) are left out.
-    "season": ["tests/test_cropcheck.py", "tests/test_season.py", "tests/test_season_model.py",
+    "season": ["tests/test_cropcheck.py", "tests/test_season_checks.py", "tests/test_season.py", "tests/test_season_model.py",
                "tests/test_values_boundaries.py"],
     "cropfit": ["tests/test_cropcheck.py", "tests/test_season_model.py"],
     # assess's output assembly: precise rows and files on hand-built verdicts (the whole-assessment tests run for
