@@ -17,8 +17,9 @@ import shapely
 from shapely.geometry import box
 
 from agricredit.errors import InputError
-from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, SeasonResult, _model_checks, resolve_region,
-                               season_plot_table)
+from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, SeasonResult, _covers_every_sowing, _cropped_evidence,
+                               _cultivation_flag, _iso, _model_checks, _window_mask, resolve_region, season_plot_table)
+from agricredit.series import PlotSeries
 
 # ----------------------------------------------------------------------------- the crop model's CROP_MISMATCH
 
@@ -124,3 +125,154 @@ def test_season_table_leaves_a_plot_without_outline_empty():
     result = SeasonResult(plots=pd.DataFrame({"plot_id": ["a", "z"]}), flags={}, fits={}, series={})
     season = season_plot_table(result, _plots(NCP).assign(plot_id=["a"]))
     assert season.geometry.iloc[0] is not None and season.geometry.iloc[1] is None
+
+
+# ----------------------------------------------------------------------------- dates, windows and sowing coverage
+
+
+def _day(text):
+    return np.datetime64(text, "D")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), (np.nan, None), (pd.NaT, None), ("2023-05-06T13:45", "2023-05-06"),
+    (np.datetime64("2023-05-06T23:59:59"), "2023-05-06"), (pd.Timestamp("2022-12-31 08:00"), "2022-12-31"),
+])
+def test_iso_dates_are_days_and_a_missing_one_is_none(value, expected):
+    assert _iso(value) == expected
+
+
+def test_window_mask_includes_both_ends_of_each_window():
+    dates = np.array(["2023-03-31", "2023-04-01", "2023-04-30", "2023-05-01", "2023-06-09", "2023-06-10",
+                      "2023-06-11"], dtype="datetime64[D]")
+    mask = _window_mask(dates, [("2023-04-01", "2023-04-30"), (_day("2023-06-10"), _day("2023-06-10"))])
+    assert mask.tolist() == [False, True, True, False, False, True, False]
+    assert not _window_mask(dates, []).any()
+
+
+#: A green period whose inner part (one logistic width, STEEPNESS_DAYS = 8, inside each end) is days 100 … 120.
+START, END = _day("2023-01-01") + 92, _day("2023-01-01") + 128
+
+
+@pytest.mark.parametrize("shift, covered", [(9, True), (10, True), (11, False)])
+def test_one_observation_in_the_middle_covers_sowing_shifts_up_to_half_the_period(shift, covered):
+    # seen on day 110: the inner period [100, 120] moved by s still holds day 110 for every s in [-10, 10]
+    assert _covers_every_sowing(np.array([_day("2023-01-01") + 110]), [(START, END)], shift) is covered
+
+
+@pytest.mark.parametrize("second, covered", [(121, True), (122, False)])
+def test_two_observations_must_leave_no_whole_day_of_shift_unseen(second, covered):
+    # day 100 sees shifts [-20, 0]; day d sees [d - 120, d - 100]: 121 → [1, 21] adjoins, 122 → [2, 22] leaves 1
+    seen = np.array([_day("2023-01-01") + second, _day("2023-01-01") + 100])
+    assert _covers_every_sowing(seen, [(START, END)], 20) is covered
+
+
+def test_every_green_period_must_be_covered():
+    seen = np.array([_day("2023-01-01") + 110])
+    later = (START + 200, END + 200)
+    assert _covers_every_sowing(seen, [(START, END)], 5) and not _covers_every_sowing(seen, [(START, END), later], 5)
+    assert _covers_every_sowing(np.array([], dtype="datetime64[D]"), [], 5)  # nothing declared: nothing to cover
+    assert not _covers_every_sowing(np.array([], dtype="datetime64[D]"), [(START, END)], 0)
+
+
+# ----------------------------------------------------------------------------- cropped evidence and cultivation
+
+
+def _series(ndvi, *, cropped=None, valid=None, masked=None, start="2023-05-01", step=10):
+    n = len(ndvi)
+    return PlotSeries("p", _day(start) + step * np.arange(n), np.asarray(ndvi, float),
+                      np.asarray(cropped if cropped is not None else np.zeros(n), float), n, 20.0,
+                      np.asarray(valid if valid is not None else np.ones(n), float), np.ones(n),
+                      np.asarray(masked if masked is not None else np.ones(n, bool), bool), 1.0)
+
+
+def test_cropped_share_is_measured_on_the_area_seen_at_the_windows_best_observation():
+    # drawn 10 mu; shares 2/(0.5·10) = 0.4, 6/(0.8·10) = 0.75, 6/(1·10) = 0.6, 9/(1·10) = 0.9 (outside the window)
+    s = _series([0.3, 0.7, 0.6, 0.8], cropped=[2.0, 6.0, 6.0, 9.0], valid=[0.5, 0.8, 1.0, 1.0])
+    window = np.array([True, True, True, False])
+    evidence = _cropped_evidence(s, 10.0, 0.45, window)
+    np.testing.assert_allclose(evidence["share"], [0.4, 0.75, 0.6, 0.9])
+    assert (evidence["cropped_share"], evidence["cropped_measured_share"]) == (0.75, 0.8)
+    assert (evidence["cropped_date"], evidence["cropped_area_mu_at_peak"]) == ("2023-05-11", 7.5)
+
+
+def test_among_equal_shares_the_clearest_observation_is_reported():
+    s = _series([0.7, 0.7, 0.7], cropped=[3.2, 4.0, 3.6], valid=[0.8, 1.0, 0.9])  # all 0.4 of the area seen
+    evidence = _cropped_evidence(s, 10.0, 0.45, np.ones(3, bool))
+    assert (evidence["cropped_measured_share"], evidence["cropped_date"]) == (1.0, "2023-05-11")
+
+
+def test_cropped_share_is_clipped_to_the_unit_interval_and_nan_is_none_seen():
+    s = _series([0.7, 0.7, 0.7], cropped=[12.0, np.nan, -1.0], valid=[1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(_cropped_evidence(s, 10.0, 0.45, np.ones(3, bool))["share"], [1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("drawn", [np.nan, 0.0])
+def test_without_a_drawn_area_a_plot_is_cropped_where_ndvi_reaches_the_threshold(drawn):
+    s = _series([0.44, 0.45, 0.46], cropped=[5.0, 5.0, 5.0])
+    evidence = _cropped_evidence(s, drawn, 0.45, np.ones(3, bool))
+    np.testing.assert_array_equal(evidence["share"], [0.0, 1.0, 1.0])
+    assert evidence["cropped_date"] == "2023-05-11"
+    assert np.isnan(evidence["cropped_area_mu_at_peak"]) if np.isnan(drawn) else evidence["cropped_area_mu_at_peak"] == 0.0
+
+
+def test_no_observation_in_the_window_leaves_the_evidence_empty():
+    evidence = _cropped_evidence(_series([0.8, 0.8], cropped=[9.0, 9.0]), 10.0, 0.45, np.zeros(2, bool))
+    assert evidence["cropped_date"] is None
+    assert all(np.isnan(evidence[k]) for k in ("cropped_share", "cropped_measured_share", "cropped_area_mu_at_peak"))
+
+
+def _cultivation(s, window=None, share_min=0.5, amplitude_min=0.2, threshold=0.45, required=3, partial=False,
+                 covered=True, drawn=10.0):
+    window = np.ones(len(s.dates), bool) if window is None else window
+    evidence = _cropped_evidence(s, drawn, threshold, window)
+    return _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=share_min,
+                             min_season_amplitude=amplitude_min, min_observations=required, partial=partial,
+                             covered=covered)
+
+
+#: A crop greening from 0.2 to 0.8 with a cropped share of the area seen peaking at 0.5 (5 of 10 mu).
+GREEN = dict(ndvi=[0.2, 0.5, 0.8, 0.6], cropped=[0.0, 2.0, 5.0, 3.0])
+
+
+@pytest.mark.parametrize("share_min, code", [(0.49, None), (0.5, None), (0.51, "NOT_CULTIVATED")])
+def test_cultivated_min_share_at_and_either_side(share_min, code):
+    flag = _cultivation(_series(**GREEN), share_min=share_min)
+    assert (flag.code if flag else None) == code
+
+
+@pytest.mark.parametrize("amplitude_min, code", [(0.59, None), (0.6, None), (0.61, "NOT_CULTIVATED")])
+def test_min_season_amplitude_at_and_either_side(amplitude_min, code):
+    flag = _cultivation(_series(ndvi=[0.25, 0.5, 0.85, 0.6], cropped=GREEN["cropped"]), amplitude_min=amplitude_min)
+    assert (flag.code if flag else None) == code  # amplitude 0.85 - 0.25 = 0.6
+
+
+@pytest.mark.parametrize("threshold, code", [(0.79, None), (0.8, None), (0.81, "NOT_CULTIVATED")])
+def test_a_peak_under_the_cropped_threshold_is_not_cultivated(threshold, code):
+    flag = _cultivation(_series(**GREEN), threshold=threshold, amplitude_min=0.0)
+    assert (flag.code if flag else None) == code
+
+
+def test_not_cultivated_carries_its_figures():
+    s = _series([0.2, 0.25, 0.3, 0.22], cropped=[0.0, 1.0, 2.0, 1.0], masked=[True, False, True, True])
+    flag = _cultivation(s, window=np.array([True, True, True, False]), required=2)
+    assert flag.code == "NOT_CULTIVATED"
+    assert flag.figures == {
+        "clear_in_window": 2, "usable_in_window": 3, "required": 2, "max_cropped_share": 0.2,
+        "cultivated_min_share": 0.5, "peak_ndvi": 0.3, "amplitude": pytest.approx(0.1), "min_season_amplitude": 0.2,
+        "cropped_ndvi_threshold": 0.45, "cropped_measured_share": 1.0, "partial_coverage": False,
+        "every_sowing_date_seen": True}
+
+
+@pytest.mark.parametrize("required, partial, covered, code", [
+    (2, False, True, "NOT_CULTIVATED"), (3, False, True, "NOT_CULTIVATED_UNCONFIRMED"),
+    (2, True, True, "NOT_CULTIVATED_UNCONFIRMED"), (2, False, False, "NOT_CULTIVATED_UNCONFIRMED"),
+])
+def test_not_cultivated_is_confirmed_only_on_enough_clear_observations_of_a_whole_plot(required, partial, covered,
+                                                                                      code):
+    s = _series([0.2, 0.25, 0.3], masked=[True, False, True])  # two cloud-masked observations
+    assert _cultivation(s, required=required, partial=partial, covered=covered).code == code
+
+
+def test_no_observation_in_the_window_is_no_cultivation_finding():
+    assert _cultivation(_series([0.2, 0.2, 0.2]), window=np.zeros(3, bool)) is None
