@@ -17,8 +17,9 @@ import shapely
 from shapely.geometry import box
 
 from agricredit.errors import InputError
-from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, SeasonResult, _covers_every_sowing, _cropped_evidence,
-                               _cultivation_flag, _iso, _model_checks, _window_mask, resolve_region, season_plot_table)
+from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing, _cropped_evidence,
+                               _cultivation_flag, _iso, _model_checks, _window_mask, peer_vigor, resolve_region,
+                               season_plot_table)
 from agricredit.series import PlotSeries
 
 # ----------------------------------------------------------------------------- the crop model's CROP_MISMATCH
@@ -276,3 +277,126 @@ def test_not_cultivated_is_confirmed_only_on_enough_clear_observations_of_a_whol
 
 def test_no_observation_in_the_window_is_no_cultivation_finding():
     assert _cultivation(_series([0.2, 0.2, 0.2]), window=np.zeros(3, bool)) is None
+
+
+# ----------------------------------------------------------------------------- peer vigor
+
+#: Six maize peers, peaks exact in binary: median 0.75; the 0.5 plot is 0.25 below it, at percentile 0
+#: (no other peer lower), the 0.625 one at (1 + 1) / 2 / 5 = 20 %.
+PEAKS = [0.5, 0.625, 0.75, 0.75, 0.875, 0.875]
+
+
+def _peers(peaks=PEAKS, crop="maize", **columns):
+    n = len(peaks)
+    return pd.DataFrame({"plot_id": [f"P{i}" for i in range(n)], "declared_crop": [crop] * n,
+                         "vigor_peak_ndvi": peaks, "pixel_count": 50.0, "n_clear": 5, **columns})
+
+
+def _vigor(plots, **options):
+    flags = {p: [] for p in plots["plot_id"]}
+    out = peer_vigor(plots, flags, **{"low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.25, "vigor_factor_min": 0.7,
+                                      "vigor_factor_max": 1.0, "min_peers": 5, **options})
+    return out, {p: [f.code for f in fs] for p, fs in flags.items()}
+
+
+def test_a_low_vigor_plot_carries_its_figures_and_is_marked_down_to_the_floor():
+    flags = {p: [] for p in _peers()["plot_id"]}
+    out = peer_vigor(_peers(), flags, low_vigor_percentile=10.0, low_vigor_min_gap=0.25, vigor_factor_min=0.7,
+                     vigor_factor_max=1.0, min_peers=5)
+    assert [(f.code, f.figures) for f in flags["P0"]] == [("LOW_VIGOR", {
+        "crop": "maize", "vigor_peak_ndvi": 0.5, "peer_median_peak": 0.75, "gap": 0.25, "peak_percentile": 0.0,
+        "low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.25, "peer_count": 6})]
+    assert all(flags[p] == [] for p in flags if p != "P0")
+    assert out["vigor_factor"].tolist() == [0.7, 1.0, 1.0, 1.0, 1.0, 1.0]  # 0.5 / 0.75 = 0.67 → 0.7; others ≤ 1.0
+    assert out["peer_count"].tolist() == [6] * 6 and out["peer_median_peak"].tolist() == [0.75] * 6
+    assert out["peak_percentile"].tolist() == [0.0, 20.0, 50.0, 50.0, 90.0, 90.0]
+
+
+def test_a_low_vigor_factor_above_the_floor_is_peak_over_median():
+    out, _ = _vigor(_peers(), vigor_factor_min=0.5)
+    assert out["vigor_factor"].iloc[0] == pytest.approx(0.5 / 0.75)
+
+
+def test_greener_plots_are_marked_up_to_vigor_factor_max_only():
+    out, _ = _vigor(_peers(), vigor_factor_max=1.1)
+    assert out["vigor_factor"].tolist()[2:] == [1.0, 1.0, 1.1, 1.1]  # 0.875 / 0.75 = 1.167 → 1.1
+    out, _ = _vigor(_peers(), vigor_factor_max=1.2)
+    assert out["vigor_factor"].iloc[4] == pytest.approx(0.875 / 0.75) and out["vigor_factor"].iloc[1] == 1.0
+
+
+@pytest.mark.parametrize("gap, flagged", [(0.2, True), (0.25, True), (0.3, False)])
+def test_low_vigor_min_gap_at_and_either_side(gap, flagged):
+    _, flags = _vigor(_peers(), low_vigor_min_gap=gap)
+    assert (flags["P0"] == ["LOW_VIGOR"]) is flagged
+
+
+@pytest.mark.parametrize("percentile, flagged", [(19.0, False), (20.0, False), (21.0, True)])
+def test_low_vigor_percentile_at_and_either_side(percentile, flagged):
+    _, flags = _vigor(_peers(), low_vigor_percentile=percentile, low_vigor_min_gap=0.125)  # P1: 20 %, 0.125 below
+    assert (flags["P1"] == ["LOW_VIGOR"]) is flagged
+
+
+@pytest.mark.parametrize("min_peers, compared", [(5, True), (6, True), (7, False)])
+def test_min_peers_at_and_either_side(min_peers, compared):
+    out, flags = _vigor(_peers(), min_peers=min_peers)
+    assert (flags["P0"] == ["LOW_VIGOR"]) is compared
+    assert out["peer_count"].iloc[0] == (6 if compared else 0)
+    assert bool(np.isnan(out["peak_percentile"].iloc[0])) is bool(np.isnan(out["peer_median_peak"].iloc[0])) is (
+        not compared)
+    assert out["vigor_factor"].iloc[0] == (0.7 if compared else 1.0)
+
+
+@pytest.mark.parametrize("code", ["NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CLOUD_INSUFFICIENT", "NO_COVERAGE",
+                                  "CROP_MISMATCH", "SEASON_UNRECOGNISED", "PARTIAL_COVERAGE"])
+def test_a_plot_with_a_failed_check_is_no_peer(code):
+    plots = _peers(PEAKS + [0.9])
+    flags = {p: [] for p in plots["plot_id"]}
+    flags["P6"] = [Flag(code)]
+    out = peer_vigor(plots, flags, low_vigor_min_gap=0.25, min_peers=5)
+    assert out["peer_count"].tolist() == [6] * 6 + [0] and out["peer_median_peak"].iloc[0] == 0.75
+    assert np.isnan(out["peak_percentile"].iloc[6]) and out["vigor_factor"].iloc[6] == 1.0
+    assert [f.code for f in flags["P6"]] == [code]
+
+
+def test_a_low_vigor_or_info_finding_keeps_a_plot_a_peer():
+    plots = _peers(PEAKS + [0.9])
+    flags = {p: [] for p in plots["plot_id"]}
+    flags["P6"] = [Flag("TOO_FEW_PIXELS")]
+    assert peer_vigor(plots, flags, min_peers=5)["peer_count"].iloc[6] == 7
+
+
+@pytest.mark.parametrize("column, value, peer", [("pixel_count", 3.99, False), ("pixel_count", 4.0, True),
+                                                 ("n_clear", 2, False), ("n_clear", 3, True)])
+def test_a_peer_needs_enough_pixels_and_clear_observations(column, value, peer):
+    plots = _peers(PEAKS + [0.9])
+    plots.loc[6, column] = value
+    out = peer_vigor(plots, {p: [] for p in plots["plot_id"]}, min_peers=5, min_pixel_count=4.0,
+                     min_clear_observations=3)
+    assert out["peer_count"].iloc[6] == (7 if peer else 0)
+
+
+def test_peers_without_pixel_or_clear_counts_are_all_compared():
+    plots = _peers().drop(columns=["pixel_count", "n_clear"])
+    out = peer_vigor(plots, {p: [] for p in plots["plot_id"]}, min_peers=5, min_pixel_count=0.0,
+                     min_clear_observations=0)
+    assert out["peer_count"].tolist() == [6] * 6
+
+
+@pytest.mark.parametrize("crop", ["", None])
+def test_a_plot_without_a_declared_crop_is_no_peer(crop):
+    plots = _peers(PEAKS + [0.9])
+    plots["declared_crop"] = plots["declared_crop"].astype(object)
+    plots.loc[6, "declared_crop"] = crop
+    assert _vigor(plots)[0]["peer_count"].tolist() == [6] * 6 + [0]
+
+
+def test_a_plot_without_a_peak_is_no_peer():
+    assert _vigor(_peers(PEAKS + [np.nan]))[0]["peer_count"].tolist() == [6] * 6 + [0]
+
+
+def test_each_crop_is_compared_with_its_own_peers():
+    plots = pd.concat([_peers(), _peers([0.25, 0.375, 0.5, 0.5, 0.625, 0.625], crop="wheat")], ignore_index=True)
+    plots["plot_id"] = [f"P{i}" for i in range(12)]
+    out, flags = _vigor(plots)
+    assert out["peer_median_peak"].tolist() == [0.75] * 6 + [0.5] * 6
+    assert [p for p, codes in flags.items() if codes] == ["P0", "P6"]
