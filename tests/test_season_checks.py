@@ -7,6 +7,7 @@ and the season table's columns and geometry.
 
 from __future__ import annotations
 
+import json
 import re
 
 import geopandas as gpd
@@ -16,11 +17,14 @@ import pytest
 import shapely
 from shapely.geometry import box
 
-from agricredit.errors import InputError
+from agricredit.errors import InputError, SchemaError
+from agricredit.policy import load_policy
 from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing, _cropped_evidence,
-                               _cultivation_flag, _iso, _model_checks, _window_mask, peer_vigor, resolve_region,
-                               season_plot_table)
+                               _cultivation_flag, _iso, _model_checks, _window_mask, assess_season, peer_vigor,
+                               resolve_region, season_options, season_plot_table)
 from agricredit.series import PlotSeries
+
+POLICY = load_policy(None)
 
 # ----------------------------------------------------------------------------- the crop model's CROP_MISMATCH
 
@@ -400,3 +404,130 @@ def test_each_crop_is_compared_with_its_own_peers():
     out, flags = _vigor(plots)
     assert out["peer_median_peak"].tolist() == [0.75] * 6 + [0.5] * 6
     assert [p for p, codes in flags.items() if codes] == ["P0", "P6"]
+
+
+# ----------------------------------------------------------------------------- one plot through assess_season
+
+#: Northeast China, single-season maize: green-up 06-10, senescence 09-01 (seeds/calendars.csv); its window is
+#: that period widened by max_sowing_shift_days = 30: 2023-05-11 … 2023-10-01.
+MAIZE_WINDOW = ("2023-05-11", "2023-10-01")
+
+
+def _maize_ndvi(days):
+    """A maize-like canopy: 0.2 bare, rising around 06-25 and falling around 09-10 to a 0.85 peak."""
+    t = (days - np.datetime64("2023-01-01")).astype(float)
+    return 0.2 + 0.65 / (1 + np.exp(-(t - 176) / 8)) / (1 + np.exp((t - 253) / 8))
+
+
+def _table(plot_id="p", *, every=8, start="2023-04-01", end="2023-11-30", valid=1.0, covered=1.0, masked=True,
+           pixels=40.0, drawn=10.0, ndvi=None):
+    days = np.arange(np.datetime64(start), np.datetime64(end) + 1, every)
+    values = _maize_ndvi(days) if ndvi is None else np.asarray(ndvi(days), float)
+    share = np.clip((values - 0.2) / 0.5, 0.0, 1.0)
+    return pd.DataFrame({"plot_id": plot_id, "date": days, "ndvi_mean": values, "valid_frac": valid,
+                         "cropped_area_mu": share * drawn * valid, "pixel_count": pixels, "covered_frac": covered,
+                         "cloud_masked": masked})
+
+
+def _season(table, declared=None, drawn=None, **options):
+    declared = {"p": "maize"} if declared is None else declared
+    drawn = {"p": 10.0} if drawn is None else drawn
+    return assess_season(table, declared, drawn, **{**season_options(POLICY), "region": "northeast", **options})
+
+
+def _row(result, plot_id="p"):
+    return result.plots.set_index("plot_id").loc[plot_id]
+
+
+def test_a_grown_maize_plot_is_described_and_not_flagged():
+    table = _table()
+    table.loc[3, "valid_frac"] = 0.5  # one clouded observation: not used
+    table.loc[5, "cloud_masked"] = False
+    result = _season(table)
+    row = _row(result)
+    assert (row["flags"], row.declared_crop, row.region) == ("", "maize", "northeast")
+    assert (row.n_acquisitions, row.n_valid, row.n_clear, row.pixel_count, row.max_covered_frac) == (31, 30, 29, 40.0, 1.0)
+    window = (np.datetime64(MAIZE_WINDOW[0]) <= table["date"]) & (table["date"] <= np.datetime64(MAIZE_WINDOW[1]))
+    assert (row.window_start, row.window_end, row.n_valid_in_window) == (*MAIZE_WINDOW, int(window.sum()))
+    assert row.drawn_area_mu == 10.0 and "maize" in row.crop_ranking.split(";")
+    assert row.cropped_share == 1.0 and row.cropped_area_mu_at_peak == 10.0 and row.cropped_measured_share == 1.0
+    assert row.chosen_windows.startswith("maize:2023-") and row.declared_explanation == "maize"
+    assert row.fitted_peak_ndvi == pytest.approx(0.84, abs=0.05) and row.vigor_peak_ndvi == row.fitted_peak_ndvi
+    assert row.peak_date is not None and "2023-07-10" <= row.peak_date <= "2023-08-25"
+    assert json.loads(row.flag_figures) == {} and result.flags["p"] == []
+    assert result.period == (np.datetime64("2023-04-01"), np.datetime64("2023-11-27"))
+    assert list(result.series["p"].dates) == list(table["date"].drop(3).to_numpy().astype("datetime64[D]"))
+
+
+def test_a_plot_without_any_tile_has_no_coverage():
+    result = _season(_table(), {"p": "maize", "ghost": "maize"}, plot_ids=["p", "ghost"])
+    row = _row(result, "ghost")
+    assert (row["flags"], row.n_acquisitions, row.n_valid) == ("NO_COVERAGE", 0, 0)
+    assert json.loads(row.flag_figures) == {"NO_COVERAGE": {"acquisitions": 0}}
+    assert result.fits["ghost"] == []
+
+
+@pytest.mark.parametrize("pixels, checked", [(3.9, False), (4.0, True)])
+def test_a_plot_too_small_for_the_sensor_is_left_to_verify(pixels, checked):
+    bare = _table(ndvi=lambda d: np.full(len(d), 0.2), pixels=pixels)
+    row = _row(_season(bare))
+    assert row["flags"] == ("NOT_CULTIVATED" if checked else "")
+    assert (row.window_start if checked else None) == (MAIZE_WINDOW[0] if checked else None)
+
+
+@pytest.mark.parametrize("covered, partial", [(0.94, True), (0.95, False)])
+def test_a_plot_partly_outside_the_imagery_at_the_min_covered_fraction(covered, partial):
+    row = _row(_season(_table(covered=covered, valid=covered)))
+    assert ("PARTIAL_COVERAGE" in row["flags"].split(";")) is partial
+    if partial:
+        assert json.loads(row.flag_figures)["PARTIAL_COVERAGE"] == {"max_covered_frac": 0.94,
+                                                                    "min_covered_fraction": 0.95}
+
+
+@pytest.mark.parametrize("kept, code", [(["2023-05-19", "2023-08-15"], "CLOUD_INSUFFICIENT"),
+                                       (["2023-05-19", "2023-07-14", "2023-08-15"], "")])
+def test_too_few_observations_in_the_crops_window_is_a_cloud_problem(kept, code):
+    table = _table()
+    inside = (table["date"] >= np.datetime64(MAIZE_WINDOW[0])) & (table["date"] <= np.datetime64(MAIZE_WINDOW[1]))
+    table.loc[inside & ~table["date"].isin(pd.to_datetime(kept)), "valid_frac"] = 0.1  # the rest of the window clouded
+    row = _row(_season(table))
+    assert row["flags"] == code and row.n_valid_in_window == len(kept)
+    if code:
+        assert json.loads(row.flag_figures)["CLOUD_INSUFFICIENT"] == {
+            "crop": "maize", "valid_in_window": 2, "required": 3, "window_start": MAIZE_WINDOW[0],
+            "window_end": MAIZE_WINDOW[1], "acquisitions": 31}
+
+
+def test_a_plot_without_a_declaration_is_judged_on_the_whole_season():
+    row = _row(_season(_table(), {}))
+    assert (row.window_start, row.window_end, row.n_valid_in_window) == ("2023-04-01", "2023-11-27", 31)
+    assert row.declared_crop is None and row.declared_explanation is None and row["flags"] == ""
+    assert np.isnan(row.fitted_peak_ndvi) and row.vigor_peak_ndvi == row.peak_ndvi
+
+
+def test_a_bare_plot_declared_as_maize_is_not_cultivated_with_its_figures():
+    row = _row(_season(_table(ndvi=lambda d: np.full(len(d), 0.2))))
+    assert row["flags"] == "NOT_CULTIVATED"
+    figures = json.loads(row.flag_figures)["NOT_CULTIVATED"]
+    assert figures["max_cropped_share"] == 0.0 and figures["peak_ndvi"] == 0.2 and figures["amplitude"] == 0.0
+    assert figures["every_sowing_date_seen"] is True and figures["partial_coverage"] is False
+    assert figures["required"] == 3 and figures["cropped_ndvi_threshold"] == 0.45
+
+
+def test_unknown_region_crop_or_empty_table_is_one_clear_error():
+    with pytest.raises(InputError, match=re.escape("no crop calendar for region 'mars'")):
+        _season(_table(), region="mars")
+    with pytest.raises(SchemaError, match=re.escape("declared crops ['cotton'] are not in the crop table")):
+        _season(_table(), {"p": "cotton"})
+    with pytest.raises(InputError, match="the long table has no observations"):
+        _season(_table().iloc[:0])
+
+
+@pytest.mark.parametrize("smoothing", ["whittaker", "savgol"])
+def test_phenology_is_read_from_the_smoothed_curve_when_asked(smoothing):
+    table = _table()
+    spike = table.index[table["date"] == np.datetime64("2023-06-04")][0]
+    table.loc[spike, "ndvi_mean"] = 0.95  # one outlier above the 0.84 canopy
+    assert _row(_season(table)).peak_ndvi == 0.95
+    smoothed = _row(_season(table, smoothing=smoothing))
+    assert smoothed.peak_ndvi < 0.9 and smoothed.peak_date > "2023-06-04"
