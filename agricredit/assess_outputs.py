@@ -64,9 +64,9 @@ BORROWER_STYLE = CategorizedStyle("status", (("APPROVE", "APPROVE", "26,150,65")
 COORDINATE_DECIMALS = 6
 
 
-def _records(frame: pd.DataFrame, *key: str) -> dict[Any, dict[str, Any]]:
-    """Rows of ``frame`` as dicts keyed by the ``key`` column(s) (a hash lookup per plot, not a pandas one)."""
-    return {tuple(r[k] for k in key) if len(key) > 1 else r[key[0]]: r for r in frame.to_dict("records")}
+def _records(frame: pd.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
+    """Rows of ``frame`` as dicts keyed by the ``key`` column (a hash lookup per plot, not a pandas one)."""
+    return {r[key]: r for r in frame.to_dict("records")}
 
 
 def _round(value: Any, digits: int = 4) -> Any:
@@ -80,8 +80,6 @@ def _round(value: Any, digits: int = 4) -> Any:
 
 def _round_coordinates(geometry: Any) -> Any:
     """``geometry`` with coordinates rounded to :data:`COORDINATE_DECIMALS` (the same in every output format)."""
-    if geometry is None or geometry.is_empty:
-        return geometry
     return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
 
 
@@ -89,7 +87,7 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
                alias: Mapping[str, str]) -> gpd.GeoDataFrame:
     """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84."""
     by_id = {v.plot_id: v for v in verdicts}
-    features = _records(season.plots, "plot_id") if len(season.plots) else {}
+    features = _records(season.plots, "plot_id")
     records, geometries = [], []
     wgs = to_wgs84(checked)
     for plot_id, borrower, geometry_status, geometry in zip(checked["plot_id"], checked["borrower_id"],
@@ -226,7 +224,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
                 write_plot_table(plots if layer == "plots" else borrowers, stage / f"{layer}.geojsonl",
                                  decimals=COORDINATE_DECIMALS)
                 collection.unlink()
-        written = sorted(path for path in stage.iterdir() if path.name != "manifest.json")
+        written = sorted(stage.iterdir())  # a new staging folder: the manifest is not written yet
         manifest = {
             "tool": "agricredit",
             "tool_version": __version__,

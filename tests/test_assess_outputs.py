@@ -138,7 +138,8 @@ def test_a_plot_without_a_verdict_keeps_its_status_and_nothing_else():
 
 
 def test_plot_rows_are_sorted_by_id_with_the_unnamed_last():
-    assert list(_plot_table()["plot_id"]) == ["P1", "P2", "P3", "P4", None]
+    table = _plot_table()
+    assert list(table["plot_id"]) == ["P1", "P2", "P3", "P4", None] and list(table.index) == [0, 1, 2, 3, 4]
 
 
 def test_plot_details_round_each_figure_to_four_decimals():
@@ -171,7 +172,7 @@ def test_an_empty_geometry_is_written_as_it_is():
 
 def test_borrower_rows_carry_the_decision_now_and_the_sum_of_the_plots():
     rows = _borrower_table()
-    assert list(rows["borrower"]) == ["b-alice", "b-bob"]
+    assert list(rows["borrower"]) == ["b-alice", "b-bob"] and list(rows.index) == [0, 1]
     alice, bob = rows.iloc[0], rows.iloc[1]
     assert (alice.village, alice.status, alice.currency, alice.binding) == ("东村", "APPROVE", "CNY", "capacity")
     assert (alice.limit, alice.limit_if_confirmed) == (5460, 6600)
@@ -210,10 +211,30 @@ def test_a_borrowers_usable_plots_dissolve_into_one_outline():
     assert bob.equals(shapely.Polygon(_wgs84_rounded(OUTLINES["P1"])))  # a repaired outline is usable
 
 
-def test_a_borrower_without_a_usable_plot_has_no_outline():
+@pytest.mark.parametrize("unusable, outlines", [("P1", ["P2P4", None]), ("P2P4", [None, "P1"])])
+def test_a_borrower_without_a_usable_plot_has_no_outline(unusable, outlines):
     plots = _plot_table()
-    plots.loc[plots["plot_id"] == "P1", "geometry_status"] = "GEOMETRY_INVALID"
-    assert _borrower_geometries(SimpleNamespace(plots=plots, borrowers=_borrower_table()))[1] is None
+    plots.loc[plots["plot_id"].isin([unusable[i:i + 2] for i in (0, 2)]), "geometry_status"] = "GEOMETRY_INVALID"
+    expected = {"P2P4": shapely.Polygon(_wgs84_rounded(box(X0, Y0, X0 + 80, Y0 + 40))),
+                "P1": shapely.Polygon(_wgs84_rounded(OUTLINES["P1"]))}
+    geometries = _borrower_geometries(SimpleNamespace(plots=plots, borrowers=_borrower_table()))
+    assert len(geometries) == 2
+    for geometry, name in zip(geometries, outlines):
+        assert geometry is None if name is None else geometry.symmetric_difference(expected[name]).area < 1e-12
+
+
+def test_dissolved_outlines_are_on_the_six_decimal_grid():
+    # two triangles whose edges cross between grid points: the crossings are snapped to 1e-6°
+    a = shapely.Polygon([(117.000001, 39.000003), (117.001235, 39.000003), (117.0006, 39.001111)])
+    b = shapely.Polygon([(117.000001, 39.0006), (117.001235, 39.0006), (117.0006, 38.9995)])
+    plots = gpd.GeoDataFrame({"borrower": ["b", "b"], "geometry_status": ["OK", "OK"]}, geometry=[a, b],
+                             crs="EPSG:4326")
+    outline = _borrower_geometries(SimpleNamespace(plots=plots, borrowers=pd.DataFrame({"borrower": ["b"]})))[0]
+    coordinates = shapely.get_coordinates(outline)
+    assert len(coordinates) > 8  # the crossings are vertices
+    np.testing.assert_array_equal(coordinates, np.round(coordinates, 6))
+    union = a.union(b)
+    assert outline.symmetric_difference(union).area < union.length * 0.5e-6  # vertices moved by half a step at most
 
 
 def test_a_dissolved_outline_is_made_valid():
@@ -232,7 +253,7 @@ def _assessment(lang="en"):
                                                                                       "110101199001015678"]})
     return Assessment(policy=POLICY, plots=_plot_table(), verdicts=VERDICTS, decisions=DECISIONS,
                       borrowers=_borrower_table(lang), audit=[], rejected={"GEOMETRY_INVALID": ["P3"],
-                                                                           "MISSING_ID": ["feature 5"]},
+                                                                           "MISSING_ID": ["第5个要素"]},
                       inputs={"plots": "ab" * 32}, key_fingerprint="fingerprint-1", lang=lang,
                       pii_reference=borrowers)
 
@@ -305,7 +326,7 @@ def test_the_manifest_lists_every_file_with_its_hash_and_the_counts(written):
     assert manifest["outputs"] == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in files}
     assert manifest["counts"] == {"plots": 5, "borrowers": 2, "status": {"APPROVE": 1, "REVIEW": 1},
                                   "rejected_or_unverifiable_plots": {"GEOMETRY_INVALID": ["P3"],
-                                                                     "MISSING_ID": ["feature 5"]}}
+                                                                     "MISSING_ID": ["第5个要素"]}}
     assert (manifest["tool"], manifest["tool_version"], manifest["language"]) == ("agricredit", __version__, "en")
     assert manifest["policy"] == {"name": "agricredit-default", "version": "2026.1", "sha256": POLICY.sha256}
     assert manifest["pseudonym_key_fingerprint"] == "fingerprint-1"
@@ -313,6 +334,7 @@ def test_the_manifest_lists_every_file_with_its_hash_and_the_counts(written):
     assert manifest["audit"]["records"] == 0
     text = (folder / "manifest.json").read_text(encoding="utf-8")
     assert text.endswith("}\n") and text.startswith('{\n  "audit"')  # indented, keys sorted
+    assert '"第5个要素"' in text  # UTF-8, not \u escapes
 
 
 def test_chinese_outputs_and_no_byte_order_mark(tmp_path):
