@@ -19,9 +19,9 @@ from shapely.geometry import box
 
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
-from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing, _cropped_evidence,
-                               _cultivation_flag, _iso, _model_checks, _window_mask, assess_season, peer_vigor,
-                               resolve_region, season_options, season_plot_table)
+from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing,
+                               _cropped_evidence, _cultivation_flag, _iso, _json_default, _model_checks, _window_mask,
+                               assess_season, peer_vigor, resolve_region, season_options, season_plot_table)
 from agricredit.series import PlotSeries
 
 POLICY = load_policy(None)
@@ -91,10 +91,10 @@ def test_plots_without_a_geometry_do_not_vote():
 
 
 def test_no_region_and_no_plots_is_one_clear_error():
-    message = "no region named and no plots to locate one (set satellite.region or options.region)"
-    with pytest.raises(InputError, match=re.escape(message)):
+    message = "^no region named and no plots to locate one \\(set satellite.region or options.region\\)$"
+    with pytest.raises(InputError, match=message):
         resolve_region(None)
-    with pytest.raises(InputError, match=re.escape(message)):
+    with pytest.raises(InputError, match=message):
         resolve_region("auto", _plots())
 
 
@@ -210,6 +210,11 @@ def test_among_equal_shares_the_clearest_observation_is_reported():
 def test_cropped_share_is_clipped_to_the_unit_interval_and_nan_is_none_seen():
     s = _series([0.7, 0.7, 0.7], cropped=[12.0, np.nan, -1.0], valid=[1.0, 1.0, 1.0])
     np.testing.assert_array_equal(_cropped_evidence(s, 10.0, 0.45, np.ones(3, bool))["share"], [1.0, 0.0, 0.0])
+
+
+def test_a_plot_under_one_mu_is_measured_on_its_area():
+    s = _series([0.7, 0.7], cropped=[0.2, 0.5], valid=[0.5, 1.0])  # 0.2 / (0.5 · 0.5) = 0.8; 0.5 / 0.5 = 1.0
+    np.testing.assert_allclose(_cropped_evidence(s, 0.5, 0.45, np.ones(2, bool))["share"], [0.8, 1.0])
 
 
 @pytest.mark.parametrize("drawn", [np.nan, 0.0])
@@ -449,7 +454,10 @@ def test_a_grown_maize_plot_is_described_and_not_flagged():
     assert (row.n_acquisitions, row.n_valid, row.n_clear, row.pixel_count, row.max_covered_frac) == (31, 30, 29, 40.0, 1.0)
     window = (np.datetime64(MAIZE_WINDOW[0]) <= table["date"]) & (table["date"] <= np.datetime64(MAIZE_WINDOW[1]))
     assert (row.window_start, row.window_end, row.n_valid_in_window) == (*MAIZE_WINDOW, int(window.sum()))
-    assert row.drawn_area_mu == 10.0 and "maize" in row.crop_ranking.split(";")
+    assert row.drawn_area_mu == 10.0 and row.crop_ranking == ";".join(f.name for f in result.fits["p"])
+    best = result.fits["p"][0]  # the row reports the best of the ranked explanations
+    assert (row.best_crop, row.best_explanation, row.best_score, row.best_rmse) == (best.label, best.name, best.score,
+                                                                                   best.rmse)
     assert row.cropped_share == 1.0 and row.cropped_area_mu_at_peak == 10.0 and row.cropped_measured_share == 1.0
     assert row.chosen_windows.startswith("maize:2023-") and row.declared_explanation == "maize"
     assert row.fitted_peak_ndvi == pytest.approx(0.84, abs=0.05) and row.vigor_peak_ndvi == row.fitted_peak_ndvi
@@ -531,3 +539,20 @@ def test_phenology_is_read_from_the_smoothed_curve_when_asked(smoothing):
     assert _row(_season(table)).peak_ndvi == 0.95
     smoothed = _row(_season(table, smoothing=smoothing))
     assert smoothed.peak_ndvi < 0.9 and smoothed.peak_date > "2023-06-04"
+
+
+def test_season_options_are_the_policys_satellite_section_with_overrides():
+    expected = {"min_valid_fraction": 0.6, "min_observations_in_window": 3, "min_pixel_count": 4.0,
+                "cultivated_min_share": 0.5, "max_sowing_shift_days": 30, "crop_mismatch_margin": 0.06,
+                "low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.1, "vigor_factor_min": 0.7, "vigor_factor_max": 1.0,
+                "min_season_amplitude": 0.2, "min_peers": 5, "shift_penalty": 0.05, "crop_model_margin": 0.5,
+                "region": "auto", "max_fit_rmse": 0.1, "min_template_scale": 0.4, "min_covered_fraction": 0.95}
+    assert season_options(POLICY) == expected  # seeds/policy.toml [satellite], written out here
+    assert season_options(POLICY, region="ncp", min_peers=None, smoothing="savgol") == {
+        **expected, "region": "ncp", "smoothing": "savgol"}
+
+
+def test_a_figure_that_is_not_json_is_a_clear_type_error():
+    assert _json_default(np.float32(0.5)) == 0.5 and type(_json_default(np.int64(3))) is int
+    with pytest.raises(TypeError, match="^not JSON serialisable: object$"):
+        _json_default(object())
