@@ -17,11 +17,13 @@ import pytest
 import shapely
 from shapely.geometry import box
 
+from agricredit.cropfit import fit_explanations
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
 from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing,
-                               _cropped_evidence, _cultivation_flag, _iso, _json_default, _model_checks, _window_mask,
-                               assess_season, peer_vigor, resolve_region, season_options, season_plot_table)
+                               _cropped_evidence, _cultivation_flag, _iso, _json_default, _model_checks,
+                               _template_checks, _window_mask, assess_season, peer_vigor, resolve_region,
+                               season_options, season_plot_table)
 from agricredit.series import PlotSeries
 
 POLICY = load_policy(None)
@@ -556,3 +558,57 @@ def test_a_figure_that_is_not_json_is_a_clear_type_error():
     assert _json_default(np.float32(0.5)) == 0.5 and type(_json_default(np.int64(3))) is int
     with pytest.raises(TypeError, match="^not JSON serialisable: object$"):
         _json_default(object())
+
+
+# ----------------------------------------------------------------------------- template checks on a fitted series
+
+
+def _fits(region):
+    days = np.arange(np.datetime64("2023-04-01"), np.datetime64("2023-11-30"), 8)
+    fits = fit_explanations(days, _maize_ndvi(days), region, max_sowing_shift_days=30, shift_penalty=0.05,
+                            min_template_scale=0.4, period=(days[0], days[-1]))
+    return fits, days, _maize_ndvi(days)
+
+
+def _template(region, declared, max_fit_rmse=0.1):
+    fits, days, ndvi = _fits(region)
+    row = {}
+    flags = _template_checks(row, fits, [Declared.parse(d) for d in declared], region, days, ndvi, margin=0.06,
+                             max_fit_rmse=max_fit_rmse)
+    return fits[0], row, [(f.code, f.figures) for f in flags]
+
+
+@pytest.mark.parametrize("region, declared, without", [("yangtze", ["soybean", "maize"], "maize;soybean"),
+                                                       ("northeast", ["wheat"], "wheat")])
+def test_a_declared_crop_without_a_calendar_in_the_region_is_unrecognised(region, declared, without):
+    best, row, flags = _template(region, declared)
+    assert flags == [("SEASON_UNRECOGNISED", {"region": region, "best_explanation": best.name,
+                                              "best_rmse": best.rmse, "max_fit_rmse": 0.1,
+                                              "declared_without_calendar": without})]
+    assert (row["best_crop"], row["best_explanation"], row["best_score"], row["best_rmse"]) == (
+        best.label, best.name, best.score, best.rmse)
+    assert np.isnan(row["declared_score"]) and row["declared_explanation"] == best.name
+
+
+@pytest.mark.parametrize("above, code", [(-1e-9, "SEASON_UNRECOGNISED"), (0.0, None)])
+def test_max_fit_rmse_at_and_below_the_best_fit(above, code):
+    limit = _fits("northeast")[0][0].rmse + above
+    best, row, flags = _template("northeast", ["maize"], max_fit_rmse=limit)
+    assert (flags[0][0] if flags else None) == code and row["declared_explanation"] == "maize"
+    if code:
+        assert flags[0][1]["declared_without_calendar"] is None and flags[0][1]["max_fit_rmse"] == limit
+        assert np.isnan(row["declared_score"])
+
+
+def test_crops_no_cropping_system_of_the_region_grows_together_are_a_mismatch():
+    best, row, flags = _template("northeast", ["maize", "soybean"])  # two single-season crops, no rotation of both
+    assert flags == [("CROP_MISMATCH", {"declared_crop": "maize;soybean", "best_crop": best.label,
+                                        "best_explanation": best.name, "declared_explanation": None,
+                                        "declared_score": None, "best_score": best.score, "margin": 0.06,
+                                        "method": "template"})]
+    assert row["declared_explanation"] == best.name and np.isnan(row["declared_score"])
+
+
+def test_nothing_declared_is_no_template_finding():
+    best, row, flags = _template("northeast", [])
+    assert flags == [] and row["declared_explanation"] is None and row["best_explanation"] == best.name
