@@ -413,7 +413,7 @@ def write_monitor_outputs(result: Monitoring, folder: str | Path, audit_key: Any
     dict
         The manifest.
     """
-    from agricredit.assess import COORDINATE_DECIMALS
+    from agricredit.assess_outputs import COORDINATE_DECIMALS
     from agricredit.audit import write_audit
     from agricredit.outputs import atomic_path, sha256_file, staged_outputs, write_plot_table, write_table
     from agricredit.privacy import PersonalDataGuard, check_allowed_fields

@@ -574,17 +574,18 @@ def peer_vigor(
                 "SEASON_UNRECOGNISED", "PARTIAL_COVERAGE"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
     clear = plots["n_clear"].to_numpy(float) if "n_clear" in plots else np.full(len(plots), np.inf)
+    # No peak column when every plot of the run stopped before its fit (no coverage, too small, clouded).
+    peaks_all = plots["vigor_peak_ndvi"].to_numpy(float) if "vigor_peak_ndvi" in plots else np.full(len(plots), np.nan)
     eligible = np.array([
         isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak)
         and not n < min_pixel_count and not c < min_clear_observations
-        for pid, crop, peak, n, c in zip(plots["plot_id"], plots["declared_crop"], plots["vigor_peak_ndvi"], pixels, clear)
+        for pid, crop, peak, n, c in zip(plots["plot_id"], plots["declared_crop"], peaks_all, pixels, clear)
     ], dtype=bool)
     peer_count = np.zeros(len(plots), dtype=int)
     peer_median = np.full(len(plots), np.nan)
     percentile = np.full(len(plots), np.nan)
     vigor = np.ones(len(plots))
     crops = plots["declared_crop"].to_numpy(object)
-    peaks_all = plots["vigor_peak_ndvi"].to_numpy(float)
     plot_ids = plots["plot_id"].to_numpy(object)
     for crop in sorted({c for c in crops[eligible]}):
         members = np.flatnonzero(eligible & (crops == crop))

@@ -213,7 +213,7 @@ def test_overlapping_plots_of_one_borrower_dissolve_into_one_valid_polygon():
     import geopandas as gpd
     import pandas as pd
 
-    from agricredit.assess import _borrower_geometries
+    from agricredit.assess_outputs import _borrower_geometries
 
     first = shapely.box(0.0, 0.0, 0.001, 0.001)
     second = shapely.box(0.0005, 0.0, 0.0015, 0.001)  # the same field drawn again, half over the first

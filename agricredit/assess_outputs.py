@@ -1,0 +1,248 @@
+"""The output folder of an assessment (design §3): the plot and borrower rows, and the files written from them.
+
+:func:`agricredit.assess.run_assessment` builds the rows (:func:`_plot_rows`, one per
+input plot; :func:`_borrower_rows`, one per borrower) with the fields of
+:mod:`agricredit.schema`; :func:`write_outputs` writes them, the audit records and
+the manifest (last) through a staging folder scanned for personal data.
+:mod:`agricredit.assess` re-exports the public names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from agricredit import __version__
+from agricredit.audit import AuditKey, write_audit
+from agricredit.credit import Decision, explain
+from agricredit.outputs import (
+    CategorizedStyle,
+    atomic_path,
+    sha256_file,
+    staged_outputs,
+    write_plot_table,
+    write_qml,
+    write_table,
+    write_xlsx,
+)
+from agricredit.plots import to_wgs84
+from agricredit.policy import Policy
+from agricredit.privacy import PersonalDataGuard, check_allowed_fields
+from agricredit.report.data import write_report_data
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
+from agricredit.verify import PlotVerdict
+
+if TYPE_CHECKING:
+    from agricredit.assess import Assessment
+
+__all__ = ["OUTPUT_FILES", "COORDINATE_DECIMALS", "PLOT_STYLE", "BORROWER_STYLE", "write_outputs"]
+
+#: The output folder's files (manifest last): the plot and borrower layers as GeoJSON and GeoParquet with
+#: their QGIS styles, the borrower table for spreadsheets, the audit records. Fields: :mod:`agricredit.schema`.
+OUTPUT_FILES = ("plots.geojson", "plots.parquet", "plots.qml", "borrowers.csv", "borrowers.xlsx",
+                "borrowers.geojson", "borrowers.parquet", "borrowers.qml", "chips.parquet", "series.parquet",
+                "audit.jsonl", "manifest.json")
+
+#: Plots styled by light, borrowers by status (QGIS applies ``NAME.qml`` to ``NAME.geojson`` / ``.parquet``).
+PLOT_STYLE = CategorizedStyle("light", (("green", "green: every source agrees", "26,150,65"),
+                                        ("yellow", "yellow: a check lowered what the plot adds", "255,191,0"),
+                                        ("red", "red: under review or unverifiable", "215,25,28"),
+                                        ("", "rejected outline or record", "150,150,150")))
+BORROWER_STYLE = CategorizedStyle("status", (("APPROVE", "APPROVE", "26,150,65"),
+                                             ("REVIEW", "REVIEW: a person must look", "255,191,0"),
+                                             ("DECLINE", "DECLINE: nothing verifiable to lend on", "215,25,28")))
+
+#: Coordinates in GeoJSON outputs: 6 decimals of a degree (~0.1 m), as RFC 7946 §11.2 suggests.
+COORDINATE_DECIMALS = 6
+
+
+def _records(frame: pd.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
+    """Rows of ``frame`` as dicts keyed by the ``key`` column (a hash lookup per plot, not a pandas one)."""
+    return {r[key]: r for r in frame.to_dict("records")}
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    """A check's figure for the ``details`` field: floats to ``digits`` decimals, NaN → ``None``."""
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), digits) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _round_coordinates(geometry: Any) -> Any:
+    """``geometry`` with coordinates rounded to :data:`COORDINATE_DECIMALS` (the same in every output format)."""
+    return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
+
+
+def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
+               alias: Mapping[str, str]) -> gpd.GeoDataFrame:
+    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84."""
+    by_id = {v.plot_id: v for v in verdicts}
+    features = _records(season.plots, "plot_id")
+    records, geometries = [], []
+    wgs = to_wgs84(checked)
+    for plot_id, borrower, geometry_status, geometry in zip(checked["plot_id"], checked["borrower_id"],
+                                                         checked["geometry_status"], wgs.geometry.values):
+        plot_id = None if plot_id is None else str(plot_id)
+        record: dict[str, Any] = {**features.get(plot_id, {}), "plot_id": plot_id, "borrower": alias[borrower],
+                                  "geometry_status": str(geometry_status)}
+        verdict = by_id.get(plot_id)
+        if verdict is not None:
+            record.update(verdict.areas)
+            record.update({
+                "verified_mu": verdict.contribution.mu_now,
+                "verified_mu_if_confirmed": verdict.contribution.mu_if_confirmed,
+                "declared_crop": verdict.facts.declared_crop,
+                "light": verdict.light, "reason_codes": list(verdict.codes),
+                "details": {"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
+                                       for c in verdict.checks]},
+            })
+        records.append(record)
+        geometries.append(_round_coordinates(geometry))
+    frame = gpd.GeoDataFrame(conformed_table(records, PLOT_FIELDS), geometry=geometries, crs="EPSG:4326")
+    return frame.sort_values("plot_id", na_position="last", ignore_index=True)
+
+
+def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],
+                   villages: Mapping[str, str], policy: Policy, lang: str) -> pd.DataFrame:
+    """One output row per borrower with the fields of :data:`agricredit.schema.BORROWER_FIELDS`."""
+    records = []
+    for decision in decisions:
+        now, own = decision.now, verdicts_of[decision.borrower_id]
+        records.append({
+            "borrower": decision.borrower_id,
+            "village": villages.get(decision.borrower_id, ""),
+            "status": decision.status,
+            "limit": decision.limit,
+            "limit_if_confirmed": decision.limit_if_confirmed,
+            "currency": decision.currency,
+            "reason_codes": decision.reason_codes,
+            "verified_mu": sum(v.contribution.mu_now for v in own),
+            "need": now.need,
+            "capacity": now.capacity,
+            "cap": now.cap,
+            "binding": now.binding,
+            "plots": [v.plot_id for v in own],
+            "explanation": explain(decision, policy, lang),
+            "details": {"plots": [{"plot_id": v.plot_id, "verified_mu": _round(v.contribution.mu_now),
+                                   "light": v.light, "reason_codes": list(v.codes)} for v in own]},
+        })
+    return conformed_table(records, BORROWER_FIELDS).sort_values("borrower", ignore_index=True)
+
+
+def _borrower_geometries(assessment: Assessment) -> list[Any]:
+    """Each borrower's usable plots dissolved into one valid (Multi)Polygon on the output coordinate grid."""
+    usable = assessment.plots["geometry_status"].isin(("OK", "GEOMETRY_REPAIRED"))
+    plots_of = assessment.plots.loc[usable].groupby("borrower").geometry.apply(list).to_dict()
+    geometries = []
+    for borrower in assessment.borrowers["borrower"]:
+        own = plots_of.get(borrower)
+        if not own:
+            geometries.append(None)
+            continue
+        dissolved = shapely.union_all(own, grid_size=10.0 ** -COORDINATE_DECIMALS)
+        geometries.append(dissolved if dissolved.is_valid else shapely.make_valid(dissolved))
+    return geometries
+
+
+def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
+                  csv_bom: bool = True, geojsonseq_min_bytes: int | None = None) -> dict[str, Any]:
+    """Write the output folder (design §3, schema in :mod:`agricredit.schema`); ``manifest.json`` last.
+
+    Every output is built from allow-listed fields (the schema;
+    :func:`agricredit.privacy.check_allowed_fields`), written into a staging
+    folder, scanned for the borrowers' IDs, phones and names
+    (:class:`agricredit.privacy.PersonalDataGuard`, whole values and tokens)
+    and only then published into ``folder``, manifest last
+    (:func:`agricredit.outputs.staged_outputs`). On a finding
+    :class:`~agricredit.errors.PrivacyError` is raised and nothing is
+    published; an interrupted or refused run leaves no output behind; the
+    outputs of an earlier run that this run does not write again are removed.
+    ``audit.jsonl`` is sealed with ``audit_key``
+    (:func:`agricredit.audit.write_audit`); the manifest keeps its count,
+    chain head and hash under ``"audit"``.
+    Call :func:`agricredit.outputs.check_output_folder` first: this function
+    replaces earlier outputs.
+
+    Parameters
+    ----------
+    assessment
+        The result of :func:`run_assessment`.
+    folder
+        The output folder (created if missing).
+    audit_key
+        The key that seals the audit records (``AGRICREDIT_AUDIT_KEY``).
+    csv_bom
+        Start ``borrowers.csv`` with a UTF-8 byte-order mark, so that Excel
+        on Chinese Windows reads it as UTF-8 rather than GBK.
+    geojsonseq_min_bytes
+        A GeoJSON layer (``plots``, ``borrowers``) at least this large is
+        written as an RFC 8142 text sequence ``NAME.geojsonl`` instead of
+        ``NAME.geojson`` (``None``: never).
+
+    Returns
+    -------
+    dict
+        The manifest.
+    """
+    lang = assessment.lang
+    guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
+    with staged_outputs(folder, check=guard.check_folder) as stage:
+        plots = assessment.plots
+        check_allowed_fields("plots", plots.columns.drop("geometry"))
+        plots.to_parquet(stage / "plots.parquet", index=False)
+        write_plot_table(plots, stage / "plots.geojson", decimals=COORDINATE_DECIMALS)
+        write_qml(stage / "plots.qml", PLOT_STYLE)
+
+        check_allowed_fields("borrowers", assessment.borrowers.columns)
+        borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=_borrower_geometries(assessment), crs="EPSG:4326")
+        write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
+                    header=headers(BORROWER_FIELDS, lang))
+        write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=headers(BORROWER_FIELDS, lang),
+                   sheet="借款人" if lang == "zh" else "borrowers")
+        write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
+        borrowers.to_parquet(stage / "borrowers.parquet", index=False)
+        write_qml(stage / "borrowers.qml", BORROWER_STYLE)
+
+        write_report_data(assessment.chips, assessment.series, stage)
+
+        check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
+        audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
+
+        for layer in ("plots", "borrowers"):
+            collection = stage / f"{layer}.geojson"
+            if geojsonseq_min_bytes is not None and collection.stat().st_size >= geojsonseq_min_bytes:
+                write_plot_table(plots if layer == "plots" else borrowers, stage / f"{layer}.geojsonl",
+                                 decimals=COORDINATE_DECIMALS)
+                collection.unlink()
+        written = sorted(stage.iterdir())  # a new staging folder: the manifest is not written yet
+        manifest = {
+            "tool": "agricredit",
+            "tool_version": __version__,
+            "policy": {"name": assessment.policy.meta.name, "version": assessment.policy.meta.version,
+                       "sha256": assessment.policy.sha256},
+            "pseudonym_key_fingerprint": assessment.key_fingerprint,
+            "language": lang,
+            "inputs": assessment.inputs,
+            "outputs": {path.name: sha256_file(path) for path in written},
+            "counts": {
+                "plots": int(len(assessment.plots)),
+                "borrowers": int(len(assessment.borrowers)),
+                "status": {s: int(n) for s, n in sorted(assessment.borrowers["status"].value_counts().items())},
+                "rejected_or_unverifiable_plots": {code: ids for code, ids in sorted(assessment.rejected.items())},
+            },
+            "audit": audit_entry,
+        }
+        check_allowed_fields("manifest.json", manifest)
+        with atomic_path(stage / "manifest.json") as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest
