@@ -130,7 +130,7 @@ def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> 
                            "RFC 7946 GeoJSON must be WGS84 — reproject the file or give its CRS", path=name)
     if id_field not in gdf.columns:
         raise SchemaError(f"no ID column {id_field!r} (use --id-field)", path=name)
-    gdf = gdf.rename(columns={id_field: "plot_id"}) if id_field != "plot_id" else gdf.copy()
+    gdf = gdf.rename(columns={id_field: "plot_id"})  # a new frame, even when id_field is plot_id
     ids = gdf["plot_id"]
     gdf["plot_id"] = ids.astype(object).where(ids.notna(), None).map(lambda v: v if v is None else _id_text(v))
     gdf.attrs["source"] = name
