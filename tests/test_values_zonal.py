@@ -1,0 +1,229 @@
+"""``zonal``: grids, mosaics, weights and the engine's options, against exactextract and plain numpy.
+
+Each test pins a figure or rule at, just inside and just outside its edge, with the reference computed
+independently (exactextract on one whole raster, a brute-force weighted quantile, pixel counts by hand).
+These tests came out of mutation testing (issue 16 §5, ``scripts/mutation.py zonal``).
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pyproj
+import pytest
+import rasterio
+import scipy.sparse as sp
+import shapely
+from exactextract import exact_extract
+from rasterio import Affine
+from rasterio.transform import from_origin
+
+from agricredit import zonal
+from agricredit.errors import CorruptInputError, GridMismatchError, InputNotFoundError
+
+CRS = "EPSG:32650"
+X0, Y0, RES = 500_000.0, 4_000_600.0, 10.0
+
+
+def write_ndvi(path, array, *, x0=X0, y0=Y0, res=RES, crs=CRS):
+    height, width = array.shape
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+                       crs=crs, transform=from_origin(x0, y0, res, res)) as dst:
+        dst.write(array.astype(np.float32), 1)
+    return str(path)
+
+
+def _tile(path, transform, width=10, height=10, crs=CRS, date="2023-06-01"):
+    return zonal.Tile(str(path), date, pyproj.CRS(crs), transform, width, height)
+
+
+def _plots(*boxes, crs=CRS):
+    return gpd.GeoDataFrame({"plot_id": [f"p{i}" for i in range(len(boxes))]},
+                            geometry=[shapely.box(*b) for b in boxes], crs=crs)
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def test_tiles_of_one_lattice_share_one_grid_sized_to_their_union():
+    # A lattice offset 3 m from round numbers; tiles given east before west and south before north.
+    x0, y0 = X0 + 3, Y0 + 7
+    tiles = [_tile("se", from_origin(x0 + 100, y0 - 50, RES, RES)), _tile("nw", from_origin(x0, y0, RES, RES)),
+             _tile("far", from_origin(x0 + 1000, y0 - 200, RES, RES), width=5, height=4)]
+    (grid,) = zonal._group_grids(tiles)
+    assert grid.transform == from_origin(x0, y0, RES, RES)  # the north-west corner of the union
+    assert (grid.width, grid.height) == (105, 24)  # 1000 m + 5 pixels east, 200 m + 4 pixels south
+    assert grid.offsets == {"nw": (0, 0), "se": (5, 10), "far": (20, 100)}
+
+
+@pytest.mark.parametrize("change", ["half pixel east", "half pixel north", "20 m pixels", "10 x 20 m pixels",
+                                    "other CRS"])
+def test_tiles_off_the_lattice_get_their_own_grid(change):
+    base = _tile("a", from_origin(X0, Y0, RES, RES))
+    other = {
+        "half pixel east": _tile("b", from_origin(X0 + 105, Y0, RES, RES)),
+        "half pixel north": _tile("b", from_origin(X0, Y0 + 105, RES, RES)),
+        "20 m pixels": _tile("b", from_origin(X0, Y0, 20, 20)),
+        "10 x 20 m pixels": _tile("b", from_origin(X0, Y0, 20, RES)),
+        "other CRS": _tile("b", from_origin(X0, Y0, RES, RES), crs="EPSG:32651"),
+    }[change]
+    assert [list(g.offsets) for g in zonal._group_grids([base, other])] == [["a"], ["b"]]
+
+
+def test_alignment_tolerance_is_a_millionth_of_a_pixel():
+    # 1 m pixels from x = 0: a shift of exactly 1e-6 m is off the lattice, 0.9e-6 m is on it.
+    first = _tile("a", from_origin(0.0, 100.0, 1.0, 1.0))
+    on = _tile("b", from_origin(0.9e-6, 100.0, 1.0, 1.0))
+    off = _tile("c", from_origin(1e-6, 100.0, 1.0, 1.0))
+    assert len(zonal._group_grids([first, on])) == 1
+    assert len(zonal._group_grids([first, off])) == 2
+
+
+@pytest.mark.parametrize("transform", [Affine(RES, 0.5, X0, 0.0, -RES, Y0), Affine(RES, 0.0, X0, 0.5, -RES, Y0)])
+def test_a_rotated_raster_is_refused_by_name(transform):
+    with pytest.raises(GridMismatchError) as error:
+        zonal._group_grids([_tile("rotated.tif", transform)])
+    assert str(error.value) == "rotated.tif: rotated rasters are not supported"
+
+
+def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path):
+    rng = np.random.default_rng(11)
+    full = rng.uniform(-0.1, 0.9, (40, 60)).astype(np.float32)
+    whole = write_ndvi(tmp_path / "whole.tif", full)
+    quadrants = [  # south-east first, north-west last: the union's origin is not the first tile's
+        write_ndvi(tmp_path / "q1_20230601.tif", full[25:, 35:], x0=X0 + 350, y0=Y0 - 250),
+        write_ndvi(tmp_path / "q2_20230601.tif", full[:25, 35:], x0=X0 + 350),
+        write_ndvi(tmp_path / "q3_20230601.tif", full[25:, :35], y0=Y0 - 250),
+        write_ndvi(tmp_path / "q4_20230601.tif", full[:25, :35]),
+    ]
+    plots = _plots((X0 + 5, Y0 - 395, X0 + 595, Y0 - 5), (X0 + 333, Y0 - 272, X0 + 377, Y0 - 228),
+                   (X0 + 12, Y0 - 388, X0 + 47, Y0 - 301), (X0 + 520, Y0 - 60, X0 + 590, Y0 - 10))
+    ours = zonal.zonal_stats(plots, quadrants).set_index("plot_id")
+    ref = exact_extract(whole, plots, ["mean", "median", "quantile(q=0.9)", "count"], include_cols=["plot_id"],
+                        output="pandas").set_index("plot_id")
+    np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_p90"], ref["quantile_90"], atol=1e-6)
+    np.testing.assert_allclose(ours["pixel_count"], ref["count"], rtol=1e-6)
+    assert (ours["flags"] == "").all() and (ours["date"] == "2023-06-01").all()
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _brute_quantile(values, weights, q):
+    """exactextract's weighted quantile written out: positive weights only, equal values merged, interpolated."""
+    merged: dict[float, float] = {}
+    for v, w in zip(values, weights):
+        if np.isfinite(v) and w > 0:
+            merged[float(v)] = merged.get(float(v), 0.0) + float(w)
+    x = sorted(merged)
+    w = [merged[v] for v in x]
+    n, cum, s = len(x), 0.0, []
+    for i, wi in enumerate(w):
+        s.append(i * wi + (n - 1) * cum)
+        cum += wi
+    target = q * cum * (n - 1)
+    right = next((i for i, si in enumerate(s) if si > target), n)
+    if right in (0, n):
+        return x[min(right, n - 1)]
+    return x[right - 1] + (target - s[right - 1]) * (x[right] - x[right - 1]) / (s[right] - s[right - 1])
+
+
+@pytest.mark.parametrize("q", [0.1, 0.5, 0.9])
+def test_zero_and_negative_weights_do_not_count_as_values(q):
+    values = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
+    # Row 0: explicit zeros on 0.1 and 0.9; row 1: a negative weight on 0.9; row 2: the same without them.
+    data = np.array([0.0, 0.5, 1.0, 0.25, 0.0, 0.7, -0.3, 0.6, 0.5, 1.0, 0.25])
+    rows = np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    cols = np.array([0, 1, 2, 3, 5, 1, 5, 1, 2, 3, 4])
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=(3, 6))
+    assert matrix.nnz == 11  # the zeros are stored entries
+    got = zonal.weighted_quantiles(matrix, values, [q])[:, 0]
+    dense = matrix.toarray()
+    expected = [_brute_quantile(values, dense[r], q) for r in range(3)]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert got[1] == pytest.approx(0.2)  # one value left: 0.2 alone
+
+
+def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch):
+    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 4)
+    matrix = sp.csr_matrix(np.kron(np.eye(8), np.ones((1, 2))))  # 8 rows of 2 weights
+    blocks = zonal._blocks_of(matrix)
+    assert [(b.start, b.matrix.shape[0], b.matrix.nnz) for b in blocks] == [(0, 2, 4), (2, 2, 4), (4, 2, 4), (6, 2, 4)]
+    values = np.arange(16, dtype=float)
+    np.testing.assert_allclose(zonal.weighted_quantiles(matrix, values, [0.0, 1.0]),
+                               np.column_stack([np.arange(0, 16, 2), np.arange(1, 16, 2)]))
+
+
+def test_cropped_threshold_is_compared_in_the_pixels_own_precision(tmp_path):
+    # float32(0.7) = 0.699999988: a pixel stored as 0.7 is at the threshold 0.7, so it is cropped.
+    assert float(np.float32(0.7)) < 0.7
+    array = np.full((10, 10), 0.7, dtype=np.float32)
+    array[:, 5:] = np.float32(0.7) - np.float32(1e-6)  # just under, in float32 too
+    path = write_ndvi(tmp_path / "t_20230601.tif", array)
+    plot = _plots((X0, Y0 - 100, X0 + 100, Y0))
+    row = zonal.zonal_stats(plot, [path], threshold=0.7).iloc[0]
+    area_mu = zonal.area_mu_of(plot).iloc[0]
+    assert row["cropped_area_mu"] == pytest.approx(area_mu / 2, rel=1e-6)  # the west half only
+
+
+# --------------------------------------------------------------------------- the engine's options
+
+
+@pytest.fixture
+def two_dates(tmp_path):
+    array = np.full((10, 10), 0.8, dtype=np.float32)
+    array[:, 5:] = 0.3
+    return [write_ndvi(tmp_path / "a_20230601.tif", array), write_ndvi(tmp_path / "b_20230611.tif", array * 0.5)]
+
+
+def test_generator_passes_every_option_through(two_dates, tmp_path):
+    inside, outside = (X0, Y0 - 100, X0 + 100, Y0), (X0 + 500, Y0 - 100, X0 + 600, Y0)
+    plots = _plots(inside, outside)
+    calls = []
+    default = list(zonal.gen_zonal_stats(plots, two_dates))
+    assert [(r["plot_id"], r["date"]) for r in default] == [("p0", "2023-06-01"), ("p0", "2023-06-11")]
+    assert default[0]["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0] / 2, rel=1e-6)  # 0.8 ≥ 0.5
+    rows = list(zonal.gen_zonal_stats(plots, two_dates, threshold=0.2, keep_uncovered=True,
+                                      progress=lambda done, total: calls.append((done, total))))
+    assert calls == [(1, 2), (2, 2)]
+    assert [(r["plot_id"], r["flags"]) for r in rows] == [("p0", ""), ("p1", "NOT_COVERED")] * 2
+    assert rows[0]["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0], rel=1e-6)  # all ≥ 0.2
+    uncovered = rows[1]
+    assert (uncovered["covered_frac"], uncovered["valid_frac"], uncovered["cloud_frac"],
+            uncovered["pixel_count"]) == (0, 0, 0, 0)
+    assert np.isnan(uncovered["ndvi_mean"]) and np.isnan(uncovered["cropped_area_mu"])
+    unreadable = _tile(tmp_path / "gone_20230621.tif", from_origin(X0, Y0, RES, RES), date="2023-06-21")
+    with pytest.raises(rasterio.errors.RasterioIOError):
+        list(zonal.gen_zonal_stats(plots, [*two_dates, unreadable]))
+    failed = []
+    kept = list(zonal.gen_zonal_stats(plots, [*two_dates, unreadable], on_error=lambda t, e: failed.append(t.path)))
+    assert failed == [unreadable.path] and [r["date"] for r in kept] == ["2023-06-01", "2023-06-11"]
+
+
+def test_an_unreadable_tile_is_left_out_and_its_date_kept_from_the_others(tmp_path, two_dates):
+    # Two tiles of 2023-06-01 on two grids (10 m and 20 m pixels): the unreadable one is reported and left out.
+    broken = _tile(tmp_path / "broken_20230601.tif", from_origin(X0, Y0, 20, 20), width=5, height=5)
+    plots = _plots((X0, Y0 - 100, X0 + 50, Y0))
+    failed = []
+    table = zonal.zonal_stats(plots, [two_dates[0], broken], on_error=lambda t, e: failed.append((t.path, type(e))))
+    assert failed == [(broken.path, rasterio.errors.RasterioIOError)]
+    row = table.iloc[0]
+    assert row["ndvi_mean"] == pytest.approx(0.8, abs=1e-6) and row["covered_frac"] == pytest.approx(1.0)
+
+
+def test_no_readable_tile_gives_the_empty_table_with_its_columns(tmp_path):
+    broken = _tile(tmp_path / "gone_20230601.tif", from_origin(X0, Y0, RES, RES))
+    table = zonal.zonal_stats(_plots((X0, Y0 - 100, X0 + 50, Y0)), [broken], on_error=lambda t, e: None)
+    assert table.empty and list(table.columns) == list(zonal.STAT_COLUMNS)
+
+
+def test_missing_tile_path_is_named(tmp_path):
+    with pytest.raises(InputNotFoundError) as error:
+        zonal.open_tile(tmp_path / "none_20230601.tif")
+    assert str(error.value) == f"{tmp_path / 'none_20230601.tif'}: tile not found"
+    bad = tmp_path / "bad_20230601.tif"
+    bad.write_bytes(b"not a tiff")
+    with pytest.raises(CorruptInputError, match=f"^{bad}: cannot open raster: "):
+        zonal.open_tile(bad)
