@@ -101,6 +101,17 @@ def test_a_spike_repair_keeps_the_polygon_and_drops_the_line():
     assert repaired.geom_type == "Polygon" and repaired.equals(_utm_box(0, 0, 100, 100))
 
 
+def test_a_crossed_lobe_and_a_spike_repair_keeps_the_multipolygon():
+    # The 8 m crossed lobe on the west edge plus a 10 m spike on the east edge: make_valid returns
+    # GEOMETRYCOLLECTION(MULTIPOLYGON(square, lobe), LINESTRING(spike)); the square and both triangles stay.
+    corners = [(0, 0), (100, 0), (100, 50), (110, 50), (100, 50), (100, 100), (0, 100), (0, 60), (-8, 40), (-8, 60),
+               (0, 40)]
+    checked = P.check_geometries(_frame([shapely.Polygon([(X0 + x, Y0 + y) for x, y in corners])]))
+    assert checked["geometry_status"].iloc[0] == "GEOMETRY_REPAIRED"
+    assert checked["geometry_reason"].iloc[0] == f"Self-intersection[{X0 + 110:.0f} {Y0 + 50:.0f}]"
+    assert checked.geometry.iloc[0].area == 10_080  # 10000 + 2 × 40 m², the shoelace area being 10000
+
+
 # --------------------------------------------------------------------------- the other rules
 
 
