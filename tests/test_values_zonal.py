@@ -146,14 +146,19 @@ def test_zero_and_negative_weights_do_not_count_as_values(q):
     assert got[1] == pytest.approx(0.2)  # one value left: 0.2 alone
 
 
-def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch):
+@pytest.mark.parametrize("per_row, expected", [
+    (1, [(0, 4, 4), (4, 4, 4)]),  # a block starts at the row holding entry 0, 4, 8 ...
+    (2, [(0, 2, 4), (2, 2, 4), (4, 2, 4), (6, 2, 4)]),
+    (3, [(0, 1, 3), (1, 1, 3), (2, 2, 6), (4, 1, 3), (5, 1, 3), (6, 2, 6)]),  # entries 4, 8 … 20: rows 1, 2, 4, 5, 6
+])
+def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch, per_row, expected):
     monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 4)
-    matrix = sp.csr_matrix(np.kron(np.eye(8), np.ones((1, 2))))  # 8 rows of 2 weights
+    matrix = sp.csr_matrix(np.kron(np.eye(8), np.ones((1, per_row))))  # 8 rows of per_row weights
     blocks = zonal._blocks_of(matrix)
-    assert [(b.start, b.matrix.shape[0], b.matrix.nnz) for b in blocks] == [(0, 2, 4), (2, 2, 4), (4, 2, 4), (6, 2, 4)]
-    values = np.arange(16, dtype=float)
+    assert [(b.start, b.matrix.shape[0], b.matrix.nnz) for b in blocks] == expected
+    values = np.arange(8 * per_row, dtype=float)
     np.testing.assert_allclose(zonal.weighted_quantiles(matrix, values, [0.0, 1.0]),
-                               np.column_stack([np.arange(0, 16, 2), np.arange(1, 16, 2)]))
+                               np.column_stack([values[::per_row], values[per_row - 1::per_row]]))
 
 
 def test_cropped_threshold_is_compared_in_the_pixels_own_precision(tmp_path):
@@ -200,6 +205,20 @@ def test_generator_passes_every_option_through(two_dates, tmp_path):
     failed = []
     kept = list(zonal.gen_zonal_stats(plots, [*two_dates, unreadable], on_error=lambda t, e: failed.append(t.path)))
     assert failed == [unreadable.path] and [r["date"] for r in kept] == ["2023-06-01", "2023-06-11"]
+
+
+def test_the_table_passes_every_option_through(two_dates):
+    plots = _plots((X0, Y0 - 100, X0 + 100, Y0), (X0 + 500, Y0 - 100, X0 + 600, Y0))
+    calls = []
+    table = zonal.zonal_stats(plots, two_dates, threshold=0.2, keep_uncovered=True,
+                              progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
+    assert list(table.index) == [0, 1, 2, 3]  # one running index over the dates
+    assert table[["plot_id", "date", "flags"]].values.tolist() == [
+        ["p0", "2023-06-01", ""], ["p1", "2023-06-01", "NOT_COVERED"],
+        ["p0", "2023-06-11", ""], ["p1", "2023-06-11", "NOT_COVERED"]]
+    assert table["cropped_area_mu"].iloc[0] == pytest.approx(zonal.area_mu_of(plots).iloc[0], rel=1e-6)
+    assert list(zonal.zonal_stats(plots, two_dates)["plot_id"]) == ["p0", "p0"]
 
 
 def test_an_unreadable_tile_is_left_out_and_its_date_kept_from_the_others(tmp_path, two_dates):
