@@ -607,4 +607,5 @@ def area_table(gdf: gpd.GeoDataFrame, *, overlap_tolerance_m2: float = 1.0) -> g
             "overlaps": overlaps,
         }
     )
-    return gpd.GeoDataFrame(table, geometry=wgs.geometry.values, crs=_WGS84)
+    # Labelled EPSG:4326 even when the plots came in OGC:CRS84 (GeoParquet's default): the same lon/lat.
+    return gpd.GeoDataFrame(table, geometry=wgs.geometry.values).set_crs(_WGS84, allow_override=True)

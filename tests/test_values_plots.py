@@ -386,6 +386,17 @@ def test_shared_area_is_rounded_to_square_centimetres():
     assert P.find_overlaps(pair)[0][0]["shared_m2"] == round(shared, 2)
 
 
+def test_area_table_of_plots_in_crs84_is_labelled_wgs84(tmp_path):
+    # GeoParquet's default CRS is OGC:CRS84 (WGS84, longitude first); it used to end in a geopandas CRS-mismatch
+    # traceback when the table was built.
+    path = tmp_path / "plots.parquet"
+    _lonlat_frame("OGC:CRS84").to_parquet(path)
+    table = P.area_table(P.load_plots(path))
+    assert table.crs.to_epsg() == 4326
+    expected = P.area_table(P.check_geometries(_lonlat_frame()))
+    assert table["area_mu"].tolist() == expected["area_mu"].tolist()
+
+
 def test_area_table_rows_of_rejected_plots():
     gdf = P.check_geometries(_frame([_utm_box(0, 0, 100, 100), shapely.Polygon(), _utm_box(200, 0, 230, 50)],
                                     ids=["A", "E", "C"]))
