@@ -7,6 +7,8 @@ These tests came out of mutation testing (issue 16 §5, ``scripts/mutation.py zo
 
 from __future__ import annotations
 
+import warnings
+
 import geopandas as gpd
 import numpy as np
 import pyproj
@@ -106,6 +108,74 @@ def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path
     np.testing.assert_allclose(ours["ndvi_p90"], ref["quantile_90"], atol=1e-6)
     np.testing.assert_allclose(ours["pixel_count"], ref["count"], rtol=1e-6)
     assert (ours["flags"] == "").all() and (ours["date"] == "2023-06-01").all()
+
+
+@pytest.fixture
+def two_grids(tmp_path):
+    """One date on two grids side by side: 10 m pixels of 0.3 west of X0 + 100, 20 m pixels of 0.7 east of it."""
+    west = write_ndvi(tmp_path / "west_20230601.tif", np.full((10, 10), 0.3, np.float32))
+    east = write_ndvi(tmp_path / "east_20230601.tif", np.full((5, 5), 0.7, np.float32), x0=X0 + 100, res=20.0)
+    return west, east
+
+
+def test_a_plot_on_two_grids_of_one_date_gets_their_mosaic(two_grids):
+    plots = _plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20),  # 50 × 40 m on each grid
+                   (X0 + 101, Y0 - 19, X0 + 104, Y0 - 16),  # 9 m², inside one 20 m pixel
+                   (X0 + 10, Y0 - 90, X0 + 30, Y0 - 70))  # 2 × 2 pixels of the west grid
+    for order in (two_grids, two_grids[::-1]):
+        table = zonal.zonal_stats(plots, order, threshold=0.5).set_index("plot_id")
+        both, tiny, west = table.loc["p0"], table.loc["p1"], table.loc["p2"]
+        assert both["ndvi_mean"] == pytest.approx(0.5, abs=1e-6)  # equal areas at 0.3 and 0.7
+        assert both["ndvi_median"] == pytest.approx(0.5, abs=1e-6)  # exactextract: halfway, equal weights
+        assert both["pixel_count"] == pytest.approx(5 * 4 + 2.5 * 2, rel=1e-6)  # 10 m pixels + 20 m pixels
+        assert (both["covered_frac"], both["valid_frac"]) == (pytest.approx(1.0), pytest.approx(1.0))
+        assert both["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0] / 2, rel=1e-5)
+        assert tiny["ndvi_mean"] == pytest.approx(0.7, abs=1e-6) and tiny["valid_frac"] == pytest.approx(1.0)
+        assert tiny["pixel_count"] == pytest.approx(9 / 400, rel=1e-5)
+        assert west["ndvi_p90"] == pytest.approx(0.3, abs=1e-6) and west["pixel_count"] == pytest.approx(4.0)
+
+
+def test_more_plots_than_cells_on_two_grids(two_grids):
+    # Nine plots inside one pixel of each grid: the rows are plots, not cells.
+    boxes = [(X0 + 1 + i, Y0 - 9, X0 + 2 + i, Y0 - 8) for i in range(5)]
+    boxes += [(X0 + 101 + 2 * i, Y0 - 9, X0 + 102 + 2 * i, Y0 - 8) for i in range(4)]
+    table = zonal.zonal_stats(_plots(*boxes), two_grids)
+    assert table["ndvi_mean"].round(6).tolist() == [0.3] * 5 + [0.7] * 4
+    np.testing.assert_allclose(table["pixel_count"], [0.01] * 5 + [0.0025] * 4, rtol=1e-5)
+
+
+def test_two_grids_in_blocks_give_the_same_figures(two_grids, monkeypatch):
+    plots = _plots(*[(X0 + 7 * i, Y0 - 60, X0 + 7 * i + 60, Y0 - 20) for i in range(25)])
+    whole = zonal.zonal_stats(plots, two_grids)
+    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 7)
+    monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 4)
+    chunked = zonal.zonal_stats(plots, two_grids)
+    columns = ["ndvi_mean", "ndvi_median", "ndvi_p90", "valid_frac", "covered_frac", "pixel_count"]
+    np.testing.assert_allclose(chunked[columns].to_numpy(float), whole[columns].to_numpy(float), atol=1e-9)
+    east_share = np.clip((np.arange(25) * 7 + 60 - 100) / 60, 0, 1)  # the part of each plot east of X0 + 100
+    np.testing.assert_allclose(whole["ndvi_mean"], 0.3 + 0.4 * east_share, atol=1e-6)
+
+
+def test_threshold_in_float32_on_two_grids(two_grids, tmp_path):
+    west = write_ndvi(tmp_path / "west_20230601.tif", np.full((10, 10), 0.7, np.float32))
+    plots = _plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20))
+    row = zonal.zonal_stats(plots, [west, two_grids[1]], threshold=0.7).iloc[0]
+    assert row["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0], rel=1e-5)  # both at 0.7
+
+
+def test_shares_of_the_plot_never_exceed_one(tmp_path):
+    # Coverage fractions are float32: their sum over a plot can pass its area by rounding, the share cannot.
+    rng = np.random.default_rng(3)
+    path = write_ndvi(tmp_path / "t_20230601.tif", rng.uniform(0.1, 0.9, (60, 80)).astype(np.float32))
+    centres = rng.uniform([X0 + 100, Y0 - 500], [X0 + 700, Y0 - 100], (300, 2))
+    geoms = shapely.buffer(shapely.points(centres), rng.uniform(5, 60, 300), quad_segs=5)
+    plots = gpd.GeoDataFrame({"plot_id": [f"p{i}" for i in range(300)]}, geometry=geoms, crs=CRS)
+    weights = zonal.coverage_weights(geoms, from_origin(X0, Y0, RES, RES), 80, 60)
+    raw = np.asarray(weights.matrix.sum(axis=1)).ravel() / weights.plot_cells
+    assert raw.max() > 1  # the rounding is there to clip
+    table = zonal.zonal_stats(plots, [path])
+    assert table["valid_frac"].max() == 1.0 and table["covered_frac"].max() == 1.0
+    np.testing.assert_allclose(table["valid_frac"], 1.0, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- weights
@@ -210,8 +280,10 @@ def test_generator_passes_every_option_through(two_dates, tmp_path):
 def test_the_table_passes_every_option_through(two_dates):
     plots = _plots((X0, Y0 - 100, X0 + 100, Y0), (X0 + 500, Y0 - 100, X0 + 600, Y0))
     calls = []
-    table = zonal.zonal_stats(plots, two_dates, threshold=0.2, keep_uncovered=True,
-                              progress=lambda done, total: calls.append((done, total)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # 0/0 for the uncovered plot is NaN, without numpy's warning
+        table = zonal.zonal_stats(plots, two_dates, threshold=0.2, keep_uncovered=True,
+                                  progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 2), (2, 2)]
     assert list(table.index) == [0, 1, 2, 3]  # one running index over the dates
     assert table[["plot_id", "date", "flags"]].values.tolist() == [
