@@ -88,7 +88,9 @@ def test_a_rotated_raster_is_refused_by_name(transform):
     assert str(error.value) == "rotated.tif: rotated rasters are not supported"
 
 
-def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path):
+@pytest.mark.parametrize("strip_rows", [512, 3])
+def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows):
+    monkeypatch.setattr(zonal, "_STRIP_ROWS", strip_rows)  # 3: the tiles are read in strips of 3 grid rows
     rng = np.random.default_rng(11)
     full = rng.uniform(-0.1, 0.9, (40, 60)).astype(np.float32)
     whole = write_ndvi(tmp_path / "whole.tif", full)
