@@ -331,7 +331,7 @@ def test_to_wgs84_returns_lon_lat_frames_as_they_are():
 ])
 def test_utm_zone_of_a_point(lon, lat, epsg):
     code = P._utm_epsg(np.array([lon]), np.array([lat]))
-    assert code.tolist() == [epsg]
+    assert code.tolist() == [epsg] and code.dtype.kind == "i"  # integer codes, as pyproj.CRS.from_epsg takes
     area = pyproj.CRS.from_epsg(epsg).area_of_use  # the EPSG registry's own extent of that zone
     assert area.west <= (lon if lon < 180 else -180.0) <= area.east
 
