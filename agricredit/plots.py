@@ -130,7 +130,7 @@ def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> 
                            "RFC 7946 GeoJSON must be WGS84 — reproject the file or give its CRS", path=name)
     if id_field not in gdf.columns:
         raise SchemaError(f"no ID column {id_field!r} (use --id-field)", path=name)
-    gdf = gdf.rename(columns={id_field: "plot_id"}) if id_field != "plot_id" else gdf.copy()
+    gdf = gdf.rename(columns={id_field: "plot_id"})  # a new frame, even when id_field is plot_id
     ids = gdf["plot_id"]
     gdf["plot_id"] = ids.astype(object).where(ids.notna(), None).map(lambda v: v if v is None else _id_text(v))
     gdf.attrs["source"] = name
@@ -607,4 +607,5 @@ def area_table(gdf: gpd.GeoDataFrame, *, overlap_tolerance_m2: float = 1.0) -> g
             "overlaps": overlaps,
         }
     )
-    return gpd.GeoDataFrame(table, geometry=wgs.geometry.values, crs=_WGS84)
+    # Labelled EPSG:4326 even when the plots came in OGC:CRS84 (GeoParquet's default): the same lon/lat.
+    return gpd.GeoDataFrame(table, geometry=wgs.geometry.values).set_crs(_WGS84, allow_override=True)

@@ -348,7 +348,7 @@ def _blocks_of(matrix: sp.spmatrix) -> list[_Block]:
         m.eliminate_zeros()
     indptr = m.indptr.astype(np.int64)
     cuts = np.searchsorted(indptr, np.arange(0, m.nnz, _CHUNK_ENTRIES), side="right") - 1
-    cuts = np.unique(np.r_[0, np.clip(cuts, 0, m.shape[0]), m.shape[0]])
+    cuts = np.unique(np.r_[0, cuts, m.shape[0]])  # indptr[0] = 0: every cut is already in [0, n_rows]
     blocks = []
     for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         lo, hi = indptr[a], indptr[b]

@@ -42,8 +42,15 @@ MODULES = {
     "credit": ["tests/test_credit.py", "tests/test_values_credit.py", "tests/test_values_boundaries.py"],
     "verify": ["tests/test_verify.py", "tests/test_values_verify.py", "tests/test_credit.py",
                "tests/test_values_credit.py"],
-    "zonal": ["tests/test_zonal.py", "tests/test_zonal_sample.py", "tests/test_values_boundaries.py"],
-    "plots": ["tests/test_plots.py", "tests/test_plots_cli.py", "tests/test_values_chinese_crs.py"],
+    # zonal: the engine's own tests; of the boundary tests only those of the mosaic (the season and crop-model
+    # ones run a whole season per mutant, 10 s and more, and test the season step, not the zonal figures).
+    "zonal": ["tests/test_zonal.py", "tests/test_zonal_sample.py", "tests/test_values_zonal.py",
+              *(f"tests/test_values_boundaries.py::test_{name}" for name in (
+                  "a_cloud_in_one_tile_is_filled_from_another_tile_of_the_same_date",
+                  "tiles_of_one_date_on_two_grids_with_different_values",
+                  "a_plot_on_two_touching_grids_is_covered_by_their_mosaic"))],
+    "plots": ["tests/test_plots.py", "tests/test_plots_cli.py", "tests/test_values_chinese_crs.py",
+              "tests/test_values_plots.py"],
     "assess": ["tests/test_assess.py", "tests/test_values_sample.py"],
     # season: the precise tests (independent seasons of tests/season_truth.py, hand-made series and peers); the
     # whole-sample and trained-model runs (test_season_sample, test_cropcheck_sample, test_season_model,
@@ -87,7 +94,7 @@ def prepare(module: str, workdir: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if (ROOT / name).is_file():
             shutil.copy2(ROOT / name, target)
-    tests = [t for t in MODULES[module] if (workdir / t).exists()]
+    tests = [t for t in MODULES[module] if (workdir / t.partition("::")[0]).exists()]  # files or test IDs
     lines = ["[mutmut]", "source_paths=agricredit/", f"only_mutate=agricredit/{module}.py",
              "also_copy=", *(f"    {path}" for path in ALSO_COPY),
              "pytest_add_cli_args_test_selection=", *(f"    {t}" for t in tests), ""]

@@ -1,0 +1,322 @@
+"""``zonal``: grids, mosaics, weights and the engine's options, against exactextract and plain numpy.
+
+Each test pins a figure or rule at, just inside and just outside its edge, with the reference computed
+independently (exactextract on one whole raster, a brute-force weighted quantile, pixel counts by hand).
+These tests came out of mutation testing (issue 16 §5, ``scripts/mutation.py zonal``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import geopandas as gpd
+import numpy as np
+import pyproj
+import pytest
+import rasterio
+import scipy.sparse as sp
+import shapely
+from exactextract import exact_extract
+from rasterio import Affine
+from rasterio.transform import from_origin
+
+from agricredit import zonal
+from agricredit.errors import CorruptInputError, GridMismatchError, InputNotFoundError
+
+CRS = "EPSG:32650"
+X0, Y0, RES = 500_000.0, 4_000_600.0, 10.0
+
+
+def write_ndvi(path, array, *, x0=X0, y0=Y0, res=RES, crs=CRS):
+    height, width = array.shape
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+                       crs=crs, transform=from_origin(x0, y0, res, res)) as dst:
+        dst.write(array.astype(np.float32), 1)
+    return str(path)
+
+
+def _tile(path, transform, width=10, height=10, crs=CRS, date="2023-06-01"):
+    return zonal.Tile(str(path), date, pyproj.CRS(crs), transform, width, height)
+
+
+def _plots(*boxes, crs=CRS):
+    return gpd.GeoDataFrame({"plot_id": [f"p{i}" for i in range(len(boxes))]},
+                            geometry=[shapely.box(*b) for b in boxes], crs=crs)
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def test_tiles_of_one_lattice_share_one_grid_sized_to_their_union():
+    # A lattice offset 3 m from round numbers; tiles given east before west and south before north.
+    x0, y0 = X0 + 3, Y0 + 7
+    tiles = [_tile("se", from_origin(x0 + 100, y0 - 50, RES, RES)), _tile("nw", from_origin(x0, y0, RES, RES)),
+             _tile("far", from_origin(x0 + 1000, y0 - 200, RES, RES), width=5, height=4)]
+    (grid,) = zonal._group_grids(tiles)
+    assert grid.transform == from_origin(x0, y0, RES, RES)  # the north-west corner of the union
+    assert (grid.width, grid.height) == (105, 24)  # 1000 m + 5 pixels east, 200 m + 4 pixels south
+    assert grid.offsets == {"nw": (0, 0), "se": (5, 10), "far": (20, 100)}
+
+
+@pytest.mark.parametrize("change", ["half pixel east", "half pixel north", "20 m pixels", "10 x 20 m pixels",
+                                    "other CRS"])
+def test_tiles_off_the_lattice_get_their_own_grid(change):
+    base = _tile("a", from_origin(X0, Y0, RES, RES))
+    other = {
+        "half pixel east": _tile("b", from_origin(X0 + 105, Y0, RES, RES)),
+        "half pixel north": _tile("b", from_origin(X0, Y0 + 105, RES, RES)),
+        "20 m pixels": _tile("b", from_origin(X0, Y0, 20, 20)),
+        "10 x 20 m pixels": _tile("b", from_origin(X0, Y0, 20, RES)),
+        "other CRS": _tile("b", from_origin(X0, Y0, RES, RES), crs="EPSG:32651"),
+    }[change]
+    assert [list(g.offsets) for g in zonal._group_grids([base, other])] == [["a"], ["b"]]
+
+
+def test_alignment_tolerance_is_a_millionth_of_a_pixel():
+    # 1 m pixels from x = 0: a shift of exactly 1e-6 m is off the lattice, 0.9e-6 m is on it.
+    first = _tile("a", from_origin(0.0, 100.0, 1.0, 1.0))
+    on = _tile("b", from_origin(0.9e-6, 100.0, 1.0, 1.0))
+    off = _tile("c", from_origin(1e-6, 100.0, 1.0, 1.0))
+    assert len(zonal._group_grids([first, on])) == 1
+    assert len(zonal._group_grids([first, off])) == 2
+
+
+@pytest.mark.parametrize("transform", [Affine(RES, 0.5, X0, 0.0, -RES, Y0), Affine(RES, 0.0, X0, 0.5, -RES, Y0)])
+def test_a_rotated_raster_is_refused_by_name(transform):
+    with pytest.raises(GridMismatchError) as error:
+        zonal._group_grids([_tile("rotated.tif", transform)])
+    assert str(error.value) == "rotated.tif: rotated rasters are not supported"
+
+
+@pytest.mark.parametrize("strip_rows", [512, 3])
+def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows):
+    monkeypatch.setattr(zonal, "_STRIP_ROWS", strip_rows)  # 3: the tiles are read in strips of 3 grid rows
+    rng = np.random.default_rng(11)
+    full = rng.uniform(-0.1, 0.9, (40, 60)).astype(np.float32)
+    whole = write_ndvi(tmp_path / "whole.tif", full)
+    quadrants = [  # south-east first, north-west last: the union's origin is not the first tile's
+        write_ndvi(tmp_path / "q1_20230601.tif", full[25:, 35:], x0=X0 + 350, y0=Y0 - 250),
+        write_ndvi(tmp_path / "q2_20230601.tif", full[:25, 35:], x0=X0 + 350),
+        write_ndvi(tmp_path / "q3_20230601.tif", full[25:, :35], y0=Y0 - 250),
+        write_ndvi(tmp_path / "q4_20230601.tif", full[:25, :35]),
+    ]
+    plots = _plots((X0 + 5, Y0 - 395, X0 + 595, Y0 - 5), (X0 + 333, Y0 - 272, X0 + 377, Y0 - 228),
+                   (X0 + 12, Y0 - 388, X0 + 47, Y0 - 301), (X0 + 520, Y0 - 60, X0 + 590, Y0 - 10))
+    ours = zonal.zonal_stats(plots, quadrants).set_index("plot_id")
+    ref = exact_extract(whole, plots, ["mean", "median", "quantile(q=0.9)", "count"], include_cols=["plot_id"],
+                        output="pandas").set_index("plot_id")
+    np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_p90"], ref["quantile_90"], atol=1e-6)
+    np.testing.assert_allclose(ours["pixel_count"], ref["count"], rtol=1e-6)
+    assert (ours["flags"] == "").all() and (ours["date"] == "2023-06-01").all()
+
+
+@pytest.fixture
+def two_grids(tmp_path):
+    """One date on two grids side by side: 10 m pixels of 0.3 west of X0 + 100, 20 m pixels of 0.7 east of it."""
+    west = write_ndvi(tmp_path / "west_20230601.tif", np.full((10, 10), 0.3, np.float32))
+    east = write_ndvi(tmp_path / "east_20230601.tif", np.full((5, 5), 0.7, np.float32), x0=X0 + 100, res=20.0)
+    return west, east
+
+
+def test_a_plot_on_two_grids_of_one_date_gets_their_mosaic(two_grids):
+    plots = _plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20),  # 50 × 40 m on each grid
+                   (X0 + 101, Y0 - 19, X0 + 104, Y0 - 16),  # 9 m², inside one 20 m pixel
+                   (X0 + 10, Y0 - 90, X0 + 30, Y0 - 70))  # 2 × 2 pixels of the west grid
+    for order in (two_grids, two_grids[::-1]):
+        table = zonal.zonal_stats(plots, order, threshold=0.5).set_index("plot_id")
+        both, tiny, west = table.loc["p0"], table.loc["p1"], table.loc["p2"]
+        assert both["ndvi_mean"] == pytest.approx(0.5, abs=1e-6)  # equal areas at 0.3 and 0.7
+        assert both["ndvi_median"] == pytest.approx(0.5, abs=1e-6)  # exactextract: halfway, equal weights
+        assert both["pixel_count"] == pytest.approx(5 * 4 + 2.5 * 2, rel=1e-6)  # 10 m pixels + 20 m pixels
+        assert (both["covered_frac"], both["valid_frac"]) == (pytest.approx(1.0), pytest.approx(1.0))
+        assert both["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0] / 2, rel=1e-5)
+        assert tiny["ndvi_mean"] == pytest.approx(0.7, abs=1e-6) and tiny["valid_frac"] == pytest.approx(1.0)
+        assert tiny["pixel_count"] == pytest.approx(9 / 400, rel=1e-5)
+        assert west["ndvi_p90"] == pytest.approx(0.3, abs=1e-6) and west["pixel_count"] == pytest.approx(4.0)
+
+
+def test_more_plots_than_cells_on_two_grids(two_grids):
+    # Nine plots inside one pixel of each grid: the rows are plots, not cells.
+    boxes = [(X0 + 1 + i, Y0 - 9, X0 + 2 + i, Y0 - 8) for i in range(5)]
+    boxes += [(X0 + 101 + 2 * i, Y0 - 9, X0 + 102 + 2 * i, Y0 - 8) for i in range(4)]
+    table = zonal.zonal_stats(_plots(*boxes), two_grids)
+    assert table["ndvi_mean"].round(6).tolist() == [0.3] * 5 + [0.7] * 4
+    np.testing.assert_allclose(table["pixel_count"], [0.01] * 5 + [0.0025] * 4, rtol=1e-5)
+
+
+def test_two_grids_in_blocks_give_the_same_figures(two_grids, monkeypatch):
+    plots = _plots(*[(X0 + 7 * i, Y0 - 60, X0 + 7 * i + 60, Y0 - 20) for i in range(25)])
+    whole = zonal.zonal_stats(plots, two_grids)
+    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 7)
+    monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 4)
+    chunked = zonal.zonal_stats(plots, two_grids)
+    columns = ["ndvi_mean", "ndvi_median", "ndvi_p90", "valid_frac", "covered_frac", "pixel_count"]
+    np.testing.assert_allclose(chunked[columns].to_numpy(float), whole[columns].to_numpy(float), atol=1e-9)
+    east_share = np.clip((np.arange(25) * 7 + 60 - 100) / 60, 0, 1)  # the part of each plot east of X0 + 100
+    np.testing.assert_allclose(whole["ndvi_mean"], 0.3 + 0.4 * east_share, atol=1e-6)
+
+
+def test_threshold_in_float32_on_two_grids(two_grids, tmp_path):
+    west = write_ndvi(tmp_path / "west_20230601.tif", np.full((10, 10), 0.7, np.float32))
+    plots = _plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20))
+    row = zonal.zonal_stats(plots, [west, two_grids[1]], threshold=0.7).iloc[0]
+    assert row["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0], rel=1e-5)  # both at 0.7
+
+
+def test_shares_of_the_plot_never_exceed_one(tmp_path):
+    # Coverage fractions are float32: their sum over a plot can pass its area by rounding, the share cannot.
+    rng = np.random.default_rng(3)
+    path = write_ndvi(tmp_path / "t_20230601.tif", rng.uniform(0.1, 0.9, (60, 80)).astype(np.float32))
+    centres = rng.uniform([X0 + 100, Y0 - 500], [X0 + 700, Y0 - 100], (300, 2))
+    geoms = shapely.buffer(shapely.points(centres), rng.uniform(5, 60, 300), quad_segs=5)
+    plots = gpd.GeoDataFrame({"plot_id": [f"p{i}" for i in range(300)]}, geometry=geoms, crs=CRS)
+    weights = zonal.coverage_weights(geoms, from_origin(X0, Y0, RES, RES), 80, 60)
+    raw = np.asarray(weights.matrix.sum(axis=1)).ravel() / weights.plot_cells
+    assert raw.max() > 1  # the rounding is there to clip
+    table = zonal.zonal_stats(plots, [path])
+    assert table["valid_frac"].max() == 1.0 and table["covered_frac"].max() == 1.0
+    np.testing.assert_allclose(table["valid_frac"], 1.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _brute_quantile(values, weights, q):
+    """exactextract's weighted quantile written out: positive weights only, equal values merged, interpolated."""
+    merged: dict[float, float] = {}
+    for v, w in zip(values, weights):
+        if np.isfinite(v) and w > 0:
+            merged[float(v)] = merged.get(float(v), 0.0) + float(w)
+    x = sorted(merged)
+    w = [merged[v] for v in x]
+    n, cum, s = len(x), 0.0, []
+    for i, wi in enumerate(w):
+        s.append(i * wi + (n - 1) * cum)
+        cum += wi
+    target = q * cum * (n - 1)
+    right = next((i for i, si in enumerate(s) if si > target), n)
+    if right in (0, n):
+        return x[min(right, n - 1)]
+    return x[right - 1] + (target - s[right - 1]) * (x[right] - x[right - 1]) / (s[right] - s[right - 1])
+
+
+@pytest.mark.parametrize("q", [0.1, 0.5, 0.9])
+def test_zero_and_negative_weights_do_not_count_as_values(q):
+    values = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
+    # Row 0: explicit zeros on 0.1 and 0.9; row 1: a negative weight on 0.9; row 2: the same without them.
+    data = np.array([0.0, 0.5, 1.0, 0.25, 0.0, 0.7, -0.3, 0.6, 0.5, 1.0, 0.25])
+    rows = np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    cols = np.array([0, 1, 2, 3, 5, 1, 5, 1, 2, 3, 4])
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=(3, 6))
+    assert matrix.nnz == 11  # the zeros are stored entries
+    got = zonal.weighted_quantiles(matrix, values, [q])[:, 0]
+    dense = matrix.toarray()
+    expected = [_brute_quantile(values, dense[r], q) for r in range(3)]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert got[1] == pytest.approx(0.2)  # one value left: 0.2 alone
+
+
+@pytest.mark.parametrize("per_row, expected", [
+    (1, [(0, 4, 4), (4, 4, 4)]),  # a block starts at the row holding entry 0, 4, 8 ...
+    (2, [(0, 2, 4), (2, 2, 4), (4, 2, 4), (6, 2, 4)]),
+    (3, [(0, 1, 3), (1, 1, 3), (2, 2, 6), (4, 1, 3), (5, 1, 3), (6, 2, 6)]),  # entries 4, 8 … 20: rows 1, 2, 4, 5, 6
+])
+def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch, per_row, expected):
+    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 4)
+    matrix = sp.csr_matrix(np.kron(np.eye(8), np.ones((1, per_row))))  # 8 rows of per_row weights
+    blocks = zonal._blocks_of(matrix)
+    assert [(b.start, b.matrix.shape[0], b.matrix.nnz) for b in blocks] == expected
+    values = np.arange(8 * per_row, dtype=float)
+    np.testing.assert_allclose(zonal.weighted_quantiles(matrix, values, [0.0, 1.0]),
+                               np.column_stack([values[::per_row], values[per_row - 1::per_row]]))
+
+
+def test_cropped_threshold_is_compared_in_the_pixels_own_precision(tmp_path):
+    # float32(0.7) = 0.699999988: a pixel stored as 0.7 is at the threshold 0.7, so it is cropped.
+    assert float(np.float32(0.7)) < 0.7
+    array = np.full((10, 10), 0.7, dtype=np.float32)
+    array[:, 5:] = np.float32(0.7) - np.float32(1e-6)  # just under, in float32 too
+    path = write_ndvi(tmp_path / "t_20230601.tif", array)
+    plot = _plots((X0, Y0 - 100, X0 + 100, Y0))
+    row = zonal.zonal_stats(plot, [path], threshold=0.7).iloc[0]
+    area_mu = zonal.area_mu_of(plot).iloc[0]
+    assert row["cropped_area_mu"] == pytest.approx(area_mu / 2, rel=1e-6)  # the west half only
+
+
+# --------------------------------------------------------------------------- the engine's options
+
+
+@pytest.fixture
+def two_dates(tmp_path):
+    array = np.full((10, 10), 0.8, dtype=np.float32)
+    array[:, 5:] = 0.3
+    return [write_ndvi(tmp_path / "a_20230601.tif", array), write_ndvi(tmp_path / "b_20230611.tif", array * 0.5)]
+
+
+def test_generator_passes_every_option_through(two_dates, tmp_path):
+    inside, outside = (X0, Y0 - 100, X0 + 100, Y0), (X0 + 500, Y0 - 100, X0 + 600, Y0)
+    plots = _plots(inside, outside)
+    calls = []
+    default = list(zonal.gen_zonal_stats(plots, two_dates))
+    assert [(r["plot_id"], r["date"]) for r in default] == [("p0", "2023-06-01"), ("p0", "2023-06-11")]
+    assert default[0]["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0] / 2, rel=1e-6)  # 0.8 ≥ 0.5
+    rows = list(zonal.gen_zonal_stats(plots, two_dates, threshold=0.2, keep_uncovered=True,
+                                      progress=lambda done, total: calls.append((done, total))))
+    assert calls == [(1, 2), (2, 2)]
+    assert [(r["plot_id"], r["flags"]) for r in rows] == [("p0", ""), ("p1", "NOT_COVERED")] * 2
+    assert rows[0]["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0], rel=1e-6)  # all ≥ 0.2
+    uncovered = rows[1]
+    assert (uncovered["covered_frac"], uncovered["valid_frac"], uncovered["cloud_frac"],
+            uncovered["pixel_count"]) == (0, 0, 0, 0)
+    assert np.isnan(uncovered["ndvi_mean"]) and np.isnan(uncovered["cropped_area_mu"])
+    unreadable = _tile(tmp_path / "gone_20230621.tif", from_origin(X0, Y0, RES, RES), date="2023-06-21")
+    with pytest.raises(rasterio.errors.RasterioIOError):
+        list(zonal.gen_zonal_stats(plots, [*two_dates, unreadable]))
+    failed = []
+    kept = list(zonal.gen_zonal_stats(plots, [*two_dates, unreadable], on_error=lambda t, e: failed.append(t.path)))
+    assert failed == [unreadable.path] and [r["date"] for r in kept] == ["2023-06-01", "2023-06-11"]
+
+
+def test_the_table_passes_every_option_through(two_dates):
+    plots = _plots((X0, Y0 - 100, X0 + 100, Y0), (X0 + 500, Y0 - 100, X0 + 600, Y0))
+    calls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # 0/0 for the uncovered plot is NaN, without numpy's warning
+        table = zonal.zonal_stats(plots, two_dates, threshold=0.2, keep_uncovered=True,
+                                  progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
+    assert list(table.index) == [0, 1, 2, 3]  # one running index over the dates
+    assert table[["plot_id", "date", "flags"]].values.tolist() == [
+        ["p0", "2023-06-01", ""], ["p1", "2023-06-01", "NOT_COVERED"],
+        ["p0", "2023-06-11", ""], ["p1", "2023-06-11", "NOT_COVERED"]]
+    assert table["cropped_area_mu"].iloc[0] == pytest.approx(zonal.area_mu_of(plots).iloc[0], rel=1e-6)
+    assert list(zonal.zonal_stats(plots, two_dates)["plot_id"]) == ["p0", "p0"]
+
+
+def test_an_unreadable_tile_is_left_out_and_its_date_kept_from_the_others(tmp_path, two_dates):
+    # Two tiles of 2023-06-01 on two grids (10 m and 20 m pixels): the unreadable one is reported and left out.
+    broken = _tile(tmp_path / "broken_20230601.tif", from_origin(X0, Y0, 20, 20), width=5, height=5)
+    plots = _plots((X0, Y0 - 100, X0 + 50, Y0))
+    failed = []
+    table = zonal.zonal_stats(plots, [two_dates[0], broken], on_error=lambda t, e: failed.append((t.path, type(e))))
+    assert failed == [(broken.path, rasterio.errors.RasterioIOError)]
+    row = table.iloc[0]
+    assert row["ndvi_mean"] == pytest.approx(0.8, abs=1e-6) and row["covered_frac"] == pytest.approx(1.0)
+
+
+def test_no_readable_tile_gives_the_empty_table_with_its_columns(tmp_path):
+    broken = _tile(tmp_path / "gone_20230601.tif", from_origin(X0, Y0, RES, RES))
+    table = zonal.zonal_stats(_plots((X0, Y0 - 100, X0 + 50, Y0)), [broken], on_error=lambda t, e: None)
+    assert table.empty and list(table.columns) == list(zonal.STAT_COLUMNS)
+
+
+def test_missing_tile_path_is_named(tmp_path):
+    with pytest.raises(InputNotFoundError) as error:
+        zonal.open_tile(tmp_path / "none_20230601.tif")
+    assert str(error.value) == f"{tmp_path / 'none_20230601.tif'}: tile not found"
+    bad = tmp_path / "bad_20230601.tif"
+    bad.write_bytes(b"not a tiff")
+    with pytest.raises(CorruptInputError, match=f"^{bad}: cannot open raster: "):
+        zonal.open_tile(bad)
