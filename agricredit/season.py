@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations, harvest_year_for
+from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
 from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
@@ -226,15 +226,36 @@ def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarra
     return keep
 
 
-def _fit_plot(s: PlotSeries, region: str, fit_options: dict[str, Any]) -> tuple[list[SystemFit], np.ndarray]:
-    """The ranked explanations of a plot's series, refitted without undetected clouds; and the observations used."""
-    if len(s.dates) < 3:
-        return [], np.zeros(len(s.dates), dtype=bool)
-    fits = fit_explanations(s.dates, s.ndvi, region, **fit_options)
-    keep = fit_observations(s, fits)
-    if not keep.all():
-        fits = fit_explanations(s.dates[keep], s.ndvi[keep], region, **fit_options)
-    return fits, keep
+def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[str, Any]
+               ) -> dict[str, tuple[list[SystemFit], np.ndarray]]:
+    """Each plot's ranked explanations, refitted without undetected clouds, and the observations used.
+
+    Plots observed on the same days are fitted together (:func:`~agricredit.cropfit.fit_explanations_many`, the
+    same figures as one by one); a plot with fewer than 3 valid observations has no fit.
+    """
+    out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool)) for plot_id, s in series.items() if len(s.dates) < 3}
+    first = _fit_by_days({plot_id: (s.dates, s.ndvi) for plot_id, s in series.items() if len(s.dates) >= 3},
+                         region, fit_options)
+    keep = {plot_id: fit_observations(series[plot_id], fits) for plot_id, fits in first.items()}
+    refits = _fit_by_days({plot_id: (series[plot_id].dates[k], series[plot_id].ndvi[k])
+                           for plot_id, k in keep.items() if not k.all()}, region, fit_options)
+    for plot_id, fits in first.items():
+        out[plot_id] = (refits.get(plot_id, fits), keep[plot_id])
+    return out
+
+
+def _fit_by_days(observations: Mapping[str, tuple[np.ndarray, np.ndarray]], region: str,
+                 fit_options: dict[str, Any]) -> dict[str, list[SystemFit]]:
+    """:func:`~agricredit.cropfit.fit_explanations` of each plot's ``(dates, ndvi)``, plots grouped by their days."""
+    groups: dict[bytes, list[str]] = {}
+    for plot_id, (dates, _) in observations.items():
+        groups.setdefault(dates.tobytes(), []).append(plot_id)
+    fitted: dict[str, list[SystemFit]] = {}
+    for members in groups.values():
+        dates = observations[members[0]][0]
+        ndvi = np.stack([observations[plot_id][1] for plot_id in members])
+        fitted.update(zip(members, fit_explanations_many(dates, ndvi, region, **fit_options)))
+    return fitted
 
 
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
@@ -434,6 +455,7 @@ def assess_season(
     fit_options = {"max_sowing_shift_days": max_sowing_shift_days, "shift_penalty": shift_penalty,
                    "min_template_scale": min_template_scale, "period": run}
     rows, flags, fits = [], {}, {}
+    fitted = _fit_plots(series, region, fit_options)
     for plot_id, s in series.items():
         declared = declared_of.get(plot_id, ())
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
@@ -442,7 +464,7 @@ def assess_season(
                                "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
         row.update(phenology(days, curve))
-        plot_fits, used = _fit_plot(s, region, fit_options)
+        plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
         flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
