@@ -33,6 +33,11 @@ __all__ = [
     "Flag",
     "SeasonResult",
     "assess_season",
+    "SeasonRows",
+    "season_rows",
+    "season_period",
+    "finish_season",
+    "split_season_options",
     "peer_vigor",
     "season_options",
     "season_plot_table",
@@ -437,6 +442,91 @@ def assess_season(
     """
     if region not in load_calendars():
         raise InputError(f"no crop calendar for region {region!r}: resolve it first (see resolve_region)")
+    rows = season_rows(table, declarations, drawn_area_mu, region=region,
+                       plot_ids=plot_ids, min_valid_fraction=min_valid_fraction,
+                       min_observations_in_window=min_observations_in_window, min_pixel_count=min_pixel_count,
+                       cultivated_min_share=cultivated_min_share, max_sowing_shift_days=max_sowing_shift_days,
+                       crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
+                       min_template_scale=min_template_scale, min_covered_fraction=min_covered_fraction,
+                       min_season_amplitude=min_season_amplitude, shift_penalty=shift_penalty, smoothing=smoothing,
+                       stat=stat, crop_model=crop_model, crop_model_margin=crop_model_margin)
+    return finish_season(rows, low_vigor_percentile=low_vigor_percentile, low_vigor_min_gap=low_vigor_min_gap,
+                         vigor_factor_min=vigor_factor_min, vigor_factor_max=vigor_factor_max, min_peers=min_peers,
+                         min_pixel_count=min_pixel_count, min_observations_in_window=min_observations_in_window)
+
+
+def season_period(table: pd.DataFrame) -> tuple[np.datetime64, np.datetime64]:
+    """The first and last day of a long table (the run whose year each season is placed in).
+
+    Raises
+    ------
+    InputError
+        The table has no observations.
+    """
+    if table.empty:
+        raise InputError("the long table has no observations (no tile covers any plot in the period)")
+    days = pd.to_datetime(table["date"]).dt.normalize()
+    return tuple(np.array([days.min(), days.max()], dtype="datetime64[D]"))
+
+
+@dataclass
+class SeasonRows:
+    """The per-plot part of :func:`assess_season` for some plots, before the peer comparison (:func:`finish_season`).
+
+    ``rows`` are the plots' feature rows in :func:`assess_season`'s order (plots with observations by ID, then the
+    plots without any, in the order of ``plot_ids``); ``flags``, ``fits`` and ``series`` as in :class:`SeasonResult`.
+    """
+
+    rows: list[dict[str, Any]]
+    flags: dict[str, list[Flag]]
+    fits: dict[str, list[SystemFit]]
+    series: dict[str, PlotSeries]
+    period: tuple[np.datetime64, np.datetime64]
+
+    @classmethod
+    def merge(cls, parts: Sequence[SeasonRows], plot_ids: Sequence[str]) -> SeasonRows:
+        """The parts of disjoint sets of plots (chunks) as if computed at once; ``plot_ids`` as :func:`season_rows`."""
+        rows = [row for part in parts for row in part.rows]
+        position = {str(p): i for i, p in enumerate(plot_ids)}
+        seen = {pid for part in parts for pid, s in part.series.items() if s.n_acquisitions}
+        rows.sort(key=lambda row: (0, row["plot_id"], 0) if row["plot_id"] in seen else
+                  (1, "", position.get(row["plot_id"], len(position))))
+        merged = {name: {k: v for part in parts for k, v in getattr(part, name).items()}
+                  for name in ("flags", "fits", "series")}
+        return cls(rows, merged["flags"], merged["fits"], merged["series"], parts[0].period)
+
+
+def season_rows(
+    table: pd.DataFrame,
+    declarations: Mapping[str, Any] | None = None,
+    drawn_area_mu: Mapping[str, float] | None = None,
+    *,
+    region: str,
+    period: tuple[np.datetime64, np.datetime64] | None = None,
+    plot_ids: Iterable[str] | None = None,
+    min_valid_fraction: float = 0.6,
+    min_observations_in_window: int = 3,
+    min_pixel_count: float = 4.0,
+    cultivated_min_share: float = 0.5,
+    max_sowing_shift_days: int = 30,
+    crop_mismatch_margin: float = 0.06,
+    max_fit_rmse: float = 0.10,
+    min_template_scale: float = 0.4,
+    min_covered_fraction: float = 0.95,
+    min_season_amplitude: float = 0.2,
+    shift_penalty: float = 0.05,
+    smoothing: Smoothing = "none",
+    stat: str = "ndvi_mean",
+    crop_model: Any = None,
+    crop_model_margin: float = 0.5,
+) -> SeasonRows:
+    """The per-plot part of :func:`assess_season` (features, fits, satellite checks) for some plots of a season.
+
+    Each plot's row depends only on its own observations and on ``period`` (the whole run's
+    :func:`season_period`), so the plots of a county can be split in chunks and the parts merged
+    (:meth:`SeasonRows.merge`) before :func:`finish_season`. Parameters as :func:`assess_season`; with a
+    ``period`` given, ``table`` may be empty (every plot of ``plot_ids`` then gets ``NO_COVERAGE``).
+    """
     declared_of = {str(k): _declared_of(v) for k, v in (declarations or {}).items()}
     drawn_area_mu = dict(drawn_area_mu or {})
     crops = load_crops()
@@ -444,14 +534,12 @@ def assess_season(
     if unknown:
         raise SchemaError(f"declared crops {unknown} are not in the crop table ({sorted(crops)})")
     frame = normalise_table(table, stat)
-    if frame.empty:
-        raise InputError("the long table has no observations (no tile covers any plot in the period)")
-    run = tuple(frame["date"].agg(["min", "max"]).to_numpy().astype("datetime64[D]"))
-    series = split_series(frame, min_valid_fraction, stat)
+    run = period if period is not None else season_period(table)
+    series = split_series(frame, min_valid_fraction, stat) if len(frame) else {}
     empty = np.array([], dtype="datetime64[D]")
     for plot_id in plot_ids or ():
         series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
-    probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None else None
+    probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None and len(table) else None
     fit_options = {"max_sowing_shift_days": max_sowing_shift_days, "shift_penalty": shift_penalty,
                    "min_template_scale": min_template_scale, "period": run}
     rows, flags, fits = [], {}, {}
@@ -475,7 +563,16 @@ def assess_season(
                                      crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
                                      crop_model_margin=crop_model_margin)
         rows.append(row)
-    plots = peer_vigor(pd.DataFrame(rows), flags, low_vigor_percentile=low_vigor_percentile,
+    return SeasonRows(rows, flags, fits, series, run)
+
+
+def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_vigor_min_gap: float = 0.10,
+                  vigor_factor_min: float = 0.7, vigor_factor_max: float = 1.1, min_peers: int = 5,
+                  min_pixel_count: float = 4.0, min_observations_in_window: int = 3) -> SeasonResult:
+    """The cross-plot part of :func:`assess_season`: peer vigor (:func:`peer_vigor`) over every plot's row, then
+    the flag columns. Parameters: the ``[satellite]`` policy, as :func:`assess_season`."""
+    flags = part.flags
+    plots = peer_vigor(pd.DataFrame(part.rows), flags, low_vigor_percentile=low_vigor_percentile,
                        low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
                        vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count,
                        min_clear_observations=min_observations_in_window)
@@ -484,7 +581,16 @@ def assess_season(
                              for p in plots["plot_id"]]
     for column in ("peak_date", "greenup_date", "senescence_date"):
         plots[column] = [_iso(v) for v in plots[column]]
-    return SeasonResult(plots=plots, flags=flags, fits=fits, series=series, period=run)
+    return SeasonResult(plots=plots, flags=flags, fits=part.fits, series=part.series, period=part.period)
+
+
+def split_season_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`assess_season`'s keyword arguments (:func:`season_options`) as those of :func:`season_rows` and of
+    :func:`finish_season` (a key both take goes to both)."""
+    import inspect
+
+    row_keys, peer_keys = (inspect.signature(f).parameters for f in (season_rows, finish_season))
+    return ({k: v for k, v in options.items() if k in row_keys}, {k: v for k, v in options.items() if k in peer_keys})
 
 
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
