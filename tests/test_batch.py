@@ -243,3 +243,73 @@ def test_processing_failed_holds_the_plot_and_round_trips_through_the_audit_fact
     check = next(c for c in verdict.checks if c.code == "PROCESSING_FAILED")
     assert check.severity == "review" and check.figures == {"reason": "chunk 3: RuntimeError: boom"}
     assert verdict.contribution.mu_now == 0 and "PROCESSING_FAILED" not in verify_plot(sound, load_policy()).codes
+
+
+# --------------------------------------------------------------------------- edges: tile grids, inputs, lost workers
+
+#: The plot the split below runs through (about 1 km wide, in the middle of the sample tile).
+STRADDLING_PLOT = "P0241"
+#: A second CRS for the east part of every split tile: the sample's UTM zone 18N with its false easting 5 m
+#: further, so the same pixels sit on another grid of another CRS, edge to edge with the west part.
+OTHER_CRS = "+proj=tmerc +lat_0=0 +lon_0=-75 +k=0.9996 +x_0=500005 +y_0=0 +datum=WGS84 +units=m +no_defs"
+
+
+def split_tiles(folder: Path, column: int) -> Path:
+    """The sample season with each date cut at ``column`` into two tiles of two tile grids in two CRSs: the west
+    part as it is (EPSG:32618), the east part in :data:`OTHER_CRS` (the same pixels); returns the manifest."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["date,sensor,path"]
+    for line in (SAMPLE / "season" / "manifest.csv").read_text(encoding="utf-8").splitlines()[1:]:
+        date, sensor, name = line.split(",")
+        with rasterio.open(SAMPLE / "season" / name) as src:
+            for part, window in (("west", Window(0, 0, column, src.height)),
+                                 ("east", Window(column, 0, src.width - column, src.height))):
+                transform, crs = src.window_transform(window), src.crs
+                if part == "east":
+                    transform, crs = Affine.translation(5.0, 0.0) * transform, rasterio.crs.CRS.from_string(OTHER_CRS)
+                path = folder / f"{Path(name).stem}_{part}.tif"
+                with rasterio.open(path, "w", **{**src.profile, "width": int(window.width), "height": src.height,
+                                                 "transform": transform, "crs": crs}) as dst:
+                    dst.write(src.read(window=window))
+                    dst.update_tags(**src.tags())
+                    dst.descriptions = src.descriptions
+                rows.append(f"{date},{sensor},{path.name}")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return manifest
+
+
+def test_a_plot_straddling_two_tile_grids_comes_out_right_and_as_in_assess(tmp_path: Path, reference: Path,
+                                                                            inprocess: str) -> None:
+    from dataclasses import replace
+
+    plots = load_plots(SAMPLE / "plots.geojson").to_crs("EPSG:32618").set_index("plot_id")
+    minx, _, maxx, _ = plots.geometry[STRADDLING_PLOT].bounds
+    column = round(((minx + maxx) / 2 - 438730.0) / 10.0)  # the sample tile's west edge is at x = 438730 m
+    manifest = split_tiles(tmp_path / "tiles", column)
+    config_path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
+    config_path.write_text(config_path.read_text(encoding="utf-8").replace(
+        (SAMPLE / "season" / "manifest.csv").as_posix(), manifest.as_posix()), encoding="utf-8")
+    config = load_batch_config(config_path)
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    alone = tmp_path / "assess"
+    write_outputs(run_assessment(replace(sample_case(), tiles=(manifest,)), KEY), alone, AUDIT_KEY)
+    assert_same_outputs(config.output, alone)
+
+    # Right: the plot is seen whole, across both grids, with the figures of the undivided tiles.
+    got = gpd.read_parquet(config.output / "plots.parquet").set_index("plot_id")
+    expected = gpd.read_parquet(reference / "plots.parquet").set_index("plot_id")
+    assert plots.geometry[STRADDLING_PLOT].length > 2000  # a large plot, cut in two by the split
+    for column_name in ("light", "reason_codes", "n_valid", "best_crop", "peak_date"):
+        assert got.loc[STRADDLING_PLOT, column_name] == expected.loc[STRADDLING_PLOT, column_name], column_name
+    for column_name in ("cropped_mu", "cropped_measured_share", "peak_ndvi", "verified_mu", "ndvi_integral"):
+        assert got.loc[STRADDLING_PLOT, column_name] == pytest.approx(expected.loc[STRADDLING_PLOT, column_name],
+                                                                      rel=1e-6), column_name
+    series = pd.read_parquet(config.output / "series.parquet").set_index(["plot_id", "date"]).loc[STRADDLING_PLOT]
+    whole = pd.read_parquet(reference / "series.parquet").set_index(["plot_id", "date"]).loc[STRADDLING_PLOT]
+    assert list(series.index) == list(whole.index)
+    np.testing.assert_allclose(series.to_numpy(float), whole.to_numpy(float), rtol=1e-6)
