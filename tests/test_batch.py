@@ -69,7 +69,9 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("cluster")
     info = folder / "scheduler.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # The workers import agricredit and this module (for map tasks defined here, by reference).
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     common = ["--no-dashboard", "--host", "127.0.0.1"]
     processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--port", "0", "--scheduler-file",
                                    str(info), *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
@@ -313,3 +315,61 @@ def test_a_plot_straddling_two_tile_grids_comes_out_right_and_as_in_assess(tmp_p
     whole = pd.read_parquet(reference / "series.parquet").set_index(["plot_id", "date"]).loc[STRADDLING_PLOT]
     assert list(series.index) == list(whole.index)
     np.testing.assert_allclose(series.to_numpy(float), whole.to_numpy(float), rtol=1e-6)
+
+
+def test_a_changed_input_refuses_resume(tmp_path: Path, inprocess: str) -> None:
+    import shutil
+
+    import rasterio
+
+    inputs = tmp_path / "inputs"
+    shutil.copytree(SAMPLE / "season", inputs / "season")
+    shutil.copy(SAMPLE / "plots.geojson", inputs / "plots.geojson")
+    config_path = write_config(tmp_path, chunk_size_m=4 * SMALL_CHUNK_M)
+    config_path.write_text(config_path.read_text(encoding="utf-8")
+                           .replace((SAMPLE / "season").as_posix(), (inputs / "season").as_posix())
+                           .replace((SAMPLE / "plots.geojson").as_posix(), (inputs / "plots.geojson").as_posix()),
+                           encoding="utf-8")
+    config = load_batch_config(config_path)
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    ledger = (config.output / WORK_FOLDER / LEDGER).read_bytes()
+
+    tile = inputs / "season" / "S2_L2A_SIM_20230620.tif"
+    original = tile.read_bytes()
+    with rasterio.open(tile) as src:  # rewritten with one pixel of one band changed
+        profile, tags, names, data = src.profile, src.tags(), src.descriptions, src.read()
+    data[0, 0, 0] += 1
+    with rasterio.open(tile, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+        dst.descriptions = names
+    with pytest.raises(InputError, match="plots or tiles changed"):
+        run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+    tile.write_bytes(original)
+
+    text = (inputs / "plots.geojson").read_text(encoding="utf-8")
+    (inputs / "plots.geojson").write_text(text.replace('"P0100"', '"P0100x"', 1), encoding="utf-8")
+    with pytest.raises(InputError, match="plots or tiles changed"):
+        run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+    assert (config.output / WORK_FOLDER / LEDGER).read_bytes() == ledger  # a refused resume leaves the ledger
+
+
+def dying_task(plots, acquisitions, *, marker: str):
+    """The map task, except that the worker process running the chunk of :data:`FAILING_PLOT` dies the first time
+    (``os._exit``: no exception, no clean-up, as a killed or crashed worker)."""
+    if FAILING_PLOT in set(plots["plot_id"]) and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+        os._exit(1)
+    return observe_chunk(plots, acquisitions)
+
+
+def test_a_worker_lost_mid_run_is_retried_and_the_bytes_do_not_change(tmp_path: Path, reference: Path,
+                                                                       scheduler: str) -> None:
+    import functools
+
+    marker = tmp_path / "worker-died"
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=scheduler, task=functools.partial(dying_task, marker=str(marker)))
+    assert marker.is_file() and int(marker.read_text()) != os.getpid()  # a worker process really died
+    assert run.failures == [] and not (config.output / FAILURES).exists()
+    assert_same_outputs(config.output, reference)
