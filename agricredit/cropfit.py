@@ -249,13 +249,14 @@ def _fit_many(explanation: Explanation, t: np.ndarray, ys: np.ndarray, run: tupl
                 combos, score, rmse, offset, amp = evaluate(combos)
                 centre = combos[rows, np.argmin(score, axis=1)].copy()
     best = np.argmin(score, axis=1)
+    calendar = [season.dates(yr) for season, yr in zip(seasons, years)]
     out = []
     for p in range(n_plots):
         b = best[p]
         fits = []
-        for j, (season, yr) in enumerate(zip(seasons, years)):
+        for j, season in enumerate(seasons):
             shift = int(combos[p, b, : j + 1].sum())
-            dates = {k: d + dt.timedelta(days=shift) for k, d in season.dates(yr).items()}
+            dates = {k: d + dt.timedelta(days=shift) for k, d in calendar[j].items()}
             fits.append(SeasonFit(season, shift, float(amp[p, b, j]), float(amp[p, b, j] / ranges[j]), dates))
         out.append(SystemFit(explanation.name, float(score[p, b]), float(rmse[p, b]), float(offset[p, b]), tuple(fits)))
     return out

@@ -15,6 +15,7 @@ policy onto them); nothing in this module reads the policy file.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -127,11 +128,12 @@ def _window_mask(dates: np.ndarray, windows: Iterable[tuple[Any, Any]]) -> np.nd
     return mask
 
 
-def _green_periods(region: str, declared: Sequence[Declared], run: tuple[Any, Any]) -> dict[str, list[tuple]]:
+@functools.lru_cache(maxsize=1024)
+def _green_periods(region: str, declared: tuple[Declared, ...], run: tuple[Any, Any]) -> dict[str, list[tuple]]:
     """Each declared crop's green periods on the region's calendar: ``[(green-up, senescence)]`` as ``datetime64[D]``.
 
     A crop with several calendar seasons (spring and summer maize) has one period per season;
-    a crop without a calendar in the region has none.
+    a crop without a calendar in the region has none. Cached (the same for every plot of a declaration): read only.
     """
     periods: dict[str, list[tuple]] = {}
     for item in declared:
