@@ -59,7 +59,7 @@ from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATU
                               load_plots, rejected_ids, repeated_area_m2, to_wgs84)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PersonalDataGuard, PseudonymKey, check_allowed_fields, pseudonym, pseudonymise_borrowers
-from agricredit.report.data import season_series, write_report_data
+from agricredit.report.data import write_report_data
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
 from agricredit.season import finish_season, resolve_region, season_options, season_period, split_season_options
 from agricredit.seeds import SEEDS_DIR, crop_aliases
@@ -364,7 +364,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     acquisitions, long_table, unread_tiles, failed_plots = _observe(case, good, strict, observe, progress, count_dates,
                                                                     rejected)
 
-    _stage(progress, "season: phenology, crop fit, vigor; NDVI chips at the peak")
+    _stage(progress, "season: phenology, crop fit, vigor; NDVI chips and series for the report")
     region = resolve_region(case.region or policy.satellite.region, good)
     row_options, peer_options = split_season_options(season_options(policy, region=region))
     evidence = evaluate(long_table, good, _declared_crops(declarations, claims, good),
@@ -400,7 +400,6 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes,
                           visits=[visits_of[p] for p in d.plot_ids if p in visits_of]) for d in decisions]
 
-    _stage(progress, "report data: season series")
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
     public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
     villages = dict(zip(public["pseudonym"], public["village"]))
@@ -417,7 +416,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         lang=lang,
         pii_reference=borrowers,
         chips=evidence.chips,
-        series=season_series(long_table),
+        series=evidence.series,
     )
 
 

@@ -230,10 +230,12 @@ class DaskObserver:
                  count_evidence: Callable[[int, int], None] | None = None, task: Callable[..., Any] = observe_chunk
                  ) -> None:
         self.client, self.config, self.work, self.task = client, config, work, task
-        self.resume, self.fail_fast, self.count_chunks, self.count_evidence = resume, fail_fast, count_chunks, count_evidence
+        self.resume, self.fail_fast = resume, fail_fast
+        self.count_chunks, self.count_evidence = count_chunks, count_evidence
         self.failures: list[ChunkFailure] = []
         self.reused = 0
-        self._chunks: list[tuple[int, gpd.GeoDataFrame, pd.DataFrame | None]] = []  # number, plots, table (None: failed)
+        # Each chunk's number, plots and observations (None: the chunk failed), for the evidence stage.
+        self._chunks: list[tuple[int, gpd.GeoDataFrame, pd.DataFrame | None]] = []
 
     def __call__(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition], *,
                  on_error: Callable[[Any, Exception], None] | None = None,
@@ -301,8 +303,8 @@ class DaskObserver:
 
         def args(subset: gpd.GeoDataFrame) -> tuple[Any, ...]:
             ids = subset["plot_id"].astype(str)
-            return (subset, {p: declared[p] for p in ids if p in declared}, {p: drawn_mu[p] for p in ids if p in drawn_mu},
-                    period, acquisitions, options)
+            return (subset, {p: declared[p] for p in ids if p in declared},
+                    {p: drawn_mu[p] for p in ids if p in drawn_mu}, period, acquisitions, options)
 
         parts = [plot_evidence(table.iloc[:0], *args(subset)) for _, subset, own in self._chunks if own is None]
         pending = [self.client.submit(plot_evidence, own, *args(subset), pure=False)

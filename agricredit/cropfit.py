@@ -168,8 +168,9 @@ def _shape(season: CropSeason, harvest_year: int, t: np.ndarray) -> np.ndarray:
 def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least squares ``y ≈ b + Σ a_k shapes[:, :, k]`` with ``low_k ≤ a_k ≤ high_k``, for each of C shift combinations.
 
-    ``shapes`` is ``C × n × K``; ``y`` is ``n`` (one series for every combination) or ``C × n`` (one series per
-    combination: several plots fitted at once). Returns ``(sse, offset, amplitudes)`` of shapes ``C``, ``C``, ``C × K``.
+    ``shapes`` is ``C × n × K``; ``y`` is ``n`` (one series for every combination) or ``C × n`` (one series
+    per combination: several plots fitted at once). Returns ``(sse, offset, amplitudes)`` of shapes ``C``, ``C``,
+    ``C × K``.
     Exact: the optimum of a convex least squares over a box has each bound either active
     or not; every such active set is solved and the best feasible one kept.
     """
@@ -243,7 +244,8 @@ def _fit_many(explanation: Explanation, t: np.ndarray, ys: np.ndarray, run: tupl
         for _ in range(2 if len(seasons) > 1 else 1):
             for j in range(len(seasons)):
                 values = (np.broadcast_to(grid, (n_plots, len(grid))) if grid is not None else
-                          np.clip(centre[:, [j]] + np.arange(-SHIFT_STEP_DAYS + 1, SHIFT_STEP_DAYS), -max_shift, max_shift))
+                          np.clip(centre[:, [j]] + np.arange(-SHIFT_STEP_DAYS + 1, SHIFT_STEP_DAYS),
+                                  -max_shift, max_shift))
                 combos = np.repeat(centre[:, None, :], values.shape[1], axis=1)
                 combos[:, :, j] = values
                 combos, score, rmse, offset, amp = evaluate(combos)

@@ -1,4 +1,4 @@
-"""The per-plot satellite evidence of a set of plots: season rows and report chips (design §9, the map step).
+"""The per-plot satellite evidence of a set of plots: season rows, report chips and series (design §9, the map step).
 
 Everything here depends on each plot alone (its observations, declaration and
 outline) and on the season's period, never on the other plots: ``assess``
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agricredit.report.data import plot_chips
+from agricredit.report.data import plot_chips, season_series
 from agricredit.season import SeasonRows, season_rows
 
 __all__ = ["Evidence", "plot_evidence"]
@@ -25,18 +25,22 @@ __all__ = ["Evidence", "plot_evidence"]
 
 @dataclass
 class Evidence:
-    """The season rows (:class:`agricredit.season.SeasonRows`) and the NDVI chips at the peak
-    (:func:`agricredit.report.data.plot_chips`) of some plots."""
+    """The season rows (:class:`agricredit.season.SeasonRows`), the NDVI chips at the peak
+    (:func:`agricredit.report.data.plot_chips`) and the report's series (:func:`agricredit.report.data.season_series`)
+    of some plots."""
 
     season: SeasonRows
     chips: pd.DataFrame
+    series: pd.DataFrame
 
     @classmethod
     def merge(cls, parts: Sequence[Evidence], plot_ids: Sequence[str]) -> Evidence:
-        """The evidence of disjoint sets of plots as one (rows and chips in the order of a single computation)."""
+        """The evidence of disjoint sets of plots as one (rows, chips and series as a single computation's)."""
         chips = [part.chips for part in parts if len(part.chips)] or [parts[0].chips]
+        series = [part.series for part in parts if len(part.series)] or [parts[0].series]
         return cls(SeasonRows.merge([part.season for part in parts], plot_ids),
-                   pd.concat(chips, ignore_index=True).sort_values("plot_id", ignore_index=True))
+                   pd.concat(chips, ignore_index=True).sort_values("plot_id", ignore_index=True),
+                   pd.concat(series, ignore_index=True).sort_values(["plot_id", "date"], ignore_index=True))
 
 
 def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], drawn_mu: Mapping[str, float],
@@ -63,4 +67,4 @@ def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], 
     rows = season_rows(table, declared, drawn_mu, period=period, plot_ids=plot_ids, **options)
     peak_dates = {row["plot_id"]: str(np.datetime64(row["peak_date"], "D")) for row in rows.rows
                   if row.get("peak_date") is not None and not pd.isna(row["peak_date"])}
-    return Evidence(rows, plot_chips(plots, peak_dates, acquisitions))
+    return Evidence(rows, plot_chips(plots, peak_dates, acquisitions), season_series(table))

@@ -189,11 +189,12 @@ def main() -> None:
     parser.add_argument("--dates", type=int, default=6, choices=range(1, len(DATES) + 1))
     parser.add_argument("--plots", type=int, default=100_000)
     parser.add_argument("--runs", default="user,assess,batch-1,batch-2",
-                        help="Comma-separated runs among user, assess, batch-1, batch-2 (ratios need user).")
+                        help="Comma-separated runs among user, assess, batch-1, batch-2 (ratios need user; "
+                        "empty: only generate).")
     parser.add_argument("--folder", type=Path, help="Generate into this folder (kept), or reuse the county it holds.")
     parser.add_argument("--keep", action="store_true", help="Keep the generated folder (and print it).")
     args = parser.parse_args()
-    wanted = args.runs.split(",")
+    wanted = [label for label in args.runs.split(",") if label]
     rng = np.random.default_rng(11)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-county-"))
     folder.mkdir(parents=True, exist_ok=True)
