@@ -43,13 +43,13 @@ from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_table
 from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
+from agricredit.evidence import Evidence, plot_evidence
 from agricredit.outputs import sha256_file
 from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
                               load_plots, rejected_ids, repeated_area_m2)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, pseudonym, pseudonymise_borrowers
-from agricredit.report.data import plot_chips, season_series
-from agricredit.season import assess_season, resolve_region, season_options
+from agricredit.season import finish_season, resolve_region, season_options, season_period, split_season_options
 from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
@@ -64,7 +64,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "load_case", "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "Evaluator", "load_case", "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +269,15 @@ def _stage(progress: Callable[[str], None] | None, message: str) -> None:
 #: Plots whose evidence could not be computed are named in the table's ``attrs["failed_plots"]`` (plot ID → why):
 #: they are held for review (``PROCESSING_FAILED``) and listed in ``Assessment.rejected``.
 Observer = Callable[..., pd.DataFrame]
+#: The per-plot evidence stage: called as :func:`agricredit.evidence.plot_evidence` with every assessed plot;
+#: :mod:`agricredit.batch` gives one that maps it on the zonal stage's chunks.
+Evaluator = Callable[..., Evidence]
 
 
 def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
                    progress: Callable[[str], None] | None = None, strict: bool = False,
                    count_dates: Callable[[int, int], None] | None = None,
-                   observe: Observer = observation_table) -> Assessment:
+                   observe: Observer = observation_table, evaluate: Evaluator = plot_evidence) -> Assessment:
     """Run the whole pipeline on one case.
 
     Parameters
@@ -299,6 +302,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     observe
         The zonal stage (:data:`Observer`); by default
         :func:`agricredit.acquisitions.observation_table` in this process.
+    evaluate
+        The per-plot evidence stage (:data:`Evaluator`); by default
+        :func:`agricredit.evidence.plot_evidence` of every plot in this process.
 
     Returns
     -------
@@ -328,17 +334,13 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     acquisitions, long_table, unread_tiles, failed_plots = _observe(case, good, strict, observe, progress, count_dates,
                                                                     rejected)
 
-    _stage(progress, "season: phenology, crop fit, vigor")
-    good_ids = sorted(good["plot_id"].astype(str))
+    _stage(progress, "season: phenology, crop fit, vigor; NDVI chips and series for the report")
     region = resolve_region(case.region or policy.satellite.region, good)
-    season = assess_season(
-        long_table,
-        _declared_crops(declarations, claims, good),
-        {pid: claims.drawn_mu[pid] for pid in good_ids},
-        plot_ids=good_ids,
-        crop_model=crop_model,
-        **season_options(policy, region=region),
-    )
+    row_options, peer_options = split_season_options(season_options(policy, region=region))
+    evidence = evaluate(long_table, good, _declared_crops(declarations, claims, good),
+                        {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str)}, season_period(long_table),
+                        acquisitions, {**row_options, "crop_model": crop_model})
+    season = finish_season(evidence.season, **peer_options)
 
     not_covered = sorted(pid for pid, flags in season.flags.items() if any(f.code == "NO_COVERAGE" for f in flags))
     if not_covered:
@@ -368,11 +370,6 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes,
                           visits=[visits_of[p] for p in d.plot_ids if p in visits_of]) for d in decisions]
 
-    _stage(progress, "report data: NDVI chips at the peak, season series")
-    peak_dates = {str(p): str(d)[:10] for p, d in zip(season.plots.get("plot_id", ()), season.plots.get("peak_date", ()))
-                  if isinstance(d, str) or (d is not None and d == d)}
-    chips = plot_chips(good, peak_dates, acquisitions)
-
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
     public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
     villages = dict(zip(public["pseudonym"], public["village"]))
@@ -388,8 +385,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         key_fingerprint=key.fingerprint,
         lang=lang,
         pii_reference=borrowers,
-        chips=chips,
-        series=season_series(long_table),
+        chips=evidence.chips,
+        series=evidence.series,
     )
 
 

@@ -1,15 +1,18 @@
 """County-scale runs on Dask distributed: ``agricredit batch CONFIG`` (issue 11).
 
 The batch runs the very pipeline of :func:`agricredit.assess.run_assessment`
-with one stage swapped: the zonal statistics, the long one, are mapped on a
-Dask cluster (a :class:`distributed.LocalCluster` by default, or an existing
-scheduler), one task per spatial chunk of plots. Chunks are the cells of a
-square grid laid over the plots' centroids in the first tile's CRS, so that a
-task reads only the windows its plots need from each date. The reduce step
-(season, vigor peers, double claims, checks, limits per borrower, outputs) runs
-on the small per-plot table in this process, through the same code as
-``assess``: the outputs are the same bytes as ``assess`` on the same inputs,
-whatever the number of workers or chunks.
+with its two per-plot stages mapped on a Dask cluster (a
+:class:`distributed.LocalCluster` by default, or an existing scheduler), one
+task per spatial chunk of plots: the zonal statistics (:func:`observe_chunk`)
+and then, once the season's period is known, the per-plot evidence (features,
+crop fits, satellite checks, NDVI chips: :func:`agricredit.evidence.plot_evidence`)
+on the chunk's own observations. Chunks are the cells of a square grid laid
+over the plots' centroids in the first tile's CRS, so that a task reads only
+the windows its plots need from each date. The reduce step (vigor peers,
+double claims, checks, limits per borrower, outputs) runs on the per-plot
+table in this process, through the same code as ``assess``: the outputs are
+the same bytes as ``assess`` on the same inputs, whatever the number of
+workers or chunks.
 
 Resume: every finished chunk's observations are written (temporary name, then
 renamed) to ``OUTPUT/.agricredit-batch/chunk-NNNNN.parquet`` and recorded in
@@ -25,7 +28,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from affine import Affine
 from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
 from agricredit.assess import Case, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError
+from agricredit.evidence import Evidence, plot_evidence
 from agricredit.outputs import atomic_path, sha256_file
 from agricredit.privacy import RedactPII
 
@@ -215,19 +219,23 @@ class DaskObserver:
     fail_fast
         Stop at the first failing chunk; otherwise its plots are listed in
         :attr:`failures` and the rest go on.
-    count_chunks
-        Called with ``(chunks done, chunks)``.
+    count_chunks, count_evidence
+        Called with ``(chunks done, chunks)`` in the zonal stage and in the evidence stage (:meth:`evaluate`).
     task
-        The map task, :func:`observe_chunk` or one with its signature.
+        The map task of the zonal stage, :func:`observe_chunk` or one with its signature.
     """
 
     def __init__(self, client: Any, config: BatchConfig, work: Path, *, resume: bool = False, fail_fast: bool = False,
-                 count_chunks: Callable[[int, int], None] | None = None, task: Callable[..., Any] = observe_chunk
+                 count_chunks: Callable[[int, int], None] | None = None,
+                 count_evidence: Callable[[int, int], None] | None = None, task: Callable[..., Any] = observe_chunk
                  ) -> None:
         self.client, self.config, self.work, self.task = client, config, work, task
-        self.resume, self.fail_fast, self.count_chunks = resume, fail_fast, count_chunks
+        self.resume, self.fail_fast = resume, fail_fast
+        self.count_chunks, self.count_evidence = count_chunks, count_evidence
         self.failures: list[ChunkFailure] = []
         self.reused = 0
+        # Each chunk's number, plots and observations (None: the chunk failed), for the evidence stage.
+        self._chunks: list[tuple[int, gpd.GeoDataFrame, pd.DataFrame | None]] = []
 
     def __call__(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition], *,
                  on_error: Callable[[Any, Exception], None] | None = None,
@@ -276,9 +284,44 @@ class DaskObserver:
         for record in {r["path"]: r for r in unread}.values():
             if on_error is not None:
                 on_error(_tile_of(record), AgricreditError(record["why"]))
+        self._chunks = [(number, plots.iloc[positions], parts.get(number)) for number, positions in enumerate(chunks)]
         table = _combine(plots, [parts[n] for n in sorted(parts)])
         table.attrs["failed_plots"] = {pid: f"chunk {f.chunk}: {f.reason}" for f in self.failures for pid in f.plot_ids}
         return table
+
+    def evaluate(self, table: pd.DataFrame, plots: gpd.GeoDataFrame, declared: Mapping[str, Any],
+                 drawn_mu: Mapping[str, float], period: tuple[np.datetime64, np.datetime64],
+                 acquisitions: Sequence[Acquisition], options: Mapping[str, Any]) -> Evidence:
+        """The per-plot evidence stage of :func:`agricredit.assess.run_assessment` (:data:`agricredit.assess.Evaluator`)
+        mapped on the chunks of the zonal stage: one task per chunk, on the chunk's own observations.
+
+        The plots of a failed chunk have no observations: they get their (``NO_COVERAGE``) rows here, beside
+        ``PROCESSING_FAILED``. A task that raises here stops the run (the evidence is a pure function of the
+        observations, so it fails only on a bug or a lost cluster).
+        """
+        from distributed import as_completed
+
+        def args(subset: gpd.GeoDataFrame) -> tuple[Any, ...]:
+            ids = subset["plot_id"].astype(str)
+            return (subset, {p: declared[p] for p in ids if p in declared},
+                    {p: drawn_mu[p] for p in ids if p in drawn_mu}, period, acquisitions, options)
+
+        parts = [plot_evidence(table.iloc[:0], *args(subset)) for _, subset, own in self._chunks if own is None]
+        pending = [self.client.submit(plot_evidence, own, *args(subset), pure=False)
+                   for _, subset, own in self._chunks if own is not None]
+        if self.count_evidence is not None:
+            self.count_evidence(0, len(pending))
+        for done, future in enumerate(as_completed(pending), start=1):
+            try:
+                parts.append(future.result())
+            except Exception as error:
+                for other in pending:
+                    other.cancel()
+                raise AgricreditError(f"the season evidence of a chunk failed: {type(error).__name__}: {error}") \
+                    from error
+            if self.count_evidence is not None:
+                self.count_evidence(done, len(pending))
+        return Evidence.merge(parts, sorted(plots["plot_id"].astype(str)))
 
     # -- the ledger -------------------------------------------------------------------------------------------------
 
@@ -349,6 +392,7 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
               fail_fast: bool = False, lang: str = "en", csv_bom: bool = True,
               stage: Callable[[str], None] | None = None,
               count_chunks: Callable[[int, int], None] | None = None,
+              count_evidence: Callable[[int, int], None] | None = None,
               task: Callable[..., Any] = observe_chunk) -> BatchRun:
     """Run a batch: the assess pipeline with its zonal stage mapped on Dask, then the assess outputs.
 
@@ -367,10 +411,10 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         As :func:`agricredit.assess.run_assessment` and :func:`agricredit.assess.write_outputs`.
     stage
         Called with a line per stage (and with the dashboard address).
-    count_chunks
-        Called with ``(chunks done, chunks)``.
+    count_chunks, count_evidence
+        Called with ``(chunks done, chunks)`` in the zonal and the evidence stage.
     task
-        The map task (:class:`DaskObserver`).
+        The zonal map task (:class:`DaskObserver`).
 
     Returns
     -------
@@ -410,8 +454,9 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
                 say(f"Dask dashboard: {client.dashboard_link}")
             log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
             observer = DaskObserver(client, config, work, resume=resume, fail_fast=fail_fast,
-                                    count_chunks=count_chunks, task=task)
-            assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer)
+                                    count_chunks=count_chunks, count_evidence=count_evidence, task=task)
+            assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer,
+                                        evaluate=observer.evaluate)
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
                                  geojsonseq_min_bytes=config.geojsonseq_min_bytes)

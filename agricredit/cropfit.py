@@ -48,6 +48,7 @@ __all__ = [
     "SystemFit",
     "explanations_for",
     "fit_explanations",
+    "fit_explanations_many",
     "harvest_year_for",
 ]
 
@@ -167,7 +168,9 @@ def _shape(season: CropSeason, harvest_year: int, t: np.ndarray) -> np.ndarray:
 def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least squares ``y ≈ b + Σ a_k shapes[:, :, k]`` with ``low_k ≤ a_k ≤ high_k``, for each of C shift combinations.
 
-    ``shapes`` is ``C × n × K``. Returns ``(sse, offset, amplitudes)`` of shapes ``C``, ``C``, ``C × K``.
+    ``shapes`` is ``C × n × K``; ``y`` is ``n`` (one series for every combination) or ``C × n`` (one series
+    per combination: several plots fitted at once). Returns ``(sse, offset, amplitudes)`` of shapes ``C``, ``C``,
+    ``C × K``.
     Exact: the optimum of a convex least squares over a box has each bound either active
     or not; every such active set is solved and the best feasible one kept.
     """
@@ -182,7 +185,7 @@ def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.nd
         for j, s in enumerate(states):
             if s:
                 fixed[j] = low[j] if s == 1 else high[j]
-        target = y[None, :] - shapes @ fixed  # C × n
+        target = y - shapes @ fixed  # C × n
         design = np.concatenate([ones, shapes[:, :, free]], axis=2)  # C × n × (1 + m)
         gram = np.einsum("cni,cnj->cij", design, design) + 1e-12 * np.eye(1 + len(free))
         rhs = np.einsum("cni,cn->ci", design, target)
@@ -197,8 +200,17 @@ def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.nd
     return best_sse, best_offset, best_amp
 
 
-def _fit_one(explanation: Explanation, t: np.ndarray, y: np.ndarray, run: tuple[np.datetime64, np.datetime64], *,
-             max_shift: int, shift_penalty: float, min_scale: float) -> SystemFit:
+#: Plots fitted together in one block of :func:`_fit_many` (bounds the temporary arrays to a few tens of MB).
+FIT_BLOCK_PLOTS = 512
+
+
+def _fit_many(explanation: Explanation, t: np.ndarray, ys: np.ndarray, run: tuple[np.datetime64, np.datetime64], *,
+              max_shift: int, shift_penalty: float, min_scale: float) -> list[SystemFit]:
+    """The best fit of one explanation to each row of ``ys`` (P series observed on the same days ``t``).
+
+    Each series is searched exactly as if alone (same grids, same arithmetic per shift combination): the
+    plots only share the array operations.
+    """
     crops = load_crops()
     seasons = explanation.seasons
     year = harvest_year_for(seasons[-1], *run)
@@ -207,38 +219,49 @@ def _fit_one(explanation: Explanation, t: np.ndarray, y: np.ndarray, run: tuple[
              else year + 1 for i in range(len(seasons))]
     ranges = np.array([crops[s.crop].peak_ndvi - crops[s.crop].base_ndvi for s in seasons])
     low, high = min_scale * ranges, MAX_SCALE * ranges
+    n_plots, n = ys.shape
 
     def evaluate(combos: np.ndarray) -> tuple[np.ndarray, ...]:
-        # combos hold each season's own delay: the first season's shift, then each next season's
+        # combos (P × V × K) hold each season's own delay: the first season's shift, then each next season's
         # delay beyond the season before it (a summer crop is sown after the winter crop's harvest).
-        shifts = np.cumsum(combos, axis=1)
+        n_values = combos.shape[1]
+        flat = combos.reshape(-1, len(seasons))
+        shifts = np.cumsum(flat, axis=1)
         shapes = np.stack([_shape(s, yr, t[None, :] - shifts[:, [j]]) for j, (s, yr) in enumerate(zip(seasons, years))],
                           axis=2)
-        sse, offset, amp = _bounded_fit(y, shapes, low, high)
-        rmse = np.sqrt(sse / len(y))
-        score = rmse + shift_penalty * np.mean((combos / max(max_shift, 1)) ** 2, axis=1)
-        return combos, score, rmse, offset, amp
+        sse, offset, amp = _bounded_fit(np.repeat(ys, n_values, axis=0), shapes, low, high)
+        rmse = np.sqrt(sse / n)
+        score = rmse + shift_penalty * np.mean((flat / max(max_shift, 1)) ** 2, axis=1)
+        return (combos, score.reshape(n_plots, n_values), rmse.reshape(n_plots, n_values),
+                offset.reshape(n_plots, n_values), amp.reshape(n_plots, n_values, -1))
 
     # Seasons of a rotation barely overlap in time, so their shifts are searched one at a
     # time (coordinate descent, twice round), on a coarse grid and then day by day.
     coarse = np.unique(np.r_[np.arange(-max_shift, max_shift + 1, SHIFT_STEP_DAYS), 0, max_shift]).astype(float)
-    centre = np.zeros(len(seasons))
+    centre = np.zeros((n_plots, len(seasons)))
+    rows = np.arange(n_plots)
     for grid in (coarse, None):
         for _ in range(2 if len(seasons) > 1 else 1):
             for j in range(len(seasons)):
-                values = grid if grid is not None else np.clip(centre[j] + np.arange(-SHIFT_STEP_DAYS + 1, SHIFT_STEP_DAYS),
-                                                               -max_shift, max_shift)
-                combos = np.repeat(centre[None, :], len(values), axis=0)
-                combos[:, j] = values
+                values = (np.broadcast_to(grid, (n_plots, len(grid))) if grid is not None else
+                          np.clip(centre[:, [j]] + np.arange(-SHIFT_STEP_DAYS + 1, SHIFT_STEP_DAYS),
+                                  -max_shift, max_shift))
+                combos = np.repeat(centre[:, None, :], values.shape[1], axis=1)
+                combos[:, :, j] = values
                 combos, score, rmse, offset, amp = evaluate(combos)
-                centre = combos[int(np.argmin(score))].copy()
-    best = int(np.argmin(score))
-    fits = []
-    for j, (season, yr) in enumerate(zip(seasons, years)):
-        shift = int(combos[best, : j + 1].sum())
-        dates = {k: d + dt.timedelta(days=shift) for k, d in season.dates(yr).items()}
-        fits.append(SeasonFit(season, shift, float(amp[best, j]), float(amp[best, j] / ranges[j]), dates))
-    return SystemFit(explanation.name, float(score[best]), float(rmse[best]), float(offset[best]), tuple(fits))
+                centre = combos[rows, np.argmin(score, axis=1)].copy()
+    best = np.argmin(score, axis=1)
+    calendar = [season.dates(yr) for season, yr in zip(seasons, years)]
+    out = []
+    for p in range(n_plots):
+        b = best[p]
+        fits = []
+        for j, season in enumerate(seasons):
+            shift = int(combos[p, b, : j + 1].sum())
+            dates = {k: d + dt.timedelta(days=shift) for k, d in calendar[j].items()}
+            fits.append(SeasonFit(season, shift, float(amp[p, b, j]), float(amp[p, b, j] / ranges[j]), dates))
+        out.append(SystemFit(explanation.name, float(score[p, b]), float(rmse[p, b]), float(offset[p, b]), tuple(fits)))
+    return out
 
 
 def fit_explanations(
@@ -277,14 +300,50 @@ def fit_explanations(
     list of SystemFit
         Sorted by ``score``, ties by name.
     """
-    y = np.asarray(ndvi, dtype=float)
-    if len(y) < 3:
+    return fit_explanations_many(dates, np.asarray(ndvi, dtype=float)[None, :], region, names=names,
+                                 max_sowing_shift_days=max_sowing_shift_days, shift_penalty=shift_penalty,
+                                 min_template_scale=min_template_scale, period=period)[0]
+
+
+def fit_explanations_many(
+    dates: np.ndarray,
+    ndvi: np.ndarray,
+    region: str,
+    *,
+    names: Iterable[str] | None = None,
+    max_sowing_shift_days: int = 30,
+    shift_penalty: float = 0.05,
+    min_template_scale: float = 0.3,
+    period: Sequence[np.datetime64] | None = None,
+) -> list[list[SystemFit]]:
+    """:func:`fit_explanations` of several plots observed on the same days, vectorised across the plots.
+
+    Parameters
+    ----------
+    dates
+        The shared valid observation days (``datetime64[D]``), at least 3.
+    ndvi
+        ``P × len(dates)``: one row per plot.
+    region, names, max_sowing_shift_days, shift_penalty, min_template_scale, period
+        As :func:`fit_explanations`.
+
+    Returns
+    -------
+    list of list of SystemFit
+        Per plot (row of ``ndvi``), the same ranked fits as :func:`fit_explanations` of that row alone.
+    """
+    ys = np.asarray(ndvi, dtype=float)
+    if ys.ndim != 2 or ys.shape[1] < 3:
         raise InputError("a crop fit needs at least 3 valid observations")
     days = np.asarray(dates, dtype="datetime64[D]")
     t = days.astype(np.int64).astype(float)
     run = tuple(period) if period is not None else (days.min(), days.max())
     wanted = set(names) if names is not None else None
-    fits = [_fit_one(e, t, y, run, max_shift=int(max_sowing_shift_days), shift_penalty=shift_penalty,
-                     min_scale=min_template_scale)
-            for e in explanations_for(region) if wanted is None or e.name in wanted]
-    return sorted(fits, key=lambda f: (f.score, f.name))
+    chosen = [e for e in explanations_for(region) if wanted is None or e.name in wanted]
+    ranked: list[list[SystemFit]] = []
+    for first in range(0, len(ys), FIT_BLOCK_PLOTS):
+        block = ys[first:first + FIT_BLOCK_PLOTS]
+        per_explanation = [_fit_many(e, t, block, run, max_shift=int(max_sowing_shift_days),
+                                     shift_penalty=shift_penalty, min_scale=min_template_scale) for e in chosen]
+        ranked.extend(sorted(fits, key=lambda f: (f.score, f.name)) for fits in zip(*per_explanation))
+    return ranked

@@ -15,6 +15,7 @@ policy onto them); nothing in this module reads the policy file.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations, harvest_year_for
+from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
 from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
@@ -33,6 +34,11 @@ __all__ = [
     "Flag",
     "SeasonResult",
     "assess_season",
+    "SeasonRows",
+    "season_rows",
+    "season_period",
+    "finish_season",
+    "split_season_options",
     "peer_vigor",
     "season_options",
     "season_plot_table",
@@ -122,11 +128,12 @@ def _window_mask(dates: np.ndarray, windows: Iterable[tuple[Any, Any]]) -> np.nd
     return mask
 
 
-def _green_periods(region: str, declared: Sequence[Declared], run: tuple[Any, Any]) -> dict[str, list[tuple]]:
+@functools.lru_cache(maxsize=1024)
+def _green_periods(region: str, declared: tuple[Declared, ...], run: tuple[Any, Any]) -> dict[str, list[tuple]]:
     """Each declared crop's green periods on the region's calendar: ``[(green-up, senescence)]`` as ``datetime64[D]``.
 
     A crop with several calendar seasons (spring and summer maize) has one period per season;
-    a crop without a calendar in the region has none.
+    a crop without a calendar in the region has none. Cached (the same for every plot of a declaration): read only.
     """
     periods: dict[str, list[tuple]] = {}
     for item in declared:
@@ -226,15 +233,36 @@ def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarra
     return keep
 
 
-def _fit_plot(s: PlotSeries, region: str, fit_options: dict[str, Any]) -> tuple[list[SystemFit], np.ndarray]:
-    """The ranked explanations of a plot's series, refitted without undetected clouds; and the observations used."""
-    if len(s.dates) < 3:
-        return [], np.zeros(len(s.dates), dtype=bool)
-    fits = fit_explanations(s.dates, s.ndvi, region, **fit_options)
-    keep = fit_observations(s, fits)
-    if not keep.all():
-        fits = fit_explanations(s.dates[keep], s.ndvi[keep], region, **fit_options)
-    return fits, keep
+def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[str, Any]
+               ) -> dict[str, tuple[list[SystemFit], np.ndarray]]:
+    """Each plot's ranked explanations, refitted without undetected clouds, and the observations used.
+
+    Plots observed on the same days are fitted together (:func:`~agricredit.cropfit.fit_explanations_many`, the
+    same figures as one by one); a plot with fewer than 3 valid observations has no fit.
+    """
+    out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool)) for plot_id, s in series.items() if len(s.dates) < 3}
+    first = _fit_by_days({plot_id: (s.dates, s.ndvi) for plot_id, s in series.items() if len(s.dates) >= 3},
+                         region, fit_options)
+    keep = {plot_id: fit_observations(series[plot_id], fits) for plot_id, fits in first.items()}
+    refits = _fit_by_days({plot_id: (series[plot_id].dates[k], series[plot_id].ndvi[k])
+                           for plot_id, k in keep.items() if not k.all()}, region, fit_options)
+    for plot_id, fits in first.items():
+        out[plot_id] = (refits.get(plot_id, fits), keep[plot_id])
+    return out
+
+
+def _fit_by_days(observations: Mapping[str, tuple[np.ndarray, np.ndarray]], region: str,
+                 fit_options: dict[str, Any]) -> dict[str, list[SystemFit]]:
+    """:func:`~agricredit.cropfit.fit_explanations` of each plot's ``(dates, ndvi)``, plots grouped by their days."""
+    groups: dict[bytes, list[str]] = {}
+    for plot_id, (dates, _) in observations.items():
+        groups.setdefault(dates.tobytes(), []).append(plot_id)
+    fitted: dict[str, list[SystemFit]] = {}
+    for members in groups.values():
+        dates = observations[members[0]][0]
+        ndvi = np.stack([observations[plot_id][1] for plot_id in members])
+        fitted.update(zip(members, fit_explanations_many(dates, ndvi, region, **fit_options)))
+    return fitted
 
 
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
@@ -416,6 +444,91 @@ def assess_season(
     """
     if region not in load_calendars():
         raise InputError(f"no crop calendar for region {region!r}: resolve it first (see resolve_region)")
+    rows = season_rows(table, declarations, drawn_area_mu, region=region,
+                       plot_ids=plot_ids, min_valid_fraction=min_valid_fraction,
+                       min_observations_in_window=min_observations_in_window, min_pixel_count=min_pixel_count,
+                       cultivated_min_share=cultivated_min_share, max_sowing_shift_days=max_sowing_shift_days,
+                       crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
+                       min_template_scale=min_template_scale, min_covered_fraction=min_covered_fraction,
+                       min_season_amplitude=min_season_amplitude, shift_penalty=shift_penalty, smoothing=smoothing,
+                       stat=stat, crop_model=crop_model, crop_model_margin=crop_model_margin)
+    return finish_season(rows, low_vigor_percentile=low_vigor_percentile, low_vigor_min_gap=low_vigor_min_gap,
+                         vigor_factor_min=vigor_factor_min, vigor_factor_max=vigor_factor_max, min_peers=min_peers,
+                         min_pixel_count=min_pixel_count, min_observations_in_window=min_observations_in_window)
+
+
+def season_period(table: pd.DataFrame) -> tuple[np.datetime64, np.datetime64]:
+    """The first and last day of a long table (the run whose year each season is placed in).
+
+    Raises
+    ------
+    InputError
+        The table has no observations.
+    """
+    if table.empty:
+        raise InputError("the long table has no observations (no tile covers any plot in the period)")
+    days = pd.to_datetime(table["date"]).dt.normalize()
+    return tuple(np.array([days.min(), days.max()], dtype="datetime64[D]"))
+
+
+@dataclass
+class SeasonRows:
+    """The per-plot part of :func:`assess_season` for some plots, before the peer comparison (:func:`finish_season`).
+
+    ``rows`` are the plots' feature rows in :func:`assess_season`'s order (plots with observations by ID, then the
+    plots without any, in the order of ``plot_ids``); ``flags``, ``fits`` and ``series`` as in :class:`SeasonResult`.
+    """
+
+    rows: list[dict[str, Any]]
+    flags: dict[str, list[Flag]]
+    fits: dict[str, list[SystemFit]]
+    series: dict[str, PlotSeries]
+    period: tuple[np.datetime64, np.datetime64]
+
+    @classmethod
+    def merge(cls, parts: Sequence[SeasonRows], plot_ids: Sequence[str]) -> SeasonRows:
+        """The parts of disjoint sets of plots (chunks) as if computed at once; ``plot_ids`` as :func:`season_rows`."""
+        rows = [row for part in parts for row in part.rows]
+        position = {str(p): i for i, p in enumerate(plot_ids)}
+        seen = {pid for part in parts for pid, s in part.series.items() if s.n_acquisitions}
+        rows.sort(key=lambda row: (0, row["plot_id"], 0) if row["plot_id"] in seen else
+                  (1, "", position.get(row["plot_id"], len(position))))
+        merged = {name: {k: v for part in parts for k, v in getattr(part, name).items()}
+                  for name in ("flags", "fits", "series")}
+        return cls(rows, merged["flags"], merged["fits"], merged["series"], parts[0].period)
+
+
+def season_rows(
+    table: pd.DataFrame,
+    declarations: Mapping[str, Any] | None = None,
+    drawn_area_mu: Mapping[str, float] | None = None,
+    *,
+    region: str,
+    period: tuple[np.datetime64, np.datetime64] | None = None,
+    plot_ids: Iterable[str] | None = None,
+    min_valid_fraction: float = 0.6,
+    min_observations_in_window: int = 3,
+    min_pixel_count: float = 4.0,
+    cultivated_min_share: float = 0.5,
+    max_sowing_shift_days: int = 30,
+    crop_mismatch_margin: float = 0.06,
+    max_fit_rmse: float = 0.10,
+    min_template_scale: float = 0.4,
+    min_covered_fraction: float = 0.95,
+    min_season_amplitude: float = 0.2,
+    shift_penalty: float = 0.05,
+    smoothing: Smoothing = "none",
+    stat: str = "ndvi_mean",
+    crop_model: Any = None,
+    crop_model_margin: float = 0.5,
+) -> SeasonRows:
+    """The per-plot part of :func:`assess_season` (features, fits, satellite checks) for some plots of a season.
+
+    Each plot's row depends only on its own observations and on ``period`` (the whole run's
+    :func:`season_period`), so the plots of a county can be split in chunks and the parts merged
+    (:meth:`SeasonRows.merge`) before :func:`finish_season`. Parameters as :func:`assess_season`; with a
+    ``period`` given, ``table`` may be empty (every plot of ``plot_ids`` then gets ``NO_COVERAGE``).
+    """
     declared_of = {str(k): _declared_of(v) for k, v in (declarations or {}).items()}
     drawn_area_mu = dict(drawn_area_mu or {})
     crops = load_crops()
@@ -423,17 +536,16 @@ def assess_season(
     if unknown:
         raise SchemaError(f"declared crops {unknown} are not in the crop table ({sorted(crops)})")
     frame = normalise_table(table, stat)
-    if frame.empty:
-        raise InputError("the long table has no observations (no tile covers any plot in the period)")
-    run = tuple(frame["date"].agg(["min", "max"]).to_numpy().astype("datetime64[D]"))
-    series = split_series(frame, min_valid_fraction, stat)
+    run = period if period is not None else season_period(table)
+    series = split_series(frame, min_valid_fraction, stat) if len(frame) else {}
     empty = np.array([], dtype="datetime64[D]")
     for plot_id in plot_ids or ():
         series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
-    probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None else None
+    probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None and len(table) else None
     fit_options = {"max_sowing_shift_days": max_sowing_shift_days, "shift_penalty": shift_penalty,
                    "min_template_scale": min_template_scale, "period": run}
     rows, flags, fits = [], {}, {}
+    fitted = _fit_plots(series, region, fit_options)
     for plot_id, s in series.items():
         declared = declared_of.get(plot_id, ())
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
@@ -442,7 +554,7 @@ def assess_season(
                                "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
         row.update(phenology(days, curve))
-        plot_fits, used = _fit_plot(s, region, fit_options)
+        plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
         flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
@@ -453,7 +565,16 @@ def assess_season(
                                      crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
                                      crop_model_margin=crop_model_margin)
         rows.append(row)
-    plots = peer_vigor(pd.DataFrame(rows), flags, low_vigor_percentile=low_vigor_percentile,
+    return SeasonRows(rows, flags, fits, series, run)
+
+
+def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_vigor_min_gap: float = 0.10,
+                  vigor_factor_min: float = 0.7, vigor_factor_max: float = 1.1, min_peers: int = 5,
+                  min_pixel_count: float = 4.0, min_observations_in_window: int = 3) -> SeasonResult:
+    """The cross-plot part of :func:`assess_season`: peer vigor (:func:`peer_vigor`) over every plot's row, then
+    the flag columns. Parameters: the ``[satellite]`` policy, as :func:`assess_season`."""
+    flags = part.flags
+    plots = peer_vigor(pd.DataFrame(part.rows), flags, low_vigor_percentile=low_vigor_percentile,
                        low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
                        vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count,
                        min_clear_observations=min_observations_in_window)
@@ -462,7 +583,16 @@ def assess_season(
                              for p in plots["plot_id"]]
     for column in ("peak_date", "greenup_date", "senescence_date"):
         plots[column] = [_iso(v) for v in plots[column]]
-    return SeasonResult(plots=plots, flags=flags, fits=fits, series=series, period=run)
+    return SeasonResult(plots=plots, flags=flags, fits=part.fits, series=part.series, period=part.period)
+
+
+def split_season_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`assess_season`'s keyword arguments (:func:`season_options`) as those of :func:`season_rows` and of
+    :func:`finish_season` (a key both take goes to both)."""
+    import inspect
+
+    row_keys, peer_keys = (inspect.signature(f).parameters for f in (season_rows, finish_season))
+    return ({k: v for k, v in options.items() if k in row_keys}, {k: v for k, v in options.items() if k in peer_keys})
 
 
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,

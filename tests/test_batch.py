@@ -69,7 +69,9 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("cluster")
     info = folder / "scheduler.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # The workers import agricredit and this module (for map tasks defined here, by reference).
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     common = ["--no-dashboard", "--host", "127.0.0.1"]
     processes = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--port", "0", "--scheduler-file",
                                    str(info), *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
@@ -243,3 +245,131 @@ def test_processing_failed_holds_the_plot_and_round_trips_through_the_audit_fact
     check = next(c for c in verdict.checks if c.code == "PROCESSING_FAILED")
     assert check.severity == "review" and check.figures == {"reason": "chunk 3: RuntimeError: boom"}
     assert verdict.contribution.mu_now == 0 and "PROCESSING_FAILED" not in verify_plot(sound, load_policy()).codes
+
+
+# --------------------------------------------------------------------------- edges: tile grids, inputs, lost workers
+
+#: The plot the split below runs through (about 1 km wide, in the middle of the sample tile).
+STRADDLING_PLOT = "P0241"
+#: A second CRS for the east part of every split tile: the sample's UTM zone 18N with its false easting 5 m
+#: further, so the same pixels sit on another grid of another CRS, edge to edge with the west part.
+OTHER_CRS = "+proj=tmerc +lat_0=0 +lon_0=-75 +k=0.9996 +x_0=500005 +y_0=0 +datum=WGS84 +units=m +no_defs"
+
+
+def split_tiles(folder: Path, column: int) -> Path:
+    """The sample season with each date cut at ``column`` into two tiles of two tile grids in two CRSs: the west
+    part as it is (EPSG:32618), the east part in :data:`OTHER_CRS` (the same pixels); returns the manifest."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["date,sensor,path"]
+    for line in (SAMPLE / "season" / "manifest.csv").read_text(encoding="utf-8").splitlines()[1:]:
+        date, sensor, name = line.split(",")
+        with rasterio.open(SAMPLE / "season" / name) as src:
+            for part, window in (("west", Window(0, 0, column, src.height)),
+                                 ("east", Window(column, 0, src.width - column, src.height))):
+                transform, crs = src.window_transform(window), src.crs
+                if part == "east":
+                    transform, crs = Affine.translation(5.0, 0.0) * transform, rasterio.crs.CRS.from_string(OTHER_CRS)
+                path = folder / f"{Path(name).stem}_{part}.tif"
+                with rasterio.open(path, "w", **{**src.profile, "width": int(window.width), "height": src.height,
+                                                 "transform": transform, "crs": crs}) as dst:
+                    dst.write(src.read(window=window))
+                    dst.update_tags(**src.tags())
+                    dst.descriptions = src.descriptions
+                rows.append(f"{date},{sensor},{path.name}")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return manifest
+
+
+def test_a_plot_straddling_two_tile_grids_comes_out_right_and_as_in_assess(tmp_path: Path, reference: Path,
+                                                                            inprocess: str) -> None:
+    from dataclasses import replace
+
+    plots = load_plots(SAMPLE / "plots.geojson").to_crs("EPSG:32618").set_index("plot_id")
+    minx, _, maxx, _ = plots.geometry[STRADDLING_PLOT].bounds
+    column = round(((minx + maxx) / 2 - 438730.0) / 10.0)  # the sample tile's west edge is at x = 438730 m
+    manifest = split_tiles(tmp_path / "tiles", column)
+    config_path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
+    config_path.write_text(config_path.read_text(encoding="utf-8").replace(
+        (SAMPLE / "season" / "manifest.csv").as_posix(), manifest.as_posix()), encoding="utf-8")
+    config = load_batch_config(config_path)
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    alone = tmp_path / "assess"
+    write_outputs(run_assessment(replace(sample_case(), tiles=(manifest,)), KEY), alone, AUDIT_KEY)
+    assert_same_outputs(config.output, alone)
+
+    # Right: the plot is seen whole, across both grids, with the figures of the undivided tiles.
+    got = gpd.read_parquet(config.output / "plots.parquet").set_index("plot_id")
+    expected = gpd.read_parquet(reference / "plots.parquet").set_index("plot_id")
+    assert plots.geometry[STRADDLING_PLOT].length > 2000  # a large plot, cut in two by the split
+    for column_name in ("light", "reason_codes", "n_valid", "best_crop", "peak_date"):
+        assert got.loc[STRADDLING_PLOT, column_name] == expected.loc[STRADDLING_PLOT, column_name], column_name
+    for column_name in ("cropped_mu", "cropped_measured_share", "peak_ndvi", "verified_mu", "ndvi_integral"):
+        assert got.loc[STRADDLING_PLOT, column_name] == pytest.approx(expected.loc[STRADDLING_PLOT, column_name],
+                                                                      rel=1e-6), column_name
+    series = pd.read_parquet(config.output / "series.parquet").set_index(["plot_id", "date"]).loc[STRADDLING_PLOT]
+    whole = pd.read_parquet(reference / "series.parquet").set_index(["plot_id", "date"]).loc[STRADDLING_PLOT]
+    assert list(series.index) == list(whole.index)
+    np.testing.assert_allclose(series.to_numpy(float), whole.to_numpy(float), rtol=1e-6)
+
+
+def test_a_changed_input_refuses_resume(tmp_path: Path, inprocess: str) -> None:
+    import shutil
+
+    import rasterio
+
+    inputs = tmp_path / "inputs"
+    shutil.copytree(SAMPLE / "season", inputs / "season")
+    shutil.copy(SAMPLE / "plots.geojson", inputs / "plots.geojson")
+    config_path = write_config(tmp_path, chunk_size_m=4 * SMALL_CHUNK_M)
+    config_path.write_text(config_path.read_text(encoding="utf-8")
+                           .replace((SAMPLE / "season").as_posix(), (inputs / "season").as_posix())
+                           .replace((SAMPLE / "plots.geojson").as_posix(), (inputs / "plots.geojson").as_posix()),
+                           encoding="utf-8")
+    config = load_batch_config(config_path)
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    ledger = (config.output / WORK_FOLDER / LEDGER).read_bytes()
+
+    tile = inputs / "season" / "S2_L2A_SIM_20230620.tif"
+    original = tile.read_bytes()
+    with rasterio.open(tile) as src:  # rewritten with one pixel of one band changed
+        profile, tags, names, data = src.profile, src.tags(), src.descriptions, src.read()
+    data[0, 0, 0] += 1
+    with rasterio.open(tile, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+        dst.descriptions = names
+    with pytest.raises(InputError, match="plots or tiles changed"):
+        run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+    tile.write_bytes(original)
+
+    text = (inputs / "plots.geojson").read_text(encoding="utf-8")
+    (inputs / "plots.geojson").write_text(text.replace('"P0100"', '"P0100x"', 1), encoding="utf-8")
+    with pytest.raises(InputError, match="plots or tiles changed"):
+        run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+    assert (config.output / WORK_FOLDER / LEDGER).read_bytes() == ledger  # a refused resume leaves the ledger
+
+
+def dying_task(plots, acquisitions, *, marker: str):
+    """The map task, except that the worker process running the chunk of :data:`FAILING_PLOT` dies the first time
+    (``os._exit``: no exception, no clean-up, as a killed or crashed worker)."""
+    if FAILING_PLOT in set(plots["plot_id"]) and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+        os._exit(1)
+    return observe_chunk(plots, acquisitions)
+
+
+def test_a_worker_lost_mid_run_is_retried_and_the_bytes_do_not_change(tmp_path: Path, reference: Path,
+                                                                       scheduler: str) -> None:
+    import functools
+
+    marker = tmp_path / "worker-died"
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=scheduler, task=functools.partial(dying_task, marker=str(marker)))
+    assert marker.is_file() and int(marker.read_text()) != os.getpid()  # a worker process really died
+    assert run.failures == [] and not (config.output / FAILURES).exists()
+    assert_same_outputs(config.output, reference)

@@ -55,7 +55,8 @@ def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: b
     try:
         run = run_batch(config, key, audit_key, scheduler=scheduler, resume=resume, fail_fast=fail_fast,
                         lang=lang, csv_bom=not no_bom, stage=reporter.stage,
-                        count_chunks=reporter.counter("chunks", "chunk"))
+                        count_chunks=reporter.counter("zonal statistics", "chunk"),
+                        count_evidence=reporter.counter("season evidence", "chunk"))
     finally:
         reporter.close()
     counts = run.manifest["counts"]

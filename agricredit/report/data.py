@@ -76,6 +76,30 @@ def _window_around(bounds: Sequence[float], tile: Any) -> rasterio.windows.Windo
     return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
 
 
+#: Side (pixels) of the cells by which the chips' windows are grouped and read at once.
+CHIP_READ_BLOCK = 512
+
+
+def _read_windows(read: Any, windows: dict[str, rasterio.windows.Window]) -> Any:
+    """Yield ``(plot_id, ndvi, cloud)`` of each window, reading the windows whose corner falls in one
+    :data:`CHIP_READ_BLOCK` cell as one window spanning them (the reader is per pixel: the same values)."""
+    cells: dict[tuple[int, int], list[str]] = {}
+    for plot_id, window in windows.items():
+        cells.setdefault((int(window.row_off) // CHIP_READ_BLOCK, int(window.col_off) // CHIP_READ_BLOCK),
+                         []).append(plot_id)
+    for members in cells.values():
+        row0 = min(int(windows[p].row_off) for p in members)
+        col0 = min(int(windows[p].col_off) for p in members)
+        row1 = max(int(windows[p].row_off + windows[p].height) for p in members)
+        col1 = max(int(windows[p].col_off + windows[p].width) for p in members)
+        ndvi, cloud = read(rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0))
+        for plot_id in members:
+            w = windows[plot_id]
+            rows = slice(int(w.row_off) - row0, int(w.row_off + w.height) - row0)
+            cols = slice(int(w.col_off) - col0, int(w.col_off + w.width) - col0)
+            yield plot_id, ndvi[rows, cols], cloud[rows, cols]
+
+
 def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[Any]) -> pd.DataFrame:
     """The NDVI chip of each plot at its peak date (one row per plot that a tile of that date covers).
 
@@ -106,22 +130,24 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
         products = acquisition.products or [None] * len(acquisition.paths)
         for path, product in sorted(zip(acquisition.paths, products), key=lambda pair: str(pair[0])):
             tile = open_tile(product if product is not None else path, date=acquisition.date)
-            local = wanted.to_crs(tile.crs)
+            local, crs = wanted.to_crs(tile.crs), tile.crs.to_wkt()
+            footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
+            windows = {}
+            for plot_id, geometry in zip(local["plot_id"].astype(str), local.geometry.values):
+                if plot_id in done or geometry is None or geometry.is_empty:
+                    continue
+                window = _window_around(geometry.bounds, tile)
+                if window is not None and footprint.contains(geometry.centroid):
+                    windows[plot_id] = window
             with _tile_reader(tile) as read:
-                for plot_id, geometry in zip(local["plot_id"].astype(str), local.geometry.values):
-                    if plot_id in done or geometry is None or geometry.is_empty:
-                        continue
-                    window = _window_around(geometry.bounds, tile)
-                    footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
-                    if window is None or not footprint.contains(geometry.centroid):
-                        continue
-                    ndvi, cloud = read(window)
+                for plot_id, ndvi, cloud in _read_windows(read, windows):
+                    window = windows[plot_id]
                     ndvi = np.where(cloud, np.nan, ndvi)
                     stride = max(1, math.ceil(max(ndvi.shape) / CHIP_MAX_PIXELS))
                     ndvi = ndvi[::stride, ::stride]
                     transform = rasterio.windows.transform(window, tile.transform) @ \
                         rasterio.transform.Affine.scale(stride)
-                    rows.append({"plot_id": plot_id, "date": date, "crs": tile.crs.to_wkt(),
+                    rows.append({"plot_id": plot_id, "date": date, "crs": crs,
                                  **{f"t{i}": float(v) for i, v in enumerate(tuple(transform)[:6])},
                                  "width": int(ndvi.shape[1]), "height": int(ndvi.shape[0]),
                                  "ndvi": encode_ndvi(ndvi).tobytes()})

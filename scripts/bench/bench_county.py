@@ -2,7 +2,8 @@
 
 Usage::
 
-    python scripts/bench/bench_county.py [--size 10980] [--dates 6] [--plots 100000] [--keep]
+    python scripts/bench/bench_county.py [--size 10980] [--dates 6] [--plots 100000] [--runs user,assess,batch-2]
+                                         [--folder DIR | --keep]
 
 Generates into a temporary folder (never committed): one Sentinel-2 L2A grid of
 ``size`` x ``size`` 10 m pixels (EPSG:32650) as ``dates`` products (B04, B08,
@@ -17,13 +18,16 @@ its peak RSS, children included, is its own), in the same run:
 * ``assess``: ``agricredit assess`` in one process;
 * ``batch-1`` / ``batch-2``: ``agricredit batch`` with 1 and 2 local workers.
 
-Prints wall time, plots per second, peak RSS and the ratios against ``user``.
+Prints wall time, plots per second, peak RSS (of the run's own process and of its
+largest child process, i.e. a Dask worker), the ratios against ``user`` and
+the stage times from batch's run log.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -148,12 +152,20 @@ def user_pipeline(folder: str, plots: str) -> None:
 
 
 def measure(label: str, command: list[str], cwd: Path) -> dict:
-    """Run ``command`` in a wrapper process that reports wall time and its children's peak RSS."""
-    wrapper = ("import json, resource, subprocess, sys, time; start = time.perf_counter(); "
-               "code = subprocess.run(sys.argv[1:]).returncode; "
-               "print(json.dumps({'seconds': time.perf_counter() - start, 'code': code, "
-               "'max_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
-    env = {**__import__("os").environ, **KEYS, "PYTHONPATH": str(ROOT)}
+    """Run ``command`` in a wrapper process that reports wall time, its own peak RSS and its child processes'
+    (the Dask workers of ``batch``), sampled from ``/proc`` every 0.2 s with psutil."""
+    wrapper = ("import json, subprocess, sys, time, psutil; start = time.perf_counter(); "
+               "child = subprocess.Popen(sys.argv[1:]); main = psutil.Process(child.pid); peaks = {}\n"
+               "while child.poll() is None:\n"
+               "    for p in [main, *main.children(recursive=True)]:\n"
+               "        try: peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)\n"
+               "        except psutil.Error: pass\n"
+               "    time.sleep(0.2)\n"
+               "others = [v for k, v in peaks.items() if k != child.pid and v > 100 * 2**20]\n"
+               "print(json.dumps({'seconds': time.perf_counter() - start, 'code': child.returncode, "
+               "'max_rss_mb': peaks.get(child.pid, 0) / 2**20, 'workers': len(others), "
+               "'worker_rss_mb': max(others, default=0) / 2**20}))")
+    env = {**os.environ, **KEYS, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=cwd, env=env, capture_output=True, text=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["code"] not in (0, 3):
@@ -161,44 +173,77 @@ def measure(label: str, command: list[str], cwd: Path) -> dict:
     return result
 
 
+def stage_times(run_log: Path) -> list[tuple[str, float]]:
+    """The stage lines of a batch run log with the seconds until the next line (the last: until the log's end)."""
+    stamps = []
+    for line in run_log.read_text(encoding="utf-8").splitlines():
+        if " INFO agricredit.batch: " in line and "dashboard" not in line and "batch on " not in line:
+            when = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+            stamps.append((line.split(" INFO agricredit.batch: ", 1)[1], when))
+    return [(label[:60], stamps[i + 1][1] - when) for i, (label, when) in enumerate(stamps[:-1])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10980)
     parser.add_argument("--dates", type=int, default=6, choices=range(1, len(DATES) + 1))
     parser.add_argument("--plots", type=int, default=100_000)
+    parser.add_argument("--runs", default="user,assess,batch-1,batch-2",
+                        help="Comma-separated runs among user, assess, batch-1, batch-2 (ratios need user; "
+                        "empty: only generate).")
+    parser.add_argument("--folder", type=Path, help="Generate into this folder (kept), or reuse the county it holds.")
     parser.add_argument("--keep", action="store_true", help="Keep the generated folder (and print it).")
     args = parser.parse_args()
+    wanted = [label for label in args.runs.split(",") if label]
     rng = np.random.default_rng(11)
-    folder = Path(tempfile.mkdtemp(prefix="bench-county-"))
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-county-"))
+    folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    manifest = write_products(folder, args.size, args.dates, rng)
-    paths = write_tables(folder, args.plots, args.size, rng)
+    if (folder / "manifest.csv").is_file():
+        manifest = folder / "manifest.csv"
+        paths = {name: folder / f"{name}.{'parquet' if name == 'plots' else 'csv'}"
+                 for name in ("plots", "registry", "declarations", "borrowers")}
+    else:
+        manifest = write_products(folder, args.size, args.dates, rng)
+        paths = write_tables(folder, args.plots, args.size, rng)
     configs = {workers: write_config(folder, paths, manifest, workers) for workers in (1, 2)}
-    print(f"county: {args.size}² px, {args.dates} dates, {args.plots} plots, generated in "
-          f"{time.perf_counter() - start:.0f} s into {folder}")
+    print(f"county: {args.size}² px, {args.dates} dates, {args.plots} plots, ready in "
+          f"{time.perf_counter() - start:.0f} s in {folder}")
     cli = [sys.executable, "-m", "agricredit", "-q"]
-    runs = {
-        "user": measure("user", [sys.executable, "-c",
-                                 f"import sys; sys.path.insert(0, {str(ROOT / 'scripts' / 'bench')!r}); "
-                                 "from bench_county import user_pipeline; "
-                                 f"user_pipeline({str(folder)!r}, {str(paths['plots'])!r})"], folder),
-        "assess": measure("assess", [*cli, "assess", "--plots", paths["plots"].name, "--tiles", manifest.name,
-                                     "--registry", "registry.csv", "--declarations", "declarations.csv",
-                                     "--borrowers", "borrowers.csv", "--start", "2023-01-01", "--end", "2023-12-31",
-                                     "-o", "out-assess"], folder),
-        **{f"batch-{w}": measure(f"batch-{w}", [*cli, "batch", config.name], folder) for w, config in configs.items()},
+    commands = {
+        "user": [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'scripts' / 'bench')!r}); "
+                 "from bench_county import user_pipeline; "
+                 f"user_pipeline({str(folder)!r}, {str(paths['plots'])!r})"],
+        "assess": [*cli, "assess", "--plots", paths["plots"].name, "--tiles", manifest.name, "--registry",
+                   "registry.csv", "--declarations", "declarations.csv", "--borrowers", "borrowers.csv", "--start",
+                   "2023-01-01", "--end", "2023-12-31", "-o", "out-assess", "--overwrite"],
+        **{f"batch-{w}": [*cli, "batch", config.name, "--overwrite"] for w, config in configs.items()},
     }
-    same = all((folder / "out-assess" / name).read_bytes() == (folder / f"out-batch-{w}" / name).read_bytes()
-               for w in (1, 2) for name in ("plots.parquet", "borrowers.csv", "audit.jsonl"))
-    print(f"{'run':10} {'seconds':>8} {'plots/s':>9} {'peak RSS MB':>12} {'vs user':>8}")
+    runs = {}
+    for label in wanted:
+        runs[label] = measure(label, commands[label], folder)
+        print(f"{label}: {runs[label]['seconds']:.1f} s", flush=True)
+    done = [w for w in (1, 2) if f"batch-{w}" in runs]
+    if "assess" in runs and done:
+        same = all((folder / "out-assess" / name).read_bytes() == (folder / f"out-batch-{w}" / name).read_bytes()
+                   for w in done for name in ("plots.parquet", "borrowers.csv", "audit.jsonl", "chips.parquet"))
+        print(f"batch outputs identical to assess: {same}")
+    print(f"{'run':10} {'seconds':>8} {'plots/s':>9} {'peak RSS MB':>12} {'worker RSS MB':>14} {'vs user':>8}")
     for label, result in runs.items():
+        ratio = f"{runs['user']['seconds'] / result['seconds']:7.2f}x" if "user" in runs else "      -"
+        workers = f"{result['worker_rss_mb']:8.0f} ({result['workers']})" if label.startswith("batch") else ""
         print(f"{label:10} {result['seconds']:8.1f} {args.plots / result['seconds']:9.0f} "
-              f"{result['max_rss_mb']:12.0f} {runs['user']['seconds'] / result['seconds']:7.2f}x")
-    print(f"batch outputs identical to assess: {same}")
-    if not args.keep:
+              f"{result['max_rss_mb']:12.0f} {workers:>14} {ratio}")
+    for w in done:
+        print(f"batch-{w} stages (run log): " + "; ".join(f"{label} {seconds:.1f} s" for label, seconds in
+                                                          stage_times(folder / f"out-batch-{w}" / ".agricredit-batch"
+                                                                      / "run.log")))
+    if not (args.keep or args.folder):
         import shutil
 
         shutil.rmtree(folder)
+    elif args.keep:
+        print(f"kept {folder}")
 
 
 if __name__ == "__main__":

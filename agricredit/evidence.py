@@ -1,0 +1,70 @@
+"""The per-plot satellite evidence of a set of plots: season rows, report chips and series (design §9, the map step).
+
+Everything here depends on each plot alone (its observations, declaration and
+outline) and on the season's period, never on the other plots: ``assess``
+computes it for all plots at once, ``batch`` for each spatial chunk on a Dask
+worker, and :meth:`Evidence.merge` puts the chunks' parts together as if they
+had been computed at once. The cross-plot work (peer vigor, claims, limits)
+follows on the merged evidence (:func:`agricredit.season.finish_season`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agricredit.report.data import plot_chips, season_series
+from agricredit.season import SeasonRows, season_rows
+
+__all__ = ["Evidence", "plot_evidence"]
+
+
+@dataclass
+class Evidence:
+    """The season rows (:class:`agricredit.season.SeasonRows`), the NDVI chips at the peak
+    (:func:`agricredit.report.data.plot_chips`) and the report's series (:func:`agricredit.report.data.season_series`)
+    of some plots."""
+
+    season: SeasonRows
+    chips: pd.DataFrame
+    series: pd.DataFrame
+
+    @classmethod
+    def merge(cls, parts: Sequence[Evidence], plot_ids: Sequence[str]) -> Evidence:
+        """The evidence of disjoint sets of plots as one (rows, chips and series as a single computation's)."""
+        chips = [part.chips for part in parts if len(part.chips)] or [parts[0].chips]
+        series = [part.series for part in parts if len(part.series)] or [parts[0].series]
+        return cls(SeasonRows.merge([part.season for part in parts], plot_ids),
+                   pd.concat(chips, ignore_index=True).sort_values("plot_id", ignore_index=True),
+                   pd.concat(series, ignore_index=True).sort_values(["plot_id", "date"], ignore_index=True))
+
+
+def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], drawn_mu: Mapping[str, float],
+                  period: tuple[np.datetime64, np.datetime64], acquisitions: Sequence[Any],
+                  options: Mapping[str, Any]) -> Evidence:
+    """The evidence of ``plots``.
+
+    Parameters
+    ----------
+    table
+        The plots' long table (:func:`agricredit.acquisitions.observation_table`; may be empty).
+    plots
+        GeoDataFrame of the plots (``plot_id``, any CRS).
+    declared, drawn_mu
+        Plot ID → declared crop seasons, drawn area (mu), as :func:`agricredit.season.assess_season`.
+    period
+        The whole season's first and last day (:func:`agricredit.season.season_period` of every plot's table).
+    acquisitions
+        The season's acquisitions (the chips are read from the tiles of each plot's peak date).
+    options
+        Keyword arguments of :func:`agricredit.season.season_rows` (region, policy numbers, crop model).
+    """
+    plot_ids = sorted(plots["plot_id"].astype(str))
+    rows = season_rows(table, declared, drawn_mu, period=period, plot_ids=plot_ids, **options)
+    peak_dates = {row["plot_id"]: str(np.datetime64(row["peak_date"], "D")) for row in rows.rows
+                  if row.get("peak_date") is not None and not pd.isna(row["peak_date"])}
+    return Evidence(rows, plot_chips(plots, peak_dates, acquisitions), season_series(table))
