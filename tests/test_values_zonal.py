@@ -89,20 +89,24 @@ def test_a_rotated_raster_is_refused_by_name(transform):
 
 
 @pytest.mark.parametrize("strip_rows", [512, 3])
-def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows):
+@pytest.mark.parametrize("names", [("q1", "q2", "q3", "q4"), ("q4", "q3", "q2", "q1")])
+def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows, names):
     monkeypatch.setattr(zonal, "_STRIP_ROWS", strip_rows)  # 3: the tiles are read in strips of 3 grid rows
     rng = np.random.default_rng(11)
     full = rng.uniform(-0.1, 0.9, (40, 60)).astype(np.float32)
     whole = write_ndvi(tmp_path / "whole.tif", full)
+    se, ne, sw, nw = (f"{name}_20230601.tif" for name in names)  # read in the order of their names
     quadrants = [  # south-east first, north-west last: the union's origin is not the first tile's
-        write_ndvi(tmp_path / "q1_20230601.tif", full[25:, 35:], x0=X0 + 350, y0=Y0 - 250),
-        write_ndvi(tmp_path / "q2_20230601.tif", full[:25, 35:], x0=X0 + 350),
-        write_ndvi(tmp_path / "q3_20230601.tif", full[25:, :35], y0=Y0 - 250),
-        write_ndvi(tmp_path / "q4_20230601.tif", full[:25, :35]),
+        write_ndvi(tmp_path / se, full[25:, 35:], x0=X0 + 350, y0=Y0 - 250),
+        write_ndvi(tmp_path / ne, full[:25, 35:], x0=X0 + 350),
+        write_ndvi(tmp_path / sw, full[25:, :35], y0=Y0 - 250),
+        write_ndvi(tmp_path / nw, full[:25, :35]),
     ]
     plots = _plots((X0 + 5, Y0 - 395, X0 + 595, Y0 - 5), (X0 + 333, Y0 - 272, X0 + 377, Y0 - 228),
-                   (X0 + 12, Y0 - 388, X0 + 47, Y0 - 301), (X0 + 520, Y0 - 60, X0 + 590, Y0 - 10))
+                   (X0 + 12, Y0 - 388, X0 + 47, Y0 - 301), (X0 + 520, Y0 - 60, X0 + 590, Y0 - 10),
+                   (X0 + 340, Y0 - 20, X0 + 361, Y0 - 1))  # one pixel of the north-west tile, 10 of the other
     ours = zonal.zonal_stats(plots, quadrants).set_index("plot_id")
+    np.testing.assert_allclose(ours[["covered_frac", "valid_frac"]].to_numpy(float), 1.0, atol=1e-6)
     ref = exact_extract(whole, plots, ["mean", "median", "quantile(q=0.9)", "count"], include_cols=["plot_id"],
                         output="pandas").set_index("plot_id")
     np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
@@ -178,6 +182,53 @@ def test_shares_of_the_plot_never_exceed_one(tmp_path):
     table = zonal.zonal_stats(plots, [path])
     assert table["valid_frac"].max() == 1.0 and table["covered_frac"].max() == 1.0
     np.testing.assert_allclose(table["valid_frac"], 1.0, atol=1e-6)
+
+
+def test_strips_without_plots_are_skipped_and_later_strips_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(zonal, "_STRIP_ROWS", 3)
+    full = np.random.default_rng(12).uniform(0, 0.9, (40, 20)).astype(np.float32)
+    path = write_ndvi(tmp_path / "t_20230601.tif", full)
+    plots = _plots((X0 + 3, Y0 - 25, X0 + 190, Y0 - 2), (X0 + 3, Y0 - 398, X0 + 190, Y0 - 361))  # rows 0-2, 36-39
+    ours = zonal.zonal_stats(plots, [path])
+    ref = exact_extract(path, plots, ["mean", "median"], include_cols=["plot_id"], output="pandas")
+    np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
+
+
+def _ndvi_product(path, ndvi, observed):
+    """An NDVI raster as ``agricredit ndvi`` writes it: tagged, with an internal mask of the observed pixels."""
+    with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="float32", crs=CRS,
+                       transform=from_origin(X0, Y0, RES, RES)) as dst:
+        dst.write(ndvi.astype(np.float32), 1)
+        dst.write_mask(np.where(observed, 255, 0).astype(np.uint8))
+        dst.update_tags(AGRICREDIT_PRODUCT="ndvi")
+    return str(path)
+
+
+def test_no_data_is_not_cloud_and_does_not_clear_another_tiles_cloud(tmp_path):
+    # a: NaN observed (cloud) in the west half, NaN outside its footprint (no data) in the east half;
+    # b, same date and grid: no data everywhere. The west half stays cloud, the east half is neither.
+    nan = np.full((10, 10), np.nan)
+    west = np.zeros((10, 10), bool)
+    west[:, :5] = True
+    a = _ndvi_product(tmp_path / "a_20230601.tif", nan, west)
+    b = _ndvi_product(tmp_path / "b_20230601.tif", nan, np.zeros((10, 10), bool))
+    plot = _plots((X0, Y0 - 100, X0 + 100, Y0))
+    for tiles in ([a, b], [b, a]):
+        row = zonal.zonal_stats(plot, tiles).iloc[0]
+        assert (row["cloud_frac"], row["valid_frac"], row["covered_frac"]) == (pytest.approx(0.5), 0.0, 1.0)
+        assert np.isnan(row["ndvi_mean"])
+
+
+def test_plots_without_crs_and_the_weights_log(tmp_path, caplog):
+    path = write_ndvi(tmp_path / "t_20230601.tif", np.full((10, 10), 0.5, np.float32))
+    with pytest.raises(zonal.CRSError) as error:
+        zonal.zonal_stats(_plots((X0, Y0 - 20, X0 + 20, Y0)).set_crs(None, allow_override=True), [path])
+    assert str(error.value) == "plots have no CRS"
+    with caplog.at_level("INFO", logger="agricredit.zonal"):
+        zonal.zonal_stats(_plots((X0, Y0 - 20, X0 + 20, Y0), (X0 + 35, Y0 - 30, X0 + 45, Y0 - 20)), [path])
+    messages = [r.getMessage() for r in caplog.records]
+    assert "coverage weights: 2 plots, 1 blocks, 6 non-zero" in messages  # 2 × 2 and 2 × 1 pixels
 
 
 # --------------------------------------------------------------------------- weights
