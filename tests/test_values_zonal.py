@@ -195,14 +195,25 @@ def test_strips_without_plots_are_skipped_and_later_strips_read(tmp_path, monkey
     np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
 
 
-def _ndvi_product(path, ndvi, observed):
+def _ndvi_product(path, ndvi, observed, mask_rule="none", x0=X0):
     """An NDVI raster as ``agricredit ndvi`` writes it: tagged, with an internal mask of the observed pixels."""
     with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="float32", crs=CRS,
-                       transform=from_origin(X0, Y0, RES, RES)) as dst:
+                       transform=from_origin(x0, Y0, RES, RES)) as dst:
         dst.write(ndvi.astype(np.float32), 1)
         dst.write_mask(np.where(observed, 255, 0).astype(np.uint8))
-        dst.update_tags(AGRICREDIT_PRODUCT="ndvi")
+        dst.update_tags(AGRICREDIT_PRODUCT="ndvi", MASK_RULE=mask_rule)
     return str(path)
+
+
+def test_a_date_is_cloud_masked_only_if_every_tile_of_it_is(tmp_path):
+    ndvi, observed = np.full((10, 10), 0.5), np.ones((10, 10), bool)
+    masked = [_ndvi_product(tmp_path / f"m{i}_20230601.tif", ndvi, observed, "s2-scl", x0=X0 + 100 * i) for i in (0, 1)]
+    mixed = [_ndvi_product(tmp_path / "m_20230611.tif", ndvi, observed, "s2-scl"),
+             _ndvi_product(tmp_path / "u_20230611.tif", ndvi, observed, "none", x0=X0 + 100)]
+    plain = write_ndvi(tmp_path / "p_20230621.tif", ndvi)
+    table = zonal.zonal_stats(_plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20)), [*masked, *mixed, plain])
+    assert table["cloud_masked"].tolist() == [True, False, False]
+    assert table["cloud_masked"].dtype == bool
 
 
 def test_no_data_is_not_cloud_and_does_not_clear_another_tiles_cloud(tmp_path):
@@ -355,6 +366,28 @@ def test_an_unreadable_tile_is_left_out_and_its_date_kept_from_the_others(tmp_pa
     assert failed == [(broken.path, rasterio.errors.RasterioIOError)]
     row = table.iloc[0]
     assert row["ndvi_mean"] == pytest.approx(0.8, abs=1e-6) and row["covered_frac"] == pytest.approx(1.0)
+
+
+def test_dates_on_different_grids_and_an_unreadable_first_date(tmp_path, two_grids):
+    # 2023-05-01: one unreadable tile; 2023-06-01: both grids; 2023-06-11: the 20 m grid only.
+    east_later = write_ndvi(tmp_path / "east_20230611.tif", np.full((5, 5), 0.4, np.float32), x0=X0 + 100, res=20.0)
+    gone = _tile(tmp_path / "gone_20230501.tif", from_origin(X0, Y0, RES, RES), date="2023-05-01")
+    failed = []
+    table = zonal.zonal_stats(_plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20)), [gone, *two_grids, east_later],
+                              on_error=lambda t, e: failed.append(t.date))
+    assert failed == ["2023-05-01"]  # read (and failing) only because the plot lies on it
+    assert table["date"].tolist() == ["2023-06-01", "2023-06-11"]
+    np.testing.assert_allclose(table["ndvi_mean"], [0.5, 0.4], atol=1e-6)
+    np.testing.assert_allclose(table["covered_frac"], [1.0, 0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize("outside_m, flag", [(0.005, ""), (0.02, "PARTIAL_COVERAGE")])
+def test_partial_coverage_beyond_a_ten_thousandth_of_the_plot(tmp_path, outside_m, flag):
+    # A 100 m wide plot sticking out of the tile's west edge by 0.005 m (5e-5 of it) or 0.02 m (2e-4).
+    path = write_ndvi(tmp_path / "t_20230601.tif", np.full((20, 20), 0.5, np.float32))
+    row = zonal.zonal_stats(_plots((X0 - outside_m, Y0 - 100, X0 + 100 - outside_m, Y0)), [path]).iloc[0]
+    assert row["flags"] == flag
+    assert row["covered_frac"] == pytest.approx(1 - outside_m / 100, abs=1e-6)
 
 
 def test_no_readable_tile_gives_the_empty_table_with_its_columns(tmp_path):
