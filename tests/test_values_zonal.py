@@ -25,6 +25,7 @@ from agricredit.errors import CorruptInputError, GridMismatchError, InputNotFoun
 
 CRS = "EPSG:32650"
 X0, Y0, RES = 500_000.0, 4_000_600.0, 10.0
+M2_PER_MU = 10_000 / 15
 
 
 def write_ndvi(path, array, *, x0=X0, y0=Y0, res=RES, crs=CRS):
@@ -138,6 +139,7 @@ def test_a_plot_on_two_grids_of_one_date_gets_their_mosaic(two_grids):
         assert both["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0] / 2, rel=1e-5)
         assert tiny["ndvi_mean"] == pytest.approx(0.7, abs=1e-6) and tiny["valid_frac"] == pytest.approx(1.0)
         assert tiny["pixel_count"] == pytest.approx(9 / 400, rel=1e-5)
+        assert tiny["cropped_area_mu"] == pytest.approx(9 / M2_PER_MU, rel=1e-3)  # 0.7 ≥ 0.5 on all 9 m²
         assert west["ndvi_p90"] == pytest.approx(0.3, abs=1e-6) and west["pixel_count"] == pytest.approx(4.0)
 
 
@@ -173,15 +175,19 @@ def test_shares_of_the_plot_never_exceed_one(tmp_path):
     # Coverage fractions are float32: their sum over a plot can pass its area by rounding, the share cannot.
     rng = np.random.default_rng(3)
     path = write_ndvi(tmp_path / "t_20230601.tif", rng.uniform(0.1, 0.9, (60, 80)).astype(np.float32))
+    cloudy = write_ndvi(tmp_path / "t_20230611.tif", np.full((60, 80), np.nan, np.float32))
     centres = rng.uniform([X0 + 100, Y0 - 500], [X0 + 700, Y0 - 100], (300, 2))
     geoms = shapely.buffer(shapely.points(centres), rng.uniform(5, 60, 300), quad_segs=5)
     plots = gpd.GeoDataFrame({"plot_id": [f"p{i}" for i in range(300)]}, geometry=geoms, crs=CRS)
     weights = zonal.coverage_weights(geoms, from_origin(X0, Y0, RES, RES), 80, 60)
     raw = np.asarray(weights.matrix.sum(axis=1)).ravel() / weights.plot_cells
     assert raw.max() > 1  # the rounding is there to clip
-    table = zonal.zonal_stats(plots, [path])
-    assert table["valid_frac"].max() == 1.0 and table["covered_frac"].max() == 1.0
-    np.testing.assert_allclose(table["valid_frac"], 1.0, atol=1e-6)
+    table = zonal.zonal_stats(plots, [path, cloudy])
+    clear, clouded = table[table["date"] == "2023-06-01"], table[table["date"] == "2023-06-11"]
+    assert clear["valid_frac"].max() == 1.0 and table["covered_frac"].max() == 1.0
+    assert clouded["cloud_frac"].max() == 1.0
+    np.testing.assert_allclose(clear["valid_frac"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(clouded["cloud_frac"], 1.0, atol=1e-6)
 
 
 def test_strips_without_plots_are_skipped_and_later_strips_read(tmp_path, monkeypatch):
