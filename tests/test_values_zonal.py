@@ -89,10 +89,13 @@ def test_a_rotated_raster_is_refused_by_name(transform):
     assert str(error.value) == "rotated.tif: rotated rasters are not supported"
 
 
-@pytest.mark.parametrize("strip_rows", [512, 3])
+@pytest.mark.parametrize("strip_rows, chunk", [(512, None), (3, None), (3, 40)])
 @pytest.mark.parametrize("names", [("q1", "q2", "q3", "q4"), ("q4", "q3", "q2", "q1")])
-def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows, names):
+def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows, chunk,
+                                                                       names):
     monkeypatch.setattr(zonal, "_STRIP_ROWS", strip_rows)  # 3: the tiles are read in strips of 3 grid rows
+    if chunk:  # blocks of about 40 weights, one plot each: several blocks in every strip
+        monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", chunk)
     rng = np.random.default_rng(11)
     full = rng.uniform(-0.1, 0.9, (40, 60)).astype(np.float32)
     whole = write_ndvi(tmp_path / "whole.tif", full)
@@ -199,6 +202,19 @@ def test_strips_without_plots_are_skipped_and_later_strips_read(tmp_path, monkey
     ref = exact_extract(path, plots, ["mean", "median"], include_cols=["plot_id"], output="pandas")
     np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
     np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
+
+
+def test_a_cloud_in_an_earlier_tile_of_the_mosaic_is_inside_it(tmp_path):
+    # Tiles a (west, clouded over its east half) and b (east, clear) of one date: the cloud lies inside tile a,
+    # so it counts as cloud over a covered part of the plot, not as a part outside every tile.
+    west = np.full((10, 10), 0.4, np.float32)
+    west[:, 5:] = np.nan
+    a = write_ndvi(tmp_path / "a_20230601.tif", west)
+    b = write_ndvi(tmp_path / "b_20230601.tif", np.full((10, 10), 0.6, np.float32), x0=X0 + 100)
+    row = zonal.zonal_stats(_plots((X0 + 50, Y0 - 100, X0 + 150, Y0)), [b, a]).iloc[0]
+    assert row["covered_frac"] == pytest.approx(1.0)
+    assert row["cloud_frac"] == pytest.approx(0.5) and row["valid_frac"] == pytest.approx(0.5)
+    assert row["ndvi_mean"] == pytest.approx(0.6, abs=1e-6)
 
 
 def _ndvi_product(path, ndvi, observed, mask_rule="none", x0=X0):
