@@ -7,7 +7,9 @@ These tests came out of mutation testing (issue 16 §5, ``scripts/mutation.py zo
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -21,7 +23,13 @@ from rasterio import Affine
 from rasterio.transform import from_origin
 
 from agricredit import zonal
-from agricredit.errors import CorruptInputError, GridMismatchError, InputNotFoundError
+from agricredit.errors import (
+    CorruptInputError,
+    GridMismatchError,
+    InputNotFoundError,
+    MissingBandError,
+    MissingMetadataError,
+)
 
 CRS = "EPSG:32650"
 X0, Y0, RES = 500_000.0, 4_000_600.0, 10.0
@@ -416,6 +424,50 @@ def test_no_readable_tile_gives_the_empty_table_with_its_columns(tmp_path):
     broken = _tile(tmp_path / "gone_20230601.tif", from_origin(X0, Y0, RES, RES))
     table = zonal.zonal_stats(_plots((X0, Y0 - 100, X0 + 50, Y0)), [broken], on_error=lambda t, e: None)
     assert table.empty and list(table.columns) == list(zonal.STAT_COLUMNS)
+
+
+def test_open_tile_reads_tagged_ndvi_through_the_product_reader(tmp_path):
+    ndvi, observed = np.full((10, 10), 0.5), np.ones((10, 10), bool)
+    masked = _ndvi_product(tmp_path / "m_20230601.tif", ndvi, observed, "s2-scl")
+    tile = zonal.open_tile(masked, sensor="s2-l2a")  # the sensor it was computed from: not a reason to re-read it
+    assert tile.product is not None and tile.product.sensor == "ndvi"
+    assert (tile.path, tile.date, tile.cloud_masked) == (masked, "2023-06-01", True)
+    assert zonal.open_tile(masked, date=dt.date(2023, 7, 1)).date == "2023-07-01"  # the caller's date wins
+    unmasked = zonal.open_tile(_ndvi_product(tmp_path / "u_20230601.tif", ndvi, observed))
+    assert unmasked.product is not None and unmasked.cloud_masked is False
+    plain = zonal.open_tile(write_ndvi(tmp_path / "p_20230601.tif", ndvi))
+    assert plain.product is None and plain.cloud_masked is False
+    again = zonal.open_tile(tile.product)  # a Product already opened is used as it is
+    assert (again.path, again.date, again.product) == (masked, "2023-06-01", tile.product)
+
+
+SAMPLE_TILE = Path(__file__).resolve().parents[1] / "sample_tiles" / "season" / "S2_L2A_SIM_20230620.tif"
+
+
+@pytest.mark.skipif(not SAMPLE_TILE.exists(), reason="sample data not built")
+def test_open_tile_passes_reader_options():
+    assert zonal.open_tile(SAMPLE_TILE).cloud_masked is True
+    assert zonal.open_tile(SAMPLE_TILE, no_mask=True).cloud_masked is False
+
+
+def test_open_tile_refuses_integer_rasters(tmp_path):
+    counts = tmp_path / "dn_20230601.tif"  # one integer band: digital numbers, not NDVI
+    with rasterio.open(counts, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint16", crs=CRS,
+                       transform=from_origin(X0, Y0, RES, RES)) as dst:
+        dst.write(np.ones((1, 4, 4), np.uint16))
+    with pytest.raises(MissingBandError, match="band descriptions"):
+        zonal.open_tile(counts)
+
+
+def test_open_tile_messages(tmp_path):
+    nocrs = write_ndvi(tmp_path / "nocrs_20200101.tif", np.zeros((4, 4)), crs=None)
+    with pytest.raises(zonal.CRSError) as error:
+        zonal.open_tile(nocrs)
+    assert str(error.value) == f"{nocrs}: raster has no CRS"
+    nodate = write_ndvi(tmp_path / "nodate.tif", np.zeros((4, 4)))
+    with pytest.raises(MissingMetadataError) as error:
+        zonal.open_tile(nodate)
+    assert str(error.value) == f"{nodate}: no acquisition date (ACQUISITION_DATE tag or YYYYMMDD in the name)"
 
 
 def test_missing_tile_path_is_named(tmp_path):
