@@ -325,6 +325,37 @@ def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch, per_row, exp
                                np.column_stack([values[::per_row], values[per_row - 1::per_row]]))
 
 
+@pytest.mark.parametrize("q", [0.0, 0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0])
+def test_weighted_quantiles_on_many_small_rows_match_the_definition(q):
+    # 400 rows of 1 to 6 values with ties, tiny and equal weights: every branch of the interpolation.
+    rng = np.random.default_rng(21)
+    n_rows, n_cols = 400, 8
+    dense = rng.choice([0.0, 0.0, 0.0, 1e-4, 0.25, 0.5, 1.0], (n_rows, n_cols)) * rng.uniform(0.5, 1, (n_rows, n_cols))
+    dense[::7] = (dense[::7] > 0) * 1.0  # equal weights
+    values = np.round(rng.uniform(-1, 1, n_cols), 1)
+    got = zonal.weighted_quantiles(sp.csr_matrix(dense), values, [q])[:, 0]
+    expected = [_brute_quantile(values, row, q) if (row > 0).any() else np.nan for row in dense]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_coverage_weights_skip_missing_plots_in_every_block(monkeypatch):
+    monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 2)  # the first block of plots holds only missing ones
+    geoms = np.array([None, shapely.Polygon(), shapely.box(1, 41, 9, 49), shapely.box(11, 31, 29, 49)], dtype=object)
+    weights = zonal.coverage_weights(geoms, from_origin(0, 50, 10, 10), 5, 4)
+    dense = np.zeros((4, 20))
+    dense[:, weights.cells] = weights.matrix.toarray()
+    np.testing.assert_allclose(dense.sum(axis=1), [0, 0, 0.64, 3.24], rtol=1e-6)
+    np.testing.assert_allclose(weights.plot_cells[2:], [0.64, 3.24])
+
+
+def test_coverage_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch):
+    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 4)
+    geoms = np.array([shapely.box(10 * i + 1, 41, 10 * i + 9, 49) for i in range(5)], dtype=object)  # 1 cell each
+    weights = zonal.coverage_weights(geoms, from_origin(0, 50, 10, 10), 5, 4)
+    assert [(b.start, b.matrix.shape[0]) for b in weights.blocks] == [(0, 4), (4, 1)]
+    np.testing.assert_allclose(weights.matrix.toarray(), np.eye(5) * 0.64, rtol=1e-6)
+
+
 def test_cropped_threshold_is_compared_in_the_pixels_own_precision(tmp_path):
     # float32(0.7) = 0.699999988: a pixel stored as 0.7 is at the threshold 0.7, so it is cropped.
     assert float(np.float32(0.7)) < 0.7
