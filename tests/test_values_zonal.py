@@ -338,6 +338,19 @@ def test_weighted_quantiles_on_many_small_rows_match_the_definition(q):
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantiles_of_values_one_ulp_apart_or_tiny(dtype):
+    # Neighbouring floats and values closer than 1e-7 keep their order (no rounding in the sort keys).
+    base = dtype(0.3)
+    values = np.array([np.nextafter(base, dtype(1)), base, np.nextafter(base, dtype(0)), 3e-8, 1e-8, 2e-8, -0.0, 0.0],
+                      dtype=dtype)
+    weights = np.array([[1.0, 1.0, 1.0, 0, 0, 0, 0, 0], [0, 0, 0, 1.0, 1.0, 1.0, 0, 0], [0, 0, 0, 0, 0, 0, 1.0, 2.0]])
+    got = zonal.weighted_quantiles(sp.csr_matrix(weights), values, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(got[0], [values[2], values[1], values[0]])
+    np.testing.assert_array_equal(got[1], [values[4], values[5], values[3]])
+    np.testing.assert_array_equal(got[2], [0.0, 0.0, 0.0])  # -0.0 and 0.0 are one value
+
+
 def test_coverage_weights_skip_missing_plots_in_every_block(monkeypatch):
     monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 2)  # the first block of plots holds only missing ones
     geoms = np.array([None, shapely.Polygon(), shapely.box(1, 41, 9, 49), shapely.box(11, 31, 29, 49)], dtype=object)
@@ -470,6 +483,7 @@ def test_open_tile_reads_tagged_ndvi_through_the_product_reader(tmp_path):
     assert plain.product is None and plain.cloud_masked is False
     again = zonal.open_tile(tile.product)  # a Product already opened is used as it is
     assert (again.path, again.date, again.product) == (masked, "2023-06-01", tile.product)
+    assert zonal.open_tile(tile.product, date=dt.date(2023, 7, 2)).date == "2023-07-02"
 
 
 SAMPLE_TILE = Path(__file__).resolve().parents[1] / "sample_tiles" / "season" / "S2_L2A_SIM_20230620.tif"
