@@ -23,6 +23,7 @@ from rasterio import Affine
 from rasterio.transform import from_origin
 
 from agricredit import zonal
+from test_zonal import _brute_quantile  # exactextract's weighted quantile written out plainly
 from agricredit.errors import (
     CorruptInputError,
     GridMismatchError,
@@ -275,25 +276,6 @@ def test_plots_without_crs_and_the_weights_log(tmp_path, caplog):
 # --------------------------------------------------------------------------- weights
 
 
-def _brute_quantile(values, weights, q):
-    """exactextract's weighted quantile written out: positive weights only, equal values merged, interpolated."""
-    merged: dict[float, float] = {}
-    for v, w in zip(values, weights):
-        if np.isfinite(v) and w > 0:
-            merged[float(v)] = merged.get(float(v), 0.0) + float(w)
-    x = sorted(merged)
-    w = [merged[v] for v in x]
-    n, cum, s = len(x), 0.0, []
-    for i, wi in enumerate(w):
-        s.append(i * wi + (n - 1) * cum)
-        cum += wi
-    target = q * cum * (n - 1)
-    right = next((i for i, si in enumerate(s) if si > target), n)
-    if right in (0, n):
-        return x[min(right, n - 1)]
-    return x[right - 1] + (target - s[right - 1]) * (x[right] - x[right - 1]) / (s[right] - s[right - 1])
-
-
 @pytest.mark.parametrize("q", [0.1, 0.5, 0.9])
 def test_zero_and_negative_weights_do_not_count_as_values(q):
     values = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
@@ -334,7 +316,7 @@ def test_weighted_quantiles_on_many_small_rows_match_the_definition(q):
     dense[::7] = (dense[::7] > 0) * 1.0  # equal weights
     values = np.round(rng.uniform(-1, 1, n_cols), 1)
     got = zonal.weighted_quantiles(sp.csr_matrix(dense), values, [q])[:, 0]
-    expected = [_brute_quantile(values, row, q) if (row > 0).any() else np.nan for row in dense]
+    expected = [_brute_quantile(values, row, q) for row in dense]
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
