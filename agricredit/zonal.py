@@ -810,10 +810,10 @@ def _gen_date_blocks(
     plots: gpd.GeoDataFrame,
     tiles: Iterable[Tile | str | os.PathLike[str]],
     *,
-    threshold: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    keep_uncovered: bool = False,
-    on_error: Callable[[Tile, Exception], None] | None = None,
+    threshold: float | None,
+    progress: Callable[[int, int], None] | None,
+    keep_uncovered: bool,
+    on_error: Callable[[Tile, Exception], None] | None,
 ) -> Iterator[pd.DataFrame]:
     """The engine: one DataFrame of :data:`STAT_COLUMNS` per date."""
     threshold = default_cropped_threshold() if threshold is None else float(threshold)

@@ -41,8 +41,9 @@ def _frame(geoms, ids=None, crs=UTM, index=None):
 
 def _geodesic_m2(geom_utm) -> float:
     """pyproj's geodesic area of a UTM 50N polygon, taken to WGS84 by pyproj itself."""
-    to_wgs = pyproj.Transformer.from_crs(UTM, 4326, always_xy=True).transform
-    area, _ = GEOD.geometry_area_perimeter(shapely.orient_polygons(shapely.ops.transform(to_wgs, geom_utm)))
+    to_wgs = pyproj.Transformer.from_crs(UTM, 4326, always_xy=True)
+    wgs = shapely.transform(geom_utm, lambda xy: np.column_stack(to_wgs.transform(xy[:, 0], xy[:, 1])))
+    area, _ = GEOD.geometry_area_perimeter(shapely.orient_polygons(wgs))
     return abs(area)
 
 

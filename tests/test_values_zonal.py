@@ -7,7 +7,9 @@ These tests came out of mutation testing (issue 16 §5, ``scripts/mutation.py zo
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -21,10 +23,18 @@ from rasterio import Affine
 from rasterio.transform import from_origin
 
 from agricredit import zonal
-from agricredit.errors import CorruptInputError, GridMismatchError, InputNotFoundError
+from test_zonal import _brute_quantile  # exactextract's weighted quantile written out plainly
+from agricredit.errors import (
+    CorruptInputError,
+    GridMismatchError,
+    InputNotFoundError,
+    MissingBandError,
+    MissingMetadataError,
+)
 
 CRS = "EPSG:32650"
 X0, Y0, RES = 500_000.0, 4_000_600.0, 10.0
+M2_PER_MU = 10_000 / 15
 
 
 def write_ndvi(path, array, *, x0=X0, y0=Y0, res=RES, crs=CRS):
@@ -88,21 +98,28 @@ def test_a_rotated_raster_is_refused_by_name(transform):
     assert str(error.value) == "rotated.tif: rotated rasters are not supported"
 
 
-@pytest.mark.parametrize("strip_rows", [512, 3])
-def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows):
+@pytest.mark.parametrize("strip_rows, chunk", [(512, None), (3, None), (3, 40)])
+@pytest.mark.parametrize("names", [("q1", "q2", "q3", "q4"), ("q4", "q3", "q2", "q1")])
+def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path, monkeypatch, strip_rows, chunk,
+                                                                       names):
     monkeypatch.setattr(zonal, "_STRIP_ROWS", strip_rows)  # 3: the tiles are read in strips of 3 grid rows
+    if chunk:  # blocks of about 40 weights, one plot each: several blocks in every strip
+        monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", chunk)
     rng = np.random.default_rng(11)
     full = rng.uniform(-0.1, 0.9, (40, 60)).astype(np.float32)
     whole = write_ndvi(tmp_path / "whole.tif", full)
+    se, ne, sw, nw = (f"{name}_20230601.tif" for name in names)  # read in the order of their names
     quadrants = [  # south-east first, north-west last: the union's origin is not the first tile's
-        write_ndvi(tmp_path / "q1_20230601.tif", full[25:, 35:], x0=X0 + 350, y0=Y0 - 250),
-        write_ndvi(tmp_path / "q2_20230601.tif", full[:25, 35:], x0=X0 + 350),
-        write_ndvi(tmp_path / "q3_20230601.tif", full[25:, :35], y0=Y0 - 250),
-        write_ndvi(tmp_path / "q4_20230601.tif", full[:25, :35]),
+        write_ndvi(tmp_path / se, full[25:, 35:], x0=X0 + 350, y0=Y0 - 250),
+        write_ndvi(tmp_path / ne, full[:25, 35:], x0=X0 + 350),
+        write_ndvi(tmp_path / sw, full[25:, :35], y0=Y0 - 250),
+        write_ndvi(tmp_path / nw, full[:25, :35]),
     ]
     plots = _plots((X0 + 5, Y0 - 395, X0 + 595, Y0 - 5), (X0 + 333, Y0 - 272, X0 + 377, Y0 - 228),
-                   (X0 + 12, Y0 - 388, X0 + 47, Y0 - 301), (X0 + 520, Y0 - 60, X0 + 590, Y0 - 10))
+                   (X0 + 12, Y0 - 388, X0 + 47, Y0 - 301), (X0 + 520, Y0 - 60, X0 + 590, Y0 - 10),
+                   (X0 + 340, Y0 - 20, X0 + 361, Y0 - 1))  # one pixel of the north-west tile, 10 of the other
     ours = zonal.zonal_stats(plots, quadrants).set_index("plot_id")
+    np.testing.assert_allclose(ours[["covered_frac", "valid_frac"]].to_numpy(float), 1.0, atol=1e-6)
     ref = exact_extract(whole, plots, ["mean", "median", "quantile(q=0.9)", "count"], include_cols=["plot_id"],
                         output="pandas").set_index("plot_id")
     np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
@@ -134,6 +151,7 @@ def test_a_plot_on_two_grids_of_one_date_gets_their_mosaic(two_grids):
         assert both["cropped_area_mu"] == pytest.approx(zonal.area_mu_of(plots).iloc[0] / 2, rel=1e-5)
         assert tiny["ndvi_mean"] == pytest.approx(0.7, abs=1e-6) and tiny["valid_frac"] == pytest.approx(1.0)
         assert tiny["pixel_count"] == pytest.approx(9 / 400, rel=1e-5)
+        assert tiny["cropped_area_mu"] == pytest.approx(9 / M2_PER_MU, rel=1e-3)  # 0.7 ≥ 0.5 on all 9 m²
         assert west["ndvi_p90"] == pytest.approx(0.3, abs=1e-6) and west["pixel_count"] == pytest.approx(4.0)
 
 
@@ -169,37 +187,93 @@ def test_shares_of_the_plot_never_exceed_one(tmp_path):
     # Coverage fractions are float32: their sum over a plot can pass its area by rounding, the share cannot.
     rng = np.random.default_rng(3)
     path = write_ndvi(tmp_path / "t_20230601.tif", rng.uniform(0.1, 0.9, (60, 80)).astype(np.float32))
+    cloudy = write_ndvi(tmp_path / "t_20230611.tif", np.full((60, 80), np.nan, np.float32))
     centres = rng.uniform([X0 + 100, Y0 - 500], [X0 + 700, Y0 - 100], (300, 2))
     geoms = shapely.buffer(shapely.points(centres), rng.uniform(5, 60, 300), quad_segs=5)
     plots = gpd.GeoDataFrame({"plot_id": [f"p{i}" for i in range(300)]}, geometry=geoms, crs=CRS)
     weights = zonal.coverage_weights(geoms, from_origin(X0, Y0, RES, RES), 80, 60)
     raw = np.asarray(weights.matrix.sum(axis=1)).ravel() / weights.plot_cells
     assert raw.max() > 1  # the rounding is there to clip
-    table = zonal.zonal_stats(plots, [path])
-    assert table["valid_frac"].max() == 1.0 and table["covered_frac"].max() == 1.0
-    np.testing.assert_allclose(table["valid_frac"], 1.0, atol=1e-6)
+    table = zonal.zonal_stats(plots, [path, cloudy])
+    clear, clouded = table[table["date"] == "2023-06-01"], table[table["date"] == "2023-06-11"]
+    assert clear["valid_frac"].max() == 1.0 and table["covered_frac"].max() == 1.0
+    assert clouded["cloud_frac"].max() == 1.0
+    np.testing.assert_allclose(clear["valid_frac"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(clouded["cloud_frac"], 1.0, atol=1e-6)
+
+
+def test_strips_without_plots_are_skipped_and_later_strips_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(zonal, "_STRIP_ROWS", 3)
+    full = np.random.default_rng(12).uniform(0, 0.9, (40, 20)).astype(np.float32)
+    path = write_ndvi(tmp_path / "t_20230601.tif", full)
+    plots = _plots((X0 + 3, Y0 - 25, X0 + 190, Y0 - 2), (X0 + 3, Y0 - 398, X0 + 190, Y0 - 361))  # rows 0-2, 36-39
+    ours = zonal.zonal_stats(plots, [path])
+    ref = exact_extract(path, plots, ["mean", "median"], include_cols=["plot_id"], output="pandas")
+    np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
+
+
+def test_a_cloud_in_an_earlier_tile_of_the_mosaic_is_inside_it(tmp_path):
+    # Tiles a (west, clouded over its east half) and b (east, clear) of one date: the cloud lies inside tile a,
+    # so it counts as cloud over a covered part of the plot, not as a part outside every tile.
+    west = np.full((10, 10), 0.4, np.float32)
+    west[:, 5:] = np.nan
+    a = write_ndvi(tmp_path / "a_20230601.tif", west)
+    b = write_ndvi(tmp_path / "b_20230601.tif", np.full((10, 10), 0.6, np.float32), x0=X0 + 100)
+    row = zonal.zonal_stats(_plots((X0 + 50, Y0 - 100, X0 + 150, Y0)), [b, a]).iloc[0]
+    assert row["covered_frac"] == pytest.approx(1.0)
+    assert row["cloud_frac"] == pytest.approx(0.5) and row["valid_frac"] == pytest.approx(0.5)
+    assert row["ndvi_mean"] == pytest.approx(0.6, abs=1e-6)
+
+
+def _ndvi_product(path, ndvi, observed, mask_rule="none", x0=X0):
+    """An NDVI raster as ``agricredit ndvi`` writes it: tagged, with an internal mask of the observed pixels."""
+    with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="float32", crs=CRS,
+                       transform=from_origin(x0, Y0, RES, RES)) as dst:
+        dst.write(ndvi.astype(np.float32), 1)
+        dst.write_mask(np.where(observed, 255, 0).astype(np.uint8))
+        dst.update_tags(AGRICREDIT_PRODUCT="ndvi", MASK_RULE=mask_rule)
+    return str(path)
+
+
+def test_a_date_is_cloud_masked_only_if_every_tile_of_it_is(tmp_path):
+    ndvi, observed = np.full((10, 10), 0.5), np.ones((10, 10), bool)
+    masked = [_ndvi_product(tmp_path / f"m{i}_20230601.tif", ndvi, observed, "s2-scl", x0=X0 + 100 * i) for i in (0, 1)]
+    mixed = [_ndvi_product(tmp_path / "m_20230611.tif", ndvi, observed, "s2-scl"),
+             _ndvi_product(tmp_path / "u_20230611.tif", ndvi, observed, "none", x0=X0 + 100)]
+    plain = write_ndvi(tmp_path / "p_20230621.tif", ndvi)
+    table = zonal.zonal_stats(_plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20)), [*masked, *mixed, plain])
+    assert table["cloud_masked"].tolist() == [True, False, False]
+    assert table["cloud_masked"].dtype == bool
+
+
+def test_no_data_is_not_cloud_and_does_not_clear_another_tiles_cloud(tmp_path):
+    # a: NaN observed (cloud) in the west half, NaN outside its footprint (no data) in the east half;
+    # b, same date and grid: no data everywhere. The west half stays cloud, the east half is neither.
+    nan = np.full((10, 10), np.nan)
+    west = np.zeros((10, 10), bool)
+    west[:, :5] = True
+    a = _ndvi_product(tmp_path / "a_20230601.tif", nan, west)
+    b = _ndvi_product(tmp_path / "b_20230601.tif", nan, np.zeros((10, 10), bool))
+    plot = _plots((X0, Y0 - 100, X0 + 100, Y0))
+    for tiles in ([a, b], [b, a]):
+        row = zonal.zonal_stats(plot, tiles).iloc[0]
+        assert (row["cloud_frac"], row["valid_frac"], row["covered_frac"]) == (pytest.approx(0.5), 0.0, 1.0)
+        assert np.isnan(row["ndvi_mean"])
+
+
+def test_plots_without_crs_and_the_weights_log(tmp_path, caplog):
+    path = write_ndvi(tmp_path / "t_20230601.tif", np.full((10, 10), 0.5, np.float32))
+    with pytest.raises(zonal.CRSError) as error:
+        zonal.zonal_stats(_plots((X0, Y0 - 20, X0 + 20, Y0)).set_crs(None, allow_override=True), [path])
+    assert str(error.value) == "plots have no CRS"
+    with caplog.at_level("INFO", logger="agricredit.zonal"):
+        zonal.zonal_stats(_plots((X0, Y0 - 20, X0 + 20, Y0), (X0 + 35, Y0 - 30, X0 + 45, Y0 - 20)), [path])
+    messages = [r.getMessage() for r in caplog.records]
+    assert "coverage weights: 2 plots, 1 blocks, 6 non-zero" in messages  # 2 × 2 and 2 × 1 pixels
 
 
 # --------------------------------------------------------------------------- weights
-
-
-def _brute_quantile(values, weights, q):
-    """exactextract's weighted quantile written out: positive weights only, equal values merged, interpolated."""
-    merged: dict[float, float] = {}
-    for v, w in zip(values, weights):
-        if np.isfinite(v) and w > 0:
-            merged[float(v)] = merged.get(float(v), 0.0) + float(w)
-    x = sorted(merged)
-    w = [merged[v] for v in x]
-    n, cum, s = len(x), 0.0, []
-    for i, wi in enumerate(w):
-        s.append(i * wi + (n - 1) * cum)
-        cum += wi
-    target = q * cum * (n - 1)
-    right = next((i for i, si in enumerate(s) if si > target), n)
-    if right in (0, n):
-        return x[min(right, n - 1)]
-    return x[right - 1] + (target - s[right - 1]) * (x[right] - x[right - 1]) / (s[right] - s[right - 1])
 
 
 @pytest.mark.parametrize("q", [0.1, 0.5, 0.9])
@@ -231,6 +305,50 @@ def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch, per_row, exp
     values = np.arange(8 * per_row, dtype=float)
     np.testing.assert_allclose(zonal.weighted_quantiles(matrix, values, [0.0, 1.0]),
                                np.column_stack([values[::per_row], values[per_row - 1::per_row]]))
+
+
+@pytest.mark.parametrize("q", [0.0, 0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0])
+def test_weighted_quantiles_on_many_small_rows_match_the_definition(q):
+    # 400 rows of 1 to 6 values with ties, tiny and equal weights: every branch of the interpolation.
+    rng = np.random.default_rng(21)
+    n_rows, n_cols = 400, 8
+    dense = rng.choice([0.0, 0.0, 0.0, 1e-4, 0.25, 0.5, 1.0], (n_rows, n_cols)) * rng.uniform(0.5, 1, (n_rows, n_cols))
+    dense[::7] = (dense[::7] > 0) * 1.0  # equal weights
+    values = np.round(rng.uniform(-1, 1, n_cols), 1)
+    got = zonal.weighted_quantiles(sp.csr_matrix(dense), values, [q])[:, 0]
+    expected = [_brute_quantile(values, row, q) for row in dense]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantiles_of_values_one_ulp_apart_or_tiny(dtype):
+    # Neighbouring floats and values closer than 1e-7 keep their order (no rounding in the sort keys).
+    base = dtype(0.3)
+    values = np.array([np.nextafter(base, dtype(1)), base, np.nextafter(base, dtype(0)), 3e-8, 1e-8, 2e-8, -0.0, 0.0],
+                      dtype=dtype)
+    weights = np.array([[1.0, 1.0, 1.0, 0, 0, 0, 0, 0], [0, 0, 0, 1.0, 1.0, 1.0, 0, 0], [0, 0, 0, 0, 0, 0, 1.0, 2.0]])
+    got = zonal.weighted_quantiles(sp.csr_matrix(weights), values, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(got[0], [values[2], values[1], values[0]])
+    np.testing.assert_array_equal(got[1], [values[4], values[5], values[3]])
+    np.testing.assert_array_equal(got[2], [0.0, 0.0, 0.0])  # -0.0 and 0.0 are one value
+
+
+def test_coverage_weights_skip_missing_plots_in_every_block(monkeypatch):
+    monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 2)  # the first block of plots holds only missing ones
+    geoms = np.array([None, shapely.Polygon(), shapely.box(1, 41, 9, 49), shapely.box(11, 31, 29, 49)], dtype=object)
+    weights = zonal.coverage_weights(geoms, from_origin(0, 50, 10, 10), 5, 4)
+    dense = np.zeros((4, 20))
+    dense[:, weights.cells] = weights.matrix.toarray()
+    np.testing.assert_allclose(dense.sum(axis=1), [0, 0, 0.64, 3.24], rtol=1e-6)
+    np.testing.assert_allclose(weights.plot_cells[2:], [0.64, 3.24])
+
+
+def test_coverage_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch):
+    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 4)
+    geoms = np.array([shapely.box(10 * i + 1, 41, 10 * i + 9, 49) for i in range(5)], dtype=object)  # 1 cell each
+    weights = zonal.coverage_weights(geoms, from_origin(0, 50, 10, 10), 5, 4)
+    assert [(b.start, b.matrix.shape[0]) for b in weights.blocks] == [(0, 4), (4, 1)]
+    np.testing.assert_allclose(weights.matrix.toarray(), np.eye(5) * 0.64, rtol=1e-6)
 
 
 def test_cropped_threshold_is_compared_in_the_pixels_own_precision(tmp_path):
@@ -306,10 +424,77 @@ def test_an_unreadable_tile_is_left_out_and_its_date_kept_from_the_others(tmp_pa
     assert row["ndvi_mean"] == pytest.approx(0.8, abs=1e-6) and row["covered_frac"] == pytest.approx(1.0)
 
 
+def test_dates_on_different_grids_and_an_unreadable_first_date(tmp_path, two_grids):
+    # 2023-05-01: one unreadable tile; 2023-06-01: both grids; 2023-06-11: the 20 m grid only.
+    east_later = write_ndvi(tmp_path / "east_20230611.tif", np.full((5, 5), 0.4, np.float32), x0=X0 + 100, res=20.0)
+    gone = _tile(tmp_path / "gone_20230501.tif", from_origin(X0, Y0, RES, RES), date="2023-05-01")
+    failed = []
+    table = zonal.zonal_stats(_plots((X0 + 50, Y0 - 60, X0 + 150, Y0 - 20)), [gone, *two_grids, east_later],
+                              on_error=lambda t, e: failed.append(t.date))
+    assert failed == ["2023-05-01"]  # read (and failing) only because the plot lies on it
+    assert table["date"].tolist() == ["2023-06-01", "2023-06-11"]
+    np.testing.assert_allclose(table["ndvi_mean"], [0.5, 0.4], atol=1e-6)
+    np.testing.assert_allclose(table["covered_frac"], [1.0, 0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize("outside_m, flag", [(0.005, ""), (0.02, "PARTIAL_COVERAGE")])
+def test_partial_coverage_beyond_a_ten_thousandth_of_the_plot(tmp_path, outside_m, flag):
+    # A 100 m wide plot sticking out of the tile's west edge by 0.005 m (5e-5 of it) or 0.02 m (2e-4).
+    path = write_ndvi(tmp_path / "t_20230601.tif", np.full((20, 20), 0.5, np.float32))
+    row = zonal.zonal_stats(_plots((X0 - outside_m, Y0 - 100, X0 + 100 - outside_m, Y0)), [path]).iloc[0]
+    assert row["flags"] == flag
+    assert row["covered_frac"] == pytest.approx(1 - outside_m / 100, abs=1e-6)
+
+
 def test_no_readable_tile_gives_the_empty_table_with_its_columns(tmp_path):
     broken = _tile(tmp_path / "gone_20230601.tif", from_origin(X0, Y0, RES, RES))
     table = zonal.zonal_stats(_plots((X0, Y0 - 100, X0 + 50, Y0)), [broken], on_error=lambda t, e: None)
     assert table.empty and list(table.columns) == list(zonal.STAT_COLUMNS)
+
+
+def test_open_tile_reads_tagged_ndvi_through_the_product_reader(tmp_path):
+    ndvi, observed = np.full((10, 10), 0.5), np.ones((10, 10), bool)
+    masked = _ndvi_product(tmp_path / "m_20230601.tif", ndvi, observed, "s2-scl")
+    tile = zonal.open_tile(masked, sensor="s2-l2a")  # the sensor it was computed from: not a reason to re-read it
+    assert tile.product is not None and tile.product.sensor == "ndvi"
+    assert (tile.path, tile.date, tile.cloud_masked) == (masked, "2023-06-01", True)
+    assert zonal.open_tile(masked, date=dt.date(2023, 7, 1)).date == "2023-07-01"  # the caller's date wins
+    unmasked = zonal.open_tile(_ndvi_product(tmp_path / "u_20230601.tif", ndvi, observed))
+    assert unmasked.product is not None and unmasked.cloud_masked is False
+    plain = zonal.open_tile(write_ndvi(tmp_path / "p_20230601.tif", ndvi))
+    assert plain.product is None and plain.cloud_masked is False
+    again = zonal.open_tile(tile.product)  # a Product already opened is used as it is
+    assert (again.path, again.date, again.product) == (masked, "2023-06-01", tile.product)
+    assert zonal.open_tile(tile.product, date=dt.date(2023, 7, 2)).date == "2023-07-02"
+
+
+SAMPLE_TILE = Path(__file__).resolve().parents[1] / "sample_tiles" / "season" / "S2_L2A_SIM_20230620.tif"
+
+
+@pytest.mark.skipif(not SAMPLE_TILE.exists(), reason="sample data not built")
+def test_open_tile_passes_reader_options():
+    assert zonal.open_tile(SAMPLE_TILE).cloud_masked is True
+    assert zonal.open_tile(SAMPLE_TILE, no_mask=True).cloud_masked is False
+
+
+def test_open_tile_refuses_integer_rasters(tmp_path):
+    counts = tmp_path / "dn_20230601.tif"  # one integer band: digital numbers, not NDVI
+    with rasterio.open(counts, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint16", crs=CRS,
+                       transform=from_origin(X0, Y0, RES, RES)) as dst:
+        dst.write(np.ones((1, 4, 4), np.uint16))
+    with pytest.raises(MissingBandError, match="band descriptions"):
+        zonal.open_tile(counts)
+
+
+def test_open_tile_messages(tmp_path):
+    nocrs = write_ndvi(tmp_path / "nocrs_20200101.tif", np.zeros((4, 4)), crs=None)
+    with pytest.raises(zonal.CRSError) as error:
+        zonal.open_tile(nocrs)
+    assert str(error.value) == f"{nocrs}: raster has no CRS"
+    nodate = write_ndvi(tmp_path / "nodate.tif", np.zeros((4, 4)))
+    with pytest.raises(MissingMetadataError) as error:
+        zonal.open_tile(nodate)
+    assert str(error.value) == f"{nodate}: no acquisition date (ACQUISITION_DATE tag or YYYYMMDD in the name)"
 
 
 def test_missing_tile_path_is_named(tmp_path):
