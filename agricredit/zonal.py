@@ -711,8 +711,11 @@ def _date_stats(parts: list[tuple[CoverageWeights, list[tuple[np.ndarray, ...]]]
         plot_cells = weights.plot_cells
     else:
         # Tiles of one date on different grids (say two UTM zones): weights become shares of
-        # the plot so grids with different pixel sizes add up; where the shares exceed the
-        # whole plot (overlapping tiles), only the grid covering most of the plot is kept.
+        # the plot so grids with different pixel sizes add up. Where the shares exceed the
+        # whole plot (overlapping tiles), the grid covering most of the plot is kept whole and
+        # the others only fill the rest: their weights are scaled by (1 - best share) / (their
+        # shares), so a plot covered by the mosaic is covered once (0 when the best grid covers
+        # it all; the overlap's pixels of the other grids count at that reduced weight).
         matrices, grid_values = [], []
         for weights, per_block in parts:
             cells = weights.cells
@@ -726,9 +729,11 @@ def _date_stats(parts: list[tuple[CoverageWeights, list[tuple[np.ndarray, ...]]]
         inv = [1.0 / np.where(w.plot_cells > 0, w.plot_cells, np.nan) for w, _ in parts]
         shares = np.vstack([np.nan_to_num((m @ inside.astype(np.float64)) * k)
                             for m, (_, _, inside), k in zip(matrices, grid_values, inv)])
-        overlap = shares.sum(axis=0) > 1 + _PARTIAL_TOL
-        best = shares.argmax(axis=0)
-        keep = [np.where(overlap & (best != g), 0.0, 1.0) for g in range(len(parts))]
+        total, best, best_share = shares.sum(axis=0), shares.argmax(axis=0), shares.max(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            remainder = np.clip(np.nan_to_num((1.0 - best_share) / (total - best_share)), 0.0, 1.0)
+        overlap = total > 1 + _PARTIAL_TOL
+        keep = [np.where(overlap & (best != g), remainder, 1.0) for g in range(len(parts))]
         matrix = sp.hstack([sp.diags(np.nan_to_num(k * s)) @ m for m, k, s in zip(matrices, inv, keep)], format="csr")
         pixels = sp.hstack([sp.diags(s) @ m for m, s in zip(matrices, keep)], format="csr")
         ndvi, cloud, inside = (np.concatenate([g[i] for g in grid_values]) for i in range(3))
