@@ -225,7 +225,8 @@ def test_without_a_drawn_area_a_plot_is_cropped_where_ndvi_reaches_the_threshold
     evidence = _cropped_evidence(s, drawn, 0.45, np.ones(3, bool))
     np.testing.assert_array_equal(evidence["share"], [0.0, 1.0, 1.0])
     assert evidence["cropped_date"] == "2023-05-11"
-    assert np.isnan(evidence["cropped_area_mu_at_peak"]) if np.isnan(drawn) else evidence["cropped_area_mu_at_peak"] == 0.0
+    at_peak = evidence["cropped_area_mu_at_peak"]
+    assert np.isnan(at_peak) if np.isnan(drawn) else at_peak == 0.0
 
 
 def test_no_observation_in_the_window_leaves_the_evidence_empty():
@@ -453,7 +454,8 @@ def test_a_grown_maize_plot_is_described_and_not_flagged():
     result = _season(table)
     row = _row(result)
     assert (row["flags"], row.declared_crop, row.region) == ("", "maize", "northeast")
-    assert (row.n_acquisitions, row.n_valid, row.n_clear, row.pixel_count, row.max_covered_frac) == (31, 30, 29, 40.0, 1.0)
+    assert (row.n_acquisitions, row.n_valid, row.n_clear) == (31, 30, 29)
+    assert (row.pixel_count, row.max_covered_frac) == (40.0, 1.0)
     window = (np.datetime64(MAIZE_WINDOW[0]) <= table["date"]) & (table["date"] <= np.datetime64(MAIZE_WINDOW[1]))
     assert (row.window_start, row.window_end, row.n_valid_in_window) == (*MAIZE_WINDOW, int(window.sum()))
     assert row.drawn_area_mu == 10.0 and row.crop_ranking == ";".join(f.name for f in result.fits["p"])
@@ -546,7 +548,8 @@ def test_phenology_is_read_from_the_smoothed_curve_when_asked(smoothing):
 def test_season_options_are_the_policys_satellite_section_with_overrides():
     expected = {"min_valid_fraction": 0.6, "min_observations_in_window": 3, "min_pixel_count": 4.0,
                 "cultivated_min_share": 0.5, "max_sowing_shift_days": 30, "crop_mismatch_margin": 0.06,
-                "low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.1, "vigor_factor_min": 0.7, "vigor_factor_max": 1.0,
+                "low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.1, "vigor_factor_min": 0.7,
+                "vigor_factor_max": 1.0,
                 "min_season_amplitude": 0.2, "min_peers": 5, "shift_penalty": 0.05, "crop_model_margin": 0.5,
                 "region": "auto", "max_fit_rmse": 0.1, "min_template_scale": 0.4, "min_covered_fraction": 0.95}
     assert season_options(POLICY) == expected  # seeds/policy.toml [satellite], written out here
@@ -612,3 +615,51 @@ def test_crops_no_cropping_system_of_the_region_grows_together_are_a_mismatch():
 def test_nothing_declared_is_no_template_finding():
     best, row, flags = _template("northeast", [])
     assert flags == [] and row["declared_explanation"] is None and row["best_explanation"] == best.name
+
+
+def _unseen(offsets, values, declared="maize"):
+    """The maize fit of Northeast China checked on hand-set observations around its fitted green period.
+
+    ``offsets`` are (anchor, days) pairs: ``("g", 0)`` is green-up + 8 days (one logistic width inside),
+    ``("s", 0)`` senescence - 8 days; every other observation is 0.3, under maize's 0.45 threshold.
+    """
+    fits, _, _ = _fits("northeast")
+    chosen = next(f for f in fits if any(s.season.crop == declared for s in f.seasons))
+    season = next(s for s in chosen.seasons if s.season.crop == declared)
+    inner = np.timedelta64(8, "D")
+    anchors = {"g": np.datetime64(season.dates["greenup"]) + inner,
+               "s": np.datetime64(season.dates["senescence"]) - inner}
+    dates = np.array([anchors[a] + np.timedelta64(d, "D") for a, d in offsets], dtype="datetime64[D]")
+    order = np.argsort(dates)
+    flags = _template_checks({}, fits, [Declared(declared)], "northeast", dates[order], np.asarray(values)[order],
+                             margin=10.0, max_fit_rmse=1.0)
+    return season, fits[0], [(f.code, f.figures) for f in flags]
+
+
+@pytest.mark.parametrize("offsets, values, seen", [
+    ([("g", 0), ("g", 20), ("s", 0)], [0.45, 0.3, 0.3], True),  # at green-up + 8 days, at the threshold
+    ([("g", 0), ("g", 20), ("s", 0)], [0.4499, 0.3, 0.3], False),
+    ([("g", -1), ("g", 20), ("s", 0)], [0.9, 0.3, 0.3], False),  # a day before the inner green period
+    ([("s", 0), ("g", 20), ("g", 0)], [0.45, 0.3, 0.3], True),  # at senescence - 8 days
+    ([("s", 1), ("g", 20), ("g", 0)], [0.9, 0.3, 0.3], False),  # a day after
+])
+def test_a_declared_season_must_be_seen_green_inside_its_fitted_green_period(offsets, values, seen):
+    season, best, flags = _unseen(offsets, values)
+    if seen:
+        assert flags == []
+    else:
+        assert flags == [("CROP_MISMATCH", {
+            "declared_crop": "maize", "green_period": f"{season.dates['greenup']}/{season.dates['senescence']}",
+            "max_ndvi_in_green_period": max(values) if max(values) < 0.45 else 0.3,
+            "observations": sum(1 for a, d in offsets if (a, d) in (("g", 0), ("g", 20), ("s", 0))),
+            "cropped_ndvi_threshold": 0.45, "season_not_seen": "maize", "best_crop": best.label,
+            "best_explanation": best.name, "method": "template"})]
+
+
+@pytest.mark.parametrize("offsets, observations", [([("g", 20), ("g", -30)], 1), ([("g", -30), ("s", 30)], 0)])
+def test_a_green_period_seen_fewer_than_twice_is_a_cloud_problem(offsets, observations):
+    season, _, flags = _unseen(offsets, [0.3, 0.3])
+    assert flags == [("CLOUD_INSUFFICIENT", {
+        "declared_crop": "maize", "green_period": f"{season.dates['greenup']}/{season.dates['senescence']}",
+        "max_ndvi_in_green_period": 0.3 if observations else None, "observations": observations,
+        "cropped_ndvi_threshold": 0.45, "crop": "maize", "green_period_unseen": True})]
