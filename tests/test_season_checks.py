@@ -389,9 +389,28 @@ def test_a_peer_needs_enough_pixels_and_clear_observations(column, value, peer):
 
 def test_peers_without_pixel_or_clear_counts_are_all_compared():
     plots = _peers().drop(columns=["pixel_count", "n_clear"])
-    out = peer_vigor(plots, {p: [] for p in plots["plot_id"]}, min_peers=5, min_pixel_count=0.0,
-                     min_clear_observations=0)
+    out = peer_vigor(plots, {p: [] for p in plots["plot_id"]}, min_peers=5, min_pixel_count=4.0,
+                     min_clear_observations=3)
     assert out["peer_count"].tolist() == [6] * 6
+
+
+def test_peer_vigor_filters_no_peer_by_pixels_or_clear_observations_unless_asked():
+    plots = _peers(PEAKS, pixel_count=0.5, n_clear=0)
+    assert peer_vigor(plots, {p: [] for p in plots["plot_id"]})["peer_count"].tolist() == [6] * 6
+
+
+def test_the_defaults_are_the_shipped_policy():
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(assess_season).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    shipped = {k: v for k, v in season_options(POLICY).items() if k != "region"}
+    assert {k: defaults[k] for k in shipped} == shipped
+    assert (defaults["smoothing"], defaults["stat"], defaults["crop_model"]) == ("none", "ndvi_mean", None)
+    vigor = {name: p.default for name, p in inspect.signature(peer_vigor).parameters.items()
+             if p.default is not inspect.Parameter.empty}
+    assert vigor == {"low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.1, "vigor_factor_min": 0.7,
+                     "vigor_factor_max": 1.0, "min_peers": 5, "min_pixel_count": 0.0, "min_clear_observations": 0}
 
 
 @pytest.mark.parametrize("crop", ["", None])
