@@ -550,7 +550,8 @@ def test_unknown_region_crop_or_empty_table_is_one_clear_error():
         _season(_table(), region="mars")
     with pytest.raises(SchemaError, match=re.escape("declared crops ['cotton'] are not in the crop table")):
         _season(_table(), {"p": "cotton"})
-    with pytest.raises(InputError, match="the long table has no observations"):
+    with pytest.raises(InputError, match=re.escape("the long table has no observations (no tile covers any plot in "
+                                                   "the period)") + "$"):
         _season(_table().iloc[:0])
 
 
@@ -682,3 +683,20 @@ def test_a_green_period_seen_fewer_than_twice_is_a_cloud_problem(offsets, observ
         "declared_crop": "maize", "green_period": f"{season.dates['greenup']}/{season.dates['senescence']}",
         "max_ndvi_in_green_period": 0.3 if observations else None, "observations": observations,
         "cropped_ndvi_threshold": 0.45, "crop": "maize", "green_period_unseen": True})]
+
+
+@pytest.mark.parametrize("green_in, unseen", [("wheat", "maize:summer"), ("maize", "wheat:winter")])
+def test_each_season_of_a_double_crop_must_be_seen_green(green_in, unseen):
+    # the wheat-maize rotation of the North China Plain, fitted; one season seen green (0.8), the other twice at 0.3
+    fits, _, _ = _fits("ncp")
+    chosen = next(f for f in fits if f.name == "wheat-maize")
+    inner = np.timedelta64(8, "D")
+    dates, values = [], []
+    for x in chosen.seasons:
+        start = np.datetime64(x.dates["greenup"]) + inner
+        dates += [start, start + 10]
+        values += [0.8, 0.8] if x.season.crop == green_in else [0.3, 0.3]
+    flags = _template_checks({}, fits, [Declared("wheat"), Declared("maize")], "ncp",
+                             np.array(dates, "datetime64[D]"), np.array(values), margin=10.0, max_fit_rmse=1.0)
+    assert [(f.code, f.figures["season_not_seen"], f.figures["observations"]) for f in flags] == [
+        ("CROP_MISMATCH", unseen, 2)]
