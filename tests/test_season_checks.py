@@ -700,3 +700,37 @@ def test_each_season_of_a_double_crop_must_be_seen_green(green_in, unseen):
                              np.array(dates, "datetime64[D]"), np.array(values), margin=10.0, max_fit_rmse=1.0)
     assert [(f.code, f.figures["season_not_seen"], f.figures["observations"]) for f in flags] == [
         ("CROP_MISMATCH", unseen, 2)]
+
+
+def test_a_plot_without_any_tile_has_an_empty_series():
+    series = _season(_table(), {"p": "maize", "ghost": "maize"}, plot_ids=["p", "ghost"]).series["ghost"]
+    assert (series.plot_id, series.n_acquisitions, series.dates.dtype) == ("ghost", 0, np.dtype("datetime64[D]"))
+    assert series.dates.size == series.ndvi.size == series.cropped_area_mu.size == 0
+    assert series.ndvi.dtype == series.cropped_area_mu.dtype == np.float64
+
+
+def test_a_plot_declared_for_two_seasons_lists_both_crops():
+    row = _row(_season(_table(), {"p": ["wheat:winter", "maize:summer"]}, region="ncp"))
+    assert row.declared_crop == "wheat;maize"
+
+
+class _StubModel:
+    """A crop model's interface (agricredit.crop_model.CropModel.predict_proba), recording its call."""
+
+    def __init__(self, probabilities):
+        self.probabilities, self.calls = probabilities, []
+
+    def predict_proba(self, table, *, stat):
+        self.calls.append((table, stat))
+        return self.probabilities
+
+
+def test_a_crop_model_decides_crop_mismatch_on_the_table_and_statistic_given():
+    table = _table()
+    model = _StubModel(pd.DataFrame({"maize": [0.125], "rice": [0.75], "soybean": [0.125]}, index=["p"]))
+    row = _row(_season(table, crop_model=model, crop_model_margin=0.5))
+    assert len(model.calls) == 1 and model.calls[0][0] is table and model.calls[0][1] == "ndvi_mean"
+    assert row["flags"] == "CROP_MISMATCH" and (row.p_rice, row.best_crop, row.declared_score) == (0.75, "rice", 0.875)
+    figures = json.loads(row.flag_figures)["CROP_MISMATCH"]
+    assert (figures["method"], figures["declared_crop"], figures["best_crop"]) == ("model", "maize", "rice")
+    assert _row(_season(table, crop_model=model, crop_model_margin=0.75))["flags"] == ""  # 0.875 - 0.25 = 0.625
