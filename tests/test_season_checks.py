@@ -21,9 +21,9 @@ from agricredit.cropfit import fit_explanations
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
 from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing,
-                               _cropped_evidence, _cultivation_flag, _iso, _json_default, _model_checks,
-                               _template_checks, _window_mask, assess_season, peer_vigor, resolve_region,
-                               season_options, season_plot_table)
+                               _cropped_evidence, _cultivation_flag, _declared_of, _fit_plot, _iso, _json_default,
+                               _model_checks, _template_checks, _window_mask, assess_season, peer_vigor,
+                               resolve_region, season_options, season_plot_table)
 from agricredit.series import PlotSeries
 
 POLICY = load_policy(None)
@@ -734,3 +734,57 @@ def test_a_crop_model_decides_crop_mismatch_on_the_table_and_statistic_given():
     figures = json.loads(row.flag_figures)["CROP_MISMATCH"]
     assert (figures["method"], figures["declared_crop"], figures["best_crop"]) == ("model", "maize", "rice")
     assert _row(_season(table, crop_model=model, crop_model_margin=0.75))["flags"] == ""  # 0.875 - 0.25 = 0.625
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, ()), (np.nan, ()), ("", ()), ("maize", (Declared("maize"),)), ("maize:single", (Declared("maize"),)),
+    (["wheat:winter", "", "maize:summer"], (Declared("wheat", "winter"), Declared("maize", "summer"))),
+])
+def test_a_plots_declarations(value, expected):
+    assert _declared_of(value) == expected
+
+
+def test_window_ends_are_whole_days():
+    dates = np.array(["2023-03-31", "2023-04-01", "2023-04-30", "2023-05-01"], dtype="datetime64[D]")
+    assert _window_mask(dates, [("2023-04-01T12:00", "2023-04-30T12:00")]).tolist() == [False, True, True, False]
+
+
+FIT_OPTIONS = {"max_sowing_shift_days": 10, "shift_penalty": 0.2, "min_template_scale": 0.6,
+               "period": (np.datetime64("2023-03-01"), np.datetime64("2023-12-31"))}
+
+
+def _fit_names(fits):
+    return [(f.name, round(f.rmse, 9), tuple(s.shift_days for s in f.seasons)) for f in fits]
+
+
+@pytest.mark.parametrize("n, fitted", [(2, False), (3, True)])
+def test_a_plot_is_fitted_from_three_observations(n, fitted):
+    s = _series([0.3, 0.8, 0.4][:n], start="2023-06-01", step=40)
+    fits, used = _fit_plot(s, "northeast", FIT_OPTIONS)
+    assert bool(fits) is fitted and used.tolist() == [fitted] * n
+
+
+def test_the_fit_uses_the_options_and_leaves_out_undetected_clouds():
+    days = np.arange(np.datetime64("2023-04-01"), np.datetime64("2023-11-30"), 8)
+    ndvi = _maize_ndvi(days)
+    masked = np.ones(len(days), bool)
+    peak = int(np.argmax(ndvi))
+    ndvi[peak], masked[peak] = 0.3, False  # a cloud the product did not mask: 0.5 under the fit
+    s = PlotSeries("p", days, ndvi, np.zeros(len(days)), len(days), 40.0, np.ones(len(days)), np.ones(len(days)),
+                   masked, 1.0)
+    fits, used = _fit_plot(s, "northeast", FIT_OPTIONS)
+    assert used.tolist() == [k != peak for k in range(len(days))]
+    reference = fit_explanations(days[used], ndvi[used], "northeast", **FIT_OPTIONS)
+    assert _fit_names(fits) == _fit_names(reference)
+    masked[peak] = True  # the same drop under a cloud mask is taken as it is
+    fits, used = _fit_plot(s, "northeast", FIT_OPTIONS)
+    assert used.all() and _fit_names(fits) == _fit_names(fit_explanations(days, ndvi, "northeast", **FIT_OPTIONS))
+
+
+def test_the_row_holds_each_explanations_fit():
+    result = _season(_table())
+    row = _row(result)
+    for fit in result.fits["p"]:
+        assert row[f"rmse_{fit.name}"] == fit.rmse
+        assert row[f"shift_days_{fit.name}"] == ";".join(str(s.shift_days) for s in fit.seasons)
+        assert row[f"scale_{fit.name}"] == ";".join(f"{s.scale:.3f}" for s in fit.seasons)
