@@ -788,3 +788,42 @@ def test_the_row_holds_each_explanations_fit():
         assert row[f"rmse_{fit.name}"] == fit.rmse
         assert row[f"shift_days_{fit.name}"] == ";".join(str(s.shift_days) for s in fit.seasons)
         assert row[f"scale_{fit.name}"] == ";".join(f"{s.scale:.3f}" for s in fit.seasons)
+
+
+@pytest.mark.parametrize("smoothing", ["none", "whittaker", "savgol"])
+def test_phenology_is_read_from_the_observations_or_the_curve_asked(smoothing):
+    from agricredit.series import phenology, smooth_series
+
+    table = _table()
+    table.loc[table["date"] == np.datetime64("2023-06-04"), "ndvi_mean"] = 0.95
+    days, ndvi = table["date"].to_numpy().astype("datetime64[D]"), table["ndvi_mean"].to_numpy()
+    expected = phenology(days, ndvi) if smoothing == "none" else phenology(*smooth_series(days, ndvi, smoothing))
+    row = _row(_season(table, smoothing=smoothing))
+    assert (row.peak_ndvi, row.season_length_days) == (expected["peak_ndvi"], expected["season_length_days"])
+
+
+def test_a_plot_without_a_drawn_area_is_judged_on_its_ndvi():
+    row = _row(_season(_table(), drawn={}))
+    assert np.isnan(row.drawn_area_mu) and np.isnan(row.cropped_area_mu_at_peak) and row.cropped_share == 1.0
+
+
+def test_peer_vigor_runs_with_the_options_given():
+    # seven maize plots whose canopies peak 0.84 … 0.49: each plot's vigor against the others, with options unlike
+    # peer_vigor's defaults
+    scales = [1.0, 0.98, 0.96, 0.94, 0.92, 0.9, 0.45]
+    table = pd.concat([_table(f"p{k}", ndvi=lambda d, a=a: 0.2 + a * (_maize_ndvi(d) - 0.2)) for k, a in
+                       enumerate(scales)], ignore_index=True)
+    ids = [f"p{k}" for k in range(7)]
+    options = {"low_vigor_percentile": 20.0, "low_vigor_min_gap": 0.05, "vigor_factor_min": 0.5,
+               "vigor_factor_max": 1.2, "min_peers": 7, "min_pixel_count": 4.0, "min_observations_in_window": 3}
+    result = _season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0), **options)
+    rows = result.plots.set_index("plot_id").loc[ids]
+    peaks = rows["vigor_peak_ndvi"].to_numpy(float)
+    median = float(np.median(peaks))
+    assert rows["peer_count"].tolist() == [7] * 7 and rows["peer_median_peak"].tolist() == [median] * 7
+    assert rows.loc["p6", "flags"] == "LOW_VIGOR" and rows["flags"].tolist()[:6] == [""] * 6
+    assert rows.loc["p6", "vigor_factor"] == pytest.approx(max(peaks[6] / median, 0.5))  # under 0.7, over 0.5
+    assert rows.loc["p0", "vigor_factor"] == pytest.approx(min(peaks[0] / median, 1.2))  # over 1.0
+    assert peaks[6] / median < 0.7 and peaks[0] / median > 1.0
+    fewer = _season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0), **{**options, "min_peers": 8})
+    assert fewer.plots["peer_count"].tolist() == [0] * 7
