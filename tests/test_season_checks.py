@@ -827,3 +827,54 @@ def test_peer_vigor_runs_with_the_options_given():
     assert peaks[6] / median < 0.7 and peaks[0] / median > 1.0
     fewer = _season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0), **{**options, "min_peers": 8})
     assert fewer.plots["peer_count"].tolist() == [0] * 7
+
+
+def test_a_declared_crop_losing_to_another_by_more_than_the_margin_is_a_mismatch():
+    fits, days, ndvi = _fits("northeast")  # the canopy of tests above fits rice better than maize here
+    chosen = next(f for f in fits if f.name == "maize")
+    x = chosen.seasons[0]
+    pad = np.timedelta64(8, "D")
+    lo, hi = np.datetime64(x.dates["greenup"]) - pad, np.datetime64(x.dates["senescence"]) + pad
+    inside = (days >= lo) & (days <= hi)
+
+    def score(fit):  # RMSE on the declared season's widened green period + the fit's calendar prior
+        return float(np.sqrt(np.mean((fit.curve(days[inside]) - ndvi[inside]) ** 2))) + fit.score - fit.rmse
+
+    declared, best = score(chosen), min(score(f) for f in fits)
+    assert declared - best > 0.001
+    row = {}
+    flags = _template_checks(row, fits, [Declared("maize")], "northeast", days, ndvi, margin=0.0, max_fit_rmse=1.0)
+    assert [(f.code, f.figures) for f in flags] == [("CROP_MISMATCH", {
+        "declared_crop": "maize", "best_crop": fits[0].label, "best_explanation": fits[0].name,
+        "declared_explanation": "maize", "declared_score": pytest.approx(declared), "best_score": pytest.approx(best),
+        "margin": 0.0, "method": "template", "window": f"{lo.astype(object)}/{hi.astype(object)}"})]
+    assert (row["declared_score"], row["best_window_score"]) == (pytest.approx(declared), pytest.approx(best))
+    gap = declared - best
+    assert _template_checks({}, fits, [Declared("maize")], "northeast", days, ndvi, margin=gap + 1e-9,
+                            max_fit_rmse=1.0) == []
+
+
+def test_too_few_observations_without_a_declaration_is_a_cloud_problem_of_the_season():
+    table = _table()
+    table.loc[2:, "valid_frac"] = 0.1  # two usable observations in the whole run
+    row = _row(_season(table, {}))
+    assert row["flags"] == "CLOUD_INSUFFICIENT"
+    assert json.loads(row.flag_figures)["CLOUD_INSUFFICIENT"]["crop"] == "season"
+
+
+def test_the_thinnest_window_of_a_double_crop_is_reported():
+    # wheat (winter) and maize (summer) on the North China Plain; the wheat window clouded
+    table = _table(start="2022-10-01", end="2023-11-30")
+    wheat = (table["date"] >= np.datetime64("2022-10-01")) & (table["date"] <= np.datetime64("2023-06-30"))
+    table.loc[wheat, "valid_frac"] = 0.1
+    table.loc[table.index[wheat][::12], "valid_frac"] = 1.0  # a few clear wheat-window days left
+    row = _row(_season(table, {"p": ["wheat:winter", "maize:summer"]}, region="ncp"))
+    figures = json.loads(row.flag_figures)["CLOUD_INSUFFICIENT"]
+    assert figures["crop"] == "wheat" and row.window_start == figures["window_start"] < "2023-03-01"
+
+
+def test_without_a_declaration_the_best_explanations_seasons_are_reported():
+    result = _season(_table(), {})
+    best = result.fits["p"][0]
+    assert _row(result).chosen_windows == ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}"
+                                                    for x in best.seasons)
