@@ -810,21 +810,22 @@ def test_a_plot_without_a_drawn_area_is_judged_on_its_ndvi():
 def test_peer_vigor_runs_with_the_options_given():
     # seven maize plots whose canopies peak 0.84 … 0.49: each plot's vigor against the others, with options unlike
     # peer_vigor's defaults
-    scales = [1.0, 0.98, 0.96, 0.94, 0.92, 0.9, 0.45]
+    scales = [1.0, 0.98, 0.96, 0.94, 0.92, 0.8, 0.45]
     table = pd.concat([_table(f"p{k}", ndvi=lambda d, a=a: 0.2 + a * (_maize_ndvi(d) - 0.2)) for k, a in
                        enumerate(scales)], ignore_index=True)
     ids = [f"p{k}" for k in range(7)]
-    options = {"low_vigor_percentile": 20.0, "low_vigor_min_gap": 0.05, "vigor_factor_min": 0.5,
-               "vigor_factor_max": 1.2, "min_peers": 7, "min_pixel_count": 4.0, "min_observations_in_window": 3}
+    options = {"low_vigor_percentile": 20.0, "low_vigor_min_gap": 0.05, "vigor_factor_min": 0.65,
+               "vigor_factor_max": 1.03, "min_peers": 7, "min_pixel_count": 4.0, "min_observations_in_window": 3}
     result = _season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0), **options)
     rows = result.plots.set_index("plot_id").loc[ids]
     peaks = rows["vigor_peak_ndvi"].to_numpy(float)
     median = float(np.median(peaks))
     assert rows["peer_count"].tolist() == [7] * 7 and rows["peer_median_peak"].tolist() == [median] * 7
-    assert rows.loc["p6", "flags"] == "LOW_VIGOR" and rows["flags"].tolist()[:6] == [""] * 6
-    assert rows.loc["p6", "vigor_factor"] == pytest.approx(max(peaks[6] / median, 0.5))  # under 0.7, over 0.5
-    assert rows.loc["p0", "vigor_factor"] == pytest.approx(min(peaks[0] / median, 1.2))  # over 1.0
-    assert peaks[6] / median < 0.7 and peaks[0] / median > 1.0
+    # p5: second lowest (percentile 1/6 = 16.7 %, under 20 but not 10) and 0.05 to 0.1 under the median
+    assert 0.05 <= median - peaks[5] < 0.1 and peaks[6] / median < 0.65 and peaks[0] / median > 1.03
+    assert rows["flags"].tolist() == [""] * 5 + ["LOW_VIGOR"] * 2
+    assert rows["vigor_factor"].tolist() == pytest.approx([1.03, *np.clip(peaks[1:5] / median, 1.0, 1.03),
+                                                           peaks[5] / median, 0.65])
     fewer = _season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0), **{**options, "min_peers": 8})
     assert fewer.plots["peer_count"].tolist() == [0] * 7
 
@@ -878,3 +879,24 @@ def test_without_a_declaration_the_best_explanations_seasons_are_reported():
     best = result.fits["p"][0]
     assert _row(result).chosen_windows == ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}"
                                                     for x in best.seasons)
+
+
+def test_a_plot_seen_twice_is_judged_without_a_fit_when_two_observations_suffice():
+    table = _table()
+    keep = table["date"].isin(pd.to_datetime(["2023-05-19", "2023-08-15"]))
+    table.loc[~keep, "valid_frac"] = 0.1
+    result = _season(table, min_observations_in_window=2)
+    row = _row(result)
+    assert result.fits["p"] == [] and row.chosen_windows is None and row["flags"] == ""
+    assert "crop_ranking" not in result.plots or pd.isna(row.crop_ranking)
+
+
+def test_the_season_table_holds_figures_not_the_per_observation_shares():
+    assert "share" not in _season(_table()).plots.columns
+
+
+def test_a_double_crops_windows_are_both_reported():
+    row = _row(_season(_table(start="2022-10-01", end="2023-11-30"), {"p": ["wheat:winter", "maize:summer"]},
+                       region="ncp"))
+    windows = row.chosen_windows.split(";")
+    assert [w.split(":")[0] + ":" + w.split(":")[1] for w in windows] == ["wheat:winter", "maize:summer"]
