@@ -900,3 +900,27 @@ def test_a_double_crops_windows_are_both_reported():
                        region="ncp"))
     windows = row.chosen_windows.split(";")
     assert [w.split(":")[0] + ":" + w.split(":")[1] for w in windows] == ["wheat:winter", "maize:summer"]
+
+
+BARE = dict(ndvi=lambda d: np.full(len(d), 0.2))
+EARLY = ["2023-05-11", "2023-05-19", "2023-05-27"]  # they see sowing shifts up to -22 days only
+
+
+def test_a_bare_plot_seen_only_before_its_green_period_is_a_cloud_problem():
+    table = _table(**BARE)
+    inside = (table["date"] >= np.datetime64(MAIZE_WINDOW[0])) & (table["date"] <= np.datetime64(MAIZE_WINDOW[1]))
+    table.loc[inside & ~table["date"].isin(pd.to_datetime(EARLY)), "valid_frac"] = 0.1
+    row = _row(_season(table))
+    assert row["flags"] == "CLOUD_INSUFFICIENT"
+    assert json.loads(row.flag_figures)["CLOUD_INSUFFICIENT"] == {
+        "crop": "maize", "valid_in_window": 3, "required": 3, "window_start": MAIZE_WINDOW[0],
+        "window_end": MAIZE_WINDOW[1], "acquisitions": 31, "green_period_unseen": True}
+
+
+def test_only_cloud_masked_observations_confirm_that_a_plot_was_not_cultivated():
+    table = _table(**BARE)
+    table["cloud_masked"] = table["date"].isin(pd.to_datetime(EARLY))  # the rest of the season from a product
+    row = _row(_season(table))                                          # without a cloud mask
+    assert row["flags"] == "NOT_CULTIVATED_UNCONFIRMED"
+    figures = json.loads(row.flag_figures)["NOT_CULTIVATED_UNCONFIRMED"]
+    assert (figures["clear_in_window"], figures["every_sowing_date_seen"]) == (3, False)
