@@ -7,6 +7,7 @@ and the season table's columns and geometry.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -22,8 +23,8 @@ from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
 from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing,
                                _cropped_evidence, _cultivation_flag, _declared_of, _fit_plot, _iso, _json_default,
-                               _model_checks, _template_checks, _window_mask, assess_season, peer_vigor,
-                               resolve_region, season_options, season_plot_table)
+                               _model_checks, _template_checks, _window_mask, assess_season, fit_observations,
+                               peer_vigor, resolve_region, season_options, season_plot_table)
 from agricredit.series import PlotSeries
 
 POLICY = load_policy(None)
@@ -924,3 +925,61 @@ def test_only_cloud_masked_observations_confirm_that_a_plot_was_not_cultivated()
     assert row["flags"] == "NOT_CULTIVATED_UNCONFIRMED"
     figures = json.loads(row.flag_figures)["NOT_CULTIVATED_UNCONFIRMED"]
     assert (figures["clear_in_window"], figures["every_sowing_date_seen"]) == (3, False)
+
+
+def test_a_double_crop_losing_on_window_score_names_both_crops_and_windows():
+    fits, days, _ = _fits("ncp")
+    chosen = next(f for f in fits if f.name == "wheat-maize")
+    dates = np.arange(np.datetime64("2022-10-01"), np.datetime64("2023-11-30"), 5)
+    ndvi = chosen.curve(dates) + 0.2  # seen green (over 0.45) in both seasons
+    flags = _template_checks({}, fits, [Declared("wheat"), Declared("maize")], "ncp", dates, ndvi, margin=-1.0,
+                             max_fit_rmse=1.0)  # any score gap exceeds a margin of -1
+    pad = dt.timedelta(days=8)
+    windows = ";".join(f"{x.dates['greenup'] - pad}/{x.dates['senescence'] + pad}" for x in chosen.seasons)
+    assert [(f.code, f.figures["declared_crop"], f.figures["window"]) for f in flags] == [
+        ("CROP_MISMATCH", "wheat;maize", windows)]
+
+
+def test_rotation_fit_columns_join_their_seasons():
+    result = _season(_table(start="2022-10-01", end="2023-11-30"), {"p": ["wheat:winter", "maize:summer"]},
+                     region="ncp")
+    row, fit = _row(result), next(f for f in result.fits["p"] if f.name == "wheat-maize")
+    assert row["shift_days_wheat-maize"] == f"{fit.seasons[0].shift_days};{fit.seasons[1].shift_days}"
+    assert row["scale_wheat-maize"] == f"{fit.seasons[0].scale:.3f};{fit.seasons[1].scale:.3f}"
+
+
+def test_flag_figures_are_json_with_sorted_keys():
+    text = _row(_season(_table(ndvi=lambda d: np.full(len(d), 0.2))))["flag_figures"]
+    assert text == json.dumps(json.loads(text), sort_keys=True)  # the checks list their figures unsorted
+
+
+def test_peer_counts_are_integers_and_a_small_crop_does_not_stop_the_others():
+    plots = pd.concat([_peers(), _peers([0.5, 0.6], crop="barley")], ignore_index=True)  # barley sorts first
+    plots["plot_id"] = [f"P{i}" for i in range(8)]
+    out, flags = _vigor(plots)
+    assert out["peer_count"].dtype.kind == "i" and out["peer_count"].tolist() == [6] * 6 + [0, 0]
+    assert flags["P0"] == ["LOW_VIGOR"]
+
+
+@pytest.mark.parametrize("below, dropped", [(0.09, False), (0.11, True)])
+def test_an_unmasked_observation_is_left_out_only_when_far_below_the_fit(below, dropped):
+    days = np.arange(np.datetime64("2023-04-01"), np.datetime64("2023-11-30"), 8)
+    fits = fit_explanations(days, _maize_ndvi(days), "northeast", **FIT_OPTIONS)
+    ndvi = fits[0].curve(days)
+    masked = np.ones(len(days), bool)
+    k = int(np.argmax(ndvi))
+    ndvi[k], masked[k] = ndvi[k] - below, False
+    s = PlotSeries("p", days, ndvi, np.zeros(len(days)), len(days), 40.0, np.ones(len(days)), np.ones(len(days)),
+                   masked, 1.0)
+    assert fit_observations(s, fits).tolist() == [not (dropped and i == k) for i in range(len(days))]
+
+
+@pytest.mark.parametrize("kept, dropped", [(3, True), (2, False)])
+def test_undetected_clouds_are_left_out_only_if_three_observations_remain(kept, dropped):
+    days = np.array(["2023-06-01", "2023-07-01", "2023-08-01", "2023-09-01", "2023-10-01"], dtype="datetime64[D]")
+    fits = fit_explanations(days, _maize_ndvi(days), "northeast", **FIT_OPTIONS)
+    ndvi = fits[0].curve(days) - 0.3  # every observation far under the fit ...
+    masked = np.arange(5) < kept  # ... but the first `kept` are cloud-masked: taken as they are
+    s = PlotSeries("p", days, ndvi, np.zeros(5), 5, 40.0, np.ones(5), np.ones(5), masked, 1.0)
+    assert fit_observations(s, fits).tolist() == (masked.tolist() if dropped else [True] * 5)
+    assert fit_observations(s, ()).tolist() == [True] * 5
