@@ -982,4 +982,5 @@ def test_undetected_clouds_are_left_out_only_if_three_observations_remain(kept, 
     masked = np.arange(5) < kept  # ... but the first `kept` are cloud-masked: taken as they are
     s = PlotSeries("p", days, ndvi, np.zeros(5), 5, 40.0, np.ones(5), np.ones(5), masked, 1.0)
     assert fit_observations(s, fits).tolist() == (masked.tolist() if dropped else [True] * 5)
+    assert fit_observations(s, fits).dtype == fit_observations(s, ()).dtype == bool  # a mask, not 0/1 numbers
     assert fit_observations(s, ()).tolist() == [True] * 5
