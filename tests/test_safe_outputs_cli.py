@@ -173,13 +173,13 @@ def test_assess_refuses_an_earlier_run_without_overwrite_and_replaces_it_with(tm
 
 
 def test_ctrl_c_while_writing_exits_130_and_leaves_no_output(tmp_path, monkeypatch):
-    import agricredit.assess
+    import agricredit.assess_outputs
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setenv("AGRICREDIT_PII_KEY", DEMO_PII_KEY)
-    monkeypatch.setattr(agricredit.assess, "write_xlsx", interrupted)  # halfway through the outputs
+    monkeypatch.setattr(agricredit.assess_outputs, "write_xlsx", interrupted)  # halfway through the outputs
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["assess", "--sample", "-o", str(out), "--no-progress"])
     assert result.exit_code == EXIT_INTERRUPTED, result.output
