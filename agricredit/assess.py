@@ -676,5 +676,3 @@ def _with_chain(facts: list[PlotFacts], verdicts: Sequence[PlotVerdict], chain: 
     evidence = {(alias[borrower], plot_id): group for (borrower, plot_id), group in found.items()}
     return [replace(f, chain=evidence[f.borrower_id, f.plot_id]) if (f.borrower_id, f.plot_id) in evidence else f
             for f in facts]
-
-

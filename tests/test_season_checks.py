@@ -7,6 +7,7 @@ and the season table's columns and geometry.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -21,9 +22,9 @@ from agricredit.cropfit import fit_explanations
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
 from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing,
-                               _cropped_evidence, _cultivation_flag, _iso, _json_default, _model_checks,
-                               _template_checks, _window_mask, assess_season, peer_vigor, resolve_region,
-                               season_options, season_plot_table)
+                               _cropped_evidence, _cultivation_flag, _declared_of, _fit_plot, _iso, _json_default,
+                               _model_checks, _template_checks, _window_mask, assess_season, fit_observations,
+                               peer_vigor, resolve_region, season_options, season_plot_table)
 from agricredit.series import PlotSeries
 
 POLICY = load_policy(None)
@@ -225,7 +226,8 @@ def test_without_a_drawn_area_a_plot_is_cropped_where_ndvi_reaches_the_threshold
     evidence = _cropped_evidence(s, drawn, 0.45, np.ones(3, bool))
     np.testing.assert_array_equal(evidence["share"], [0.0, 1.0, 1.0])
     assert evidence["cropped_date"] == "2023-05-11"
-    assert np.isnan(evidence["cropped_area_mu_at_peak"]) if np.isnan(drawn) else evidence["cropped_area_mu_at_peak"] == 0.0
+    at_peak = evidence["cropped_area_mu_at_peak"]
+    assert np.isnan(at_peak) if np.isnan(drawn) else at_peak == 0.0
 
 
 def test_no_observation_in_the_window_leaves_the_evidence_empty():
@@ -388,9 +390,28 @@ def test_a_peer_needs_enough_pixels_and_clear_observations(column, value, peer):
 
 def test_peers_without_pixel_or_clear_counts_are_all_compared():
     plots = _peers().drop(columns=["pixel_count", "n_clear"])
-    out = peer_vigor(plots, {p: [] for p in plots["plot_id"]}, min_peers=5, min_pixel_count=0.0,
-                     min_clear_observations=0)
+    out = peer_vigor(plots, {p: [] for p in plots["plot_id"]}, min_peers=5, min_pixel_count=4.0,
+                     min_clear_observations=3)
     assert out["peer_count"].tolist() == [6] * 6
+
+
+def test_peer_vigor_filters_no_peer_by_pixels_or_clear_observations_unless_asked():
+    plots = _peers(PEAKS, pixel_count=0.5, n_clear=0)
+    assert peer_vigor(plots, {p: [] for p in plots["plot_id"]})["peer_count"].tolist() == [6] * 6
+
+
+def test_the_defaults_are_the_shipped_policy():
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(assess_season).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    shipped = {k: v for k, v in season_options(POLICY).items() if k != "region"}
+    assert {k: defaults[k] for k in shipped} == shipped
+    assert (defaults["smoothing"], defaults["stat"], defaults["crop_model"]) == ("none", "ndvi_mean", None)
+    vigor = {name: p.default for name, p in inspect.signature(peer_vigor).parameters.items()
+             if p.default is not inspect.Parameter.empty}
+    assert vigor == {"low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.1, "vigor_factor_min": 0.7,
+                     "vigor_factor_max": 1.0, "min_peers": 5, "min_pixel_count": 0.0, "min_clear_observations": 0}
 
 
 @pytest.mark.parametrize("crop", ["", None])
@@ -453,7 +474,8 @@ def test_a_grown_maize_plot_is_described_and_not_flagged():
     result = _season(table)
     row = _row(result)
     assert (row["flags"], row.declared_crop, row.region) == ("", "maize", "northeast")
-    assert (row.n_acquisitions, row.n_valid, row.n_clear, row.pixel_count, row.max_covered_frac) == (31, 30, 29, 40.0, 1.0)
+    assert (row.n_acquisitions, row.n_valid, row.n_clear) == (31, 30, 29)
+    assert (row.pixel_count, row.max_covered_frac) == (40.0, 1.0)
     window = (np.datetime64(MAIZE_WINDOW[0]) <= table["date"]) & (table["date"] <= np.datetime64(MAIZE_WINDOW[1]))
     assert (row.window_start, row.window_end, row.n_valid_in_window) == (*MAIZE_WINDOW, int(window.sum()))
     assert row.drawn_area_mu == 10.0 and row.crop_ranking == ";".join(f.name for f in result.fits["p"])
@@ -529,7 +551,8 @@ def test_unknown_region_crop_or_empty_table_is_one_clear_error():
         _season(_table(), region="mars")
     with pytest.raises(SchemaError, match=re.escape("declared crops ['cotton'] are not in the crop table")):
         _season(_table(), {"p": "cotton"})
-    with pytest.raises(InputError, match="the long table has no observations"):
+    with pytest.raises(InputError, match=re.escape("the long table has no observations (no tile covers any plot in "
+                                                   "the period)") + "$"):
         _season(_table().iloc[:0])
 
 
@@ -546,7 +569,8 @@ def test_phenology_is_read_from_the_smoothed_curve_when_asked(smoothing):
 def test_season_options_are_the_policys_satellite_section_with_overrides():
     expected = {"min_valid_fraction": 0.6, "min_observations_in_window": 3, "min_pixel_count": 4.0,
                 "cultivated_min_share": 0.5, "max_sowing_shift_days": 30, "crop_mismatch_margin": 0.06,
-                "low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.1, "vigor_factor_min": 0.7, "vigor_factor_max": 1.0,
+                "low_vigor_percentile": 10.0, "low_vigor_min_gap": 0.1, "vigor_factor_min": 0.7,
+                "vigor_factor_max": 1.0,
                 "min_season_amplitude": 0.2, "min_peers": 5, "shift_penalty": 0.05, "crop_model_margin": 0.5,
                 "region": "auto", "max_fit_rmse": 0.1, "min_template_scale": 0.4, "min_covered_fraction": 0.95}
     assert season_options(POLICY) == expected  # seeds/policy.toml [satellite], written out here
@@ -612,3 +636,351 @@ def test_crops_no_cropping_system_of_the_region_grows_together_are_a_mismatch():
 def test_nothing_declared_is_no_template_finding():
     best, row, flags = _template("northeast", [])
     assert flags == [] and row["declared_explanation"] is None and row["best_explanation"] == best.name
+
+
+def _unseen(offsets, values, declared="maize"):
+    """The maize fit of Northeast China checked on hand-set observations around its fitted green period.
+
+    ``offsets`` are (anchor, days) pairs: ``("g", 0)`` is green-up + 8 days (one logistic width inside),
+    ``("s", 0)`` senescence - 8 days; every other observation is 0.3, under maize's 0.45 threshold.
+    """
+    fits, _, _ = _fits("northeast")
+    chosen = next(f for f in fits if any(s.season.crop == declared for s in f.seasons))
+    season = next(s for s in chosen.seasons if s.season.crop == declared)
+    inner = np.timedelta64(8, "D")
+    anchors = {"g": np.datetime64(season.dates["greenup"]) + inner,
+               "s": np.datetime64(season.dates["senescence"]) - inner}
+    dates = np.array([anchors[a] + np.timedelta64(d, "D") for a, d in offsets], dtype="datetime64[D]")
+    order = np.argsort(dates)
+    flags = _template_checks({}, fits, [Declared(declared)], "northeast", dates[order], np.asarray(values)[order],
+                             margin=10.0, max_fit_rmse=1.0)
+    return season, fits[0], [(f.code, f.figures) for f in flags]
+
+
+@pytest.mark.parametrize("offsets, values, seen", [
+    ([("g", 0), ("g", 20), ("s", 0)], [0.45, 0.3, 0.3], True),  # at green-up + 8 days, at the threshold
+    ([("g", 0), ("g", 20), ("s", 0)], [0.4499, 0.3, 0.3], False),
+    ([("g", -1), ("g", 20), ("s", 0)], [0.9, 0.3, 0.3], False),  # a day before the inner green period
+    ([("s", 0), ("g", 20), ("g", 0)], [0.45, 0.3, 0.3], True),  # at senescence - 8 days
+    ([("s", 1), ("g", 20), ("g", 0)], [0.9, 0.3, 0.3], False),  # a day after
+])
+def test_a_declared_season_must_be_seen_green_inside_its_fitted_green_period(offsets, values, seen):
+    season, best, flags = _unseen(offsets, values)
+    if seen:
+        assert flags == []
+    else:
+        assert flags == [("CROP_MISMATCH", {
+            "declared_crop": "maize", "green_period": f"{season.dates['greenup']}/{season.dates['senescence']}",
+            "max_ndvi_in_green_period": max(values) if max(values) < 0.45 else 0.3,
+            "observations": sum(1 for a, d in offsets if (a, d) in (("g", 0), ("g", 20), ("s", 0))),
+            "cropped_ndvi_threshold": 0.45, "season_not_seen": "maize", "best_crop": best.label,
+            "best_explanation": best.name, "method": "template"})]
+
+
+@pytest.mark.parametrize("offsets, observations", [([("g", 20), ("g", -30)], 1), ([("g", -30), ("s", 30)], 0)])
+def test_a_green_period_seen_fewer_than_twice_is_a_cloud_problem(offsets, observations):
+    season, _, flags = _unseen(offsets, [0.3, 0.3])
+    assert flags == [("CLOUD_INSUFFICIENT", {
+        "declared_crop": "maize", "green_period": f"{season.dates['greenup']}/{season.dates['senescence']}",
+        "max_ndvi_in_green_period": 0.3 if observations else None, "observations": observations,
+        "cropped_ndvi_threshold": 0.45, "crop": "maize", "green_period_unseen": True})]
+
+
+@pytest.mark.parametrize("green_in, unseen", [("wheat", "maize:summer"), ("maize", "wheat:winter")])
+def test_each_season_of_a_double_crop_must_be_seen_green(green_in, unseen):
+    # the wheat-maize rotation of the North China Plain, fitted; one season seen green (0.8), the other twice at 0.3
+    fits, _, _ = _fits("ncp")
+    chosen = next(f for f in fits if f.name == "wheat-maize")
+    inner = np.timedelta64(8, "D")
+    dates, values = [], []
+    for x in chosen.seasons:
+        start = np.datetime64(x.dates["greenup"]) + inner
+        dates += [start, start + 10]
+        values += [0.8, 0.8] if x.season.crop == green_in else [0.3, 0.3]
+    flags = _template_checks({}, fits, [Declared("wheat"), Declared("maize")], "ncp",
+                             np.array(dates, "datetime64[D]"), np.array(values), margin=10.0, max_fit_rmse=1.0)
+    assert [(f.code, f.figures["season_not_seen"], f.figures["observations"]) for f in flags] == [
+        ("CROP_MISMATCH", unseen, 2)]
+
+
+def test_a_plot_without_any_tile_has_an_empty_series():
+    series = _season(_table(), {"p": "maize", "ghost": "maize"}, plot_ids=["p", "ghost"]).series["ghost"]
+    assert (series.plot_id, series.n_acquisitions, series.dates.dtype) == ("ghost", 0, np.dtype("datetime64[D]"))
+    assert series.dates.size == series.ndvi.size == series.cropped_area_mu.size == 0
+    assert series.ndvi.dtype == series.cropped_area_mu.dtype == np.float64
+
+
+def test_a_plot_declared_for_two_seasons_lists_both_crops():
+    row = _row(_season(_table(), {"p": ["wheat:winter", "maize:summer"]}, region="ncp"))
+    assert row.declared_crop == "wheat;maize"
+
+
+class _StubModel:
+    """A crop model's interface (agricredit.crop_model.CropModel.predict_proba), recording its call."""
+
+    def __init__(self, probabilities):
+        self.probabilities, self.calls = probabilities, []
+
+    def predict_proba(self, table, *, stat):
+        self.calls.append((table, stat))
+        return self.probabilities
+
+
+def test_a_crop_model_decides_crop_mismatch_on_the_table_and_statistic_given():
+    table = _table()
+    model = _StubModel(pd.DataFrame({"maize": [0.125], "rice": [0.75], "soybean": [0.125]}, index=["p"]))
+    row = _row(_season(table, crop_model=model, crop_model_margin=0.5))
+    assert len(model.calls) == 1 and model.calls[0][0] is table and model.calls[0][1] == "ndvi_mean"
+    assert row["flags"] == "CROP_MISMATCH" and (row.p_rice, row.best_crop, row.declared_score) == (0.75, "rice", 0.875)
+    figures = json.loads(row.flag_figures)["CROP_MISMATCH"]
+    assert (figures["method"], figures["declared_crop"], figures["best_crop"]) == ("model", "maize", "rice")
+    assert _row(_season(table, crop_model=model, crop_model_margin=0.75))["flags"] == ""  # 0.875 - 0.25 = 0.625
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, ()), (np.nan, ()), ("", ()), ("maize", (Declared("maize"),)), ("maize:single", (Declared("maize"),)),
+    (["wheat:winter", "", "maize:summer"], (Declared("wheat", "winter"), Declared("maize", "summer"))),
+])
+def test_a_plots_declarations(value, expected):
+    assert _declared_of(value) == expected
+
+
+def test_window_ends_are_whole_days():
+    dates = np.array(["2023-03-31", "2023-04-01", "2023-04-30", "2023-05-01"], dtype="datetime64[D]")
+    assert _window_mask(dates, [("2023-04-01T12:00", "2023-04-30T12:00")]).tolist() == [False, True, True, False]
+
+
+FIT_OPTIONS = {"max_sowing_shift_days": 10, "shift_penalty": 0.2, "min_template_scale": 0.6,
+               "period": (np.datetime64("2023-03-01"), np.datetime64("2023-12-31"))}
+
+
+def _fit_names(fits):
+    return [(f.name, round(f.rmse, 9), tuple(s.shift_days for s in f.seasons)) for f in fits]
+
+
+@pytest.mark.parametrize("n, fitted", [(2, False), (3, True)])
+def test_a_plot_is_fitted_from_three_observations(n, fitted):
+    s = _series([0.3, 0.8, 0.4][:n], start="2023-06-01", step=40)
+    fits, used = _fit_plot(s, "northeast", FIT_OPTIONS)
+    assert bool(fits) is fitted and used.tolist() == [fitted] * n
+
+
+def test_the_fit_uses_the_options_and_leaves_out_undetected_clouds():
+    days = np.arange(np.datetime64("2023-04-01"), np.datetime64("2023-11-30"), 8)
+    ndvi = _maize_ndvi(days)
+    masked = np.ones(len(days), bool)
+    peak = int(np.argmax(ndvi))
+    ndvi[peak], masked[peak] = 0.3, False  # a cloud the product did not mask: 0.5 under the fit
+    s = PlotSeries("p", days, ndvi, np.zeros(len(days)), len(days), 40.0, np.ones(len(days)), np.ones(len(days)),
+                   masked, 1.0)
+    fits, used = _fit_plot(s, "northeast", FIT_OPTIONS)
+    assert used.tolist() == [k != peak for k in range(len(days))]
+    reference = fit_explanations(days[used], ndvi[used], "northeast", **FIT_OPTIONS)
+    assert _fit_names(fits) == _fit_names(reference)
+    masked[peak] = True  # the same drop under a cloud mask is taken as it is
+    fits, used = _fit_plot(s, "northeast", FIT_OPTIONS)
+    assert used.all() and _fit_names(fits) == _fit_names(fit_explanations(days, ndvi, "northeast", **FIT_OPTIONS))
+
+
+def test_the_row_holds_each_explanations_fit():
+    result = _season(_table())
+    row = _row(result)
+    for fit in result.fits["p"]:
+        assert row[f"rmse_{fit.name}"] == fit.rmse
+        assert row[f"shift_days_{fit.name}"] == ";".join(str(s.shift_days) for s in fit.seasons)
+        assert row[f"scale_{fit.name}"] == ";".join(f"{s.scale:.3f}" for s in fit.seasons)
+
+
+@pytest.mark.parametrize("smoothing", ["none", "whittaker", "savgol"])
+def test_phenology_is_read_from_the_observations_or_the_curve_asked(smoothing):
+    from agricredit.series import phenology, smooth_series
+
+    table = _table()
+    table.loc[table["date"] == np.datetime64("2023-06-04"), "ndvi_mean"] = 0.95
+    days, ndvi = table["date"].to_numpy().astype("datetime64[D]"), table["ndvi_mean"].to_numpy()
+    expected = phenology(days, ndvi) if smoothing == "none" else phenology(*smooth_series(days, ndvi, smoothing))
+    row = _row(_season(table, smoothing=smoothing))
+    assert (row.peak_ndvi, row.season_length_days) == (expected["peak_ndvi"], expected["season_length_days"])
+
+
+def test_a_plot_without_a_drawn_area_is_judged_on_its_ndvi():
+    row = _row(_season(_table(), drawn={}))
+    assert np.isnan(row.drawn_area_mu) and np.isnan(row.cropped_area_mu_at_peak) and row.cropped_share == 1.0
+
+
+def test_peer_vigor_runs_with_the_options_given():
+    # seven maize plots whose canopies peak 0.84 … 0.49: each plot's vigor against the others, with options unlike
+    # peer_vigor's defaults
+    scales = [1.0, 0.98, 0.96, 0.94, 0.92, 0.8, 0.45]
+    table = pd.concat([_table(f"p{k}", ndvi=lambda d, a=a: 0.2 + a * (_maize_ndvi(d) - 0.2)) for k, a in
+                       enumerate(scales)], ignore_index=True)
+    ids = [f"p{k}" for k in range(7)]
+    options = {"low_vigor_percentile": 20.0, "low_vigor_min_gap": 0.05, "vigor_factor_min": 0.65,
+               "vigor_factor_max": 1.03, "min_peers": 7, "min_pixel_count": 4.0, "min_observations_in_window": 3}
+    result = _season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0), **options)
+    rows = result.plots.set_index("plot_id").loc[ids]
+    peaks = rows["vigor_peak_ndvi"].to_numpy(float)
+    median = float(np.median(peaks))
+    assert rows["peer_count"].tolist() == [7] * 7 and rows["peer_median_peak"].tolist() == [median] * 7
+    # p5: second lowest (percentile 1/6 = 16.7 %, under 20 but not 10) and 0.05 to 0.1 under the median
+    assert 0.05 <= median - peaks[5] < 0.1 and peaks[6] / median < 0.65 and peaks[0] / median > 1.03
+    assert rows["flags"].tolist() == [""] * 5 + ["LOW_VIGOR"] * 2
+    assert rows["vigor_factor"].tolist() == pytest.approx([1.03, *np.clip(peaks[1:5] / median, 1.0, 1.03),
+                                                           peaks[5] / median, 0.65])
+    fewer = _season(table, dict.fromkeys(ids, "maize"), dict.fromkeys(ids, 10.0), **{**options, "min_peers": 8})
+    assert fewer.plots["peer_count"].tolist() == [0] * 7
+
+
+def test_a_declared_crop_losing_to_another_by_more_than_the_margin_is_a_mismatch():
+    fits, days, ndvi = _fits("northeast")  # the canopy of tests above fits rice better than maize here
+    chosen = next(f for f in fits if f.name == "maize")
+    x = chosen.seasons[0]
+    pad = np.timedelta64(8, "D")
+    lo, hi = np.datetime64(x.dates["greenup"]) - pad, np.datetime64(x.dates["senescence"]) + pad
+    inside = (days >= lo) & (days <= hi)
+
+    def score(fit):  # RMSE on the declared season's widened green period + the fit's calendar prior
+        return float(np.sqrt(np.mean((fit.curve(days[inside]) - ndvi[inside]) ** 2))) + fit.score - fit.rmse
+
+    declared, best = score(chosen), min(score(f) for f in fits)
+    assert declared - best > 0.001
+    row = {}
+    flags = _template_checks(row, fits, [Declared("maize")], "northeast", days, ndvi, margin=0.0, max_fit_rmse=1.0)
+    assert [(f.code, f.figures) for f in flags] == [("CROP_MISMATCH", {
+        "declared_crop": "maize", "best_crop": fits[0].label, "best_explanation": fits[0].name,
+        "declared_explanation": "maize", "declared_score": pytest.approx(declared), "best_score": pytest.approx(best),
+        "margin": 0.0, "method": "template", "window": f"{lo.astype(object)}/{hi.astype(object)}"})]
+    assert (row["declared_score"], row["best_window_score"]) == (pytest.approx(declared), pytest.approx(best))
+    gap = declared - best
+    assert _template_checks({}, fits, [Declared("maize")], "northeast", days, ndvi, margin=gap + 1e-9,
+                            max_fit_rmse=1.0) == []
+
+
+def test_too_few_observations_without_a_declaration_is_a_cloud_problem_of_the_season():
+    table = _table()
+    table.loc[2:, "valid_frac"] = 0.1  # two usable observations in the whole run
+    row = _row(_season(table, {}))
+    assert row["flags"] == "CLOUD_INSUFFICIENT"
+    assert json.loads(row.flag_figures)["CLOUD_INSUFFICIENT"]["crop"] == "season"
+
+
+def test_the_thinnest_window_of_a_double_crop_is_reported():
+    # wheat (winter) and maize (summer) on the North China Plain; the wheat window clouded
+    table = _table(start="2022-10-01", end="2023-11-30")
+    wheat = (table["date"] >= np.datetime64("2022-10-01")) & (table["date"] <= np.datetime64("2023-06-30"))
+    table.loc[wheat, "valid_frac"] = 0.1
+    table.loc[table.index[wheat][::12], "valid_frac"] = 1.0  # a few clear wheat-window days left
+    row = _row(_season(table, {"p": ["wheat:winter", "maize:summer"]}, region="ncp"))
+    figures = json.loads(row.flag_figures)["CLOUD_INSUFFICIENT"]
+    assert figures["crop"] == "wheat" and row.window_start == figures["window_start"] < "2023-03-01"
+
+
+def test_without_a_declaration_the_best_explanations_seasons_are_reported():
+    result = _season(_table(), {})
+    best = result.fits["p"][0]
+    assert _row(result).chosen_windows == ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}"
+                                                    for x in best.seasons)
+
+
+def test_a_plot_seen_twice_is_judged_without_a_fit_when_two_observations_suffice():
+    table = _table()
+    keep = table["date"].isin(pd.to_datetime(["2023-05-19", "2023-08-15"]))
+    table.loc[~keep, "valid_frac"] = 0.1
+    result = _season(table, min_observations_in_window=2)
+    row = _row(result)
+    assert result.fits["p"] == [] and row.chosen_windows is None and row["flags"] == ""
+    assert "crop_ranking" not in result.plots or pd.isna(row.crop_ranking)
+
+
+def test_the_season_table_holds_figures_not_the_per_observation_shares():
+    assert "share" not in _season(_table()).plots.columns
+
+
+def test_a_double_crops_windows_are_both_reported():
+    row = _row(_season(_table(start="2022-10-01", end="2023-11-30"), {"p": ["wheat:winter", "maize:summer"]},
+                       region="ncp"))
+    windows = row.chosen_windows.split(";")
+    assert [w.split(":")[0] + ":" + w.split(":")[1] for w in windows] == ["wheat:winter", "maize:summer"]
+
+
+BARE = dict(ndvi=lambda d: np.full(len(d), 0.2))
+EARLY = ["2023-05-11", "2023-05-19", "2023-05-27"]  # they see sowing shifts up to -22 days only
+
+
+def test_a_bare_plot_seen_only_before_its_green_period_is_a_cloud_problem():
+    table = _table(**BARE)
+    inside = (table["date"] >= np.datetime64(MAIZE_WINDOW[0])) & (table["date"] <= np.datetime64(MAIZE_WINDOW[1]))
+    table.loc[inside & ~table["date"].isin(pd.to_datetime(EARLY)), "valid_frac"] = 0.1
+    row = _row(_season(table))
+    assert row["flags"] == "CLOUD_INSUFFICIENT"
+    assert json.loads(row.flag_figures)["CLOUD_INSUFFICIENT"] == {
+        "crop": "maize", "valid_in_window": 3, "required": 3, "window_start": MAIZE_WINDOW[0],
+        "window_end": MAIZE_WINDOW[1], "acquisitions": 31, "green_period_unseen": True}
+
+
+def test_only_cloud_masked_observations_confirm_that_a_plot_was_not_cultivated():
+    table = _table(**BARE)
+    table["cloud_masked"] = table["date"].isin(pd.to_datetime(EARLY))  # the rest of the season from a product
+    row = _row(_season(table))                                          # without a cloud mask
+    assert row["flags"] == "NOT_CULTIVATED_UNCONFIRMED"
+    figures = json.loads(row.flag_figures)["NOT_CULTIVATED_UNCONFIRMED"]
+    assert (figures["clear_in_window"], figures["every_sowing_date_seen"]) == (3, False)
+
+
+def test_a_double_crop_losing_on_window_score_names_both_crops_and_windows():
+    fits, days, _ = _fits("ncp")
+    chosen = next(f for f in fits if f.name == "wheat-maize")
+    dates = np.arange(np.datetime64("2022-10-01"), np.datetime64("2023-11-30"), 5)
+    ndvi = chosen.curve(dates) + 0.2  # seen green (over 0.45) in both seasons
+    flags = _template_checks({}, fits, [Declared("wheat"), Declared("maize")], "ncp", dates, ndvi, margin=-1.0,
+                             max_fit_rmse=1.0)  # any score gap exceeds a margin of -1
+    pad = dt.timedelta(days=8)
+    windows = ";".join(f"{x.dates['greenup'] - pad}/{x.dates['senescence'] + pad}" for x in chosen.seasons)
+    assert [(f.code, f.figures["declared_crop"], f.figures["window"]) for f in flags] == [
+        ("CROP_MISMATCH", "wheat;maize", windows)]
+
+
+def test_rotation_fit_columns_join_their_seasons():
+    result = _season(_table(start="2022-10-01", end="2023-11-30"), {"p": ["wheat:winter", "maize:summer"]},
+                     region="ncp")
+    row, fit = _row(result), next(f for f in result.fits["p"] if f.name == "wheat-maize")
+    assert row["shift_days_wheat-maize"] == f"{fit.seasons[0].shift_days};{fit.seasons[1].shift_days}"
+    assert row["scale_wheat-maize"] == f"{fit.seasons[0].scale:.3f};{fit.seasons[1].scale:.3f}"
+
+
+def test_flag_figures_are_json_with_sorted_keys():
+    text = _row(_season(_table(ndvi=lambda d: np.full(len(d), 0.2))))["flag_figures"]
+    assert text == json.dumps(json.loads(text), sort_keys=True)  # the checks list their figures unsorted
+
+
+def test_peer_counts_are_integers_and_a_small_crop_does_not_stop_the_others():
+    plots = pd.concat([_peers(), _peers([0.5, 0.6], crop="barley")], ignore_index=True)  # barley sorts first
+    plots["plot_id"] = [f"P{i}" for i in range(8)]
+    out, flags = _vigor(plots)
+    assert out["peer_count"].dtype.kind == "i" and out["peer_count"].tolist() == [6] * 6 + [0, 0]
+    assert flags["P0"] == ["LOW_VIGOR"]
+
+
+@pytest.mark.parametrize("below, dropped", [(0.09, False), (0.11, True)])
+def test_an_unmasked_observation_is_left_out_only_when_far_below_the_fit(below, dropped):
+    days = np.arange(np.datetime64("2023-04-01"), np.datetime64("2023-11-30"), 8)
+    fits = fit_explanations(days, _maize_ndvi(days), "northeast", **FIT_OPTIONS)
+    ndvi = fits[0].curve(days)
+    masked = np.ones(len(days), bool)
+    k = int(np.argmax(ndvi))
+    ndvi[k], masked[k] = ndvi[k] - below, False
+    s = PlotSeries("p", days, ndvi, np.zeros(len(days)), len(days), 40.0, np.ones(len(days)), np.ones(len(days)),
+                   masked, 1.0)
+    assert fit_observations(s, fits).tolist() == [not (dropped and i == k) for i in range(len(days))]
+
+
+@pytest.mark.parametrize("kept, dropped", [(3, True), (2, False)])
+def test_undetected_clouds_are_left_out_only_if_three_observations_remain(kept, dropped):
+    days = np.array(["2023-06-01", "2023-07-01", "2023-08-01", "2023-09-01", "2023-10-01"], dtype="datetime64[D]")
+    fits = fit_explanations(days, _maize_ndvi(days), "northeast", **FIT_OPTIONS)
+    ndvi = fits[0].curve(days) - 0.3  # every observation far under the fit ...
+    masked = np.arange(5) < kept  # ... but the first `kept` are cloud-masked: taken as they are
+    s = PlotSeries("p", days, ndvi, np.zeros(5), 5, 40.0, np.ones(5), np.ones(5), masked, 1.0)
+    assert fit_observations(s, fits).tolist() == (masked.tolist() if dropped else [True] * 5)
+    assert fit_observations(s, fits).dtype == fit_observations(s, ()).dtype == bool  # a mask, not 0/1 numbers
+    assert fit_observations(s, ()).tolist() == [True] * 5
