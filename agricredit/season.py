@@ -201,7 +201,9 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
     under the crop's ``cropped_ndvi_threshold``). The evidence is clear only with at
     least ``min_observations`` cloud-masked observations in those windows that leave
     no sowing date unobserved (``covered``, see :func:`_covers_every_sowing`), on a plot
-    fully inside the imagery; otherwise a person looks (``NOT_CULTIVATED_UNCONFIRMED``).
+    fully inside the imagery, and only when the plot is not green (a flat series above the
+    threshold is a crop seen at its peak or a permanent cover); otherwise a person looks
+    (``NOT_CULTIVATED_UNCONFIRMED``).
     """
     in_window = np.flatnonzero(window)
     if not len(in_window):
@@ -218,7 +220,10 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
         "cropped_ndvi_threshold": threshold, "cropped_measured_share": evidence["cropped_measured_share"],
         "partial_coverage": partial, "every_sowing_date_seen": covered,
     }
-    confirmed = clear >= min_observations and covered and not partial
+    # A plot green through the window (cropped and above the threshold, only flat) may be a crop seen at its
+    # peak alone or a permanent cover: a person tells them apart.
+    green = share.max() >= cultivated_min_share and peak >= threshold
+    confirmed = clear >= min_observations and covered and not partial and not green
     return Flag("NOT_CULTIVATED" if confirmed else "NOT_CULTIVATED_UNCONFIRMED", figures)
 
 

@@ -22,7 +22,7 @@ from agricredit.cropfit import fit_explanations
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
 from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing,
-                               _cropped_evidence, _cultivation_flag, _declared_of, _fit_plot, _iso, _json_default,
+                               _cropped_evidence, _cultivation_flag, _declared_of, _fit_plots, _iso, _json_default,
                                _model_checks, _template_checks, _window_mask, assess_season, fit_observations,
                                peer_vigor, resolve_region, season_options, season_plot_table)
 from agricredit.series import PlotSeries
@@ -33,6 +33,11 @@ POLICY = load_policy(None)
 
 #: Probabilities exact in binary: best maize (score 1 - 0.625 = 0.375); wheat scores 0.875, soybean 0.75.
 PROBABILITIES = pd.Series({"maize": 0.625, "soybean": 0.25, "wheat": 0.125})
+
+
+def _fit_plot(s, region, fit_options):
+    """One plot through the season's batched fit (:func:`agricredit.season._fit_plots`)."""
+    return _fit_plots({"p": s}, region, fit_options)["p"]
 
 
 def test_model_check_reports_the_best_crop_and_the_worst_declared_one():
@@ -255,10 +260,18 @@ def test_cultivated_min_share_at_and_either_side(share_min, code):
     assert (flag.code if flag else None) == code
 
 
-@pytest.mark.parametrize("amplitude_min, code", [(0.59, None), (0.6, None), (0.61, "NOT_CULTIVATED")])
+@pytest.mark.parametrize("amplitude_min, code", [(0.59, None), (0.6, None), (0.61, "NOT_CULTIVATED_UNCONFIRMED")])
 def test_min_season_amplitude_at_and_either_side(amplitude_min, code):
+    # amplitude 0.85 - 0.25 = 0.6; the plot is green (cropped share 0.5, peak 0.85 above the threshold), so a flat
+    # season alone is a crop seen near its peak or a permanent cover: a person looks, the limit is not lowered.
     flag = _cultivation(_series(ndvi=[0.25, 0.5, 0.85, 0.6], cropped=GREEN["cropped"]), amplitude_min=amplitude_min)
-    assert (flag.code if flag else None) == code  # amplitude 0.85 - 0.25 = 0.6
+    assert (flag.code if flag else None) == code
+
+
+def test_a_flat_season_below_the_threshold_is_clearly_not_cultivated():
+    # The same flat-season finding on a plot that is never green (peak 0.3 under the 0.45 threshold): clear evidence.
+    flag = _cultivation(_series(ndvi=[0.25, 0.3, 0.28, 0.27], cropped=[0.0, 0.0, 0.0, 0.0]), amplitude_min=0.2)
+    assert flag.code == "NOT_CULTIVATED"
 
 
 @pytest.mark.parametrize("threshold, code", [(0.79, None), (0.8, None), (0.81, "NOT_CULTIVATED")])
