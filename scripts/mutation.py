@@ -39,9 +39,10 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agricr
 #: a few hundred examples per mutant make a run hours longer, and a random search may kill a mutant one run and
 #: not the next.
 MODULES = {
-    "credit": ["tests/test_credit.py", "tests/test_values_credit.py", "tests/test_values_boundaries.py"],
-    "verify": ["tests/test_verify.py", "tests/test_values_verify.py", "tests/test_credit.py",
-               "tests/test_values_credit.py"],
+    "credit": ["tests/test_credit.py", "tests/test_values_credit.py", "tests/test_values_boundaries.py",
+               "tests/test_values_explain.py"],
+    "verify": ["tests/test_verify.py", "tests/test_values_verify.py", "tests/test_values_verify_codes.py",
+               "tests/test_credit.py", "tests/test_values_credit.py", "tests/test_chain.py"],
     # zonal: the engine's own tests; of the boundary tests only those of the mosaic (the season and crop-model
     # ones run a whole season per mutant, 10 s and more, and test the season step, not the zonal figures).
     "zonal": ["tests/test_zonal.py", "tests/test_zonal_sample.py", "tests/test_values_zonal.py",
