@@ -202,7 +202,8 @@ def _plots_hash(plots: gpd.GeoDataFrame) -> str:
 
 
 class DaskObserver:
-    """The zonal stage of :func:`agricredit.assess.run_assessment` mapped on Dask by spatial chunk.
+    """The zonal stage (and, with :meth:`evaluate`, the evidence stage) of :func:`agricredit.assess.run_assessment`
+    mapped on Dask by spatial chunk.
 
     Parameters
     ----------
@@ -394,7 +395,7 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
               count_chunks: Callable[[int, int], None] | None = None,
               count_evidence: Callable[[int, int], None] | None = None,
               task: Callable[..., Any] = observe_chunk) -> BatchRun:
-    """Run a batch: the assess pipeline with its zonal stage mapped on Dask, then the assess outputs.
+    """Run a batch: the assess pipeline with its zonal and evidence stages mapped on Dask, then the assess outputs.
 
     Parameters
     ----------

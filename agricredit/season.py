@@ -498,9 +498,9 @@ class SeasonRows:
         seen = {pid for part in parts for pid, s in part.series.items() if s.n_acquisitions}
         rows.sort(key=lambda row: (0, row["plot_id"], 0) if row["plot_id"] in seen else
                   (1, "", position.get(row["plot_id"], len(position))))
-        merged = {name: {k: v for part in parts for k, v in getattr(part, name).items()}
-                  for name in ("flags", "fits", "series")}
-        return cls(rows, merged["flags"], merged["fits"], merged["series"], parts[0].period)
+        merged = {name: {k: v for part in parts for k, v in getattr(part, name).items()} for name in ("fits", "series")}
+        flags = {k: list(v) for part in parts for k, v in part.flags.items()}  # finish_season appends to them
+        return cls(rows, flags, merged["fits"], merged["series"], parts[0].period)
 
 
 def season_rows(

@@ -23,7 +23,7 @@ from agricredit.cli.options import no_bom_opt
 @no_bom_opt
 def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: bool, overwrite: bool, lang: str,
             progress: bool | None, no_bom: bool) -> None:
-    """Assess a county: the assess pipeline with its zonal statistics mapped on Dask by spatial chunk.
+    """Assess a county: the assess pipeline with its per-plot stages mapped on Dask by spatial chunk.
 
     CONFIG_FILE is a case TOML ([inputs], [options], [tables.NAME]) with a
     [batch] table: output (folder), chunk_size_m, workers, memory_per_worker,

@@ -222,7 +222,7 @@ def main() -> None:
     runs = {}
     for label in wanted:
         runs[label] = measure(label, commands[label], folder)
-        print(f"{label}: {runs[label]['seconds']:.1f} s", flush=True)
+        print(f"{label}: {json.dumps(runs[label])}", flush=True)
     done = [w for w in (1, 2) if f"batch-{w}" in runs]
     if "assess" in runs and done:
         same = all((folder / "out-assess" / name).read_bytes() == (folder / f"out-batch-{w}" / name).read_bytes()
