@@ -40,7 +40,7 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agricr
 #: not the next.
 MODULES = {
     "credit": ["tests/test_credit.py", "tests/test_values_credit.py", "tests/test_values_boundaries.py",
-               "tests/test_values_explain.py"],
+               "tests/test_values_explain.py", "tests/test_chain.py"],
     "verify": ["tests/test_verify.py", "tests/test_values_verify.py", "tests/test_values_verify_codes.py",
                "tests/test_credit.py", "tests/test_values_credit.py", "tests/test_chain.py"],
     # zonal: the engine's own tests; of the boundary tests only those of the mosaic (the season and crop-model

@@ -57,3 +57,24 @@ def test_not_cultivated_unconfirmed_keeps_the_areas_and_the_seasons_figures():
     assert "NOT_CULTIVATED" not in found
     assert found["NOT_CULTIVATED_UNCONFIRMED"] == ("review", {
         "clear": 1, "cropped_mu": 2.0, "drawn_mu": 10.0, "min_share": RAW_POLICY["satellite"]["cultivated_min_share"]})
+
+
+def test_facts_as_json_lists_tuples_sorts_the_chain_and_leaves_out_an_empty_failure():
+    facts = PlotFacts.from_dict({**honest().to_dict(), "other_declarants": ("B9", "B3"), "unread_tiles": ("t.tif",),
+                                 "chain": {"z": {"b": 1, "a": 2}, "a": [1]}})
+    out = facts.to_dict()
+    assert out["other_declarants"] == ["B3", "B9"] and out["unread_tiles"] == ["t.tif"]
+    assert list(out["chain"]) == ["a", "z"] and list(out["chain"]["z"]) == ["a", "b"]
+    assert "processing_failed" not in out and list(out).index("chain") > list(out).index("unread_tiles")
+    failed = PlotFacts.from_dict({**honest().to_dict(), "processing_failed": "chunk 2"}).to_dict()
+    assert failed["processing_failed"] == "chunk 2"
+
+
+def test_a_double_claim_carries_the_policys_figures_and_no_repeated_area():
+    area = RAW_POLICY["area"]
+    shared = area["double_claim_min_area_m2"] + 1.0
+    facts = honest(mu=10.0, overlaps=[("P2", "B2", shared, 10.0)], repeated_mu=0.3)
+    assert _codes(facts)["DOUBLE_CLAIM"] == ("review", {
+        "min_area_m2": area["double_claim_min_area_m2"], "min_share": area["double_claim_min_share"],
+        "other_plot_ids": ["P2"], "outline_accuracy_m": area["outline_accuracy_m"],
+        "share_of_smaller": pytest.approx(shared / (10.0 * 10_000 / 15)), "shared_m2": shared})
