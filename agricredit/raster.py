@@ -210,8 +210,14 @@ class NdviReader:
         if p.sensor == "ndvi":
             return self._read_ndvi(window)
         assert p.nir is not None
-        red = self._read(self.red, p.red, window)
-        nir = self._read(self.nir, p.nir, window)
+        qa = None
+        if self.nir is self.red:  # the bands of one file in one call: a pixel-interleaved file is decompressed once
+            with_qa = p.mask is not None and self.mask is self.red and not p.mask_rule.startswith("msk_classi")
+            indexes = [p.red.index, p.nir.index] + ([p.mask.index] if with_qa else [])
+            bands = self._read(self.red, p.red, window, indexes)
+            red, nir, qa = bands[0], bands[1], (bands[2] if with_qa else None)
+        else:
+            red, nir = self._read(self.red, p.red, window), self._read(self.nir, p.nir, window)
         ndvi, fill = ndvi_from_dn(red, nir, scale=p.scale, offset=p.offset, nodata=p.nodata, saturated=p.saturated_dn)
         if p.defect is not None:
             ndvi[sensors.apply_defect_rule(p.defect_rule, self._read(self.defect, p.defect, window))] = np.nan
@@ -219,7 +225,9 @@ class NdviReader:
         if p.mask is not None:
             # MSK_CLASSI: opaque and cirrus are bands 1 and 2 of one file.
             indexes = [1, 2] if p.mask_rule.startswith("msk_classi") else None
-            qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, self._read(self.mask, p.mask, window, indexes))
+            if qa is None:
+                qa = self._read(self.mask, p.mask, window, indexes)
+            qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, qa)
             fill |= qa_fill
             cloud |= qa_cloud
         if p.cloud_shapes:

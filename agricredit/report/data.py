@@ -62,42 +62,47 @@ def season_series(long_table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["plot_id", "date"], ignore_index=True)
 
 
-def _window_around(bounds: Sequence[float], tile: Any) -> rasterio.windows.Window | None:
-    """The tile's window around ``bounds`` (tile CRS) with :data:`CHIP_MARGIN`; ``None`` when off the tile."""
-    step = max(abs(tile.transform.a), abs(tile.transform.e))
-    minx, miny, maxx, maxy = bounds
-    pad = max(CHIP_MARGIN * max(maxx - minx, maxy - miny), 3 * step)
-    window = rasterio.windows.from_bounds(minx - pad, miny - pad, maxx + pad, maxy + pad, tile.transform)
-    col0, row0 = max(0, math.floor(window.col_off)), max(0, math.floor(window.row_off))
-    col1 = min(tile.width, math.ceil(window.col_off + window.width))
-    row1 = min(tile.height, math.ceil(window.row_off + window.height))
-    if col1 <= col0 or row1 <= row0:
-        return None
-    return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
+def _windows_around(bounds: np.ndarray, tile: Any) -> np.ndarray:
+    """Each plot's window of the tile around its ``bounds`` (N × 4, tile CRS) with :data:`CHIP_MARGIN`.
+
+    Returns ``N × 4`` whole pixels ``col0, row0, col1, row1`` clipped to the tile (empty when off the tile).
+    """
+    transform = tile.transform
+    step = max(abs(transform.a), abs(transform.e))
+    minx, miny, maxx, maxy = bounds.T
+    pad = np.maximum(CHIP_MARGIN * np.maximum(maxx - minx, maxy - miny), 3 * step)
+    xs = np.stack([minx - pad, maxx + pad, maxx + pad, minx - pad])
+    ys = np.stack([maxy + pad, maxy + pad, miny - pad, miny - pad])
+    inverse = ~transform
+    cols, rows = inverse.a * xs + inverse.b * ys + inverse.c, inverse.d * xs + inverse.e * ys + inverse.f
+    return np.stack([np.maximum(0, np.floor(cols.min(axis=0))), np.maximum(0, np.floor(rows.min(axis=0))),
+                     np.minimum(tile.width, np.ceil(cols.max(axis=0))),
+                     np.minimum(tile.height, np.ceil(rows.max(axis=0)))], axis=1).astype(np.int64)
 
 
 #: Side (pixels) of the cells by which the chips' windows are grouped and read at once.
 CHIP_READ_BLOCK = 512
 
 
-def _read_windows(read: Any, windows: dict[str, rasterio.windows.Window]) -> Any:
-    """Yield ``(plot_id, ndvi, cloud)`` of each window, reading the windows whose corner falls in one
-    :data:`CHIP_READ_BLOCK` cell as one window spanning them (the reader is per pixel: the same values)."""
-    cells: dict[tuple[int, int], list[str]] = {}
-    for plot_id, window in windows.items():
-        cells.setdefault((int(window.row_off) // CHIP_READ_BLOCK, int(window.col_off) // CHIP_READ_BLOCK),
-                         []).append(plot_id)
-    for members in cells.values():
-        row0 = min(int(windows[p].row_off) for p in members)
-        col0 = min(int(windows[p].col_off) for p in members)
-        row1 = max(int(windows[p].row_off + windows[p].height) for p in members)
-        col1 = max(int(windows[p].col_off + windows[p].width) for p in members)
+def _read_windows(read: Any, windows: np.ndarray) -> Any:
+    """Yield ``(k, ndvi, cloud)`` of each window ``k`` (rows of ``col0, row0, col1, row1``), reading the windows
+    whose corner falls in one :data:`CHIP_READ_BLOCK` cell as one window spanning them (the reader is per pixel:
+    the same values)."""
+    cells = windows[:, 1] // CHIP_READ_BLOCK * (windows[:, 0].max(initial=0) // CHIP_READ_BLOCK + 1) \
+        + windows[:, 0] // CHIP_READ_BLOCK
+    order = np.argsort(cells, kind="stable")
+    for members in np.split(order, np.flatnonzero(np.diff(cells[order])) + 1):
+        if len(members) == 0:
+            continue
+        col0, row0 = windows[members, 0].min(), windows[members, 1].min()
+        col1, row1 = windows[members, 2].max(), windows[members, 3].max()
         ndvi, cloud = read(rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0))
-        for plot_id in members:
-            w = windows[plot_id]
-            rows = slice(int(w.row_off) - row0, int(w.row_off + w.height) - row0)
-            cols = slice(int(w.col_off) - col0, int(w.col_off + w.width) - col0)
-            yield plot_id, ndvi[rows, cols], cloud[rows, cols]
+        for k in members:
+            c0, r0, c1, r1 = windows[k]
+            yield k, ndvi[r0 - row0:r1 - row0, c0 - col0:c1 - col0], cloud[r0 - row0:r1 - row0, c0 - col0:c1 - col0]
+
+
+CHIP_COLUMNS = ("plot_id", "date", "crs", *(f"t{i}" for i in range(6)), "width", "height", "ndvi")
 
 
 def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[Any]) -> pd.DataFrame:
@@ -119,41 +124,52 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
     """
     from agricredit.zonal import _tile_reader, open_tile
 
-    rows = []
+    columns: dict[str, list[Any]] = {name: [] for name in CHIP_COLUMNS}
     peaks = set(peak_dates.values())
+    plot_ids = plots["plot_id"].astype(str)
     for acquisition in sorted(acquisitions, key=lambda a: a.date):
         date = acquisition.date.isoformat()
-        wanted = plots.loc[plots["plot_id"].astype(str).map(peak_dates.get) == date] if date in peaks else plots.iloc[:0]
-        if wanted.empty:
-            continue
-        done: set[str] = set()
+        wanted = plots.loc[plot_ids.map(peak_dates.get) == date] if date in peaks else plots.iloc[:0]
+        wanted = wanted[~(wanted.geometry.isna() | wanted.geometry.is_empty)]
+        done = np.zeros(len(wanted), bool)
         products = acquisition.products or [None] * len(acquisition.paths)
         for path, product in sorted(zip(acquisition.paths, products), key=lambda pair: str(pair[0])):
+            if done.all():
+                break
             tile = open_tile(product if product is not None else path, date=acquisition.date)
-            local, crs = wanted.to_crs(tile.crs), tile.crs.to_wkt()
+            local = wanted.geometry.to_crs(tile.crs).values
             footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
-            windows = {}
-            for plot_id, geometry in zip(local["plot_id"].astype(str), local.geometry.values):
-                if plot_id in done or geometry is None or geometry.is_empty:
-                    continue
-                window = _window_around(geometry.bounds, tile)
-                if window is not None and footprint.contains(geometry.centroid):
-                    windows[plot_id] = window
+            centroids = shapely.centroid(local)
+            windows = _windows_around(shapely.bounds(local).reshape(-1, 4), tile)
+            todo = np.flatnonzero(~done & shapely.contains_xy(footprint, shapely.get_x(centroids),
+                                                             shapely.get_y(centroids))
+                                  & (windows[:, 2] > windows[:, 0]) & (windows[:, 3] > windows[:, 1]))
+            if len(todo) == 0:
+                continue
+            t = tile.transform
+            chips = []
             with _tile_reader(tile) as read:
-                for plot_id, ndvi, cloud in _read_windows(read, windows):
-                    window = windows[plot_id]
+                for k, ndvi, cloud in _read_windows(read, windows[todo]):
                     ndvi = np.where(cloud, np.nan, ndvi)
                     stride = max(1, math.ceil(max(ndvi.shape) / CHIP_MAX_PIXELS))
-                    ndvi = ndvi[::stride, ::stride]
-                    transform = rasterio.windows.transform(window, tile.transform) @ \
-                        rasterio.transform.Affine.scale(stride)
-                    rows.append({"plot_id": plot_id, "date": date, "crs": crs,
-                                 **{f"t{i}": float(v) for i, v in enumerate(tuple(transform)[:6])},
-                                 "width": int(ndvi.shape[1]), "height": int(ndvi.shape[0]),
-                                 "ndvi": encode_ndvi(ndvi).tobytes()})
-                    done.add(plot_id)
-    columns = ["plot_id", "date", "crs", *(f"t{i}" for i in range(6)), "width", "height", "ndvi"]
-    return pd.DataFrame(rows, columns=columns).sort_values("plot_id", ignore_index=True)
+                    chips.append((todo[k], stride, encode_ndvi(ndvi[::stride, ::stride])))
+            chips.sort(key=lambda chip: chip[0])
+            where, strides = np.array([c[0] for c in chips]), np.array([c[1] for c in chips], dtype=float)
+            col0, row0 = windows[where, 0].astype(float), windows[where, 1].astype(float)
+            # rasterio.windows.transform(window, t) @ Affine.scale(stride), in its own arithmetic
+            x, y = col0 * t.a + row0 * t.b + t.c, col0 * t.d + row0 * t.e + t.f
+            for name, values in (("t0", t.a * strides + t.b * 0.0), ("t1", t.a * 0.0 + t.b * strides),
+                                 ("t2", t.c + (x - t.c)), ("t3", t.d * strides + t.e * 0.0),
+                                 ("t4", t.d * 0.0 + t.e * strides), ("t5", t.f + (y - t.f))):
+                columns[name].extend(values.tolist())
+            columns["plot_id"].extend(wanted["plot_id"].astype(str).to_numpy()[where].tolist())
+            columns["date"].extend([date] * len(chips))
+            columns["crs"].extend([tile.crs.to_wkt()] * len(chips))
+            columns["height"].extend(chip.shape[0] for _, _, chip in chips)
+            columns["width"].extend(chip.shape[1] for _, _, chip in chips)
+            columns["ndvi"].extend(chip.tobytes() for _, _, chip in chips)
+            done[where] = True
+    return pd.DataFrame(columns, columns=list(CHIP_COLUMNS)).sort_values("plot_id", ignore_index=True)
 
 
 def write_report_data(chips: pd.DataFrame, series: pd.DataFrame, folder: Path) -> list[Path]:
