@@ -14,7 +14,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.signal import savgol_filter
 from scipy.sparse.linalg import spsolve
 
 from agricredit.errors import InputError, SchemaError
@@ -192,6 +191,8 @@ def smooth_series(
     if method == "savgol":
         window = min(savgol_window_days | 1, len(days) if len(days) % 2 else len(days) - 1)
         if window > savgol_order + 1:
+            from scipy.signal import savgol_filter  # imported here: scipy.signal alone takes seconds to import
+
             return days, savgol_filter(linear, window, savgol_order, mode="interp")
         return days, linear
     if method == "none":
