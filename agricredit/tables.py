@@ -55,6 +55,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -116,6 +117,14 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.row}:{self.column}: {self.reason}"
+
+
+class Problems(tuple):
+    """A table's problems, kept in ``frame.attrs``: a tuple that pandas' copy of ``attrs`` at every column access
+    shares instead of deep-copying (tens of thousands of bad rows would make each access take seconds)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Problems:
+        return self
 
 
 @dataclass
@@ -714,7 +723,7 @@ def finish_table(
     frame = pd.DataFrame(data).astype({**dtypes, "source_row": "int64"})
     if isolate:
         frame["problem"] = [first_problem.get(row, "") for row, _ in raw.rows]
-        frame.attrs["problems"] = sorted(raw.problems, key=lambda p: p.row)
+        frame.attrs["problems"] = Problems(sorted(raw.problems, key=lambda p: p.row))
     frame = frame.sort_values(list(key), kind="stable", ignore_index=True)
     frame.attrs["source"] = str(raw.path)
     return frame

@@ -113,8 +113,8 @@ def write_tables(folder: Path, n_plots: int, size: int, rng: np.random.Generator
     pd.DataFrame({"borrower_id": plots["borrower_id"], "plot_id": plots["plot_id"], "declared_crop": "maize",
                   "declared_area": mu, "area_unit": "mu"}).to_csv(paths["declarations"], index=False)
     pd.DataFrame({"borrower_id": borrowers,
-                  "national_id": [national_id(f"4107271990{1 + i % 12:02d}{1 + i % 28:02d}{i % 1000:03d}")
-                                  for i in range(n_borrowers)],
+                  "national_id": [national_id(f"410727{1950 + i // 336_000:04d}{1 + i // 28_000 % 12:02d}"
+                                              f"{1 + i // 1000 % 28:02d}{i % 1000:03d}") for i in range(n_borrowers)],
                   "name": [f"农户{i}" for i in range(n_borrowers)],
                   "phone": [f"138{i:08d}" for i in range(n_borrowers)],
                   "village": [f"村{i % 200}" for i in range(n_borrowers)]}).to_csv(paths["borrowers"], index=False)
@@ -124,7 +124,7 @@ def write_tables(folder: Path, n_plots: int, size: int, rng: np.random.Generator
 def write_config(folder: Path, paths: dict[str, Path], manifest: Path, workers: int) -> Path:
     lines = ["[inputs]", *(f'{k} = "{v.name}"' for k, v in paths.items()), f'tiles = ["{manifest.name}"]',
              "[options]", 'start = "2023-01-01"', 'end = "2023-12-31"',
-             "[batch]", f'output = "out-batch-{workers}"', "chunk_size_m = 10000", f"workers = {workers}"]
+             "[batch]", f'output = "out-batch-{workers}"', f"workers = {workers}"]
     path = folder / f"batch-{workers}.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
