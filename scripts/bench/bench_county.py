@@ -3,7 +3,7 @@
 Usage::
 
     python scripts/bench/bench_county.py [--size 10980] [--dates 6] [--plots 100000] [--runs user,assess,batch-2]
-                                         [--folder DIR | --keep]
+                                         [--scaling batch-2] [--folder DIR | --keep]
 
 Generates into a temporary folder (never committed): one Sentinel-2 L2A grid of
 ``size`` x ``size`` 10 m pixels (EPSG:32650) as ``dates`` products (B04, B08,
@@ -20,7 +20,9 @@ its peak RSS, children included, is its own), in the same run:
 
 Prints wall time, plots per second, peak RSS (of the run's own process and of its
 largest child process, i.e. a Dask worker), the ratios against ``user`` and
-the stage times from batch's run log.
+the stage times from batch's run log. With ``--scaling RUN``, then times RUN
+on counties of 1/4, 1/2, 1 and 2 times the plots and of 3, 6 and 12 dates on the
+same grid (sharing its products) and prints the time per plot and date.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +55,25 @@ KEYS = {"AGRICREDIT_PII_KEY": "pseudonym key of the county benchmark",
         "AGRICREDIT_AUDIT_KEY": "audit key of the county benchmark"}
 
 
-def write_products(folder: Path, size: int, n_dates: int, rng: np.random.Generator) -> Path:
-    """``n_dates`` L2A products of one ``size``² grid and their manifest; written by blocks of rows."""
+def write_products(folder: Path, size: int, dates: Sequence[str], rng: np.random.Generator) -> list[Path]:
+    """L2A products of one ``size``² grid on ``dates`` (skipping those already there); written by blocks of rows.
+
+    The canopy follows one season over the 12 dates of :data:`DATES` (green-up, then senescence), whichever
+    of them are written.
+    """
     import rasterio
     from rasterio.transform import from_origin
 
     transform = from_origin(*ORIGIN, 10.0, 10.0)
-    dates = sorted(DATES[:n_dates])
-    rows = ["date,sensor,path"]
+    season = sorted(DATES)
+    paths = []
     block = 512
-    for number, date in enumerate(dates):
+    for date in sorted(dates):
         path = folder / f"S2_L2A_{date.replace('-', '')}.tif"
-        gain = 0.3 + 0.6 * np.sin(np.pi * (number + 1) / (n_dates + 1))  # a season: green-up then senescence
+        paths.append(path)
+        if path.exists():
+            continue
+        gain = 0.3 + 0.6 * np.sin(np.pi * (season.index(date) + 1) / (len(season) + 1))
         with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint16", nodata=0,
                            crs=CRS, transform=transform, tiled=True, blockxsize=512, blockysize=512,
                            compress="deflate") as dst:
@@ -78,7 +88,18 @@ def write_products(folder: Path, size: int, n_dates: int, rng: np.random.Generat
                 window = rasterio.windows.Window(0, top, size, height)
                 for band, values in ((1, red), (2, nir), (3, scl)):
                     dst.write(values.astype("uint16"), band, window=window)
-        rows.append(f"{date},s2-l2a,{path.name}")
+    return paths
+
+
+def write_manifest(folder: Path, products: Sequence[Path]) -> Path:
+    """``manifest.csv`` of ``folder`` listing ``products`` (linked into ``folder`` when they live elsewhere)."""
+    rows = ["date,sensor,path"]
+    for product in products:
+        here = folder / product.name
+        if not here.exists():
+            here.symlink_to(product)
+        stem = product.stem.rsplit("_", 1)[1]
+        rows.append(f"{stem[:4]}-{stem[4:6]}-{stem[6:]},s2-l2a,{product.name}")
     manifest = folder / "manifest.csv"
     manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return manifest
@@ -137,7 +158,8 @@ def user_pipeline(folder: str, plots: str) -> None:
     from exactextract import exact_extract
 
     gdf = gpd.read_parquet(plots)
-    for product in sorted(Path(folder).glob("S2_L2A_*.tif")):
+    manifest = (Path(folder) / "manifest.csv").read_text(encoding="utf-8").splitlines()[1:]
+    for product in sorted(Path(folder) / line.split(",")[2] for line in manifest):
         with rasterio.open(product) as src:
             profile = src.profile | {"count": 1, "dtype": "float32", "nodata": np.nan}
             gdf_utm = gdf.to_crs(src.crs)
@@ -167,7 +189,10 @@ def measure(label: str, command: list[str], cwd: Path) -> dict:
                "'worker_rss_mb': max(others, default=0) / 2**20}))")
     env = {**os.environ, **KEYS, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=cwd, env=env, capture_output=True, text=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if not lines:  # the wrapper itself was killed
+        sys.exit(f"{label}: no measurement ({done.returncode}): {done.stderr[-2000:]}")
+    result = json.loads(lines[-1])
     if result["code"] not in (0, 3):
         sys.exit(f"{label} failed ({result['code']}): {done.stderr[-2000:]}")
     return result
@@ -183,34 +208,30 @@ def stage_times(run_log: Path) -> list[tuple[str, float]]:
     return [(label[:60], stamps[i + 1][1] - when) for i, (label, when) in enumerate(stamps[:-1])]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=10980)
-    parser.add_argument("--dates", type=int, default=6, choices=range(1, len(DATES) + 1))
-    parser.add_argument("--plots", type=int, default=100_000)
-    parser.add_argument("--runs", default="user,assess,batch-1,batch-2",
-                        help="Comma-separated runs among user, assess, batch-1, batch-2 (ratios need user; "
-                        "empty: only generate).")
-    parser.add_argument("--folder", type=Path, help="Generate into this folder (kept), or reuse the county it holds.")
-    parser.add_argument("--keep", action="store_true", help="Keep the generated folder (and print it).")
-    args = parser.parse_args()
-    wanted = [label for label in args.runs.split(",") if label]
-    rng = np.random.default_rng(11)
-    folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-county-"))
+TABLES = ("plots", "registry", "declarations", "borrowers")
+
+
+def county(folder: Path, size: int, dates: Sequence[str], n_plots: int, base: Path | None = None
+           ) -> tuple[Path, dict[str, Path]]:
+    """The county of ``folder`` (generated unless its manifest is there): its manifest and tables.
+
+    Products are written into ``base`` (default ``folder``) and linked from ``folder``, so the variants of a
+    scaling run share the grid's products.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    paths = {name: folder / f"{name}.{'parquet' if name == 'plots' else 'csv'}" for name in TABLES}
     if (folder / "manifest.csv").is_file():
-        manifest = folder / "manifest.csv"
-        paths = {name: folder / f"{name}.{'parquet' if name == 'plots' else 'csv'}"
-                 for name in ("plots", "registry", "declarations", "borrowers")}
-    else:
-        manifest = write_products(folder, args.size, args.dates, rng)
-        paths = write_tables(folder, args.plots, args.size, rng)
-    configs = {workers: write_config(folder, paths, manifest, workers) for workers in (1, 2)}
-    print(f"county: {args.size}² px, {args.dates} dates, {args.plots} plots, ready in "
-          f"{time.perf_counter() - start:.0f} s in {folder}")
+        return folder / "manifest.csv", paths
+    rng = np.random.default_rng(11)
+    manifest = write_manifest(folder, write_products(base or folder, size, dates, rng))
+    return manifest, write_tables(folder, n_plots, size, np.random.default_rng(n_plots))
+
+
+def commands(folder: Path, paths: dict[str, Path], manifest: Path) -> dict[str, list[str]]:
+    """The command line of each run on the county of ``folder``."""
     cli = [sys.executable, "-m", "agricredit", "-q"]
-    commands = {
+    configs = {workers: write_config(folder, paths, manifest, workers) for workers in (1, 2)}
+    return {
         "user": [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'scripts' / 'bench')!r}); "
                  "from bench_county import user_pipeline; "
                  f"user_pipeline({str(folder)!r}, {str(paths['plots'])!r})"],
@@ -219,9 +240,47 @@ def main() -> None:
                    "2023-01-01", "--end", "2023-12-31", "-o", "out-assess", "--overwrite"],
         **{f"batch-{w}": [*cli, "batch", config.name, "--overwrite"] for w, config in configs.items()},
     }
+
+
+def scaling(folder: Path, args: argparse.Namespace, label: str) -> None:
+    """Time ``label`` on counties of 1/4, 1/2, 1 and 2 times ``args.plots`` plots (``args.dates`` dates; 25k-200k
+    by default) and of 3, 6 and 12 dates
+    (``args.plots`` plots), all on the products of ``folder``; print seconds and seconds per plot-date."""
+    variants = [(args.plots * k // 4, args.dates) for k in (1, 2, 4, 8)] + \
+        [(args.plots, d) for d in (3, 6, 12) if d != args.dates]
+    print(f"{'plots':>8} {'dates':>6} {'seconds':>8} {'µs/plot-date':>13}")
+    for n_plots, n_dates in variants:
+        sub = folder / f"scale-{n_plots}-{n_dates}"
+        manifest, paths = county(sub, args.size, sorted(DATES[:n_dates]), n_plots, base=folder)
+        result = measure(label, commands(sub, paths, manifest)[label], sub)
+        print(f"{n_plots:8d} {n_dates:6d} {result['seconds']:8.1f} {1e6 * result['seconds'] / n_plots / n_dates:13.0f}",
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=10980)
+    parser.add_argument("--dates", type=int, default=6, choices=range(1, len(DATES) + 1))
+    parser.add_argument("--plots", type=int, default=100_000)
+    parser.add_argument("--runs", default="user,assess,batch-1,batch-2",
+                        help="Comma-separated runs among user, assess, batch-1, batch-2 (ratios need user; "
+                        "empty: only generate).")
+    parser.add_argument("--scaling", metavar="RUN", help="Then time RUN (e.g. batch-2) on 1/4, 1/2, 1, 2 times "
+                        "--plots plots "
+                        "and on 3/6/12 dates (the county's products, linked; 12 dates write 6 more).")
+    parser.add_argument("--folder", type=Path, help="Generate into this folder (kept), or reuse the county it holds.")
+    parser.add_argument("--keep", action="store_true", help="Keep the generated folder (and print it).")
+    args = parser.parse_args()
+    wanted = [label for label in args.runs.split(",") if label]
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-county-"))
+    start = time.perf_counter()
+    manifest, paths = county(folder, args.size, sorted(DATES[:args.dates]), args.plots)
+    print(f"county: {args.size}² px, {args.dates} dates, {args.plots} plots, ready in "
+          f"{time.perf_counter() - start:.0f} s in {folder}")
+    command_of = commands(folder, paths, manifest)
     runs = {}
     for label in wanted:
-        runs[label] = measure(label, commands[label], folder)
+        runs[label] = measure(label, command_of[label], folder)
         print(f"{label}: {json.dumps(runs[label])}", flush=True)
     done = [w for w in (1, 2) if f"batch-{w}" in runs]
     if "assess" in runs and done:
@@ -238,6 +297,8 @@ def main() -> None:
         print(f"batch-{w} stages (run log): " + "; ".join(f"{label} {seconds:.1f} s" for label, seconds in
                                                           stage_times(folder / f"out-batch-{w}" / ".agricredit-batch"
                                                                       / "run.log")))
+    if args.scaling:
+        scaling(folder, args, args.scaling)
     if not (args.keep or args.folder):
         import shutil
 
