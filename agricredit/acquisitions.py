@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -263,8 +264,24 @@ def tile_hashes(acquisitions: Iterable[Acquisition]) -> dict[str, str]:
     """
     from agricredit.outputs import sha256_path
 
-    return {f"{acquisition.date}/{Path(path).name}": sha256_path(path)
+    return {f"{acquisition.date}/{Path(path).name}": _file_sha256(Path(path).resolve(), *_stamp(path))
+            if Path(path).is_file() else sha256_path(path)
             for acquisition in acquisitions for path in acquisition.paths}
+
+
+def _stamp(path: str | Path) -> tuple[int, int, int]:
+    """A file's size, modification time (ns) and inode: a tile whose stamp is unchanged is not hashed again."""
+    stat = Path(path).stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_sha256(path: Path, size: int, mtime_ns: int, inode: int) -> str:
+    """sha256 of a tile file, once per stamp in a process (a county's tiles are gigabytes, and the batch's
+    ledger and the audit records both need their hashes)."""
+    from agricredit.outputs import sha256_file
+
+    return sha256_file(path)
 
 
 def observation_table(plots: Any, acquisitions: Sequence[Acquisition], *,
