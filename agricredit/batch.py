@@ -29,7 +29,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +310,7 @@ class DaskObserver:
                     {p: drawn_mu[p] for p in ids if p in drawn_mu}, period, acquisitions, options)
 
         parts = [plot_evidence(table.iloc[:0], *args(subset)) for _, subset, own in self._chunks if own is None]
-        pending = [self.client.submit(plot_evidence, own, *args(subset), pure=False)
+        pending = [self.client.submit(_chunk_evidence, own, *args(subset), pure=False)
                    for _, subset, own in self._chunks if own is not None]
         if self.count_evidence is not None:
             self.count_evidence(0, len(pending))
@@ -366,6 +366,14 @@ class DaskObserver:
     def _save(self, ledger: dict[str, Any]) -> None:
         with atomic_path(self.work / LEDGER) as tmp:
             tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _chunk_evidence(*args: Any) -> Evidence:
+    """The evidence map task: :func:`agricredit.evidence.plot_evidence` without the fitted curves and series objects,
+    which the reduce step does not read (its rows hold the fits' figures) and which would be most of what a county's
+    chunks send back to this process."""
+    evidence = plot_evidence(*args)
+    return replace(evidence, season=replace(evidence.season, fits={}, series={}))
 
 
 def _combine(plots: gpd.GeoDataFrame, parts: Sequence[pd.DataFrame]) -> pd.DataFrame:

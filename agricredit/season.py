@@ -495,7 +495,7 @@ class SeasonRows:
         """The parts of disjoint sets of plots (chunks) as if computed at once; ``plot_ids`` as :func:`season_rows`."""
         rows = [row for part in parts for row in part.rows]
         position = {str(p): i for i, p in enumerate(plot_ids)}
-        seen = {pid for part in parts for pid, s in part.series.items() if s.n_acquisitions}
+        seen = {row["plot_id"] for part in parts for row in part.rows if row["n_acquisitions"]}
         rows.sort(key=lambda row: (0, row["plot_id"], 0) if row["plot_id"] in seen else
                   (1, "", position.get(row["plot_id"], len(position))))
         merged = {name: {k: v for part in parts for k, v in getattr(part, name).items()} for name in ("fits", "series")}
