@@ -200,67 +200,154 @@ def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.nd
     return best_sse, best_offset, best_amp
 
 
-#: Plots fitted together in one block of :func:`_fit_many` (bounds the temporary arrays to a few tens of MB).
+#: Plots fitted together in one block of :func:`_search` (bounds the temporary arrays to a few MB).
 FIT_BLOCK_PLOTS = 512
 
 
-def _fit_many(explanation: Explanation, t: np.ndarray, ys: np.ndarray, run: tuple[np.datetime64, np.datetime64], *,
-              max_shift: int, shift_penalty: float, min_scale: float) -> list[SystemFit]:
-    """The best fit of one explanation to each row of ``ys`` (P series observed on the same days ``t``).
+@dataclass(frozen=True)
+class _Templates:
+    """One explanation on the fit days: its seasons' years and amplitude bounds, and its curves for every shift.
 
-    Each series is searched exactly as if alone (same grids, same arithmetic per shift combination): the
-    plots only share the array operations.
+    Shifts are whole days, so each season's curve ``g_k(t − s)`` is tabulated once for every
+    ``s`` in ``[−K·max_shift, K·max_shift]`` (row ``s + K·max_shift``), centred on its mean over
+    the days, with the moments that depend on the shifts alone: ``Σ g_k²`` per shift and, for a
+    rotation, ``Σ g_1 g_2`` per pair of shifts. Fitting a plot then only needs ``Σ y g_k`` per
+    shift (one product per block of plots) and ``Σ y²``.
     """
+
+    explanation: Explanation
+    years: tuple[int, ...]
+    ranges: np.ndarray  # each season's crop NDVI range (K)
+    low: np.ndarray  # amplitude bounds (K)
+    high: np.ndarray
+    span: int  # the largest |shift| tabulated
+    centred: tuple[np.ndarray, ...]  # per season: (2·span + 1) × n
+    square: tuple[np.ndarray, ...]  # per season: Σ centred² per shift
+    cross: np.ndarray | None  # Σ centred_1[s_1] · centred_2[s_2] (rotations only)
+
+
+def _templates(explanation: Explanation, t: np.ndarray, run: tuple[np.datetime64, np.datetime64], *,
+               max_shift: int, min_scale: float) -> _Templates:
+    """Tabulate an explanation's season curves on the days ``t`` (see :class:`_Templates`)."""
     crops = load_crops()
     seasons = explanation.seasons
+    if len(seasons) > 2:
+        raise InputError(f"explanation {explanation.name!r} has {len(seasons)} seasons; a year holds one or two")
     year = harvest_year_for(seasons[-1], *run)
     # The seasons of a rotation belong to one year: the first is harvested before the second is sown.
-    years = [year if i == len(seasons) - 1 or seasons[i].dates(year)["harvest"] <= seasons[-1].dates(year)["sowing"]
-             else year + 1 for i in range(len(seasons))]
+    years = tuple(year if i == len(seasons) - 1 or seasons[i].dates(year)["harvest"] <= seasons[-1].dates(year)["sowing"]
+                  else year + 1 for i in range(len(seasons)))
     ranges = np.array([crops[s.crop].peak_ndvi - crops[s.crop].base_ndvi for s in seasons])
-    low, high = min_scale * ranges, MAX_SCALE * ranges
-    n_plots, n = ys.shape
+    span = len(seasons) * max_shift
+    shifts = np.arange(-span, span + 1, dtype=float)
+    curves = [_shape(s, yr, t[None, :] - shifts[:, None]) for s, yr in zip(seasons, years)]
+    centred = tuple(c - c.mean(axis=1, keepdims=True) for c in curves)
+    square = tuple(np.einsum("sn,sn->s", c, c) for c in centred)
+    cross = np.einsum("an,bn->ab", centred[0], centred[1]) if len(seasons) == 2 else None
+    return _Templates(explanation, years, ranges, min_scale * ranges, MAX_SCALE * ranges, span, centred, square, cross)
 
-    def evaluate(combos: np.ndarray) -> tuple[np.ndarray, ...]:
+
+def _least_sse(syy: np.ndarray, cy: list[np.ndarray], gram: list[list[np.ndarray]], low: np.ndarray,
+               high: np.ndarray) -> np.ndarray:
+    """Smallest SSE of ``y ≈ b + Σ a_k g_k`` with ``low_k ≤ a_k ≤ high_k``, from centred moments, elementwise.
+
+    ``syy`` is ``Σ (y − ȳ)²``, ``cy[k]`` is ``Σ (y − ȳ)(g_k − ḡ_k)`` and ``gram[j][k]`` is
+    ``Σ (g_j − ḡ_j)(g_k − ḡ_k)`` (arrays of one shape, one element per plot and shift
+    combination; one or two seasons). The offset is free, so it is eliminated by the centring.
+    As :func:`_bounded_fit`: every active set of the box is solved (in closed form) and the
+    best feasible one kept; the SSE is evaluated at the solved amplitudes as
+    ``syy − 2 Σ a_k cy_k + Σ a_j a_k gram_jk``. A singular free system gives no candidate
+    (its minimum is also reached with one more bound active).
+    """
+    k = len(cy)
+    best = np.full(np.broadcast(syy, cy[0]).shape, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for states in itertools.product((0, 1, 2), repeat=k):  # 0 free, 1 at low, 2 at high
+            amp: list = [low[j] if s == 1 else high[j] for j, s in enumerate(states)]
+            free = [j for j, s in enumerate(states) if s == 0]
+            rhs = [cy[j] - sum(gram[j][i] * amp[i] for i in range(k) if states[i]) for j in free]
+            if len(free) == 1:
+                amp[free[0]] = rhs[0] / gram[free[0]][free[0]]
+            elif len(free) == 2:
+                (i, j), (r_i, r_j) = free, rhs
+                det = gram[i][i] * gram[j][j] - gram[i][j] * gram[i][j]
+                amp[i] = (r_i * gram[j][j] - gram[i][j] * r_j) / det
+                amp[j] = (gram[i][i] * r_j - gram[i][j] * r_i) / det
+            feasible = np.ones(best.shape, dtype=bool)
+            for j in free:
+                feasible &= (amp[j] >= low[j] - 1e-9) & (amp[j] <= high[j] + 1e-9)
+            sse = (syy - 2 * sum(amp[j] * cy[j] for j in range(k))
+                   + sum(amp[i] * amp[j] * gram[i][j] for i in range(k) for j in range(k)))
+            best = np.where(feasible & (sse < best), sse, best)
+    return best
+
+
+def _search(tables: _Templates, ys: np.ndarray, *, max_shift: int, shift_penalty: float) -> np.ndarray:
+    """Each row of ``ys``'s best shift combination (P × K: each season's own delay, see :func:`_fit_many`).
+
+    Seasons of a rotation barely overlap in time, so their shifts are searched one at a
+    time (coordinate descent, twice round), on a coarse grid and then day by day. Each
+    combination is scored from the moments of :class:`_Templates` (:func:`_least_sse`), so a
+    series is searched exactly as if alone: the plots only share the array operations.
+    """
+    n_plots, n = ys.shape
+    k = len(tables.centred)
+    centred_y = ys - ys.mean(axis=1, keepdims=True)
+    syy = np.einsum("pn,pn->p", centred_y, centred_y)[:, None]
+    products = [np.einsum("pn,sn->ps", centred_y, c) for c in tables.centred]  # Σ y g_k per plot and shift
+
+    def score(combos: np.ndarray) -> np.ndarray:
         # combos (P × V × K) hold each season's own delay: the first season's shift, then each next season's
         # delay beyond the season before it (a summer crop is sown after the winter crop's harvest).
-        n_values = combos.shape[1]
-        flat = combos.reshape(-1, len(seasons))
-        shifts = np.cumsum(flat, axis=1)
-        shapes = np.stack([_shape(s, yr, t[None, :] - shifts[:, [j]]) for j, (s, yr) in enumerate(zip(seasons, years))],
-                          axis=2)
-        sse, offset, amp = _bounded_fit(np.repeat(ys, n_values, axis=0), shapes, low, high)
-        rmse = np.sqrt(sse / n)
-        score = rmse + shift_penalty * np.mean((flat / max(max_shift, 1)) ** 2, axis=1)
-        return (combos, score.reshape(n_plots, n_values), rmse.reshape(n_plots, n_values),
-                offset.reshape(n_plots, n_values), amp.reshape(n_plots, n_values, -1))
+        rows = (np.cumsum(combos, axis=2) + tables.span).astype(np.intp)
+        cy = [np.take_along_axis(products[j], rows[:, :, j], axis=1) for j in range(k)]
+        gram = [[tables.square[j][rows[:, :, j]] if i == j else tables.cross[rows[:, :, 0], rows[:, :, 1]]
+                 for j in range(k)] for i in range(k)]
+        sse = np.maximum(_least_sse(syy, cy, gram, tables.low, tables.high), 0.0)
+        return np.sqrt(sse / n) + shift_penalty * np.mean((combos / max(max_shift, 1)) ** 2, axis=2)
 
-    # Seasons of a rotation barely overlap in time, so their shifts are searched one at a
-    # time (coordinate descent, twice round), on a coarse grid and then day by day.
     coarse = np.unique(np.r_[np.arange(-max_shift, max_shift + 1, SHIFT_STEP_DAYS), 0, max_shift]).astype(float)
-    centre = np.zeros((n_plots, len(seasons)))
-    rows = np.arange(n_plots)
+    centre = np.zeros((n_plots, k))
+    plots = np.arange(n_plots)
     for grid in (coarse, None):
-        for _ in range(2 if len(seasons) > 1 else 1):
-            for j in range(len(seasons)):
+        for _ in range(2 if k > 1 else 1):
+            for j in range(k):
                 values = (np.broadcast_to(grid, (n_plots, len(grid))) if grid is not None else
                           np.clip(centre[:, [j]] + np.arange(-SHIFT_STEP_DAYS + 1, SHIFT_STEP_DAYS),
                                   -max_shift, max_shift))
                 combos = np.repeat(centre[:, None, :], values.shape[1], axis=1)
                 combos[:, :, j] = values
-                combos, score, rmse, offset, amp = evaluate(combos)
-                centre = combos[rows, np.argmin(score, axis=1)].copy()
-    best = np.argmin(score, axis=1)
-    calendar = [season.dates(yr) for season, yr in zip(seasons, years)]
+                centre = combos[plots, np.argmin(score(combos), axis=1)]
+    return centre
+
+
+@functools.lru_cache(maxsize=4096)
+def _shifted_dates(season: CropSeason, harvest_year: int, shift: int) -> dict[str, dt.date]:
+    """The season's calendar dates of ``harvest_year`` moved by ``shift`` days (cached: read only)."""
+    return {k: d + dt.timedelta(days=shift) for k, d in season.dates(harvest_year).items()}
+
+
+def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: int,
+              shift_penalty: float) -> list[SystemFit]:
+    """The best fit of one explanation to each row of ``ys`` (P series observed on the same days ``t``).
+
+    The shifts are searched on moments (:func:`_search`); the chosen combination's offset,
+    amplitudes and RMSE are then solved on the series itself (:func:`_bounded_fit`).
+    """
+    seasons = tables.explanation.seasons
+    delays = _search(tables, ys, max_shift=max_shift, shift_penalty=shift_penalty)
+    shifts = np.cumsum(delays, axis=1)
+    shapes = np.stack([_shape(s, yr, t[None, :] - shifts[:, [j]]) for j, (s, yr) in enumerate(zip(seasons, tables.years))],
+                      axis=2)
+    sse, offset, amp = _bounded_fit(ys, shapes, tables.low, tables.high)
+    rmse = np.sqrt(sse / len(t))
+    score = rmse + shift_penalty * np.mean((delays / max(max_shift, 1)) ** 2, axis=1)
     out = []
-    for p in range(n_plots):
-        b = best[p]
-        fits = []
-        for j, season in enumerate(seasons):
-            shift = int(combos[p, b, : j + 1].sum())
-            dates = {k: d + dt.timedelta(days=shift) for k, d in calendar[j].items()}
-            fits.append(SeasonFit(season, shift, float(amp[p, b, j]), float(amp[p, b, j] / ranges[j]), dates))
-        out.append(SystemFit(explanation.name, float(score[p, b]), float(rmse[p, b]), float(offset[p, b]), tuple(fits)))
+    for p in range(len(ys)):
+        fits = tuple(SeasonFit(season, int(shifts[p, j]), float(amp[p, j]), float(amp[p, j] / tables.ranges[j]),
+                               _shifted_dates(season, tables.years[j], int(shifts[p, j])))
+                     for j, season in enumerate(seasons))
+        out.append(SystemFit(tables.explanation.name, float(score[p]), float(rmse[p]), float(offset[p]), fits))
     return out
 
 
@@ -340,10 +427,11 @@ def fit_explanations_many(
     run = tuple(period) if period is not None else (days.min(), days.max())
     wanted = set(names) if names is not None else None
     chosen = [e for e in explanations_for(region) if wanted is None or e.name in wanted]
+    max_shift = int(max_sowing_shift_days)
+    tables = [_templates(e, t, run, max_shift=max_shift, min_scale=min_template_scale) for e in chosen]
     ranked: list[list[SystemFit]] = []
     for first in range(0, len(ys), FIT_BLOCK_PLOTS):
         block = ys[first:first + FIT_BLOCK_PLOTS]
-        per_explanation = [_fit_many(e, t, block, run, max_shift=int(max_sowing_shift_days),
-                                     shift_penalty=shift_penalty, min_scale=min_template_scale) for e in chosen]
+        per_explanation = [_fit_many(e, t, block, max_shift=max_shift, shift_penalty=shift_penalty) for e in tables]
         ranked.extend(sorted(fits, key=lambda f: (f.score, f.name)) for fits in zip(*per_explanation))
     return ranked
