@@ -49,6 +49,7 @@ __all__ = [
     "explanations_for",
     "fit_explanations",
     "fit_explanations_many",
+    "fitted_curves",
     "harvest_year_for",
 ]
 
@@ -106,11 +107,30 @@ class SystemFit:
 
     def curve(self, days: np.ndarray) -> np.ndarray:
         """The fitted NDVI on ``datetime64[D]`` days."""
-        t = np.asarray(days, dtype="datetime64[D]").astype(np.int64).astype(float)
-        value = np.full(t.shape, self.offset)
-        for fit in self.seasons:
-            value += fit.amplitude * _shape(fit.season, fit.dates["harvest"].year, t - fit.shift_days)
-        return value
+        return fitted_curves((self,), days)[0]
+
+
+def fitted_curves(fits: Sequence[SystemFit], days: np.ndarray) -> np.ndarray:
+    """The fitted NDVI of several fits on the same ``datetime64[D]`` days, evaluated together.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``len(fits) × days.shape``: row ``i`` is ``fits[i].curve(days)``.
+    """
+    t = np.asarray(days, dtype="datetime64[D]").astype(np.int64).astype(float)
+    column = (-1,) + (1,) * t.ndim
+    values = np.empty((len(fits),) + t.shape)
+    values[...] = np.array([f.offset for f in fits], dtype=float).reshape(column)
+    position = 0
+    while rows := [i for i, f in enumerate(fits) if len(f.seasons) > position]:
+        seasons = [fits[i].seasons[position] for i in rows]
+        parameters = np.array([(*_anchors(x.season, x.dates["harvest"].year), x.season.slot == "winter", x.shift_days,
+                                x.amplitude) for x in seasons], dtype=float)
+        sowing, greenup, senescence, top, winter, shift, amplitude = parameters.T.reshape((7,) + column)
+        values[rows] += amplitude * _shape_of(sowing, greenup, senescence, top, winter, t - shift)
+        position += 1
+    return values
 
 
 def explanations_for(region: str) -> list[Explanation]:
@@ -156,13 +176,18 @@ def _anchors(season: CropSeason, harvest_year: int) -> tuple[float, float, float
 
 def _shape(season: CropSeason, harvest_year: int, t: np.ndarray) -> np.ndarray:
     """Unit-amplitude canopy curve of a season at days ``t`` (days since 1970, any shape)."""
-    sowing, greenup, senescence, top = _anchors(season, harvest_year)
+    return _shape_of(*_anchors(season, harvest_year), season.slot == "winter", t)
+
+
+def _shape_of(sowing: float | np.ndarray, greenup: float | np.ndarray, senescence: float | np.ndarray,
+              top: float | np.ndarray, winter: bool | np.ndarray, t: np.ndarray) -> np.ndarray:
+    """:func:`_shape` from a season's :func:`_anchors` (scalars, or arrays broadcasting with ``t``)."""
     fall = 1 - _sigmoid((t - senescence) / STEEPNESS_DAYS)
     main = _sigmoid((t - greenup) / STEEPNESS_DAYS) * fall / top
-    if season.slot != "winter":
+    if not np.any(winter):
         return main
     autumn = WINTER_PLATEAU * _sigmoid((t - sowing - WINTER_EMERGENCE_DAYS) / STEEPNESS_DAYS) * fall
-    return np.maximum(main, autumn)
+    return np.where(winter, np.maximum(main, autumn), main)
 
 
 def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -342,13 +367,13 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
     sse, offset, amp = _bounded_fit(ys, shapes, tables.low, tables.high)
     rmse = np.sqrt(sse / len(t))
     score = rmse + shift_penalty * np.mean((delays / max(max_shift, 1)) ** 2, axis=1)
-    out = []
-    for p in range(len(ys)):
-        fits = tuple(SeasonFit(season, int(shifts[p, j]), float(amp[p, j]), float(amp[p, j] / tables.ranges[j]),
-                               _shifted_dates(season, tables.years[j], int(shifts[p, j])))
-                     for j, season in enumerate(seasons))
-        out.append(SystemFit(tables.explanation.name, float(score[p]), float(rmse[p]), float(offset[p]), fits))
-    return out
+    per_season = [list(zip(shifts[:, j].astype(int).tolist(), amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist()))
+                  for j in range(len(seasons))]
+    return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset,
+                      tuple(SeasonFit(season, shift, amplitude, scale, _shifted_dates(season, year, shift))
+                            for season, year, (shift, amplitude, scale) in zip(seasons, tables.years, plot_seasons)))
+            for plot_score, plot_rmse, plot_offset, *plot_seasons in zip(score.tolist(), rmse.tolist(), offset.tolist(),
+                                                                           *per_season)]
 
 
 def fit_explanations(

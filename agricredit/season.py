@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, harvest_year_for
+from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, fitted_curves, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
 from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
@@ -230,44 +230,76 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
 def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarray:
     """Which usable observations a plot's fit uses: all, except those without a cloud mask lying more than
     :data:`UNMASKED_CLOUD_DROP` below the best fit (undetected cloud: clouds only lower NDVI)."""
+    return _kept_observations(s, fits[0].curve(s.dates) if fits else None)
+
+
+def _kept_observations(s: PlotSeries, best_curve: np.ndarray | None) -> np.ndarray:
+    """:func:`fit_observations` from the best fit's curve on the plot's days (``None``: no fit)."""
     keep = np.ones(len(s.dates), dtype=bool)
-    if fits:
-        clouded = ~s.cloud_masked & (s.ndvi < fits[0].curve(s.dates) - UNMASKED_CLOUD_DROP)
+    if best_curve is not None:
+        clouded = ~s.cloud_masked & (s.ndvi < best_curve - UNMASKED_CLOUD_DROP)
         if np.count_nonzero(~clouded) >= 3:
             keep = ~clouded
     return keep
 
 
 def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[str, Any]
-               ) -> dict[str, tuple[list[SystemFit], np.ndarray]]:
-    """Each plot's ranked explanations, refitted without undetected clouds, and the observations used.
+               ) -> dict[str, tuple[list[SystemFit], np.ndarray, np.ndarray]]:
+    """Each plot's ranked explanations, refitted without undetected clouds, the observations used and the
+    fits' curves on them (a row per fit).
 
     Plots observed on the same days are fitted together (:func:`~agricredit.cropfit.fit_explanations_many`, the
-    same figures as one by one); a plot with fewer than 3 valid observations has no fit.
+    same figures as one by one) and their curves evaluated together; a plot with fewer than 3 valid
+    observations has no fit.
     """
-    out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool)) for plot_id, s in series.items() if len(s.dates) < 3}
+    out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool), np.empty((0, 0))) for plot_id, s in series.items()
+           if len(s.dates) < 3}
     first = _fit_by_days({plot_id: (s.dates, s.ndvi) for plot_id, s in series.items() if len(s.dates) >= 3},
                          region, fit_options)
-    keep = {plot_id: fit_observations(series[plot_id], fits) for plot_id, fits in first.items()}
+    best = _curves_by_days({plot_id: (series[plot_id].dates, fits[:1]) for plot_id, fits in first.items()})
+    keep = {plot_id: _kept_observations(series[plot_id], best[plot_id][0] if len(best[plot_id]) else None)
+            for plot_id in first}
     refits = _fit_by_days({plot_id: (series[plot_id].dates[k], series[plot_id].ndvi[k])
                            for plot_id, k in keep.items() if not k.all()}, region, fit_options)
-    for plot_id, fits in first.items():
-        out[plot_id] = (refits.get(plot_id, fits), keep[plot_id])
+    final = {plot_id: refits.get(plot_id, fits) for plot_id, fits in first.items()}
+    curves = _curves_by_days({plot_id: (series[plot_id].dates[keep[plot_id]], fits) for plot_id, fits in final.items()})
+    out.update((plot_id, (fits, keep[plot_id], curves[plot_id])) for plot_id, fits in final.items())
     return out
+
+
+def _curves_by_days(fits_on: Mapping[str, tuple[np.ndarray, Sequence[SystemFit]]]) -> dict[str, np.ndarray]:
+    """Each plot's fits' curves on its days (a row per fit): :func:`~agricredit.cropfit.fitted_curves` of all the
+    fits of the plots observed on the same days at once."""
+    out: dict[str, np.ndarray] = {}
+    for members in _by_days({plot_id: days for plot_id, (days, _) in fits_on.items()}):
+        rows = fitted_curves([f for plot_id in members for f in fits_on[plot_id][1]], fits_on[members[0]][0])
+        ends = np.cumsum([len(fits_on[plot_id][1]) for plot_id in members])
+        out.update(zip(members, np.split(rows, ends[:-1])))
+    return out
+
+
+def _by_days(days: Mapping[str, np.ndarray]) -> list[list[str]]:
+    """The plots grouped by their observation days (each group in first-seen order)."""
+    groups: dict[bytes, list[str]] = {}
+    for plot_id, dates in days.items():
+        groups.setdefault(dates.tobytes(), []).append(plot_id)
+    return list(groups.values())
 
 
 def _fit_by_days(observations: Mapping[str, tuple[np.ndarray, np.ndarray]], region: str,
                  fit_options: dict[str, Any]) -> dict[str, list[SystemFit]]:
     """:func:`~agricredit.cropfit.fit_explanations` of each plot's ``(dates, ndvi)``, plots grouped by their days."""
-    groups: dict[bytes, list[str]] = {}
-    for plot_id, (dates, _) in observations.items():
-        groups.setdefault(dates.tobytes(), []).append(plot_id)
     fitted: dict[str, list[SystemFit]] = {}
-    for members in groups.values():
+    for members in _by_days({plot_id: dates for plot_id, (dates, _) in observations.items()}):
         dates = observations[members[0]][0]
         ndvi = np.stack([observations[plot_id][1] for plot_id in members])
         fitted.update(zip(members, fit_explanations_many(dates, ndvi, region, **fit_options)))
     return fitted
+
+
+def _holds_declared(fit: SystemFit, declared: Sequence[Declared]) -> bool:
+    """True when every declared crop season is one of the fit's seasons."""
+    return all(any(d.matches(x.season) for x in fit.seasons) for d in declared)
 
 
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
@@ -279,7 +311,8 @@ def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
 
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
-                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float) -> list[Flag]:
+                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float,
+                     curves: np.ndarray | None = None) -> list[Flag]:
     """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
 
     Each declared crop is checked in its own window: its green period as fitted in the best
@@ -290,13 +323,14 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     explanation holding the declared crops is compared with the best explanation overall
     on the observations of the declared seasons' green periods (as fitted, widened by one
     logistic width), by RMSE there plus each fit's calendar prior. A declaration of one
-    season of a double-cropped year is judged on that season only.
+    season of a double-cropped year is judged on that season only. ``curves`` are the fits' curves on
+    ``dates`` (:func:`~agricredit.cropfit.fitted_curves`) when already evaluated.
     """
     best = fits[0]
     seasons = load_calendars()[region].values()
     no_calendar = sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
-    consistent = [f for f in fits if all(any(d.matches(s.season) for s in f.seasons) for d in declared)]
-    chosen = consistent[0] if consistent and declared else best
+    chosen_at = next((i for i, f in enumerate(fits) if _holds_declared(f, declared)), None)
+    chosen = fits[chosen_at] if chosen_at is not None else best
     row.update(best_crop=best.label, best_explanation=best.name, best_score=best.score, best_rmse=best.rmse,
                declared_explanation=chosen.name if declared else None, declared_score=np.nan)
     if no_calendar or best.rmse > max_fit_rmse:
@@ -306,7 +340,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
         })]
     if not declared:
         return []
-    if not consistent:  # each crop has a calendar here, but no cropping system of the region grows them together
+    if chosen_at is None:  # each crop has a calendar here, but no cropping system of the region grows them together
         return [Flag("CROP_MISMATCH", {
             "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
             "best_explanation": best.name, "declared_explanation": None, "declared_score": None,
@@ -333,11 +367,11 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     if not inside.any():
         return []
 
-    def window_score(fit: SystemFit) -> float:
-        residual = fit.curve(dates[inside]) - ndvi[inside]
-        return float(np.sqrt(np.mean(residual**2))) + fit.score - fit.rmse  # RMSE in the window + calendar prior
-
-    declared_score, best_score = window_score(chosen), min(window_score(f) for f in fits)
+    residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
+    window_rmse = np.sqrt(np.mean(residual**2, axis=1))
+    # RMSE in the window + calendar prior, of each fit
+    window_scores = [float(rmse) + f.score - f.rmse for rmse, f in zip(window_rmse, fits)]
+    declared_score, best_score = window_scores[chosen_at], min(window_scores)
     row.update(declared_score=declared_score, best_window_score=best_score)
     if declared_score - best_score > margin:
         return [Flag("CROP_MISMATCH", {
@@ -559,11 +593,12 @@ def season_rows(
                                "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
         row.update(phenology(days, curve))
-        plot_fits, used = fitted[plot_id]
+        plot_fits, used, curves = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
-                                     probabilities, min_observations_in_window=min_observations_in_window,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, curves, declared, region, run,
+                                     drawn_area_mu.get(plot_id, np.nan), probabilities,
+                                     min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
                                      max_sowing_shift_days=max_sowing_shift_days, min_covered_fraction=min_covered_fraction,
@@ -600,13 +635,14 @@ def split_season_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], di
     return ({k: v for k, v in options.items() if k in row_keys}, {k: v for k, v in options.items() if k in peer_keys})
 
 
-def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
+def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray, curves: np.ndarray,
                 declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
                 probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
                 cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
                 min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
                 crop_model_margin: float) -> list[Flag]:
-    """The satellite checks of one plot (filling ``row`` with the figures behind them)."""
+    """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
+    the observations ``used``, where their curves are ``curves`` (see :func:`_fit_plots`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
     if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
@@ -629,8 +665,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
             "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
             "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]), "acquisitions": s.n_acquisitions,
         })]
-    chosen = next((f for f in plot_fits if declared and all(any(d.matches(x.season) for x in f.seasons) for d in declared)),
-                  plot_fits[0] if plot_fits else None)
+    chosen = next((f for f in plot_fits if declared and _holds_declared(f, declared)), plot_fits[0] if plot_fits else None)
     own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
     window = _window_mask(s.dates, windows.values())
     threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
@@ -643,7 +678,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if plot_fits:
         row["crop_ranking"] = ";".join(f.name for f in plot_fits)
         crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
-                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
+                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse, curves=curves)
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)

@@ -36,8 +36,10 @@ PROBABILITIES = pd.Series({"maize": 0.625, "soybean": 0.25, "wheat": 0.125})
 
 
 def _fit_plot(s, region, fit_options):
-    """One plot through the season's batched fit (:func:`agricredit.season._fit_plots`)."""
-    return _fit_plots({"p": s}, region, fit_options)["p"]
+    """One plot's fits and observations used, through the season's batched fit (:func:`agricredit.season._fit_plots`)."""
+    fits, used, curves = _fit_plots({"p": s}, region, fit_options)["p"]
+    np.testing.assert_array_equal(curves, [f.curve(s.dates[used]) for f in fits] if fits else np.empty((0, 0)))
+    return fits, used
 
 
 def test_model_check_reports_the_best_crop_and_the_worst_declared_one():
