@@ -272,38 +272,41 @@ def _templates(explanation: Explanation, t: np.ndarray, run: tuple[np.datetime64
     return _Templates(explanation, years, ranges, min_scale * ranges, MAX_SCALE * ranges, span, centred, square, cross)
 
 
-def _least_sse(syy: np.ndarray, cy: list[np.ndarray], gram: list[list[np.ndarray]], low: np.ndarray,
-               high: np.ndarray) -> np.ndarray:
+def _least_sse(syy: np.ndarray, cy: list[np.ndarray], square: list[np.ndarray], cross: np.ndarray | None,
+               low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Smallest SSE of ``y ≈ b + Σ a_k g_k`` with ``low_k ≤ a_k ≤ high_k``, from centred moments, elementwise.
 
-    ``syy`` is ``Σ (y − ȳ)²``, ``cy[k]`` is ``Σ (y − ȳ)(g_k − ḡ_k)`` and ``gram[j][k]`` is
-    ``Σ (g_j − ḡ_j)(g_k − ḡ_k)`` (arrays of one shape, one element per plot and shift
-    combination; one or two seasons). The offset is free, so it is eliminated by the centring.
-    As :func:`_bounded_fit`: every active set of the box is solved (in closed form) and the
-    best feasible one kept; the SSE is evaluated at the solved amplitudes as
-    ``syy − 2 Σ a_k cy_k + Σ a_j a_k gram_jk``. A singular free system gives no candidate
-    (its minimum is also reached with one more bound active).
+    ``syy`` is ``Σ (y − ȳ)²``, ``cy[k]`` is ``Σ (y − ȳ)(g_k − ḡ_k)``, ``square[k]`` is
+    ``Σ (g_k − ḡ_k)²`` and ``cross`` is ``Σ (g_1 − ḡ_1)(g_2 − ḡ_2)`` (arrays of one shape,
+    one element per plot and shift combination; one season, or two with their ``cross``). The offset is free, so the centring eliminates it.
+    The SSE is convex in the amplitudes: its minimum over the box is the unconstrained
+    minimum when that lies inside, else it lies on an edge (one amplitude at a bound),
+    where it is the other amplitude's one-dimensional minimum clipped to its bounds. Each
+    candidate is a feasible point whose SSE is evaluated as
+    ``syy − 2 Σ a_k cy_k + Σ_j Σ_k a_j a_k Σ (g_j − ḡ_j)(g_k − ḡ_k)``; a flat curve (``square_k = 0``)
+    takes its lower bound.
     """
-    k = len(cy)
-    best = np.full(np.broadcast(syy, cy[0]).shape, np.inf)
+
+    def clipped(rhs: np.ndarray, k: int) -> np.ndarray:  # the 1-D minimum of amplitude k, clipped to its bounds
+        return np.clip(np.where(square[k] > 0, rhs / square[k], low[k]), low[k], high[k])
+
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for states in itertools.product((0, 1, 2), repeat=k):  # 0 free, 1 at low, 2 at high
-            amp: list = [low[j] if s == 1 else high[j] for j, s in enumerate(states)]
-            free = [j for j, s in enumerate(states) if s == 0]
-            rhs = [cy[j] - sum(gram[j][i] * amp[i] for i in range(k) if states[i]) for j in free]
-            if len(free) == 1:
-                amp[free[0]] = rhs[0] / gram[free[0]][free[0]]
-            elif len(free) == 2:
-                (i, j), (r_i, r_j) = free, rhs
-                det = gram[i][i] * gram[j][j] - gram[i][j] * gram[i][j]
-                amp[i] = (r_i * gram[j][j] - gram[i][j] * r_j) / det
-                amp[j] = (gram[i][i] * r_j - gram[i][j] * r_i) / det
-            feasible = np.ones(best.shape, dtype=bool)
-            for j in free:
-                feasible &= (amp[j] >= low[j] - 1e-9) & (amp[j] <= high[j] + 1e-9)
-            sse = (syy - 2 * sum(amp[j] * cy[j] for j in range(k))
-                   + sum(amp[i] * amp[j] * gram[i][j] for i in range(k) for j in range(k)))
-            best = np.where(feasible & (sse < best), sse, best)
+        if len(cy) == 1:
+            a = clipped(cy[0], 0)
+            return syy - 2 * a * cy[0] + a * a * square[0]
+        (c0, c1), (g00, g11), g01 = cy, square, cross
+
+        def sse(a0: np.ndarray, a1: np.ndarray) -> np.ndarray:
+            return syy - 2 * (a0 * c0 + a1 * c1) + a0 * a0 * g00 + 2 * a0 * a1 * g01 + a1 * a1 * g11
+
+        det = g00 * g11 - g01 * g01
+        a0, a1 = (c0 * g11 - g01 * c1) / det, (g00 * c1 - g01 * c0) / det
+        inside = (a0 >= low[0] - 1e-9) & (a0 <= high[0] + 1e-9) & (a1 >= low[1] - 1e-9) & (a1 <= high[1] + 1e-9)
+        best = np.where(inside, sse(a0, a1), np.inf)
+        for bound in (low[0], high[0]):
+            best = np.minimum(best, sse(bound, clipped(c1 - g01 * bound, 1)))
+        for bound in (low[1], high[1]):
+            best = np.minimum(best, sse(clipped(c0 - g01 * bound, 0), bound))
     return best
 
 
@@ -326,9 +329,9 @@ def _search(tables: _Templates, ys: np.ndarray, *, max_shift: int, shift_penalty
         # delay beyond the season before it (a summer crop is sown after the winter crop's harvest).
         rows = (np.cumsum(combos, axis=2) + tables.span).astype(np.intp)
         cy = [np.take_along_axis(products[j], rows[:, :, j], axis=1) for j in range(k)]
-        gram = [[tables.square[j][rows[:, :, j]] if i == j else tables.cross[rows[:, :, 0], rows[:, :, 1]]
-                 for j in range(k)] for i in range(k)]
-        sse = np.maximum(_least_sse(syy, cy, gram, tables.low, tables.high), 0.0)
+        square = [tables.square[j][rows[:, :, j]] for j in range(k)]
+        cross = tables.cross[rows[:, :, 0], rows[:, :, 1]] if k == 2 else None
+        sse = np.maximum(_least_sse(syy, cy, square, cross, tables.low, tables.high), 0.0)
         return np.sqrt(sse / n) + shift_penalty * np.mean((combos / max(max_shift, 1)) ** 2, axis=2)
 
     coarse = np.unique(np.r_[np.arange(-max_shift, max_shift + 1, SHIFT_STEP_DAYS), 0, max_shift]).astype(float)
