@@ -153,7 +153,7 @@ def _covers_every_sowing(clear_dates: np.ndarray, periods: Sequence[tuple], max_
     margin = np.timedelta64(int(STEEPNESS_DAYS), "D")
     for start, end in periods:
         start, end = start + margin, end - margin
-        seen = sorted(((c - end).astype(int), (c - start).astype(int)) for c in clear_dates)
+        seen = sorted(zip((clear_dates - end).astype(int).tolist(), (clear_dates - start).astype(int).tolist()))
         reach = -max_shift
         for low, high in seen:
             if low > reach:
@@ -178,7 +178,7 @@ def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.
     with np.errstate(invalid="ignore", divide="ignore"):
         share = (s.cropped_area_mu / (s.valid_frac * drawn) if np.isfinite(drawn) and drawn > 0
                  else np.where(s.ndvi >= threshold, 1.0, 0.0))
-    share = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+    share = np.fmin(np.fmax(share, 0.0), 1.0)  # NaN (nothing seen) → 0
     evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
                                 "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
     candidates = np.flatnonzero(window)
@@ -370,7 +370,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
     window_rmse = np.sqrt(np.mean(residual**2, axis=1))
     # RMSE in the window + calendar prior, of each fit
-    window_scores = [float(rmse) + f.score - f.rmse for rmse, f in zip(window_rmse, fits)]
+    window_scores = [rmse + f.score - f.rmse for rmse, f in zip(window_rmse.tolist(), fits)]
     declared_score, best_score = window_scores[chosen_at], min(window_scores)
     row.update(declared_score=declared_score, best_window_score=best_score)
     if declared_score - best_score > margin:
