@@ -84,6 +84,11 @@ class SeasonFit:
     scale: float  # amplitude / the crop's NDVI range of crops.csv
     dates: dict[str, dt.date]  # sowing ... harvest of the calendar, moved by the shift
 
+    @property
+    def harvest_year(self) -> int:
+        """The calendar's harvest year the season was fitted on (a shift may move the harvest into the next year)."""
+        return (self.dates["harvest"] - dt.timedelta(days=self.shift_days)).year
+
 
 @dataclass(frozen=True)
 class SystemFit:
@@ -125,7 +130,7 @@ def fitted_curves(fits: Sequence[SystemFit], days: np.ndarray) -> np.ndarray:
     position = 0
     while rows := [i for i, f in enumerate(fits) if len(f.seasons) > position]:
         seasons = [fits[i].seasons[position] for i in rows]
-        parameters = np.array([(*_anchors(x.season, x.dates["harvest"].year), x.season.slot == "winter", x.shift_days,
+        parameters = np.array([(*_anchors(x.season, x.harvest_year), x.season.slot == "winter", x.shift_days,
                                 x.amplitude) for x in seasons], dtype=float)
         sowing, greenup, senescence, top, winter, shift, amplitude = parameters.T.reshape((7,) + column)
         values[rows] += amplitude * _shape_of(sowing, greenup, senescence, top, winter, t - shift)

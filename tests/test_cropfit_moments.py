@@ -150,7 +150,7 @@ def _logistic_curve(fit, days):
 
     value = np.full(len(t), fit.offset)
     for x in fit.seasons:
-        calendar = x.season.dates(x.dates["harvest"].year)
+        calendar = x.season.dates((x.dates["harvest"] - dt.timedelta(days=x.shift_days)).year)
         day = {k: (d - dt.date(1970, 1, 1)).days + x.shift_days for k, d in calendar.items()}
         span = np.arange(day["greenup"] - 60, day["senescence"] + 60, dtype=float)
         top = np.max(rise((span - day["greenup"]) / 8.0) * rise(-(span - day["senescence"]) / 8.0))
@@ -181,3 +181,17 @@ def test_a_year_of_three_seasons_is_refused():
     with pytest.raises(InputError, match="one or two"):
         cropfit._templates(cropfit.Explanation("triple", seasons), np.arange(3.0) + 19000, PERIOD, max_shift=30,
                            min_scale=0.4)
+
+
+def test_a_curve_keeps_its_season_when_the_shift_moves_the_harvest_into_the_next_year():
+    # Delmarva's double-crop soybean is harvested on 10 November: 60 days later is 9 January 2024.
+    soybean = load_calendars()["delmarva"]["soybean:summer"]
+    calendar = soybean.dates(2023)
+    moved = {k: d + dt.timedelta(days=60) for k, d in calendar.items()}
+    assert moved["harvest"] == dt.date(2024, 1, 9)
+    fit = cropfit.SystemFit("soybean:summer", 0.0, 0.0, 0.2, (cropfit.SeasonFit(soybean, 60, 0.5, 0.7, moved),))
+    assert fit.seasons[0].harvest_year == 2023
+    days = np.arange(np.datetime64("2023-08-01"), np.datetime64("2024-01-31"), 7)
+    np.testing.assert_allclose(fit.curve(days), _logistic_curve(fit, days), rtol=1e-12, atol=1e-12)
+    peak = days[np.argmax(fit.curve(days))]  # the canopy peaks 60 days after the calendar's 30 August
+    assert abs((peak - np.datetime64("2023-10-29")).astype(int)) <= 7
