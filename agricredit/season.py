@@ -327,8 +327,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     ``dates`` (:func:`~agricredit.cropfit.fitted_curves`) when already evaluated.
     """
     best = fits[0]
-    seasons = load_calendars()[region].values()
-    no_calendar = sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
+    no_calendar = _without_calendar(region, tuple(declared))
     chosen_at = next((i for i, f in enumerate(fits) if _holds_declared(f, declared)), None)
     chosen = fits[chosen_at] if chosen_at is not None else best
     row.update(best_crop=best.label, best_explanation=best.name, best_score=best.score, best_rmse=best.rmse,
@@ -348,9 +347,9 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
         })]
     crops = load_crops()
     own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)]
-    inner = dt.timedelta(days=STEEPNESS_DAYS)
-    for x in own:  # each declared season must be seen green in its green period as fitted, or be hidden by clouds
-        green = _window_mask(dates, [(x.dates["greenup"] + inner, x.dates["senescence"] - inner)])
+    greens, inside = _fitted_green_masks(np.asarray(dates, dtype="datetime64[D]").tobytes(),
+                                         tuple((x.dates["greenup"], x.dates["senescence"]) for x in own))
+    for x, green in zip(own, greens):  # each declared season must be seen green in its green period as fitted
         threshold = crops[x.season.crop].cropped_ndvi_threshold
         if green.any() and ndvi[green].max() >= threshold:
             continue
@@ -361,12 +360,8 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
             return [Flag("CROP_MISMATCH", {**figures, "season_not_seen": x.season.key, "best_crop": best.label,
                                            "best_explanation": best.name, "method": "template"})]
         return [Flag("CLOUD_INSUFFICIENT", {**figures, "crop": x.season.crop, "green_period_unseen": True})]
-    pad = dt.timedelta(days=STEEPNESS_DAYS)
-    windows = [(x.dates["greenup"] - pad, x.dates["senescence"] + pad) for x in own]
-    inside = _window_mask(dates, windows)
     if not inside.any():
         return []
-
     residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
     window_rmse = np.sqrt(np.mean(residual**2, axis=1))
     # RMSE in the window + calendar prior, of each fit
@@ -374,13 +369,38 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     declared_score, best_score = window_scores[chosen_at], min(window_scores)
     row.update(declared_score=declared_score, best_window_score=best_score)
     if declared_score - best_score > margin:
+        width = dt.timedelta(days=STEEPNESS_DAYS)
         return [Flag("CROP_MISMATCH", {
             "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
             "best_explanation": best.name, "declared_explanation": chosen.name,
             "declared_score": declared_score, "best_score": best_score, "margin": margin, "method": "template",
-            "window": ";".join(f"{lo}/{hi}" for lo, hi in windows),
+            "window": ";".join(f"{x.dates['greenup'] - width}/{x.dates['senescence'] + width}" for x in own),
         })]
     return []
+
+
+@functools.lru_cache(maxsize=1024)
+def _without_calendar(region: str, declared: tuple[Declared, ...]) -> list[str]:
+    """The declared crops with no season in the region's calendar (cached: read only)."""
+    seasons = load_calendars()[region].values()
+    return sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
+
+
+@functools.lru_cache(maxsize=8192)
+def _fitted_green_masks(days: bytes, periods: tuple[tuple[dt.date, dt.date], ...]
+                        ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Which observation days (the bytes of a ``datetime64[D]`` array) fall in each fitted green period
+    ``(green-up, senescence)`` taken one logistic width inside, and in any of them widened by one logistic width.
+
+    Cached (plots seen on the same days with the same fitted dates share them): read only.
+    """
+    dates = np.frombuffer(days, dtype="datetime64[D]")
+    width = dt.timedelta(days=STEEPNESS_DAYS)
+    masks = [_window_mask(dates, [(lo + width, hi - width)]) for lo, hi in periods]
+    masks.append(_window_mask(dates, [(lo - width, hi + width) for lo, hi in periods]))
+    for mask in masks:
+        mask.flags.writeable = False
+    return tuple(masks[:-1]), masks[-1]
 
 
 def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, dates: np.ndarray,
@@ -635,6 +655,41 @@ def split_season_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], di
     return ({k: v for k, v in options.items() if k in row_keys}, {k: v for k, v in options.items() if k in peer_keys})
 
 
+@dataclass(frozen=True)
+class _DeclaredWindows:
+    """A declaration's crop windows on a plot's observation days (:func:`_declared_windows`)."""
+
+    green_periods: list[tuple]  # every declared crop's green periods on the calendar
+    thin: str  # the crop whose window holds the fewest observations ("season" when nothing is declared)
+    count: int  # how many
+    start: str | None  # its window (ISO dates)
+    end: str | None
+    mask: np.ndarray  # the observations in any crop's window (read only)
+    threshold: float  # the lowest cropped NDVI threshold of the declared crops (the table's without any)
+
+
+@functools.lru_cache(maxsize=4096)
+def _declared_windows(region: str, declared: tuple[Declared, ...], run: tuple[Any, Any], max_shift: int,
+                      days: bytes) -> _DeclaredWindows:
+    """Each declared crop's window (its green periods widened by the largest sowing shift, or the whole run
+    when nothing is declared) on the observation days ``days`` (the bytes of a ``datetime64[D]`` array).
+
+    Cached: the plots of a declaration seen on the same days share it (read only).
+    """
+    dates = np.frombuffer(days, dtype="datetime64[D]")
+    periods = _green_periods(region, declared, run)
+    pad = np.timedelta64(max_shift, "D")
+    windows = {crop: (min(p[0] for p in ps) - pad, max(p[1] for p in ps) + pad) for crop, ps in periods.items()}
+    windows = windows or {"season": run}
+    counts = {crop: int(np.count_nonzero(_window_mask(dates, [w]))) for crop, w in windows.items()}
+    thin = min(counts, key=counts.get)
+    mask = _window_mask(dates, windows.values())
+    mask.flags.writeable = False
+    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
+    return _DeclaredWindows([p for ps in periods.values() for p in ps], thin, counts[thin], _iso(windows[thin][0]),
+                            _iso(windows[thin][1]), mask, threshold)
+
+
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray, curves: np.ndarray,
                 declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
                 probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
@@ -652,23 +707,17 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if partial:
         plot_flags.append(Flag("PARTIAL_COVERAGE", {"max_covered_frac": s.max_covered_frac,
                                                     "min_covered_fraction": min_covered_fraction}))
-    periods = _green_periods(region, declared, run)
-    pad = np.timedelta64(int(max_sowing_shift_days), "D")
-    # Each declared crop's window: its green periods, widened by the largest sowing shift.
-    windows = {crop: (min(p[0] for p in ps) - pad, max(p[1] for p in ps) + pad) for crop, ps in periods.items()}
-    windows = windows or {"season": run}
-    counts = {crop: int(np.count_nonzero(_window_mask(s.dates, [w]))) for crop, w in windows.items()}
-    thin = min(counts, key=counts.get)
-    row.update(n_valid_in_window=counts[thin], window_start=_iso(windows[thin][0]), window_end=_iso(windows[thin][1]))
-    if counts[thin] < min_observations_in_window:
+    seen = _declared_windows(region, tuple(declared), run, int(max_sowing_shift_days),
+                             np.asarray(s.dates, dtype="datetime64[D]").tobytes())
+    thin, window, threshold = seen.thin, seen.mask, seen.threshold
+    row.update(n_valid_in_window=seen.count, window_start=seen.start, window_end=seen.end)
+    if seen.count < min_observations_in_window:
         return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
-            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
-            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]), "acquisitions": s.n_acquisitions,
+            "crop": thin, "valid_in_window": seen.count, "required": min_observations_in_window,
+            "window_start": seen.start, "window_end": seen.end, "acquisitions": s.n_acquisitions,
         })]
     chosen = next((f for f in plot_fits if declared and _holds_declared(f, declared)), plot_fits[0] if plot_fits else None)
     own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
-    window = _window_mask(s.dates, windows.values())
-    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
     evidence = _cropped_evidence(s, drawn, threshold, window)
     row.update({k: v for k, v in evidence.items() if k != "share"}, drawn_area_mu=drawn)
     row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
@@ -682,7 +731,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
-    green = [p for ps in periods.values() for p in ps]
+    green = seen.green_periods
     covered = _covers_every_sowing(s.dates[window & s.cloud_masked], green, max_sowing_shift_days)
     cultivation = _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=cultivated_min_share,
                                     min_season_amplitude=min_season_amplitude,
@@ -690,8 +739,8 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if cultivation is not None and not _covers_every_sowing(s.dates[window], green, max_sowing_shift_days):
         # Little crop seen, but clouds hid the crop's green period for some sowing dates: a cloud problem.
         return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
-            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
-            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]),
+            "crop": thin, "valid_in_window": seen.count, "required": min_observations_in_window,
+            "window_start": seen.start, "window_end": seen.end,
             "acquisitions": s.n_acquisitions, "green_period_unseen": True,
         })]
     return plot_flags + ([cultivation] if cultivation is not None else crop_flags)
