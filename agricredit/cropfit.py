@@ -33,7 +33,7 @@ import datetime as dt
 import functools
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -99,6 +99,8 @@ class SystemFit:
     rmse: float
     offset: float
     seasons: tuple[SeasonFit, ...]
+    #: The fitted NDVI on the days fitted (as :meth:`curve` there; read only), when made by a fit.
+    fitted: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def crops(self) -> tuple[str, ...]:
@@ -375,13 +377,18 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
     sse, offset, amp = _bounded_fit(ys, shapes, tables.low, tables.high)
     rmse = np.sqrt(sse / len(t))
     score = rmse + shift_penalty * np.mean((delays / max(max_shift, 1)) ** 2, axis=1)
+    fitted = np.repeat(offset[:, None], len(t), axis=1)  # as fitted_curves: the offset, then each season in turn
+    for j in range(len(seasons)):
+        fitted += amp[:, [j]] * shapes[:, :, j]
+    fitted.flags.writeable = False
     per_season = [list(zip(shifts[:, j].astype(int).tolist(), amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist()))
                   for j in range(len(seasons))]
     return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset,
                       tuple(SeasonFit(season, shift, amplitude, scale, _shifted_dates(season, year, shift))
-                            for season, year, (shift, amplitude, scale) in zip(seasons, tables.years, plot_seasons)))
-            for plot_score, plot_rmse, plot_offset, *plot_seasons in zip(score.tolist(), rmse.tolist(), offset.tolist(),
-                                                                           *per_season)]
+                            for season, year, (shift, amplitude, scale) in zip(seasons, tables.years, plot_seasons)),
+                      plot_fitted)
+            for plot_score, plot_rmse, plot_offset, plot_fitted, *plot_seasons
+            in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, *per_season)]
 
 
 def fit_explanations(

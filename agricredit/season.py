@@ -244,53 +244,32 @@ def _kept_observations(s: PlotSeries, best_curve: np.ndarray | None) -> np.ndarr
 
 
 def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[str, Any]
-               ) -> dict[str, tuple[list[SystemFit], np.ndarray, np.ndarray]]:
-    """Each plot's ranked explanations, refitted without undetected clouds, the observations used and the
-    fits' curves on them (a row per fit).
+               ) -> dict[str, tuple[list[SystemFit], np.ndarray]]:
+    """Each plot's ranked explanations, refitted without undetected clouds, and the observations used.
 
     Plots observed on the same days are fitted together (:func:`~agricredit.cropfit.fit_explanations_many`, the
-    same figures as one by one) and their curves evaluated together; a plot with fewer than 3 valid
-    observations has no fit.
+    same figures as one by one); a plot with fewer than 3 valid observations has no fit.
     """
-    out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool), np.empty((0, 0))) for plot_id, s in series.items()
-           if len(s.dates) < 3}
+    out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool)) for plot_id, s in series.items() if len(s.dates) < 3}
     first = _fit_by_days({plot_id: (s.dates, s.ndvi) for plot_id, s in series.items() if len(s.dates) >= 3},
                          region, fit_options)
-    best = _curves_by_days({plot_id: (series[plot_id].dates, fits[:1]) for plot_id, fits in first.items()})
-    keep = {plot_id: _kept_observations(series[plot_id], best[plot_id][0] if len(best[plot_id]) else None)
-            for plot_id in first}
+    keep = {plot_id: _kept_observations(series[plot_id], fits[0].fitted if fits else None)
+            for plot_id, fits in first.items()}
     refits = _fit_by_days({plot_id: (series[plot_id].dates[k], series[plot_id].ndvi[k])
                            for plot_id, k in keep.items() if not k.all()}, region, fit_options)
-    final = {plot_id: refits.get(plot_id, fits) for plot_id, fits in first.items()}
-    curves = _curves_by_days({plot_id: (series[plot_id].dates[keep[plot_id]], fits) for plot_id, fits in final.items()})
-    out.update((plot_id, (fits, keep[plot_id], curves[plot_id])) for plot_id, fits in final.items())
+    for plot_id, fits in first.items():
+        out[plot_id] = (refits.get(plot_id, fits), keep[plot_id])
     return out
-
-
-def _curves_by_days(fits_on: Mapping[str, tuple[np.ndarray, Sequence[SystemFit]]]) -> dict[str, np.ndarray]:
-    """Each plot's fits' curves on its days (a row per fit): :func:`~agricredit.cropfit.fitted_curves` of all the
-    fits of the plots observed on the same days at once."""
-    out: dict[str, np.ndarray] = {}
-    for members in _by_days({plot_id: days for plot_id, (days, _) in fits_on.items()}):
-        rows = fitted_curves([f for plot_id in members for f in fits_on[plot_id][1]], fits_on[members[0]][0])
-        ends = np.cumsum([len(fits_on[plot_id][1]) for plot_id in members])
-        out.update(zip(members, np.split(rows, ends[:-1])))
-    return out
-
-
-def _by_days(days: Mapping[str, np.ndarray]) -> list[list[str]]:
-    """The plots grouped by their observation days (each group in first-seen order)."""
-    groups: dict[bytes, list[str]] = {}
-    for plot_id, dates in days.items():
-        groups.setdefault(dates.tobytes(), []).append(plot_id)
-    return list(groups.values())
 
 
 def _fit_by_days(observations: Mapping[str, tuple[np.ndarray, np.ndarray]], region: str,
                  fit_options: dict[str, Any]) -> dict[str, list[SystemFit]]:
     """:func:`~agricredit.cropfit.fit_explanations` of each plot's ``(dates, ndvi)``, plots grouped by their days."""
+    groups: dict[bytes, list[str]] = {}
+    for plot_id, (dates, _) in observations.items():
+        groups.setdefault(dates.tobytes(), []).append(plot_id)
     fitted: dict[str, list[SystemFit]] = {}
-    for members in _by_days({plot_id: dates for plot_id, (dates, _) in observations.items()}):
+    for members in groups.values():
         dates = observations[members[0]][0]
         ndvi = np.stack([observations[plot_id][1] for plot_id in members])
         fitted.update(zip(members, fit_explanations_many(dates, ndvi, region, **fit_options)))
@@ -613,10 +592,10 @@ def season_rows(
                                "max_covered_frac": s.max_covered_frac}
         days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
         row.update(phenology(days, curve))
-        plot_fits, used, curves = fitted[plot_id]
+        plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, curves, declared, region, run,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run,
                                      drawn_area_mu.get(plot_id, np.nan), probabilities,
                                      min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
@@ -690,14 +669,14 @@ def _declared_windows(region: str, declared: tuple[Declared, ...], run: tuple[An
                             _iso(windows[thin][1]), mask, threshold)
 
 
-def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray, curves: np.ndarray,
+def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
                 declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
                 probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
                 cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
                 min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
                 crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
-    the observations ``used``, where their curves are ``curves`` (see :func:`_fit_plots`)."""
+    the observations ``used`` (:func:`_fit_plots`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
     if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
@@ -727,7 +706,8 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if plot_fits:
         row["crop_ranking"] = ";".join(f.name for f in plot_fits)
         crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
-                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse, curves=curves)
+                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
+                                      curves=np.array([f.fitted for f in plot_fits]))
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)

@@ -172,6 +172,8 @@ def test_fitted_curves_of_many_fits_are_each_fits_double_logistic():
     for fit, row in zip(fits, curves):
         np.testing.assert_allclose(row, _logistic_curve(fit, days), rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(fit.curve(days), row)
+        np.testing.assert_array_equal(fit.fitted, row)  # the NDVI of the fit on the days fitted, to the bit
+        assert not fit.fitted.flags.writeable
     assert cropfit.fitted_curves([], days).shape == (0, len(days))
 
 
