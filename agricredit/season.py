@@ -150,6 +150,15 @@ def _covers_every_sowing(clear_dates: np.ndarray, periods: Sequence[tuple], max_
     canopy is well developed. An observation on day ``c`` sees the period moved by any
     shift in ``[c − end, c − start]``; the union of those intervals must cover ``[−max_shift, max_shift]``.
     """
+    return _covers_days(np.asarray(clear_dates, dtype="datetime64[D]").tobytes(), tuple(map(tuple, periods)),
+                        int(max_shift))
+
+
+@functools.lru_cache(maxsize=4096)
+def _covers_days(days: bytes, periods: tuple[tuple, ...], max_shift: int) -> bool:
+    """:func:`_covers_every_sowing` of the days ``days`` (the bytes of a ``datetime64[D]`` array). Cached: plots
+    observed alike share the answer."""
+    clear_dates = np.frombuffer(days, dtype="datetime64[D]")
     margin = np.timedelta64(int(STEEPNESS_DAYS), "D")
     for start, end in periods:
         start, end = start + margin, end - margin
