@@ -285,35 +285,35 @@ def _least_sse(syy: np.ndarray, cy: list[np.ndarray], square: list[np.ndarray], 
 
     ``syy`` is ``Σ (y − ȳ)²``, ``cy[k]`` is ``Σ (y − ȳ)(g_k − ḡ_k)``, ``square[k]`` is
     ``Σ (g_k − ḡ_k)²`` and ``cross`` is ``Σ (g_1 − ḡ_1)(g_2 − ḡ_2)`` (arrays of one shape,
-    one element per plot and shift combination; one season, or two with their ``cross``). The offset is free, so the centring eliminates it.
-    The SSE is convex in the amplitudes: its minimum over the box is the unconstrained
-    minimum when that lies inside, else it lies on an edge (one amplitude at a bound),
-    where it is the other amplitude's one-dimensional minimum clipped to its bounds. Each
-    candidate is a feasible point whose SSE is evaluated as
-    ``syy − 2 Σ a_k cy_k + Σ_j Σ_k a_j a_k Σ (g_j − ḡ_j)(g_k − ḡ_k)``; a flat curve (``square_k = 0``)
-    takes its lower bound.
+    one element per plot and shift combination; one season, or two with their ``cross``).
+    The offset is free, so the centring eliminates it. The SSE
+    ``S(a) = syy − 2 Σ a_k cy_k + Σ_j Σ_k a_j a_k Σ (g_j − ḡ_j)(g_k − ḡ_k)`` is convex: its
+    minimum over the box is the unconstrained minimum when that lies inside, else it lies
+    on an edge (one amplitude at a bound), where it is the other amplitude's
+    one-dimensional minimum clipped to its bounds. Each candidate is a feasible point and
+    ``S`` is evaluated there; a flat curve (``square_k = 0``: any amplitude fits alike)
+    takes its upper bound.
     """
 
-    def clipped(rhs: np.ndarray, k: int) -> np.ndarray:  # the 1-D minimum of amplitude k, clipped to its bounds
-        return np.clip(np.where(square[k] > 0, rhs / square[k], low[k]), low[k], high[k])
+    def edge(k: int, bound: float) -> np.ndarray:  # S with amplitude k at ``bound``, the other at its clipped minimum
+        o = 1 - k
+        rhs = cy[o] - cross * bound
+        a = np.fmax(np.fmin(rhs / square[o], high[o]), low[o])
+        return syy - 2 * bound * cy[k] + bound * bound * square[k] + a * (a * square[o] - 2 * rhs)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if len(cy) == 1:
-            a = clipped(cy[0], 0)
-            return syy - 2 * a * cy[0] + a * a * square[0]
+            a = np.fmax(np.fmin(cy[0] / square[0], high[0]), low[0])
+            return syy + a * (a * square[0] - 2 * cy[0])
         (c0, c1), (g00, g11), g01 = cy, square, cross
-
-        def sse(a0: np.ndarray, a1: np.ndarray) -> np.ndarray:
-            return syy - 2 * (a0 * c0 + a1 * c1) + a0 * a0 * g00 + 2 * a0 * a1 * g01 + a1 * a1 * g11
-
         det = g00 * g11 - g01 * g01
         a0, a1 = (c0 * g11 - g01 * c1) / det, (g00 * c1 - g01 * c0) / det
         inside = (a0 >= low[0] - 1e-9) & (a0 <= high[0] + 1e-9) & (a1 >= low[1] - 1e-9) & (a1 <= high[1] + 1e-9)
-        best = np.where(inside, sse(a0, a1), np.inf)
-        for bound in (low[0], high[0]):
-            best = np.minimum(best, sse(bound, clipped(c1 - g01 * bound, 1)))
-        for bound in (low[1], high[1]):
-            best = np.minimum(best, sse(clipped(c0 - g01 * bound, 0), bound))
+        best = np.where(inside, syy - 2 * (a0 * c0 + a1 * c1) + a0 * a0 * g00 + 2 * a0 * a1 * g01 + a1 * a1 * g11,
+                        np.inf)
+        for k in (0, 1):
+            for bound in (low[k], high[k]):
+                best = np.minimum(best, edge(k, bound))
     return best
 
 
