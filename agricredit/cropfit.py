@@ -18,8 +18,12 @@ crop's harvest) and an amplitude ``a_k`` between ``min_template_scale`` and
 :data:`MAX_SCALE` times the crop's NDVI range (``peak_ndvi − base_ndvi`` of
 ``crops.csv``): a flat line is never a crop, because every season of an
 explanation must rise by at least that much. The amplitudes and offset are
-solved exactly under their bounds (every active set of the box constraints is
-tried) for every whole-day shift on a coarse grid, then refined to the day.
+solved exactly under their bounds for every whole-day shift on a coarse grid,
+then refined to the day. The search works on moments: each season's curve is
+tabulated once for every whole-day shift, so a shift combination's bounded
+least squares follows from a few sums (closed form, :func:`_least_sse`); the
+chosen combination is then solved on the series itself, every active set of
+the box constraints tried (:func:`_bounded_fit`).
 
 The explanation's *score* is its RMSE plus a calendar prior
 ``shift_penalty · mean_k (d_k / max_sowing_shift_days)²`` (``d_k`` each season's
@@ -367,7 +371,8 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
     """The best fit of one explanation to each row of ``ys`` (P series observed on the same days ``t``).
 
     The shifts are searched on moments (:func:`_search`); the chosen combination's offset,
-    amplitudes and RMSE are then solved on the series itself (:func:`_bounded_fit`).
+    amplitudes and RMSE are then solved on the series itself (:func:`_bounded_fit`), and its
+    curve on the days kept as :attr:`SystemFit.fitted`.
     """
     seasons = tables.explanation.seasons
     delays = _search(tables, ys, max_shift=max_shift, shift_penalty=shift_penalty)

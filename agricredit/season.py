@@ -647,7 +647,7 @@ def split_season_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], di
 class _DeclaredWindows:
     """A declaration's crop windows on a plot's observation days (:func:`_declared_windows`)."""
 
-    green_periods: list[tuple]  # every declared crop's green periods on the calendar
+    green_periods: tuple[tuple, ...]  # every declared crop's green periods on the calendar
     thin: str  # the crop whose window holds the fewest observations ("season" when nothing is declared)
     count: int  # how many
     start: str | None  # its window (ISO dates)
@@ -674,7 +674,7 @@ def _declared_windows(region: str, declared: tuple[Declared, ...], run: tuple[An
     mask = _window_mask(dates, windows.values())
     mask.flags.writeable = False
     threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
-    return _DeclaredWindows([p for ps in periods.values() for p in ps], thin, counts[thin], _iso(windows[thin][0]),
+    return _DeclaredWindows(tuple(p for ps in periods.values() for p in ps), thin, counts[thin], _iso(windows[thin][0]),
                             _iso(windows[thin][1]), mask, threshold)
 
 
