@@ -63,10 +63,20 @@ def _reference_fits(explanation, days, ys, *, max_shift=30, shift_penalty=0.05, 
 
 
 def _series(seed: int, days: np.ndarray) -> np.ndarray:
-    """Random series, random walks and the independent generator's crop seasons (``season_truth``)."""
+    """Random series, random walks, the templates themselves (shifted, scaled, noisy) and the independent
+    generator's crop seasons (``season_truth``)."""
     rng = np.random.default_rng(seed)
     t = days.astype(np.int64).astype(float)
     walks = 0.3 + np.cumsum(rng.normal(0, 0.08, (20, len(days))), axis=1)
+    templates = []
+    for explanation in cropfit.explanations_for("ncp") * 4:
+        ndvi = np.full(len(t), rng.uniform(0.1, 0.25)) + rng.normal(0, 0.015, len(t))
+        shift = 0.0
+        for season in explanation.seasons:
+            shift += rng.integers(-35, 36)  # now and then beyond the largest shift searched
+            year = cropfit.harvest_year_for(season, *PERIOD)
+            ndvi += rng.uniform(0.2, 1.2) * cropfit._shape(season, year, t - shift)
+        templates.append(ndvi)
     plots = truth.make_plots("ncp", 2, seed, scenarios={"clear": 1.0}, n_bare=2)
     crops = []
     for plot in plots:  # each season's canopy over the base, as season_truth draws it, with noise
@@ -76,7 +86,7 @@ def _series(seed: int, days: np.ndarray) -> np.ndarray:
                                                                            s["winter"])
             ndvi = np.maximum(ndvi, plot.params["base"] + bump)
         crops.append(ndvi + rng.normal(0, 0.02, len(t)))
-    return np.vstack([rng.uniform(0.05, 0.9, (20, len(days))), walks, np.array(crops)])
+    return np.vstack([rng.uniform(0.05, 0.9, (20, len(days))), walks, np.array(templates), np.array(crops)])
 
 
 @pytest.mark.parametrize(("seed", "n_days"), [(1, 3), (2, 6), (3, 9), (4, 30)])
