@@ -18,8 +18,12 @@ crop's harvest) and an amplitude ``a_k`` between ``min_template_scale`` and
 :data:`MAX_SCALE` times the crop's NDVI range (``peak_ndvi − base_ndvi`` of
 ``crops.csv``): a flat line is never a crop, because every season of an
 explanation must rise by at least that much. The amplitudes and offset are
-solved exactly under their bounds (every active set of the box constraints is
-tried) for every whole-day shift on a coarse grid, then refined to the day.
+solved exactly under their bounds for every whole-day shift on a coarse grid,
+then refined to the day. The search works on moments: each season's curve is
+tabulated once for every whole-day shift, so a shift combination's bounded
+least squares follows from a few sums (closed form, :func:`_least_sse`); the
+chosen combination is then solved on the series itself, every active set of
+the box constraints tried (:func:`_bounded_fit`).
 
 The explanation's *score* is its RMSE plus a calendar prior
 ``shift_penalty · mean_k (d_k / max_sowing_shift_days)²`` (``d_k`` each season's
@@ -33,7 +37,7 @@ import datetime as dt
 import functools
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,6 +53,7 @@ __all__ = [
     "explanations_for",
     "fit_explanations",
     "fit_explanations_many",
+    "fitted_curves",
     "harvest_year_for",
 ]
 
@@ -83,6 +88,11 @@ class SeasonFit:
     scale: float  # amplitude / the crop's NDVI range of crops.csv
     dates: dict[str, dt.date]  # sowing ... harvest of the calendar, moved by the shift
 
+    @property
+    def harvest_year(self) -> int:
+        """The calendar's harvest year the season was fitted on (a shift may move the harvest into the next year)."""
+        return (self.dates["harvest"] - dt.timedelta(days=self.shift_days)).year
+
 
 @dataclass(frozen=True)
 class SystemFit:
@@ -93,6 +103,8 @@ class SystemFit:
     rmse: float
     offset: float
     seasons: tuple[SeasonFit, ...]
+    #: The fitted NDVI on the days fitted (as :meth:`curve` there; read only), when made by a fit.
+    fitted: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def crops(self) -> tuple[str, ...]:
@@ -106,11 +118,30 @@ class SystemFit:
 
     def curve(self, days: np.ndarray) -> np.ndarray:
         """The fitted NDVI on ``datetime64[D]`` days."""
-        t = np.asarray(days, dtype="datetime64[D]").astype(np.int64).astype(float)
-        value = np.full(t.shape, self.offset)
-        for fit in self.seasons:
-            value += fit.amplitude * _shape(fit.season, fit.dates["harvest"].year, t - fit.shift_days)
-        return value
+        return fitted_curves((self,), days)[0]
+
+
+def fitted_curves(fits: Sequence[SystemFit], days: np.ndarray) -> np.ndarray:
+    """The fitted NDVI of several fits on the same ``datetime64[D]`` days, evaluated together.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``len(fits) × days.shape``: row ``i`` is ``fits[i].curve(days)``.
+    """
+    t = np.asarray(days, dtype="datetime64[D]").astype(np.int64).astype(float)
+    column = (-1,) + (1,) * t.ndim
+    values = np.empty((len(fits),) + t.shape)
+    values[...] = np.array([f.offset for f in fits], dtype=float).reshape(column)
+    position = 0
+    while rows := [i for i, f in enumerate(fits) if len(f.seasons) > position]:
+        seasons = [fits[i].seasons[position] for i in rows]
+        parameters = np.array([(*_anchors(x.season, x.harvest_year), x.season.slot == "winter", x.shift_days,
+                                x.amplitude) for x in seasons], dtype=float)
+        sowing, greenup, senescence, top, winter, shift, amplitude = parameters.T.reshape((7,) + column)
+        values[rows] += amplitude * _shape_of(sowing, greenup, senescence, top, winter, t - shift)
+        position += 1
+    return values
 
 
 def explanations_for(region: str) -> list[Explanation]:
@@ -156,13 +187,18 @@ def _anchors(season: CropSeason, harvest_year: int) -> tuple[float, float, float
 
 def _shape(season: CropSeason, harvest_year: int, t: np.ndarray) -> np.ndarray:
     """Unit-amplitude canopy curve of a season at days ``t`` (days since 1970, any shape)."""
-    sowing, greenup, senescence, top = _anchors(season, harvest_year)
+    return _shape_of(*_anchors(season, harvest_year), season.slot == "winter", t)
+
+
+def _shape_of(sowing: float | np.ndarray, greenup: float | np.ndarray, senescence: float | np.ndarray,
+              top: float | np.ndarray, winter: bool | np.ndarray, t: np.ndarray) -> np.ndarray:
+    """:func:`_shape` from a season's :func:`_anchors` (scalars, or arrays broadcasting with ``t``)."""
     fall = 1 - _sigmoid((t - senescence) / STEEPNESS_DAYS)
     main = _sigmoid((t - greenup) / STEEPNESS_DAYS) * fall / top
-    if season.slot != "winter":
+    if not np.any(winter):
         return main
     autumn = WINTER_PLATEAU * _sigmoid((t - sowing - WINTER_EMERGENCE_DAYS) / STEEPNESS_DAYS) * fall
-    return np.maximum(main, autumn)
+    return np.where(winter, np.maximum(main, autumn), main)
 
 
 def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -200,68 +236,164 @@ def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.nd
     return best_sse, best_offset, best_amp
 
 
-#: Plots fitted together in one block of :func:`_fit_many` (bounds the temporary arrays to a few tens of MB).
+#: Plots fitted together in one block of :func:`_search` (bounds the temporary arrays to a few MB).
 FIT_BLOCK_PLOTS = 512
 
 
-def _fit_many(explanation: Explanation, t: np.ndarray, ys: np.ndarray, run: tuple[np.datetime64, np.datetime64], *,
-              max_shift: int, shift_penalty: float, min_scale: float) -> list[SystemFit]:
-    """The best fit of one explanation to each row of ``ys`` (P series observed on the same days ``t``).
+@dataclass(frozen=True)
+class _Templates:
+    """One explanation on the fit days: its seasons' years and amplitude bounds, and its curves for every shift.
 
-    Each series is searched exactly as if alone (same grids, same arithmetic per shift combination): the
-    plots only share the array operations.
+    Shifts are whole days, so each season's curve ``g_k(t − s)`` is tabulated once for every
+    ``s`` in ``[−K·max_shift, K·max_shift]`` (row ``s + K·max_shift``), centred on its mean over
+    the days, with the moments that depend on the shifts alone: ``Σ g_k²`` per shift and, for a
+    rotation, ``Σ g_1 g_2`` per pair of shifts. Fitting a plot then only needs ``Σ y g_k`` per
+    shift (one product per block of plots) and ``Σ y²``.
     """
+
+    explanation: Explanation
+    years: tuple[int, ...]
+    ranges: np.ndarray  # each season's crop NDVI range (K)
+    low: np.ndarray  # amplitude bounds (K)
+    high: np.ndarray
+    span: int  # the largest |shift| tabulated
+    centred: tuple[np.ndarray, ...]  # per season: (2·span + 1) × n
+    square: tuple[np.ndarray, ...]  # per season: Σ centred² per shift
+    cross: np.ndarray | None  # Σ centred_1[s_1] · centred_2[s_2] (rotations only)
+
+
+def _templates(explanation: Explanation, t: np.ndarray, run: tuple[np.datetime64, np.datetime64], *,
+               max_shift: int, min_scale: float) -> _Templates:
+    """Tabulate an explanation's season curves on the days ``t`` (see :class:`_Templates`)."""
     crops = load_crops()
     seasons = explanation.seasons
+    if len(seasons) > 2:
+        raise InputError(f"explanation {explanation.name!r} has {len(seasons)} seasons; a year holds one or two")
     year = harvest_year_for(seasons[-1], *run)
     # The seasons of a rotation belong to one year: the first is harvested before the second is sown.
-    years = [year if i == len(seasons) - 1 or seasons[i].dates(year)["harvest"] <= seasons[-1].dates(year)["sowing"]
-             else year + 1 for i in range(len(seasons))]
+    years = tuple(year if i == len(seasons) - 1 or seasons[i].dates(year)["harvest"] <= seasons[-1].dates(year)["sowing"]
+                  else year + 1 for i in range(len(seasons)))
     ranges = np.array([crops[s.crop].peak_ndvi - crops[s.crop].base_ndvi for s in seasons])
-    low, high = min_scale * ranges, MAX_SCALE * ranges
-    n_plots, n = ys.shape
+    span = len(seasons) * max_shift
+    shifts = np.arange(-span, span + 1, dtype=float)
+    curves = [_shape(s, yr, t[None, :] - shifts[:, None]) for s, yr in zip(seasons, years)]
+    centred = tuple(c - c.mean(axis=1, keepdims=True) for c in curves)
+    square = tuple(np.einsum("sn,sn->s", c, c) for c in centred)
+    cross = np.einsum("an,bn->ab", centred[0], centred[1]) if len(seasons) == 2 else None
+    return _Templates(explanation, years, ranges, min_scale * ranges, MAX_SCALE * ranges, span, centred, square, cross)
 
-    def evaluate(combos: np.ndarray) -> tuple[np.ndarray, ...]:
+
+def _least_sse(syy: np.ndarray, cy: list[np.ndarray], square: list[np.ndarray], cross: np.ndarray | None,
+               low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Smallest SSE of ``y ≈ b + Σ a_k g_k`` with ``low_k ≤ a_k ≤ high_k``, from centred moments, elementwise.
+
+    ``syy`` is ``Σ (y − ȳ)²``, ``cy[k]`` is ``Σ (y − ȳ)(g_k − ḡ_k)``, ``square[k]`` is
+    ``Σ (g_k − ḡ_k)²`` and ``cross`` is ``Σ (g_1 − ḡ_1)(g_2 − ḡ_2)`` (arrays of one shape,
+    one element per plot and shift combination; one season, or two with their ``cross``).
+    The offset is free, so the centring eliminates it. The SSE
+    ``S(a) = syy − 2 Σ a_k cy_k + Σ_j Σ_k a_j a_k Σ (g_j − ḡ_j)(g_k − ḡ_k)`` is convex: its
+    minimum over the box is the unconstrained minimum when that lies inside, else it lies
+    on an edge (one amplitude at a bound), where it is the other amplitude's
+    one-dimensional minimum clipped to its bounds. Each candidate is a feasible point and
+    ``S`` is evaluated there; a flat curve (``square_k = 0``: any amplitude fits alike)
+    takes its upper bound.
+    """
+
+    def edge(k: int, bound: float) -> np.ndarray:  # S with amplitude k at ``bound``, the other at its clipped minimum
+        o = 1 - k
+        rhs = cy[o] - cross * bound
+        a = np.fmax(np.fmin(rhs / square[o], high[o]), low[o])
+        return syy - 2 * bound * cy[k] + bound * bound * square[k] + a * (a * square[o] - 2 * rhs)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if len(cy) == 1:
+            a = np.fmax(np.fmin(cy[0] / square[0], high[0]), low[0])
+            return syy + a * (a * square[0] - 2 * cy[0])
+        (c0, c1), (g00, g11), g01 = cy, square, cross
+        det = g00 * g11 - g01 * g01
+        a0, a1 = (c0 * g11 - g01 * c1) / det, (g00 * c1 - g01 * c0) / det
+        inside = (a0 >= low[0] - 1e-9) & (a0 <= high[0] + 1e-9) & (a1 >= low[1] - 1e-9) & (a1 <= high[1] + 1e-9)
+        best = np.where(inside, syy - 2 * (a0 * c0 + a1 * c1) + a0 * a0 * g00 + 2 * a0 * a1 * g01 + a1 * a1 * g11,
+                        np.inf)
+        for k in (0, 1):
+            for bound in (low[k], high[k]):
+                best = np.minimum(best, edge(k, bound))
+    return best
+
+
+def _search(tables: _Templates, ys: np.ndarray, *, max_shift: int, shift_penalty: float) -> np.ndarray:
+    """Each row of ``ys``'s best shift combination (P × K: each season's own delay, see :func:`_fit_many`).
+
+    Seasons of a rotation barely overlap in time, so their shifts are searched one at a
+    time (coordinate descent, twice round), on a coarse grid and then day by day. Each
+    combination is scored from the moments of :class:`_Templates` (:func:`_least_sse`), so a
+    series is searched exactly as if alone: the plots only share the array operations.
+    """
+    n_plots, n = ys.shape
+    k = len(tables.centred)
+    centred_y = ys - ys.mean(axis=1, keepdims=True)
+    syy = np.einsum("pn,pn->p", centred_y, centred_y)[:, None]
+    products = [np.einsum("pn,sn->ps", centred_y, c) for c in tables.centred]  # Σ y g_k per plot and shift
+
+    def score(combos: np.ndarray) -> np.ndarray:
         # combos (P × V × K) hold each season's own delay: the first season's shift, then each next season's
         # delay beyond the season before it (a summer crop is sown after the winter crop's harvest).
-        n_values = combos.shape[1]
-        flat = combos.reshape(-1, len(seasons))
-        shifts = np.cumsum(flat, axis=1)
-        shapes = np.stack([_shape(s, yr, t[None, :] - shifts[:, [j]]) for j, (s, yr) in enumerate(zip(seasons, years))],
-                          axis=2)
-        sse, offset, amp = _bounded_fit(np.repeat(ys, n_values, axis=0), shapes, low, high)
-        rmse = np.sqrt(sse / n)
-        score = rmse + shift_penalty * np.mean((flat / max(max_shift, 1)) ** 2, axis=1)
-        return (combos, score.reshape(n_plots, n_values), rmse.reshape(n_plots, n_values),
-                offset.reshape(n_plots, n_values), amp.reshape(n_plots, n_values, -1))
+        rows = (np.cumsum(combos, axis=2) + tables.span).astype(np.intp)
+        cy = [np.take_along_axis(products[j], rows[:, :, j], axis=1) for j in range(k)]
+        square = [tables.square[j][rows[:, :, j]] for j in range(k)]
+        cross = tables.cross[rows[:, :, 0], rows[:, :, 1]] if k == 2 else None
+        sse = np.maximum(_least_sse(syy, cy, square, cross, tables.low, tables.high), 0.0)
+        return np.sqrt(sse / n) + shift_penalty * np.mean((combos / max(max_shift, 1)) ** 2, axis=2)
 
-    # Seasons of a rotation barely overlap in time, so their shifts are searched one at a
-    # time (coordinate descent, twice round), on a coarse grid and then day by day.
     coarse = np.unique(np.r_[np.arange(-max_shift, max_shift + 1, SHIFT_STEP_DAYS), 0, max_shift]).astype(float)
-    centre = np.zeros((n_plots, len(seasons)))
-    rows = np.arange(n_plots)
+    centre = np.zeros((n_plots, k))
+    plots = np.arange(n_plots)
     for grid in (coarse, None):
-        for _ in range(2 if len(seasons) > 1 else 1):
-            for j in range(len(seasons)):
+        for _ in range(2 if k > 1 else 1):
+            for j in range(k):
                 values = (np.broadcast_to(grid, (n_plots, len(grid))) if grid is not None else
                           np.clip(centre[:, [j]] + np.arange(-SHIFT_STEP_DAYS + 1, SHIFT_STEP_DAYS),
                                   -max_shift, max_shift))
                 combos = np.repeat(centre[:, None, :], values.shape[1], axis=1)
                 combos[:, :, j] = values
-                combos, score, rmse, offset, amp = evaluate(combos)
-                centre = combos[rows, np.argmin(score, axis=1)].copy()
-    best = np.argmin(score, axis=1)
-    calendar = [season.dates(yr) for season, yr in zip(seasons, years)]
-    out = []
-    for p in range(n_plots):
-        b = best[p]
-        fits = []
-        for j, season in enumerate(seasons):
-            shift = int(combos[p, b, : j + 1].sum())
-            dates = {k: d + dt.timedelta(days=shift) for k, d in calendar[j].items()}
-            fits.append(SeasonFit(season, shift, float(amp[p, b, j]), float(amp[p, b, j] / ranges[j]), dates))
-        out.append(SystemFit(explanation.name, float(score[p, b]), float(rmse[p, b]), float(offset[p, b]), tuple(fits)))
-    return out
+                centre = combos[plots, np.argmin(score(combos), axis=1)]
+    return centre
+
+
+@functools.lru_cache(maxsize=4096)
+def _shifted_dates(season: CropSeason, harvest_year: int, shift: int) -> dict[str, dt.date]:
+    """The season's calendar dates of ``harvest_year`` moved by ``shift`` days (cached: read only)."""
+    return {k: d + dt.timedelta(days=shift) for k, d in season.dates(harvest_year).items()}
+
+
+def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: int,
+              shift_penalty: float) -> list[SystemFit]:
+    """The best fit of one explanation to each row of ``ys`` (P series observed on the same days ``t``).
+
+    The shifts are searched on moments (:func:`_search`); the chosen combination's offset,
+    amplitudes and RMSE are then solved on the series itself (:func:`_bounded_fit`), and its
+    curve on the days kept as :attr:`SystemFit.fitted`.
+    """
+    seasons = tables.explanation.seasons
+    delays = _search(tables, ys, max_shift=max_shift, shift_penalty=shift_penalty)
+    shifts = np.cumsum(delays, axis=1)
+    shapes = np.stack([_shape(s, yr, t[None, :] - shifts[:, [j]]) for j, (s, yr) in enumerate(zip(seasons, tables.years))],
+                      axis=2)
+    sse, offset, amp = _bounded_fit(ys, shapes, tables.low, tables.high)
+    rmse = np.sqrt(sse / len(t))
+    score = rmse + shift_penalty * np.mean((delays / max(max_shift, 1)) ** 2, axis=1)
+    fitted = np.repeat(offset[:, None], len(t), axis=1)  # as fitted_curves: the offset, then each season in turn
+    for j in range(len(seasons)):
+        fitted += amp[:, [j]] * shapes[:, :, j]
+    fitted.flags.writeable = False
+    per_season = [list(zip(shifts[:, j].astype(int).tolist(), amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist()))
+                  for j in range(len(seasons))]
+    return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset,
+                      tuple(SeasonFit(season, shift, amplitude, scale, _shifted_dates(season, year, shift))
+                            for season, year, (shift, amplitude, scale) in zip(seasons, tables.years, plot_seasons)),
+                      plot_fitted)
+            for plot_score, plot_rmse, plot_offset, plot_fitted, *plot_seasons
+            in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, *per_season)]
 
 
 def fit_explanations(
@@ -340,10 +472,11 @@ def fit_explanations_many(
     run = tuple(period) if period is not None else (days.min(), days.max())
     wanted = set(names) if names is not None else None
     chosen = [e for e in explanations_for(region) if wanted is None or e.name in wanted]
+    max_shift = int(max_sowing_shift_days)
+    tables = [_templates(e, t, run, max_shift=max_shift, min_scale=min_template_scale) for e in chosen]
     ranked: list[list[SystemFit]] = []
     for first in range(0, len(ys), FIT_BLOCK_PLOTS):
         block = ys[first:first + FIT_BLOCK_PLOTS]
-        per_explanation = [_fit_many(e, t, block, run, max_shift=int(max_sowing_shift_days),
-                                     shift_penalty=shift_penalty, min_scale=min_template_scale) for e in chosen]
+        per_explanation = [_fit_many(e, t, block, max_shift=max_shift, shift_penalty=shift_penalty) for e in tables]
         ranked.extend(sorted(fits, key=lambda f: (f.score, f.name)) for fits in zip(*per_explanation))
     return ranked

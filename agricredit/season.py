@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, harvest_year_for
+from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, fitted_curves, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
 from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
@@ -150,10 +150,19 @@ def _covers_every_sowing(clear_dates: np.ndarray, periods: Sequence[tuple], max_
     canopy is well developed. An observation on day ``c`` sees the period moved by any
     shift in ``[c − end, c − start]``; the union of those intervals must cover ``[−max_shift, max_shift]``.
     """
+    return _covers_days(np.asarray(clear_dates, dtype="datetime64[D]").tobytes(), tuple(map(tuple, periods)),
+                        int(max_shift))
+
+
+@functools.lru_cache(maxsize=4096)
+def _covers_days(days: bytes, periods: tuple[tuple, ...], max_shift: int) -> bool:
+    """:func:`_covers_every_sowing` of the days ``days`` (the bytes of a ``datetime64[D]`` array). Cached: plots
+    observed alike share the answer."""
+    clear_dates = np.frombuffer(days, dtype="datetime64[D]")
     margin = np.timedelta64(int(STEEPNESS_DAYS), "D")
     for start, end in periods:
         start, end = start + margin, end - margin
-        seen = sorted(((c - end).astype(int), (c - start).astype(int)) for c in clear_dates)
+        seen = sorted(zip((clear_dates - end).astype(int).tolist(), (clear_dates - start).astype(int).tolist()))
         reach = -max_shift
         for low, high in seen:
             if low > reach:
@@ -178,7 +187,7 @@ def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.
     with np.errstate(invalid="ignore", divide="ignore"):
         share = (s.cropped_area_mu / (s.valid_frac * drawn) if np.isfinite(drawn) and drawn > 0
                  else np.where(s.ndvi >= threshold, 1.0, 0.0))
-    share = np.clip(np.nan_to_num(share, nan=0.0), 0.0, 1.0)
+    share = np.fmin(np.fmax(share, 0.0), 1.0)  # NaN (nothing seen) → 0
     evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
                                 "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
     candidates = np.flatnonzero(window)
@@ -230,9 +239,14 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
 def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarray:
     """Which usable observations a plot's fit uses: all, except those without a cloud mask lying more than
     :data:`UNMASKED_CLOUD_DROP` below the best fit (undetected cloud: clouds only lower NDVI)."""
+    return _kept_observations(s, fits[0].curve(s.dates) if fits else None)
+
+
+def _kept_observations(s: PlotSeries, best_curve: np.ndarray | None) -> np.ndarray:
+    """:func:`fit_observations` from the best fit's curve on the plot's days (``None``: no fit)."""
     keep = np.ones(len(s.dates), dtype=bool)
-    if fits:
-        clouded = ~s.cloud_masked & (s.ndvi < fits[0].curve(s.dates) - UNMASKED_CLOUD_DROP)
+    if best_curve is not None:
+        clouded = ~s.cloud_masked & (s.ndvi < best_curve - UNMASKED_CLOUD_DROP)
         if np.count_nonzero(~clouded) >= 3:
             keep = ~clouded
     return keep
@@ -248,7 +262,8 @@ def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[
     out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool)) for plot_id, s in series.items() if len(s.dates) < 3}
     first = _fit_by_days({plot_id: (s.dates, s.ndvi) for plot_id, s in series.items() if len(s.dates) >= 3},
                          region, fit_options)
-    keep = {plot_id: fit_observations(series[plot_id], fits) for plot_id, fits in first.items()}
+    keep = {plot_id: _kept_observations(series[plot_id], fits[0].fitted if fits else None)
+            for plot_id, fits in first.items()}
     refits = _fit_by_days({plot_id: (series[plot_id].dates[k], series[plot_id].ndvi[k])
                            for plot_id, k in keep.items() if not k.all()}, region, fit_options)
     for plot_id, fits in first.items():
@@ -270,6 +285,11 @@ def _fit_by_days(observations: Mapping[str, tuple[np.ndarray, np.ndarray]], regi
     return fitted
 
 
+def _holds_declared(fit: SystemFit, declared: Sequence[Declared]) -> bool:
+    """True when every declared crop season is one of the fit's seasons."""
+    return all(any(d.matches(x.season) for x in fit.seasons) for d in declared)
+
+
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
     """Per-explanation fit columns: ``rmse_<name>``, ``shift_days_<name>``, ``scale_<name>`` (``;`` per season)."""
     for fit in fits:
@@ -279,7 +299,8 @@ def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
 
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
-                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float) -> list[Flag]:
+                     dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float,
+                     curves: np.ndarray | None = None) -> list[Flag]:
     """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
 
     Each declared crop is checked in its own window: its green period as fitted in the best
@@ -290,13 +311,13 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     explanation holding the declared crops is compared with the best explanation overall
     on the observations of the declared seasons' green periods (as fitted, widened by one
     logistic width), by RMSE there plus each fit's calendar prior. A declaration of one
-    season of a double-cropped year is judged on that season only.
+    season of a double-cropped year is judged on that season only. ``curves`` are the fits' curves on
+    ``dates`` (:func:`~agricredit.cropfit.fitted_curves`) when already evaluated.
     """
     best = fits[0]
-    seasons = load_calendars()[region].values()
-    no_calendar = sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
-    consistent = [f for f in fits if all(any(d.matches(s.season) for s in f.seasons) for d in declared)]
-    chosen = consistent[0] if consistent and declared else best
+    no_calendar = _without_calendar(region, tuple(declared))
+    chosen_at = next((i for i, f in enumerate(fits) if _holds_declared(f, declared)), None)
+    chosen = fits[chosen_at] if chosen_at is not None else best
     row.update(best_crop=best.label, best_explanation=best.name, best_score=best.score, best_rmse=best.rmse,
                declared_explanation=chosen.name if declared else None, declared_score=np.nan)
     if no_calendar or best.rmse > max_fit_rmse:
@@ -306,7 +327,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
         })]
     if not declared:
         return []
-    if not consistent:  # each crop has a calendar here, but no cropping system of the region grows them together
+    if chosen_at is None:  # each crop has a calendar here, but no cropping system of the region grows them together
         return [Flag("CROP_MISMATCH", {
             "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
             "best_explanation": best.name, "declared_explanation": None, "declared_score": None,
@@ -314,9 +335,9 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
         })]
     crops = load_crops()
     own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)]
-    inner = dt.timedelta(days=STEEPNESS_DAYS)
-    for x in own:  # each declared season must be seen green in its green period as fitted, or be hidden by clouds
-        green = _window_mask(dates, [(x.dates["greenup"] + inner, x.dates["senescence"] - inner)])
+    greens, inside = _fitted_green_masks(np.asarray(dates, dtype="datetime64[D]").tobytes(),
+                                         tuple((x.dates["greenup"], x.dates["senescence"]) for x in own))
+    for x, green in zip(own, greens):  # each declared season must be seen green in its green period as fitted
         threshold = crops[x.season.crop].cropped_ndvi_threshold
         if green.any() and ndvi[green].max() >= threshold:
             continue
@@ -327,26 +348,47 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
             return [Flag("CROP_MISMATCH", {**figures, "season_not_seen": x.season.key, "best_crop": best.label,
                                            "best_explanation": best.name, "method": "template"})]
         return [Flag("CLOUD_INSUFFICIENT", {**figures, "crop": x.season.crop, "green_period_unseen": True})]
-    pad = dt.timedelta(days=STEEPNESS_DAYS)
-    windows = [(x.dates["greenup"] - pad, x.dates["senescence"] + pad) for x in own]
-    inside = _window_mask(dates, windows)
     if not inside.any():
         return []
-
-    def window_score(fit: SystemFit) -> float:
-        residual = fit.curve(dates[inside]) - ndvi[inside]
-        return float(np.sqrt(np.mean(residual**2))) + fit.score - fit.rmse  # RMSE in the window + calendar prior
-
-    declared_score, best_score = window_score(chosen), min(window_score(f) for f in fits)
+    residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
+    window_rmse = np.sqrt(np.mean(residual**2, axis=1))
+    # RMSE in the window + calendar prior, of each fit
+    window_scores = [rmse + f.score - f.rmse for rmse, f in zip(window_rmse.tolist(), fits)]
+    declared_score, best_score = window_scores[chosen_at], min(window_scores)
     row.update(declared_score=declared_score, best_window_score=best_score)
     if declared_score - best_score > margin:
+        width = dt.timedelta(days=STEEPNESS_DAYS)
         return [Flag("CROP_MISMATCH", {
             "declared_crop": ";".join(d.crop for d in declared), "best_crop": best.label,
             "best_explanation": best.name, "declared_explanation": chosen.name,
             "declared_score": declared_score, "best_score": best_score, "margin": margin, "method": "template",
-            "window": ";".join(f"{lo}/{hi}" for lo, hi in windows),
+            "window": ";".join(f"{x.dates['greenup'] - width}/{x.dates['senescence'] + width}" for x in own),
         })]
     return []
+
+
+@functools.lru_cache(maxsize=1024)
+def _without_calendar(region: str, declared: tuple[Declared, ...]) -> list[str]:
+    """The declared crops with no season in the region's calendar (cached: read only)."""
+    seasons = load_calendars()[region].values()
+    return sorted({d.crop for d in declared if not any(d.matches(s) for s in seasons)})
+
+
+@functools.lru_cache(maxsize=8192)
+def _fitted_green_masks(days: bytes, periods: tuple[tuple[dt.date, dt.date], ...]
+                        ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Which observation days (the bytes of a ``datetime64[D]`` array) fall in each fitted green period
+    ``(green-up, senescence)`` taken one logistic width inside, and in any of them widened by one logistic width.
+
+    Cached (plots seen on the same days with the same fitted dates share them): read only.
+    """
+    dates = np.frombuffer(days, dtype="datetime64[D]")
+    width = dt.timedelta(days=STEEPNESS_DAYS)
+    masks = [_window_mask(dates, [(lo + width, hi - width)]) for lo, hi in periods]
+    masks.append(_window_mask(dates, [(lo - width, hi + width) for lo, hi in periods]))
+    for mask in masks:
+        mask.flags.writeable = False
+    return tuple(masks[:-1]), masks[-1]
 
 
 def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, dates: np.ndarray,
@@ -562,8 +604,9 @@ def season_rows(
         plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, drawn_area_mu.get(plot_id, np.nan),
-                                     probabilities, min_observations_in_window=min_observations_in_window,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run,
+                                     drawn_area_mu.get(plot_id, np.nan), probabilities,
+                                     min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
                                      max_sowing_shift_days=max_sowing_shift_days, min_covered_fraction=min_covered_fraction,
@@ -600,13 +643,49 @@ def split_season_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], di
     return ({k: v for k, v in options.items() if k in row_keys}, {k: v for k, v in options.items() if k in peer_keys})
 
 
+@dataclass(frozen=True)
+class _DeclaredWindows:
+    """A declaration's crop windows on a plot's observation days (:func:`_declared_windows`)."""
+
+    green_periods: tuple[tuple, ...]  # every declared crop's green periods on the calendar
+    thin: str  # the crop whose window holds the fewest observations ("season" when nothing is declared)
+    count: int  # how many
+    start: str | None  # its window (ISO dates)
+    end: str | None
+    mask: np.ndarray  # the observations in any crop's window (read only)
+    threshold: float  # the lowest cropped NDVI threshold of the declared crops (the table's without any)
+
+
+@functools.lru_cache(maxsize=4096)
+def _declared_windows(region: str, declared: tuple[Declared, ...], run: tuple[Any, Any], max_shift: int,
+                      days: bytes) -> _DeclaredWindows:
+    """Each declared crop's window (its green periods widened by the largest sowing shift, or the whole run
+    when nothing is declared) on the observation days ``days`` (the bytes of a ``datetime64[D]`` array).
+
+    Cached: the plots of a declaration seen on the same days share it (read only).
+    """
+    dates = np.frombuffer(days, dtype="datetime64[D]")
+    periods = _green_periods(region, declared, run)
+    pad = np.timedelta64(max_shift, "D")
+    windows = {crop: (min(p[0] for p in ps) - pad, max(p[1] for p in ps) + pad) for crop, ps in periods.items()}
+    windows = windows or {"season": run}
+    counts = {crop: int(np.count_nonzero(_window_mask(dates, [w]))) for crop, w in windows.items()}
+    thin = min(counts, key=counts.get)
+    mask = _window_mask(dates, windows.values())
+    mask.flags.writeable = False
+    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
+    return _DeclaredWindows(tuple(p for ps in periods.values() for p in ps), thin, counts[thin], _iso(windows[thin][0]),
+                            _iso(windows[thin][1]), mask, threshold)
+
+
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
                 declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
                 probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
                 cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
                 min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
                 crop_model_margin: float) -> list[Flag]:
-    """The satellite checks of one plot (filling ``row`` with the figures behind them)."""
+    """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
+    the observations ``used`` (:func:`_fit_plots`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
     if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
@@ -616,24 +695,17 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if partial:
         plot_flags.append(Flag("PARTIAL_COVERAGE", {"max_covered_frac": s.max_covered_frac,
                                                     "min_covered_fraction": min_covered_fraction}))
-    periods = _green_periods(region, declared, run)
-    pad = np.timedelta64(int(max_sowing_shift_days), "D")
-    # Each declared crop's window: its green periods, widened by the largest sowing shift.
-    windows = {crop: (min(p[0] for p in ps) - pad, max(p[1] for p in ps) + pad) for crop, ps in periods.items()}
-    windows = windows or {"season": run}
-    counts = {crop: int(np.count_nonzero(_window_mask(s.dates, [w]))) for crop, w in windows.items()}
-    thin = min(counts, key=counts.get)
-    row.update(n_valid_in_window=counts[thin], window_start=_iso(windows[thin][0]), window_end=_iso(windows[thin][1]))
-    if counts[thin] < min_observations_in_window:
+    seen = _declared_windows(region, tuple(declared), run, int(max_sowing_shift_days),
+                             np.asarray(s.dates, dtype="datetime64[D]").tobytes())
+    thin, window, threshold = seen.thin, seen.mask, seen.threshold
+    row.update(n_valid_in_window=seen.count, window_start=seen.start, window_end=seen.end)
+    if seen.count < min_observations_in_window:
         return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
-            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
-            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]), "acquisitions": s.n_acquisitions,
+            "crop": thin, "valid_in_window": seen.count, "required": min_observations_in_window,
+            "window_start": seen.start, "window_end": seen.end, "acquisitions": s.n_acquisitions,
         })]
-    chosen = next((f for f in plot_fits if declared and all(any(d.matches(x.season) for x in f.seasons) for d in declared)),
-                  plot_fits[0] if plot_fits else None)
+    chosen = next((f for f in plot_fits if declared and _holds_declared(f, declared)), plot_fits[0] if plot_fits else None)
     own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
-    window = _window_mask(s.dates, windows.values())
-    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
     evidence = _cropped_evidence(s, drawn, threshold, window)
     row.update({k: v for k, v in evidence.items() if k != "share"}, drawn_area_mu=drawn)
     row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
@@ -643,11 +715,12 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if plot_fits:
         row["crop_ranking"] = ";".join(f.name for f in plot_fits)
         crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
-                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse)
+                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
+                                      curves=np.array([f.fitted for f in plot_fits]))
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
-    green = [p for ps in periods.values() for p in ps]
+    green = seen.green_periods
     covered = _covers_every_sowing(s.dates[window & s.cloud_masked], green, max_sowing_shift_days)
     cultivation = _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=cultivated_min_share,
                                     min_season_amplitude=min_season_amplitude,
@@ -655,8 +728,8 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if cultivation is not None and not _covers_every_sowing(s.dates[window], green, max_sowing_shift_days):
         # Little crop seen, but clouds hid the crop's green period for some sowing dates: a cloud problem.
         return plot_flags + [Flag("CLOUD_INSUFFICIENT", {
-            "crop": thin, "valid_in_window": counts[thin], "required": min_observations_in_window,
-            "window_start": _iso(windows[thin][0]), "window_end": _iso(windows[thin][1]),
+            "crop": thin, "valid_in_window": seen.count, "required": min_observations_in_window,
+            "window_start": seen.start, "window_end": seen.end,
             "acquisitions": s.n_acquisitions, "green_period_unseen": True,
         })]
     return plot_flags + ([cultivation] if cultivation is not None else crop_flags)

@@ -36,8 +36,11 @@ PROBABILITIES = pd.Series({"maize": 0.625, "soybean": 0.25, "wheat": 0.125})
 
 
 def _fit_plot(s, region, fit_options):
-    """One plot through the season's batched fit (:func:`agricredit.season._fit_plots`)."""
-    return _fit_plots({"p": s}, region, fit_options)["p"]
+    """One plot's fits and observations used, through the season's batched fit (:func:`agricredit.season._fit_plots`)."""
+    fits, used = _fit_plots({"p": s}, region, fit_options)["p"]
+    for fit in fits:  # each fit's NDVI on the days fitted is its curve there, to the bit
+        np.testing.assert_array_equal(fit.fitted, fit.curve(s.dates[used]))
+    return fits, used
 
 
 def test_model_check_reports_the_best_crop_and_the_worst_declared_one():
