@@ -38,7 +38,7 @@ import shapely
 
 from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
 from agricredit.assess_outputs import OUTPUT_FILES, _borrower_rows, _plot_rows, _records, write_outputs
-from agricredit.audit import audit_record
+from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
@@ -366,9 +366,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
     for verdict in verdicts:
         verdicts_of[verdict.borrower_id].append(verdict)
-    visits_of = {v.plot_id: v for v in visits}
-    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes,
-                          visits=[visits_of[p] for p in d.plot_ids if p in visits_of]) for d in decisions]
+    audit = audit_records(decisions, verdicts_of, policy, hashes, visits_of={v.plot_id: v for v in visits})
 
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
     public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision

@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,8 @@ from agricredit.privacy import MIN_KEY_BYTES, PseudonymKey, secret_from_env
 from agricredit.verify import Check, PlotFacts, PlotVerdict, verify_plot
 from agricredit.visits import Visit, settle_verdicts
 
-__all__ = ["SCHEMA", "GENESIS", "AUDIT_KEY_ENV_VAR", "DEMO_AUDIT_KEY", "AuditKey", "audit_record", "record_line",
+__all__ = ["SCHEMA", "GENESIS", "AUDIT_KEY_ENV_VAR", "DEMO_AUDIT_KEY", "AuditKey", "audit_record", "audit_records",
+           "record_line",
            "seal_records", "write_audit", "replay", "ReplayReport", "replay_file", "recorded_policy",
            "records_by_borrower"]
 
@@ -180,19 +181,58 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
     dict
         JSON-ready (sorted keys, no NaN); :func:`seal_records` adds the seal.
     """
+    return _borrower_record(_run_header(policy, inputs, tool_version), decision, verdicts, tuple(visits))
+
+
+def audit_records(decisions: Iterable[Decision], verdicts_of: Mapping[str, Sequence[PlotVerdict]], policy: Policy,
+                  inputs: Mapping[str, str], *, visits_of: Mapping[str, Visit] | None = None,
+                  tool_version: str = __version__) -> list[dict[str, Any]]:
+    """Build the audit records of a run's decisions, as :func:`audit_record` of each, in the given order.
+
+    The run's part of a record (schema, version, policy, input hashes) is built
+    once: every record holds the same ``policy`` and ``inputs`` mappings, to
+    read, never to change in place (:func:`write_audit` encodes each once).
+
+    Parameters
+    ----------
+    decisions
+        From :func:`agricredit.credit.decide_all`.
+    verdicts_of
+        Borrower ID → the verdicts of the borrower's plots.
+    policy, inputs, tool_version
+        As :func:`audit_record`.
+    visits_of
+        Plot ID → the field visit that settled it (:mod:`agricredit.visits`).
+
+    Returns
+    -------
+    list of dict
+    """
+    header, visits_of = _run_header(policy, inputs, tool_version), visits_of or {}
+    return [_borrower_record(header, decision, verdicts_of[decision.borrower_id],
+                             tuple(visits_of[p] for p in decision.plot_ids if p in visits_of))
+            for decision in decisions]
+
+
+def _run_header(policy: Policy, inputs: Mapping[str, str], tool_version: str) -> dict[str, Any]:
+    """The part of an audit record common to a run's decisions, JSON-ready."""
+    return _jsonable({"schema": SCHEMA, "tool_version": tool_version, "policy": policy.to_dict(),
+                      "inputs": dict(inputs)})
+
+
+def _borrower_record(header: Mapping[str, Any], decision: Decision, verdicts: Iterable[PlotVerdict],
+                     visits: Sequence[Visit]) -> dict[str, Any]:
+    """The unsealed record of one decision: ``header`` (:func:`_run_header`) and the borrower's part."""
     verdicts = sorted(verdicts, key=lambda v: v.plot_id)
     if tuple(v.plot_id for v in verdicts) != decision.plot_ids:
         raise InputError("the verdicts are not the plots the decision was made from", record=decision.borrower_id)
-    return _jsonable({
-        "schema": SCHEMA,
-        "tool_version": tool_version,
-        "policy": policy.to_dict(),
-        "inputs": dict(inputs),
+    own = _jsonable({
         "borrower_id": decision.borrower_id,
         "decision": decision.to_dict(),
         "plots": [verdict.to_dict() for verdict in verdicts],
         **({"visits": [visit.to_dict() for visit in visits]} if visits else {}),
     })
+    return dict(sorted({**header, **own}.items()))
 
 
 def _unsealed(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,11 +251,46 @@ def seal_records(records: Iterable[Mapping[str, Any]], key: AuditKey) -> Iterabl
     HMAC-SHA256, under ``key``, of :func:`record_line` of the record with
     ``seq`` and ``prev_mac`` but without ``mac``.
     """
-    previous = GENESIS
+    for record, seq, prev_mac, mac, _ in _sealed_lines(records, key):
+        yield {**_unsealed(record), "seq": seq, "prev_mac": prev_mac, "mac": mac}
+
+
+#: Top-level members of a record that successive records usually share (the same object): encoded once for all.
+_RUN_MEMBERS = ("policy", "inputs")
+
+
+def _sealed_lines(records: Iterable[Mapping[str, Any]],
+                  key: AuditKey) -> Iterator[tuple[Mapping[str, Any], int, str, str, str]]:
+    """Yield ``(record, seq, prev_mac, mac, line)`` per record: the seal of :func:`seal_records` and the sealed
+    record's :func:`record_line`.
+
+    The line is built member by member (canonical JSON of a mapping is its sorted members' canonical JSON
+    joined), so that each record is encoded once and a member shared with the previous record
+    (:data:`_RUN_MEMBERS`) is not encoded again.
+    """
+    previous, shared = GENESIS, {}  # member name -> (the last value seen, its text)
     for seq, record in enumerate(records):
-        sealed = {**_unsealed(record), "seq": seq, "prev_mac": previous}
-        sealed["mac"] = previous = _record_mac(sealed, key)
-        yield sealed
+        members = {}
+        for name, value in record.items():
+            if name in SEAL_FIELDS:
+                continue
+            if name in _RUN_MEMBERS:
+                last = shared.get(name)
+                if last is None or last[0] is not value:
+                    shared[name] = last = (value, record_line(value))
+                members[name] = last[1]
+            else:
+                members[name] = record_line(value)
+        members["seq"], members["prev_mac"] = record_line(seq), record_line(previous)
+        mac = key.mac(_joined(members))
+        members["mac"] = record_line(mac)
+        yield record, seq, previous, mac, _joined(members)
+        previous = mac
+
+
+def _joined(members: Mapping[str, str]) -> str:
+    """:func:`record_line` of a mapping whose members' values are given as their :func:`record_line` texts."""
+    return "{" + ",".join(f"{record_line(name)}:{members[name]}" for name in sorted(members)) + "}"
 
 
 def _entry_mac(entry: Mapping[str, Any], key: AuditKey) -> str:
@@ -243,11 +318,11 @@ def write_audit(records: Iterable[Mapping[str, Any]], path: str | Path, key: Aud
     """
     digest, count, head = hashlib.sha256(), 0, GENESIS
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        for record in seal_records(records, key):
-            line = (record_line(record) + "\n").encode("utf-8")
+        for _, _, _, mac, text in _sealed_lines(records, key):
+            line = (text + "\n").encode("utf-8")
             handle.write(line)
             digest.update(line)
-            count, head = count + 1, record["mac"]
+            count, head = count + 1, mac
     entry: dict[str, Any] = {"records": count, "chain_head": head, "sha256": digest.hexdigest(),
                              "key_fingerprint": key.fingerprint}
     entry["mac"] = _entry_mac(entry, key)
