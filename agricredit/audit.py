@@ -138,13 +138,19 @@ class AuditKey:
 def _jsonable(value: Any) -> Any:
     """Plain JSON data: NaN/inf as None, tuples as lists, numpy scalars as Python numbers, sorted keys."""
     kind = type(value)
-    if value is None or kind is str or kind is int or kind is bool:
+    if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is float:
         return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(value[key]) for key in sorted(value, key=str)}
-    if isinstance(value, (list, tuple)):
+    if kind is dict or isinstance(value, Mapping):
+        try:
+            names = sorted(value)
+        except TypeError:  # keys of several types
+            names = []
+        if not names or type(names[0]) is not str:  # order keys by their text, as they are written
+            names = sorted(value, key=str)
+        return {str(name): _jsonable(value[name]) for name in names}
+    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     if hasattr(value, "item"):  # numpy scalar
         return _jsonable(value.item())
