@@ -37,7 +37,7 @@ from agricredit.plots import to_wgs84
 from agricredit.policy import Policy
 from agricredit.privacy import PersonalDataGuard, check_allowed_fields
 from agricredit.report.data import write_report_data
-from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_columns, conformed_table, headers
 from agricredit.verify import PlotVerdict
 
 if TYPE_CHECKING:
@@ -78,37 +78,45 @@ def _round(value: Any, digits: int = 4) -> Any:
     return value
 
 
-def _round_coordinates(geometry: Any) -> Any:
-    """``geometry`` with coordinates rounded to :data:`COORDINATE_DECIMALS` (the same in every output format)."""
-    return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
+#: Plot fields a plot's verdict gives (the season's values of the same name stand for a plot without verdict).
+_VERDICT_FIELDS = ("drawn_mu", "registered_mu", "declared_mu", "cropped_mu", "verified_mu", "verified_mu_if_confirmed",
+                   "declared_crop", "light", "reason_codes", "details")
+
+
+def _verdict_fields(verdict: PlotVerdict) -> tuple[Any, ...]:
+    """The values of :data:`_VERDICT_FIELDS` of one verdict."""
+    facts, contribution = verdict.facts, verdict.contribution
+    return (facts.drawn_mu, facts.registered_mu, facts.declared_mu, facts.cropped_mu_at_peak, contribution.mu_now,
+            contribution.mu_if_confirmed, facts.declared_crop, verdict.light, list(verdict.codes),
+            {"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
+                        for c in verdict.checks]})
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
                alias: Mapping[str, str]) -> gpd.GeoDataFrame:
-    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84."""
+    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84.
+
+    A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
+    """
+    plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"]]
+    columns: dict[str, list[Any]] = {"plot_id": plot_ids, "borrower": [alias[b] for b in checked["borrower_id"]],
+                                     "geometry_status": [str(status) for status in checked["geometry_status"]]}
+    features = season.plots
+    if "plot_id" in features:  # no season table: no season fields
+        features = features.drop_duplicates("plot_id", keep="last")  # a repeated ID takes its last row
+    where = pd.Index(features.get("plot_id", ())).get_indexer(plot_ids).tolist()
+    for name in sorted(set(features.columns).intersection(f.name for f in PLOT_FIELDS) - set(columns)):
+        values = features[name].tolist()
+        columns[name] = [values[i] if i >= 0 else None for i in where]
     by_id = {v.plot_id: v for v in verdicts}
-    features = _records(season.plots, "plot_id")
-    records, geometries = [], []
-    wgs = to_wgs84(checked)
-    for plot_id, borrower, geometry_status, geometry in zip(checked["plot_id"], checked["borrower_id"],
-                                                         checked["geometry_status"], wgs.geometry.values):
-        plot_id = None if plot_id is None else str(plot_id)
-        record: dict[str, Any] = {**features.get(plot_id, {}), "plot_id": plot_id, "borrower": alias[borrower],
-                                  "geometry_status": str(geometry_status)}
-        verdict = by_id.get(plot_id)
-        if verdict is not None:
-            record.update(verdict.areas)
-            record.update({
-                "verified_mu": verdict.contribution.mu_now,
-                "verified_mu_if_confirmed": verdict.contribution.mu_if_confirmed,
-                "declared_crop": verdict.facts.declared_crop,
-                "light": verdict.light, "reason_codes": list(verdict.codes),
-                "details": {"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
-                                       for c in verdict.checks]},
-            })
-        records.append(record)
-        geometries.append(_round_coordinates(geometry))
-    frame = gpd.GeoDataFrame(conformed_table(records, PLOT_FIELDS), geometry=geometries, crs="EPSG:4326")
+    found = [(row, by_id[plot_id]) for row, plot_id in enumerate(plot_ids) if plot_id in by_id]
+    for name, values in zip(_VERDICT_FIELDS, zip(*(_verdict_fields(verdict) for _, verdict in found))):
+        column = columns.setdefault(name, [None] * len(plot_ids))
+        for (row, _), value in zip(found, values):
+            column[row] = value
+    geometries = shapely.transform(to_wgs84(checked).geometry.to_numpy(), lambda xy: np.round(xy, COORDINATE_DECIMALS))
+    frame = gpd.GeoDataFrame(conformed_columns(columns, PLOT_FIELDS, len(plot_ids)), geometry=geometries,
+                             crs="EPSG:4326")
     return frame.sort_values("plot_id", na_position="last", ignore_index=True)
 
 

@@ -208,6 +208,11 @@ def output_kind(path: Path) -> str:
 
 def _plain(value: Any) -> Any:
     """JSON-ready value: NaN → null, numpy scalars → Python."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -219,13 +224,59 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _rfc7946_geometry(geometry: Any, decimals: int | None) -> dict[str, Any] | None:
-    """GeoJSON geometry: counter-clockwise shells (RFC 7946 §3.1.6), coordinates rounded to ``decimals``."""
-    if geometry is None or geometry.is_empty:
-        return None
+def _plain_column(values: Any) -> list[Any]:
+    """:func:`_plain` of each value of a column (a Series or array), whole numeric columns at once."""
+    values = np.asarray(values)
+    if values.dtype.kind in "biu":
+        return values.tolist()
+    if values.dtype.kind == "f":
+        plain = values.tolist()
+        for index in np.flatnonzero(~np.isfinite(values)).tolist():
+            plain[index] = None
+        return plain
+    return [_plain(value) for value in values]
+
+
+def _rfc7946_geometries(geometries: Any, decimals: int | None) -> list[dict[str, Any] | None]:
+    """GeoJSON geometries of shapely geometries (None for a missing or empty one), as
+    :func:`shapely.geometry.mapping` gives them: counter-clockwise shells (RFC 7946 §3.1.6), coordinates rounded to
+    ``decimals``.
+
+    Two-dimensional polygons and multipolygons, the plots' outlines, are built from one array of all their
+    coordinates; other geometries one by one.
+    """
+    geometries = np.asarray(geometries, dtype=object)
     if decimals is not None:
-        geometry = shapely.transform(geometry, lambda xy: np.round(xy, decimals))
-    return shapely.geometry.mapping(shapely.orient_polygons(geometry))
+        geometries = shapely.transform(geometries, lambda xy: np.round(xy, decimals))
+    geometries = shapely.orient_polygons(geometries)
+    found: list[dict[str, Any] | None] = [None] * len(geometries)
+    present = ~(shapely.is_missing(geometries) | shapely.is_empty(geometries))
+    kind = shapely.get_type_id(geometries)
+    polygonal = present & np.isin(kind, (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON))
+    polygonal &= ~shapely.has_z(geometries)
+    parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
+    polygonal[np.flatnonzero(polygonal)[np.unique(part_of[shapely.is_empty(parts)])]] = False  # empty parts: one by one
+    for index in np.flatnonzero(present & ~polygonal).tolist():
+        found[index] = shapely.geometry.mapping(geometries[index])
+    if not polygonal.any():
+        return found
+    parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    points, point_of = shapely.get_coordinates(rings, return_index=True)
+    points = points.tolist()
+    ring_ends = np.cumsum(np.bincount(point_of, minlength=len(rings))).tolist()
+    ring_starts = [0, *ring_ends[:-1]]
+    polygon_rings: list[list[Any]] = [[] for _ in range(len(parts))]
+    for polygon, start, end in zip(ring_of.tolist(), ring_starts, ring_ends):
+        polygon_rings[polygon].append(points[start:end])
+    multi = (kind[polygonal] == shapely.GeometryType.MULTIPOLYGON).tolist()
+    outlines: list[list[Any]] = [[] for _ in range(len(multi))]
+    for geometry, coordinates in zip(part_of.tolist(), polygon_rings):
+        outlines[geometry].append(coordinates)
+    for index, is_multi, polygons in zip(np.flatnonzero(polygonal).tolist(), multi, outlines):
+        found[index] = ({"type": "MultiPolygon", "coordinates": polygons} if is_multi
+                        else {"type": "Polygon", "coordinates": polygons[0]})
+    return found
 
 
 def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int | None = None) -> None:
@@ -238,12 +289,16 @@ def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int |
     Shells are oriented counter-clockwise; ``decimals`` rounds coordinates
     (6 decimals ≈ 0.1 m). ``path`` ``-`` writes to stdout.
     """
+    _write_features([f["geometry"] for f in features], [_plain(f["properties"]) for f in features], path,
+                    decimals=decimals)
+
+
+def _write_features(geometries: Any, properties: list[dict[str, Any]], path: Path, *, decimals: int | None) -> None:
+    """:func:`write_geojson` of the features ``zip(geometries, properties)``, properties already JSON-ready."""
     collection = {
         "type": "FeatureCollection",
-        "features": [
-            {"type": "Feature", "geometry": _rfc7946_geometry(f["geometry"], decimals), "properties": _plain(f["properties"])}
-            for f in features
-        ],
+        "features": [{"type": "Feature", "geometry": geometry, "properties": row}
+                     for geometry, row in zip(_rfc7946_geometries(geometries, decimals), properties)],
     }
     if str(path) != "-" and path.suffix.lower() == GEOJSON_SEQ_SUFFIX:
         # RFC 8142: each feature is RS, a JSON text, LF; a reader can stream it feature by feature.
@@ -462,15 +517,15 @@ def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6, bom: b
     UTF-8 byte-order mark (:func:`write_table`). ``decimals`` rounds GeoJSON
     coordinates (``None``: as they are).
     """
-    nested = tuple(c for c in plots.columns if c != "geometry" and plots[c].map(lambda v: isinstance(v, (list, dict))).any())
+    columns = [c for c in plots.columns if c != "geometry"]
+    nested = tuple(c for c in columns if any(isinstance(v, (list, dict)) for v in plots[c].to_numpy()))
     if output_kind(path) != "geojson":
         write_table(plots, path, json_columns=nested, bom=bom)
         return
-    rows = plots.drop(columns="geometry").to_dict("records")
-    for row in rows:
-        for column in nested:
-            row[column] = json.dumps(_plain(row[column]), ensure_ascii=False)
-    write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
+    values = [[json.dumps(_plain(v), ensure_ascii=False) for v in plots[c].to_numpy()] if c in nested
+              else _plain_column(plots[c]) for c in columns]
+    rows = [dict(zip(columns, row)) for row in zip(*values)] if columns else [{} for _ in range(len(plots))]
+    _write_features(plots.geometry.to_numpy(), rows, path, decimals=decimals)
 
 
 def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None,
