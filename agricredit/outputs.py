@@ -366,19 +366,23 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
     import zipfile
 
     from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
 
     from agricredit.privacy import escape_csv_frame
 
     flat = escape_csv_frame(pd.DataFrame(table.drop(columns="geometry", errors="ignore")))
-    book = Workbook()
+    book = Workbook(write_only=True)  # rows streamed to the file, not kept as cell objects
     book.properties.created = book.properties.modified = datetime.datetime(*_FIXED_TIME)
     book.properties.creator = "agricredit"
-    worksheet = book.active
-    worksheet.title = sheet
-    worksheet.append(header if header is not None else list(flat.columns))
-    for row in flat.itertuples(index=False):
-        worksheet.append([_plain(v) for v in row])
+    worksheet = book.create_sheet(sheet)
     worksheet.freeze_panes = "A2"
+    # A write-only sheet leaves out the sheet's size (<dimension>), which openpyxl writes when the sheet has it;
+    # it is known here, so the workbook is the one a normal (in-memory) sheet gives.
+    size = f"A1:{get_column_letter(len(flat.columns))}{len(flat) + 1}" if len(flat.columns) else "A1:A1"
+    worksheet.calculate_dimension = lambda: size
+    worksheet.append(header if header is not None else list(flat.columns))
+    for row in zip(*(_plain_column(flat[column]) for column in flat.columns)):
+        worksheet.append(row)
     buffer = io.BytesIO()
     book.save(buffer)
     with atomic_path(path) as tmp, zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
