@@ -37,7 +37,7 @@ import rasterio.transform
 import shapely
 
 from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
-from agricredit.assess_outputs import OUTPUT_FILES, _borrower_rows, _plot_rows, _records, write_outputs
+from agricredit.assess_outputs import OUTPUT_FILES, _borrower_rows, _plot_rows, write_outputs
 from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all
@@ -599,8 +599,9 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
     no facts; a duplicated ID gets one held fact per borrower who drew and
     declared it (``geometry_status`` ``duplicate``, nothing measured).
     """
-    registered = _records(registry, "plot_id")
-    features = _records(season.plots, "plot_id") if len(season.plots) else {}
+    registered = _by_plot(registry, ("registered_mu", "holder_id"))
+    features = _by_plot(season.plots, ("pixel_count", "cropped_area_mu_at_peak", "peak_ndvi", "vigor_factor",
+                                       "best_crop")) if len(season.plots) else {}
     owner = dict(zip(checked["plot_id"], checked["borrower_id"]))
     facts, held = [], set()
     for row in checked.itertuples(index=False):
@@ -614,31 +615,31 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
         status = _GEOMETRY_STATUS.get(row.geometry_status, "rejected")
         measured = status in ("valid", "repaired")
         record = registered.get(plot_id)
-        holder = record["holder_id"] if record else None
+        holder = record[1] if record else None
         own = claims.declaration[plot_id, borrower]
-        feature = features.get(plot_id, {})
+        feature = features.get(plot_id, ())
         overlaps = tuple(
             Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
                     shared_m2=float(o["shared_m2"]))
             for o in claims.overlaps.get(plot_id, ())
         )
-        best_crop = feature.get("best_crop")
+        best_crop = feature[4] if feature else None
         facts.append(PlotFacts(
             plot_id=str(plot_id),
             borrower_id=alias[borrower],
             geometry_status=status,
             geometry_reason=str(row.geometry_reason or ""),
             drawn_mu=_finite_or_nan(claims.drawn_mu.get(plot_id)) if measured else math.nan,
-            registered_mu=float(record["registered_mu"]) if record else math.nan,
+            registered_mu=float(record[0]) if record else math.nan,
             # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
             registry_holder_id=pseudonym(key, "borrower", holder) if holder else None,
             declared_mu=float(own["declared_mu"]),
             declared_crop=str(own["declared_crop"]),
-            pixel_count=_finite_or_nan(feature.get("pixel_count")),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
-            cropped_mu_at_peak=_finite_or_nan(feature.get("cropped_area_mu_at_peak")),
-            peak_ndvi=_finite_or_nan(feature.get("peak_ndvi")),
+            pixel_count=_finite_or_nan(feature[0] if feature else None),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
+            cropped_mu_at_peak=_finite_or_nan(feature[1] if feature else None),
+            peak_ndvi=_finite_or_nan(feature[2] if feature else None),
             satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in season.flags.get(plot_id, [])),
-            vigor_factor=_finite_or_nan(feature.get("vigor_factor")),
+            vigor_factor=_finite_or_nan(feature[3] if feature else None),
             best_crop=best_crop if isinstance(best_crop, str) else None,
             overlaps=overlaps,
             repeated_mu=float(claims.repeated_mu.get(plot_id, 0.0)),
@@ -648,6 +649,11 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             processing_failed=failed_plots.get(plot_id, ""),
         ))
     return facts
+
+
+def _by_plot(frame: pd.DataFrame, columns: Sequence[str]) -> dict[Any, tuple[Any, ...]]:
+    """Plot ID → the values of ``columns`` in its row of ``frame`` (a repeated ID: its last row)."""
+    return dict(zip(frame["plot_id"], zip(*(frame[column].tolist() for column in columns))))
 
 
 def _season_year(case: Case, acquisitions: Sequence[Any]) -> int:

@@ -64,11 +64,6 @@ BORROWER_STYLE = CategorizedStyle("status", (("APPROVE", "APPROVE", "26,150,65")
 COORDINATE_DECIMALS = 6
 
 
-def _records(frame: pd.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
-    """Rows of ``frame`` as dicts keyed by the ``key`` column (a hash lookup per plot, not a pandas one)."""
-    return {r[key]: r for r in frame.to_dict("records")}
-
-
 def _round(value: Any, digits: int = 4) -> Any:
     """A check's figure for the ``details`` field: floats to ``digits`` decimals, NaN → ``None``."""
     if isinstance(value, (float, np.floating)):
