@@ -44,7 +44,7 @@ from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import sha256_file
+from agricredit.outputs import gc_paused, sha256_file
 from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
                               load_plots, rejected_ids, repeated_area_m2)
 from agricredit.policy import Policy, load_policy
@@ -347,45 +347,46 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         rejected["NO_COVERAGE"] = not_covered
 
     _stage(progress, "cross-verification and limits")
-    table_ids = sorted(set(borrowers["borrower_id"]) - {""})
-    borrower_alias = {b: pseudonym(key, "borrower", b)
-                      for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
-    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
-    verdicts = verify_plots(facts, policy)
-    if inputs.chain is not None:
-        facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
+    with gc_paused():  # the per-plot and per-borrower objects of the run: no collection while they are built
+        table_ids = sorted(set(borrowers["borrower_id"]) - {""})
+        borrower_alias = {b: pseudonym(key, "borrower", b)
+                          for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
+        facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
         verdicts = verify_plots(facts, policy)
-    if visits:
-        verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
-    bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
-                for b, why in inputs.bad_borrowers.items()}
-    decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
-                           borrower_checks=bad_rows)
+        if inputs.chain is not None:
+            facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
+            verdicts = verify_plots(facts, policy)
+        if visits:
+            verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
+        bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
+                    for b, why in inputs.bad_borrowers.items()}
+        decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
+                               borrower_checks=bad_rows)
 
-    hashes = _input_hashes(case, acquisitions, policy, region)
-    verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
-    for verdict in verdicts:
-        verdicts_of[verdict.borrower_id].append(verdict)
-    audit = audit_records(decisions, verdicts_of, policy, hashes, visits_of={v.plot_id: v for v in visits})
+        hashes = _input_hashes(case, acquisitions, policy, region)
+        verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
+        for verdict in verdicts:
+            verdicts_of[verdict.borrower_id].append(verdict)
+        audit = audit_records(decisions, verdicts_of, policy, hashes, visits_of={v.plot_id: v for v in visits})
 
-    usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
-    public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
-    villages = dict(zip(public["pseudonym"], public["village"]))
-    return Assessment(
-        policy=policy,
-        plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}),
-        verdicts=verdicts,
-        decisions=decisions,
-        borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
-        audit=audit,
-        rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
-        inputs=hashes,
-        key_fingerprint=key.fingerprint,
-        lang=lang,
-        pii_reference=borrowers,
-        chips=evidence.chips,
-        series=evidence.series,
-    )
+        usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
+        public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
+        villages = dict(zip(public["pseudonym"], public["village"]))
+        return Assessment(
+            policy=policy,
+            plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}),
+            verdicts=verdicts,
+            decisions=decisions,
+            borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
+            audit=audit,
+            rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
+            inputs=hashes,
+            key_fingerprint=key.fingerprint,
+            lang=lang,
+            pii_reference=borrowers,
+            chips=evidence.chips,
+            series=evidence.series,
+        )
 
 
 def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, observe: Observer,

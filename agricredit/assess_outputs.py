@@ -26,6 +26,7 @@ from agricredit.credit import Decision, explain
 from agricredit.outputs import (
     CategorizedStyle,
     atomic_path,
+    gc_paused,
     sha256_file,
     staged_outputs,
     write_plot_table,
@@ -199,7 +200,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     """
     lang = assessment.lang
     guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
-    with staged_outputs(folder, check=guard.check_folder) as stage:
+    with gc_paused(), staged_outputs(folder, check=guard.check_folder) as stage:
         plots = assessment.plots
         check_allowed_fields("plots", plots.columns.drop("geometry"))
         plots.to_parquet(stage / "plots.parquet", index=False)
