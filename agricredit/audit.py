@@ -157,9 +157,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: The canonical JSON of records (one encoder for all: a ``json.dumps`` call with options builds a new one).
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def record_line(record: Mapping[str, Any]) -> str:
     """Return a record as one line of canonical JSON (sorted keys, UTF-8 text, no spaces, no NaN): what the MAC covers."""
-    return json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _CANONICAL.encode(record)
 
 
 def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Policy,
