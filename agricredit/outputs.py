@@ -12,9 +12,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -379,6 +380,9 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
     stay numbers (integers as integers); ``None`` is an empty cell; the header
     row is frozen. openpyxl stamps the time of writing into the workbook's
     properties and zip entries: both are set to a fixed time here.
+
+    openpyxl writes the workbook; the data rows are written as it would write
+    them (:func:`_sheet_rows_xml`), unless a value needs its own conversion.
     """
     import datetime
     import io
@@ -391,6 +395,8 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
     from agricredit.privacy import escape_csv_frame
 
     flat = escape_csv_frame(pd.DataFrame(table.drop(columns="geometry", errors="ignore")))
+    rows = list(zip(*(_plain_column(flat[column]) for column in flat.columns)))
+    data_rows = _sheet_rows_xml(rows, first_row=2)
     book = Workbook(write_only=True)  # rows streamed to the file, not kept as cell objects
     book.properties.created = book.properties.modified = datetime.datetime(*_FIXED_TIME)
     book.properties.creator = "agricredit"
@@ -401,7 +407,7 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
     size = f"A1:{get_column_letter(len(flat.columns))}{len(flat) + 1}" if len(flat.columns) else "A1:A1"
     worksheet.calculate_dimension = lambda: size
     worksheet.append(header if header is not None else list(flat.columns))
-    for row in zip(*(_plain_column(flat[column]) for column in flat.columns)):
+    for row in rows if data_rows is None else ():
         worksheet.append(row)
     buffer = io.BytesIO()
     book.save(buffer)
@@ -413,7 +419,55 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
             data = source.read(info)
             if info.filename == "docProps/core.xml":  # openpyxl sets `modified` to the time of saving
                 data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>1980-01-01T00:00:00Z", data)
+            if info.filename == "xl/worksheets/sheet1.xml" and data_rows:
+                data = data.replace(b"</sheetData>", data_rows.encode("utf-8") + b"</sheetData>", 1)
             target.writestr(fixed, data)
+
+
+#: Control characters: openpyxl refuses most of them in a cell, and text with one is left to it.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f]")
+
+
+def _plain_cell_text(value: str, error_codes: Collection[str]) -> bool:
+    """True when openpyxl writes ``value`` as it is in an inline-string cell: no control character, no space at
+    either end (openpyxl marks those), not a formula (``=...``) nor one of openpyxl's ``error_codes``, within a
+    cell's 32,767 characters."""
+    return (len(value) <= 32767 and value == value.strip() and not (len(value) > 1 and value[0] == "=")
+            and value not in error_codes and not _CONTROL_CHARACTERS.search(value))
+
+
+def _sheet_rows_xml(rows: list[tuple[Any, ...]], *, first_row: int) -> str | None:
+    """The ``<row>`` elements openpyxl writes for ``rows`` of ``None``, ``int``, finite ``float`` and plain text.
+
+    ``None`` when a value is of another kind, or text openpyxl converts or
+    refuses (:data:`_PLAIN_CELL_TEXT`): openpyxl must write the rows itself.
+    """
+    from xml.sax.saxutils import escape
+
+    from openpyxl.cell.cell import ERROR_CODES
+    from openpyxl.utils import get_column_letter
+
+    letters = [get_column_letter(i) for i in range(1, max(map(len, rows), default=0) + 1)]
+    parts = []
+    for number, row in enumerate(rows, start=first_row):
+        parts.append(f'<row r="{number}">')
+        for letter, value in zip(letters, row):
+            kind = type(value)
+            if value is None:
+                continue
+            if kind is str:
+                if not value:
+                    parts.append(f'<c r="{letter}{number}" t="inlineStr" />')
+                    continue
+                if not _plain_cell_text(value, ERROR_CODES):
+                    return None
+                parts.append(f'<c r="{letter}{number}" t="inlineStr"><is><t>{escape(value)}</t></is></c>')
+            elif kind is int or (kind is float and math.isfinite(value)):
+                parts.append(f'<c r="{letter}{number}" t="n"><v>{"%.16g" % value}</v></c>')
+            else:
+                return None
+        parts.append("</row>")
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
