@@ -210,6 +210,10 @@ OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers"
                                                "alerts": ALERT_FIELDS, "recommendations": RECOMMENDATION_FIELDS}
 
 
+#: How a ``json`` field's value is written: sorted keys, no spaces, non-ASCII kept.
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def format_value(kind: KindName, value: Any) -> Any:
     """Write ``value`` as its kind says: rounded, integer, joined or JSON text; ``None`` when missing.
 
@@ -233,8 +237,7 @@ def format_value(kind: KindName, value: Any) -> Any:
     if kind == "codes":
         return LIST_SEPARATOR.join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     if kind == "json":
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True,
-                                                                separators=(",", ":"))
+        return value if isinstance(value, str) else _JSON_TEXT.encode(value)
     if kind == "date":
         return str(value)[:10]
     if kind == "yuan":
@@ -278,6 +281,8 @@ def format_column(kind: KindName, values: Iterable[Any]) -> list[Any]:
     if kind == "codes":
         return [LIST_SEPARATOR.join(map(str, value)) if type(value) is list
                 else value if type(value) is str else format_value(kind, value) for value in values]
+    if kind == "json":
+        return [_JSON_TEXT.encode(value) if type(value) is dict else format_value(kind, value) for value in values]
     return [format_value(kind, value) for value in values]
 
 

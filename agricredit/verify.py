@@ -268,7 +268,7 @@ class PlotFacts:
             elif name in ("other_declarants", "unread_tiles"):
                 value = list(value)
             elif name == "chain":
-                value = json.loads(json.dumps(value, sort_keys=True))
+                value = json.loads(json.dumps(value, sort_keys=True)) if value else {}
             elif name in self._FLOATS and not _finite(value):
                 value = None
             elif name == "processing_failed" and not value:
