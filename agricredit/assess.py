@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -347,7 +348,10 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         rejected["NO_COVERAGE"] = not_covered
 
     _stage(progress, "cross-verification and limits")
-    with gc_paused():  # the per-plot and per-borrower objects of the run: no collection while they are built
+    # No collection while the per-plot and per-borrower objects are built; the input files (tiles: gigabytes at
+    # county scale) are hashed on a thread meanwhile (hashlib and file reads release the GIL).
+    with gc_paused(), ThreadPoolExecutor(max_workers=1) as hashing:
+        hashes_done = hashing.submit(_input_hashes, case, acquisitions, policy, region)
         table_ids = sorted(set(borrowers["borrower_id"]) - {""})
         borrower_alias = {b: pseudonym(key, "borrower", b)
                           for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
@@ -363,7 +367,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
                                borrower_checks=bad_rows)
 
-        hashes = _input_hashes(case, acquisitions, policy, region)
+        hashes = hashes_done.result()
         verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
         for verdict in verdicts:
             verdicts_of[verdict.borrower_id].append(verdict)
