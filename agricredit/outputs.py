@@ -248,14 +248,23 @@ def _plain(value: Any) -> Any:
 def _plain_column(values: Any) -> list[Any]:
     """:func:`_plain` of each value of a column (a Series or array), whole numeric columns at once."""
     values = np.asarray(values)
+    plain = values.tolist()
     if values.dtype.kind in "biu":
-        return values.tolist()
+        return plain
     if values.dtype.kind == "f":
-        plain = values.tolist()
         for index in np.flatnonzero(~np.isfinite(values)).tolist():
             plain[index] = None
         return plain
-    return [_plain(value) for value in values]
+    kinds = set(map(type, plain))
+    if kinds <= _PLAIN_KINDS:
+        return plain
+    if kinds <= {float, *_PLAIN_KINDS}:
+        return [None if type(value) is float and not math.isfinite(value) else value for value in plain]
+    return [_plain(value) for value in plain]
+
+
+#: Types of values :func:`_plain` returns as they are.
+_PLAIN_KINDS = frozenset({str, int, bool, type(None)})
 
 
 def _rfc7946_geometries(geometries: Any, decimals: int | None) -> list[dict[str, Any] | None]:
@@ -596,7 +605,8 @@ def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6, bom: b
     coordinates (``None``: as they are).
     """
     columns = [c for c in plots.columns if c != "geometry"]
-    nested = tuple(c for c in columns if any(isinstance(v, (list, dict)) for v in plots[c].to_numpy()))
+    nested = tuple(c for c in columns
+                   if any(issubclass(kind, (list, dict)) for kind in set(map(type, plots[c].to_numpy()))))
     if output_kind(path) != "geojson":
         write_table(plots, path, json_columns=nested, bom=bom)
         return
