@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,7 +208,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     """
     lang = assessment.lang
     guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
-    with gc_paused(), staged_outputs(folder, check=guard.check_folder) as stage:
+    # The borrowers' outlines are dissolved on a thread (GEOS releases the GIL) while the other files are written.
+    with gc_paused(), ThreadPoolExecutor(max_workers=1) as background, \
+            staged_outputs(folder, check=guard.check_folder) as stage:
+        dissolved = background.submit(_borrower_geometries, assessment)
         plots = assessment.plots
         check_allowed_fields("plots", plots.columns.drop("geometry"))
         plots.to_parquet(stage / "plots.parquet", index=False)
@@ -215,19 +219,20 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         write_qml(stage / "plots.qml", PLOT_STYLE)
 
         check_allowed_fields("borrowers", assessment.borrowers.columns)
-        borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=_borrower_geometries(assessment), crs="EPSG:4326")
         write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
                     header=headers(BORROWER_FIELDS, lang))
         write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=headers(BORROWER_FIELDS, lang),
                    sheet="借款人" if lang == "zh" else "borrowers")
-        write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
-        borrowers.to_parquet(stage / "borrowers.parquet", index=False)
-        write_qml(stage / "borrowers.qml", BORROWER_STYLE)
 
         write_report_data(assessment.chips, assessment.series, stage)
 
         check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
         audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
+
+        borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=dissolved.result(), crs="EPSG:4326")
+        write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
+        borrowers.to_parquet(stage / "borrowers.parquet", index=False)
+        write_qml(stage / "borrowers.qml", BORROWER_STYLE)
 
         for layer in ("plots", "borrowers"):
             collection = stage / f"{layer}.geojson"
