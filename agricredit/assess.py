@@ -637,7 +637,7 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             drawn_mu=_finite_or_nan(claims.drawn_mu.get(plot_id)) if measured else math.nan,
             registered_mu=float(record[0]) if record else math.nan,
             # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
-            registry_holder_id=pseudonym(key, "borrower", holder) if holder else None,
+            registry_holder_id=(alias.get(holder) or pseudonym(key, "borrower", holder)) if holder else None,
             declared_mu=float(own["declared_mu"]),
             declared_crop=str(own["declared_crop"]),
             pixel_count=_finite_or_nan(feature[0] if feature else None),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
