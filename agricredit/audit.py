@@ -50,8 +50,7 @@ from agricredit.verify import Check, PlotFacts, PlotVerdict, verify_plot
 from agricredit.visits import Visit, settle_verdicts
 
 __all__ = ["SCHEMA", "GENESIS", "AUDIT_KEY_ENV_VAR", "DEMO_AUDIT_KEY", "AuditKey", "audit_record", "audit_records",
-           "record_line",
-           "seal_records", "write_audit", "replay", "ReplayReport", "replay_file", "recorded_policy",
+           "record_line", "seal_records", "write_audit", "replay", "ReplayReport", "replay_file", "recorded_policy",
            "records_by_borrower"]
 
 #: /3: plot facts carry ``chain`` (industry-chain evidence), scenario crop lines ``yield_source``.

@@ -26,9 +26,9 @@ import shapely
 
 from agricredit.errors import OutputError
 
-__all__ = ["gc_paused", "atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
+__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
-           "write_plot_table", "write_plot_dates"]
+           "write_plot_table", "write_plot_dates", "gc_paused"]
 
 #: Prefix of the folder in which a run stages its outputs before publishing them.
 STAGING_PREFIX = ".agricredit-staging-"
@@ -285,12 +285,14 @@ def _rfc7946_geometries(geometries: Any, decimals: int | None) -> list[dict[str,
     polygonal = present & np.isin(kind, (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON))
     polygonal &= ~shapely.has_z(geometries)
     parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
-    polygonal[np.flatnonzero(polygonal)[np.unique(part_of[shapely.is_empty(parts)])]] = False  # empty parts: one by one
+    with_empty_parts = np.unique(part_of[shapely.is_empty(parts)])
+    if len(with_empty_parts):  # one by one
+        polygonal[np.flatnonzero(polygonal)[with_empty_parts]] = False
+        parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
     for index in np.flatnonzero(present & ~polygonal).tolist():
         found[index] = shapely.geometry.mapping(geometries[index])
     if not polygonal.any():
         return found
-    parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
     rings, ring_of = shapely.get_rings(parts, return_index=True)
     points, point_of = shapely.get_coordinates(rings, return_index=True)
     points = points.tolist()
@@ -449,7 +451,7 @@ def _sheet_rows_xml(rows: list[tuple[Any, ...]], *, first_row: int) -> str | Non
     """The ``<row>`` elements openpyxl writes for ``rows`` of ``None``, ``int``, finite ``float`` and plain text.
 
     ``None`` when a value is of another kind, or text openpyxl converts or
-    refuses (:data:`_PLAIN_CELL_TEXT`): openpyxl must write the rows itself.
+    refuses (:func:`_plain_cell_text`): openpyxl must write the rows itself.
     """
     from xml.sax.saxutils import escape
 

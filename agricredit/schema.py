@@ -302,7 +302,7 @@ def conformed_table(records: Iterable[Mapping[str, Any]], fields: Sequence[Field
 
 
 def conformed_columns(columns: Mapping[str, Sequence[Any]], fields: Sequence[Field], rows: int) -> Any:
-    """:func:`conformed_table` of a table given by column (``name → values``, ``rows`` values each; absent → ``None``)."""
+    """:func:`conformed_table` of a table given by column: ``name → values`` (``rows`` values; absent: ``None``)."""
     import pandas as pd
 
     return pd.DataFrame({f.name: pd.Series(format_column(f.kind, columns.get(f.name, [None] * rows)), dtype=object)

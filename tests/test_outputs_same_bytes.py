@@ -21,7 +21,8 @@ import shapely
 from _plotfacts import POLICY, honest
 from agricredit.audit import AuditKey, audit_record, audit_records, record_line, seal_records, write_audit
 from agricredit.credit import decide_all
-from agricredit.outputs import _plain_column, _rfc7946_geometries, _sheet_rows_xml, gc_paused, write_plot_table, write_xlsx
+from agricredit.outputs import (_plain_column, _rfc7946_geometries, _sheet_rows_xml, gc_paused, write_plot_table,
+                                write_xlsx)
 from agricredit.privacy import escape_csv_frame
 from agricredit.schema import KINDS, format_column, format_value
 from agricredit.verify import verify_plots
@@ -65,7 +66,8 @@ def test_xlsx_rows_are_those_openpyxl_writes(tmp_path, odd):
     write_xlsx(table, tmp_path / "t.xlsx", header=header, sheet="Sheet")
     assert _sheet_xml(tmp_path / "t.xlsx") == _openpyxl_sheet_xml(table, header)
     rows = list(openpyxl.load_workbook(tmp_path / "t.xlsx").active.iter_rows(values_only=True))
-    assert rows[0] == tuple(header) and rows[1] == ("东村", 0, 0.3) and rows[3][2] == 1e-7  # 16 digits, as openpyxl writes
+    assert rows[0] == tuple(header) and rows[3][2] == 1e-7
+    assert rows[1] == ("东村", 0, 0.3)  # 0.1 + 0.2 to 16 digits, as openpyxl writes numbers
 
 
 @pytest.mark.parametrize(("odd", "written_here"), [(None, True), ("#N/A", False), (" x", False), (True, False)])
