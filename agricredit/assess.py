@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,14 +38,14 @@ import rasterio.transform
 import shapely
 
 from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
-from agricredit.assess_outputs import OUTPUT_FILES, _borrower_rows, _plot_rows, _records, write_outputs
-from agricredit.audit import audit_record
+from agricredit.assess_outputs import OUTPUT_FILES, _borrower_rows, _plot_rows, write_outputs
+from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import sha256_file
+from agricredit.outputs import gc_paused, sha256_file
 from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
                               load_plots, rejected_ids, repeated_area_m2)
 from agricredit.policy import Policy, load_policy
@@ -347,47 +348,49 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         rejected["NO_COVERAGE"] = not_covered
 
     _stage(progress, "cross-verification and limits")
-    table_ids = sorted(set(borrowers["borrower_id"]) - {""})
-    borrower_alias = {b: pseudonym(key, "borrower", b)
-                      for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
-    facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
-    verdicts = verify_plots(facts, policy)
-    if inputs.chain is not None:
-        facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
+    # No collection while the per-plot and per-borrower objects are built; the input files (tiles: gigabytes at
+    # county scale) are hashed on a thread meanwhile (hashlib and file reads release the GIL).
+    with gc_paused(), ThreadPoolExecutor(max_workers=1) as hashing:
+        hashes_done = hashing.submit(_input_hashes, case, acquisitions, policy, region)
+        table_ids = sorted(set(borrowers["borrower_id"]) - {""})
+        borrower_alias = {b: pseudonym(key, "borrower", b)
+                          for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
+        facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
         verdicts = verify_plots(facts, policy)
-    if visits:
-        verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
-    bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
-                for b, why in inputs.bad_borrowers.items()}
-    decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
-                           borrower_checks=bad_rows)
+        if inputs.chain is not None:
+            facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
+            verdicts = verify_plots(facts, policy)
+        if visits:
+            verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
+        bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
+                    for b, why in inputs.bad_borrowers.items()}
+        decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
+                               borrower_checks=bad_rows)
 
-    hashes = _input_hashes(case, acquisitions, policy, region)
-    verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
-    for verdict in verdicts:
-        verdicts_of[verdict.borrower_id].append(verdict)
-    visits_of = {v.plot_id: v for v in visits}
-    audit = [audit_record(d, verdicts_of[d.borrower_id], policy, hashes,
-                          visits=[visits_of[p] for p in d.plot_ids if p in visits_of]) for d in decisions]
+        hashes = hashes_done.result()
+        verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
+        for verdict in verdicts:
+            verdicts_of[verdict.borrower_id].append(verdict)
+        audit = audit_records(decisions, verdicts_of, policy, hashes, visits_of={v.plot_id: v for v in visits})
 
-    usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
-    public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
-    villages = dict(zip(public["pseudonym"], public["village"]))
-    return Assessment(
-        policy=policy,
-        plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}),
-        verdicts=verdicts,
-        decisions=decisions,
-        borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
-        audit=audit,
-        rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
-        inputs=hashes,
-        key_fingerprint=key.fingerprint,
-        lang=lang,
-        pii_reference=borrowers,
-        chips=evidence.chips,
-        series=evidence.series,
-    )
+        usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
+        public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
+        villages = dict(zip(public["pseudonym"], public["village"]))
+        return Assessment(
+            policy=policy,
+            plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}),
+            verdicts=verdicts,
+            decisions=decisions,
+            borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
+            audit=audit,
+            rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
+            inputs=hashes,
+            key_fingerprint=key.fingerprint,
+            lang=lang,
+            pii_reference=borrowers,
+            chips=evidence.chips,
+            series=evidence.series,
+        )
 
 
 def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, observe: Observer,
@@ -601,8 +604,9 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
     no facts; a duplicated ID gets one held fact per borrower who drew and
     declared it (``geometry_status`` ``duplicate``, nothing measured).
     """
-    registered = _records(registry, "plot_id")
-    features = _records(season.plots, "plot_id") if len(season.plots) else {}
+    registered = _by_plot(registry, ("registered_mu", "holder_id"))
+    features = _by_plot(season.plots, ("pixel_count", "cropped_area_mu_at_peak", "peak_ndvi", "vigor_factor",
+                                       "best_crop")) if len(season.plots) else {}
     owner = dict(zip(checked["plot_id"], checked["borrower_id"]))
     facts, held = [], set()
     for row in checked.itertuples(index=False):
@@ -616,31 +620,31 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
         status = _GEOMETRY_STATUS.get(row.geometry_status, "rejected")
         measured = status in ("valid", "repaired")
         record = registered.get(plot_id)
-        holder = record["holder_id"] if record else None
+        holder = record[1] if record else None
         own = claims.declaration[plot_id, borrower]
-        feature = features.get(plot_id, {})
+        feature = features.get(plot_id, ())
         overlaps = tuple(
             Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
                     shared_m2=float(o["shared_m2"]))
             for o in claims.overlaps.get(plot_id, ())
         )
-        best_crop = feature.get("best_crop")
+        best_crop = feature[4] if feature else None
         facts.append(PlotFacts(
             plot_id=str(plot_id),
             borrower_id=alias[borrower],
             geometry_status=status,
             geometry_reason=str(row.geometry_reason or ""),
             drawn_mu=_finite_or_nan(claims.drawn_mu.get(plot_id)) if measured else math.nan,
-            registered_mu=float(record["registered_mu"]) if record else math.nan,
+            registered_mu=float(record[0]) if record else math.nan,
             # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
-            registry_holder_id=pseudonym(key, "borrower", holder) if holder else None,
+            registry_holder_id=(alias.get(holder) or pseudonym(key, "borrower", holder)) if holder else None,
             declared_mu=float(own["declared_mu"]),
             declared_crop=str(own["declared_crop"]),
-            pixel_count=_finite_or_nan(feature.get("pixel_count")),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
-            cropped_mu_at_peak=_finite_or_nan(feature.get("cropped_area_mu_at_peak")),
-            peak_ndvi=_finite_or_nan(feature.get("peak_ndvi")),
+            pixel_count=_finite_or_nan(feature[0] if feature else None),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
+            cropped_mu_at_peak=_finite_or_nan(feature[1] if feature else None),
+            peak_ndvi=_finite_or_nan(feature[2] if feature else None),
             satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in season.flags.get(plot_id, [])),
-            vigor_factor=_finite_or_nan(feature.get("vigor_factor")),
+            vigor_factor=_finite_or_nan(feature[3] if feature else None),
             best_crop=best_crop if isinstance(best_crop, str) else None,
             overlaps=overlaps,
             repeated_mu=float(claims.repeated_mu.get(plot_id, 0.0)),
@@ -650,6 +654,11 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
             processing_failed=failed_plots.get(plot_id, ""),
         ))
     return facts
+
+
+def _by_plot(frame: pd.DataFrame, columns: Sequence[str]) -> dict[Any, tuple[Any, ...]]:
+    """Plot ID → the values of ``columns`` in its row of ``frame`` (a repeated ID: its last row)."""
+    return dict(zip(frame["plot_id"], zip(*(frame[column].tolist() for column in columns))))
 
 
 def _season_year(case: Case, acquisitions: Sequence[Any]) -> int:

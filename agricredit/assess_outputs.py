@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from agricredit.credit import Decision, explain
 from agricredit.outputs import (
     CategorizedStyle,
     atomic_path,
+    gc_paused,
     sha256_file,
     staged_outputs,
     write_plot_table,
@@ -37,7 +39,7 @@ from agricredit.plots import to_wgs84
 from agricredit.policy import Policy
 from agricredit.privacy import PersonalDataGuard, check_allowed_fields
 from agricredit.report.data import write_report_data
-from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_table, headers
+from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_columns, conformed_table, headers
 from agricredit.verify import PlotVerdict
 
 if TYPE_CHECKING:
@@ -64,11 +66,6 @@ BORROWER_STYLE = CategorizedStyle("status", (("APPROVE", "APPROVE", "26,150,65")
 COORDINATE_DECIMALS = 6
 
 
-def _records(frame: pd.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
-    """Rows of ``frame`` as dicts keyed by the ``key`` column (a hash lookup per plot, not a pandas one)."""
-    return {r[key]: r for r in frame.to_dict("records")}
-
-
 def _round(value: Any, digits: int = 4) -> Any:
     """A check's figure for the ``details`` field: floats to ``digits`` decimals, NaN → ``None``."""
     if isinstance(value, (float, np.floating)):
@@ -78,37 +75,45 @@ def _round(value: Any, digits: int = 4) -> Any:
     return value
 
 
-def _round_coordinates(geometry: Any) -> Any:
-    """``geometry`` with coordinates rounded to :data:`COORDINATE_DECIMALS` (the same in every output format)."""
-    return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
+#: Plot fields a plot's verdict gives (the season's values of the same name stand for a plot without verdict).
+_VERDICT_FIELDS = ("drawn_mu", "registered_mu", "declared_mu", "cropped_mu", "verified_mu", "verified_mu_if_confirmed",
+                   "declared_crop", "light", "reason_codes", "details")
+
+
+def _verdict_fields(verdict: PlotVerdict) -> tuple[Any, ...]:
+    """The values of :data:`_VERDICT_FIELDS` of one verdict."""
+    facts, contribution = verdict.facts, verdict.contribution
+    return (facts.drawn_mu, facts.registered_mu, facts.declared_mu, facts.cropped_mu_at_peak, contribution.mu_now,
+            contribution.mu_if_confirmed, facts.declared_crop, verdict.light, list(verdict.codes),
+            {"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
+                        for c in verdict.checks]})
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
                alias: Mapping[str, str]) -> gpd.GeoDataFrame:
-    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84."""
+    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84.
+
+    A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
+    """
+    plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"]]
+    columns: dict[str, list[Any]] = {"plot_id": plot_ids, "borrower": [alias[b] for b in checked["borrower_id"]],
+                                     "geometry_status": [str(status) for status in checked["geometry_status"]]}
+    features = season.plots
+    if "plot_id" in features:  # no season table: no season fields
+        features = features.drop_duplicates("plot_id", keep="last")  # a repeated ID takes its last row
+    where = pd.Index(features.get("plot_id", ())).get_indexer(plot_ids).tolist()
+    for name in sorted(set(features.columns).intersection(f.name for f in PLOT_FIELDS) - set(columns)):
+        values = features[name].tolist()
+        columns[name] = [values[i] if i >= 0 else None for i in where]
     by_id = {v.plot_id: v for v in verdicts}
-    features = _records(season.plots, "plot_id")
-    records, geometries = [], []
-    wgs = to_wgs84(checked)
-    for plot_id, borrower, geometry_status, geometry in zip(checked["plot_id"], checked["borrower_id"],
-                                                         checked["geometry_status"], wgs.geometry.values):
-        plot_id = None if plot_id is None else str(plot_id)
-        record: dict[str, Any] = {**features.get(plot_id, {}), "plot_id": plot_id, "borrower": alias[borrower],
-                                  "geometry_status": str(geometry_status)}
-        verdict = by_id.get(plot_id)
-        if verdict is not None:
-            record.update(verdict.areas)
-            record.update({
-                "verified_mu": verdict.contribution.mu_now,
-                "verified_mu_if_confirmed": verdict.contribution.mu_if_confirmed,
-                "declared_crop": verdict.facts.declared_crop,
-                "light": verdict.light, "reason_codes": list(verdict.codes),
-                "details": {"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
-                                       for c in verdict.checks]},
-            })
-        records.append(record)
-        geometries.append(_round_coordinates(geometry))
-    frame = gpd.GeoDataFrame(conformed_table(records, PLOT_FIELDS), geometry=geometries, crs="EPSG:4326")
+    found = [(row, by_id[plot_id]) for row, plot_id in enumerate(plot_ids) if plot_id in by_id]
+    for name, values in zip(_VERDICT_FIELDS, zip(*(_verdict_fields(verdict) for _, verdict in found))):
+        column = columns.setdefault(name, [None] * len(plot_ids))
+        for (row, _), value in zip(found, values):
+            column[row] = value
+    geometries = shapely.transform(to_wgs84(checked).geometry.to_numpy(), lambda xy: np.round(xy, COORDINATE_DECIMALS))
+    frame = gpd.GeoDataFrame(conformed_columns(columns, PLOT_FIELDS, len(plot_ids)), geometry=geometries,
+                             crs="EPSG:4326")
     return frame.sort_values("plot_id", na_position="last", ignore_index=True)
 
 
@@ -140,18 +145,25 @@ def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list
 
 
 def _borrower_geometries(assessment: Assessment) -> list[Any]:
-    """Each borrower's usable plots dissolved into one valid (Multi)Polygon on the output coordinate grid."""
-    usable = assessment.plots["geometry_status"].isin(("OK", "GEOMETRY_REPAIRED"))
-    plots_of = assessment.plots.loc[usable].groupby("borrower").geometry.apply(list).to_dict()
-    geometries = []
-    for borrower in assessment.borrowers["borrower"]:
-        own = plots_of.get(borrower)
-        if not own:
-            geometries.append(None)
-            continue
-        dissolved = shapely.union_all(own, grid_size=10.0 ** -COORDINATE_DECIMALS)
-        geometries.append(dissolved if dissolved.is_valid else shapely.make_valid(dissolved))
-    return geometries
+    """Each borrower's usable plots dissolved into one valid (Multi)Polygon on the output coordinate grid.
+
+    One union per borrower, all in one call: the plots of each borrower are a row of a table padded with
+    missing values, which the union leaves out.
+    """
+    plots = assessment.plots
+    usable = plots["geometry_status"].isin(("OK", "GEOMETRY_REPAIRED")).to_numpy()
+    row_of = {borrower: row for row, borrower in enumerate(assessment.borrowers["borrower"])}
+    own: list[list[Any]] = [[] for _ in row_of]
+    for borrower, geometry in zip(plots["borrower"].to_numpy()[usable], plots.geometry.to_numpy()[usable]):
+        if borrower in row_of:
+            own[row_of[borrower]].append(geometry)
+    table = np.full((len(own), max(map(len, own), default=0)), None, dtype=object)
+    for row, geometries in enumerate(own):
+        table[row, :len(geometries)] = geometries
+    dissolved = shapely.union_all(table, grid_size=10.0 ** -COORDINATE_DECIMALS, axis=1)
+    invalid = ~shapely.is_valid(dissolved)
+    dissolved[invalid] = shapely.make_valid(dissolved[invalid])
+    return [geometry if geometries else None for geometry, geometries in zip(dissolved.tolist(), own)]
 
 
 def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
@@ -196,7 +208,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     """
     lang = assessment.lang
     guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
-    with staged_outputs(folder, check=guard.check_folder) as stage:
+    # The borrowers' outlines are dissolved on a thread (GEOS releases the GIL) while the other files are written.
+    with gc_paused(), ThreadPoolExecutor(max_workers=1) as background, \
+            staged_outputs(folder, check=guard.check_folder) as stage:
+        dissolved = background.submit(_borrower_geometries, assessment)
         plots = assessment.plots
         check_allowed_fields("plots", plots.columns.drop("geometry"))
         plots.to_parquet(stage / "plots.parquet", index=False)
@@ -204,19 +219,20 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         write_qml(stage / "plots.qml", PLOT_STYLE)
 
         check_allowed_fields("borrowers", assessment.borrowers.columns)
-        borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=_borrower_geometries(assessment), crs="EPSG:4326")
         write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
                     header=headers(BORROWER_FIELDS, lang))
         write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=headers(BORROWER_FIELDS, lang),
                    sheet="借款人" if lang == "zh" else "borrowers")
-        write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
-        borrowers.to_parquet(stage / "borrowers.parquet", index=False)
-        write_qml(stage / "borrowers.qml", BORROWER_STYLE)
 
         write_report_data(assessment.chips, assessment.series, stage)
 
         check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
         audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
+
+        borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=dissolved.result(), crs="EPSG:4326")
+        write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
+        borrowers.to_parquet(stage / "borrowers.parquet", index=False)
+        write_qml(stage / "borrowers.qml", BORROWER_STYLE)
 
         for layer in ("plots", "borrowers"):
             collection = stage / f"{layer}.geojson"

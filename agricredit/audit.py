@@ -30,11 +30,12 @@ it compares the recorded facts with them too. Every problem names the record
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,8 @@ from agricredit.privacy import MIN_KEY_BYTES, PseudonymKey, secret_from_env
 from agricredit.verify import Check, PlotFacts, PlotVerdict, verify_plot
 from agricredit.visits import Visit, settle_verdicts
 
-__all__ = ["SCHEMA", "GENESIS", "AUDIT_KEY_ENV_VAR", "DEMO_AUDIT_KEY", "AuditKey", "audit_record", "record_line",
-           "seal_records", "write_audit", "replay", "ReplayReport", "replay_file", "recorded_policy",
+__all__ = ["SCHEMA", "GENESIS", "AUDIT_KEY_ENV_VAR", "DEMO_AUDIT_KEY", "AuditKey", "audit_record", "audit_records",
+           "record_line", "seal_records", "write_audit", "replay", "ReplayReport", "replay_file", "recorded_policy",
            "records_by_borrower"]
 
 #: /3: plot facts carry ``chain`` (industry-chain evidence), scenario crop lines ``yield_source``.
@@ -137,22 +138,32 @@ class AuditKey:
 def _jsonable(value: Any) -> Any:
     """Plain JSON data: NaN/inf as None, tuples as lists, numpy scalars as Python numbers, sorted keys."""
     kind = type(value)
-    if value is None or kind is str or kind is int or kind is bool:
+    if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is float:
         return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(value[key]) for key in sorted(value, key=str)}
-    if isinstance(value, (list, tuple)):
+    if kind is dict or isinstance(value, Mapping):
+        try:
+            names = sorted(value)
+        except TypeError:  # keys of several types
+            names = []
+        if not names or type(names[0]) is not str:  # order keys by their text, as they are written
+            names = sorted(value, key=str)
+        return {str(name): _jsonable(value[name]) for name in names}
+    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     if hasattr(value, "item"):  # numpy scalar
         return _jsonable(value.item())
     return value
 
 
+#: The canonical JSON of records (one encoder for all: a ``json.dumps`` call with options builds a new one).
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def record_line(record: Mapping[str, Any]) -> str:
     """Return a record as one line of canonical JSON (sorted keys, UTF-8 text, no spaces, no NaN): what the MAC covers."""
-    return json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _CANONICAL.encode(record)
 
 
 def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Policy,
@@ -180,19 +191,58 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
     dict
         JSON-ready (sorted keys, no NaN); :func:`seal_records` adds the seal.
     """
+    return _borrower_record(_run_header(policy, inputs, tool_version), decision, verdicts, tuple(visits))
+
+
+def audit_records(decisions: Iterable[Decision], verdicts_of: Mapping[str, Sequence[PlotVerdict]], policy: Policy,
+                  inputs: Mapping[str, str], *, visits_of: Mapping[str, Visit] | None = None,
+                  tool_version: str = __version__) -> list[dict[str, Any]]:
+    """Build the audit records of a run's decisions, as :func:`audit_record` of each, in the given order.
+
+    The run's part of a record (schema, version, policy, input hashes) is built
+    once: every record holds the same ``policy`` and ``inputs`` mappings, to
+    read, never to change in place (:func:`write_audit` encodes each once).
+
+    Parameters
+    ----------
+    decisions
+        From :func:`agricredit.credit.decide_all`.
+    verdicts_of
+        Borrower ID → the verdicts of the borrower's plots.
+    policy, inputs, tool_version
+        As :func:`audit_record`.
+    visits_of
+        Plot ID → the field visit that settled it (:mod:`agricredit.visits`).
+
+    Returns
+    -------
+    list of dict
+    """
+    header, visits_of = _run_header(policy, inputs, tool_version), visits_of or {}
+    return [_borrower_record(header, decision, verdicts_of[decision.borrower_id],
+                             tuple(visits_of[p] for p in decision.plot_ids if p in visits_of))
+            for decision in decisions]
+
+
+def _run_header(policy: Policy, inputs: Mapping[str, str], tool_version: str) -> dict[str, Any]:
+    """The part of an audit record common to a run's decisions, JSON-ready."""
+    return _jsonable({"schema": SCHEMA, "tool_version": tool_version, "policy": policy.to_dict(),
+                      "inputs": dict(inputs)})
+
+
+def _borrower_record(header: Mapping[str, Any], decision: Decision, verdicts: Iterable[PlotVerdict],
+                     visits: Sequence[Visit]) -> dict[str, Any]:
+    """The unsealed record of one decision: ``header`` (:func:`_run_header`) and the borrower's part."""
     verdicts = sorted(verdicts, key=lambda v: v.plot_id)
     if tuple(v.plot_id for v in verdicts) != decision.plot_ids:
         raise InputError("the verdicts are not the plots the decision was made from", record=decision.borrower_id)
-    return _jsonable({
-        "schema": SCHEMA,
-        "tool_version": tool_version,
-        "policy": policy.to_dict(),
-        "inputs": dict(inputs),
+    own = _jsonable({
         "borrower_id": decision.borrower_id,
         "decision": decision.to_dict(),
         "plots": [verdict.to_dict() for verdict in verdicts],
         **({"visits": [visit.to_dict() for visit in visits]} if visits else {}),
     })
+    return dict(sorted({**header, **own}.items()))
 
 
 def _unsealed(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,11 +261,52 @@ def seal_records(records: Iterable[Mapping[str, Any]], key: AuditKey) -> Iterabl
     HMAC-SHA256, under ``key``, of :func:`record_line` of the record with
     ``seq`` and ``prev_mac`` but without ``mac``.
     """
-    previous = GENESIS
+    for record, seq, prev_mac, mac, _ in _sealed_lines(records, key):
+        yield {**_unsealed(record), "seq": seq, "prev_mac": prev_mac, "mac": mac}
+
+
+#: Top-level members of a record that successive records usually share (the same object): encoded once for all.
+_RUN_MEMBERS = ("policy", "inputs")
+
+
+def _sealed_lines(records: Iterable[Mapping[str, Any]],
+                  key: AuditKey) -> Iterator[tuple[Mapping[str, Any], int, str, str, str]]:
+    """Yield ``(record, seq, prev_mac, mac, line)`` per record: the seal of :func:`seal_records` and the sealed
+    record's :func:`record_line`.
+
+    The line is built member by member (canonical JSON of a mapping is its sorted members' canonical JSON
+    joined), so that each record is encoded once and a member shared with the previous record
+    (:data:`_RUN_MEMBERS`) is not encoded again.
+    """
+    previous, shared = GENESIS, {}  # member name -> (the last value seen, its text)
     for seq, record in enumerate(records):
-        sealed = {**_unsealed(record), "seq": seq, "prev_mac": previous}
-        sealed["mac"] = previous = _record_mac(sealed, key)
-        yield sealed
+        members = {}
+        for name, value in record.items():
+            if name in SEAL_FIELDS:
+                continue
+            if name in _RUN_MEMBERS:
+                last = shared.get(name)
+                if last is None or last[0] is not value:
+                    shared[name] = last = (value, record_line(value))
+                members[name] = last[1]
+            else:
+                members[name] = record_line(value)
+        members["seq"], members["prev_mac"] = record_line(seq), record_line(previous)
+        mac = key.mac(_joined(members))
+        members["mac"] = record_line(mac)
+        yield record, seq, previous, mac, _joined(members)
+        previous = mac
+
+
+def _joined(members: Mapping[str, str]) -> str:
+    """:func:`record_line` of a mapping whose members' values are given as their :func:`record_line` texts."""
+    return "{" + ",".join(f"{_member_name(name)}:{members[name]}" for name in sorted(members)) + "}"
+
+
+@functools.lru_cache(maxsize=64)
+def _member_name(name: str) -> str:
+    """:func:`record_line` of a member's name (a record has a dozen, the same in every record)."""
+    return record_line(name)
 
 
 def _entry_mac(entry: Mapping[str, Any], key: AuditKey) -> str:
@@ -243,11 +334,11 @@ def write_audit(records: Iterable[Mapping[str, Any]], path: str | Path, key: Aud
     """
     digest, count, head = hashlib.sha256(), 0, GENESIS
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        for record in seal_records(records, key):
-            line = (record_line(record) + "\n").encode("utf-8")
+        for _, _, _, mac, text in _sealed_lines(records, key):
+            line = (text + "\n").encode("utf-8")
             handle.write(line)
             digest.update(line)
-            count, head = count + 1, record["mac"]
+            count, head = count + 1, mac
     entry: dict[str, Any] = {"records": count, "chain_head": head, "sha256": digest.hexdigest(),
                              "key_fingerprint": key.fingerprint}
     entry["mac"] = _entry_mac(entry, key)

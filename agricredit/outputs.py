@@ -7,13 +7,15 @@ output is written to a temporary file in the same folder and renamed into place.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,29 @@ from agricredit.errors import OutputError
 
 __all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
-           "write_plot_table", "write_plot_dates"]
+           "write_plot_table", "write_plot_dates", "gc_paused"]
 
 #: Prefix of the folder in which a run stages its outputs before publishing them.
 STAGING_PREFIX = ".agricredit-staging-"
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector in the block (as it was before, after it).
+
+    Building an output creates a great many small objects (rows, features,
+    records) that live until the file is written, and each collection walks
+    every object of the run, its GeoDataFrames and verdicts included: at county
+    scale these walks cost more than the building. Reference counting still
+    frees what the block drops; cycles wait for the collector's next run.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -208,6 +229,11 @@ def output_kind(path: Path) -> str:
 
 def _plain(value: Any) -> Any:
     """JSON-ready value: NaN → null, numpy scalars → Python."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -219,13 +245,70 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _rfc7946_geometry(geometry: Any, decimals: int | None) -> dict[str, Any] | None:
-    """GeoJSON geometry: counter-clockwise shells (RFC 7946 §3.1.6), coordinates rounded to ``decimals``."""
-    if geometry is None or geometry.is_empty:
-        return None
+def _plain_column(values: Any) -> list[Any]:
+    """:func:`_plain` of each value of a column (a Series or array), whole numeric columns at once."""
+    values = np.asarray(values)
+    plain = values.tolist()
+    if values.dtype.kind in "biu":
+        return plain
+    if values.dtype.kind == "f":
+        for index in np.flatnonzero(~np.isfinite(values)).tolist():
+            plain[index] = None
+        return plain
+    kinds = set(map(type, plain))
+    if kinds <= _PLAIN_KINDS:
+        return plain
+    if kinds <= {float, *_PLAIN_KINDS}:
+        return [None if type(value) is float and not math.isfinite(value) else value for value in plain]
+    return [_plain(value) for value in plain]
+
+
+#: Types of values :func:`_plain` returns as they are.
+_PLAIN_KINDS = frozenset({str, int, bool, type(None)})
+
+
+def _rfc7946_geometries(geometries: Any, decimals: int | None) -> list[dict[str, Any] | None]:
+    """GeoJSON geometries of shapely geometries (None for a missing or empty one), as
+    :func:`shapely.geometry.mapping` gives them: counter-clockwise shells (RFC 7946 §3.1.6), coordinates rounded to
+    ``decimals``.
+
+    Two-dimensional polygons and multipolygons, the plots' outlines, are built from one array of all their
+    coordinates; other geometries one by one.
+    """
+    geometries = np.asarray(geometries, dtype=object)
     if decimals is not None:
-        geometry = shapely.transform(geometry, lambda xy: np.round(xy, decimals))
-    return shapely.geometry.mapping(shapely.orient_polygons(geometry))
+        geometries = shapely.transform(geometries, lambda xy: np.round(xy, decimals))
+    geometries = shapely.orient_polygons(geometries)
+    found: list[dict[str, Any] | None] = [None] * len(geometries)
+    present = ~(shapely.is_missing(geometries) | shapely.is_empty(geometries))
+    kind = shapely.get_type_id(geometries)
+    polygonal = present & np.isin(kind, (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON))
+    polygonal &= ~shapely.has_z(geometries)
+    parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
+    with_empty_parts = np.unique(part_of[shapely.is_empty(parts)])
+    if len(with_empty_parts):  # one by one
+        polygonal[np.flatnonzero(polygonal)[with_empty_parts]] = False
+        parts, part_of = shapely.get_parts(geometries[polygonal], return_index=True)
+    for index in np.flatnonzero(present & ~polygonal).tolist():
+        found[index] = shapely.geometry.mapping(geometries[index])
+    if not polygonal.any():
+        return found
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    points, point_of = shapely.get_coordinates(rings, return_index=True)
+    points = points.tolist()
+    ring_ends = np.cumsum(np.bincount(point_of, minlength=len(rings))).tolist()
+    ring_starts = [0, *ring_ends[:-1]]
+    polygon_rings: list[list[Any]] = [[] for _ in range(len(parts))]
+    for polygon, start, end in zip(ring_of.tolist(), ring_starts, ring_ends):
+        polygon_rings[polygon].append(points[start:end])
+    multi = (kind[polygonal] == shapely.GeometryType.MULTIPOLYGON).tolist()
+    outlines: list[list[Any]] = [[] for _ in range(len(multi))]
+    for geometry, coordinates in zip(part_of.tolist(), polygon_rings):
+        outlines[geometry].append(coordinates)
+    for index, is_multi, polygons in zip(np.flatnonzero(polygonal).tolist(), multi, outlines):
+        found[index] = ({"type": "MultiPolygon", "coordinates": polygons} if is_multi
+                        else {"type": "Polygon", "coordinates": polygons[0]})
+    return found
 
 
 def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int | None = None) -> None:
@@ -238,12 +321,16 @@ def write_geojson(features: list[dict[str, Any]], path: Path, *, decimals: int |
     Shells are oriented counter-clockwise; ``decimals`` rounds coordinates
     (6 decimals ≈ 0.1 m). ``path`` ``-`` writes to stdout.
     """
+    _write_features([f["geometry"] for f in features], [_plain(f["properties"]) for f in features], path,
+                    decimals=decimals)
+
+
+def _write_features(geometries: Any, properties: list[dict[str, Any]], path: Path, *, decimals: int | None) -> None:
+    """:func:`write_geojson` of the features ``zip(geometries, properties)``, properties already JSON-ready."""
     collection = {
         "type": "FeatureCollection",
-        "features": [
-            {"type": "Feature", "geometry": _rfc7946_geometry(f["geometry"], decimals), "properties": _plain(f["properties"])}
-            for f in features
-        ],
+        "features": [{"type": "Feature", "geometry": geometry, "properties": row}
+                     for geometry, row in zip(_rfc7946_geometries(geometries, decimals), properties)],
     }
     if str(path) != "-" and path.suffix.lower() == GEOJSON_SEQ_SUFFIX:
         # RFC 8142: each feature is RS, a JSON text, LF; a reader can stream it feature by feature.
@@ -304,6 +391,9 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
     stay numbers (integers as integers); ``None`` is an empty cell; the header
     row is frozen. openpyxl stamps the time of writing into the workbook's
     properties and zip entries: both are set to a fixed time here.
+
+    openpyxl writes the workbook; the data rows are written as it would write
+    them (:func:`_sheet_rows_xml`), unless a value needs its own conversion.
     """
     import datetime
     import io
@@ -311,19 +401,25 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
     import zipfile
 
     from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
 
     from agricredit.privacy import escape_csv_frame
 
     flat = escape_csv_frame(pd.DataFrame(table.drop(columns="geometry", errors="ignore")))
-    book = Workbook()
+    rows = list(zip(*(_plain_column(flat[column]) for column in flat.columns)))
+    data_rows = _sheet_rows_xml(rows, first_row=2)
+    book = Workbook(write_only=True)  # rows streamed to the file, not kept as cell objects
     book.properties.created = book.properties.modified = datetime.datetime(*_FIXED_TIME)
     book.properties.creator = "agricredit"
-    worksheet = book.active
-    worksheet.title = sheet
-    worksheet.append(header if header is not None else list(flat.columns))
-    for row in flat.itertuples(index=False):
-        worksheet.append([_plain(v) for v in row])
+    worksheet = book.create_sheet(sheet)
     worksheet.freeze_panes = "A2"
+    # A write-only sheet leaves out the sheet's size (<dimension>), which openpyxl writes when the sheet has it;
+    # it is known here, so the workbook is the one a normal (in-memory) sheet gives.
+    size = f"A1:{get_column_letter(len(flat.columns))}{len(flat) + 1}" if len(flat.columns) else "A1:A1"
+    worksheet.calculate_dimension = lambda: size
+    worksheet.append(header if header is not None else list(flat.columns))
+    for row in rows if data_rows is None else ():
+        worksheet.append(row)
     buffer = io.BytesIO()
     book.save(buffer)
     with atomic_path(path) as tmp, zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
@@ -334,7 +430,55 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
             data = source.read(info)
             if info.filename == "docProps/core.xml":  # openpyxl sets `modified` to the time of saving
                 data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>1980-01-01T00:00:00Z", data)
+            if info.filename == "xl/worksheets/sheet1.xml" and data_rows:
+                data = data.replace(b"</sheetData>", data_rows.encode("utf-8") + b"</sheetData>", 1)
             target.writestr(fixed, data)
+
+
+#: Control characters: openpyxl refuses most of them in a cell, and text with one is left to it.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f]")
+
+
+def _plain_cell_text(value: str, error_codes: Collection[str]) -> bool:
+    """True when openpyxl writes ``value`` as it is in an inline-string cell: no control character, no space at
+    either end (openpyxl marks those), not a formula (``=...``) nor one of openpyxl's ``error_codes``, within a
+    cell's 32,767 characters."""
+    return (len(value) <= 32767 and value == value.strip() and not (len(value) > 1 and value[0] == "=")
+            and value not in error_codes and not _CONTROL_CHARACTERS.search(value))
+
+
+def _sheet_rows_xml(rows: list[tuple[Any, ...]], *, first_row: int) -> str | None:
+    """The ``<row>`` elements openpyxl writes for ``rows`` of ``None``, ``int``, finite ``float`` and plain text.
+
+    ``None`` when a value is of another kind, or text openpyxl converts or
+    refuses (:func:`_plain_cell_text`): openpyxl must write the rows itself.
+    """
+    from xml.sax.saxutils import escape
+
+    from openpyxl.cell.cell import ERROR_CODES
+    from openpyxl.utils import get_column_letter
+
+    letters = [get_column_letter(i) for i in range(1, max(map(len, rows), default=0) + 1)]
+    parts = []
+    for number, row in enumerate(rows, start=first_row):
+        parts.append(f'<row r="{number}">')
+        for letter, value in zip(letters, row):
+            kind = type(value)
+            if value is None:
+                continue
+            if kind is str:
+                if not value:
+                    parts.append(f'<c r="{letter}{number}" t="inlineStr" />')
+                    continue
+                if not _plain_cell_text(value, ERROR_CODES):
+                    return None
+                parts.append(f'<c r="{letter}{number}" t="inlineStr"><is><t>{escape(value)}</t></is></c>')
+            elif kind is int or (kind is float and math.isfinite(value)):
+                parts.append(f'<c r="{letter}{number}" t="n"><v>{"%.16g" % value}</v></c>')
+            else:
+                return None
+        parts.append("</row>")
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -462,15 +606,16 @@ def write_plot_table(plots: Any, path: Path, *, decimals: int | None = 6, bom: b
     UTF-8 byte-order mark (:func:`write_table`). ``decimals`` rounds GeoJSON
     coordinates (``None``: as they are).
     """
-    nested = tuple(c for c in plots.columns if c != "geometry" and plots[c].map(lambda v: isinstance(v, (list, dict))).any())
+    columns = [c for c in plots.columns if c != "geometry"]
+    nested = tuple(c for c in columns
+                   if any(issubclass(kind, (list, dict)) for kind in set(map(type, plots[c].to_numpy()))))
     if output_kind(path) != "geojson":
         write_table(plots, path, json_columns=nested, bom=bom)
         return
-    rows = plots.drop(columns="geometry").to_dict("records")
-    for row in rows:
-        for column in nested:
-            row[column] = json.dumps(_plain(row[column]), ensure_ascii=False)
-    write_geojson([{"geometry": g, "properties": r} for r, g in zip(rows, plots.geometry)], path, decimals=decimals)
+    values = [[json.dumps(_plain(v), ensure_ascii=False) for v in plots[c].to_numpy()] if c in nested
+              else _plain_column(plots[c]) for c in columns]
+    rows = [dict(zip(columns, row)) for row in zip(*values)] if columns else [{} for _ in range(len(plots))]
+    _write_features(plots.geometry.to_numpy(), rows, path, decimals=decimals)
 
 
 def write_plot_dates(table: pd.DataFrame, plots: Any, path: Path, *, decimals: int | None = None,

@@ -210,6 +210,10 @@ OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers"
                                                "alerts": ALERT_FIELDS, "recommendations": RECOMMENDATION_FIELDS}
 
 
+#: How a ``json`` field's value is written: sorted keys, no spaces, non-ASCII kept.
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def format_value(kind: KindName, value: Any) -> Any:
     """Write ``value`` as its kind says: rounded, integer, joined or JSON text; ``None`` when missing.
 
@@ -233,8 +237,7 @@ def format_value(kind: KindName, value: Any) -> Any:
     if kind == "codes":
         return LIST_SEPARATOR.join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     if kind == "json":
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True,
-                                                                separators=(",", ":"))
+        return value if isinstance(value, str) else _JSON_TEXT.encode(value)
     if kind == "date":
         return str(value)[:10]
     if kind == "yuan":
@@ -251,16 +254,59 @@ def format_value(kind: KindName, value: Any) -> Any:
     return str(value)
 
 
+def format_column(kind: KindName, values: Iterable[Any]) -> list[Any]:
+    """:func:`format_value` of each value, with the common values (Python floats, text, ``None``) on a fast path.
+
+    Raises
+    ------
+    ValueError
+        As :func:`format_value`.
+    """
+    decimals = KINDS[kind].decimals
+    if decimals is not None:
+        column = []
+        for value in values:
+            if value is None:
+                column.append(None)
+            elif type(value) is float and math.isfinite(value):
+                rounded = round(value, decimals)
+                if kind == "fraction" and not 0.0 <= rounded <= 1.0:
+                    raise ValueError(f"fraction {rounded!r} outside [0, 1]")
+                column.append(rounded + 0.0)  # -0.0 → 0.0
+            else:
+                column.append(format_value(kind, value))
+        return column
+    if kind in ("text", "code"):
+        return [value if value is None or type(value) is str else format_value(kind, value) for value in values]
+    if kind == "codes":
+        return [LIST_SEPARATOR.join(map(str, value)) if type(value) is list
+                else value if type(value) is str else format_value(kind, value) for value in values]
+    if kind == "json":
+        return [_JSON_TEXT.encode(value) if type(value) is dict else format_value(kind, value) for value in values]
+    return [format_value(kind, value) for value in values]
+
+
 def conform(records: Iterable[Mapping[str, Any]], fields: Sequence[Field]) -> list[dict[str, Any]]:
     """Rows with exactly ``fields``, in order, each value written as its kind says (absent → ``None``)."""
-    return [{f.name: format_value(f.kind, record.get(f.name)) for f in fields} for record in records]
+    records = list(records)
+    names = [f.name for f in fields]
+    columns = [format_column(f.kind, [record.get(f.name) for record in records]) for f in fields]
+    return [dict(zip(names, row)) for row in zip(*columns)] if names else [{} for _ in records]
 
 
 def conformed_table(records: Iterable[Mapping[str, Any]], fields: Sequence[Field]) -> Any:
     """:func:`conform`'s rows as a DataFrame of object columns (an integer stays an integer beside a gap)."""
+    records = list(records)
+    return conformed_columns({f.name: [record.get(f.name) for record in records] for f in fields}, fields,
+                             len(records))
+
+
+def conformed_columns(columns: Mapping[str, Sequence[Any]], fields: Sequence[Field], rows: int) -> Any:
+    """:func:`conformed_table` of a table given by column: ``name → values`` (``rows`` values; absent: ``None``)."""
     import pandas as pd
 
-    return pd.DataFrame(conform(records, fields), columns=[f.name for f in fields], dtype=object)
+    return pd.DataFrame({f.name: pd.Series(format_column(f.kind, columns.get(f.name, [None] * rows)), dtype=object)
+                         for f in fields}, columns=[f.name for f in fields], index=pd.RangeIndex(rows))
 
 
 def conform_frame(frame: Any, fields: Sequence[Field]) -> Any:

@@ -268,7 +268,7 @@ class PlotFacts:
             elif name in ("other_declarants", "unread_tiles"):
                 value = list(value)
             elif name == "chain":
-                value = json.loads(json.dumps(value, sort_keys=True))
+                value = json.loads(json.dumps(value, sort_keys=True)) if value else {}
             elif name in self._FLOATS and not _finite(value):
                 value = None
             elif name == "processing_failed" and not value:
@@ -636,7 +636,8 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
             if other in index and not _finite(overlap.other_drawn_mu):
                 overlap = replace(overlap, other_drawn_mu=index[other].drawn_mu)
             items.append(overlap)
-        completed.append(replace(index[pid], overlaps=tuple(items)))
+        items = tuple(items)
+        completed.append(index[pid] if items == index[pid].overlaps else replace(index[pid], overlaps=items))
     completed = sorted([*completed, *held.values()], key=lambda item: (item.plot_id, item.borrower_id))
     verdicts = [verify_plot(item, policy) for item in completed]
     log.info("verified %d plots: %d green, %d yellow, %d red", len(verdicts),
