@@ -21,7 +21,7 @@ import rasterio.transform
 import rasterio.windows
 import shapely
 
-from agricredit.schema import SERIES_FIELDS, conformed_table
+from agricredit.schema import SERIES_FIELDS, conformed_columns
 
 __all__ = ["CHIP_MAX_PIXELS", "CHIP_MARGIN", "SERIES_COLUMNS", "encode_ndvi", "decode_ndvi", "plot_chips",
            "season_series", "chip_array", "write_report_data"]
@@ -56,7 +56,9 @@ def chip_array(row: pd.Series | dict[str, Any]) -> tuple[np.ndarray, Any, str]:
 
 def season_series(long_table: pd.DataFrame) -> pd.DataFrame:
     """Each plot's observations (the zonal engine's long table, reduced to :data:`SERIES_COLUMNS`), sorted."""
-    table = conformed_table(long_table.to_dict("records"), SERIES_FIELDS)
+    present = [name for name in SERIES_COLUMNS if name in long_table]
+    table = conformed_columns({name: long_table[name].astype(object).tolist() for name in present}, SERIES_FIELDS,
+                              len(long_table))
     for column in SERIES_COLUMNS[2:]:
         table[column] = table[column].astype(float)
     return table.sort_values(["plot_id", "date"], ignore_index=True)
