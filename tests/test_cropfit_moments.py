@@ -148,6 +148,7 @@ def test_the_moment_solver_keeps_only_feasible_amplitudes():
     # at a = 1 the residual y - g = 0.1 + g has mean 0.6 and deviations -0.5, 0, 0.5
     assert float(cropfit._least_sse(*moments, np.array([0.2]), np.array([1.0]))) == pytest.approx(0.5)
     assert float(cropfit._least_sse(*moments, np.array([0.2]), np.array([2.0]))) == pytest.approx(0.0, abs=1e-15)
+    assert float(cropfit._least_sse(*moments, np.array([0.2]), np.array([2.0 + 1e-6]))) == pytest.approx(0.0, abs=1e-15)
     assert float(cropfit._least_sse(*moments, np.array([0.2]), np.array([2.0 - 1e-6]))) > 0.0
 
 
