@@ -242,17 +242,21 @@ def commands(folder: Path, paths: dict[str, Path], manifest: Path) -> dict[str, 
     }
 
 
-def scaling(folder: Path, args: argparse.Namespace, label: str) -> None:
+def scaling(folder: Path, args: argparse.Namespace, label: str, known: dict | None = None) -> None:
     """Time ``label`` on counties of 1/4, 1/2, 1 and 2 times ``args.plots`` plots (``args.dates`` dates; 25k-200k
     by default) and of 3, 6 and 12 dates
-    (``args.plots`` plots), all on the products of ``folder``; print seconds and seconds per plot-date."""
+    (``args.plots`` plots), all on the products of ``folder``; print seconds and seconds per plot-date.
+    ``known``: the run already measured on the county itself (not run again)."""
     variants = [(args.plots * k // 4, args.dates) for k in (1, 2, 4, 8)] + \
         [(args.plots, d) for d in (3, 6, 12) if d != args.dates]
     print(f"{'plots':>8} {'dates':>6} {'seconds':>8} {'µs/plot-date':>13}")
     for n_plots, n_dates in variants:
-        sub = folder / f"scale-{n_plots}-{n_dates}"
-        manifest, paths = county(sub, args.size, sorted(DATES[:n_dates]), n_plots, base=folder)
-        result = measure(label, commands(sub, paths, manifest)[label], sub)
+        if (n_plots, n_dates) == (args.plots, args.dates) and known is not None:
+            result = known
+        else:
+            sub = folder / f"scale-{n_plots}-{n_dates}"
+            manifest, paths = county(sub, args.size, sorted(DATES[:n_dates]), n_plots, base=folder)
+            result = measure(label, commands(sub, paths, manifest)[label], sub)
         print(f"{n_plots:8d} {n_dates:6d} {result['seconds']:8.1f} {1e6 * result['seconds'] / n_plots / n_dates:13.0f}",
               flush=True)
 
@@ -298,7 +302,7 @@ def main() -> None:
                                                           stage_times(folder / f"out-batch-{w}" / ".agricredit-batch"
                                                                       / "run.log")))
     if args.scaling:
-        scaling(folder, args, args.scaling)
+        scaling(folder, args, args.scaling, runs.get(args.scaling))
     if not (args.keep or args.folder):
         import shutil
 
