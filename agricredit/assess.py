@@ -620,31 +620,30 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
         status = _GEOMETRY_STATUS.get(row.geometry_status, "rejected")
         measured = status in ("valid", "repaired")
         record = registered.get(plot_id)
-        holder = record[1] if record else None
+        registered_mu, holder = record if record else (math.nan, None)
         own = claims.declaration[plot_id, borrower]
-        feature = features.get(plot_id, ())
+        pixel_count, cropped_at_peak, peak_ndvi, vigor_factor, best_crop = features.get(plot_id, (None,) * 5)
         overlaps = tuple(
             Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
                     shared_m2=float(o["shared_m2"]))
             for o in claims.overlaps.get(plot_id, ())
         )
-        best_crop = feature[4] if feature else None
         facts.append(PlotFacts(
             plot_id=str(plot_id),
             borrower_id=alias[borrower],
             geometry_status=status,
             geometry_reason=str(row.geometry_reason or ""),
             drawn_mu=_finite_or_nan(claims.drawn_mu.get(plot_id)) if measured else math.nan,
-            registered_mu=float(record[0]) if record else math.nan,
+            registered_mu=float(registered_mu),
             # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
             registry_holder_id=(alias.get(holder) or pseudonym(key, "borrower", holder)) if holder else None,
             declared_mu=float(own["declared_mu"]),
             declared_crop=str(own["declared_crop"]),
-            pixel_count=_finite_or_nan(feature[0] if feature else None),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
-            cropped_mu_at_peak=_finite_or_nan(feature[1] if feature else None),
-            peak_ndvi=_finite_or_nan(feature[2] if feature else None),
+            pixel_count=_finite_or_nan(pixel_count),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
+            cropped_mu_at_peak=_finite_or_nan(cropped_at_peak),
+            peak_ndvi=_finite_or_nan(peak_ndvi),
             satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in season.flags.get(plot_id, [])),
-            vigor_factor=_finite_or_nan(feature[3] if feature else None),
+            vigor_factor=_finite_or_nan(vigor_factor),
             best_crop=best_crop if isinstance(best_crop, str) else None,
             overlaps=overlaps,
             repeated_mu=float(claims.repeated_mu.get(plot_id, 0.0)),

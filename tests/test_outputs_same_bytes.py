@@ -204,3 +204,27 @@ def test_gc_paused_restores_the_collector_as_it_was(enabled):
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+# ----------------------------------------------------------------------------- borrower outlines
+
+
+def test_borrower_outlines_are_each_borrowers_own_union():
+    from types import SimpleNamespace
+
+    import geopandas as gpd
+
+    from agricredit.assess_outputs import _borrower_geometries
+
+    square = shapely.box(116.0, 39.0, 116.001, 39.001)
+    shifted = shapely.box(116.0005, 39.0000004, 116.0015, 39.0010004)  # overlaps the square, off the 1e-6 grid
+    far = shapely.box(116.01, 39.01, 116.011, 39.011)
+    plots = gpd.GeoDataFrame({"borrower": ["b1", "b1", "b1", "b2", "b3", "b4"],
+                              "geometry_status": ["OK", "GEOMETRY_REPAIRED", "OK", "OK", "GEOMETRY_INVALID", "OK"]},
+                             geometry=[square, shifted, far, far, square, square], crs="EPSG:4326")
+    borrowers = pd.DataFrame({"borrower": ["b0", "b1", "b2", "b3"]})  # b0 and b3: no usable plot; b4 not a borrower
+    expected = [None, shapely.union_all([square, shifted, far], grid_size=1e-6), shapely.union_all([far], grid_size=1e-6),
+                None]
+    found = _borrower_geometries(SimpleNamespace(plots=plots, borrowers=borrowers))
+    assert [None if g is None else g.wkb for g in found] == [None if g is None else g.wkb for g in expected]
+    assert found[1].geom_type == "MultiPolygon" and found[1].is_valid
