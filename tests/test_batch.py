@@ -122,9 +122,23 @@ def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
     assert chunk_plots(plots.iloc[:0], "EPSG:32650", 10.0) == []
 
 
+def settings_task(plots, acquisitions, *, marker: str):
+    """The map task, noting the worker's malloc trim threshold and whether Dask profiles its tasks."""
+    import dask
+
+    Path(marker).write_text(json.dumps({"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                        "profile": dask.config.get("distributed.worker.profile.enabled")}))
+    return observe_chunk(plots, acquisitions)
+
+
 def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, reference: Path) -> None:
+    import functools
+
     config = load_batch_config(write_config(tmp_path, chunk_size_m=1e7, workers=1))
-    run = run_batch(config, KEY, AUDIT_KEY)
+    marker = tmp_path / "worker-settings.json"
+    run = run_batch(config, KEY, AUDIT_KEY, task=functools.partial(settings_task, marker=str(marker)))
+    # The local workers keep glibc's dynamic mmap threshold and run their tasks without Dask's profiler.
+    assert json.loads(marker.read_text()) == {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "profile": False}
     assert_same_outputs(config.output, reference)
     assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) == 1
     assert run.failures == [] and not (config.output / FAILURES).exists()
