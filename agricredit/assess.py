@@ -656,8 +656,10 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
 
 
 def _by_plot(frame: pd.DataFrame, columns: Sequence[str]) -> dict[Any, tuple[Any, ...]]:
-    """Plot ID → the values of ``columns`` in its row of ``frame`` (a repeated ID: its last row)."""
-    return dict(zip(frame["plot_id"], zip(*(frame[column].tolist() for column in columns))))
+    """Plot ID → the values of ``columns`` in its row of ``frame`` (a repeated ID: its last row; a column the frame
+    lacks, as the season's when no plot had a fitted peak: ``None``)."""
+    values = [frame[column].tolist() if column in frame else [None] * len(frame) for column in columns]
+    return dict(zip(frame["plot_id"], zip(*values)))
 
 
 def _season_year(case: Case, acquisitions: Sequence[Any]) -> int:

@@ -429,3 +429,18 @@ def test_nothing_left_to_assess_is_a_clear_error(tmp_path):
     (case / "declarations.csv").write_text(header + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"plots.geojson: no plot can be assessed: all 319 are rejected \(NO_DECLARATION 319\)"):
         run_assessment(load_case(case / "case.toml"), KEY)
+
+
+def test_a_season_too_short_for_any_fit_sends_every_plot_to_review_without_a_crash(tmp_path: Path) -> None:
+    """Two dates: no plot gets a fit or a peak, so the season's table has none of those columns; the plot facts
+    take them as missing (a county run on 3 cloudy dates stopped with a KeyError here)."""
+    from dataclasses import replace
+
+    season = Path(__file__).resolve().parents[1] / "sample_tiles" / "season"
+    rows = (season / "manifest.csv").read_text(encoding="utf-8").splitlines()
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join([rows[0], *(f"{r.split(',')[0]},{r.split(',')[1]},{season / r.split(',')[2]}"
+                                              for r in rows[1:3])]) + "\n", encoding="utf-8")
+    assessment = run_assessment(replace(sample_case(), tiles=(manifest,)), KEY)
+    assert "cropped_area_mu_at_peak" not in assessment.plots or assessment.plots["peak_date"].isna().all()
+    assert assessment.verdicts and all(v.light != "green" for v in assessment.verdicts)
