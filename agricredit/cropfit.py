@@ -38,6 +38,7 @@ import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -396,18 +397,8 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
             in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, *per_season)]
 
 
-def fit_explanations(
-    dates: np.ndarray,
-    ndvi: np.ndarray,
-    region: str,
-    *,
-    names: Iterable[str] | None = None,
-    max_sowing_shift_days: int = 30,
-    shift_penalty: float = 0.05,
-    min_template_scale: float = 0.3,
-    period: Sequence[np.datetime64] | None = None,
-) -> list[SystemFit]:
-    """Fit the region's explanations to a series and rank them (best first).
+def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options: Any) -> list[SystemFit]:
+    """Fit the region's explanations to one series and rank them (best first).
 
     Parameters
     ----------
@@ -415,26 +406,16 @@ def fit_explanations(
         Valid observations (``datetime64[D]``) and their NDVI; at least 3.
     region
         A region of ``seeds/regions.csv``.
-    names
-        Only these explanations (default: all of :func:`explanations_for`).
-    max_sowing_shift_days
-        Each season may move this many days earlier or later than its calendar.
-    shift_penalty
-        Score added at the largest shift (quadratic in the shift, NDVI units).
-    min_template_scale
-        Smallest amplitude of a season, as a share of its crop's NDVI range.
-    period
-        ``(start, end)`` of the run, to place each season in its year
-        (default: the first and last observation).
+    **options
+        ``names``, ``max_sowing_shift_days``, ``shift_penalty``, ``min_template_scale``, ``period``:
+        see :func:`fit_explanations_many`.
 
     Returns
     -------
     list of SystemFit
         Sorted by ``score``, ties by name.
     """
-    return fit_explanations_many(dates, np.asarray(ndvi, dtype=float)[None, :], region, names=names,
-                                 max_sowing_shift_days=max_sowing_shift_days, shift_penalty=shift_penalty,
-                                 min_template_scale=min_template_scale, period=period)[0]
+    return fit_explanations_many(dates, np.asarray(ndvi, dtype=float)[None, :], region, **options)[0]
 
 
 def fit_explanations_many(
@@ -456,8 +437,19 @@ def fit_explanations_many(
         The shared valid observation days (``datetime64[D]``), at least 3.
     ndvi
         ``P × len(dates)``: one row per plot.
-    region, names, max_sowing_shift_days, shift_penalty, min_template_scale, period
-        As :func:`fit_explanations`.
+    region
+        A region of ``seeds/regions.csv``.
+    names
+        Only these explanations (default: all of :func:`explanations_for`).
+    max_sowing_shift_days
+        Each season may move this many days earlier or later than its calendar.
+    shift_penalty
+        Score added at the largest shift (quadratic in the shift, NDVI units).
+    min_template_scale
+        Smallest amplitude of a season, as a share of its crop's NDVI range.
+    period
+        ``(start, end)`` of the run, to place each season in its year
+        (default: the first and last observation).
 
     Returns
     -------
