@@ -37,7 +37,7 @@ import pandas as pd
 import rasterio.transform
 import shapely
 
-from agricredit.acquisitions import discover_acquisitions, observation_table, tile_hashes
+from agricredit.acquisitions import Acquisition, discover_acquisitions, observation_table, tile_hashes
 from agricredit.assess_outputs import OUTPUT_FILES, _borrower_rows, _plot_rows, write_outputs
 from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
@@ -269,6 +269,9 @@ def _stage(progress: Callable[[str], None] | None, message: str) -> None:
 #: :func:`agricredit.acquisitions.observation_table`; :mod:`agricredit.batch` gives one that maps chunks on Dask.
 #: Plots whose evidence could not be computed are named in the table's ``attrs["failed_plots"]`` (plot ID → why):
 #: they are held for review (``PROCESSING_FAILED``) and listed in ``Assessment.rejected``.
+#: An observer may also have ``prefetch(plots, acquisitions)``: it is then called as soon as the plot file is
+#: checked, with the plots that may be assessed (sound outline, a borrower; a superset of the plots it is later
+#: called with), so that it can start while the tables are read and the claims measured.
 Observer = Callable[..., pd.DataFrame]
 #: The per-plot evidence stage: called as :func:`agricredit.evidence.plot_evidence` with every assessed plot;
 #: :mod:`agricredit.batch` gives one that maps it on the zonal stage's chunks.
@@ -319,7 +322,14 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     visits = read_visits(case.visits, key, encoding=case.encoding_of("visits")) if case.visits is not None else []
 
     _stage(progress, "reading plots and tables")
-    inputs = _read_inputs(case, policy, strict)
+    discovered: list[tuple[list[Acquisition], dict[str, str]]] = []
+
+    def prefetch(checked: gpd.GeoDataFrame) -> None:
+        discovered.append(_discover(case, strict))
+        candidates = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)) & checked["borrower_id"].notna()
+        observe.prefetch(checked.loc[candidates], discovered[0][0])
+
+    inputs = _read_inputs(case, policy, strict, prefetch if hasattr(observe, "prefetch") else None)
     checked, registry, declarations, borrowers = inputs.plots, inputs.registry, inputs.declarations, inputs.borrowers
     rejected = inputs.rejected
 
@@ -332,8 +342,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     if good.empty:
         counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
         raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
-    acquisitions, long_table, unread_tiles, failed_plots = _observe(case, good, strict, observe, progress, count_dates,
-                                                                    rejected)
+    acquisitions, unopened = discovered[0] if discovered else _discover(case, strict)
+    long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
+                                                      count_dates, rejected)
 
     _stage(progress, "season: phenology, crop fit, vigor; NDVI chips and series for the report")
     region = resolve_region(case.region or policy.satellite.region, good)
@@ -393,16 +404,11 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         )
 
 
-def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, observe: Observer,
-             progress: Callable[[str], None] | None, count_dates: Callable[[int, int], None] | None,
-             rejected: dict[str, list[str]]) -> tuple[list[Any], pd.DataFrame, dict[str, list[str]], dict[str, str]]:
-    """Find the season's tiles and run the zonal stage, listing bad tiles in ``rejected`` (per-record isolation).
+def _discover(case: Case, strict: bool) -> tuple[list[Acquisition], dict[str, str]]:
+    """The season's acquisitions, and the tiles that could not even be opened (path → why; ``strict``: raise).
 
-    A tile that cannot even be opened has no known footprint or date: it is
-    listed and the season is judged on the other tiles (thin evidence then goes
-    to review). One whose pixels cannot be read holds the plots under it.
-    Returns the acquisitions, the long table, the unread tiles under each plot
-    and the plots whose evidence failed (a batch chunk).
+    Such a tile has no known footprint or date: it is listed and the season is
+    judged on the other tiles (thin evidence then goes to review).
     """
     unopened: dict[str, str] = {}
     acquisitions = discover_acquisitions(
@@ -411,6 +417,19 @@ def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, observe: Observer
         **({"sensor": case.sensor} if case.sensor else {}))
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
+    return acquisitions, unopened
+
+
+def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, acquisitions: list[Acquisition],
+             unopened: dict[str, str], observe: Observer, progress: Callable[[str], None] | None,
+             count_dates: Callable[[int, int], None] | None,
+             rejected: dict[str, list[str]]) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, str]]:
+    """Run the zonal stage, listing bad tiles (``unopened`` and unreadable) in ``rejected`` (per-record isolation).
+
+    A tile whose pixels cannot be read holds the plots under it. Returns the
+    long table, the unread tiles under each plot and the plots whose evidence
+    failed (a batch chunk).
+    """
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
     unreadable: dict[str, tuple[Tile, str]] = {}
     on_error = None if strict else lambda tile, error: unreadable.setdefault(
@@ -426,7 +445,7 @@ def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, observe: Observer
     if long_table.empty:
         raise InputError(f"no tile of the season ({', '.join(map(str, case.tiles))}) covers any plot "
                          f"between {acquisitions[0].date} and {acquisitions[-1].date}", path=case.plots)
-    return acquisitions, long_table, unread_tiles, failed_plots
+    return long_table, unread_tiles, failed_plots
 
 
 def _declared_crops(declarations: pd.DataFrame, claims: _Claims, good: gpd.GeoDataFrame) -> dict[str, list[str]]:
@@ -456,8 +475,12 @@ class _Inputs:
     chain: ChainTables | None = None  # the industry-chain tables, when the case has any
 
 
-def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
-    """Read the plots and the three tables; mark the plots whose borrower or declaration is missing."""
+def _read_inputs(case: Case, policy: Policy, strict: bool,
+                 plots_read: Callable[[gpd.GeoDataFrame], None] | None = None) -> _Inputs:
+    """Read the plots and the three tables; mark the plots whose borrower or declaration is missing.
+
+    ``plots_read`` is called with the checked plots before the tables are read.
+    """
     checked = load_plots(case.plots, id_field=case.id_field, plots_crs=case.plots_crs,
                          repair_max_area_change=policy.area.repair_max_area_change)
     if "borrower_id" not in checked.columns:
@@ -467,6 +490,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool) -> _Inputs:
     if strict and checked["borrower_id"].isna().any():
         row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
         raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
+    if plots_read is not None:
+        plots_read(checked)
     isolate = not strict
     registry = read_registry(case.registry, encoding=case.encoding_of("registry"), isolate=isolate)
     declarations = read_declarations(case.declarations, encoding=case.encoding_of("declarations"), isolate=isolate,

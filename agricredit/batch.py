@@ -210,6 +210,20 @@ def _plots_hash(plots: gpd.GeoDataFrame) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class _Started:
+    """The zonal tasks submitted for some plots: their chunks (positions into ``plots``), the chunks the ledger
+    held (``parts``, ``unread``) and the pending futures (→ chunk number and plots); ``ledger`` once opened."""
+
+    acquisitions: list[Acquisition]
+    plots: gpd.GeoDataFrame
+    chunks: list[np.ndarray]
+    parts: dict[int, pd.DataFrame] = field(default_factory=dict)
+    unread: list[dict[str, Any]] = field(default_factory=list)
+    pending: dict[Any, tuple[int, gpd.GeoDataFrame]] = field(default_factory=dict)
+    ledger: dict[str, Any] | None = None
+
+
 class DaskObserver:
     """The zonal stage (and, with :meth:`evaluate`, the evidence stage) of :func:`agricredit.assess.run_assessment`
     mapped on Dask by spatial chunk.
@@ -246,6 +260,16 @@ class DaskObserver:
         self.reused = 0
         # Each chunk's number, plots and observations (None: the chunk failed), for the evidence stage.
         self._chunks: list[tuple[int, gpd.GeoDataFrame, pd.DataFrame | None]] = []
+        self._started: _Started | None = None  # the zonal tasks :meth:`prefetch` submitted
+
+    def prefetch(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]) -> None:
+        """Start the zonal tasks of ``plots`` while the client reads the tables and measures the claims.
+
+        ``plots`` may be more than the plots the run assesses (those with a sound outline and a borrower, before
+        the tables tell which are declared and sane): :meth:`__call__` keeps the assessed plots' rows. A plot's
+        figures do not depend on the other plots, so the result is the same as chunking the assessed plots alone.
+        """
+        self._started = self._submit(plots, acquisitions)
 
     def __call__(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition], *,
                  on_error: Callable[[Any, Exception], None] | None = None,
@@ -254,21 +278,15 @@ class DaskObserver:
         (``count_chunks``), not in dates, so ``progress`` is not called."""
         from distributed import as_completed
 
-        tile_crs = acquisitions[0].products[0].crs if acquisitions[0].products and acquisitions[0].products[0] else None
-        chunks = chunk_plots(plots, tile_crs or plots.crs, self.config.chunk_size_m)
-        ledger = self._open_ledger(tile_hashes(acquisitions))
-        parts: dict[int, pd.DataFrame] = {}
-        unread: list[dict[str, Any]] = []
-        pending = {}
-        for number, positions in enumerate(chunks):
-            subset = plots.iloc[positions]
-            entry = ledger["chunks"].get(str(number))
-            if entry is not None and entry["plots"] == _plots_hash(subset) and self._verifies(entry):
-                parts[number] = pd.read_parquet(self.work / entry["file"])
-                unread.extend(entry["unreadable"])
-                self.reused += 1
-                continue
-            pending[self.client.submit(self.task, subset, acquisitions, pure=False)] = (number, subset)
+        started, self._started = self._started, None
+        if started is None or started.acquisitions != list(acquisitions) or \
+                not set(plots["plot_id"]) <= set(started.plots["plot_id"]):
+            if started is not None:
+                self.client.cancel(list(started.pending))
+            started = self._submit(plots, acquisitions)
+        if started.ledger is None:
+            started.ledger = self._open_ledger(tile_hashes(acquisitions))
+        parts, unread, pending, chunks = started.parts, started.unread, started.pending, started.chunks
         done = len(parts)
         if self.count_chunks is not None:
             self.count_chunks(done, len(chunks))
@@ -279,25 +297,56 @@ class DaskObserver:
             except Exception as error:  # a failing chunk: isolated (or, with fail_fast, the end of the run)
                 why = error.one_line() if isinstance(error, AgricreditError) else f"{type(error).__name__}: {error}"
                 if self.fail_fast:
-                    for other in pending:
-                        other.cancel()
+                    self.client.cancel(list(pending))
                     raise AgricreditError(f"chunk {number} failed: {why}") from error
                 log.warning("chunk %d (%d plots) failed: %s", number, len(subset), why)
-                self.failures.append(ChunkFailure(number, tuple(subset["plot_id"].astype(str)), why))
+                kept = subset["plot_id"].isin(plots["plot_id"])
+                if kept.any():
+                    self.failures.append(ChunkFailure(number, tuple(subset.loc[kept, "plot_id"].astype(str)), why))
             else:
                 parts[number] = table
                 unread.extend(unreadable)
-                self._record(ledger, number, subset, table, unreadable)
+                self._record(started.ledger, number, subset, table, unreadable)
             done += 1
             if self.count_chunks is not None:
                 self.count_chunks(done, len(chunks))
         for record in {r["path"]: r for r in unread}.values():
             if on_error is not None:
                 on_error(_tile_of(record), AgricreditError(record["why"]))
-        self._chunks = [(number, plots.iloc[positions], parts.get(number)) for number, positions in enumerate(chunks)]
-        table = _combine(plots, [parts[n] for n in sorted(parts)])
+        # The chunks' assessed plots and their rows (a prefetched chunk may hold plots the run does not assess).
+        assessed = set(plots["plot_id"])
+        self._chunks = []
+        for number, positions in enumerate(chunks):
+            subset = started.plots.iloc[positions]
+            subset = subset.loc[subset["plot_id"].isin(assessed)]
+            own = parts.get(number)
+            if len(subset):
+                self._chunks.append((number, subset, None if own is None else own.loc[own["plot_id"].isin(assessed)]))
+        table = _combine(plots, [own for _, _, own in self._chunks if own is not None])
         table.attrs["failed_plots"] = {pid: f"chunk {f.chunk}: {f.reason}" for f in self.failures for pid in f.plot_ids}
         return table
+
+    def _submit(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]) -> _Started:
+        """Chunk ``plots`` and submit a zonal task per chunk the ledger does not hold (with ``resume``).
+
+        Without ``resume`` the tasks are submitted first and the ledger (whose inputs hash reads every tile)
+        is opened by :meth:`__call__` while they run.
+        """
+        tile_crs = acquisitions[0].products[0].crs if acquisitions[0].products and acquisitions[0].products[0] else None
+        chunks = chunk_plots(plots, tile_crs or plots.crs, self.config.chunk_size_m)
+        started = _Started(list(acquisitions), plots, chunks)
+        if self.resume:
+            started.ledger = self._open_ledger(tile_hashes(acquisitions))
+        for number, positions in enumerate(chunks):
+            subset = plots.iloc[positions]
+            entry = started.ledger["chunks"].get(str(number)) if started.ledger is not None else None
+            if entry is not None and entry["plots"] == _plots_hash(subset) and self._verifies(entry):
+                started.parts[number] = pd.read_parquet(self.work / entry["file"])
+                started.unread.extend(entry["unreadable"])
+                self.reused += 1
+                continue
+            started.pending[self.client.submit(self.task, subset, acquisitions, pure=False)] = (number, subset)
+        return started
 
     def evaluate(self, table: pd.DataFrame, plots: gpd.GeoDataFrame, declared: Mapping[str, Any],
                  drawn_mu: Mapping[str, float], period: tuple[np.datetime64, np.datetime64],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -33,12 +34,13 @@ FAILING_PLOT = "P0100"
 
 
 def write_config(folder: Path, *, chunk_size_m: float, workers: int | None = None, output: str = "out",
-                 geojsonseq_min_bytes: int | None = None) -> Path:
-    """A batch TOML over the sample case (absolute input paths) with a [batch] table."""
+                 geojsonseq_min_bytes: int | None = None, declarations: Path | None = None) -> Path:
+    """A batch TOML over the sample case (absolute input paths; another declarations table if given) with a
+    [batch] table."""
     folder.mkdir(parents=True, exist_ok=True)
-    inputs = {"plots": "plots.geojson", "registry": "registry.csv", "declarations": "declarations.csv",
-              "borrowers": "borrowers.csv"}
-    lines = ["[inputs]", *(f'{k} = "{(SAMPLE / v).as_posix()}"' for k, v in inputs.items()),
+    inputs = {"plots": SAMPLE / "plots.geojson", "registry": SAMPLE / "registry.csv",
+              "declarations": declarations or SAMPLE / "declarations.csv", "borrowers": SAMPLE / "borrowers.csv"}
+    lines = ["[inputs]", *(f'{k} = "{v.as_posix()}"' for k, v in inputs.items()),
              f'tiles = ["{(SAMPLE / "season" / "manifest.csv").as_posix()}"]',
              "[options]", 'start = "2023-01-01"', 'end = "2023-12-31"',
              "[batch]", f'output = "{output}"', f"chunk_size_m = {chunk_size_m}",
@@ -181,6 +183,28 @@ def test_a_failing_chunk_holds_only_its_plots_for_review(tmp_path: Path, referen
     assert not others["reason_codes"].map(lambda codes: "PROCESSING_FAILED" in codes).any()
     # The plots of the other chunks keep their satellite evidence.
     pd.testing.assert_series_equal(others["peak_ndvi"], expected.drop(index=sorted(failed))["peak_ndvi"])
+
+
+def test_plots_the_tables_set_aside_are_observed_early_but_never_assessed(tmp_path: Path, inprocess: str) -> None:
+    # The zonal tasks start before the tables are read, on every plot with a sound outline and a borrower. Here the
+    # plots of FAILING_PLOT's chunk have no declaration: their chunk is observed (and fails), yet they are rejected
+    # as NO_DECLARATION, no plot is PROCESSING_FAILED, and the bytes are assess's on the same tables.
+    plots = load_plots(SAMPLE / "plots.geojson")
+    chunk = next(c for c in chunk_plots(plots, "EPSG:32618", SMALL_CHUNK_M)
+                 if FAILING_PLOT in set(plots["plot_id"].iloc[c]))
+    undeclared = set(plots["plot_id"].iloc[chunk])
+    declarations = pd.read_csv(SAMPLE / "declarations.csv", dtype=str, keep_default_na=False)
+    assert undeclared <= set(declarations["plot_id"]) and len(undeclared) < len(plots) // 4
+    path = tmp_path / "declarations.csv"
+    declarations.loc[~declarations["plot_id"].isin(undeclared)].to_csv(path, index=False)
+    expected = tmp_path / "assess"
+    write_outputs(run_assessment(dataclasses.replace(sample_case(), declarations=path), KEY), expected, AUDIT_KEY)
+
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M, declarations=path))
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, task=failing_task)
+    assert run.failures == [] and "PROCESSING_FAILED" not in run.assessment.rejected
+    assert set(run.assessment.rejected["NO_DECLARATION"]) == undeclared
+    assert_same_outputs(config.output, expected)
 
 
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,

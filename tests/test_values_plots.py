@@ -360,6 +360,26 @@ def test_geodesic_area_of_missing_and_empty_geometries_is_nan():
     assert np.isnan(perimeter[[0, 1, 3]]).all() and perimeter[2] == pytest.approx(400, rel=2e-3)
 
 
+def test_geodesic_area_of_holes_multipolygons_and_collections_is_pyprojs_to_the_last_bit():
+    # The rings are measured one by one on coordinate arrays; the sums must be pyproj's own, in its order:
+    # exterior + each hole (clockwise after orienting: negative), 0.0 + each part of a multipolygon.
+    outer = _utm_box(0, 0, 300, 200)
+    holed = outer.difference(_utm_box(20, 20, 60, 80)).difference(_utm_box(100, 30, 170, 90))
+    parts = shapely.MultiPolygon([holed, _utm_box(400, 0, 450, 37.5), _utm_box(500, 10, 520, 30)])
+    lines = shapely.GeometryCollection([_utm_box(600, 0, 650, 50), shapely.LineString([(700, 0), (750, 30)])])
+    wgs = gpd.GeoSeries([holed, parts, lines, outer.exterior, outer.reverse()], crs=UTM).to_crs(4326).values
+    area, perimeter = P.geodesic_area_perimeter(wgs)
+    geod = pyproj.Geod(ellps="WGS84")
+    expected = [geod.geometry_area_perimeter(g) for g in shapely.orient_polygons(np.asarray(wgs, dtype=object))]
+    assert area.tolist() == [abs(a) for a, _ in expected] and perimeter.tolist() == [p for _, p in expected]
+    # and against the plane: holes subtract, parts add (UTM scale ~0.9996 near the central meridian)
+    assert area[0] == pytest.approx(300 * 200 - 40 * 60 - 70 * 60, rel=2e-3)
+    assert area[1] == pytest.approx(
+        area[0] + _geodesic_m2(_utm_box(400, 0, 450, 37.5)) + _geodesic_m2(_utm_box(500, 10, 520, 30)),
+        rel=1e-12)
+    assert area[4] == pytest.approx(300 * 200, rel=2e-3)
+
+
 def _overlapping_pair(overlap_m: float):
     """Two 100 m squares whose columns overlap by ``overlap_m`` m (a strip ``overlap_m`` × 100 m)."""
     return _frame([_utm_box(0, 0, 100, 100), _utm_box(100 - overlap_m, 0, 200 - overlap_m, 100)], ids=["A", "B"])
