@@ -263,6 +263,10 @@ def scl_mask(scl: np.ndarray, classes: Iterable[int] = DEFAULT_SCL_INVALID) -> t
     """Sentinel-2 scene classification: class 0 is no data (fill); other listed classes are cloud/quality."""
     classes = [c for c in classes if c != 0]
     fill = scl == 0
+    if scl.dtype.kind == "u" and scl.dtype.itemsize <= 2:  # a look-up table: several times faster than np.isin
+        listed = np.zeros(1 << (8 * scl.dtype.itemsize), bool)
+        listed[[c for c in classes if 0 <= c < len(listed)]] = True
+        return fill, listed[scl]
     cloud = np.isin(scl, classes) if classes else np.zeros(scl.shape, bool)
     return fill, cloud
 

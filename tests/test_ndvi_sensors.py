@@ -50,13 +50,18 @@ def test_sensor_from_band_names():
     assert sensors.sensor_from_band_names(["a.tif"]) is None
 
 
-def test_scl_mask_classes():
-    scl = np.arange(12, dtype=np.uint8)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_scl_mask_classes(dtype):
+    # uint8/uint16 (SCL alone, or read in one call with the uint16 bands) go through a look-up table, the rest
+    # through np.isin: the same classes either way, and values past the class range (300, 65535) are not listed.
+    scl = np.array([*range(12), 255, *([300, 65535] if dtype in (np.uint16, np.float32) else [])], dtype=dtype)
     fill, cloud = sensors.scl_mask(scl)
-    assert fill.tolist() == [c == 0 for c in range(12)]
-    assert np.flatnonzero(cloud).tolist() == [1, 3, 8, 9, 10]
+    assert fill.tolist() == [c == 0 for c in scl.tolist()]
+    assert cloud.dtype == bool and np.flatnonzero(cloud).tolist() == [1, 3, 8, 9, 10]
     _, cloud = sensors.scl_mask(scl, sensors.parse_mask_classes("8,9"))
     assert np.flatnonzero(cloud).tolist() == [8, 9]
+    _, cloud = sensors.scl_mask(scl, [0])
+    assert not cloud.any()
 
 
 @pytest.mark.parametrize("bit", range(16))
