@@ -515,11 +515,13 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
         raise SchemaError(f"{len(unknown)} borrower(s) of the plot file are not in the borrower table "
                           f"(first at plot {first})", path=case.borrowers)
     _mark(checked, checked["borrower_id"].isna().to_numpy(), MISSING_BORROWER, "no borrower_id")
-    _mark(checked, checked["borrower_id"].isin(unknown).to_numpy(), UNKNOWN_BORROWER,
+    _mark(checked, checked["borrower_id"].astype(object).isin(unknown).to_numpy(), UNKNOWN_BORROWER,
           "borrower_id not in the borrower table")
     # A plot nobody declared cannot be assessed: it is rejected and listed, the rest go on.
     declared = set(sound["declarations"]["plot_id"])
-    _mark(checked, ~checked["plot_id"].isin(declared).to_numpy(), NO_DECLARATION, "no declaration for the plot")
+    # (isin on object values: pandas' Arrow strings convert a large value set element by element)
+    _mark(checked, ~checked["plot_id"].astype(object).isin(declared).to_numpy(), NO_DECLARATION,
+          "no declaration for the plot")
     return _Inputs(checked, sound["registry"], sound["declarations"], borrowers, bad_borrowers, rejected, chain)
 
 
@@ -559,10 +561,13 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
     declaration of the first of them (by ID) and is held for review as contested.
     """
     by_plot: dict[str, list[dict[str, Any]]] = {}
-    for record in declarations.sort_values(["plot_id", "borrower_id"]).to_dict("records"):
+    ordered = declarations.sort_values(["plot_id", "borrower_id"])
+    columns = {name: ordered[name].tolist() for name in ordered.columns}  # to_dict("records"), without its boxing
+    for values in zip(*columns.values()):
+        record = dict(zip(columns, values))
         by_plot.setdefault(record["plot_id"], []).append(record)
     declaration, others = {}, {}
-    for pid, borrower in zip(checked["plot_id"], checked["borrower_id"]):
+    for pid, borrower in zip(checked["plot_id"].tolist(), checked["borrower_id"].tolist()):
         if pid in by_plot and borrower is not None:
             own = [r for r in by_plot[pid] if r["borrower_id"] == borrower]
             declaration[pid, borrower] = (own or by_plot[pid])[0]
@@ -574,7 +579,7 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
     registered = dict(zip(registry["plot_id"], registry["registered_mu"]))
     absurd = [ok[i] and drawn_area_absurd(drawn[pid], registered.get(pid, math.nan),
                                           declaration.get((pid, b), {}).get("declared_mu", math.nan), policy)
-              for i, (pid, b) in enumerate(zip(checked["plot_id"], checked["borrower_id"]))]
+              for i, (pid, b) in enumerate(zip(checked["plot_id"].tolist(), checked["borrower_id"].tolist()))]
     _mark(checked, np.asarray(absurd, dtype=bool), AREA_ABSURD, "drawn area absurd against registry and declaration")
     good = checked.loc[checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
     found = find_overlaps(good, outline_accuracy_m=policy.area.outline_accuracy_m)

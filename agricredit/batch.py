@@ -314,14 +314,16 @@ class DaskObserver:
             if on_error is not None:
                 on_error(_tile_of(record), AgricreditError(record["why"]))
         # The chunks' assessed plots and their rows (a prefetched chunk may hold plots the run does not assess).
-        assessed = set(plots["plot_id"])
+        assessed = started.plots["plot_id"].isin(plots["plot_id"]).to_numpy()
         self._chunks = []
         for number, positions in enumerate(chunks):
-            subset = started.plots.iloc[positions]
-            subset = subset.loc[subset["plot_id"].isin(assessed)]
-            own = parts.get(number)
-            if len(subset):
-                self._chunks.append((number, subset, None if own is None else own.loc[own["plot_id"].isin(assessed)]))
+            keep = assessed[positions]
+            if not keep.any():
+                continue
+            subset, own = started.plots.iloc[positions[keep]], parts.get(number)
+            if own is not None and not keep.all():
+                own = own.loc[own["plot_id"].isin(subset["plot_id"])]
+            self._chunks.append((number, subset, own))
         table = _combine(plots, [own for _, _, own in self._chunks if own is not None])
         table.attrs["failed_plots"] = {pid: f"chunk {f.chunk}: {f.reason}" for f in self.failures for pid in f.plot_ids}
         return table
