@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -362,13 +363,17 @@ class DaskObserver:
         """
         from distributed import as_completed
 
-        def args(subset: gpd.GeoDataFrame) -> tuple[Any, ...]:
-            ids = subset["plot_id"].astype(str)
-            return (subset, {p: declared[p] for p in ids if p in declared},
-                    {p: drawn_mu[p] for p in ids if p in drawn_mu}, period, acquisitions, options)
+        def claims(subset: gpd.GeoDataFrame) -> bytes:
+            """The chunk's declared crops and drawn areas, pickled: Dask walks a task's plain arguments (dicts of
+            thousands of plots) looking for futures, which cost more than the pickling."""
+            ids = subset["plot_id"].astype(str).tolist()
+            return pickle.dumps(({p: declared[p] for p in ids if p in declared},
+                                 {p: drawn_mu[p] for p in ids if p in drawn_mu}), protocol=pickle.HIGHEST_PROTOCOL)
 
-        parts = [plot_evidence(table.iloc[:0], *args(subset)) for _, subset, own in self._chunks if own is None]
-        pending = [self.client.submit(_chunk_evidence, own, *args(subset), pure=False)
+        shared = (period, acquisitions, options)
+        parts = [_chunk_evidence(table.iloc[:0], subset, claims(subset), *shared)
+                 for _, subset, own in self._chunks if own is None]
+        pending = [self.client.submit(_chunk_evidence, own, subset, claims(subset), *shared, pure=False)
                    for _, subset, own in self._chunks if own is not None]
         if self.count_evidence is not None:
             self.count_evidence(0, len(pending))
@@ -426,11 +431,11 @@ class DaskObserver:
             tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _chunk_evidence(*args: Any) -> Evidence:
-    """The evidence map task: :func:`agricredit.evidence.plot_evidence` without the fitted curves and series objects,
-    which the reduce step does not read (its rows hold the fits' figures) and which would be most of what a county's
-    chunks send back to this process."""
-    evidence = plot_evidence(*args)
+def _chunk_evidence(table: pd.DataFrame, plots: gpd.GeoDataFrame, claims: bytes, *shared: Any) -> Evidence:
+    """The evidence map task: :func:`agricredit.evidence.plot_evidence` of one chunk (``claims``: its declared crops
+    and drawn areas, pickled) without the fitted curves and series objects, which the reduce step does not read (its
+    rows hold the fits' figures) and which would be most of what a county's chunks send back to this process."""
+    evidence = plot_evidence(table, plots, *pickle.loads(claims), *shared)
     return replace(evidence, season=replace(evidence.season, fits={}, series={}))
 
 
