@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import rasterio
@@ -200,50 +200,61 @@ class NdviReader:
         except RasterioError as error:
             raise CorruptInputError(f"cannot read pixels (truncated or corrupt file?): {error}", path=ref.path) from error
 
-    def read(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read(self, window: Window | None = None, cells: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``(ndvi, cloud, fill)`` for ``window`` (whole tile if None); see :func:`read_ndvi`.
 
         ``fill`` is True where an input is no data (outside the acquisition).
+        With ``cells`` (row and column indices within the window) the three are 1-D, at those cells only: the
+        window is read and decompressed whole, but NDVI and the masks are computed only where they are needed
+        (the same values, element by element).
         """
         p = self.product
         window = window or _full_window(p)
+        at = (slice(None),) if cells is None else cells
+        shape: list[tuple[int, int]] = []  # the window's, as read
+
+        def band(ds, ref: BandRef, indexes: list[int] | None = None) -> np.ndarray:
+            values = self._read(ds, ref, window, indexes)
+            shape.append(values.shape[-2:])
+            return values[at] if indexes is None else values[(slice(None), *at)]
+
         if p.sensor == "ndvi":
-            return self._read_ndvi(window)
+            return self._read_ndvi(window, at)
         assert p.nir is not None
         qa = None
         if self.nir is self.red:  # the bands of one file in one call: a pixel-interleaved file is decompressed once
             with_qa = p.mask is not None and self.mask is self.red and not p.mask_rule.startswith("msk_classi")
-            indexes = [p.red.index, p.nir.index] + ([p.mask.index] if with_qa else [])
-            bands = self._read(self.red, p.red, window, indexes)
+            bands = band(self.red, p.red, [p.red.index, p.nir.index] + ([p.mask.index] if with_qa else []))
             red, nir, qa = bands[0], bands[1], (bands[2] if with_qa else None)
         else:
-            red, nir = self._read(self.red, p.red, window), self._read(self.nir, p.nir, window)
+            red, nir = band(self.red, p.red), band(self.nir, p.nir)
         ndvi, fill = ndvi_from_dn(red, nir, scale=p.scale, offset=p.offset, nodata=p.nodata, saturated=p.saturated_dn)
         if p.defect is not None:
-            ndvi[sensors.apply_defect_rule(p.defect_rule, self._read(self.defect, p.defect, window))] = np.nan
+            ndvi[sensors.apply_defect_rule(p.defect_rule, band(self.defect, p.defect))] = np.nan
         cloud = np.zeros(ndvi.shape, bool)
         if p.mask is not None:
-            # MSK_CLASSI: opaque and cirrus are bands 1 and 2 of one file.
-            indexes = [1, 2] if p.mask_rule.startswith("msk_classi") else None
-            if qa is None:
-                qa = self._read(self.mask, p.mask, window, indexes)
+            if qa is None:  # MSK_CLASSI: opaque and cirrus are bands 1 and 2 of one file.
+                qa = band(self.mask, p.mask, [1, 2] if p.mask_rule.startswith("msk_classi") else None)
             qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, qa)
             fill |= qa_fill
             cloud |= qa_cloud
         if p.cloud_shapes:
             cloud |= rasterio.features.rasterize(
-                p.cloud_shapes, out_shape=ndvi.shape, transform=rasterio.windows.transform(window, p.transform),
-                fill=0, default_value=1, dtype="uint8").astype(bool)
+                p.cloud_shapes, out_shape=shape[0],
+                transform=rasterio.windows.transform(window, p.transform), fill=0, default_value=1,
+                dtype="uint8").astype(bool)[at]
         if p.external_mask is not None:
-            cloud |= self._read(self.external, p.external_mask, window) != 0
+            cloud |= band(self.external, p.external_mask) != 0
         cloud &= ~fill
         ndvi[fill | cloud] = np.nan
         return ndvi, cloud, fill
 
-    def _read_ndvi(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ndvi, cloud, fill) of an NDVI raster: cloud = NaN pixels its internal mask marks as observed."""
-        ndvi = self._read(self.red, self.product.red, window).astype(np.float32, copy=False)
-        fill = self.red.read_masks(1, window=window) == 0 if self.footprint else np.zeros(ndvi.shape, bool)
+    def _read_ndvi(self, window: Window, at: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ndvi, cloud, fill) of an NDVI raster at ``at`` of ``window``: cloud = NaN pixels its internal mask marks
+        as observed."""
+        ndvi = self._read(self.red, self.product.red, window)[at].astype(np.float32, copy=False)
+        fill = self.red.read_masks(1, window=window)[at] == 0 if self.footprint else np.zeros(ndvi.shape, bool)
         return ndvi, np.isnan(ndvi) & ~fill, fill
 
     def close(self) -> None:

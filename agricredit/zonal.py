@@ -194,8 +194,9 @@ def open_tile(path: str | os.PathLike[str] | Product, date: dt.date | None = Non
 
 
 @contextlib.contextmanager
-def _tile_reader(tile: Tile) -> Iterator[Callable[[Window], tuple[np.ndarray, np.ndarray]]]:
-    """Open ``tile`` once; yield a function reading NDVI (float32, NaN = invalid) and the cloud mask of a window.
+def _tile_reader(tile: Tile) -> Iterator[Callable[..., tuple[np.ndarray, np.ndarray]]]:
+    """Open ``tile`` once; yield a function reading NDVI (float32, NaN = invalid) and the cloud mask of a window,
+    ``read(window)``, or only at some of its cells, ``read(window, rows, cols)`` (indices within the window; 1-D).
 
     The one place where tiles are read: products go through
     :class:`agricredit.raster.NdviReader`; in an untagged NDVI raster every invalid
@@ -205,15 +206,18 @@ def _tile_reader(tile: Tile) -> Iterator[Callable[[Window], tuple[np.ndarray, np
         from agricredit.raster import NdviReader
 
         with NdviReader(tile.product) as reader:
-            def read_product(window: Window) -> tuple[np.ndarray, np.ndarray]:
-                ndvi, cloud, _ = reader.read(window)
+            def read_product(window: Window, rows: np.ndarray | None = None,
+                             cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                ndvi, cloud, _ = reader.read(window, cells=None if rows is None else (rows, cols))
                 return np.asarray(ndvi, dtype=np.float32), np.asarray(cloud, dtype=bool)
 
             yield read_product
         return
     with rasterio.open(tile.path) as src:
-        def read_raster(window: Window) -> tuple[np.ndarray, np.ndarray]:
-            ndvi = np.ma.filled(src.read(1, window=window, masked=True).astype(np.float32, copy=False), np.nan)
+        def read_raster(window: Window, rows: np.ndarray | None = None,
+                        cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            values = src.read(1, window=window, masked=True)
+            ndvi = np.ma.filled((values if rows is None else values[rows, cols]).astype(np.float32, copy=False), np.nan)
             return ndvi, np.isnan(ndvi)
 
         yield read_raster
@@ -517,7 +521,7 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
     # read once, so GDAL's block cache (5 % of RAM by default) would only hold dead strips: keep it small.
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_READ_CACHE_MB))
-        readers: dict[str, Callable[[Window], tuple[np.ndarray, np.ndarray]]] = {}
+        readers: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {}
         for s in range(len(tops) - 1):
             pieces = [(k, int(lo[s]), int(lo[s + 1])) for k, lo in enumerate(bounds) if lo[s] < lo[s + 1]]
             if not pieces:
@@ -540,9 +544,8 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
                 window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
                 if tile.path not in readers:
                     readers[tile.path] = stack.enter_context(_tile_reader(tile))
-                tile_ndvi, tile_cloud = readers[tile.path](window)
-                values[todo] = tile_ndvi[r - r_lo, c - c_lo]
-                cloud[todo] |= tile_cloud[r - r_lo, c - c_lo]
+                values[todo], tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo)
+                cloud[todo] |= tile_cloud
             cloud &= np.isnan(values)
             at = 0
             for k, a, b in pieces:

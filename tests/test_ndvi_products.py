@@ -292,3 +292,56 @@ def test_sensor_ndvi_on_a_raw_product_is_a_clear_error(tmp_path):
         dst.write(np.ones((2, 4, 4), dtype="uint16"))
     with pytest.raises(SensorError, match="not an NDVI raster"):
         open_product(path, sensor="ndvi")
+
+
+def _products_of_every_kind(tmp_path):
+    """One product per reading path: S2 L2A pixel-interleaved with SCL (one call for the bands), S2 L2A .SAFE (SCL
+    at 20 m through a VRT), L1C with a GML cloud mask (rasterised shapes), Landsat C2 with QA_RADSAT (defect band),
+    an external mask, an NDVI raster with a footprint mask, and the real sample products."""
+    from ndvi_fixtures import clouds_gml, landsat_c2_folder
+
+    red, nir = s2_dn((40, 60))
+    red[0, :7] = 0  # no data
+    nir[5, 5] = 65535
+    x0, y0 = 435730.0, 4179460.0
+    products = {
+        "s2 interleaved": open_product(write_tif(tmp_path / "s2.tif", [red, nir, _scl(red.shape).astype(np.uint16)],
+                                                 descriptions=["B04", "B08", "SCL"], tags=S2_TAGS)),
+        "s2 safe": open_product(s2_safe(tmp_path / "safe", red, nir, _scl((20, 30)))),
+        "l1c gml": open_product(s2_safe(tmp_path / "gml", red, nir, None, level="L1C", baseline="02.14",
+                                        clouds_gml=clouds_gml([("OPAQUE", (x0, y0 - 100, x0 + 100, y0))]))),
+        "landsat radsat": open_product(landsat_c2_folder(  # SR = 2.75e-5 DN - 0.2: positive past DN 7273
+            tmp_path / "l8", red + 9000, nir + 12000, radsat=np.where(np.arange(60) % 7 == 0, 1 << 3, 0).astype(np.uint16)
+            * np.ones((40, 1), np.uint16), mtl=True)),
+        "external mask": open_product(
+            write_tif(tmp_path / "ext.tif", [red, nir], descriptions=["B04", "B08"],
+                      tags=dict(S2_TAGS, AGRICREDIT_SENSOR="s2-l1c")),
+            mask_path=write_tif(tmp_path / "m.tif", [np.eye(20, 30, dtype=np.uint8)], transform=TRANSFORM_20)),
+    }
+    write_ndvi_cog(products["s2 interleaved"], tmp_path / "ndvi.tif")  # NDVI with its footprint mask
+    products["ndvi raster"] = open_product(tmp_path / "ndvi.tif")
+    sample = os.path.join(os.path.dirname(__file__), "..", "sample_tiles")
+    products["sample l8 c1"] = open_product(os.path.join(sample, "l8_c1_cloudy.tif"))
+    products["sample s2 l1c"] = open_product(os.path.join(sample, "s2_l1c_eastern_shore.tif"))
+    return products
+
+
+def test_reading_at_cells_gives_the_window_values_at_those_cells(tmp_path):
+    # The zonal engine asks only for the cells its plots cover: NDVI, cloud and fill there must be the very values
+    # of the whole window's arrays (same bits, NaN where NaN), for every kind of product and mask.
+    from agricredit.raster import NdviReader
+
+    rng = np.random.default_rng(3)
+    for name, product in _products_of_every_kind(tmp_path).items():
+        window = rasterio.windows.Window(3, 2, min(45, product.width - 3), min(30, product.height - 2))
+        rows = rng.integers(0, int(window.height), 200)
+        cols = rng.integers(0, int(window.width), 200)
+        with NdviReader(product) as reader:
+            whole = reader.read(window)
+            at = reader.read(window, cells=(rows, cols))
+        for full, part in zip(whole, at):
+            assert part.shape == (200,) and part.dtype == full.dtype, name
+            np.testing.assert_array_equal(part, full[rows, cols], err_msg=name)
+        assert np.isfinite(whole[0]).any(), name
+        if not name.startswith("sample"):  # the synthetic ones have invalid cells too (no data, saturated, masked)
+            assert np.isnan(whole[0]).any(), name
