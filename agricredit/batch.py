@@ -349,6 +349,7 @@ class DaskObserver:
                 self.reused += 1
                 continue
             started.pending[self.client.submit(self.task, subset, acquisitions, pure=False)] = (number, subset)
+        log.info("zonal tasks submitted: %d chunks of %d (%d plots)", len(started.pending), len(chunks), len(plots))
         return started
 
     def evaluate(self, table: pd.DataFrame, plots: gpd.GeoDataFrame, declared: Mapping[str, Any],
