@@ -174,9 +174,10 @@ def user_pipeline(folder: str, plots: str) -> None:
 
 
 def measure(label: str, command: list[str], cwd: Path) -> dict:
-    """Run ``command`` in a wrapper process that reports wall time, its own peak RSS and its child processes'
-    (the Dask workers of ``batch``), sampled from ``/proc`` every 0.2 s with psutil."""
-    wrapper = ("import json, subprocess, sys, time, psutil; start = time.perf_counter(); "
+    """Run ``command`` in a wrapper process that reports wall time, the CPU time of the whole process tree (the
+    Dask workers of ``batch`` included: each process is reaped by its parent), its own peak RSS and its child
+    processes', sampled from ``/proc`` every 0.2 s with psutil."""
+    wrapper = ("import json, os, subprocess, sys, time, psutil; start = time.perf_counter(); "
                "child = subprocess.Popen(sys.argv[1:]); main = psutil.Process(child.pid); peaks = {}\n"
                "while child.poll() is None:\n"
                "    for p in [main, *main.children(recursive=True)]:\n"
@@ -184,7 +185,9 @@ def measure(label: str, command: list[str], cwd: Path) -> dict:
                "        except psutil.Error: pass\n"
                "    time.sleep(0.2)\n"
                "others = [v for k, v in peaks.items() if k != child.pid and v > 100 * 2**20]\n"
+               "cpu = os.times().children_user + os.times().children_system\n"
                "print(json.dumps({'seconds': time.perf_counter() - start, 'code': child.returncode, "
+               "'cpu_seconds': cpu, "
                "'max_rss_mb': peaks.get(child.pid, 0) / 2**20, 'workers': len(others), "
                "'worker_rss_mb': max(others, default=0) / 2**20}))")
     env = {**os.environ, **KEYS, "PYTHONPATH": str(ROOT)}
@@ -291,11 +294,12 @@ def main() -> None:
         same = all((folder / "out-assess" / name).read_bytes() == (folder / f"out-batch-{w}" / name).read_bytes()
                    for w in done for name in ("plots.parquet", "borrowers.csv", "audit.jsonl", "chips.parquet"))
         print(f"batch outputs identical to assess: {same}")
-    print(f"{'run':10} {'seconds':>8} {'plots/s':>9} {'peak RSS MB':>12} {'worker RSS MB':>14} {'vs user':>8}")
+    print(f"{'run':10} {'seconds':>8} {'CPU s':>7} {'plots/s':>9} {'peak RSS MB':>12} {'worker RSS MB':>14} "
+          f"{'vs user':>8}")
     for label, result in runs.items():
         ratio = f"{runs['user']['seconds'] / result['seconds']:7.2f}x" if "user" in runs else "      -"
         workers = f"{result['worker_rss_mb']:8.0f} ({result['workers']})" if label.startswith("batch") else ""
-        print(f"{label:10} {result['seconds']:8.1f} {args.plots / result['seconds']:9.0f} "
+        print(f"{label:10} {result['seconds']:8.1f} {result['cpu_seconds']:7.0f} {args.plots / result['seconds']:9.0f} "
               f"{result['max_rss_mb']:12.0f} {workers:>14} {ratio}")
     for w in done:
         print(f"batch-{w} stages (run log): " + "; ".join(f"{label} {seconds:.1f} s" for label, seconds in
