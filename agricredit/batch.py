@@ -340,8 +340,8 @@ class DaskObserver:
         started = _Started(list(acquisitions), plots, chunks)
         if self.resume:
             started.ledger = self._open_ledger(tile_hashes(acquisitions))
-        for number, positions in enumerate(chunks):
-            subset = plots.iloc[positions]
+        for number in _largest_first(chunks):
+            subset = plots.iloc[chunks[number]]
             entry = started.ledger["chunks"].get(str(number)) if started.ledger is not None else None
             if entry is not None and entry["plots"] == _plots_hash(subset) and self._verifies(entry):
                 started.parts[number] = pd.read_parquet(self.work / entry["file"])
@@ -374,8 +374,10 @@ class DaskObserver:
         shared = (period, acquisitions, options)
         parts = [_chunk_evidence(table.iloc[:0], subset, claims(subset), *shared)
                  for _, subset, own in self._chunks if own is None]
-        pending = [self.client.submit(_chunk_evidence, own, subset, claims(subset), *shared, pure=False)
-                   for _, subset, own in self._chunks if own is not None]
+        mapped = [(subset, own) for _, subset, own in self._chunks if own is not None]
+        pending = [self.client.submit(_chunk_evidence, mapped[k][1], mapped[k][0], claims(mapped[k][0]), *shared,
+                                      pure=False)
+                   for k in _largest_first([subset for subset, _ in mapped])]
         if self.count_evidence is not None:
             self.count_evidence(0, len(pending))
         for done, future in enumerate(as_completed(pending), start=1):
@@ -430,6 +432,12 @@ class DaskObserver:
     def _save(self, ledger: dict[str, Any]) -> None:
         with atomic_path(self.work / LEDGER) as tmp:
             tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _largest_first(chunks: Sequence[Any]) -> list[int]:
+    """The chunks' numbers, largest first (ties: by number): tasks are submitted, and mostly run, in this order, so
+    the last task of a stage is a small one and the other workers do not wait long for it."""
+    return sorted(range(len(chunks)), key=lambda number: (-len(chunks[number]), number))
 
 
 def _chunk_evidence(table: pd.DataFrame, plots: gpd.GeoDataFrame, claims: bytes, *shared: Any) -> Evidence:

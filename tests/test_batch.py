@@ -18,7 +18,8 @@ import shapely
 
 from agricredit.assess import OUTPUT_FILES, run_assessment, sample_case, write_outputs
 from agricredit.audit import AuditKey
-from agricredit.batch import FAILURES, LEDGER, WORK_FOLDER, chunk_plots, load_batch_config, observe_chunk, run_batch
+from agricredit.batch import (FAILURES, LEDGER, WORK_FOLDER, _largest_first, chunk_plots, load_batch_config,
+                              observe_chunk, run_batch)
 from agricredit.errors import AgricreditError, InputError
 from agricredit.plots import load_plots
 from agricredit.privacy import PseudonymKey
@@ -122,6 +123,8 @@ def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
     chunks = chunk_plots(plots, "EPSG:32650", 10.0)
     assert [c.tolist() for c in chunks] == [[4], [0, 3], [1], [2]]
     assert chunk_plots(plots.iloc[:0], "EPSG:32650", 10.0) == []
+    # Tasks go largest chunk first (ties by number), so a stage ends on a small task.
+    assert _largest_first(chunks) == [1, 0, 2, 3]
 
 
 def settings_task(plots, acquisitions, *, marker: str):
