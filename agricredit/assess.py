@@ -271,7 +271,9 @@ def _stage(progress: Callable[[str], None] | None, message: str) -> None:
 #: they are held for review (``PROCESSING_FAILED``) and listed in ``Assessment.rejected``.
 #: An observer may also have ``prefetch(plots, acquisitions)``: it is then called as soon as the plot file is
 #: checked, with the plots that may be assessed (sound outline, a borrower; a superset of the plots it is later
-#: called with), so that it can start while the tables are read and the claims measured.
+#: called with), so that it can start while the tables are read and the claims measured; and
+#: ``chain_evidence(declared, drawn_mu, options)``: called before it with those arguments of the evaluator, so
+#: that it can start the evidence of the plots whose observations are in.
 Observer = Callable[..., pd.DataFrame]
 #: The per-plot evidence stage: called as :func:`agricredit.evidence.plot_evidence` with every assessed plot;
 #: :mod:`agricredit.batch` gives one that maps it on the zonal stage's chunks.
@@ -343,15 +345,19 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
         raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
     acquisitions, unopened = discovered[0] if discovered else _discover(case, strict)
+    # The evidence stage's per-plot inputs (an observer that chains it gets them before the zonal stage ends).
+    region = resolve_region(case.region or policy.satellite.region, good)
+    row_options, peer_options = split_season_options(season_options(policy, region=region))
+    declared = _declared_crops(declarations, claims, good)
+    drawn_mu = {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str)}
+    options = {**row_options, "crop_model": crop_model}
+    if hasattr(observe, "chain_evidence"):
+        observe.chain_evidence(declared, drawn_mu, options)
     long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
                                                       count_dates, rejected)
 
     _stage(progress, "season: phenology, crop fit, vigor; NDVI chips and series for the report")
-    region = resolve_region(case.region or policy.satellite.region, good)
-    row_options, peer_options = split_season_options(season_options(policy, region=region))
-    evidence = evaluate(long_table, good, _declared_crops(declarations, claims, good),
-                        {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str)}, season_period(long_table),
-                        acquisitions, {**row_options, "crop_model": crop_model})
+    evidence = evaluate(long_table, good, declared, drawn_mu, season_period(long_table), acquisitions, options)
     season = finish_season(evidence.season, **peer_options)
 
     not_covered = sorted(pid for pid, flags in season.flags.items() if any(f.code == "NO_COVERAGE" for f in flags))

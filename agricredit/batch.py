@@ -46,6 +46,7 @@ from agricredit.errors import AgricreditError, InputError
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.outputs import atomic_path, sha256_file
 from agricredit.privacy import RedactPII
+from agricredit.season import season_period
 
 __all__ = ["BatchConfig", "BatchRun", "ChunkFailure", "DaskObserver", "FAILURES", "LOCAL_WORKER_CONFIG", "SEQUENCE_FILES",
            "WORK_FOLDER",
@@ -225,6 +226,19 @@ class _Started:
     ledger: dict[str, Any] | None = None
 
 
+@dataclass
+class _Chain:
+    """The evidence tasks started chunk by chunk (:meth:`DaskObserver.chain_evidence`): their inputs, the guessed
+    period and acquisitions, and the futures by chunk number."""
+
+    declared: Mapping[str, Any]
+    drawn_mu: Mapping[str, float]
+    options: Mapping[str, Any]
+    period: tuple[np.datetime64, np.datetime64] | None = None
+    acquisitions: list[Acquisition] = field(default_factory=list)
+    futures: dict[int, Any] = field(default_factory=dict)
+
+
 class DaskObserver:
     """The zonal stage (and, with :meth:`evaluate`, the evidence stage) of :func:`agricredit.assess.run_assessment`
     mapped on Dask by spatial chunk.
@@ -262,6 +276,21 @@ class DaskObserver:
         # Each chunk's number, plots and observations (None: the chunk failed), for the evidence stage.
         self._chunks: list[tuple[int, gpd.GeoDataFrame, pd.DataFrame | None]] = []
         self._started: _Started | None = None  # the zonal tasks :meth:`prefetch` submitted
+        self._chain: _Chain | None = None  # the evidence tasks started by chunk (:meth:`chain_evidence`)
+
+    def chain_evidence(self, declared: Mapping[str, Any], drawn_mu: Mapping[str, float],
+                       options: Mapping[str, Any]) -> None:
+        """Start each chunk's evidence task (:meth:`evaluate`'s arguments but the period) as soon as its
+        observations are in, on the worker that holds them, with the acquisitions' first and last day as the
+        season's period; :meth:`evaluate` keeps these tasks when the period proves to be that (the first and the
+        last date each cover some assessed plot), and starts them again otherwise."""
+        self._chain = _Chain(declared, drawn_mu, options)
+
+    def _submit_evidence(self, chain: _Chain, observed: Any, plots: gpd.GeoDataFrame) -> Any:
+        """Submit the evidence task of one chunk's ``plots`` on its ``observed`` table (or zonal future)."""
+        claims = _claims_of(plots, chain.declared, chain.drawn_mu)
+        return self.client.submit(_observed_evidence, observed, plots, claims, chain.period, chain.acquisitions,
+                                  chain.options, pure=False)
 
     def prefetch(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]) -> None:
         """Start the zonal tasks of ``plots`` while the client reads the tables and measures the claims.
@@ -288,6 +317,16 @@ class DaskObserver:
         if started.ledger is None:
             started.ledger = self._open_ledger(tile_hashes(acquisitions))
         parts, unread, pending, chunks = started.parts, started.unread, started.pending, started.chunks
+        # The chunks' assessed plots (a prefetched chunk may hold plots the run does not assess).
+        assessed = started.plots["plot_id"].isin(plots["plot_id"]).to_numpy()
+        own_plots = {number: started.plots.iloc[positions[assessed[positions]]]
+                     for number, positions in enumerate(chunks) if assessed[positions].any()}
+        chain = self._chain
+        if chain is not None:  # each chunk's evidence starts as soon as its observations are in
+            chain.period, chain.acquisitions = _first_and_last_day(acquisitions), list(acquisitions)
+            for number in _largest_first([parts.get(n, ()) for n in range(len(chunks))]):
+                if number in parts and number in own_plots:
+                    chain.futures[number] = self._submit_evidence(chain, parts[number], own_plots[number])
         done = len(parts)
         if self.count_chunks is not None:
             self.count_chunks(done, len(chunks))
@@ -298,7 +337,7 @@ class DaskObserver:
             except Exception as error:  # a failing chunk: isolated (or, with fail_fast, the end of the run)
                 why = error.one_line() if isinstance(error, AgricreditError) else f"{type(error).__name__}: {error}"
                 if self.fail_fast:
-                    self.client.cancel(list(pending))
+                    self.client.cancel([*pending, *(chain.futures.values() if chain is not None else ())])
                     raise AgricreditError(f"chunk {number} failed: {why}") from error
                 log.warning("chunk %d (%d plots) failed: %s", number, len(subset), why)
                 kept = subset["plot_id"].isin(plots["plot_id"])
@@ -307,6 +346,8 @@ class DaskObserver:
             else:
                 parts[number] = table
                 unread.extend(unreadable)
+                if chain is not None and number in own_plots:  # the observations stay on the worker
+                    chain.futures[number] = self._submit_evidence(chain, future, own_plots[number])
                 self._record(started.ledger, number, subset, table, unreadable)
             done += 1
             if self.count_chunks is not None:
@@ -314,17 +355,8 @@ class DaskObserver:
         for record in {r["path"]: r for r in unread}.values():
             if on_error is not None:
                 on_error(_tile_of(record), AgricreditError(record["why"]))
-        # The chunks' assessed plots and their rows (a prefetched chunk may hold plots the run does not assess).
-        assessed = started.plots["plot_id"].isin(plots["plot_id"]).to_numpy()
-        self._chunks = []
-        for number, positions in enumerate(chunks):
-            keep = assessed[positions]
-            if not keep.any():
-                continue
-            subset, own = started.plots.iloc[positions[keep]], parts.get(number)
-            if own is not None and not keep.all():
-                own = own.loc[own["plot_id"].isin(subset["plot_id"])]
-            self._chunks.append((number, subset, own))
+        self._chunks = [(number, subset, None if number not in parts else _rows_of(parts[number], subset))
+                        for number, subset in own_plots.items()]
         table = _combine(plots, [own for _, _, own in self._chunks if own is not None])
         table.attrs["failed_plots"] = {pid: f"chunk {f.chunk}: {f.reason}" for f in self.failures for pid in f.plot_ids}
         return table
@@ -365,19 +397,25 @@ class DaskObserver:
         from distributed import as_completed
 
         def claims(subset: gpd.GeoDataFrame) -> bytes:
-            """The chunk's declared crops and drawn areas, pickled: Dask walks a task's plain arguments (dicts of
-            thousands of plots) looking for futures, which cost more than the pickling."""
-            ids = subset["plot_id"].astype(str).tolist()
-            return pickle.dumps(({p: declared[p] for p in ids if p in declared},
-                                 {p: drawn_mu[p] for p in ids if p in drawn_mu}), protocol=pickle.HIGHEST_PROTOCOL)
+            return _claims_of(subset, declared, drawn_mu)
 
         shared = (period, acquisitions, options)
         parts = [_chunk_evidence(table.iloc[:0], subset, claims(subset), *shared)
                  for _, subset, own in self._chunks if own is None]
-        mapped = [(subset, own) for _, subset, own in self._chunks if own is not None]
-        pending = [self.client.submit(_chunk_evidence, mapped[k][1], mapped[k][0], claims(mapped[k][0]), *shared,
-                                      pure=False)
-                   for k in _largest_first([subset for subset, _ in mapped])]
+        chain, self._chain = self._chain, None
+        if chain is not None and (chain.period, chain.acquisitions, chain.declared, chain.drawn_mu, chain.options) \
+                == (period, list(acquisitions), declared, drawn_mu, options):
+            pending = list(chain.futures.values())
+            log.info("season evidence: %d chunk tasks started as their observations came in", len(pending))
+        else:  # not chained, or the season's first or last day was not the guess: the evidence starts now
+            if chain is not None:
+                self.client.cancel(list(chain.futures.values()))
+                log.info("season evidence: the season runs %s to %s, not from the first to the last acquisition: "
+                         "its chunk tasks start again", *period)
+            mapped = [(subset, own) for _, subset, own in self._chunks if own is not None]
+            pending = [self.client.submit(_chunk_evidence, mapped[k][1], mapped[k][0], claims(mapped[k][0]), *shared,
+                                          pure=False)
+                       for k in _largest_first([subset for subset, _ in mapped])]
         if self.count_evidence is not None:
             self.count_evidence(0, len(pending))
         for done, future in enumerate(as_completed(pending), start=1):
@@ -438,6 +476,33 @@ def _largest_first(chunks: Sequence[Any]) -> list[int]:
     """The chunks' numbers, largest first (ties: by number): tasks are submitted, and mostly run, in this order, so
     the last task of a stage is a small one and the other workers do not wait long for it."""
     return sorted(range(len(chunks)), key=lambda number: (-len(chunks[number]), number))
+
+
+def _claims_of(plots: gpd.GeoDataFrame, declared: Mapping[str, Any], drawn_mu: Mapping[str, float]) -> bytes:
+    """The declared crops and drawn areas of a chunk's plots, pickled: Dask walks a task's plain arguments (dicts
+    of thousands of plots) looking for futures, which costs more than the pickling."""
+    ids = plots["plot_id"].astype(str).tolist()
+    own = ({p: declared[p] for p in ids if p in declared}, {p: drawn_mu[p] for p in ids if p in drawn_mu})
+    return pickle.dumps(own, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _rows_of(table: pd.DataFrame, plots: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The rows of ``plots`` in a chunk's observation table (all of them when the chunk holds only those plots)."""
+    keep = table["plot_id"].isin(plots["plot_id"])
+    return table if keep.all() else table.loc[keep]
+
+
+def _first_and_last_day(acquisitions: Sequence[Acquisition]) -> tuple[np.datetime64, np.datetime64]:
+    """The season's period if its first and last acquisitions each cover some plot (as :func:`season_period`)."""
+    dates = [str(a.date) for a in acquisitions]
+    return season_period(pd.DataFrame({"date": [min(dates), max(dates)]}))
+
+
+def _observed_evidence(observed: Any, plots: gpd.GeoDataFrame, claims: bytes, *shared: Any) -> Evidence:
+    """The chained evidence task: :func:`_chunk_evidence` of a zonal task's result (or a chunk's table from the
+    ledger), on the rows of ``plots``."""
+    table = observed[0] if isinstance(observed, tuple) else observed
+    return _chunk_evidence(_rows_of(table, plots), plots, claims, *shared)
 
 
 def _chunk_evidence(table: pd.DataFrame, plots: gpd.GeoDataFrame, claims: bytes, *shared: Any) -> Evidence:

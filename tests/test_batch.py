@@ -210,6 +210,44 @@ def test_plots_the_tables_set_aside_are_observed_early_but_never_assessed(tmp_pa
     assert_same_outputs(config.output, expected)
 
 
+def test_each_chunks_evidence_starts_with_its_observations_unless_the_period_was_not_the_guess(
+        tmp_path: Path, reference: Path, inprocess: str) -> None:
+    # The evidence of a chunk starts as soon as its observations are in, with the first and last acquisition as the
+    # season's period. Here a first acquisition covers no plot: the period proves shorter, the tasks start again,
+    # and the bytes are still assess's on the same tiles.
+    import rasterio
+    from affine import Affine
+
+    config = load_batch_config(write_config(tmp_path / "chained", chunk_size_m=SMALL_CHUNK_M))
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert_same_outputs(config.output, reference)
+    assert "chunk tasks started as their observations came in" in (config.output / WORK_FOLDER / "run.log").read_text()
+
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    lines = (SAMPLE / "season" / "manifest.csv").read_text(encoding="utf-8").splitlines()
+    first = lines[1].split(",")[2]
+    with rasterio.open(SAMPLE / "season" / first) as src:  # the same pixels 50 km east of every plot, a month early
+        profile = {**src.profile, "transform": Affine.translation(50_005.0, 0.0) * src.transform}
+        with rasterio.open(tiles / "far.tif", "w", **profile) as dst:
+            dst.write(src.read())
+            dst.update_tags(**src.tags())
+            dst.descriptions = src.descriptions
+    manifest = tiles / "manifest.csv"
+    manifest.write_text("\n".join([lines[0], "2023-02-10,s2-l2a,far.tif",
+                                   *(f"{d},{s},{(SAMPLE / 'season' / n).as_posix()}"
+                                     for d, s, n in (line.split(",") for line in lines[1:]))]) + "\n", encoding="utf-8")
+    config_path = write_config(tmp_path / "restarted", chunk_size_m=SMALL_CHUNK_M)
+    config_path.write_text(config_path.read_text(encoding="utf-8").replace(
+        (SAMPLE / "season" / "manifest.csv").as_posix(), manifest.as_posix()), encoding="utf-8")
+    config = load_batch_config(config_path)
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert "its chunk tasks start again" in (config.output / WORK_FOLDER / "run.log").read_text()
+    alone = tmp_path / "assess"
+    write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=(manifest,)), KEY), alone, AUDIT_KEY)
+    assert_same_outputs(config.output, alone)
+
+
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
                                                                           inprocess: str) -> None:
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
