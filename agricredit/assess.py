@@ -459,13 +459,13 @@ def _declared_crops(declarations: pd.DataFrame, claims: _Claims, good: gpd.GeoDa
 
     A contested plot takes the crops of the declarant the claims step chose.
     """
-    seasons = declarations["season"] if "season" in declarations else [""] * len(declarations)
+    seasons = declarations["season"].tolist() if "season" in declarations else [""] * len(declarations)
     by_declarant: dict[tuple[str, str], list[str]] = {}
-    for pid, borrower, crop, slot in zip(declarations["plot_id"], declarations["borrower_id"],
-                                         declarations["declared_crop"], seasons):
+    for pid, borrower, crop, slot in zip(declarations["plot_id"].tolist(), declarations["borrower_id"].tolist(),
+                                         declarations["declared_crop"].tolist(), seasons):
         by_declarant.setdefault((pid, borrower), []).append(f"{crop}:{slot}" if slot else crop)
     return {pid: by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
-            for pid, borrower in zip(good["plot_id"], good["borrower_id"])}
+            for pid, borrower in zip(good["plot_id"].tolist(), good["borrower_id"].tolist())}
 
 
 @dataclass
@@ -491,8 +491,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
                          repair_max_area_change=policy.area.repair_max_area_change)
     if "borrower_id" not in checked.columns:
         raise SchemaError("no borrower_id column in the plot file", path=case.plots)
-    checked["borrower_id"] = pd.Series([_id_or_none(v) for v in checked["borrower_id"]], index=checked.index,
-                                       dtype=object)
+    checked["borrower_id"] = pd.Series([_id_or_none(v) for v in checked["borrower_id"].tolist()],
+                                       index=checked.index, dtype=object)
     if strict and checked["borrower_id"].isna().any():
         row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
         raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
@@ -513,7 +513,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
              for name, table in (("registry", registry), ("declarations", declarations))}
     bad_borrowers = {}
     if "problem" in borrowers:
-        bad_borrowers = {b: why for b, why in zip(borrowers["borrower_id"], borrowers["problem"]) if why and b}
+        bad_borrowers = {b: why for b, why in zip(borrowers["borrower_id"].tolist(), borrowers["problem"].tolist())
+                         if why and b}
     known = set(borrowers["borrower_id"]) - {""}
     unknown = sorted({b for b in checked["borrower_id"].dropna() if b not in known})
     if unknown and strict:
@@ -532,8 +533,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
 
 
 def _id_or_none(value: Any) -> str | None:
-    """An ID cell as text; missing, NaN and blank are None (integral floats lose their ``.0``)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """An ID cell as text; missing (None, pandas' NA), NaN and blank are None (integral floats lose their ``.0``)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -318,7 +318,7 @@ class DaskObserver:
             started.ledger = self._open_ledger(tile_hashes(acquisitions))
         parts, unread, pending, chunks = started.parts, started.unread, started.pending, started.chunks
         # The chunks' assessed plots (a prefetched chunk may hold plots the run does not assess).
-        assessed = started.plots["plot_id"].isin(plots["plot_id"]).to_numpy()
+        assessed = _among(started.plots["plot_id"], plots["plot_id"])
         own_plots = {number: started.plots.iloc[positions[assessed[positions]]]
                      for number, positions in enumerate(chunks) if assessed[positions].any()}
         chain = self._chain
@@ -340,7 +340,7 @@ class DaskObserver:
                     self.client.cancel([*pending, *(chain.futures.values() if chain is not None else ())])
                     raise AgricreditError(f"chunk {number} failed: {why}") from error
                 log.warning("chunk %d (%d plots) failed: %s", number, len(subset), why)
-                kept = subset["plot_id"].isin(plots["plot_id"])
+                kept = _among(subset["plot_id"], plots["plot_id"])
                 if kept.any():
                     self.failures.append(ChunkFailure(number, tuple(subset.loc[kept, "plot_id"].astype(str)), why))
             else:
@@ -488,8 +488,14 @@ def _claims_of(plots: gpd.GeoDataFrame, declared: Mapping[str, Any], drawn_mu: M
 
 def _rows_of(table: pd.DataFrame, plots: gpd.GeoDataFrame) -> pd.DataFrame:
     """The rows of ``plots`` in a chunk's observation table (all of them when the chunk holds only those plots)."""
-    keep = table["plot_id"].isin(plots["plot_id"])
+    keep = _among(table["plot_id"], plots["plot_id"])
     return table if keep.all() else table.loc[keep]
+
+
+def _among(ids: pd.Series, among: pd.Series) -> np.ndarray:
+    """Which of ``ids`` are in ``among`` (as object values: pandas' Arrow strings convert the values to look for
+    one by one, 10x slower)."""
+    return ids.astype(object).isin(among.astype(object)).to_numpy()
 
 
 def _first_and_last_day(acquisitions: Sequence[Acquisition]) -> tuple[np.datetime64, np.datetime64]:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyproj
 import pytest
 from shapely.geometry import box, mapping
@@ -340,3 +341,14 @@ def test_verify_command_isolates_too(awkward, tmp_path):
     strict = subprocess.run([*command[:-2], "-o", str(tmp_path / "strict.csv"), "--strict"], env=env,
                             capture_output=True, text=True)
     assert strict.returncode == 1 and "Traceback" not in strict.stderr and not (tmp_path / "strict.csv").exists()
+
+
+@pytest.mark.parametrize("dtype", [object, "float64", "Int64", "str"])
+def test_a_missing_borrower_id_is_missing_whatever_the_column_type(dtype):
+    # A GeoParquet plot file may carry borrower IDs as nullable integers: a missing one is pandas' NA there,
+    # which must not become the borrower "<NA>" (then UNKNOWN_BORROWER instead of MISSING_BORROWER).
+    from agricredit.assess import _id_or_none
+
+    values = [7, None, 12] if dtype != "str" else ["7", None, "12"]
+    column = pd.Series(values, dtype=dtype)
+    assert [_id_or_none(v) for v in column.tolist()] == ["7", None, "12"]
