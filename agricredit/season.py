@@ -28,7 +28,7 @@ import pandas as pd
 from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, fitted_curves, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
-from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
+from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology_many, smooth_series, split_series
 
 __all__ = [
     "Flag",
@@ -593,14 +593,16 @@ def season_rows(
                    "min_template_scale": min_template_scale, "period": run}
     rows, flags, fits = [], {}, {}
     fitted = _fit_plots(series, region, fit_options)
-    for plot_id, s in series.items():
+    curves = [smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
+              for s in series.values()]
+    features = phenology_many([days for days, _ in curves], [curve for _, curve in curves])
+    for (plot_id, s), plot_features in zip(series.items(), features):
         declared = declared_of.get(plot_id, ())
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
                                "n_clear": int(np.count_nonzero(s.cloud_masked)), "pixel_count": s.pixel_count,
                                "max_covered_frac": s.max_covered_frac}
-        days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
-        row.update(phenology(days, curve))
+        row.update(plot_features)
         plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)

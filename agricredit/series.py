@@ -9,6 +9,7 @@ one :class:`PlotSeries` of valid observations per plot.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "split_series",
     "smooth_series",
     "phenology",
+    "phenology_many",
     "resample_doy",
     "day_of_year",
 ]
@@ -200,13 +202,6 @@ def smooth_series(
     raise InputError(f"unknown smoothing {method!r} (none, savgol, whittaker)")
 
 
-def _crossing(t: np.ndarray, y: np.ndarray, level: float, i: int, j: int) -> float:
-    """Time where ``y`` crosses ``level`` between samples ``i`` and ``j`` (linear)."""
-    if y[j] == y[i]:
-        return float(t[i])
-    return float(t[i] + (level - y[i]) * (t[j] - t[i]) / (y[j] - y[i]))
-
-
 def phenology(days: np.ndarray, ndvi: np.ndarray) -> dict[str, Any]:
     """Phenology features of one season curve.
 
@@ -230,39 +225,74 @@ def phenology(days: np.ndarray, ndvi: np.ndarray) -> dict[str, Any]:
         ``season_length_days``, ``ndvi_integral`` (trapezoid integral of
         NDVI − base over the observed period, NDVI·days).
     """
+    return phenology_many([days], [ndvi])[0]
+
+
+def phenology_many(days: Sequence[np.ndarray], ndvi: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """:func:`phenology` of each curve ``(days[k], ndvi[k])``, vectorised over the curves of one length.
+
+    Every figure is the same, to the last bit, as the curve's alone (the same operations, row by row).
+    """
+    lengths = np.array([len(d) for d in days], dtype=np.int64)
     nat = np.datetime64("NaT", "D")
-    features: dict[str, Any] = {
+    out: list[dict[str, Any]] = [{
         "peak_ndvi": np.nan, "peak_date": nat, "base_ndvi": np.nan, "amplitude": np.nan,
         "greenup_date": nat, "senescence_date": nat, "season_length_days": np.nan, "ndvi_integral": np.nan,
-    }
-    if len(days) == 0:
-        return features
-    t = (np.asarray(days, dtype="datetime64[D]") - days[0]).astype(float)
-    y = np.asarray(ndvi, dtype=float)
-    peak = int(np.argmax(y))
-    base = float(np.min(y))
-    features.update(peak_ndvi=float(y[peak]), peak_date=days[peak], base_ndvi=base, amplitude=float(y[peak] - base))
-    features["ndvi_integral"] = float(np.trapezoid(y - base, t)) if len(y) > 1 else 0.0
-    left, right = y[: peak + 1], y[peak:]
-    level_up = left.min() + 0.5 * (y[peak] - left.min())
-    below = np.flatnonzero(left[:-1] < level_up)
-    greenup = senescence = np.nan
-    if below.size and y[peak] > left.min():
-        i = below[-1]
-        greenup = _crossing(t, y, level_up, i, i + 1)
-    level_down = right.min() + 0.5 * (y[peak] - right.min())
-    under = np.flatnonzero(right[1:] < level_down)
-    if under.size and y[peak] > right.min():
-        j = peak + under[0] + 1
-        senescence = _crossing(t, y, level_down, j - 1, j)
-    start = np.asarray(days, dtype="datetime64[D]")[0]
-    if np.isfinite(greenup):
-        features["greenup_date"] = start + np.timedelta64(int(round(greenup)), "D")
-    if np.isfinite(senescence):
-        features["senescence_date"] = start + np.timedelta64(int(round(senescence)), "D")
-    if np.isfinite(greenup) and np.isfinite(senescence):
-        features["season_length_days"] = senescence - greenup
-    return features
+    } for _ in days]
+    for n in np.unique(lengths[lengths > 0]).tolist():
+        members = np.flatnonzero(lengths == n)
+        dates = np.stack([np.asarray(days[k], dtype="datetime64[D]") for k in members])
+        y = np.stack([np.asarray(ndvi[k], dtype=float) for k in members])
+        for k, features in zip(members.tolist(), _phenology_rows(dates, y)):
+            out[k] = features
+    return out
+
+
+def _phenology_rows(dates: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`phenology` of each row of ``dates`` (``datetime64[D]``) and ``y`` (float), ``M × N`` with ``N ≥ 1``."""
+    rows = np.arange(len(y))
+    column = np.arange(y.shape[1])[None, :]
+    t = (dates - dates[:, :1]).astype(float)
+    peak = np.argmax(y, axis=1)
+    top = y[rows, peak]
+    base = np.min(y, axis=1)
+    if y.shape[1] > 1:  # np.trapezoid(y - base, t), row by row
+        above = y - base[:, None]
+        integral = np.add.reduce(np.diff(t, axis=1) * (above[:, 1:] + above[:, :-1]) / 2.0, axis=1)
+    else:
+        integral = np.zeros(len(y))
+    before, after = column <= peak[:, None], column >= peak[:, None]
+    # Green-up: the last sample before the peak below the level halfway up from the minimum up to the peak.
+    left_min = np.where(before, y, np.inf).min(axis=1)
+    level_up = left_min + 0.5 * (top - left_min)
+    below = (column < peak[:, None]) & (y < level_up[:, None])
+    i = y.shape[1] - 1 - np.argmax(below[:, ::-1], axis=1)
+    greenup = np.where(below.any(axis=1) & (top > left_min),
+                       _crossings(t, y, level_up, i, np.minimum(i + 1, y.shape[1] - 1)), np.nan)
+    # Senescence: the first sample after the peak below the level halfway down from the peak to the minimum after it.
+    right_min = np.where(after, y, np.inf).min(axis=1)
+    level_down = right_min + 0.5 * (top - right_min)
+    under = (column > peak[:, None]) & (y < level_down[:, None])
+    j = np.argmax(under, axis=1)
+    senescence = np.where(under.any(axis=1) & (top > right_min),
+                          _crossings(t, y, level_down, np.maximum(j - 1, 0), j), np.nan)
+    greenup_date, senescence_date = (
+        np.where(np.isfinite(x), dates[:, 0] + np.rint(np.nan_to_num(x)).astype(np.int64), np.datetime64("NaT", "D"))
+        for x in (greenup, senescence))
+    length = np.where(np.isfinite(greenup) & np.isfinite(senescence), senescence - greenup, np.nan)
+    return [{"peak_ndvi": p, "peak_date": d, "base_ndvi": b, "amplitude": a, "greenup_date": g,
+             "senescence_date": s, "season_length_days": length, "ndvi_integral": area}
+            for p, d, b, a, g, s, length, area in zip(
+                top.tolist(), dates[rows, peak], base.tolist(), (top - base).tolist(), greenup_date, senescence_date,
+                length.tolist(), integral.tolist())]
+
+
+def _crossings(t: np.ndarray, y: np.ndarray, level: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Per row, the time where ``y`` crosses ``level`` between samples ``i`` and ``j`` (linear; ``t[i]`` if flat)."""
+    rows = np.arange(len(y))
+    ti, tj, yi, yj = t[rows, i], t[rows, j], y[rows, i], y[rows, j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(yj == yi, ti, ti + (level - yi) * (tj - ti) / (yj - yi))
 
 
 def resample_doy(dates: np.ndarray, ndvi: np.ndarray, grid_doy: np.ndarray) -> np.ndarray:

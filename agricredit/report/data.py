@@ -34,11 +34,21 @@ CHIP_MARGIN = 0.35
 SERIES_COLUMNS = tuple(f.name for f in SERIES_FIELDS)
 
 
-def encode_ndvi(ndvi: np.ndarray) -> np.ndarray:
-    """NDVI (NaN = no reading) as bytes: 0 = no reading, 1..255 = NDVI −1..1 in steps of 2/254."""
-    clipped = np.clip(np.nan_to_num(ndvi, nan=-2.0), -1.0, 1.0)
-    codes = np.rint((clipped + 1.0) * 127.0).astype(np.uint8) + 1
-    return np.where(np.isnan(ndvi), 0, codes).astype(np.uint8)
+def encode_ndvi(ndvi: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+    """NDVI (NaN = no reading) as bytes: 0 = no reading, 1..255 = NDVI −1..1 in steps of 2/254.
+
+    ``missing`` (booleans of ``ndvi``'s shape) marks more pixels without a reading (clouds).
+    """
+    missing = np.isnan(ndvi) if missing is None else np.isnan(ndvi) | missing
+    scaled = np.clip(ndvi, -1.0, 1.0)  # in the input's float type
+    scaled += 1.0
+    scaled *= 127.0
+    np.rint(scaled, out=scaled)
+    scaled[missing] = 0.0
+    codes = scaled.astype(np.uint8)
+    codes += 1
+    codes[missing] = 0
+    return codes
 
 
 def decode_ndvi(codes: np.ndarray) -> np.ndarray:
@@ -152,9 +162,8 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             chips = []
             with _tile_reader(tile) as read:
                 for k, ndvi, cloud in _read_windows(read, windows[todo]):
-                    ndvi = np.where(cloud, np.nan, ndvi)
                     stride = max(1, math.ceil(max(ndvi.shape) / CHIP_MAX_PIXELS))
-                    chips.append((todo[k], stride, encode_ndvi(ndvi[::stride, ::stride])))
+                    chips.append((todo[k], stride, encode_ndvi(ndvi[::stride, ::stride], cloud[::stride, ::stride])))
             chips.sort(key=lambda chip: chip[0])
             where, strides = np.array([c[0] for c in chips]), np.array([c[1] for c in chips], dtype=float)
             col0, row0 = windows[where, 0].astype(float), windows[where, 1].astype(float)
