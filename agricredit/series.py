@@ -107,41 +107,59 @@ def plot_series(table: pd.DataFrame, *, min_valid_fraction: float = 0.6, stat: s
 
 def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> dict[str, PlotSeries]:
     """:func:`plot_series` on a table already passed through :func:`normalise_table`."""
-    # One stable sort by (plot, date), then slices: a groupby of small frames costs ~1 ms a plot.
+    # One stable sort by (plot, date), then every plot's rows at once: a groupby of small frames costs ~1 ms a plot.
     frame = frame.sort_values(["plot_id", "date"], kind="stable")
+    if frame.empty:
+        return {}
     plot_ids = frame["plot_id"].to_numpy()
     dates = frame["date"].to_numpy().astype("datetime64[D]")
     values = frame[stat].to_numpy(float)
-    cropped = frame["cropped_area_mu"].to_numpy(float)
     valid = frame["valid_frac"].to_numpy(float)
     covered = frame["covered_frac"].to_numpy(float)
-    masked = frame["cloud_masked"].to_numpy(bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (valid / covered >= min_valid_fraction) & (covered > 0) & np.isfinite(values)
-    pixels = frame.groupby("plot_id")["pixel_count"].median() if "pixel_count" in frame else None
     starts = np.flatnonzero(np.r_[True, plot_ids[1:] != plot_ids[:-1]])
-    ends = np.r_[starts[1:], len(frame)]
-    order = {plot_id: k for k, plot_id in enumerate(pd.unique(pd.Series(plot_ids)))}
+    rows = np.diff(np.r_[starts, len(frame)])
+    plot = np.repeat(np.arange(len(starts)), rows)  # each row's plot
+    # Several valid rows of one date (should not happen): keep the last, as the table had them.
+    kept = _last_of_days(np.flatnonzero(ok), plot, dates)
+    unusable = _last_of_days(np.flatnonzero(~ok), plot, dates)  # each unusable date once
+    kept_bounds = _bounds(plot[kept], len(starts))
+    unusable_dates = np.split(dates[unusable], _bounds(plot[unusable], len(starts))[1:-1])
+    columns = {"dates": dates, "ndvi": values, "cropped_area_mu": frame["cropped_area_mu"].to_numpy(float),
+               "valid_frac": valid, "covered_frac": covered, "cloud_masked": frame["cloud_masked"].to_numpy(bool)}
+    columns = {name: column[kept] for name, column in columns.items()}  # each plot's arrays: disjoint slices
+    ids = plot_ids[starts]
+    pixels = (frame.groupby("plot_id")["pixel_count"].median().reindex(ids).to_numpy(float) if "pixel_count" in frame
+              else np.full(len(starts), np.nan))
+    max_covered = np.fmax(np.fmax.reduceat(covered, starts), 0.0)  # np.nanmax(..., initial=0.0) of each plot
     out = {}
-    for start, end in sorted(zip(starts, ends), key=lambda bounds: order[plot_ids[bounds[0]]]):
-        keep = np.flatnonzero(ok[start:end]) + start
-        # Several valid rows of one date (should not happen): keep the last, as the table had them.
-        keep = keep[np.r_[dates[keep][1:] != dates[keep][:-1], True]] if len(keep) else keep
-        plot_id = plot_ids[start]
+    for k, (plot_id, lo, hi) in enumerate(zip(ids.tolist(), kept_bounds[:-1].tolist(), kept_bounds[1:].tolist())):
         out[plot_id] = PlotSeries(
             plot_id=plot_id,
-            dates=dates[keep],
-            ndvi=values[keep],
-            cropped_area_mu=cropped[keep],
-            n_acquisitions=int(end - start),
-            pixel_count=float(pixels[plot_id]) if pixels is not None else np.nan,
-            valid_frac=valid[keep],
-            covered_frac=covered[keep],
-            cloud_masked=masked[keep],
-            max_covered_frac=float(np.nanmax(covered[start:end], initial=0.0)),
-            unusable_dates=np.unique(dates[start:end][~ok[start:end]]),
+            dates=columns["dates"][lo:hi],
+            ndvi=columns["ndvi"][lo:hi],
+            cropped_area_mu=columns["cropped_area_mu"][lo:hi],
+            n_acquisitions=int(rows[k]),
+            pixel_count=float(pixels[k]),
+            valid_frac=columns["valid_frac"][lo:hi],
+            covered_frac=columns["covered_frac"][lo:hi],
+            cloud_masked=columns["cloud_masked"][lo:hi],
+            max_covered_frac=float(max_covered[k]),
+            unusable_dates=unusable_dates[k],
         )
     return out
+
+
+def _last_of_days(rows: np.ndarray, plot: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """``rows`` (increasing) less each row followed, in ``rows``, by one of the same plot and date."""
+    same = (plot[rows][1:] == plot[rows][:-1]) & (dates[rows][1:] == dates[rows][:-1])
+    return rows[np.r_[~same, True]] if len(rows) else rows
+
+
+def _bounds(plot: np.ndarray, count: int) -> np.ndarray:
+    """Where each plot's run starts in ``plot`` (sorted plot numbers ``0 .. count − 1``), and its end."""
+    return np.searchsorted(plot, np.arange(count + 1))
 
 
 def smooth_series(
