@@ -190,7 +190,7 @@ def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.
     share = np.fmin(np.fmax(share, 0.0), 1.0)  # NaN (nothing seen) → 0
     evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
                                 "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
-    candidates = np.flatnonzero(window)
+    candidates = window.nonzero()[0]
     if len(candidates):
         pick = candidates[np.lexsort((-s.valid_frac[candidates], -share[candidates]))[0]]
         evidence.update(cropped_share=float(share[pick]), cropped_measured_share=float(s.valid_frac[pick]),
@@ -214,11 +214,11 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
     threshold is a crop seen at its peak or a permanent cover); otherwise a person looks
     (``NOT_CULTIVATED_UNCONFIRMED``).
     """
-    in_window = np.flatnonzero(window)
+    in_window = window.nonzero()[0]
     if not len(in_window):
         return None
     share, ndvi = evidence["share"][in_window], s.ndvi[in_window]
-    amplitude, peak = float(np.ptp(ndvi)), float(ndvi.max())
+    amplitude, peak = float(ndvi.max() - ndvi.min()), float(ndvi.max())  # np.ptp, without its Python wrapper
     if not (share.max() < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
         return None
     clear = int(np.count_nonzero(s.cloud_masked[in_window]))
@@ -351,7 +351,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     if not inside.any():
         return []
     residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
-    window_rmse = np.sqrt(np.mean(residual**2, axis=1))
+    window_rmse = np.sqrt(np.add.reduce(residual**2, axis=1) / residual.shape[1])  # np.mean, without its wrapper
     # RMSE in the window + calendar prior, of each fit
     window_scores = [rmse + f.score - f.rmse for rmse, f in zip(window_rmse.tolist(), fits)]
     declared_score, best_score = window_scores[chosen_at], min(window_scores)

@@ -40,7 +40,7 @@ def encode_ndvi(ndvi: np.ndarray, missing: np.ndarray | None = None) -> np.ndarr
     ``missing`` (booleans of ``ndvi``'s shape) marks more pixels without a reading (clouds).
     """
     missing = np.isnan(ndvi) if missing is None else np.isnan(ndvi) | missing
-    scaled = np.clip(ndvi, -1.0, 1.0)  # in the input's float type
+    scaled = np.minimum(np.maximum(ndvi, -1.0), 1.0)  # np.clip (NaN stays NaN) in the input's float type
     scaled += 1.0
     scaled *= 127.0
     np.rint(scaled, out=scaled)
