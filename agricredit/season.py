@@ -173,21 +173,39 @@ def _covers_days(days: bytes, periods: tuple[tuple, ...], max_shift: int) -> boo
     return True
 
 
-def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray) -> dict[str, Any]:
+def _cropped_shares(series: Sequence[PlotSeries], drawn: Sequence[float], thresholds: Sequence[float]
+                    ) -> list[np.ndarray]:
+    """Each plot's cropped share of the area seen, per usable observation, computed for all plots at once.
+
+    The share is the cropped area over the *seen* (valid) area, ``cropped_area_mu / (valid_frac × drawn)``,
+    so clouds over part of the plot do not count as bare ground; without a drawn area (``drawn`` not finite or
+    not positive) it is 1 where the plot's NDVI reaches the crop's threshold (``thresholds``), else 0. Clipped
+    to [0, 1] (NaN, nothing seen: 0).
+    """
+    lengths = [len(s.dates) for s in series]
+    if not sum(lengths):
+        return [np.zeros(0) for _ in series]
+    cropped, valid, ndvi = (np.concatenate([getattr(s, name) for s in series], dtype=float)
+                            for name in ("cropped_area_mu", "valid_frac", "ndvi"))
+    drawn_rows, threshold_rows = np.repeat(np.asarray(drawn, dtype=float), lengths), np.repeat(thresholds, lengths)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(np.isfinite(drawn_rows) & (drawn_rows > 0), cropped / (valid * drawn_rows),
+                         np.where(ndvi >= threshold_rows, 1.0, 0.0))
+    share = np.fmin(np.fmax(share, 0.0), 1.0)
+    return np.split(share, np.cumsum(lengths)[:-1])
+
+
+def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray,
+                      share: np.ndarray | None = None) -> dict[str, Any]:
     """The cropped area measured on the area seen, at the window's observation showing the most crop.
 
-    Per usable observation the cropped share is the cropped area over the *seen* (valid)
-    area, ``cropped_area_mu / (valid_frac × drawn)``, so clouds over part of the plot do
-    not count as bare ground (without a drawn area: 1 where the plot's NDVI reaches the
-    crop's threshold, else 0). The observation reported is the one of the crop window
+    ``share`` is the plot's cropped share per usable observation (:func:`_cropped_shares`, computed here when
+    not given). The observation reported is the one of the crop window
     with the largest share (the canopy peak; among equal shares the clearest):
     ``cropped_area_mu_at_peak`` is its share times the drawn area, reported with
     ``cropped_measured_share``, the share of the plot it was measured on.
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = (s.cropped_area_mu / (s.valid_frac * drawn) if np.isfinite(drawn) and drawn > 0
-                 else np.where(s.ndvi >= threshold, 1.0, 0.0))
-    share = np.fmin(np.fmax(share, 0.0), 1.0)  # NaN (nothing seen) → 0
+    share = _cropped_shares([s], [drawn], [threshold])[0] if share is None else share
     evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
                                 "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
     candidates = window.nonzero()[0]
@@ -596,7 +614,10 @@ def season_rows(
     curves = [smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
               for s in series.values()]
     features = phenology_many([days for days, _ in curves], [curve for _, curve in curves])
-    for (plot_id, s), plot_features in zip(series.items(), features):
+    drawn = [drawn_area_mu.get(plot_id, np.nan) for plot_id in series]
+    shares = _cropped_shares(list(series.values()), drawn,
+                             [_cropped_threshold(declared_of.get(plot_id, ())) for plot_id in series])
+    for (plot_id, s), plot_features, plot_drawn, share in zip(series.items(), features, drawn, shares):
         declared = declared_of.get(plot_id, ())
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
@@ -606,8 +627,7 @@ def season_rows(
         plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run,
-                                     drawn_area_mu.get(plot_id, np.nan), probabilities,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, plot_drawn, share, probabilities,
                                      min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
@@ -675,19 +695,24 @@ def _declared_windows(region: str, declared: tuple[Declared, ...], run: tuple[An
     thin = min(counts, key=counts.get)
     mask = _window_mask(dates, windows.values())
     mask.flags.writeable = False
-    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
     return _DeclaredWindows(tuple(p for ps in periods.values() for p in ps), thin, counts[thin], _iso(windows[thin][0]),
-                            _iso(windows[thin][1]), mask, threshold)
+                            _iso(windows[thin][1]), mask, _cropped_threshold(declared))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cropped_threshold(declared: tuple[Declared, ...]) -> float:
+    """The lowest cropped NDVI threshold of the declared crops (the table's default without any). Cached."""
+    return min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
 
 
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
-                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
+                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float, share: np.ndarray,
                 probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
                 cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
                 min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
                 crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
-    the observations ``used`` (:func:`_fit_plots`)."""
+    the observations ``used`` (:func:`_fit_plots`), ``share`` is its cropped share (:func:`_cropped_shares`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
     if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
@@ -708,7 +733,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
         })]
     chosen = next((f for f in plot_fits if declared and _holds_declared(f, declared)), plot_fits[0] if plot_fits else None)
     own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
-    evidence = _cropped_evidence(s, drawn, threshold, window)
+    evidence = _cropped_evidence(s, drawn, threshold, window, share)
     row.update({k: v for k, v in evidence.items() if k != "share"}, drawn_area_mu=drawn)
     row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
     row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared and own else row["peak_ndvi"]
