@@ -18,6 +18,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -310,10 +311,13 @@ def _holds_declared(fit: SystemFit, declared: Sequence[Declared]) -> bool:
 
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
     """Per-explanation fit columns: ``rmse_<name>``, ``shift_days_<name>``, ``scale_<name>`` (``;`` per season)."""
-    for fit in fits:
+    for fit in fits:  # map and attrgetter: no Python frame per season (25,000 plots × 14 fits)
         row[f"rmse_{fit.name}"] = fit.rmse
-        row[f"shift_days_{fit.name}"] = ";".join(str(f.shift_days) for f in fit.seasons)
-        row[f"scale_{fit.name}"] = ";".join(f"{f.scale:.3f}" for f in fit.seasons)
+        row[f"shift_days_{fit.name}"] = ";".join(map(str, map(_SHIFT_DAYS, fit.seasons)))
+        row[f"scale_{fit.name}"] = ";".join(map("{:.3f}".format, map(_SCALE, fit.seasons)))
+
+
+_SHIFT_DAYS, _SCALE = operator.attrgetter("shift_days"), operator.attrgetter("scale")
 
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,

@@ -159,13 +159,17 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             if len(todo) == 0:
                 continue
             t = tile.transform
-            chips = []
+            chips = []  # (plot, stride, NDVI, cloud) of each chip, decimated and flattened (copies of the windows)
             with _tile_reader(tile) as read:
                 for k, ndvi, cloud in _read_windows(read, windows[todo]):
                     stride = max(1, math.ceil(max(ndvi.shape) / CHIP_MAX_PIXELS))
-                    chips.append((todo[k], stride, encode_ndvi(ndvi[::stride, ::stride], cloud[::stride, ::stride])))
+                    ndvi, cloud = ndvi[::stride, ::stride], cloud[::stride, ::stride]
+                    chips.append((todo[k], stride, ndvi.shape, ndvi.ravel(), cloud.ravel()))
             chips.sort(key=lambda chip: chip[0])
             where, strides = np.array([c[0] for c in chips]), np.array([c[1] for c in chips], dtype=float)
+            # The tile's chips encoded in one pass (encode_ndvi is per pixel), then cut apart.
+            codes = encode_ndvi(np.concatenate([c[3] for c in chips]), np.concatenate([c[4] for c in chips]))
+            codes = np.split(codes, np.cumsum([c[3].size for c in chips])[:-1])
             col0, row0 = windows[where, 0].astype(float), windows[where, 1].astype(float)
             # rasterio.windows.transform(window, t) @ Affine.scale(stride), in its own arithmetic
             x, y = col0 * t.a + row0 * t.b + t.c, col0 * t.d + row0 * t.e + t.f
@@ -176,9 +180,9 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             columns["plot_id"].extend(wanted["plot_id"].astype(str).to_numpy()[where].tolist())
             columns["date"].extend([date] * len(chips))
             columns["crs"].extend([tile.crs.to_wkt()] * len(chips))
-            columns["height"].extend(chip.shape[0] for _, _, chip in chips)
-            columns["width"].extend(chip.shape[1] for _, _, chip in chips)
-            columns["ndvi"].extend(chip.tobytes() for _, _, chip in chips)
+            columns["height"].extend(c[2][0] for c in chips)
+            columns["width"].extend(c[2][1] for c in chips)
+            columns["ndvi"].extend(chip.tobytes() for chip in codes)
             done[where] = True
     return pd.DataFrame(columns, columns=list(CHIP_COLUMNS)).sort_values("plot_id", ignore_index=True)
 
