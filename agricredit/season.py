@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
 import operator
@@ -193,7 +194,7 @@ def _cropped_shares(series: Sequence[PlotSeries], drawn: Sequence[float], thresh
         share = np.where(np.isfinite(drawn_rows) & (drawn_rows > 0), cropped / (valid * drawn_rows),
                          np.where(ndvi >= threshold_rows, 1.0, 0.0))
     share = np.fmin(np.fmax(share, 0.0), 1.0)
-    return np.split(share, np.cumsum(lengths)[:-1])
+    return [share[lo:hi] for lo, hi in itertools.pairwise([0, *np.cumsum(lengths).tolist()])]
 
 
 def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray,
@@ -237,20 +238,22 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
     if not len(in_window):
         return None
     share, ndvi = evidence["share"][in_window], s.ndvi[in_window]
-    amplitude, peak = float(ndvi.max() - ndvi.min()), float(ndvi.max())  # np.ptp, without its Python wrapper
-    if not (share.max() < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
+    # ufunc reductions: ndarray.max and np.ptp are Python wrappers around them (25,000 plots)
+    peak, most = float(np.maximum.reduce(ndvi)), float(np.maximum.reduce(share))
+    amplitude = float(np.maximum.reduce(ndvi) - np.minimum.reduce(ndvi))
+    if not (most < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
         return None
     clear = int(np.count_nonzero(s.cloud_masked[in_window]))
     figures = {
         "clear_in_window": clear, "usable_in_window": len(in_window), "required": min_observations,
-        "max_cropped_share": float(share.max()), "cultivated_min_share": cultivated_min_share,
+        "max_cropped_share": most, "cultivated_min_share": cultivated_min_share,
         "peak_ndvi": peak, "amplitude": amplitude, "min_season_amplitude": min_season_amplitude,
         "cropped_ndvi_threshold": threshold, "cropped_measured_share": evidence["cropped_measured_share"],
         "partial_coverage": partial, "every_sowing_date_seen": covered,
     }
     # A plot green through the window (cropped and above the threshold, only flat) may be a crop seen at its
     # peak alone or a permanent cover: a person tells them apart.
-    green = share.max() >= cultivated_min_share and peak >= threshold
+    green = most >= cultivated_min_share and peak >= threshold
     confirmed = clear >= min_observations and covered and not partial and not green
     return Flag("NOT_CULTIVATED" if confirmed else "NOT_CULTIVATED_UNCONFIRMED", figures)
 
@@ -361,7 +364,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
                                          tuple((x.dates["greenup"], x.dates["senescence"]) for x in own))
     for x, green in zip(own, greens):  # each declared season must be seen green in its green period as fitted
         threshold = crops[x.season.crop].cropped_ndvi_threshold
-        if green.any() and ndvi[green].max() >= threshold:
+        if green.any() and np.maximum.reduce(ndvi[green]) >= threshold:
             continue
         figures = {"declared_crop": x.season.crop, "green_period": f"{x.dates['greenup']}/{x.dates['senescence']}",
                    "max_ndvi_in_green_period": float(ndvi[green].max()) if green.any() else None,

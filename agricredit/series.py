@@ -9,6 +9,7 @@ one :class:`PlotSeries` of valid observations per plot.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import itertools
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -125,7 +126,8 @@ def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> d
     kept = _last_of_days(np.flatnonzero(ok), plot, dates)
     unusable = _last_of_days(np.flatnonzero(~ok), plot, dates)  # each unusable date once
     kept_bounds = _bounds(plot[kept], len(starts))
-    unusable_dates = np.split(dates[unusable], _bounds(plot[unusable], len(starts))[1:-1])
+    unusable_days = dates[unusable]
+    unusable_dates = [unusable_days[lo:hi] for lo, hi in itertools.pairwise(_bounds(plot[unusable], len(starts)).tolist())]
     columns = {"dates": dates, "ndvi": values, "cropped_area_mu": frame["cropped_area_mu"].to_numpy(float),
                "valid_frac": valid, "covered_frac": covered, "cloud_masked": frame["cloud_masked"].to_numpy(bool)}
     columns = {name: column[kept] for name, column in columns.items()}  # each plot's arrays: disjoint slices

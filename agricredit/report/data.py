@@ -10,6 +10,7 @@ the zonal engine's figures) as ``series.parquet``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -169,7 +170,7 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             where, strides = np.array([c[0] for c in chips]), np.array([c[1] for c in chips], dtype=float)
             # The tile's chips encoded in one pass (encode_ndvi is per pixel), then cut apart.
             codes = encode_ndvi(np.concatenate([c[3] for c in chips]), np.concatenate([c[4] for c in chips]))
-            codes = np.split(codes, np.cumsum([c[3].size for c in chips])[:-1])
+            codes = [codes[lo:hi] for lo, hi in itertools.pairwise([0, *np.cumsum([c[3].size for c in chips]).tolist()])]
             col0, row0 = windows[where, 0].astype(float), windows[where, 1].astype(float)
             # rasterio.windows.transform(window, t) @ Affine.scale(stride), in its own arithmetic
             x, y = col0 * t.a + row0 * t.b + t.c, col0 * t.d + row0 * t.e + t.f
