@@ -175,51 +175,72 @@ def _covers_days(days: bytes, periods: tuple[tuple, ...], max_shift: int) -> boo
     return True
 
 
-def _cropped_shares(series: Sequence[PlotSeries], drawn: Sequence[float], thresholds: Sequence[float]
-                    ) -> list[np.ndarray]:
-    """Each plot's cropped share of the area seen, per usable observation, computed for all plots at once.
-
-    The share is the cropped area over the *seen* (valid) area, ``cropped_area_mu / (valid_frac × drawn)``,
-    so clouds over part of the plot do not count as bare ground; without a drawn area (``drawn`` not finite or
-    not positive) it is 1 where the plot's NDVI reaches the crop's threshold (``thresholds``), else 0. Clipped
-    to [0, 1] (NaN, nothing seen: 0).
-    """
+def _window_evidence(series: Sequence[PlotSeries], drawn: Sequence[float], thresholds: Sequence[float],
+                     windows: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """:func:`_cropped_evidence` of each plot (``windows``: its observations in the declared crops' windows),
+    computed for all plots at once (the same figures, the same choices)."""
     lengths = [len(s.dates) for s in series]
-    if not sum(lengths):
-        return [np.zeros(0) for _ in series]
-    cropped, valid, ndvi = (np.concatenate([getattr(s, name) for s in series], dtype=float)
-                            for name in ("cropped_area_mu", "valid_frac", "ndvi"))
-    drawn_rows, threshold_rows = np.repeat(np.asarray(drawn, dtype=float), lengths), np.repeat(thresholds, lengths)
+    bounds = [0, *np.cumsum(lengths).tolist()]
+    flat = {name: np.concatenate([np.zeros(0), *(getattr(s, name) for s in series)])
+            for name in ("cropped_area_mu", "valid_frac", "ndvi")}
+    dates = np.concatenate([np.zeros(0, "datetime64[D]"), *(s.dates for s in series)])
+    masked = np.concatenate([np.zeros(0, bool), *(s.cloud_masked for s in series)])
+    window = np.concatenate([np.zeros(0, bool), *windows])
+    drawn = np.asarray(drawn, dtype=float)
+    plot = np.repeat(np.arange(len(series)), lengths)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(np.isfinite(drawn_rows) & (drawn_rows > 0), cropped / (valid * drawn_rows),
-                         np.where(ndvi >= threshold_rows, 1.0, 0.0))
-    share = np.fmin(np.fmax(share, 0.0), 1.0)
-    return [share[lo:hi] for lo, hi in itertools.pairwise([0, *np.cumsum(lengths).tolist()])]
-
-
-def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray,
-                      share: np.ndarray | None = None) -> dict[str, Any]:
-    """The cropped area measured on the area seen, at the window's observation showing the most crop.
-
-    ``share`` is the plot's cropped share per usable observation (:func:`_cropped_shares`, computed here when
-    not given). The observation reported is the one of the crop window
-    with the largest share (the canopy peak; among equal shares the clearest):
-    ``cropped_area_mu_at_peak`` is its share times the drawn area, reported with
-    ``cropped_measured_share``, the share of the plot it was measured on.
-    """
-    share = _cropped_shares([s], [drawn], [threshold])[0] if share is None else share
-    evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
-                                "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
-    candidates = window.nonzero()[0]
-    if len(candidates):
-        pick = candidates[np.lexsort((-s.valid_frac[candidates], -share[candidates]))[0]]
-        evidence.update(cropped_share=float(share[pick]), cropped_measured_share=float(s.valid_frac[pick]),
-                        cropped_date=_iso(s.dates[pick]),
-                        cropped_area_mu_at_peak=float(share[pick] * drawn) if np.isfinite(drawn) else np.nan)
+        share = np.where(np.isfinite(drawn[plot]) & (drawn[plot] > 0),
+                         flat["cropped_area_mu"] / (flat["valid_frac"] * drawn[plot]),
+                         np.where(flat["ndvi"] >= np.repeat(np.asarray(thresholds, dtype=float), lengths), 1.0, 0.0))
+    share = np.fmin(np.fmax(share, 0.0), 1.0)  # NaN (nothing seen) → 0
+    rows = window.nonzero()[0]
+    # Each plot's window observation with the largest share, among equal shares the clearest, then the first.
+    ranked = rows[np.lexsort((-flat["valid_frac"][rows], -share[rows], plot[rows]))]
+    pick = ranked[np.r_[True, plot[ranked][1:] != plot[ranked][:-1]]] if len(rows) else rows
+    starts = np.flatnonzero(np.r_[True, plot[rows][1:] != plot[rows][:-1]]) if len(rows) else rows
+    plots_seen = plot[pick].tolist()
+    stats = zip(share[pick].tolist(), flat["valid_frac"][pick].tolist(), np.datetime_as_string(dates[pick], "D"),
+                (share[pick] * drawn[plot[pick]]).tolist(),
+                *(reduce.reduceat(values[rows], starts).tolist() if len(rows) else [] for reduce, values in (
+                    (np.maximum, flat["ndvi"]), (np.minimum, flat["ndvi"]), (np.maximum, share), (np.add, masked))),
+                np.diff(np.r_[starts, len(rows)]).tolist())
+    evidence = [{"share": share[lo:hi], "cropped_share": np.nan, "cropped_measured_share": np.nan,
+                 "cropped_date": None, "cropped_area_mu_at_peak": np.nan, "in_window": None}
+                for lo, hi in itertools.pairwise(bounds)]
+    for k, (cropped, measured, day, at_peak, peak, low, most, clear, usable) in zip(plots_seen, stats):
+        evidence[k].update(cropped_share=cropped, cropped_measured_share=measured, cropped_date=str(day),
+                           cropped_area_mu_at_peak=at_peak if np.isfinite(drawn[k]) else np.nan,
+                           in_window=_InWindow(peak, peak - low, most, int(clear), usable))
     return evidence
 
 
-def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarray, *, threshold: float,
+@dataclass(frozen=True)
+class _InWindow:
+    """A plot's usable observations in the declared crops' windows (:func:`_window_evidence`)."""
+
+    peak: float  # largest NDVI
+    amplitude: float  # largest − smallest NDVI
+    most: float  # largest cropped share
+    clear: int  # how many are cloud-masked
+    usable: int  # how many
+
+
+def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray) -> dict[str, Any]:
+    """The cropped area measured on the area seen, at the window's observation showing the most crop.
+
+    Per usable observation the cropped share is the cropped area over the *seen* (valid)
+    area, ``cropped_area_mu / (valid_frac × drawn)``, so clouds over part of the plot do
+    not count as bare ground (without a drawn area: 1 where the plot's NDVI reaches the
+    crop's threshold, else 0). The observation reported is the one of the crop window
+    with the largest share (the canopy peak; among equal shares the clearest):
+    ``cropped_area_mu_at_peak`` is its share times the drawn area, reported with
+    ``cropped_measured_share``, the share of the plot it was measured on. ``in_window`` sums up the window's
+    observations (:class:`_InWindow`; ``None`` without any).
+    """
+    return _window_evidence([s], [drawn], [threshold], [window])[0]
+
+
+def _cultivation_flag(evidence: dict[str, Any], *, threshold: float,
                       cultivated_min_share: float, min_season_amplitude: float, min_observations: int,
                       partial: bool, covered: bool) -> Flag | None:
     """``NOT_CULTIVATED`` on clear evidence, ``NOT_CULTIVATED_UNCONFIRMED`` (review) on thin evidence, else None.
@@ -234,18 +255,14 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
     threshold is a crop seen at its peak or a permanent cover); otherwise a person looks
     (``NOT_CULTIVATED_UNCONFIRMED``).
     """
-    in_window = window.nonzero()[0]
-    if not len(in_window):
+    seen = evidence["in_window"]
+    if seen is None:
         return None
-    share, ndvi = evidence["share"][in_window], s.ndvi[in_window]
-    # ufunc reductions: ndarray.max and np.ptp are Python wrappers around them (25,000 plots)
-    peak, most = float(np.maximum.reduce(ndvi)), float(np.maximum.reduce(share))
-    amplitude = float(np.maximum.reduce(ndvi) - np.minimum.reduce(ndvi))
+    peak, most, amplitude, clear = seen.peak, seen.most, seen.amplitude, seen.clear
     if not (most < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
         return None
-    clear = int(np.count_nonzero(s.cloud_masked[in_window]))
     figures = {
-        "clear_in_window": clear, "usable_in_window": len(in_window), "required": min_observations,
+        "clear_in_window": clear, "usable_in_window": seen.usable, "required": min_observations,
         "max_cropped_share": most, "cultivated_min_share": cultivated_min_share,
         "peak_ndvi": peak, "amplitude": amplitude, "min_season_amplitude": min_season_amplitude,
         "cropped_ndvi_threshold": threshold, "cropped_measured_share": evidence["cropped_measured_share"],
@@ -622,9 +639,12 @@ def season_rows(
               for s in series.values()]
     features = phenology_many([days for days, _ in curves], [curve for _, curve in curves])
     drawn = [drawn_area_mu.get(plot_id, np.nan) for plot_id in series]
-    shares = _cropped_shares(list(series.values()), drawn,
-                             [_cropped_threshold(declared_of.get(plot_id, ())) for plot_id in series])
-    for (plot_id, s), plot_features, plot_drawn, share in zip(series.items(), features, drawn, shares):
+    windows = [_declared_windows(region, declared_of.get(plot_id, ()), run, int(max_sowing_shift_days),
+                                 np.asarray(s.dates, dtype="datetime64[D]").tobytes()) for plot_id, s in series.items()]
+    evidence = _window_evidence(list(series.values()), drawn, [seen.threshold for seen in windows],
+                                [seen.mask for seen in windows])
+    for (plot_id, s), plot_features, plot_drawn, seen, plot_evidence in zip(series.items(), features, drawn, windows,
+                                                                              evidence):
         declared = declared_of.get(plot_id, ())
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
@@ -634,7 +654,8 @@ def season_rows(
         plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run, plot_drawn, share, probabilities,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, plot_drawn, seen, plot_evidence,
+                                     probabilities,
                                      min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
@@ -713,13 +734,14 @@ def _cropped_threshold(declared: tuple[Declared, ...]) -> float:
 
 
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
-                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float, share: np.ndarray,
-                probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
+                declared: Sequence[Declared], region: str, drawn: float, seen: _DeclaredWindows,
+                evidence: dict[str, Any], probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
                 cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
                 min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
                 crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
-    the observations ``used`` (:func:`_fit_plots`), ``share`` is its cropped share (:func:`_cropped_shares`)."""
+    the observations ``used`` (:func:`_fit_plots`); ``seen`` are its declared crops' windows
+    (:func:`_declared_windows`), ``evidence`` its cropped evidence there (:func:`_window_evidence`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
     if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
@@ -729,8 +751,6 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if partial:
         plot_flags.append(Flag("PARTIAL_COVERAGE", {"max_covered_frac": s.max_covered_frac,
                                                     "min_covered_fraction": min_covered_fraction}))
-    seen = _declared_windows(region, tuple(declared), run, int(max_sowing_shift_days),
-                             np.asarray(s.dates, dtype="datetime64[D]").tobytes())
     thin, window, threshold = seen.thin, seen.mask, seen.threshold
     row.update(n_valid_in_window=seen.count, window_start=seen.start, window_end=seen.end)
     if seen.count < min_observations_in_window:
@@ -740,8 +760,8 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
         })]
     chosen = next((f for f in plot_fits if declared and _holds_declared(f, declared)), plot_fits[0] if plot_fits else None)
     own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
-    evidence = _cropped_evidence(s, drawn, threshold, window, share)
-    row.update({k: v for k, v in evidence.items() if k != "share"}, drawn_area_mu=drawn)
+    row.update({k: evidence[k] for k in ("cropped_share", "cropped_measured_share", "cropped_date",
+                                         "cropped_area_mu_at_peak")}, drawn_area_mu=drawn)
     row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
     row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared and own else row["peak_ndvi"]
     row["chosen_windows"] = ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}" for x in own) or None
@@ -756,7 +776,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
     green = seen.green_periods
     covered = _covers_every_sowing(s.dates[window & s.cloud_masked], green, max_sowing_shift_days)
-    cultivation = _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=cultivated_min_share,
+    cultivation = _cultivation_flag(evidence, threshold=threshold, cultivated_min_share=cultivated_min_share,
                                     min_season_amplitude=min_season_amplitude,
                                     min_observations=min_observations_in_window, partial=partial, covered=covered)
     if cultivation is not None and not _covers_every_sowing(s.dates[window], green, max_sowing_shift_days):
