@@ -278,17 +278,21 @@ def _cultivation_flag(evidence: dict[str, Any], *, threshold: float,
 def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarray:
     """Which usable observations a plot's fit uses: all, except those without a cloud mask lying more than
     :data:`UNMASKED_CLOUD_DROP` below the best fit (undetected cloud: clouds only lower NDVI)."""
-    return _kept_observations(s, fits[0].curve(s.dates) if fits else None)
+    return _kept_observations([s], [fits[0].curve(s.dates) if fits else None])[0]
 
 
-def _kept_observations(s: PlotSeries, best_curve: np.ndarray | None) -> np.ndarray:
-    """:func:`fit_observations` from the best fit's curve on the plot's days (``None``: no fit)."""
-    keep = np.ones(len(s.dates), dtype=bool)
-    if best_curve is not None:
-        clouded = ~s.cloud_masked & (s.ndvi < best_curve - UNMASKED_CLOUD_DROP)
-        if np.count_nonzero(~clouded) >= 3:
-            keep = ~clouded
-    return keep
+def _kept_observations(series: Sequence[PlotSeries], best_curves: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """:func:`fit_observations` of each plot from its best fit's curve on its days (``None``: no fit), all plots
+    at once."""
+    lengths = [len(s.dates) for s in series]
+    curves = [np.full(len(s.dates), -np.inf) if curve is None else curve for s, curve in zip(series, best_curves)]
+    ndvi, masked, best = (np.concatenate([np.zeros(0, dtype), *arrays]) for dtype, arrays in (
+        (float, (s.ndvi for s in series)), (bool, (s.cloud_masked for s in series)), (float, curves)))
+    clouded = ~masked & (ndvi < best - UNMASKED_CLOUD_DROP)  # never without a fit (a curve of −∞)
+    bounds = [0, *np.cumsum(lengths).tolist()]
+    kept = np.add.reduceat(~clouded, bounds[:-1]) if len(ndvi) else np.zeros(len(series), int)
+    keep = ~clouded | np.repeat(kept < 3, lengths)
+    return [keep[lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
 
 def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[str, Any]
@@ -301,8 +305,8 @@ def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[
     out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool)) for plot_id, s in series.items() if len(s.dates) < 3}
     first = _fit_by_days({plot_id: (s.dates, s.ndvi) for plot_id, s in series.items() if len(s.dates) >= 3},
                          region, fit_options)
-    keep = {plot_id: _kept_observations(series[plot_id], fits[0].fitted if fits else None)
-            for plot_id, fits in first.items()}
+    keep = dict(zip(first, _kept_observations([series[plot_id] for plot_id in first],
+                                              [fits[0].fitted if fits else None for fits in first.values()])))
     refits = _fit_by_days({plot_id: (series[plot_id].dates[k], series[plot_id].ndvi[k])
                            for plot_id, k in keep.items() if not k.all()}, region, fit_options)
     for plot_id, fits in first.items():
