@@ -127,7 +127,8 @@ def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> d
     unusable = _last_of_days(np.flatnonzero(~ok), plot, dates)  # each unusable date once
     kept_bounds = _bounds(plot[kept], len(starts))
     unusable_days = dates[unusable]
-    unusable_dates = [unusable_days[lo:hi] for lo, hi in itertools.pairwise(_bounds(plot[unusable], len(starts)).tolist())]
+    unusable_bounds = _bounds(plot[unusable], len(starts)).tolist()
+    unusable_dates = [unusable_days[lo:hi] for lo, hi in itertools.pairwise(unusable_bounds)]
     columns = {"dates": dates, "ndvi": values, "cropped_area_mu": frame["cropped_area_mu"].to_numpy(float),
                "valid_frac": valid, "covered_frac": covered, "cloud_masked": frame["cloud_masked"].to_numpy(bool)}
     columns = {name: column[kept] for name, column in columns.items()}  # each plot's arrays: disjoint slices

@@ -133,7 +133,8 @@ def test_split_series_is_each_plots_own_split(seed):
         "cropped_area_mu": rng.uniform(0, 5, n),
         "ndvi_mean": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(-0.1, 0.9, n)),
         "pixel_count": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(0, 50, n)),
-        "covered_frac": np.where(rng.random(n) < 0.1, np.nan, np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.5, 1, n))),
+        "covered_frac": np.where(rng.random(n) < 0.1, np.nan,
+                                 np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.5, 1, n))),
         "cloud_masked": rng.random(n) < 0.8,
     })
     table = table.drop(columns=["pixel_count"] if seed % 2 else ["covered_frac"] if seed % 3 == 0 else [])

@@ -170,7 +170,8 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             where, strides = np.array([c[0] for c in chips]), np.array([c[1] for c in chips], dtype=float)
             # The tile's chips encoded in one pass (encode_ndvi is per pixel), then cut apart.
             codes = encode_ndvi(np.concatenate([c[3] for c in chips]), np.concatenate([c[4] for c in chips]))
-            codes = [codes[lo:hi] for lo, hi in itertools.pairwise([0, *np.cumsum([c[3].size for c in chips]).tolist()])]
+            bounds = [0, *np.cumsum([c[3].size for c in chips]).tolist()]
+            codes = [codes[lo:hi] for lo, hi in itertools.pairwise(bounds)]
             col0, row0 = windows[where, 0].astype(float), windows[where, 1].astype(float)
             # rasterio.windows.transform(window, t) @ Affine.scale(stride), in its own arithmetic
             x, y = col0 * t.a + row0 * t.b + t.c, col0 * t.d + row0 * t.e + t.f
