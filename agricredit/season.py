@@ -740,9 +740,9 @@ def _cropped_threshold(declared: tuple[Declared, ...]) -> float:
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
                 declared: Sequence[Declared], region: str, drawn: float, seen: _DeclaredWindows,
                 evidence: dict[str, Any], probabilities: pd.DataFrame | None, *, min_observations_in_window: int,
-                min_pixel_count: float, cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
-                min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
-                crop_model_margin: float) -> list[Flag]:
+                min_pixel_count: float, cultivated_min_share: float, min_season_amplitude: float,
+                max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
+                max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
     the observations ``used`` (:func:`_fit_plots`); ``seen`` are its declared crops' windows
     (:func:`_declared_windows`), ``evidence`` its cropped evidence there (:func:`_window_evidence`)."""
