@@ -341,7 +341,7 @@ def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
         row[f"scale_{fit.name}"] = ";".join(map("{:.3f}".format, map(_SCALE, fit.seasons)))
 
 
-_SHIFT_DAYS, _SCALE = operator.attrgetter("shift_days"), operator.attrgetter("scale")
+_NAME, _SHIFT_DAYS, _SCALE = operator.attrgetter("name"), operator.attrgetter("shift_days"), operator.attrgetter("scale")
 
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
@@ -771,7 +771,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     row["chosen_windows"] = ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}" for x in own) or None
     crop_flags = []
     if plot_fits:
-        row["crop_ranking"] = ";".join(f.name for f in plot_fits)
+        row["crop_ranking"] = ";".join(map(_NAME, plot_fits))
         crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
                                       margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
                                       curves=np.array([f.fitted for f in plot_fits]))
