@@ -387,14 +387,15 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
     for j in range(len(seasons)):
         fitted += amp[:, [j]] * shapes[:, :, j]
     fitted.flags.writeable = False
-    per_season = [list(zip(shifts[:, j].astype(int).tolist(), amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist()))
-                  for j in range(len(seasons))]
-    return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset,
-                      tuple(SeasonFit(season, shift, amplitude, scale, _shifted_dates(season, year, shift))
-                            for season, year, (shift, amplitude, scale) in zip(seasons, tables.years, plot_seasons)),
-                      plot_fitted)
-            for plot_score, plot_rmse, plot_offset, plot_fitted, *plot_seasons
-            in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, *per_season)]
+    per_season = []  # each season's fit of every plot
+    for j, (season, year) in enumerate(zip(seasons, tables.years)):
+        season_shifts = shifts[:, j].astype(int)
+        dates = {shift: _shifted_dates(season, year, shift) for shift in np.unique(season_shifts).tolist()}
+        per_season.append([SeasonFit(season, shift, amplitude, scale, dates[shift]) for shift, amplitude, scale
+                           in zip(season_shifts.tolist(), amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist())])
+    return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset, plot_seasons, plot_fitted)
+            for plot_score, plot_rmse, plot_offset, plot_fitted, plot_seasons
+            in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, zip(*per_season))]
 
 
 def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options: Any) -> list[SystemFit]:

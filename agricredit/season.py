@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +30,7 @@ import pandas as pd
 from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, fitted_curves, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
-from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology, smooth_series, split_series
+from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology_many, smooth_series, split_series
 
 __all__ = [
     "Flag",
@@ -173,6 +175,56 @@ def _covers_days(days: bytes, periods: tuple[tuple, ...], max_shift: int) -> boo
     return True
 
 
+def _window_evidence(series: Sequence[PlotSeries], drawn: Sequence[float], thresholds: Sequence[float],
+                     windows: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """:func:`_cropped_evidence` of each plot (``windows``: its observations in the declared crops' windows),
+    computed for all plots at once (the same figures, the same choices)."""
+    lengths = [len(s.dates) for s in series]
+    bounds = [0, *np.cumsum(lengths).tolist()]
+    flat = {name: np.concatenate([np.zeros(0), *(getattr(s, name) for s in series)])
+            for name in ("cropped_area_mu", "valid_frac", "ndvi")}
+    dates = np.concatenate([np.zeros(0, "datetime64[D]"), *(s.dates for s in series)])
+    masked = np.concatenate([np.zeros(0, bool), *(s.cloud_masked for s in series)])
+    window = np.concatenate([np.zeros(0, bool), *windows])
+    drawn = np.asarray(drawn, dtype=float)
+    plot = np.repeat(np.arange(len(series)), lengths)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(np.isfinite(drawn[plot]) & (drawn[plot] > 0),
+                         flat["cropped_area_mu"] / (flat["valid_frac"] * drawn[plot]),
+                         np.where(flat["ndvi"] >= np.repeat(np.asarray(thresholds, dtype=float), lengths), 1.0, 0.0))
+    share = np.fmin(np.fmax(share, 0.0), 1.0)  # NaN (nothing seen) → 0
+    rows = window.nonzero()[0]
+    # Each plot's window observation with the largest share, among equal shares the clearest, then the first.
+    ranked = rows[np.lexsort((-flat["valid_frac"][rows], -share[rows], plot[rows]))]
+    pick = ranked[np.r_[True, plot[ranked][1:] != plot[ranked][:-1]]] if len(rows) else rows
+    starts = np.flatnonzero(np.r_[True, plot[rows][1:] != plot[rows][:-1]]) if len(rows) else rows
+    plots_seen = plot[pick].tolist()
+    stats = zip(share[pick].tolist(), flat["valid_frac"][pick].tolist(), np.datetime_as_string(dates[pick], "D"),
+                (share[pick] * drawn[plot[pick]]).tolist(),
+                *(reduce.reduceat(values[rows], starts).tolist() if len(rows) else [] for reduce, values in (
+                    (np.maximum, flat["ndvi"]), (np.minimum, flat["ndvi"]), (np.maximum, share), (np.add, masked))),
+                np.diff(np.r_[starts, len(rows)]).tolist())
+    evidence = [{"share": share[lo:hi], "cropped_share": np.nan, "cropped_measured_share": np.nan,
+                 "cropped_date": None, "cropped_area_mu_at_peak": np.nan, "in_window": None}
+                for lo, hi in itertools.pairwise(bounds)]
+    for k, (cropped, measured, day, at_peak, peak, low, most, clear, usable) in zip(plots_seen, stats):
+        evidence[k].update(cropped_share=cropped, cropped_measured_share=measured, cropped_date=str(day),
+                           cropped_area_mu_at_peak=at_peak if np.isfinite(drawn[k]) else np.nan,
+                           in_window=_InWindow(peak, peak - low, most, int(clear), usable))
+    return evidence
+
+
+@dataclass(frozen=True)
+class _InWindow:
+    """A plot's usable observations in the declared crops' windows (:func:`_window_evidence`)."""
+
+    peak: float  # largest NDVI
+    amplitude: float  # largest − smallest NDVI
+    most: float  # largest cropped share
+    clear: int  # how many are cloud-masked
+    usable: int  # how many
+
+
 def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.ndarray) -> dict[str, Any]:
     """The cropped area measured on the area seen, at the window's observation showing the most crop.
 
@@ -182,24 +234,13 @@ def _cropped_evidence(s: PlotSeries, drawn: float, threshold: float, window: np.
     crop's threshold, else 0). The observation reported is the one of the crop window
     with the largest share (the canopy peak; among equal shares the clearest):
     ``cropped_area_mu_at_peak`` is its share times the drawn area, reported with
-    ``cropped_measured_share``, the share of the plot it was measured on.
+    ``cropped_measured_share``, the share of the plot it was measured on. ``in_window`` sums up the window's
+    observations (:class:`_InWindow`; ``None`` without any).
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = (s.cropped_area_mu / (s.valid_frac * drawn) if np.isfinite(drawn) and drawn > 0
-                 else np.where(s.ndvi >= threshold, 1.0, 0.0))
-    share = np.fmin(np.fmax(share, 0.0), 1.0)  # NaN (nothing seen) → 0
-    evidence: dict[str, Any] = {"share": share, "cropped_share": np.nan, "cropped_measured_share": np.nan,
-                                "cropped_date": None, "cropped_area_mu_at_peak": np.nan}
-    candidates = np.flatnonzero(window)
-    if len(candidates):
-        pick = candidates[np.lexsort((-s.valid_frac[candidates], -share[candidates]))[0]]
-        evidence.update(cropped_share=float(share[pick]), cropped_measured_share=float(s.valid_frac[pick]),
-                        cropped_date=_iso(s.dates[pick]),
-                        cropped_area_mu_at_peak=float(share[pick] * drawn) if np.isfinite(drawn) else np.nan)
-    return evidence
+    return _window_evidence([s], [drawn], [threshold], [window])[0]
 
 
-def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarray, *, threshold: float,
+def _cultivation_flag(evidence: dict[str, Any], *, threshold: float,
                       cultivated_min_share: float, min_season_amplitude: float, min_observations: int,
                       partial: bool, covered: bool) -> Flag | None:
     """``NOT_CULTIVATED`` on clear evidence, ``NOT_CULTIVATED_UNCONFIRMED`` (review) on thin evidence, else None.
@@ -214,24 +255,22 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
     threshold is a crop seen at its peak or a permanent cover); otherwise a person looks
     (``NOT_CULTIVATED_UNCONFIRMED``).
     """
-    in_window = np.flatnonzero(window)
-    if not len(in_window):
+    seen = evidence["in_window"]
+    if seen is None:
         return None
-    share, ndvi = evidence["share"][in_window], s.ndvi[in_window]
-    amplitude, peak = float(np.ptp(ndvi)), float(ndvi.max())
-    if not (share.max() < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
+    peak, most, amplitude, clear = seen.peak, seen.most, seen.amplitude, seen.clear
+    if not (most < cultivated_min_share or amplitude < min_season_amplitude or peak < threshold):
         return None
-    clear = int(np.count_nonzero(s.cloud_masked[in_window]))
     figures = {
-        "clear_in_window": clear, "usable_in_window": len(in_window), "required": min_observations,
-        "max_cropped_share": float(share.max()), "cultivated_min_share": cultivated_min_share,
+        "clear_in_window": clear, "usable_in_window": seen.usable, "required": min_observations,
+        "max_cropped_share": most, "cultivated_min_share": cultivated_min_share,
         "peak_ndvi": peak, "amplitude": amplitude, "min_season_amplitude": min_season_amplitude,
         "cropped_ndvi_threshold": threshold, "cropped_measured_share": evidence["cropped_measured_share"],
         "partial_coverage": partial, "every_sowing_date_seen": covered,
     }
     # A plot green through the window (cropped and above the threshold, only flat) may be a crop seen at its
     # peak alone or a permanent cover: a person tells them apart.
-    green = share.max() >= cultivated_min_share and peak >= threshold
+    green = most >= cultivated_min_share and peak >= threshold
     confirmed = clear >= min_observations and covered and not partial and not green
     return Flag("NOT_CULTIVATED" if confirmed else "NOT_CULTIVATED_UNCONFIRMED", figures)
 
@@ -239,17 +278,21 @@ def _cultivation_flag(s: PlotSeries, evidence: dict[str, Any], window: np.ndarra
 def fit_observations(s: PlotSeries, fits: Sequence[SystemFit] = ()) -> np.ndarray:
     """Which usable observations a plot's fit uses: all, except those without a cloud mask lying more than
     :data:`UNMASKED_CLOUD_DROP` below the best fit (undetected cloud: clouds only lower NDVI)."""
-    return _kept_observations(s, fits[0].curve(s.dates) if fits else None)
+    return _kept_observations([s], [fits[0].curve(s.dates) if fits else None])[0]
 
 
-def _kept_observations(s: PlotSeries, best_curve: np.ndarray | None) -> np.ndarray:
-    """:func:`fit_observations` from the best fit's curve on the plot's days (``None``: no fit)."""
-    keep = np.ones(len(s.dates), dtype=bool)
-    if best_curve is not None:
-        clouded = ~s.cloud_masked & (s.ndvi < best_curve - UNMASKED_CLOUD_DROP)
-        if np.count_nonzero(~clouded) >= 3:
-            keep = ~clouded
-    return keep
+def _kept_observations(series: Sequence[PlotSeries], best_curves: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """:func:`fit_observations` of each plot from its best fit's curve on its days (``None``: no fit), all plots
+    at once."""
+    lengths = [len(s.dates) for s in series]
+    curves = [np.full(len(s.dates), -np.inf) if curve is None else curve for s, curve in zip(series, best_curves)]
+    ndvi, masked, best = (np.concatenate([np.zeros(0, dtype), *arrays]) for dtype, arrays in (
+        (float, (s.ndvi for s in series)), (bool, (s.cloud_masked for s in series)), (float, curves)))
+    clouded = ~masked & (ndvi < best - UNMASKED_CLOUD_DROP)  # never without a fit (a curve of −∞)
+    bounds = [0, *np.cumsum(lengths).tolist()]
+    kept = np.add.reduceat(~clouded, bounds[:-1]) if len(ndvi) else np.zeros(len(series), int)
+    keep = ~clouded | np.repeat(kept < 3, lengths)
+    return [keep[lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
 
 def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[str, Any]
@@ -262,8 +305,8 @@ def _fit_plots(series: Mapping[str, PlotSeries], region: str, fit_options: dict[
     out = {plot_id: ([], np.zeros(len(s.dates), dtype=bool)) for plot_id, s in series.items() if len(s.dates) < 3}
     first = _fit_by_days({plot_id: (s.dates, s.ndvi) for plot_id, s in series.items() if len(s.dates) >= 3},
                          region, fit_options)
-    keep = {plot_id: _kept_observations(series[plot_id], fits[0].fitted if fits else None)
-            for plot_id, fits in first.items()}
+    keep = dict(zip(first, _kept_observations([series[plot_id] for plot_id in first],
+                                              [fits[0].fitted if fits else None for fits in first.values()])))
     refits = _fit_by_days({plot_id: (series[plot_id].dates[k], series[plot_id].ndvi[k])
                            for plot_id, k in keep.items() if not k.all()}, region, fit_options)
     for plot_id, fits in first.items():
@@ -292,10 +335,13 @@ def _holds_declared(fit: SystemFit, declared: Sequence[Declared]) -> bool:
 
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
     """Per-explanation fit columns: ``rmse_<name>``, ``shift_days_<name>``, ``scale_<name>`` (``;`` per season)."""
-    for fit in fits:
+    for fit in fits:  # map and attrgetter: no Python frame per season (25,000 plots × 14 fits)
         row[f"rmse_{fit.name}"] = fit.rmse
-        row[f"shift_days_{fit.name}"] = ";".join(str(f.shift_days) for f in fit.seasons)
-        row[f"scale_{fit.name}"] = ";".join(f"{f.scale:.3f}" for f in fit.seasons)
+        row[f"shift_days_{fit.name}"] = ";".join(map(str, map(_SHIFT_DAYS, fit.seasons)))
+        row[f"scale_{fit.name}"] = ";".join(map("{:.3f}".format, map(_SCALE, fit.seasons)))
+
+
+_NAME, _SHIFT_DAYS, _SCALE = operator.attrgetter("name"), operator.attrgetter("shift_days"), operator.attrgetter("scale")
 
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
@@ -339,7 +385,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
                                          tuple((x.dates["greenup"], x.dates["senescence"]) for x in own))
     for x, green in zip(own, greens):  # each declared season must be seen green in its green period as fitted
         threshold = crops[x.season.crop].cropped_ndvi_threshold
-        if green.any() and ndvi[green].max() >= threshold:
+        if green.any() and np.maximum.reduce(ndvi[green]) >= threshold:
             continue
         figures = {"declared_crop": x.season.crop, "green_period": f"{x.dates['greenup']}/{x.dates['senescence']}",
                    "max_ndvi_in_green_period": float(ndvi[green].max()) if green.any() else None,
@@ -351,7 +397,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     if not inside.any():
         return []
     residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
-    window_rmse = np.sqrt(np.mean(residual**2, axis=1))
+    window_rmse = np.sqrt(np.add.reduce(residual**2, axis=1) / residual.shape[1])  # np.mean, without its wrapper
     # RMSE in the window + calendar prior, of each fit
     window_scores = [rmse + f.score - f.rmse for rmse, f in zip(window_rmse.tolist(), fits)]
     declared_score, best_score = window_scores[chosen_at], min(window_scores)
@@ -593,19 +639,27 @@ def season_rows(
                    "min_template_scale": min_template_scale, "period": run}
     rows, flags, fits = [], {}, {}
     fitted = _fit_plots(series, region, fit_options)
-    for plot_id, s in series.items():
+    curves = [smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
+              for s in series.values()]
+    features = phenology_many([days for days, _ in curves], [curve for _, curve in curves])
+    drawn = [drawn_area_mu.get(plot_id, np.nan) for plot_id in series]
+    windows = [_declared_windows(region, declared_of.get(plot_id, ()), run, int(max_sowing_shift_days),
+                                 np.asarray(s.dates, dtype="datetime64[D]").tobytes()) for plot_id, s in series.items()]
+    evidence = _window_evidence(list(series.values()), drawn, [seen.threshold for seen in windows],
+                                [seen.mask for seen in windows])
+    for (plot_id, s), plot_features, plot_drawn, seen, plot_evidence in zip(series.items(), features, drawn, windows,
+                                                                              evidence):
         declared = declared_of.get(plot_id, ())
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
                                "n_clear": int(np.count_nonzero(s.cloud_masked)), "pixel_count": s.pixel_count,
                                "max_covered_frac": s.max_covered_frac}
-        days, curve = smooth_series(s.dates, s.ndvi, smoothing) if smoothing != "none" else (s.dates, s.ndvi)
-        row.update(phenology(days, curve))
+        row.update(plot_features)
         plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, run,
-                                     drawn_area_mu.get(plot_id, np.nan), probabilities,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, plot_drawn, seen, plot_evidence,
+                                     probabilities,
                                      min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
@@ -673,19 +727,25 @@ def _declared_windows(region: str, declared: tuple[Declared, ...], run: tuple[An
     thin = min(counts, key=counts.get)
     mask = _window_mask(dates, windows.values())
     mask.flags.writeable = False
-    threshold = min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
     return _DeclaredWindows(tuple(p for ps in periods.values() for p in ps), thin, counts[thin], _iso(windows[thin][0]),
-                            _iso(windows[thin][1]), mask, threshold)
+                            _iso(windows[thin][1]), mask, _cropped_threshold(declared))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cropped_threshold(declared: tuple[Declared, ...]) -> float:
+    """The lowest cropped NDVI threshold of the declared crops (the table's default without any). Cached."""
+    return min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
 
 
 def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
-                declared: Sequence[Declared], region: str, run: tuple[Any, Any], drawn: float,
-                probabilities: pd.DataFrame | None, *, min_observations_in_window: int, min_pixel_count: float,
-                cultivated_min_share: float, min_season_amplitude: float, max_sowing_shift_days: int,
-                min_covered_fraction: float, crop_mismatch_margin: float, max_fit_rmse: float,
-                crop_model_margin: float) -> list[Flag]:
+                declared: Sequence[Declared], region: str, drawn: float, seen: _DeclaredWindows,
+                evidence: dict[str, Any], probabilities: pd.DataFrame | None, *, min_observations_in_window: int,
+                min_pixel_count: float, cultivated_min_share: float, min_season_amplitude: float,
+                max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
+                max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
-    the observations ``used`` (:func:`_fit_plots`)."""
+    the observations ``used`` (:func:`_fit_plots`); ``seen`` are its declared crops' windows
+    (:func:`_declared_windows`), ``evidence`` its cropped evidence there (:func:`_window_evidence`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
     if s.pixel_count < min_pixel_count:  # too small for the sensor: verify reports TOO_FEW_PIXELS, a review
@@ -695,8 +755,6 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     if partial:
         plot_flags.append(Flag("PARTIAL_COVERAGE", {"max_covered_frac": s.max_covered_frac,
                                                     "min_covered_fraction": min_covered_fraction}))
-    seen = _declared_windows(region, tuple(declared), run, int(max_sowing_shift_days),
-                             np.asarray(s.dates, dtype="datetime64[D]").tobytes())
     thin, window, threshold = seen.thin, seen.mask, seen.threshold
     row.update(n_valid_in_window=seen.count, window_start=seen.start, window_end=seen.end)
     if seen.count < min_observations_in_window:
@@ -706,14 +764,14 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
         })]
     chosen = next((f for f in plot_fits if declared and _holds_declared(f, declared)), plot_fits[0] if plot_fits else None)
     own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
-    evidence = _cropped_evidence(s, drawn, threshold, window)
-    row.update({k: v for k, v in evidence.items() if k != "share"}, drawn_area_mu=drawn)
+    row.update({k: evidence[k] for k in ("cropped_share", "cropped_measured_share", "cropped_date",
+                                         "cropped_area_mu_at_peak")}, drawn_area_mu=drawn)
     row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
     row["vigor_peak_ndvi"] = row["fitted_peak_ndvi"] if declared and own else row["peak_ndvi"]
     row["chosen_windows"] = ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}" for x in own) or None
     crop_flags = []
     if plot_fits:
-        row["crop_ranking"] = ";".join(f.name for f in plot_fits)
+        row["crop_ranking"] = ";".join(map(_NAME, plot_fits))
         crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
                                       margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
                                       curves=np.array([f.fitted for f in plot_fits]))
@@ -722,7 +780,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
     green = seen.green_periods
     covered = _covers_every_sowing(s.dates[window & s.cloud_masked], green, max_sowing_shift_days)
-    cultivation = _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=cultivated_min_share,
+    cultivation = _cultivation_flag(evidence, threshold=threshold, cultivated_min_share=cultivated_min_share,
                                     min_season_amplitude=min_season_amplitude,
                                     min_observations=min_observations_in_window, partial=partial, covered=covered)
     if cultivation is not None and not _covers_every_sowing(s.dates[window], green, max_sowing_shift_days):

@@ -9,6 +9,8 @@ one :class:`PlotSeries` of valid observations per plot.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import itertools
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +29,7 @@ __all__ = [
     "split_series",
     "smooth_series",
     "phenology",
+    "phenology_many",
     "resample_doy",
     "day_of_year",
 ]
@@ -105,41 +108,61 @@ def plot_series(table: pd.DataFrame, *, min_valid_fraction: float = 0.6, stat: s
 
 def split_series(frame: pd.DataFrame, min_valid_fraction: float, stat: str) -> dict[str, PlotSeries]:
     """:func:`plot_series` on a table already passed through :func:`normalise_table`."""
-    # One stable sort by (plot, date), then slices: a groupby of small frames costs ~1 ms a plot.
+    # One stable sort by (plot, date), then every plot's rows at once: a groupby of small frames costs ~1 ms a plot.
     frame = frame.sort_values(["plot_id", "date"], kind="stable")
+    if frame.empty:
+        return {}
     plot_ids = frame["plot_id"].to_numpy()
     dates = frame["date"].to_numpy().astype("datetime64[D]")
     values = frame[stat].to_numpy(float)
-    cropped = frame["cropped_area_mu"].to_numpy(float)
     valid = frame["valid_frac"].to_numpy(float)
     covered = frame["covered_frac"].to_numpy(float)
-    masked = frame["cloud_masked"].to_numpy(bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (valid / covered >= min_valid_fraction) & (covered > 0) & np.isfinite(values)
-    pixels = frame.groupby("plot_id")["pixel_count"].median() if "pixel_count" in frame else None
     starts = np.flatnonzero(np.r_[True, plot_ids[1:] != plot_ids[:-1]])
-    ends = np.r_[starts[1:], len(frame)]
-    order = {plot_id: k for k, plot_id in enumerate(pd.unique(pd.Series(plot_ids)))}
+    rows = np.diff(np.r_[starts, len(frame)])
+    plot = np.repeat(np.arange(len(starts)), rows)  # each row's plot
+    # Several valid rows of one date (should not happen): keep the last, as the table had them.
+    kept = _last_of_days(np.flatnonzero(ok), plot, dates)
+    unusable = _last_of_days(np.flatnonzero(~ok), plot, dates)  # each unusable date once
+    kept_bounds = _bounds(plot[kept], len(starts))
+    unusable_days = dates[unusable]
+    unusable_bounds = _bounds(plot[unusable], len(starts)).tolist()
+    unusable_dates = [unusable_days[lo:hi] for lo, hi in itertools.pairwise(unusable_bounds)]
+    columns = {"dates": dates, "ndvi": values, "cropped_area_mu": frame["cropped_area_mu"].to_numpy(float),
+               "valid_frac": valid, "covered_frac": covered, "cloud_masked": frame["cloud_masked"].to_numpy(bool)}
+    columns = {name: column[kept] for name, column in columns.items()}  # each plot's arrays: disjoint slices
+    ids = plot_ids[starts]
+    pixels = (frame.groupby("plot_id")["pixel_count"].median().reindex(ids).to_numpy(float) if "pixel_count" in frame
+              else np.full(len(starts), np.nan))
+    max_covered = np.fmax(np.fmax.reduceat(covered, starts), 0.0)  # np.nanmax(..., initial=0.0) of each plot
     out = {}
-    for start, end in sorted(zip(starts, ends), key=lambda bounds: order[plot_ids[bounds[0]]]):
-        keep = np.flatnonzero(ok[start:end]) + start
-        # Several valid rows of one date (should not happen): keep the last, as the table had them.
-        keep = keep[np.r_[dates[keep][1:] != dates[keep][:-1], True]] if len(keep) else keep
-        plot_id = plot_ids[start]
+    for k, (plot_id, lo, hi) in enumerate(zip(ids.tolist(), kept_bounds[:-1].tolist(), kept_bounds[1:].tolist())):
         out[plot_id] = PlotSeries(
             plot_id=plot_id,
-            dates=dates[keep],
-            ndvi=values[keep],
-            cropped_area_mu=cropped[keep],
-            n_acquisitions=int(end - start),
-            pixel_count=float(pixels[plot_id]) if pixels is not None else np.nan,
-            valid_frac=valid[keep],
-            covered_frac=covered[keep],
-            cloud_masked=masked[keep],
-            max_covered_frac=float(np.nanmax(covered[start:end], initial=0.0)),
-            unusable_dates=np.unique(dates[start:end][~ok[start:end]]),
+            dates=columns["dates"][lo:hi],
+            ndvi=columns["ndvi"][lo:hi],
+            cropped_area_mu=columns["cropped_area_mu"][lo:hi],
+            n_acquisitions=int(rows[k]),
+            pixel_count=float(pixels[k]),
+            valid_frac=columns["valid_frac"][lo:hi],
+            covered_frac=columns["covered_frac"][lo:hi],
+            cloud_masked=columns["cloud_masked"][lo:hi],
+            max_covered_frac=float(max_covered[k]),
+            unusable_dates=unusable_dates[k],
         )
     return out
+
+
+def _last_of_days(rows: np.ndarray, plot: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """``rows`` (increasing) less each row followed, in ``rows``, by one of the same plot and date."""
+    same = (plot[rows][1:] == plot[rows][:-1]) & (dates[rows][1:] == dates[rows][:-1])
+    return rows[np.r_[~same, True]] if len(rows) else rows
+
+
+def _bounds(plot: np.ndarray, count: int) -> np.ndarray:
+    """Where each plot's run starts in ``plot`` (sorted plot numbers ``0 .. count − 1``), and its end."""
+    return np.searchsorted(plot, np.arange(count + 1))
 
 
 def smooth_series(
@@ -200,13 +223,6 @@ def smooth_series(
     raise InputError(f"unknown smoothing {method!r} (none, savgol, whittaker)")
 
 
-def _crossing(t: np.ndarray, y: np.ndarray, level: float, i: int, j: int) -> float:
-    """Time where ``y`` crosses ``level`` between samples ``i`` and ``j`` (linear)."""
-    if y[j] == y[i]:
-        return float(t[i])
-    return float(t[i] + (level - y[i]) * (t[j] - t[i]) / (y[j] - y[i]))
-
-
 def phenology(days: np.ndarray, ndvi: np.ndarray) -> dict[str, Any]:
     """Phenology features of one season curve.
 
@@ -230,39 +246,74 @@ def phenology(days: np.ndarray, ndvi: np.ndarray) -> dict[str, Any]:
         ``season_length_days``, ``ndvi_integral`` (trapezoid integral of
         NDVI − base over the observed period, NDVI·days).
     """
+    return phenology_many([days], [ndvi])[0]
+
+
+def phenology_many(days: Sequence[np.ndarray], ndvi: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """:func:`phenology` of each curve ``(days[k], ndvi[k])``, vectorised over the curves of one length.
+
+    Every figure is the same, to the last bit, as the curve's alone (the same operations, row by row).
+    """
+    lengths = np.array([len(d) for d in days], dtype=np.int64)
     nat = np.datetime64("NaT", "D")
-    features: dict[str, Any] = {
+    out: list[dict[str, Any]] = [{
         "peak_ndvi": np.nan, "peak_date": nat, "base_ndvi": np.nan, "amplitude": np.nan,
         "greenup_date": nat, "senescence_date": nat, "season_length_days": np.nan, "ndvi_integral": np.nan,
-    }
-    if len(days) == 0:
-        return features
-    t = (np.asarray(days, dtype="datetime64[D]") - days[0]).astype(float)
-    y = np.asarray(ndvi, dtype=float)
-    peak = int(np.argmax(y))
-    base = float(np.min(y))
-    features.update(peak_ndvi=float(y[peak]), peak_date=days[peak], base_ndvi=base, amplitude=float(y[peak] - base))
-    features["ndvi_integral"] = float(np.trapezoid(y - base, t)) if len(y) > 1 else 0.0
-    left, right = y[: peak + 1], y[peak:]
-    level_up = left.min() + 0.5 * (y[peak] - left.min())
-    below = np.flatnonzero(left[:-1] < level_up)
-    greenup = senescence = np.nan
-    if below.size and y[peak] > left.min():
-        i = below[-1]
-        greenup = _crossing(t, y, level_up, i, i + 1)
-    level_down = right.min() + 0.5 * (y[peak] - right.min())
-    under = np.flatnonzero(right[1:] < level_down)
-    if under.size and y[peak] > right.min():
-        j = peak + under[0] + 1
-        senescence = _crossing(t, y, level_down, j - 1, j)
-    start = np.asarray(days, dtype="datetime64[D]")[0]
-    if np.isfinite(greenup):
-        features["greenup_date"] = start + np.timedelta64(int(round(greenup)), "D")
-    if np.isfinite(senescence):
-        features["senescence_date"] = start + np.timedelta64(int(round(senescence)), "D")
-    if np.isfinite(greenup) and np.isfinite(senescence):
-        features["season_length_days"] = senescence - greenup
-    return features
+    } for _ in days]
+    for n in np.unique(lengths[lengths > 0]).tolist():
+        members = np.flatnonzero(lengths == n)
+        dates = np.stack([np.asarray(days[k], dtype="datetime64[D]") for k in members])
+        y = np.stack([np.asarray(ndvi[k], dtype=float) for k in members])
+        for k, features in zip(members.tolist(), _phenology_rows(dates, y)):
+            out[k] = features
+    return out
+
+
+def _phenology_rows(dates: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`phenology` of each row of ``dates`` (``datetime64[D]``) and ``y`` (float), ``M × N`` with ``N ≥ 1``."""
+    rows = np.arange(len(y))
+    column = np.arange(y.shape[1])[None, :]
+    t = (dates - dates[:, :1]).astype(float)
+    peak = np.argmax(y, axis=1)
+    top = y[rows, peak]
+    base = np.min(y, axis=1)
+    if y.shape[1] > 1:  # np.trapezoid(y - base, t), row by row
+        above = y - base[:, None]
+        integral = np.add.reduce(np.diff(t, axis=1) * (above[:, 1:] + above[:, :-1]) / 2.0, axis=1)
+    else:
+        integral = np.zeros(len(y))
+    before, after = column <= peak[:, None], column >= peak[:, None]
+    # Green-up: the last sample before the peak below the level halfway up from the minimum up to the peak.
+    left_min = np.where(before, y, np.inf).min(axis=1)
+    level_up = left_min + 0.5 * (top - left_min)
+    below = (column < peak[:, None]) & (y < level_up[:, None])
+    i = y.shape[1] - 1 - np.argmax(below[:, ::-1], axis=1)
+    greenup = np.where(below.any(axis=1) & (top > left_min),
+                       _crossings(t, y, level_up, i, np.minimum(i + 1, y.shape[1] - 1)), np.nan)
+    # Senescence: the first sample after the peak below the level halfway down from the peak to the minimum after it.
+    right_min = np.where(after, y, np.inf).min(axis=1)
+    level_down = right_min + 0.5 * (top - right_min)
+    under = (column > peak[:, None]) & (y < level_down[:, None])
+    j = np.argmax(under, axis=1)
+    senescence = np.where(under.any(axis=1) & (top > right_min),
+                          _crossings(t, y, level_down, np.maximum(j - 1, 0), j), np.nan)
+    greenup_date, senescence_date = (
+        np.where(np.isfinite(x), dates[:, 0] + np.rint(np.nan_to_num(x)).astype(np.int64), np.datetime64("NaT", "D"))
+        for x in (greenup, senescence))
+    length = np.where(np.isfinite(greenup) & np.isfinite(senescence), senescence - greenup, np.nan)
+    return [{"peak_ndvi": p, "peak_date": d, "base_ndvi": b, "amplitude": a, "greenup_date": g,
+             "senescence_date": s, "season_length_days": length, "ndvi_integral": area}
+            for p, d, b, a, g, s, length, area in zip(
+                top.tolist(), dates[rows, peak], base.tolist(), (top - base).tolist(), greenup_date, senescence_date,
+                length.tolist(), integral.tolist())]
+
+
+def _crossings(t: np.ndarray, y: np.ndarray, level: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Per row, the time where ``y`` crosses ``level`` between samples ``i`` and ``j`` (linear; ``t[i]`` if flat)."""
+    rows = np.arange(len(y))
+    ti, tj, yi, yj = t[rows, i], t[rows, j], y[rows, i], y[rows, j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(yj == yi, ti, ti + (level - yi) * (tj - ti) / (yj - yi))
 
 
 def resample_doy(dates: np.ndarray, ndvi: np.ndarray, grid_doy: np.ndarray) -> np.ndarray:

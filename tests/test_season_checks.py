@@ -248,7 +248,7 @@ def _cultivation(s, window=None, share_min=0.5, amplitude_min=0.2, threshold=0.4
                  covered=True, drawn=10.0):
     window = np.ones(len(s.dates), bool) if window is None else window
     evidence = _cropped_evidence(s, drawn, threshold, window)
-    return _cultivation_flag(s, evidence, window, threshold=threshold, cultivated_min_share=share_min,
+    return _cultivation_flag(evidence, threshold=threshold, cultivated_min_share=share_min,
                              min_season_amplitude=amplitude_min, min_observations=required, partial=partial,
                              covered=covered)
 

@@ -10,6 +10,7 @@ the zonal engine's figures) as ``series.parquet``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,11 +35,21 @@ CHIP_MARGIN = 0.35
 SERIES_COLUMNS = tuple(f.name for f in SERIES_FIELDS)
 
 
-def encode_ndvi(ndvi: np.ndarray) -> np.ndarray:
-    """NDVI (NaN = no reading) as bytes: 0 = no reading, 1..255 = NDVI −1..1 in steps of 2/254."""
-    clipped = np.clip(np.nan_to_num(ndvi, nan=-2.0), -1.0, 1.0)
-    codes = np.rint((clipped + 1.0) * 127.0).astype(np.uint8) + 1
-    return np.where(np.isnan(ndvi), 0, codes).astype(np.uint8)
+def encode_ndvi(ndvi: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+    """NDVI (NaN = no reading) as bytes: 0 = no reading, 1..255 = NDVI −1..1 in steps of 2/254.
+
+    ``missing`` (booleans of ``ndvi``'s shape) marks more pixels without a reading (clouds).
+    """
+    missing = np.isnan(ndvi) if missing is None else np.isnan(ndvi) | missing
+    scaled = np.minimum(np.maximum(ndvi, -1.0), 1.0)  # np.clip (NaN stays NaN) in the input's float type
+    scaled += 1.0
+    scaled *= 127.0
+    np.rint(scaled, out=scaled)
+    scaled[missing] = 0.0
+    codes = scaled.astype(np.uint8)
+    codes += 1
+    codes[missing] = 0
+    return codes
 
 
 def decode_ndvi(codes: np.ndarray) -> np.ndarray:
@@ -149,14 +160,18 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             if len(todo) == 0:
                 continue
             t = tile.transform
-            chips = []
+            chips = []  # (plot, stride, NDVI, cloud) of each chip, decimated and flattened (copies of the windows)
             with _tile_reader(tile) as read:
                 for k, ndvi, cloud in _read_windows(read, windows[todo]):
-                    ndvi = np.where(cloud, np.nan, ndvi)
                     stride = max(1, math.ceil(max(ndvi.shape) / CHIP_MAX_PIXELS))
-                    chips.append((todo[k], stride, encode_ndvi(ndvi[::stride, ::stride])))
+                    ndvi, cloud = ndvi[::stride, ::stride], cloud[::stride, ::stride]
+                    chips.append((todo[k], stride, ndvi.shape, ndvi.ravel(), cloud.ravel()))
             chips.sort(key=lambda chip: chip[0])
             where, strides = np.array([c[0] for c in chips]), np.array([c[1] for c in chips], dtype=float)
+            # The tile's chips encoded in one pass (encode_ndvi is per pixel), then cut apart.
+            codes = encode_ndvi(np.concatenate([c[3] for c in chips]), np.concatenate([c[4] for c in chips]))
+            bounds = [0, *np.cumsum([c[3].size for c in chips]).tolist()]
+            codes = [codes[lo:hi] for lo, hi in itertools.pairwise(bounds)]
             col0, row0 = windows[where, 0].astype(float), windows[where, 1].astype(float)
             # rasterio.windows.transform(window, t) @ Affine.scale(stride), in its own arithmetic
             x, y = col0 * t.a + row0 * t.b + t.c, col0 * t.d + row0 * t.e + t.f
@@ -167,9 +182,9 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             columns["plot_id"].extend(wanted["plot_id"].astype(str).to_numpy()[where].tolist())
             columns["date"].extend([date] * len(chips))
             columns["crs"].extend([tile.crs.to_wkt()] * len(chips))
-            columns["height"].extend(chip.shape[0] for _, _, chip in chips)
-            columns["width"].extend(chip.shape[1] for _, _, chip in chips)
-            columns["ndvi"].extend(chip.tobytes() for _, _, chip in chips)
+            columns["height"].extend(c[2][0] for c in chips)
+            columns["width"].extend(c[2][1] for c in chips)
+            columns["ndvi"].extend(chip.tobytes() for chip in codes)
             done[where] = True
     return pd.DataFrame(columns, columns=list(CHIP_COLUMNS)).sort_values("plot_id", ignore_index=True)
 
