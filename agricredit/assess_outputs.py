@@ -207,7 +207,8 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         The manifest.
     """
     lang = assessment.lang
-    guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
+    with gc_paused():  # the guard's many small objects would each time make the collector walk the whole run
+        guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
     # The borrowers' outlines are dissolved on a thread (GEOS releases the GIL) while the other files are written.
     with gc_paused(), ThreadPoolExecutor(max_workers=1) as background, \
             staged_outputs(folder, check=guard.check_folder) as stage:
