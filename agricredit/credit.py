@@ -183,9 +183,12 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy,
     need = math.fsum(line.mu * line.cost_per_mu for line in lines)
     capacity = credit.advance_rate * math.fsum(line.vigor_mu * line.yield_per_mu * line.price_per_kg for line in lines)
     cap = credit.cap_per_borrower
-    ceilings = {"need": need, "capacity": capacity, "cap": cap}
-    binding = min(ceilings, key=lambda name: (ceilings[name], list(ceilings).index(name)))
-    limit = max(0.0, _round_down(ceilings[binding], credit.rounding_step))
+    binding, lowest = "need", need  # the lowest ceiling; on a tie, the first of need, capacity, cap
+    if capacity < lowest:
+        binding, lowest = "capacity", capacity
+    if cap < lowest:
+        binding, lowest = "cap", cap
+    limit = max(0.0, _round_down(lowest, credit.rounding_step))
     return Terms(lines, math.fsum(line.mu for line in lines), need, capacity, cap, limit, binding)
 
 
