@@ -38,7 +38,7 @@ from agricredit.outputs import (
 )
 from agricredit.plots import to_wgs84
 from agricredit.policy import Policy
-from agricredit.privacy import PersonalDataGuard, check_allowed_fields
+from agricredit.privacy import Finding, PersonalDataGuard, check_allowed_fields
 from agricredit.report.data import write_report_data
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_columns, conformed_table, headers
 from agricredit.verify import PlotVerdict
@@ -168,7 +168,7 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
 
 
 def _write_audit_and_plots(assessment: Assessment, stage: Path, audit_key: AuditKey,
-                           guard: PersonalDataGuard) -> tuple[dict[str, Any], dict[str, Any]]:
+                           guard: PersonalDataGuard) -> tuple[dict[str, Any], dict[str, Finding | None]]:
     """Write ``audit.jsonl`` and ``plots.geojson`` into ``stage`` and scan them for personal data.
 
     Returns the audit's manifest entry (:func:`agricredit.audit.write_audit`) and each file's first finding.
@@ -193,7 +193,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     outputs of an earlier run that this run does not write again are removed.
     ``audit.jsonl`` is sealed with ``audit_key``
     (:func:`agricredit.audit.write_audit`); the manifest keeps its count,
-    chain head and hash under ``"audit"``.
+    chain head and hash under ``"audit"``. The two largest files,
+    ``audit.jsonl`` and ``plots.geojson``, are written and scanned by a forked
+    child process while this one writes the others
+    (:func:`agricredit.outputs.in_child_process`): the same bytes, on two cores.
     Call :func:`agricredit.outputs.check_output_folder` first: this function
     replaces earlier outputs.
 
@@ -224,7 +227,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     check_allowed_fields("plots", assessment.plots.columns.drop("geometry"))
     check_allowed_fields("borrowers", assessment.borrowers.columns)
     check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
-    scanned: dict[str, Any] = {}  # file name -> its first personal-data finding, for the files the child scanned
+    scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the child's files
     # A child process writes and scans the two largest files (JSON encoding: CPU-bound, in Python) while this one
     # writes the others; the borrowers' outlines are dissolved on a thread (GEOS releases the GIL) meanwhile.
     with gc_paused(), staged_outputs(folder, check=lambda stage: guard.check_folder(stage, scanned)) as stage, \

@@ -167,7 +167,7 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
     Returns
     -------
     dict
-        JSON-ready (sorted keys, no NaN); :func:`seal_records` adds the seal.
+        JSON-ready (no NaN; :func:`record_line` writes its keys sorted); :func:`seal_records` adds the seal.
     """
     return _borrower_record(_run_header(policy, inputs, tool_version), decision, verdicts, tuple(visits))
 

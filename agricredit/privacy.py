@@ -548,7 +548,8 @@ class PersonalDataGuard:
                     return True
         return False
 
-    def check_folder(self, folder: str | os.PathLike[str], scanned: Mapping[str, Finding | None] | None = None) -> None:
+    def check_folder(self, folder: str | os.PathLike[str],
+                     scanned: Mapping[str, Finding | None] | None = None) -> None:
         """Raise :class:`PrivacyError` at the first finding in the files of ``folder``.
 
         ``folder`` is a staging folder inside the output folder
