@@ -28,6 +28,7 @@ from agricredit.outputs import (
     CategorizedStyle,
     atomic_path,
     gc_paused,
+    in_child_process,
     sha256_file,
     staged_outputs,
     write_plot_table,
@@ -37,7 +38,7 @@ from agricredit.outputs import (
 )
 from agricredit.plots import to_wgs84
 from agricredit.policy import Policy
-from agricredit.privacy import PersonalDataGuard, check_allowed_fields
+from agricredit.privacy import Finding, PersonalDataGuard, check_allowed_fields
 from agricredit.report.data import write_report_data
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS, conformed_columns, conformed_table, headers
 from agricredit.verify import PlotVerdict
@@ -166,6 +167,17 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
     return [geometry if geometries else None for geometry, geometries in zip(dissolved.tolist(), own)]
 
 
+def _write_audit_and_plots(assessment: Assessment, stage: Path, audit_key: AuditKey,
+                           guard: PersonalDataGuard) -> tuple[dict[str, Any], dict[str, Finding | None]]:
+    """Write ``audit.jsonl`` and ``plots.geojson`` into ``stage`` and scan them for personal data.
+
+    Returns the audit's manifest entry (:func:`agricredit.audit.write_audit`) and each file's first finding.
+    """
+    entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
+    write_plot_table(assessment.plots, stage / "plots.geojson", decimals=COORDINATE_DECIMALS)
+    return entry, {name: guard.first_finding(stage / name) for name in ("audit.jsonl", "plots.geojson")}
+
+
 def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
                   csv_bom: bool = True, geojsonseq_min_bytes: int | None = None) -> dict[str, Any]:
     """Write the output folder (design §3, schema in :mod:`agricredit.schema`); ``manifest.json`` last.
@@ -181,7 +193,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     outputs of an earlier run that this run does not write again are removed.
     ``audit.jsonl`` is sealed with ``audit_key``
     (:func:`agricredit.audit.write_audit`); the manifest keeps its count,
-    chain head and hash under ``"audit"``.
+    chain head and hash under ``"audit"``. The two largest files,
+    ``audit.jsonl`` and ``plots.geojson``, are written and scanned by a forked
+    child process while this one writes the others
+    (:func:`agricredit.outputs.in_child_process`): the same bytes, on two cores.
     Call :func:`agricredit.outputs.check_output_folder` first: this function
     replaces earlier outputs.
 
@@ -207,18 +222,22 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         The manifest.
     """
     lang = assessment.lang
-    guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
-    # The borrowers' outlines are dissolved on a thread (GEOS releases the GIL) while the other files are written.
-    with gc_paused(), ThreadPoolExecutor(max_workers=1) as background, \
-            staged_outputs(folder, check=guard.check_folder) as stage:
+    with gc_paused():  # the guard's many small objects would each time make the collector walk the whole run
+        guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
+    check_allowed_fields("plots", assessment.plots.columns.drop("geometry"))
+    check_allowed_fields("borrowers", assessment.borrowers.columns)
+    check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
+    scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the child's files
+    # A child process writes and scans the two largest files (JSON encoding: CPU-bound, in Python) while this one
+    # writes the others; the borrowers' outlines are dissolved on a thread (GEOS releases the GIL) meanwhile.
+    with gc_paused(), staged_outputs(folder, check=lambda stage: guard.check_folder(stage, scanned)) as stage, \
+            in_child_process(lambda: _write_audit_and_plots(assessment, stage, audit_key, guard)) as child, \
+            ThreadPoolExecutor(max_workers=1) as background:
         dissolved = background.submit(_borrower_geometries, assessment)
         plots = assessment.plots
-        check_allowed_fields("plots", plots.columns.drop("geometry"))
         plots.to_parquet(stage / "plots.parquet", index=False)
-        write_plot_table(plots, stage / "plots.geojson", decimals=COORDINATE_DECIMALS)
         write_qml(stage / "plots.qml", PLOT_STYLE)
 
-        check_allowed_fields("borrowers", assessment.borrowers.columns)
         write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
                     header=headers(BORROWER_FIELDS, lang))
         write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=headers(BORROWER_FIELDS, lang),
@@ -226,14 +245,13 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
 
         write_report_data(assessment.chips, assessment.series, stage)
 
-        check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
-        audit_entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
-
         borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=dissolved.result(), crs="EPSG:4326")
         write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
         borrowers.to_parquet(stage / "borrowers.parquet", index=False)
         write_qml(stage / "borrowers.qml", BORROWER_STYLE)
 
+        audit_entry, found = child()
+        scanned.update(found)
         for layer in ("plots", "borrowers"):
             collection = stage / f"{layer}.geojson"
             if geojsonseq_min_bytes is not None and collection.stat().st_size >= geojsonseq_min_bytes:

@@ -34,7 +34,6 @@ import functools
 import hashlib
 import hmac
 import json
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 from agricredit import __version__
 from agricredit.credit import Decision, decide
 from agricredit.errors import AuditMismatchError, InputError, PolicyError, PrivacyError
+from agricredit.jsondata import json_ready
 from agricredit.outputs import atomic_path
 from agricredit.policy import Policy, policy_from_record
 from agricredit.privacy import MIN_KEY_BYTES, PseudonymKey, secret_from_env
@@ -135,28 +135,6 @@ class AuditKey:
         return hmac.new(self.secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON data: NaN/inf as None, tuples as lists, numpy scalars as Python numbers, sorted keys."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value
-    if kind is float:
-        return value if math.isfinite(value) else None
-    if kind is dict or isinstance(value, Mapping):
-        try:
-            names = sorted(value)
-        except TypeError:  # keys of several types
-            names = []
-        if not names or type(names[0]) is not str:  # order keys by their text, as they are written
-            names = sorted(value, key=str)
-        return {str(name): _jsonable(value[name]) for name in names}
-    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if hasattr(value, "item"):  # numpy scalar
-        return _jsonable(value.item())
-    return value
-
-
 #: The canonical JSON of records (one encoder for all: a ``json.dumps`` call with options builds a new one).
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -189,7 +167,7 @@ def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Po
     Returns
     -------
     dict
-        JSON-ready (sorted keys, no NaN); :func:`seal_records` adds the seal.
+        JSON-ready (no NaN; :func:`record_line` writes its keys sorted); :func:`seal_records` adds the seal.
     """
     return _borrower_record(_run_header(policy, inputs, tool_version), decision, verdicts, tuple(visits))
 
@@ -226,7 +204,7 @@ def audit_records(decisions: Iterable[Decision], verdicts_of: Mapping[str, Seque
 
 def _run_header(policy: Policy, inputs: Mapping[str, str], tool_version: str) -> dict[str, Any]:
     """The part of an audit record common to a run's decisions, JSON-ready."""
-    return _jsonable({"schema": SCHEMA, "tool_version": tool_version, "policy": policy.to_dict(),
+    return json_ready({"schema": SCHEMA, "tool_version": tool_version, "policy": policy.to_dict(),
                       "inputs": dict(inputs)})
 
 
@@ -236,12 +214,12 @@ def _borrower_record(header: Mapping[str, Any], decision: Decision, verdicts: It
     verdicts = sorted(verdicts, key=lambda v: v.plot_id)
     if tuple(v.plot_id for v in verdicts) != decision.plot_ids:
         raise InputError("the verdicts are not the plots the decision was made from", record=decision.borrower_id)
-    own = _jsonable({
+    own = {  # the to_dict forms are JSON-ready
         "borrower_id": decision.borrower_id,
         "decision": decision.to_dict(),
         "plots": [verdict.to_dict() for verdict in verdicts],
-        **({"visits": [visit.to_dict() for visit in visits]} if visits else {}),
-    })
+        **({"visits": json_ready([visit.to_dict() for visit in visits])} if visits else {}),
+    }
     return dict(sorted({**header, **own}.items()))
 
 

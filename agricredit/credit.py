@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agricredit.errors import InputError
+from agricredit.jsondata import json_ready
 from agricredit.policy import Policy
 from agricredit.seeds import load_crops, load_reason_codes
 from agricredit.verify import Check, PlotVerdict, plot_contribution
@@ -109,7 +110,7 @@ class Reason:
     def to_dict(self) -> dict[str, Any]:
         """Return the reason as a JSON-ready mapping."""
         return {"code": self.code, "severity": self.severity, "impact": round(self.impact, 2),
-                "plot_ids": list(self.plot_ids), "figures": dict(self.figures)}
+                "plot_ids": list(self.plot_ids), "figures": json_ready(self.figures)}
 
 
 @dataclass(frozen=True)
@@ -182,21 +183,33 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy,
     need = math.fsum(line.mu * line.cost_per_mu for line in lines)
     capacity = credit.advance_rate * math.fsum(line.vigor_mu * line.yield_per_mu * line.price_per_kg for line in lines)
     cap = credit.cap_per_borrower
-    ceilings = {"need": need, "capacity": capacity, "cap": cap}
-    binding = min(ceilings, key=lambda name: (ceilings[name], list(ceilings).index(name)))
-    limit = max(0.0, _round_down(ceilings[binding], credit.rounding_step))
+    binding, lowest = "need", need  # the lowest ceiling; on a tie, the first of need, capacity, cap
+    if capacity < lowest:
+        binding, lowest = "capacity", capacity
+    if cap < lowest:
+        binding, lowest = "cap", cap
+    limit = max(0.0, _round_down(lowest, credit.rounding_step))
     return Terms(lines, math.fsum(line.mu for line in lines), need, capacity, cap, limit, binding)
 
 
 def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[str] = frozenset(),
-               hold_all: bool = False) -> tuple[Terms, Terms]:
-    """The now and if-confirmed terms; ``hold_all`` (a borrower-level review) makes every plot add 0 now."""
+               hold_all: bool = False, unchanged: tuple[Terms, Terms] | None = None) -> tuple[Terms, Terms]:
+    """The now and if-confirmed terms; ``hold_all`` (a borrower-level review) makes every plot add 0 now.
+
+    ``ignore`` removes codes' effects (:func:`agricredit.verify.plot_contribution`): only the plots that carry one
+    of them are recomputed, the others add their verdict's contribution (the same, with nothing to remove). When
+    no plot's contribution changes and the yields stay, ``unchanged`` (the terms without ``ignore``) is returned.
+    """
     now, confirmed = [], []
     own_yields = {} if "OWN_YIELD_HISTORY" in ignore else {
         v.facts.declared_crop: c.figures["yield_kg_per_mu"] for v in verdicts for c in v.checks
         if c.code == "OWN_YIELD_HISTORY"}
+    changed = "OWN_YIELD_HISTORY" in ignore
     for verdict in verdicts:
-        contribution = verdict.contribution if not ignore else plot_contribution(verdict.facts, verdict.checks, policy, ignore)
+        contribution = verdict.contribution
+        if ignore and any(check.code in ignore for check in verdict.checks):
+            contribution = plot_contribution(verdict.facts, verdict.checks, policy, ignore)
+            changed = changed or contribution != verdict.contribution
         crop = verdict.facts.declared_crop
         if crop is None:
             if contribution.mu_if_confirmed > 0:
@@ -204,6 +217,8 @@ def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[st
             continue
         now.append((crop, 0.0 if hold_all else contribution.mu_now, contribution.vigor_factor))
         confirmed.append((crop, contribution.mu_if_confirmed, contribution.vigor_factor))
+    if unchanged is not None and not changed and not hold_all:
+        return unchanged
     return compute_terms(now, policy, own_yields), compute_terms(confirmed, policy, own_yields)
 
 
@@ -248,7 +263,8 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     if not verdicts and not any(c.code == "NO_PLOTS" for c in own_checks):
         own_checks.append(Check.make("NO_PLOTS"))
     hold_all = any(c.severity == "review" for c in own_checks)
-    now, confirmed = _scenarios(verdicts, policy, hold_all=hold_all)
+    unheld = _scenarios(verdicts, policy)
+    now, confirmed = _scenarios(verdicts, policy, hold_all=True) if hold_all else unheld
     min_limit = policy.credit.min_limit
     offered = now.limit if now.limit >= min_limit else 0.0
     offered_if_confirmed = confirmed.limit if confirmed.limit >= min_limit else 0.0
@@ -259,12 +275,12 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     reasons = []
     for code in sorted({check.code for v in verdicts for check in v.checks}):
         plots = [v for v in verdicts if code in v.codes]
-        now_without, confirmed_without = _scenarios(verdicts, policy, frozenset({code}))
+        now_without, confirmed_without = _scenarios(verdicts, policy, frozenset({code}), unchanged=unheld)
         impact = max(now_without.limit - now.limit, confirmed_without.limit - confirmed.limit, 0.0)
         first = next(check for check in plots[0].checks if check.code == code)
         reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.plot_id for v in plots), first.figures))
     # A borrower-level review's impact is what releasing the hold adds, when it is the only one.
-    released = _scenarios(verdicts, policy)[0].limit - now.limit if hold_all else 0.0
+    released = unheld[0].limit - now.limit if hold_all else 0.0
     holding = [c.code for c in own_checks if c.severity == "review"]
     for check in own_checks:
         reasons.append(Reason(check.code, check.severity, released if holding == [check.code] else 0.0, (), check.figures))

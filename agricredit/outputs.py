@@ -28,7 +28,7 @@ from agricredit.errors import OutputError
 
 __all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
-           "write_plot_table", "write_plot_dates", "gc_paused"]
+           "write_plot_table", "write_plot_dates", "gc_paused", "in_child_process"]
 
 #: Prefix of the folder in which a run stages its outputs before publishing them.
 STAGING_PREFIX = ".agricredit-staging-"
@@ -51,6 +51,70 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def in_child_process(job: Callable[[], Any]) -> Iterator[Callable[[], Any]]:
+    """Run ``job`` in a forked child process while the block runs; yield a function that waits for its result.
+
+    The child shares the parent's data as it was at the fork (copy-on-write, nothing is pickled but the result),
+    so a CPU-bound job (encoding JSON, say) runs on another core while the parent goes on. The waiting function
+    returns the job's result (pickled back through a pipe) or raises the job's exception. Leaving the block
+    without waiting, on an error, ends the child and waits for it. Where there is no ``os.fork`` (Windows) the
+    job runs in this process when waited for. The job must not rely on other threads of this process (a forked
+    child has only the thread that forked) and must leave its files in a state the parent can clean up
+    (:func:`atomic_path`, :func:`staged_outputs`).
+    """
+    if not hasattr(os, "fork"):
+        yield job
+        return
+    import pickle
+    import signal
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run the job, send back what came of it, leave without running the parent's cleanup
+        code = 1
+        try:
+            os.close(read)
+            try:
+                outcome = (True, job())
+            except BaseException as error:  # noqa: BLE001 - handed to the parent, which raises it
+                outcome = (False, error)
+            try:
+                data = pickle.dumps(outcome)
+            except Exception as error:  # an exception that cannot be pickled: its text
+                data = pickle.dumps((False, OutputError(f"{type(outcome[1]).__name__}: {outcome[1]} ({error})")))
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    waited = False
+
+    def result() -> Any:
+        nonlocal waited
+        with os.fdopen(read, "rb", closefd=False) as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        waited = True
+        if not data:
+            raise OutputError(f"the child process writing outputs ended without a result (wait status {status})")
+        ok, value = pickle.loads(data)
+        if not ok:
+            raise value
+        return value
+
+    try:
+        yield result
+    finally:
+        os.close(read)
+        if not waited:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -548,21 +548,28 @@ class PersonalDataGuard:
                     return True
         return False
 
-    def check_folder(self, folder: str | os.PathLike[str]) -> None:
+    def check_folder(self, folder: str | os.PathLike[str],
+                     scanned: Mapping[str, Finding | None] | None = None) -> None:
         """Raise :class:`PrivacyError` at the first finding in the files of ``folder``.
 
         ``folder`` is a staging folder inside the output folder
         (:func:`agricredit.outputs.staged_outputs`): a finding is named by the
         path the file would have been published at. Binary outputs (GeoParquet, xlsx) hold the same schema-conformed rows
-        as the text outputs beside them and are not read again.
+        as the text outputs beside them and are not read again. ``scanned``: file name → its
+        :meth:`first_finding`, for files already scanned (by another process).
         """
+        scanned = scanned or {}
         for path in sorted(Path(folder).iterdir()):
             if path.suffix.lower() in (".parquet", ".xlsx"):
                 continue
-            finding = next(self.scan_file(path), None)
+            finding = scanned[path.name] if path.name in scanned else self.first_finding(path)
             if finding is not None:
                 raise PrivacyError(f"personal data in an output ({finding.record}, field {finding.field!r}: "
                                    f"{finding.what}); nothing was published", path=path.parent.parent / path.name)
+
+    def first_finding(self, path: str | os.PathLike[str]) -> Finding | None:
+        """The first finding of :meth:`scan_file` in a file, or ``None``."""
+        return next(self.scan_file(path), None)
 
     def scan_file(self, path: str | os.PathLike[str], name: str | None = None) -> Iterator[Finding]:
         """Yield the findings of one file, reading it as a stream.

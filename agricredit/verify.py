@@ -70,6 +70,7 @@ from typing import Any
 
 from agricredit.chain import chain_checks
 from agricredit.errors import InputError
+from agricredit.jsondata import json_ready
 from agricredit.policy import Policy
 from agricredit.season import SEASON_CODES
 from agricredit.seeds import load_crops, load_reason_codes
@@ -151,8 +152,8 @@ class Check:
         return cls(code, catalogue[code].severity, dict(sorted(figures.items())))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return ``{code, severity, figures}``."""
-        return {"code": self.code, "severity": self.severity, "figures": dict(self.figures)}
+        """Return ``{code, severity, figures}``, JSON-ready (:func:`agricredit.jsondata.json_ready` figures)."""
+        return {"code": self.code, "severity": self.severity, "figures": json_ready(self.figures)}
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ class Overlap:
     def to_dict(self) -> dict[str, Any]:
         """Return the overlap as a JSON-ready mapping (NaN as None)."""
         return {"other_plot_id": self.other_plot_id, "other_borrower_id": self.other_borrower_id,
-                "shared_m2": self.shared_m2, "other_drawn_mu": self.other_drawn_mu if _finite(self.other_drawn_mu) else None}
+                "shared_m2": _or_none(self.shared_m2), "other_drawn_mu": _or_none(self.other_drawn_mu)}
 
 
 @dataclass(frozen=True)
@@ -257,23 +258,17 @@ class PlotFacts:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the facts as a JSON-ready mapping (NaN as None)."""
-        out: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            if name == "satellite_codes":
-                value = [c.to_dict() for c in value]
-            elif name == "overlaps":
-                value = [o.to_dict() for o in value]
-            elif name in ("other_declarants", "unread_tiles"):
-                value = list(value)
-            elif name == "chain":
-                value = json.loads(json.dumps(value, sort_keys=True)) if value else {}
-            elif name in self._FLOATS and not _finite(value):
-                value = None
-            elif name == "processing_failed" and not value:
-                continue
-            out[name] = value
+        """Return the facts as a JSON-ready mapping (NaN as None; ``processing_failed`` only when set)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}  # field order kept
+        for name in self._FLOATS:
+            if not _finite(out[name]):
+                out[name] = None
+        out["satellite_codes"] = [c.to_dict() for c in self.satellite_codes]
+        out["overlaps"] = [o.to_dict() for o in self.overlaps]
+        out["other_declarants"], out["unread_tiles"] = list(self.other_declarants), list(self.unread_tiles)
+        out["chain"] = json_ready(self.chain, sort_keys=True) if self.chain else {}
+        if not self.processing_failed:
+            del out["processing_failed"]
         return out
 
 

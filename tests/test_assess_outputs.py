@@ -375,3 +375,37 @@ def test_a_borrowers_name_in_an_output_publishes_nothing(tmp_path):
     with pytest.raises(PrivacyError, match="name"):
         write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _with_audit(assessment):
+    from agricredit.audit import audit_records
+
+    verdicts_of = {d.borrower_id: [v for v in assessment.verdicts if v.borrower_id == d.borrower_id]
+                   for d in assessment.decisions}
+    assessment.audit = audit_records(assessment.decisions, verdicts_of, POLICY, assessment.inputs)
+    return assessment
+
+
+def test_the_outputs_are_the_same_bytes_written_in_one_process_or_two(tmp_path, monkeypatch):
+    two = write_outputs(_with_audit(_assessment()), tmp_path / "two", AUDIT_KEY)
+    monkeypatch.delattr("os.fork")  # as on Windows: everything in this process
+    one = write_outputs(_with_audit(_assessment()), tmp_path / "one", AUDIT_KEY)
+    assert two["audit"]["records"] == len(DECISIONS) and one == two
+    names = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "one").iterdir()) and "audit.jsonl" in names
+    for name in names:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_name_in_the_layer_written_by_the_child_publishes_nothing(tmp_path, monkeypatch, fork):
+    from agricredit.errors import PrivacyError
+
+    if not fork:
+        monkeypatch.delattr("os.fork")
+    assessment = _with_audit(_assessment())
+    assessment.plots.loc[0, "geometry_status"] = "Bob Example"  # plots.geojson: written and scanned by the child
+    found = r"out/plots\.geojson: personal data in an output \(feature 1, field 'geometry_status': borrower name"
+    with pytest.raises(PrivacyError, match=found):
+        write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
