@@ -176,15 +176,18 @@ def user_pipeline(folder: str, plots: str) -> None:
 def measure(label: str, command: list[str], cwd: Path) -> dict:
     """Run ``command`` in a wrapper process that reports wall time, the CPU time of the whole process tree (the
     Dask workers of ``batch`` included: each process is reaped by its parent), its own peak RSS and its child
-    processes', sampled from ``/proc`` every 0.2 s with psutil."""
+    processes' (the workers; not the forked copy of itself that writes some outputs, whose RSS is mostly the
+    pages it shares with its parent), sampled from ``/proc`` every 0.2 s with psutil."""
     wrapper = ("import json, os, subprocess, sys, time, psutil; start = time.perf_counter(); "
-               "child = subprocess.Popen(sys.argv[1:]); main = psutil.Process(child.pid); peaks = {}\n"
+               "child = subprocess.Popen(sys.argv[1:]); main = psutil.Process(child.pid); peaks = {}; forks = set()\n"
                "while child.poll() is None:\n"
                "    for p in [main, *main.children(recursive=True)]:\n"
-               "        try: peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)\n"
+               "        try:\n"
+               "            peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)\n"
+               "            if p.pid != child.pid and p.cmdline() == sys.argv[1:]: forks.add(p.pid)\n"
                "        except psutil.Error: pass\n"
                "    time.sleep(0.2)\n"
-               "others = [v for k, v in peaks.items() if k != child.pid and v > 100 * 2**20]\n"
+               "others = [v for k, v in peaks.items() if k != child.pid and k not in forks and v > 100 * 2**20]\n"
                "cpu = os.times().children_user + os.times().children_system\n"
                "print(json.dumps({'seconds': time.perf_counter() - start, 'code': child.returncode, "
                "'cpu_seconds': cpu, "
@@ -202,10 +205,13 @@ def measure(label: str, command: list[str], cwd: Path) -> dict:
 
 
 def stage_times(run_log: Path) -> list[tuple[str, float]]:
-    """The stage lines of a batch run log with the seconds until the next line (the last: until the log's end)."""
+    """The stage lines of the last run in a batch run log (each run appends to it) with the seconds until the next
+    line."""
     stamps = []
     for line in run_log.read_text(encoding="utf-8").splitlines():
-        if " INFO agricredit.batch: " in line and "dashboard" not in line and "batch on " not in line:
+        if " INFO agricredit.batch: batch on " in line:
+            stamps = []
+        elif " INFO agricredit.batch: " in line and "dashboard" not in line:
             when = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
             stamps.append((line.split(" INFO agricredit.batch: ", 1)[1], when))
     return [(label[:60], stamps[i + 1][1] - when) for i, (label, when) in enumerate(stamps[:-1])]
