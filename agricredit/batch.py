@@ -287,7 +287,8 @@ class DaskObserver:
         self._chain = _Chain(declared, drawn_mu, options)
 
     def _submit_evidence(self, chain: _Chain, observed: Any, plots: gpd.GeoDataFrame) -> Any:
-        """Submit the evidence task of one chunk's ``plots`` on its ``observed`` table (or zonal future)."""
+        """Submit the evidence task of one chunk's ``plots`` on its ``observed`` table (or zonal future), with the
+        inputs of ``chain``."""
         claims = _claims_of(plots, chain.declared, chain.drawn_mu)
         return self.client.submit(_observed_evidence, observed, plots, claims, chain.period, chain.acquisitions,
                                   chain.options, pure=False)
@@ -396,12 +397,8 @@ class DaskObserver:
         """
         from distributed import as_completed
 
-        def claims(subset: gpd.GeoDataFrame) -> bytes:
-            return _claims_of(subset, declared, drawn_mu)
-
-        shared = (period, acquisitions, options)
-        parts = [_chunk_evidence(table.iloc[:0], subset, claims(subset), *shared)
-                 for _, subset, own in self._chunks if own is None]
+        parts = [_chunk_evidence(table.iloc[:0], subset, _claims_of(subset, declared, drawn_mu), period, acquisitions,
+                                 options) for _, subset, own in self._chunks if own is None]
         chain, self._chain = self._chain, None
         if chain is not None and (chain.period, chain.acquisitions, chain.declared, chain.drawn_mu, chain.options) \
                 == (period, list(acquisitions), declared, drawn_mu, options):
@@ -412,9 +409,9 @@ class DaskObserver:
                 self.client.cancel(list(chain.futures.values()))
                 log.info("season evidence: the season runs %s to %s, not from the first to the last acquisition: "
                          "its chunk tasks start again", *period)
+            inputs = _Chain(declared, drawn_mu, options, period, list(acquisitions))
             mapped = [(subset, own) for _, subset, own in self._chunks if own is not None]
-            pending = [self.client.submit(_chunk_evidence, mapped[k][1], mapped[k][0], claims(mapped[k][0]), *shared,
-                                          pure=False)
+            pending = [self._submit_evidence(inputs, mapped[k][1], mapped[k][0])
                        for k in _largest_first([subset for subset, _ in mapped])]
         if self.count_evidence is not None:
             self.count_evidence(0, len(pending))
