@@ -324,14 +324,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     visits = read_visits(case.visits, key, encoding=case.encoding_of("visits")) if case.visits is not None else []
 
     _stage(progress, "reading plots and tables")
-    discovered: list[tuple[list[Acquisition], dict[str, str]]] = []
-
-    def prefetch(checked: gpd.GeoDataFrame) -> None:
-        discovered.append(_discover(case, strict))
-        candidates = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)) & checked["borrower_id"].notna()
-        observe.prefetch(checked.loc[candidates], discovered[0][0])
-
-    inputs = _read_inputs(case, policy, strict, prefetch if hasattr(observe, "prefetch") else None)
+    discovered: list[tuple[list[Acquisition], dict[str, str]]] = []  # by the prefetch, if the observer has one
+    inputs = _read_inputs(case, policy, strict, _prefetch(case, strict, observe, discovered))
     checked, registry, declarations, borrowers = inputs.plots, inputs.registry, inputs.declarations, inputs.borrowers
     rejected = inputs.rejected
 
@@ -346,11 +340,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
     acquisitions, unopened = discovered[0] if discovered else _discover(case, strict)
     # The evidence stage's per-plot inputs (an observer that chains it gets them before the zonal stage ends).
-    region = resolve_region(case.region or policy.satellite.region, good)
-    row_options, peer_options = split_season_options(season_options(policy, region=region))
-    declared = _declared_crops(declarations, claims, good)
-    drawn_mu = {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str)}
-    options = {**row_options, "crop_model": crop_model}
+    region, declared, drawn_mu, options, peer_options = _evidence_inputs(case, policy, claims, declarations,
+                                                                         crop_model)
     if hasattr(observe, "chain_evidence"):
         observe.chain_evidence(declared, drawn_mu, options)
     long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
@@ -408,6 +399,34 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
             chips=evidence.chips,
             series=evidence.series,
         )
+
+
+def _prefetch(case: Case, strict: bool, observe: Observer, discovered: list[Any]
+              ) -> Callable[[gpd.GeoDataFrame], None] | None:
+    """What :func:`_read_inputs` calls with the checked plots when ``observe`` has a ``prefetch`` (:data:`Observer`):
+    it finds the season's acquisitions (kept in ``discovered``) and hands the observer the plots that may be
+    assessed (a sound outline, a borrower)."""
+    if not hasattr(observe, "prefetch"):
+        return None
+
+    def prefetch(checked: gpd.GeoDataFrame) -> None:
+        discovered.append(_discover(case, strict))
+        candidates = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)) & checked["borrower_id"].notna()
+        observe.prefetch(checked.loc[candidates], discovered[0][0])
+
+    return prefetch
+
+
+def _evidence_inputs(case: Case, policy: Policy, claims: _Claims, declarations: pd.DataFrame, crop_model: Any
+                     ) -> tuple[str, dict[str, list[str]], dict[str, float], dict[str, Any], dict[str, Any]]:
+    """The region, then the evidence stage's declared crops, drawn areas and options of the assessed plots, and the
+    peer-vigor options of :func:`agricredit.season.finish_season`."""
+    good = claims.good
+    region = resolve_region(case.region or policy.satellite.region, good)
+    row_options, peer_options = split_season_options(season_options(policy, region=region))
+    drawn_mu = {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str)}
+    return (region, _declared_crops(declarations, claims, good), drawn_mu, {**row_options, "crop_model": crop_model},
+            peer_options)
 
 
 def _discover(case: Case, strict: bool) -> tuple[list[Acquisition], dict[str, str]]:
