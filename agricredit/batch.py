@@ -427,6 +427,18 @@ class DaskObserver:
                 self.count_evidence(done, len(pending))
         return Evidence.merge(parts, sorted(plots["plot_id"].astype(str)))
 
+    def map(self, function: Callable[..., Any], jobs: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The verification and decision stage's groups of borrowers (:data:`agricredit.assess.Mapper`) as tasks on
+        the cluster: ``[function(*job) for job in jobs]``, in order. A task that raises stops the run with its error
+        (the stage is a pure function of its inputs)."""
+        futures = [self.client.submit(_call_pickled, function, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL),
+                                      pure=False) for job in jobs]
+        log.info("%s: %d tasks", function.__name__.strip("_").replace("_", " "), len(futures))
+        try:
+            return self.client.gather(futures)
+        finally:
+            self.client.cancel(futures)
+
     # -- the ledger -------------------------------------------------------------------------------------------------
 
     def _open_ledger(self, tiles: dict[str, str]) -> dict[str, Any]:
@@ -493,6 +505,12 @@ def _among(ids: pd.Series, among: pd.Series) -> np.ndarray:
     """Which of ``ids`` are in ``among`` (as object values: pandas' Arrow strings convert the values to look for
     one by one, 10x slower)."""
     return ids.astype(object).isin(among.astype(object)).to_numpy()
+
+
+def _call_pickled(function: Callable[..., Any], job: bytes) -> Any:
+    """``function(*pickle.loads(job))``: a task whose arguments (thousands of plots' facts) go pickled, as Dask walks
+    a task's plain arguments looking for futures."""
+    return function(*pickle.loads(job))
 
 
 def _first_and_last_day(acquisitions: Sequence[Acquisition]) -> tuple[np.datetime64, np.datetime64]:
@@ -609,7 +627,7 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
             observer = DaskObserver(client, config, work, resume=resume, fail_fast=fail_fast,
                                     count_chunks=count_chunks, count_evidence=count_evidence, task=task)
             assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer,
-                                        evaluate=observer.evaluate)
+                                        evaluate=observer.evaluate, mapper=observer.map)
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
                                  geojsonseq_min_bytes=config.geojsonseq_min_bytes)
