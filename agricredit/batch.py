@@ -30,6 +30,7 @@ import logging
 import math
 import pickle
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -589,9 +590,6 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
     -------
     BatchRun
     """
-    import dask
-    from distributed import Client, LocalCluster
-
     from agricredit.assess import run_assessment, write_outputs
 
     def say(message: str) -> None:  # a stage line: on the run log, and to ``stage``
@@ -613,21 +611,14 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         other.setLevel(shown)
     root.setLevel(min(shown, logging.INFO))
     root.addHandler(handler)
-    cluster = None
+    # The cluster starts (seconds) on a thread while the plot file is read: its first use waits for it.
+    connecting = _Connecting(lambda: _connect(scheduler, config, say))
     try:
-        if scheduler is None:
-            with dask.config.set(LOCAL_WORKER_CONFIG):
-                cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1,
-                                       memory_limit=config.memory_per_worker, dashboard_address="127.0.0.1:0",
-                                       host="127.0.0.1")
-        with Client(scheduler or cluster) as client:
-            if client.dashboard_link:
-                say(f"Dask dashboard: {client.dashboard_link}")
-            log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
-            observer = DaskObserver(client, config, work, resume=resume, fail_fast=fail_fast,
-                                    count_chunks=count_chunks, count_evidence=count_evidence, task=task)
-            assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer,
-                                        evaluate=observer.evaluate, mapper=observer.map)
+        log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
+        observer = DaskObserver(connecting, config, work, resume=resume, fail_fast=fail_fast, count_chunks=count_chunks,
+                                count_evidence=count_evidence, task=task)
+        assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer,
+                                    evaluate=observer.evaluate, mapper=observer.map)
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
                                  geojsonseq_min_bytes=config.geojsonseq_min_bytes)
@@ -636,13 +627,55 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
                  len(observer.failures))
         return BatchRun(assessment, manifest, observer.failures, observer.reused)
     finally:
-        if cluster is not None:
-            cluster.close()
+        connecting.close()
         root.removeHandler(handler)
         root.setLevel(level)
         for other in quiet:
             other.setLevel(logging.NOTSET)
         handler.close()
+
+
+def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], None]) -> tuple[Any, Any]:
+    """A client of the scheduler at ``scheduler``, or of a new local cluster (returned too, else ``None``)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler is None:
+        with dask.config.set(LOCAL_WORKER_CONFIG):
+            cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1, memory_limit=config.memory_per_worker,
+                                   dashboard_address="127.0.0.1:0", host="127.0.0.1")
+    try:
+        client = Client(scheduler or cluster)
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
+    if client.dashboard_link:
+        say(f"Dask dashboard: {client.dashboard_link}")
+    return client, cluster
+
+
+class _Connecting:
+    """A Dask client being connected on a thread (``connect`` returns it and its local cluster, if any): its
+    attributes wait for it; :meth:`close` closes both once connected."""
+
+    def __init__(self, connect: Callable[[], tuple[Any, Any]]) -> None:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agricredit-connect")
+        self._connected = pool.submit(connect)
+        pool.shutdown(wait=False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connected.result()[0], name)
+
+    def close(self) -> None:
+        """Close the client and the local cluster (a failed connection has nothing to close)."""
+        if self._connected.exception() is not None:
+            return
+        client, cluster = self._connected.result()
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _write_failures(failures: Sequence[ChunkFailure], path: Path) -> None:
