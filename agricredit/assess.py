@@ -55,8 +55,8 @@ from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
 from agricredit.visits import Visit, check_visited_plots, read_visits, settle_verdicts
-from agricredit.verify import (Check, Overlap, PlotFacts, PlotVerdict, complete_overlaps, drawn_area_absurd, log_verdicts,
-                               verify_plot)
+from agricredit.verify import (Check, Overlap, PlotFacts, PlotVerdict, complete_overlaps, drawn_area_absurd,
+                               log_verdicts, verify_plot)
 
 if TYPE_CHECKING:
     from agricredit.zonal import Tile
@@ -66,7 +66,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "Evaluator", "Mapper", "map_here", "load_case", "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "Evaluator", "Mapper", "map_here", "load_case",
+           "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
 
 log = logging.getLogger(__name__)
 

@@ -643,8 +643,9 @@ def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], No
     cluster = None
     if scheduler is None:
         with dask.config.set(LOCAL_WORKER_CONFIG):
-            cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1, memory_limit=config.memory_per_worker,
-                                   dashboard_address="127.0.0.1:0", host="127.0.0.1")
+            cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1,
+                                   memory_limit=config.memory_per_worker, dashboard_address="127.0.0.1:0",
+                                   host="127.0.0.1")
     try:
         client = Client(scheduler or cluster)
     except BaseException:

@@ -37,7 +37,8 @@ from agricredit.privacy import PseudonymKey, pseudonym
 from agricredit.seeds import crop_aliases, load_reason_codes
 from agricredit.verify import Check, PlotVerdict, plot_contribution, verify_plot
 
-__all__ = ["OUTCOMES", "VISIT_COLUMNS", "Visit", "read_visits", "check_visited_plots", "settle_verdict", "settle_verdicts"]
+__all__ = ["OUTCOMES", "VISIT_COLUMNS", "Visit", "read_visits", "check_visited_plots", "settle_verdict",
+           "settle_verdicts"]
 
 #: What an officer can say of a review code.
 OUTCOMES = ("confirmed", "rejected")

@@ -183,7 +183,8 @@ def test_a_group_of_borrowers_that_raises_on_a_worker_stops_the_run_with_its_one
     config = load_batch_config(path)
     with pytest.raises(InputError) as caught:
         run_batch(config, KEY, AUDIT_KEY, scheduler=scheduler)
-    assert caught.value.one_line() == f"{visits}: row 2: plot P0001 does not carry CLOUD_INSUFFICIENT: nothing to confirm"
+    assert caught.value.one_line() == \
+        f"{visits}: row 2: plot P0001 does not carry CLOUD_INSUFFICIENT: nothing to confirm"
     assert not any(config.output.glob("*.json*"))
 
 

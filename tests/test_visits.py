@@ -123,8 +123,10 @@ def test_bad_visit_rows_are_one_line_errors(tmp_path, body, message):
 
 @pytest.mark.parametrize(("body", "message"), [
     ("P9999,2023-08-02,OFF-1,wheat,,CLOUD_INSUFFICIENT,confirmed\n", "row 2: plot P9999 is not in this run"),
-    ("P0001,2023-08-02,OFF-1,soybean,,CLOUD_INSUFFICIENT,confirmed\n", "row 2: plot P0001 does not carry CLOUD_INSUFFICIENT: nothing to confirm"),
-    ("P0231,2023-08-02,OFF-1,wheat,,NOT_CULTIVATED,rejected\n", "row 2: plot P0231 does not carry NOT_CULTIVATED: nothing to reject"),
+    ("P0001,2023-08-02,OFF-1,soybean,,CLOUD_INSUFFICIENT,confirmed\n",
+     "row 2: plot P0001 does not carry CLOUD_INSUFFICIENT: nothing to confirm"),
+    ("P0231,2023-08-02,OFF-1,wheat,,NOT_CULTIVATED,rejected\n",
+     "row 2: plot P0231 does not carry NOT_CULTIVATED: nothing to reject"),
     ("P0251,2023-08-02,OFF-1,wheat,,CROP_MISMATCH,confirmed\n", "CROP_MISMATCH confirmed but the crop seen (wheat)"),
 ])
 def test_a_visit_the_run_cannot_apply_is_a_clear_error(before, tmp_path, body, message):
