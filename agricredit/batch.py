@@ -8,11 +8,12 @@ and then, once the season's period is known, the per-plot evidence (features,
 crop fits, satellite checks, NDVI chips: :func:`agricredit.evidence.plot_evidence`)
 on the chunk's own observations. Chunks are the cells of a square grid laid
 over the plots' centroids in the first tile's CRS, so that a task reads only
-the windows its plots need from each date. The reduce step (vigor peers,
-double claims, checks, limits per borrower, outputs) runs on the per-plot
-table in this process, through the same code as ``assess``: the outputs are
-the same bytes as ``assess`` on the same inputs, whatever the number of
-workers or chunks.
+the windows its plots need from each date. The reduce step runs through the
+same code as ``assess``: the vigor peers, the double claims and the outputs
+in this process; the checks, limits and audit records by groups of borrowers
+as tasks on the cluster (:meth:`DaskObserver.map`). The outputs are the same
+bytes as ``assess`` on the same inputs, whatever the number of workers or
+chunks.
 
 Resume: every finished chunk's observations are written (temporary name, then
 renamed) to ``OUTPUT/.agricredit-batch/chunk-NNNNN.parquet`` and recorded in
@@ -242,7 +243,7 @@ class _Chain:
 
 class DaskObserver:
     """The zonal stage (and, with :meth:`evaluate`, the evidence stage) of :func:`agricredit.assess.run_assessment`
-    mapped on Dask by spatial chunk.
+    mapped on Dask by spatial chunk; with :meth:`map`, its groups of borrowers too.
 
     Parameters
     ----------
