@@ -61,6 +61,7 @@ Rules (design §7, tolerances from the policy's ``[area]`` and ``[satellite]``):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -333,14 +334,17 @@ class PlotVerdict:
 # --------------------------------------------------------------------------- areas
 
 def _sources(facts: PlotFacts) -> dict[str, float]:
-    values = {"drawn": facts.drawn_mu, "registered": facts.registered_mu, "declared": facts.declared_mu}
-    return {name: value for name, value in values.items() if _finite(value) and value > 0}
+    """The plot's positive, finite areas by source (in :data:`SOURCES` order)."""
+    values = (("drawn", facts.drawn_mu), ("registered", facts.registered_mu), ("declared", facts.declared_mu))
+    return {name: value for name, value in values if value is not None and 0 < value < math.inf}
 
 
 def _unit_suspect(facts: PlotFacts, policy: Policy) -> tuple[list[tuple[str, str, float]], set[str]]:
     """Return the pairs whose ratio is near 15 or 1/15, and the source(s) judged inconsistent."""
-    tol = policy.area.unit_ratio_tolerance
     sources = _sources(facts)
+    if len(sources) < 2:
+        return [], set()
+    tol = policy.area.unit_ratio_tolerance
     pairs = []
     for i, a in enumerate(SOURCES):
         for b in SOURCES[i + 1:]:
@@ -434,8 +438,14 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
         prior = {c.code: (c.severity, c.figures) for c in checks}
         found, settled = chain_checks(facts.chain, prior, facts.best_crop, policy)
         checks = [c for c in checks if c.code not in settled] + [Check.make(code, **figures) for code, figures in found]
-    order = {code: i for i, code in enumerate(load_reason_codes())}
+    order = _catalogue_order()
     return tuple(sorted(checks, key=lambda c: order[c.code]))
+
+
+@functools.lru_cache(maxsize=1)
+def _catalogue_order() -> dict[str, int]:
+    """Reason code → its rank in the catalogue (the order of a plot's checks)."""
+    return {code: i for i, code in enumerate(load_reason_codes())}
 
 
 def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:

@@ -171,3 +171,13 @@ def test_facts_from_loose_records():
     assert PlotFacts.from_dict({"plot_id": "P1", "borrower_id": "B1", "satellite_codes": ""}).satellite_codes == ()
     reported = verify_plot(honest("P1", drawn_mu=math.nan, satellite_codes=["NOT_CULTIVATED"]), POLICY)
     assert figures_of(reported, "NOT_CULTIVATED")["drawn_mu"] is None
+
+
+@pytest.mark.parametrize(("source", "value"), [("declared_mu", 0.0), ("declared_mu", -3.0),
+                                               ("registered_mu", math.inf), ("declared_mu", math.inf)])
+def test_an_area_that_is_zero_negative_or_infinite_is_no_source(source, value):
+    """Only positive, finite areas are compared and verified: the smaller of the other two (within tolerance)."""
+    areas = {"drawn_mu": 10.0, "registered_mu": 10.0, "declared_mu": 9.9}  # honest(): declared 1 % less
+    verdict = verify_plot(honest("P1", mu=10.0, **{source: value}), POLICY)
+    assert verdict.verified_mu == min(area for name, area in areas.items() if name != source)
+    assert not {"AREA_DRAWN_MISMATCH", "AREA_OVER_DECLARED", "AREA_UNIT_SUSPECTED"} & set(verdict.codes)
