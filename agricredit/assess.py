@@ -54,9 +54,8 @@ from agricredit.season import finish_season, resolve_region, season_options, sea
 from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
-from agricredit.visits import Visit, check_visited_plots, read_visits, settle_verdicts
-from agricredit.verify import (Check, Overlap, PlotFacts, PlotVerdict, complete_overlaps, drawn_area_absurd,
-                               log_verdicts, verify_plot)
+from agricredit.visits import read_visits, settle_verdicts
+from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
 
 if TYPE_CHECKING:
     from agricredit.zonal import Tile
@@ -66,8 +65,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "Evaluator", "Mapper", "map_here", "load_case",
-           "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "Evaluator", "load_case", "case_from_document", "read_toml", "sample_case", "run_assessment", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -280,22 +278,12 @@ Observer = Callable[..., pd.DataFrame]
 #: The per-plot evidence stage: called as :func:`agricredit.evidence.plot_evidence` with every assessed plot;
 #: :mod:`agricredit.batch` gives one that maps it on the zonal stage's chunks.
 Evaluator = Callable[..., Evidence]
-#: The verification and decision stage's groups of borrowers: ``mapper(function, jobs)`` returns
-#: ``[function(*job) for job in jobs]`` in this order (:func:`map_here`); :mod:`agricredit.batch` gives one that runs
-#: the jobs on its cluster.
-Mapper = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]]
-
-
-def map_here(function: Callable[..., Any], jobs: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """The default :data:`Mapper`: ``[function(*job) for job in jobs]`` in this process."""
-    return [function(*job) for job in jobs]
 
 
 def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
                    progress: Callable[[str], None] | None = None, strict: bool = False,
                    count_dates: Callable[[int, int], None] | None = None,
-                   observe: Observer = observation_table, evaluate: Evaluator = plot_evidence,
-                   mapper: Mapper = map_here) -> Assessment:
+                   observe: Observer = observation_table, evaluate: Evaluator = plot_evidence) -> Assessment:
     """Run the whole pipeline on one case.
 
     Parameters
@@ -323,9 +311,6 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     evaluate
         The per-plot evidence stage (:data:`Evaluator`); by default
         :func:`agricredit.evidence.plot_evidence` of every plot in this process.
-    mapper
-        Runs the verification and decision stage's groups of borrowers (:data:`Mapper`); by default
-        :func:`map_here`, in this process.
 
     Returns
     -------
@@ -380,20 +365,23 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         table_ids = sorted(set(borrowers["borrower_id"]) - {""})
         borrower_alias = {b: pseudonym(key, "borrower", b)
                           for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
-        facts = complete_overlaps(_plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles,
-                                              failed_plots))
+        facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
+        verdicts = verify_plots(facts, policy)
         if inputs.chain is not None:
-            first = [v for part in mapper(_verify_group, [(group, policy) for group in _slices(facts)]) for v in part]
-            facts = _with_chain(facts, first, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
-        check_visited_plots(visits, {f.plot_id for f in facts}, path=case.visits)
+            facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
+            verdicts = verify_plots(facts, policy)
+        if visits:
+            verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
         bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                     for b, why in inputs.bad_borrowers.items()}
+        decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
+                               borrower_checks=bad_rows)
+
         hashes = hashes_done.result()
-        verdicts, decisions, audit = _decide_borrowers(facts, [borrower_alias[b] for b in table_ids], bad_rows,
-                                                       visits, case.visits, policy, hashes, mapper)
         verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
         for verdict in verdicts:
             verdicts_of[verdict.borrower_id].append(verdict)
+        audit = audit_records(decisions, verdicts_of, policy, hashes, visits_of={v.plot_id: v for v in visits})
 
         usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
         public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
@@ -758,71 +746,3 @@ def _with_chain(facts: list[PlotFacts], verdicts: Sequence[PlotVerdict], chain: 
     evidence = {(alias[borrower], plot_id): group for (borrower, plot_id), group in found.items()}
     return [replace(f, chain=evidence[f.borrower_id, f.plot_id]) if (f.borrower_id, f.plot_id) in evidence else f
             for f in facts]
-
-
-#: Plots per group of borrowers in the verification and decision stage (:func:`_decide_borrowers`): a
-#: :data:`Mapper` may run the groups on other processes.
-_GROUP_PLOTS = 10_000
-
-
-def _slices(facts: Sequence[PlotFacts]) -> list[Sequence[PlotFacts]]:
-    """``facts`` in consecutive parts of :data:`_GROUP_PLOTS`."""
-    return [facts[start:start + _GROUP_PLOTS] for start in range(0, len(facts), _GROUP_PLOTS)]
-
-
-def _verify_group(facts: Sequence[PlotFacts], policy: Policy) -> list[PlotVerdict]:
-    """The verdicts of some plots whose overlaps are completed (:func:`agricredit.verify.complete_overlaps`)."""
-    return [verify_plot(item, policy) for item in facts]
-
-
-def _decide_borrowers(facts: Sequence[PlotFacts], table_ids: Sequence[str], bad_rows: Mapping[str, list[Check]],
-                      visits: Sequence[Visit], visits_path: Path | None, policy: Policy, hashes: Mapping[str, str],
-                      mapper: Mapper) -> tuple[list[PlotVerdict], list[Decision], list[dict[str, Any]]]:
-    """Verify the plots, settle the visited ones, decide each borrower and build the audit records, by groups of
-    borrowers mapped with ``mapper`` (each borrower's decision depends only on their own plots' facts).
-
-    ``facts`` are completed (:func:`agricredit.verify.complete_overlaps`) and ``table_ids`` the borrower table's
-    pseudonyms. The groups are consecutive runs of the borrowers in ID order, so the decisions and the audit records
-    come back in order; the verdicts are put back in the order of ``facts``.
-    """
-    plots_of: dict[str, list[int]] = {borrower: [] for borrower in table_ids}
-    for position, item in enumerate(facts):
-        plots_of.setdefault(item.borrower_id, []).append(position)
-    groups: list[tuple[list[str], list[int]]] = [([], [])]
-    for borrower in sorted(plots_of):
-        if len(groups[-1][1]) >= _GROUP_PLOTS:
-            groups.append(([], []))
-        groups[-1][0].append(borrower)
-        groups[-1][1].extend(plots_of[borrower])
-    jobs = []
-    for borrowers, positions in groups:
-        own = [facts[position] for position in positions]
-        plot_ids = {item.plot_id for item in own}
-        jobs.append((own, borrowers, {b: bad_rows[b] for b in borrowers if b in bad_rows},
-                     [visit for visit in visits if visit.plot_id in plot_ids], visits_path, policy, hashes))
-    verdicts: list[Any] = [None] * len(facts)
-    decisions, audit = [], []
-    for (_, positions), (own_verdicts, own_decisions, own_audit) in zip(groups, mapper(_decide_group, jobs)):
-        for position, verdict in zip(positions, own_verdicts):
-            verdicts[position] = verdict
-        decisions.extend(own_decisions)
-        audit.extend(own_audit)
-    log_verdicts(verdicts)
-    return verdicts, decisions, audit
-
-
-def _decide_group(facts: Sequence[PlotFacts], borrower_ids: Sequence[str], bad_rows: Mapping[str, list[Check]],
-                  visits: Sequence[Visit], visits_path: Path | None, policy: Policy, hashes: Mapping[str, str]
-                  ) -> tuple[list[PlotVerdict], list[Decision], list[dict[str, Any]]]:
-    """One group's part of :func:`_decide_borrowers`: the verdicts (in the order of ``facts``), the decisions of
-    ``borrower_ids`` (all the owners of ``facts``) and their audit records."""
-    with gc_paused():
-        verdicts = _verify_group(facts, policy)
-        if visits:
-            verdicts = settle_verdicts(verdicts, visits, policy, path=visits_path)
-        decisions = decide_all(verdicts, policy, borrower_ids=borrower_ids, borrower_checks=bad_rows)
-        verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
-        for verdict in verdicts:
-            verdicts_of[verdict.borrower_id].append(verdict)
-        return verdicts, decisions, audit_records(decisions, verdicts_of, policy, hashes,
-                                                  visits_of={v.plot_id: v for v in visits})

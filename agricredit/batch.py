@@ -8,12 +8,11 @@ and then, once the season's period is known, the per-plot evidence (features,
 crop fits, satellite checks, NDVI chips: :func:`agricredit.evidence.plot_evidence`)
 on the chunk's own observations. Chunks are the cells of a square grid laid
 over the plots' centroids in the first tile's CRS, so that a task reads only
-the windows its plots need from each date. The reduce step runs through the
-same code as ``assess``: the vigor peers, the double claims and the outputs
-in this process; the checks, limits and audit records by groups of borrowers
-as tasks on the cluster (:meth:`DaskObserver.map`). The outputs are the same
-bytes as ``assess`` on the same inputs, whatever the number of workers or
-chunks.
+the windows its plots need from each date. The reduce step (vigor peers,
+double claims, checks, limits per borrower, outputs) runs on the per-plot
+table in this process, through the same code as ``assess``: the outputs are
+the same bytes as ``assess`` on the same inputs, whatever the number of
+workers or chunks.
 
 Resume: every finished chunk's observations are written (temporary name, then
 renamed) to ``OUTPUT/.agricredit-batch/chunk-NNNNN.parquet`` and recorded in
@@ -243,7 +242,7 @@ class _Chain:
 
 class DaskObserver:
     """The zonal stage (and, with :meth:`evaluate`, the evidence stage) of :func:`agricredit.assess.run_assessment`
-    mapped on Dask by spatial chunk; with :meth:`map`, its groups of borrowers too.
+    mapped on Dask by spatial chunk.
 
     Parameters
     ----------
@@ -429,18 +428,6 @@ class DaskObserver:
                 self.count_evidence(done, len(pending))
         return Evidence.merge(parts, sorted(plots["plot_id"].astype(str)))
 
-    def map(self, function: Callable[..., Any], jobs: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """The verification and decision stage's groups of borrowers (:data:`agricredit.assess.Mapper`) as tasks on
-        the cluster: ``[function(*job) for job in jobs]``, in order. A task that raises stops the run with its error
-        (the stage is a pure function of its inputs)."""
-        futures = [self.client.submit(_call_pickled, function, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL),
-                                      pure=False) for job in jobs]
-        log.info("%s: %d tasks", function.__name__.strip("_").replace("_", " "), len(futures))
-        try:
-            return self.client.gather(futures)
-        finally:
-            self.client.cancel(futures)
-
     # -- the ledger -------------------------------------------------------------------------------------------------
 
     def _open_ledger(self, tiles: dict[str, str]) -> dict[str, Any]:
@@ -507,12 +494,6 @@ def _among(ids: pd.Series, among: pd.Series) -> np.ndarray:
     """Which of ``ids`` are in ``among`` (as object values: pandas' Arrow strings convert the values to look for
     one by one, 10x slower)."""
     return ids.astype(object).isin(among.astype(object)).to_numpy()
-
-
-def _call_pickled(function: Callable[..., Any], job: bytes) -> Any:
-    """``function(*pickle.loads(job))``: a task whose arguments (thousands of plots' facts) go pickled, as Dask walks
-    a task's plain arguments looking for futures."""
-    return function(*pickle.loads(job))
 
 
 def _first_and_last_day(acquisitions: Sequence[Acquisition]) -> tuple[np.datetime64, np.datetime64]:
@@ -619,7 +600,7 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         observer = DaskObserver(connecting, config, work, resume=resume, fail_fast=fail_fast, count_chunks=count_chunks,
                                 count_evidence=count_evidence, task=task)
         assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer,
-                                    evaluate=observer.evaluate, mapper=observer.map)
+                                    evaluate=observer.evaluate)
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
                                  geojsonseq_min_bytes=config.geojsonseq_min_bytes)

@@ -65,7 +65,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -88,8 +88,6 @@ __all__ = [
     "plot_contribution",
     "verify_plot",
     "verify_plots",
-    "complete_overlaps",
-    "log_verdicts",
     "facts_from_frame",
     "drawn_area_absurd",
 ]
@@ -594,7 +592,14 @@ def verify_plot(facts: PlotFacts, policy: Policy) -> PlotVerdict:
 
 
 def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: Policy) -> list[PlotVerdict]:
-    """Verify a set of plots (all borrowers of a run): :func:`complete_overlaps`, then :func:`verify_plot` of each.
+    """Verify a set of plots (all borrowers of a run).
+
+    Overlaps are completed before checking: each overlap gets the other plot's
+    drawn area, and an overlap listed on one plot only is mirrored onto the
+    other, so DOUBLE_CLAIM lands on both plots and each verdict depends only
+    on its own (recorded) facts. A plot ID may appear once per borrower only
+    with ``geometry_status`` ``duplicate`` (an ID on several features of the
+    plot file, held for review); otherwise plot IDs are unique.
 
     Parameters
     ----------
@@ -610,19 +615,6 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
     """
     facts = facts_from_frame(plots) if hasattr(plots, "to_dict") and hasattr(plots, "columns") else [
         p if isinstance(p, PlotFacts) else PlotFacts.from_dict(p) for p in plots]
-    verdicts = [verify_plot(item, policy) for item in complete_overlaps(facts)]
-    log_verdicts(verdicts)
-    return verdicts
-
-
-def complete_overlaps(facts: Iterable[PlotFacts]) -> list[PlotFacts]:
-    """The facts of a run's plots with their overlaps completed, sorted by plot id (then borrower id).
-
-    Each overlap gets the other plot's drawn area, and an overlap listed on one plot only is mirrored onto the
-    other, so DOUBLE_CLAIM lands on both plots and each verdict (:func:`verify_plot`) depends only on its own
-    facts. A plot ID may appear once per borrower only with ``geometry_status`` ``duplicate`` (an ID on several
-    features of the plot file, held for review); otherwise plot IDs are unique (:class:`InputError`).
-    """
     index: dict[str, PlotFacts] = {}
     held: dict[tuple[str, str], PlotFacts] = {}
     for item in facts:
@@ -651,13 +643,11 @@ def complete_overlaps(facts: Iterable[PlotFacts]) -> list[PlotFacts]:
             items.append(overlap)
         items = tuple(items)
         completed.append(index[pid] if items == index[pid].overlaps else replace(index[pid], overlaps=items))
-    return sorted([*completed, *held.values()], key=lambda item: (item.plot_id, item.borrower_id))
-
-
-def log_verdicts(verdicts: Sequence[PlotVerdict]) -> None:
-    """Log how many plots were verified, and how many of each light (INFO)."""
+    completed = sorted([*completed, *held.values()], key=lambda item: (item.plot_id, item.borrower_id))
+    verdicts = [verify_plot(item, policy) for item in completed]
     log.info("verified %d plots: %d green, %d yellow, %d red", len(verdicts),
              *(sum(v.light == light for v in verdicts) for light in ("green", "yellow", "red")))
+    return verdicts
 
 
 def facts_from_frame(frame: Any) -> list[PlotFacts]:

@@ -151,15 +151,10 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
 
 
 def test_scheduler_and_two_workers_many_chunks_give_the_bytes_of_assess(tmp_path: Path, reference: Path,
-                                                                        scheduler: str, monkeypatch) -> None:
-    import agricredit.assess
-
-    monkeypatch.setattr(agricredit.assess, "_GROUP_PLOTS", 10)  # the borrowers' decisions in groups on the workers
+                                                                        scheduler: str) -> None:
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     run_batch(config, KEY, AUDIT_KEY, scheduler=scheduler)
     assert_same_outputs(config.output, reference)
-    log = (config.output / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
-    assert int(log.split("decide group: ")[1].split(" tasks")[0]) >= 10
     # The run was really cut: many chunks, and borrowers whose plots fall in different chunks.
     assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) > 10
     plots = load_plots(SAMPLE / "plots.geojson")
@@ -171,21 +166,14 @@ def test_scheduler_and_two_workers_many_chunks_give_the_bytes_of_assess(tmp_path
     assert (spread > 1).sum() >= 5
 
 
-def test_a_group_of_borrowers_that_raises_on_a_worker_stops_the_run_with_its_one_line_error(
-        tmp_path: Path, scheduler: str) -> None:
-    """A visit the run cannot apply (P0001 carries no review code) is refused on the worker deciding its group."""
-    visits = tmp_path / "visits.csv"
-    visits.write_text("plot_id,visit_date,officer_id,crop_seen,measured_mu,reason_code,outcome\n"
-                      "P0001,2023-08-02,OFF-1,soybean,,CLOUD_INSUFFICIENT,confirmed\n", encoding="utf-8")
-    path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
-    path.write_text(path.read_text(encoding="utf-8").replace("[options]", f'visits = "{visits.as_posix()}"\n[options]'),
-                    encoding="utf-8")
-    config = load_batch_config(path)
-    with pytest.raises(InputError) as caught:
-        run_batch(config, KEY, AUDIT_KEY, scheduler=scheduler)
-    assert caught.value.one_line() == \
-        f"{visits}: row 2: plot P0001 does not carry CLOUD_INSUFFICIENT: nothing to confirm"
-    assert not any(config.output.glob("*.json*"))
+def test_a_scheduler_that_cannot_be_reached_stops_the_run_and_publishes_nothing(tmp_path: Path) -> None:
+    """The cluster is connected while the plot file is read: its error is the run's, with nothing written."""
+    import dask
+
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(OSError, match="127.0.0.1:9"):
+        run_batch(config, KEY, AUDIT_KEY, scheduler="tcp://127.0.0.1:9")
+    assert not [path for path in config.output.iterdir() if path.name != WORK_FOLDER]
 
 
 def test_a_failing_chunk_holds_only_its_plots_for_review(tmp_path: Path, reference: Path, inprocess: str) -> None:
