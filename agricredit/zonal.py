@@ -4,12 +4,12 @@ Every pixel counts by the fraction of its area inside the plot (exactextract's
 semantics). The plots × pixels coverage fractions of a pixel grid are computed
 once, by :mod:`exactextract`, into :class:`scipy.sparse` matrices (float32, as
 exactextract computes them; one per block of plots, over the cells the block
-touches, stored by column), and reused for every date observed on that grid, so
-T dates cost one geometry pass plus T passes over the weights. Per date and
-block: one sparse product gives all the sums; for the quantiles the block's
-cells are ranked by value (one sort of the cells, not of the weights), its
-columns gathered in that order with equal values merged, and the transposition
-to rows (scipy, linear) leaves every plot's weights in value order.
+touches, its rows in the order of their first cell), and reused for every date
+observed on that grid, so T dates cost one geometry pass plus T passes over the
+weights. Per date and block: one sparse product per sum (valid, NDVI, cropped,
+cloud and covered weight); for the quantiles one sort of the block's valid
+(plot, value) pairs as packed integer keys puts every plot's weights in value
+order, and equal values are merged by one weighted bincount.
 
 Terms
 -----
@@ -273,17 +273,20 @@ def _aligned(shift: float, step: float) -> bool:
 
 @dataclass
 class _Block:
-    """Weights of a contiguous run of plots, stored by column for the per-date ordering.
+    """Weights of a contiguous run of plots ``start …``.
 
-    ``matrix`` is ``n_rows × len(ids)`` CSC (float32 coverage fractions for
-    :func:`coverage_weights`); its rows are plots ``start …``; its columns are the
-    cells ``ids`` (flat grid indices, ascending; column indices for
+    ``matrix`` is ``len(rows) × len(ids)`` canonical CSR (float32 coverage fractions
+    for :func:`coverage_weights`); its row ``i`` is plot ``start + rows[i]``, rows in
+    order of their first cell (so that a pass over the rows walks the cells nearly in
+    order: several times fewer cache misses than the plots' own order); its columns
+    are the cells ``ids`` (flat grid indices, ascending; column indices for
     :func:`_blocks_of`).
     """
 
     start: int
+    rows: np.ndarray
     ids: np.ndarray
-    matrix: sp.csc_matrix
+    matrix: sp.csr_matrix
 
 
 @dataclass
@@ -326,7 +329,7 @@ class CoverageWeights:
             rows = block.matrix.shape[0]
             coo = block.matrix.tocoo()
             parts.append(sp.csr_matrix((block.start - end, len(cells)), dtype=np.float32))
-            parts.append(sp.csr_matrix((coo.data, (coo.row, np.searchsorted(cells, block.ids)[coo.col])),
+            parts.append(sp.csr_matrix((coo.data, (block.rows[coo.row], np.searchsorted(cells, block.ids)[coo.col])),
                                        shape=(rows, len(cells))))
             end = block.start + rows
         parts.append(sp.csr_matrix((len(self.plot_cells) - end, len(cells)), dtype=np.float32))
@@ -340,7 +343,12 @@ def _make_block(start: int, counts: np.ndarray, ids: np.ndarray, data: np.ndarra
     np.cumsum(counts, out=indptr[1:])
     csr = sp.csr_matrix((data, local, indptr), shape=(len(counts), len(local_ids)))
     csr.eliminate_zeros()
-    return _Block(start, local_ids, csr.tocsc())
+    csr.sum_duplicates()  # canonical: each row's entries in column order
+    first_cell = np.full(len(counts), len(local_ids))  # empty rows last
+    filled = np.diff(csr.indptr) > 0
+    first_cell[filled] = csr.indices[csr.indptr[:-1][filled]]
+    rows = np.argsort(first_cell, kind="stable")
+    return _Block(start, rows, local_ids, csr[rows])
 
 
 def _blocks_of(matrix: sp.spmatrix) -> list[_Block]:
@@ -581,11 +589,6 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
     return _row_stats(blocks, matrix.shape[0], [(values[b.ids], None, None) for b in blocks], np.inf, qs)["quantiles"]
 
 
-#: Indicator columns (valid, NDVI, cropped, cloud, covered) of the cell classes of :func:`_row_stats`.
-_CLASS_COLUMNS = np.array([[1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
-                          dtype=np.float64)
-
-
 def _row_stats(
     blocks: list[_Block],
     n_rows: int,
@@ -597,87 +600,116 @@ def _row_stats(
 
     ``cell_values`` holds per block ``(values, cloud, inside)`` over its cells
     (``cloud`` / ``inside`` None: no cloud, every cell inside). Returns per row
-    ``valid`` (weight of the valid cells), ``weighted_sum`` (Σ weight·value over
-    them), ``cropped`` (of the valid cells ≥ ``threshold``), ``cloud``, ``covered``
+    ``valid`` (weight of the valid cells: finite values), ``weighted_sum`` (Σ
+    weight·value over them), ``cropped`` (of the valid cells ≥ ``threshold``),
+    ``cloud`` (of the invalid cells inside a tile marked cloud), ``covered``
     (weight of the cells inside some tile) and ``quantiles`` (``n_rows × len(qs)``).
     """
     names = ("valid", "weighted_sum", "cropped", "cloud", "covered")
-    sums = np.zeros((n_rows, len(names)))
+    sums = np.zeros((len(names), n_rows))
     quantiles = np.full((n_rows, len(qs)), np.nan)
     for block, (values, cloud, inside) in zip(blocks, cell_values):
-        rows = slice(block.start, block.start + block.matrix.shape[0])
-        # Each cell's class: valid below the threshold, valid at or above it, cloud, other
-        # invalid inside a tile, outside every tile; the rows of _CLASS_COLUMNS are their
-        # indicator columns (the NDVI column is filled in).
         valid = np.isfinite(values)
-        cls = np.full(len(values), 3, dtype=np.int8)
-        if cloud is not None:
-            cls[cloud] = 2
-        if inside is not None:
-            cls[~inside] = 4
-        cls[valid] = 0
-        cls[values >= threshold] = 1  # in the values' precision (NaN: False)
-        columns = _CLASS_COLUMNS[cls]
-        del cls
-        columns[:, 1] = np.where(valid, values, 0)
-        # One pass over the block's weights for all the sums (float64: exact enough for any plot).
-        sums[rows] = block.matrix @ columns
-        del columns
-        quantiles[rows] = _block_quantiles(block.matrix, values, valid, qs)
-    return {**dict(zip(names, sums.T)), "quantiles": quantiles}
+        columns = (valid, np.where(valid, values, 0), valid & (values >= threshold),  # in the values' precision
+                   None if cloud is None else cloud & ~valid & (True if inside is None else inside),
+                   np.ones(len(values)) if inside is None else valid | inside)
+        # Per sum one pass over the block's weights (float64, in each row's column order: exact enough for any
+        # plot); none for an indicator that is 0 everywhere.
+        weights = block.matrix.astype(np.float64)
+        for total, column in zip(sums, columns):
+            if column is not None and (column.dtype != bool or column.any()):
+                total[block.start + block.rows] = weights @ column.astype(np.float64, copy=False)
+        del weights, columns
+        quantiles[block.start:block.start + len(block.rows)] = _block_quantiles(block.matrix, block.rows, values, qs)
+    return {**dict(zip(names, sums)), "quantiles": quantiles}
 
 
-def _block_quantiles(matrix: sp.csc_matrix, v: np.ndarray, valid: np.ndarray, qs: Sequence[float]) -> np.ndarray:
-    """Weighted quantiles per row of a CSC block whose columns hold the values ``v``.
+def _block_quantiles(matrix: sp.csr_matrix, labels: np.ndarray, v: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Weighted quantiles per row of a canonical CSR block whose columns hold the values ``v`` (NaN: left out).
 
-    The valid columns are ranked by value (one sort of the block's cells, not of its
-    weights), gathered in that order, and columns of equal values merged into one; the
-    transposition to CSR (scipy, O(non-zeros)) then leaves each row's weights in value
-    order, and summing duplicates merges a row's equal values as exactextract does.
+    Returns ``len(labels) × len(qs)``: row ``labels[i]`` of the result is that of the
+    matrix's row ``i``. The valid entries are put in (label, value) order by one sort
+    (:func:`_sort_in_rows`), and each row's equal values merged into one, their weights
+    summed in float64 in column order (as exactextract merges them).
     """
-    order, first = _rank(v, valid)
-    ordered = matrix[:, order]
-    starts = np.flatnonzero(first)
-    merged = sp.csc_matrix((ordered.data.astype(np.float64), ordered.indices, np.append(ordered.indptr[starts], ordered.nnz)),
-                           shape=(matrix.shape[0], len(starts)))
-    del ordered
-    rows = merged.tocsr()
-    rows.sum_duplicates()
-    return _sorted_quantiles(rows, v[order[starts]].astype(np.float64), qs)
+    x = v[matrix.indices] + v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
+    label, x, entry = _sort_in_rows(matrix.indptr, labels, x, np.isfinite(x))
+    first = np.ones(len(label), dtype=bool)
+    np.logical_or(label[1:] != label[:-1], x[1:] != x[:-1], out=first[1:])
+    group = np.cumsum(first)
+    # bincount adds each group's weights one by one in entry order (the row's column order), from 0.
+    weights = np.bincount(group - 1, weights=matrix.data[entry], minlength=len(group) and int(group[-1]))
+    ends = np.searchsorted(label, np.arange(len(labels)), side="right")
+    return _sorted_quantiles(np.r_[0, group][np.r_[0, ends]], weights, x[first].astype(np.float64), qs)
 
 
-def _rank(v: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The valid positions of ``v`` in ascending order of value, and where each new value begins."""
-    positions = np.flatnonzero(valid)
-    x = v[positions] + v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
-    if x.dtype == np.float32 and len(v) < 2**32:
-        # One packed (value bits, position) key each, sorted by numpy's vectorised integer
-        # sort: several times faster than an argsort.
-        bits = x.view(np.uint32)
-        key = (bits ^ np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))).astype(np.uint64)
-        key <<= np.uint64(32)
-        key |= positions.astype(np.uint64)
-        key.sort()
-        order = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    else:
-        order = positions[np.argsort(x, kind="stable")]
-    sorted_v = v[order]
-    first = np.ones(len(order), dtype=bool)
-    np.not_equal(sorted_v[1:], sorted_v[:-1], out=first[1:])
-    return order, first
+#: Bits of the packed sort keys of :func:`_sort_in_rows` (wider keys take a lexsort).
+_KEY_BITS = 64
 
 
-def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
-    """exactextract's weighted quantiles per row of ``m``, whose columns are the distinct values ``x``, ascending,
-    and whose rows hold their entries in column order."""
-    out = np.full((m.shape[0], len(qs)), np.nan)
-    indptr = m.indptr.astype(np.int64)
+def _sort_in_rows(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort the kept entries of a CSR layout by their row's label, then value ``x`` (one per entry), then place in
+    the row.
+
+    Parameters
+    ----------
+    indptr
+        The layout's row pointers.
+    labels
+        One distinct non-negative integer per row.
+    x, keep
+        Per entry: its value, and whether it takes part.
+
+    Returns
+    -------
+    label, value, entry
+        Of each kept entry, in that order (``entry``: its index in the layout).
+
+    float32 values take one sort of packed ``(label, value bits, place)`` integer
+    keys (numpy's vectorised integer sort: several times faster than an argsort),
+    decoded back; other values, or keys wider than :data:`_KEY_BITS`, a lexsort.
+    """
+    counts = np.diff(indptr)
+    label_bits = int(labels.max(initial=0)).bit_length()
+    place_bits = max(int(counts.max(initial=0)) - 1, 0).bit_length()
+    if x.dtype != np.float32 or label_bits + 32 + place_bits > _KEY_BITS:
+        label = np.repeat(labels, counts)
+        kept = np.flatnonzero(keep)
+        entry = kept[np.lexsort((x[kept], label[kept]))]
+        return label[entry], x[entry], entry
+    # Sign-magnitude floats to unsigned integers in the same order: flip every bit of a negative, the sign of the rest.
+    signed = x.view(np.int32)
+    flip = signed >> 31
+    flip |= np.int32(-2**31)
+    flip ^= signed
+    key = flip.view(np.uint32).astype(np.uint64)
+    del flip
+    key |= np.repeat(labels.astype(np.uint64), counts) << np.uint64(32)
+    key <<= np.uint64(place_bits)
+    key += np.arange(len(key), dtype=np.uint64)
+    key -= np.repeat(indptr[:-1].astype(np.uint64), counts)  # + the entry's place in its row
+    key = key[keep]
+    key.sort()
+    place = (key & np.uint64((1 << place_bits) - 1)).astype(np.int64)
+    key >>= np.uint64(place_bits)
+    bits = key.astype(np.uint32)  # the value's bits, back from the order-preserving form
+    bits ^= np.where(bits >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
+    label = (key >> np.uint64(32)).astype(np.int64)
+    rows = np.empty(len(labels), dtype=np.int64)
+    rows[labels] = np.arange(len(labels))
+    return label, bits.view(np.float32), indptr[rows[label]] + place
+
+
+def _sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """exactextract's weighted quantiles per row: row ``r`` holds the distinct values ``x[indptr[r]:indptr[r + 1]]``,
+    ascending, with the weights ``w`` (float64)."""
+    out = np.full((len(indptr) - 1, len(qs)), np.nan)
     counts = np.diff(indptr)
     rows = np.flatnonzero(counts)
     if len(rows) == 0:
         return out
     first, last = indptr[rows], indptr[rows + 1] - 1
-    w = m.data
     cum = np.cumsum(w)
     offset = cum[first] - w[first]
     total = cum[last] - offset
@@ -696,12 +728,12 @@ def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> n
         jj = np.minimum(j, last)
         right = np.where((j <= last) & (s_at(jj, rr) > target), j, j + 1)
         right = np.minimum(right, last + 1)
-        result = x[m.indices[np.where(right == first, first, last)]]
+        result = x[np.where(right == first, first, last)]
         mid = np.flatnonzero((right > first) & (right <= last))
         r_i, l_i = right[mid], right[mid] - 1
         s_r, s_l = s_at(r_i, mid), s_at(l_i, mid)
-        x_l = x[m.indices[l_i]]
-        result[mid] = x_l + (target[mid] - s_l) * (x[m.indices[r_i]] - x_l) / (s_r - s_l)
+        x_l = x[l_i]
+        result[mid] = x_l + (target[mid] - s_l) * (x[r_i] - x_l) / (s_r - s_l)
         out[rows, k] = result
     return out
 
