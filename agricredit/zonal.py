@@ -547,13 +547,20 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
                 todo = np.flatnonzero(here & np.isnan(values))
                 if len(todo) == 0:
                     continue
-                r, c = r[todo], c[todo]
+                if len(todo) < len(values):  # else every cell (one tile covering the strip's cells): no gathers
+                    r, c = r[todo], c[todo]
                 r_lo, c_lo = int(r.min()), int(c.min())
                 window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
                 if tile.path not in readers:
                     readers[tile.path] = stack.enter_context(_tile_reader(tile))
-                values[todo], tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo)
-                cloud[todo] |= tile_cloud
+                r -= r_lo
+                c -= c_lo
+                if len(todo) < len(values):
+                    values[todo], tile_cloud = readers[tile.path](window, r, c)
+                    cloud[todo] |= tile_cloud
+                else:
+                    values, tile_cloud = readers[tile.path](window, r, c)
+                    cloud |= tile_cloud
             cloud &= np.isnan(values)
             at = 0
             for k, a, b in pieces:
@@ -628,77 +635,85 @@ def _block_quantiles(matrix: sp.csr_matrix, labels: np.ndarray, v: np.ndarray, q
     """Weighted quantiles per row of a canonical CSR block whose columns hold the values ``v`` (NaN: left out).
 
     Returns ``len(labels) × len(qs)``: row ``labels[i]`` of the result is that of the
-    matrix's row ``i``. The valid entries are put in (label, value) order by one sort
-    (:func:`_sort_in_rows`), and each row's equal values merged into one, their weights
-    summed in float64 in column order (as exactextract merges them).
+    matrix's row ``i``. Each row's distinct valid values come from :func:`_value_groups`;
+    the weights of equal values are summed in float64 in column order (as exactextract
+    merges them).
     """
     x = v[matrix.indices] + v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
-    label, x, entry = _sort_in_rows(matrix.indptr, labels, x, np.isfinite(x))
-    first = np.ones(len(label), dtype=bool)
-    np.logical_or(label[1:] != label[:-1], x[1:] != x[:-1], out=first[1:])
-    group = np.cumsum(first)
+    entry, group, group_label, group_value = _value_groups(matrix.indptr, labels, x, np.isfinite(x))
     # bincount adds each group's weights one by one in entry order (the row's column order), from 0.
-    weights = np.bincount(group - 1, weights=matrix.data[entry], minlength=len(group) and int(group[-1]))
-    ends = np.searchsorted(label, np.arange(len(labels)), side="right")
-    return _sorted_quantiles(np.r_[0, group][np.r_[0, ends]], weights, x[first].astype(np.float64), qs)
+    weights = np.bincount(group, weights=matrix.data[entry], minlength=len(group_label))
+    ends = np.searchsorted(group_label, np.arange(len(labels)), side="right")
+    return _sorted_quantiles(np.r_[0, ends], weights, group_value.astype(np.float64), qs)
 
 
-#: Bits of the packed sort keys of :func:`_sort_in_rows` (wider keys take a lexsort).
+#: Bits of the packed sort keys of :func:`_value_groups` (wider keys take a lexsort).
 _KEY_BITS = 64
 
 
-def _sort_in_rows(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort the kept entries of a CSR layout by their row's label, then value ``x`` (one per entry), then place in
-    the row.
+def _value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept entries of a CSR layout sorted by their row's label, then value, then place in the row; and the
+    groups of equal values in a row.
 
     Parameters
     ----------
     indptr
         The layout's row pointers.
     labels
-        One distinct non-negative integer per row.
+        A permutation of the rows' numbers: the order of the rows.
     x, keep
         Per entry: its value, and whether it takes part.
 
     Returns
     -------
-    label, value, entry
-        Of each kept entry, in that order (``entry``: its index in the layout).
+    entry, group
+        Of each kept entry in that order: its index in the layout, and the number of its group.
+    group_label, group_value
+        Of each group: its row's label and its value (both ascending within a row).
 
     float32 values take one sort of packed ``(label, value bits, place)`` integer
     keys (numpy's vectorised integer sort: several times faster than an argsort),
     decoded back; other values, or keys wider than :data:`_KEY_BITS`, a lexsort.
     """
     counts = np.diff(indptr)
-    label_bits = int(labels.max(initial=0)).bit_length()
+    label_bits = max(len(labels) - 1, 0).bit_length()
     place_bits = max(int(counts.max(initial=0)) - 1, 0).bit_length()
     if x.dtype != np.float32 or label_bits + 32 + place_bits > _KEY_BITS:
         label = np.repeat(labels, counts)
         kept = np.flatnonzero(keep)
         entry = kept[np.lexsort((x[kept], label[kept]))]
-        return label[entry], x[entry], entry
+        label, value = label[entry], x[entry]
+        first = np.ones(len(entry), dtype=bool)
+        np.logical_or(label[1:] != label[:-1], value[1:] != value[:-1], out=first[1:])
+        return entry, np.cumsum(first) - 1, label[first], value[first]
     # Sign-magnitude floats to unsigned integers in the same order: flip every bit of a negative, the sign of the rest.
     signed = x.view(np.int32)
-    flip = signed >> 31
-    flip |= np.int32(-2**31)
-    flip ^= signed
-    key = flip.view(np.uint32).astype(np.uint64)
-    del flip
-    key |= np.repeat(labels.astype(np.uint64), counts) << np.uint64(32)
+    bits = signed >> 31
+    bits |= np.int32(-2**31)
+    bits ^= signed
+    key = bits.view(np.uint32).astype(np.uint64)
+    del bits
     key <<= np.uint64(place_bits)
+    # | the row's label above the value, the entry's place in its row below it.
+    key |= np.repeat(labels.astype(np.uint64) << np.uint64(32 + place_bits), counts)
     key += np.arange(len(key), dtype=np.uint64)
-    key -= np.repeat(indptr[:-1].astype(np.uint64), counts)  # + the entry's place in its row
+    key -= np.repeat(indptr[:-1].astype(np.uint64), counts)
     key = key[keep]
     key.sort()
-    place = (key & np.uint64((1 << place_bits) - 1)).astype(np.int64)
-    key >>= np.uint64(place_bits)
+    starts = np.empty(len(labels), dtype=np.int64)  # each label's row's first entry
+    starts[labels] = indptr[:-1]
+    entry = starts[(key >> np.uint64(32 + place_bits)).astype(np.intp)]
+    entry += (key & np.uint64((1 << place_bits) - 1)).astype(np.int64)
+    key >>= np.uint64(place_bits)  # (label, value bits)
+    first = np.ones(len(key), dtype=bool)
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    group = np.cumsum(first)
+    group -= 1
+    key = key[first]
     bits = key.astype(np.uint32)  # the value's bits, back from the order-preserving form
     bits ^= np.where(bits >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
-    label = (key >> np.uint64(32)).astype(np.int64)
-    rows = np.empty(len(labels), dtype=np.int64)
-    rows[labels] = np.arange(len(labels))
-    return label, bits.view(np.float32), indptr[rows[label]] + place
+    return entry, group, (key >> np.uint64(32)).astype(np.int64), bits.view(np.float32)
 
 
 def _sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
