@@ -287,6 +287,7 @@ class _Block:
     rows: np.ndarray
     ids: np.ndarray
     matrix: sp.csr_matrix
+    totals: np.ndarray | None = None  # each row's total weight (float64, summed in column order), once needed
 
 
 @dataclass
@@ -617,14 +618,19 @@ def _row_stats(
     quantiles = np.full((n_rows, len(qs)), np.nan)
     for block, (values, cloud, inside) in zip(blocks, cell_values):
         valid = np.isfinite(values)
+        everywhere = np.ones(len(values), bool)
         columns = (valid, np.where(valid, values, 0), valid & (values >= threshold),  # in the values' precision
-                   None if cloud is None else cloud & ~valid & (True if inside is None else inside),
-                   np.ones(len(values)) if inside is None else valid | inside)
+                   ~everywhere if cloud is None else cloud & ~valid & (True if inside is None else inside),
+                   everywhere if inside is None else valid | inside)
         # Per sum one pass over the block's weights (float64, in each row's column order: exact enough for any
-        # plot); none for an indicator that is 0 everywhere.
+        # plot); none for an indicator that is 0 everywhere, the rows' total weights for one that is 1 everywhere.
         weights = block.matrix.astype(np.float64)
         for total, column in zip(sums, columns):
-            if column is not None and (column.dtype != bool or column.any()):
+            if column.dtype == bool and column.all():
+                if block.totals is None:  # the same for every date
+                    block.totals = weights @ np.ones(len(values))
+                total[block.start + block.rows] = block.totals
+            elif column.dtype != bool or column.any():
                 total[block.start + block.rows] = weights @ column.astype(np.float64, copy=False)
         del weights, columns
         quantiles[block.start:block.start + len(block.rows)] = _block_quantiles(block.matrix, block.rows, values, qs)
@@ -703,8 +709,9 @@ def _value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: n
     key.sort()
     starts = np.empty(len(labels), dtype=np.int64)  # each label's row's first entry
     starts[labels] = indptr[:-1]
-    entry = starts[(key >> np.uint64(32 + place_bits)).astype(np.intp)]
-    entry += (key & np.uint64((1 << place_bits) - 1)).astype(np.int64)
+    # (The label and place parts are far below 2**63: viewed as int64, no copy.)
+    entry = starts[(key >> np.uint64(32 + place_bits)).view(np.int64)]
+    entry += (key & np.uint64((1 << place_bits) - 1)).view(np.int64)
     key >>= np.uint64(place_bits)  # (label, value bits)
     first = np.ones(len(key), dtype=bool)
     np.not_equal(key[1:], key[:-1], out=first[1:])
@@ -713,7 +720,7 @@ def _value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: n
     key = key[first]
     bits = key.astype(np.uint32)  # the value's bits, back from the order-preserving form
     bits ^= np.where(bits >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
-    return entry, group, (key >> np.uint64(32)).astype(np.int64), bits.view(np.float32)
+    return entry, group, (key >> np.uint64(32)).view(np.int64), bits.view(np.float32)
 
 
 def _sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
