@@ -548,20 +548,20 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
                 todo = np.flatnonzero(here & np.isnan(values))
                 if len(todo) == 0:
                     continue
-                if len(todo) < len(values):  # else every cell (one tile covering the strip's cells): no gathers
+                every = len(todo) == len(values)  # one tile for all of the strip's cells: no gathers, no scatters
+                if not every:
                     r, c = r[todo], c[todo]
                 r_lo, c_lo = int(r.min()), int(c.min())
                 window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
                 if tile.path not in readers:
                     readers[tile.path] = stack.enter_context(_tile_reader(tile))
-                r -= r_lo
-                c -= c_lo
-                if len(todo) < len(values):
-                    values[todo], tile_cloud = readers[tile.path](window, r, c)
-                    cloud[todo] |= tile_cloud
-                else:
-                    values, tile_cloud = readers[tile.path](window, r, c)
+                tile_values, tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo)
+                if every:
+                    values = tile_values
                     cloud |= tile_cloud
+                else:
+                    values[todo] = tile_values
+                    cloud[todo] |= tile_cloud
             cloud &= np.isnan(values)
             at = 0
             for k, a, b in pieces:
