@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from agricredit import zonal
+from test_zonal import _brute_quantile  # exactextract's weighted quantile written out plainly
 
 
 def _groups_by_row(indptr, labels, x, keep):
@@ -57,15 +58,15 @@ def test_value_groups_of_no_entries():
 
 
 def test_equal_weights_are_summed_in_column_order():
-    # The weights of one value are added in the row's column order, as exactextract merges them:
-    # (1 + 2**-53) + 2**-53 is 1 in float64, 1 + (2**-53 + 2**-53) is 1 + 2**-52.
+    # The weights of one value are added in the row's column order, as exactextract merges them: 1 then a thousand
+    # 2**-53 stays 1 in float64 (each addition rounds back), the other way round it is 1 + 1000 · 2**-53.
     tiny = 2.0**-53
-    matrix = sp.csr_matrix(np.array([[1.0, tiny, tiny, 3.0, 1.0]]))
-    values = np.array([0.5, 0.5, 0.5, 0.75, 1.0], dtype=np.float32)
-    block = zonal._blocks_of(matrix)[0]
-    # Distinct values 0.5, 0.75, 1.0 with weights (1, 3, 1): s = (0, 3 + 2·1, 2·1 + 2·4) = (0, 5, 10) and the
-    # median's target 0.5 · 5 · 2 = 5 = s_1: exactly 0.75. With 1 + 2**-52 for 0.5 it would fall just below s_1.
-    assert zonal._block_quantiles(block.matrix, block.rows, values, [0.5])[0, 0] == 0.75
+    weights = np.r_[1.0, np.full(1000, tiny), 1.0, 1.0]
+    values = np.r_[np.full(1001, -1.0), 0.0, 1.0].astype(np.float32)
+    expected = _brute_quantile(values, weights, 0.5)  # merged weights (1, 1, 1): the median is 0 exactly
+    assert expected == 0.0 and _brute_quantile(values[::-1], weights[::-1], 0.5) < -1e-14
+    block = zonal._blocks_of(sp.csr_matrix(weights[None, :]))[0]
+    assert zonal._block_quantiles(block.matrix, block.rows, values, [0.5])[0, 0] == 0.0
 
 
 def test_block_rows_are_in_order_of_their_first_cell_and_the_matrix_round_trips():
