@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import rasterio
@@ -211,16 +211,24 @@ class NdviReader:
         """
         p = self.product
         window = window or _full_window(p)
-        at = (slice(None),) if cells is None else cells
         shape: list[tuple[int, int]] = []  # the window's, as read
+        flat: list[np.ndarray] = []  # the cells' flat indices in it
+
+        def pick(values: np.ndarray) -> np.ndarray:
+            """The cells of a ``(..., rows, cols)`` window array (all of it without ``cells``)."""
+            if cells is None:
+                return values
+            if not flat:  # one flat index per cell: np.take is several times faster than 2-D fancy indexing
+                flat.append(cells[0].astype(np.intp) * values.shape[-1] + cells[1])
+            return np.take(values.reshape(*values.shape[:-2], -1), flat[0], axis=-1)
 
         def band(ds, ref: BandRef, indexes: list[int] | None = None) -> np.ndarray:
             values = self._read(ds, ref, window, indexes)
             shape.append(values.shape[-2:])
-            return values[at] if indexes is None else values[(slice(None), *at)]
+            return pick(values)
 
         if p.sensor == "ndvi":
-            return self._read_ndvi(window, at)
+            return self._read_ndvi(window, pick)
         assert p.nir is not None
         qa = None
         if self.nir is self.red:  # the bands of one file in one call: a pixel-interleaved file is decompressed once
@@ -240,21 +248,22 @@ class NdviReader:
             fill |= qa_fill
             cloud |= qa_cloud
         if p.cloud_shapes:
-            cloud |= rasterio.features.rasterize(
+            cloud |= pick(rasterio.features.rasterize(
                 p.cloud_shapes, out_shape=shape[0],
                 transform=rasterio.windows.transform(window, p.transform), fill=0, default_value=1,
-                dtype="uint8").astype(bool)[at]
+                dtype="uint8").astype(bool))
         if p.external_mask is not None:
             cloud |= band(self.external, p.external_mask) != 0
         cloud &= ~fill
         ndvi[fill | cloud] = np.nan
         return ndvi, cloud, fill
 
-    def _read_ndvi(self, window: Window, at: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ndvi, cloud, fill) of an NDVI raster at ``at`` of ``window``: cloud = NaN pixels its internal mask marks
-        as observed."""
-        ndvi = self._read(self.red, self.product.red, window)[at].astype(np.float32, copy=False)
-        fill = self.red.read_masks(1, window=window)[at] == 0 if self.footprint else np.zeros(ndvi.shape, bool)
+    def _read_ndvi(self, window: Window, pick: Callable[[np.ndarray], np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ndvi, cloud, fill) of an NDVI raster at the cells ``pick`` takes from ``window``: cloud = NaN pixels its
+        internal mask marks as observed."""
+        ndvi = pick(self._read(self.red, self.product.red, window)).astype(np.float32, copy=False)
+        fill = pick(self.red.read_masks(1, window=window)) == 0 if self.footprint else np.zeros(ndvi.shape, bool)
         return ndvi, np.isnan(ndvi) & ~fill, fill
 
     def close(self) -> None:

@@ -4,12 +4,12 @@ Every pixel counts by the fraction of its area inside the plot (exactextract's
 semantics). The plots × pixels coverage fractions of a pixel grid are computed
 once, by :mod:`exactextract`, into :class:`scipy.sparse` matrices (float32, as
 exactextract computes them; one per block of plots, over the cells the block
-touches, stored by column), and reused for every date observed on that grid, so
-T dates cost one geometry pass plus T passes over the weights. Per date and
-block: one sparse product gives all the sums; for the quantiles the block's
-cells are ranked by value (one sort of the cells, not of the weights), its
-columns gathered in that order with equal values merged, and the transposition
-to rows (scipy, linear) leaves every plot's weights in value order.
+touches, its rows in the order of their first cell), and reused for every date
+observed on that grid, so T dates cost one geometry pass plus T passes over the
+weights. Per date and block: one sparse product per sum (valid, NDVI, cropped,
+cloud and covered weight); for the quantiles one sort of the block's valid
+(plot, value) pairs as packed integer keys puts every plot's weights in value
+order, and equal values are merged by one weighted bincount.
 
 Terms
 -----
@@ -273,17 +273,21 @@ def _aligned(shift: float, step: float) -> bool:
 
 @dataclass
 class _Block:
-    """Weights of a contiguous run of plots, stored by column for the per-date ordering.
+    """Weights of a contiguous run of plots ``start …``.
 
-    ``matrix`` is ``n_rows × len(ids)`` CSC (float32 coverage fractions for
-    :func:`coverage_weights`); its rows are plots ``start …``; its columns are the
-    cells ``ids`` (flat grid indices, ascending; column indices for
+    ``matrix`` is ``len(rows) × len(ids)`` canonical CSR (float32 coverage fractions
+    for :func:`coverage_weights`); its row ``i`` is plot ``start + rows[i]``, rows in
+    order of their first cell (so that a pass over the rows walks the cells nearly in
+    order: several times fewer cache misses than the plots' own order); its columns
+    are the cells ``ids`` (flat grid indices, ascending; column indices for
     :func:`_blocks_of`).
     """
 
     start: int
+    rows: np.ndarray
     ids: np.ndarray
-    matrix: sp.csc_matrix
+    matrix: sp.csr_matrix
+    totals: np.ndarray | None = None  # each row's total weight (float64, summed in column order), once needed
 
 
 @dataclass
@@ -326,7 +330,7 @@ class CoverageWeights:
             rows = block.matrix.shape[0]
             coo = block.matrix.tocoo()
             parts.append(sp.csr_matrix((block.start - end, len(cells)), dtype=np.float32))
-            parts.append(sp.csr_matrix((coo.data, (coo.row, np.searchsorted(cells, block.ids)[coo.col])),
+            parts.append(sp.csr_matrix((coo.data, (block.rows[coo.row], np.searchsorted(cells, block.ids)[coo.col])),
                                        shape=(rows, len(cells))))
             end = block.start + rows
         parts.append(sp.csr_matrix((len(self.plot_cells) - end, len(cells)), dtype=np.float32))
@@ -340,7 +344,12 @@ def _make_block(start: int, counts: np.ndarray, ids: np.ndarray, data: np.ndarra
     np.cumsum(counts, out=indptr[1:])
     csr = sp.csr_matrix((data, local, indptr), shape=(len(counts), len(local_ids)))
     csr.eliminate_zeros()
-    return _Block(start, local_ids, csr.tocsc())
+    csr.sum_duplicates()  # canonical: each row's entries in column order
+    first_cell = np.full(len(counts), len(local_ids))  # empty rows last
+    filled = np.diff(csr.indptr) > 0
+    first_cell[filled] = csr.indices[csr.indptr[:-1][filled]]
+    rows = np.argsort(first_cell, kind="stable")
+    return _Block(start, rows, local_ids, csr[rows])
 
 
 def _blocks_of(matrix: sp.spmatrix) -> list[_Block]:
@@ -539,13 +548,20 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
                 todo = np.flatnonzero(here & np.isnan(values))
                 if len(todo) == 0:
                     continue
-                r, c = r[todo], c[todo]
+                every = len(todo) == len(values)  # one tile for all of the strip's cells: no gathers, no scatters
+                if not every:
+                    r, c = r[todo], c[todo]
                 r_lo, c_lo = int(r.min()), int(c.min())
                 window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
                 if tile.path not in readers:
                     readers[tile.path] = stack.enter_context(_tile_reader(tile))
-                values[todo], tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo)
-                cloud[todo] |= tile_cloud
+                tile_values, tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo)
+                if every:
+                    values = tile_values
+                    cloud |= tile_cloud
+                else:
+                    values[todo] = tile_values
+                    cloud[todo] |= tile_cloud
             cloud &= np.isnan(values)
             at = 0
             for k, a, b in pieces:
@@ -581,11 +597,6 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
     return _row_stats(blocks, matrix.shape[0], [(values[b.ids], None, None) for b in blocks], np.inf, qs)["quantiles"]
 
 
-#: Indicator columns (valid, NDVI, cropped, cloud, covered) of the cell classes of :func:`_row_stats`.
-_CLASS_COLUMNS = np.array([[1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
-                          dtype=np.float64)
-
-
 def _row_stats(
     blocks: list[_Block],
     n_rows: int,
@@ -597,87 +608,130 @@ def _row_stats(
 
     ``cell_values`` holds per block ``(values, cloud, inside)`` over its cells
     (``cloud`` / ``inside`` None: no cloud, every cell inside). Returns per row
-    ``valid`` (weight of the valid cells), ``weighted_sum`` (Σ weight·value over
-    them), ``cropped`` (of the valid cells ≥ ``threshold``), ``cloud``, ``covered``
+    ``valid`` (weight of the valid cells: finite values), ``weighted_sum`` (Σ
+    weight·value over them), ``cropped`` (of the valid cells ≥ ``threshold``),
+    ``cloud`` (of the invalid cells inside a tile marked cloud), ``covered``
     (weight of the cells inside some tile) and ``quantiles`` (``n_rows × len(qs)``).
     """
     names = ("valid", "weighted_sum", "cropped", "cloud", "covered")
-    sums = np.zeros((n_rows, len(names)))
+    sums = np.zeros((len(names), n_rows))
     quantiles = np.full((n_rows, len(qs)), np.nan)
     for block, (values, cloud, inside) in zip(blocks, cell_values):
-        rows = slice(block.start, block.start + block.matrix.shape[0])
-        # Each cell's class: valid below the threshold, valid at or above it, cloud, other
-        # invalid inside a tile, outside every tile; the rows of _CLASS_COLUMNS are their
-        # indicator columns (the NDVI column is filled in).
         valid = np.isfinite(values)
-        cls = np.full(len(values), 3, dtype=np.int8)
-        if cloud is not None:
-            cls[cloud] = 2
-        if inside is not None:
-            cls[~inside] = 4
-        cls[valid] = 0
-        cls[values >= threshold] = 1  # in the values' precision (NaN: False)
-        columns = _CLASS_COLUMNS[cls]
-        del cls
-        columns[:, 1] = np.where(valid, values, 0)
-        # One pass over the block's weights for all the sums (float64: exact enough for any plot).
-        sums[rows] = block.matrix @ columns
-        del columns
-        quantiles[rows] = _block_quantiles(block.matrix, values, valid, qs)
-    return {**dict(zip(names, sums.T)), "quantiles": quantiles}
+        everywhere = np.ones(len(values), bool)
+        columns = (valid, np.where(valid, values, 0), valid & (values >= threshold),  # in the values' precision
+                   ~everywhere if cloud is None else cloud & ~valid & (True if inside is None else inside),
+                   everywhere if inside is None else valid | inside)
+        # Per sum one pass over the block's weights (float64, in each row's column order: exact enough for any
+        # plot); none for an indicator that is 0 everywhere, the rows' total weights for one that is 1 everywhere.
+        weights = block.matrix.astype(np.float64)
+        for total, column in zip(sums, columns):
+            if column.dtype == bool and column.all():
+                if block.totals is None:  # the same for every date
+                    block.totals = weights @ np.ones(len(values))
+                total[block.start + block.rows] = block.totals
+            elif column.dtype != bool or column.any():
+                total[block.start + block.rows] = weights @ column.astype(np.float64, copy=False)
+        del weights, columns
+        quantiles[block.start:block.start + len(block.rows)] = _block_quantiles(block.matrix, block.rows, values, qs)
+    return {**dict(zip(names, sums)), "quantiles": quantiles}
 
 
-def _block_quantiles(matrix: sp.csc_matrix, v: np.ndarray, valid: np.ndarray, qs: Sequence[float]) -> np.ndarray:
-    """Weighted quantiles per row of a CSC block whose columns hold the values ``v``.
+def _block_quantiles(matrix: sp.csr_matrix, labels: np.ndarray, v: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Weighted quantiles per row of a canonical CSR block whose columns hold the values ``v`` (NaN: left out).
 
-    The valid columns are ranked by value (one sort of the block's cells, not of its
-    weights), gathered in that order, and columns of equal values merged into one; the
-    transposition to CSR (scipy, O(non-zeros)) then leaves each row's weights in value
-    order, and summing duplicates merges a row's equal values as exactextract does.
+    Returns ``len(labels) × len(qs)``: row ``labels[i]`` of the result is that of the
+    matrix's row ``i``. Each row's distinct valid values come from :func:`_value_groups`;
+    the weights of equal values are summed in float64 in column order (as exactextract
+    merges them).
     """
-    order, first = _rank(v, valid)
-    ordered = matrix[:, order]
-    starts = np.flatnonzero(first)
-    merged = sp.csc_matrix((ordered.data.astype(np.float64), ordered.indices, np.append(ordered.indptr[starts], ordered.nnz)),
-                           shape=(matrix.shape[0], len(starts)))
-    del ordered
-    rows = merged.tocsr()
-    rows.sum_duplicates()
-    return _sorted_quantiles(rows, v[order[starts]].astype(np.float64), qs)
+    x = v[matrix.indices] + v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
+    entry, group, group_label, group_value = _value_groups(matrix.indptr, labels, x, np.isfinite(x))
+    # bincount adds each group's weights one by one in entry order (the row's column order), from 0.
+    weights = np.bincount(group, weights=matrix.data[entry], minlength=len(group_label))
+    ends = np.searchsorted(group_label, np.arange(len(labels)), side="right")
+    return _sorted_quantiles(np.r_[0, ends], weights, group_value.astype(np.float64), qs)
 
 
-def _rank(v: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The valid positions of ``v`` in ascending order of value, and where each new value begins."""
-    positions = np.flatnonzero(valid)
-    x = v[positions] + v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
-    if x.dtype == np.float32 and len(v) < 2**32:
-        # One packed (value bits, position) key each, sorted by numpy's vectorised integer
-        # sort: several times faster than an argsort.
-        bits = x.view(np.uint32)
-        key = (bits ^ np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))).astype(np.uint64)
-        key <<= np.uint64(32)
-        key |= positions.astype(np.uint64)
-        key.sort()
-        order = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    else:
-        order = positions[np.argsort(x, kind="stable")]
-    sorted_v = v[order]
-    first = np.ones(len(order), dtype=bool)
-    np.not_equal(sorted_v[1:], sorted_v[:-1], out=first[1:])
-    return order, first
+#: Bits of the packed sort keys of :func:`_value_groups` (wider keys take a lexsort).
+_KEY_BITS = 64
 
 
-def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
-    """exactextract's weighted quantiles per row of ``m``, whose columns are the distinct values ``x``, ascending,
-    and whose rows hold their entries in column order."""
-    out = np.full((m.shape[0], len(qs)), np.nan)
-    indptr = m.indptr.astype(np.int64)
+def _value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept entries of a CSR layout sorted by their row's label, then value, then place in the row; and the
+    groups of equal values in a row.
+
+    Parameters
+    ----------
+    indptr
+        The layout's row pointers.
+    labels
+        A permutation of the rows' numbers: the order of the rows.
+    x, keep
+        Per entry: its value, and whether it takes part.
+
+    Returns
+    -------
+    entry, group
+        Of each kept entry in that order: its index in the layout, and the number of its group.
+    group_label, group_value
+        Of each group: its row's label and its value (both ascending within a row).
+
+    float32 values take one sort of packed ``(label, value bits, place)`` integer
+    keys (numpy's vectorised integer sort: several times faster than an argsort),
+    decoded back; other values, or keys wider than :data:`_KEY_BITS`, a lexsort.
+    """
+    counts = np.diff(indptr)
+    label_bits = max(len(labels) - 1, 0).bit_length()
+    place_bits = max(int(counts.max(initial=0)) - 1, 0).bit_length()
+    if x.dtype != np.float32 or label_bits + 32 + place_bits > _KEY_BITS:
+        label = np.repeat(labels, counts)
+        kept = np.flatnonzero(keep)
+        entry = kept[np.lexsort((x[kept], label[kept]))]
+        label, value = label[entry], x[entry]
+        first = np.ones(len(entry), dtype=bool)
+        np.logical_or(label[1:] != label[:-1], value[1:] != value[:-1], out=first[1:])
+        return entry, np.cumsum(first) - 1, label[first], value[first]
+    # Sign-magnitude floats to unsigned integers in the same order: flip every bit of a negative, the sign of the rest.
+    signed = x.view(np.int32)
+    bits = signed >> 31
+    bits |= np.int32(-2**31)
+    bits ^= signed
+    key = bits.view(np.uint32).astype(np.uint64)
+    del bits
+    key <<= np.uint64(place_bits)
+    # | the row's label above the value, the entry's place in its row below it.
+    key |= np.repeat(labels.astype(np.uint64) << np.uint64(32 + place_bits), counts)
+    key += np.arange(len(key), dtype=np.uint64)
+    key -= np.repeat(indptr[:-1].astype(np.uint64), counts)
+    key = key[keep]
+    key.sort()
+    starts = np.empty(len(labels), dtype=np.int64)  # each label's row's first entry
+    starts[labels] = indptr[:-1]
+    # (The label and place parts are far below 2**63: viewed as int64, no copy.)
+    entry = starts[(key >> np.uint64(32 + place_bits)).view(np.int64)]
+    entry += (key & np.uint64((1 << place_bits) - 1)).view(np.int64)
+    key >>= np.uint64(place_bits)  # (label, value bits)
+    first = np.ones(len(key), dtype=bool)
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    group = np.cumsum(first)
+    group -= 1
+    key = key[first]
+    bits = key.astype(np.uint32)  # the value's bits, back from the order-preserving form
+    bits ^= np.where(bits >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
+    return entry, group, (key >> np.uint64(32)).view(np.int64), bits.view(np.float32)
+
+
+def _sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """exactextract's weighted quantiles per row: row ``r`` holds the distinct values ``x[indptr[r]:indptr[r + 1]]``,
+    ascending, with the weights ``w`` (float64)."""
+    out = np.full((len(indptr) - 1, len(qs)), np.nan)
     counts = np.diff(indptr)
     rows = np.flatnonzero(counts)
     if len(rows) == 0:
         return out
     first, last = indptr[rows], indptr[rows + 1] - 1
-    w = m.data
     cum = np.cumsum(w)
     offset = cum[first] - w[first]
     total = cum[last] - offset
@@ -696,12 +750,12 @@ def _sorted_quantiles(m: sp.csr_matrix, x: np.ndarray, qs: Sequence[float]) -> n
         jj = np.minimum(j, last)
         right = np.where((j <= last) & (s_at(jj, rr) > target), j, j + 1)
         right = np.minimum(right, last + 1)
-        result = x[m.indices[np.where(right == first, first, last)]]
+        result = x[np.where(right == first, first, last)]
         mid = np.flatnonzero((right > first) & (right <= last))
         r_i, l_i = right[mid], right[mid] - 1
         s_r, s_l = s_at(r_i, mid), s_at(l_i, mid)
-        x_l = x[m.indices[l_i]]
-        result[mid] = x_l + (target[mid] - s_l) * (x[m.indices[r_i]] - x_l) / (s_r - s_l)
+        x_l = x[l_i]
+        result[mid] = x_l + (target[mid] - s_l) * (x[r_i] - x_l) / (s_r - s_l)
         out[rows, k] = result
     return out
 
