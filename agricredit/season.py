@@ -80,6 +80,12 @@ def _iso(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(np.datetime64(value, "D"))
 
 
+def _iso_column(values: pd.Series) -> list[str | None]:
+    """:func:`_iso` of each value of a column of dates (``datetime64``, or objects: dates, ``None``, NaN), at once."""
+    days = pd.to_datetime(values).to_numpy("datetime64[D]")
+    return np.where(np.isnat(days), None, np.datetime_as_string(days, unit="D")).tolist()
+
+
 #: Satellite codes :func:`assess_season` may report (``TOO_FEW_PIXELS`` is verify's, from ``pixel_count``).
 SEASON_CODES = ("NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CROP_MISMATCH", "SEASON_UNRECOGNISED", "LOW_VIGOR",
                 "CLOUD_INSUFFICIENT", "NO_COVERAGE", "PARTIAL_COVERAGE")
@@ -675,11 +681,14 @@ def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_v
                        low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
                        vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count,
                        min_clear_observations=min_observations_in_window)
-    plots["flags"] = [";".join(f.code for f in flags[p]) for p in plots["plot_id"]]
-    plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default)
-                             for p in plots["plot_id"]]
+    found = [flags[p] for p in plots["plot_id"].tolist()]
+    plots["flags"] = [";".join(f.code for f in plot_flags) if plot_flags else "" for plot_flags in found]
+    # The encoder of json.dumps(..., sort_keys=True, default=_json_default), made once: the same text.
+    encode = _FIGURES_JSON.encode
+    plots["flag_figures"] = [encode({f.code: f.figures for f in plot_flags}) if plot_flags else "{}"
+                             for plot_flags in found]
     for column in ("peak_date", "greenup_date", "senescence_date"):
-        plots[column] = [_iso(v) for v in plots[column]]
+        plots[column] = _iso_column(plots[column])
     return SeasonResult(plots=plots, flags=flags, fits=part.fits, series=part.series, period=part.period)
 
 
@@ -792,6 +801,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+_FIGURES_JSON = json.JSONEncoder(sort_keys=True, default=_json_default)
 
 
 # --------------------------------------------------------------------------- policy and output table

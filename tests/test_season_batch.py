@@ -271,3 +271,27 @@ def test_chips_of_many_plots_over_tiles_and_dates_are_each_windows_own_pixels(tm
             alone = src.read(1, window=window)[::stride, ::stride][:height, :width]
         assert row["date"] == peaks[plot_id]
         assert np.frombuffer(row["ndvi"], np.uint8).reshape(height, width).tolist() == _reference_code(alone).tolist()
+
+
+# --------------------------------------------------------------------------- finish_season's columns
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(np.array(["2023-06-25", "NaT", "1969-12-31"], dtype="datetime64[s]")),
+    pd.Series([np.datetime64("2023-06-25"), None, np.datetime64("1969-12-31")], dtype=object),
+    pd.Series([dt.date(2023, 6, 25), np.nan, dt.date(1969, 12, 31)], dtype=object),
+])
+def test_iso_column_is_each_values_iso_day(column):
+    from agricredit.season import _iso, _iso_column
+
+    expected = ["2023-06-25", None, "1969-12-31"]
+    assert _iso_column(column) == expected
+    assert [_iso(value) for value in column] == expected
+    assert all(type(day) is str for day in _iso_column(column) if day is not None)
+
+
+def test_iso_column_without_any_date():
+    from agricredit.season import _iso_column
+
+    assert _iso_column(pd.Series([None, None], dtype=object)) == [None, None]
+    assert _iso_column(pd.Series([], dtype="datetime64[s]")) == []
