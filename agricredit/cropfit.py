@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -419,6 +420,10 @@ def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options
     return fit_explanations_many(dates, np.asarray(ndvi, dtype=float)[None, :], region, **options)[0]
 
 
+#: The ranking of fits: by score, ties by name.
+_RANK = operator.attrgetter("score", "name")
+
+
 def fit_explanations_many(
     dates: np.ndarray,
     ndvi: np.ndarray,
@@ -471,5 +476,5 @@ def fit_explanations_many(
     for first in range(0, len(ys), FIT_BLOCK_PLOTS):
         block = ys[first:first + FIT_BLOCK_PLOTS]
         per_explanation = [_fit_many(e, t, block, max_shift=max_shift, shift_penalty=shift_penalty) for e in tables]
-        ranked.extend(sorted(fits, key=lambda f: (f.score, f.name)) for fits in zip(*per_explanation))
+        ranked.extend(sorted(fits, key=_RANK) for fits in zip(*per_explanation))
     return ranked
