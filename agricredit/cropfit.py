@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -391,8 +392,16 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
     for j, (season, year) in enumerate(zip(seasons, tables.years)):
         season_shifts = shifts[:, j].astype(int)
         dates = {shift: _shifted_dates(season, year, shift) for shift in np.unique(season_shifts).tolist()}
-        per_season.append([SeasonFit(season, shift, amplitude, scale, dates[shift]) for shift, amplitude, scale
-                           in zip(season_shifts.tolist(), amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist())])
+        # Plots fitted alike (same shift, amplitude to the bit: often at a bound) share one (frozen) SeasonFit.
+        made: dict[tuple[int, int], SeasonFit] = {}
+        season_fits = []
+        for shift, bits, amplitude, scale in zip(season_shifts.tolist(), amp[:, j].view(np.int64).tolist(),
+                                                 amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist()):
+            fit = made.get((shift, bits))
+            if fit is None:
+                fit = made[shift, bits] = SeasonFit(season, shift, amplitude, scale, dates[shift])
+            season_fits.append(fit)
+        per_season.append(season_fits)
     return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset, plot_seasons, plot_fitted)
             for plot_score, plot_rmse, plot_offset, plot_fitted, plot_seasons
             in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, zip(*per_season))]
@@ -417,6 +426,10 @@ def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options
         Sorted by ``score``, ties by name.
     """
     return fit_explanations_many(dates, np.asarray(ndvi, dtype=float)[None, :], region, **options)[0]
+
+
+#: The ranking of fits: by score, ties by name.
+_RANK = operator.attrgetter("score", "name")
 
 
 def fit_explanations_many(
@@ -471,5 +484,5 @@ def fit_explanations_many(
     for first in range(0, len(ys), FIT_BLOCK_PLOTS):
         block = ys[first:first + FIT_BLOCK_PLOTS]
         per_explanation = [_fit_many(e, t, block, max_shift=max_shift, shift_penalty=shift_penalty) for e in tables]
-        ranked.extend(sorted(fits, key=lambda f: (f.score, f.name)) for fits in zip(*per_explanation))
+        ranked.extend(sorted(fits, key=_RANK) for fits in zip(*per_explanation))
     return ranked

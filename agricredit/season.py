@@ -80,6 +80,12 @@ def _iso(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(np.datetime64(value, "D"))
 
 
+def _iso_column(values: pd.Series) -> list[str | None]:
+    """:func:`_iso` of each value of a column of dates (``datetime64``, or objects: dates, ``None``, NaN), at once."""
+    days = pd.to_datetime(values).to_numpy("datetime64[D]")
+    return np.where(np.isnat(days), None, np.datetime_as_string(days, unit="D")).tolist()
+
+
 #: Satellite codes :func:`assess_season` may report (``TOO_FEW_PIXELS`` is verify's, from ``pixel_count``).
 SEASON_CODES = ("NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CROP_MISMATCH", "SEASON_UNRECOGNISED", "LOW_VIGOR",
                 "CLOUD_INSUFFICIENT", "NO_COVERAGE", "PARTIAL_COVERAGE")
@@ -114,8 +120,15 @@ def _declared_of(value: Any) -> tuple[Declared, ...]:
     """A plot's declarations: ``None``, a crop (``"maize"``, ``"maize:summer"``) or a sequence of them."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
         return ()
-    items = [value] if isinstance(value, str) else list(value)
-    return tuple(Declared.parse(item) for item in items if item)
+    if isinstance(value, str):
+        return _declared_text(value)
+    return tuple(Declared.parse(item) for item in value if item)
+
+
+@functools.lru_cache(maxsize=4096)
+def _declared_text(text: str) -> tuple[Declared, ...]:
+    """:func:`_declared_of` of one crop's text (cached: plots declaring the same crop share it)."""
+    return (Declared.parse(text),)
 
 
 def _window_mask(dates: np.ndarray, windows: Iterable[tuple[Any, Any]]) -> np.ndarray:
@@ -328,12 +341,29 @@ def _holds_declared(fit: SystemFit, declared: Sequence[Declared]) -> bool:
     return all(any(d.matches(x.season) for x in fit.seasons) for d in declared)
 
 
+def _chosen_index(fits: Sequence[SystemFit], declared: Sequence[Declared]) -> int | None:
+    """The position of the best of the ranked ``fits`` holding the declared crops (any fit without a declaration);
+    ``None`` when none does."""
+    return next((i for i, f in enumerate(fits) if _holds_declared(f, declared)), None)
+
+
+#: :func:`_template_checks` without the chosen fit's position: it looks it up.
+_UNKNOWN = object()
+
+
 def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
     """Per-explanation fit columns: ``rmse_<name>``, ``shift_days_<name>``, ``scale_<name>`` (``;`` per season)."""
     for fit in fits:  # map and attrgetter: no Python frame per season (25,000 plots × 14 fits)
-        row[f"rmse_{fit.name}"] = fit.rmse
-        row[f"shift_days_{fit.name}"] = ";".join(map(str, map(_SHIFT_DAYS, fit.seasons)))
-        row[f"scale_{fit.name}"] = ";".join(map("{:.3f}".format, map(_SCALE, fit.seasons)))
+        rmse, shift_days, scale = _fit_columns(fit.name)
+        row[rmse] = fit.rmse
+        row[shift_days] = ";".join(map(str, map(_SHIFT_DAYS, fit.seasons)))
+        row[scale] = ";".join(map("{:.3f}".format, map(_SCALE, fit.seasons)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _fit_columns(name: str) -> tuple[str, str, str]:
+    """The names of an explanation's fit columns (:func:`_fit_row`), made once."""
+    return f"rmse_{name}", f"shift_days_{name}", f"scale_{name}"
 
 
 _NAME, _SHIFT_DAYS, _SCALE = operator.attrgetter("name"), operator.attrgetter("shift_days"), operator.attrgetter("scale")
@@ -341,7 +371,7 @@ _NAME, _SHIFT_DAYS, _SCALE = operator.attrgetter("name"), operator.attrgetter("s
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
                      dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float,
-                     curves: np.ndarray | None = None) -> list[Flag]:
+                     curves: np.ndarray | None = None, chosen_at: int | None | object = _UNKNOWN) -> list[Flag]:
     """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
 
     Each declared crop is checked in its own window: its green period as fitted in the best
@@ -353,11 +383,12 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     on the observations of the declared seasons' green periods (as fitted, widened by one
     logistic width), by RMSE there plus each fit's calendar prior. A declaration of one
     season of a double-cropped year is judged on that season only. ``curves`` are the fits' curves on
-    ``dates`` (:func:`~agricredit.cropfit.fitted_curves`) when already evaluated.
+    ``dates`` (:func:`~agricredit.cropfit.fitted_curves`) when already evaluated; ``chosen_at`` the position of the
+    best fit holding the declared crops (:func:`_chosen_index`) when already looked up.
     """
     best = fits[0]
     no_calendar = _without_calendar(region, tuple(declared))
-    chosen_at = next((i for i, f in enumerate(fits) if _holds_declared(f, declared)), None)
+    chosen_at = _chosen_index(fits, declared) if chosen_at is _UNKNOWN else chosen_at
     chosen = fits[chosen_at] if chosen_at is not None else best
     row.update(best_crop=best.label, best_explanation=best.name, best_score=best.score, best_rmse=best.rmse,
                declared_explanation=chosen.name if declared else None, declared_score=np.nan)
@@ -675,11 +706,14 @@ def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_v
                        low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
                        vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count,
                        min_clear_observations=min_observations_in_window)
-    plots["flags"] = [";".join(f.code for f in flags[p]) for p in plots["plot_id"]]
-    plots["flag_figures"] = [json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=_json_default)
-                             for p in plots["plot_id"]]
+    found = [flags[p] for p in plots["plot_id"].tolist()]
+    plots["flags"] = [";".join(f.code for f in plot_flags) if plot_flags else "" for plot_flags in found]
+    # The encoder of json.dumps(..., sort_keys=True, default=_json_default), made once: the same text.
+    encode = _FIGURES_JSON.encode
+    plots["flag_figures"] = [encode({f.code: f.figures for f in plot_flags}) if plot_flags else "{}"
+                             for plot_flags in found]
     for column in ("peak_date", "greenup_date", "senescence_date"):
-        plots[column] = [_iso(v) for v in plots[column]]
+        plots[column] = _iso_column(plots[column])
     return SeasonResult(plots=plots, flags=flags, fits=part.fits, series=part.series, period=part.period)
 
 
@@ -757,7 +791,8 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
             "crop": thin, "valid_in_window": seen.count, "required": min_observations_in_window,
             "window_start": seen.start, "window_end": seen.end, "acquisitions": s.n_acquisitions,
         })]
-    chosen = next((f for f in plot_fits if declared and _holds_declared(f, declared)), plot_fits[0] if plot_fits else None)
+    chosen_at = _chosen_index(plot_fits, declared)
+    chosen = plot_fits[chosen_at if declared and chosen_at is not None else 0] if plot_fits else None
     own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
     row.update({k: evidence[k] for k in ("cropped_share", "cropped_measured_share", "cropped_date",
                                          "cropped_area_mu_at_peak")}, drawn_area_mu=drawn)
@@ -769,7 +804,7 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
         row["crop_ranking"] = ";".join(map(_NAME, plot_fits))
         crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
                                       margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
-                                      curves=np.array([f.fitted for f in plot_fits]))
+                                      curves=np.array([f.fitted for f in plot_fits]), chosen_at=chosen_at)
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
@@ -792,6 +827,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+_FIGURES_JSON = json.JSONEncoder(sort_keys=True, default=_json_default)
 
 
 # --------------------------------------------------------------------------- policy and output table

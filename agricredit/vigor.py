@@ -54,10 +54,10 @@ def peer_vigor(
     clear = plots["n_clear"].to_numpy(float) if "n_clear" in plots else np.full(len(plots), np.inf)
     # No peak column when every plot of the run stopped before its fit (no coverage, too small, clouded).
     peaks_all = plots["vigor_peak_ndvi"].to_numpy(float) if "vigor_peak_ndvi" in plots else np.full(len(plots), np.nan)
+    measured = np.isfinite(peaks_all) & ~(pixels < min_pixel_count) & ~(clear < min_clear_observations)
     eligible = np.array([
-        isinstance(crop, str) and bool(crop) and not any(f.code in excluded for f in flags[pid]) and np.isfinite(peak)
-        and not n < min_pixel_count and not c < min_clear_observations
-        for pid, crop, peak, n, c in zip(plots["plot_id"], plots["declared_crop"], peaks_all, pixels, clear)
+        ok and isinstance(crop, str) and bool(crop) and excluded.isdisjoint([f.code for f in flags[pid]])
+        for pid, crop, ok in zip(plots["plot_id"].tolist(), plots["declared_crop"].tolist(), measured.tolist())
     ], dtype=bool)
     peer_count = np.zeros(len(plots), dtype=int)
     peer_median = np.full(len(plots), np.nan)

@@ -113,6 +113,21 @@ def test_many_plots_in_several_blocks_get_the_fits_each_gets_alone(monkeypatch):
     assert together == alone
 
 
+def test_plots_fitted_alike_share_their_season_fits_and_the_others_do_not():
+    days = PERIOD[0] + np.arange(0, 420, 25)
+    ys = _series(3, days)
+    copy = len(ys)
+    ys = np.vstack([ys, ys[0]])  # the last plot is the first one again
+    fits = [{f.name: f for f in plot_fits} for plot_fits in cropfit.fit_explanations_many(days, ys, "ncp", period=PERIOD)]
+    alone = [{f.name: f for f in cropfit.fit_explanations(days, y, "ncp", period=PERIOD)} for y in ys]
+    assert fits == alone
+    for name, fit in fits[0].items():
+        assert all(a is b for a, b in zip(fit.seasons, fits[copy][name].seasons))  # one object for the same values
+        for other in fits[1:copy]:
+            assert all(a is not b for a, b in zip(fit.seasons, other[name].seasons)
+                       if (a.shift_days, a.amplitude) != (b.shift_days, b.amplitude))
+
+
 def _centred_moments(y, g):
     yc, gc = y - y.mean(), g - g.mean(axis=0)
     k = g.shape[1]

@@ -271,3 +271,55 @@ def test_chips_of_many_plots_over_tiles_and_dates_are_each_windows_own_pixels(tm
             alone = src.read(1, window=window)[::stride, ::stride][:height, :width]
         assert row["date"] == peaks[plot_id]
         assert np.frombuffer(row["ndvi"], np.uint8).reshape(height, width).tolist() == _reference_code(alone).tolist()
+
+
+# --------------------------------------------------------------------------- finish_season's columns
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(np.array(["2023-06-25", "NaT", "1969-12-31"], dtype="datetime64[s]")),
+    pd.Series([np.datetime64("2023-06-25"), None, np.datetime64("1969-12-31")], dtype=object),
+    pd.Series([dt.date(2023, 6, 25), np.nan, dt.date(1969, 12, 31)], dtype=object),
+])
+def test_iso_column_is_each_values_iso_day(column):
+    from agricredit.season import _iso, _iso_column
+
+    expected = ["2023-06-25", None, "1969-12-31"]
+    assert _iso_column(column) == expected
+    assert [_iso(value) for value in column] == expected
+    assert all(type(day) is str for day in _iso_column(column) if day is not None)
+
+
+def test_iso_column_without_any_date():
+    from agricredit.season import _iso_column
+
+    assert _iso_column(pd.Series([None, None], dtype=object)) == [None, None]
+    assert _iso_column(pd.Series([], dtype="datetime64[s]")) == []
+
+
+def test_flag_columns_are_each_plots_codes_and_json_dumps_of_its_figures():
+    import json
+
+    from agricredit.season import Flag, SeasonRows, finish_season
+
+    flags = {
+        "A": [],
+        "B": [Flag("CLOUD_INSUFFICIENT", {"window_start": "2023-05-01", "valid_in_window": np.int64(2), "crop": "maize",
+                                          "green_period_unseen": True, "window_end": None})],
+        "C": [Flag("PARTIAL_COVERAGE", {"max_covered_frac": np.float64(0.5), "min_covered_fraction": -0.0}),
+              Flag("NOT_CULTIVATED", {"cropped_share": 0.1, "share": float("nan"), "note": "é\"\n"})],
+    }
+    rows = [{"plot_id": plot_id, "declared_crop": None, "n_acquisitions": 1, "peak_date": None, "greenup_date": None,
+             "senescence_date": None} for plot_id in flags]
+    plots = finish_season(SeasonRows(rows, flags, {}, {}, (np.datetime64("2023-01-01"), np.datetime64("2023-12-31")))).plots
+    assert plots["flags"].tolist() == ["", "CLOUD_INSUFFICIENT", "PARTIAL_COVERAGE;NOT_CULTIVATED"]
+    assert plots["flag_figures"].tolist() == [
+        "{}",
+        '{"CLOUD_INSUFFICIENT": {"crop": "maize", "green_period_unseen": true, "valid_in_window": 2, '
+        '"window_end": null, "window_start": "2023-05-01"}}',
+        '{"NOT_CULTIVATED": {"cropped_share": 0.1, "note": "\\u00e9\\"\\n", "share": NaN}, '
+        '"PARTIAL_COVERAGE": {"max_covered_frac": 0.5, "min_covered_fraction": -0.0}}',
+    ]
+    assert plots["flag_figures"].tolist()[1:] == [
+        json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=lambda v: v.item()) for p in "BC"]
+    assert plots[["peak_date", "greenup_date", "senescence_date"]].isna().all().all()
