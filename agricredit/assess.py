@@ -424,7 +424,7 @@ def _evidence_inputs(case: Case, policy: Policy, claims: _Claims, declarations: 
     good = claims.good
     region = resolve_region(case.region or policy.satellite.region, good)
     row_options, peer_options = split_season_options(season_options(policy, region=region))
-    drawn_mu = {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str)}
+    drawn_mu = {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str).tolist()}
     return (region, _declared_crops(declarations, claims, good), drawn_mu, {**row_options, "crop_model": crop_model},
             peer_options)
 
@@ -593,7 +593,8 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
         record = dict(zip(columns, values))
         by_plot.setdefault(record["plot_id"], []).append(record)
     declaration, others = {}, {}
-    for pid, borrower in zip(checked["plot_id"].tolist(), checked["borrower_id"].tolist()):
+    plot_ids, borrower_ids = checked["plot_id"].tolist(), checked["borrower_id"].tolist()
+    for pid, borrower in zip(plot_ids, borrower_ids):
         if pid in by_plot and borrower is not None:
             own = [r for r in by_plot[pid] if r["borrower_id"] == borrower]
             declaration[pid, borrower] = (own or by_plot[pid])[0]
@@ -601,17 +602,18 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
             if contest:
                 others[pid, borrower] = contest
     ok = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)).to_numpy()
-    drawn = dict(zip(checked.loc[ok, "plot_id"], area_mu(checked.loc[ok]).to_numpy()))
-    registered = dict(zip(registry["plot_id"], registry["registered_mu"]))
-    absurd = [ok[i] and drawn_area_absurd(drawn[pid], registered.get(pid, math.nan),
+    drawn = dict(zip(checked.loc[ok, "plot_id"].tolist(), area_mu(checked.loc[ok]).to_numpy()))
+    registered = dict(zip(registry["plot_id"].tolist(), registry["registered_mu"].tolist()))
+    absurd = [is_ok and drawn_area_absurd(drawn[pid], registered.get(pid, math.nan),
                                           declaration.get((pid, b), {}).get("declared_mu", math.nan), policy)
-              for i, (pid, b) in enumerate(zip(checked["plot_id"].tolist(), checked["borrower_id"].tolist()))]
+              for is_ok, pid, b in zip(ok.tolist(), plot_ids, borrower_ids)]
     _mark(checked, np.asarray(absurd, dtype=bool), AREA_ABSURD, "drawn area absurd against registry and declaration")
     good = checked.loc[checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
     found = find_overlaps(good, outline_accuracy_m=policy.area.outline_accuracy_m)
     repeated = repeated_area_m2(good)
-    return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good["plot_id"], found)),
-                   repeated_mu=dict(zip(good["plot_id"], m2_to_mu(repeated))), declaration=declaration,
+    good_ids = good["plot_id"].tolist()
+    return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good_ids, found)),
+                   repeated_mu=dict(zip(good_ids, m2_to_mu(repeated))), declaration=declaration,
                    other_declarants=others)
 
 
