@@ -35,7 +35,6 @@ a REVIEW always keeps at least one review code among them.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -423,13 +422,6 @@ def _num(value: Any) -> str:
     """A figure for people: thousands separators, at most 2 decimals, no trailing zeros."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return ", ".join(map(_num, value)) if isinstance(value, (list, tuple)) else str(value)
-    return _number_text(value)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _number_text(value: float) -> str:
-    """:func:`_num` of a number, kept for the next borrower with the same figure (equal numbers, equal text:
-    ``1`` and ``1.0`` both read ``1``)."""
     text = f"{value:,.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
