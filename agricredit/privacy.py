@@ -459,7 +459,7 @@ class PersonalDataGuard:
         for column, label in (("national_id", "national ID"), ("phone", "phone"), ("name", "name")):
             if column not in borrowers:
                 continue
-            for row, value in zip(rows, borrowers[column]):
+            for row, value in zip(rows.tolist(), borrowers[column].tolist()):
                 value = _phone_key(value) if column == "phone" and isinstance(value, str) else value
                 if not isinstance(value, str) or len(value.strip()) < 2:
                     continue
