@@ -520,7 +520,7 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
     isolate = not strict
     registry = read_registry(case.registry, encoding=case.encoding_of("registry"), isolate=isolate)
     declarations = read_declarations(case.declarations, encoding=case.encoding_of("declarations"), isolate=isolate,
-                                     known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
+                                     known_plots=set(checked["plot_id"].dropna().tolist()), known_crops=crop_aliases())
     borrowers = read_borrowers(case.borrowers, encoding=case.encoding_of("borrowers"), isolate=isolate)
     chain = read_chain_tables(case.chain_paths(), case.encoding_of, isolate=isolate) if case.chain_paths() else None
     rejected: dict[str, list[str]] = {}
@@ -534,8 +534,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
     if "problem" in borrowers:
         bad_borrowers = {b: why for b, why in zip(borrowers["borrower_id"].tolist(), borrowers["problem"].tolist())
                          if why and b}
-    known = set(borrowers["borrower_id"]) - {""}
-    unknown = sorted({b for b in checked["borrower_id"].dropna() if b not in known})
+    known = set(borrowers["borrower_id"].tolist()) - {""}
+    unknown = sorted({b for b in checked["borrower_id"].dropna().tolist() if b not in known})
     if unknown and strict:
         first = checked.loc[checked["borrower_id"] == unknown[0], "plot_id"].iloc[0]
         raise SchemaError(f"{len(unknown)} borrower(s) of the plot file are not in the borrower table "
@@ -544,7 +544,7 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
     _mark(checked, checked["borrower_id"].astype(object).isin(unknown).to_numpy(), UNKNOWN_BORROWER,
           "borrower_id not in the borrower table")
     # A plot nobody declared cannot be assessed: it is rejected and listed, the rest go on.
-    declared = set(sound["declarations"]["plot_id"])
+    declared = set(sound["declarations"]["plot_id"].tolist())
     # (isin on object values: pandas' Arrow strings convert a large value set element by element)
     _mark(checked, ~checked["plot_id"].astype(object).isin(declared).to_numpy(), NO_DECLARATION,
           "no declaration for the plot")

@@ -266,7 +266,7 @@ def pseudonymise_borrowers(borrowers: pd.DataFrame, key: PseudonymKey) -> pd.Dat
     ids = borrowers["borrower_id"].astype(str)
     out = pd.DataFrame(
         {
-            "pseudonym": [pseudonym(key, "borrower", v) for v in ids],
+            "pseudonym": [pseudonym(key, "borrower", v) for v in ids.tolist()],
             "village": borrowers["village"].astype(str).to_numpy() if "village" in borrowers else "",
         }
     )
