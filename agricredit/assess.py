@@ -426,7 +426,7 @@ def _evidence_inputs(case: Case, policy: Policy, claims: _Claims, declarations: 
     good = claims.good
     region = resolve_region(case.region or policy.satellite.region, good)
     row_options, peer_options = split_season_options(season_options(policy, region=region))
-    drawn_mu = {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str)}
+    drawn_mu = {pid: claims.drawn_mu[pid] for pid in good["plot_id"].astype(str).tolist()}
     return (region, _declared_crops(declarations, claims, good), drawn_mu, {**row_options, "crop_model": crop_model},
             peer_options)
 
@@ -522,7 +522,7 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
     isolate = not strict
     registry = read_registry(case.registry, encoding=case.encoding_of("registry"), isolate=isolate)
     declarations = read_declarations(case.declarations, encoding=case.encoding_of("declarations"), isolate=isolate,
-                                     known_plots=set(checked["plot_id"].dropna()), known_crops=crop_aliases())
+                                     known_plots=set(checked["plot_id"].dropna().tolist()), known_crops=crop_aliases())
     borrowers = read_borrowers(case.borrowers, encoding=case.encoding_of("borrowers"), isolate=isolate)
     chain = read_chain_tables(case.chain_paths(), case.encoding_of, isolate=isolate) if case.chain_paths() else None
     rejected: dict[str, list[str]] = {}
@@ -536,8 +536,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
     if "problem" in borrowers:
         bad_borrowers = {b: why for b, why in zip(borrowers["borrower_id"].tolist(), borrowers["problem"].tolist())
                          if why and b}
-    known = set(borrowers["borrower_id"]) - {""}
-    unknown = sorted({b for b in checked["borrower_id"].dropna() if b not in known})
+    known = set(borrowers["borrower_id"].tolist()) - {""}
+    unknown = sorted({b for b in checked["borrower_id"].dropna().tolist() if b not in known})
     if unknown and strict:
         first = checked.loc[checked["borrower_id"] == unknown[0], "plot_id"].iloc[0]
         raise SchemaError(f"{len(unknown)} borrower(s) of the plot file are not in the borrower table "
@@ -546,7 +546,7 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
     _mark(checked, checked["borrower_id"].astype(object).isin(unknown).to_numpy(), UNKNOWN_BORROWER,
           "borrower_id not in the borrower table")
     # A plot nobody declared cannot be assessed: it is rejected and listed, the rest go on.
-    declared = set(sound["declarations"]["plot_id"])
+    declared = set(sound["declarations"]["plot_id"].tolist())
     # (isin on object values: pandas' Arrow strings convert a large value set element by element)
     _mark(checked, ~checked["plot_id"].astype(object).isin(declared).to_numpy(), NO_DECLARATION,
           "no declaration for the plot")
@@ -595,7 +595,8 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
         record = dict(zip(columns, values))
         by_plot.setdefault(record["plot_id"], []).append(record)
     declaration, others = {}, {}
-    for pid, borrower in zip(checked["plot_id"].tolist(), checked["borrower_id"].tolist()):
+    plot_ids, borrower_ids = checked["plot_id"].tolist(), checked["borrower_id"].tolist()
+    for pid, borrower in zip(plot_ids, borrower_ids):
         if pid in by_plot and borrower is not None:
             own = [r for r in by_plot[pid] if r["borrower_id"] == borrower]
             declaration[pid, borrower] = (own or by_plot[pid])[0]
@@ -603,17 +604,18 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
             if contest:
                 others[pid, borrower] = contest
     ok = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)).to_numpy()
-    drawn = dict(zip(checked.loc[ok, "plot_id"], area_mu(checked.loc[ok]).to_numpy()))
-    registered = dict(zip(registry["plot_id"], registry["registered_mu"]))
-    absurd = [ok[i] and drawn_area_absurd(drawn[pid], registered.get(pid, math.nan),
+    drawn = dict(zip(checked.loc[ok, "plot_id"].tolist(), area_mu(checked.loc[ok]).to_numpy()))
+    registered = dict(zip(registry["plot_id"].tolist(), registry["registered_mu"].tolist()))
+    absurd = [is_ok and drawn_area_absurd(drawn[pid], registered.get(pid, math.nan),
                                           declaration.get((pid, b), {}).get("declared_mu", math.nan), policy)
-              for i, (pid, b) in enumerate(zip(checked["plot_id"].tolist(), checked["borrower_id"].tolist()))]
+              for is_ok, pid, b in zip(ok.tolist(), plot_ids, borrower_ids)]
     _mark(checked, np.asarray(absurd, dtype=bool), AREA_ABSURD, "drawn area absurd against registry and declaration")
     good = checked.loc[checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
     found = find_overlaps(good, outline_accuracy_m=policy.area.outline_accuracy_m)
     repeated = repeated_area_m2(good)
-    return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good["plot_id"], found)),
-                   repeated_mu=dict(zip(good["plot_id"], m2_to_mu(repeated))), declaration=declaration,
+    good_ids = good["plot_id"].tolist()
+    return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good_ids, found)),
+                   repeated_mu=dict(zip(good_ids, m2_to_mu(repeated))), declaration=declaration,
                    other_declarants=others)
 
 

@@ -96,9 +96,10 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
 
     A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
     """
-    plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"]]
-    columns: dict[str, list[Any]] = {"plot_id": plot_ids, "borrower": [alias[b] for b in checked["borrower_id"]],
-                                     "geometry_status": [str(status) for status in checked["geometry_status"]]}
+    plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
+    columns: dict[str, list[Any]] = {"plot_id": plot_ids,
+                                     "borrower": [alias[b] for b in checked["borrower_id"].tolist()],
+                                     "geometry_status": [str(status) for status in checked["geometry_status"].tolist()]}
     features = season.plots
     if "plot_id" in features:  # no season table: no season fields
         features = features.drop_duplicates("plot_id", keep="last")  # a repeated ID takes its last row

@@ -557,7 +557,7 @@ def shrink_outlines(geoms: gpd.GeoSeries | np.ndarray, distance_m: float) -> np.
     """
     values = np.asarray(geoms, dtype=object)
     out = values.copy()
-    present = np.array([g is not None and not g.is_empty for g in values], dtype=bool)
+    present = ~(shapely.is_missing(values) | shapely.is_empty(values))
     if not present.any():
         return out
     bounds = shapely.bounds(values[present])

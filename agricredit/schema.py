@@ -255,15 +255,21 @@ def format_value(kind: KindName, value: Any) -> Any:
 
 
 def format_column(kind: KindName, values: Iterable[Any]) -> list[Any]:
-    """:func:`format_value` of each value, with the common values (Python floats, text, ``None``) on a fast path.
+    """:func:`format_value` of each value, with the common values (Python floats, ints, text, ``None``) on fast paths.
+
+    A column of Python floats and ``None`` of a kind with decimals is rounded as a whole array
+    (:func:`_round_floats`).
 
     Raises
     ------
     ValueError
         As :func:`format_value`.
     """
+    values = values if isinstance(values, list) else list(values)
     decimals = KINDS[kind].decimals
     if decimals is not None:
+        if set(map(type, values)) <= _FLOAT_OR_NONE:
+            return _round_floats(values, decimals, fraction=kind == "fraction")
         column = []
         for value in values:
             if value is None:
@@ -283,7 +289,61 @@ def format_column(kind: KindName, values: Iterable[Any]) -> list[Any]:
                 else value if type(value) is str else format_value(kind, value) for value in values]
     if kind == "json":
         return [_JSON_TEXT.encode(value) if type(value) is dict else format_value(kind, value) for value in values]
+    if kind == "date":
+        return [value[:10] if type(value) is str else None if value is None else format_value(kind, value)
+                for value in values]
+    if kind == "integer":
+        return [value if type(value) is int and -_EXACT_INT < value < _EXACT_INT else None if value is None
+                else format_value(kind, value) for value in values]
+    if kind == "yuan":
+        return [math.floor(round(value, 6)) if type(value) is float and math.isfinite(value)
+                else None if value is None else format_value(kind, value) for value in values]
     return [format_value(kind, value) for value in values]
+
+
+_FLOAT_OR_NONE = frozenset({float, type(None)})
+
+#: Integers a float holds exactly (a count beyond is left to :func:`format_value`'s check).
+_EXACT_INT = 2**53
+
+#: Scaled values beyond this magnitude are rounded by Python one by one (the array rounding needs exact integers).
+_ROUND_ARRAY_LIMIT = 2.0**50
+
+
+def _round_floats(values: list[float | None], decimals: int, *, fraction: bool) -> list[float | None]:
+    """``round(value, decimals) + 0.0`` of each finite float, ``None`` for ``None`` and NaN/inf, as one array.
+
+    ``numpy.rint(value × 10**decimals) / 10**decimals`` is Python's ``round``
+    (the double nearest the decimal rounded half to even) wherever the scaled
+    product's rounding cannot move it across a half: the products within a
+    relative 1e-9 of a half-integer, or too large for exact integers, are
+    rounded by Python itself.
+
+    Raises
+    ------
+    ValueError
+        ``fraction`` and a rounded value outside [0, 1].
+    """
+    import numpy as np
+
+    array = np.array([math.nan if value is None else value for value in values], dtype=float)
+    factor = 10.0**decimals
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = array * factor
+        rounded = np.rint(scaled) / factor + 0.0  # -0.0 → 0.0
+        near_half = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) <= 1e-9 * np.maximum(1.0, np.abs(scaled))
+        by_python = np.isfinite(array) & (near_half | (np.abs(scaled) >= _ROUND_ARRAY_LIMIT))
+    for index in np.flatnonzero(by_python).tolist():
+        rounded[index] = round(values[index], decimals) + 0.0
+    missing = ~np.isfinite(array)
+    if fraction:
+        outside = np.flatnonzero(~missing & ((rounded < 0.0) | (rounded > 1.0)))
+        if len(outside):
+            raise ValueError(f"fraction {float(rounded[outside[0]])!r} outside [0, 1]")
+    column = rounded.tolist()
+    for index in np.flatnonzero(missing).tolist():
+        column[index] = None
+    return column
 
 
 def conform(records: Iterable[Mapping[str, Any]], fields: Sequence[Field]) -> list[dict[str, Any]]:

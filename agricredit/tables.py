@@ -590,14 +590,17 @@ def _to_raw(path: Path, header_row: int, header: list[str], records: list[tuple[
             add_problem(raw, header_row, name, "column name appears twice in the header")
         seen.add(name)
     raw.columns = names
+    width = len(names)
+    rows = raw.rows
     for row, cells in records:
-        cells = [c.strip() for c in cells]
+        cells = list(map(str.strip, cells))
         if not any(cells):
             continue  # blank line / empty sheet row
-        if len(cells) > len(names) and any(cells[len(names) :]):
-            add_problem(raw, row, f"#{len(names) + 1}", f"row has {len(cells)} fields, the header has {len(names)}")
-        cells = cells[: len(names)] + [""] * (len(names) - len(cells))
-        raw.rows.append((row, dict(zip(names, cells))))
+        if len(cells) != width:
+            if len(cells) > width and any(cells[width:]):
+                add_problem(raw, row, f"#{width + 1}", f"row has {len(cells)} fields, the header has {width}")
+            cells = cells[:width] + [""] * (width - len(cells))
+        rows.append((row, dict(zip(names, cells))))
     return raw
 
 
