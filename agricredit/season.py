@@ -31,7 +31,7 @@ import pandas as pd
 from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, fitted_curves, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.flag import Flag
-from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, load_regions, region_at
+from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, resolve_region
 from agricredit.series import PlotSeries, Smoothing, normalise_table, phenology_many, smooth_series, split_series
 from agricredit.vigor import peer_vigor
 
@@ -845,40 +845,6 @@ SEASON_LEAD_COLUMNS = (
     "drawn_area_mu", "fitted_peak_ndvi", "vigor_peak_ndvi", "peer_count", "peer_median_peak", "peak_percentile",
     "vigor_factor", "flag_figures",
 )
-
-
-def resolve_region(named: str | None, plots: Any = None) -> str:
-    """The region a season is checked against: the one named, or the one holding most of the plots.
-
-    Parameters
-    ----------
-    named
-        A region of ``seeds/regions.csv``; ``None`` or ``"auto"`` to take it from ``plots``.
-    plots
-        GeoDataFrame of the plots (any CRS): each plot votes for the region box
-        holding its representative point; ties go to the first region of the file.
-
-    Raises
-    ------
-    InputError
-        An unknown region, or plots outside every region of ``seeds/regions.csv``.
-    """
-    regions = load_regions()
-    if named and named != "auto":
-        if named not in regions:
-            raise InputError(f"unknown region {named!r} (known: {', '.join(regions)})")
-        return named
-    if plots is None or len(plots) == 0:
-        raise InputError("no region named and no plots to locate one (set satellite.region or options.region)")
-    from agricredit.plots import to_wgs84
-
-    points = to_wgs84(plots).geometry.representative_point()
-    votes = [region_at(p.x, p.y) for p in points if p is not None and not p.is_empty]
-    counts = {r: votes.count(r) for r in regions if r in votes}
-    if not counts:
-        raise InputError("the plots lie outside every region of seeds/regions.csv; name the region "
-                         "(policy satellite.region or the case's options.region)")
-    return max(counts, key=lambda r: (counts[r], -list(regions).index(r)))
 
 
 def season_options(policy: Any, **overrides: Any) -> dict[str, Any]:

@@ -12,10 +12,11 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from agricredit.errors import SeedDataError
+from agricredit.errors import InputError, SeedDataError
 
 __all__ = [
     "SEEDS_DIR",
@@ -36,6 +37,7 @@ __all__ = [
     "load_calendars",
     "load_rotations",
     "region_at",
+    "resolve_region",
 ]
 
 
@@ -355,3 +357,37 @@ def load_rotations() -> dict[str, list[Rotation]]:
 def region_at(lon: float, lat: float) -> str | None:
     """The id of the first region of ``seeds/regions.csv`` whose box holds the point, or ``None``."""
     return next((r.region for r in load_regions().values() if r.contains(lon, lat)), None)
+
+
+def resolve_region(named: str | None, plots: Any = None) -> str:
+    """The region a season is checked against: the one named, or the one holding most of the plots.
+
+    Parameters
+    ----------
+    named
+        A region of ``seeds/regions.csv``; ``None`` or ``"auto"`` to take it from ``plots``.
+    plots
+        GeoDataFrame of the plots (any CRS): each plot votes for the region box
+        holding its representative point; ties go to the first region of the file.
+
+    Raises
+    ------
+    InputError
+        An unknown region, or plots outside every region of ``seeds/regions.csv``.
+    """
+    regions = load_regions()
+    if named and named != "auto":
+        if named not in regions:
+            raise InputError(f"unknown region {named!r} (known: {', '.join(regions)})")
+        return named
+    if plots is None or len(plots) == 0:
+        raise InputError("no region named and no plots to locate one (set satellite.region or options.region)")
+    from agricredit.plots import to_wgs84
+
+    points = to_wgs84(plots).geometry.representative_point()
+    votes = [region_at(p.x, p.y) for p in points if p is not None and not p.is_empty]
+    counts = {r: votes.count(r) for r in regions if r in votes}
+    if not counts:
+        raise InputError("the plots lie outside every region of seeds/regions.csv; name the region "
+                         "(policy satellite.region or the case's options.region)")
+    return max(counts, key=lambda r: (counts[r], -list(regions).index(r)))

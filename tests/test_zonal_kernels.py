@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from agricredit import zonal
+from agricredit import quantiles, zonal
 from test_zonal import _brute_quantile  # exactextract's weighted quantile written out plainly
 
 
@@ -37,11 +37,11 @@ def _layout(rng, dtype, n_rows=40):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("key_bits", [64, 40])  # 40: too narrow for the packed keys, the lexsort instead
 def test_value_groups_match_a_sort_of_each_row(monkeypatch, dtype, key_bits):
-    monkeypatch.setattr(zonal, "_KEY_BITS", key_bits)
+    monkeypatch.setattr(quantiles, "KEY_BITS", key_bits)
     rng = np.random.default_rng(5)
     for _ in range(20):
         indptr, labels, x, keep = _layout(rng, dtype)
-        entry, group, group_label, group_value = zonal._value_groups(indptr, labels, x, keep)
+        entry, group, group_label, group_value = quantiles.value_groups(indptr, labels, x, keep)
         expected_entries, expected_values = _groups_by_row(indptr, labels, x, keep)
         assert entry.tolist() == expected_entries
         assert group_value.dtype == dtype and group_value.tolist() == expected_values
@@ -52,7 +52,7 @@ def test_value_groups_match_a_sort_of_each_row(monkeypatch, dtype, key_bits):
 
 
 def test_value_groups_of_no_entries():
-    entry, group, group_label, group_value = zonal._value_groups(
+    entry, group, group_label, group_value = quantiles.value_groups(
         np.zeros(3, np.int64), np.array([1, 0]), np.empty(0, np.float32), np.empty(0, bool))
     assert len(entry) == len(group) == len(group_label) == len(group_value) == 0
 
@@ -66,7 +66,7 @@ def test_equal_weights_are_summed_in_column_order():
     expected = _brute_quantile(values, weights, 0.5)  # merged weights (1, 1, 1): the median is 0 exactly
     assert expected == 0.0 and _brute_quantile(values[::-1], weights[::-1], 0.5) < -1e-14
     block = zonal._blocks_of(sp.csr_matrix(weights[None, :]))[0]
-    assert zonal._block_quantiles(block.matrix, block.rows, values, [0.5])[0, 0] == 0.0
+    assert quantiles.block_quantiles(block.matrix, block.rows, values, [0.5])[0, 0] == 0.0
 
 
 def test_block_rows_are_in_order_of_their_first_cell_and_the_matrix_round_trips():
