@@ -247,7 +247,8 @@ class DaskObserver:
     Parameters
     ----------
     client
-        A :class:`distributed.Client`.
+        A :class:`distributed.Client`, or anything with its ``submit``, ``cancel`` and ``gather`` (:func:`run_batch`
+        gives a client still connecting, whose first use waits for it).
     config
         The batch configuration (chunk size, the configuration hash).
     work
