@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,14 +39,14 @@ import rasterio.transform
 import shapely
 
 from agricredit.acquisitions import Acquisition, discover_acquisitions, observation_table, tile_hashes
-from agricredit.assess_outputs import OUTPUT_FILES, _borrower_rows, _plot_rows, write_outputs
+from agricredit.assess_outputs import OUTPUT_FILES, _borrower_records, _borrower_table, _plot_rows, write_outputs
 from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import gc_paused, sha256_file
+from agricredit.outputs import gc_paused, map_in_processes, sha256_file
 from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
                               load_plots, rejected_ids, repeated_area_m2)
 from agricredit.policy import Policy, load_policy
@@ -54,8 +55,9 @@ from agricredit.season import finish_season, resolve_region, season_options, sea
 from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
-from agricredit.visits import read_visits, settle_verdicts
-from agricredit.verify import Check, Overlap, PlotFacts, PlotVerdict, drawn_area_absurd, verify_plots
+from agricredit.visits import Visit, check_visited_plots, read_visits, settle_verdicts
+from agricredit.verify import (Check, Overlap, PlotFacts, PlotVerdict, complete_overlaps, drawn_area_absurd, log_lights,
+                               verify_plot, verify_plots)
 
 if TYPE_CHECKING:
     from agricredit.zonal import Tile
@@ -366,41 +368,110 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         borrower_alias = {b: pseudonym(key, "borrower", b)
                           for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
         facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
-        verdicts = verify_plots(facts, policy)
         if inputs.chain is not None:
-            facts = _with_chain(facts, verdicts, inputs.chain, claims, key, _season_year(case, acquisitions), policy)
-            verdicts = verify_plots(facts, policy)
-        if visits:
-            verdicts = settle_verdicts(verdicts, visits, policy, path=case.visits)
-        bad_rows = {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
-                    for b, why in inputs.bad_borrowers.items()}
-        decisions = decide_all(verdicts, policy, borrower_ids=[borrower_alias[b] for b in table_ids],
-                               borrower_checks=bad_rows)
-
-        hashes = hashes_done.result()
-        verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
-        for verdict in verdicts:
-            verdicts_of[verdict.borrower_id].append(verdict)
-        audit = audit_records(decisions, verdicts_of, policy, hashes, visits_of={v.plot_id: v for v in visits})
-
+            facts = _with_chain(facts, verify_plots(facts, policy), inputs.chain, claims, key,
+                                _season_year(case, acquisitions), policy)
         usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
         public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
-        villages = dict(zip(public["pseudonym"], public["village"]))
+        reduce = _Reduce(policy, lang, visits, case.visits, hashes_done.result(),
+                         {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
+                          for b, why in inputs.bad_borrowers.items()},
+                         dict(zip(public["pseudonym"], public["village"])))
+        verdicts, decisions, audit, borrower_records = reduce.run(complete_overlaps(facts),
+                                                                  [borrower_alias[b] for b in table_ids])
+        log_lights(verdicts)
         return Assessment(
             policy=policy,
             plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}),
             verdicts=verdicts,
             decisions=decisions,
-            borrowers=_borrower_rows(decisions, verdicts_of, villages, policy, lang),
+            borrowers=_borrower_table(borrower_records),
             audit=audit,
             rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
-            inputs=hashes,
+            inputs=hashes_done.result(),
             key_fingerprint=key.fingerprint,
             lang=lang,
             pii_reference=borrowers,
             chips=evidence.chips,
             series=evidence.series,
         )
+
+
+#: Plots per part below which the reduce step is not split across processes (a fork and the results' pickling
+#: cost more than the part's verification).
+REDUCE_PART_MIN_PLOTS = 4000
+
+
+@dataclass(frozen=True)
+class _Reduce:
+    """The reduce step of a run (design §6, §7): each plot verified, visits settled, each borrower decided, the
+    audit records and the borrowers' output rows; by borrower, so that groups of borrowers can be done in separate
+    processes (:func:`agricredit.outputs.map_in_processes`) and joined to the same result."""
+
+    policy: Policy
+    lang: str
+    visits: Sequence[Visit]
+    visits_path: Path | None
+    hashes: Mapping[str, str]
+    borrower_checks: Mapping[str, list[Check]]  # borrower pseudonym → borrower-level failed checks
+    villages: Mapping[str, str]  # borrower pseudonym → village
+
+    def run(self, facts: Sequence[PlotFacts], table_borrowers: Sequence[str], *, parts: int | None = None
+            ) -> tuple[list[PlotVerdict], list[Decision], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The verdicts (by plot ID), decisions and audit records (by borrower) and borrowers' output rows of
+        ``facts`` (:func:`agricredit.verify.complete_overlaps`) and of the borrowers of the borrower table
+        ``table_borrowers`` (pseudonyms), in ``parts`` groups of borrowers (default: one per
+        :data:`REDUCE_PART_MIN_PLOTS` plots, at most one per core)."""
+        if self.visits:
+            check_visited_plots(self.visits, {f.plot_id for f in facts}, path=self.visits_path)
+        if parts is None:
+            parts = max(1, min(_cores(), len(facts) // REDUCE_PART_MIN_PLOTS))
+        results = map_in_processes(self._part, _borrower_groups(facts, table_borrowers, parts))
+        verdicts = sorted((v for part in results for v in part[0]), key=lambda v: (v.plot_id, v.borrower_id))
+        return verdicts, *([item for part in results for item in part[k]] for k in (1, 2, 3))
+
+    def _part(self, group: tuple[list[PlotFacts], list[str]]
+              ) -> tuple[list[PlotVerdict], list[Decision], list[dict[str, Any]], list[dict[str, Any]]]:
+        facts, table_borrowers = group
+        verdicts = [verify_plot(item, self.policy) for item in facts]
+        if self.visits:
+            plot_ids = {f.plot_id for f in facts}
+            verdicts = settle_verdicts(verdicts, [v for v in self.visits if v.plot_id in plot_ids], self.policy,
+                                       path=self.visits_path)
+        decisions = decide_all(verdicts, self.policy, borrower_ids=table_borrowers,
+                               borrower_checks=self.borrower_checks)
+        verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
+        for verdict in verdicts:
+            verdicts_of[verdict.borrower_id].append(verdict)
+        audit = audit_records(decisions, verdicts_of, self.policy, self.hashes,
+                              visits_of={v.plot_id: v for v in self.visits})
+        return (verdicts, decisions, audit,
+                _borrower_records(decisions, verdicts_of, self.villages, self.policy, self.lang))
+
+
+def _borrower_groups(facts: Sequence[PlotFacts], table_borrowers: Sequence[str], parts: int
+                     ) -> list[tuple[list[PlotFacts], list[str]]]:
+    """``facts`` and ``table_borrowers`` in at most ``parts`` groups of consecutive borrowers (by pseudonym) with
+    about as many plots each (a borrower counts its plots and one); each group's facts in the order of ``facts``."""
+    plots_of: dict[str, int] = dict.fromkeys(table_borrowers, 0)
+    for item in facts:
+        plots_of[item.borrower_id] = plots_of.get(item.borrower_id, 0) + 1
+    ordered = sorted(plots_of)
+    weights = np.array([plots_of[b] + 1 for b in ordered], dtype=float)  # a borrower without plots: a decision
+    middles = np.cumsum(weights) - weights / 2  # each borrower goes to the group its weight's middle falls in
+    groups_at = np.minimum(parts - 1, middles * parts // max(weights.sum(), 1.0)).astype(int)
+    group_of = dict(zip(ordered, groups_at.tolist()))
+    groups: list[tuple[list[PlotFacts], list[str]]] = [([], []) for _ in range(parts)]
+    for item in facts:
+        groups[group_of[item.borrower_id]][0].append(item)
+    for borrower in table_borrowers:
+        groups[group_of[borrower]][1].append(borrower)
+    return [group for group in groups if group[0] or group[1]] or [([], [])]
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _prefetch(case: Case, strict: bool, observe: Observer, discovered: list[Any]

@@ -122,6 +122,17 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
 def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],
                    villages: Mapping[str, str], policy: Policy, lang: str) -> pd.DataFrame:
     """One output row per borrower with the fields of :data:`agricredit.schema.BORROWER_FIELDS`."""
+    return _borrower_table(_borrower_records(decisions, verdicts_of, villages, policy, lang))
+
+
+def _borrower_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The borrowers' rows (:func:`_borrower_records`) as the output table, sorted by borrower."""
+    return conformed_table(records, BORROWER_FIELDS).sort_values("borrower", ignore_index=True)
+
+
+def _borrower_records(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],
+                      villages: Mapping[str, str], policy: Policy, lang: str) -> list[dict[str, Any]]:
+    """Each borrower's output row as a mapping of :data:`agricredit.schema.BORROWER_FIELDS`' names to values."""
     records = []
     for decision in decisions:
         now, own = decision.now, verdicts_of[decision.borrower_id]
@@ -143,7 +154,7 @@ def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list
             "details": {"plots": [{"plot_id": v.plot_id, "verified_mu": _round(v.contribution.mu_now),
                                    "light": v.light, "reason_codes": list(v.codes)} for v in own]},
         })
-    return conformed_table(records, BORROWER_FIELDS).sort_values("borrower", ignore_index=True)
+    return records
 
 
 def _borrower_geometries(assessment: Assessment) -> list[Any]:

@@ -7,6 +7,7 @@ output is written to a temporary file in the same folder and renamed into place.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -15,7 +16,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from agricredit.errors import OutputError
 
 __all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
-           "write_plot_table", "write_plot_dates", "gc_paused", "in_child_process"]
+           "write_plot_table", "write_plot_dates", "gc_paused", "in_child_process", "map_in_processes"]
 
 #: Prefix of the folder in which a run stages its outputs before publishing them.
 STAGING_PREFIX = ".agricredit-staging-"
@@ -100,7 +101,7 @@ def in_child_process(job: Callable[[], Any]) -> Iterator[Callable[[], Any]]:
         _, status = os.waitpid(pid, 0)
         waited = True
         if not data:
-            raise OutputError(f"the child process writing outputs ended without a result (wait status {status})")
+            raise OutputError(f"a child process ended without a result (wait status {status})")
         ok, value = pickle.loads(data)
         if not ok:
             raise value
@@ -115,6 +116,18 @@ def in_child_process(job: Callable[[], Any]) -> Iterator[Callable[[], Any]]:
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+
+def map_in_processes(job: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[job(item) for item in items]``, the first item in this process and each other in a forked child
+    (:func:`in_child_process`) meanwhile: the results (pickled back) in the order of ``items``.
+
+    The first error, in the order of ``items``, is raised; the children still running are then ended.
+    """
+    with contextlib.ExitStack() as children:
+        waits = [children.enter_context(in_child_process(functools.partial(job, item))) for item in items[1:]]
+        results = [job(items[0])] if items else []
+        return results + [wait() for wait in waits]
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -65,7 +65,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -88,6 +88,8 @@ __all__ = [
     "plot_contribution",
     "verify_plot",
     "verify_plots",
+    "complete_overlaps",
+    "log_lights",
     "facts_from_frame",
     "drawn_area_absurd",
 ]
@@ -592,14 +594,7 @@ def verify_plot(facts: PlotFacts, policy: Policy) -> PlotVerdict:
 
 
 def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: Policy) -> list[PlotVerdict]:
-    """Verify a set of plots (all borrowers of a run).
-
-    Overlaps are completed before checking: each overlap gets the other plot's
-    drawn area, and an overlap listed on one plot only is mirrored onto the
-    other, so DOUBLE_CLAIM lands on both plots and each verdict depends only
-    on its own (recorded) facts. A plot ID may appear once per borrower only
-    with ``geometry_status`` ``duplicate`` (an ID on several features of the
-    plot file, held for review); otherwise plot IDs are unique.
+    """Verify a set of plots (all borrowers of a run): :func:`verify_plot` of each of :func:`complete_overlaps`.
 
     Parameters
     ----------
@@ -611,6 +606,31 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
     Returns
     -------
     list of PlotVerdict
+        Sorted by plot id (then borrower id), whatever the input order.
+    """
+    verdicts = [verify_plot(item, policy) for item in complete_overlaps(plots)]
+    log_lights(verdicts)
+    return verdicts
+
+
+def complete_overlaps(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any) -> list[PlotFacts]:
+    """The facts of a run's plots with their overlaps completed: what :func:`verify_plots` checks.
+
+    Each overlap gets the other plot's drawn area, and an overlap listed on one
+    plot only is mirrored onto the other, so DOUBLE_CLAIM lands on both plots
+    and each verdict depends only on its own (recorded) facts: once completed,
+    the plots may be verified in any grouping. A plot ID may appear once per
+    borrower only with ``geometry_status`` ``duplicate`` (an ID on several
+    features of the plot file, held for review); otherwise plot IDs are unique.
+
+    Parameters
+    ----------
+    plots
+        :class:`PlotFacts`, mappings, or a pandas DataFrame (one row per plot).
+
+    Returns
+    -------
+    list of PlotFacts
         Sorted by plot id (then borrower id), whatever the input order.
     """
     facts = facts_from_frame(plots) if hasattr(plots, "to_dict") and hasattr(plots, "columns") else [
@@ -643,11 +663,13 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
             items.append(overlap)
         items = tuple(items)
         completed.append(index[pid] if items == index[pid].overlaps else replace(index[pid], overlaps=items))
-    completed = sorted([*completed, *held.values()], key=lambda item: (item.plot_id, item.borrower_id))
-    verdicts = [verify_plot(item, policy) for item in completed]
+    return sorted([*completed, *held.values()], key=lambda item: (item.plot_id, item.borrower_id))
+
+
+def log_lights(verdicts: Sequence[PlotVerdict]) -> None:
+    """Log (INFO) how many of ``verdicts`` are green, yellow and red."""
     log.info("verified %d plots: %d green, %d yellow, %d red", len(verdicts),
              *(sum(v.light == light for v in verdicts) for light in ("green", "yellow", "red")))
-    return verdicts
 
 
 def facts_from_frame(frame: Any) -> list[PlotFacts]:

@@ -26,7 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from agricredit.privacy import PseudonymKey, pseudonym
 from agricredit.seeds import crop_aliases, load_reason_codes
 from agricredit.verify import Check, PlotVerdict, plot_contribution, verify_plot
 
-__all__ = ["OUTCOMES", "VISIT_COLUMNS", "Visit", "read_visits", "settle_verdict", "settle_verdicts"]
+__all__ = ["OUTCOMES", "VISIT_COLUMNS", "Visit", "read_visits", "settle_verdict", "settle_verdicts", "check_visited_plots"]
 
 #: What an officer can say of a review code.
 OUTCOMES = ("confirmed", "rejected")
@@ -192,11 +192,7 @@ def settle_verdicts(verdicts: Iterable[PlotVerdict], visits: Sequence[Visit], po
     """
     verdicts = list(verdicts)
     by_plot = {visit.plot_id: visit for visit in visits}
-    known = {verdict.plot_id for verdict in verdicts}
-    for visit in visits:
-        if visit.plot_id not in known:
-            raise InputError(f"plot {visit.plot_id} is not in this run (or was rejected before any check)",
-                             path=path, record=_rows(visit))
+    check_visited_plots(visits, {verdict.plot_id for verdict in verdicts}, path=path)
     settled = []
     for verdict in verdicts:
         visit = by_plot.get(verdict.plot_id)
@@ -205,6 +201,20 @@ def settle_verdicts(verdicts: Iterable[PlotVerdict], visits: Sequence[Visit], po
         except InputError as error:
             raise InputError(error.message, path=path, record=_rows(visit)) from error
     return settled
+
+
+def check_visited_plots(visits: Sequence[Visit], plot_ids: Collection[str], *, path: str | Path | None = None) -> None:
+    """Refuse a visit for a plot not among ``plot_ids`` (the run's verified plots), naming the visits file and row.
+
+    Raises
+    ------
+    InputError
+        The first such visit.
+    """
+    for visit in visits:
+        if visit.plot_id not in plot_ids:
+            raise InputError(f"plot {visit.plot_id} is not in this run (or was rejected before any check)",
+                             path=path, record=_rows(visit))
 
 
 def _rows(visit: Visit) -> str | None:
