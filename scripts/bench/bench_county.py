@@ -20,7 +20,10 @@ its peak RSS, children included, is its own), in the same run:
 
 Prints wall time, plots per second, peak RSS (of the run's own process and of its
 largest child process, i.e. a Dask worker), the ratios against ``user`` and
-the stage times from batch's run log. With ``--scaling RUN``, then times RUN
+the stage times from batch's run log. A run may be named more than once
+(``--runs batch-2,user,batch-2``): this machine's speed drifts by tens of per
+cent over minutes, so runs on either side of the peer show how much of a
+ratio is drift. With ``--scaling RUN``, then times RUN
 on counties of 1/4, 1/2, 1 and 2 times the plots and of 3, 6 and 12 dates on the
 same grid (sharing its products) and prints the time per plot and date.
 """
@@ -276,8 +279,9 @@ def main() -> None:
     parser.add_argument("--dates", type=int, default=6, choices=range(1, len(DATES) + 1))
     parser.add_argument("--plots", type=int, default=100_000)
     parser.add_argument("--runs", default="user,assess,batch-1,batch-2",
-                        help="Comma-separated runs among user, assess, batch-1, batch-2 (ratios need user; "
-                        "empty: only generate).")
+                        help="Comma-separated runs among user, assess, batch-1, batch-2, each any number of times "
+                        "(e.g. batch-2,user,batch-2: runs on either side of the peer, as the machine's speed drifts); "
+                        "ratios are to the mean of the user runs; empty: only generate.")
     parser.add_argument("--scaling", metavar="RUN", help="Then time RUN (e.g. batch-2) on 1/4, 1/2, 1, 2 times "
                         "--plots plots "
                         "and on 3/6/12 dates (the county's products, linked; 12 dates write 6 more).")
@@ -291,28 +295,29 @@ def main() -> None:
     print(f"county: {args.size}² px, {args.dates} dates, {args.plots} plots, ready in "
           f"{time.perf_counter() - start:.0f} s in {folder}")
     command_of = commands(folder, paths, manifest)
-    runs = {}
+    runs: list[tuple[str, dict]] = []  # (label, result) in the order run
     for label in wanted:
-        runs[label] = measure(label, command_of[label], folder)
-        print(f"{label}: {json.dumps(runs[label])}", flush=True)
-    done = [w for w in (1, 2) if f"batch-{w}" in runs]
-    if "assess" in runs and done:
+        runs.append((label, measure(label, command_of[label], folder)))
+        print(f"{label}: {json.dumps(runs[-1][1])}", flush=True)
+    done = sorted({int(label[-1]) for label, _ in runs if label.startswith("batch-")})
+    if any(label == "assess" for label, _ in runs) and done:
         same = all((folder / "out-assess" / name).read_bytes() == (folder / f"out-batch-{w}" / name).read_bytes()
                    for w in done for name in ("plots.parquet", "borrowers.csv", "audit.jsonl", "chips.parquet"))
         print(f"batch outputs identical to assess: {same}")
+    user = [result["seconds"] for label, result in runs if label == "user"]
     print(f"{'run':10} {'seconds':>8} {'CPU s':>7} {'plots/s':>9} {'peak RSS MB':>12} {'worker RSS MB':>14} "
           f"{'vs user':>8}")
-    for label, result in runs.items():
-        ratio = f"{runs['user']['seconds'] / result['seconds']:7.2f}x" if "user" in runs else "      -"
+    for label, result in runs:
+        ratio = f"{sum(user) / len(user) / result['seconds']:7.2f}x" if user else "      -"
         workers = f"{result['worker_rss_mb']:8.0f} ({result['workers']})" if label.startswith("batch") else ""
         print(f"{label:10} {result['seconds']:8.1f} {result['cpu_seconds']:7.0f} {args.plots / result['seconds']:9.0f} "
               f"{result['max_rss_mb']:12.0f} {workers:>14} {ratio}")
-    for w in done:
+    for w in done:  # the last run's stages
         print(f"batch-{w} stages (run log): " + "; ".join(f"{label} {seconds:.1f} s" for label, seconds in
                                                           stage_times(folder / f"out-batch-{w}" / ".agricredit-batch"
                                                                       / "run.log")))
     if args.scaling:
-        scaling(folder, args, args.scaling, runs.get(args.scaling))
+        scaling(folder, args, args.scaling, next((r for label, r in reversed(runs) if label == args.scaling), None))
     if not (args.keep or args.folder):
         import shutil
 
