@@ -118,14 +118,21 @@ def _read_windows(read: Any, windows: np.ndarray) -> Any:
 CHIP_COLUMNS = ("plot_id", "date", "crs", *(f"t{i}" for i in range(6)), "width", "height", "ndvi")
 
 
-def _chip_windows(geometry: Any, tile: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The chip window of each plot on ``tile`` (:func:`_windows_around`) and whether the tile may give its chip
-    (its centroid inside the tile's footprint and its window not empty); ``geometry`` a GeoSeries in any CRS."""
-    local = geometry.to_crs(tile.crs).values
-    footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
+def _outlines_in(geometry: Any, crs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The bounds (N × 4) and centroids (N × 2) of the outlines ``geometry`` (a GeoSeries) in ``crs``."""
+    local = geometry.to_crs(crs).values
     centroids = shapely.centroid(local)
-    windows = _windows_around(shapely.bounds(local).reshape(-1, 4), tile)
-    covers = shapely.contains_xy(footprint, shapely.get_x(centroids), shapely.get_y(centroids)) \
+    return shapely.bounds(local).reshape(-1, 4), np.stack([shapely.get_x(centroids), shapely.get_y(centroids)], 1)
+
+
+def _chip_windows(outlines: tuple[np.ndarray, np.ndarray], tile: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The chip window of each plot on ``tile`` (:func:`_windows_around`) and whether the tile may give its chip
+    (its centroid inside the tile's footprint and its window not empty); ``outlines`` as :func:`_outlines_in` in
+    the tile's CRS."""
+    bounds, centroids = outlines
+    footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
+    windows = _windows_around(bounds, tile)
+    covers = shapely.contains_xy(footprint, centroids[:, 0], centroids[:, 1]) \
         & (windows[:, 2] > windows[:, 0]) & (windows[:, 3] > windows[:, 1])
     return windows, covers
 
@@ -143,7 +150,8 @@ class KeptChips:
     """
 
     def __init__(self) -> None:
-        self._raws: dict[tuple[str, str], list[Any]] = {}  # (date, tile path) → RawWindows, by first row
+        self._raws: dict[tuple[str, str], list[Any]] = {}  # (date, tile path) → RawWindows
+        self._outlines: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the plots' outlines by CRS (WKT)
 
     def __reduce__(self) -> tuple[type, tuple[()]]:
         return KeptChips, ()
@@ -156,15 +164,18 @@ class KeptChips:
         """Bytes of the pixels kept."""
         return sum(raw.nbytes for raws in self._raws.values() for raw in raws)
 
-    @staticmethod
-    def windows(plots: Any, tiles: Sequence[Any]) -> dict[str, np.ndarray]:
+    def windows(self, plots: Any, tiles: Sequence[Any]) -> dict[str, np.ndarray]:
         """The chip windows (``col0, row0, col1, row1`` on the tile) that each of ``tiles`` (the tiles of one date)
-        gives at that date, by tile path: the tile :func:`plot_chips` picks for each plot of ``plots``."""
+        gives at that date, by tile path: the tile :func:`plot_chips` picks for each plot of ``plots`` (the same
+        plots at every date: a ``KeptChips`` serves one zonal run)."""
         out: dict[str, np.ndarray] = {}
         geometry = plots.geometry[~(plots.geometry.isna() | plots.geometry.is_empty)]
         done = np.zeros(len(geometry), bool)
         for tile in sorted(tiles, key=lambda t: str(t.path)):
-            windows, covers = _chip_windows(geometry, tile)
+            crs = tile.crs.to_wkt()
+            if crs not in self._outlines:
+                self._outlines[crs] = _outlines_in(geometry, tile.crs)
+            windows, covers = _chip_windows(self._outlines[crs], tile)
             todo = ~done & covers
             out[str(tile.path)] = windows[todo]
             done |= todo
@@ -182,6 +193,7 @@ class KeptChips:
     def clear(self) -> None:
         """Forget everything (free the memory)."""
         self._raws.clear()
+        self._outlines.clear()
 
     def cut(self, date: str, path: str, window: rasterio.windows.Window) -> Any:
         """The kept pixels of ``window`` of the tile ``path`` of ``date`` (a RawWindow), or None unless they cover it
@@ -257,7 +269,7 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             if done.all():
                 break
             tile = open_tile(product if product is not None else path, date=acquisition.date)
-            windows, covers = _chip_windows(wanted.geometry, tile)
+            windows, covers = _chip_windows(_outlines_in(wanted.geometry, tile.crs), tile)
             todo = np.flatnonzero(~done & covers)
             if len(todo) == 0:
                 continue
