@@ -10,6 +10,7 @@ the zonal engine's figures) as ``series.parquet``.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -150,7 +151,7 @@ class KeptChips:
     """
 
     def __init__(self) -> None:
-        self._raws: dict[tuple[str, str], list[Any]] = {}  # (date, tile path) → RawWindows
+        self._raws: dict[tuple[str, str], list[Any]] = {}  # (date, tile path) → RawWindows, by first row
         self._outlines: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the plots' outlines by CRS (WKT)
 
     def __reduce__(self) -> tuple[type, tuple[()]]:
@@ -183,7 +184,7 @@ class KeptChips:
 
     def add(self, date: str, path: str, raw: Any) -> None:
         """Keep ``raw``, read from the tile ``path`` of ``date``."""
-        self._raws.setdefault((date, str(path)), []).append(raw)
+        bisect.insort(self._raws.setdefault((date, str(path)), []), raw, key=lambda kept: kept.window.row_off)
 
     def discard(self, date: str) -> None:
         """Forget what was kept of ``date`` (a tile of it failed)."""
@@ -200,7 +201,7 @@ class KeptChips:
         whole."""
         row0, row1 = window.row_off, window.row_off + window.height
         parts = []
-        for raw in sorted(self._raws.get((date, str(path)), ()), key=lambda r: r.window.row_off):
+        for raw in self._raws.get((date, str(path)), ()):
             top, bottom = raw.window.row_off, raw.window.row_off + raw.window.height
             if bottom <= row0 or top >= row1:
                 continue
