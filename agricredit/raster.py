@@ -153,10 +153,11 @@ class RawWindow:
     ``qa`` (the quality band; MSK_CLASSI's two bands on a leading axis), ``defect`` and ``external`` for a sensor
     product; ``ndvi`` and ``observed`` (its internal mask, when it has one) for an NDVI raster. :func:`ndvi_of`
     computes NDVI and the masks from them, pixel by pixel (the cloud outlines of a product with ``cloud_shapes``
-    are rasterized over ``window``).
+    are rasterized over ``window``). ``window`` None: pixels gathered from several windows (any shape), for a
+    product without cloud outlines.
     """
 
-    window: Window
+    window: Window | None
     arrays: dict[str, np.ndarray]
 
     @property

@@ -548,7 +548,7 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile],
             boxes = _chip_boxes(grid, tiles, chips or {}, int(tops[s]), int(tops[s + 1]))
             if not pieces and not boxes:
                 continue
-            ids = np.concatenate([np.empty(0, np.int64), *(weights.blocks[k].ids[a:b] for k, a, b in pieces)])
+            ids = np.concatenate([weights.blocks[k].ids[a:b] for k, a, b in pieces]) if pieces else np.empty(0, np.int64)
             rows, cols = np.divmod(ids, ids.dtype.type(weights.width))
             del ids
             values = np.full(len(rows), np.nan, dtype=np.float32)

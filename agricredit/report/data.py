@@ -276,20 +276,20 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
                 continue
             t = tile.transform
             chips = []  # (plot, stride, NDVI, cloud) of each chip, decimated and flattened (copies of the windows)
-            strides = [max(1, math.ceil(max(c1 - c0, r1 - r0) / CHIP_MAX_PIXELS)) for c0, r0, c1, r1 in windows[todo]]
+            steps = [max(1, math.ceil(max(c1 - c0, r1 - r0) / CHIP_MAX_PIXELS)) for c0, r0, c1, r1 in windows[todo]]
             raws = [None if kept is None or tile.product is None else
                     kept.cut(date, tile.path, rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
                     for c0, r0, c1, r1 in windows[todo]]
             cut = [k for k, raw in enumerate(raws) if raw is not None]
             if cut:
-                pixels = _kept_chip_pixels(tile.product, [raws[k] for k in cut], [strides[k] for k in cut])
-                chips.extend((todo[k], strides[k], ndvi.shape, ndvi.ravel(), cloud.ravel())
+                pixels = _kept_chip_pixels(tile.product, [raws[k] for k in cut], [steps[k] for k in cut])
+                chips.extend((todo[k], steps[k], ndvi.shape, ndvi.ravel(), cloud.ravel())
                              for k, (ndvi, cloud) in zip(cut, pixels))
             rest = np.array([k for k, raw in enumerate(raws) if raw is None], dtype=np.int64)
             if len(rest):
                 with _tile_reader(tile) as read:
                     for k, ndvi, cloud in _read_windows(read, windows[todo[rest]]):
-                        stride = strides[rest[k]]
+                        stride = steps[rest[k]]
                         ndvi, cloud = ndvi[::stride, ::stride], cloud[::stride, ::stride]
                         chips.append((todo[rest[k]], stride, ndvi.shape, ndvi.ravel(), cloud.ravel()))
             chips.sort(key=lambda chip: chip[0])
