@@ -47,6 +47,7 @@ from agricredit.errors import AgricreditError, InputError
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.outputs import atomic_path, sha256_file
 from agricredit.privacy import RedactPII
+from agricredit.report.data import KeptChips
 from agricredit.season import season_period
 
 __all__ = ["BatchConfig", "BatchRun", "ChunkFailure", "DaskObserver", "FAILURES", "LOCAL_WORKER_CONFIG", "SEQUENCE_FILES",
@@ -175,21 +176,25 @@ class ChunkFailure:
 
 
 def observe_chunk(plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]
-                  ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The map task: the observation table of one chunk of plots, and the tiles it could not read.
+                  ) -> tuple[pd.DataFrame, list[dict[str, Any]], KeptChips]:
+    """The map task: the observation table of one chunk of plots, the tiles it could not read and the pixels it read
+    around the plots' chips.
 
     Returns
     -------
-    (pandas.DataFrame, list of dict)
-        The long table (:func:`agricredit.acquisitions.observation_table`) and
-        each unreadable tile as a plain record (:func:`_tile_record`).
+    (pandas.DataFrame, list of dict, KeptChips)
+        The long table (:func:`agricredit.acquisitions.observation_table`),
+        each unreadable tile as a plain record (:func:`_tile_record`) and the decompressed pixels of the chip
+        windows at every date (:class:`agricredit.report.data.KeptChips`: for the chained evidence task on the
+        same worker; empty once sent elsewhere).
     """
     unreadable: list[dict[str, Any]] = []
 
     def on_error(tile: Any, error: Exception) -> None:
         unreadable.append(_tile_record(tile, error.message if isinstance(error, AgricreditError) else str(error)))
 
-    return observation_table(plots, acquisitions, on_error=on_error), unreadable
+    kept = KeptChips()
+    return observation_table(plots, acquisitions, on_error=on_error, chips=kept), unreadable, kept
 
 
 def _tile_record(tile: Any, why: str) -> dict[str, Any]:
@@ -336,7 +341,7 @@ class DaskObserver:
         for future in as_completed(list(pending)):
             number, subset = pending[future]
             try:
-                table, unreadable = future.result()
+                table, unreadable = future.result()[:2]
             except Exception as error:  # a failing chunk: isolated (or, with fail_fast, the end of the run)
                 why = error.one_line() if isinstance(error, AgricreditError) else f"{type(error).__name__}: {error}"
                 if self.fail_fast:
@@ -505,16 +510,24 @@ def _first_and_last_day(acquisitions: Sequence[Acquisition]) -> tuple[np.datetim
 
 def _observed_evidence(observed: Any, plots: gpd.GeoDataFrame, claims: bytes, *shared: Any) -> Evidence:
     """The chained evidence task: :func:`_chunk_evidence` of a zonal task's result (or a chunk's table from the
-    ledger), on the rows of ``plots``."""
-    table = observed[0] if isinstance(observed, tuple) else observed
-    return _chunk_evidence(_rows_of(table, plots), plots, claims, *shared)
+    ledger), on the rows of ``plots``, with the chips cut from the pixels the zonal task kept (when it ran in this
+    process); the kept pixels are freed once used."""
+    if not isinstance(observed, tuple):
+        return _chunk_evidence(_rows_of(observed, plots), plots, claims, *shared)
+    table, kept = observed[0], (observed[2] if len(observed) > 2 else None)
+    try:
+        return _chunk_evidence(_rows_of(table, plots), plots, claims, *shared, kept=kept)
+    finally:
+        if kept is not None:
+            kept.clear()
 
 
-def _chunk_evidence(table: pd.DataFrame, plots: gpd.GeoDataFrame, claims: bytes, *shared: Any) -> Evidence:
+def _chunk_evidence(table: pd.DataFrame, plots: gpd.GeoDataFrame, claims: bytes, *shared: Any,
+                    kept: KeptChips | None = None) -> Evidence:
     """The evidence map task: :func:`agricredit.evidence.plot_evidence` of one chunk (``claims``: its declared crops
     and drawn areas, pickled) without the fitted curves and series objects, which the reduce step does not read (its
     rows hold the fits' figures) and which would be most of what a county's chunks send back to this process."""
-    evidence = plot_evidence(table, plots, *pickle.loads(claims), *shared)
+    evidence = plot_evidence(table, plots, *pickle.loads(claims), *shared, kept=kept)
     return replace(evidence, season=replace(evidence.season, fits={}, series={}))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agricredit.report.data import plot_chips, season_series
+from agricredit.report.data import KeptChips, plot_chips, season_series
 from agricredit.season import SeasonRows, season_rows
 
 __all__ = ["Evidence", "plot_evidence"]
@@ -45,7 +45,7 @@ class Evidence:
 
 def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], drawn_mu: Mapping[str, float],
                   period: tuple[np.datetime64, np.datetime64], acquisitions: Sequence[Any],
-                  options: Mapping[str, Any]) -> Evidence:
+                  options: Mapping[str, Any], kept: KeptChips | None = None) -> Evidence:
     """The evidence of ``plots``.
 
     Parameters
@@ -62,9 +62,12 @@ def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], 
         The season's acquisitions (the chips are read from the tiles of each plot's peak date).
     options
         Keyword arguments of :func:`agricredit.season.season_rows` (region, policy numbers, crop model).
+    kept
+        The pixels the zonal stage kept around the chips (:class:`agricredit.report.data.KeptChips`), if any: the
+        chips are cut out of them rather than read from the tiles again (the same bytes).
     """
     plot_ids = sorted(plots["plot_id"].astype(str))
     rows = season_rows(table, declared, drawn_mu, period=period, plot_ids=plot_ids, **options)
     peak_dates = {row["plot_id"]: str(np.datetime64(row["peak_date"], "D")) for row in rows.rows
                   if row.get("peak_date") is not None and not pd.isna(row["peak_date"])}
-    return Evidence(rows, plot_chips(plots, peak_dates, acquisitions), season_series(table))
+    return Evidence(rows, plot_chips(plots, peak_dates, acquisitions, kept), season_series(table))

@@ -51,6 +51,8 @@ __all__ = [
     "Product",
     "NdviReport",
     "NdviReader",
+    "RawWindow",
+    "ndvi_of",
     "open_product",
     "is_product_folder",
     "read_ndvi",
@@ -143,6 +145,89 @@ def ndvi_from_dn(
     return ndvi, fill
 
 
+@dataclasses.dataclass(frozen=True)
+class RawWindow:
+    """The decompressed inputs of NDVI over one window of a product, as read from its files (what a read costs).
+
+    ``arrays`` by role, each ``(..., rows, cols)`` over ``window``: ``red``, ``nir`` and, when the product has them,
+    ``qa`` (the quality band; MSK_CLASSI's two bands on a leading axis), ``defect`` and ``external`` for a sensor
+    product; ``ndvi`` and ``observed`` (its internal mask, when it has one) for an NDVI raster. :func:`ndvi_of`
+    computes NDVI and the masks from them, pixel by pixel (the cloud outlines of a product with ``cloud_shapes``
+    are rasterized over ``window``). ``window`` None: pixels gathered from several windows (any shape), for a
+    product without cloud outlines.
+    """
+
+    window: Window | None
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers its arrays view (a buffer several arrays view counts once)."""
+        buffers = {id(b): b for b in (a if a.base is None else a.base for a in self.arrays.values())}
+        return sum(getattr(b, "nbytes", 0) for b in buffers.values())
+
+    def crop(self, window: Window) -> RawWindow | None:
+        """The part over ``window`` (views), or None when ``window`` is not all inside this one."""
+        row0, col0 = int(window.row_off - self.window.row_off), int(window.col_off - self.window.col_off)
+        rows, cols = int(window.height), int(window.width)
+        height, width = next(iter(self.arrays.values())).shape[-2:]
+        if row0 < 0 or col0 < 0 or row0 + rows > height or col0 + cols > width:
+            return None
+        return RawWindow(window, {k: a[..., row0:row0 + rows, col0:col0 + cols] for k, a in self.arrays.items()})
+
+    @classmethod
+    def stacked(cls, parts: list[RawWindow]) -> RawWindow:
+        """Windows of the same columns and roles, each starting on the row where the one before ends, as one."""
+        if len(parts) == 1:
+            return parts[0]
+        first, last = parts[0].window, parts[-1].window
+        window = Window(first.col_off, first.row_off, first.width, last.row_off + last.height - first.row_off)
+        return cls(window, {k: np.concatenate([p.arrays[k] for p in parts], axis=-2) for k in parts[0].arrays})
+
+
+def ndvi_of(product: Product, raw: RawWindow, cells: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ndvi, cloud, fill)`` of ``product`` from its decompressed inputs ``raw`` (:meth:`NdviReader.read_raw`).
+
+    Over the whole window, or, with ``cells`` (row and column indices within it), 1-D at those cells only (the same
+    values, element by element). See :meth:`NdviReader.read`.
+    """
+    p, arrays = product, raw.arrays
+    flat: list[np.ndarray] = []  # the cells' flat indices in the window
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        """The cells of a ``(..., rows, cols)`` window array (all of it without ``cells``)."""
+        if cells is None:
+            return values
+        if not flat:  # one flat index per cell: np.take is several times faster than 2-D fancy indexing
+            flat.append(cells[0].astype(np.intp) * values.shape[-1] + cells[1])
+        return np.take(values.reshape(*values.shape[:-2], -1), flat[0], axis=-1)
+
+    if p.sensor == "ndvi":  # cloud = NaN pixels its internal mask marks as observed
+        ndvi = pick(arrays["ndvi"]).astype(np.float32, copy=False)
+        fill = pick(arrays["observed"]) == 0 if "observed" in arrays else np.zeros(ndvi.shape, bool)
+        return ndvi, np.isnan(ndvi) & ~fill, fill
+    ndvi, fill = ndvi_from_dn(pick(arrays["red"]), pick(arrays["nir"]), scale=p.scale, offset=p.offset,
+                              nodata=p.nodata, saturated=p.saturated_dn)
+    if "defect" in arrays:
+        ndvi[sensors.apply_defect_rule(p.defect_rule, pick(arrays["defect"]))] = np.nan
+    cloud = np.zeros(ndvi.shape, bool)
+    if "qa" in arrays:
+        qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, pick(arrays["qa"]))
+        fill |= qa_fill
+        cloud |= qa_cloud
+    if p.cloud_shapes:
+        cloud |= pick(rasterio.features.rasterize(
+            p.cloud_shapes, out_shape=arrays["red"].shape[-2:],
+            transform=rasterio.windows.transform(raw.window, p.transform), fill=0, default_value=1,
+            dtype="uint8").astype(bool))
+    if "external" in arrays:
+        cloud |= pick(arrays["external"]) != 0
+    cloud &= ~fill
+    ndvi[fill | cloud] = np.nan
+    return ndvi, cloud, fill
+
+
 class NdviReader:
     """The open datasets of one product, reading NDVI by window; a context manager.
 
@@ -207,64 +292,33 @@ class NdviReader:
         ``fill`` is True where an input is no data (outside the acquisition).
         With ``cells`` (row and column indices within the window) the three are 1-D, at those cells only: the
         window is read and decompressed whole, but NDVI and the masks are computed only where they are needed
-        (the same values, element by element).
+        (the same values, element by element). The same as :func:`ndvi_of` of :meth:`read_raw`.
         """
+        return ndvi_of(self.product, self.read_raw(window), cells)
+
+    def read_raw(self, window: Window | None = None) -> RawWindow:
+        """The decompressed inputs of NDVI over ``window`` (whole tile if None), as :func:`ndvi_of` takes them."""
         p = self.product
         window = window or _full_window(p)
-        shape: list[tuple[int, int]] = []  # the window's, as read
-        flat: list[np.ndarray] = []  # the cells' flat indices in it
-
-        def pick(values: np.ndarray) -> np.ndarray:
-            """The cells of a ``(..., rows, cols)`` window array (all of it without ``cells``)."""
-            if cells is None:
-                return values
-            if not flat:  # one flat index per cell: np.take is several times faster than 2-D fancy indexing
-                flat.append(cells[0].astype(np.intp) * values.shape[-1] + cells[1])
-            return np.take(values.reshape(*values.shape[:-2], -1), flat[0], axis=-1)
-
-        def band(ds, ref: BandRef, indexes: list[int] | None = None) -> np.ndarray:
-            values = self._read(ds, ref, window, indexes)
-            shape.append(values.shape[-2:])
-            return pick(values)
-
         if p.sensor == "ndvi":
-            return self._read_ndvi(window, pick)
+            arrays = {"ndvi": self._read(self.red, p.red, window)}
+            if self.footprint:
+                arrays["observed"] = self.red.read_masks(1, window=window)
+            return RawWindow(window, arrays)
         assert p.nir is not None
-        qa = None
         if self.nir is self.red:  # the bands of one file in one call: a pixel-interleaved file is decompressed once
             with_qa = p.mask is not None and self.mask is self.red and not p.mask_rule.startswith("msk_classi")
-            bands = band(self.red, p.red, [p.red.index, p.nir.index] + ([p.mask.index] if with_qa else []))
-            red, nir, qa = bands[0], bands[1], (bands[2] if with_qa else None)
+            bands = self._read(self.red, p.red, window, [p.red.index, p.nir.index] + ([p.mask.index] if with_qa else []))
+            arrays = {"red": bands[0], "nir": bands[1], **({"qa": bands[2]} if with_qa else {})}
         else:
-            red, nir = band(self.red, p.red), band(self.nir, p.nir)
-        ndvi, fill = ndvi_from_dn(red, nir, scale=p.scale, offset=p.offset, nodata=p.nodata, saturated=p.saturated_dn)
+            arrays = {"red": self._read(self.red, p.red, window), "nir": self._read(self.nir, p.nir, window)}
         if p.defect is not None:
-            ndvi[sensors.apply_defect_rule(p.defect_rule, band(self.defect, p.defect))] = np.nan
-        cloud = np.zeros(ndvi.shape, bool)
-        if p.mask is not None:
-            if qa is None:  # MSK_CLASSI: opaque and cirrus are bands 1 and 2 of one file.
-                qa = band(self.mask, p.mask, [1, 2] if p.mask_rule.startswith("msk_classi") else None)
-            qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, qa)
-            fill |= qa_fill
-            cloud |= qa_cloud
-        if p.cloud_shapes:
-            cloud |= pick(rasterio.features.rasterize(
-                p.cloud_shapes, out_shape=shape[0],
-                transform=rasterio.windows.transform(window, p.transform), fill=0, default_value=1,
-                dtype="uint8").astype(bool))
+            arrays["defect"] = self._read(self.defect, p.defect, window)
+        if p.mask is not None and "qa" not in arrays:  # MSK_CLASSI: opaque and cirrus are bands 1 and 2 of one file.
+            arrays["qa"] = self._read(self.mask, p.mask, window, [1, 2] if p.mask_rule.startswith("msk_classi") else None)
         if p.external_mask is not None:
-            cloud |= band(self.external, p.external_mask) != 0
-        cloud &= ~fill
-        ndvi[fill | cloud] = np.nan
-        return ndvi, cloud, fill
-
-    def _read_ndvi(self, window: Window, pick: Callable[[np.ndarray], np.ndarray]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ndvi, cloud, fill) of an NDVI raster at the cells ``pick`` takes from ``window``: cloud = NaN pixels its
-        internal mask marks as observed."""
-        ndvi = pick(self._read(self.red, self.product.red, window)).astype(np.float32, copy=False)
-        fill = pick(self.red.read_masks(1, window=window)) == 0 if self.footprint else np.zeros(ndvi.shape, bool)
-        return ndvi, np.isnan(ndvi) & ~fill, fill
+            arrays["external"] = self._read(self.external, p.external_mask, window)
+        return RawWindow(window, arrays)
 
     def close(self) -> None:
         """Close every dataset this reader opened."""

@@ -37,7 +37,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,7 @@ from agricredit.sensors import parse_date
 
 if TYPE_CHECKING:
     from agricredit.raster import Product
+    from agricredit.report.data import KeptChips
 
 __all__ = [
     "PARTIAL_COVERAGE",
@@ -198,25 +199,30 @@ def open_tile(path: str | os.PathLike[str] | Product, date: dt.date | None = Non
 def _tile_reader(tile: Tile) -> Iterator[Callable[..., tuple[np.ndarray, np.ndarray]]]:
     """Open ``tile`` once; yield a function reading NDVI (float32, NaN = invalid) and the cloud mask of a window,
     ``read(window)``, or only at some of its cells, ``read(window, rows, cols)`` (indices within the window; 1-D).
+    ``read(window, rows, cols, keep)`` of a product also passes the window's decompressed pixels
+    (:class:`agricredit.raster.RawWindow`) to ``keep``.
 
     The one place where tiles are read: products go through
     :class:`agricredit.raster.NdviReader`; in an untagged NDVI raster every invalid
     pixel counts as cloud (the raster does not say why).
     """
     if tile.product is not None:
-        from agricredit.raster import NdviReader
+        from agricredit.raster import NdviReader, ndvi_of
 
         with NdviReader(tile.product) as reader:
-            def read_product(window: Window, rows: np.ndarray | None = None,
-                             cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-                ndvi, cloud, _ = reader.read(window, cells=None if rows is None else (rows, cols))
+            def read_product(window: Window, rows: np.ndarray | None = None, cols: np.ndarray | None = None,
+                             keep: Callable[[Any], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                raw = reader.read_raw(window)
+                if keep is not None:
+                    keep(raw)
+                ndvi, cloud, _ = ndvi_of(tile.product, raw, cells=None if rows is None else (rows, cols))
                 return np.asarray(ndvi, dtype=np.float32), np.asarray(cloud, dtype=bool)
 
             yield read_product
         return
     with rasterio.open(tile.path) as src:
-        def read_raster(window: Window, rows: np.ndarray | None = None,
-                        cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        def read_raster(window: Window, rows: np.ndarray | None = None, cols: np.ndarray | None = None,
+                        keep: Callable[[Any], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
             values = src.read(1, window=window, masked=True)
             ndvi = np.ma.filled((values if rows is None else values[rows, cols]).astype(np.float32, copy=False), np.nan)
             return ndvi, np.isnan(ndvi)
@@ -514,13 +520,18 @@ def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
 _READ_CACHE_MB = 128
 
 
-def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -> list[tuple[np.ndarray, ...]]:
+def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile],
+                 chips: Mapping[str, np.ndarray] | None = None,
+                 keep: Callable[[Tile, Any], None] | None = None) -> list[tuple[np.ndarray, ...]]:
     """Mosaic the tiles of one date on ``grid`` at the cells of each weight block.
 
     Returns per block ``(ndvi, cloud, inside)`` over its ``ids``: NDVI (float32,
     NaN where no tile is valid), cloud (no tile valid and one says cloud), inside
     (some tile covers the cell). Strips of :data:`_STRIP_ROWS` grid rows bound the
     memory; each tile is opened once and read once per strip, only over the window its needed cells span.
+    With ``chips`` (tile path → windows ``col0, row0, col1, row1`` on that tile), each tile's window in a strip also
+    spans the windows' rows in the strip, and ``keep(tile, raw)`` gets what was read of a product
+    (:class:`agricredit.raster.RawWindow`) wherever a window has rows.
     """
     out = [(np.full(len(b.ids), np.nan, dtype=np.float32), np.zeros(len(b.ids), bool), np.zeros(len(b.ids), bool))
            for b in weights.blocks]
@@ -534,9 +545,10 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
         readers: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {}
         for s in range(len(tops) - 1):
             pieces = [(k, int(lo[s]), int(lo[s + 1])) for k, lo in enumerate(bounds) if lo[s] < lo[s + 1]]
-            if not pieces:
+            boxes = _chip_boxes(grid, tiles, chips or {}, int(tops[s]), int(tops[s + 1]))
+            if not pieces and not boxes:
                 continue
-            ids = np.concatenate([weights.blocks[k].ids[a:b] for k, a, b in pieces])
+            ids = np.concatenate([weights.blocks[k].ids[a:b] for k, a, b in pieces]) if pieces else np.empty(0, np.int64)
             rows, cols = np.divmod(ids, ids.dtype.type(weights.width))
             del ids
             values = np.full(len(rows), np.nan, dtype=np.float32)
@@ -547,16 +559,21 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
                 here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
                 inside |= here
                 todo = np.flatnonzero(here & np.isnan(values))
-                if len(todo) == 0:
+                box = boxes.get(tile.path)
+                if len(todo) == 0 and box is None:
                     continue
                 every = len(todo) == len(values)  # one tile for all of the strip's cells: no gathers, no scatters
                 if not every:
                     r, c = r[todo], c[todo]
-                r_lo, c_lo = int(r.min()), int(c.min())
-                window = Window(c_lo, r_lo, int(c.max()) + 1 - c_lo, int(r.max()) + 1 - r_lo)
+                spans = [box] if box is not None else []
+                if len(todo):
+                    spans.append((int(c.min()), int(r.min()), int(c.max()) + 1, int(r.max()) + 1))
+                c_lo, r_lo = min(b[0] for b in spans), min(b[1] for b in spans)
+                window = Window(c_lo, r_lo, max(b[2] for b in spans) - c_lo, max(b[3] for b in spans) - r_lo)
                 if tile.path not in readers:
                     readers[tile.path] = stack.enter_context(_tile_reader(tile))
-                tile_values, tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo)
+                kept = None if box is None or keep is None else (lambda raw, tile=tile: keep(tile, raw))
+                tile_values, tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo, kept)
                 if every:
                     values = tile_values
                     cloud |= tile_cloud
@@ -570,6 +587,24 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile]) -
                     target[a:b] = source[at:at + b - a]
                 at += b - a
     return out
+
+
+def _chip_boxes(grid: _Grid, tiles: Sequence[Tile], chips: Mapping[str, np.ndarray], top: int, bottom: int
+                ) -> dict[str, tuple[int, int, int, int]]:
+    """Per tile path, the box ``col0, row0, col1, row1`` (on the tile) of the rows of its ``chips`` windows that
+    lie in the grid rows ``top`` to ``bottom`` (tiles without any left out)."""
+    boxes = {}
+    for tile in tiles:
+        windows = chips.get(tile.path)
+        if windows is None or len(windows) == 0:
+            continue
+        row0 = grid.offsets[tile.path][0]
+        lo, hi = top - row0, bottom - row0
+        here = windows[(windows[:, 1] < hi) & (windows[:, 3] > lo)]
+        if len(here):
+            boxes[tile.path] = (int(here[:, 0].min()), max(lo, int(here[:, 1].min())), int(here[:, 2].max()),
+                                min(hi, int(here[:, 3].max())))
+    return boxes
 
 
 # --------------------------------------------------------------------------- statistics
@@ -754,6 +789,7 @@ def _gen_date_blocks(
     progress: Callable[[int, int], None] | None,
     keep_uncovered: bool,
     on_error: Callable[[Tile, Exception], None] | None,
+    chips: KeptChips | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The engine: one DataFrame of :data:`STAT_COLUMNS` per date."""
     threshold = default_cropped_threshold() if threshold is None else float(threshold)
@@ -774,13 +810,18 @@ def _gen_date_blocks(
         by_date.setdefault(tile.date, []).append(tile)
     for done, date in enumerate(sorted(by_date), start=1):
         parts = []
+        windows = None if chips is None else chips.windows(plots, by_date[date])
         for grid, w in zip(grids, weights):
             members = [t for t in by_date[date] if t.path in grid.offsets]
             if not members:
                 continue
             try:
-                parts.append((w, _cell_values(grid, w, members)))
+                parts.append((w, _cell_values(grid, w, members, windows,
+                                              None if chips is None else
+                                              lambda tile, raw, date=date: chips.add(date, tile.path, raw))))
             except (CorruptInputError, rasterio.errors.RasterioIOError) as error:
+                if chips is not None:
+                    chips.discard(date)
                 if on_error is None:
                     raise
                 for tile in members:
@@ -808,10 +849,15 @@ def zonal_stats(
     progress: Callable[[int, int], None] | None = None,
     keep_uncovered: bool = False,
     on_error: Callable[[Tile, Exception], None] | None = None,
+    chips: KeptChips | None = None,
 ) -> pd.DataFrame:
-    """:func:`gen_zonal_stats` as a long DataFrame (one row per plot and date)."""
+    """:func:`gen_zonal_stats` as a long DataFrame (one row per plot and date).
+
+    With ``chips`` (:class:`agricredit.report.data.KeptChips`), the reads also cover the plots' chip windows at every
+    date and ``chips`` keeps what they decompressed, for :func:`agricredit.report.data.plot_chips`.
+    """
     blocks = list(_gen_date_blocks(plots, tiles, threshold=threshold, progress=progress,
-                                   keep_uncovered=keep_uncovered, on_error=on_error))
+                                   keep_uncovered=keep_uncovered, on_error=on_error, chips=chips))
     if not blocks:
         return pd.DataFrame(columns=list(STAT_COLUMNS))
     return pd.concat(blocks, ignore_index=True)

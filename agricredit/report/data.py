@@ -10,6 +10,7 @@ the zonal engine's figures) as ``series.parquet``.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ import shapely
 
 from agricredit.schema import SERIES_FIELDS, conformed_columns
 
-__all__ = ["CHIP_MAX_PIXELS", "CHIP_MARGIN", "SERIES_COLUMNS", "encode_ndvi", "decode_ndvi", "plot_chips",
+__all__ = ["CHIP_MAX_PIXELS", "CHIP_MARGIN", "SERIES_COLUMNS", "KeptChips", "encode_ndvi", "decode_ndvi", "plot_chips",
            "season_series", "chip_array", "write_report_data"]
 
 #: Largest side of a chip, in pixels (larger windows are decimated by a whole stride).
@@ -118,7 +119,123 @@ def _read_windows(read: Any, windows: np.ndarray) -> Any:
 CHIP_COLUMNS = ("plot_id", "date", "crs", *(f"t{i}" for i in range(6)), "width", "height", "ndvi")
 
 
-def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[Any]) -> pd.DataFrame:
+def _outlines_in(geometry: Any, crs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The bounds (N × 4) and centroids (N × 2) of the outlines ``geometry`` (a GeoSeries) in ``crs``."""
+    local = geometry.to_crs(crs).values
+    centroids = shapely.centroid(local)
+    return shapely.bounds(local).reshape(-1, 4), np.stack([shapely.get_x(centroids), shapely.get_y(centroids)], 1)
+
+
+def _chip_windows(outlines: tuple[np.ndarray, np.ndarray], tile: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The chip window of each plot on ``tile`` (:func:`_windows_around`) and whether the tile may give its chip
+    (its centroid inside the tile's footprint and its window not empty); ``outlines`` as :func:`_outlines_in` in
+    the tile's CRS."""
+    bounds, centroids = outlines
+    footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
+    windows = _windows_around(bounds, tile)
+    covers = shapely.contains_xy(footprint, centroids[:, 0], centroids[:, 1]) \
+        & (windows[:, 2] > windows[:, 0]) & (windows[:, 3] > windows[:, 1])
+    return windows, covers
+
+
+class KeptChips:
+    """The decompressed pixels (:class:`agricredit.raster.RawWindow`) the zonal stage read around the plots' chip
+    windows, by date and tile, so that :func:`plot_chips` cuts each chip out of them instead of decompressing the
+    tile again (the same pixels, hence the same bytes).
+
+    The zonal engine (:func:`agricredit.zonal.zonal_stats` with ``chips=``) asks :meth:`windows` which windows of
+    each tile of a date the chips take, widens its reads to cover them and :meth:`add`\\ s what it read. A chip
+    that the kept pixels do not cover whole (a tile that failed, an NDVI raster) is read from its tile as before.
+    Kept pixels stay in the process that read them: pickled (sent to another process, spilled to disk) a
+    ``KeptChips`` is empty, and the chips are read again.
+    """
+
+    def __init__(self) -> None:
+        self._raws: dict[tuple[str, str], list[Any]] = {}  # (date, tile path) → RawWindows, by first row
+        self._outlines: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the plots' outlines by CRS (WKT)
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return KeptChips, ()
+
+    def __sizeof__(self) -> int:  # what Dask's memory manager counts
+        return object.__sizeof__(self) + self.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the pixels kept."""
+        return sum(raw.nbytes for raws in self._raws.values() for raw in raws)
+
+    def windows(self, plots: Any, tiles: Sequence[Any]) -> dict[str, np.ndarray]:
+        """The chip windows (``col0, row0, col1, row1`` on the tile) that each of ``tiles`` (the tiles of one date)
+        gives at that date, by tile path: the tile :func:`plot_chips` picks for each plot of ``plots`` (the same
+        plots at every date: a ``KeptChips`` serves one zonal run)."""
+        out: dict[str, np.ndarray] = {}
+        geometry = plots.geometry[~(plots.geometry.isna() | plots.geometry.is_empty)]
+        done = np.zeros(len(geometry), bool)
+        for tile in sorted(tiles, key=lambda t: str(t.path)):
+            crs = tile.crs.to_wkt()
+            if crs not in self._outlines:
+                self._outlines[crs] = _outlines_in(geometry, tile.crs)
+            windows, covers = _chip_windows(self._outlines[crs], tile)
+            todo = ~done & covers
+            out[str(tile.path)] = windows[todo]
+            done |= todo
+        return out
+
+    def add(self, date: str, path: str, raw: Any) -> None:
+        """Keep ``raw``, read from the tile ``path`` of ``date``."""
+        bisect.insort(self._raws.setdefault((date, str(path)), []), raw, key=lambda kept: kept.window.row_off)
+
+    def discard(self, date: str) -> None:
+        """Forget what was kept of ``date`` (a tile of it failed)."""
+        for key in [key for key in self._raws if key[0] == date]:
+            del self._raws[key]
+
+    def clear(self) -> None:
+        """Forget everything (free the memory)."""
+        self._raws.clear()
+        self._outlines.clear()
+
+    def cut(self, date: str, path: str, window: rasterio.windows.Window) -> Any:
+        """The kept pixels of ``window`` of the tile ``path`` of ``date`` (a RawWindow), or None unless they cover it
+        whole."""
+        row0, row1 = window.row_off, window.row_off + window.height
+        parts = []
+        for raw in self._raws.get((date, str(path)), ()):
+            top, bottom = raw.window.row_off, raw.window.row_off + raw.window.height
+            if bottom <= row0 or top >= row1:
+                continue
+            at = row0 if not parts else parts[-1].window.row_off + parts[-1].window.height
+            if top > at:
+                return None
+            piece = raw.crop(rasterio.windows.Window(window.col_off, at, window.width, min(bottom, row1) - at))
+            if piece is None:
+                return None
+            parts.append(piece)
+            if min(bottom, row1) == row1:
+                return type(raw).stacked(parts)
+        return None
+
+
+def _kept_chip_pixels(product: Any, raws: Sequence[Any], strides: Sequence[int]
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(ndvi, cloud)`` of each chip window's kept pixels ``raws``, decimated by its stride (as a read's)."""
+    from agricredit.raster import RawWindow, ndvi_of
+
+    if product.cloud_shapes:  # rasterized over each window
+        return [tuple(a[::s, ::s] for a in ndvi_of(product, raw)[:2]) for raw, s in zip(raws, strides)]
+    # NDVI and the masks are per pixel: every chip's decimated pixels at once, as one flat window.
+    shapes = [next(iter(raw.arrays.values()))[..., ::s, ::s].shape[-2:] for raw, s in zip(raws, strides)]
+    flat = RawWindow(None, {k: np.concatenate([raw.arrays[k][..., ::s, ::s].reshape(*raw.arrays[k].shape[:-2], -1)
+                                              for raw, s in zip(raws, strides)], axis=-1) for k in raws[0].arrays})
+    ndvi, cloud, _ = ndvi_of(product, flat)
+    bounds = [0, *np.cumsum([h * w for h, w in shapes]).tolist()]
+    return [(ndvi[lo:hi].reshape(shape), cloud[lo:hi].reshape(shape))
+            for (lo, hi), shape in zip(itertools.pairwise(bounds), shapes)]
+
+
+def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[Any],
+               kept: KeptChips | None = None) -> pd.DataFrame:
     """The NDVI chip of each plot at its peak date (one row per plot that a tile of that date covers).
 
     Parameters
@@ -129,6 +246,9 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
         Plot ID → peak date (``YYYY-MM-DD``); plots without one get no chip.
     acquisitions
         :class:`agricredit.season.Acquisition` objects; only the tiles of peak dates are opened.
+    kept
+        The pixels the zonal stage kept (:class:`KeptChips`): the chips they cover are cut out of them, the others
+        read from the tiles (the same bytes either way).
 
     Returns
     -------
@@ -150,22 +270,28 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             if done.all():
                 break
             tile = open_tile(product if product is not None else path, date=acquisition.date)
-            local = wanted.geometry.to_crs(tile.crs).values
-            footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
-            centroids = shapely.centroid(local)
-            windows = _windows_around(shapely.bounds(local).reshape(-1, 4), tile)
-            todo = np.flatnonzero(~done & shapely.contains_xy(footprint, shapely.get_x(centroids),
-                                                             shapely.get_y(centroids))
-                                  & (windows[:, 2] > windows[:, 0]) & (windows[:, 3] > windows[:, 1]))
+            windows, covers = _chip_windows(_outlines_in(wanted.geometry, tile.crs), tile)
+            todo = np.flatnonzero(~done & covers)
             if len(todo) == 0:
                 continue
             t = tile.transform
             chips = []  # (plot, stride, NDVI, cloud) of each chip, decimated and flattened (copies of the windows)
-            with _tile_reader(tile) as read:
-                for k, ndvi, cloud in _read_windows(read, windows[todo]):
-                    stride = max(1, math.ceil(max(ndvi.shape) / CHIP_MAX_PIXELS))
-                    ndvi, cloud = ndvi[::stride, ::stride], cloud[::stride, ::stride]
-                    chips.append((todo[k], stride, ndvi.shape, ndvi.ravel(), cloud.ravel()))
+            steps = [max(1, math.ceil(max(c1 - c0, r1 - r0) / CHIP_MAX_PIXELS)) for c0, r0, c1, r1 in windows[todo]]
+            raws = [None if kept is None or tile.product is None else
+                    kept.cut(date, tile.path, rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
+                    for c0, r0, c1, r1 in windows[todo]]
+            cut = [k for k, raw in enumerate(raws) if raw is not None]
+            if cut:
+                pixels = _kept_chip_pixels(tile.product, [raws[k] for k in cut], [steps[k] for k in cut])
+                chips.extend((todo[k], steps[k], ndvi.shape, ndvi.ravel(), cloud.ravel())
+                             for k, (ndvi, cloud) in zip(cut, pixels))
+            rest = np.array([k for k, raw in enumerate(raws) if raw is None], dtype=np.int64)
+            if len(rest):
+                with _tile_reader(tile) as read:
+                    for k, ndvi, cloud in _read_windows(read, windows[todo[rest]]):
+                        stride = steps[rest[k]]
+                        ndvi, cloud = ndvi[::stride, ::stride], cloud[::stride, ::stride]
+                        chips.append((todo[rest[k]], stride, ndvi.shape, ndvi.ravel(), cloud.ravel()))
             chips.sort(key=lambda chip: chip[0])
             where, strides = np.array([c[0] for c in chips]), np.array([c[1] for c in chips], dtype=float)
             # The tile's chips encoded in one pass (encode_ndvi is per pixel), then cut apart.
