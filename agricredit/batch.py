@@ -295,10 +295,11 @@ class DaskObserver:
 
     def _submit_evidence(self, chain: _Chain, observed: Any, plots: gpd.GeoDataFrame) -> Any:
         """Submit the evidence task of one chunk's ``plots`` on its ``observed`` table (or zonal future), with the
-        inputs of ``chain``."""
+        inputs of ``chain``; ahead of the zonal tasks still waiting (a higher priority), so that the pixels a zonal
+        task kept for the chips are used and freed before the worker reads another chunk."""
         claims = _claims_of(plots, chain.declared, chain.drawn_mu)
         return self.client.submit(_observed_evidence, observed, plots, claims, chain.period, chain.acquisitions,
-                                  chain.options, pure=False)
+                                  chain.options, pure=False, priority=1)
 
     def prefetch(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]) -> None:
         """Start the zonal tasks of ``plots`` while the client reads the tables and measures the claims.
