@@ -60,14 +60,15 @@ def test_season_rows_pauses_the_collector_and_restarts_it(monkeypatch):
         raise RuntimeError("stop")
 
     monkeypatch.setattr(season, "_fit_plots", fit_plots)
+    empty = season.pd.DataFrame(columns=["plot_id", "date", "valid_frac", "cropped_area_mu", "ndvi_mean"])
     assert gc.isenabled()
     with pytest.raises(RuntimeError, match="stop"):  # restarted even when the rows fail
-        season.season_rows(season.pd.DataFrame(), region="ncp", period=("2023-01-01", "2023-12-31"))
+        season.season_rows(empty, region="ncp", period=("2023-01-01", "2023-12-31"), plot_ids=["p"])
     assert seen == [False] and gc.isenabled()
     gc.disable()
     try:  # a collector paused by the caller stays paused
         with pytest.raises(RuntimeError, match="stop"):
-            season.season_rows(season.pd.DataFrame(), region="ncp", period=("2023-01-01", "2023-12-31"))
+            season.season_rows(empty, region="ncp", period=("2023-01-01", "2023-12-31"), plot_ids=["p"])
         assert seen == [False, False] and not gc.isenabled()
     finally:
         gc.enable()
