@@ -391,13 +391,17 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
     per_season = []  # each season's fit of every plot
     for j, (season, year) in enumerate(zip(seasons, tables.years)):
         season_shifts = shifts[:, j].astype(int)
+        dates = {shift: _shifted_dates(season, year, shift) for shift in np.unique(season_shifts).tolist()}
         # Plots fitted alike (same shift, amplitude to the bit: often at a bound) share one (frozen) SeasonFit.
-        _, first, alike = np.unique(np.stack([season_shifts, amp[:, j].view(np.int64)], axis=1), axis=0,
-                                    return_index=True, return_inverse=True)
-        made = [SeasonFit(season, shift, amplitude, scale, _shifted_dates(season, year, shift))
-                for shift, amplitude, scale in zip(season_shifts[first].tolist(), amp[first, j].tolist(),
-                                                   (amp[first, j] / tables.ranges[j]).tolist())]
-        per_season.append(list(map(made.__getitem__, alike.ravel().tolist())))
+        made: dict[tuple[int, int], SeasonFit] = {}
+        season_fits = []
+        for shift, bits, amplitude, scale in zip(season_shifts.tolist(), amp[:, j].view(np.int64).tolist(),
+                                                 amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist()):
+            fit = made.get((shift, bits))
+            if fit is None:
+                fit = made[shift, bits] = SeasonFit(season, shift, amplitude, scale, dates[shift])
+            season_fits.append(fit)
+        per_season.append(season_fits)
     return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset, plot_seasons, plot_fitted)
             for plot_score, plot_rmse, plot_offset, plot_fitted, plot_seasons
             in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, zip(*per_season))]
