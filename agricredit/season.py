@@ -407,7 +407,7 @@ _NAME = operator.attrgetter("name")
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
                      dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float,
-                     curves: np.ndarray | None = None, chosen_at: int | None | object = _UNKNOWN,
+                     window_rmse: np.ndarray | None = None, chosen_at: int | None | object = _UNKNOWN,
                      own: Sequence[SeasonFit] | None = None) -> list[Flag]:
     """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
 
@@ -419,8 +419,8 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     explanation holding the declared crops is compared with the best explanation overall
     on the observations of the declared seasons' green periods (as fitted, widened by one
     logistic width), by RMSE there plus each fit's calendar prior. A declaration of one
-    season of a double-cropped year is judged on that season only. ``curves`` are the fits' curves on
-    ``dates`` (:func:`~agricredit.cropfit.fitted_curves`) when already evaluated; ``chosen_at`` the position of the
+    season of a double-cropped year is judged on that season only. ``window_rmse`` are the fits' RMSEs there
+    (:func:`_window_rmses`) when already computed; ``chosen_at`` the position of the
     best fit holding the declared crops (:func:`_chosen_index`) when already looked up, and ``own`` that fit's
     declared seasons.
     """
@@ -460,8 +460,8 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
         return [Flag("CLOUD_INSUFFICIENT", {**figures, "crop": x.season.crop, "green_period_unseen": True})]
     if not inside.any():
         return []
-    residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
-    window_rmse = np.sqrt(np.add.reduce(residual**2, axis=1) / residual.shape[1])  # np.mean, without its wrapper
+    if window_rmse is None:
+        window_rmse = _rmse_in(fitted_curves(fits, dates), ndvi, inside)
     # RMSE in the window + calendar prior, of each fit
     window_scores = [rmse + f.score - f.rmse for rmse, f in zip(window_rmse.tolist(), fits)]
     declared_score, best_score = window_scores[chosen_at], min(window_scores)
@@ -499,6 +499,44 @@ def _fitted_green_masks(days: bytes, periods: tuple[tuple[dt.date, dt.date], ...
     for mask in masks:
         mask.flags.writeable = False
     return tuple(masks[:-1]), masks[-1]
+
+
+def _rmse_in(curves: np.ndarray, ndvi: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The RMSE of each curve (``... × fits × days``) to ``ndvi`` (``... × days``) on the days ``inside``."""
+    residual = curves[..., inside] - ndvi[..., None, inside]
+    return np.sqrt(np.add.reduce(residual**2, axis=-1) / residual.shape[-1])  # np.mean, without its wrapper
+
+
+def _window_rmses(region: str, plots: Sequence[tuple[Sequence[SystemFit], tuple[Declared, ...], np.ndarray, np.ndarray]]
+                  ) -> list[np.ndarray | None]:
+    """Each plot's fits' RMSE in its declared seasons' window (:func:`_template_checks`), for all plots at once.
+
+    ``plots`` are ``(ranked fits, declaration, days, ndvi)``: the observations the fits were made on. The window is
+    the green periods, as fitted in the best fit holding the declared crops, widened by one logistic width
+    (:func:`_fitted_green_masks`); plots with the same days, window and number of fits are computed together, with
+    the same operations as one by one. ``None`` where the template checks compute none (no fit, no declaration, no
+    fit holding it, no observation in the window).
+    """
+    out: list[np.ndarray | None] = [None] * len(plots)
+    groups: dict[tuple[bytes, bytes, int], list[int]] = {}
+    for k, (fits, declared, dates, _) in enumerate(plots):
+        if not fits or not declared:
+            continue
+        _, chosen_at, own_at = _ranking_of(region, tuple(map(_NAME, fits)), declared)
+        if chosen_at is None:
+            continue
+        seasons = fits[chosen_at].seasons
+        days = np.asarray(dates, dtype="datetime64[D]").tobytes()
+        _, inside = _fitted_green_masks(days, tuple((seasons[i].dates["greenup"], seasons[i].dates["senescence"])
+                                                    for i in own_at))
+        if inside.any():
+            groups.setdefault((days, inside.tobytes(), len(fits)), []).append(k)
+    for (_, inside, _), members in groups.items():
+        curves = np.array([[f.fitted for f in plots[k][0]] for k in members], dtype=float)
+        ndvi = np.array([plots[k][3] for k in members], dtype=float)
+        for k, rmse in zip(members, _rmse_in(curves, ndvi, np.frombuffer(inside, dtype=bool))):
+            out[k] = rmse
+    return out
 
 
 def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, dates: np.ndarray,
@@ -734,18 +772,20 @@ def season_rows(
                                  np.asarray(s.dates, dtype="datetime64[D]").tobytes()) for plot_id, s in series.items()]
     evidence = _window_evidence(list(series.values()), drawn, [seen.threshold for seen in windows],
                                 [seen.mask for seen in windows])
-    for (plot_id, s), plot_features, plot_drawn, seen, plot_evidence in zip(series.items(), features, drawn, windows,
-                                                                              evidence):
-        declared = declared_of.get(plot_id, ())
+    used = [(fitted[plot_id][0], declared_of.get(plot_id, ()), s.dates[fitted[plot_id][1]], s.ndvi[fitted[plot_id][1]])
+            for plot_id, s in series.items()]
+    window_rmses = _window_rmses(region, used)
+    for (plot_id, s), plot_features, plot_drawn, seen, plot_evidence, (plot_fits, declared, dates, ndvi), window_rmse \
+            in zip(series.items(), features, drawn, windows, evidence, used, window_rmses):
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
                                "n_clear": int(np.count_nonzero(s.cloud_masked)), "pixel_count": s.pixel_count,
                                "max_covered_frac": s.max_covered_frac}
         row.update(plot_features)
-        plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits, texts)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, plot_drawn, seen, plot_evidence,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, (dates, ndvi, window_rmse), declared, region, plot_drawn, seen,
+                                     plot_evidence,
                                      probabilities,
                                      min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
@@ -827,14 +867,16 @@ def _cropped_threshold(declared: tuple[Declared, ...]) -> float:
     return min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
 
 
-def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
+def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit],
+                observed: tuple[np.ndarray, np.ndarray, np.ndarray | None],
                 declared: Sequence[Declared], region: str, drawn: float, seen: _DeclaredWindows,
                 evidence: dict[str, Any], probabilities: pd.DataFrame | None, *, min_observations_in_window: int,
                 min_pixel_count: float, cultivated_min_share: float, min_season_amplitude: float,
                 max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
                 max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
-    the observations ``used`` (:func:`_fit_plots`); ``seen`` are its declared crops' windows
+    the days and NDVI of ``observed`` (:func:`_fit_plots`), whose last item are the fits' RMSEs in the declared
+    seasons' window (:func:`_window_rmses`); ``seen`` are its declared crops' windows
     (:func:`_declared_windows`), ``evidence`` its cropped evidence there (:func:`_window_evidence`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
@@ -863,9 +905,9 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     crop_flags = []
     if plot_fits:
         row["crop_ranking"] = ranking
-        crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
-                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
-                                      curves=np.array([f.fitted for f in plot_fits]), chosen_at=chosen_at, own=own)
+        dates, ndvi, window_rmse = observed
+        crop_flags = _template_checks(row, plot_fits, declared, region, dates, ndvi, margin=crop_mismatch_margin,
+                                      max_fit_rmse=max_fit_rmse, window_rmse=window_rmse, chosen_at=chosen_at, own=own)
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)

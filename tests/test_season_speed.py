@@ -1,12 +1,13 @@
 """The season rows' shortcuts (issue 11), each against the plain per-plot way written here.
 
 :func:`agricredit.season.season_rows` pauses the cyclic garbage collector and looks up what a plot's ranked fits tell
-of its declaration once per ranking and writes a season fit's texts once; the rows must be the same as without those
-shortcuts.
+of its declaration once per ranking, writes a season fit's texts once and computes the fits' RMSEs in the declared
+seasons' windows for all plots at once; the rows must be the same, to the bit, as without those shortcuts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import itertools
 
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 
 import agricredit.season as season
-from agricredit.cropfit import SeasonFit, SystemFit, explanations_for, fit_explanations_many
-from agricredit.season import Declared, _chosen_index, _fit_row, _ranking_of
+from agricredit.cropfit import (STEEPNESS_DAYS, SeasonFit, SystemFit, explanations_for, fit_explanations_many,
+                                fitted_curves)
+from agricredit.season import Declared, _chosen_index, _fit_row, _ranking_of, _window_mask, _window_rmses
 
 #: Declarations of region ``ncp``: none, one crop, a slot, a double crop in either order, a crop no system grows
 #: there with another (soybean and maize are both summer crops), a crop without a calendar there.
@@ -103,3 +105,39 @@ def test_fit_columns_kept_across_plots_are_each_plots_own():
         _fit_row(row, fits, texts)
         assert list(row.items()) == [("plot_id", "p"), *_plain_fit_row(fits).items()]  # the same columns, in order
     assert len(texts) < sum(len(f.seasons) for fits in fitted for f in fits)  # shared season fits written once
+
+
+def _plain_window_rmse(fits, declared, dates, ndvi):
+    """The fits' RMSE in the declared seasons' window, one plot at a time (season.py before issue 11)."""
+    chosen_at = _chosen_index(fits, declared) if declared else None
+    if chosen_at is None:
+        return None
+    own = [x for x in fits[chosen_at].seasons if any(d.matches(x.season) for d in declared)]
+    width = dt.timedelta(days=STEEPNESS_DAYS)
+    inside = _window_mask(dates, [(x.dates["greenup"] - width, x.dates["senescence"] + width) for x in own])
+    if not inside.any():
+        return None
+    residual = fitted_curves(fits, dates)[:, inside] - ndvi[inside]
+    return np.sqrt(np.mean(residual**2, axis=1))
+
+
+def test_window_rmses_of_all_plots_are_each_plots_own_to_the_bit():
+    rng = np.random.default_rng(11)
+    start = np.datetime64("2022-10-01")
+    # a dense year (windows of 8 and more days: numpy sums those pairwise), a sparse one, and a winter alone
+    calendars = [start + np.arange(0, 365, 7), start + np.arange(0, 365, 30), start + np.arange(90, 160, 10)]
+    plots = []
+    for days in calendars:
+        t = (days - start).astype(float)
+        ys = 0.2 + 0.5 * np.exp(-((t - rng.uniform(150, 300, (6, 1))) / 25.0) ** 2) + rng.normal(0, 0.03, (6, len(t)))
+        fitted = fit_explanations_many(days, ys, "ncp", period=(np.datetime64("2023-01-01"), np.datetime64("2023-12-31")))
+        for fits, y, declared in zip(fitted, ys, itertools.cycle(DECLARATIONS)):
+            plots.append((fits, declared, days, y))
+    plots.append(([], (Declared("maize"),), calendars[0][:2], np.array([0.3, 0.4])))  # too few observations to fit
+    found = _window_rmses("ncp", plots)
+    expected = [_plain_window_rmse(*plot) for plot in plots]
+    assert [x is None for x in found] == [x is None for x in expected]
+    assert sum(x is not None for x in found) >= 10 and any(x is None and plot[0] for x, plot in zip(found, plots))
+    for a, b in zip(found, expected):
+        if a is not None:
+            assert a.tobytes() == b.tobytes()
