@@ -757,8 +757,9 @@ def season_rows(
     run = period if period is not None else season_period(table)
     series = split_series(frame, min_valid_fraction, stat) if len(frame) else {}
     empty = np.array([], dtype="datetime64[D]")
-    for plot_id in plot_ids or ():
-        series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
+    for plot_id in map(str, plot_ids or ()):
+        if plot_id not in series:
+            series[plot_id] = PlotSeries(plot_id, empty, np.array([]), np.array([]), 0)
     probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None and len(table) else None
     fit_options = {"max_sowing_shift_days": max_sowing_shift_days, "shift_penalty": shift_penalty,
                    "min_template_scale": min_template_scale, "period": run}
