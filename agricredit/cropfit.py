@@ -402,7 +402,8 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
                 fit = made[shift, bits] = SeasonFit(season, shift, amplitude, scale, dates[shift])
             season_fits.append(fit)
         per_season.append(season_fits)
-    return _system_fits(tables.explanation.name, score.tolist(), rmse.tolist(), offset.tolist(), zip(*per_season), fitted)
+    return _system_fits(tables.explanation.name, score.tolist(), rmse.tolist(), offset.tolist(), zip(*per_season),
+                        fitted)
 
 
 def _system_fits(name: str, scores: Iterable[float], rmses: Iterable[float], offsets: Iterable[float],

@@ -129,8 +129,7 @@ def _declared_of(value: Any) -> tuple[Declared, ...]:
 
 @functools.lru_cache(maxsize=4096)
 def _declared_text(text: str) -> tuple[Declared, ...]:
-    """:func:`_declared_of` of one crop's text (cached: plots declaring the same crop share it;
-    ``text`` may be any value :meth:`Declared.parse` takes)."""
+    """:func:`_declared_of` of one crop's text (cached: plots declaring the same crop share it)."""
     return (Declared.parse(text),)
 
 
@@ -773,11 +772,12 @@ def season_rows(
                                  np.asarray(s.dates, dtype="datetime64[D]").tobytes()) for plot_id, s in series.items()]
     evidence = _window_evidence(list(series.values()), drawn, [seen.threshold for seen in windows],
                                 [seen.mask for seen in windows])
-    used = [(fitted[plot_id][0], declared_of.get(plot_id, ()), s.dates[fitted[plot_id][1]], s.ndvi[fitted[plot_id][1]])
-            for plot_id, s in series.items()]
-    window_rmses = _window_rmses(region, used)
+    # each plot's fits, declaration and the observations its fits were made on
+    observed = [(fitted[plot_id][0], declared_of.get(plot_id, ()), s.dates[fitted[plot_id][1]],
+                 s.ndvi[fitted[plot_id][1]]) for plot_id, s in series.items()]
+    window_rmses = _window_rmses(region, observed)
     for (plot_id, s), plot_features, plot_drawn, seen, plot_evidence, (plot_fits, declared, dates, ndvi), window_rmse \
-            in zip(series.items(), features, drawn, windows, evidence, used, window_rmses):
+            in zip(series.items(), features, drawn, windows, evidence, observed, window_rmses):
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
                                "n_clear": int(np.count_nonzero(s.cloud_masked)), "pixel_count": s.pixel_count,
@@ -786,8 +786,7 @@ def season_rows(
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits, texts)
         flags[plot_id] = _plot_flags(row, s, plot_fits, (dates, ndvi, window_rmse), declared, region, plot_drawn, seen,
-                                     plot_evidence,
-                                     probabilities,
+                                     plot_evidence, probabilities,
                                      min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
