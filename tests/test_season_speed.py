@@ -1,8 +1,8 @@
 """The season rows' shortcuts (issue 11), each against the plain per-plot way written here.
 
-:func:`agricredit.season.season_rows` pauses the cyclic garbage collector and looks up what a plot's ranked fits tell
-of its declaration once per ranking, writes a season fit's texts once and computes the fits' RMSEs in the declared
-seasons' windows for all plots at once; the rows must be the same, to the bit, as without those shortcuts.
+:func:`agricredit.season.season_rows` pauses the cyclic garbage collector, looks up what a plot's ranked fits tell of
+its declaration once per ranking and computes the fits' RMSEs in the declared seasons' windows for all plots at once;
+the rows must be the same, to the bit, as without those shortcuts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import agricredit.season as season
 from agricredit.cropfit import (STEEPNESS_DAYS, SeasonFit, SystemFit, explanations_for, fit_explanations_many,
                                 fitted_curves)
-from agricredit.season import Declared, _chosen_index, _fit_row, _ranking_of, _window_mask, _window_rmses
+from agricredit.season import Declared, _chosen_index, _ranking_of, _window_mask, _window_rmses
 
 #: Declarations of region ``ncp``: none, one crop, a slot, a double crop in either order, a crop no system grows
 #: there with another (soybean and maize are both summer crops), a crop without a calendar there.
@@ -76,35 +76,6 @@ def test_season_rows_pauses_the_collector_and_restarts_it(monkeypatch):
         assert seen == [False, False] and not gc.isenabled()
     finally:
         gc.enable()
-
-
-def _plain_fit_row(fits):
-    """The fit columns of one plot, written out (season.py before issue 11)."""
-    row = {}
-    for fit in fits:
-        row[f"rmse_{fit.name}"] = fit.rmse
-        row[f"shift_days_{fit.name}"] = ";".join(str(x.shift_days) for x in fit.seasons)
-        row[f"scale_{fit.name}"] = ";".join("{:.3f}".format(x.scale) for x in fit.seasons)
-    return row
-
-
-def test_fit_columns_kept_across_plots_are_each_plots_own():
-    days = np.datetime64("2022-10-01") + np.arange(0, 360, 20)
-    t = np.arange(len(days), dtype=float)
-    rng = np.random.default_rng(3)
-    # double-cropped, single-cropped and bare plots, and a copy of the first (its season fits are shared)
-    ys = np.vstack([0.2 + 0.5 * np.exp(-((t - 8) / 2.5) ** 2) + 0.5 * np.exp(-((t - 14) / 1.5) ** 2),
-                    0.2 + 0.6 * np.exp(-((t - 14) / 2.0) ** 2), np.full(len(t), 0.15)])
-    ys = np.vstack([ys + rng.normal(0, 0.02, ys.shape), ys[:1] + rng.normal(0, 0.02, (1, len(t)))])
-    ys = np.vstack([ys, ys[:1]])
-    fitted = fit_explanations_many(days, ys, "ncp", period=(days[0], days[-1]))
-    assert any(len(f.seasons) == 2 for f in fitted[0]) and fitted[0][0].seasons[0] is fitted[-1][0].seasons[0]
-    texts = {}
-    for fits in fitted:
-        row = {"plot_id": "p"}
-        _fit_row(row, fits, texts)
-        assert list(row.items()) == [("plot_id", "p"), *_plain_fit_row(fits).items()]  # the same columns, in order
-    assert len(texts) < sum(len(f.seasons) for fits in fitted for f in fits)  # shared season fits written once
 
 
 def _plain_window_rmse(fits, declared, dates, ndvi):
