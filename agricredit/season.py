@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import itertools
 import json
 import logging
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, fitted_curves, harvest_year_for
+from agricredit.cropfit import (STEEPNESS_DAYS, SeasonFit, SystemFit, explanations_for, fit_explanations_many,
+                                fitted_curves, harvest_year_for)
 from agricredit.errors import InputError, SchemaError
 from agricredit.flag import Flag
 from agricredit.seeds import default_cropped_threshold, load_calendars, load_crops, resolve_region
@@ -122,7 +124,7 @@ def _declared_of(value: Any) -> tuple[Declared, ...]:
         return ()
     if isinstance(value, str):
         return _declared_text(value)
-    return tuple(Declared.parse(item) for item in value if item)
+    return tuple(declared for item in value if item for declared in _declared_text(item))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -347,6 +349,21 @@ def _chosen_index(fits: Sequence[SystemFit], declared: Sequence[Declared]) -> in
     return next((i for i, f in enumerate(fits) if _holds_declared(f, declared)), None)
 
 
+@functools.lru_cache(maxsize=4096)
+def _ranking_of(region: str, names: tuple[str, ...], declared: tuple[Declared, ...]
+                ) -> tuple[str, int | None, tuple[int, ...]]:
+    """What a plot's fits ranked as ``names`` (the region's explanations) tell of its declaration: the crop ranking
+    text, :func:`_chosen_index`, and which seasons of the chosen fit (the first without a declaration, or when none
+    holds the declared crops) are declared (all of them without a declaration). Cached: plots ranking alike share it.
+    """
+    seasons = {e.name: e.seasons for e in explanations_for(region)}
+    chosen_at = next((i for i, name in enumerate(names)
+                      if all(any(d.matches(x) for x in seasons[name]) for d in declared)), None)
+    chosen = names[chosen_at if declared and chosen_at is not None else 0] if names else None
+    own = tuple(i for i, x in enumerate(seasons.get(chosen, ())) if not declared or any(d.matches(x) for d in declared))
+    return ";".join(names), chosen_at, own
+
+
 #: :func:`_template_checks` without the chosen fit's position: it looks it up.
 _UNKNOWN = object()
 
@@ -371,7 +388,8 @@ _NAME, _SHIFT_DAYS, _SCALE = operator.attrgetter("name"), operator.attrgetter("s
 
 def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: Sequence[Declared], region: str,
                      dates: np.ndarray, ndvi: np.ndarray, *, margin: float, max_fit_rmse: float,
-                     curves: np.ndarray | None = None, chosen_at: int | None | object = _UNKNOWN) -> list[Flag]:
+                     window_rmse: np.ndarray | None = None, chosen_at: int | None | object = _UNKNOWN,
+                     own: Sequence[SeasonFit] | None = None) -> list[Flag]:
     """``SEASON_UNRECOGNISED`` (nothing explains the series, or a declared crop has no calendar here) and ``CROP_MISMATCH``.
 
     Each declared crop is checked in its own window: its green period as fitted in the best
@@ -382,9 +400,10 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
     explanation holding the declared crops is compared with the best explanation overall
     on the observations of the declared seasons' green periods (as fitted, widened by one
     logistic width), by RMSE there plus each fit's calendar prior. A declaration of one
-    season of a double-cropped year is judged on that season only. ``curves`` are the fits' curves on
-    ``dates`` (:func:`~agricredit.cropfit.fitted_curves`) when already evaluated; ``chosen_at`` the position of the
-    best fit holding the declared crops (:func:`_chosen_index`) when already looked up.
+    season of a double-cropped year is judged on that season only. ``window_rmse`` are the fits' RMSEs there
+    (:func:`_window_rmses`) when already computed; ``chosen_at`` the position of the
+    best fit holding the declared crops (:func:`_chosen_index`) when already looked up, and ``own`` that fit's
+    declared seasons.
     """
     best = fits[0]
     no_calendar = _without_calendar(region, tuple(declared))
@@ -406,7 +425,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
             "best_score": best.score, "margin": margin, "method": "template",
         })]
     crops = load_crops()
-    own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)]
+    own = [x for x in chosen.seasons if any(d.matches(x.season) for d in declared)] if own is None else own
     greens, inside = _fitted_green_masks(np.asarray(dates, dtype="datetime64[D]").tobytes(),
                                          tuple((x.dates["greenup"], x.dates["senescence"]) for x in own))
     for x, green in zip(own, greens):  # each declared season must be seen green in its green period as fitted
@@ -422,8 +441,8 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
         return [Flag("CLOUD_INSUFFICIENT", {**figures, "crop": x.season.crop, "green_period_unseen": True})]
     if not inside.any():
         return []
-    residual = (fitted_curves(fits, dates) if curves is None else curves)[:, inside] - ndvi[inside]
-    window_rmse = np.sqrt(np.add.reduce(residual**2, axis=1) / residual.shape[1])  # np.mean, without its wrapper
+    if window_rmse is None:
+        window_rmse = _rmse_in(fitted_curves(fits, dates), ndvi, inside)
     # RMSE in the window + calendar prior, of each fit
     window_scores = [rmse + f.score - f.rmse for rmse, f in zip(window_rmse.tolist(), fits)]
     declared_score, best_score = window_scores[chosen_at], min(window_scores)
@@ -461,6 +480,44 @@ def _fitted_green_masks(days: bytes, periods: tuple[tuple[dt.date, dt.date], ...
     for mask in masks:
         mask.flags.writeable = False
     return tuple(masks[:-1]), masks[-1]
+
+
+def _rmse_in(curves: np.ndarray, ndvi: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The RMSE of each curve (``... × fits × days``) to ``ndvi`` (``... × days``) on the days ``inside``."""
+    residual = curves[..., inside] - ndvi[..., None, inside]
+    return np.sqrt(np.add.reduce(residual**2, axis=-1) / residual.shape[-1])  # np.mean, without its wrapper
+
+
+def _window_rmses(region: str, plots: Sequence[tuple[Sequence[SystemFit], tuple[Declared, ...], np.ndarray, np.ndarray]]
+                  ) -> list[np.ndarray | None]:
+    """Each plot's fits' RMSE in its declared seasons' window (:func:`_template_checks`), for all plots at once.
+
+    ``plots`` are ``(ranked fits, declaration, days, ndvi)``: the observations the fits were made on. The window is
+    the green periods, as fitted in the best fit holding the declared crops, widened by one logistic width
+    (:func:`_fitted_green_masks`); plots with the same days, window and number of fits are computed together, with
+    the same operations as one by one. ``None`` where the template checks compute none (no fit, no declaration, no
+    fit holding it, no observation in the window).
+    """
+    out: list[np.ndarray | None] = [None] * len(plots)
+    groups: dict[tuple[bytes, bytes, int], list[int]] = {}
+    for k, (fits, declared, dates, _) in enumerate(plots):
+        if not fits or not declared:
+            continue
+        _, chosen_at, own_at = _ranking_of(region, tuple(map(_NAME, fits)), declared)
+        if chosen_at is None:
+            continue
+        seasons = fits[chosen_at].seasons
+        days = np.asarray(dates, dtype="datetime64[D]").tobytes()
+        _, inside = _fitted_green_masks(days, tuple((seasons[i].dates["greenup"], seasons[i].dates["senescence"])
+                                                    for i in own_at))
+        if inside.any():
+            groups.setdefault((days, inside.tobytes(), len(fits)), []).append(k)
+    for (_, inside, _), members in groups.items():
+        curves = np.array([[f.fitted for f in plots[k][0]] for k in members], dtype=float)
+        ndvi = np.array([plots[k][3] for k in members], dtype=float)
+        for k, rmse in zip(members, _rmse_in(curves, ndvi, np.frombuffer(inside, dtype=bool))):
+            out[k] = rmse
+    return out
 
 
 def template_flags(fits: Sequence[SystemFit], declared: Sequence[Declared], region: str, dates: np.ndarray,
@@ -617,6 +674,29 @@ class SeasonRows:
         return cls(rows, flags, merged["fits"], merged["series"], parts[0].period)
 
 
+def _collector_paused(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` run with Python's cyclic garbage collector paused, and restarted after if it was running.
+
+    :func:`season_rows` allocates tens of container objects a plot (rows, fits, flags) that live on and form no
+    reference cycles: each automatic full collection meanwhile walks every object of the process for nothing
+    (measured: about 15 % of its CPU on a 5,000-plot chunk). Reference counting still frees what dies; a cycle
+    made meanwhile waits for the next collection.
+    """
+
+    @functools.wraps(function)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return function(*args, **kwargs)
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
+
+
+@_collector_paused
 def season_rows(
     table: pd.DataFrame,
     declarations: Mapping[str, Any] | None = None,
@@ -658,8 +738,9 @@ def season_rows(
     run = period if period is not None else season_period(table)
     series = split_series(frame, min_valid_fraction, stat) if len(frame) else {}
     empty = np.array([], dtype="datetime64[D]")
-    for plot_id in plot_ids or ():
-        series.setdefault(str(plot_id), PlotSeries(str(plot_id), empty, np.array([]), np.array([]), 0))
+    for plot_id in map(str, plot_ids or ()):
+        if plot_id not in series:
+            series[plot_id] = PlotSeries(plot_id, empty, np.array([]), np.array([]), 0)
     probabilities = crop_model.predict_proba(table, stat=stat) if crop_model is not None and len(table) else None
     fit_options = {"max_sowing_shift_days": max_sowing_shift_days, "shift_penalty": shift_penalty,
                    "min_template_scale": min_template_scale, "period": run}
@@ -673,19 +754,21 @@ def season_rows(
                                  np.asarray(s.dates, dtype="datetime64[D]").tobytes()) for plot_id, s in series.items()]
     evidence = _window_evidence(list(series.values()), drawn, [seen.threshold for seen in windows],
                                 [seen.mask for seen in windows])
-    for (plot_id, s), plot_features, plot_drawn, seen, plot_evidence in zip(series.items(), features, drawn, windows,
-                                                                              evidence):
-        declared = declared_of.get(plot_id, ())
+    # each plot's fits, declaration and the observations its fits were made on
+    observed = [(fitted[plot_id][0], declared_of.get(plot_id, ()), s.dates[fitted[plot_id][1]],
+                 s.ndvi[fitted[plot_id][1]]) for plot_id, s in series.items()]
+    window_rmses = _window_rmses(region, observed)
+    for (plot_id, s), plot_features, plot_drawn, seen, plot_evidence, (plot_fits, declared, dates, ndvi), window_rmse \
+            in zip(series.items(), features, drawn, windows, evidence, observed, window_rmses):
         row: dict[str, Any] = {"plot_id": plot_id, "declared_crop": ";".join(d.crop for d in declared) or None,
                                "region": region, "n_acquisitions": s.n_acquisitions, "n_valid": len(s.dates),
                                "n_clear": int(np.count_nonzero(s.cloud_masked)), "pixel_count": s.pixel_count,
                                "max_covered_frac": s.max_covered_frac}
         row.update(plot_features)
-        plot_fits, used = fitted[plot_id]
         fits[plot_id] = plot_fits
         _fit_row(row, plot_fits)
-        flags[plot_id] = _plot_flags(row, s, plot_fits, used, declared, region, plot_drawn, seen, plot_evidence,
-                                     probabilities,
+        flags[plot_id] = _plot_flags(row, s, plot_fits, (dates, ndvi, window_rmse), declared, region, plot_drawn, seen,
+                                     plot_evidence, probabilities,
                                      min_observations_in_window=min_observations_in_window,
                                      min_pixel_count=min_pixel_count,
                                      cultivated_min_share=cultivated_min_share, min_season_amplitude=min_season_amplitude,
@@ -766,14 +849,16 @@ def _cropped_threshold(declared: tuple[Declared, ...]) -> float:
     return min((load_crops()[d.crop].cropped_ndvi_threshold for d in declared), default=default_cropped_threshold())
 
 
-def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit], used: np.ndarray,
+def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFit],
+                observed: tuple[np.ndarray, np.ndarray, np.ndarray | None],
                 declared: Sequence[Declared], region: str, drawn: float, seen: _DeclaredWindows,
                 evidence: dict[str, Any], probabilities: pd.DataFrame | None, *, min_observations_in_window: int,
                 min_pixel_count: float, cultivated_min_share: float, min_season_amplitude: float,
                 max_sowing_shift_days: int, min_covered_fraction: float, crop_mismatch_margin: float,
                 max_fit_rmse: float, crop_model_margin: float) -> list[Flag]:
     """The satellite checks of one plot (filling ``row`` with the figures behind them); ``plot_fits`` were made on
-    the observations ``used`` (:func:`_fit_plots`); ``seen`` are its declared crops' windows
+    the days and NDVI of ``observed`` (:func:`_fit_plots`), whose last item are the fits' RMSEs in the declared
+    seasons' window (:func:`_window_rmses`); ``seen`` are its declared crops' windows
     (:func:`_declared_windows`), ``evidence`` its cropped evidence there (:func:`_window_evidence`)."""
     if s.n_acquisitions == 0:  # no tile covers the plot at all: not a cloud problem
         return [Flag("NO_COVERAGE", {"acquisitions": 0})]
@@ -791,9 +876,9 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
             "crop": thin, "valid_in_window": seen.count, "required": min_observations_in_window,
             "window_start": seen.start, "window_end": seen.end, "acquisitions": s.n_acquisitions,
         })]
-    chosen_at = _chosen_index(plot_fits, declared)
+    ranking, chosen_at, own_at = _ranking_of(region, tuple(map(_NAME, plot_fits)), declared)
     chosen = plot_fits[chosen_at if declared and chosen_at is not None else 0] if plot_fits else None
-    own = [x for x in chosen.seasons if not declared or any(d.matches(x.season) for d in declared)] if chosen else []
+    own = [chosen.seasons[i] for i in own_at] if chosen else []
     row.update({k: evidence[k] for k in ("cropped_share", "cropped_measured_share", "cropped_date",
                                          "cropped_area_mu_at_peak")}, drawn_area_mu=drawn)
     row["fitted_peak_ndvi"] = chosen.offset + max(x.amplitude for x in own) if declared and own else np.nan
@@ -801,10 +886,10 @@ def _plot_flags(row: dict[str, Any], s: PlotSeries, plot_fits: Sequence[SystemFi
     row["chosen_windows"] = ";".join(f"{x.season.key}:{x.dates['sowing']}/{x.dates['harvest']}" for x in own) or None
     crop_flags = []
     if plot_fits:
-        row["crop_ranking"] = ";".join(map(_NAME, plot_fits))
-        crop_flags = _template_checks(row, plot_fits, declared, region, s.dates[used], s.ndvi[used],
-                                      margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
-                                      curves=np.array([f.fitted for f in plot_fits]), chosen_at=chosen_at)
+        row["crop_ranking"] = ranking
+        dates, ndvi, window_rmse = observed
+        crop_flags = _template_checks(row, plot_fits, declared, region, dates, ndvi, margin=crop_mismatch_margin,
+                                      max_fit_rmse=max_fit_rmse, window_rmse=window_rmse, chosen_at=chosen_at, own=own)
     if probabilities is not None and declared and s.plot_id in probabilities.index and all(
             d.crop in probabilities.columns for d in declared):
         crop_flags = _model_checks(row, probabilities.loc[s.plot_id], declared, crop_model_margin)
