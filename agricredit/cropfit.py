@@ -402,21 +402,9 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
                 fit = made[shift, bits] = SeasonFit(season, shift, amplitude, scale, dates[shift])
             season_fits.append(fit)
         per_season.append(season_fits)
-    return _system_fits(tables.explanation.name, score.tolist(), rmse.tolist(), offset.tolist(), zip(*per_season),
-                        fitted)
-
-
-def _system_fits(name: str, scores: Iterable[float], rmses: Iterable[float], offsets: Iterable[float],
-                 seasons: Iterable[tuple[SeasonFit, ...]], fitted: Iterable[np.ndarray]) -> list[SystemFit]:
-    """``SystemFit(name, score, rmse, offset, seasons, fitted)`` of each plot, its fields set without the frozen
-    dataclass's ``__init__`` (one ``object.__setattr__`` call a field: 2.5 times the time, for 6 fits a plot): the
-    same objects."""
-    made = []
-    for score, rmse, offset, plot_seasons, plot_fitted in zip(scores, rmses, offsets, seasons, fitted):
-        fit = object.__new__(SystemFit)
-        fit.__dict__.update(name=name, score=score, rmse=rmse, offset=offset, seasons=plot_seasons, fitted=plot_fitted)
-        made.append(fit)
-    return made
+    return [SystemFit(tables.explanation.name, plot_score, plot_rmse, plot_offset, plot_seasons, plot_fitted)
+            for plot_score, plot_rmse, plot_offset, plot_fitted, plot_seasons
+            in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, zip(*per_season))]
 
 
 def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options: Any) -> list[SystemFit]:

@@ -9,7 +9,6 @@ against the double logistic written out here.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -224,13 +223,3 @@ def test_a_curve_keeps_its_season_when_the_shift_moves_the_harvest_into_the_next
     np.testing.assert_allclose(fit.curve(days), _logistic_curve(fit, days), rtol=1e-12, atol=1e-12)
     peak = days[np.argmax(fit.curve(days))]  # the canopy peaks 60 days after the calendar's 30 August
     assert abs((peak - np.datetime64("2023-10-29")).astype(int)) <= 7
-
-
-def test_fits_made_in_bulk_are_the_dataclass_made_one_by_one():
-    days = PERIOD[0] + np.arange(0, 420, 25)
-    for fit in cropfit.fit_explanations_many(days, _series(2, days), "ncp", period=PERIOD)[1]:
-        made = cropfit.SystemFit(fit.name, fit.score, fit.rmse, fit.offset, fit.seasons, fit.fitted)
-        assert fit == made and list(vars(fit).items()) == list(vars(made).items())  # every field, in order
-        assert [f.name for f in dataclasses.fields(fit)] == list(vars(fit))
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            fit.score = 0.0
