@@ -58,6 +58,7 @@ MODULES = {
     # test_values_boundaries: 2-8 s each) would make every surviving mutant cost a minute on two shared cores, and
     # test_season's hypothesis test may miss its deadline under load (a clean run that fails stops mutmut).
     "season": ["tests/test_cropcheck.py", "tests/test_season_checks.py"],
+    "templatecheck": ["tests/test_cropcheck.py", "tests/test_season_checks.py", "tests/test_season_speed.py"],
     "cropfit": ["tests/test_cropcheck.py", "tests/test_season_model.py"],
     # assess's output assembly: precise rows and files on hand-built verdicts (the whole-assessment tests run for
     # minutes per mutant).

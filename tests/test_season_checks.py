@@ -22,9 +22,10 @@ from agricredit.cropfit import fit_explanations
 from agricredit.errors import InputError, SchemaError
 from agricredit.policy import load_policy
 from agricredit.season import (SEASON_LEAD_COLUMNS, Declared, Flag, SeasonResult, _covers_every_sowing,
-                               _cropped_evidence, _cultivation_flag, _declared_of, _fit_plots, _iso, _json_default,
-                               _model_checks, _template_checks, _window_mask, assess_season, fit_observations,
-                               peer_vigor, resolve_region, season_options, season_plot_table)
+                               _cropped_evidence, _cultivation_flag, _fit_plots, _iso, _json_default, _model_checks,
+                               assess_season, fit_observations, peer_vigor, resolve_region, season_options,
+                               season_plot_table)
+from agricredit.templatecheck import _declared_of, _template_checks, _window_mask
 from agricredit.series import PlotSeries
 
 POLICY = load_policy(None)

@@ -17,7 +17,7 @@ import pytest
 import agricredit.season as season
 from agricredit.cropfit import (STEEPNESS_DAYS, SeasonFit, SystemFit, explanations_for, fit_explanations_many,
                                 fitted_curves)
-from agricredit.season import Declared, _chosen_index, _ranking_of, _window_mask, _window_rmses
+from agricredit.templatecheck import Declared, _chosen_index, _ranking_of, _window_mask, _window_rmses
 
 #: Declarations of region ``ncp``: none, one crop, a slot, a double crop in either order, a crop no system grows
 #: there with another (soybean and maize are both summer crops), a crop without a calendar there.
