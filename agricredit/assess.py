@@ -373,7 +373,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                                 _season_year(case, acquisitions), policy)
         usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
         public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
-        reduce = _Reduce(policy, lang, visits, case.visits, hashes_done.result(),
+        hashes = hashes_done.result()
+        reduce = _Reduce(policy, lang, visits, case.visits, hashes,
                          {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                           for b, why in inputs.bad_borrowers.items()},
                          dict(zip(public["pseudonym"], public["village"])))
@@ -388,7 +389,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
             borrowers=_borrower_table(borrower_records),
             audit=audit,
             rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
-            inputs=hashes_done.result(),
+            inputs=hashes,
             key_fingerprint=key.fingerprint,
             lang=lang,
             pii_reference=borrowers,
