@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import shapely
 
@@ -372,6 +373,8 @@ def _rfc7946_geometries(geometries: Any, decimals: int | None) -> list[dict[str,
         return found
     rings, ring_of = shapely.get_rings(parts, return_index=True)
     points, point_of = shapely.get_coordinates(rings, return_index=True)
+    if not np.isfinite(points).all():
+        raise OutputError("a plot outline has a coordinate that is not a finite number, which GeoJSON cannot hold")
     points = points.tolist()
     ring_ends = np.cumsum(np.bincount(point_of, minlength=len(rings))).tolist()
     ring_starts = [0, *ring_ends[:-1]]
@@ -411,16 +414,30 @@ def _write_features(geometries: Any, properties: list[dict[str, Any]], path: Pat
     }
     if str(path) != "-" and path.suffix.lower() == GEOJSON_SEQ_SUFFIX:
         # RFC 8142: each feature is RS, a JSON text, LF; a reader can stream it feature by feature.
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as stream:
+        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
             for feature in collection["features"]:
-                stream.write("\x1e" + json.dumps(feature, ensure_ascii=False, allow_nan=False) + "\n")
+                stream.write(b"\x1e" + json_bytes(feature) + b"\n")
         return
-    text = json.dumps(collection, ensure_ascii=False, allow_nan=False)
+    data = json_bytes(collection)
     if str(path) == "-":
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(data.decode("utf-8") + "\n")
         return
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON of a JSON-ready value (no NaN: :func:`_plain` it first).
+
+    orjson encodes the county's layers (millions of coordinates) about eight times as fast as :mod:`json` and
+    writes what ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes (shortest round-trip
+    numbers), but for floats under 10⁻⁴, written as decimals (``0.00001``, the same number as ``1e-05``). A value
+    orjson refuses (an integer beyond 64 bits) is encoded by :mod:`json`.
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...] = (), bom: bool = True,

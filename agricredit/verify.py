@@ -333,27 +333,32 @@ class PlotVerdict:
 
 # --------------------------------------------------------------------------- areas
 
-def _sources(facts: PlotFacts) -> dict[str, float]:
-    """The plot's positive, finite areas by source (in :data:`SOURCES` order)."""
-    values = (("drawn", facts.drawn_mu), ("registered", facts.registered_mu), ("declared", facts.declared_mu))
-    return {name: value for name, value in values if value is not None and 0 < value < math.inf}
+def _usable_sources(facts: PlotFacts, policy: Policy) -> dict[str, float]:
+    sources, _, suspects = _area_judgement(facts.drawn_mu, facts.registered_mu, facts.declared_mu,
+                                           policy.area.unit_ratio_tolerance)
+    return {name: value for name, value in sources if name not in suspects}
 
 
-def _unit_suspect(facts: PlotFacts, policy: Policy) -> tuple[list[tuple[str, str, float]], set[str]]:
-    """Return the pairs whose ratio is near 15 or 1/15, and the source(s) judged inconsistent."""
-    sources = _sources(facts)
+# A plot's areas are judged by its check and again by each contribution computed from it (the verdict's, and the
+# decision's counterfactuals): the last judgements are kept.
+@functools.lru_cache(maxsize=1024)
+def _area_judgement(drawn_mu: float, registered_mu: float, declared_mu: float, tolerance: float
+                    ) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, str, float], ...], frozenset[str]]:
+    """The positive, finite areas by source (in :data:`SOURCES` order), the pairs of sources whose ratio is within
+    ``tolerance`` of 15 or 1/15, and the source(s) judged inconsistent."""
+    values = (("drawn", drawn_mu), ("registered", registered_mu), ("declared", declared_mu))
+    sources = {name: value for name, value in values if value is not None and 0 < value < math.inf}
     if len(sources) < 2:
-        return [], set()
-    tol = policy.area.unit_ratio_tolerance
+        return tuple(sources.items()), (), frozenset()
     pairs = []
     for i, a in enumerate(SOURCES):
         for b in SOURCES[i + 1:]:
             if a in sources and b in sources:
                 small, large = sorted((sources[a], sources[b]))
-                if small * MU_PER_HA * (1 - tol) <= large <= small * MU_PER_HA * (1 + tol):
+                if small * MU_PER_HA * (1 - tolerance) <= large <= small * MU_PER_HA * (1 + tolerance):
                     pairs.append((a, b, sources[a] / sources[b]))
     if not pairs:
-        return [], set()
+        return tuple(sources.items()), (), frozenset()
     counts = {name: sum(name in pair[:2] for pair in pairs) for name in sources}
     worst = max(counts.values())
     suspects = {name for name, count in counts.items() if count == worst}
@@ -361,12 +366,7 @@ def _unit_suspect(facts: PlotFacts, policy: Policy) -> tuple[list[tuple[str, str
         suspects.discard("drawn")  # a geodesic polygon area cannot be in the wrong unit
     if suspects == set(sources):  # nothing left to trust: keep the smaller figure
         suspects.discard(min(sources, key=lambda name: (sources[name], name)))
-    return pairs, suspects
-
-
-def _usable_sources(facts: PlotFacts, policy: Policy) -> dict[str, float]:
-    _, suspects = _unit_suspect(facts, policy)
-    return {name: value for name, value in _sources(facts).items() if name not in suspects}
+    return tuple(sources.items()), tuple(pairs), frozenset(suspects)
 
 
 # --------------------------------------------------------------------------- checks
@@ -414,13 +414,13 @@ def check_plot(facts: PlotFacts, policy: Policy) -> tuple[Check, ...]:
     elif facts.registry_holder_id != facts.borrower_id:
         checks.append(Check.make("OWNER_MISMATCH", holder_known=facts.registry_holder_id is not None))
 
-    pairs, suspects = _unit_suspect(facts, policy)
+    judged = _area_judgement(facts.drawn_mu, facts.registered_mu, facts.declared_mu, area.unit_ratio_tolerance)
+    sources, pairs, suspects = dict(judged[0]), judged[1], judged[2]
     if pairs:
-        sources = _sources(facts)
         a, b, ratio = pairs[0]
         checks.append(Check.make("AREA_UNIT_SUSPECTED", source_a=a, mu_a=sources[a], source_b=b, mu_b=sources[b],
                                  ratio=ratio, inconsistent=sorted(suspects), tolerance=area.unit_ratio_tolerance))
-    usable = {name: value for name, value in _sources(facts).items() if name not in suspects}
+    usable = {name: value for name, value in sources.items() if name not in suspects}
     if "registered" in usable and "declared" in usable:
         ceiling = usable["registered"] * (1 + area.declared_over_tolerance)
         if usable["declared"] > ceiling:
