@@ -409,3 +409,30 @@ def test_a_name_in_the_layer_written_by_the_child_publishes_nothing(tmp_path, mo
     with pytest.raises(PrivacyError, match=found):
         write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_plots_lying_apart_stand_side_by_side_and_the_others_are_dissolved():
+    # a: two plots far apart (side by side, in their order); b: one plot; c: two overlapping plots (dissolved);
+    # d: plots whose boxes meet without the plots touching (dissolved: the same area); e: no usable plot
+    far = [box(117.0, 39.0, 117.001, 39.001), box(117.01, 39.0, 117.011, 39.001)]
+    overlapping = [box(117.1, 39.1, 117.102, 39.101), box(117.101, 39.1, 117.103, 39.101)]
+    l_shape = shapely.Polygon([(117.2, 39.2), (117.203, 39.2), (117.203, 39.201), (117.201, 39.201),
+                               (117.201, 39.203), (117.2, 39.203)])
+    in_the_corner = box(117.2015, 39.2015, 117.2025, 39.2025)  # inside the L's box, not touching the L
+    plots = gpd.GeoDataFrame(
+        {"borrower": ["a", "b", "c", "a", "c", "d", "d", "e"],
+         "geometry_status": ["OK", "GEOMETRY_REPAIRED", "OK", "OK", "OK", "OK", "OK", "GEOMETRY_INVALID"]},
+        geometry=[far[1], box(117.05, 39.05, 117.051, 39.051), overlapping[0], far[0], overlapping[1], l_shape,
+                  in_the_corner, box(117.3, 39.3, 117.301, 39.301)], crs="EPSG:4326")
+    borrowers = pd.DataFrame({"borrower": ["a", "b", "c", "d", "e"]})
+    outlines = _borrower_geometries(SimpleNamespace(plots=plots, borrowers=borrowers))
+    a, b, c, d, e = outlines
+    assert a.geom_type == "MultiPolygon" and [p.equals(q) for p, q in zip(a.geoms, [far[1], far[0]])] == [True, True]
+    assert b.equals(plots.geometry[1]) and b.geom_type == "Polygon"
+    assert c.geom_type == "Polygon" and c.equals(shapely.union_all(overlapping))
+    assert d.equals(shapely.union_all([l_shape, in_the_corner])) and d.geom_type == "MultiPolygon"
+    assert e is None
+    for outline, own in zip((a, b, c, d), ([0, 3], [1], [2, 4], [5, 6])):
+        reference = shapely.union_all(plots.geometry.to_numpy()[own], grid_size=1e-6)
+        assert outline.is_valid and outline.equals(reference)
+        np.testing.assert_array_equal(shapely.get_coordinates(outline), np.round(shapely.get_coordinates(outline), 6))
