@@ -299,10 +299,22 @@ def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of ``frame`` with :func:`escape_csv_cell` applied to its text cells (and column names)."""
     out = frame.copy()
     for name in out.columns:
-        if not pd.api.types.is_numeric_dtype(out[name]):
-            out[name] = out[name].map(escape_csv_cell)
+        column = out[name]
+        if pd.api.types.is_numeric_dtype(column) or not _may_hold_formulas(column):
+            continue
+        out[name] = column.map(escape_csv_cell)
     out.columns = [escape_csv_cell(c) for c in out.columns]
     return out
+
+
+def _may_hold_formulas(column: pd.Series) -> bool:
+    """Whether a cell of ``column`` may be text starting as a formula does (a whole text column is checked at
+    once; a column of other values, cell by cell)."""
+    try:
+        starts = column.str.startswith(_FORMULA_START)
+    except (AttributeError, TypeError):  # not text: let escape_csv_cell judge each cell
+        return True
+    return bool(starts.fillna(False).to_numpy(dtype=bool).any())
 
 
 # --------------------------------------------------------------------------- #

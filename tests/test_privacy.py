@@ -162,6 +162,25 @@ def test_escape_csv_frame_keeps_numbers_numeric():
     assert out["limit"].dtype == frame["limit"].dtype
 
 
+@pytest.mark.parametrize("dtype", [object, "string[pyarrow]", "string[python]"])
+def test_escape_csv_frame_finds_a_formula_in_any_cell_of_a_text_column(dtype):
+    cells = ["maize", None, "ok", "-12.5", "\tcmd", "wheat", "=1+1"]
+    frame = pd.DataFrame({"text": pd.Series(cells, dtype=dtype), "clean": pd.Series(["a", None, "b", "c", "d", "e", "f"],
+                                                                                    dtype=dtype)})
+    out = escape_csv_frame(frame)
+    expected = [escape_csv_cell(cell) for cell in cells]
+    assert [None if pd.isna(v) else v for v in out["text"]] == expected
+    assert expected[4] == "'\tcmd" and expected[6] == "'=1+1"
+    assert [None if pd.isna(v) else v for v in out["clean"]] == ["a", None, "b", "c", "d", "e", "f"]
+
+
+def test_escape_csv_frame_judges_cells_of_other_values_one_by_one():
+    frame = pd.DataFrame({"mixed": [["=x"], 3, "@home", {"k": "=v"}], "ints": pd.Series([1, -2, 3, 4], dtype=object)})
+    out = escape_csv_frame(frame)
+    assert out["mixed"].tolist() == [["=x"], 3, "'@home", {"k": "=v"}]
+    assert out["ints"].tolist() == [1, -2, 3, 4]
+
+
 # --------------------------------------------------------------------------- scanner
 
 
