@@ -1,17 +1,23 @@
-"""GeoJSON layers are encoded by orjson (:func:`agricredit.outputs.json_bytes`): the text json writes, and valid."""
+"""GeoJSON layers (:func:`agricredit.outputs.json_bytes`) and audit records (:func:`agricredit.audit.record_line`)
+are encoded by orjson: the text json writes."""
 
 import json
 import math
+import random
+import struct
 
 import geopandas as gpd
+import orjson
 import pytest
 import shapely
 
+from agricredit.audit import _ORJSON_MAY_DIFFER, record_line
 from agricredit.outputs import OutputError, json_bytes, write_plot_table
 
 
-def _compact(value):
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+def _compact(value, sort_keys=False):
+    """The standard library's compact JSON of ``value`` (sorted keys: the audit's canonical form)."""
+    return json.dumps(value, sort_keys=sort_keys, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 @pytest.mark.parametrize("value", [
@@ -22,7 +28,7 @@ def _compact(value):
     {"text": "tab\there, quote \" backslash \\ control \x1f line sep \u2028 emoji \U0001F33E"},
 ])
 def test_the_text_json_writes(value):
-    assert json_bytes(value) == _compact(value)
+    assert json_bytes(value) == _compact(value).encode("utf-8")
 
 
 def test_small_floats_are_decimals_of_the_same_number():
@@ -32,7 +38,7 @@ def test_small_floats_are_decimals_of_the_same_number():
 
 def test_integers_past_64_bits_fall_back_to_json():
     value = {"big": 2**70, "small": 1}
-    assert json_bytes(value) == _compact(value)
+    assert json_bytes(value) == _compact(value).encode("utf-8")
 
 
 def test_a_layer_is_the_collection_json_writes(tmp_path):
@@ -41,7 +47,7 @@ def test_a_layer_is_the_collection_json_writes(tmp_path):
     path = tmp_path / "plots.geojson"
     write_plot_table(plots, path, decimals=6)
     document = json.loads(path.read_bytes())
-    assert path.read_bytes() == _compact(document)
+    assert path.read_bytes() == _compact(document).encode("utf-8")
     assert [f["properties"] for f in document["features"]] == [
         {"plot_id": "B", "reason_codes": '["X", "Y"]', "mu": 1.5}, {"plot_id": "A", "reason_codes": "[]", "mu": None}]
     ring = document["features"][0]["geometry"]["coordinates"][0]
@@ -65,3 +71,61 @@ def test_a_coordinate_that_is_not_a_number_is_refused(tmp_path):
     with pytest.raises(OutputError, match="not a finite number"):
         write_plot_table(plots, tmp_path / "plots.geojson", decimals=6)
     assert not (tmp_path / "plots.geojson").exists()
+
+
+# ----------------------------------------------------------------------------- the audit's canonical JSON
+
+
+
+
+_CHARACTERS = "aZ09 _-.:/\"\\\n\t\x00\x1f\x7f\u2028éü中文村麦\U0001F33E"
+
+
+def _random_value(rng, depth=0):
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.randint(-2**rng.randrange(1, 80), 2**rng.randrange(1, 80))
+    if kind == 2:  # any finite float, from its bits
+        value = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        return value if math.isfinite(value) else 0.0
+    if kind == 3:  # a float of the size areas, money and shares have, rounded as outputs round them
+        return round(rng.uniform(-1e6, 1e6) * 10.0 ** rng.randint(-8, 8), rng.randint(0, 12))
+    if kind in (4, 5):
+        return "".join(rng.choice(_CHARACTERS) for _ in range(rng.randrange(12)))
+    if kind in (6, 7):
+        return {"".join(rng.choice(_CHARACTERS) for _ in range(rng.randrange(1, 6))): _random_value(rng, depth + 1)
+                for _ in range(rng.randrange(5))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randrange(5))]
+
+
+def test_record_line_is_the_json_text_audit_files_hold():
+    rng = random.Random(20261202)
+    by_orjson = 0
+    for _ in range(5000):
+        record = {str(k): _random_value(rng) for k in range(rng.randrange(1, 6))}
+        assert record_line(record) == _compact(record, sort_keys=True)
+        try:
+            text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            continue
+        if not _ORJSON_MAY_DIFFER.search(text):  # the records record_line leaves to orjson: its text is json's
+            assert text.decode("utf-8") == _compact(record, sort_keys=True)
+            by_orjson += 1
+    assert by_orjson > 1000
+
+
+@pytest.mark.parametrize("value", [9.9e-05, 1.2345e-05, 1e-06, 2.5e-07, 1e-10, -3e-300, 5e-324, 1e16, 1.5e300,
+                                   0.0001, 2**63, -2**63 - 1, 2**64, "0.00001 e-5 text"])
+def test_record_line_of_the_values_orjson_writes_otherwise(value):
+    record = {"figure": value, "nested": [{"z": value, "a": 1}]}
+    assert record_line(record) == _compact(record, sort_keys=True)
+
+
+def test_record_line_of_keys_and_numbers_orjson_refuses():
+    class Figure(float):
+        pass
+
+    for record in ({"a": {1: "one"}}, {"a": Figure(0.5)}, {"a": [2**70]}):
+        assert record_line(record) == _compact(record, sort_keys=True)
