@@ -119,3 +119,14 @@ def test_map_in_processes_raises_the_first_failing_items_error(failing):
 
     with pytest.raises(InputError, match=f"^{failing}: item {failing} failed$"):
         map_in_processes(job, [0, 1, 2, 3])
+
+
+def test_the_first_group_takes_its_weight_in_plots():
+    facts = _facts(["a"] * 9 + ["b"] * 9 + ["c"] * 9 + ["d"] * 9 + ["e"] * 9)  # each borrower weighs 10: 50
+    borrowers_of = lambda groups: [sorted({f.borrower_id for f in g} | set(t)) for g, t in groups]  # noqa: E731
+    assert borrowers_of(_borrower_groups(facts, [], 2)) == [["a", "b"], ["c", "d", "e"]]  # ends at 25: c's middle
+    # first weight 1.5: ends at 30 and 50 (c's middle, 25, falls before 30); 2/3: ends at 20 and 50
+    assert borrowers_of(_borrower_groups(facts, [], 2, first_weight=1.5)) == [["a", "b", "c"], ["d", "e"]]
+    assert borrowers_of(_borrower_groups(facts, [], 2, first_weight=2 / 3)) == [["a", "b"], ["c", "d", "e"]]
+    # three groups, first weight 2: ends at 25, 37.5, 50; a middle on an end (c's, 25) goes to the next group
+    assert borrowers_of(_borrower_groups(facts, [], 3, first_weight=2)) == [["a", "b"], ["c", "d"], ["e"]]
