@@ -243,6 +243,18 @@ class _Chain:
     period: tuple[np.datetime64, np.datetime64] | None = None
     acquisitions: list[Acquisition] = field(default_factory=list)
     futures: dict[int, Any] = field(default_factory=dict)
+    # The futures' results, fetched as each task ends (on the client's event loop, while this process goes on).
+    results: Any = None
+
+    def add(self, number: int, future: Any) -> None:
+        """Keep ``future``, chunk ``number``'s evidence task, and fetch its result as soon as it ends."""
+        from distributed import as_completed
+
+        self.futures[number] = future
+        if self.results is None:
+            self.results = as_completed([future], with_results=True)
+        else:
+            self.results.add(future)
 
 
 class DaskObserver:
@@ -335,7 +347,7 @@ class DaskObserver:
             chain.period, chain.acquisitions = _first_and_last_day(acquisitions), list(acquisitions)
             for number in _largest_first([parts.get(n, ()) for n in range(len(chunks))]):
                 if number in parts and number in own_plots:
-                    chain.futures[number] = self._submit_evidence(chain, parts[number], own_plots[number])
+                    chain.add(number, self._submit_evidence(chain, parts[number], own_plots[number]))
         done = len(parts)
         if self.count_chunks is not None:
             self.count_chunks(done, len(chunks))
@@ -356,7 +368,7 @@ class DaskObserver:
                 parts[number] = table
                 unread.extend(unreadable)
                 if chain is not None and number in own_plots:  # the observations stay on the worker
-                    chain.futures[number] = self._submit_evidence(chain, future, own_plots[number])
+                    chain.add(number, self._submit_evidence(chain, future, own_plots[number]))
                 self._record(started.ledger, number, subset, table, unreadable)
             done += 1
             if self.count_chunks is not None:
@@ -403,29 +415,27 @@ class DaskObserver:
         ``PROCESSING_FAILED``. A task that raises here stops the run (the evidence is a pure function of the
         observations, so it fails only on a bug or a lost cluster).
         """
-        from distributed import as_completed
-
         parts = [_chunk_evidence(table.iloc[:0], subset, _claims_of(subset, declared, drawn_mu), period, acquisitions,
                                  options) for _, subset, own in self._chunks if own is None]
         chain, self._chain = self._chain, None
         if chain is not None and (chain.period, chain.acquisitions, chain.declared, chain.drawn_mu, chain.options) \
                 == (period, list(acquisitions), declared, drawn_mu, options):
-            pending = list(chain.futures.values())
-            log.info("season evidence: %d chunk tasks started as their observations came in", len(pending))
+            log.info("season evidence: %d chunk tasks started as their observations came in", len(chain.futures))
         else:  # not chained, or the season's first or last day was not the guess: the evidence starts now
             if chain is not None:
                 self.client.cancel(list(chain.futures.values()))
                 log.info("season evidence: the season runs %s to %s, not from the first to the last acquisition: "
                          "its chunk tasks start again", *period)
-            inputs = _Chain(declared, drawn_mu, options, period, list(acquisitions))
-            mapped = [(subset, own) for _, subset, own in self._chunks if own is not None]
-            pending = [self._submit_evidence(inputs, mapped[k][1], mapped[k][0])
-                       for k in _largest_first([subset for subset, _ in mapped])]
+            chain = _Chain(declared, drawn_mu, options, period, list(acquisitions))
+            mapped = [(number, subset, own) for number, subset, own in self._chunks if own is not None]
+            for k in _largest_first([subset for _, subset, _ in mapped]):
+                chain.add(mapped[k][0], self._submit_evidence(chain, mapped[k][2], mapped[k][1]))
+        pending = list(chain.futures.values())
         if self.count_evidence is not None:
             self.count_evidence(0, len(pending))
-        for done, future in enumerate(as_completed(pending), start=1):
+        for done in range(1, len(pending) + 1):
             try:
-                parts.append(future.result())
+                parts.append(next(chain.results)[1])
             except Exception as error:
                 for other in pending:
                     other.cancel()
