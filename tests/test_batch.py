@@ -198,6 +198,25 @@ def test_a_failing_chunk_holds_only_its_plots_for_review(tmp_path: Path, referen
     pd.testing.assert_series_equal(others["peak_ndvi"], expected.drop(index=sorted(failed))["peak_ndvi"])
 
 
+def test_a_failing_evidence_task_stops_the_run_in_one_line_and_publishes_nothing(tmp_path: Path, inprocess: str,
+                                                                                  monkeypatch) -> None:
+    import agricredit.batch as batch
+
+    chunk_evidence = batch._chunk_evidence
+
+    def failing_evidence(table, plots, *args, **kwargs):  # runs in this process: the cluster's workers are threads
+        if FAILING_PLOT in set(plots["plot_id"]):
+            raise RuntimeError("simulated evidence failure")
+        return chunk_evidence(table, plots, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "_chunk_evidence", failing_evidence)
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    with pytest.raises(AgricreditError) as caught:
+        run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert str(caught.value) == "the season evidence of a chunk failed: RuntimeError: simulated evidence failure"
+    assert not any((config.output / name).exists() for name in OUTPUT_FILES)
+
+
 def test_plots_the_tables_set_aside_are_observed_early_but_never_assessed(tmp_path: Path, inprocess: str) -> None:
     # The zonal tasks start before the tables are read, on every plot with a sound outline and a borrower. Here the
     # plots of FAILING_PLOT's chunk have no declaration: their chunk is observed (and fails), yet they are rejected
