@@ -751,6 +751,11 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
     plot_ids, borrowers, statuses, reasons = (checked[name].to_numpy(dtype=object).tolist() for name in
                                               ("plot_id", "borrower_id", "geometry_status", "geometry_reason"))
     owner = dict(zip(plot_ids, borrowers))
+    # Each overlap carries the other plot's drawn area and the overlaps come sorted by the other plot, as
+    # :func:`agricredit.verify.complete_overlaps` would make them: it then has nothing to replace.
+    drawn_of = {plot_id: (_finite_or_nan(claims.drawn_mu.get(plot_id))
+                          if _GEOMETRY_STATUS.get(status, "rejected") in ("valid", "repaired") else math.nan)
+                for plot_id, status in zip(plot_ids, statuses) if status not in _UNCHECKED}
     facts, held = [], set()
     for plot_id, borrower, geometry_status, geometry_reason in zip(plot_ids, borrowers, statuses, reasons):
         if geometry_status == DUPLICATE_ID and borrower is not None and (plot_id, borrower) in claims.declaration:
@@ -765,11 +770,10 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
         registered_mu, holder = record if record else (math.nan, None)
         own = claims.declaration[plot_id, borrower]
         pixel_count, cropped_at_peak, peak_ndvi, vigor_factor, best_crop = features.get(plot_id, (None,) * 5)
-        overlaps = tuple(
+        overlaps = tuple(sorted((
             Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
-                    shared_m2=float(o["shared_m2"]))
-            for o in claims.overlaps.get(plot_id, ())
-        )
+                    shared_m2=float(o["shared_m2"]), other_drawn_mu=drawn_of.get(o["plot_id"], math.nan))
+            for o in claims.overlaps.get(plot_id, ())), key=lambda overlap: overlap.other_plot_id))
         facts.append(PlotFacts(
             plot_id=str(plot_id),
             borrower_id=alias[borrower],

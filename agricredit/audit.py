@@ -34,18 +34,15 @@ import functools
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from agricredit import __version__
 from agricredit.credit import Decision, decide
 from agricredit.errors import AuditMismatchError, InputError, PolicyError, PrivacyError
-from agricredit.jsondata import json_ready
+from agricredit.jsondata import canonical_json, json_ready
 from agricredit.outputs import atomic_path
 from agricredit.policy import Policy, policy_from_record
 from agricredit.privacy import MIN_KEY_BYTES, PseudonymKey, secret_from_env
@@ -138,27 +135,10 @@ class AuditKey:
         return hmac.new(self.secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-#: The canonical JSON of records (one encoder for all: a ``json.dumps`` call with options builds a new one).
-_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-#: Where orjson's text may differ from :data:`_CANONICAL`'s: a float under 10⁻⁴ (orjson writes ``0.000099`` and
-#: ``1e-6`` where json writes ``9.9e-05`` and ``1e-06``). Text that merely looks so is encoded by json too.
-_ORJSON_MAY_DIFFER = re.compile(rb"0\.0000|e-")
-
-
 def record_line(record: Mapping[str, Any]) -> str:
-    """Return a record as one line of canonical JSON (sorted keys, UTF-8 text, no spaces, no NaN): what the MAC covers.
-
-    The text is that of ``json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False,
-    separators=(",", ":"))``, which audit files of every version hold. orjson writes it about eight times as fast
-    (a county's records are 260 MB), and is used unless its text may differ (:data:`_ORJSON_MAY_DIFFER`) or it
-    refuses a value (an integer beyond 64 bits, a key that is not text, a float subclass): then json encodes the
-    record. (A NaN, which no record built here holds, is written ``null`` by orjson where json refuses it.)
-    """
-    try:
-        text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        return _CANONICAL.encode(record)
-    return _CANONICAL.encode(record) if _ORJSON_MAY_DIFFER.search(text) else text.decode("utf-8")
+    """Return a record as one line of canonical JSON (sorted keys, UTF-8 text, no spaces, no NaN): what the MAC covers
+    (:func:`agricredit.jsondata.canonical_json`)."""
+    return canonical_json(record)
 
 
 def audit_record(decision: Decision, verdicts: Iterable[PlotVerdict], policy: Policy,

@@ -18,11 +18,12 @@ Encoding rules, the same in every format (GeoJSON, CSV, xlsx, GeoParquet):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from agricredit.jsondata import canonical_json
 
 __all__ = ["Kind", "Field", "KINDS", "PLOT_FIELDS", "BORROWER_FIELDS", "STATS_FIELDS", "AREA_FIELDS", "SERIES_FIELDS", "ALERT_FIELDS",
            "RECOMMENDATION_FIELDS", "OUTPUT_TABLES",
@@ -210,8 +211,6 @@ OUTPUT_TABLES: dict[str, tuple[Field, ...]] = {"plots": PLOT_FIELDS, "borrowers"
                                                "alerts": ALERT_FIELDS, "recommendations": RECOMMENDATION_FIELDS}
 
 
-#: How a ``json`` field's value is written: sorted keys, no spaces, non-ASCII kept.
-_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def format_value(kind: KindName, value: Any) -> Any:
@@ -237,7 +236,7 @@ def format_value(kind: KindName, value: Any) -> Any:
     if kind == "codes":
         return LIST_SEPARATOR.join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     if kind == "json":
-        return value if isinstance(value, str) else _JSON_TEXT.encode(value)
+        return value if isinstance(value, str) else canonical_json(value)  # sorted keys, no spaces, non-ASCII kept
     if kind == "date":
         return str(value)[:10]
     if kind == "yuan":
@@ -288,7 +287,7 @@ def format_column(kind: KindName, values: Iterable[Any]) -> list[Any]:
         return [LIST_SEPARATOR.join(map(str, value)) if type(value) is list
                 else value if type(value) is str else format_value(kind, value) for value in values]
     if kind == "json":
-        return [_JSON_TEXT.encode(value) if type(value) is dict else format_value(kind, value) for value in values]
+        return [canonical_json(value) if type(value) is dict else format_value(kind, value) for value in values]
     if kind == "date":
         return [value[:10] if type(value) is str else None if value is None else format_value(kind, value)
                 for value in values]

@@ -11,7 +11,8 @@ import orjson
 import pytest
 import shapely
 
-from agricredit.audit import _ORJSON_MAY_DIFFER, record_line
+from agricredit.audit import record_line
+from agricredit.jsondata import _ORJSON_MAY_DIFFER
 from agricredit.outputs import OutputError, json_bytes, write_plot_table
 
 
