@@ -138,8 +138,8 @@ def _unmasked_ndvi(red: np.ndarray, nir: np.ndarray, *, scale: float, offset: fl
     n = nir.astype(np.float32, copy=False)
     fill = np.isnan(r) | np.isnan(n) if red.dtype.kind == "f" or nir.dtype.kind == "f" else None
     if nodata is not None and not math.isnan(nodata):
-        no_data = red == nodata
-        no_data |= nir == nodata
+        no_data = _equal(red, nodata)
+        no_data |= _equal(nir, nodata)
         fill = no_data if fill is None else fill | no_data
     if fill is None:
         fill = np.zeros(r.shape, bool)
@@ -153,9 +153,19 @@ def _unmasked_ndvi(red: np.ndarray, nir: np.ndarray, *, scale: float, offset: fl
     np.logical_not(invalid, out=invalid)
     invalid |= fill
     if saturated is not None:
-        invalid |= red == saturated
-        invalid |= nir == saturated
+        invalid |= _equal(red, saturated)
+        invalid |= _equal(nir, saturated)
     return ndvi, invalid, fill
+
+
+def _equal(band: np.ndarray, value: float) -> np.ndarray:
+    """``band == value``; for an integer band and a value of its type, compared as integers (the same answer,
+    several times faster than comparing every DN as a float)."""
+    if band.dtype.kind in "ui" and float(value).is_integer():
+        limits = np.iinfo(band.dtype)
+        if limits.min <= value <= limits.max:
+            return band == band.dtype.type(value)
+    return band == value
 
 
 @dataclasses.dataclass(frozen=True)
