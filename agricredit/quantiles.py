@@ -28,7 +28,7 @@ def block_quantiles(matrix: sp.csr_matrix, labels: np.ndarray, v: np.ndarray, qs
     x += v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
     order, first, label_ends, value = value_groups(matrix.indptr, labels, x, np.isfinite(x))
     weight, value, label_ends = merge_equal(np.take(matrix.data, order).astype(np.float64), value, first, label_ends)
-    return sorted_quantiles(np.r_[0, label_ends], weight, value.astype(np.float64), qs)
+    return sorted_quantiles(np.r_[0, label_ends], weight, value, qs)
 
 
 #: Bits of the packed sort keys of :func:`value_groups` (wider keys take a lexsort).
@@ -139,7 +139,8 @@ def merge_equal(weight: np.ndarray, value: np.ndarray, first: np.ndarray, label_
 
 def sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     """exactextract's weighted quantiles per row: row ``r`` holds the distinct values ``x[indptr[r]:indptr[r + 1]]``,
-    ascending, with the weights ``w`` (float64)."""
+    ascending, with the weights ``w`` (float64). The values enter the arithmetic in float64 (converted as they
+    are taken: only the few each quantile needs)."""
     out = np.full((len(indptr) - 1, len(qs)), np.nan)
     counts = np.diff(indptr)
     rows = np.flatnonzero(counts)
@@ -164,11 +165,11 @@ def sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Seque
         jj = np.minimum(j, last)
         right = np.where((j <= last) & (s_at(jj, rr) > target), j, j + 1)
         right = np.minimum(right, last + 1)
-        result = x[np.where(right == first, first, last)]
+        result = x[np.where(right == first, first, last)].astype(np.float64)
         mid = np.flatnonzero((right > first) & (right <= last))
         r_i, l_i = right[mid], right[mid] - 1
         s_r, s_l = s_at(r_i, mid), s_at(l_i, mid)
-        x_l = x[l_i]
-        result[mid] = x_l + (target[mid] - s_l) * (x[r_i] - x_l) / (s_r - s_l)
+        x_l = x[l_i].astype(np.float64)
+        result[mid] = x_l + (target[mid] - s_l) * (x[r_i].astype(np.float64) - x_l) / (s_r - s_l)
         out[rows, k] = result
     return out
