@@ -575,13 +575,14 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile],
             cloud, inside = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
             # The box of the strip's cells on the grid: the first tile read, when it holds the box, reads every cell
             # without per-cell tests, gathers or scatters (one tile per grid, as a county's).
-            cell_box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1) if len(rows) else None
+            cell_box = None
+            if len(rows):
+                cell_box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
             fresh = True  # no tile read yet: every value is still NaN
             for tile in tiles:
                 row0, col0 = grid.offsets[tile.path]
                 box = boxes.get(tile.path)
-                if fresh and cell_box is not None and (col0 <= cell_box[0] and row0 <= cell_box[1] and
-                                                       cell_box[2] <= col0 + tile.width and cell_box[3] <= row0 + tile.height):
+                if fresh and cell_box is not None and _holds(tile, row0, col0, cell_box):
                     inside[:] = True
                     todo, r, c, span = None, rows, cols, cell_box
                 else:
@@ -617,6 +618,12 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile],
                     target[a:b] = source[at:at + b - a]
                 at += b - a
     return out
+
+
+def _holds(tile: Tile, row0: int, col0: int, box: tuple[int, int, int, int]) -> bool:
+    """Whether ``tile``, placed at grid row ``row0`` and column ``col0``, holds the whole grid box ``box``: first
+    column, first row, end column, end row."""
+    return col0 <= box[0] and row0 <= box[1] and box[2] <= col0 + tile.width and box[3] <= row0 + tile.height
 
 
 def _chip_boxes(grid: _Grid, tiles: Sequence[Tile], chips: Mapping[str, np.ndarray], top: int, bottom: int

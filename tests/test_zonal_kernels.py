@@ -49,7 +49,8 @@ def test_value_groups_match_a_sort_of_each_row(monkeypatch, dtype, key_bits):
         np.testing.assert_array_equal(value, x[order])
         assert value[first].tolist() == expected_values  # a run starts at each distinct value of each row
         rows = np.searchsorted(indptr, order, side="right") - 1
-        assert first.tolist() == [i == 0 or rows[i] != rows[i - 1] or value[i] != value[i - 1] for i in range(len(order))]
+        starts = [i == 0 or rows[i] != rows[i - 1] or value[i] != value[i - 1] for i in range(len(order))]
+        assert first.tolist() == starts
 
 
 def test_value_groups_of_no_entries():
