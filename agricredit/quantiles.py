@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["KEY_BITS", "block_quantiles", "sorted_quantiles", "value_groups"]
+__all__ = ["KEY_BITS", "block_quantiles", "merge_equal", "sorted_quantiles", "value_groups"]
 
 
 def block_quantiles(matrix: sp.csr_matrix, labels: np.ndarray, v: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -22,14 +22,13 @@ def block_quantiles(matrix: sp.csr_matrix, labels: np.ndarray, v: np.ndarray, qs
     Returns ``len(labels) × len(qs)``: row ``labels[i]`` of the result is that of the
     matrix's row ``i``. Each row's distinct valid values come from :func:`value_groups`;
     the weights of equal values are summed in float64 in column order (as exactextract
-    merges them).
+    merges them), by :func:`merge_equal`.
     """
-    x = v[matrix.indices] + v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
-    entry, group, group_label, group_value = value_groups(matrix.indptr, labels, x, np.isfinite(x))
-    # bincount adds each group's weights one by one in entry order (the row's column order), from 0.
-    weights = np.bincount(group, weights=matrix.data[entry], minlength=len(group_label))
-    ends = np.searchsorted(group_label, np.arange(len(labels)), side="right")
-    return sorted_quantiles(np.r_[0, ends], weights, group_value.astype(np.float64), qs)
+    x = np.take(v, matrix.indices)  # (take: several times faster than indexing with int32 indices)
+    x += v.dtype.type(0)  # -0.0 → 0.0: equal values must sort together
+    order, first, label_ends, value = value_groups(matrix.indptr, labels, x, np.isfinite(x))
+    weight, value, label_ends = merge_equal(np.take(matrix.data, order).astype(np.float64), value, first, label_ends)
+    return sorted_quantiles(np.r_[0, label_ends], weight, value, qs)
 
 
 #: Bits of the packed sort keys of :func:`value_groups` (wider keys take a lexsort).
@@ -37,9 +36,9 @@ KEY_BITS = 64
 
 
 def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The kept entries of a CSR layout sorted by their row's label, then value, then place in the row; and the
-    groups of equal values in a row.
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept entries of a CSR layout sorted by their row's label, then value, then place in the row; and where
+    the runs of equal values in a row start.
 
     Parameters
     ----------
@@ -52,26 +51,30 @@ def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np
 
     Returns
     -------
-    entry, group
-        Of each kept entry in that order: its index in the layout, and the number of its group.
-    group_label, group_value
-        Of each group: its row's label and its value (both ascending within a row).
+    order
+        The kept entries (indices in the layout) in that order.
+    first
+        Per entry of ``order``: True where a run of equal values of one row starts.
+    label_ends
+        Per label, the place in ``order`` after its row's last entry.
+    value
+        Per entry of ``order``: its value, ``x[order]``.
 
     float32 values take one sort of packed ``(label, value bits, place)`` integer
     keys (numpy's vectorised integer sort: several times faster than an argsort),
     decoded back; other values, or keys wider than :data:`KEY_BITS`, a lexsort.
     """
     counts = np.diff(indptr)
-    label_bits = max(len(labels) - 1, 0).bit_length()
+    n_labels = len(labels)
+    label_bits = max(n_labels - 1, 0).bit_length()
     place_bits = max(int(counts.max(initial=0)) - 1, 0).bit_length()
     if x.dtype != np.float32 or label_bits + 32 + place_bits > KEY_BITS:
         label = np.repeat(labels, counts)
         kept = np.flatnonzero(keep)
-        entry = kept[np.lexsort((x[kept], label[kept]))]
-        label, value = label[entry], x[entry]
-        first = np.ones(len(entry), dtype=bool)
-        np.logical_or(label[1:] != label[:-1], value[1:] != value[:-1], out=first[1:])
-        return entry, np.cumsum(first) - 1, label[first], value[first]
+        order = kept[np.lexsort((x[kept], label[kept]))]
+        value = x[order]
+        label_ends = np.searchsorted(label[order], np.arange(n_labels), side="right")
+        return order, _run_starts(value, label_ends), label_ends, value
     # Sign-magnitude floats to unsigned integers in the same order: flip every bit of a negative, the sign of the rest.
     signed = x.view(np.int32)
     bits = signed >> 31
@@ -80,31 +83,64 @@ def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np
     key = bits.view(np.uint32).astype(np.uint64)
     del bits
     key <<= np.uint64(place_bits)
-    # | the row's label above the value, the entry's place in its row below it.
-    key |= np.repeat(labels.astype(np.uint64) << np.uint64(32 + place_bits), counts)
+    # + the row's label above the value and the entry's place in its row below it, as label·2**(32 + place bits)
+    # − the row's first entry + the entry (modulo 2**64: the sum is the key).
+    label_shift = np.uint64(32 + place_bits)
+    key += np.repeat((labels.astype(np.uint64) << label_shift) - indptr[:-1].astype(np.uint64), counts)
     key += np.arange(len(key), dtype=np.uint64)
-    key -= np.repeat(indptr[:-1].astype(np.uint64), counts)
     key = key[keep]
     key.sort()
-    starts = np.empty(len(labels), dtype=np.int64)  # each label's row's first entry
+    # Where each label's keys end: after its largest possible key.
+    label_ends = np.searchsorted(key, np.arange(n_labels, dtype=np.uint64) << label_shift
+                                 | np.uint64((1 << int(label_shift)) - 1), side="right")
+    starts = np.empty(n_labels, dtype=np.int64)  # each label's row's first entry
     starts[labels] = indptr[:-1]
-    # (The label and place parts are far below 2**63: viewed as int64, no copy.)
-    entry = starts[(key >> np.uint64(32 + place_bits)).view(np.int64)]
-    entry += (key & np.uint64((1 << place_bits) - 1)).view(np.int64)
+    # (The place part is far below 2**63: viewed as int64, no copy.)
+    order = (key & np.uint64((1 << place_bits) - 1)).view(np.int64)
+    order += np.repeat(starts, np.diff(label_ends, prepend=0))
     key >>= np.uint64(place_bits)  # (label, value bits)
-    first = np.ones(len(key), dtype=bool)
-    np.not_equal(key[1:], key[:-1], out=first[1:])
-    group = np.cumsum(first)
-    group -= 1
-    key = key[first]
-    bits = key.astype(np.uint32)  # the value's bits, back from the order-preserving form
-    bits ^= np.where(bits >> np.uint32(31), np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
-    return entry, group, (key >> np.uint64(32)).view(np.int64), bits.view(np.float32)
+    first = _run_starts(key, label_ends)
+    bits = key.astype(np.uint32)  # the values' bits, back from the order-preserving form:
+    del key
+    flip = bits >> np.uint32(31)  # 1 for the non-negative (flip the sign), 0 for the negative (flip every bit)
+    flip -= np.uint32(1)
+    flip |= np.uint32(0x80000000)
+    bits ^= flip
+    return order, first, label_ends, bits.view(np.float32)
+
+
+def _run_starts(ordered: np.ndarray, label_ends: np.ndarray) -> np.ndarray:
+    """Where runs of equal values start among sorted entries (their values or keys ``ordered``): the first entry,
+    where the value changes and where a label's entries start (after the ``label_ends``)."""
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    first[label_ends[label_ends < len(first)]] = True
+    return first
+
+
+def merge_equal(weight: np.ndarray, value: np.ndarray, first: np.ndarray, label_ends: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge the runs of equal values of :func:`value_groups`: each run's value, its weights summed, and the
+    ``label_ends`` counted in runs.
+
+    ``weight`` (float64, per sorted entry) is summed in place: a run's weights one by one in entry order (the
+    row's column order), from its first (as a bincount from 0 would: the weights are positive).
+    """
+    if first.all():  # no equal values in any row: nothing to merge
+        return weight, value, label_ends
+    later = np.flatnonzero(~first)  # the entries after the first of their run (few)
+    # Each one's run's first entry: its predecessor where that starts the run, else the same as the entry before.
+    head = np.where(first[later - 1], later - 1, 0)
+    np.maximum.accumulate(head, out=head)
+    np.add.at(weight, head, weight[later])  # in the order of `later`: the column order within each run
+    return weight[first], value[first], label_ends - np.searchsorted(later, label_ends)
 
 
 def sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     """exactextract's weighted quantiles per row: row ``r`` holds the distinct values ``x[indptr[r]:indptr[r + 1]]``,
-    ascending, with the weights ``w`` (float64)."""
+    ascending, with the weights ``w`` (float64). The values enter the arithmetic in float64 (converted as they
+    are taken: only the few each quantile needs)."""
     out = np.full((len(indptr) - 1, len(qs)), np.nan)
     counts = np.diff(indptr)
     rows = np.flatnonzero(counts)
@@ -129,11 +165,11 @@ def sorted_quantiles(indptr: np.ndarray, w: np.ndarray, x: np.ndarray, qs: Seque
         jj = np.minimum(j, last)
         right = np.where((j <= last) & (s_at(jj, rr) > target), j, j + 1)
         right = np.minimum(right, last + 1)
-        result = x[np.where(right == first, first, last)]
+        result = x[np.where(right == first, first, last)].astype(np.float64)
         mid = np.flatnonzero((right > first) & (right <= last))
         r_i, l_i = right[mid], right[mid] - 1
         s_r, s_l = s_at(r_i, mid), s_at(l_i, mid)
-        x_l = x[l_i]
-        result[mid] = x_l + (target[mid] - s_l) * (x[r_i] - x_l) / (s_r - s_l)
+        x_l = x[l_i].astype(np.float64)
+        result[mid] = x_l + (target[mid] - s_l) * (x[r_i].astype(np.float64) - x_l) / (s_r - s_l)
         out[rows, k] = result
     return out

@@ -126,23 +126,46 @@ def ndvi_from_dn(
         NDVI with NaN where any input is no data or saturated or the reflectance sum
         is <= 0, clipped to [-1, 1]; ``fill`` is True where an input is no data.
     """
+    ndvi, invalid, fill = _unmasked_ndvi(red, nir, scale=scale, offset=offset, nodata=nodata, saturated=saturated)
+    return np.where(invalid, np.float32(np.nan), ndvi), fill
+
+
+def _unmasked_ndvi(red: np.ndarray, nir: np.ndarray, *, scale: float, offset: float, nodata: float | None,
+                   saturated: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ndvi_from_dn`'s ``ndvi`` before the invalid pixels are set to NaN (any value there), ``invalid`` and
+    ``fill``: so that a caller with more masks sets NaN once."""
     r = red.astype(np.float32, copy=False)
     n = nir.astype(np.float32, copy=False)
-    floats = red.dtype.kind == "f" or nir.dtype.kind == "f"
-    fill = (np.isnan(r) | np.isnan(n)) if floats else np.zeros(r.shape, bool)
+    fill = np.isnan(r) | np.isnan(n) if red.dtype.kind == "f" or nir.dtype.kind == "f" else None
     if nodata is not None and not math.isnan(nodata):
-        fill |= (red == nodata) | (nir == nodata)
+        no_data = _equal(red, nodata)
+        no_data |= _equal(nir, nodata)
+        fill = no_data if fill is None else fill | no_data
+    if fill is None:
+        fill = np.zeros(r.shape, bool)
     denominator = n + r
     denominator += np.float32(2.0 * offset / scale)
     with np.errstate(divide="ignore", invalid="ignore"):
         ndvi = np.subtract(n, r, dtype=np.float32)
         ndvi /= denominator
-    invalid = fill | ~(denominator > 0)
+        np.clip(ndvi, -1.0, 1.0, out=ndvi)
+    invalid = denominator > 0
+    np.logical_not(invalid, out=invalid)
+    invalid |= fill
     if saturated is not None:
-        invalid |= (red == saturated) | (nir == saturated)
-    ndvi[invalid] = np.nan
-    np.clip(ndvi, -1.0, 1.0, out=ndvi)
-    return ndvi, fill
+        invalid |= _equal(red, saturated)
+        invalid |= _equal(nir, saturated)
+    return ndvi, invalid, fill
+
+
+def _equal(band: np.ndarray, value: float) -> np.ndarray:
+    """``band == value``; for an integer band and a value of its type, compared as integers (the same answer,
+    several times faster than comparing every DN as a float)."""
+    if band.dtype.kind in "ui" and float(value).is_integer():
+        limits = np.iinfo(band.dtype)
+        if limits.min <= value <= limits.max:
+            return band == band.dtype.type(value)
+    return band == value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,10 +230,10 @@ def ndvi_of(product: Product, raw: RawWindow, cells: tuple[np.ndarray, np.ndarra
         ndvi = pick(arrays["ndvi"]).astype(np.float32, copy=False)
         fill = pick(arrays["observed"]) == 0 if "observed" in arrays else np.zeros(ndvi.shape, bool)
         return ndvi, np.isnan(ndvi) & ~fill, fill
-    ndvi, fill = ndvi_from_dn(pick(arrays["red"]), pick(arrays["nir"]), scale=p.scale, offset=p.offset,
-                              nodata=p.nodata, saturated=p.saturated_dn)
+    ndvi, invalid, fill = _unmasked_ndvi(pick(arrays["red"]), pick(arrays["nir"]), scale=p.scale, offset=p.offset,
+                                         nodata=p.nodata, saturated=p.saturated_dn)
     if "defect" in arrays:
-        ndvi[sensors.apply_defect_rule(p.defect_rule, pick(arrays["defect"]))] = np.nan
+        invalid |= sensors.apply_defect_rule(p.defect_rule, pick(arrays["defect"]))
     cloud = np.zeros(ndvi.shape, bool)
     if "qa" in arrays:
         qa_fill, qa_cloud = sensors.apply_mask_rule(p.mask_rule, pick(arrays["qa"]))
@@ -224,8 +247,9 @@ def ndvi_of(product: Product, raw: RawWindow, cells: tuple[np.ndarray, np.ndarra
     if "external" in arrays:
         cloud |= pick(arrays["external"]) != 0
     cloud &= ~fill
-    ndvi[fill | cloud] = np.nan
-    return ndvi, cloud, fill
+    invalid |= fill
+    invalid |= cloud
+    return np.where(invalid, np.float32(np.nan), ndvi), cloud, fill
 
 
 class NdviReader:

@@ -412,14 +412,14 @@ def coverage_weights(
         chunk = np.flatnonzero(~empty[start:start + _CHUNK_PLOTS]) + start
         if len(chunk) == 0:
             continue
-        features = _wkb_feature_source(shapely.to_wkb(geoms[chunk]), crs.to_wkt())
-        result = exact_extract(raster, features, ["cell_id", "coverage"], output="pandas")
+        features, cells = _exactextract_io(shapely.to_wkb(geoms[chunk]), crs.to_wkt())
+        exact_extract(raster, features, ["cell_id", "coverage"], output=cells)
         counts = np.zeros(chunk[-1] + 1 - start, dtype=np.int64)
-        counts[chunk - start] = [len(c) for c in result["cell_id"]]
-        ids = np.concatenate([np.empty(0, np.int64), *result["cell_id"]])
+        counts[chunk - start] = [len(c) for c in cells.cell_id]
+        ids = np.concatenate([np.empty(0, np.int64), *cells.cell_id])
         # exactextract computes coverage fractions in float32: float32 keeps them exactly.
-        data = np.concatenate([np.empty(0, np.float32), *result["coverage"]], dtype=np.float32, casting="same_kind")
-        del result, features
+        data = np.concatenate([np.empty(0, np.float32), *cells.coverage], dtype=np.float32, casting="same_kind")
+        del cells, features
         offsets = np.r_[0, np.cumsum(counts)]
         cuts = np.unique(np.r_[0, np.searchsorted(offsets, np.arange(0, offsets[-1], _CHUNK_ENTRIES), side="right") - 1,
                                len(counts)])
@@ -469,9 +469,11 @@ def _compress_cells(parts: list[np.ndarray], n_ids: int) -> tuple[np.ndarray, np
     return ids, inverse
 
 
-def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
-    """An exactextract feature source over WKB geometries (no GeoJSON round trip)."""
+def _exactextract_io(wkbs: np.ndarray, srs_wkt: str):
+    """An exactextract feature source over WKB geometries (no GeoJSON round trip), and a writer keeping each
+    feature's ``cell_id`` and ``coverage`` arrays in two lists, in feature order (no DataFrame)."""
     from exactextract.feature import Feature, FeatureSource
+    from exactextract.writer import Writer
 
     class WKBFeature(Feature):
         def __init__(self, wkb: bytes | None = None):
@@ -510,7 +512,25 @@ def _wkb_feature_source(wkbs: np.ndarray, srs_wkt: str):
         def srs_wkt(self) -> str:
             return srs_wkt
 
-    return WKBFeatureSource()
+    class CellsWriter(Writer):
+        def __init__(self) -> None:
+            Writer.__init__(self)
+            self.cell_id: list[np.ndarray] = []
+            self.coverage: list[np.ndarray] = []
+
+        def add_operation(self, op: Any) -> None:
+            pass
+
+        def write(self, feature: Any) -> None:
+            values = WKBFeature()
+            feature.copy_to(values)
+            self.cell_id.append(values.properties["cell_id"])
+            self.coverage.append(values.properties["coverage"])
+
+        def features(self) -> CellsWriter:
+            return self
+
+    return WKBFeatureSource(), CellsWriter()
 
 
 # --------------------------------------------------------------------------- per-date values
@@ -553,28 +573,39 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile],
             del ids
             values = np.full(len(rows), np.nan, dtype=np.float32)
             cloud, inside = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
+            # The box of the strip's cells on the grid: the first tile read, when it holds the box, reads every cell
+            # without per-cell tests, gathers or scatters (one tile per grid, as a county's).
+            cell_box = None
+            if len(rows):
+                cell_box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+            fresh = True  # no tile read yet: every value is still NaN
             for tile in tiles:
                 row0, col0 = grid.offsets[tile.path]
-                r, c = rows - row0, cols - col0
-                here = (r >= 0) & (r < tile.height) & (c >= 0) & (c < tile.width)
-                inside |= here
-                todo = np.flatnonzero(here & np.isnan(values))
                 box = boxes.get(tile.path)
-                if len(todo) == 0 and box is None:
-                    continue
-                every = len(todo) == len(values)  # one tile for all of the strip's cells: no gathers, no scatters
-                if not every:
-                    r, c = r[todo], c[todo]
-                spans = [box] if box is not None else []
-                if len(todo):
-                    spans.append((int(c.min()), int(r.min()), int(c.max()) + 1, int(r.max()) + 1))
+                if fresh and cell_box is not None and _holds(tile, row0, col0, cell_box):
+                    inside[:] = True
+                    todo, r, c, span = None, rows, cols, cell_box
+                else:
+                    here = (rows >= row0) & (rows < row0 + tile.height) & (cols >= col0) & (cols < col0 + tile.width)
+                    inside |= here
+                    todo = np.flatnonzero(here & np.isnan(values))
+                    if len(todo) == 0 and box is None:
+                        continue
+                    if len(todo) == len(values):  # one tile for all of the strip's cells: no gathers, no scatters
+                        todo = None
+                    r, c = (rows, cols) if todo is None else (rows[todo], cols[todo])
+                    span = (int(c.min()), int(r.min()), int(c.max()) + 1, int(r.max()) + 1) if len(r) else None
+                spans = [box] if box is not None else []  # on the tile
+                if span is not None:
+                    spans.append((span[0] - col0, span[1] - row0, span[2] - col0, span[3] - row0))
                 c_lo, r_lo = min(b[0] for b in spans), min(b[1] for b in spans)
                 window = Window(c_lo, r_lo, max(b[2] for b in spans) - c_lo, max(b[3] for b in spans) - r_lo)
                 if tile.path not in readers:
                     readers[tile.path] = stack.enter_context(_tile_reader(tile))
                 kept = None if box is None or keep is None else (lambda raw, tile=tile: keep(tile, raw))
-                tile_values, tile_cloud = readers[tile.path](window, r - r_lo, c - c_lo, kept)
-                if every:
+                tile_values, tile_cloud = readers[tile.path](window, r - (row0 + r_lo), c - (col0 + c_lo), kept)
+                fresh = False
+                if todo is None:
                     values = tile_values
                     cloud |= tile_cloud
                 else:
@@ -587,6 +618,12 @@ def _cell_values(grid: _Grid, weights: CoverageWeights, tiles: Sequence[Tile],
                     target[a:b] = source[at:at + b - a]
                 at += b - a
     return out
+
+
+def _holds(tile: Tile, row0: int, col0: int, box: tuple[int, int, int, int]) -> bool:
+    """Whether ``tile``, placed at grid row ``row0`` and column ``col0``, holds the whole grid box ``box``: first
+    column, first row, end column, end row."""
+    return col0 <= box[0] and row0 <= box[1] and box[2] <= col0 + tile.width and box[3] <= row0 + tile.height
 
 
 def _chip_boxes(grid: _Grid, tiles: Sequence[Tile], chips: Mapping[str, np.ndarray], top: int, bottom: int
@@ -654,13 +691,16 @@ def _row_stats(
     quantiles = np.full((n_rows, len(qs)), np.nan)
     for block, (values, cloud, inside) in zip(blocks, cell_values):
         valid = np.isfinite(values)
+        weighted = values.astype(np.float64)  # (exact)
+        weighted[~valid] = 0.0
         everywhere = np.ones(len(values), bool)
-        columns = (valid, np.where(valid, values, 0), valid & (values >= threshold),  # in the values' precision
+        columns = (valid, weighted, valid & (values >= threshold),  # the threshold in the values' precision
                    ~everywhere if cloud is None else cloud & ~valid & (True if inside is None else inside),
                    everywhere if inside is None else valid | inside)
         # Per sum one pass over the block's weights (float64, in each row's column order: exact enough for any
         # plot); none for an indicator that is 0 everywhere, the rows' total weights for one that is 1 everywhere.
-        weights = block.matrix.astype(np.float64)
+        m = block.matrix
+        weights = sp.csr_matrix((m.data.astype(np.float64), m.indices, m.indptr), shape=m.shape, copy=False)
         for total, column in zip(sums, columns):
             if column.dtype == bool and column.all():
                 if block.totals is None:  # the same for every date
@@ -668,7 +708,7 @@ def _row_stats(
                 total[block.start + block.rows] = block.totals
             elif column.dtype != bool or column.any():
                 total[block.start + block.rows] = weights @ column.astype(np.float64, copy=False)
-        del weights, columns
+        del weights, columns, weighted
         quantiles[block.start:block.start + len(block.rows)] = block_quantiles(block.matrix, block.rows, values, qs)
     return {**dict(zip(names, sums)), "quantiles": quantiles}
 

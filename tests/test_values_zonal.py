@@ -213,6 +213,35 @@ def test_strips_without_plots_are_skipped_and_later_strips_read(tmp_path, monkey
     np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
 
 
+@pytest.mark.parametrize("strip_rows", [512, 4])
+def test_a_first_tile_holding_every_cell_and_a_second_filling_its_clouds(tmp_path, monkeypatch, strip_rows):
+    # Tile a covers all the plots (read without per-cell tests), with clouds (NaN) in places; tile b, same date
+    # and grid, covers its east part and fills the clouds it can. Reference: exactextract on the mosaic written
+    # out per pixel here (a where valid, else b where b covers, else NaN).
+    monkeypatch.setattr(zonal, "_STRIP_ROWS", strip_rows)
+    rng = np.random.default_rng(31)
+    first = rng.uniform(-0.1, 0.9, (20, 30)).astype(np.float32)
+    first[rng.uniform(0, 1, first.shape) < 0.3] = np.nan
+    second = rng.uniform(-0.1, 0.9, (20, 15)).astype(np.float32)
+    mosaic = first.copy()
+    mosaic[:, 15:] = np.where(np.isnan(first[:, 15:]), second, first[:, 15:])
+    a = write_ndvi(tmp_path / "a_20230601.tif", first)
+    b = write_ndvi(tmp_path / "b_20230601.tif", second, x0=X0 + 150)
+    whole = write_ndvi(tmp_path / "mosaic.tif", mosaic)
+    plots = _plots((X0 + 3, Y0 - 197, X0 + 297, Y0 - 3), (X0 + 140, Y0 - 60, X0 + 165, Y0 - 40),
+                   (X0 + 12, Y0 - 18, X0 + 18, Y0 - 12), (X0 + 210, Y0 - 110, X0 + 290, Y0 - 90))
+    ours = zonal.zonal_stats(plots, [b, a]).set_index("plot_id")
+    ref = exact_extract(whole, plots, ["mean", "median", "quantile(q=0.9)", "count"], include_cols=["plot_id"],
+                        output="pandas").set_index("plot_id")
+    np.testing.assert_allclose(ours["ndvi_mean"], ref["mean"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_median"], ref["median"], atol=1e-6)
+    np.testing.assert_allclose(ours["ndvi_p90"], ref["quantile_90"], atol=1e-6)
+    areas = plots.set_index("plot_id").area / RES**2
+    np.testing.assert_allclose(ours["valid_frac"], ref["count"] / areas, rtol=1e-6)
+    np.testing.assert_allclose(ours["covered_frac"], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(ours["cloud_frac"], 1 - ref["count"] / areas, atol=1e-6)
+
+
 def test_a_cloud_in_an_earlier_tile_of_the_mosaic_is_inside_it(tmp_path):
     # Tiles a (west, clouded over its east half) and b (east, clear) of one date: the cloud lies inside tile a,
     # so it counts as cloud over a covered part of the plot, not as a part outside every tile.

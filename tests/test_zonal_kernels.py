@@ -12,16 +12,17 @@ from test_zonal import _brute_quantile  # exactextract's weighted quantile writt
 
 
 def _groups_by_row(indptr, labels, x, keep):
-    """Per label, in label order: the kept entries sorted by value (stable), and the distinct values, one row at a
-    time with Python's sort (-0.0 and 0.0 already merged by the caller)."""
-    entries, values = [], []
+    """Per label, in label order: the kept entries sorted by value (stable), the distinct values, and the number of
+    entries so far, one row at a time with Python's sort (-0.0 and 0.0 already merged by the caller)."""
+    entries, values, ends = [], [], []
     for label in range(len(labels)):
         row = int(np.flatnonzero(labels == label)[0])
         mine = [e for e in range(indptr[row], indptr[row + 1]) if keep[e]]
         mine.sort(key=lambda e: x[e])  # stable: ties stay in column order
         entries += mine
         values += sorted({float(x[e]) for e in mine})
-    return entries, values
+        ends.append(len(entries))
+    return entries, values, ends
 
 
 def _layout(rng, dtype, n_rows=40):
@@ -41,20 +42,41 @@ def test_value_groups_match_a_sort_of_each_row(monkeypatch, dtype, key_bits):
     rng = np.random.default_rng(5)
     for _ in range(20):
         indptr, labels, x, keep = _layout(rng, dtype)
-        entry, group, group_label, group_value = quantiles.value_groups(indptr, labels, x, keep)
-        expected_entries, expected_values = _groups_by_row(indptr, labels, x, keep)
-        assert entry.tolist() == expected_entries
-        assert group_value.dtype == dtype and group_value.tolist() == expected_values
-        rows = np.searchsorted(indptr, entry, side="right") - 1
-        np.testing.assert_array_equal(group_label[group], labels[rows])  # each entry's group is in its row
-        np.testing.assert_array_equal(group_value[group], x[entry])  # and holds its value
-        assert (np.diff(group) >= 0).all() and (np.diff(group_label) >= 0).all()
+        order, first, label_ends, value = quantiles.value_groups(indptr, labels, x, keep)
+        expected_entries, expected_values, expected_ends = _groups_by_row(indptr, labels, x, keep)
+        assert order.tolist() == expected_entries and label_ends.tolist() == expected_ends
+        assert value.dtype == dtype
+        np.testing.assert_array_equal(value, x[order])
+        assert value[first].tolist() == expected_values  # a run starts at each distinct value of each row
+        rows = np.searchsorted(indptr, order, side="right") - 1
+        starts = [i == 0 or rows[i] != rows[i - 1] or value[i] != value[i - 1] for i in range(len(order))]
+        assert first.tolist() == starts
 
 
 def test_value_groups_of_no_entries():
-    entry, group, group_label, group_value = quantiles.value_groups(
+    order, first, label_ends, value = quantiles.value_groups(
         np.zeros(3, np.int64), np.array([1, 0]), np.empty(0, np.float32), np.empty(0, bool))
-    assert len(entry) == len(group) == len(group_label) == len(group_value) == 0
+    assert len(order) == len(first) == len(value) == 0 and label_ends.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("longest", [1, 2, 7])
+def test_merge_equal_sums_each_run_from_its_first_weight_in_order(longest):
+    rng = np.random.default_rng(longest)
+    lengths = rng.integers(1, longest + 1, 300)  # runs of equal values, 1 to `longest` entries
+    first = np.zeros(lengths.sum(), bool)
+    first[np.r_[0, np.cumsum(lengths)[:-1]]] = True
+    weight = rng.uniform(0, 1, len(first)) * 10.0 ** rng.integers(-20, 3, len(first))  # rounding in every sum
+    value = np.cumsum(first).astype(np.float32)  # run k holds the value k
+    label_ends = np.array([0, 17, 17, len(first) // 2, len(first)])
+    run = np.cumsum(first) - 1
+    expected = np.zeros(len(lengths))
+    for i in range(len(first)):  # from 0, one by one in entry order (what a bincount does)
+        expected[run[i]] += weight[i]
+    expected_ends = [int(np.count_nonzero(first[:end])) for end in label_ends]
+    merged, values, ends = quantiles.merge_equal(weight.copy(), value, first, label_ends)
+    np.testing.assert_array_equal(merged, expected)
+    np.testing.assert_array_equal(values, np.arange(1, len(lengths) + 1, dtype=np.float32))
+    assert ends.tolist() == expected_ends
 
 
 def test_equal_weights_are_summed_in_column_order():
