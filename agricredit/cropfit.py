@@ -356,8 +356,9 @@ def _search(tables: _Templates, ys: np.ndarray, *, max_shift: int, shift_penalty
         # combos (P × V × K) hold each season's own delay: the first season's shift, then each next season's
         # delay beyond the season before it (a summer crop is sown after the winter crop's harvest).
         delays = combos.astype(np.intp)  # whole days
-        rows = np.cumsum(delays, axis=2) if k > 1 else delays.copy()  # each season's shift
-        rows += tables.span
+        rows = delays + tables.span  # each season's shift (the delays summed), as a row of the tables
+        if k == 2:
+            rows[:, :, 1] += delays[:, :, 0]
         cy = [np.take(products[j], rows[:, :, j] + plot_start) for j in range(k)]
         square = [tables.square[j][rows[:, :, j]] for j in range(k)]
         cross = tables.cross[rows[:, :, 0], rows[:, :, 1]] if k == 2 else None
