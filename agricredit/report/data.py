@@ -196,25 +196,41 @@ class KeptChips:
         self._raws.clear()
         self._outlines.clear()
 
-    def cut(self, date: str, path: str, window: rasterio.windows.Window) -> Any:
-        """The kept pixels of ``window`` of the tile ``path`` of ``date`` (a RawWindow), or None unless they cover it
-        whole."""
-        row0, row1 = window.row_off, window.row_off + window.height
-        parts = []
-        for raw in self._raws.get((date, str(path)), ()):
-            top, bottom = raw.window.row_off, raw.window.row_off + raw.window.height
-            if bottom <= row0 or top >= row1:
-                continue
-            at = row0 if not parts else parts[-1].window.row_off + parts[-1].window.height
-            if top > at:
-                return None
-            piece = raw.crop(rasterio.windows.Window(window.col_off, at, window.width, min(bottom, row1) - at))
-            if piece is None:
-                return None
-            parts.append(piece)
-            if min(bottom, row1) == row1:
-                return type(raw).stacked(parts)
-        return None
+    def cut(self, date: str, path: str, windows: np.ndarray) -> list[Any]:
+        """The kept pixels of each of ``windows`` (rows of ``col0, row0, col1, row1``) of the tile ``path`` of
+        ``date``: a RawWindow, or None unless they cover it whole.
+
+        Each window is looked up, all at once, in the kept window holding its first row (the last starting on or
+        above it); a window reaching below it takes its next rows from the kept windows that follow, each starting
+        where the one before ends.
+        """
+        from agricredit.raster import RawWindow
+
+        raws = self._raws.get((date, str(path)), [])
+        if not raws:
+            return [None] * len(windows)
+        top, left, bottom, right = np.array([(r.window.row_off, r.window.col_off, r.window.row_off + r.window.height,
+                                              r.window.col_off + r.window.width) for r in raws], dtype=np.int64).T
+        col0, row0, col1, row1 = np.asarray(windows, dtype=np.int64).reshape(-1, 4).T
+        first = np.searchsorted(top, row0, side="right") - 1
+        last = np.searchsorted(top, row1 - 1, side="right") - 1
+        held = (first >= 0) & (col0 >= left[first]) & (col1 <= right[first]) & (row1 <= bottom[last])
+        out: list[Any] = []
+        for c0, r0, c1, r1, a, b, ok in zip(col0.tolist(), row0.tolist(), col1.tolist(), row1.tolist(),
+                                           first.tolist(), last.tolist(), held.tolist()):
+            window = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+            if ok and a == b:
+                raw, dy, dx = raws[a], r0 - top[a], c0 - left[a]
+                out.append(RawWindow(window, {k: v[..., dy:dy + r1 - r0, dx:dx + c1 - c0]
+                                              for k, v in raw.arrays.items()}))
+            elif ok and all(top[j + 1] == bottom[j] and left[j + 1] <= c0 and c1 <= right[j + 1] for j in range(a, b)):
+                out.append(RawWindow(window, {k: np.concatenate([
+                    raws[j].arrays[k][..., max(r0, top[j]) - top[j]:min(r1, bottom[j]) - top[j],
+                                      c0 - left[j]:c1 - left[j]] for j in range(a, b + 1)], axis=-2)
+                    for k in raws[a].arrays}))
+            else:
+                out.append(None)
+        return out
 
 
 def _kept_chip_pixels(product: Any, raws: Sequence[Any], strides: Sequence[int]
@@ -277,9 +293,8 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             t = tile.transform
             chips = []  # (plot, stride, NDVI, cloud) of each chip, decimated and flattened (copies of the windows)
             steps = [max(1, math.ceil(max(c1 - c0, r1 - r0) / CHIP_MAX_PIXELS)) for c0, r0, c1, r1 in windows[todo]]
-            raws = [None if kept is None or tile.product is None else
-                    kept.cut(date, tile.path, rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
-                    for c0, r0, c1, r1 in windows[todo]]
+            raws = (kept.cut(date, tile.path, windows[todo]) if kept is not None and tile.product is not None
+                    else [None] * len(todo))
             cut = [k for k, raw in enumerate(raws) if raw is not None]
             if cut:
                 pixels = _kept_chip_pixels(tile.product, [raws[k] for k in cut], [steps[k] for k in cut])
