@@ -300,8 +300,11 @@ def _fit_row(row: dict[str, Any], fits: Sequence[SystemFit]) -> None:
     for fit in fits:  # map and attrgetter: no Python frame per season (25,000 plots × 14 fits)
         rmse, shift_days, scale = _fit_columns(fit.name)
         row[rmse] = fit.rmse
-        row[shift_days] = ";".join(map(str, map(_SHIFT_DAYS, fit.seasons)))
-        row[scale] = ";".join(map("{:.3f}".format, map(_SCALE, fit.seasons)))
+        if len(fit.seasons) == 1:  # the join of one text is the text
+            row[shift_days], row[scale] = str(fit.seasons[0].shift_days), _SCALE_TEXT(fit.seasons[0].scale)
+        else:
+            row[shift_days] = ";".join(map(str, map(_SHIFT_DAYS, fit.seasons)))
+            row[scale] = ";".join(map(_SCALE_TEXT, map(_SCALE, fit.seasons)))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -310,7 +313,7 @@ def _fit_columns(name: str) -> tuple[str, str, str]:
     return f"rmse_{name}", f"shift_days_{name}", f"scale_{name}"
 
 
-_SHIFT_DAYS, _SCALE = operator.attrgetter("shift_days"), operator.attrgetter("scale")
+_SHIFT_DAYS, _SCALE, _SCALE_TEXT = operator.attrgetter("shift_days"), operator.attrgetter("scale"), "{:.3f}".format
 
 
 def _model_checks(row: dict[str, Any], probabilities: pd.Series, declared: Sequence[Declared], margin: float) -> list[Flag]:
