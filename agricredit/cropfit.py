@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -452,10 +451,6 @@ def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options
     return fit_explanations_many(dates, np.asarray(ndvi, dtype=float)[None, :], region, **options)[0]
 
 
-#: The ranking of fits: by score, ties by name.
-_RANK = operator.attrgetter("score", "name")
-
-
 def fit_explanations_many(
     dates: np.ndarray,
     ndvi: np.ndarray,
@@ -504,9 +499,16 @@ def fit_explanations_many(
     chosen = [e for e in explanations_for(region) if wanted is None or e.name in wanted]
     max_shift = int(max_sowing_shift_days)
     tables = [_templates(e, t, run, max_shift=max_shift, min_scale=min_template_scale) for e in chosen]
+    # The ranking of fits (by score, ties by name: sorted(fits, key=_RANK)) of every plot at once; stable, as sorted.
+    by_name = np.argsort([e.name for e in chosen], kind="stable")
+    name_rank = np.empty(len(chosen), np.intp)
+    name_rank[by_name] = np.arange(len(chosen))
     ranked: list[list[SystemFit]] = []
     for first in range(0, len(ys), FIT_BLOCK_PLOTS):
         block = ys[first:first + FIT_BLOCK_PLOTS]
         per_explanation = [_fit_many(e, t, block, max_shift=max_shift, shift_penalty=shift_penalty) for e in tables]
-        ranked.extend(sorted(fits, key=_RANK) for fits in zip(*per_explanation))
+        scores = np.array([[f.score for f in fits] for fits in per_explanation], dtype=float)
+        scores = scores.reshape(len(chosen), len(block))
+        order = np.lexsort((np.broadcast_to(name_rank[:, None], scores.shape), scores), axis=0).T.tolist()
+        ranked.extend([fits[e] for e in plot_order] for fits, plot_order in zip(zip(*per_explanation), order))
     return ranked
