@@ -499,7 +499,8 @@ def fit_explanations_many(
     chosen = [e for e in explanations_for(region) if wanted is None or e.name in wanted]
     max_shift = int(max_sowing_shift_days)
     tables = [_templates(e, t, run, max_shift=max_shift, min_scale=min_template_scale) for e in chosen]
-    # The ranking of fits (by score, ties by name: sorted(fits, key=_RANK)) of every plot at once; stable, as sorted.
+    # Each plot's fits ranked by score, ties by name (the order of sorted(fits, key=attrgetter("score", "name"))),
+    # every plot of a block at once.
     by_name = np.argsort([e.name for e in chosen], kind="stable")
     name_rank = np.empty(len(chosen), np.intp)
     name_rank[by_name] = np.arange(len(chosen))

@@ -246,7 +246,7 @@ def _kept_chip_pixels(product: Any, windows: np.ndarray, kept: Sequence[dict[str
     flat = {k: np.empty((*a.shape[:-2], bounds[-1]), a.dtype) for k, a in decimated[0].items()}
     for arrays, lo, hi, shape in zip(decimated, bounds[:-1], bounds[1:], shapes):
         for k, a in arrays.items():
-            flat[k][..., lo:hi].reshape(a.shape)[...] = a
+            flat[k][..., lo:hi].reshape(a.shape)[...] = a  # a view: only the last axis is split
     ndvi, cloud, _ = ndvi_of(product, RawWindow(None, flat))
     return [(ndvi[lo:hi].reshape(shape), cloud[lo:hi].reshape(shape))
             for lo, hi, shape in zip(bounds[:-1], bounds[1:], shapes)]
