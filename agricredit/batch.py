@@ -31,7 +31,7 @@ import math
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -538,8 +538,7 @@ def _chunk_evidence(table: pd.DataFrame, plots: gpd.GeoDataFrame, claims: bytes,
     """The evidence map task: :func:`agricredit.evidence.plot_evidence` of one chunk (``claims``: its declared crops
     and drawn areas, pickled) without the fitted curves and series objects, which the reduce step does not read (its
     rows hold the fits' figures) and which would be most of what a county's chunks send back to this process."""
-    evidence = plot_evidence(table, plots, *pickle.loads(claims), *shared, kept=kept)
-    return replace(evidence, season=replace(evidence.season, fits={}, series={}))
+    return plot_evidence(table, plots, *pickle.loads(claims), *shared, kept=kept, keep_fits=False)
 
 
 def _combine(plots: gpd.GeoDataFrame, parts: Sequence[pd.DataFrame]) -> pd.DataFrame:

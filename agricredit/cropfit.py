@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,7 +238,7 @@ def _bounded_fit(y: np.ndarray, shapes: np.ndarray, low: np.ndarray, high: np.nd
 
 
 #: Plots fitted together in one block of :func:`_search` (bounds the temporary arrays to a few MB).
-FIT_BLOCK_PLOTS = 512
+FIT_BLOCK_PLOTS = 4096
 
 
 @dataclass(frozen=True)
@@ -303,15 +302,26 @@ def _least_sse(syy: np.ndarray, cy: list[np.ndarray], square: list[np.ndarray], 
 
     def edge(k: int, bound: float) -> np.ndarray:  # S with amplitude k at ``bound``, the other at its clipped minimum
         o = 1 - k
-        rhs = cy[o] - cross * bound
-        a = np.fmax(np.fmin(rhs / square[o], high[o]), low[o])
-        return syy - 2 * bound * cy[k] + bound * bound * square[k] + a * (a * square[o] - 2 * rhs)
+        rhs = np.multiply(cross, bound, out=np.empty(shape))
+        np.subtract(cy[o], rhs, out=rhs)
+        a = np.divide(rhs, square[o], out=np.empty(shape))
+        np.fmin(a, high[o], out=a)
+        np.fmax(a, low[o], out=a)
+        value = np.multiply(2 * bound, cy[k], out=np.empty(shape))
+        np.subtract(syy, value, out=value)
+        value += (bound * bound) * square[k]
+        rhs *= 2
+        np.subtract(a * square[o], rhs, out=rhs)
+        rhs *= a  # a · (a·square − 2·rhs): a product commutes exactly
+        value += rhs
+        return value
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if len(cy) == 1:
             a = np.fmax(np.fmin(cy[0] / square[0], high[0]), low[0])
             return syy + a * (a * square[0] - 2 * cy[0])
         (c0, c1), (g00, g11), g01 = cy, square, cross
+        shape = np.broadcast(syy, c0, c1, g00, g11, g01).shape  # of every candidate's SSE
         det = g00 * g11 - g01 * g01
         a0, a1 = (c0 * g11 - g01 * c1) / det, (g00 * c1 - g01 * c0) / det
         inside = (a0 >= low[0] - 1e-9) & (a0 <= high[0] + 1e-9) & (a1 >= low[1] - 1e-9) & (a1 <= high[1] + 1e-9)
@@ -319,7 +329,7 @@ def _least_sse(syy: np.ndarray, cy: list[np.ndarray], square: list[np.ndarray], 
                         np.inf)
         for k in (0, 1):
             for bound in (low[k], high[k]):
-                best = np.minimum(best, edge(k, bound))
+                np.minimum(best, edge(k, bound), out=best)
     return best
 
 
@@ -335,17 +345,30 @@ def _search(tables: _Templates, ys: np.ndarray, *, max_shift: int, shift_penalty
     k = len(tables.centred)
     centred_y = ys - ys.mean(axis=1, keepdims=True)
     syy = np.einsum("pn,pn->p", centred_y, centred_y)[:, None]
-    products = [np.einsum("pn,sn->ps", centred_y, c) for c in tables.centred]  # Σ y g_k per plot and shift
+    # Σ y g_k per plot and shift, flat: plot p's row of shifts starts at p · (2·span + 1)
+    products = [np.einsum("pn,sn->ps", centred_y, c).ravel() for c in tables.centred]
+    plot_start = (np.arange(n_plots) * (2 * tables.span + 1))[:, None]
+    # each delay's share of the calendar prior, ((delay / max_shift)²), by delay + max_shift (|delay| ≤ max_shift)
+    prior = (np.arange(-max_shift, max_shift + 1, dtype=float) / max(max_shift, 1)) ** 2
 
     def score(combos: np.ndarray) -> np.ndarray:
         # combos (P × V × K) hold each season's own delay: the first season's shift, then each next season's
         # delay beyond the season before it (a summer crop is sown after the winter crop's harvest).
-        rows = (np.cumsum(combos, axis=2) + tables.span).astype(np.intp)
-        cy = [np.take_along_axis(products[j], rows[:, :, j], axis=1) for j in range(k)]
+        delays = combos.astype(np.intp)  # whole days
+        rows = delays + tables.span  # each season's shift (the delays summed), as a row of the tables
+        if k == 2:
+            rows[:, :, 1] += delays[:, :, 0]
+        cy = [np.take(products[j], rows[:, :, j] + plot_start) for j in range(k)]
         square = [tables.square[j][rows[:, :, j]] for j in range(k)]
         cross = tables.cross[rows[:, :, 0], rows[:, :, 1]] if k == 2 else None
         sse = np.maximum(_least_sse(syy, cy, square, cross, tables.low, tables.high), 0.0)
-        return np.sqrt(sse / n) + shift_penalty * np.mean((combos / max(max_shift, 1)) ** 2, axis=2)
+        sse /= n
+        np.sqrt(sse, out=sse)
+        # shift_penalty · the mean over the seasons of (delay / max_shift)² (np.mean's sum, then division)
+        shares = prior[delays + max_shift]
+        penalty = shares[:, :, 0] + shares[:, :, 1] if k == 2 else shares[:, :, 0]
+        sse += shift_penalty * (penalty / k)
+        return sse
 
     coarse = np.unique(np.r_[np.arange(-max_shift, max_shift + 1, SHIFT_STEP_DAYS), 0, max_shift]).astype(float)
     centre = np.zeros((n_plots, k))
@@ -428,10 +451,6 @@ def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options
     return fit_explanations_many(dates, np.asarray(ndvi, dtype=float)[None, :], region, **options)[0]
 
 
-#: The ranking of fits: by score, ties by name.
-_RANK = operator.attrgetter("score", "name")
-
-
 def fit_explanations_many(
     dates: np.ndarray,
     ndvi: np.ndarray,
@@ -480,9 +499,17 @@ def fit_explanations_many(
     chosen = [e for e in explanations_for(region) if wanted is None or e.name in wanted]
     max_shift = int(max_sowing_shift_days)
     tables = [_templates(e, t, run, max_shift=max_shift, min_scale=min_template_scale) for e in chosen]
+    # Each plot's fits ranked by score, ties by name (the order of sorted(fits, key=attrgetter("score", "name"))),
+    # every plot of a block at once.
+    by_name = np.argsort([e.name for e in chosen], kind="stable")
+    name_rank = np.empty(len(chosen), np.intp)
+    name_rank[by_name] = np.arange(len(chosen))
     ranked: list[list[SystemFit]] = []
     for first in range(0, len(ys), FIT_BLOCK_PLOTS):
         block = ys[first:first + FIT_BLOCK_PLOTS]
         per_explanation = [_fit_many(e, t, block, max_shift=max_shift, shift_penalty=shift_penalty) for e in tables]
-        ranked.extend(sorted(fits, key=_RANK) for fits in zip(*per_explanation))
+        scores = np.array([[f.score for f in fits] for fits in per_explanation], dtype=float)
+        scores = scores.reshape(len(chosen), len(block))
+        order = np.lexsort((np.broadcast_to(name_rank[:, None], scores.shape), scores), axis=0).T.tolist()
+        ranked.extend([fits[e] for e in plot_order] for fits, plot_order in zip(zip(*per_explanation), order))
     return ranked

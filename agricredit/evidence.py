@@ -11,12 +11,13 @@ follows on the merged evidence (:func:`agricredit.season.finish_season`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from agricredit.outputs import gc_paused
 from agricredit.report.data import KeptChips, plot_chips, season_series
 from agricredit.season import SeasonRows, season_rows
 
@@ -43,9 +44,12 @@ class Evidence:
                    pd.concat(series, ignore_index=True).sort_values(["plot_id", "date"], ignore_index=True))
 
 
+# No cyclic collection while the evidence is built (see :func:`agricredit.season.season_rows`): without the fits
+# (``keep_fits=False``) their objects, most of those the rows create, are freed before any collection walks them.
+@gc_paused()
 def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], drawn_mu: Mapping[str, float],
                   period: tuple[np.datetime64, np.datetime64], acquisitions: Sequence[Any],
-                  options: Mapping[str, Any], kept: KeptChips | None = None) -> Evidence:
+                  options: Mapping[str, Any], kept: KeptChips | None = None, *, keep_fits: bool = True) -> Evidence:
     """The evidence of ``plots``.
 
     Parameters
@@ -65,9 +69,14 @@ def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], 
     kept
         The pixels the zonal stage kept around the chips (:class:`agricredit.report.data.KeptChips`), if any: the
         chips are cut out of them rather than read from the tiles again (the same bytes).
+    keep_fits
+        False: the season rows without the fitted curves and series objects (``fits`` and ``series`` empty), which
+        only the report's charts read (a map task's reduce step reads the rows, which hold the fits' figures).
     """
     plot_ids = sorted(plots["plot_id"].astype(str))
     rows = season_rows(table, declared, drawn_mu, period=period, plot_ids=plot_ids, **options)
+    if not keep_fits:
+        rows = replace(rows, fits={}, series={})
     peak_dates = {row["plot_id"]: str(np.datetime64(row["peak_date"], "D")) for row in rows.rows
                   if row.get("peak_date") is not None and not pd.isna(row["peak_date"])}
     return Evidence(rows, plot_chips(plots, peak_dates, acquisitions, kept), season_series(table))

@@ -145,7 +145,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
                                          tuple((x.dates["greenup"], x.dates["senescence"]) for x in own))
     for x, green in zip(own, greens):  # each declared season must be seen green in its green period as fitted
         threshold = crops[x.season.crop].cropped_ndvi_threshold
-        if green.any() and np.maximum.reduce(ndvi[green]) >= threshold:
+        if np.maximum.reduce(ndvi[green], initial=-np.inf) >= threshold:  # seen green (-inf: never seen)
             continue
         figures = {"declared_crop": x.season.crop, "green_period": f"{x.dates['greenup']}/{x.dates['senescence']}",
                    "max_ndvi_in_green_period": float(ndvi[green].max()) if green.any() else None,

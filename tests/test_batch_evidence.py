@@ -74,3 +74,31 @@ def test_chunks_evidence_merged_is_the_evidence_of_one_run() -> None:
     pd.testing.assert_frame_equal(merged.chips, whole.chips)
     pd.testing.assert_frame_equal(merged.series, whole.series)
     assert len(whole.chips) > 100
+
+
+def test_evidence_without_fits_is_the_evidence_less_its_fits_and_leaves_the_collector_as_it_was() -> None:
+    import gc
+    import pickle
+
+    plots = load_plots(SAMPLE / "plots.geojson")
+    plots = plots.loc[plots["geometry_status"] == "OK"].iloc[:40].reset_index(drop=True)
+    acquisitions = discover_acquisitions([SAMPLE / "season" / "manifest.csv"], None, None)
+    table = observation_table(plots, acquisitions)
+    ids = plots["plot_id"].astype(str)
+    declared = dict(zip(ids, [["maize"], ["soybean"], ["wheat", "soybean"], None] * len(ids)))
+    rows, _ = split_season_options(season_options(load_policy(), region="delmarva"))
+    inputs = (table, plots, declared, dict(zip(ids, area_mu(plots))), season_period(table), acquisitions, rows)
+    full = plot_evidence(*inputs)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        bare = plot_evidence(*inputs, keep_fits=False)
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()
+    assert full.season.fits and full.season.series
+    assert bare.season.fits == {} and bare.season.series == {}
+    assert pickle.dumps(bare.season.rows) == pickle.dumps(full.season.rows)  # every figure to the bit
+    assert bare.season.flags == full.season.flags
+    pd.testing.assert_frame_equal(bare.chips, full.chips)
+    pd.testing.assert_frame_equal(bare.series, full.series)

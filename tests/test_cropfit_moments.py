@@ -223,3 +223,15 @@ def test_a_curve_keeps_its_season_when_the_shift_moves_the_harvest_into_the_next
     np.testing.assert_allclose(fit.curve(days), _logistic_curve(fit, days), rtol=1e-12, atol=1e-12)
     peak = days[np.argmax(fit.curve(days))]  # the canopy peaks 60 days after the calendar's 30 August
     assert abs((peak - np.datetime64("2023-10-29")).astype(int)) <= 7
+
+
+def test_each_plots_fits_are_ranked_by_score_then_name():
+    days = PERIOD[0] + np.arange(0, 420, 25)
+    ys = _series(5, days)
+    ys[0] = 0.3  # flat: every explanation at its smallest amplitude
+    ranked = cropfit.fit_explanations_many(days, ys, "ncp", period=PERIOD)
+    names = sorted(e.name for e in cropfit.explanations_for("ncp"))
+    for plot_fits in ranked:
+        assert sorted(f.name for f in plot_fits) == names
+        assert plot_fits == sorted(plot_fits, key=lambda f: (f.score, f.name))
+    assert len({tuple(f.name for f in plot_fits) for plot_fits in ranked}) > 1  # not one order for all

@@ -228,3 +228,40 @@ def test_kept_chips_of_the_sample_are_the_chips_read(monkeypatch):
             _forbid_reads(patch)
             cut = plot_chips(plots, peaks, [acquisition], kept)
         assert len(cut) == len(plots) and cut.equals(read)
+
+
+def test_the_kept_pixels_of_many_windows_are_each_windows_own():
+    from rasterio.windows import Window
+
+    from agricredit.raster import RawWindow
+
+    def grid(row0, col0, height, width):  # each pixel's value tells its row and column on the tile
+        rows, cols = np.mgrid[row0:row0 + height, col0:col0 + width]
+        return np.stack([rows * 1000 + cols, -(rows * 1000 + cols)])  # two bands on a leading axis
+
+    kept = KeptChips()
+    strips = [(0, 0, 100, 200), (100, 10, 150, 290), (300, 0, 100, 200)]  # a gap from row 250 to 300
+    for row0, col0, height, width in reversed(strips):
+        values = grid(row0, col0, height, width)
+        kept.add("2023-06-25", "tile.tif", RawWindow(Window(col0, row0, width, height),
+                                                     {"qa": values, "red": values[0] + 7}))
+
+    def plain(c0, r0, c1, r1):  # every row held by a strip covering the window's columns, or None
+        if all(any(top <= r < top + h and left <= c0 and c1 <= left + w for top, left, h, w in strips)
+               for r in range(r0, r1)):
+            return grid(r0, c0, r1 - r0, c1 - c0)
+        return None
+
+    windows = np.array([(5, 5, 60, 40), (10, 80, 150, 130), (10, 240, 150, 250),  # in one strip, across, to the end
+                        (5, 80, 60, 130),  # across, but column 5 is not in the second strip
+                        (20, 200, 60, 260), (20, 260, 60, 280), (20, 390, 60, 410),  # into, in, past the gap
+                        (150, 20, 210, 60), (0, 0, 200, 100), (0, 0, 201, 100),  # past a strip's columns
+                        (0, 300, 50, 310)])  # after the gap
+    cut = kept.cut("2023-06-25", "tile.tif", windows)
+    assert [raw is None for raw in cut] == [plain(*w) is None for w in windows.tolist()]
+    assert sum(raw is not None for raw in cut) == 5
+    for (c0, r0, c1, r1), raw in zip(windows.tolist(), cut):
+        if raw is not None:
+            assert np.array_equal(raw["qa"], plain(c0, r0, c1, r1))
+            assert np.array_equal(raw["red"], plain(c0, r0, c1, r1)[0] + 7)
+    assert kept.cut("2023-06-25", "other.tif", windows) == [None] * len(windows)

@@ -196,42 +196,60 @@ class KeptChips:
         self._raws.clear()
         self._outlines.clear()
 
-    def cut(self, date: str, path: str, window: rasterio.windows.Window) -> Any:
-        """The kept pixels of ``window`` of the tile ``path`` of ``date`` (a RawWindow), or None unless they cover it
-        whole."""
-        row0, row1 = window.row_off, window.row_off + window.height
-        parts = []
-        for raw in self._raws.get((date, str(path)), ()):
-            top, bottom = raw.window.row_off, raw.window.row_off + raw.window.height
-            if bottom <= row0 or top >= row1:
-                continue
-            at = row0 if not parts else parts[-1].window.row_off + parts[-1].window.height
-            if top > at:
-                return None
-            piece = raw.crop(rasterio.windows.Window(window.col_off, at, window.width, min(bottom, row1) - at))
-            if piece is None:
-                return None
-            parts.append(piece)
-            if min(bottom, row1) == row1:
-                return type(raw).stacked(parts)
-        return None
+    def cut(self, date: str, path: str, windows: np.ndarray) -> list[dict[str, np.ndarray] | None]:
+        """The kept pixels of each of ``windows`` (rows of ``col0, row0, col1, row1``) of the tile ``path`` of
+        ``date``: the arrays of a :class:`agricredit.raster.RawWindow` over it, or None unless they cover it whole.
+
+        Each window is looked up, all at once, in the kept window holding its first row (the last starting on or
+        above it); a window reaching below it takes its next rows from the kept windows that follow, each starting
+        where the one before ends.
+        """
+        raws = self._raws.get((date, str(path)), [])
+        if not raws:
+            return [None] * len(windows)
+        top, left, bottom, right = np.array([(r.window.row_off, r.window.col_off, r.window.row_off + r.window.height,
+                                              r.window.col_off + r.window.width) for r in raws], dtype=np.int64).T
+        col0, row0, col1, row1 = np.asarray(windows, dtype=np.int64).reshape(-1, 4).T
+        first = np.searchsorted(top, row0, side="right") - 1
+        last = np.searchsorted(top, row1 - 1, side="right") - 1
+        held = (first >= 0) & (col0 >= left[first]) & (col1 <= right[first]) & (row1 <= bottom[last])
+        out: list[dict[str, np.ndarray] | None] = []
+        for c0, r0, c1, r1, a, b, ok in zip(col0.tolist(), row0.tolist(), col1.tolist(), row1.tolist(),
+                                           first.tolist(), last.tolist(), held.tolist()):
+            if ok and a == b:
+                dy, dx = r0 - top[a], c0 - left[a]
+                out.append({k: v[..., dy:dy + r1 - r0, dx:dx + c1 - c0] for k, v in raws[a].arrays.items()})
+            elif ok and all(top[j + 1] == bottom[j] and left[j + 1] <= c0 and c1 <= right[j + 1] for j in range(a, b)):
+                rows = [slice(max(r0, top[j]) - top[j], min(r1, bottom[j]) - top[j]) for j in range(a, b + 1)]
+                out.append({k: np.concatenate([raws[j].arrays[k][..., part, c0 - left[j]:c1 - left[j]]
+                                               for j, part in zip(range(a, b + 1), rows)], axis=-2)
+                            for k in raws[a].arrays})
+            else:
+                out.append(None)
+        return out
 
 
-def _kept_chip_pixels(product: Any, raws: Sequence[Any], strides: Sequence[int]
-                      ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(ndvi, cloud)`` of each chip window's kept pixels ``raws``, decimated by its stride (as a read's)."""
+def _kept_chip_pixels(product: Any, windows: np.ndarray, kept: Sequence[dict[str, np.ndarray]],
+                      strides: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(ndvi, cloud)`` of each chip window (rows of ``col0, row0, col1, row1``) from its kept pixels ``kept``
+    (:meth:`KeptChips.cut`), decimated by its stride (as a read's)."""
     from agricredit.raster import RawWindow, ndvi_of
 
     if product.cloud_shapes:  # rasterized over each window
-        return [tuple(a[::s, ::s] for a in ndvi_of(product, raw)[:2]) for raw, s in zip(raws, strides)]
-    # NDVI and the masks are per pixel: every chip's decimated pixels at once, as one flat window.
-    shapes = [next(iter(raw.arrays.values()))[..., ::s, ::s].shape[-2:] for raw, s in zip(raws, strides)]
-    flat = RawWindow(None, {k: np.concatenate([raw.arrays[k][..., ::s, ::s].reshape(*raw.arrays[k].shape[:-2], -1)
-                                              for raw, s in zip(raws, strides)], axis=-1) for k in raws[0].arrays})
-    ndvi, cloud, _ = ndvi_of(product, flat)
+        return [tuple(a[::s, ::s] for a in ndvi_of(product, RawWindow(
+                    rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0), arrays))[:2])
+                for (c0, r0, c1, r1), arrays, s in zip(windows.tolist(), kept, strides)]
+    # NDVI and the masks are per pixel: every chip's decimated pixels at once, copied into one flat window.
+    decimated = [{k: a[..., ::s, ::s] for k, a in arrays.items()} for arrays, s in zip(kept, strides)]
+    shapes = [next(iter(arrays.values())).shape[-2:] for arrays in decimated]
     bounds = [0, *np.cumsum([h * w for h, w in shapes]).tolist()]
+    flat = {k: np.empty((*a.shape[:-2], bounds[-1]), a.dtype) for k, a in decimated[0].items()}
+    for arrays, lo, hi, shape in zip(decimated, bounds[:-1], bounds[1:], shapes):
+        for k, a in arrays.items():
+            flat[k][..., lo:hi].reshape(a.shape)[...] = a  # a view: only the last axis is split
+    ndvi, cloud, _ = ndvi_of(product, RawWindow(None, flat))
     return [(ndvi[lo:hi].reshape(shape), cloud[lo:hi].reshape(shape))
-            for (lo, hi), shape in zip(itertools.pairwise(bounds), shapes)]
+            for lo, hi, shape in zip(bounds[:-1], bounds[1:], shapes)]
 
 
 def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[Any],
@@ -277,12 +295,12 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
             t = tile.transform
             chips = []  # (plot, stride, NDVI, cloud) of each chip, decimated and flattened (copies of the windows)
             steps = [max(1, math.ceil(max(c1 - c0, r1 - r0) / CHIP_MAX_PIXELS)) for c0, r0, c1, r1 in windows[todo]]
-            raws = [None if kept is None or tile.product is None else
-                    kept.cut(date, tile.path, rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
-                    for c0, r0, c1, r1 in windows[todo]]
+            raws = (kept.cut(date, tile.path, windows[todo]) if kept is not None and tile.product is not None
+                    else [None] * len(todo))
             cut = [k for k, raw in enumerate(raws) if raw is not None]
             if cut:
-                pixels = _kept_chip_pixels(tile.product, [raws[k] for k in cut], [steps[k] for k in cut])
+                pixels = _kept_chip_pixels(tile.product, windows[todo[cut]], [raws[k] for k in cut],
+                                           [steps[k] for k in cut])
                 chips.extend((todo[k], steps[k], ndvi.shape, ndvi.ravel(), cloud.ravel())
                              for k, (ndvi, cloud) in zip(cut, pixels))
             rest = np.array([k for k, raw in enumerate(raws) if raw is None], dtype=np.int64)
