@@ -189,24 +189,6 @@ class RawWindow:
         buffers = {id(b): b for b in (a if a.base is None else a.base for a in self.arrays.values())}
         return sum(getattr(b, "nbytes", 0) for b in buffers.values())
 
-    def crop(self, window: Window) -> RawWindow | None:
-        """The part over ``window`` (views), or None when ``window`` is not all inside this one."""
-        row0, col0 = int(window.row_off - self.window.row_off), int(window.col_off - self.window.col_off)
-        rows, cols = int(window.height), int(window.width)
-        height, width = next(iter(self.arrays.values())).shape[-2:]
-        if row0 < 0 or col0 < 0 or row0 + rows > height or col0 + cols > width:
-            return None
-        return RawWindow(window, {k: a[..., row0:row0 + rows, col0:col0 + cols] for k, a in self.arrays.items()})
-
-    @classmethod
-    def stacked(cls, parts: list[RawWindow]) -> RawWindow:
-        """Windows of the same columns and roles, each starting on the row where the one before ends, as one."""
-        if len(parts) == 1:
-            return parts[0]
-        first, last = parts[0].window, parts[-1].window
-        window = Window(first.col_off, first.row_off, first.width, last.row_off + last.height - first.row_off)
-        return cls(window, {k: np.concatenate([p.arrays[k] for p in parts], axis=-2) for k in parts[0].arrays})
-
 
 def ndvi_of(product: Product, raw: RawWindow, cells: tuple[np.ndarray, np.ndarray] | None = None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
