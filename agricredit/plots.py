@@ -82,6 +82,9 @@ REPAIR_MAX_AREA_CHANGE = 0.01
 
 _WGS84 = pyproj.CRS.from_epsg(4326)
 _GEOD = pyproj.Geod(ellps="WGS84")
+#: :meth:`pyproj.Geod.polygon_area_perimeter` without its argument conversion (``_copytobuffer``), for rings
+#: already given as float64 arrays: the method it calls (the public one if a pyproj lacks it).
+_RING_AREA_PERIMETER = getattr(_GEOD, "_polygon_area_perimeter", _GEOD.polygon_area_perimeter)
 _POLYGON, _MULTIPOLYGON = 3, 6  # shapely.get_type_id
 
 
@@ -436,33 +439,26 @@ def _polygonal_area_perimeter(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """:meth:`pyproj.Geod.geometry_area_perimeter` of non-empty (multi)polygons, ring by ring on coordinate arrays.
 
     The same sums in the same order as pyproj's (a polygon: its exterior, then each hole's signed area; a
-    multipolygon: 0.0 plus each polygon's), without its per-geometry Python walk (``.xy`` array copies).
+    multipolygon: 0.0 plus each polygon's), without its per-geometry Python walk (``.xy`` array copies): one
+    :meth:`pyproj.Geod.polygon_area_perimeter` per ring, the sums by :func:`numpy.add.at` (in index order).
     """
     polygons, owner = shapely.get_parts(geoms, return_index=True)
     rings, ring_polygon = shapely.get_rings(polygons, return_index=True)
     coords, ring_of = shapely.get_coordinates(rings, return_index=True)
     lon, lat = np.ascontiguousarray(coords[:, 0]), np.ascontiguousarray(coords[:, 1])
-    ends = np.searchsorted(ring_of, np.arange(len(rings) + 1))
+    ends = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
+    measure = _RING_AREA_PERIMETER
+    ring_area, ring_perimeter = np.array([measure(lon[start:end], lat[start:end])
+                                          for start, end in zip(ends[:-1], ends[1:])]).reshape(-1, 2).T
     exterior = np.ones(len(rings), dtype=bool)
     exterior[1:] = ring_polygon[1:] != ring_polygon[:-1]
-    polygon_area = np.zeros(len(polygons))
-    polygon_perimeter = np.zeros(len(polygons))
-    for r, (start, end) in enumerate(zip(ends[:-1], ends[1:])):
-        a, p = _GEOD.polygon_area_perimeter(lon[start:end], lat[start:end])
-        k = ring_polygon[r]
-        if exterior[r]:
-            polygon_area[k], polygon_perimeter[k] = a, p
-        else:
-            polygon_area[k] += a
-    multi = shapely.get_type_id(geoms) == _MULTIPOLYGON
-    area = np.zeros(len(geoms))
-    perimeter = np.zeros(len(geoms))
-    for k, g in enumerate(owner):  # in order, so each multipolygon sums as 0.0 + a_1 + a_2 ...
-        if multi[g]:
-            area[g] += polygon_area[k]
-            perimeter[g] += polygon_perimeter[k]
-        else:
-            area[g], perimeter[g] = polygon_area[k], polygon_perimeter[k]
+    polygon_area, polygon_perimeter = np.zeros(len(polygons)), np.zeros(len(polygons))
+    polygon_area[ring_polygon[exterior]] = ring_area[exterior]  # rings come polygon by polygon, exterior first
+    polygon_perimeter[ring_polygon[exterior]] = ring_perimeter[exterior]
+    np.add.at(polygon_area, ring_polygon[~exterior], ring_area[~exterior])
+    area, perimeter = np.zeros(len(geoms)), np.zeros(len(geoms))
+    np.add.at(area, owner, polygon_area)  # 0.0 + a is a, to the bit (-0.0 becomes 0.0, as abs makes it)
+    np.add.at(perimeter, owner, polygon_perimeter)
     return np.abs(area), perimeter
 
 
