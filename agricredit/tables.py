@@ -92,6 +92,7 @@ logger = logging.getLogger(__name__)
 #: Accepted spellings of the area units (compared after strip and lower-case).
 UNIT_ALIASES: Mapping[str, str] = {"mu": "mu", "亩": "mu", "ha": "ha", "hectare": "ha", "公顷": "ha"}
 _UNIT_FACTOR = {"mu": Decimal(1), "ha": Decimal(MU_PER_HA)}
+_UNIT_COLUMN = {unit: k for k, unit in enumerate(_UNIT_FACTOR)}
 _UNIT_HELP = "expected one of mu, 亩, ha, hectare, 公顷"
 
 REGISTRY_COLUMNS = ("plot_id", "holder_id", "registered_area", "area_unit", "land_use", "source")
@@ -641,8 +642,8 @@ class _Columns(dict):
     and normalised column by column, with the problems found.
 
     :meth:`add_problems` adds the problems to the table in the order a row-by-row reading finds them: by row, and
-    within a row in the order of the checks (a check is one call of :meth:`flag`, :meth:`flag_each`, one column of
-    :meth:`require`, the unit then the area of :meth:`area_to_mu`).
+    within a row in the order of the checks (a check is one call of :meth:`flag`, :meth:`flag_each` or
+    :meth:`flag_at`, one column of :meth:`require`, the unit then the area of :meth:`area_to_mu`).
     """
 
     def __init__(self, raw: RawTable) -> None:
@@ -666,27 +667,32 @@ class _Columns(dict):
         check, self._checks = self._checks, self._checks + 1
         self._found.extend((i, check, column, reason) for i in itertools.compress(itertools.count(), where))
 
+    def flag_at(self, column: str, codes: np.ndarray, reasons: Sequence[str | None]) -> None:
+        """One check of ``column``: the problem of each row is ``reasons[codes[row]]`` (None for none)."""
+        check, self._checks = self._checks, self._checks + 1
+        bad = np.array([bool(reason) for reason in reasons], dtype=bool)
+        self._found.extend((i, check, column, reasons[codes[i]]) for i in np.flatnonzero(bad[codes]).tolist())
+
     def require(self, columns: Iterable[str]) -> None:
         """A problem for each of ``columns`` empty in a row (as :func:`require_values`)."""
         for name in columns:
             self.flag(name, map(operator.not_, self[name]), "value is empty")
 
-    def area_to_mu(self, area_column: str) -> list[float]:
+    def area_to_mu(self, area_column: str) -> np.ndarray:
         """Check ``area_column`` and ``area_unit``; the areas become floats, the units ``mu``/``ha`` (an unknown
-        one stays as written); returns the areas in mu (NaN if bad)."""
-        written = self["area_unit"]
-        unit_of = {text: UNIT_ALIASES.get(text.lower()) for text in set(written)}  # the distinct spellings once each
-        why = {text: None if unit else f"{'not a known area unit' if text else 'value is empty'} ({_UNIT_HELP})"
-               for text, unit in unit_of.items()}
-        units = list(map(unit_of.__getitem__, written))
-        self.flag_each("area_unit", list(map(why.__getitem__, written)))
-        self["area_unit"] = [unit or text for unit, text in zip(units, written)]
-        pairs = list(zip(self[area_column], units))
-        measured = {pair: _area_in_mu(*pair) for pair in set(pairs)}  # the distinct (area, unit) pairs once each
-        value, mu, problem = (list(column) for column in zip(*map(measured.__getitem__, pairs))) if pairs else ([],) * 3
-        self.flag_each(area_column, problem)
-        self[area_column] = value
-        return mu
+        one stays as written); returns the areas in mu (NaN if bad). Each distinct text is read once."""
+        unit_codes, unit_texts = pd.factorize(np.asarray(self["area_unit"], dtype=object))
+        units = [UNIT_ALIASES.get(text.lower()) for text in unit_texts]
+        self.flag_at("area_unit", unit_codes, [None if unit else f"{'not a known area unit' if text else 'value is empty'}"
+                                               f" ({_UNIT_HELP})" for unit, text in zip(units, unit_texts)])
+        self["area_unit"] = np.array([unit or text for unit, text in zip(units, unit_texts)], dtype=object)[unit_codes]
+        area_codes, area_texts = pd.factorize(np.asarray(self[area_column], dtype=object))
+        measured = [_area_in_mu(text) for text in area_texts]
+        self.flag_at(area_column, area_codes, [why for _, _, why in measured])
+        self[area_column] = np.array([value for value, _, _ in measured], dtype=float)[area_codes]
+        in_mu = np.array([mu for _, mu, _ in measured], dtype=float).reshape(-1, len(_UNIT_FACTOR))[area_codes]
+        unit_at = np.array([_UNIT_COLUMN.get(unit, -1) for unit in units], dtype=int)[unit_codes]  # -1: unknown
+        return np.where(unit_at >= 0, in_mu[np.arange(len(unit_at)), np.maximum(unit_at, 0)], np.nan)
 
     def add_problems(self) -> None:
         """Add the problems found to the table (see the class notes), and forget them."""
@@ -695,19 +701,20 @@ class _Columns(dict):
         self._found = []
 
 
-def _area_in_mu(text: str, unit: str | None) -> tuple[float, float, str | None]:
-    """An area cell as written (a float, NaN if not a number), in mu (NaN if bad or ``unit`` is None: unknown),
-    and its problem (None if sound)."""
+def _area_in_mu(text: str) -> tuple[float, tuple[float, ...], str | None]:
+    """An area cell as written (a float, NaN if not a number), in mu if its unit is each of :data:`_UNIT_FACTOR`'s
+    (NaN if bad), and its problem (None if sound)."""
     try:
         area = Decimal(text)
         value = float(area)
     except (InvalidOperation, ValueError):  # ValueError: a signalling NaN
         value = math.nan
+    not_in_mu = (math.nan,) * len(_UNIT_FACTOR)
     if not math.isfinite(value):
-        return value, math.nan, "value is empty" if not text else "area is not a number"
+        return value, not_in_mu, "value is empty" if not text else "area is not a number"
     if value <= 0:
-        return value, math.nan, "area must be positive"
-    return value, math.nan if unit is None else float(area * _UNIT_FACTOR[unit]), None
+        return value, not_in_mu, "area must be positive"
+    return value, tuple(float(area * factor) for factor in _UNIT_FACTOR.values()), None
 
 
 def _check_unique(raw: RawTable, key: tuple[str, ...], values: _Columns | None = None,
