@@ -47,8 +47,8 @@ from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.outputs import gc_paused, map_in_processes, sha256_file
-from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
-                              load_plots, rejected_ids, repeated_area_m2)
+from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, load_plots,
+                              overlaps_and_repeats, rejected_ids)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, pseudonym, pseudonymise_borrowers
 from agricredit.season import finish_season, resolve_region, season_options, season_period, split_season_options
@@ -683,8 +683,7 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
               for is_ok, pid, b in zip(ok.tolist(), plot_ids, borrower_ids)]
     _mark(checked, np.asarray(absurd, dtype=bool), AREA_ABSURD, "drawn area absurd against registry and declaration")
     good = checked.loc[checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
-    found = find_overlaps(good, outline_accuracy_m=policy.area.outline_accuracy_m)
-    repeated = repeated_area_m2(good)
+    found, repeated = overlaps_and_repeats(good, outline_accuracy_m=policy.area.outline_accuracy_m)
     good_ids = good["plot_id"].tolist()
     return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good_ids, found)),
                    repeated_mu=dict(zip(good_ids, m2_to_mu(repeated))), declaration=declaration,

@@ -58,6 +58,7 @@ __all__ = [
     "find_overlaps",
     "shrink_outlines",
     "repeated_area_m2",
+    "overlaps_and_repeats",
     "area_table",
 ]
 
@@ -500,24 +501,64 @@ def find_overlaps(gdf: gpd.GeoDataFrame, *, tolerance_m2: float = 1.0,
     Returns
     -------
     list of list of dict
-        Per plot, in order: ``[{"plot_id": other, "shared_m2": area}, ...]``.
+        Per plot, in order: ``[{"plot_id": other, "shared_m2": area}, ...]``, the others in the order of ``gdf``.
     """
     wgs = to_wgs84(gdf).geometry.values
-    if outline_accuracy_m > 0:
-        wgs = shrink_outlines(wgs, outline_accuracy_m)
-    ids = gdf["plot_id"].to_numpy()
+    return _overlaps(wgs, gdf["plot_id"].to_numpy(), *_intersecting(wgs), tolerance_m2, outline_accuracy_m)
+
+
+def overlaps_and_repeats(gdf: gpd.GeoDataFrame, *, by: str = "borrower_id", tolerance_m2: float = 1.0,
+                         outline_accuracy_m: float = 0.0) -> tuple[list[list[dict[str, object]]], np.ndarray]:
+    """:func:`find_overlaps` and :func:`repeated_area_m2` of the same plots, from one spatial query.
+
+    Parameters
+    ----------
+    gdf
+        Accepted plots (any CRS) with ``plot_id`` and the ``by`` column.
+    by, tolerance_m2, outline_accuracy_m
+        As :func:`repeated_area_m2` and :func:`find_overlaps`.
+
+    Returns
+    -------
+    tuple
+        What :func:`find_overlaps` and :func:`repeated_area_m2` return.
+    """
+    wgs = to_wgs84(gdf).geometry.values
+    left, right = _intersecting(wgs)
+    return (_overlaps(wgs, gdf["plot_id"].to_numpy(), left, right, tolerance_m2, outline_accuracy_m),
+            _repeated(wgs, gdf["plot_id"].astype(str).to_numpy(), gdf[by].to_numpy(), left, right))
+
+
+def _intersecting(wgs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of positions of outlines that intersect, both ways and each with itself (:class:`shapely.STRtree`)."""
+    return shapely.STRtree(wgs).query(wgs, predicate="intersects")
+
+
+def _overlaps(wgs: np.ndarray, ids: np.ndarray, left: np.ndarray, right: np.ndarray, tolerance_m2: float,
+              outline_accuracy_m: float) -> list[list[dict[str, object]]]:
+    """:func:`find_overlaps` of the outlines ``wgs`` (WGS84) whose intersecting pairs are ``left``, ``right``.
+
+    A shrunk outline lies inside its drawn one (the shrink is metres; the bend of a field's edge projected to UTM
+    and back, micrometres): only the outlines of drawn pairs that share more than an edge are shrunk and tested.
+    """
     result: list[list[dict[str, object]]] = [[] for _ in range(len(wgs))]
-    tree = shapely.STRtree(wgs)
-    left, right = tree.query(wgs, predicate="intersects")
     pairs = left < right
     left, right = left[pairs], right[pairs]
     shared_inside = ~shapely.touches(wgs[left], wgs[right])  # neighbours that only touch share no area
     left, right = left[shared_inside], right[shared_inside]
+    outlines = wgs
+    if outline_accuracy_m > 0 and len(left):
+        outlines = np.full(len(wgs), None, dtype=object)
+        involved = np.unique(np.concatenate([left, right]))
+        outlines[involved] = shrink_outlines(wgs[involved], outline_accuracy_m)
+        still = shapely.intersects(outlines[left], outlines[right]) & ~shapely.touches(outlines[left], outlines[right])
+        left, right = left[still], right[still]
     if len(left) == 0:
         return result
-    shared = shapely.intersection(wgs[left], wgs[right])
-    areas, _ = geodesic_area_perimeter(shared)
-    for i, j, area in zip(left, right, areas):
+    in_order = np.lexsort((right, left))
+    left, right = left[in_order], right[in_order]
+    areas, _ = geodesic_area_perimeter(shapely.intersection(outlines[left], outlines[right]))
+    for i, j, area in zip(left.tolist(), right.tolist(), areas.tolist()):
         if np.isfinite(area) and area > tolerance_m2:
             shared_m2 = round(float(area), 2)
             result[i].append({"plot_id": ids[j], "shared_m2": shared_m2})
@@ -586,21 +627,26 @@ def repeated_area_m2(gdf: gpd.GeoDataFrame, by: str = "borrower_id") -> np.ndarr
         One figure per row, 0 where the plot shares nothing with an earlier one.
     """
     wgs = to_wgs84(gdf).geometry.values
-    ids = gdf["plot_id"].astype(str).to_numpy()
-    owners = gdf[by].to_numpy()
+    return _repeated(wgs, gdf["plot_id"].astype(str).to_numpy(), gdf[by].to_numpy(), *_intersecting(wgs))
+
+
+def _repeated(wgs: np.ndarray, ids: np.ndarray, owners: np.ndarray, left: np.ndarray, right: np.ndarray
+              ) -> np.ndarray:
+    """:func:`repeated_area_m2` of the outlines ``wgs`` (WGS84) whose intersecting pairs are ``left``, ``right``."""
     repeated = np.zeros(len(wgs))
-    left, right = shapely.STRtree(wgs).query(wgs, predicate="intersects")
     same = (owners[left] == owners[right]) & (ids[right] < ids[left])
     left, right = left[same], right[same]
     shared_inside = ~shapely.touches(wgs[left], wgs[right])
     left, right = left[shared_inside], right[shared_inside]
     earlier: dict[int, list[int]] = {}
-    for i, j in zip(left, right):
-        earlier.setdefault(int(i), []).append(int(j))
-    for i, others in sorted(earlier.items()):
-        shared = shapely.intersection(wgs[i], shapely.union_all(wgs[others]))
-        area, _ = geodesic_area_perimeter(np.array([shared], dtype=object))
-        repeated[i] = float(area[0]) if np.isfinite(area[0]) else 0.0
+    for i, j in zip(left.tolist(), right.tolist()):
+        earlier.setdefault(i, []).append(j)
+    if not earlier:
+        return repeated
+    drawn_before = sorted(earlier)
+    shared = [shapely.intersection(wgs[i], shapely.union_all(wgs[earlier[i]])) for i in drawn_before]
+    area, _ = geodesic_area_perimeter(np.array(shared, dtype=object))
+    repeated[drawn_before] = np.where(np.isfinite(area), area, 0.0)
     return repeated
 
 
