@@ -663,18 +663,24 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
     by_plot: dict[str, list[dict[str, Any]]] = {}
     ordered = declarations.sort_values(["plot_id", "borrower_id"])
     columns = {name: ordered[name].tolist() for name in ordered.columns}  # to_dict("records"), without its boxing
-    for values in zip(*columns.values()):
-        record = dict(zip(columns, values))
-        by_plot.setdefault(record["plot_id"], []).append(record)
+    for pid, values in zip(columns["plot_id"], zip(*columns.values())):
+        by_plot.setdefault(pid, []).append(dict(zip(columns, values)))
     declaration, others = {}, {}
     plot_ids, borrower_ids = checked["plot_id"].tolist(), checked["borrower_id"].tolist()
     for pid, borrower in zip(plot_ids, borrower_ids):
-        if pid in by_plot and borrower is not None:
-            own = [r for r in by_plot[pid] if r["borrower_id"] == borrower]
-            declaration[pid, borrower] = (own or by_plot[pid])[0]
-            contest = sorted({r["borrower_id"] for r in by_plot[pid]} - {borrower})
-            if contest:
-                others[pid, borrower] = contest
+        records = by_plot.get(pid)
+        if records is None or borrower is None:
+            continue
+        if len(records) == 1:  # most plots: one declaration, the plot file's borrower's or contested
+            declaration[pid, borrower] = records[0]
+            if records[0]["borrower_id"] != borrower:
+                others[pid, borrower] = [records[0]["borrower_id"]]
+            continue
+        own = [r for r in records if r["borrower_id"] == borrower]
+        declaration[pid, borrower] = (own or records)[0]
+        contest = sorted({r["borrower_id"] for r in records} - {borrower})
+        if contest:
+            others[pid, borrower] = contest
     ok = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)).to_numpy()
     drawn = dict(zip(checked.loc[ok, "plot_id"].tolist(), area_mu(checked.loc[ok]).to_numpy()))
     registered = dict(zip(registry["plot_id"].tolist(), registry["registered_mu"].tolist()))

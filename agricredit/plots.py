@@ -442,25 +442,35 @@ def _polygonal_area_perimeter(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray
     The same sums in the same order as pyproj's (a polygon: its exterior, then each hole's signed area; a
     multipolygon: 0.0 plus each polygon's), without its per-geometry Python walk (``.xy`` array copies): one
     :meth:`pyproj.Geod.polygon_area_perimeter` per ring, the sums by :func:`numpy.add.at` (in index order).
+    A polygon without holes (most plots) is its exterior ring: its coordinates are taken without splitting it.
     """
-    polygons, owner = shapely.get_parts(geoms, return_index=True)
+    area, perimeter = np.zeros(len(geoms)), np.zeros(len(geoms))
+    simple = (shapely.get_type_id(geoms) == _POLYGON) & (shapely.get_num_interior_rings(geoms) == 0)
+    area[simple], perimeter[simple] = _rings_area_perimeter(geoms[simple])  # 0.0 + a would be a, to the bit
+    composite = np.flatnonzero(~simple)
+    polygons, owner = shapely.get_parts(geoms[composite], return_index=True)
     rings, ring_polygon = shapely.get_rings(polygons, return_index=True)
-    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
-    lon, lat = np.ascontiguousarray(coords[:, 0]), np.ascontiguousarray(coords[:, 1])
-    ends = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
-    measure = _RING_AREA_PERIMETER
-    ring_area, ring_perimeter = np.array([measure(lon[start:end], lat[start:end])
-                                          for start, end in zip(ends[:-1], ends[1:])]).reshape(-1, 2).T
+    ring_area, ring_perimeter = _rings_area_perimeter(rings)
     exterior = np.ones(len(rings), dtype=bool)
     exterior[1:] = ring_polygon[1:] != ring_polygon[:-1]
     polygon_area, polygon_perimeter = np.zeros(len(polygons)), np.zeros(len(polygons))
     polygon_area[ring_polygon[exterior]] = ring_area[exterior]  # rings come polygon by polygon, exterior first
     polygon_perimeter[ring_polygon[exterior]] = ring_perimeter[exterior]
     np.add.at(polygon_area, ring_polygon[~exterior], ring_area[~exterior])
-    area, perimeter = np.zeros(len(geoms)), np.zeros(len(geoms))
-    np.add.at(area, owner, polygon_area)  # 0.0 + a is a, to the bit (-0.0 becomes 0.0, as abs makes it)
-    np.add.at(perimeter, owner, polygon_perimeter)
+    np.add.at(area, composite[owner], polygon_area)  # 0.0 + a is a, to the bit (-0.0 becomes 0.0, as abs makes it)
+    np.add.at(perimeter, composite[owner], polygon_perimeter)
     return np.abs(area), perimeter
+
+
+def _rings_area_perimeter(rings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`pyproj.Geod.polygon_area_perimeter` (signed area, perimeter) of each ring of ``rings`` (linear rings, or
+    polygons without holes), on the arrays of its coordinates."""
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    lon, lat = np.ascontiguousarray(coords[:, 0]), np.ascontiguousarray(coords[:, 1])
+    ends = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
+    measure = _RING_AREA_PERIMETER
+    measured = np.array([measure(lon[start:end], lat[start:end]) for start, end in zip(ends[:-1], ends[1:])])
+    return measured.reshape(-1, 2).T
 
 
 def area_mu(gdf: gpd.GeoDataFrame) -> pd.Series:
