@@ -584,8 +584,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
                          repair_max_area_change=policy.area.repair_max_area_change)
     if "borrower_id" not in checked.columns:
         raise SchemaError("no borrower_id column in the plot file", path=case.plots)
-    checked["borrower_id"] = pd.Series([_id_or_none(v) for v in checked["borrower_id"].tolist()],
-                                       index=checked.index, dtype=object)
+    checked["borrower_id"] = pd.Series([(v.strip() or None) if type(v) is str else _id_or_none(v)  # text: most
+                                        for v in checked["borrower_id"].tolist()], index=checked.index, dtype=object)
     if strict and checked["borrower_id"].isna().any():
         row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
         raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
