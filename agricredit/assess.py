@@ -552,12 +552,14 @@ def _declared_crops(declarations: pd.DataFrame, claims: _Claims, good: gpd.GeoDa
 
     A contested plot takes the crops of the declarant the claims step chose.
     """
-    seasons = declarations["season"].tolist() if "season" in declarations else [""] * len(declarations)
+    crops = declarations["declared_crop"].tolist()
+    if "season" in declarations:
+        crops = [f"{crop}:{slot}" if slot else crop for crop, slot in zip(crops, declarations["season"].tolist())]
     by_declarant: dict[tuple[str, str], list[str]] = {}
-    for pid, borrower, crop, slot in zip(declarations["plot_id"].tolist(), declarations["borrower_id"].tolist(),
-                                         declarations["declared_crop"].tolist(), seasons):
-        by_declarant.setdefault((pid, borrower), []).append(f"{crop}:{slot}" if slot else crop)
-    return {pid: by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
+    for declarant, crop in zip(zip(declarations["plot_id"].tolist(), declarations["borrower_id"].tolist()), crops):
+        by_declarant.setdefault(declarant, []).append(crop)
+    # A plot's own borrower's declaration is the one chosen when there is one (_measure_claims).
+    return {pid: by_declarant.get((pid, borrower)) or by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
             for pid, borrower in zip(good["plot_id"].tolist(), good["borrower_id"].tolist())}
 
 
