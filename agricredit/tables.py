@@ -638,8 +638,8 @@ def require_values(raw: RawTable, row: int, rec: dict[str, str], columns: Iterab
 
 
 class _Columns(dict):
-    """The columns of a table's rows as lists (a column is taken from ``raw.rows`` when first asked for), checked
-    and normalised column by column, with the problems found.
+    """The columns of a table's rows as lists or arrays (a column is taken from ``raw.rows`` when first asked for),
+    checked and normalised column by column, with the problems found.
 
     :meth:`add_problems` adds the problems to the table in the order a row-by-row reading finds them: by row, and
     within a row in the order of the checks (a check is one call of :meth:`flag`, :meth:`flag_each` or
@@ -739,10 +739,13 @@ def _national_id_problems(ids: Sequence[str]) -> list[str | None]:
     check digit (the 18-character ASCII ones checked as one byte array)."""
     problems: list[str | None] = [None if len(nid) == 18 else f"national_id must have 18 characters, it has {len(nid)}"
                                   for nid in ids]
-    ascii18 = [i for i, nid in enumerate(ids) if len(nid) == 18 and nid.isascii()]
+    ascii18 = []
     for i, nid in enumerate(ids):
-        if len(nid) == 18 and not nid.isascii():
-            problems[i] = _ID_CHARACTERS
+        if len(nid) == 18:
+            if nid.isascii():
+                ascii18.append(i)
+            else:
+                problems[i] = _ID_CHARACTERS
     if not ascii18:
         return problems
     codes = np.frombuffer("".join(ids[i] for i in ascii18).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
@@ -785,12 +788,12 @@ def _raise(raw: RawTable) -> None:
 
 def finish_table(
     raw: RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...], *, isolate: bool = False,
-    values: Mapping[str, list[Any]] | None = None,
+    values: Mapping[str, Sequence[Any] | np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Raise the collected problems (unless ``isolate``), or build the frame: known columns, added, extras, source_row.
 
-    ``values``: column → its values, one per row of ``raw.rows``, instead of the rows' own (checked column by
-    column); the added columns are taken from it, or else from the rows.
+    ``values``: column → its values (a list or an array), one per row of ``raw.rows``, instead of the rows' own
+    (checked column by column); the added columns are taken from it, or else from the rows.
     """
     if raw.problems and not isolate:
         _raise(raw)
@@ -803,7 +806,7 @@ def finish_table(
     extras = [c for c in raw.columns if c not in columns]
     order = [*columns, *added, *extras]
     values = values or {}
-    data: dict[str, list] = {name: values[name] if name in values else [rec[name] for _, rec in raw.rows]
+    data: dict[str, Any] = {name: values[name] if name in values else [rec[name] for _, rec in raw.rows]
                              for name in order}
     data["source_row"] = [row for row, _ in raw.rows]
     numeric = {name for name in (*columns, *added) if name.endswith(("_area", "_mu"))}
