@@ -807,7 +807,7 @@ def finish_table(
     order = [*columns, *added, *extras]
     values = values or {}
     data: dict[str, Any] = {name: values[name] if name in values else [rec[name] for _, rec in raw.rows]
-                             for name in order}
+                            for name in order}
     data["source_row"] = [row for row, _ in raw.rows]
     numeric = {name for name in (*columns, *added) if name.endswith(("_area", "_mu"))}
     dtypes = {name: ("float64" if name in numeric else str) for name in order}
