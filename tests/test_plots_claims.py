@@ -135,3 +135,26 @@ def test_the_tolerance_at_and_around_the_shared_area():
     assert shared == pytest.approx(5 * 75, rel=0.01)  # the 10 m band less 2 x 2.5 m, 80 m less 2 x 2.5 m
     for tolerance, kept in ((shared - 0.01, True), (shared + 0.01, False)):
         assert bool(P.overlaps_and_repeats(pair, tolerance_m2=tolerance, outline_accuracy_m=2.5)[0][0]) is kept
+
+
+def test_geodesic_areas_of_a_mix_of_polygons_are_pyprojs_per_geometry_to_the_bit():
+    # plain polygons (measured on their own coordinates) shuffled among polygons with holes and multipolygons
+    # (split into parts and rings): each figure lands on its own geometry, summed in pyproj's order
+    rng = np.random.default_rng(7)
+    geoms = []
+    for k in range(60):
+        field, epsg = _field(117.0 + 0.01 * k, 36.0, float(rng.uniform(30, 300)), float(rng.uniform(30, 300)), 50)
+        x0, y0, x1, y1 = field.bounds
+        kind = k % 4
+        if kind == 1:
+            field = field.difference(shapely.box(x0 + 5, y0 + 5, x0 + 20, y0 + 20))
+        elif kind == 2:
+            field = shapely.MultiPolygon([field, shapely.box(x1 + 10, y0, x1 + 40, y0 + 25)])
+        elif kind == 3:
+            field = shapely.MultiPolygon([field.difference(shapely.box(x0 + 5, y0 + 5, x0 + 20, y0 + 20)),
+                                          shapely.box(x1 + 10, y0, x1 + 40, y0 + 25).reverse()])
+        geoms.append(gpd.GeoSeries([field], crs=epsg).to_crs(4326).values[0])
+    geoms = np.array(geoms, dtype=object)[rng.permutation(len(geoms))]
+    area, perimeter = P.geodesic_area_perimeter(geoms)
+    expected = [GEOD.geometry_area_perimeter(g) for g in shapely.orient_polygons(geoms)]
+    assert area.tolist() == [abs(a) for a, _ in expected] and perimeter.tolist() == [p for _, p in expected]
