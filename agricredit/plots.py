@@ -548,8 +548,10 @@ def _overlaps(wgs: np.ndarray, ids: np.ndarray, left: np.ndarray, right: np.ndar
               outline_accuracy_m: float) -> list[list[dict[str, object]]]:
     """:func:`find_overlaps` of the outlines ``wgs`` (WGS84) whose intersecting pairs are ``left``, ``right``.
 
-    A shrunk outline lies inside its drawn one (the shrink is metres; the bend of a field's edge projected to UTM
-    and back, micrometres): only the outlines of drawn pairs that share more than an edge are shrunk and tested.
+    A shrunk outline lies inside its drawn one while the shrink is more than twice the bend of an edge drawn
+    straight in longitude/latitude and buffered straight in UTM (about 1.3 mm for a 300 m edge, 15 mm for 1 km;
+    the policy's shrink is metres): so only the outlines of drawn pairs that share more than an edge are shrunk
+    and tested, pair by pair, with no spatial index of the shrunk outlines.
     """
     result: list[list[dict[str, object]]] = [[] for _ in range(len(wgs))]
     pairs = left < right
