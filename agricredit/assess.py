@@ -559,7 +559,8 @@ def _declared_crops(declarations: pd.DataFrame, claims: _Claims, good: gpd.GeoDa
     for declarant, crop in zip(zip(declarations["plot_id"].tolist(), declarations["borrower_id"].tolist()), crops):
         by_declarant.setdefault(declarant, []).append(crop)
     # A plot's own borrower's declaration is the one chosen when there is one (_measure_claims).
-    return {pid: by_declarant.get((pid, borrower)) or by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
+    return {pid: by_declarant.get((pid, borrower))
+            or by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
             for pid, borrower in zip(good["plot_id"].tolist(), good["borrower_id"].tolist())}
 
 

@@ -683,8 +683,9 @@ class _Columns(dict):
         one stays as written); returns the areas in mu (NaN if bad). Each distinct text is read once."""
         unit_codes, unit_texts = pd.factorize(np.asarray(self["area_unit"], dtype=object))
         units = [UNIT_ALIASES.get(text.lower()) for text in unit_texts]
-        self.flag_at("area_unit", unit_codes, [None if unit else f"{'not a known area unit' if text else 'value is empty'}"
-                                               f" ({_UNIT_HELP})" for unit, text in zip(units, unit_texts)])
+        self.flag_at("area_unit", unit_codes,
+                     [None if unit else f"{'not a known area unit' if text else 'value is empty'} ({_UNIT_HELP})"
+                      for unit, text in zip(units, unit_texts)])
         self["area_unit"] = np.array([unit or text for unit, text in zip(units, unit_texts)], dtype=object)[unit_codes]
         area_codes, area_texts = pd.factorize(np.asarray(self[area_column], dtype=object))
         measured = [_area_in_mu(text) for text in area_texts]

@@ -81,7 +81,8 @@ def test_default_policy_parses_and_names_currency_and_unit():
 
 def _region_plot_by_plot(plots):
     """resolve_region's vote as a plain loop: each representative point votes for seeds.region_at's region."""
-    votes = [seeds.region_at(p.x, p.y) for p in plots.geometry.representative_point() if p is not None and not p.is_empty]
+    points = plots.geometry.representative_point()
+    votes = [seeds.region_at(p.x, p.y) for p in points if p is not None and not p.is_empty]
     counts = {r: votes.count(r) for r in seeds.load_regions() if r in votes}
     return max(counts, key=lambda r: (counts[r], -list(seeds.load_regions()).index(r)))
 

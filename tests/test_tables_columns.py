@@ -237,7 +237,8 @@ def test_borrowers_columns_as_rows(tmp_path, encoding):
 
 @pytest.mark.parametrize("nid", ["11010519491231002X", "11010519491231002x", "440524188001010014",
                                  "440524188001010015", "44052418800101001", "4405241880010100144", "",
-                                 "44052418800101001A", "４40524188001010014", "X10519491231002X10", "440524188001010０14"])
+                                 "44052418800101001A", "４40524188001010014", "X10519491231002X10",
+                                 "440524188001010０14"])
 def test_national_id_validity_is_the_plain_check(nid):
     assert national_id_is_valid(nid) == (_id_problem(nid.strip().upper()) is None)
 
