@@ -491,7 +491,7 @@ def _prefetch(case: Case, strict: bool, observe: Observer, discovered: list[Any]
     return prefetch
 
 
-@gc_paused()  # no collection walks while the per-plot and per-row objects are built (as the next two)
+@gc_paused()  # no collection walks while the per-plot and per-row objects are built (so _read_inputs, _measure_claims)
 def _evidence_inputs(case: Case, policy: Policy, claims: _Claims, declarations: pd.DataFrame, crop_model: Any
                      ) -> tuple[str, dict[str, list[str]], dict[str, float], dict[str, Any], dict[str, Any]]:
     """The region, then the evidence stage's declared crops, drawn areas and options of the assessed plots, and the
