@@ -47,8 +47,8 @@ from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.outputs import gc_paused, map_in_processes, sha256_file
-from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, find_overlaps,
-                              load_plots, rejected_ids, repeated_area_m2)
+from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, load_plots,
+                              overlaps_and_repeats, rejected_ids)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, pseudonym, pseudonymise_borrowers
 from agricredit.season import finish_season, resolve_region, season_options, season_period, split_season_options
@@ -499,6 +499,7 @@ def _prefetch(case: Case, strict: bool, observe: Observer, discovered: list[Any]
     return prefetch
 
 
+@gc_paused()  # no collection walks while the per-plot and per-row objects are built (so _read_inputs, _measure_claims)
 def _evidence_inputs(case: Case, policy: Policy, claims: _Claims, declarations: pd.DataFrame, crop_model: Any
                      ) -> tuple[str, dict[str, list[str]], dict[str, float], dict[str, Any], dict[str, Any]]:
     """The region, then the evidence stage's declared crops, drawn areas and options of the assessed plots, and the
@@ -560,12 +561,15 @@ def _declared_crops(declarations: pd.DataFrame, claims: _Claims, good: gpd.GeoDa
 
     A contested plot takes the crops of the declarant the claims step chose.
     """
-    seasons = declarations["season"].tolist() if "season" in declarations else [""] * len(declarations)
+    crops = declarations["declared_crop"].tolist()
+    if "season" in declarations:
+        crops = [f"{crop}:{slot}" if slot else crop for crop, slot in zip(crops, declarations["season"].tolist())]
     by_declarant: dict[tuple[str, str], list[str]] = {}
-    for pid, borrower, crop, slot in zip(declarations["plot_id"].tolist(), declarations["borrower_id"].tolist(),
-                                         declarations["declared_crop"].tolist(), seasons):
-        by_declarant.setdefault((pid, borrower), []).append(f"{crop}:{slot}" if slot else crop)
-    return {pid: by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
+    for declarant, crop in zip(zip(declarations["plot_id"].tolist(), declarations["borrower_id"].tolist()), crops):
+        by_declarant.setdefault(declarant, []).append(crop)
+    # A plot's own borrower's declaration is the one chosen when there is one (_measure_claims).
+    return {pid: by_declarant.get((pid, borrower))
+            or by_declarant[pid, claims.declaration[pid, borrower]["borrower_id"]]
             for pid, borrower in zip(good["plot_id"].tolist(), good["borrower_id"].tolist())}
 
 
@@ -582,6 +586,7 @@ class _Inputs:
     chain: ChainTables | None = None  # the industry-chain tables, when the case has any
 
 
+@gc_paused()
 def _read_inputs(case: Case, policy: Policy, strict: bool,
                  plots_read: Callable[[gpd.GeoDataFrame], None] | None = None) -> _Inputs:
     """Read the plots and the three tables; mark the plots whose borrower or declaration is missing.
@@ -592,8 +597,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
                          repair_max_area_change=policy.area.repair_max_area_change)
     if "borrower_id" not in checked.columns:
         raise SchemaError("no borrower_id column in the plot file", path=case.plots)
-    checked["borrower_id"] = pd.Series([_id_or_none(v) for v in checked["borrower_id"].tolist()],
-                                       index=checked.index, dtype=object)
+    checked["borrower_id"] = pd.Series([(v.strip() or None) if type(v) is str else _id_or_none(v)  # text: most
+                                        for v in checked["borrower_id"].tolist()], index=checked.index, dtype=object)
     if strict and checked["borrower_id"].isna().any():
         row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
         raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
@@ -661,6 +666,7 @@ class _Claims:
     other_declarants: dict[tuple[str, str], list[str]]  # (plot, plot file's borrower) → the other declarants
 
 
+@gc_paused()
 def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
                     policy: Policy) -> _Claims:
     """Areas, absurd outlines (rejected alone), overlaps on shrunk outlines, repeats and contested declarations.
@@ -671,18 +677,24 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
     by_plot: dict[str, list[dict[str, Any]]] = {}
     ordered = declarations.sort_values(["plot_id", "borrower_id"])
     columns = {name: ordered[name].tolist() for name in ordered.columns}  # to_dict("records"), without its boxing
-    for values in zip(*columns.values()):
-        record = dict(zip(columns, values))
-        by_plot.setdefault(record["plot_id"], []).append(record)
+    for pid, values in zip(columns["plot_id"], zip(*columns.values())):
+        by_plot.setdefault(pid, []).append(dict(zip(columns, values)))
     declaration, others = {}, {}
     plot_ids, borrower_ids = checked["plot_id"].tolist(), checked["borrower_id"].tolist()
     for pid, borrower in zip(plot_ids, borrower_ids):
-        if pid in by_plot and borrower is not None:
-            own = [r for r in by_plot[pid] if r["borrower_id"] == borrower]
-            declaration[pid, borrower] = (own or by_plot[pid])[0]
-            contest = sorted({r["borrower_id"] for r in by_plot[pid]} - {borrower})
-            if contest:
-                others[pid, borrower] = contest
+        records = by_plot.get(pid)
+        if records is None or borrower is None:
+            continue
+        if len(records) == 1:  # most plots: one declaration, the plot file's borrower's or contested
+            declaration[pid, borrower] = records[0]
+            if records[0]["borrower_id"] != borrower:
+                others[pid, borrower] = [records[0]["borrower_id"]]
+            continue
+        own = [r for r in records if r["borrower_id"] == borrower]
+        declaration[pid, borrower] = (own or records)[0]
+        contest = sorted({r["borrower_id"] for r in records} - {borrower})
+        if contest:
+            others[pid, borrower] = contest
     ok = checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED)).to_numpy()
     drawn = dict(zip(checked.loc[ok, "plot_id"].tolist(), area_mu(checked.loc[ok]).to_numpy()))
     registered = dict(zip(registry["plot_id"].tolist(), registry["registered_mu"].tolist()))
@@ -691,8 +703,7 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
               for is_ok, pid, b in zip(ok.tolist(), plot_ids, borrower_ids)]
     _mark(checked, np.asarray(absurd, dtype=bool), AREA_ABSURD, "drawn area absurd against registry and declaration")
     good = checked.loc[checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
-    found = find_overlaps(good, outline_accuracy_m=policy.area.outline_accuracy_m)
-    repeated = repeated_area_m2(good)
+    found, repeated = overlaps_and_repeats(good, outline_accuracy_m=policy.area.outline_accuracy_m)
     good_ids = good["plot_id"].tolist()
     return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good_ids, found)),
                    repeated_mu=dict(zip(good_ids, m2_to_mu(repeated))), declaration=declaration,

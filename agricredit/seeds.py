@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 
 from agricredit.errors import InputError, SeedDataError
 
@@ -384,10 +385,16 @@ def resolve_region(named: str | None, plots: Any = None) -> str:
         raise InputError("no region named and no plots to locate one (set satellite.region or options.region)")
     from agricredit.plots import to_wgs84
 
-    points = to_wgs84(plots).geometry.representative_point()
-    votes = [region_at(p.x, p.y) for p in points if p is not None and not p.is_empty]
-    counts = {r: votes.count(r) for r in regions if r in votes}
-    if not counts:
+    points = to_wgs84(plots).geometry.representative_point().values
+    points = points[~(shapely.is_missing(points) | shapely.is_empty(points))]
+    lon, lat = shapely.get_x(points), shapely.get_y(points)
+    # Each point's vote: the first region of the file whose box holds it (as region_at), -1 for none.
+    vote = np.full(len(points), -1)
+    for index, region in reversed(list(enumerate(regions.values()))):
+        lon_min, lat_min, lon_max, lat_max = region.bounds
+        vote[(lon_min <= lon) & (lon <= lon_max) & (lat_min <= lat) & (lat <= lat_max)] = index
+    counts = np.bincount(vote[vote >= 0], minlength=len(regions))
+    if not counts.any():
         raise InputError("the plots lie outside every region of seeds/regions.csv; name the region "
                          "(policy satellite.region or the case's options.region)")
-    return max(counts, key=lambda r: (counts[r], -list(regions).index(r)))
+    return list(regions)[int(np.argmax(counts))]  # argmax: the first of the most voted (ties: file order)

@@ -48,15 +48,18 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import logging
 import math
+import operator
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from agricredit.errors import EncodingError, InputError, InputNotFoundError, SchemaError
@@ -89,6 +92,7 @@ logger = logging.getLogger(__name__)
 #: Accepted spellings of the area units (compared after strip and lower-case).
 UNIT_ALIASES: Mapping[str, str] = {"mu": "mu", "亩": "mu", "ha": "ha", "hectare": "ha", "公顷": "ha"}
 _UNIT_FACTOR = {"mu": Decimal(1), "ha": Decimal(MU_PER_HA)}
+_UNIT_COLUMN = {unit: k for k, unit in enumerate(_UNIT_FACTOR)}
 _UNIT_HELP = "expected one of mu, 亩, ha, hectare, 公顷"
 
 REGISTRY_COLUMNS = ("plot_id", "holder_id", "registered_area", "area_unit", "land_use", "source")
@@ -104,6 +108,7 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls (and other OLE2 files)
 # character indexed by (weighted sum mod 11).
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
+_ID_CHARACTERS = "national_id must be 17 digits and a check digit or X"
 
 
 @dataclass(frozen=True)
@@ -175,11 +180,12 @@ def read_registry(path: str | os.PathLike[str], encoding: str | None = None, *, 
     """
     raw = read_raw_table(path, encoding)
     require_columns(raw, REGISTRY_COLUMNS)
-    for row, rec in raw.rows:
-        require_values(raw, row, rec, ("plot_id", "holder_id"))
-        rec["registered_mu"] = _area_to_mu(raw, row, rec, "registered_area")
-    _check_unique(raw, ("plot_id",))
-    return finish_table(raw, REGISTRY_COLUMNS, ("registered_mu",), ("plot_id",), isolate=isolate)
+    values = _Columns(raw)
+    values.require(("plot_id", "holder_id"))
+    values["registered_mu"] = values.area_to_mu("registered_area")
+    values.add_problems()
+    _check_unique(raw, ("plot_id",), values)
+    return finish_table(raw, REGISTRY_COLUMNS, ("registered_mu",), ("plot_id",), isolate=isolate, values=values)
 
 
 def read_declarations(
@@ -230,27 +236,27 @@ def read_declarations(
     require_columns(raw, DECLARATION_COLUMNS)
     plots = None if known_plots is None else {str(p) for p in known_plots}
     crops = _crop_lookup(known_crops)
-    for row, rec in raw.rows:
-        require_values(raw, row, rec, ("borrower_id", "plot_id", "declared_crop"))
-        rec["declared_mu"] = _area_to_mu(raw, row, rec, "declared_area")
-        if plots is not None and rec["plot_id"] and rec["plot_id"] not in plots:
-            add_problem(raw, row, "plot_id", "declaration for a plot that is not in the plot file")
-        if rec["declared_crop"]:
-            crop = rec["declared_crop"].lower()
-            if crops is not None:
-                if crop not in crops:
-                    known = ", ".join(sorted(set(crops.values())))
-                    add_problem(raw, row, "declared_crop", f"not a known crop (known: {known})")
-                else:
-                    crop = crops[crop]
-            rec["declared_crop"] = crop
-        if "season" in raw.columns:  # optional: one row per crop season of a double-cropped plot
-            rec["season"] = (rec["season"] or "").strip().lower()
-            if rec["season"] and rec["season"] not in SLOTS:
-                add_problem(raw, row, "season", f"not a season slot (one of {', '.join(SLOTS)}, or empty)")
+    values = _Columns(raw)
+    values.require(("borrower_id", "plot_id", "declared_crop"))
+    values["declared_mu"] = values.area_to_mu("declared_area")
+    if plots is not None:
+        values.flag("plot_id", [bool(p) and p not in plots for p in values["plot_id"]],
+                    "declaration for a plot that is not in the plot file")
+    lowered = [crop.lower() for crop in values["declared_crop"]]  # empty stays empty (reported above)
+    if crops is not None:
+        known = ", ".join(sorted(set(crops.values())))
+        values.flag("declared_crop", [bool(crop) and crop not in crops for crop in lowered],
+                    f"not a known crop (known: {known})")
+        lowered = [crops.get(crop, crop) if crop else crop for crop in lowered]
+    values["declared_crop"] = lowered
+    if "season" in raw.columns:  # optional: one row per crop season of a double-cropped plot
+        values["season"] = [slot.strip().lower() for slot in values["season"]]
+        values.flag("season", [bool(slot) and slot not in SLOTS for slot in values["season"]],
+                    f"not a season slot (one of {', '.join(SLOTS)}, or empty)")
+    values.add_problems()
     key = ("borrower_id", "plot_id", "season") if "season" in raw.columns else ("borrower_id", "plot_id")
-    _check_unique(raw, key)
-    return finish_table(raw, DECLARATION_COLUMNS, ("declared_mu",), key, isolate=isolate)
+    _check_unique(raw, key, values)
+    return finish_table(raw, DECLARATION_COLUMNS, ("declared_mu",), key, isolate=isolate, values=values)
 
 
 def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None, *, isolate: bool = False) -> pd.DataFrame:
@@ -284,16 +290,15 @@ def read_borrowers(path: str | os.PathLike[str], encoding: str | None = None, *,
     """
     raw = read_raw_table(path, encoding)
     require_columns(raw, BORROWER_COLUMNS)
-    for row, rec in raw.rows:
-        require_values(raw, row, rec, ("borrower_id", "national_id"))
-        nid = rec["national_id"] = rec["national_id"].upper()
-        if nid:
-            reason = _national_id_problem(nid)
-            if reason:
-                add_problem(raw, row, "national_id", reason)
-    _check_unique(raw, ("borrower_id",))
-    _check_unique(raw, ("national_id",), what="the same national_id as row {first}")
-    return finish_table(raw, BORROWER_COLUMNS, (), ("borrower_id",), isolate=isolate)
+    values = _Columns(raw)
+    values.require(("borrower_id", "national_id"))
+    values["national_id"] = [nid.upper() for nid in values["national_id"]]
+    values.flag_each("national_id", [reason if nid else None for nid, reason in
+                                     zip(values["national_id"], _national_id_problems(values["national_id"]))])
+    values.add_problems()
+    _check_unique(raw, ("borrower_id",), values)
+    _check_unique(raw, ("national_id",), values, what="the same national_id as row {first}")
+    return finish_table(raw, BORROWER_COLUMNS, (), ("borrower_id",), isolate=isolate, values=values)
 
 
 def read_labels(path: str | os.PathLike[str], label_field: str = "crop", encoding: str | None = None) -> pd.DataFrame:
@@ -382,7 +387,7 @@ def declared_crop_by_plot(
 
 def national_id_is_valid(value: str) -> bool:
     """Return whether ``value`` is an 18-character GB 11643-1999 ID with a correct check digit."""
-    return _national_id_problem(value.strip().upper()) is None
+    return _national_id_problems([value.strip().upper()])[0] is None
 
 
 def read_text(path: str | os.PathLike[str], encoding: str | None = None) -> str:
@@ -632,51 +637,128 @@ def require_values(raw: RawTable, row: int, rec: dict[str, str], columns: Iterab
             add_problem(raw, row, name, "value is empty")
 
 
-def _area_to_mu(raw: RawTable, row: int, rec: dict[str, str], area_column: str) -> float:
-    """Check ``area_column`` and ``area_unit`` of one record; return the area in mu (NaN if bad)."""
-    unit = UNIT_ALIASES.get(rec["area_unit"].lower())
-    if unit is None:
-        reason = "value is empty" if not rec["area_unit"] else "not a known area unit"
-        add_problem(raw, row, "area_unit", f"{reason} ({_UNIT_HELP})")
-    else:
-        rec["area_unit"] = unit
-    text = rec[area_column]
+class _Columns(dict):
+    """The columns of a table's rows as lists or arrays (a column is taken from ``raw.rows`` when first asked for),
+    checked and normalised column by column, with the problems found.
+
+    :meth:`add_problems` adds the problems to the table in the order a row-by-row reading finds them: by row, and
+    within a row in the order of the checks (a check is one call of :meth:`flag`, :meth:`flag_each` or
+    :meth:`flag_at`, one column of :meth:`require`, the unit then the area of :meth:`area_to_mu`).
+    """
+
+    def __init__(self, raw: RawTable) -> None:
+        super().__init__()
+        self.raw = raw
+        self.rows = [row for row, _ in raw.rows]
+        self._found: list[tuple[int, int, str, str]] = []  # (position, check, column, reason)
+        self._checks = 0
+
+    def __missing__(self, name: str) -> list[Any]:
+        values = self[name] = [rec[name] for _, rec in self.raw.rows]
+        return values
+
+    def flag_each(self, column: str, reasons: Sequence[str | None]) -> None:
+        """One check of ``column``: the problem of each row, or None."""
+        check, self._checks = self._checks, self._checks + 1
+        self._found.extend((i, check, column, reasons[i]) for i in itertools.compress(itertools.count(), reasons))
+
+    def flag(self, column: str, where: Iterable[Any], reason: str) -> None:
+        """One check of ``column``: ``reason`` at the rows where ``where`` is true."""
+        check, self._checks = self._checks, self._checks + 1
+        self._found.extend((i, check, column, reason) for i in itertools.compress(itertools.count(), where))
+
+    def flag_at(self, column: str, codes: np.ndarray, reasons: Sequence[str | None]) -> None:
+        """One check of ``column``: the problem of each row is ``reasons[codes[row]]`` (None for none)."""
+        check, self._checks = self._checks, self._checks + 1
+        bad = np.array([bool(reason) for reason in reasons], dtype=bool)
+        self._found.extend((i, check, column, reasons[codes[i]]) for i in np.flatnonzero(bad[codes]).tolist())
+
+    def require(self, columns: Iterable[str]) -> None:
+        """A problem for each of ``columns`` empty in a row (as :func:`require_values`)."""
+        for name in columns:
+            self.flag(name, map(operator.not_, self[name]), "value is empty")
+
+    def area_to_mu(self, area_column: str) -> np.ndarray:
+        """Check ``area_column`` and ``area_unit``; the areas become floats, the units ``mu``/``ha`` (an unknown
+        one stays as written); returns the areas in mu (NaN if bad). Each distinct text is read once."""
+        unit_codes, unit_texts = pd.factorize(np.asarray(self["area_unit"], dtype=object))
+        units = [UNIT_ALIASES.get(text.lower()) for text in unit_texts]
+        self.flag_at("area_unit", unit_codes,
+                     [None if unit else f"{'not a known area unit' if text else 'value is empty'} ({_UNIT_HELP})"
+                      for unit, text in zip(units, unit_texts)])
+        self["area_unit"] = np.array([unit or text for unit, text in zip(units, unit_texts)], dtype=object)[unit_codes]
+        area_codes, area_texts = pd.factorize(np.asarray(self[area_column], dtype=object))
+        measured = [_area_in_mu(text) for text in area_texts]
+        self.flag_at(area_column, area_codes, [why for _, _, why in measured])
+        self[area_column] = np.array([value for value, _, _ in measured], dtype=float)[area_codes]
+        in_mu = np.array([mu for _, mu, _ in measured], dtype=float).reshape(-1, len(_UNIT_FACTOR))[area_codes]
+        unit_at = np.array([_UNIT_COLUMN.get(unit, -1) for unit in units], dtype=int)[unit_codes]  # -1: unknown
+        return np.where(unit_at >= 0, in_mu[np.arange(len(unit_at)), np.maximum(unit_at, 0)], np.nan)
+
+    def add_problems(self) -> None:
+        """Add the problems found to the table (see the class notes), and forget them."""
+        for position, _, column, reason in sorted(self._found, key=lambda found: found[:2]):
+            add_problem(self.raw, self.rows[position], column, reason)
+        self._found = []
+
+
+def _area_in_mu(text: str) -> tuple[float, tuple[float, ...], str | None]:
+    """An area cell as written (a float, NaN if not a number), in mu if its unit is each of :data:`_UNIT_FACTOR`'s
+    (NaN if bad), and its problem (None if sound)."""
     try:
         area = Decimal(text)
         value = float(area)
     except (InvalidOperation, ValueError):  # ValueError: a signalling NaN
         value = math.nan
-    rec[area_column] = value
+    not_in_mu = (math.nan,) * len(_UNIT_FACTOR)
     if not math.isfinite(value):
-        add_problem(raw, row, area_column, "value is empty" if not text else "area is not a number")
-        return math.nan
+        return value, not_in_mu, "value is empty" if not text else "area is not a number"
     if value <= 0:
-        add_problem(raw, row, area_column, "area must be positive")
-        return math.nan
-    return math.nan if unit is None else float(area * _UNIT_FACTOR[unit])
+        return value, not_in_mu, "area must be positive"
+    return value, tuple(float(area * factor) for factor in _UNIT_FACTOR.values()), None
 
 
-def _check_unique(raw: RawTable, key: tuple[str, ...], what: str = "duplicate {key} (same as row {first})") -> None:
-    first_row: dict[tuple[str, ...], int] = {}
-    for row, rec in raw.rows:
-        value = tuple(rec[k] for k in key)
-        if not all(value):
-            continue  # already reported as empty
-        if value in first_row:
-            add_problem(raw, row, key[-1], what.format(key=", ".join(key), first=first_row[value]))
-        else:
-            first_row[value] = row
+def _check_unique(raw: RawTable, key: tuple[str, ...], values: _Columns | None = None,
+                  what: str = "duplicate {key} (same as row {first})") -> None:
+    """A problem at each row whose ``key`` (all values non-empty; an empty one is reported already) is that of an
+    earlier row, naming the first; on the values of ``values`` (default: the rows')."""
+    values = values if values is not None else _Columns(raw)
+    frame = pd.DataFrame({str(k): values[name] for k, name in enumerate(key)}, dtype=object)
+    complete = np.flatnonzero(frame.ne("").all(axis=1).to_numpy())
+    keyed = frame.iloc[complete]
+    if not keyed.duplicated().any():
+        return
+    group = keyed.groupby(list(keyed.columns), sort=False).ngroup().to_numpy()  # numbered by first appearance
+    first = np.unique(group, return_index=True)[1]  # each group's first position in ``keyed``
+    for at in np.flatnonzero(np.arange(len(group)) != first[group]).tolist():
+        add_problem(raw, values.rows[complete[at]], key[-1],
+                    what.format(key=", ".join(key), first=values.rows[complete[first[group[at]]]]))
 
 
-def _national_id_problem(nid: str) -> str | None:
-    if len(nid) != 18:
-        return f"national_id must have 18 characters, it has {len(nid)}"
-    if not (nid[:17].isascii() and nid[:17].isdigit()) or nid[17] not in "0123456789X":
-        return "national_id must be 17 digits and a check digit or X"
-    total = sum(int(d) * w for d, w in zip(nid[:17], _ID_WEIGHTS))
-    if _ID_CHECK[total % 11] != nid[17]:
-        return "national_id has a wrong check digit (GB 11643-1999)"
-    return None
+def _national_id_problems(ids: Sequence[str]) -> list[str | None]:
+    """What is wrong with each (upper-case) national ID, or None: its length, its characters, its GB 11643-1999
+    check digit (the 18-character ASCII ones checked as one byte array)."""
+    problems: list[str | None] = [None if len(nid) == 18 else f"national_id must have 18 characters, it has {len(nid)}"
+                                  for nid in ids]
+    ascii18 = []
+    for i, nid in enumerate(ids):
+        if len(nid) == 18:
+            if nid.isascii():
+                ascii18.append(i)
+            else:
+                problems[i] = _ID_CHARACTERS
+    if not ascii18:
+        return problems
+    codes = np.frombuffer("".join(ids[i] for i in ascii18).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+    digits = codes[:, :17].astype(np.int64) - ord("0")
+    well_formed = ((digits >= 0) & (digits <= 9)).all(axis=1) & np.isin(codes[:, 17], list(b"0123456789X"))
+    check = np.frombuffer(_ID_CHECK.encode("ascii"), dtype=np.uint8)[(digits @ np.array(_ID_WEIGHTS)) % 11]
+    for at, shape_ok, check_ok in zip(ascii18, well_formed.tolist(), (check == codes[:, 17]).tolist()):
+        if not shape_ok:
+            problems[at] = _ID_CHARACTERS
+        elif not check_ok:
+            problems[at] = "national_id has a wrong check digit (GB 11643-1999)"
+    return problems
 
 
 def _crop_lookup(known_crops: Iterable[str] | Mapping[str, str] | None) -> dict[str, str] | None:
@@ -706,9 +788,14 @@ def _raise(raw: RawTable) -> None:
 
 
 def finish_table(
-    raw: RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...], *, isolate: bool = False
+    raw: RawTable, columns: tuple[str, ...], added: tuple[str, ...], key: tuple[str, ...], *, isolate: bool = False,
+    values: Mapping[str, Sequence[Any] | np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Raise the collected problems (unless ``isolate``), or build the frame: known columns, added, extras, source_row."""
+    """Raise the collected problems (unless ``isolate``), or build the frame: known columns, added, extras, source_row.
+
+    ``values``: column → its values (a list or an array), one per row of ``raw.rows``, instead of the rows' own
+    (checked column by column); the added columns are taken from it, or else from the rows.
+    """
     if raw.problems and not isolate:
         _raise(raw)
     first_problem: dict[int, str] = {}
@@ -719,7 +806,9 @@ def finish_table(
         logger.warning("%s: the table has no rows", raw.path)
     extras = [c for c in raw.columns if c not in columns]
     order = [*columns, *added, *extras]
-    data: dict[str, list] = {name: [rec[name] for _, rec in raw.rows] for name in order}
+    values = values or {}
+    data: dict[str, Any] = {name: values[name] if name in values else [rec[name] for _, rec in raw.rows]
+                            for name in order}
     data["source_row"] = [row for row, _ in raw.rows]
     numeric = {name for name in (*columns, *added) if name.endswith(("_area", "_mu"))}
     dtypes = {name: ("float64" if name in numeric else str) for name in order}

@@ -74,3 +74,48 @@ def test_default_policy_parses_and_names_currency_and_unit():
     assert policy["policy"]["currency"] == "CNY"
     assert policy["policy"]["area_unit"] == "mu"
     assert 0 < policy["credit"]["advance_rate"] <= 1
+
+
+# --------------------------------------------------------------------------- the region of a plot set
+
+
+def _region_plot_by_plot(plots):
+    """resolve_region's vote as a plain loop: each representative point votes for seeds.region_at's region."""
+    points = plots.geometry.representative_point()
+    votes = [seeds.region_at(p.x, p.y) for p in points if p is not None and not p.is_empty]
+    counts = {r: votes.count(r) for r in seeds.load_regions() if r in votes}
+    return max(counts, key=lambda r: (counts[r], -list(seeds.load_regions()).index(r)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_resolve_region_counts_votes_as_the_plot_by_plot_loop(seed):
+    import geopandas as gpd
+    import shapely
+
+    rng = np.random.default_rng(seed)
+    regions = list(seeds.load_regions().values())
+    corners = []
+    for region in rng.choice(len(regions), size=40):  # points inside, on the edges and corners of region boxes
+        lon_min, lat_min, lon_max, lat_max = regions[region].bounds
+        corners.append((rng.choice([lon_min, lon_max, rng.uniform(lon_min, lon_max)]),
+                        rng.choice([lat_min, lat_max, rng.uniform(lat_min, lat_max)])))
+    corners += [(120.0, 39.0)] * int(rng.integers(0, 30))  # inside both ncp and northeast: the first of the file
+    corners += [(2.35, 48.86)] * int(rng.integers(0, 5))  # in no region
+    # a box's representative point is its centre: a plot centred on the corner; some plots without a geometry
+    geometry = [shapely.box(x - 1e-4, y - 1e-4, x + 1e-4, y + 1e-4) for x, y in corners] + [None, shapely.Polygon()]
+    plots = gpd.GeoDataFrame({"plot_id": [f"p{i}" for i in range(len(geometry))]}, geometry=geometry, crs="EPSG:4326")
+    assert seeds.resolve_region("auto", plots) == _region_plot_by_plot(plots)
+    utm = plots.dropna().loc[~plots.dropna().is_empty].to_crs(32650)  # any CRS: taken to WGS84 first
+    assert seeds.resolve_region(None, utm) == _region_plot_by_plot(utm.to_crs(4326))
+
+
+def test_resolve_region_tie_goes_to_the_first_region_of_the_file():
+    import geopandas as gpd
+    import shapely
+
+    first, second = list(seeds.load_regions().values())[:2]
+    centre = [((r.bounds[0] + r.bounds[2]) / 2, (r.bounds[1] + r.bounds[3]) / 2) for r in (second, first)]
+    plots = gpd.GeoDataFrame(geometry=[shapely.Point(x, y).buffer(1e-4) for x, y in centre], crs="EPSG:4326")
+    for _ in range(2):  # a one-to-one tie, whatever the order of the plots
+        assert seeds.resolve_region("auto", plots) == first.region
+        plots = plots.iloc[::-1]
