@@ -548,11 +548,14 @@ class PersonalDataGuard:
                 return True
         if self._lengths["letters"]:
             lowered = array | ((array >= 0x41) & (array <= 0x5A)).astype(np.uint8) * 0x20
-            starts, ends = _runs(((lowered >= 0x61) & (lowered <= 0x7A)) | ((array >= 0x30) & (array <= 0x39)))
-            wanted = np.isin(ends - starts, list(self._lengths["letters"]))
+            word = ((lowered >= 0x61) & (lowered <= 0x7A)) | ((array >= 0x30) & (array <= 0x39))
             text = lowered.tobytes()
-            if any(text[s:e] in keys for s, e in zip(starts[wanted], ends[wanted])):
+            if self._words_hit(word, text):
                 return True
+            if b"\\" in data:  # JSON escapes (\n, \t ...): the letter after a backslash is not one of a word
+                word[np.flatnonzero(array[:-1] == 0x5C) + 1] = False
+                if self._words_hit(word, text):
+                    return True
         if self._lengths["cjk"]:
             lead = np.flatnonzero((array[:-2] & 0xF0) == 0xE0)
             points = ((array[lead].astype(np.int32) & 0x0F) << 12 | (array[lead + 1].astype(np.int32) & 0x3F) << 6
@@ -566,6 +569,12 @@ class PersonalDataGuard:
                 if any(data[s:s + 3 * n] in keys for s, n in zip(run_starts[wanted], run_chars[wanted])):
                     return True
         return False
+
+    def _words_hit(self, word: np.ndarray, text: bytes) -> bool:
+        """Whether a run of ``word`` bytes of ``text`` (lower-cased) is a key of the letters' length."""
+        starts, ends = _runs(word)
+        wanted = np.isin(ends - starts, list(self._lengths["letters"]))
+        return any(text[s:e] in self._candidate_keys for s, e in zip(starts[wanted], ends[wanted]))
 
     def check_folder(self, folder: str | os.PathLike[str],
                      scanned: Mapping[str, Finding | None] | None = None) -> None:

@@ -378,6 +378,18 @@ def test_byte_pass_never_clears_a_file_the_field_pass_would_flag(parts):
             assert bool(found) == any(True for _ in guard.find(text)), found
 
 
+@pytest.mark.parametrize("escaped", ["\n", "\t", "\r", "\b", "\f", "\"", "\\"])
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_a_latin_name_right_after_a_json_escape_is_found(tmp_path, escaped, ascii_only):
+    # the escape's letter (the n of \n) runs into the name in the file's bytes: the byte pass must not clear it
+    guard = PersonalDataGuard.from_borrowers(_people())
+    path = tmp_path / "audit.jsonl"
+    path.write_text(json.dumps({"note": f"x{escaped}Li Xiuying{escaped}"}, ensure_ascii=ascii_only) + "\n",
+                    encoding="utf-8")
+    assert guard.may_hold(path)
+    assert [f.what for f in guard.scan_file(path)] == ["borrower name (borrowers row 3)"]
+
+
 def test_byte_pass_finds_a_token_cut_by_a_block_boundary(tmp_path, monkeypatch):
     import agricredit.privacy as privacy
 
