@@ -9,7 +9,7 @@ observed on that grid, so T dates cost one geometry pass plus T passes over the
 weights. Per date and block: one sparse product per sum (valid, NDVI, cropped,
 cloud and covered weight); for the quantiles one sort of the block's valid
 (plot, value) pairs as packed integer keys puts every plot's weights in value
-order, and equal values are merged by one weighted bincount.
+order, and the few runs of equal values are merged (:mod:`agricredit.quantiles`).
 
 Terms
 -----
@@ -68,18 +68,8 @@ if TYPE_CHECKING:
     from agricredit.raster import Product
     from agricredit.report.data import KeptChips
 
-__all__ = [
-    "PARTIAL_COVERAGE",
-    "NOT_COVERED",
-    "STAT_COLUMNS",
-    "Tile",
-    "CoverageWeights",
-    "open_tile",
-    "coverage_weights",
-    "weighted_quantiles",
-    "gen_zonal_stats",
-    "zonal_stats",
-]
+__all__ = ["PARTIAL_COVERAGE", "NOT_COVERED", "STAT_COLUMNS", "Tile", "CoverageWeights", "open_tile", "coverage_weights",
+           "weighted_quantiles", "gen_zonal_stats", "zonal_stats"]
 
 log = logging.getLogger(__name__)
 
