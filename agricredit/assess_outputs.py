@@ -208,6 +208,17 @@ def _write_audit_and_plots(assessment: Assessment, stage: Path, audit_key: Audit
     return entry, {name: guard.first_finding(stage / name) for name in ("audit.jsonl", "plots.geojson")}
 
 
+def _write_borrower_tables(assessment: Assessment, stage: Path, guard: PersonalDataGuard, *, csv_bom: bool
+                           ) -> dict[str, Finding | None]:
+    """Write ``borrowers.csv`` and ``borrowers.xlsx`` into ``stage``; scan the CSV for personal data (the xlsx holds
+    the same rows). Returns the CSV's first finding by file name."""
+    header = headers(BORROWER_FIELDS, assessment.lang)
+    write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom, header=header)
+    write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=header,
+               sheet="借款人" if assessment.lang == "zh" else "borrowers")
+    return {"borrowers.csv": guard.first_finding(stage / "borrowers.csv")}
+
+
 def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
                   csv_bom: bool = True, geojsonseq_min_bytes: int | None = None) -> dict[str, Any]:
     """Write the output folder (design §3, schema in :mod:`agricredit.schema`); ``manifest.json`` last.
@@ -225,7 +236,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     (:func:`agricredit.audit.write_audit`); the manifest keeps its count,
     chain head and hash under ``"audit"``. The two largest files,
     ``audit.jsonl`` and ``plots.geojson``, are written and scanned by a forked
-    child process while this one writes the others
+    child process, the borrower table's CSV and xlsx by another, while this one writes the others
     (:func:`agricredit.outputs.in_child_process`): the same bytes, on two cores.
     Call :func:`agricredit.outputs.check_output_folder` first: this function
     replaces earlier outputs.
@@ -258,21 +269,17 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     check_allowed_fields("borrowers", assessment.borrowers.columns)
     check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
     scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the child's files
-    # A child process writes and scans the two largest files (JSON encoding: CPU-bound, in Python) while this one
-    # writes the others; the borrowers' outlines are dissolved on a thread (GEOS releases the GIL) meanwhile.
+    # A child process writes and scans the two largest files (JSON encoding: CPU-bound, in Python), another the
+    # borrower table's CSV and xlsx, while this one writes the others; the borrowers' outlines are dissolved on a
+    # thread (GEOS releases the GIL) meanwhile.
     with gc_paused(), staged_outputs(folder, check=lambda stage: guard.check_folder(stage, scanned)) as stage, \
             in_child_process(lambda: _write_audit_and_plots(assessment, stage, audit_key, guard)) as child, \
+            in_child_process(lambda: _write_borrower_tables(assessment, stage, guard, csv_bom=csv_bom)) as tables, \
             ThreadPoolExecutor(max_workers=1) as background:
         dissolved = background.submit(_borrower_geometries, assessment)
         plots = assessment.plots
         plots.to_parquet(stage / "plots.parquet", index=False)
         write_qml(stage / "plots.qml", PLOT_STYLE)
-
-        write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
-                    header=headers(BORROWER_FIELDS, lang))
-        write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=headers(BORROWER_FIELDS, lang),
-                   sheet="借款人" if lang == "zh" else "borrowers")
-
         write_report_data(assessment.chips, assessment.series, stage)
 
         borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=dissolved.result(), crs="EPSG:4326")
@@ -282,6 +289,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
 
         audit_entry, found = child()
         scanned.update(found)
+        scanned.update(tables())
         for layer in ("plots", "borrowers"):
             collection = stage / f"{layer}.geojson"
             if geojsonseq_min_bytes is not None and collection.stat().st_size >= geojsonseq_min_bytes:

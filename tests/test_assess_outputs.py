@@ -411,6 +411,20 @@ def test_a_name_in_the_layer_written_by_the_child_publishes_nothing(tmp_path, mo
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_name_in_the_table_written_by_the_second_child_publishes_nothing(tmp_path, monkeypatch, fork):
+    from agricredit.errors import PrivacyError
+
+    if not fork:
+        monkeypatch.delattr("os.fork")
+    assessment = _with_audit(_assessment())
+    assessment.borrowers.loc[1, "village"] = "Bob Example"  # borrowers.csv: written and scanned by the second child
+    found = r"out/borrowers\.csv: personal data in an output \(row 3, field 'village': borrower name"
+    with pytest.raises(PrivacyError, match=found):
+        write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_plots_lying_apart_stand_side_by_side_and_the_others_are_dissolved():
     # a: two plots far apart (side by side, in their order); b: one plot; c: two overlapping plots (dissolved);
     # d: plots whose boxes meet without the plots touching (dissolved: the same area); e: no usable plot
