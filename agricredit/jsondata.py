@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical_json", "json_ready"]
+__all__ = ["canonical_json", "json_bytes", "json_ready"]
 
 #: The canonical JSON text (one encoder for all: a ``json.dumps`` call with options builds a new one).
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -81,3 +81,17 @@ def json_ready(value: Any, sort_keys: bool = False) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return json_ready(value.item(), sort_keys)
     return value
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON of a JSON-ready value (no NaN: :func:`_plain` it first).
+
+    orjson encodes the county's layers (millions of coordinates) about eight times as fast as :mod:`json` and
+    writes what ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes (shortest round-trip
+    numbers), but for floats under 10⁻⁴, written as decimals (``0.00001``, the same number as ``1e-05``). A value
+    orjson refuses (an integer beyond 64 bits) is encoded by :mod:`json`.
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")

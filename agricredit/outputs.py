@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import shapely
 
 from agricredit.errors import OutputError
+from agricredit.jsondata import json_bytes
 
 __all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
@@ -424,20 +424,6 @@ def _write_features(geometries: Any, properties: list[dict[str, Any]], path: Pat
         return
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-
-
-def json_bytes(value: Any) -> bytes:
-    """Compact UTF-8 JSON of a JSON-ready value (no NaN: :func:`_plain` it first).
-
-    orjson encodes the county's layers (millions of coordinates) about eight times as fast as :mod:`json` and
-    writes what ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes (shortest round-trip
-    numbers), but for floats under 10⁻⁴, written as decimals (``0.00001``, the same number as ``1e-05``). A value
-    orjson refuses (an integer beyond 64 bits) is encoded by :mod:`json`.
-    """
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def write_table(table: pd.DataFrame, path: Path, *, json_columns: tuple[str, ...] = (), bom: bool = True,
