@@ -363,7 +363,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         rejected["NO_COVERAGE"] = not_covered
 
     _stage(progress, "cross-verification and limits")
-    with gc_paused():  # no collection while the per-plot and per-borrower objects are built
+    with gc_paused(promote=True):  # no collection while the per-plot and per-borrower objects are built
         table_ids = sorted(set(borrowers["borrower_id"]) - {""})
         borrower_alias = {b: pseudonym(key, "borrower", b)
                           for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
@@ -499,7 +499,7 @@ def _prefetch(case: Case, strict: bool, observe: Observer, discovered: list[Any]
     return prefetch
 
 
-@gc_paused()  # no collection walks while the per-plot and per-row objects are built (so _read_inputs, _measure_claims)
+@gc_paused(promote=True)  # no collection walks while the per-plot and per-row objects are built (so _read_inputs, _measure_claims)
 def _evidence_inputs(case: Case, policy: Policy, claims: _Claims, declarations: pd.DataFrame, crop_model: Any
                      ) -> tuple[str, dict[str, list[str]], dict[str, float], dict[str, Any], dict[str, Any]]:
     """The region, then the evidence stage's declared crops, drawn areas and options of the assessed plots, and the
@@ -586,7 +586,7 @@ class _Inputs:
     chain: ChainTables | None = None  # the industry-chain tables, when the case has any
 
 
-@gc_paused()
+@gc_paused(promote=True)
 def _read_inputs(case: Case, policy: Policy, strict: bool,
                  plots_read: Callable[[gpd.GeoDataFrame], None] | None = None) -> _Inputs:
     """Read the plots and the three tables; mark the plots whose borrower or declaration is missing.
@@ -666,7 +666,7 @@ class _Claims:
     other_declarants: dict[tuple[str, str], list[str]]  # (plot, plot file's borrower) → the other declarants
 
 
-@gc_paused()
+@gc_paused(promote=True)
 def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
                     policy: Policy) -> _Claims:
     """Areas, absurd outlines (rejected alone), overlaps on shrunk outlines, repeats and contested declarations.

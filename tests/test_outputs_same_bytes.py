@@ -206,6 +206,24 @@ def test_gc_paused_restores_the_collector_as_it_was(enabled):
         gc.enable()
 
 
+class _Tracked:  # an object the collector tracks (a plain dict of numbers may be untracked)
+    def __init__(self) -> None:
+        self.cells = [[]]
+
+
+@pytest.mark.parametrize("promote", [True, False])
+def test_gc_paused_promotes_what_the_block_made_to_the_oldest_generation_only_when_asked(promote):
+    gc.collect()
+    try:
+        with gc_paused(promote=promote):
+            made = _Tracked()
+        oldest = gc.get_objects(generation=2)
+        assert any(item is made for item in oldest) is promote
+        assert gc.isenabled() and gc.is_tracked(made)
+    finally:
+        gc.enable()
+
+
 # ----------------------------------------------------------------------------- borrower outlines
 
 
