@@ -39,7 +39,8 @@ import rasterio.transform
 import shapely
 
 from agricredit.acquisitions import Acquisition, discover_acquisitions, observation_table, tile_hashes
-from agricredit.assess_outputs import OUTPUT_FILES, _borrower_records, _borrower_table, _plot_rows, write_outputs
+from agricredit.assess_outputs import (OUTPUT_FILES, _borrower_records, _borrower_table, _plot_rows, verdict_fields_of,
+                                       write_outputs)
 from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all
@@ -378,12 +379,12 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                          {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                           for b, why in inputs.bad_borrowers.items()},
                          dict(zip(public["pseudonym"], public["village"])))
-        verdicts, decisions, audit, borrower_records = reduce.run(complete_overlaps(facts),
-                                                                  [borrower_alias[b] for b in table_ids])
+        verdicts, verdict_fields, decisions, audit, borrower_records = reduce.run(
+            complete_overlaps(facts), [borrower_alias[b] for b in table_ids])
         log_lights(verdicts)
         return Assessment(
             policy=policy,
-            plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}),
+            plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}, verdict_fields),
             verdicts=verdicts,
             decisions=decisions,
             borrowers=_borrower_table(borrower_records),
@@ -422,8 +423,10 @@ class _Reduce:
     villages: Mapping[str, str]  # borrower pseudonym → village
 
     def run(self, facts: Sequence[PlotFacts], table_borrowers: Sequence[str], *, parts: int | None = None
-            ) -> tuple[list[PlotVerdict], list[Decision], list[dict[str, Any]], list[dict[str, Any]]]:
-        """The verdicts (by plot ID), decisions and audit records (by borrower) and borrowers' output rows of
+            ) -> tuple[list[PlotVerdict], list[tuple[Any, ...]], list[Decision], list[dict[str, Any]],
+                       list[dict[str, Any]]]:
+        """The verdicts (by plot ID) and their plot fields (:func:`agricredit.assess_outputs.verdict_fields_of`),
+        decisions and audit records (by borrower) and borrowers' output rows of
         ``facts`` (:func:`agricredit.verify.complete_overlaps`) and of the borrowers of the borrower table
         ``table_borrowers`` (pseudonyms), in ``parts`` groups of borrowers (default: one per
         :data:`REDUCE_PART_MIN_PLOTS` plots, at most one per core)."""
@@ -433,11 +436,14 @@ class _Reduce:
             parts = max(1, min(_cores(), len(facts) // REDUCE_PART_MIN_PLOTS))
         results = map_in_processes(self._part, _borrower_groups(facts, table_borrowers, parts,
                                                                 first_weight=1 + REDUCE_CHILD_OVERHEAD))
-        verdicts = sorted((v for part in results for v in part[0]), key=lambda v: (v.plot_id, v.borrower_id))
-        return verdicts, *([item for part in results for item in part[k]] for k in (1, 2, 3))
+        ordered = sorted(((v, fields) for part in results for v, fields in zip(part[0], part[1])),
+                         key=lambda pair: (pair[0].plot_id, pair[0].borrower_id))
+        verdicts, fields = [v for v, _ in ordered], [f for _, f in ordered]
+        return verdicts, fields, *([item for part in results for item in part[k]] for k in (2, 3, 4))
 
     def _part(self, group: tuple[list[PlotFacts], list[str]]
-              ) -> tuple[list[PlotVerdict], list[Decision], list[dict[str, Any]], list[dict[str, Any]]]:
+              ) -> tuple[list[PlotVerdict], list[tuple[Any, ...]], list[Decision], list[dict[str, Any]],
+                         list[dict[str, Any]]]:
         facts, table_borrowers = group
         verdicts = [verify_plot(item, self.policy) for item in facts]
         if self.visits:
@@ -451,7 +457,7 @@ class _Reduce:
             verdicts_of[verdict.borrower_id].append(verdict)
         audit = audit_records(decisions, verdicts_of, self.policy, self.hashes,
                               visits_of={v.plot_id: v for v in self.visits})
-        return (verdicts, decisions, audit,
+        return (verdicts, [verdict_fields_of(verdict) for verdict in verdicts], decisions, audit,
                 _borrower_records(decisions, verdicts_of, self.villages, self.policy, self.lang))
 
 

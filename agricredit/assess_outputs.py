@@ -24,6 +24,7 @@ import shapely
 from agricredit import __version__
 from agricredit.audit import AuditKey, write_audit
 from agricredit.credit import Decision, explain
+from agricredit.jsondata import canonical_json
 from agricredit.outputs import (
     CategorizedStyle,
     atomic_path,
@@ -81,20 +82,22 @@ _VERDICT_FIELDS = ("drawn_mu", "registered_mu", "declared_mu", "cropped_mu", "ve
                    "declared_crop", "light", "reason_codes", "details")
 
 
-def _verdict_fields(verdict: PlotVerdict) -> tuple[Any, ...]:
-    """The values of :data:`_VERDICT_FIELDS` of one verdict."""
+def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
+    """The values of :data:`_VERDICT_FIELDS` of one verdict (``details`` as its JSON text)."""
     facts, contribution = verdict.facts, verdict.contribution
     return (facts.drawn_mu, facts.registered_mu, facts.declared_mu, facts.cropped_mu_at_peak, contribution.mu_now,
             contribution.mu_if_confirmed, facts.declared_crop, verdict.light, list(verdict.codes),
-            {"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
-                        for c in verdict.checks]})
+            canonical_json({"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
+                                       for c in verdict.checks]}))
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
-               alias: Mapping[str, str]) -> gpd.GeoDataFrame:
+               alias: Mapping[str, str], verdict_fields: Sequence[tuple[Any, ...]] | None = None) -> gpd.GeoDataFrame:
     """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84.
 
     A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
+    ``verdict_fields``: :func:`verdict_fields` of each of ``verdicts``, if already computed (by the reduce's
+    processes).
     """
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
     columns: dict[str, list[Any]] = {"plot_id": plot_ids,
@@ -107,9 +110,11 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
     for name in sorted(set(features.columns).intersection(f.name for f in PLOT_FIELDS) - set(columns)):
         values = features[name].tolist()
         columns[name] = [values[i] if i >= 0 else None for i in where]
-    by_id = {v.plot_id: v for v in verdicts}
+    if verdict_fields is None:
+        verdict_fields = [verdict_fields_of(verdict) for verdict in verdicts]
+    by_id = {v.plot_id: fields for v, fields in zip(verdicts, verdict_fields, strict=True)}  # a repeated ID: its last
     found = [(row, by_id[plot_id]) for row, plot_id in enumerate(plot_ids) if plot_id in by_id]
-    for name, values in zip(_VERDICT_FIELDS, zip(*(_verdict_fields(verdict) for _, verdict in found))):
+    for name, values in zip(_VERDICT_FIELDS, zip(*(fields for _, fields in found))):
         column = columns.setdefault(name, [None] * len(plot_ids))
         for (row, _), value in zip(found, values):
             column[row] = value
