@@ -202,26 +202,26 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
     return outlines.tolist()
 
 
-def _write_audit_and_plots(assessment: Assessment, stage: Path, audit_key: AuditKey,
-                           guard: PersonalDataGuard) -> tuple[dict[str, Any], dict[str, Finding | None]]:
-    """Write ``audit.jsonl`` and ``plots.geojson`` into ``stage`` and scan them for personal data.
+def _write_audit(assessment: Assessment, stage: Path, audit_key: AuditKey,
+                 guard: PersonalDataGuard) -> tuple[dict[str, Any], dict[str, Finding | None]]:
+    """Write ``audit.jsonl`` into ``stage`` and scan it for personal data.
 
-    Returns the audit's manifest entry (:func:`agricredit.audit.write_audit`) and each file's first finding.
+    Returns the audit's manifest entry (:func:`agricredit.audit.write_audit`) and the file's first finding by name.
     """
     entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
+    return entry, {"audit.jsonl": guard.first_finding(stage / "audit.jsonl")}
+
+
+def _write_plots_and_borrower_tables(assessment: Assessment, stage: Path, guard: PersonalDataGuard, *,
+                                     csv_bom: bool) -> dict[str, Finding | None]:
+    """Write ``plots.geojson``, ``borrowers.csv`` and ``borrowers.xlsx`` into ``stage``; scan the GeoJSON and the
+    CSV for personal data (the xlsx holds the CSV's rows). Returns each scanned file's first finding by name."""
     write_plot_table(assessment.plots, stage / "plots.geojson", decimals=COORDINATE_DECIMALS)
-    return entry, {name: guard.first_finding(stage / name) for name in ("audit.jsonl", "plots.geojson")}
-
-
-def _write_borrower_tables(assessment: Assessment, stage: Path, guard: PersonalDataGuard, *, csv_bom: bool
-                           ) -> dict[str, Finding | None]:
-    """Write ``borrowers.csv`` and ``borrowers.xlsx`` into ``stage``; scan the CSV for personal data (the xlsx holds
-    the same rows). Returns the CSV's first finding by file name."""
     header = headers(BORROWER_FIELDS, assessment.lang)
     write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom, header=header)
     write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=header,
                sheet="借款人" if assessment.lang == "zh" else "borrowers")
-    return {"borrowers.csv": guard.first_finding(stage / "borrowers.csv")}
+    return {name: guard.first_finding(stage / name) for name in ("plots.geojson", "borrowers.csv")}
 
 
 def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
@@ -239,10 +239,10 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     outputs of an earlier run that this run does not write again are removed.
     ``audit.jsonl`` is sealed with ``audit_key``
     (:func:`agricredit.audit.write_audit`); the manifest keeps its count,
-    chain head and hash under ``"audit"``. The two largest files,
-    ``audit.jsonl`` and ``plots.geojson``, are written and scanned by a forked
-    child process, the borrower table's CSV and xlsx by another, while this one writes the others
-    (:func:`agricredit.outputs.in_child_process`): the same bytes, on two cores.
+    chain head and hash under ``"audit"``. The largest file, ``audit.jsonl``,
+    is written and scanned by a forked child process, ``plots.geojson`` and the borrower table's CSV and xlsx by
+    another, while this one writes the others (:func:`agricredit.outputs.in_child_process`): the same bytes, on two
+    cores.
     Call :func:`agricredit.outputs.check_output_folder` first: this function
     replaces earlier outputs.
 
@@ -274,12 +274,13 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     check_allowed_fields("borrowers", assessment.borrowers.columns)
     check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
     scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the child's files
-    # A child process writes and scans the two largest files (JSON encoding: CPU-bound, in Python), another the
-    # borrower table's CSV and xlsx, while this one writes the others; the borrowers' outlines are dissolved on a
-    # thread (GEOS releases the GIL) meanwhile.
+    # A child process writes and scans the audit (JSON encoding: CPU-bound, in Python), another the plots' GeoJSON
+    # and the borrower table's CSV and xlsx, while this one writes the others; the borrowers' outlines are
+    # dissolved on a thread (GEOS releases the GIL) meanwhile. The three take about as much CPU each at county scale.
     with gc_paused(), staged_outputs(folder, check=lambda stage: guard.check_folder(stage, scanned)) as stage, \
-            in_child_process(lambda: _write_audit_and_plots(assessment, stage, audit_key, guard)) as child, \
-            in_child_process(lambda: _write_borrower_tables(assessment, stage, guard, csv_bom=csv_bom)) as tables, \
+            in_child_process(lambda: _write_audit(assessment, stage, audit_key, guard)) as child, \
+            in_child_process(lambda: _write_plots_and_borrower_tables(assessment, stage, guard,
+                                                                      csv_bom=csv_bom)) as tables, \
             ThreadPoolExecutor(max_workers=1) as background:
         dissolved = background.submit(_borrower_geometries, assessment)
         plots = assessment.plots
