@@ -787,10 +787,11 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
         registered_mu, holder = record if record else (math.nan, None)
         own = claims.declaration[plot_id, borrower]
         pixel_count, cropped_at_peak, peak_ndvi, vigor_factor, best_crop = features.get(plot_id, (None,) * 5)
+        found = claims.overlaps.get(plot_id)
         overlaps = tuple(sorted((
             Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
                     shared_m2=float(o["shared_m2"]), other_drawn_mu=drawn_of.get(o["plot_id"], math.nan))
-            for o in claims.overlaps.get(plot_id, ())), key=lambda overlap: overlap.other_plot_id))
+            for o in found), key=lambda overlap: overlap.other_plot_id)) if found else ()
         facts.append(PlotFacts(
             plot_id=str(plot_id),
             borrower_id=alias[borrower],
@@ -821,8 +822,10 @@ def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFra
 def _by_plot(frame: pd.DataFrame, columns: Sequence[str]) -> dict[Any, tuple[Any, ...]]:
     """Plot ID → the values of ``columns`` in its row of ``frame`` (a repeated ID: its last row; a column the frame
     lacks, as the season's when no plot had a fitted peak: ``None``)."""
-    values = [frame[column].tolist() if column in frame else [None] * len(frame) for column in columns]
-    return dict(zip(frame["plot_id"], zip(*values)))
+    # (as object arrays: iterating pandas' Arrow text columns value by value costs several times more)
+    values = [frame[column].to_numpy(dtype=object).tolist() if column in frame else [None] * len(frame)
+              for column in columns]
+    return dict(zip(frame["plot_id"].to_numpy(dtype=object).tolist(), zip(*values)))
 
 
 def _season_year(case: Case, acquisitions: Sequence[Any]) -> int:
