@@ -39,8 +39,8 @@ import rasterio.transform
 import shapely
 
 from agricredit.acquisitions import Acquisition, discover_acquisitions, observation_table, tile_hashes
-from agricredit.assess_outputs import (OUTPUT_FILES, _borrower_records, _borrower_table, _plot_rows, verdict_fields_of,
-                                       write_outputs)
+from agricredit.assess_outputs import (OUTPUT_FILES, _borrower_records, _borrower_table, _plot_rows, plot_outlines,
+                                       verdict_fields_of, write_outputs)
 from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all
@@ -257,6 +257,8 @@ class Assessment:
     pii_reference: pd.DataFrame = field(repr=False)  # the borrower table, only to scan outputs for PII
     chips: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.plot_chips
     series: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.season_series
+    #: borrower → outline of the usable plots (agricredit.assess_outputs.borrower_outlines); None: made when written
+    outlines: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def _stage(progress: Callable[[str], None] | None, message: str) -> None:
@@ -350,11 +352,16 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
                                                       count_dates, rejected)
 
-    # The input files (tiles: gigabytes at county scale) are hashed on a thread while the evidence is computed
-    # (hashlib and file reads release the GIL); the thread ends with its one task.
-    hashing = ThreadPoolExecutor(max_workers=1)
-    hashes_done = hashing.submit(_input_hashes, case, acquisitions, policy, region)
-    hashing.shutdown(wait=False)
+    table_ids = sorted(set(borrowers["borrower_id"]) - {""})
+    borrower_alias = {b: pseudonym(key, "borrower", b)
+                      for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
+    # While the evidence is computed, on threads that end with their one task: the input files (tiles: gigabytes
+    # at county scale) are hashed (hashlib and file reads release the GIL), and the plots' output outlines and the
+    # borrowers' are made (GEOS releases it too).
+    threads = ThreadPoolExecutor(max_workers=2)
+    hashes_done = threads.submit(_input_hashes, case, acquisitions, policy, region)
+    outlines_done = threads.submit(plot_outlines, checked, {**borrower_alias, None: None})
+    threads.shutdown(wait=False)
     _stage(progress, "season: phenology, crop fit, vigor; NDVI chips and series for the report")
     evidence = evaluate(long_table, good, declared, drawn_mu, season_period(long_table), acquisitions, options)
     season = finish_season(evidence.season, **peer_options)
@@ -365,9 +372,6 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
 
     _stage(progress, "cross-verification and limits")
     with gc_paused(promote=True):  # no collection while the per-plot and per-borrower objects are built
-        table_ids = sorted(set(borrowers["borrower_id"]) - {""})
-        borrower_alias = {b: pseudonym(key, "borrower", b)
-                          for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
         facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
         if inputs.chain is not None:
             facts = _with_chain(facts, verify_plots(facts, policy), inputs.chain, claims, key,
@@ -382,9 +386,10 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         verdicts, verdict_fields, decisions, audit, borrower_records = reduce.run(
             complete_overlaps(facts), [borrower_alias[b] for b in table_ids])
         log_lights(verdicts)
+        geometries, outlines = outlines_done.result()
         return Assessment(
             policy=policy,
-            plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}, verdict_fields),
+            plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}, verdict_fields, geometries),
             verdicts=verdicts,
             decisions=decisions,
             borrowers=_borrower_table(borrower_records),
@@ -396,6 +401,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
             pii_reference=borrowers,
             chips=evidence.chips,
             series=evidence.series,
+            outlines=outlines,
         )
 
 

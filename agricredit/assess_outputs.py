@@ -92,12 +92,13 @@ def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
-               alias: Mapping[str, str], verdict_fields: Sequence[tuple[Any, ...]] | None = None) -> gpd.GeoDataFrame:
-    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84.
+               alias: Mapping[str, str], verdict_fields: Sequence[tuple[Any, ...]] | None = None,
+               geometries: np.ndarray | None = None) -> gpd.GeoDataFrame:
+    """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84, by plot ID.
 
     A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
-    ``verdict_fields``: :func:`verdict_fields` of each of ``verdicts``, if already computed (by the reduce's
-    processes).
+    ``verdict_fields``: :func:`verdict_fields_of` each of ``verdicts``, and ``geometries``: the
+    :func:`output_geometries` of ``checked``, if already computed (by the reduce's processes, on a thread).
     """
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
     columns: dict[str, list[Any]] = {"plot_id": plot_ids,
@@ -118,10 +119,37 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
         column = columns.setdefault(name, [None] * len(plot_ids))
         for (row, _), value in zip(found, values):
             column[row] = value
-    geometries = shapely.transform(to_wgs84(checked).geometry.to_numpy(), lambda xy: np.round(xy, COORDINATE_DECIMALS))
+    geometries = output_geometries(checked) if geometries is None else geometries
     frame = gpd.GeoDataFrame(conformed_columns(columns, PLOT_FIELDS, len(plot_ids)), geometry=geometries,
                              crs="EPSG:4326")
-    return frame.sort_values("plot_id", na_position="last", ignore_index=True)
+    return frame.take(_plot_order(plot_ids)).reset_index(drop=True)
+
+
+def output_geometries(checked: gpd.GeoDataFrame) -> np.ndarray:
+    """The plots' outlines as the outputs give them: WGS84, coordinates rounded to :data:`COORDINATE_DECIMALS`."""
+    return shapely.transform(to_wgs84(checked).geometry.to_numpy(), lambda xy: np.round(xy, COORDINATE_DECIMALS))
+
+
+_PLOT_ID_FIELD = next(f for f in PLOT_FIELDS if f.name == "plot_id")
+
+
+def _plot_order(plot_ids: Sequence[str | None]) -> np.ndarray:
+    """The order of the plot rows: by ID, the rows without one last (the sort of the output table's ``plot_id``)."""
+    column = conformed_columns({"plot_id": plot_ids}, [_PLOT_ID_FIELD], len(plot_ids))
+    return column.sort_values("plot_id", na_position="last").index.to_numpy()
+
+
+def plot_outlines(checked: gpd.GeoDataFrame, alias: Mapping[str | None, str | None]
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The plots' :func:`output_geometries` and each borrower's outline (:func:`borrower_outlines`) of the plot
+    rows :func:`_plot_rows` makes of ``checked`` (``alias``: borrower ID → pseudonym): they need neither the
+    season nor the verdicts, so a run makes them on a thread while those are computed."""
+    geometries = output_geometries(checked)
+    plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
+    order = _plot_order(plot_ids)
+    statuses = np.array([str(status) for status in checked["geometry_status"].tolist()], dtype=object)
+    borrowers = np.array([alias[b] for b in checked["borrower_id"].tolist()], dtype=object)
+    return geometries, borrower_outlines(geometries[order], statuses[order], borrowers[order])
 
 
 def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],
@@ -163,7 +191,21 @@ def _borrower_records(decisions: Sequence[Decision], verdicts_of: Mapping[str, l
 
 
 def _borrower_geometries(assessment: Assessment) -> list[Any]:
+    """Each borrower's outline (:func:`borrower_outlines`) in the order of the borrower table (``None``: no usable
+    plot), from ``assessment.outlines`` when the run made them."""
+    outlines = getattr(assessment, "outlines", None)
+    if outlines is None:
+        plots = assessment.plots
+        outlines = borrower_outlines(plots.geometry.to_numpy(), plots["geometry_status"].to_numpy(),
+                                     plots["borrower"].to_numpy())
+    return [outlines.get(borrower) for borrower in assessment.borrowers["borrower"].tolist()]
+
+
+def borrower_outlines(geometries: np.ndarray, statuses: np.ndarray, borrowers: np.ndarray) -> dict[str, Any]:
     """Each borrower's usable plots dissolved into one valid (Multi)Polygon on the output coordinate grid.
+
+    Per plot, in the plot rows' order: its output geometry, ``geometry_status`` and borrower (``None``: none).
+    Returns borrower → outline, for the borrowers with a usable plot (status ``OK`` or ``GEOMETRY_REPAIRED``).
 
     Each plot is first snapped to the grid alone. A borrower whose plots' bounding boxes all lie apart has them
     side by side, a MultiPolygon of the snapped plots (in the plots' order): a union would give the same area at
@@ -171,12 +213,11 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
     one union per borrower, all in one call: the plots of each borrower are a row of a table padded with missing
     values, which the union leaves out.
     """
-    plots = assessment.plots
-    usable = plots["geometry_status"].isin(("OK", "GEOMETRY_REPAIRED")).to_numpy()
-    row_of = {borrower: row for row, borrower in enumerate(assessment.borrowers["borrower"])}
-    owners = np.array([row_of.get(borrower, -1) for borrower in plots["borrower"].to_numpy()[usable]], dtype=np.int64)
-    geometries = plots.geometry.to_numpy()[usable][owners >= 0]
-    owners = owners[owners >= 0]
+    usable = np.isin(statuses, ("OK", "GEOMETRY_REPAIRED")) & np.array([b is not None for b in borrowers], bool)
+    names, owners = np.unique(borrowers[usable].astype(str), return_inverse=True)
+    row_of = dict.fromkeys(names.tolist())
+    owners = owners.astype(np.int64)
+    geometries = geometries[usable]
     grid = 10.0 ** -COORDINATE_DECIMALS
     alone = shapely.union_all(geometries.reshape(-1, 1), grid_size=grid, axis=1) if len(geometries) else geometries
     first, second = shapely.STRtree(geometries).query(geometries)  # pairs of plots whose boxes meet
@@ -199,7 +240,7 @@ def _borrower_geometries(assessment: Assessment) -> list[Any]:
         outlines[meeting] = shapely.union_all(table, grid_size=grid, axis=1)
     invalid = ~shapely.is_valid(outlines) & ~shapely.is_missing(outlines)
     outlines[invalid] = shapely.make_valid(outlines[invalid])
-    return outlines.tolist()
+    return dict(zip(row_of, outlines.tolist()))
 
 
 def _write_audit(assessment: Assessment, stage: Path, audit_key: AuditKey,

@@ -444,3 +444,24 @@ def test_a_season_too_short_for_any_fit_sends_every_plot_to_review_without_a_cra
     assessment = run_assessment(replace(sample_case(), tiles=(manifest,)), KEY)
     assert "cropped_area_mu_at_peak" not in assessment.plots or assessment.plots["peak_date"].isna().all()
     assert assessment.verdicts and all(v.light != "green" for v in assessment.verdicts)
+
+
+def test_the_runs_borrower_outlines_are_those_its_plot_rows_give(assessment):
+    """The outlines made on a thread from the checked plots equal those made from the written plot rows, to the
+    byte: the same plots, statuses and owners, in the same order."""
+    from agricredit.assess_outputs import borrower_outlines
+
+    plots = assessment.plots
+    again = borrower_outlines(plots.geometry.to_numpy(), plots["geometry_status"].to_numpy(),
+                              plots["borrower"].to_numpy())
+    assert (plots["geometry_status"] != "OK").any()  # a rejected outline is left out of its borrower's
+    assert any(outline.geom_type == "MultiPolygon" for outline in again.values())
+    assert assessment.outlines.keys() == again.keys()
+    assert all(shapely.to_wkb(assessment.outlines[b]) == shapely.to_wkb(again[b]) for b in again)
+
+
+def test_plot_rows_come_by_id_with_the_rows_without_one_last():
+    from agricredit.assess_outputs import _plot_order
+
+    ids = ["P2", None, "P1", "P2", "P10"]
+    assert [ids[i] for i in _plot_order(ids)] == ["P1", "P10", "P2", "P2", None]
