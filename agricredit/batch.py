@@ -623,8 +623,14 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
         observer = DaskObserver(connecting, config, work, resume=resume, fail_fast=fail_fast, count_chunks=count_chunks,
                                 count_evidence=count_evidence, task=task)
-        assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer,
-                                    evaluate=observer.evaluate)
+
+        def evaluate(*args: Any, **kwargs: Any) -> Evidence:
+            try:
+                return observer.evaluate(*args, **kwargs)
+            finally:  # the map is over: the cluster closes while the reduce and the writing go on
+                connecting.close_soon()
+
+        assessment = run_assessment(config.case, key, lang=lang, progress=say, observe=observer, evaluate=evaluate)
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
                                  geojsonseq_min_bytes=config.geojsonseq_min_bytes)
@@ -668,15 +674,26 @@ class _Connecting:
     attributes wait for it; :meth:`close` closes both once connected."""
 
     def __init__(self, connect: Callable[[], tuple[Any, Any]]) -> None:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agricredit-connect")
-        self._connected = pool.submit(connect)
-        pool.shutdown(wait=False)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agricredit-connect")
+        self._connected = self._pool.submit(connect)
+        self._closed: Any = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connected.result()[0], name)
 
+    def close_soon(self) -> None:
+        """Start closing (:meth:`close`) on the thread that connected, once the cluster is no longer needed: its
+        workers end (a second or two) while this process goes on."""
+        if self._closed is None:
+            self._closed = self._pool.submit(self._close)
+            self._pool.shutdown(wait=False)
+
     def close(self) -> None:
-        """Close the client and the local cluster (a failed connection has nothing to close)."""
+        """Close the client and the local cluster (a failed connection has nothing to close); wait for it."""
+        self.close_soon()
+        self._closed.result()
+
+    def _close(self) -> None:
         if self._connected.exception() is not None:
             return
         client, cluster = self._connected.result()

@@ -481,3 +481,41 @@ def test_a_worker_lost_mid_run_is_retried_and_the_bytes_do_not_change(tmp_path: 
     assert marker.is_file() and int(marker.read_text()) != os.getpid()  # a worker process really died
     assert run.failures == [] and not (config.output / FAILURES).exists()
     assert_same_outputs(config.output, reference)
+
+
+class _Closable:
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    def close(self) -> None:
+        time.sleep(0.05)  # a cluster takes a while: close() must wait for it
+        self.log.append(self.name)
+
+
+def test_the_connection_closed_soon_is_closed_once_and_close_waits_for_it():
+    from agricredit.batch import _Connecting
+
+    log: list[str] = []
+    connecting = _Connecting(lambda: (_Closable(log, "client"), _Closable(log, "cluster")))
+    connecting.close_soon()
+    connecting.close_soon()
+    connecting.close()
+    assert log == ["client", "cluster"]
+    connecting.close()
+    assert log == ["client", "cluster"]
+    alone = _Connecting(lambda: (_Closable(log, "client of a scheduler"), None))
+    alone.close()  # no close_soon first
+    assert log[2:] == ["client of a scheduler"]
+
+
+def test_a_connection_that_failed_has_nothing_to_close():
+    from agricredit.batch import _Connecting
+
+    def refused():
+        raise OSError("connection refused")
+
+    connecting = _Connecting(refused)
+    connecting.close_soon()
+    connecting.close()
+    with pytest.raises(OSError):
+        connecting.scheduler_info()
