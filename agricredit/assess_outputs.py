@@ -215,15 +215,14 @@ def borrower_outlines(geometries: np.ndarray, statuses: np.ndarray, borrowers: n
     """
     usable = np.isin(statuses, ("OK", "GEOMETRY_REPAIRED")) & np.array([b is not None for b in borrowers], bool)
     names, owners = np.unique(borrowers[usable].astype(str), return_inverse=True)
-    row_of = dict.fromkeys(names.tolist())
     owners = owners.astype(np.int64)
     geometries = geometries[usable]
     grid = 10.0 ** -COORDINATE_DECIMALS
     alone = shapely.union_all(geometries.reshape(-1, 1), grid_size=grid, axis=1) if len(geometries) else geometries
     first, second = shapely.STRtree(geometries).query(geometries)  # pairs of plots whose boxes meet
     meeting = np.unique(owners[first[(first < second) & (owners[first] == owners[second])]])
-    counts = np.bincount(owners, minlength=len(row_of))
-    outlines = np.full(len(row_of), None, dtype=object)
+    counts = np.bincount(owners, minlength=len(names))
+    outlines = np.full(len(names), None, dtype=object)
     single = counts[owners] == 1
     outlines[owners[single]] = alone[single]
     parts, part_of = shapely.get_parts(alone, return_index=True)
@@ -240,7 +239,7 @@ def borrower_outlines(geometries: np.ndarray, statuses: np.ndarray, borrowers: n
         outlines[meeting] = shapely.union_all(table, grid_size=grid, axis=1)
     invalid = ~shapely.is_valid(outlines) & ~shapely.is_missing(outlines)
     outlines[invalid] = shapely.make_valid(outlines[invalid])
-    return dict(zip(row_of, outlines.tolist()))
+    return dict(zip(names.tolist(), outlines.tolist()))
 
 
 def _write_audit(assessment: Assessment, stage: Path, audit_key: AuditKey,
@@ -316,8 +315,9 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
     scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the child's files
     # A child process writes and scans the audit (JSON encoding: CPU-bound, in Python), another the plots' GeoJSON
-    # and the borrower table's CSV and xlsx, while this one writes the others; the borrowers' outlines are
-    # dissolved on a thread (GEOS releases the GIL) meanwhile. The three take about as much CPU each at county scale.
+    # and the borrower table's CSV and xlsx, while this one writes the others; the borrowers' outlines, unless the
+    # run made them, are dissolved on a thread (GEOS releases the GIL) meanwhile. The three take about as much CPU
+    # each at county scale.
     with gc_paused(), staged_outputs(folder, check=lambda stage: guard.check_folder(stage, scanned)) as stage, \
             in_child_process(lambda: _write_audit(assessment, stage, audit_key, guard)) as child, \
             in_child_process(lambda: _write_plots_and_borrower_tables(assessment, stage, guard,
