@@ -61,7 +61,7 @@ def test_chunks_evidence_merged_is_the_evidence_of_one_run() -> None:
     merged = Evidence.merge(parts, sorted(ids))
     blind = plot_evidence(table.loc[~table["plot_id"].isin(ids[chunks[0]])], plots, declared, drawn, period,
                           acquisitions, rows)
-    assert [r["plot_id"] for r in merged.season.rows] == [r["plot_id"] for r in blind.season.rows]
+    assert merged.season.rows.column("plot_id").tolist() == blind.season.rows.column("plot_id").tolist()
     assert merged.season.flags == blind.season.flags
     one, other = (finish_season(e.season, **peers).plots for e in (merged, blind))
     pd.testing.assert_frame_equal(one, other)
