@@ -7,13 +7,17 @@ and reordered array by array, and give the very frame ``pandas.DataFrame(records
 order of their first appearance in the rows, the same dtypes and the same values. A column whose every row holds
 a Python ``float`` (or lacks the key), every row a Python ``int`` or every row a ``bool`` is kept as a
 ``float64``, ``int64`` or ``bool`` array (what pandas would infer); a column whose every row holds a
-``numpy.datetime64`` of one unit as a ``datetime64`` array (those scalars pickle one by one, at 60 bytes each); any
-other column as the rows' own objects. The ``datetime64`` and object columns are left to pandas' own inference,
-on the rows' own values, when the frame is built.
+``numpy.datetime64`` of one unit as a ``datetime64`` array (those scalars pickle one by one, at 60 bytes each); a
+column of text (``str``, or NaN where a row lacks the key) as the array of pandas' text dtype that pandas infers
+from it (built on the worker rather than in the client); any other column as the rows' own objects. The
+``datetime64`` and object columns are left to pandas' own inference, on the rows' own values, when the frame is
+built.
 """
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +27,14 @@ import pandas as pd
 
 __all__ = ["ColumnarRows"]
 
+#: A column: a numpy array, or pandas' text array.
+ArrayLike = np.ndarray | pd.api.extensions.ExtensionArray
+
 #: What a row lacking a key holds in a column (as ``pandas.DataFrame(records)`` fills it).
 ABSENT = np.nan
+#: The dtype pandas infers for a column of text (pandas 3: its ``str`` dtype; before: ``object``, no text kind).
+TEXT = pd.DataFrame([{"text": "x"}]).dtypes.iloc[0]
+OBJECT = np.dtype(object)
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,13 @@ class ColumnarRows:
     columns
         Every column over all rows, :data:`ABSENT` where a row lacks the key: ``float64``, ``int64`` or ``bool``
         where the rows hold only Python floats (or lack the key), only ints or only bools, ``datetime64`` where
-        they hold only ``numpy.datetime64`` values of that unit, else ``object``.
+        they hold only ``numpy.datetime64`` values of that unit, pandas' text array where they hold only text (or
+        lack the key) and pandas infers its text dtype, else ``object``.
     """
 
     keys: tuple[tuple[str, ...], ...]
     key_of: np.ndarray
-    columns: Mapping[str, np.ndarray]
+    columns: Mapping[str, ArrayLike]
 
     def __len__(self) -> int:
         return len(self.key_of)
@@ -56,9 +67,24 @@ class ColumnarRows:
         found: dict[tuple[str, ...], int] = {}
         key_of = np.fromiter((found.setdefault(tuple(record), len(found)) for record in records), np.intp,
                              len(records))
-        names = dict.fromkeys(name for keys in found for name in keys)
-        return cls(tuple(found), key_of,
-                   {name: _column([record.get(name, ABSENT) for record in records]) for name in names})
+        # Each key's values, taken from the records of each key sequence (tens in all) at once.
+        pieces: dict[str, tuple[list[np.ndarray], list[Sequence[Any]]]] = {}
+        order = np.argsort(key_of, kind="stable")
+        for keys, rows in zip(found, np.split(order, np.flatnonzero(np.diff(key_of[order])) + 1)):
+            group = [records[row] for row in rows.tolist()]
+            values = zip(*map(operator.itemgetter(*keys), group)) if len(keys) > 1 else \
+                ([record[name] for record in group] for name in keys)
+            for name, column in zip(keys, values):
+                positions, taken = pieces.setdefault(name, ([], []))
+                positions.append(rows)
+                taken.append(column)
+        columns = {}
+        for name, (positions, taken) in pieces.items():
+            column = np.full(len(records), ABSENT, dtype=object)
+            at = np.concatenate(positions)
+            column[at] = np.fromiter(itertools.chain.from_iterable(taken), dtype=object, count=len(at))
+            columns[name] = _column(column)
+        return cls(tuple(found), key_of, columns)
 
     @classmethod
     def concat(cls, parts: Sequence[ColumnarRows]) -> ColumnarRows:
@@ -72,9 +98,10 @@ class ColumnarRows:
 
     def take(self, order: np.ndarray) -> ColumnarRows:
         """The rows at the positions ``order``, in that order."""
-        return ColumnarRows(self.keys, self.key_of[order], {name: values[order] for name, values in self.columns.items()})
+        return ColumnarRows(self.keys, self.key_of[order],
+                            {name: values[order] for name, values in self.columns.items()})
 
-    def column(self, name: str) -> np.ndarray:
+    def column(self, name: str) -> ArrayLike:
         """The column ``name`` (all :data:`ABSENT` when no row holds the key)."""
         return self.columns[name] if name in self.columns else np.full(len(self), ABSENT)
 
@@ -85,44 +112,60 @@ class ColumnarRows:
             return pd.DataFrame([])
         used, first = np.unique(self.key_of, return_index=True)
         names = list(dict.fromkeys(name for at in used[np.argsort(first)] for name in self.keys[at]))
-        mixed = [name for name in names if self.columns[name].dtype.kind in "OM"]
+        mixed = [name for name in names if isinstance(self.columns[name], np.ndarray)
+                 and self.columns[name].dtype.kind in "OM"]
         # pandas' own inference of the records' values: a list of tuples takes the path of a list of dicts.
         inferred = pd.DataFrame(list(zip(*(_objects(self.columns[name]) for name in mixed))), columns=mixed) \
             if mixed else {}
         return pd.DataFrame({name: inferred[name] if name in inferred else self.columns[name] for name in names})
 
 
-def _column(values: list[Any]) -> np.ndarray:
-    """One column of :meth:`ColumnarRows.from_records` (its values, :data:`ABSENT` where a row lacks the key)."""
+def _column(values: np.ndarray) -> ArrayLike:
+    """One column of :meth:`ColumnarRows.from_records` from its values (objects, :data:`ABSENT` where a row lacks
+    the key)."""
     kinds = set(map(type, values))
     if kinds == {float}:
-        return np.array(values, dtype=np.float64)
+        return values.astype(np.float64)
     if kinds == {bool}:
-        return np.array(values, dtype=bool)
+        return values.astype(bool)
     if kinds == {int}:
         try:
-            return np.array(values, dtype=np.int64)
+            return values.astype(np.int64)
         except OverflowError:  # pandas keeps such ints as objects (or unsigned): left to its inference
             pass
     if kinds == {np.datetime64} and len({value.dtype for value in values}) == 1:
-        return np.array(values)
-    return np.fromiter(values, dtype=object, count=len(values))
+        return np.array(values.tolist())
+    if TEXT != OBJECT and (kinds == {str} or kinds == {str, float} and not any(
+            value == value for value in values if type(value) is float)):  # text, NaN where absent
+        return pd.array(values, dtype=TEXT)  # the array pandas' inference builds
+    return values
 
 
-def _joined(parts: Sequence[tuple[np.ndarray | None, int]]) -> np.ndarray:
+def _joined(parts: Sequence[tuple[ArrayLike | None, int]]) -> ArrayLike:
     """One column of :meth:`ColumnarRows.concat` from each part's column (``None``: no row of the part holds the
     key) and length, of the kind :func:`_column` gives the values of all parts together."""
     dtypes = {values.dtype for values, _ in parts if values is not None}
     absent = any(values is None and n for values, n in parts)
-    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(object)
-    if absent and dtype.kind in "ibM":  # beside absent values (NaN): objects, as pandas sees them
-        dtype = np.dtype(object)
-    return np.concatenate([np.full(n, ABSENT, dtype) if values is None else
-                           _objects(values) if dtype == object else values for values, n in parts])
+    dtype = dtypes.pop() if len(dtypes) == 1 else OBJECT
+    if absent and isinstance(dtype, np.dtype) and dtype.kind in "ibM":  # beside NaN: objects, as pandas sees them
+        dtype = OBJECT
+    objects = isinstance(dtype, np.dtype) and dtype == OBJECT
+    filled = [_absent(n, dtype) if values is None else _objects(values) if objects else values for values, n in parts]
+    return np.concatenate(filled) if isinstance(dtype, np.dtype) else type(filled[0])._concat_same_type(filled)
 
 
-def _objects(values: np.ndarray) -> np.ndarray:
-    """A column's values as the rows' own objects (Python floats, ints, bools; ``numpy.datetime64`` scalars)."""
+def _absent(n: int, dtype: Any) -> ArrayLike:
+    """``n`` rows without the key, in a column of ``dtype``."""
+    if isinstance(dtype, np.dtype):
+        return np.full(n, ABSENT, dtype)
+    return pd.array(np.full(n, ABSENT, dtype=object), dtype=dtype)
+
+
+def _objects(values: ArrayLike) -> np.ndarray:
+    """A column's values as the rows' own objects (Python floats, ints, bools, text; ``numpy.datetime64`` scalars;
+    NaN where a row lacks the key)."""
+    if not isinstance(values, np.ndarray):
+        return values.to_numpy(dtype=object)
     if values.dtype.kind == "M":  # (``astype(object)`` would give datetime.date or int)
         return np.fromiter(values, dtype=object, count=len(values))
     return values.astype(object, copy=False)

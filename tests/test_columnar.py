@@ -15,10 +15,12 @@ D = np.datetime64
 
 #: Records of every kind of value a season row holds (and some it does not), keys in varying order and missing.
 RECORDS = [
-    {"plot_id": "P1", "n": 3, "ok": True, "x": 1.5, "peak": D("2023-05-02"), "day": D("2023-05-02"), "mixed": 1},
+    {"plot_id": "P1", "n": 3, "ok": True, "x": 1.5, "peak": D("2023-05-02"), "day": D("2023-05-02"), "mixed": 1,
+     "note": "é"},
     {"n": 0, "plot_id": "P2", "x": None, "peak": None, "day": D("2023-06-01"), "extra": 7, "mixed": "a"},
     {"plot_id": "P3", "n": 2**70, "ok": False, "x": np.float64(2.5), "day": D("NaT", "D"), "pair": (1, 2)},
-    {"plot_id": None, "n": 5, "ok": 1, "x": float("nan"), "peak": D("NaT"), "day": D("2023-07-01"), "late": 0.5},
+    {"plot_id": None, "n": 5, "ok": 1, "x": float("nan"), "peak": D("NaT"), "day": D("2023-07-01"), "late": 0.5,
+     "note": "b"},
     {"plot_id": "P5", "n": 6, "ok": True, "x": 0.25, "peak": D("2023-05-02T10", "h"), "day": D("2023-08-01"),
      "mixed": 2.5, "late": 1.0},
 ]
@@ -44,7 +46,9 @@ def test_plain_columns_are_arrays_and_the_rest_the_rows_own_objects() -> None:
     assert ColumnarRows.from_records([RECORDS[0], RECORDS[4]]).columns["ok"].dtype == bool
     assert kinds["late"] == np.float64 and np.isnan(rows.columns["late"]).tolist() == [True, True, False]
     assert kinds["extra"] == object  # an int beside rows without the key
-    assert kinds["x"] == object and kinds["plot_id"] == object and kinds["mixed"] == object
+    assert kinds["plot_id"] == pd.StringDtype(na_value=np.nan)  # pandas' text dtype, built with the columns
+    assert ColumnarRows.from_records(RECORDS).columns["plot_id"].dtype == object  # text and None
+    assert kinds["x"] == object and kinds["mixed"] == object
     assert kinds["peak"] == object  # datetime64 of two units, and None: left to pandas
     assert rows.columns["x"].tolist()[1] is None
     # a column of datetimes pickles as an array, not as one reduced scalar a row
