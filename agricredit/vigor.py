@@ -47,7 +47,7 @@ def peer_vigor(
     pandas.DataFrame
         ``plots`` with ``peer_count``, ``peer_median_peak``, ``peak_percentile`` and ``vigor_factor``.
     """
-    plots = plots.copy()
+    plots = plots.copy(deep=False)  # new columns only: the caller's frame keeps its own
     excluded = {"NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH",
                 "SEASON_UNRECOGNISED", "PARTIAL_COVERAGE"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
