@@ -16,7 +16,6 @@ built.
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,24 +66,9 @@ class ColumnarRows:
         found: dict[tuple[str, ...], int] = {}
         key_of = np.fromiter((found.setdefault(tuple(record), len(found)) for record in records), np.intp,
                              len(records))
-        # Each key's values, taken from the records of each key sequence (tens in all) at once.
-        pieces: dict[str, tuple[list[np.ndarray], list[Sequence[Any]]]] = {}
-        order = np.argsort(key_of, kind="stable")
-        for keys, rows in zip(found, np.split(order, np.flatnonzero(np.diff(key_of[order])) + 1)):
-            group = [records[row] for row in rows.tolist()]
-            values = zip(*map(operator.itemgetter(*keys), group)) if len(keys) > 1 else \
-                ([record[name] for record in group] for name in keys)
-            for name, column in zip(keys, values):
-                positions, taken = pieces.setdefault(name, ([], []))
-                positions.append(rows)
-                taken.append(column)
-        columns = {}
-        for name, (positions, taken) in pieces.items():
-            column = np.full(len(records), ABSENT, dtype=object)
-            at = np.concatenate(positions)
-            column[at] = np.fromiter(itertools.chain.from_iterable(taken), dtype=object, count=len(at))
-            columns[name] = _column(column)
-        return cls(tuple(found), key_of, columns)
+        # pandas gathers the values (its own loop over the records), left as they are with dtype=object
+        values = pd.DataFrame(list(records), dtype=object) if len(records) else pd.DataFrame()
+        return cls(tuple(found), key_of, {name: _column(values[name].to_numpy()) for name in values.columns})
 
     @classmethod
     def concat(cls, parts: Sequence[ColumnarRows]) -> ColumnarRows:
@@ -133,12 +117,12 @@ def _column(values: np.ndarray) -> ArrayLike:
             return values.astype(np.int64)
         except OverflowError:  # pandas keeps such ints as objects (or unsigned): left to its inference
             pass
-    if kinds == {np.datetime64} and len({value.dtype for value in values}) == 1:
+    if kinds == {np.datetime64} and len(set(map(operator.attrgetter("dtype"), values))) == 1:
         return np.array(values.tolist())
     if TEXT != OBJECT and (kinds == {str} or kinds == {str, float} and not any(
             value == value for value in values if type(value) is float)):  # text, NaN where absent
         return pd.array(values, dtype=TEXT)  # the array pandas' inference builds
-    return values
+    return values.copy()  # (not a view of all the records' values)
 
 
 def _joined(parts: Sequence[tuple[ArrayLike | None, int]]) -> ArrayLike:
