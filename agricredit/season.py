@@ -448,7 +448,8 @@ class SeasonRows:
             (i for i, p in enumerate(ids) if p not in seen), key=lambda i: position.get(ids[i], len(position)))
         merged = {name: {k: v for part in parts for k, v in getattr(part, name).items()} for name in ("fits", "series")}
         flags = {k: list(v) for part in parts for k, v in part.flags.items()}  # finish_season appends to them
-        return cls(rows.take(np.array(order, dtype=np.intp)), flags, merged["fits"], merged["series"], parts[0].period)
+        return cls(rows.take(np.array(order, dtype=np.intp)), flags, merged["fits"], merged["series"],
+                   parts[0].period)
 
 
 # No cyclic collection while a chunk's rows are built: tens of container objects a plot (rows, fits, flags) that
