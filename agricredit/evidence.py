@@ -77,6 +77,8 @@ def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], 
     rows = season_rows(table, declared, drawn_mu, period=period, plot_ids=plot_ids, **options)
     if not keep_fits:
         rows = replace(rows, fits={}, series={})
-    peak_dates = {row["plot_id"]: str(np.datetime64(row["peak_date"], "D")) for row in rows.rows
-                  if row.get("peak_date") is not None and not pd.isna(row["peak_date"])}
+    # (the peak dates as numpy scalars: ``tolist`` would turn a datetime64[ns] column into integers)
+    peak_dates = {plot_id: str(np.datetime64(peak, "D")) for plot_id, peak in
+                  zip(rows.rows.column("plot_id").tolist(), list(rows.rows.column("peak_date")))
+                  if peak is not None and not pd.isna(peak)}
     return Evidence(rows, plot_chips(plots, peak_dates, acquisitions, kept), season_series(table))

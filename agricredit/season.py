@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agricredit.columnar import ColumnarRows
 from agricredit.cropfit import STEEPNESS_DAYS, SystemFit, fit_explanations_many, harvest_year_for
 from agricredit.errors import InputError, SchemaError
 from agricredit.flag import Flag
@@ -425,10 +426,11 @@ class SeasonRows:
     """The per-plot part of :func:`assess_season` for some plots, before the peer comparison (:func:`finish_season`).
 
     ``rows`` are the plots' feature rows in :func:`assess_season`'s order (plots with observations by ID, then the
-    plots without any, in the order of ``plot_ids``); ``flags``, ``fits`` and ``series`` as in :class:`SeasonResult`.
+    plots without any, in the order of ``plot_ids``), as columns (:class:`agricredit.columnar.ColumnarRows`: what a
+    map task sends back pickles as arrays); ``flags``, ``fits`` and ``series`` as in :class:`SeasonResult`.
     """
 
-    rows: list[dict[str, Any]]
+    rows: ColumnarRows
     flags: dict[str, list[Flag]]
     fits: dict[str, list[SystemFit]]
     series: dict[str, PlotSeries]
@@ -437,14 +439,17 @@ class SeasonRows:
     @classmethod
     def merge(cls, parts: Sequence[SeasonRows], plot_ids: Sequence[str]) -> SeasonRows:
         """The parts of disjoint sets of plots (chunks) as if computed at once; ``plot_ids`` as :func:`season_rows`."""
-        rows = [row for part in parts for row in part.rows]
+        rows = ColumnarRows.concat([part.rows for part in parts])
+        ids = rows.column("plot_id").tolist()
+        seen = set(itertools.compress(ids, (rows.column("n_acquisitions") != 0).tolist()))
         position = {str(p): i for i, p in enumerate(plot_ids)}
-        seen = {row["plot_id"] for part in parts for row in part.rows if row["n_acquisitions"]}
-        rows.sort(key=lambda row: (0, row["plot_id"], 0) if row["plot_id"] in seen else
-                  (1, "", position.get(row["plot_id"], len(position))))
+        # plots with observations by ID, then the others in the order of plot_ids (each sort stable)
+        order = sorted((i for i, p in enumerate(ids) if p in seen), key=ids.__getitem__) + sorted(
+            (i for i, p in enumerate(ids) if p not in seen), key=lambda i: position.get(ids[i], len(position)))
         merged = {name: {k: v for part in parts for k, v in getattr(part, name).items()} for name in ("fits", "series")}
         flags = {k: list(v) for part in parts for k, v in part.flags.items()}  # finish_season appends to them
-        return cls(rows, flags, merged["fits"], merged["series"], parts[0].period)
+        return cls(rows.take(np.array(order, dtype=np.intp)), flags, merged["fits"], merged["series"],
+                   parts[0].period)
 
 
 # No cyclic collection while a chunk's rows are built: tens of container objects a plot (rows, fits, flags) that
@@ -530,7 +535,7 @@ def season_rows(
                                      crop_mismatch_margin=crop_mismatch_margin, max_fit_rmse=max_fit_rmse,
                                      crop_model_margin=crop_model_margin)
         rows.append(row)
-    return SeasonRows(rows, flags, fits, series, run)
+    return SeasonRows(ColumnarRows.from_records(rows), flags, fits, series, run)
 
 
 def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_vigor_min_gap: float = 0.10,
@@ -539,7 +544,7 @@ def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_v
     """The cross-plot part of :func:`assess_season`: peer vigor (:func:`peer_vigor`) over every plot's row, then
     the flag columns. Parameters: the ``[satellite]`` policy, as :func:`assess_season`."""
     flags = part.flags
-    plots = peer_vigor(pd.DataFrame(part.rows), flags, low_vigor_percentile=low_vigor_percentile,
+    plots = peer_vigor(part.rows.to_frame(), flags, low_vigor_percentile=low_vigor_percentile,
                        low_vigor_min_gap=low_vigor_min_gap, vigor_factor_min=vigor_factor_min,
                        vigor_factor_max=vigor_factor_max, min_peers=min_peers, min_pixel_count=min_pixel_count,
                        min_clear_observations=min_observations_in_window)

@@ -47,7 +47,7 @@ def peer_vigor(
     pandas.DataFrame
         ``plots`` with ``peer_count``, ``peer_median_peak``, ``peak_percentile`` and ``vigor_factor``.
     """
-    plots = plots.copy()
+    plots = plots.copy(deep=False)  # new columns only: the caller's frame keeps its own
     excluded = {"NOT_CULTIVATED", "NOT_CULTIVATED_UNCONFIRMED", "CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH",
                 "SEASON_UNRECOGNISED", "PARTIAL_COVERAGE"}
     pixels = plots["pixel_count"].to_numpy(float) if "pixel_count" in plots else np.full(len(plots), np.nan)
@@ -55,10 +55,11 @@ def peer_vigor(
     # No peak column when every plot of the run stopped before its fit (no coverage, too small, clouded).
     peaks_all = plots["vigor_peak_ndvi"].to_numpy(float) if "vigor_peak_ndvi" in plots else np.full(len(plots), np.nan)
     measured = np.isfinite(peaks_all) & ~(pixels < min_pixel_count) & ~(clear < min_clear_observations)
-    eligible = np.array([
-        ok and isinstance(crop, str) and bool(crop) and excluded.isdisjoint([f.code for f in flags[pid]])
-        for pid, crop, ok in zip(plots["plot_id"].tolist(), plots["declared_crop"].tolist(), measured.tolist())
-    ], dtype=bool)
+    # the plots a flag excludes, from the (few) plots with flags
+    barred = {pid for pid, found in flags.items() if found and not excluded.isdisjoint([f.code for f in found])}
+    eligible = np.array([ok and isinstance(crop, str) and bool(crop) and pid not in barred
+                         for pid, crop, ok in zip(plots["plot_id"].tolist(), plots["declared_crop"].tolist(),
+                                                  measured.tolist())], dtype=bool)
     peer_count = np.zeros(len(plots), dtype=int)
     peer_median = np.full(len(plots), np.nan)
     percentile = np.full(len(plots), np.nan)

@@ -61,7 +61,7 @@ def test_chunks_evidence_merged_is_the_evidence_of_one_run() -> None:
     merged = Evidence.merge(parts, sorted(ids))
     blind = plot_evidence(table.loc[~table["plot_id"].isin(ids[chunks[0]])], plots, declared, drawn, period,
                           acquisitions, rows)
-    assert [r["plot_id"] for r in merged.season.rows] == [r["plot_id"] for r in blind.season.rows]
+    assert merged.season.rows.column("plot_id").tolist() == blind.season.rows.column("plot_id").tolist()
     assert merged.season.flags == blind.season.flags
     one, other = (finish_season(e.season, **peers).plots for e in (merged, blind))
     pd.testing.assert_frame_equal(one, other)
@@ -69,8 +69,10 @@ def test_chunks_evidence_merged_is_the_evidence_of_one_run() -> None:
     parts[0] = plot_evidence(table.loc[table["plot_id"].isin(ids[chunks[0]])], plots.iloc[chunks[0]], declared,
                              drawn, period, acquisitions, rows)
     merged = Evidence.merge(parts, sorted(ids))
+    # the rows as columns, put together from the chunks: the rows of one run (values, order, dtypes)
+    pd.testing.assert_frame_equal(merged.season.rows.to_frame(), whole.season.rows.to_frame(), check_exact=True)
     pd.testing.assert_frame_equal(finish_season(merged.season, **peers).plots,
-                                  finish_season(whole.season, **peers).plots)
+                                  finish_season(whole.season, **peers).plots, check_exact=True)
     pd.testing.assert_frame_equal(merged.chips, whole.chips)
     pd.testing.assert_frame_equal(merged.series, whole.series)
     assert len(whole.chips) > 100

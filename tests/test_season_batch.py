@@ -300,6 +300,7 @@ def test_iso_column_without_any_date():
 def test_flag_columns_are_each_plots_codes_and_json_dumps_of_its_figures():
     import json
 
+    from agricredit.columnar import ColumnarRows
     from agricredit.season import Flag, SeasonRows, finish_season
 
     flags = {
@@ -311,7 +312,8 @@ def test_flag_columns_are_each_plots_codes_and_json_dumps_of_its_figures():
     }
     rows = [{"plot_id": plot_id, "declared_crop": None, "n_acquisitions": 1, "peak_date": None, "greenup_date": None,
              "senescence_date": None} for plot_id in flags]
-    plots = finish_season(SeasonRows(rows, flags, {}, {}, (np.datetime64("2023-01-01"), np.datetime64("2023-12-31")))).plots
+    period = (np.datetime64("2023-01-01"), np.datetime64("2023-12-31"))
+    plots = finish_season(SeasonRows(ColumnarRows.from_records(rows), flags, {}, {}, period)).plots
     assert plots["flags"].tolist() == ["", "CLOUD_INSUFFICIENT", "PARTIAL_COVERAGE;NOT_CULTIVATED"]
     assert plots["flag_figures"].tolist() == [
         "{}",

@@ -1,0 +1,77 @@
+"""The client's handling of the chunks' observations in a batch: their tables put together (``_combine``), the
+ledger's chunk files (``DaskObserver._record``) and the hash of a chunk's plots, against references in the test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from agricredit.batch import DaskObserver, _combine, _plots_hash
+
+IDS = ["P10", "P2", "é-3", "P1", "P20"]  # the plots' order is not the IDs' order
+
+
+def _plots() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"plot_id": IDS}, geometry=[shapely.box(k, 0, k + 0.5, 0.5 + k / 10) for k in range(5)],
+                            crs="EPSG:32650")
+
+
+def _table(rows: list[tuple[str, str]], seed: int) -> pd.DataFrame:
+    """An observation table of (plot, date) rows, each chunk's in its own order (by date, then plot order)."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"plot_id": [p for p, _ in rows], "date": [d for _, d in rows],
+                         "ndvi_mean": rng.random(len(rows)), "pixel_count": rng.integers(1, 50, len(rows)) * 1.0,
+                         "flags": ["" if k % 2 else "EDGE" for k in range(len(rows))],
+                         "cloud_masked": rng.random(len(rows)) < 0.5})
+
+
+def test_chunks_tables_are_put_in_date_then_plot_order() -> None:
+    plots = _plots()
+    first = _table([("P10", "2023-04-10"), ("P1", "2023-04-10"), ("P10", "2023-06-01"), ("P1", "2023-06-01")], 1)
+    second = _table([("P2", "2023-04-10"), ("é-3", "2023-04-10"), ("P20", "2023-04-10"), ("é-3", "2023-05-05"),
+                     ("P2", "2023-06-01")], 2)
+    combined = _combine(plots, [second, first.iloc[:0], first])
+    # the reference: every row, sorted by (date, the plot's position among the plots)
+    rows = pd.concat([second, first], ignore_index=True)
+    order = sorted(range(len(rows)), key=lambda k: (rows["date"][k], IDS.index(rows["plot_id"][k])))
+    expected = rows.iloc[order].reset_index(drop=True)
+    pd.testing.assert_frame_equal(combined, expected, check_exact=True, check_index_type=True)
+    assert combined["plot_id"].tolist()[:4] == ["P10", "P2", "é-3", "P1"]
+    assert len(_combine(plots, [first.iloc[:0]])) == 0
+
+
+def test_a_chunks_plots_hash_is_each_plots_id_and_outline_in_turn() -> None:
+    plots = _plots()
+    digest = hashlib.sha256()
+    for plot_id, outline in zip(IDS, plots.geometry):
+        digest.update(plot_id.encode() + b"\0" + shapely.to_wkb(outline))
+    assert _plots_hash(plots) == digest.hexdigest()
+    assert _plots_hash(plots.iloc[:0]) == hashlib.sha256().hexdigest()
+    assert _plots_hash(plots.iloc[[1, 0, 2, 3, 4]]) != _plots_hash(plots)
+
+
+def test_a_recorded_chunk_reads_back_whole_and_verifies_as_an_earlier_ledgers_does(tmp_path: Path) -> None:
+    plots = _plots()
+    table = _table([(p, "2023-04-10") for p in IDS] + [(p, "2023-06-01") for p in IDS], 3)
+    observer = DaskObserver(None, None, tmp_path)
+    ledger: dict = {"chunks": {}}
+    observer._record(ledger, 7, plots, table, [{"path": "t.tif", "why": "unreadable"}])
+    entry = ledger["chunks"]["7"]
+    assert entry["file"] == "chunk-00007.parquet" and entry["plots"] == _plots_hash(plots)
+    assert entry["sha256"] == hashlib.sha256((tmp_path / entry["file"]).read_bytes()).hexdigest()
+    assert json.loads((tmp_path / "ledger.json").read_text())["chunks"]["7"] == entry
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / entry["file"]), table, check_exact=True)
+    assert observer._verifies(entry)
+    # A chunk file written by the earlier code (pandas' default parquet settings) still verifies and reads back.
+    table.to_parquet(tmp_path / "chunk-00008.parquet", index=False)
+    earlier = {"file": "chunk-00008.parquet",
+               "sha256": hashlib.sha256((tmp_path / "chunk-00008.parquet").read_bytes()).hexdigest()}
+    assert observer._verifies(earlier)
+    (tmp_path / "chunk-00008.parquet").write_bytes((tmp_path / "chunk-00008.parquet").read_bytes()[:-1] + b"!")
+    assert not observer._verifies(earlier)
