@@ -198,9 +198,15 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy,
 
 
 def _scenarios(verdicts: list[PlotVerdict], contributions: Iterable[Contribution], policy: Policy,
-               own_yields: Mapping[str, float], hold_all: bool = False) -> tuple[Terms, Terms]:
+               own_yields: Mapping[str, float], memo: dict[tuple, Terms], hold_all: bool = False
+               ) -> tuple[Terms, Terms]:
     """The now and if-confirmed terms of ``verdicts`` adding ``contributions`` (one each, in their order);
-    ``hold_all`` (a borrower-level review) makes every plot add 0 now. Equal items give the same terms, once."""
+    ``hold_all`` (a borrower-level review) makes every plot add 0 now.
+
+    ``memo`` holds the terms already computed with ``own_yields``, by their items: the scenarios of a borrower's
+    decision and counterfactuals often add the same (the now and if-confirmed ones when no plot is held; a
+    counterfactual's if-confirmed one when the code only held plots).
+    """
     now, confirmed = [], []
     for verdict, contribution in zip(verdicts, contributions):
         crop = verdict.facts.declared_crop
@@ -210,12 +216,18 @@ def _scenarios(verdicts: list[PlotVerdict], contributions: Iterable[Contribution
             continue
         now.append((crop, 0.0 if hold_all else contribution.mu_now, contribution.vigor_factor))
         confirmed.append((crop, contribution.mu_if_confirmed, contribution.vigor_factor))
-    terms_now = compute_terms(now, policy, own_yields)
-    return terms_now, terms_now if confirmed == now else compute_terms(confirmed, policy, own_yields)
+    scenarios = []
+    for items in (tuple(now), tuple(confirmed)):
+        terms = memo.get(items)
+        if terms is None:
+            terms = memo[items] = compute_terms(items, policy, own_yields)
+        scenarios.append(terms)
+    return scenarios[0], scenarios[1]
 
 
 def _without(code: str, verdicts: list[PlotVerdict], carrying: list[PlotVerdict], policy: Policy,
-             own_yields: Mapping[str, float], unheld: tuple[Terms, Terms]) -> tuple[Terms, Terms]:
+             own_yields: Mapping[str, float], memo: dict[tuple, Terms], unheld: tuple[Terms, Terms]
+             ) -> tuple[Terms, Terms]:
     """The terms with ``code``'s effect removed (:func:`agricredit.verify.plot_contribution`): only the plots
     ``carrying`` it are recomputed, the others add their verdict's contribution (the same, with nothing to remove);
     when no contribution changes and the yields stay, the terms without removal, ``unheld``."""
@@ -223,10 +235,10 @@ def _without(code: str, verdicts: list[PlotVerdict], carrying: list[PlotVerdict]
     changed = {id(v): contribution for v in carrying
                if (contribution := plot_contribution(v.facts, v.checks, policy, ignore)) != v.contribution}
     if code == "OWN_YIELD_HISTORY":
-        own_yields = {}
+        own_yields, memo = {}, {}
     elif not changed:
         return unheld
-    return _scenarios(verdicts, [changed.get(id(v), v.contribution) for v in verdicts], policy, own_yields)
+    return _scenarios(verdicts, [changed.get(id(v), v.contribution) for v in verdicts], policy, own_yields, memo)
 
 
 def _ceiling_reason(terms: Terms, policy: Policy) -> Reason | None:
@@ -284,9 +296,9 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
             if check.code == "OWN_YIELD_HISTORY":
                 own_yields[verdict.facts.declared_crop] = check.figures["yield_kg_per_mu"]
     hold_all = any(c.severity == "review" for c in own_checks)
-    contributions = [v.contribution for v in verdicts]
-    unheld = _scenarios(verdicts, contributions, policy, own_yields)
-    now, confirmed = _scenarios(verdicts, contributions, policy, own_yields, hold_all=True) if hold_all else unheld
+    contributions, memo = [v.contribution for v in verdicts], {}
+    unheld = _scenarios(verdicts, contributions, policy, own_yields, memo)
+    now, confirmed = _scenarios(verdicts, contributions, policy, own_yields, memo, hold_all=True) if hold_all else unheld
     min_limit = policy.credit.min_limit
     offered = now.limit if now.limit >= min_limit else 0.0
     offered_if_confirmed = confirmed.limit if confirmed.limit >= min_limit else 0.0
@@ -296,7 +308,7 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     reasons = []
     for code in sorted(carrying):
         plots, first = carrying[code]
-        now_without, confirmed_without = _without(code, verdicts, plots, policy, own_yields, unheld)
+        now_without, confirmed_without = _without(code, verdicts, plots, policy, own_yields, memo, unheld)
         impact = max(now_without.limit - now.limit, confirmed_without.limit - confirmed.limit, 0.0)
         reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.facts.plot_id for v in plots), first.figures))
     # A borrower-level review's impact is what releasing the hold adds, when it is the only one.
