@@ -35,6 +35,7 @@ a REVIEW always keeps at least one review code among them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -452,8 +453,18 @@ _DETAILS = {
 
 def _num(value: Any) -> str:
     """A figure for people: thousands separators, at most 2 decimals, no trailing zeros."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return _number(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return ", ".join(map(_num, value)) if isinstance(value, (list, tuple)) else str(value)
+    return _number(value)
+
+
+# The same few figures (the policy's, the crop table's, round amounts) recur across a run's explanations.
+@functools.lru_cache(maxsize=1 << 14, typed=True)
+def _number(value: float) -> str:
+    """:func:`_num` of a number (not a bool)."""
     text = f"{value:,.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 

@@ -65,6 +65,7 @@ import functools
 import json
 import logging
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -262,9 +263,11 @@ class PlotFacts:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the facts as a JSON-ready mapping (NaN as None; ``processing_failed`` only when set)."""
-        out: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}  # field order kept
+        out: dict[str, Any] = dict(zip(_FACT_FIELDS, _fact_values(self)))  # field order kept
+        isfinite = math.isfinite
         for name in self._FLOATS:
-            if not _finite(out[name]):
+            value = out[name]
+            if value is None or not isfinite(value):
                 out[name] = None
         out["satellite_codes"] = [c.to_dict() for c in self.satellite_codes]
         out["overlaps"] = [o.to_dict() for o in self.overlaps]
@@ -273,6 +276,11 @@ class PlotFacts:
         if not self.processing_failed:
             del out["processing_failed"]
         return out
+
+
+#: :class:`PlotFacts`' field names, in order, and the getter of their values (:meth:`PlotFacts.to_dict`).
+_FACT_FIELDS = tuple(PlotFacts.__dataclass_fields__)
+_fact_values = operator.attrgetter(*_FACT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -316,11 +324,12 @@ class PlotVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """Return facts, figures, checks, light and contributions as a JSON-ready mapping."""
-        c = self.contribution
+        c, facts = self.contribution, self.facts.to_dict()
         return {
-            "plot_id": self.plot_id,
-            "facts": self.facts.to_dict(),
-            "areas": {k: (v if _finite(v) else None) for k, v in self.areas.items()},
+            "plot_id": self.facts.plot_id,
+            "facts": facts,
+            "areas": {"drawn_mu": facts["drawn_mu"], "registered_mu": facts["registered_mu"],  # self.areas, NaN as None
+                      "declared_mu": facts["declared_mu"], "cropped_mu": facts["cropped_mu_at_peak"]},
             "verified_mu": self.verified_mu,
             "excluded": self.excluded,
             "light": self.light,
