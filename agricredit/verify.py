@@ -98,6 +98,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCES = ("drawn", "registered", "declared")
+_SOURCE_PAIRS = tuple((a, b) for i, a in enumerate(SOURCES) for b in SOURCES[i + 1:])
 #: The codes the season module may report (see :data:`agricredit.season.SEASON_CODES`).
 SATELLITE_CODES = SEASON_CODES
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
@@ -109,6 +110,7 @@ HOLD_CODES = frozenset(
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "VISIT_REJECTED"})  # VISIT_REJECTED: agricredit.visits
+_ZEROING_CODES = EXCLUDE_CODES | ZERO_CODES  # codes that make a plot add 0, also if confirmed
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 
@@ -150,10 +152,10 @@ class Check:
     @classmethod
     def make(cls, code: str, **figures: Any) -> Check:
         """Build a check with the catalogue's severity for ``code``."""
-        catalogue = load_reason_codes()
-        if code not in catalogue:
+        severity = _catalogue_severity().get(code)
+        if severity is None:
             raise InputError(f"unknown reason code {code!r}")
-        return cls(code, catalogue[code].severity, dict(sorted(figures.items())))
+        return cls(code, severity, dict(sorted(figures.items())))
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{code, severity, figures}``, JSON-ready (:func:`agricredit.jsondata.json_ready` figures)."""
@@ -360,12 +362,12 @@ def _area_judgement(drawn_mu: float, registered_mu: float, declared_mu: float, t
     if len(sources) < 2:
         return tuple(sources.items()), (), frozenset()
     pairs = []
-    for i, a in enumerate(SOURCES):
-        for b in SOURCES[i + 1:]:
-            if a in sources and b in sources:
-                small, large = sorted((sources[a], sources[b]))
-                if small * MU_PER_HA * (1 - tolerance) <= large <= small * MU_PER_HA * (1 + tolerance):
-                    pairs.append((a, b, sources[a] / sources[b]))
+    for a, b in _SOURCE_PAIRS:
+        if a in sources and b in sources:
+            value_a, value_b = sources[a], sources[b]
+            small, large = (value_a, value_b) if value_a <= value_b else (value_b, value_a)
+            if small * MU_PER_HA * (1 - tolerance) <= large <= small * MU_PER_HA * (1 + tolerance):
+                pairs.append((a, b, value_a / value_b))
     if not pairs:
         return tuple(sources.items()), (), frozenset()
     counts = {name: sum(name in pair[:2] for pair in pairs) for name in sources}
@@ -457,6 +459,12 @@ def _catalogue_order() -> dict[str, int]:
     return {code: i for i, code in enumerate(load_reason_codes())}
 
 
+@functools.lru_cache(maxsize=1)
+def _catalogue_severity() -> dict[str, str]:
+    """Reason code → its severity in the catalogue."""
+    return {code: entry.severity for code, entry in load_reason_codes().items()}
+
+
 def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     sat = policy.satellite
     found = {c.code: c for c in facts.satellite_codes}
@@ -514,6 +522,8 @@ def drawn_area_absurd(drawn_mu: float, registered_mu: float, declared_mu: float,
 
 def _overlap_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     """DOUBLE_CLAIM (another borrower's plot) and SELF_OVERLAP (the same borrower's), each beyond the tolerance."""
+    if not facts.overlaps:
+        return []
     area = policy.area
     own_m2 = mu_to_m2(facts.drawn_mu)
     hits: dict[bool, list[tuple[Overlap, float]]] = {True: [], False: []}
@@ -570,7 +580,7 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
         the vigor factor (policy-clipped; 1 when unknown).
     """
     fired = {check.code for check in checks}
-    removed = fired & set(ignore)
+    removed = fired.intersection(ignore)
     codes = fired - removed
     usable = _usable_sources(facts, policy)
     if "AREA_OVER_DECLARED" in removed and "declared" in usable:
@@ -580,12 +590,13 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
     verified = min(usable.values()) if usable else 0.0
     if "SELF_OVERLAP" in codes and _finite(facts.repeated_mu):
         verified = max(0.0, verified - facts.repeated_mu)  # the borrower's plots count as their union
-    if codes & (EXCLUDE_CODES | ZERO_CODES):
+    if not codes.isdisjoint(_ZEROING_CODES):
         verified = 0.0
     vigor = _vigor(facts, policy)
     if "LOW_VIGOR" in removed:
         vigor = max(vigor, 1.0)
-    return Contribution(mu_now=0.0 if codes & HOLD_CODES else verified, mu_if_confirmed=verified, vigor_factor=vigor)
+    return Contribution(mu_now=verified if codes.isdisjoint(HOLD_CODES) else 0.0, mu_if_confirmed=verified,
+                        vigor_factor=vigor)
 
 
 def verify_plot(facts: PlotFacts, policy: Policy) -> PlotVerdict:
