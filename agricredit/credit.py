@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -469,9 +470,11 @@ def _number(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def _detail(reason: Reason, lang: str) -> str:
+def _figures(reason: Reason, lang: str, only: frozenset[str] | None = None) -> dict[str, str]:
+    """A reason's figures in plain words, with those derived from them; ``only``: of the figures given, these."""
     words = _WORDS[lang]
-    figures = {key: _num(value) for key, value in reason.figures.items() if value is not None}
+    figures = {key: _num(value) for key, value in reason.figures.items()
+               if value is not None and (only is None or key in only)}
     if "tolerance" in reason.figures:
         figures["factor"] = _num(1 + reason.figures["tolerance"])
         figures["tolerance_pct"] = _num(100 * reason.figures["tolerance"])
@@ -494,13 +497,24 @@ def _detail(reason: Reason, lang: str) -> str:
         figures["sources"] = ", ".join(_CHAIN_SOURCES.get(s, (s, s))[index] for s in reason.figures["sources"])
     if reason.code == "MACHINERY_AREA_MISMATCH":
         figures["service"] = _CHAIN_SOURCES[f"service:{reason.figures['service']}"][index]
+    return figures
+
+
+def _detail(reason: Reason, lang: str) -> str:
+    """The figures behind a reason: its template of :data:`_DETAILS` filled in, else every figure as "key value"."""
     template = _DETAILS[lang].get(reason.code)
-    try:
-        if template is not None:
-            return template.format_map(figures)
-    except KeyError:
-        pass
-    return ", ".join(f"{k} {v}" for k, v in sorted(figures.items()))
+    if template is not None:
+        try:  # only the figures the template shows are formatted
+            return template.format_map(_figures(reason, lang, _template_fields(template)))
+        except KeyError:
+            pass
+    return ", ".join(f"{k} {v}" for k, v in sorted(_figures(reason, lang).items()))
+
+
+@functools.cache
+def _template_fields(template: str) -> frozenset[str]:
+    """The names a :data:`_DETAILS` template fills in."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
 def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
