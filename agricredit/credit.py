@@ -135,11 +135,13 @@ class Decision:
         return tuple(reason.code for reason in self.reasons)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the decision as a JSON-ready mapping, money rounded to cents."""
+        """Return the decision as a JSON-ready mapping, money rounded to cents (to read: when the two scenarios are
+        the same terms, :func:`decide`'s when no plot is held, ``now`` and ``if_confirmed`` are the same mapping)."""
+        now = self.now.to_dict()
         return {
             "borrower_id": self.borrower_id, "status": self.status, "limit": round(self.limit, 2),
             "limit_if_confirmed": round(self.limit_if_confirmed, 2), "currency": self.currency,
-            "now": self.now.to_dict(), "if_confirmed": self.if_confirmed.to_dict(),
+            "now": now, "if_confirmed": now if self.if_confirmed is self.now else self.if_confirmed.to_dict(),
             "reasons": [reason.to_dict() for reason in self.reasons], "plot_ids": list(self.plot_ids),
             "borrower_checks": [check.to_dict() for check in self.borrower_checks],
         }
