@@ -557,11 +557,13 @@ def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
     terms = now if now.mu > 0 or confirmed.mu == 0 else confirmed
     lines = [l for l in terms.lines if l.mu > 0]
     if lines:
-        need_parts = " + ".join(f"{_num(l.mu)} {w['mu']} × {_num(l.cost_per_mu)} {w['per_mu'].format(cur=cur)}" for l in lines)
+        mu, rate = w["mu"], _num(policy.credit.advance_rate)
+        per_mu, per_kg = w["per_mu"].format(cur=cur), w["per_kg"].format(cur=cur)
+        need_parts = " + ".join(f"{_num(l.mu)} {mu} × {_num(l.cost_per_mu)} {per_mu}" for l in lines)
         capacity_parts = " + ".join(
-            f"{_num(policy.credit.advance_rate)} × {_num(l.mu)} {w['mu']} × {_num(l.yield_per_mu)} {w['kg_mu']}"
+            f"{rate} × {_num(l.mu)} {mu} × {_num(l.yield_per_mu)} {w['kg_mu']}"
             + (w["own_sales"] if l.yield_source == "sales" else "")
-            + (f" × {_num(l.vigor)}" if l.vigor != 1 else "") + f" × {_num(l.price_per_kg)} {w['per_kg'].format(cur=cur)}"
+            + (f" × {_num(l.vigor)}" if l.vigor != 1 else "") + f" × {_num(l.price_per_kg)} {per_kg}"
             for l in lines)
         parts.append(w["binding"][terms.binding] + w["colon"] + ", ".join([
             w["need"].format(need=money(terms.need), parts=need_parts),
