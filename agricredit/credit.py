@@ -302,7 +302,8 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     hold_all = any(c.severity == "review" for c in own_checks)
     contributions, memo = [v.contribution for v in verdicts], {}
     unheld = _scenarios(verdicts, contributions, policy, own_yields, memo)
-    now, confirmed = _scenarios(verdicts, contributions, policy, own_yields, memo, hold_all=True) if hold_all else unheld
+    now, confirmed = (_scenarios(verdicts, contributions, policy, own_yields, memo, hold_all=True) if hold_all
+                      else unheld)
     min_limit = policy.credit.min_limit
     offered = now.limit if now.limit >= min_limit else 0.0
     offered_if_confirmed = confirmed.limit if confirmed.limit >= min_limit else 0.0
@@ -314,7 +315,8 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
         plots, first = carrying[code]
         now_without, confirmed_without = _without(code, verdicts, plots, policy, own_yields, memo, unheld)
         impact = max(now_without.limit - now.limit, confirmed_without.limit - confirmed.limit, 0.0)
-        reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.facts.plot_id for v in plots), first.figures))
+        reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.facts.plot_id for v in plots),
+                              first.figures))
     # A borrower-level review's impact is what releasing the hold adds, when it is the only one.
     released = unheld[0].limit - now.limit if hold_all else 0.0
     holding = [c.code for c in own_checks if c.severity == "review"]
