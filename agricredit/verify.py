@@ -101,6 +101,7 @@ SOURCES = ("drawn", "registered", "declared")
 _SOURCE_PAIRS = tuple((a, b) for i, a in enumerate(SOURCES) for b in SOURCES[i + 1:])
 #: The codes the season module may report (see :data:`agricredit.season.SEASON_CODES`).
 SATELLITE_CODES = SEASON_CODES
+_SATELLITE_CODE_SET = frozenset(SATELLITE_CODES)
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
@@ -468,7 +469,7 @@ def _catalogue_severity() -> dict[str, str]:
 def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     sat = policy.satellite
     found = {c.code: c for c in facts.satellite_codes}
-    unknown = sorted(set(found) - set(SATELLITE_CODES))
+    unknown = sorted(found.keys() - _SATELLITE_CODE_SET)
     if unknown:
         raise InputError(f"satellite code {unknown[0]} is not one the season module may report", record=facts.plot_id)
     if _finite(facts.pixel_count) and facts.pixel_count < sat.min_pixel_count:
