@@ -169,6 +169,7 @@ def _borrower_records(decisions: Sequence[Decision], verdicts_of: Mapping[str, l
     records = []
     for decision in decisions:
         now, own = decision.now, verdicts_of[decision.borrower_id]
+        plot_ids, mu_now = [v.facts.plot_id for v in own], [v.contribution.mu_now for v in own]
         records.append({
             "borrower": decision.borrower_id,
             "village": villages.get(decision.borrower_id, ""),
@@ -177,15 +178,16 @@ def _borrower_records(decisions: Sequence[Decision], verdicts_of: Mapping[str, l
             "limit_if_confirmed": decision.limit_if_confirmed,
             "currency": decision.currency,
             "reason_codes": decision.reason_codes,
-            "verified_mu": sum(v.contribution.mu_now for v in own),
+            "verified_mu": sum(mu_now),
             "need": now.need,
             "capacity": now.capacity,
             "cap": now.cap,
             "binding": now.binding,
-            "plots": [v.plot_id for v in own],
+            "plots": plot_ids,
             "explanation": explain(decision, policy, lang),
-            "details": {"plots": [{"plot_id": v.plot_id, "verified_mu": _round(v.contribution.mu_now),
-                                   "light": v.light, "reason_codes": list(v.codes)} for v in own]},
+            "details": {"plots": [{"plot_id": plot_id, "verified_mu": _round(mu), "light": v.light,
+                                   "reason_codes": [check.code for check in v.checks]}
+                                  for plot_id, mu, v in zip(plot_ids, mu_now, own)]},
         })
     return records
 

@@ -195,7 +195,7 @@ def audit_records(decisions: Iterable[Decision], verdicts_of: Mapping[str, Seque
     """
     header, visits_of = _run_header(policy, inputs, tool_version), visits_of or {}
     return [_borrower_record(header, decision, verdicts_of[decision.borrower_id],
-                             tuple(visits_of[p] for p in decision.plot_ids if p in visits_of))
+                             tuple(visits_of[p] for p in decision.plot_ids if p in visits_of) if visits_of else ())
             for decision in decisions]
 
 
@@ -208,8 +208,8 @@ def _run_header(policy: Policy, inputs: Mapping[str, str], tool_version: str) ->
 def _borrower_record(header: Mapping[str, Any], decision: Decision, verdicts: Iterable[PlotVerdict],
                      visits: Sequence[Visit]) -> dict[str, Any]:
     """The unsealed record of one decision: ``header`` (:func:`_run_header`) and the borrower's part."""
-    verdicts = sorted(verdicts, key=lambda v: v.plot_id)
-    if tuple(v.plot_id for v in verdicts) != decision.plot_ids:
+    verdicts = sorted(verdicts, key=lambda v: v.facts.plot_id)
+    if tuple([v.facts.plot_id for v in verdicts]) != decision.plot_ids:
         raise InputError("the verdicts are not the plots the decision was made from", record=decision.borrower_id)
     own = {  # the to_dict forms are JSON-ready
         "borrower_id": decision.borrower_id,

@@ -35,7 +35,9 @@ a REVIEW always keeps at least one review code among them.
 
 from __future__ import annotations
 
+import functools
 import math
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +46,7 @@ from agricredit.errors import InputError
 from agricredit.jsondata import json_ready
 from agricredit.policy import Policy
 from agricredit.seeds import load_crops, load_reason_codes
-from agricredit.verify import Check, PlotVerdict, plot_contribution
+from agricredit.verify import Check, Contribution, PlotVerdict, plot_contribution
 
 __all__ = ["CropLine", "Terms", "Reason", "Decision", "compute_terms", "decide", "decide_all", "explain", "MAX_REASONS"]
 
@@ -133,11 +135,13 @@ class Decision:
         return tuple(reason.code for reason in self.reasons)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the decision as a JSON-ready mapping, money rounded to cents."""
+        """Return the decision as a JSON-ready mapping, money rounded to cents (to read: when the two scenarios are
+        the same terms, :func:`decide`'s when no plot is held, ``now`` and ``if_confirmed`` are the same mapping)."""
+        now = self.now.to_dict()
         return {
             "borrower_id": self.borrower_id, "status": self.status, "limit": round(self.limit, 2),
             "limit_if_confirmed": round(self.limit_if_confirmed, 2), "currency": self.currency,
-            "now": self.now.to_dict(), "if_confirmed": self.if_confirmed.to_dict(),
+            "now": now, "if_confirmed": now if self.if_confirmed is self.now else self.if_confirmed.to_dict(),
             "reasons": [reason.to_dict() for reason in self.reasons], "plot_ids": list(self.plot_ids),
             "borrower_checks": [check.to_dict() for check in self.borrower_checks],
         }
@@ -167,21 +171,26 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy,
     Terms
     """
     crops, own_yields = load_crops(), own_yields or {}
-    grouped: dict[str, list[tuple[float, float]]] = {}
+    grouped: dict[str, tuple[list[float], list[float]]] = {}  # crop → (its plots' mu, their mu × vigor)
     for crop, mu, vigor in items:
-        if crop not in crops:
-            raise InputError(f"crop {crop!r} is not in the crop table")
+        pairs = grouped.get(crop)
+        if pairs is None:
+            if crop not in crops:
+                raise InputError(f"crop {crop!r} is not in the crop table")
+            pairs = grouped[crop] = ([], [])
         if mu < 0:
             raise InputError(f"negative verified area {mu!r}")
-        grouped.setdefault(crop, []).append((mu, mu * vigor))
+        pairs[0].append(mu)
+        pairs[1].append(mu * vigor)
+    fsum = math.fsum
     lines = tuple(
-        CropLine(crop, math.fsum(m for m, _ in pairs), math.fsum(v for _, v in pairs), crops[crop].cost_cny_per_mu,
+        CropLine(crop, fsum(mus), fsum(vigor_mus), crops[crop].cost_cny_per_mu,
                  own_yields.get(crop, crops[crop].yield_kg_per_mu), crops[crop].price_cny_per_kg,
                  "sales" if crop in own_yields else "table")
-        for crop, pairs in sorted(grouped.items()))
+        for crop, (mus, vigor_mus) in sorted(grouped.items()))
     credit = policy.credit
-    need = math.fsum(line.mu * line.cost_per_mu for line in lines)
-    capacity = credit.advance_rate * math.fsum(line.vigor_mu * line.yield_per_mu * line.price_per_kg for line in lines)
+    need = fsum([line.mu * line.cost_per_mu for line in lines])
+    capacity = credit.advance_rate * fsum([line.vigor_mu * line.yield_per_mu * line.price_per_kg for line in lines])
     cap = credit.cap_per_borrower
     binding, lowest = "need", need  # the lowest ceiling; on a tie, the first of need, capacity, cap
     if capacity < lowest:
@@ -189,27 +198,21 @@ def compute_terms(items: Iterable[tuple[str, float, float]], policy: Policy,
     if cap < lowest:
         binding, lowest = "cap", cap
     limit = max(0.0, _round_down(lowest, credit.rounding_step))
-    return Terms(lines, math.fsum(line.mu for line in lines), need, capacity, cap, limit, binding)
+    return Terms(lines, fsum([line.mu for line in lines]), need, capacity, cap, limit, binding)
 
 
-def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[str] = frozenset(),
-               hold_all: bool = False, unchanged: tuple[Terms, Terms] | None = None) -> tuple[Terms, Terms]:
-    """The now and if-confirmed terms; ``hold_all`` (a borrower-level review) makes every plot add 0 now.
+def _scenarios(verdicts: list[PlotVerdict], contributions: Iterable[Contribution], policy: Policy,
+               own_yields: Mapping[str, float], memo: dict[tuple, Terms], hold_all: bool = False
+               ) -> tuple[Terms, Terms]:
+    """The now and if-confirmed terms of ``verdicts`` adding ``contributions`` (one each, in their order);
+    ``hold_all`` (a borrower-level review) makes every plot add 0 now.
 
-    ``ignore`` removes codes' effects (:func:`agricredit.verify.plot_contribution`): only the plots that carry one
-    of them are recomputed, the others add their verdict's contribution (the same, with nothing to remove). When
-    no plot's contribution changes and the yields stay, ``unchanged`` (the terms without ``ignore``) is returned.
+    ``memo`` holds the terms already computed with ``own_yields``, by their items: the scenarios of a borrower's
+    decision and counterfactuals often add the same (the now and if-confirmed ones when no plot is held; a
+    counterfactual's if-confirmed one when the code only held plots).
     """
     now, confirmed = [], []
-    own_yields = {} if "OWN_YIELD_HISTORY" in ignore else {
-        v.facts.declared_crop: c.figures["yield_kg_per_mu"] for v in verdicts for c in v.checks
-        if c.code == "OWN_YIELD_HISTORY"}
-    changed = "OWN_YIELD_HISTORY" in ignore
-    for verdict in verdicts:
-        contribution = verdict.contribution
-        if ignore and any(check.code in ignore for check in verdict.checks):
-            contribution = plot_contribution(verdict.facts, verdict.checks, policy, ignore)
-            changed = changed or contribution != verdict.contribution
+    for verdict, contribution in zip(verdicts, contributions):
         crop = verdict.facts.declared_crop
         if crop is None:
             if contribution.mu_if_confirmed > 0:
@@ -217,9 +220,29 @@ def _scenarios(verdicts: list[PlotVerdict], policy: Policy, ignore: frozenset[st
             continue
         now.append((crop, 0.0 if hold_all else contribution.mu_now, contribution.vigor_factor))
         confirmed.append((crop, contribution.mu_if_confirmed, contribution.vigor_factor))
-    if unchanged is not None and not changed and not hold_all:
-        return unchanged
-    return compute_terms(now, policy, own_yields), compute_terms(confirmed, policy, own_yields)
+    scenarios = []
+    for items in (tuple(now), tuple(confirmed)):
+        terms = memo.get(items)
+        if terms is None:
+            terms = memo[items] = compute_terms(items, policy, own_yields)
+        scenarios.append(terms)
+    return scenarios[0], scenarios[1]
+
+
+def _without(code: str, verdicts: list[PlotVerdict], carrying: list[PlotVerdict], policy: Policy,
+             own_yields: Mapping[str, float], memo: dict[tuple, Terms], unheld: tuple[Terms, Terms]
+             ) -> tuple[Terms, Terms]:
+    """The terms with ``code``'s effect removed (:func:`agricredit.verify.plot_contribution`): only the plots
+    ``carrying`` it are recomputed, the others add their verdict's contribution (the same, with nothing to remove);
+    when no contribution changes and the yields stay, the terms without removal, ``unheld``."""
+    ignore = frozenset({code})
+    changed = {id(v): contribution for v in carrying
+               if (contribution := plot_contribution(v.facts, v.checks, policy, ignore)) != v.contribution}
+    if code == "OWN_YIELD_HISTORY":
+        own_yields, memo = {}, {}
+    elif not changed:
+        return unheld
+    return _scenarios(verdicts, [changed.get(id(v), v.contribution) for v in verdicts], policy, own_yields, memo)
 
 
 def _ceiling_reason(terms: Terms, policy: Policy) -> Reason | None:
@@ -254,31 +277,46 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     -------
     Decision
     """
-    verdicts = sorted(verdicts, key=lambda v: v.plot_id)
-    strangers = [v.plot_id for v in verdicts if v.borrower_id != borrower_id]
+    verdicts = sorted(verdicts, key=lambda v: v.facts.plot_id)
+    strangers = [v.plot_id for v in verdicts if v.facts.borrower_id != borrower_id]
     if strangers:
         raise InputError("plot belongs to another borrower", record=strangers[0])
     given = tuple(sorted({c.code: c for c in borrower_checks}.values(), key=lambda c: c.code))
     own_checks = list(given)
     if not verdicts and not any(c.code == "NO_PLOTS" for c in own_checks):
         own_checks.append(Check.make("NO_PLOTS"))
+    # Each code on the plots: the plots carrying it and its first check on the first of them.
+    carrying: dict[str, tuple[list[PlotVerdict], Check]] = {}
+    severities = {c.severity for c in own_checks}
+    own_yields: dict[str, float] = {}
+    for verdict in verdicts:
+        for check in verdict.checks:
+            severities.add(check.severity)
+            found = carrying.get(check.code)
+            if found is None:
+                carrying[check.code] = ([verdict], check)
+            elif found[0][-1] is not verdict:
+                found[0].append(verdict)
+            if check.code == "OWN_YIELD_HISTORY":
+                own_yields[verdict.facts.declared_crop] = check.figures["yield_kg_per_mu"]
     hold_all = any(c.severity == "review" for c in own_checks)
-    unheld = _scenarios(verdicts, policy)
-    now, confirmed = _scenarios(verdicts, policy, hold_all=True) if hold_all else unheld
+    contributions, memo = [v.contribution for v in verdicts], {}
+    unheld = _scenarios(verdicts, contributions, policy, own_yields, memo)
+    now, confirmed = (_scenarios(verdicts, contributions, policy, own_yields, memo, hold_all=True) if hold_all
+                      else unheld)
     min_limit = policy.credit.min_limit
     offered = now.limit if now.limit >= min_limit else 0.0
     offered_if_confirmed = confirmed.limit if confirmed.limit >= min_limit else 0.0
-    severities = {check.severity for v in verdicts for check in v.checks} | {c.severity for c in own_checks}
     status = "REVIEW" if "review" in severities else "DECLINE" if offered_if_confirmed == 0.0 else "APPROVE"
 
     catalogue = load_reason_codes()
     reasons = []
-    for code in sorted({check.code for v in verdicts for check in v.checks}):
-        plots = [v for v in verdicts if code in v.codes]
-        now_without, confirmed_without = _scenarios(verdicts, policy, frozenset({code}), unchanged=unheld)
+    for code in sorted(carrying):
+        plots, first = carrying[code]
+        now_without, confirmed_without = _without(code, verdicts, plots, policy, own_yields, memo, unheld)
         impact = max(now_without.limit - now.limit, confirmed_without.limit - confirmed.limit, 0.0)
-        first = next(check for check in plots[0].checks if check.code == code)
-        reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.plot_id for v in plots), first.figures))
+        reasons.append(Reason(code, catalogue[code].severity, impact, tuple(v.facts.plot_id for v in plots),
+                              first.figures))
     # A borrower-level review's impact is what releasing the hold adds, when it is the only one.
     released = unheld[0].limit - now.limit if hold_all else 0.0
     holding = [c.code for c in own_checks if c.severity == "review"]
@@ -420,15 +458,27 @@ _DETAILS = {
 
 def _num(value: Any) -> str:
     """A figure for people: thousands separators, at most 2 decimals, no trailing zeros."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return _number(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return ", ".join(map(_num, value)) if isinstance(value, (list, tuple)) else str(value)
+    return _number(value)
+
+
+# The same few figures (the policy's, the crop table's, round amounts) recur across a run's explanations.
+@functools.lru_cache(maxsize=1 << 14, typed=True)
+def _number(value: float) -> str:
+    """:func:`_num` of a number (not a bool)."""
     text = f"{value:,.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
 
-def _detail(reason: Reason, lang: str) -> str:
+def _figures(reason: Reason, lang: str, only: frozenset[str] | None = None) -> dict[str, str]:
+    """A reason's figures in plain words, with those derived from them; ``only``: of the figures given, these."""
     words = _WORDS[lang]
-    figures = {key: _num(value) for key, value in reason.figures.items() if value is not None}
+    figures = {key: _num(value) for key, value in reason.figures.items()
+               if value is not None and (only is None or key in only)}
     if "tolerance" in reason.figures:
         figures["factor"] = _num(1 + reason.figures["tolerance"])
         figures["tolerance_pct"] = _num(100 * reason.figures["tolerance"])
@@ -451,13 +501,24 @@ def _detail(reason: Reason, lang: str) -> str:
         figures["sources"] = ", ".join(_CHAIN_SOURCES.get(s, (s, s))[index] for s in reason.figures["sources"])
     if reason.code == "MACHINERY_AREA_MISMATCH":
         figures["service"] = _CHAIN_SOURCES[f"service:{reason.figures['service']}"][index]
+    return figures
+
+
+def _detail(reason: Reason, lang: str) -> str:
+    """The figures behind a reason: its template of :data:`_DETAILS` filled in, else every figure as "key value"."""
     template = _DETAILS[lang].get(reason.code)
-    try:
-        if template is not None:
-            return template.format_map(figures)
-    except KeyError:
-        pass
-    return ", ".join(f"{k} {v}" for k, v in sorted(figures.items()))
+    if template is not None:
+        try:  # only the figures the template shows are formatted
+            return template.format_map(_figures(reason, lang, _template_fields(template)))
+        except KeyError:
+            pass
+    return ", ".join(f"{k} {v}" for k, v in sorted(_figures(reason, lang).items()))
+
+
+@functools.cache
+def _template_fields(template: str) -> frozenset[str]:
+    """The names a :data:`_DETAILS` template fills in."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
 def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
@@ -498,11 +559,13 @@ def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
     terms = now if now.mu > 0 or confirmed.mu == 0 else confirmed
     lines = [l for l in terms.lines if l.mu > 0]
     if lines:
-        need_parts = " + ".join(f"{_num(l.mu)} {w['mu']} × {_num(l.cost_per_mu)} {w['per_mu'].format(cur=cur)}" for l in lines)
+        mu, rate = w["mu"], _num(policy.credit.advance_rate)
+        per_mu, per_kg = w["per_mu"].format(cur=cur), w["per_kg"].format(cur=cur)
+        need_parts = " + ".join(f"{_num(l.mu)} {mu} × {_num(l.cost_per_mu)} {per_mu}" for l in lines)
         capacity_parts = " + ".join(
-            f"{_num(policy.credit.advance_rate)} × {_num(l.mu)} {w['mu']} × {_num(l.yield_per_mu)} {w['kg_mu']}"
+            f"{rate} × {_num(l.mu)} {mu} × {_num(l.yield_per_mu)} {w['kg_mu']}"
             + (w["own_sales"] if l.yield_source == "sales" else "")
-            + (f" × {_num(l.vigor)}" if l.vigor != 1 else "") + f" × {_num(l.price_per_kg)} {w['per_kg'].format(cur=cur)}"
+            + (f" × {_num(l.vigor)}" if l.vigor != 1 else "") + f" × {_num(l.price_per_kg)} {per_kg}"
             for l in lines)
         parts.append(w["binding"][terms.binding] + w["colon"] + ", ".join([
             w["need"].format(need=money(terms.need), parts=need_parts),

@@ -65,6 +65,7 @@ import functools
 import json
 import logging
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -97,8 +98,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCES = ("drawn", "registered", "declared")
+_SOURCE_PAIRS = tuple((a, b) for i, a in enumerate(SOURCES) for b in SOURCES[i + 1:])
 #: The codes the season module may report (see :data:`agricredit.season.SEASON_CODES`).
 SATELLITE_CODES = SEASON_CODES
+_SATELLITE_CODE_SET = frozenset(SATELLITE_CODES)
 #: Codes that put a plot under review: it adds 0 now and its verified area if confirmed.
 HOLD_CODES = frozenset(
     {"CLOUD_INSUFFICIENT", "NO_COVERAGE", "CROP_MISMATCH", "DOUBLE_CLAIM", "NO_REGISTRY_RECORD", "AREA_UNIT_SUSPECTED",
@@ -108,6 +111,7 @@ HOLD_CODES = frozenset(
 )
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "VISIT_REJECTED"})  # VISIT_REJECTED: agricredit.visits
+_ZEROING_CODES = EXCLUDE_CODES | ZERO_CODES  # codes that make a plot add 0, also if confirmed
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 
@@ -149,10 +153,10 @@ class Check:
     @classmethod
     def make(cls, code: str, **figures: Any) -> Check:
         """Build a check with the catalogue's severity for ``code``."""
-        catalogue = load_reason_codes()
-        if code not in catalogue:
+        severity = _catalogue_severity().get(code)
+        if severity is None:
             raise InputError(f"unknown reason code {code!r}")
-        return cls(code, catalogue[code].severity, dict(sorted(figures.items())))
+        return cls(code, severity, dict(sorted(figures.items())))
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{code, severity, figures}``, JSON-ready (:func:`agricredit.jsondata.json_ready` figures)."""
@@ -262,9 +266,11 @@ class PlotFacts:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the facts as a JSON-ready mapping (NaN as None; ``processing_failed`` only when set)."""
-        out: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}  # field order kept
+        out: dict[str, Any] = dict(zip(_FACT_FIELDS, _fact_values(self)))  # field order kept
+        isfinite = math.isfinite
         for name in self._FLOATS:
-            if not _finite(out[name]):
+            value = out[name]
+            if value is None or not isfinite(value):
                 out[name] = None
         out["satellite_codes"] = [c.to_dict() for c in self.satellite_codes]
         out["overlaps"] = [o.to_dict() for o in self.overlaps]
@@ -273,6 +279,11 @@ class PlotFacts:
         if not self.processing_failed:
             del out["processing_failed"]
         return out
+
+
+#: :class:`PlotFacts`' field names, in order, and the getter of their values (:meth:`PlotFacts.to_dict`).
+_FACT_FIELDS = tuple(PlotFacts.__dataclass_fields__)
+_fact_values = operator.attrgetter(*_FACT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -316,11 +327,12 @@ class PlotVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """Return facts, figures, checks, light and contributions as a JSON-ready mapping."""
-        c = self.contribution
+        c, facts = self.contribution, self.facts.to_dict()
         return {
-            "plot_id": self.plot_id,
-            "facts": self.facts.to_dict(),
-            "areas": {k: (v if _finite(v) else None) for k, v in self.areas.items()},
+            "plot_id": self.facts.plot_id,
+            "facts": facts,
+            "areas": {"drawn_mu": facts["drawn_mu"], "registered_mu": facts["registered_mu"],  # self.areas, NaN as None
+                      "declared_mu": facts["declared_mu"], "cropped_mu": facts["cropped_mu_at_peak"]},
             "verified_mu": self.verified_mu,
             "excluded": self.excluded,
             "light": self.light,
@@ -351,12 +363,12 @@ def _area_judgement(drawn_mu: float, registered_mu: float, declared_mu: float, t
     if len(sources) < 2:
         return tuple(sources.items()), (), frozenset()
     pairs = []
-    for i, a in enumerate(SOURCES):
-        for b in SOURCES[i + 1:]:
-            if a in sources and b in sources:
-                small, large = sorted((sources[a], sources[b]))
-                if small * MU_PER_HA * (1 - tolerance) <= large <= small * MU_PER_HA * (1 + tolerance):
-                    pairs.append((a, b, sources[a] / sources[b]))
+    for a, b in _SOURCE_PAIRS:
+        if a in sources and b in sources:
+            value_a, value_b = sources[a], sources[b]
+            small, large = (value_a, value_b) if value_a <= value_b else (value_b, value_a)
+            if small * MU_PER_HA * (1 - tolerance) <= large <= small * MU_PER_HA * (1 + tolerance):
+                pairs.append((a, b, value_a / value_b))
     if not pairs:
         return tuple(sources.items()), (), frozenset()
     counts = {name: sum(name in pair[:2] for pair in pairs) for name in sources}
@@ -448,10 +460,16 @@ def _catalogue_order() -> dict[str, int]:
     return {code: i for i, code in enumerate(load_reason_codes())}
 
 
+@functools.lru_cache(maxsize=1)
+def _catalogue_severity() -> dict[str, str]:
+    """Reason code → its severity in the catalogue."""
+    return {code: entry.severity for code, entry in load_reason_codes().items()}
+
+
 def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     sat = policy.satellite
     found = {c.code: c for c in facts.satellite_codes}
-    unknown = sorted(set(found) - set(SATELLITE_CODES))
+    unknown = sorted(found.keys() - _SATELLITE_CODE_SET)
     if unknown:
         raise InputError(f"satellite code {unknown[0]} is not one the season module may report", record=facts.plot_id)
     if _finite(facts.pixel_count) and facts.pixel_count < sat.min_pixel_count:
@@ -505,6 +523,8 @@ def drawn_area_absurd(drawn_mu: float, registered_mu: float, declared_mu: float,
 
 def _overlap_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     """DOUBLE_CLAIM (another borrower's plot) and SELF_OVERLAP (the same borrower's), each beyond the tolerance."""
+    if not facts.overlaps:
+        return []
     area = policy.area
     own_m2 = mu_to_m2(facts.drawn_mu)
     hits: dict[bool, list[tuple[Overlap, float]]] = {True: [], False: []}
@@ -561,7 +581,7 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
         the vigor factor (policy-clipped; 1 when unknown).
     """
     fired = {check.code for check in checks}
-    removed = fired & set(ignore)
+    removed = fired.intersection(ignore)
     codes = fired - removed
     usable = _usable_sources(facts, policy)
     if "AREA_OVER_DECLARED" in removed and "declared" in usable:
@@ -571,12 +591,13 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
     verified = min(usable.values()) if usable else 0.0
     if "SELF_OVERLAP" in codes and _finite(facts.repeated_mu):
         verified = max(0.0, verified - facts.repeated_mu)  # the borrower's plots count as their union
-    if codes & (EXCLUDE_CODES | ZERO_CODES):
+    if not codes.isdisjoint(_ZEROING_CODES):
         verified = 0.0
     vigor = _vigor(facts, policy)
     if "LOW_VIGOR" in removed:
         vigor = max(vigor, 1.0)
-    return Contribution(mu_now=0.0 if codes & HOLD_CODES else verified, mu_if_confirmed=verified, vigor_factor=vigor)
+    return Contribution(mu_now=verified if codes.isdisjoint(HOLD_CODES) else 0.0, mu_if_confirmed=verified,
+                        vigor_factor=vigor)
 
 
 def verify_plot(facts: PlotFacts, policy: Policy) -> PlotVerdict:

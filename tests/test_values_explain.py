@@ -66,6 +66,12 @@ CORROBORATED = {"partners": ["shop-1", "coop-2", "mill-3"], "partner_mu": 10.0, 
     ("DOUBLE_CLAIM", {"shared_m2": 12.345, "other_plot_ids": ["P2", "P3"]}, "en", "12.35 m² shared with P2, P3"),
     # A template whose figures are missing falls back to "key value" pairs (sorted); a None figure is left out.
     ("CROP_MISMATCH", {"declared_crop": "maize", "share": 0.25, "best_crop": None}, "en", "declared_crop maize, share 0.25"),
+    # ... with the figures derived from the given ones; a figure the template does not show is left out of it.
+    ("AREA_OVER_DECLARED", {"declared_mu": 12, "tolerance": 0.05}, "en",
+     "declared_mu 12, factor 1.05, tolerance 0.05, tolerance_pct 5"),
+    ("DOUBLE_CLAIM", {"shared_m2": 12.345, "other_plot_ids": ["P2"], "min_share": 0.1}, "en", "12.35 m² shared with P2"),
+    # Equal numbers of other types read as their type: 1, 1.0 and True (a flag, not a number) in one list.
+    ("TILE_UNREADABLE", {"tiles": [1, True, 1.0, -0.001, 1234.5]}, "en", "1, True, 1, 0, 1,234.5"),
 ])
 def test_each_reasons_figures_read_as_written(code, figures, lang, expected):
     assert _explained(code, figures, lang) == expected
