@@ -355,12 +355,13 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     table_ids = sorted(set(borrowers["borrower_id"]) - {""})
     borrower_alias = {b: pseudonym(key, "borrower", b)
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
+    row_alias = {**borrower_alias, None: None}  # a plot row's borrower → pseudonym (none: none)
     # While the evidence is computed, on threads that end with their one task: the input files (tiles: gigabytes
     # at county scale) are hashed (hashlib and file reads release the GIL), and the plots' output outlines and the
     # borrowers' are made (GEOS releases it too).
     threads = ThreadPoolExecutor(max_workers=2)
     hashes_done = threads.submit(_input_hashes, case, acquisitions, policy, region)
-    outlines_done = threads.submit(plot_outlines, checked, {**borrower_alias, None: None})
+    outlines_done = threads.submit(plot_outlines, checked, row_alias)
     threads.shutdown(wait=False)
     _stage(progress, "season: phenology, crop fit, vigor; NDVI chips and series for the report")
     evidence = evaluate(long_table, good, declared, drawn_mu, season_period(long_table), acquisitions, options)
@@ -389,7 +390,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         geometries, outlines = outlines_done.result()
         return Assessment(
             policy=policy,
-            plots=_plot_rows(checked, verdicts, season, {**borrower_alias, None: None}, verdict_fields, geometries),
+            plots=_plot_rows(checked, verdicts, season, row_alias, verdict_fields, geometries),
             verdicts=verdicts,
             decisions=decisions,
             borrowers=_borrower_table(borrower_records),

@@ -85,7 +85,7 @@ def json_ready(value: Any, sort_keys: bool = False) -> Any:
 
 
 def json_bytes(value: Any) -> bytes:
-    """Compact UTF-8 JSON of a JSON-ready value (no NaN: :func:`_plain` it first).
+    """Compact UTF-8 JSON of a JSON-ready value (no NaN: :func:`agricredit.outputs._plain` it first).
 
     orjson encodes the county's layers (millions of coordinates) about eight times as fast as :mod:`json` and
     writes what ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes (shortest round-trip

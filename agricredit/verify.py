@@ -281,6 +281,9 @@ class PlotFacts:
         return out
 
 
+#: :attr:`PlotVerdict.areas`' names → the :class:`PlotFacts` field each is.
+_AREA_FIELDS = {"drawn_mu": "drawn_mu", "registered_mu": "registered_mu", "declared_mu": "declared_mu",
+                "cropped_mu": "cropped_mu_at_peak"}
 #: :class:`PlotFacts`' field names, in order, and the getter of their values (:meth:`PlotFacts.to_dict`).
 _FACT_FIELDS = tuple(PlotFacts.__dataclass_fields__)
 _fact_values = operator.attrgetter(*_FACT_FIELDS)
@@ -321,9 +324,7 @@ class PlotVerdict:
     @property
     def areas(self) -> dict[str, float]:
         """The four area figures in mu: drawn, registered, declared, cropped."""
-        f = self.facts
-        return {"drawn_mu": f.drawn_mu, "registered_mu": f.registered_mu, "declared_mu": f.declared_mu,
-                "cropped_mu": f.cropped_mu_at_peak}
+        return {name: getattr(self.facts, field) for name, field in _AREA_FIELDS.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """Return facts, figures, checks, light and contributions as a JSON-ready mapping."""
@@ -331,8 +332,7 @@ class PlotVerdict:
         return {
             "plot_id": self.facts.plot_id,
             "facts": facts,
-            "areas": {"drawn_mu": facts["drawn_mu"], "registered_mu": facts["registered_mu"],  # self.areas, NaN as None
-                      "declared_mu": facts["declared_mu"], "cropped_mu": facts["cropped_mu_at_peak"]},
+            "areas": {name: facts[field] for name, field in _AREA_FIELDS.items()},  # self.areas, NaN as None
             "verified_mu": self.verified_mu,
             "excluded": self.excluded,
             "light": self.light,
