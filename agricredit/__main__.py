@@ -1,5 +1,5 @@
 """``python -m agricredit`` runs the command-line interface."""
 
-from agricredit.cli.main import cli
+from agricredit.cli.main import main
 
-cli()
+main()

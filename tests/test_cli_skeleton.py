@@ -96,3 +96,63 @@ def test_an_os_error_anywhere_is_one_line_and_exit_1(monkeypatch):
     result = CliRunner().invoke(cli_main.cli, ["full"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: /data/out/plots.geojson: No space left on device"
+
+
+def _script(*args: str, code: str = "from agricredit.cli.main import main; main()"):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, exit_code", [(["--version"], 0), (["no-such-command"], 2)])
+def test_the_console_script_ends_with_the_command_s_exit_code_and_flushed_output(args, exit_code):
+    result = _script(*args)
+    assert result.returncode == exit_code
+    if exit_code == 0:
+        assert result.stdout == f"agricredit, version {agricredit.__version__}\n"
+    else:
+        assert result.stderr.rstrip().endswith("Error: No such command 'no-such-command'.")
+
+
+def test_the_console_script_flushes_a_long_output_and_runs_the_exit_handlers():
+    # A pipe buffers stdout: everything a command printed reaches it; the exit handlers still run (the process
+    # skips only the freeing of its objects).
+    code = ("import atexit, click, agricredit.cli.main as m\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "@click.command()\n"
+            "def lines():\n"
+            "    m.keep_until_exit(list(range(10)))\n"
+            "    for k in range(20000): click.echo(f'line {k}')\n"
+            "m.AgricreditGroup.get_command = lambda self, ctx, name: lines\n"
+            "m.main()\n"
+            "print('not reached')\n")
+    result = _script("lines", code=code)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [f"line {k}" for k in range(20000)] + ["handler ran"]
+
+
+def test_a_string_exit_is_printed_and_exits_1():
+    code = "import sys, agricredit.cli.main as m\nm.cli = lambda: sys.exit('stopped: reason')\nm.main()\n"
+    result = _script(code=code)
+    assert (result.returncode, result.stderr) == (1, "stopped: reason\n")
+
+
+def test_results_are_kept_only_when_the_process_ends_with_the_command(monkeypatch):
+    import gc
+    import weakref
+
+    class Result:
+        pass
+
+    monkeypatch.setattr(cli_main, "_KEPT", [])
+    kept_in_process = Result()
+    ref = weakref.ref(kept_in_process)
+    cli_main.keep_until_exit(kept_in_process)
+    del kept_in_process
+    gc.collect()
+    assert ref() is None  # tests and CliRunner: nothing lingers
+    monkeypatch.setattr(cli_main, "_ENDS_PROCESS", True)
+    kept = Result()
+    cli_main.keep_until_exit(kept)
+    assert cli_main._KEPT == [kept]

@@ -50,6 +50,7 @@ def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sampl
     from agricredit.assess import OUTPUT_FILES, run_assessment, write_outputs
     from agricredit.cli._progress import Reporter
     from agricredit.cli._tables import exit_if_rejected, summary, warn_thin_sources
+    from agricredit.cli.main import keep_until_exit
     from agricredit.audit import AuditKey
     from agricredit.cli.options import progress_enabled, resolve_case, sample_only
     from agricredit.outputs import check_output_folder
@@ -69,6 +70,7 @@ def command(case_file: Path | None, output: Path, lang: str, no_bom: bool, sampl
     try:
         assessment = run_assessment(case, key, lang=lang, progress=reporter.stage,
                                     count_dates=reporter.counter("zonal statistics", "date"), strict=strict)
+        keep_until_exit(assessment)
         reporter.stage(f"writing {output}")
         manifest = write_outputs(assessment, output, audit_key, csv_bom=not no_bom)
     finally:

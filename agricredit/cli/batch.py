@@ -42,6 +42,7 @@ def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: b
     from agricredit.batch import FAILURES, SEQUENCE_FILES, WORK_FOLDER, load_batch_config, run_batch
     from agricredit.cli._progress import Reporter
     from agricredit.cli._tables import exit_if_rejected, summary
+    from agricredit.cli.main import keep_until_exit
     from agricredit.cli.options import progress_enabled
     from agricredit.outputs import check_output_folder
     from agricredit.privacy import PseudonymKey
@@ -57,6 +58,7 @@ def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: b
                         lang=lang, csv_bom=not no_bom, stage=reporter.stage,
                         count_chunks=reporter.counter("zonal statistics", "chunk"),
                         count_evidence=reporter.counter("season evidence", "chunk"))
+        keep_until_exit(run)
     finally:
         reporter.close()
     counts = run.manifest["counts"]
