@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 import math
 import os
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,7 @@ import rasterio.transform
 import shapely
 
 from agricredit.acquisitions import Acquisition, discover_acquisitions, observation_table, tile_hashes
-from agricredit.assess_outputs import (OUTPUT_FILES, _borrower_records, _borrower_table, _plot_rows, plot_outlines,
+from agricredit.assess_outputs import (OUTPUT_FILES, VERDICT_LIGHT, _borrower_rows, _plot_rows, plot_outlines,
                                        verdict_fields_of, write_outputs)
 from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
@@ -47,7 +48,7 @@ from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import gc_paused, map_in_processes, sha256_file
+from agricredit.outputs import LoadedOnRead, gc_paused, map_in_processes, sha256_file
 from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, load_plots,
                               overlaps_and_repeats, rejected_ids)
 from agricredit.policy import Policy, load_policy
@@ -246,8 +247,8 @@ class Assessment:
 
     policy: Policy
     plots: gpd.GeoDataFrame  # one row per input plot, WGS84, schema.PLOT_FIELDS
-    verdicts: list[PlotVerdict]
-    decisions: list[Decision]
+    verdicts: Sequence[PlotVerdict]  # a list (:class:`agricredit.outputs.LoadedOnRead` when the reduce was split)
+    decisions: Sequence[Decision]  # idem
     borrowers: pd.DataFrame  # one row per borrower of the borrower table (NO_PLOTS when none), schema.BORROWER_FIELDS
     audit: list[dict[str, Any]]
     rejected: dict[str, list[str]]  # reason → records set aside: plot IDs, table rows, unreadable tiles
@@ -384,16 +385,16 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                          {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                           for b, why in inputs.bad_borrowers.items()},
                          dict(zip(public["pseudonym"], public["village"])))
-        verdicts, verdict_fields, decisions, audit, borrower_records = reduce.run(
+        verdicts, verdict_fields, decisions, audit, borrower_rows = reduce.run(
             complete_overlaps(facts), [borrower_alias[b] for b in table_ids])
-        log_lights(verdicts)
+        log_lights([fields[VERDICT_LIGHT] for _, fields in verdict_fields])
         geometries, outlines = outlines_done.result()
         return Assessment(
             policy=policy,
             plots=_plot_rows(checked, verdicts, season, row_alias, verdict_fields, geometries),
             verdicts=verdicts,
             decisions=decisions,
-            borrowers=_borrower_table(borrower_records),
+            borrowers=borrower_rows,
             audit=audit,
             rejected={code: sorted(set(ids)) for code, ids in rejected.items()},  # a duplicated ID is listed once
             inputs=hashes,
@@ -410,9 +411,10 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
 #: cost more than the part's verification).
 REDUCE_PART_MIN_PLOTS = 4000
 #: What a part done in a child costs beyond the same part done in this process, as a share of it: its results are
-#: pickled there and unpickled here (measured at 100,000 plots: about 0.23 and 0.19 of the part's own time). The
-#: first part, done here, is that much larger, so that it ends when the others' results are in.
-REDUCE_CHILD_OVERHEAD = 0.25
+#: pickled there (measured at 100,000 plots: about 0.07 of the part's own time, the verdicts and decisions pickled
+#: once as bytes that this process unpickles only if they are read). The first part, done here, is that much larger
+#: (in plots), so that it ends when the others' results are in.
+REDUCE_CHILD_OVERHEAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -430,28 +432,41 @@ class _Reduce:
     villages: Mapping[str, str]  # borrower pseudonym → village
 
     def run(self, facts: Sequence[PlotFacts], table_borrowers: Sequence[str], *, parts: int | None = None
-            ) -> tuple[list[PlotVerdict], list[tuple[Any, ...]], list[Decision], list[dict[str, Any]],
-                       list[dict[str, Any]]]:
-        """The verdicts (by plot ID) and their plot fields (:func:`agricredit.assess_outputs.verdict_fields_of`),
-        decisions and audit records (by borrower) and borrowers' output rows of
-        ``facts`` (:func:`agricredit.verify.complete_overlaps`) and of the borrowers of the borrower table
+            ) -> tuple[Sequence[PlotVerdict], list[tuple[str, tuple[Any, ...]]], Sequence[Decision],
+                       list[dict[str, Any]], pd.DataFrame]:
+        """The verdicts (by plot ID) and each one's plot ID and plot fields
+        (:func:`agricredit.assess_outputs.verdict_fields_of`), the decisions and audit records (by borrower) and the
+        borrowers' output table of ``facts`` (:func:`agricredit.verify.complete_overlaps`) and of the borrowers of the borrower table
         ``table_borrowers`` (pseudonyms), in ``parts`` groups of borrowers (default: one per
-        :data:`REDUCE_PART_MIN_PLOTS` plots, at most one per core)."""
+        :data:`REDUCE_PART_MIN_PLOTS` plots, at most one per core).
+
+        The verdicts and decisions of the groups done in child processes come back pickled and are unpickled only
+        when read (:class:`agricredit.outputs.LoadedOnRead`): the outputs are made of the fields, audit records and
+        borrower rows.
+        """
         if self.visits:
             check_visited_plots(self.visits, {f.plot_id for f in facts}, path=self.visits_path)
         if parts is None:
             parts = max(1, min(_cores(), len(facts) // REDUCE_PART_MIN_PLOTS))
-        results = map_in_processes(self._part, _borrower_groups(facts, table_borrowers, parts,
-                                                                first_weight=1 + REDUCE_CHILD_OVERHEAD))
-        ordered = sorted(((v, fields) for part in results for v, fields in zip(part[0], part[1])),
-                         key=lambda pair: (pair[0].plot_id, pair[0].borrower_id))
-        verdicts, fields = [v for v, _ in ordered], [f for _, f in ordered]
-        return verdicts, fields, *([item for part in results for item in part[k]] for k in (2, 3, 4))
+        groups = _borrower_groups(facts, table_borrowers, parts, first_weight=1 + REDUCE_CHILD_OVERHEAD)
+        results = map_in_processes(self._part, [(group, k > 0) for k, group in enumerate(groups)])
+        keys = [key for part in results for key in part.keys]
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # by plot ID, then borrower (stable)
+        fields = [item for part in results for item in part.fields]
 
-    def _part(self, group: tuple[list[PlotFacts], list[str]]
-              ) -> tuple[list[PlotVerdict], list[tuple[Any, ...]], list[Decision], list[dict[str, Any]],
-                         list[dict[str, Any]]]:
-        facts, table_borrowers = group
+        def verdicts() -> list[PlotVerdict]:
+            every = [v for part in results for v in part.objects()[0]]
+            return [every[i] for i in order]
+
+        return (LoadedOnRead(verdicts, len(order)), [(keys[i][0], fields[i]) for i in order],
+                LoadedOnRead(lambda: [d for part in results for d in part.objects()[1]],
+                             sum(part.n_decisions for part in results)),
+                [record for part in results for record in part.audit],
+                pd.concat([part.borrowers for part in results], ignore_index=True).sort_values(
+                    "borrower", ignore_index=True))
+
+    def _part(self, task: tuple[tuple[list[PlotFacts], list[str]], bool]) -> _ReducedPart:
+        (facts, table_borrowers), in_child = task
         verdicts = [verify_plot(item, self.policy) for item in facts]
         if self.visits:
             plot_ids = {f.plot_id for f in facts}
@@ -464,8 +479,31 @@ class _Reduce:
             verdicts_of[verdict.borrower_id].append(verdict)
         audit = audit_records(decisions, verdicts_of, self.policy, self.hashes,
                               visits_of={v.plot_id: v for v in self.visits})
-        return (verdicts, [verdict_fields_of(verdict) for verdict in verdicts], decisions, audit,
-                _borrower_records(decisions, verdicts_of, self.villages, self.policy, self.lang))
+        borrowers = _borrower_rows(decisions, verdicts_of, self.villages, self.policy, self.lang)
+        objects = (verdicts, decisions)
+        return _ReducedPart([(v.plot_id, v.borrower_id) for v in verdicts], [verdict_fields_of(v) for v in verdicts],
+                            audit, borrowers, len(decisions),
+                            pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL) if in_child else objects)
+
+
+@dataclass
+class _ReducedPart:
+    """What one group of borrowers of :class:`_Reduce` gives: each verdict's plot and borrower IDs and plot fields,
+    the audit records, the borrowers' output rows, and the verdicts and decisions themselves (``objects``: pickled
+    when made in a child process, so that the parent unpickles them only if they are read)."""
+
+    keys: list[tuple[str, str]]
+    fields: list[tuple[Any, ...]]
+    audit: list[dict[str, Any]]
+    borrowers: pd.DataFrame
+    n_decisions: int
+    packed: tuple[list[PlotVerdict], list[Decision]] | bytes
+
+    def objects(self) -> tuple[list[PlotVerdict], list[Decision]]:
+        """The verdicts and decisions (unpickled at the first call)."""
+        if isinstance(self.packed, bytes):
+            self.packed = pickle.loads(self.packed)
+        return self.packed
 
 
 def _borrower_groups(facts: Sequence[PlotFacts], table_borrowers: Sequence[str], parts: int, *,

@@ -80,6 +80,8 @@ def _round(value: Any, digits: int = 4) -> Any:
 #: Plot fields a plot's verdict gives (the season's values of the same name stand for a plot without verdict).
 _VERDICT_FIELDS = ("drawn_mu", "registered_mu", "declared_mu", "cropped_mu", "verified_mu", "verified_mu_if_confirmed",
                    "declared_crop", "light", "reason_codes", "details")
+#: The place of the light among :data:`_VERDICT_FIELDS`.
+VERDICT_LIGHT = _VERDICT_FIELDS.index("light")
 
 
 def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
@@ -92,12 +94,13 @@ def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
-               alias: Mapping[str, str], verdict_fields: Sequence[tuple[Any, ...]] | None = None,
+               alias: Mapping[str, str], verdict_fields: Sequence[tuple[str, tuple[Any, ...]]] | None = None,
                geometries: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84, by plot ID.
 
     A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
-    ``verdict_fields``: :func:`verdict_fields_of` each of ``verdicts``, and ``geometries``: the
+    ``verdict_fields``: the plot ID and :func:`verdict_fields_of` of each of ``verdicts`` (then they are not read),
+    and ``geometries``: the
     :func:`output_geometries` of ``checked``, if already computed (by the reduce's processes, on a thread).
     """
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
@@ -112,8 +115,8 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
         values = features[name].tolist()
         columns[name] = [values[i] if i >= 0 else None for i in where]
     if verdict_fields is None:
-        verdict_fields = [verdict_fields_of(verdict) for verdict in verdicts]
-    by_id = {v.plot_id: fields for v, fields in zip(verdicts, verdict_fields, strict=True)}  # a repeated ID: its last
+        verdict_fields = [(verdict.plot_id, verdict_fields_of(verdict)) for verdict in verdicts]
+    by_id = dict(verdict_fields)  # a repeated ID: its last
     found = [(row, by_id[plot_id]) for row, plot_id in enumerate(plot_ids) if plot_id in by_id]
     for name, values in zip(_VERDICT_FIELDS, zip(*(fields for _, fields in found))):
         column = columns.setdefault(name, [None] * len(plot_ids))

@@ -139,6 +139,45 @@ def map_in_processes(job: Callable[[Any], Any], items: Sequence[Any]) -> list[An
         return results + [wait() for wait in waits]
 
 
+class LoadedOnRead(Sequence):
+    """A list made at its first read (``load()``), its length known before: what a run returns but its caller may
+    never read (the verdicts the reduce's children pickle back, say) costs nothing unread. It compares, prints and
+    pickles as that list."""
+
+    def __init__(self, load: Callable[[], list[Any]], length: int) -> None:
+        self._load: Callable[[], list[Any]] | None = load
+        self._length = length
+        self._items: list[Any] | None = None
+
+    def _list(self) -> list[Any]:
+        if self._items is None:
+            assert self._load is not None
+            self._items, self._load = self._load(), None
+            if len(self._items) != self._length:
+                raise ValueError(f"{len(self._items)} items loaded, {self._length} announced")
+        return self._items
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._list()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._list())
+
+    def __eq__(self, other: object) -> bool:
+        return self._list() == (other._list() if isinstance(other, LoadedOnRead) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # as a list
+
+    def __repr__(self) -> str:
+        return repr(self._list())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return list, (self._list(),)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """True when ``a`` and ``b`` are one file: the same resolved path, or hard/symbolic links to one inode."""
     if a.resolve() == b.resolve():

@@ -630,7 +630,7 @@ def verify_plots(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any, policy: P
         Sorted by plot id (then borrower id), whatever the input order.
     """
     verdicts = [verify_plot(item, policy) for item in complete_overlaps(plots)]
-    log_lights(verdicts)
+    log_lights([v.light for v in verdicts])
     return verdicts
 
 
@@ -687,10 +687,10 @@ def complete_overlaps(plots: Iterable[PlotFacts | Mapping[str, Any]] | Any) -> l
     return sorted([*completed, *held.values()], key=lambda item: (item.plot_id, item.borrower_id))
 
 
-def log_lights(verdicts: Sequence[PlotVerdict]) -> None:
-    """Log (INFO) how many of ``verdicts`` are green, yellow and red."""
-    log.info("verified %d plots: %d green, %d yellow, %d red", len(verdicts),
-             *(sum(v.light == light for v in verdicts) for light in ("green", "yellow", "red")))
+def log_lights(lights: Sequence[str]) -> None:
+    """Log (INFO) how many of the verdicts' ``lights`` are green, yellow and red."""
+    log.info("verified %d plots: %d green, %d yellow, %d red", len(lights),
+             *(lights.count(light) for light in ("green", "yellow", "red")))
 
 
 def facts_from_frame(frame: Any) -> list[PlotFacts]:

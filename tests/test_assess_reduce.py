@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 import agricredit.assess as assess
 from agricredit.assess import _borrower_groups, load_case, run_assessment, sample_case
 from agricredit.errors import InputError
-from agricredit.outputs import map_in_processes
+from agricredit.outputs import LoadedOnRead, map_in_processes
 from agricredit.privacy import DEMO_PII_KEY, PseudonymKey
 from agricredit.verify import PlotFacts
 
@@ -130,3 +131,40 @@ def test_the_first_group_takes_its_weight_in_plots():
     assert borrowers_of(_borrower_groups(facts, [], 2, first_weight=2 / 3)) == [["a", "b"], ["c", "d", "e"]]
     # three groups, first weight 2: ends at 25, 37.5, 50; a middle on an end (c's, 25) goes to the next group
     assert borrowers_of(_borrower_groups(facts, [], 3, first_weight=2)) == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_a_split_runs_verdicts_and_decisions_are_unpickled_only_when_read(visited_case, in_one_process, monkeypatch,
+                                                                           caplog):
+    _in_parts(monkeypatch, 2)
+    with caplog.at_level("INFO", logger="agricredit.verify"):
+        split = run_assessment(visited_case, KEY)
+    lights = [v.light for v in in_one_process.verdicts]
+    counted = f"verified {len(lights)} plots: {lights.count('green')} green, {lights.count('yellow')} yellow, " \
+              f"{lights.count('red')} red"
+    assert min(lights.count(light) for light in ("green", "yellow", "red")) > 0
+    assert counted in caplog.messages  # counted from the plot fields, the verdicts unread
+    for made in (split.verdicts, split.decisions):
+        assert isinstance(made, LoadedOnRead) and made._items is None  # the outputs were made without them
+    assert len(split.verdicts) == len(in_one_process.verdicts) and split.verdicts._items is None
+    assert len(split.decisions) == len(in_one_process.decisions)
+    assert [v.plot_id for v in split.verdicts] == [v.plot_id for v in in_one_process.verdicts]
+    assert split.decisions[0] == in_one_process.decisions[0]
+
+
+def test_loaded_on_read_loads_once_and_behaves_as_the_list():
+    calls = []
+
+    def load():
+        calls.append(1)
+        return ["a", "b", "c"]
+
+    items = LoadedOnRead(load, 3)
+    assert len(items) == 3 and calls == []
+    assert items == ["a", "b", "c"] and ["a", "b", "c"] == items and items != ["a", "b"]
+    assert (items[1], items[-1], items[:2], list(items), "c" in items) == ("b", "c", ["a", "b"], ["a", "b", "c"], True)
+    assert repr(items) == "['a', 'b', 'c']" and pickle.loads(pickle.dumps(items)) == ["a", "b", "c"]
+    assert type(pickle.loads(pickle.dumps(items))) is list
+    assert items == LoadedOnRead(lambda: ["a", "b", "c"], 3)
+    assert calls == [1]
+    with pytest.raises(ValueError, match="2 items loaded, 3 announced"):
+        LoadedOnRead(lambda: ["a", "b"], 3)[0]
