@@ -452,10 +452,18 @@ class PersonalDataGuard:
         self._multi = {first: list(names) for first, names in multi.items()}  # first token -> (tokens, what)
         keys = set(self._single) | set(self._multi)
         self._candidate_keys = {key.encode("utf-8") for key in keys}
-        kinds = {key: next((kind for kind, pattern in _TOKEN_KIND.items() if pattern.fullmatch(key)), None) for key in keys}
-        self._lengths = {kind: {len(key) for key in keys if kinds[key] == kind} for kind in _TOKEN_KIND}
+        # Each key's kind (the first pattern it matches), its length kept by kind; one pass over tens of thousands.
+        self._lengths: dict[str, set[int]] = {kind: set() for kind in _TOKEN_KIND}
+        patterns = list(_TOKEN_KIND.items())
         # The byte pass knows ASCII digit, ASCII letter and BMP CJK runs; other tokens need the field-by-field pass.
-        self._byte_pass_suffices = None not in kinds.values()
+        self._byte_pass_suffices = True
+        for key in keys:
+            for kind, pattern in patterns:
+                if pattern.fullmatch(key):
+                    self._lengths[kind].add(len(key))
+                    break
+            else:
+                self._byte_pass_suffices = False
 
     @classmethod
     def from_borrowers(cls, borrowers: pd.DataFrame | None) -> PersonalDataGuard:
@@ -471,18 +479,19 @@ class PersonalDataGuard:
         for column, label in (("national_id", "national ID"), ("phone", "phone"), ("name", "name")):
             if column not in borrowers:
                 continue
+            phone, findall = column == "phone", _TOKEN.findall
             for row, value in zip(rows.tolist(), borrowers[column].tolist()):
-                value = _phone_key(value) if column == "phone" and isinstance(value, str) else value
+                value = _phone_key(value) if phone and isinstance(value, str) else value
                 if not isinstance(value, str) or len(value.strip()) < 2:
                     continue
                 what = f"borrower {label} (borrowers row {row})"
-                tokens = tuple(token.casefold() for token in _TOKEN.findall(value))
+                tokens = [token.casefold() for token in findall(value)]
                 if len(tokens) == 1:
                     single.setdefault(tokens[0], what)
-                    if column == "phone":
+                    if phone:
                         single.setdefault("86" + tokens[0], what)
                 elif tokens:
-                    multi.setdefault(tokens[0], []).append((tokens, what))
+                    multi.setdefault(tokens[0], []).append((tuple(tokens), what))
         return cls(single, multi)
 
     def find(self, value: str) -> Iterator[tuple[int, str]]:

@@ -404,7 +404,7 @@ def test_a_name_in_the_layer_written_by_the_child_publishes_nothing(tmp_path, mo
     if not fork:
         monkeypatch.delattr("os.fork")
     assessment = _with_audit(_assessment())
-    assessment.plots.loc[0, "geometry_status"] = "Bob Example"  # plots.geojson: written and scanned by the child
+    assessment.plots.loc[0, "geometry_status"] = "Bob Example"  # plots.geojson: written and scanned by the other child
     found = r"out/plots\.geojson: personal data in an output \(feature 1, field 'geometry_status': borrower name"
     with pytest.raises(PrivacyError, match=found):
         write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
@@ -412,13 +412,13 @@ def test_a_name_in_the_layer_written_by_the_child_publishes_nothing(tmp_path, mo
 
 
 @pytest.mark.parametrize("fork", [True, False])
-def test_a_name_in_the_table_written_by_the_second_child_publishes_nothing(tmp_path, monkeypatch, fork):
+def test_a_name_in_the_table_written_by_the_audit_s_child_publishes_nothing(tmp_path, monkeypatch, fork):
     from agricredit.errors import PrivacyError
 
     if not fork:
         monkeypatch.delattr("os.fork")
     assessment = _with_audit(_assessment())
-    assessment.borrowers.loc[1, "village"] = "Bob Example"  # borrowers.csv: written and scanned by the second child
+    assessment.borrowers.loc[1, "village"] = "Bob Example"  # borrowers.csv: written and scanned by the audit's child
     found = r"out/borrowers\.csv: personal data in an output \(row 3, field 'village': borrower name"
     with pytest.raises(PrivacyError, match=found):
         write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
