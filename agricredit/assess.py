@@ -436,8 +436,8 @@ class _Reduce:
                        list[dict[str, Any]], pd.DataFrame]:
         """The verdicts (by plot ID) and each one's plot ID and plot fields
         (:func:`agricredit.assess_outputs.verdict_fields_of`), the decisions and audit records (by borrower) and the
-        borrowers' output table of ``facts`` (:func:`agricredit.verify.complete_overlaps`) and of the borrowers of the borrower table
-        ``table_borrowers`` (pseudonyms), in ``parts`` groups of borrowers (default: one per
+        borrowers' output table of ``facts`` (:func:`agricredit.verify.complete_overlaps`) and of the borrowers of
+        the borrower table ``table_borrowers`` (pseudonyms), in ``parts`` groups of borrowers (default: one per
         :data:`REDUCE_PART_MIN_PLOTS` plots, at most one per core).
 
         The verdicts and decisions of the groups done in child processes come back pickled and are unpickled only
@@ -489,7 +489,7 @@ class _Reduce:
 @dataclass
 class _ReducedPart:
     """What one group of borrowers of :class:`_Reduce` gives: each verdict's plot and borrower IDs and plot fields,
-    the audit records, the borrowers' output rows, and the verdicts and decisions themselves (``objects``: pickled
+    the audit records, the borrowers' output rows, and the verdicts and decisions themselves (``packed``: pickled
     when made in a child process, so that the parent unpickles them only if they are read)."""
 
     keys: list[tuple[str, str]]

@@ -100,8 +100,8 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
 
     A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
     ``verdict_fields``: the plot ID and :func:`verdict_fields_of` of each of ``verdicts`` (then they are not read),
-    and ``geometries``: the
-    :func:`output_geometries` of ``checked``, if already computed (by the reduce's processes, on a thread).
+    and ``geometries``: the :func:`output_geometries` of ``checked``, if already computed (by the reduce's
+    processes, on a thread).
     """
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
     columns: dict[str, list[Any]] = {"plot_id": plot_ids,
@@ -286,8 +286,8 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     (:func:`agricredit.audit.write_audit`); the manifest keeps its count,
     chain head and hash under ``"audit"``. The largest file, ``audit.jsonl``,
     and the borrower table's CSV are written and scanned by a forked child process, ``plots.geojson`` and the
-    borrower table's xlsx by another, while this one writes the others (:func:`agricredit.outputs.in_child_process`): the same bytes, on two
-    cores.
+    borrower table's xlsx by another, while this one writes the others
+    (:func:`agricredit.outputs.in_child_process`): the same bytes, on two cores.
     Call :func:`agricredit.outputs.check_output_folder` first: this function
     replaces earlier outputs.
 
