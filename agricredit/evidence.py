@@ -74,7 +74,7 @@ def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], 
         False: the season rows without the fitted curves and series objects (``fits`` and ``series`` empty), which
         only the report's charts read (a map task's reduce step reads the rows, which hold the fits' figures).
     """
-    plot_ids = sorted(plots["plot_id"].astype(str))
+    plot_ids = sorted(plots["plot_id"].astype(str).tolist())  # (a list: iterating a text column is slower)
     rows = season_rows(table, declared, drawn_mu, period=period, plot_ids=plot_ids, **options)
     if not keep_fits:
         rows = replace(rows, fits={}, series={})

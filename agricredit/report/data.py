@@ -238,12 +238,14 @@ def _kept_chip_pixels(product: Any, windows: np.ndarray, kept: Sequence[dict[str
         return [tuple(a[::s, ::s] for a in ndvi_of(product, RawWindow(
                     rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0), arrays))[:2])
                 for (c0, r0, c1, r1), arrays, s in zip(windows.tolist(), kept, strides)]
-    # NDVI and the masks are per pixel: every chip's decimated pixels at once, concatenated into one flat window.
+    # NDVI and the masks are per pixel: every chip's decimated pixels at once, copied into one flat window.
     decimated = [{k: a[..., ::s, ::s] for k, a in arrays.items()} for arrays, s in zip(kept, strides)]
     shapes = [next(iter(arrays.values())).shape[-2:] for arrays in decimated]
     bounds = [0, *np.cumsum([h * w for h, w in shapes]).tolist()]
-    flat = {k: np.concatenate([arrays[k].reshape(*arrays[k].shape[:-2], -1) for arrays in decimated], axis=-1)
-            for k in decimated[0]}
+    flat = {k: np.empty((*a.shape[:-2], bounds[-1]), a.dtype) for k, a in decimated[0].items()}
+    for arrays, lo, hi, shape in zip(decimated, bounds[:-1], bounds[1:], shapes):
+        for k, a in arrays.items():
+            flat[k][..., lo:hi].reshape(a.shape)[...] = a  # a view: only the last axis is split
     ndvi, cloud, _ = ndvi_of(product, RawWindow(None, flat))
     return [(ndvi[lo:hi].reshape(shape), cloud[lo:hi].reshape(shape))
             for lo, hi, shape in zip(bounds[:-1], bounds[1:], shapes)]
