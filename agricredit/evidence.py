@@ -10,6 +10,7 @@ follows on the merged evidence (:func:`agricredit.season.finish_season`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -73,12 +74,22 @@ def plot_evidence(table: pd.DataFrame, plots: Any, declared: Mapping[str, Any], 
         False: the season rows without the fitted curves and series objects (``fits`` and ``series`` empty), which
         only the report's charts read (a map task's reduce step reads the rows, which hold the fits' figures).
     """
-    plot_ids = sorted(plots["plot_id"].astype(str))
+    plot_ids = sorted(plots["plot_id"].astype(str).tolist())  # (a list: iterating a text column is slower)
     rows = season_rows(table, declared, drawn_mu, period=period, plot_ids=plot_ids, **options)
     if not keep_fits:
         rows = replace(rows, fits={}, series={})
+    return Evidence(rows, plot_chips(plots, _peak_days(rows.rows.column("plot_id"), rows.rows.column("peak_date")),
+                                     acquisitions, kept), season_series(table))
+
+
+def _peak_days(plot_ids: Any, peaks: Any) -> dict[str, str]:
+    """Plot ID → its peak date as ``YYYY-MM-DD``, for the plots with one (``peaks``: the rows' ``peak_date``
+    column; a missing date is ``None``, NaN or NaT)."""
+    plot_ids = plot_ids.tolist()
+    if isinstance(peaks, np.ndarray) and peaks.dtype.kind == "M":  # a column of dates: formatted at once
+        days = peaks.astype("datetime64[D]")
+        seen = ~np.isnat(days)
+        return dict(zip(itertools.compress(plot_ids, seen.tolist()), np.datetime_as_string(days[seen], "D").tolist()))
     # (the peak dates as numpy scalars: ``tolist`` would turn a datetime64[ns] column into integers)
-    peak_dates = {plot_id: str(np.datetime64(peak, "D")) for plot_id, peak in
-                  zip(rows.rows.column("plot_id").tolist(), list(rows.rows.column("peak_date")))
-                  if peak is not None and not pd.isna(peak)}
-    return Evidence(rows, plot_chips(plots, peak_dates, acquisitions, kept), season_series(table))
+    return {plot_id: str(np.datetime64(peak, "D")) for plot_id, peak in zip(plot_ids, list(peaks))
+            if peak is not None and not pd.isna(peak)}

@@ -154,7 +154,7 @@ def _template_checks(row: dict[str, Any], fits: Sequence[SystemFit], declared: S
             return [Flag("CROP_MISMATCH", {**figures, "season_not_seen": x.season.key, "best_crop": best.label,
                                            "best_explanation": best.name, "method": "template"})]
         return [Flag("CLOUD_INSUFFICIENT", {**figures, "crop": x.season.crop, "green_period_unseen": True})]
-    if not inside.any():
+    if inside is None:
         return []
     if window_rmse is None:
         window_rmse = _rmse_in(fitted_curves(fits, dates), ndvi, inside)
@@ -182,9 +182,10 @@ def _without_calendar(region: str, declared: tuple[Declared, ...]) -> list[str]:
 
 @functools.lru_cache(maxsize=8192)
 def _fitted_green_masks(days: bytes, periods: tuple[tuple[dt.date, dt.date], ...]
-                        ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+                        ) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
     """Which observation days (the bytes of a ``datetime64[D]`` array) fall in each fitted green period
-    ``(green-up, senescence)`` taken one logistic width inside, and in any of them widened by one logistic width.
+    ``(green-up, senescence)`` taken one logistic width inside, and in any of them widened by one logistic width
+    (``None`` when none does).
 
     Cached (plots seen on the same days with the same fitted dates share them): read only.
     """
@@ -194,7 +195,7 @@ def _fitted_green_masks(days: bytes, periods: tuple[tuple[dt.date, dt.date], ...
     masks.append(_window_mask(dates, [(lo - width, hi + width) for lo, hi in periods]))
     for mask in masks:
         mask.flags.writeable = False
-    return tuple(masks[:-1]), masks[-1]
+    return tuple(masks[:-1]), masks[-1] if masks[-1].any() else None
 
 
 def _rmse_in(curves: np.ndarray, ndvi: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -225,11 +226,14 @@ def _window_rmses(region: str, plots: Sequence[tuple[Sequence[SystemFit], tuple[
         days = np.asarray(dates, dtype="datetime64[D]").tobytes()
         _, inside = _fitted_green_masks(days, tuple((seasons[i].dates["greenup"], seasons[i].dates["senescence"])
                                                     for i in own_at))
-        if inside.any():
+        if inside is not None:
             groups.setdefault((days, inside.tobytes(), len(fits)), []).append(k)
-    for (_, inside, _), members in groups.items():
-        curves = np.array([[f.fitted for f in plots[k][0]] for k in members], dtype=float)
-        ndvi = np.array([plots[k][3] for k in members], dtype=float)
+    for (days, inside, n_fits), members in groups.items():
+        # the curves (plots × fits × days) and NDVI (plots × days) copied in one concatenation each
+        n_days = len(days) // np.dtype("datetime64[D]").itemsize
+        curves = np.concatenate([f.fitted for k in members for f in plots[k][0]], dtype=float).reshape(
+            len(members), n_fits, n_days)
+        ndvi = np.concatenate([plots[k][3] for k in members], dtype=float).reshape(len(members), n_days)
         for k, rmse in zip(members, _rmse_in(curves, ndvi, np.frombuffer(inside, dtype=bool))):
             out[k] = rmse
     return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -277,24 +276,30 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
 
     columns: dict[str, list[Any]] = {name: [] for name in CHIP_COLUMNS}
     peaks = set(peak_dates.values())
-    plot_ids = plots["plot_id"].astype(str)
+    outlined = plots[~(plots.geometry.isna() | plots.geometry.is_empty)]
+    peak_of = outlined["plot_id"].astype(str).map(peak_dates.get).to_numpy()  # each plot's peak date (None: none)
+    outlines: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # every outlined plot's, by CRS (WKT): once per CRS
     for acquisition in sorted(acquisitions, key=lambda a: a.date):
         date = acquisition.date.isoformat()
-        wanted = plots.loc[plot_ids.map(peak_dates.get) == date] if date in peaks else plots.iloc[:0]
-        wanted = wanted[~(wanted.geometry.isna() | wanted.geometry.is_empty)]
+        at = np.flatnonzero(peak_of == date) if date in peaks else np.zeros(0, np.intp)
+        wanted = outlined.iloc[at]
         done = np.zeros(len(wanted), bool)
         products = acquisition.products or [None] * len(acquisition.paths)
         for path, product in sorted(zip(acquisition.paths, products), key=lambda pair: str(pair[0])):
             if done.all():
                 break
             tile = open_tile(product if product is not None else path, date=acquisition.date)
-            windows, covers = _chip_windows(_outlines_in(wanted.geometry, tile.crs), tile)
+            crs = tile.crs.to_wkt()
+            if crs not in outlines:
+                outlines[crs] = _outlines_in(outlined.geometry, tile.crs)
+            windows, covers = _chip_windows(tuple(a[at] for a in outlines[crs]), tile)
             todo = np.flatnonzero(~done & covers)
             if len(todo) == 0:
                 continue
             t = tile.transform
             chips = []  # (plot, stride, NDVI, cloud) of each chip, decimated and flattened (copies of the windows)
-            steps = [max(1, math.ceil(max(c1 - c0, r1 - r0) / CHIP_MAX_PIXELS)) for c0, r0, c1, r1 in windows[todo]]
+            sides = np.maximum(windows[todo, 2] - windows[todo, 0], windows[todo, 3] - windows[todo, 1])
+            steps = np.maximum(1, np.ceil(sides / CHIP_MAX_PIXELS)).astype(np.int64).tolist()
             raws = (kept.cut(date, tile.path, windows[todo]) if kept is not None and tile.product is not None
                     else [None] * len(todo))
             cut = [k for k, raw in enumerate(raws) if raw is not None]
@@ -325,7 +330,7 @@ def plot_chips(plots: Any, peak_dates: dict[str, str], acquisitions: Sequence[An
                 columns[name].extend(values.tolist())
             columns["plot_id"].extend(wanted["plot_id"].astype(str).to_numpy()[where].tolist())
             columns["date"].extend([date] * len(chips))
-            columns["crs"].extend([tile.crs.to_wkt()] * len(chips))
+            columns["crs"].extend([crs] * len(chips))
             columns["height"].extend(c[2][0] for c in chips)
             columns["width"].extend(c[2][1] for c in chips)
             columns["ndvi"].extend(chip.tobytes() for chip in codes)
