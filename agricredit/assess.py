@@ -410,11 +410,11 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
 #: Plots per part below which the reduce step is not split across processes (a fork and the results' pickling
 #: cost more than the part's verification).
 REDUCE_PART_MIN_PLOTS = 4000
-#: What a part done in a child costs beyond the same part done in this process, as a share of it: its results are
-#: pickled there (measured at 100,000 plots: about 0.07 of the part's own time, the verdicts and decisions pickled
-#: once as bytes that this process unpickles only if they are read). The first part, done here, is that much larger
-#: (in plots), so that it ends when the others' results are in.
-REDUCE_CHILD_OVERHEAD = 0.1
+#: What a part done in a child costs beyond the same part done in this process, as a share of it: it runs slower
+#: there (copy-on-write faults on the pages it touches) and its results are pickled (about 0.1 of its time; the
+#: verdicts and decisions as bytes unpickled here only if read). At 100,000 plots the reduce took 20.4, 17.3–19.1,
+#: 16.9 and 15.9 s with this process's part (in plots) 1.1, 1.25, 1.3 and 1.35 times the child's.
+REDUCE_CHILD_OVERHEAD = 0.3
 
 
 @dataclass(frozen=True)
