@@ -228,9 +228,9 @@ def _window_rmses(region: str, plots: Sequence[tuple[Sequence[SystemFit], tuple[
                                                     for i in own_at))
         if inside is not None:
             groups.setdefault((days, inside.tobytes(), len(fits)), []).append(k)
-    for (days, inside, n_fits), members in groups.items():
+    for (_, inside, n_fits), members in groups.items():
         # the curves (plots × fits × days) and NDVI (plots × days) copied in one concatenation each
-        n_days = len(days) // np.dtype("datetime64[D]").itemsize
+        n_days = len(plots[members[0]][3])
         curves = np.concatenate([f.fitted for k in members for f in plots[k][0]], dtype=float).reshape(
             len(members), n_fits, n_days)
         ndvi = np.concatenate([plots[k][3] for k in members], dtype=float).reshape(len(members), n_days)
