@@ -247,26 +247,38 @@ def borrower_outlines(geometries: np.ndarray, statuses: np.ndarray, borrowers: n
     return dict(zip(names.tolist(), outlines.tolist()))
 
 
-def _write_audit_and_borrower_csv(assessment: Assessment, stage: Path, audit_key: AuditKey, guard: PersonalDataGuard,
-                                  *, csv_bom: bool) -> tuple[dict[str, Any], dict[str, Finding | None]]:
-    """Write ``audit.jsonl`` and ``borrowers.csv`` into ``stage`` and scan them for personal data.
+#: What a writer of :func:`write_outputs` tells of the files it wrote: each one's sha256 (for the manifest) and, of
+#: those it scanned for personal data, the first finding (``None``: none), by file name.
+Written = tuple[dict[str, str], dict[str, Finding | None]]
 
-    Returns the audit's manifest entry (:func:`agricredit.audit.write_audit`) and each file's first finding by name.
+
+def _written(stage: Path, guard: PersonalDataGuard, names: Sequence[str], scanned: Sequence[str]) -> Written:
+    """The :data:`Written` of the files ``names`` in ``stage``, of which ``scanned`` are scanned (the writer's
+    process hashes and scans its own files, rather than the parent once every writer is done)."""
+    return ({name: sha256_file(stage / name) for name in names},
+            {name: guard.first_finding(stage / name) for name in scanned})
+
+
+def _write_audit_and_borrower_csv(assessment: Assessment, stage: Path, audit_key: AuditKey, guard: PersonalDataGuard,
+                                  *, csv_bom: bool) -> tuple[dict[str, Any], Written]:
+    """Write ``audit.jsonl`` and ``borrowers.csv`` into ``stage``, hash them and scan them for personal data.
+
+    Returns the audit's manifest entry (:func:`agricredit.audit.write_audit`) and the files' :data:`Written`.
     """
     entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
     write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
                 header=headers(BORROWER_FIELDS, assessment.lang))
-    return entry, {name: guard.first_finding(stage / name) for name in ("audit.jsonl", "borrowers.csv")}
+    names = ("audit.jsonl", "borrowers.csv")
+    return entry, _written(stage, guard, names, names)
 
 
-def _write_plot_geojson_and_borrower_xlsx(assessment: Assessment, stage: Path, guard: PersonalDataGuard
-                                          ) -> dict[str, Finding | None]:
-    """Write ``plots.geojson`` and ``borrowers.xlsx`` into ``stage``; scan the GeoJSON for personal data (the xlsx
-    holds the CSV's rows, scanned there). Returns the GeoJSON's first finding by name."""
+def _write_plot_geojson_and_borrower_xlsx(assessment: Assessment, stage: Path, guard: PersonalDataGuard) -> Written:
+    """Write ``plots.geojson`` and ``borrowers.xlsx`` into ``stage`` and hash them; scan the GeoJSON for personal
+    data (the xlsx holds the CSV's rows, scanned there). Returns the files' :data:`Written`."""
     write_plot_table(assessment.plots, stage / "plots.geojson", decimals=COORDINATE_DECIMALS)
     write_xlsx(assessment.borrowers, stage / "borrowers.xlsx", header=headers(BORROWER_FIELDS, assessment.lang),
                sheet="借款人" if assessment.lang == "zh" else "borrowers")
-    return {"plots.geojson": guard.first_finding(stage / "plots.geojson")}
+    return _written(stage, guard, ("plots.geojson", "borrowers.xlsx"), ("plots.geojson",))
 
 
 def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKey, *,
@@ -318,7 +330,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
     check_allowed_fields("plots", assessment.plots.columns.drop("geometry"))
     check_allowed_fields("borrowers", assessment.borrowers.columns)
     check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
-    scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the child's files
+    scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the files scanned
     # A child process writes and scans the audit (JSON encoding: CPU-bound, in Python) and the borrower table's CSV,
     # another the plots' GeoJSON and the borrower table's xlsx, while this one writes the others; the borrowers'
     # outlines, unless the run made them, are dissolved on a thread (GEOS releases the GIL) meanwhile. The three take
@@ -332,16 +344,21 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         plots = assessment.plots
         plots.to_parquet(stage / "plots.parquet", index=False)
         write_qml(stage / "plots.qml", PLOT_STYLE)
-        write_report_data(assessment.chips, assessment.series, stage)
+        report_data = write_report_data(assessment.chips, assessment.series, stage)
 
         borrowers = gpd.GeoDataFrame(assessment.borrowers, geometry=dissolved.result(), crs="EPSG:4326")
         write_plot_table(borrowers, stage / "borrowers.geojson", decimals=COORDINATE_DECIMALS)
         borrowers.to_parquet(stage / "borrowers.parquet", index=False)
         write_qml(stage / "borrowers.qml", BORROWER_STYLE)
-
-        audit_entry, found = child()
+        # (while the children still write: this process's own files hashed, and its GeoJSON scanned)
+        own = ["plots.parquet", "plots.qml", *(path.name for path in report_data), "borrowers.geojson",
+               "borrowers.parquet", "borrowers.qml"]
+        digests, found = _written(stage, guard, own, ("borrowers.geojson",))
         scanned.update(found)
-        scanned.update(tables())
+        audit_entry, audit_and_csv = child()
+        for writer_digests, writer_found in (audit_and_csv, tables()):
+            digests.update(writer_digests)
+            scanned.update(writer_found)
         for layer in ("plots", "borrowers"):
             collection = stage / f"{layer}.geojson"
             if geojsonseq_min_bytes is not None and collection.stat().st_size >= geojsonseq_min_bytes:
@@ -357,7 +374,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
             "pseudonym_key_fingerprint": assessment.key_fingerprint,
             "language": lang,
             "inputs": assessment.inputs,
-            "outputs": {path.name: sha256_file(path) for path in written},
+            "outputs": {path.name: digests.get(path.name) or sha256_file(path) for path in written},
             "counts": {
                 "plots": int(len(assessment.plots)),
                 "borrowers": int(len(assessment.borrowers)),

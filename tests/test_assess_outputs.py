@@ -425,6 +425,27 @@ def test_a_name_in_the_table_written_by_the_audit_s_child_publishes_nothing(tmp_
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_name_in_the_layer_this_process_writes_and_scans_publishes_nothing(tmp_path, monkeypatch, fork):
+    import agricredit.assess_outputs as assess_outputs
+    from agricredit.errors import PrivacyError
+
+    if not fork:
+        monkeypatch.delattr("os.fork")
+    write_plot_table = assess_outputs.write_plot_table
+
+    def with_a_name_in_the_borrower_layer(table, path, **options):
+        if str(path).endswith("borrowers.geojson"):  # only there: the CSV and xlsx (the children's) stay clean
+            table = table.assign(village="Bob Example")
+        return write_plot_table(table, path, **options)
+
+    monkeypatch.setattr(assess_outputs, "write_plot_table", with_a_name_in_the_borrower_layer)
+    found = r"out/borrowers\.geojson: personal data in an output \(feature 1, field 'village': borrower name"
+    with pytest.raises(PrivacyError, match=found):
+        write_outputs(_with_audit(_assessment()), tmp_path / "out", AUDIT_KEY)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_plots_lying_apart_stand_side_by_side_and_the_others_are_dissolved():
     # a: two plots far apart (side by side, in their order); b: one plot; c: two overlapping plots (dissolved);
     # d: plots whose boxes meet without the plots touching (dissolved: the same area); e: no usable plot
