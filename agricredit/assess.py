@@ -385,10 +385,10 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
         verdicts, verdict_fields, decisions, audit, borrower_rows = reduce.run(
             facts, [borrower_alias[b] for b in table_ids])
         log_lights([fields[VERDICT_LIGHT] for _, fields in verdict_fields])
-        geometries, outlines = outlines_done.result()
+        geometries, order, outlines = outlines_done.result()
         return Assessment(
             policy=policy,
-            plots=_plot_rows(checked, verdicts, season, row_alias, verdict_fields, geometries),
+            plots=_plot_rows(checked, verdicts, season, row_alias, verdict_fields, geometries, order),
             verdicts=verdicts,
             decisions=decisions,
             borrowers=borrower_rows,

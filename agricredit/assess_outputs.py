@@ -95,13 +95,13 @@ def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
                alias: Mapping[str, str], verdict_fields: Sequence[tuple[str, tuple[Any, ...]]] | None = None,
-               geometries: np.ndarray | None = None) -> gpd.GeoDataFrame:
+               geometries: np.ndarray | None = None, order: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84, by plot ID.
 
     A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
     ``verdict_fields``: the plot ID and :func:`verdict_fields_of` of each of ``verdicts`` (then they are not read),
-    and ``geometries``: the :func:`output_geometries` of ``checked``, if already computed (by the reduce's
-    processes, on a thread).
+    and ``geometries`` and ``order``: the :func:`output_geometries` of ``checked`` and the rows' order, if already
+    computed (:func:`plot_outlines`, on a thread).
     """
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
     columns: dict[str, list[Any]] = {"plot_id": plot_ids,
@@ -133,7 +133,7 @@ def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], seaso
     geometries = output_geometries(checked) if geometries is None else geometries
     frame = gpd.GeoDataFrame(conformed_columns(columns, PLOT_FIELDS, len(plot_ids)), geometry=geometries,
                              crs="EPSG:4326")
-    return frame.take(_plot_order(plot_ids)).reset_index(drop=True)
+    return frame.take(_plot_order(plot_ids) if order is None else order).reset_index(drop=True)
 
 
 def output_geometries(checked: gpd.GeoDataFrame) -> np.ndarray:
@@ -151,16 +151,17 @@ def _plot_order(plot_ids: Sequence[str | None]) -> np.ndarray:
 
 
 def plot_outlines(checked: gpd.GeoDataFrame, alias: Mapping[str | None, str | None]
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The plots' :func:`output_geometries` and each borrower's outline (:func:`borrower_outlines`) of the plot
-    rows :func:`_plot_rows` makes of ``checked`` (``alias``: borrower ID → pseudonym): they need neither the
-    season nor the verdicts, so a run makes them on a thread while those are computed."""
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The plots' :func:`output_geometries`, the order of their rows (:func:`_plot_order`) and each borrower's
+    outline (:func:`borrower_outlines`) of the plot rows :func:`_plot_rows` makes of ``checked`` (``alias``:
+    borrower ID → pseudonym): they need neither the season nor the verdicts, so a run makes them on a thread while
+    those are computed."""
     geometries = output_geometries(checked)
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
     order = _plot_order(plot_ids)
     statuses = np.array([str(status) for status in checked["geometry_status"].tolist()], dtype=object)
     borrowers = np.array([alias[b] for b in checked["borrower_id"].tolist()], dtype=object)
-    return geometries, borrower_outlines(geometries[order], statuses[order], borrowers[order])
+    return geometries, order, borrower_outlines(geometries[order], statuses[order], borrowers[order])
 
 
 def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],

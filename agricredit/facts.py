@@ -22,7 +22,8 @@ from agricredit.verify import Check, Overlap, PlotFacts, complete_overlaps
 
 __all__ = ["claimed_facts", "plot_facts"]
 
-#: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows (others: "rejected").
+#: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows (others:
+#: "rejected").
 #: An absurd outline is passed on as valid with its drawn area: :func:`agricredit.verify.check_plot` names it.
 GEOMETRY_STATUS = {"OK": "valid", "GEOMETRY_REPAIRED": "repaired", "GEOMETRY_INVALID": "invalid",
                    "GEOMETRY_NOT_FINITE": "invalid", "DUPLICATE_ID": "duplicate", "AREA_ABSURD": "valid"}
