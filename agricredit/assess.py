@@ -48,9 +48,10 @@ from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
+from agricredit.facts import (MISSING_BORROWER, NO_DECLARATION, UNCHECKED, UNKNOWN_BORROWER, claimed_facts,
+                              plot_facts)
 from agricredit.outputs import LoadedOnRead, gc_paused, map_in_processes, sha256_file
-from agricredit.plots import (DUPLICATE_ID, GEOMETRY_REPAIRED, MISSING_ID, STATUS_OK, area_mu, load_plots,
-                              overlaps_and_repeats, rejected_ids)
+from agricredit.plots import GEOMETRY_REPAIRED, STATUS_OK, area_mu, load_plots, overlaps_and_repeats, rejected_ids
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, pseudonym, pseudonymise_borrowers
 from agricredit.season import finish_season, resolve_region, season_options, season_period, split_season_options
@@ -58,8 +59,8 @@ from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
 from agricredit.units import m2_to_mu
 from agricredit.visits import Visit, check_visited_plots, read_visits, settle_verdicts
-from agricredit.verify import (Check, Overlap, PlotFacts, PlotVerdict, complete_overlaps, drawn_area_absurd, log_lights,
-                               verify_plot, verify_plots)
+from agricredit.verify import (Check, PlotFacts, PlotVerdict, drawn_area_absurd, log_lights, verify_plot,
+                               verify_plots)
 
 if TYPE_CHECKING:
     from agricredit.zonal import Tile
@@ -73,17 +74,6 @@ __all__ = ["OUTPUT_FILES", "Case", "Assessment", "Observer", "Evaluator", "load_
 
 log = logging.getLogger(__name__)
 
-#: Plot geometry statuses of :mod:`agricredit.plots` → the statuses :mod:`agricredit.verify` knows (others: "rejected").
-#: An absurd outline is passed on as valid with its drawn area: :func:`agricredit.verify.check_plot` names it.
-_GEOMETRY_STATUS = {"OK": "valid", "GEOMETRY_REPAIRED": "repaired", "GEOMETRY_INVALID": "invalid",
-                    "GEOMETRY_NOT_FINITE": "invalid", "DUPLICATE_ID": "duplicate", "AREA_ABSURD": "valid"}
-
-#: Plot statuses set here (beyond :mod:`agricredit.plots`'): records rejected and listed before any check,
-#: the rest go on: a plot nobody declared, a feature without ``borrower_id``, a borrower not in the table.
-NO_DECLARATION = "NO_DECLARATION"
-MISSING_BORROWER = "MISSING_BORROWER"
-UNKNOWN_BORROWER = "UNKNOWN_BORROWER"
-_UNCHECKED = (DUPLICATE_ID, MISSING_ID, NO_DECLARATION, MISSING_BORROWER, UNKNOWN_BORROWER)
 #: A plot whose drawn area is absurd against its registry and declaration: rejected alone, no overlaps, no zonal.
 AREA_ABSURD = "AREA_ABSURD"
 #: Table rows set aside, under this reason in ``Assessment.rejected``.
@@ -350,13 +340,20 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                                                                          crop_model)
     if hasattr(observe, "chain_evidence"):
         observe.chain_evidence(declared, drawn_mu, options)
-    long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
-                                                      count_dates, rejected)
-
     table_ids = sorted(set(borrowers["borrower_id"]) - {""})
     borrower_alias = {b: pseudonym(key, "borrower", b)
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
     row_alias = {**borrower_alias, None: None}  # a plot row's borrower → pseudonym (none: none)
+    # What needs neither the satellite nor the season is made on a thread while the zonal stage runs (in a batch,
+    # the client waits on its workers then): the plots' claimed facts and the borrowers' public table.
+    claims_thread = ThreadPoolExecutor(max_workers=1)
+    claimed_done = claims_thread.submit(claimed_facts, checked, claims, registry, borrower_alias, key)
+    usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
+    public_done = claims_thread.submit(pseudonymise_borrowers, usable_rows, key)  # refuses a pseudonym collision
+    claims_thread.shutdown(wait=False)
+    long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
+                                                      count_dates, rejected)
+
     # While the evidence is computed, on threads that end with their one task: the input files (tiles: gigabytes
     # at county scale) are hashed (hashlib and file reads release the GIL), and the plots' output outlines and the
     # borrowers' are made (GEOS releases it too).
@@ -374,24 +371,24 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
 
     _stage(progress, "cross-verification and limits")
     with gc_paused(promote=True):  # no collection while the per-plot and per-borrower objects are built
-        facts = _plot_facts(checked, claims, registry, season, borrower_alias, key, unread_tiles, failed_plots)
+        # (sorted, overlaps completed: as :func:`agricredit.verify.complete_overlaps` returns them)
+        facts = plot_facts(claimed_done.result(), season, unread_tiles, failed_plots)
         if inputs.chain is not None:
             facts = _with_chain(facts, verify_plots(facts, policy), inputs.chain, claims, key,
                                 _season_year(case, acquisitions), policy)
-        usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
-        public = pseudonymise_borrowers(usable_rows, key)  # the allow-listed columns; refuses a pseudonym collision
+        public = public_done.result()  # the allow-listed columns
         hashes = hashes_done.result()
         reduce = _Reduce(policy, lang, visits, case.visits, hashes,
                          {borrower_alias[b]: [Check.make("BORROWER_RECORD_INVALID", reason=why)]
                           for b, why in inputs.bad_borrowers.items()},
                          dict(zip(public["pseudonym"], public["village"])))
         verdicts, verdict_fields, decisions, audit, borrower_rows = reduce.run(
-            complete_overlaps(facts), [borrower_alias[b] for b in table_ids])
+            facts, [borrower_alias[b] for b in table_ids])
         log_lights([fields[VERDICT_LIGHT] for _, fields in verdict_fields])
-        geometries, outlines = outlines_done.result()
+        geometries, order, outlines = outlines_done.result()
         return Assessment(
             policy=policy,
-            plots=_plot_rows(checked, verdicts, season, row_alias, verdict_fields, geometries),
+            plots=_plot_rows(checked, verdicts, season, row_alias, verdict_fields, geometries, order),
             verdicts=verdicts,
             decisions=decisions,
             borrowers=borrower_rows,
@@ -700,7 +697,7 @@ def _id_or_none(value: Any) -> str | None:
 
 def _mark(checked: gpd.GeoDataFrame, where: np.ndarray, status: str, reason: str) -> None:
     """Give ``status`` to the plots at ``where`` not already set aside for want of an ID, borrower or declaration."""
-    where = where & ~checked["geometry_status"].isin(_UNCHECKED).to_numpy()
+    where = where & ~checked["geometry_status"].isin(UNCHECKED).to_numpy()
     checked.loc[where, "geometry_status"] = status
     checked.loc[where, "geometry_reason"] = reason
 
@@ -778,14 +775,6 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, regio
     return dict(sorted(hashes.items()))
 
 
-def _finite_or_nan(value: Any) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return value if math.isfinite(value) else math.nan
-
-
 def _plots_under(plots: gpd.GeoDataFrame, tiles: Sequence[Tile]) -> dict[str, list[str]]:
     """Plot ID → the names of ``tiles`` whose footprint it touches."""
     found: dict[str, list[str]] = {}
@@ -795,82 +784,6 @@ def _plots_under(plots: gpd.GeoDataFrame, tiles: Sequence[Tile]) -> dict[str, li
         for plot_id in plots["plot_id"].to_numpy()[touched]:
             found.setdefault(plot_id, []).append(Path(tile.path).name)
     return found
-
-
-def _plot_facts(checked: gpd.GeoDataFrame, claims: _Claims, registry: pd.DataFrame, season: Any,
-                alias: Mapping[str, str], key: PseudonymKey, unread_tiles: Mapping[str, list[str]],
-                failed_plots: Mapping[str, str]) -> list[PlotFacts]:
-    """Gather what each source says about each plot into :class:`PlotFacts` (pseudonymous).
-
-    Plots set aside before any check (no ID, no borrower, no declaration) have
-    no facts; a duplicated ID gets one held fact per borrower who drew and
-    declared it (``geometry_status`` ``duplicate``, nothing measured).
-    """
-    registered = _by_plot(registry, ("registered_mu", "holder_id"))
-    features = _by_plot(season.plots, ("pixel_count", "cropped_area_mu_at_peak", "peak_ndvi", "vigor_factor",
-                                       "best_crop")) if len(season.plots) else {}
-    # The columns as lists: iterating a pandas text column (Arrow) value by value costs more than the rest here.
-    plot_ids, borrowers, statuses, reasons = (checked[name].to_numpy(dtype=object).tolist() for name in
-                                              ("plot_id", "borrower_id", "geometry_status", "geometry_reason"))
-    owner = dict(zip(plot_ids, borrowers))
-    # Each overlap carries the other plot's drawn area and the overlaps come sorted by the other plot, as
-    # :func:`agricredit.verify.complete_overlaps` would make them: it then has nothing to replace.
-    drawn_of = {plot_id: (_finite_or_nan(claims.drawn_mu.get(plot_id))
-                          if _GEOMETRY_STATUS.get(status, "rejected") in ("valid", "repaired") else math.nan)
-                for plot_id, status in zip(plot_ids, statuses) if status not in _UNCHECKED}
-    facts, held = [], set()
-    for plot_id, borrower, geometry_status, geometry_reason in zip(plot_ids, borrowers, statuses, reasons):
-        if geometry_status == DUPLICATE_ID and borrower is not None and (plot_id, borrower) in claims.declaration:
-            if (plot_id, borrower) in held:
-                continue
-            held.add((plot_id, borrower))
-        elif geometry_status in _UNCHECKED:
-            continue
-        status = _GEOMETRY_STATUS.get(geometry_status, "rejected")
-        measured = status in ("valid", "repaired")
-        record = registered.get(plot_id)
-        registered_mu, holder = record if record else (math.nan, None)
-        own = claims.declaration[plot_id, borrower]
-        pixel_count, cropped_at_peak, peak_ndvi, vigor_factor, best_crop = features.get(plot_id, (None,) * 5)
-        found = claims.overlaps.get(plot_id)
-        overlaps = tuple(sorted((
-            Overlap(other_plot_id=str(o["plot_id"]), other_borrower_id=alias[owner[o["plot_id"]]],
-                    shared_m2=float(o["shared_m2"]), other_drawn_mu=drawn_of.get(o["plot_id"], math.nan))
-            for o in found), key=lambda overlap: overlap.other_plot_id)) if found else ()
-        facts.append(PlotFacts(
-            plot_id=str(plot_id),
-            borrower_id=alias[borrower],
-            geometry_status=status,
-            geometry_reason=str(geometry_reason or ""),
-            drawn_mu=_finite_or_nan(claims.drawn_mu.get(plot_id)) if measured else math.nan,
-            registered_mu=float(registered_mu),
-            # Holders are pseudonymised like borrowers so that the ownership check compares like with like.
-            registry_holder_id=(alias.get(holder) or pseudonym(key, "borrower", holder)) if holder else None,
-            declared_mu=float(own["declared_mu"]),
-            declared_crop=str(own["declared_crop"]),
-            pixel_count=_finite_or_nan(pixel_count),  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
-            cropped_mu_at_peak=_finite_or_nan(cropped_at_peak),
-            peak_ndvi=_finite_or_nan(peak_ndvi),
-            satellite_codes=tuple(Check.make(flag.code, **flag.figures) for flag in season.flags.get(plot_id, [])),
-            vigor_factor=_finite_or_nan(vigor_factor),
-            best_crop=best_crop if isinstance(best_crop, str) else None,
-            overlaps=overlaps,
-            repeated_mu=float(claims.repeated_mu.get(plot_id, 0.0)),
-            other_declarants=tuple(pseudonym(key, "borrower", b)
-                                   for b in claims.other_declarants.get((plot_id, borrower), ())),
-            unread_tiles=tuple(unread_tiles.get(plot_id, ())),
-            processing_failed=failed_plots.get(plot_id, ""),
-        ))
-    return facts
-
-
-def _by_plot(frame: pd.DataFrame, columns: Sequence[str]) -> dict[Any, tuple[Any, ...]]:
-    """Plot ID → the values of ``columns`` in its row of ``frame`` (a repeated ID: its last row; a column the frame
-    lacks, as the season's when no plot had a fitted peak: ``None``)."""
-    # (as object arrays: iterating pandas' Arrow text columns value by value costs several times more)
-    values = [frame[column].to_numpy(dtype=object).tolist() if column in frame else [None] * len(frame)
-              for column in columns]
-    return dict(zip(frame["plot_id"].to_numpy(dtype=object).tolist(), zip(*values)))
 
 
 def _season_year(case: Case, acquisitions: Sequence[Any]) -> int:

@@ -95,37 +95,45 @@ def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,
                alias: Mapping[str, str], verdict_fields: Sequence[tuple[str, tuple[Any, ...]]] | None = None,
-               geometries: np.ndarray | None = None) -> gpd.GeoDataFrame:
+               geometries: np.ndarray | None = None, order: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """One output row per input plot with the fields of :data:`agricredit.schema.PLOT_FIELDS`, WGS84, by plot ID.
 
     A field comes from the plot's verdict (:data:`_VERDICT_FIELDS`), else from its season row, else is empty.
     ``verdict_fields``: the plot ID and :func:`verdict_fields_of` of each of ``verdicts`` (then they are not read),
-    and ``geometries``: the :func:`output_geometries` of ``checked``, if already computed (by the reduce's
-    processes, on a thread).
+    and ``geometries`` and ``order``: the :func:`output_geometries` of ``checked`` and the rows' order, if already
+    computed (:func:`plot_outlines`, on a thread).
     """
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
     columns: dict[str, list[Any]] = {"plot_id": plot_ids,
                                      "borrower": [alias[b] for b in checked["borrower_id"].tolist()],
                                      "geometry_status": [str(status) for status in checked["geometry_status"].tolist()]}
     features = season.plots
-    if "plot_id" in features:  # no season table: no season fields
-        features = features.drop_duplicates("plot_id", keep="last")  # a repeated ID takes its last row
-    where = pd.Index(features.get("plot_id", ())).get_indexer(plot_ids).tolist()
-    for name in sorted(set(features.columns).intersection(f.name for f in PLOT_FIELDS) - set(columns)):
-        values = features[name].tolist()
-        columns[name] = [values[i] if i >= 0 else None for i in where]
+    # Each plot's season row (a repeated ID takes its last row; none without a season table): a dict of the IDs
+    # finds them several times faster than an index of pandas' text column.
+    row_of = dict(zip(features["plot_id"].to_numpy(dtype=object).tolist(), range(len(features)))) \
+        if "plot_id" in features else {}
     if verdict_fields is None:
         verdict_fields = [(verdict.plot_id, verdict_fields_of(verdict)) for verdict in verdicts]
     by_id = dict(verdict_fields)  # a repeated ID: its last
     found = [(row, by_id[plot_id]) for row, plot_id in enumerate(plot_ids) if plot_id in by_id]
+    # (the found rows ascend: when every row has a verdict, each verdict column is the verdicts' values as they are)
+    every_row = bool(found) and len(found) == len(plot_ids)
+    where = [row_of.get(plot_id, -1) for plot_id in plot_ids]
+    for name in sorted(set(features.columns).intersection(f.name for f in PLOT_FIELDS) - set(columns)):
+        if not (every_row and name in _VERDICT_FIELDS):  # (else replaced by the verdicts' values below)
+            values = features[name].tolist()
+            columns[name] = [values[i] if i >= 0 else None for i in where]
     for name, values in zip(_VERDICT_FIELDS, zip(*(fields for _, fields in found))):
+        if every_row:
+            columns[name] = list(values)
+            continue
         column = columns.setdefault(name, [None] * len(plot_ids))
         for (row, _), value in zip(found, values):
             column[row] = value
     geometries = output_geometries(checked) if geometries is None else geometries
     frame = gpd.GeoDataFrame(conformed_columns(columns, PLOT_FIELDS, len(plot_ids)), geometry=geometries,
                              crs="EPSG:4326")
-    return frame.take(_plot_order(plot_ids)).reset_index(drop=True)
+    return frame.take(_plot_order(plot_ids) if order is None else order).reset_index(drop=True)
 
 
 def output_geometries(checked: gpd.GeoDataFrame) -> np.ndarray:
@@ -143,16 +151,17 @@ def _plot_order(plot_ids: Sequence[str | None]) -> np.ndarray:
 
 
 def plot_outlines(checked: gpd.GeoDataFrame, alias: Mapping[str | None, str | None]
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The plots' :func:`output_geometries` and each borrower's outline (:func:`borrower_outlines`) of the plot
-    rows :func:`_plot_rows` makes of ``checked`` (``alias``: borrower ID → pseudonym): they need neither the
-    season nor the verdicts, so a run makes them on a thread while those are computed."""
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The plots' :func:`output_geometries`, the order of their rows (:func:`_plot_order`) and each borrower's
+    outline (:func:`borrower_outlines`) of the plot rows :func:`_plot_rows` makes of ``checked`` (``alias``:
+    borrower ID → pseudonym): they need neither the season nor the verdicts, so a run makes them on a thread while
+    those are computed."""
     geometries = output_geometries(checked)
     plot_ids = [None if plot_id is None else str(plot_id) for plot_id in checked["plot_id"].tolist()]
     order = _plot_order(plot_ids)
     statuses = np.array([str(status) for status in checked["geometry_status"].tolist()], dtype=object)
     borrowers = np.array([alias[b] for b in checked["borrower_id"].tolist()], dtype=object)
-    return geometries, borrower_outlines(geometries[order], statuses[order], borrowers[order])
+    return geometries, order, borrower_outlines(geometries[order], statuses[order], borrowers[order])
 
 
 def _borrower_rows(decisions: Sequence[Decision], verdicts_of: Mapping[str, list[PlotVerdict]],

@@ -40,9 +40,11 @@ class Evidence:
         """The evidence of disjoint sets of plots as one (rows, chips and series as a single computation's)."""
         chips = [part.chips for part in parts if len(part.chips)] or [parts[0].chips]
         series = [part.series for part in parts if len(part.series)] or [parts[0].series]
-        return cls(SeasonRows.merge([part.season for part in parts], plot_ids),
-                   pd.concat(chips, ignore_index=True).sort_values("plot_id", ignore_index=True),
-                   pd.concat(series, ignore_index=True).sort_values(["plot_id", "date"], ignore_index=True))
+        # (no collection: the merged rows and flags, alive to the end of the run, would make one walk the run's heap)
+        with gc_paused(promote=True):
+            return cls(SeasonRows.merge([part.season for part in parts], plot_ids),
+                       pd.concat(chips, ignore_index=True).sort_values("plot_id", ignore_index=True),
+                       pd.concat(series, ignore_index=True).sort_values(["plot_id", "date"], ignore_index=True))
 
 
 # No cyclic collection while the evidence is built (see :func:`agricredit.season.season_rows`): without the fits

@@ -85,7 +85,11 @@ def _iso(value: Any) -> str | None:
 def _iso_column(values: pd.Series) -> list[str | None]:
     """:func:`_iso` of each value of a column of dates (``datetime64``, or objects: dates, ``None``, NaN), at once."""
     days = pd.to_datetime(values).to_numpy("datetime64[D]")
-    return np.where(np.isnat(days), None, np.datetime_as_string(days, unit="D")).tolist()
+    # Each distinct day formatted once (a season's plots share a few hundred days).
+    distinct, where = np.unique(days, return_inverse=True)
+    texts = [None if np.isnat(day) else text
+             for day, text in zip(distinct, np.datetime_as_string(distinct, unit="D").tolist())]
+    return [texts[i] for i in where.tolist()]
 
 
 #: Satellite codes :func:`assess_season` may report (``TOO_FEW_PIXELS`` is verify's, from ``pixel_count``).
@@ -538,6 +542,7 @@ def season_rows(
     return SeasonRows(ColumnarRows.from_records(rows), flags, fits, series, run)
 
 
+@gc_paused(promote=True)  # (as Evidence.merge: its columns and texts live on, a collection would walk the heap)
 def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_vigor_min_gap: float = 0.10,
                   vigor_factor_min: float = 0.7, vigor_factor_max: float = 1.1, min_peers: int = 5,
                   min_pixel_count: float = 4.0, min_observations_in_window: int = 3) -> SeasonResult:
@@ -550,10 +555,7 @@ def finish_season(part: SeasonRows, *, low_vigor_percentile: float = 10.0, low_v
                        min_clear_observations=min_observations_in_window)
     found = [flags[p] for p in plots["plot_id"].tolist()]
     plots["flags"] = [";".join(f.code for f in plot_flags) if plot_flags else "" for plot_flags in found]
-    # The encoder of json.dumps(..., sort_keys=True, default=_json_default), made once: the same text.
-    encode = _FIGURES_JSON.encode
-    plots["flag_figures"] = [encode({f.code: f.figures for f in plot_flags}) if plot_flags else "{}"
-                             for plot_flags in found]
+    plots["flag_figures"] = _figures_texts(found)
     for column in ("peak_date", "greenup_date", "senescence_date"):
         plots[column] = _iso_column(plots[column])
     return SeasonResult(plots=plots, flags=flags, fits=part.fits, series=part.series, period=part.period)
@@ -673,7 +675,26 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+#: The encoder of json.dumps(..., sort_keys=True, default=_json_default), made once: the same text.
 _FIGURES_JSON = json.JSONEncoder(sort_keys=True, default=_json_default)
+
+
+def _figures_texts(found: Sequence[Sequence[Flag]]) -> list[str]:
+    """The JSON text of each plot's flags' figures (``{code: figures}``, keys sorted; ``{}`` without flags)."""
+    texts: dict[str, str] = {}
+    found_texts = []
+    for plot_flags in found:
+        if not plot_flags:
+            found_texts.append("{}")
+            continue
+        # Most plots' flags repeat a few hundred others: each distinct one is encoded once, known by its repr (for
+        # the figures' types, str, numbers, booleans and None, the repr tells apart what encodes apart).
+        seen = repr([(f.code, f.figures) for f in plot_flags])
+        text = texts.get(seen)
+        if text is None:
+            text = texts[seen] = _FIGURES_JSON.encode({f.code: f.figures for f in plot_flags})
+        found_texts.append(text)
+    return found_texts
 
 
 # --------------------------------------------------------------------------- policy and output table

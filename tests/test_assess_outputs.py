@@ -137,6 +137,18 @@ def test_a_plot_without_a_verdict_keeps_its_status_and_nothing_else():
     assert (last.plot_id, last.borrower, last.geometry_status) == (None, None, "MISSING_ID")
 
 
+def test_plot_rows_when_every_plot_has_a_verdict_are_those_of_the_row_by_row_filling():
+    # Every plot with a verdict (each verdict column taken whole) against the same plots among others without
+    # one (filled row by row); a repeated season row: its last.
+    season = SimpleNamespace(plots=pd.concat([SEASON.plots.iloc[[0]].assign(peak_ndvi=0.1), SEASON.plots],
+                                             ignore_index=True))
+    with_verdicts = _plot_rows(CHECKED.iloc[:3], VERDICTS[::-1], season, ALIAS)  # (not in the rows' order)
+    among_others = _plot_rows(CHECKED, VERDICTS, season, ALIAS)
+    expected = among_others[among_others["plot_id"].isin(["P1", "P2", "P4"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(with_verdicts, expected)
+    assert with_verdicts["peak_ndvi"].tolist()[0] == among_others["peak_ndvi"].tolist()[0] != "0.1"
+
+
 def test_plot_rows_are_sorted_by_id_with_the_unnamed_last():
     table = _plot_table()
     assert list(table["plot_id"]) == ["P1", "P2", "P3", "P4", None] and list(table.index) == [0, 1, 2, 3, 4]

@@ -325,3 +325,26 @@ def test_flag_columns_are_each_plots_codes_and_json_dumps_of_its_figures():
     assert plots["flag_figures"].tolist()[1:] == [
         json.dumps({f.code: f.figures for f in flags[p]}, sort_keys=True, default=lambda v: v.item()) for p in "BC"]
     assert plots[["peak_date", "greenup_date", "senescence_date"]].isna().all().all()
+
+
+def test_figures_texts_are_json_dumps_of_each_plots_figures_whatever_repeats():
+    import json
+
+    from agricredit.season import Flag, _figures_texts
+
+    # values equal in Python but encoded apart (1, 1.0, True, np.int64(1); 0.0 and -0.0), each repeated
+    values = [1, 1.0, True, np.int64(1), np.float64(1.0), 0.0, -0.0, None, "1", float("nan"), float("inf")]
+    found = [[Flag("LOW_VIGOR", {"gap": value})] for value in values] * 2 + [[]] + [
+        [Flag("PARTIAL_COVERAGE", {"max_covered_frac": 0.5}), Flag("LOW_VIGOR", {"gap": value})] for value in values]
+    expected = [json.dumps({f.code: f.figures for f in plot_flags}, sort_keys=True, default=lambda v: v.item())
+                if plot_flags else "{}" for plot_flags in found]
+    assert _figures_texts(found) == expected
+    assert len(set(expected)) == 2 * (len(values) - 2) + 1  # (np.int64(1) encodes as 1, np.float64(1.0) as 1.0)
+
+
+def test_iso_column_of_repeated_days_is_each_values_iso_day():
+    from agricredit.season import _iso, _iso_column
+
+    days = np.array(["2023-06-25", "NaT", "2023-06-25", "2023-01-02", "NaT", "1969-12-31"] * 50, dtype="datetime64[s]")
+    column = pd.Series(days[np.random.default_rng(3).permutation(len(days))])
+    assert _iso_column(column) == [_iso(value) for value in column]
