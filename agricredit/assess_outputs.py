@@ -68,8 +68,17 @@ BORROWER_STYLE = CategorizedStyle("status", (("APPROVE", "APPROVE", "26,150,65")
 COORDINATE_DECIMALS = 6
 
 
+#: Types of figures :func:`_round` keeps as they are without a look at their class's bases.
+_KEPT_AS_THEY_ARE = frozenset({str, int, bool, type(None), list})
+
+
 def _round(value: Any, digits: int = 4) -> Any:
     """A check's figure for the ``details`` field: floats to ``digits`` decimals, NaN → ``None``."""
+    kind = type(value)
+    if kind is float:  # most figures: a float, or a plain value kept as it is
+        return round(value, digits) if math.isfinite(value) else None
+    if kind in _KEPT_AS_THEY_ARE:
+        return value
     if isinstance(value, (float, np.floating)):
         return round(float(value), digits) if math.isfinite(value) else None
     if isinstance(value, np.integer):

@@ -237,7 +237,8 @@ def _without(code: str, verdicts: list[PlotVerdict], carrying: list[PlotVerdict]
     when no contribution changes and the yields stay, the terms without removal, ``unheld``."""
     ignore = frozenset({code})
     changed = {id(v): contribution for v in carrying
-               if (contribution := plot_contribution(v.facts, v.checks, policy, ignore)) != v.contribution}
+               if (contribution := plot_contribution(v.facts, v.checks, policy, ignore, unignored=v.contribution))
+               != v.contribution}
     if code == "OWN_YIELD_HISTORY":
         own_yields, memo = {}, {}
     elif not changed:
