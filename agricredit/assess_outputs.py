@@ -98,8 +98,14 @@ def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
     facts, contribution = verdict.facts, verdict.contribution
     return (facts.drawn_mu, facts.registered_mu, facts.declared_mu, facts.cropped_mu_at_peak, contribution.mu_now,
             contribution.mu_if_confirmed, facts.declared_crop, verdict.light, list(verdict.codes),
-            canonical_json({"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
-                                       for c in verdict.checks]}))
+            canonical_json({"checks": [{"code": c.code, "figures": _rounded(c.figures)} for c in verdict.checks]}))
+
+
+def _rounded(figures: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A check's figures with each :func:`_round`-ed (``figures`` itself when none changes: only encoded)."""
+    if _KEPT_AS_THEY_ARE.issuperset(map(type, figures.values())):  # no float: nothing to round
+        return figures
+    return {name: _round(value) for name, value in figures.items()}
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,

@@ -75,10 +75,14 @@ def json_ready(value: Any, sort_keys: bool = False) -> Any:
         return value if math.isfinite(value) else None
     if kind is dict or isinstance(value, Mapping):
         if not sort_keys and _TEXT_ONLY.issuperset(map(type, value)):
+            if _PLAIN.issuperset(map(type, value.values())):  # plain leaves only: copied in C
+                return dict(value)
             return {name: item if type(item) in _PLAIN or (type(item) is float and math.isfinite(item))
                     else json_ready(item) for name, item in value.items()}
         return {str(name): json_ready(value[name], sort_keys) for name in sorted(value, key=str)}
     if kind is list or kind is tuple or isinstance(value, (list, tuple)):
+        if _PLAIN.issuperset(map(type, value)):  # plain items only: copied in C
+            return list(value)
         return [item if type(item) in _PLAIN or (type(item) is float and math.isfinite(item))
                 else json_ready(item, sort_keys) for item in value]
     if hasattr(value, "item"):  # numpy scalar

@@ -473,9 +473,9 @@ def _catalogue_severity() -> dict[str, str]:
 def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     sat = policy.satellite
     found = {c.code: c for c in facts.satellite_codes}
-    unknown = sorted(found.keys() - _SATELLITE_CODE_SET)
-    if unknown:
-        raise InputError(f"satellite code {unknown[0]} is not one the season module may report", record=facts.plot_id)
+    if not found.keys() <= _SATELLITE_CODE_SET:
+        unknown = min(found.keys() - _SATELLITE_CODE_SET)
+        raise InputError(f"satellite code {unknown} is not one the season module may report", record=facts.plot_id)
     if _finite(facts.pixel_count) and facts.pixel_count < sat.min_pixel_count:
         return [Check.make("TOO_FEW_PIXELS", pixel_count=facts.pixel_count, min_pixel_count=sat.min_pixel_count)]
     if "NO_COVERAGE" in found:
