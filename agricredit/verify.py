@@ -356,7 +356,7 @@ def _usable_sources(facts: PlotFacts, policy: Policy) -> dict[str, float]:
 
 
 # A plot's areas are judged by its check and again by each contribution computed from it (the verdict's, and the
-# decision's counterfactuals): the last judgements are kept.
+# decision's counterfactuals that remove one of AREA_EFFECT_CODES): the last judgements are kept.
 @functools.lru_cache(maxsize=1024)
 def _area_judgement(drawn_mu: float, registered_mu: float, declared_mu: float, tolerance: float
                     ) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, str, float], ...], frozenset[str]]:
