@@ -68,8 +68,17 @@ BORROWER_STYLE = CategorizedStyle("status", (("APPROVE", "APPROVE", "26,150,65")
 COORDINATE_DECIMALS = 6
 
 
+#: Types of figures :func:`_round` keeps as they are without a look at their class's bases.
+_KEPT_AS_THEY_ARE = frozenset({str, int, bool, type(None), list})
+
+
 def _round(value: Any, digits: int = 4) -> Any:
     """A check's figure for the ``details`` field: floats to ``digits`` decimals, NaN → ``None``."""
+    kind = type(value)
+    if kind is float:  # most figures: a float, or a plain value kept as it is
+        return round(value, digits) if math.isfinite(value) else None
+    if kind in _KEPT_AS_THEY_ARE:
+        return value
     if isinstance(value, (float, np.floating)):
         return round(float(value), digits) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -89,8 +98,14 @@ def verdict_fields_of(verdict: PlotVerdict) -> tuple[Any, ...]:
     facts, contribution = verdict.facts, verdict.contribution
     return (facts.drawn_mu, facts.registered_mu, facts.declared_mu, facts.cropped_mu_at_peak, contribution.mu_now,
             contribution.mu_if_confirmed, facts.declared_crop, verdict.light, list(verdict.codes),
-            canonical_json({"checks": [{"code": c.code, "figures": {k: _round(v) for k, v in c.figures.items()}}
-                                       for c in verdict.checks]}))
+            canonical_json({"checks": [{"code": c.code, "figures": _rounded(c.figures)} for c in verdict.checks]}))
+
+
+def _rounded(figures: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A check's figures with each :func:`_round`-ed (``figures`` itself when none changes: only encoded)."""
+    if _KEPT_AS_THEY_ARE.issuperset(map(type, figures.values())):  # no float: nothing to round
+        return figures
+    return {name: _round(value) for name, value in figures.items()}
 
 
 def _plot_rows(checked: gpd.GeoDataFrame, verdicts: Sequence[PlotVerdict], season: Any,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ _CHAIN_SOURCES = {"input:seed": ("seed bought", "种子购买"), "input:fertilis
                   "service:plough": ("ploughing", "耕地作业"), "service:sow": ("sowing", "播种作业"),
                   "service:harvest": ("harvest", "收获作业")}
 _SEVERITY_RANK = {"review": 0, "reduce": 1, "info": 2}
+_PLOT_ID_OF = operator.attrgetter("facts.plot_id")  # a verdict's plot ID (a sort key called in C)
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,8 @@ def _without(code: str, verdicts: list[PlotVerdict], carrying: list[PlotVerdict]
     when no contribution changes and the yields stay, the terms without removal, ``unheld``."""
     ignore = frozenset({code})
     changed = {id(v): contribution for v in carrying
-               if (contribution := plot_contribution(v.facts, v.checks, policy, ignore)) != v.contribution}
+               if (contribution := plot_contribution(v.facts, v.checks, policy, ignore, unignored=v.contribution))
+               != v.contribution}
     if code == "OWN_YIELD_HISTORY":
         own_yields, memo = {}, {}
     elif not changed:
@@ -277,7 +280,7 @@ def decide(borrower_id: str, verdicts: Iterable[PlotVerdict], policy: Policy,
     -------
     Decision
     """
-    verdicts = sorted(verdicts, key=lambda v: v.facts.plot_id)
+    verdicts = sorted(verdicts, key=_PLOT_ID_OF)
     strangers = [v.plot_id for v in verdicts if v.facts.borrower_id != borrower_id]
     if strangers:
         raise InputError("plot belongs to another borrower", record=strangers[0])
@@ -545,7 +548,7 @@ def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
     cur = "元" if lang == "zh" and decision.currency == "CNY" else decision.currency
 
     def money(amount: float) -> str:
-        return w["money"].format(amount=_num(round(amount, 2)), cur=cur)
+        return w["money"].format(amount=_number(round(amount, 2)), cur=cur)  # round(): a number, no _num type check needed
 
     def crops_of(scenario: Terms) -> str:
         names = [f"{crops[l.crop].name_zh if lang == 'zh' else l.crop} {_num(l.mu)} {w['mu']}" for l in scenario.lines if l.mu > 0]

@@ -46,6 +46,8 @@ def canonical_json(value: Any) -> str:
 
 #: Types that are JSON as they are (a leaf of these is kept without a call).
 _PLAIN = frozenset({str, int, bool, type(None)})
+#: ``_TEXT_ONLY.issuperset(map(type, keys))``: whether every key is text, checked in C (no generator per key).
+_TEXT_ONLY = frozenset({str})
 
 
 def json_ready(value: Any, sort_keys: bool = False) -> Any:
@@ -72,11 +74,15 @@ def json_ready(value: Any, sort_keys: bool = False) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is dict or isinstance(value, Mapping):
-        if not sort_keys and all(type(name) is str for name in value):
+        if not sort_keys and _TEXT_ONLY.issuperset(map(type, value)):
+            if _PLAIN.issuperset(map(type, value.values())):  # plain leaves only: copied in C
+                return dict(value)
             return {name: item if type(item) in _PLAIN or (type(item) is float and math.isfinite(item))
                     else json_ready(item) for name, item in value.items()}
         return {str(name): json_ready(value[name], sort_keys) for name in sorted(value, key=str)}
     if kind is list or kind is tuple or isinstance(value, (list, tuple)):
+        if _PLAIN.issuperset(map(type, value)):  # plain items only: copied in C
+            return list(value)
         return [item if type(item) in _PLAIN or (type(item) is float and math.isfinite(item))
                 else json_ready(item, sort_keys) for item in value]
     if hasattr(value, "item"):  # numpy scalar

@@ -80,6 +80,7 @@ from agricredit.units import MU_PER_HA, mu_to_m2
 
 __all__ = [
     "HOLD_CODES",
+    "AREA_EFFECT_CODES",
     "Check",
     "Overlap",
     "PlotFacts",
@@ -112,6 +113,9 @@ HOLD_CODES = frozenset(
 EXCLUDE_CODES = frozenset({"GEOMETRY_INVALID", "AREA_ABSURD"})
 ZERO_CODES = frozenset({"NOT_CULTIVATED", "VISIT_REJECTED"})  # VISIT_REJECTED: agricredit.visits
 _ZEROING_CODES = EXCLUDE_CODES | ZERO_CODES  # codes that make a plot add 0, also if confirmed
+#: Codes whose removal (:func:`plot_contribution`'s ``ignore``) may change a plot's verified area or vigor factor;
+#: removing any other code can at most release a hold.
+AREA_EFFECT_CODES = _ZEROING_CODES | {"AREA_OVER_DECLARED", "AREA_DRAWN_MISMATCH", "SELF_OVERLAP", "LOW_VIGOR"}
 GEOMETRY_STATUSES = ("valid", "repaired", "invalid", "rejected", "duplicate")
 
 
@@ -352,7 +356,7 @@ def _usable_sources(facts: PlotFacts, policy: Policy) -> dict[str, float]:
 
 
 # A plot's areas are judged by its check and again by each contribution computed from it (the verdict's, and the
-# decision's counterfactuals): the last judgements are kept.
+# decision's counterfactuals that remove one of AREA_EFFECT_CODES): the last judgements are kept.
 @functools.lru_cache(maxsize=1024)
 def _area_judgement(drawn_mu: float, registered_mu: float, declared_mu: float, tolerance: float
                     ) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, str, float], ...], frozenset[str]]:
@@ -469,9 +473,9 @@ def _catalogue_severity() -> dict[str, str]:
 def _satellite_checks(facts: PlotFacts, policy: Policy) -> list[Check]:
     sat = policy.satellite
     found = {c.code: c for c in facts.satellite_codes}
-    unknown = sorted(found.keys() - _SATELLITE_CODE_SET)
-    if unknown:
-        raise InputError(f"satellite code {unknown[0]} is not one the season module may report", record=facts.plot_id)
+    if not found.keys() <= _SATELLITE_CODE_SET:
+        unknown = min(found.keys() - _SATELLITE_CODE_SET)
+        raise InputError(f"satellite code {unknown} is not one the season module may report", record=facts.plot_id)
     if _finite(facts.pixel_count) and facts.pixel_count < sat.min_pixel_count:
         return [Check.make("TOO_FEW_PIXELS", pixel_count=facts.pixel_count, min_pixel_count=sat.min_pixel_count)]
     if "NO_COVERAGE" in found:
@@ -557,7 +561,7 @@ def _vigor(facts: PlotFacts, policy: Policy) -> float:
 
 
 def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
-                      ignore: frozenset[str] = frozenset()) -> Contribution:
+                      ignore: frozenset[str] = frozenset(), *, unignored: Contribution | None = None) -> Contribution:
     """What a plot adds to its borrower's limit, optionally with some codes' effects removed.
 
     Parameters
@@ -573,6 +577,11 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
         one; AREA_DRAWN_MISMATCH takes the larger of drawn and registered;
         LOW_VIGOR raises the vigor factor to at least 1; SELF_OVERLAP no longer
         takes the repeated area off.
+    unignored
+        The contribution of the same plot and checks with nothing ignored (the
+        verdict's), if known: when ``ignore`` removes none of
+        :data:`AREA_EFFECT_CODES`, its verified area and vigor factor are
+        taken as they are instead of judging the areas again.
 
     Returns
     -------
@@ -583,6 +592,10 @@ def plot_contribution(facts: PlotFacts, checks: Iterable[Check], policy: Policy,
     fired = {check.code for check in checks}
     removed = fired.intersection(ignore)
     codes = fired - removed
+    if unignored is not None and removed.isdisjoint(AREA_EFFECT_CODES):  # at most a hold is released
+        verified = unignored.mu_if_confirmed
+        return Contribution(mu_now=verified if codes.isdisjoint(HOLD_CODES) else 0.0, mu_if_confirmed=verified,
+                            vigor_factor=unignored.vigor_factor)
     usable = _usable_sources(facts, policy)
     if "AREA_OVER_DECLARED" in removed and "declared" in usable:
         usable.pop("registered", None)

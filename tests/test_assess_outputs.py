@@ -27,7 +27,7 @@ from shapely.geometry import box
 
 from agricredit import __version__
 from agricredit.assess import Assessment
-from agricredit.assess_outputs import _borrower_geometries, _borrower_rows, _plot_rows, write_outputs
+from agricredit.assess_outputs import _borrower_geometries, _borrower_rows, _plot_rows, _round, _rounded, write_outputs
 from agricredit.audit import AuditKey
 from agricredit.credit import Decision, Reason, Terms
 from agricredit.policy import load_policy
@@ -162,6 +162,17 @@ def test_plot_details_round_each_figure_to_four_decimals():
         {"code": "TOO_FEW_PIXELS", "figures": {}},
     ]}
     assert isinstance(details["checks"][0]["figures"]["plots"], int)
+
+
+def test_a_checks_figures_are_rounded_figure_by_figure_or_kept_when_none_is_a_float():
+    for figures in ({"a": 1, "b": "x", "c": None, "d": True, "e": ["P1", 0.123456]},
+                    {"a": 1, "r": 0.123456, "n": math.nan, "f": np.float32(0.5), "i": np.int64(3), "t": (1.5,)}, {}):
+        rounded = _rounded(figures)
+        assert rounded == {name: _round(value) for name, value in figures.items()}
+        assert [type(value) for value in rounded.values()] == [type(_round(value)) for value in figures.values()]
+    plain = {"a": 1, "b": "x", "c": None, "e": ["P1", 0.123456]}
+    assert _rounded(plain) is plain  # only encoded: no copy
+    assert _round(0.123456) == 0.1235 and _round(math.inf) is None and _round(np.float64(2.00004)) == 2.0
 
 
 def test_plot_geometries_are_wgs84_rounded_to_six_decimals():

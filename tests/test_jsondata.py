@@ -32,3 +32,12 @@ def test_other_keys_become_text_in_text_order():
     assert list(got) == ["10", "2024", "9"]  # as the canonical JSON writes them, not 9 < 10 < 2024
     assert got == json.loads(json.dumps({2024: 510.0, 9: 1.0, 10: 2.0}))
     assert list(json_ready({1: "x", "a": "y"})) == ["1", "a"]  # keys of two types
+
+
+def test_a_mapping_or_list_of_plain_leaves_is_a_copy_equal_to_the_item_by_item_form():
+    for value in ({"a": 1, "b": "村", "c": None, "d": True}, ["a", 1, None, False], ("a", 2), {}, []):
+        got = json_ready(value)
+        assert got == json.loads(json.dumps(value)) and got is not value
+        assert type(got) is (dict if isinstance(value, dict) else list)
+    assert json_ready({"a": 1, "b": [2.5, math.nan], "c": -math.inf}) == {"a": 1, "b": [2.5, None], "c": None}
+    assert json_ready([True, np.int64(3)]) == [True, 3] and type(json_ready([np.int64(3)])[0]) is int

@@ -7,6 +7,8 @@ facts and the policy's tolerances, and read back with :meth:`PlotFacts.from_dict
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import math
 
@@ -15,7 +17,18 @@ import pytest
 from _plotfacts import POLICY, honest, policy_with
 from _values import approx_equal
 from agricredit.errors import InputError
-from agricredit.verify import Check, Overlap, PlotFacts, check_plot, plot_contribution, verify_plot, verify_plots
+from agricredit.seeds import load_reason_codes
+from agricredit.verify import (
+    AREA_EFFECT_CODES,
+    HOLD_CODES,
+    Check,
+    Overlap,
+    PlotFacts,
+    check_plot,
+    plot_contribution,
+    verify_plot,
+    verify_plots,
+)
 
 DECLARED_TOLERANCE, VIGOR_MIN = 0.03, 0.7  # seeds/policy.toml
 
@@ -141,6 +154,37 @@ def test_counterfactual_contributions_used_to_rank_reasons():
     checks = check_plot(weak, POLICY)
     assert plot_contribution(weak, checks, POLICY).vigor_factor == 0.7
     assert plot_contribution(weak, checks, POLICY, frozenset({"LOW_VIGOR"})).vigor_factor == 1.0
+
+
+def test_a_counterfactual_given_the_unignored_contribution_is_the_one_computed_in_full():
+    # Plots whose areas or vigor each code changes, every set of up to three codes on them, every code removed.
+    plots = [honest("P1", mu=9.0, registered_mu=8.6, declared_mu=9.0),
+             honest("P2", mu=12.0, declared_mu=math.nan, registered_mu=9.0),
+             honest("P3", vigor_factor=0.5, repeated_mu=2.5), honest("P4", vigor_factor=1.2, repeated_mu=20.0),
+             honest("P5", registered_mu=math.nan, declared_mu=150.0)]
+    codes = ["AREA_OVER_DECLARED", "AREA_DRAWN_MISMATCH", "SELF_OVERLAP", "LOW_VIGOR", "NOT_CULTIVATED", "VISIT_REJECTED",
+             "GEOMETRY_INVALID", "AREA_ABSURD", "CLOUD_INSUFFICIENT", "DOUBLE_CLAIM", "GEOMETRY_REPAIRED",
+             "OWN_YIELD_HISTORY"]
+    assert AREA_EFFECT_CODES < set(codes) and not HOLD_CODES.isdisjoint(codes)
+    compared = 0
+    for facts in plots:
+        for size in range(4):
+            for fired in itertools.combinations(codes, size):
+                checks = [Check(code, "review", {}) for code in fired]
+                unignored = plot_contribution(facts, checks, POLICY)
+                for code in load_reason_codes():
+                    ignore = frozenset({code})
+                    assert plot_contribution(facts, checks, POLICY, ignore, unignored=unignored) == \
+                        plot_contribution(facts, checks, POLICY, ignore), (facts.plot_id, fired, code)
+                    compared += 1
+    assert compared > 50_000
+
+
+def test_an_unknown_satellite_code_is_named():
+    facts = dataclasses.replace(honest("P1"), satellite_codes=(Check("ZZ_CODE", "review"), Check("AA_CODE", "review"),
+                                                               Check("CLOUD_INSUFFICIENT", "review")))
+    with pytest.raises(InputError, match="satellite code AA_CODE is not one the season module may report"):
+        check_plot(facts, POLICY)
 
 
 def test_unknown_vigor_is_the_yield_table_even_with_a_bonus_allowed():
