@@ -67,11 +67,9 @@ FAILURES = "failures.csv"
 
 #: Dask settings of the local workers, whose map tasks are array work on chunks of bounded memory: glibc keeps its
 #: dynamic mmap threshold (Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` turns it off, so that every large array is mapped
-#: and unmapped again: the zonal tasks took 1.4× as long), no profiler samples each task's stack every 10 ms, and the
-#: map tasks' modules are imported as a worker starts (while this process reads the plots), not by its first task.
+#: and unmapped again: the zonal tasks took 1.4× as long) and no profiler samples each task's stack every 10 ms.
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                       "distributed.worker.profile.enabled": False,
-                       "distributed.worker.preload": ["agricredit.batch"]}
+                       "distributed.worker.profile.enabled": False}
 
 #: How the chunks' observations are written for resuming (read back whole, never queried): no column statistics, and
 #: dictionary pages for the text columns only (a dictionary tried on every float column is half the writing's CPU).

@@ -128,13 +128,11 @@ def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
 
 
 def settings_task(plots, acquisitions, *, marker: str):
-    """The map task, noting the worker's malloc trim threshold, whether Dask profiles its tasks and what the worker
-    imported as it started."""
+    """The map task, noting the worker's malloc trim threshold and whether Dask profiles its tasks."""
     import dask
 
     Path(marker).write_text(json.dumps({"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-                                        "profile": dask.config.get("distributed.worker.profile.enabled"),
-                                        "preload": dask.config.get("distributed.worker.preload")}))
+                                        "profile": dask.config.get("distributed.worker.profile.enabled")}))
     return observe_chunk(plots, acquisitions)
 
 
@@ -144,10 +142,8 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
     config = load_batch_config(write_config(tmp_path, chunk_size_m=1e7, workers=1))
     marker = tmp_path / "worker-settings.json"
     run = run_batch(config, KEY, AUDIT_KEY, task=functools.partial(settings_task, marker=str(marker)))
-    # The local workers keep glibc's dynamic mmap threshold, run their tasks without Dask's profiler and import the
-    # map tasks' modules as they start.
-    assert json.loads(marker.read_text()) == {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "profile": False,
-                                              "preload": ["agricredit.batch"]}
+    # The local workers keep glibc's dynamic mmap threshold and run their tasks without Dask's profiler.
+    assert json.loads(marker.read_text()) == {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "profile": False}
     assert_same_outputs(config.output, reference)
     assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) == 1
     assert run.failures == [] and not (config.output / FAILURES).exists()
