@@ -548,7 +548,7 @@ def explain(decision: Decision, policy: Policy, lang: str = "en") -> str:
     cur = "元" if lang == "zh" and decision.currency == "CNY" else decision.currency
 
     def money(amount: float) -> str:
-        return w["money"].format(amount=_number(round(amount, 2)), cur=cur)  # round(): a number, no _num type check needed
+        return w["money"].format(amount=_number(round(amount, 2)), cur=cur)  # (round() gives a number)
 
     def crops_of(scenario: Terms) -> str:
         names = [f"{crops[l.crop].name_zh if lang == 'zh' else l.crop} {_num(l.mu)} {w['mu']}" for l in scenario.lines if l.mu > 0]
