@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import pickle
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -346,21 +346,17 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     row_alias = {**borrower_alias, None: None}  # a plot row's borrower → pseudonym (none: none)
     # What needs neither the satellite nor the season is made on a thread while the zonal stage runs (in a batch,
     # the client waits on its workers then): the plots' claimed facts and the borrowers' public table.
-    claims_thread = ThreadPoolExecutor(max_workers=1)
-    claimed_done = claims_thread.submit(claimed_facts, checked, claims, registry, borrower_alias, key)
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
-    public_done = claims_thread.submit(pseudonymise_borrowers, usable_rows, key)  # refuses a pseudonym collision
-    claims_thread.shutdown(wait=False)
+    claimed_done, public_done = _in_background(  # (one after the other; pseudonymising refuses a collision)
+        1, (claimed_facts, checked, claims, registry, borrower_alias, key), (pseudonymise_borrowers, usable_rows, key))
     long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
                                                       count_dates, rejected)
 
     # While the evidence is computed, on threads that end with their one task: the input files (tiles: gigabytes
     # at county scale) are hashed (hashlib and file reads release the GIL), and the plots' output outlines and the
     # borrowers' are made (GEOS releases it too).
-    threads = ThreadPoolExecutor(max_workers=2)
-    hashes_done = threads.submit(_input_hashes, case, acquisitions, policy, region)
-    outlines_done = threads.submit(plot_outlines, checked, row_alias)
-    threads.shutdown(wait=False)
+    hashes_done, outlines_done = _in_background(2, (_input_hashes, case, acquisitions, policy, region),
+                                                (plot_outlines, checked, row_alias))
     _stage(progress, "season: phenology, crop fit, vigor; NDVI chips and series for the report")
     evidence = evaluate(long_table, good, declared, drawn_mu, season_period(long_table), acquisitions, options)
     season = finish_season(evidence.season, **peer_options)
@@ -402,6 +398,14 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
             series=evidence.series,
             outlines=outlines,
         )
+
+
+def _in_background(threads: int, *calls: tuple[Any, ...]) -> list[Future[Any]]:
+    """Start each ``(function, *arguments)`` of ``calls`` on ``threads`` threads that end with the last one."""
+    pool = ThreadPoolExecutor(max_workers=threads)
+    started = [pool.submit(*call) for call in calls]
+    pool.shutdown(wait=False)
+    return started
 
 
 #: Plots per part below which the reduce step is not split across processes (a fork and the results' pickling
