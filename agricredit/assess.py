@@ -348,7 +348,8 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     # the client waits on its workers then): the plots' claimed facts and the borrowers' public table.
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
     claimed_done, public_done = _in_background(  # (one after the other; pseudonymising refuses a collision)
-        1, (claimed_facts, checked, claims, registry, borrower_alias, key), (pseudonymise_borrowers, usable_rows, key))
+        1, (_claimed_facts, checked, claims, policy, registry, borrower_alias, key),
+        (pseudonymise_borrowers, usable_rows, key))
     long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
                                                       count_dates, rejected)
 
@@ -721,7 +722,8 @@ class _Claims:
 @gc_paused(promote=True)
 def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarations: pd.DataFrame,
                     policy: Policy) -> _Claims:
-    """Areas, absurd outlines (rejected alone), overlaps on shrunk outlines, repeats and contested declarations.
+    """Areas, absurd outlines (rejected alone) and contested declarations; the overlaps and repeats are
+    measured later (:func:`_with_overlaps`).
 
     A plot declared only by borrowers other than the plot file's takes the
     declaration of the first of them (by ID) and is held for review as contested.
@@ -755,11 +757,23 @@ def _measure_claims(checked: gpd.GeoDataFrame, registry: pd.DataFrame, declarati
               for is_ok, pid, b in zip(ok.tolist(), plot_ids, borrower_ids)]
     _mark(checked, np.asarray(absurd, dtype=bool), AREA_ABSURD, "drawn area absurd against registry and declaration")
     good = checked.loc[checked["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
-    found, repeated = overlaps_and_repeats(good, outline_accuracy_m=policy.area.outline_accuracy_m)
-    good_ids = good["plot_id"].tolist()
-    return _Claims(good=good, drawn_mu=drawn, overlaps=dict(zip(good_ids, found)),
-                   repeated_mu=dict(zip(good_ids, m2_to_mu(repeated))), declaration=declaration,
+    return _Claims(good=good, drawn_mu=drawn, overlaps={}, repeated_mu={}, declaration=declaration,
                    other_declarants=others)
+
+
+def _with_overlaps(claims: _Claims, policy: Policy) -> _Claims:
+    """``claims`` (of :func:`_measure_claims`, without overlaps) with the good plots' overlaps on shrunk outlines
+    and repeated areas."""
+    found, repeated = overlaps_and_repeats(claims.good, outline_accuracy_m=policy.area.outline_accuracy_m)
+    good_ids = claims.good["plot_id"].tolist()
+    return replace(claims, overlaps=dict(zip(good_ids, found)), repeated_mu=dict(zip(good_ids, m2_to_mu(repeated))))
+
+
+def _claimed_facts(checked: gpd.GeoDataFrame, claims: _Claims, policy: Policy, *rest: Any) -> list[PlotFacts]:
+    """:func:`agricredit.facts.claimed_facts` of ``claims`` once their overlaps are measured: both on a thread
+    while the zonal stage runs, as nothing before the facts needs the overlaps (the evidence stage, chained on a
+    cluster, starts meanwhile)."""
+    return claimed_facts(checked, _with_overlaps(claims, policy), *rest)
 
 
 def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, region: str) -> dict[str, str]:
