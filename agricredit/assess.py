@@ -50,7 +50,7 @@ from agricredit.errors import AgricreditError, InputError, InputNotFoundError, S
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.facts import (MISSING_BORROWER, NO_DECLARATION, UNCHECKED, UNKNOWN_BORROWER, claimed_facts,
                               plot_facts)
-from agricredit.outputs import LoadedOnRead, gc_paused, map_in_processes, sha256_file
+from agricredit.outputs import LoadedOnRead, gc_paused, gc_young_only, map_in_processes, sha256_file
 from agricredit.plots import GEOMETRY_REPAIRED, STATUS_OK, area_mu, load_plots, overlaps_and_repeats, rejected_ids
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, pseudonym, pseudonymise_borrowers
@@ -276,6 +276,7 @@ Observer = Callable[..., pd.DataFrame]
 Evaluator = Callable[..., Evidence]
 
 
+@gc_young_only()  # a full collection walks the whole run: the plots' tables, facts, verdicts and rows
 def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = None, lang: str = "en",
                    progress: Callable[[str], None] | None = None, strict: bool = False,
                    count_dates: Callable[[int, int], None] | None = None,

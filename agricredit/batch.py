@@ -46,7 +46,7 @@ from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
 from agricredit.assess import Case, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import atomic_path, sha256_file
+from agricredit.outputs import atomic_path, gc_young_only, sha256_file
 from agricredit.privacy import RedactPII
 from agricredit.report.data import KeptChips
 from agricredit.season import season_period
@@ -180,6 +180,7 @@ class ChunkFailure:
     reason: str
 
 
+@gc_young_only()
 def observe_chunk(plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]
                   ) -> tuple[pd.DataFrame, list[dict[str, Any]], KeptChips]:
     """The map task: the observation table of one chunk of plots, the tiles it could not read and the pixels it read

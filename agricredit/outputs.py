@@ -30,7 +30,7 @@ from agricredit.jsondata import json_bytes
 
 __all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
-           "write_plot_table", "write_plot_dates", "gc_paused", "in_child_process", "map_in_processes"]
+           "write_plot_table", "write_plot_dates", "gc_paused", "gc_young_only", "in_child_process", "map_in_processes"]
 
 #: Prefix of the folder in which a run stages its outputs before publishing them.
 STAGING_PREFIX = ".agricredit-staging-"
@@ -61,6 +61,29 @@ def gc_paused(*, promote: bool = False) -> Iterator[None]:
             gc.unfreeze()
         if enabled:
             gc.enable()
+
+
+#: The oldest generation's threshold in :func:`gc_young_only`: the largest C int, a count of young collections no
+#: run reaches.
+_NO_FULL_COLLECTION = 2**31 - 1
+
+
+@contextlib.contextmanager
+def gc_young_only() -> Iterator[None]:
+    """Let Python's cyclic garbage collector walk only the young generations in the block (its thresholds as they
+    were, after it).
+
+    A full collection walks every object of the process; in a county run each took 0.3–0.6 s of the client (the
+    plots' tables, facts and rows: nine of them, 3.4 s of CPU while its workers waited on it). The young
+    generations are still collected, so cycles among new objects are freed as before; a cycle of objects that
+    outlived two collections waits for the first full collection after the block (or the end of the process).
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], _NO_FULL_COLLECTION)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 @contextlib.contextmanager

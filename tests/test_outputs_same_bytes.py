@@ -21,7 +21,7 @@ import shapely
 from _plotfacts import POLICY, honest
 from agricredit.audit import AuditKey, audit_record, audit_records, record_line, seal_records, write_audit
 from agricredit.credit import decide_all
-from agricredit.outputs import (_plain_column, _rfc7946_geometries, _sheet_rows_xml, gc_paused, write_plot_table,
+from agricredit.outputs import (_plain_column, _rfc7946_geometries, _sheet_rows_xml, gc_paused, gc_young_only, write_plot_table,
                                 write_xlsx)
 from agricredit.privacy import escape_csv_frame
 from agricredit.schema import KINDS, format_column, format_value
@@ -222,6 +222,60 @@ def test_gc_paused_promotes_what_the_block_made_to_the_oldest_generation_only_wh
         assert gc.isenabled() and gc.is_tracked(made)
     finally:
         gc.enable()
+
+
+def _automatic_collections() -> tuple[list[int], bool]:
+    """The generations the collector walked on its own while tracked objects were made and kept (as many as half of
+    what it tracks: a full collection waits until the objects that outlived the young ones are a quarter of the
+    oldest generation), and whether a reference cycle made first was freed by then."""
+    import weakref
+
+    walked: list[int] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start":
+            walked.append(info["generation"])
+
+    cycle = _Tracked()
+    cycle.cells[0].append(cycle)
+    alive = weakref.ref(cycle)
+    del cycle
+    gc.callbacks.append(record)
+    try:
+        kept = [_Tracked() for _ in range(len(gc.get_objects()) // 2 + 1000)]
+        del kept
+    finally:
+        gc.callbacks.remove(record)
+    return walked, alive() is None
+
+
+def test_gc_young_only_collects_young_cycles_but_never_the_oldest_generation():
+    thresholds = gc.get_threshold()
+    gc.collect()
+    try:
+        gc.set_threshold(20, 2, 2)
+        walked, freed = _automatic_collections()
+        assert 2 in walked and freed  # the control: these thresholds do make full collections
+        with gc_young_only():
+            assert gc.get_threshold()[:2] == (20, 2)
+            walked, freed = _automatic_collections()
+        assert walked and 2 not in walked and set(walked) <= {0, 1}
+        assert freed  # a young cycle is still freed
+        assert gc.get_threshold() == (20, 2, 2)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def test_gc_young_only_restores_the_thresholds_after_an_error():
+    thresholds = gc.get_threshold()
+    try:
+        gc.set_threshold(500, 7, 9)
+        with pytest.raises(RuntimeError), gc_young_only():
+            assert gc.get_threshold()[2] > 10**9
+            raise RuntimeError
+        assert gc.get_threshold() == (500, 7, 9)
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 # ----------------------------------------------------------------------------- borrower outlines
