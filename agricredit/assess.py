@@ -240,7 +240,7 @@ class Assessment:
     verdicts: Sequence[PlotVerdict]  # a list (:class:`agricredit.outputs.LoadedOnRead` when the reduce was split)
     decisions: Sequence[Decision]  # idem
     borrowers: pd.DataFrame  # one row per borrower of the borrower table (NO_PLOTS when none), schema.BORROWER_FIELDS
-    audit: list[dict[str, Any]]
+    audit: Sequence[dict[str, Any]]  # idem
     rejected: dict[str, list[str]]  # reason → records set aside: plot IDs, table rows, unreadable tiles
     inputs: dict[str, str]  # role → sha256
     key_fingerprint: str
@@ -414,10 +414,11 @@ def _in_background(threads: int, *calls: tuple[Any, ...]) -> list[Future[Any]]:
 #: cost more than the part's verification).
 REDUCE_PART_MIN_PLOTS = 4000
 #: What a part done in a child costs beyond the same part done in this process, as a share of it: it runs slower
-#: there (copy-on-write faults on the pages it touches) and its results are pickled (about 0.1 of its time; the
-#: verdicts and decisions as bytes unpickled here only if read). At 100,000 plots the reduce took 20.4, 17.3–19.1,
-#: 16.9 and 15.9 s with this process's part (in plots) 1.1, 1.25, 1.3 and 1.35 times the child's.
-REDUCE_CHILD_OVERHEAD = 0.3
+#: there (copy-on-write faults on the pages it touches) and its results are pickled, then unpickled here once this
+#: process's part is done (the verdicts, decisions and audit records as bytes, unpickled only if read). At 100,000
+#: plots (means of 6 to 12 runs) the reduce took 7.5 s with this process's part 1.3 to 1.45 times the child's (in
+#: plots); 8.2 and 7.8 s with 1.3 and 1.45 times when the audit records were unpickled here.
+REDUCE_CHILD_OVERHEAD = 0.45
 
 
 @dataclass(frozen=True)
@@ -436,16 +437,17 @@ class _Reduce:
 
     def run(self, facts: Sequence[PlotFacts], table_borrowers: Sequence[str], *, parts: int | None = None
             ) -> tuple[Sequence[PlotVerdict], list[tuple[str, tuple[Any, ...]]], Sequence[Decision],
-                       list[dict[str, Any]], pd.DataFrame]:
+                       Sequence[dict[str, Any]], pd.DataFrame]:
         """The verdicts (by plot ID) and each one's plot ID and plot fields
         (:func:`agricredit.assess_outputs.verdict_fields_of`), the decisions and audit records (by borrower) and the
         borrowers' output table of ``facts`` (:func:`agricredit.verify.complete_overlaps`) and of the borrowers of
         the borrower table ``table_borrowers`` (pseudonyms), in ``parts`` groups of borrowers (default: one per
         :data:`REDUCE_PART_MIN_PLOTS` plots, at most one per core).
 
-        The verdicts and decisions of the groups done in child processes come back pickled and are unpickled only
-        when read (:class:`agricredit.outputs.LoadedOnRead`): the outputs are made of the fields, audit records and
-        borrower rows.
+        The verdicts, decisions and audit records of the groups done in child processes come back pickled and are
+        unpickled only when read (:class:`agricredit.outputs.LoadedOnRead`): the outputs are made of the fields and
+        borrower rows, and the audit records are read by the process that writes them
+        (:func:`agricredit.assess_outputs.write_outputs`).
         """
         if self.visits:
             check_visited_plots(self.visits, {f.plot_id for f in facts}, path=self.visits_path)
@@ -461,10 +463,10 @@ class _Reduce:
             every = [v for part in results for v in part.objects()[0]]
             return [every[i] for i in order]
 
+        n_decisions = sum(part.n_decisions for part in results)
         return (LoadedOnRead(verdicts, len(order)), [(keys[i][0], fields[i]) for i in order],
-                LoadedOnRead(lambda: [d for part in results for d in part.objects()[1]],
-                             sum(part.n_decisions for part in results)),
-                [record for part in results for record in part.audit],
+                LoadedOnRead(lambda: [d for part in results for d in part.objects()[1]], n_decisions),
+                LoadedOnRead(lambda: [r for part in results for r in part.audit_records()], n_decisions),
                 pd.concat([part.borrowers for part in results], ignore_index=True).sort_values(
                     "borrower", ignore_index=True))
 
@@ -483,21 +485,23 @@ class _Reduce:
         audit = audit_records(decisions, verdicts_of, self.policy, self.hashes,
                               visits_of={v.plot_id: v for v in self.visits})
         borrowers = _borrower_rows(decisions, verdicts_of, self.villages, self.policy, self.lang)
-        objects = (verdicts, decisions)
+
+        def packed(value: Any) -> Any:  # (bytes unpickled only if read; see _ReducedPart)
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL) if in_child else value
+
         return _ReducedPart([(v.plot_id, v.borrower_id) for v in verdicts], [verdict_fields_of(v) for v in verdicts],
-                            audit, borrowers, len(decisions),
-                            pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL) if in_child else objects)
+                            packed(audit), borrowers, len(decisions), packed((verdicts, decisions)))
 
 
 @dataclass
 class _ReducedPart:
     """What one group of borrowers of :class:`_Reduce` gives: each verdict's plot and borrower IDs and plot fields,
-    the audit records, the borrowers' output rows, and the verdicts and decisions themselves (``packed``: pickled
-    when made in a child process, so that the parent unpickles them only if they are read)."""
+    the audit records, the borrowers' output rows, and the verdicts and decisions themselves (the records and
+    ``packed``: pickled when made in a child process, so that the parent unpickles them only if they are read)."""
 
     keys: list[tuple[str, str]]
     fields: list[tuple[Any, ...]]
-    audit: list[dict[str, Any]]
+    audit: list[dict[str, Any]] | bytes
     borrowers: pd.DataFrame
     n_decisions: int
     packed: tuple[list[PlotVerdict], list[Decision]] | bytes
@@ -507,6 +511,12 @@ class _ReducedPart:
         if isinstance(self.packed, bytes):
             self.packed = pickle.loads(self.packed)
         return self.packed
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        """The audit records (unpickled at the first call)."""
+        if isinstance(self.audit, bytes):
+            self.audit = pickle.loads(self.audit)
+        return self.audit
 
 
 def _borrower_groups(facts: Sequence[PlotFacts], table_borrowers: Sequence[str], parts: int, *,

@@ -287,8 +287,11 @@ def _write_audit_and_borrower_csv(assessment: Assessment, stage: Path, audit_key
                                   *, csv_bom: bool) -> tuple[dict[str, Any], Written]:
     """Write ``audit.jsonl`` and ``borrowers.csv`` into ``stage``, hash them and scan them for personal data.
 
+    The records' names are checked against the schema here, in the process that reads the records (those of the
+    reduce step's child processes are unpickled only when read; :class:`agricredit.outputs.LoadedOnRead`).
     Returns the audit's manifest entry (:func:`agricredit.audit.write_audit`) and the files' :data:`Written`.
     """
+    check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
     entry = write_audit(assessment.audit, stage / "audit.jsonl", audit_key)
     write_table(assessment.borrowers, stage / "borrowers.csv", bom=csv_bom,
                 header=headers(BORROWER_FIELDS, assessment.lang))
@@ -353,7 +356,6 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
     check_allowed_fields("plots", assessment.plots.columns.drop("geometry"))
     check_allowed_fields("borrowers", assessment.borrowers.columns)
-    check_allowed_fields("audit.jsonl", {name for record in assessment.audit for name in record})
     scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the files scanned
     # A child process writes and scans the audit (JSON encoding: CPU-bound, in Python) and the borrower table's CSV,
     # another the plots' GeoJSON and the borrower table's xlsx, while this one writes the others; the borrowers'

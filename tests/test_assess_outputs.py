@@ -449,6 +449,23 @@ def test_a_name_in_the_table_written_by_the_audit_s_child_publishes_nothing(tmp_
 
 
 @pytest.mark.parametrize("fork", [True, False])
+def test_an_audit_field_off_the_allow_list_publishes_nothing(tmp_path, monkeypatch, fork):
+    from agricredit.errors import PrivacyError
+
+    if not fork:
+        monkeypatch.delattr("os.fork")
+    out = tmp_path / "out"
+    write_outputs(_with_audit(_assessment()), out, AUDIT_KEY)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assessment = _with_audit(_assessment())
+    assessment.audit[1]["phone"] = "(a field no audit record may hold)"  # checked where the records are read
+    with pytest.raises(PrivacyError, match="^field 'phone' is not on the allow-list of audit.jsonl$"):
+        write_outputs(assessment, out, AUDIT_KEY)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier outputs stay as they were
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize("fork", [True, False])
 def test_a_name_in_the_layer_this_process_writes_and_scans_publishes_nothing(tmp_path, monkeypatch, fork):
     import agricredit.assess_outputs as assess_outputs
     from agricredit.errors import PrivacyError

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import agricredit.assess as assess
-from agricredit.assess import _borrower_groups, load_case, run_assessment, sample_case
+from agricredit.assess import _borrower_groups, load_case, run_assessment, sample_case, write_outputs
+from agricredit.audit import AuditKey
 from agricredit.errors import InputError
 from agricredit.outputs import LoadedOnRead, map_in_processes
 from agricredit.privacy import DEMO_PII_KEY, PseudonymKey
@@ -133,8 +134,8 @@ def test_the_first_group_takes_its_weight_in_plots():
     assert borrowers_of(_borrower_groups(facts, [], 3, first_weight=2)) == [["a", "b"], ["c", "d"], ["e"]]
 
 
-def test_a_split_runs_verdicts_and_decisions_are_unpickled_only_when_read(visited_case, in_one_process, monkeypatch,
-                                                                           caplog):
+def test_a_split_runs_verdicts_decisions_and_records_are_unpickled_only_when_read(visited_case, in_one_process,
+                                                                                  monkeypatch, caplog, tmp_path):
     _in_parts(monkeypatch, 2)
     with caplog.at_level("INFO", logger="agricredit.verify"):
         split = run_assessment(visited_case, KEY)
@@ -143,8 +144,12 @@ def test_a_split_runs_verdicts_and_decisions_are_unpickled_only_when_read(visite
               f"{lights.count('red')} red"
     assert min(lights.count(light) for light in ("green", "yellow", "red")) > 0
     assert counted in caplog.messages  # counted from the plot fields, the verdicts unread
-    for made in (split.verdicts, split.decisions):
+    for made in (split.verdicts, split.decisions, split.audit):
         assert isinstance(made, LoadedOnRead) and made._items is None  # the outputs were made without them
+    manifest = write_outputs(split, tmp_path / "out", AuditKey.demo())
+    assert split.audit._items is None  # the audit records were read by the child process that wrote them
+    assert manifest["audit"]["records"] == len(split.audit) == len(in_one_process.audit)
+    assert split.audit == in_one_process.audit and split.audit._items is not None
     assert len(split.verdicts) == len(in_one_process.verdicts) and split.verdicts._items is None
     assert len(split.decisions) == len(in_one_process.decisions)
     assert [v.plot_id for v in split.verdicts] == [v.plot_id for v in in_one_process.verdicts]
