@@ -435,14 +435,28 @@ def test_a_name_in_the_layer_written_by_the_child_publishes_nothing(tmp_path, mo
 
 
 @pytest.mark.parametrize("fork", [True, False])
-def test_a_name_in_the_table_written_by_the_audit_s_child_publishes_nothing(tmp_path, monkeypatch, fork):
+def test_a_name_in_the_borrower_table_publishes_nothing(tmp_path, monkeypatch, fork):
     from agricredit.errors import PrivacyError
 
     if not fork:
         monkeypatch.delattr("os.fork")
     assessment = _with_audit(_assessment())
-    assessment.borrowers.loc[1, "village"] = "Bob Example"  # borrowers.csv: written and scanned by the audit's child
+    assessment.borrowers.loc[1, "village"] = "Bob Example"  # in borrowers.csv (the first found, by name), .geojson, .xlsx
     found = r"out/borrowers\.csv: personal data in an output \(row 3, field 'village': borrower name"
+    with pytest.raises(PrivacyError, match=found):
+        write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_name_in_the_audit_written_by_its_child_publishes_nothing(tmp_path, monkeypatch, fork):
+    from agricredit.errors import PrivacyError
+
+    if not fork:
+        monkeypatch.delattr("os.fork")
+    assessment = _with_audit(_assessment())
+    assessment.audit[1]["borrower_id"] = "Bob Example"  # audit.jsonl: written and scanned by a child process
+    found = r"out/audit\.jsonl: personal data in an output \(line 2, .*borrower name"
     with pytest.raises(PrivacyError, match=found):
         write_outputs(assessment, tmp_path / "out", AUDIT_KEY)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
