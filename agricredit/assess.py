@@ -508,15 +508,19 @@ class _ReducedPart:
 
     def objects(self) -> tuple[list[PlotVerdict], list[Decision]]:
         """The verdicts and decisions (unpickled at the first call)."""
-        if isinstance(self.packed, bytes):
-            self.packed = pickle.loads(self.packed)
-        return self.packed
+        return self._unpickled("packed")
 
     def audit_records(self) -> list[dict[str, Any]]:
         """The audit records (unpickled at the first call)."""
-        if isinstance(self.audit, bytes):
-            self.audit = pickle.loads(self.audit)
-        return self.audit
+        return self._unpickled("audit")
+
+    def _unpickled(self, name: str) -> Any:
+        """Field ``name``, unpickled in place if it came pickled."""
+        value = getattr(self, name)
+        if isinstance(value, bytes):
+            value = pickle.loads(value)
+            setattr(self, name, value)
+        return value
 
 
 def _borrower_groups(facts: Sequence[PlotFacts], table_borrowers: Sequence[str], parts: int, *,
