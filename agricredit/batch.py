@@ -336,7 +336,7 @@ class DaskObserver:
 
         started, self._started = self._started, None
         if started is None or started.acquisitions != list(acquisitions) or \
-                not set(plots["plot_id"]) <= set(started.plots["plot_id"]):
+                not _among(plots["plot_id"], started.plots["plot_id"]).all():
             if started is not None:
                 self.client.cancel(list(started.pending))
             started = self._submit(plots, acquisitions)
@@ -357,7 +357,9 @@ class DaskObserver:
         if self.count_chunks is not None:
             self.count_chunks(done, len(chunks))
         for future in as_completed(list(pending)):
-            number, subset = pending[future]
+            # (The chunk's result, once its evidence task has read it, is freed on the worker: kept there, the
+            # pixels it reported by their size would count towards the worker's memory and have results spilled.)
+            number, subset = pending.pop(future)
             try:
                 table, unreadable = future.result()[:2]
             except Exception as error:  # a failing chunk: isolated (or, with fail_fast, the end of the run)

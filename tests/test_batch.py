@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -275,6 +276,39 @@ def test_each_chunks_evidence_starts_with_its_observations_unless_the_period_was
     alone = tmp_path / "assess"
     write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=(manifest,)), KEY), alone, AUDIT_KEY)
     assert_same_outputs(config.output, alone)
+
+
+def test_a_chunks_observations_are_freed_on_the_worker_once_its_evidence_has_run(tmp_path: Path,
+                                                                              inprocess: str) -> None:
+    # A zonal task's result holds the pixels kept for the chips, and the worker counts them in its memory. Held until
+    # every chunk was observed, a county's results made the workers spill them to disk, where the kept pixels are
+    # lost and the chips read again. Once a chunk's evidence task has read them, nothing may hold them.
+    from distributed import Client
+
+    def tasks(dask_scheduler: Any) -> list[tuple[str, str]]:
+        return [(str(key), task.state) for key, task in dask_scheduler.tasks.items()]
+
+    seen: list[tuple[int, int]] = []  # when every chunk is observed: (evidence results, zonal results held)
+
+    def count_chunks(done: int, total: int) -> None:
+        if done < total:
+            return
+        with Client(inprocess) as probe:
+            deadline = time.monotonic() + 120
+            while True:  # until every evidence task has run
+                states = probe.run_on_scheduler(tasks)
+                evidence = [state for key, state in states if key.startswith("_observed_evidence")]
+                if len(evidence) == total and set(evidence) == {"memory"} or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        seen.append((len(evidence), sum(key.startswith("observe_chunk") and state == "memory"
+                                        for key, state in states)))
+
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, count_chunks=count_chunks)
+    (evidence, observed), = seen
+    assert evidence > 10
+    assert observed <= 1  # the last chunk's, which the loop that submitted its evidence task still holds
 
 
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
