@@ -50,8 +50,9 @@ from agricredit.errors import AgricreditError, InputError, InputNotFoundError, S
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.facts import (MISSING_BORROWER, NO_DECLARATION, UNCHECKED, UNKNOWN_BORROWER, claimed_facts,
                               plot_facts)
-from agricredit.outputs import LoadedOnRead, gc_paused, gc_young_only, map_in_processes, sha256_file
-from agricredit.plots import GEOMETRY_REPAIRED, STATUS_OK, area_mu, load_plots, overlaps_and_repeats, rejected_ids
+from agricredit.outputs import LoadedOnRead, gc_paused, gc_young_only, map_in_processes, sha256_file, sha256_path
+from agricredit.plots import (GEOMETRY_REPAIRED, STATUS_OK, area_mu, load_plots, overlaps_and_repeats, plot_record,
+                              rejected_ids)
 from agricredit.policy import Policy, load_policy
 from agricredit.privacy import PseudonymKey, pseudonym, pseudonymise_borrowers
 from agricredit.season import finish_season, resolve_region, season_options, season_period, split_season_options
@@ -668,8 +669,8 @@ def _read_inputs(case: Case, policy: Policy, strict: bool,
     checked["borrower_id"] = pd.Series([(v.strip() or None) if type(v) is str else _id_or_none(v)  # text: most
                                         for v in checked["borrower_id"].tolist()], index=checked.index, dtype=object)
     if strict and checked["borrower_id"].isna().any():
-        row = int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0])
-        raise SchemaError("feature has no borrower_id", path=case.plots, record=f"row {row}")
+        path, record = plot_record(checked, int(np.flatnonzero(checked["borrower_id"].isna().to_numpy())[0]))
+        raise SchemaError("feature has no borrower_id", path=path, record=record)
     if plots_read is not None:
         plots_read(checked)
     isolate = not strict
@@ -801,7 +802,7 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, regio
         files.update({f"crop_model:{path.name}": path for path in sorted(case.crop_model.iterdir()) if path.is_file()})
     files.update({f"tile_index:{source.name}": source for source in case.tiles
                   if source.is_file() and source.suffix.lower() in (".csv", ".json")})  # manifests, STAC
-    hashes = {role: sha256_file(path) for role, path in files.items()}
+    hashes = {role: sha256_path(path) for role, path in files.items()}  # (plots: a file or a folder)
     hashes.update({f"tile:{key}": digest for key, digest in tile_hashes(acquisitions).items()})
     hashes["policy"] = policy.sha256
     hashes.update({f"region:{region}/{name}": sha256_file(SEEDS_DIR / name) for name in ("calendars.csv", "rotations.csv")})

@@ -46,7 +46,7 @@ from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
 from agricredit.assess import Case, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import atomic_path, gc_young_only, sha256_file
+from agricredit.outputs import atomic_path, gc_young_only, sha256_file, sha256_path
 from agricredit.privacy import RedactPII
 from agricredit.report.data import KeptChips
 from agricredit.season import season_period
@@ -457,7 +457,7 @@ class DaskObserver:
     def _open_ledger(self, tiles: dict[str, str]) -> dict[str, Any]:
         """The ledger to continue (resume) or a new one; refuses a ledger of another configuration or inputs."""
         case = self.config.case
-        inputs = {"plots": sha256_file(case.plots), **{f"tile:{k}": v for k, v in sorted(tiles.items())}}
+        inputs = {"plots": sha256_path(case.plots), **{f"tile:{k}": v for k, v in sorted(tiles.items())}}
         inputs_hash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
         path = self.work / LEDGER
         self.work.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,10 @@ __all__ = [
     "DUPLICATE_ID",
     "MISSING_ID",
     "REPAIR_MAX_AREA_CHANGE",
+    "PLOT_FILE_SUFFIXES",
+    "plot_files",
     "read_plots",
+    "plot_record",
     "load_plots",
     "convert_chinese_crs",
     "check_geometries",
@@ -92,14 +95,39 @@ _POLYGON, _MULTIPOLYGON = 3, 6  # shapely.get_type_id
 # --------------------------------------------------------------------------- reading
 
 
+#: The suffixes of the plot files a folder of plots is read from (:func:`plot_files`).
+PLOT_FILE_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".parquet", ".geoparquet")
+
+
+def plot_files(source: str | os.PathLike[str]) -> list[Path]:
+    """The files a plot source is read from: the file itself, or a folder's plot files (suffixes
+    :data:`PLOT_FILE_SUFFIXES`, not in subfolders) in name order.
+
+    Raises
+    ------
+    InputNotFoundError
+        A folder without any plot file.
+    """
+    path = Path(source)
+    if not path.is_dir():
+        return [path]
+    files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PLOT_FILE_SUFFIXES),
+                   key=lambda p: p.name)
+    if not files:
+        raise InputNotFoundError(f"no plot file in the folder ({', '.join(PLOT_FILE_SUFFIXES)})", path=str(path))
+    return files
+
+
 def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> gpd.GeoDataFrame:
-    """Read a plot file as it is (no checks beyond CRS and ID column).
+    """Read a plot file, or a folder of plot files, as it is (no checks beyond CRS and ID column).
 
     Parameters
     ----------
     source
         GeoJSON, GeoPackage, Shapefile or GeoParquet (``.parquet`` /
-        ``.geoparquet``) path, or ``-`` for GeoJSON on stdin.
+        ``.geoparquet``) path, ``-`` for GeoJSON on stdin, or a folder whose
+        plot files (:func:`plot_files`, in name order, all in one CRS) are read
+        one after the other as one table.
     id_field
         Column holding the plot ID; renamed to ``plot_id`` and kept as text.
 
@@ -107,13 +135,43 @@ def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> 
     -------
     geopandas.GeoDataFrame
         Columns ``plot_id`` and ``geometry`` (plus the file's other columns),
-        in the file's CRS (RFC 7946 GeoJSON is WGS84).
+        in the file's CRS (RFC 7946 GeoJSON is WGS84). ``attrs["files"]``: each
+        file read and its number of rows, in the order of the rows.
 
     Raises
     ------
     InputNotFoundError, CorruptInputError, CRSError, SchemaError
     """
-    name = "<stdin>" if str(source) == "-" else str(source)
+    if str(source) == "-":
+        parts = [_read_file(source, "<stdin>", id_field)]
+    else:
+        parts = [_read_file(path, str(path), id_field) for path in plot_files(source)]
+    for part in parts[1:]:
+        if part.crs != parts[0].crs:
+            raise CRSError(f"the plot files of a folder must share one CRS: this one is in {part.crs.name}, "
+                           f"{Path(parts[0].attrs['source']).name} in {parts[0].crs.name}", path=part.attrs["source"])
+    gdf = parts[0] if len(parts) == 1 else gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
+    files = [(part.attrs["source"], len(part)) for part in parts]
+    gdf = gdf.rename(columns={id_field: "plot_id"})  # a new frame, even when id_field is plot_id
+    ids = gdf["plot_id"]
+    gdf["plot_id"] = ids.astype(object).where(ids.notna(), None).map(lambda v: v if v is None else _id_text(v))
+    gdf.attrs["source"], gdf.attrs["files"] = "<stdin>" if str(source) == "-" else str(source), files
+    return gdf
+
+
+def plot_record(gdf: gpd.GeoDataFrame, row: int) -> tuple[str, str]:
+    """The file and the record (``row N``, counted from 0 in that file) of row ``row`` of :func:`read_plots`'s
+    table (or of one made from it with its rows in the same order)."""
+    files = gdf.attrs.get("files") or [(gdf.attrs.get("source", "plots"), len(gdf))]
+    for name, count in files:
+        if row < count:
+            return name, f"row {row}"
+        row -= count
+    raise IndexError(row)
+
+
+def _read_file(source: str | os.PathLike[str], name: str, id_field: str) -> gpd.GeoDataFrame:
+    """One plot file, read and checked for a CRS, rows and the ID column (``attrs["source"]``: ``name``)."""
     try:
         with warnings.catch_warnings():
             # A NaN coordinate makes shapely warn while decoding; check_geometries names the plot instead.
@@ -135,9 +193,6 @@ def read_plots(source: str | os.PathLike[str], *, id_field: str = "plot_id") -> 
                            "RFC 7946 GeoJSON must be WGS84 — reproject the file or give its CRS", path=name)
     if id_field not in gdf.columns:
         raise SchemaError(f"no ID column {id_field!r} (use --id-field)", path=name)
-    gdf = gdf.rename(columns={id_field: "plot_id"})  # a new frame, even when id_field is plot_id
-    ids = gdf["plot_id"]
-    gdf["plot_id"] = ids.astype(object).where(ids.notna(), None).map(lambda v: v if v is None else _id_text(v))
     gdf.attrs["source"] = name
     return gdf
 

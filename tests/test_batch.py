@@ -311,6 +311,54 @@ def test_a_chunks_observations_are_freed_on_the_worker_once_its_evidence_has_run
     assert observed <= 1  # the last chunk's, which the loop that submitted its evidence task still holds
 
 
+def test_plots_in_a_folder_of_files_give_the_outputs_of_the_one_file(tmp_path: Path, reference: Path,
+                                                                    inprocess: str) -> None:
+    # A county's plots come as one file per township: a folder of them is read in name order as one table. The
+    # outputs are those of the one file but for the plots' hash, over the folder's files, in the manifest and in
+    # each audit record.
+    import hashlib
+
+    from test_plots import cut_into_files
+
+    folder = cut_into_files(tmp_path / "plots")
+    path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
+    path.write_text(path.read_text(encoding="utf-8").replace((SAMPLE / "plots.geojson").as_posix(), folder.as_posix()),
+                    encoding="utf-8")
+    config = load_batch_config(path)
+    assert config.case.plots == folder
+    run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    for name in OUTPUT_FILES:
+        if name not in ("manifest.json", "audit.jsonl"):
+            assert (config.output / name).read_bytes() == (reference / name).read_bytes(), name
+    inputs, expected = (json.loads((out / "manifest.json").read_text(encoding="utf-8"))["inputs"]
+                        for out in (config.output, reference))
+    every = sorted(p for p in folder.rglob("*") if p.is_file())  # the folder's files, by their path in it
+    assert inputs["plots"] == hashlib.sha256("".join(
+        f"{p.relative_to(folder).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n" for p in every
+    ).encode()).hexdigest() != expected["plots"]
+    assert {k: v for k, v in inputs.items() if k != "plots"} == {k: v for k, v in expected.items() if k != "plots"}
+
+    def records(out: Path, plots_hash: str) -> list[dict[str, Any]]:  # without the plots' hash and the seals
+        lines = [json.loads(line) for line in (out / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
+        for record in lines:
+            assert record["inputs"].pop("plots") == plots_hash
+            record.pop("prev_mac"), record.pop("mac")
+        return lines
+
+    assert records(config.output, inputs["plots"]) == records(reference, expected["plots"])
+
+
+def test_a_plot_without_borrower_in_a_folder_is_named_by_its_file_and_row(tmp_path: Path) -> None:
+    from test_plots import cut_into_files
+
+    folder = cut_into_files(tmp_path / "plots")
+    middle = gpd.read_parquet(folder / "b-middle.parquet")
+    middle.loc[middle.index[7], "borrower_id"] = None
+    middle.to_parquet(folder / "b-middle.parquet")
+    with pytest.raises(InputError, match=r"b-middle\.parquet: row 7: feature has no borrower_id"):
+        run_assessment(dataclasses.replace(sample_case(), plots=folder), KEY, strict=True)
+
+
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
                                                                           inprocess: str) -> None:
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))

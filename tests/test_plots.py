@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -193,6 +194,56 @@ def test_projected_coordinates_in_a_crs_less_geojson_and_an_empty_file_are_clear
     empty.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
     with pytest.raises(InputError, match="empty.geojson: no plots in the file"):
         read_plots(empty)
+
+
+SAMPLE_PLOTS = Path(__file__).resolve().parents[1] / "sample_tiles" / "plots.geojson"
+
+
+def cut_into_files(folder: Path) -> Path:
+    """The sample's plots cut into a folder of three files in three formats (rows 0-99, 100-199, 200-), with a
+    file and a subfolder that are not plot files beside them."""
+    raw = gpd.read_file(SAMPLE_PLOTS)
+    folder.mkdir()
+    raw.iloc[:100].to_file(folder / "a-north.geojson", driver="GeoJSON")
+    raw.iloc[100:200].to_parquet(folder / "b-middle.parquet")
+    raw.iloc[200:].to_file(folder / "c-south.gpkg", driver="GPKG")
+    (folder / "README.txt").write_text("township exports", encoding="utf-8")
+    (folder / "old").mkdir()
+    raw.iloc[:5].to_file(folder / "old" / "a-north.geojson", driver="GeoJSON")
+    return folder
+
+
+def test_a_folder_of_plot_files_reads_as_the_file_they_were_cut_from(tmp_path):
+    folder = cut_into_files(tmp_path / "plots")
+    whole, parts = P.load_plots(SAMPLE_PLOTS), P.load_plots(folder)
+    assert list(parts.columns) == list(whole.columns) and parts.crs == whole.crs
+    assert parts.drop(columns="geometry").equals(whole.drop(columns="geometry"))
+    assert parts.geometry.to_wkb().tolist() == whole.geometry.to_wkb().tolist()
+    # A row is named by its file and its place there.
+    assert [(Path(name).name, count) for name, count in parts.attrs["files"]] == [
+        ("a-north.geojson", 100), ("b-middle.parquet", 100), ("c-south.gpkg", len(whole) - 200)]
+    assert [(Path(n).name, r) for n, r in map(lambda row: P.plot_record(parts, row), (0, 99, 100, 199, 200))] == [
+        ("a-north.geojson", "row 0"), ("a-north.geojson", "row 99"), ("b-middle.parquet", "row 0"),
+        ("b-middle.parquet", "row 99"), ("c-south.gpkg", "row 0")]
+    assert P.plot_record(whole, 150) == (str(SAMPLE_PLOTS), "row 150")
+
+
+def test_a_folder_of_plots_is_refused_in_one_line_naming_the_file_at_fault(tmp_path):
+    from agricredit.errors import CorruptInputError, InputNotFoundError
+
+    folder = cut_into_files(tmp_path / "plots")
+    middle = folder / "b-middle.parquet"
+    gpd.read_parquet(middle).to_crs(32618).to_parquet(middle)
+    with pytest.raises(CRSError, match="b-middle.parquet: the plot files of a folder must share one CRS"):
+        P.read_plots(folder)
+    middle.write_bytes(b"PAR1 cut short")
+    with pytest.raises(CorruptInputError, match="b-middle.parquet: cannot read plots"):
+        P.read_plots(folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no plots here", encoding="utf-8")
+    with pytest.raises(InputNotFoundError, match="empty: no plot file in the folder"):
+        P.read_plots(empty)
 
 
 # --------------------------------------------------------------------------- claims: outline accuracy, repeats, NaN

@@ -182,7 +182,7 @@ season_opts = apply_options([
 #: The inputs of ``assess`` / ``verify``, each overriding the case file's.
 case_opts = apply_options([
     click.option("--sample", is_flag=True, help="Run on the bundled sample data (sample_tiles/case.toml)."),
-    click.option("--plots", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Plot file (GeoJSON, GPKG, Shapefile, GeoParquet) with plot_id, borrower_id."),
+    click.option("--plots", type=click.Path(exists=True, path_type=Path), help="Plot file (GeoJSON, GPKG, Shapefile, GeoParquet) with plot_id, borrower_id, or a folder of them (read in name order)."),
     click.option("--tiles", multiple=True, type=click.Path(exists=True, path_type=Path), help="Season tiles: a folder, a manifest CSV (date,sensor,path), a STAC JSON or files; repeatable."),
     click.option("--registry", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Land registry table (CSV/xlsx/Parquet)."),
     click.option("--declarations", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Declarations table."),
