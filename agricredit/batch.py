@@ -62,7 +62,8 @@ WORK_FOLDER = ".agricredit-batch"
 LEDGER = "ledger.json"
 #: The GeoJSON layers past ``geojsonseq_min_bytes``, as RFC 8142 text sequences (instead of ``NAME.geojson``).
 SEQUENCE_FILES = ("plots.geojsonl", "borrowers.geojsonl")
-#: The plots of failed chunks, one row per plot (``chunk,plot_id,reason``); absent when no chunk failed.
+#: The plots of failed chunks and those unreadable tiles hold, a row per plot and reason (``chunk,plot_id,reason``);
+#: absent when none.
 FAILURES = "failures.csv"
 
 #: Dask settings of the local workers, whose map tasks are array work on chunks of bounded memory: glibc keeps its
@@ -173,7 +174,8 @@ def chunk_plots(plots: gpd.GeoDataFrame, crs: Any, size_m: float) -> list[np.nda
 
 @dataclass(frozen=True)
 class ChunkFailure:
-    """A chunk whose task raised: its number, its plots and why."""
+    """Rows of ``failures.csv``: a chunk whose task raised, or the plots of a chunk that an unreadable tile holds;
+    the chunk's number, the plots and why."""
 
     chunk: int
     plot_ids: tuple[str, ...]
@@ -452,6 +454,10 @@ class DaskObserver:
                 self.count_evidence(done, len(pending))
         return Evidence.merge(parts, sorted(plots["plot_id"].astype(str)))
 
+    def chunk_of_plots(self) -> dict[str, int]:
+        """Each assessed plot's chunk number (once :meth:`__call__` has run)."""
+        return {plot_id: number for number, subset, _ in self._chunks for plot_id in subset["plot_id"].astype(str)}
+
     # -- the ledger -------------------------------------------------------------------------------------------------
 
     def _open_ledger(self, tiles: dict[str, str]) -> dict[str, Any]:
@@ -644,7 +650,10 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
                                  geojsonseq_min_bytes=config.geojsonseq_min_bytes)
-        _write_failures(observer.failures, config.output / FAILURES)
+        _write_failures([*observer.failures, *_tile_failures(assessment.plots,
+                                                             assessment.rejected.get("TILE_UNREADABLE", ()),
+                                                             observer.chunk_of_plots())],
+                        config.output / FAILURES)
         log.info("done: %d plots, %d chunks reused, %d failed", len(assessment.plots), observer.reused,
                  len(observer.failures))
         return BatchRun(assessment, manifest, observer.failures, observer.reused)
@@ -710,6 +719,24 @@ class _Connecting:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _tile_failures(plots: pd.DataFrame, unreadable: Sequence[str], chunk_of: Mapping[str, int]) -> list[ChunkFailure]:
+    """The plots that an unreadable tile holds for review, as rows of ``failures.csv``: each plot's chunk, and
+    the tile with why it could not be read.
+
+    ``plots``: the output rows (``TILE_UNREADABLE`` among the ``reason_codes``, the tiles in the check's figures in
+    ``details``); ``unreadable``: the ``TILE_UNREADABLE`` entries of :attr:`agricredit.assess.Assessment.rejected`
+    (``name: why``); ``chunk_of``: plot ID → chunk (:meth:`DaskObserver.chunk_of_plots`).
+    """
+    why = {entry.split(": ", 1)[0]: entry for entry in unreadable}
+    held = plots["reason_codes"].astype(str).str.contains("TILE_UNREADABLE", regex=False).to_numpy()
+    rows: dict[tuple[int, str], list[str]] = {}
+    for plot_id, details in zip(plots["plot_id"].to_numpy()[held].tolist(), plots["details"].to_numpy()[held].tolist()):
+        for check in json.loads(details)["checks"]:
+            for tile in check["figures"]["tiles"] if check["code"] == "TILE_UNREADABLE" else ():
+                rows.setdefault((chunk_of[plot_id], f"unreadable tile {why.get(tile, tile)}"), []).append(plot_id)
+    return [ChunkFailure(chunk, tuple(ids), reason) for (chunk, reason), ids in sorted(rows.items())]
 
 
 def _write_failures(failures: Sequence[ChunkFailure], path: Path) -> None:

@@ -359,6 +359,38 @@ def test_a_plot_without_borrower_in_a_folder_is_named_by_its_file_and_row(tmp_pa
         run_assessment(dataclasses.replace(sample_case(), plots=folder), KEY, strict=True)
 
 
+def test_an_unreadable_tile_holds_its_plots_as_in_assess_and_failures_csv_lists_them(tmp_path: Path,
+                                                                                    inprocess: str) -> None:
+    import shutil
+
+    tiles = tmp_path / "season"
+    shutil.copytree(SAMPLE / "season", tiles)
+    cut = tiles / "S2_L2A_SIM_20230620.tif"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # a download cut in half: the pixels do not read
+    path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
+    path.write_text(path.read_text(encoding="utf-8").replace((SAMPLE / "season").as_posix(), tiles.as_posix()),
+                    encoding="utf-8")
+    config = load_batch_config(path)
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert run.failures == []  # no chunk failed
+    expected = tmp_path / "assess"
+    write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=config.case.tiles), KEY), expected,
+                  AUDIT_KEY)
+    assert_same_outputs(config.output, expected)
+    # failures.csv: each plot the tile holds (TILE_UNREADABLE in the outputs), with its chunk and the tile's reason.
+    plots = gpd.read_file(expected / "plots.geojson")
+    held = sorted(plots.loc[plots["reason_codes"].str.contains("TILE_UNREADABLE"), "plot_id"])
+    assert 0 < len(held) < len(plots)
+    table = pd.read_csv(config.output / FAILURES, dtype={"plot_id": str})
+    assert table["plot_id"].tolist() == held
+    assert set(table["reason"]) == {f"unreadable tile {run.assessment.rejected['TILE_UNREADABLE'][0]}"}
+    assert table["reason"].iloc[0].startswith(f"unreadable tile {cut.name}: cannot read pixels")
+    every = load_plots(SAMPLE / "plots.geojson")
+    chunk_of = {pid: number for number, rows in enumerate(chunk_plots(every, "EPSG:32618", SMALL_CHUNK_M))
+                for pid in every["plot_id"].iloc[rows]}
+    assert table["chunk"].tolist() == [chunk_of[pid] for pid in held]
+
+
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
                                                                           inprocess: str) -> None:
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))

@@ -30,7 +30,8 @@ def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: b
     geojsonseq_min_bytes. The outputs are those of assess, byte for byte;
     OUTPUT/.agricredit-batch keeps the ledger of finished chunks (for
     --resume) and the run log. Exit code 3: done, but some plots were
-    rejected or some chunks failed (listed in failures.csv).
+    rejected or some chunks failed (failures.csv lists these and the plots
+    that unreadable tiles hold).
 
     \b
     Examples:
