@@ -650,10 +650,9 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         say(f"writing {config.output}")
         manifest = write_outputs(assessment, config.output, audit_key, csv_bom=csv_bom,
                                  geojsonseq_min_bytes=config.geojsonseq_min_bytes)
-        _write_failures([*observer.failures, *_tile_failures(assessment.plots,
-                                                             assessment.rejected.get("TILE_UNREADABLE", ()),
-                                                             observer.chunk_of_plots())],
-                        config.output / FAILURES)
+        unreadable = assessment.rejected.get("TILE_UNREADABLE")
+        held = _tile_failures(assessment.plots, unreadable, observer.chunk_of_plots()) if unreadable else []
+        _write_failures([*observer.failures, *held], config.output / FAILURES)
         log.info("done: %d plots, %d chunks reused, %d failed", len(assessment.plots), observer.reused,
                  len(observer.failures))
         return BatchRun(assessment, manifest, observer.failures, observer.reused)
