@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from agricredit.errors import (
+    AgricreditError,
     CorruptInputError,
     InputError,
     InputNotFoundError,
@@ -68,7 +69,8 @@ def _parse_date(text: str, *, path: Path, record: str) -> dt.date:
 
 
 def _from_manifest(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> list[_Found]:
-    """The rows of a manifest CSV; a row's ``sensor`` is the reader's sensor for its (raw) product."""
+    """The rows of a manifest CSV; a row's ``sensor`` is the reader's sensor for its (raw) product. A row whose tile
+    does not exist goes to ``options["on_error"]`` when given (as a tile that cannot be opened), else stops the run."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -82,7 +84,12 @@ def _from_manifest(path: Path, keep: Callable[[dt.date], bool], **options: Any) 
     for number, row in rows:
         tile = (path.parent / (row["path"] or "").strip()).resolve()
         if not row["path"] or not tile.exists():
-            raise InputNotFoundError(f"tile {row['path']!r} listed in the manifest does not exist", path=path, record=f"row {number}")
+            error = InputNotFoundError(f"tile {row['path']!r} listed in the manifest does not exist", path=path,
+                                       record=f"row {number}")
+            if not row["path"] or options.get("on_error") is None:
+                raise error
+            options["on_error"](tile, error)
+            continue
         date = _parse_date(row["date"] or "", path=path, record=f"row {number}")
         sensor = (row.get("sensor") or "").strip()
         if keep(date):
@@ -137,7 +144,7 @@ def _from_stac(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> l
 
 
 def _from_file(path: Path, *, date: dt.date | None = None, label: str | None = None,
-               on_error: Callable[[Path, CorruptInputError], None] | None = None, **options: Any) -> list[_Found]:
+               on_error: Callable[[Path, AgricreditError], None] | None = None, **options: Any) -> list[_Found]:
     """One tile (file, product folder, STAC item or NDVI raster), opened as the zonal engine reads it.
 
     A tile that cannot be opened at all is given to ``on_error`` (and left out) when there is one.
@@ -183,7 +190,7 @@ def discover_acquisitions(
     start: dt.date | str | None = None,
     end: dt.date | str | None = None,
     *,
-    on_error: Callable[[Path, CorruptInputError], None] | None = None,
+    on_error: Callable[[Path, AgricreditError], None] | None = None,
     **reader_options: Any,
 ) -> list[Acquisition]:
     """Find the acquisitions of a season and group them by date.
@@ -206,8 +213,9 @@ def discover_acquisitions(
         end=2023-06-30``.
     on_error
         Called with the path and the error of a tile that cannot be opened at
-        all (a corrupt file); the tile is left out and discovery goes on
-        (per-record isolation, design §9). Without it the error stops the run.
+        all (a corrupt file) or that a manifest lists but does not exist; the
+        tile is left out and discovery goes on (per-record isolation, design §9).
+        Without it the error stops the run.
     **reader_options
         Passed to :func:`agricredit.raster.open_product` (``sensor``,
         ``processing_baseline``, ``mask_classes`` ...) for every product.

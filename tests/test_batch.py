@@ -391,6 +391,30 @@ def test_an_unreadable_tile_holds_its_plots_as_in_assess_and_failures_csv_lists_
     assert table["chunk"].tolist() == [chunk_of[pid] for pid in held]
 
 
+def test_a_missing_tile_is_left_out_as_in_assess_and_the_rest_finish(tmp_path: Path, inprocess: str) -> None:
+    # A tile the manifest lists but that is not there has no footprint: no plot is known to be under it, so it is
+    # listed (TILE_UNREADABLE) and the season judged on the other tiles, as assess does; no plot is in failures.csv.
+    import shutil
+
+    tiles = tmp_path / "season"
+    shutil.copytree(SAMPLE / "season", tiles)
+    (tiles / "S2_L2A_SIM_20230620.tif").unlink()
+    path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
+    path.write_text(path.read_text(encoding="utf-8").replace((SAMPLE / "season").as_posix(), tiles.as_posix()),
+                    encoding="utf-8")
+    config = load_batch_config(path)
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert run.assessment.rejected["TILE_UNREADABLE"] == [
+        "S2_L2A_SIM_20230620.tif: tile 'S2_L2A_SIM_20230620.tif' listed in the manifest does not exist"]
+    assert not (config.output / FAILURES).exists()
+    expected = tmp_path / "assess"
+    write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=config.case.tiles), KEY), expected,
+                  AUDIT_KEY)
+    assert_same_outputs(config.output, expected)
+    with pytest.raises(AgricreditError, match="row 6: tile 'S2_L2A_SIM_20230620.tif' listed in the manifest"):
+        run_assessment(dataclasses.replace(sample_case(), tiles=config.case.tiles), KEY, strict=True)
+
+
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
                                                                           inprocess: str) -> None:
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))

@@ -61,9 +61,19 @@ def test_discover_manifest_relative_paths(tile_folder):
     found = acquisitions.discover_acquisitions(manifest)
     assert [(a.date.isoformat(), len(a.paths), a.sensors) for a in found] == [
         ("2022-12-15", 2, ("s2-l2a",)), ("2023-01-10", 1, ("s2-l2a",))]
-    manifest.write_text("date,sensor,path\n2023-01-10,s2-l2a,a/missing.tif\n")
-    with pytest.raises(InputNotFoundError, match="row 2"):
+    manifest.write_text("date,sensor,path\n2023-01-10,s2-l2a,a/missing.tif\n2023-07-20,s2-l2a,a/S2_NDVI_20230720.tif\n")
+    with pytest.raises(InputNotFoundError, match="manifest.csv: row 2: tile 'a/missing.tif' listed in the manifest"):
         acquisitions.discover_acquisitions(manifest)
+    # With on_error, the missing tile is left out as a tile that cannot be opened, and discovery goes on.
+    errors = []
+    found = acquisitions.discover_acquisitions(manifest, on_error=lambda path, error: errors.append((path, error)))
+    assert [a.date.isoformat() for a in found] == ["2023-07-20"]
+    assert [(path, error.one_line()) for path, error in errors] == [
+        (tile_folder / "a" / "missing.tif",
+         f"{manifest}: row 2: tile 'a/missing.tif' listed in the manifest does not exist")]
+    manifest.write_text("date,sensor,path\n2023-01-10,s2-l2a,\n")  # no path at all: an error of the manifest
+    with pytest.raises(InputNotFoundError, match="row 2"):
+        acquisitions.discover_acquisitions(manifest, on_error=lambda path, error: None)
     manifest.write_text("when,path\n")
     with pytest.raises(SchemaError, match="date"):
         acquisitions.discover_acquisitions(manifest)
