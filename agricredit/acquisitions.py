@@ -68,9 +68,10 @@ def _parse_date(text: str, *, path: Path, record: str) -> dt.date:
         raise SchemaError(f"date {text!r} is not YYYY-MM-DD", path=path, record=record) from error
 
 
-def _from_manifest(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> list[_Found]:
+def _from_manifest(path: Path, keep: Callable[[dt.date], bool],
+                   on_error: Callable[[Path, AgricreditError], None] | None = None, **options: Any) -> list[_Found]:
     """The rows of a manifest CSV; a row's ``sensor`` is the reader's sensor for its (raw) product. A row whose tile
-    does not exist goes to ``options["on_error"]`` when given (as a tile that cannot be opened), else stops the run."""
+    does not exist goes to ``on_error`` when given (as a tile that cannot be opened), else stops the run."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -86,14 +87,15 @@ def _from_manifest(path: Path, keep: Callable[[dt.date], bool], **options: Any) 
         if not row["path"] or not tile.exists():
             error = InputNotFoundError(f"tile {row['path']!r} listed in the manifest does not exist", path=path,
                                        record=f"row {number}")
-            if not row["path"] or options.get("on_error") is None:
+            if not row["path"] or on_error is None:
                 raise error
-            options["on_error"](tile, error)
+            on_error(tile, error)
             continue
         date = _parse_date(row["date"] or "", path=path, record=f"row {number}")
         sensor = (row.get("sensor") or "").strip()
         if keep(date):
-            found.extend(_from_file(tile, date=date, label=sensor, **({**options, "sensor": sensor} if sensor else options)))
+            found.extend(_from_file(tile, date=date, label=sensor, on_error=on_error,
+                                    **({**options, "sensor": sensor} if sensor else options)))
     return found
 
 
