@@ -345,14 +345,27 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+#: The files of an ESRI Shapefile beside its ``.shp``: the index, the attributes (the plots' IDs and borrowers), the
+#: CRS and the attributes' encoding.
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+
+
 def sha256_path(path: str | os.PathLike[str]) -> str:
-    """Return the hex sha256 of a file; of a folder (a .SAFE product), over its files' relative names and hashes."""
+    """Return the hex sha256 of a file; of a folder (a .SAFE product, a folder of plot files), over its files'
+    relative names and hashes; of a Shapefile's ``.shp``, over the names and hashes of its parts
+    (:data:`SHAPEFILE_PARTS`: the ``.dbf`` holds its attributes)."""
     path = Path(path)
-    if path.is_file():
+    if path.is_file() and path.suffix.lower() != ".shp":
         return sha256_file(path)
+    if path.is_file():
+        folder = path.parent
+        members = [p for p in folder.iterdir() if p.is_file() and p.stem == path.stem
+                   and p.suffix.lower() in SHAPEFILE_PARTS]
+    else:
+        folder, members = path, [p for p in path.rglob("*") if p.is_file()]
     digest = hashlib.sha256()
-    for member in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{member.relative_to(path).as_posix()}\0{sha256_file(member)}\n".encode())
+    for member in sorted(members):
+        digest.update(f"{member.relative_to(folder).as_posix()}\0{sha256_file(member)}\n".encode())
     return digest.hexdigest()
 
 

@@ -99,6 +99,10 @@ _POLYGON, _MULTIPOLYGON = 3, 6  # shapely.get_type_id
 PLOT_FILE_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".parquet", ".geoparquet")
 
 
+#: The longest field name of a Shapefile's attributes (dBASE): ``borrower_id`` is read from ``borrower_i``.
+DBF_FIELD_NAME_CHARS = 10
+
+
 def plot_files(source: str | os.PathLike[str]) -> list[Path]:
     """The files a plot source is read from: the file itself, or a folder's plot files (suffixes
     :data:`PLOT_FILE_SUFFIXES`, not in subfolders) in name order.
@@ -191,6 +195,10 @@ def _read_file(source: str | os.PathLike[str], name: str, id_field: str) -> gpd.
             raise CRSError(f"coordinates are not longitude/latitude (x up to {max(abs(minx), abs(maxx)):.0f}, "
                            f"y up to {max(abs(miny), abs(maxy)):.0f}) although the file's CRS is geographic; "
                            "RFC 7946 GeoJSON must be WGS84 — reproject the file or give its CRS", path=name)
+    if Path(name).suffix.lower() == ".shp":  # a Shapefile's field names are cut to 10 characters (dBASE)
+        cut = {long[:DBF_FIELD_NAME_CHARS]: long for long in (id_field, "borrower_id")
+               if len(long) > DBF_FIELD_NAME_CHARS and long not in gdf.columns}
+        gdf = gdf.rename(columns={short: long for short, long in cut.items() if short in gdf.columns})
     if id_field not in gdf.columns:
         raise SchemaError(f"no ID column {id_field!r} (use --id-field)", path=name)
     gdf.attrs["source"] = name
@@ -449,9 +457,19 @@ def accepted(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def rejected_ids(gdf: gpd.GeoDataFrame) -> dict[str, list[str]]:
-    """The IDs of rejected plots by reason code (a missing ID shows as its row number)."""
+    """The IDs of rejected plots by reason code. A missing ID shows as its record: ``row N`` of the plot file, or
+    ``FILE: row N`` (the file's name, its own row) when the table was read from a folder of several files
+    (:func:`plot_record`)."""
     bad = gdf.loc[~gdf["geometry_status"].isin(_ACCEPTED)]
-    named = [f"row {n}" if pid is None or pid != pid else str(pid)
+    several = len(gdf.attrs.get("files") or ()) > 1
+
+    def record(row: int) -> str:
+        if not several:
+            return f"row {row}"
+        name, where = plot_record(gdf, row)
+        return f"{Path(name).name}: {where}"
+
+    named = [record(int(n)) if pid is None or pid != pid else str(pid)
              for n, pid in zip(np.flatnonzero(~gdf["geometry_status"].isin(_ACCEPTED).to_numpy()), bad["plot_id"])]
     result: dict[str, list[str]] = {}
     for code, name in zip(bad["geometry_status"], named):

@@ -163,6 +163,23 @@ def test_sha256_path_of_file_and_folder(tmp_path):
     assert sha256_path(product) != hashlib.sha256(lines.encode()).hexdigest()
 
 
+
+def test_sha256_path_of_a_shapefile_covers_its_attributes(tmp_path):
+    shapefile = tmp_path / "plots.shp"
+    gdf = gpd.GeoDataFrame({"plot_id": ["P1"], "holder": ["B1"]}, geometry=[shapely.box(0, 0, 0.001, 0.001)],
+                           crs=4326)
+    gdf.to_file(shapefile, driver="ESRI Shapefile")
+    (tmp_path / "plots.txt").write_text("not a part", encoding="utf-8")  # same stem, not a Shapefile part
+    gdf.to_file(tmp_path / "other.shp", driver="ESRI Shapefile")  # another Shapefile beside it
+    parts = sorted(p for p in tmp_path.iterdir() if p.stem == "plots" and p.suffix != ".txt")
+    assert [p.suffix for p in parts] == [".cpg", ".dbf", ".prj", ".shp", ".shx"]
+    lines = "".join(f"{p.name}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n" for p in parts)
+    assert sha256_path(shapefile) == hashlib.sha256(lines.encode()).hexdigest()
+    before = sha256_path(shapefile)
+    gdf.assign(holder=["B2"]).to_file(shapefile, driver="ESRI Shapefile")  # same outlines, another borrower
+    assert (tmp_path / "plots.shp").read_bytes() == (tmp_path / "other.shp").read_bytes()
+    assert sha256_path(shapefile) != before
+
 def test_write_plot_dates_long_table_or_flat_geojson(tmp_path):
     from agricredit.schema import STATS_FIELDS
 

@@ -157,6 +157,20 @@ def test_every_file_format_reads_the_same(tmp_path, suffix, driver):
     assert pyproj.CRS(read.crs).equals(pyproj.CRS(4326))
 
 
+
+def test_a_shapefiles_borrower_column_cut_to_ten_characters_is_read_as_borrower_id(tmp_path):
+    gdf = gpd.GeoDataFrame({"parcel_number": ["A7", "A8"], "borrower_id": ["B1", None]},
+                           geometry=[shapely.box(116.0, 39.0, 116.001, 39.001)] * 2, crs=4326)
+    with pytest.warns(UserWarning, match="truncated"):
+        gdf.to_file(tmp_path / "plots.shp", driver="ESRI Shapefile")
+    read = P.read_plots(tmp_path / "plots.shp", id_field="parcel_number")
+    assert list(read.columns) == ["plot_id", "borrower_id", "geometry"]
+    assert read["plot_id"].tolist() == ["A7", "A8"] and read["borrower_id"].isna().tolist() == [False, True]
+    assert read["borrower_id"].iloc[0] == "B1"
+    # Other formats keep their names as they are: a GeoPackage with a column ``borrower_i`` has no borrower_id.
+    gdf.rename(columns={"borrower_id": "borrower_i"}).to_file(tmp_path / "plots.gpkg", driver="GPKG")
+    assert "borrower_id" not in P.read_plots(tmp_path / "plots.gpkg", id_field="parcel_number").columns
+
 def test_id_field_and_missing_crs_errors(tmp_path):
     gdf = gpd.GeoDataFrame({"parcel": [12.0]}, geometry=[shapely.box(0, 0, 1, 1)])
     path = tmp_path / "nocrs.gpkg"
@@ -245,6 +259,21 @@ def test_a_folder_of_plots_is_refused_in_one_line_naming_the_file_at_fault(tmp_p
     with pytest.raises(InputNotFoundError, match="empty: no plot file in the folder"):
         P.read_plots(empty)
 
+
+
+def test_a_plot_without_an_id_in_a_folder_is_named_by_its_file_and_its_own_row(tmp_path):
+    raw = gpd.read_file(SAMPLE_PLOTS)
+    raw.loc[[3, 107], "plot_id"] = None
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    raw.iloc[:100].to_file(folder / "a-north.geojson", driver="GeoJSON")
+    raw.iloc[100:].to_parquet(folder / "b-south.parquet")
+    assert P.rejected_ids(P.check_geometries(P.load_plots(folder)))["MISSING_ID"] == [
+        "a-north.geojson: row 3", "b-south.parquet: row 7"]
+    # One file (or a folder of one): its row, as before.
+    raw.to_parquet(tmp_path / "whole.parquet")
+    assert P.rejected_ids(P.check_geometries(P.load_plots(tmp_path / "whole.parquet")))["MISSING_ID"] == [
+        "row 3", "row 107"]
 
 # --------------------------------------------------------------------------- claims: outline accuracy, repeats, NaN
 
