@@ -469,6 +469,10 @@ def test_large_geojson_layers_become_rfc8142_text_sequences(tmp_path: Path, refe
     ("chunk_size_m = 100", "missing batch.output"),
     ('output = "o"\nchunk_size_m = 0', "chunk_size_m must be a positive"),
     ('output = "o"\nworkers = 0', "workers must be a whole number"),
+    ('output = "o"\nmemory_per_worker = "lots"', "memory_per_worker must be a size of at least 512.00 MiB"),
+    ('output = "o"\nmemory_per_worker = "511MiB"', "memory_per_worker must be .* not '511MiB'"),
+    (f'output = "o"\nmemory_per_worker = {512 * 2**20 - 1}', "memory_per_worker must be a size"),
+    ('output = "o"\nmemory_per_worker = true', "memory_per_worker must be a size"),
 ])
 def test_bad_batch_tables_are_refused_with_one_clear_line(tmp_path: Path, table: str, message: str) -> None:
     path = write_config(tmp_path, chunk_size_m=1.0)
@@ -476,6 +480,13 @@ def test_bad_batch_tables_are_refused_with_one_clear_line(tmp_path: Path, table:
     path.write_text(text[:text.index("[batch]")] + "[batch]\n" + table + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=message):
         load_batch_config(path)
+
+
+@pytest.mark.parametrize("memory", ['"512MiB"', str(512 * 2**20), '"2GiB"', '"1.5 GB"'])
+def test_a_worker_memory_of_512_mib_or_more_is_taken_as_written(tmp_path: Path, memory: str) -> None:
+    path = write_config(tmp_path, chunk_size_m=1.0)
+    path.write_text(path.read_text(encoding="utf-8") + f"memory_per_worker = {memory}\n", encoding="utf-8")
+    assert load_batch_config(path).memory_per_worker == memory.strip('"')
 
 
 def test_processing_failed_holds_the_plot_and_round_trips_through_the_audit_facts() -> None:
