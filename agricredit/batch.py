@@ -51,7 +51,8 @@ from agricredit.privacy import RedactPII
 from agricredit.report.data import KeptChips
 from agricredit.season import season_period
 
-__all__ = ["BatchConfig", "BatchRun", "ChunkFailure", "DaskObserver", "FAILURES", "LOCAL_WORKER_CONFIG", "SEQUENCE_FILES",
+__all__ = ["BatchConfig", "BatchRun", "ChunkFailure", "DaskObserver", "FAILURES", "LOCAL_WORKER_CONFIG",
+           "MIN_MEMORY_PER_WORKER", "SEQUENCE_FILES",
            "WORK_FOLDER",
            "chunk_plots", "load_batch_config", "observe_chunk", "run_batch"]
 
@@ -699,6 +700,11 @@ def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], No
                                    host="127.0.0.1")
     try:
         client = Client(scheduler or cluster)
+    except ValueError as error:  # a scheduler address Dask cannot parse (a local cluster's is its own)
+        if cluster is not None:
+            cluster.close()
+            raise
+        raise InputError(f"--scheduler {scheduler}: {error}") from None
     except BaseException:
         if cluster is not None:
             cluster.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -174,6 +175,14 @@ def test_a_scheduler_that_cannot_be_reached_stops_the_run_and_publishes_nothing(
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(OSError, match="127.0.0.1:9"):
         run_batch(config, KEY, AUDIT_KEY, scheduler="tcp://127.0.0.1:9")
+    assert not [path for path in config.output.iterdir() if path.name != WORK_FOLDER]
+
+
+@pytest.mark.parametrize("address", ["nonsense::", "foo://10.0.0.5:8786"])
+def test_a_scheduler_address_dask_cannot_parse_is_named_in_one_line(tmp_path: Path, address: str) -> None:
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    with pytest.raises(InputError, match=f"--scheduler {re.escape(address)}: (invalid address|unknown address scheme)"):
+        run_batch(config, KEY, AUDIT_KEY, scheduler=address)
     assert not [path for path in config.output.iterdir() if path.name != WORK_FOLDER]
 
 
