@@ -700,14 +700,11 @@ def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], No
                                    host="127.0.0.1")
     try:
         client = Client(scheduler or cluster)
-    except ValueError as error:  # a scheduler address Dask cannot parse (a local cluster's is its own)
+    except BaseException as error:
         if cluster is not None:
             cluster.close()
-            raise
-        raise InputError(f"--scheduler {scheduler}: {error}") from None
-    except BaseException:
-        if cluster is not None:
-            cluster.close()
+        elif isinstance(error, ValueError):  # an address Dask cannot parse
+            raise InputError(f"--scheduler {scheduler}: {error}") from None
         raise
     if client.dashboard_link:
         say(f"Dask dashboard: {client.dashboard_link}")
