@@ -171,6 +171,7 @@ def test_scheduler_and_two_workers_many_chunks_give_the_bytes_of_assess(tmp_path
 def test_a_scheduler_that_cannot_be_reached_stops_the_run_and_publishes_nothing(tmp_path: Path) -> None:
     """The cluster is connected while the plot file is read: its error is the run's, with nothing written."""
     import dask
+    import distributed  # noqa: F401  (its config defaults, registered on import, outlive the setting below)
 
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(OSError, match="127.0.0.1:9"):
