@@ -479,6 +479,7 @@ def test_large_geojson_layers_become_rfc8142_text_sequences(tmp_path: Path, refe
     ("chunk_size_m = 100", "missing batch.output"),
     ('output = "o"\nchunk_size_m = 0', "chunk_size_m must be a positive"),
     ('output = "o"\nworkers = 0', "workers must be a whole number"),
+    ('output = "o"\ngeojsonseq_min_bytes = -1', "geojsonseq_min_bytes must be a whole number of bytes >= 0"),
     ('output = "o"\nmemory_per_worker = "lots"', "memory_per_worker must be a size of at least 512.00 MiB"),
     ('output = "o"\nmemory_per_worker = "511MiB"', "memory_per_worker must be .* not '511MiB'"),
     (f'output = "o"\nmemory_per_worker = {512 * 2**20 - 1}', "memory_per_worker must be a size"),
@@ -490,6 +491,27 @@ def test_bad_batch_tables_are_refused_with_one_clear_line(tmp_path: Path, table:
     path.write_text(text[:text.index("[batch]")] + "[batch]\n" + table + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=message):
         load_batch_config(path)
+
+
+def test_the_config_hash_follows_what_changes_results_and_not_the_cluster(tmp_path: Path) -> None:
+    """``--resume`` compares the config's hash: the inputs, the options and the chunking change it; the workers,
+    their memory and the output folder, which change no byte of the results, do not."""
+    path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
+    text = path.read_text(encoding="utf-8")
+    base = load_batch_config(path).sha256
+
+    def hash_of(new_text: str) -> str:
+        path.write_text(new_text, encoding="utf-8")
+        return load_batch_config(path).sha256
+
+    same = [text + 'workers = 3\nmemory_per_worker = "3GiB"\n', text.replace('output = "out"', 'output = "elsewhere"')]
+    assert [hash_of(t) for t in same] == [base, base]
+    changed = [text.replace(f"chunk_size_m = {SMALL_CHUNK_M}", f"chunk_size_m = {2 * SMALL_CHUNK_M}"),
+               text + "geojsonseq_min_bytes = 1000\n", text + "geojsonseq_min_bytes = 0\n",
+               text.replace('end = "2023-12-31"', 'end = "2023-11-30"'),
+               text.replace((SAMPLE / "declarations.csv").as_posix(), (tmp_path / "other.csv").as_posix())]
+    hashes = [hash_of(t) for t in changed]
+    assert base not in hashes and len(set(hashes)) == len(changed)
 
 
 @pytest.mark.parametrize("memory", ['"512MiB"', str(512 * 2**20), '"2GiB"', '"1.5 GB"'])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,31 @@ def test_evidence_without_fits_is_the_evidence_less_its_fits_and_leaves_the_coll
     assert bare.season.flags == full.season.flags
     pd.testing.assert_frame_equal(bare.chips, full.chips)
     pd.testing.assert_frame_equal(bare.series, full.series)
+
+
+def test_a_chunks_evidence_is_of_its_own_plots_only() -> None:
+    """A zonal task observes every plot of its chunk that may be assessed; the tables may then set some aside. The
+    chunk's evidence task gets the chunk's observations and its own plots: its rows, series and chips are of those
+    alone, as if the observations of the others had never been made."""
+    from agricredit import batch
+
+    plots = load_plots(SAMPLE / "plots.geojson")
+    plots = plots.loc[plots["geometry_status"] == "OK"].reset_index(drop=True)
+    acquisitions = discover_acquisitions([SAMPLE / "season" / "manifest.csv"], None, None)
+    subset = plots.iloc[max(chunk_plots(plots, "EPSG:32618", 3000.0), key=len)]
+    own = subset.iloc[::2]  # the other half set aside by the tables
+    ids = plots["plot_id"].astype(str)
+    declared = dict(zip(ids, [["maize"], ["soybean"], ["wheat", "soybean"]] * len(ids)))
+    claims = batch._claims_of(own, declared, dict(zip(ids, area_mu(plots))))
+    rows, _ = split_season_options(season_options(load_policy(), region="delmarva"))
+    period = batch._first_and_last_day(acquisitions)
+    observed = batch.observe_chunk(subset, acquisitions)
+    assert observed[0]["plot_id"].nunique() == len(subset) > 40
+
+    got = batch._observed_evidence(observed, own, claims, period, acquisitions, rows)
+    alone = plot_evidence(observed[0].loc[observed[0]["plot_id"].isin(own["plot_id"])], own, *pickle.loads(claims),
+                          period, acquisitions, rows, keep_fits=False)
+    assert got.season.rows.column("plot_id").tolist() == own["plot_id"].tolist()
+    pd.testing.assert_frame_equal(got.season.rows.to_frame(), alone.season.rows.to_frame(), check_exact=True)
+    pd.testing.assert_frame_equal(got.series, alone.series, check_exact=True)
+    pd.testing.assert_frame_equal(got.chips, alone.chips)
