@@ -196,8 +196,7 @@ def _read_file(source: str | os.PathLike[str], name: str, id_field: str) -> gpd.
                            f"y up to {max(abs(miny), abs(maxy)):.0f}) although the file's CRS is geographic; "
                            "RFC 7946 GeoJSON must be WGS84 — reproject the file or give its CRS", path=name)
     if Path(name).suffix.lower() == ".shp":  # a Shapefile's field names are cut to 10 characters (dBASE)
-        cut = {long[:DBF_FIELD_NAME_CHARS]: long for long in (id_field, "borrower_id")
-               if len(long) > DBF_FIELD_NAME_CHARS and long not in gdf.columns}
+        cut = {long[:DBF_FIELD_NAME_CHARS]: long for long in (id_field, "borrower_id") if long not in gdf.columns}
         gdf = gdf.rename(columns={short: long for short, long in cut.items() if short in gdf.columns})
     if id_field not in gdf.columns:
         raise SchemaError(f"no ID column {id_field!r} (use --id-field)", path=name)
