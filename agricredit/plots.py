@@ -463,10 +463,8 @@ def rejected_ids(gdf: gpd.GeoDataFrame) -> dict[str, list[str]]:
     several = len(gdf.attrs.get("files") or ()) > 1
 
     def record(row: int) -> str:
-        if not several:
-            return f"row {row}"
         name, where = plot_record(gdf, row)
-        return f"{Path(name).name}: {where}"
+        return f"{Path(name).name}: {where}" if several else where
 
     named = [record(int(n)) if pid is None or pid != pid else str(pid)
              for n, pid in zip(np.flatnonzero(~gdf["geometry_status"].isin(_ACCEPTED).to_numpy()), bad["plot_id"])]
