@@ -27,6 +27,7 @@ from agricredit.errors import (
     InputError,
     InputNotFoundError,
     MissingBandError,
+    MissingTileError,
     SchemaError,
     SensorError,
 )
@@ -85,8 +86,8 @@ def _from_manifest(path: Path, keep: Callable[[dt.date], bool],
     for number, row in rows:
         tile = (path.parent / (row["path"] or "").strip()).resolve()
         if not row["path"] or not tile.exists():
-            error = InputNotFoundError(f"tile {row['path']!r} listed in the manifest does not exist", path=path,
-                                       record=f"row {number}")
+            error = MissingTileError(f"tile {row['path']!r} listed in the manifest does not exist", path=path,
+                                     record=f"row {number}")
             if not row["path"] or on_error is None:
                 raise error
             on_error(tile, error)
@@ -99,13 +100,19 @@ def _from_manifest(path: Path, keep: Callable[[dt.date], bool],
     return found
 
 
-def _from_stac(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> list[_Found]:
+def _from_stac(path: Path, keep: Callable[[dt.date], bool],
+               on_error: Callable[[Path, AgricreditError], None] | None = None, **options: Any) -> list[_Found]:
     """A STAC Item (one product, opened by the NDVI reader) or an ItemCollection.
 
     An item of a collection is referenced by its local ``self`` link if it has
     one, else by its NDVI asset or its single data asset; an item whose bands
-    are separate assets has no single file to point at and is an error.
+    are separate assets has no single file to point at and is an error. An
+    item of the season whose asset is not there goes to ``on_error`` when given
+    (a :class:`~agricredit.errors.MissingTileError` with the item's geometry as
+    its footprint), else stops the run.
     """
+    if on_error is not None:
+        options = {**options, "on_error": on_error}
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -136,13 +143,39 @@ def _from_stac(path: Path, keep: Callable[[dt.date], bool], **options: Any) -> l
         if "://" in href and not href.startswith("file://"):
             raise InputError(f"asset {href!r} is remote; only local STAC items are read", path=path, record=record)
         tile = (path.parent / href.removeprefix("file://")).resolve()
-        if not tile.exists():
-            raise InputNotFoundError(f"asset {href!r} does not exist", path=path, record=record)
         date = _parse_date(when, path=path, record=record)
-        if keep(date):
-            label = str(props.get("platform") or props.get("constellation") or "")
-            found.extend(_from_file(tile, date=date, label=label, **options))
+        if not keep(date):
+            continue
+        if not tile.exists():
+            error = MissingTileError(f"asset {href!r} does not exist", path=path, record=record,
+                                     footprint=_item_footprint(item))
+            if on_error is None:
+                raise error
+            on_error(tile, error)
+            continue
+        label = str(props.get("platform") or props.get("constellation") or "")
+        found.extend(_from_file(tile, date=date, label=label, **options))
     return found
+
+
+def _item_footprint(item: dict[str, Any]) -> Any:
+    """A STAC item's footprint in WGS84 (a shapely geometry): its ``geometry``, else its ``bbox`` (2D or 3D);
+    ``None`` if it has neither or they do not make a valid, non-empty outline."""
+    import shapely
+    from shapely.geometry import shape
+
+    bbox = item.get("bbox") or ()
+    try:
+        if item.get("geometry"):
+            footprint = shape(item["geometry"])
+        elif len(bbox) in (4, 6):  # [west, south, (bottom,) east, north, (top)]
+            half = len(bbox) // 2
+            footprint = shapely.box(float(bbox[0]), float(bbox[1]), float(bbox[half]), float(bbox[half + 1]))
+        else:
+            return None
+    except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.ShapelyError):
+        return None
+    return footprint if footprint.is_valid and not footprint.is_empty else None
 
 
 def _from_file(path: Path, *, date: dt.date | None = None, label: str | None = None,
@@ -215,8 +248,10 @@ def discover_acquisitions(
         end=2023-06-30``.
     on_error
         Called with the path and the error of a tile that cannot be opened at
-        all (a corrupt file) or that a manifest lists but does not exist; the
-        tile is left out and discovery goes on (per-record isolation, design §9).
+        all (a corrupt file) or that a manifest or a STAC ItemCollection lists
+        but does not exist (:class:`~agricredit.errors.MissingTileError`, with
+        the STAC item's footprint); the tile is left out and discovery goes on
+        (per-record isolation, design §9).
         Without it the error stops the run.
     **reader_options
         Passed to :func:`agricredit.raster.open_product` (``sensor``,

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -581,42 +581,56 @@ def _evidence_inputs(case: Case, policy: Policy, claims: _Claims, declarations: 
             peer_options)
 
 
-def _discover(case: Case, strict: bool) -> tuple[list[Acquisition], dict[str, str]]:
-    """The season's acquisitions, and the tiles that could not even be opened (path → why; ``strict``: raise).
+def _discover(case: Case, strict: bool) -> tuple[list[Acquisition], dict[str, _Unopened]]:
+    """The season's acquisitions, and the tiles that could not even be opened (path → why and footprint;
+    ``strict``: raise).
 
-    Such a tile has no known footprint or date: it is listed and the season is
-    judged on the other tiles (thin evidence then goes to review).
+    Such a tile is listed. When its listing tells where it lies (a STAC item's geometry), the plots under it are
+    held as under a tile whose pixels cannot be read; otherwise (a corrupt file, a manifest row) no plot is known to
+    be under it, and the season is judged on the other tiles (thin evidence then goes to review).
     """
-    unopened: dict[str, str] = {}
-    acquisitions = discover_acquisitions(
-        list(case.tiles), case.start, case.end,
-        on_error=None if strict else lambda path, error: unopened.setdefault(str(path), error.message),
-        **({"sensor": case.sensor} if case.sensor else {}))
+    unopened: dict[str, _Unopened] = {}
+
+    def on_error(path: Path, error: AgricreditError) -> None:
+        unopened.setdefault(str(path), _Unopened(error.message, getattr(error, "footprint", None)))
+
+    acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end, on_error=None if strict else on_error,
+                                         **({"sensor": case.sensor} if case.sensor else {}))
     if not acquisitions:
         raise InputError("no acquisitions found in the tiles for the given period", path=case.tiles[0])
     return acquisitions, unopened
 
 
+class _Unopened(NamedTuple):
+    """A tile that could not be opened: why, and its footprint in WGS84 when its listing gives one."""
+
+    why: str
+    footprint: Any = None
+
+
 def _observe(case: Case, good: gpd.GeoDataFrame, strict: bool, acquisitions: list[Acquisition],
-             unopened: dict[str, str], observe: Observer, progress: Callable[[str], None] | None,
+             unopened: dict[str, _Unopened], observe: Observer, progress: Callable[[str], None] | None,
              count_dates: Callable[[int, int], None] | None,
              rejected: dict[str, list[str]]) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, str]]:
     """Run the zonal stage, listing bad tiles (``unopened`` and unreadable) in ``rejected`` (per-record isolation).
 
-    A tile whose pixels cannot be read holds the plots under it. Returns the
-    long table, the unread tiles under each plot and the plots whose evidence
-    failed (a batch chunk).
+    A tile whose pixels cannot be read, or that is missing where its listing
+    places it, holds the plots under it. Returns the long table, the unread
+    tiles under each plot and the plots whose evidence failed (a batch chunk).
     """
     _stage(progress, f"zonal statistics: {len(good)} plots x {len(acquisitions)} dates")
     unreadable: dict[str, tuple[Tile, str]] = {}
     on_error = None if strict else lambda tile, error: unreadable.setdefault(
         tile.path, (tile, error.message if isinstance(error, AgricreditError) else str(error)))
     long_table = observe(good, acquisitions, on_error=on_error, progress=count_dates)
-    unread_tiles = _plots_under(good, [tile for tile, _ in unreadable.values()])
+    unread_tiles = _plots_under(good, [*(_tile_footprint(tile) for tile, _ in unreadable.values()),
+                                       *((path, "EPSG:4326", tile.footprint) for path, tile in unopened.items()
+                                         if tile.footprint is not None)])
     failed_plots = long_table.attrs.get("failed_plots", {})
     if failed_plots:
         rejected["PROCESSING_FAILED"] = sorted(failed_plots)
-    unread = {**unopened, **{path: why for path, (_, why) in unreadable.items()}}
+    unread = {**{path: tile.why for path, tile in unopened.items()},
+              **{path: why for path, (_, why) in unreadable.items()}}
     if unread:
         rejected["TILE_UNREADABLE"] = [f"{Path(path).name}: {why}" for path, why in sorted(unread.items())]
     if long_table.empty:
@@ -809,14 +823,19 @@ def _input_hashes(case: Case, acquisitions: Sequence[Any], policy: Policy, regio
     return dict(sorted(hashes.items()))
 
 
-def _plots_under(plots: gpd.GeoDataFrame, tiles: Sequence[Tile]) -> dict[str, list[str]]:
-    """Plot ID → the names of ``tiles`` whose footprint it touches."""
+def _tile_footprint(tile: Tile) -> tuple[str, Any, Any]:
+    """A tile's path, CRS and footprint (its grid's bounds in that CRS), as :func:`_plots_under` takes them."""
+    return tile.path, tile.crs, shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
+
+
+def _plots_under(plots: gpd.GeoDataFrame, footprints: Sequence[tuple[str, Any, Any]]) -> dict[str, list[str]]:
+    """Plot ID → the names of the tiles whose footprint it touches (``footprints``: each tile's path, CRS and
+    footprint in that CRS)."""
     found: dict[str, list[str]] = {}
-    for tile in sorted(tiles, key=lambda t: t.path):
-        footprint = shapely.box(*rasterio.transform.array_bounds(tile.height, tile.width, tile.transform))
-        touched = plots.to_crs(tile.crs).intersects(footprint).to_numpy()
+    for path, crs, footprint in sorted(footprints, key=lambda item: item[0]):
+        touched = plots.to_crs(crs).intersects(footprint).to_numpy()
         for plot_id in plots["plot_id"].to_numpy()[touched]:
-            found.setdefault(plot_id, []).append(Path(tile.path).name)
+            found.setdefault(plot_id, []).append(Path(path).name)
     return found
 
 

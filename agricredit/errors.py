@@ -12,11 +12,13 @@ Messages name the file, record and reason, and never carry personal data
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "AgricreditError",
     "InputError",
     "InputNotFoundError",
+    "MissingTileError",
     "CorruptInputError",
     "CRSError",
     "CRSMismatchError",
@@ -74,6 +76,24 @@ class InputError(AgricreditError, ValueError):
 
 class InputNotFoundError(AgricreditError, FileNotFoundError):
     """An input path does not exist or cannot be read."""
+
+
+class MissingTileError(InputNotFoundError):
+    """A tile that a manifest or a STAC item lists is not there.
+
+    Parameters
+    ----------
+    message, path, record
+        As :class:`AgricreditError`.
+    footprint
+        Where the tile lies, when its listing says so (a STAC item's geometry, a shapely geometry in WGS84
+        longitude/latitude); ``None`` when unknown (a manifest row holds only a path).
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None, record: str | int | None = None,
+                 footprint: Any = None):
+        super().__init__(message, path=path, record=record)
+        self.footprint = footprint
 
 
 class CorruptInputError(InputError):

@@ -7,6 +7,7 @@ its own borrowers), so one assessment checks them all; limits are checked agains
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -14,7 +15,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import geopandas as gpd
 import pandas as pd
 import pyproj
 import pytest
@@ -22,7 +25,7 @@ from shapely.geometry import box, mapping
 from shapely.ops import transform
 
 from agricredit.assess import load_case, run_assessment, write_outputs
-from agricredit.errors import CorruptInputError, SchemaError
+from agricredit.errors import CorruptInputError, MissingTileError, SchemaError
 from agricredit.privacy import pseudonym
 from agricredit.seeds import load_crops
 from suite_keys import TEST_AUDIT_KEY, TEST_KEYS, TEST_PII_KEY
@@ -302,6 +305,47 @@ def test_corrupt_tile_among_many_holds_only_the_plots_under_it(tmp_path):
     assert {c.figures["tiles"][0] for v in held for c in v.checks if c.code == "TILE_UNREADABLE"} == {tile.name}
     with pytest.raises(CorruptInputError, match="cannot read pixels"):
         run_assessment(load_case(folder / "case.toml"), KEY, strict=True)
+
+
+MISSING_TILE = "S2_L2A_SIM_20230620.tif"
+
+
+def season_with_a_missing_stac_asset(season: Path) -> tuple[Path, Any]:
+    """The sample's season in ``season`` (a copy) listed as a STAC ItemCollection ``items.json``, an item per tile,
+    with :data:`MISSING_TILE` gone and its item's geometry the western half of the plots' extent; returns the
+    collection and that footprint (WGS84)."""
+    shutil.copytree(SAMPLE / "season", season)
+    west, south, east, north = gpd.read_file(SAMPLE / "plots.geojson").total_bounds
+    footprint = box(west - 0.01, south - 0.01, (west + east) / 2, north + 0.01)
+    with open(season / "manifest.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    items = [{"type": "Feature", "stac_version": "1.0.0", "id": row["path"][:-4],
+              "geometry": mapping(footprint) if row["path"] == MISSING_TILE else None,
+              "properties": {"datetime": f"{row['date']}T15:50:00Z"},
+              "assets": {"data": {"href": row["path"], "type": "image/tiff; application=geotiff", "roles": ["data"]}},
+              "links": []} for row in rows]
+    collection = season / "items.json"
+    collection.write_text(json.dumps({"type": "FeatureCollection", "features": items}), encoding="utf-8")
+    (season / MISSING_TILE).unlink()
+    return collection, footprint
+
+
+def test_a_missing_stac_asset_holds_the_plots_its_item_lies_over(tmp_path):
+    # The item's geometry says where the missing tile lies: exactly the assessed plots touching it are held
+    # (TILE_UNREADABLE: to review, nothing counted), as under a tile whose pixels cannot be read.
+    collection, footprint = season_with_a_missing_stac_asset(tmp_path / "season")
+    case = dataclasses.replace(load_case(SAMPLE / "case.toml"), tiles=(collection,))
+    assessment = run_assessment(case, KEY)
+    assert assessment.rejected["TILE_UNREADABLE"] == [f"{MISSING_TILE}: asset '{MISSING_TILE}' does not exist"]
+    outlines = gpd.read_file(SAMPLE / "plots.geojson").set_index("plot_id").geometry
+    assessed = [v.plot_id for v in assessment.verdicts if v.plot_id not in assessment.rejected["GEOMETRY_INVALID"]]
+    under = sorted(plot_id for plot_id in assessed if outlines[plot_id].intersects(footprint))
+    held = [v for v in assessment.verdicts if "TILE_UNREADABLE" in v.codes]
+    assert sorted(v.plot_id for v in held) == under and 100 < len(under) < len(assessed) - 100
+    assert all(v.contribution.mu_now == 0.0 for v in held)
+    assert {c.figures["tiles"][0] for v in held for c in v.checks if c.code == "TILE_UNREADABLE"} == {MISSING_TILE}
+    with pytest.raises(MissingTileError, match=rf"items\.json: item 5: asset '{MISSING_TILE}' does not exist"):
+        run_assessment(case, KEY, strict=True)
 
 
 def test_tile_that_cannot_be_opened_is_listed_and_the_run_completes(tmp_path):

@@ -425,6 +425,32 @@ def test_a_missing_tile_is_left_out_as_in_assess_and_the_rest_finish(tmp_path: P
         run_assessment(dataclasses.replace(sample_case(), tiles=config.case.tiles), KEY, strict=True)
 
 
+def test_a_missing_stac_asset_holds_the_plots_its_item_lies_over_as_in_assess(tmp_path: Path, inprocess: str) -> None:
+    # A STAC item tells where its missing tile lies: the plots under it are held, as assess holds them, and listed in
+    # failures.csv with their chunks.
+    from test_assess_claims import MISSING_TILE, season_with_a_missing_stac_asset
+
+    collection, _ = season_with_a_missing_stac_asset(tmp_path / "season")
+    path = write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M)
+    path.write_text(path.read_text(encoding="utf-8").replace((SAMPLE / "season" / "manifest.csv").as_posix(),
+                                                             collection.as_posix()), encoding="utf-8")
+    config = load_batch_config(path)
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    expected = tmp_path / "assess"
+    write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=(collection,)), KEY), expected, AUDIT_KEY)
+    assert_same_outputs(config.output, expected)
+    plots = gpd.read_file(expected / "plots.geojson")
+    held = sorted(plots.loc[plots["reason_codes"].str.contains("TILE_UNREADABLE"), "plot_id"])
+    assert 0 < len(held) < len(plots)
+    table = pd.read_csv(config.output / FAILURES, dtype={"plot_id": str})
+    assert table["plot_id"].tolist() == held
+    assert set(table["reason"]) == {f"unreadable tile {MISSING_TILE}: asset '{MISSING_TILE}' does not exist"}
+    every = load_plots(SAMPLE / "plots.geojson")
+    chunk_of = {pid: number for number, rows in enumerate(chunk_plots(every, "EPSG:32618", SMALL_CHUNK_M))
+                for pid in every["plot_id"].iloc[rows]}
+    assert table["chunk"].tolist() == [chunk_of[pid] for pid in held]
+
+
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
                                                                           inprocess: str) -> None:
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))

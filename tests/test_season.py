@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import shapely.geometry
 from hypothesis import given
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from scipy.optimize import brentq
 
 from agricredit import acquisitions, series
-from agricredit.errors import InputError, InputNotFoundError, SchemaError
+from agricredit.errors import InputError, InputNotFoundError, MissingTileError, SchemaError
 
 
 # ----------------------------------------------------------------------------- acquisitions
@@ -96,6 +97,38 @@ def test_discover_stac_item_collection(tile_folder):
     stac.write_text(json.dumps({"type": "FeatureCollection", "features": [item("x", "2023-01-01", "https://e.org/a.tif")]}))
     with pytest.raises(InputError, match="remote"):
         acquisitions.discover_acquisitions(stac)
+
+
+def test_a_missing_stac_asset_is_reported_with_its_items_footprint(tile_folder):
+    # An item of the season whose asset is not there: an error naming the item, or (on_error) the item left out with
+    # its footprint (geometry, else 2D or 3D bbox, else none); a missing asset outside the season is not looked at.
+    def item(when, href, **where):
+        return {"type": "Feature", "properties": {"datetime": when}, "assets": {"ndvi": {"href": href}}, **where}
+
+    square = {"type": "Polygon", "coordinates": [[[117, 36], [118, 36], [118, 37], [117, 37], [117, 36]]]}
+    stac = tile_folder / "items.json"
+    stac.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        item("2023-01-10", "a/S2_NDVI_20230110.tif"),
+        item("2023-02-01", "a/gone-1.tif", geometry=square, bbox=[0, 0, 1, 1]),
+        item("2023-03-01", "a/gone-2.tif", geometry=None, bbox=[117, 36, 118, 37]),
+        item("2023-04-01", "a/gone-3.tif", bbox=[117, 36, -5, 118, 37, 9]),
+        item("2023-05-01", "a/gone-4.tif"),
+        item("2023-06-01", "a/gone-5.tif", geometry={"type": "Polygon", "coordinates": "x"}),
+        item("2023-07-01", "a/gone-6.tif", geometry={"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}),
+        item("2024-01-01", "a/gone-7.tif", geometry=square),
+    ]}))
+    with pytest.raises(MissingTileError, match=r"items\.json: item 2: asset 'a/gone-1\.tif' does not exist"):
+        acquisitions.discover_acquisitions(stac, end="2023-12-31")
+    seen = []
+    found = acquisitions.discover_acquisitions(stac, end="2023-12-31", on_error=lambda path, error: seen.append(
+        (path.name, error.record, error.footprint)))
+    assert [a.date.isoformat() for a in found] == ["2023-01-10"]
+    whole = shapely.geometry.shape(square)
+    assert [(name, record) for name, record, _ in seen] == [(f"gone-{k}.tif", f"item {k + 1}") for k in range(1, 7)]
+    footprints = [footprint for _, _, footprint in seen]
+    assert footprints[0].equals(whole)  # the geometry wins over the bbox
+    assert footprints[1].equals(whole) and footprints[2].equals(whole)  # the bbox, 2D and 3D
+    assert footprints[3:] == [None, None, None]  # none given, unparsable, a self-intersecting outline
 
 
 def test_discover_missing_source(tmp_path):
