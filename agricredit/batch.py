@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 #: The batch's own folder inside the output folder: the ledger, the chunks' results, the run log.
 WORK_FOLDER = ".agricredit-batch"
 LEDGER = "ledger.json"
+#: The run log in the batch's folder: the stage lines, the chunks that failed, Dask's warnings and errors.
+RUN_LOG = "run.log"
 #: The GeoJSON layers past ``geojsonseq_min_bytes``, as RFC 8142 text sequences (instead of ``NAME.geojson``).
 SEQUENCE_FILES = ("plots.geojsonl", "borrowers.geojsonl")
 #: The plots of failed chunks and those unreadable tiles hold, a row per plot and reason (``chunk,plot_id,reason``);
@@ -643,10 +645,12 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
 
     work = config.output / WORK_FOLDER
     work.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(work / "run.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = _run_log(work / RUN_LOG)
     handler.addFilter(lambda record: record.name != "agricredit")  # the CLI's own copy of the stage lines
-    handler.addFilter(RedactPII())
+    # Dask's own warnings and errors (a worker's memory, a lost worker, the heartbeat a closing cluster cuts short)
+    # go to the run log too, not among the stage lines on stderr: this process's here, local workers' by a plugin.
+    dask_lines = _run_log(work / RUN_LOG, logging.WARNING)
+    restore_dask_logs = _move_dask_logs(dask_lines)
     # The run log takes INFO and up; the handlers already there keep showing what they showed.
     root = logging.getLogger("agricredit")
     level, shown = root.level, root.getEffectiveLevel()
@@ -656,7 +660,7 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
     root.setLevel(min(shown, logging.INFO))
     root.addHandler(handler)
     # The cluster starts (seconds) on a thread while the plot file is read: its first use waits for it.
-    connecting = _Connecting(lambda: _connect(scheduler, config, say))
+    connecting = _Connecting(lambda: _connect(scheduler, config, say, work / RUN_LOG))
     try:
         log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
         observer = DaskObserver(connecting, config, work, resume=resume, fail_fast=fail_fast, count_chunks=count_chunks,
@@ -685,10 +689,60 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         for other in quiet:
             other.setLevel(logging.NOTSET)
         handler.close()
+        restore_dask_logs()
+        dask_lines.close()
 
 
-def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], None]) -> tuple[Any, Any]:
-    """A client of the scheduler at ``scheduler``, or of a new local cluster (returned too, else ``None``)."""
+#: Dask's loggers that carry their own handler to stderr (distributed's default logging configuration).
+DASK_LOGGERS = ("distributed", "distributed.client")
+
+
+def _run_log(path: Path, level: int = logging.NOTSET) -> logging.FileHandler:
+    """A handler appending to the run log at ``path`` the records of ``level`` and up, personal data redacted."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactPII())
+    return handler
+
+
+def _move_dask_logs(handler: logging.Handler) -> Callable[[], None]:
+    """Send the records of :data:`DASK_LOGGERS` in this process to ``handler`` instead of their stderr handlers;
+    return what puts those back."""
+    moved = []
+    for name in DASK_LOGGERS:
+        logger = logging.getLogger(name)
+        streams = [h for h in logger.handlers if type(h) is logging.StreamHandler]  # (not the file handlers)
+        for stream in streams:
+            logger.removeHandler(stream)
+        logger.addHandler(handler)
+        moved.append((logger, streams))
+
+    def restore() -> None:
+        for logger, streams in moved:
+            logger.removeHandler(handler)
+            for stream in streams:
+                logger.addHandler(stream)
+
+    return restore
+
+
+def _run_log_plugin(path: Path) -> Any:
+    """A Dask worker plugin sending each worker's Dask warnings and errors to the run log at ``path`` (for the local
+    cluster's workers only: a given cluster's workers keep their own logging)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class RunLog(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            _move_dask_logs(_run_log(path, logging.WARNING))
+
+    return RunLog()
+
+
+def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], None], run_log: Path
+              ) -> tuple[Any, Any]:
+    """A client of the scheduler at ``scheduler``, or of a new local cluster (returned too, else ``None``) whose
+    workers write their Dask warnings to ``run_log``."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -706,6 +760,8 @@ def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], No
         elif isinstance(error, ValueError):  # an address Dask cannot parse
             raise InputError(f"--scheduler {scheduler}: {error}") from None
         raise
+    if cluster is not None:
+        client.register_plugin(_run_log_plugin(run_log), name="agricredit-run-log")
     if client.dashboard_link:
         say(f"Dask dashboard: {client.dashboard_link}")
     return client, cluster

@@ -130,26 +130,64 @@ def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
 
 
 def settings_task(plots, acquisitions, *, marker: str):
-    """The map task, noting the worker's malloc trim threshold and whether Dask profiles its tasks."""
+    """The map task, noting the worker's malloc trim threshold and whether Dask profiles its tasks, and logging a
+    line of each level on the worker's Dask logger."""
+    import logging
+
     import dask
 
     Path(marker).write_text(json.dumps({"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
                                         "profile": dask.config.get("distributed.worker.profile.enabled")}))
+    for level in ("info", "warning", "error"):
+        getattr(logging.getLogger("distributed.worker"), level)("worker %s line of the test", level)
     return observe_chunk(plots, acquisitions)
 
 
-def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, reference: Path) -> None:
+def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, reference: Path,
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
     import functools
+    import logging
 
     config = load_batch_config(write_config(tmp_path, chunk_size_m=1e7, workers=1))
     marker = tmp_path / "worker-settings.json"
-    run = run_batch(config, KEY, AUDIT_KEY, task=functools.partial(settings_task, marker=str(marker)))
+    # Dask's stderr handlers of this process, as distributed's logging configuration makes them (on stderr as
+    # captured here).
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.client")]
+    handlers = [logging.StreamHandler(sys.stderr) for _ in loggers]
+    for logger, handler in zip(loggers, handlers):
+        logger.addHandler(handler)
+    before = [list(logger.handlers) for logger in loggers]
+
+    def stage(line: str) -> None:  # a Dask warning of this process (the scheduler's, the client's) meanwhile
+        logging.getLogger("distributed.scheduler").warning("scheduler line of the test")
+        logging.getLogger("distributed.client").error("client line of the test")
+
+    try:
+        run = run_batch(config, KEY, AUDIT_KEY, task=functools.partial(settings_task, marker=str(marker)),
+                        stage=stage)
+        after = [list(logger.handlers) for logger in loggers]
+        logging.getLogger("distributed.scheduler").warning("a line after the run")
+        logging.getLogger("distributed.client").error("a client line after the run")
+    finally:
+        for logger, handler in zip(loggers, handlers):
+            logger.removeHandler(handler)
     # The local workers keep glibc's dynamic mmap threshold and run their tasks without Dask's profiler.
     assert json.loads(marker.read_text()) == {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "profile": False}
     assert_same_outputs(config.output, reference)
     assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) == 1
     assert run.failures == [] and not (config.output / FAILURES).exists()
-    assert (config.output / WORK_FOLDER / "run.log").stat().st_size > 0
+    # Dask's warnings and errors, of the workers and of this process, are in the run log, not on stderr.
+    log = (config.output / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
+    assert "WARNING distributed.worker: worker warning line of the test" in log
+    assert "ERROR distributed.worker: worker error line of the test" in log
+    assert "worker info line" not in log
+    assert "WARNING distributed.scheduler: scheduler line of the test" in log
+    assert "ERROR distributed.client: client line of the test" in log
+    # Once the run is over, Dask's lines of this process go where they went before.
+    err = capfd.readouterr().err
+    assert "line of the test" not in err
+    assert after == before and "a line after the run" in err and "a client line after the run" in err
+    assert "after the run" not in (config.output / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
 
 
 def test_scheduler_and_two_workers_many_chunks_give_the_bytes_of_assess(tmp_path: Path, reference: Path,
