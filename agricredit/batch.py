@@ -741,8 +741,8 @@ def _run_log_plugin(path: Path) -> Any:
 
 def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], None], run_log: Path
               ) -> tuple[Any, Any]:
-    """A client of the scheduler at ``scheduler``, or of a new local cluster (returned too, else ``None``) whose
-    workers write their Dask warnings to ``run_log``."""
+    """A client of the scheduler at ``scheduler`` (a warning says that the run waits if it has no worker yet), or
+    of a new local cluster (returned too, else ``None``) whose workers write their Dask warnings to ``run_log``."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -762,6 +762,9 @@ def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], No
         raise
     if cluster is not None:
         client.register_plugin(_run_log_plugin(run_log), name="agricredit-run-log")
+    elif not client.scheduler_info(n_workers=1)["workers"]:  # its tasks wait for one: say why nothing moves
+        log.warning("the scheduler at %s has no workers yet: waiting for one (start them with: dask worker %s)",
+                    scheduler, scheduler)
     if client.dashboard_link:
         say(f"Dask dashboard: {client.dashboard_link}")
     return client, cluster

@@ -195,6 +195,7 @@ def test_scheduler_and_two_workers_many_chunks_give_the_bytes_of_assess(tmp_path
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     run_batch(config, KEY, AUDIT_KEY, scheduler=scheduler)
     assert_same_outputs(config.output, reference)
+    assert "no workers" not in (config.output / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
     # The run was really cut: many chunks, and borrowers whose plots fall in different chunks.
     assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) > 10
     plots = load_plots(SAMPLE / "plots.geojson")
@@ -215,6 +216,30 @@ def test_a_scheduler_that_cannot_be_reached_stops_the_run_and_publishes_nothing(
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(OSError, match="127.0.0.1:9"):
         run_batch(config, KEY, AUDIT_KEY, scheduler="tcp://127.0.0.1:9")
     assert not [path for path in config.output.iterdir() if path.name != WORK_FOLDER]
+
+
+def test_a_scheduler_without_workers_is_waited_for_with_a_warning(tmp_path: Path, reference: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed import LocalCluster
+
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
+    run_log = config.output / WORK_FOLDER / "run.log"
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            ThreadPoolExecutor(max_workers=1) as pool:
+        address = cluster.scheduler_address
+        running = pool.submit(run_batch, config, KEY, AUDIT_KEY, scheduler=address)
+        said = f"WARNING agricredit.batch: the scheduler at {address} has no workers yet: waiting for one " \
+               f"(start them with: dask worker {address})"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (run_log.is_file() and said in run_log.read_text(encoding="utf-8")):
+            time.sleep(0.1)
+        assert said in run_log.read_text(encoding="utf-8")
+        time.sleep(1)
+        assert not running.done()  # it waits for a worker
+        cluster.scale(1)
+        running.result(timeout=120)
+    assert_same_outputs(config.output, reference)
 
 
 @pytest.mark.parametrize("address", ["nonsense::", "foo://10.0.0.5:8786"])
