@@ -389,7 +389,7 @@ class DaskObserver:
             try:
                 table, unreadable = future.result()[:2]
             except Exception as error:  # a failing chunk: isolated (or, with fail_fast, the end of the run)
-                why = error.one_line() if isinstance(error, AgricreditError) else f"{type(error).__name__}: {error}"
+                why = _chunk_failure(error, self.work / RUN_LOG)
                 if self.fail_fast:
                     self.client.cancel([*pending, *(chain.futures.values() if chain is not None else ())])
                     raise AgricreditError(f"chunk {number} failed: {why}") from error
@@ -526,6 +526,18 @@ class DaskObserver:
             tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def _chunk_failure(error: BaseException, run_log: Path) -> str:
+    """Why a chunk's task failed, in one line; for a task whose workers died (Dask's ``KilledWorker``), most often
+    for want of memory, where their lines are and what to change."""
+    from distributed import KilledWorker
+
+    why = error.one_line() if isinstance(error, AgricreditError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, KilledWorker):
+        why += (f" (a local worker's lines are in {run_log}; one that runs out of memory is restarted: raise "
+                "batch.memory_per_worker or lower batch.chunk_size_m)")
+    return why
+
+
 def _largest_first(chunks: Sequence[Any]) -> list[int]:
     """The chunks' numbers, largest first (ties: by number): tasks are submitted, and mostly run, in this order, so
     the last task of a stage is a small one and the other workers do not wait long for it."""
@@ -648,9 +660,8 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
     handler = _run_log(work / RUN_LOG)
     handler.addFilter(lambda record: record.name != "agricredit")  # the CLI's own copy of the stage lines
     # Dask's own warnings and errors (a worker's memory, a lost worker, the heartbeat a closing cluster cuts short)
-    # go to the run log too, not among the stage lines on stderr: this process's here, local workers' by a plugin.
+    # go to the run log too, not among the stage lines on stderr (see _connect).
     dask_lines = _run_log(work / RUN_LOG, logging.WARNING)
-    restore_dask_logs = _move_dask_logs(dask_lines)
     # The run log takes INFO and up; the handlers already there keep showing what they showed.
     root = logging.getLogger("agricredit")
     level, shown = root.level, root.getEffectiveLevel()
@@ -660,7 +671,7 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
     root.setLevel(min(shown, logging.INFO))
     root.addHandler(handler)
     # The cluster starts (seconds) on a thread while the plot file is read: its first use waits for it.
-    connecting = _Connecting(lambda: _connect(scheduler, config, say, work / RUN_LOG))
+    connecting = _Connecting(lambda: _connect(scheduler, config, say, dask_lines))
     try:
         log.info("batch on %s, config %s", scheduler or "a local cluster", config.sha256[:12])
         observer = DaskObserver(connecting, config, work, resume=resume, fail_fast=fail_fast, count_chunks=count_chunks,
@@ -689,7 +700,6 @@ def run_batch(config: BatchConfig, key: Any, audit_key: Any, *, scheduler: str |
         for other in quiet:
             other.setLevel(logging.NOTSET)
         handler.close()
-        restore_dask_logs()
         dask_lines.close()
 
 
@@ -739,42 +749,49 @@ def _run_log_plugin(path: Path) -> Any:
     return RunLog()
 
 
-def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], None], run_log: Path
-              ) -> tuple[Any, Any]:
+def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], None], dask_log: logging.FileHandler
+             ) -> tuple[Any, Any, Callable[[], None]]:
     """A client of the scheduler at ``scheduler`` (a warning says that the run waits if it has no worker yet), or
-    of a new local cluster (returned too, else ``None``) whose workers write their Dask warnings to ``run_log``."""
+    of a new local cluster (returned too, else ``None``); and what puts Dask's logging back.
+
+    Dask's warnings and errors of this process go to ``dask_log`` (the run log) from here on: distributed sets its
+    stderr handlers when first imported, here. So do the local cluster's workers' (:func:`_run_log_plugin`).
+    """
     import dask
     from distributed import Client, LocalCluster
 
+    restore = _move_dask_logs(dask_log)
     cluster = None
-    if scheduler is None:
-        with dask.config.set(LOCAL_WORKER_CONFIG):
-            cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1,
-                                   memory_limit=config.memory_per_worker, dashboard_address="127.0.0.1:0",
-                                   host="127.0.0.1")
     try:
+        if scheduler is None:
+            with dask.config.set(LOCAL_WORKER_CONFIG):
+                cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1,
+                                       memory_limit=config.memory_per_worker, dashboard_address="127.0.0.1:0",
+                                       host="127.0.0.1")
         client = Client(scheduler or cluster)
     except BaseException as error:
         if cluster is not None:
             cluster.close()
-        elif isinstance(error, ValueError):  # an address Dask cannot parse
+        restore()
+        if scheduler is not None and isinstance(error, ValueError):  # an address Dask cannot parse
             raise InputError(f"--scheduler {scheduler}: {error}") from None
         raise
     if cluster is not None:
-        client.register_plugin(_run_log_plugin(run_log), name="agricredit-run-log")
+        client.register_plugin(_run_log_plugin(Path(dask_log.baseFilename)), name="agricredit-run-log")
     elif not client.scheduler_info(n_workers=1)["workers"]:  # its tasks wait for one: say why nothing moves
         log.warning("the scheduler at %s has no workers yet: waiting for one (start them with: dask worker %s)",
                     scheduler, scheduler)
     if client.dashboard_link:
         say(f"Dask dashboard: {client.dashboard_link}")
-    return client, cluster
+    return client, cluster, restore
 
 
 class _Connecting:
-    """A Dask client being connected on a thread (``connect`` returns it and its local cluster, if any): its
-    attributes wait for it; :meth:`close` closes both once connected."""
+    """A Dask client being connected on a thread (``connect`` returns it, its local cluster if any, and what puts
+    Dask's logging back): its attributes wait for it; :meth:`close` closes both once connected, then puts the
+    logging back."""
 
-    def __init__(self, connect: Callable[[], tuple[Any, Any]]) -> None:
+    def __init__(self, connect: Callable[[], tuple[Any, Any, Callable[[], None]]]) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agricredit-connect")
         self._connected = self._pool.submit(connect)
         self._closed: Any = None
@@ -797,10 +814,13 @@ class _Connecting:
     def _close(self) -> None:
         if self._connected.exception() is not None:
             return
-        client, cluster = self._connected.result()
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        client, cluster, restore_logging = self._connected.result()
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            restore_logging()
 
 
 def _tile_failures(plots: pd.DataFrame, unreadable: Sequence[str], chunk_of: Mapping[str, int]) -> list[ChunkFailure]:

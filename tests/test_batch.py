@@ -20,7 +20,7 @@ import shapely
 
 from agricredit.assess import OUTPUT_FILES, run_assessment, sample_case, write_outputs
 from agricredit.audit import AuditKey
-from agricredit.batch import (FAILURES, LEDGER, WORK_FOLDER, _largest_first, chunk_plots, load_batch_config,
+from agricredit.batch import (FAILURES, LEDGER, WORK_FOLDER, _chunk_failure, _largest_first, chunk_plots, load_batch_config,
                               observe_chunk, run_batch)
 from agricredit.errors import AgricreditError, InputError
 from agricredit.plots import load_plots
@@ -159,8 +159,9 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
     before = [list(logger.handlers) for logger in loggers]
 
     def stage(line: str) -> None:  # a Dask warning of this process (the scheduler's, the client's) meanwhile
-        logging.getLogger("distributed.scheduler").warning("scheduler line of the test")
-        logging.getLogger("distributed.client").error("client line of the test")
+        if line.startswith(("Dask dashboard", "zonal statistics")):  # (the cluster is up)
+            logging.getLogger("distributed.scheduler").warning("scheduler line of the test")
+            logging.getLogger("distributed.client").error("client line of the test")
 
     try:
         run = run_batch(config, KEY, AUDIT_KEY, task=functools.partial(settings_task, marker=str(marker)),
@@ -188,6 +189,31 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
     assert "line of the test" not in err
     assert after == before and "a line after the run" in err and "a client line after the run" in err
     assert "after the run" not in (config.output / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
+
+
+def test_dask_lines_go_to_the_run_log_when_the_run_first_imports_distributed(tmp_path: Path) -> None:
+    # As in the CLI, whose process imports distributed (which sets its stderr handlers on import) in the run itself.
+    config = write_config(tmp_path, chunk_size_m=1e7, workers=1)
+    script = f"""
+import logging, sys
+from agricredit.audit import AuditKey
+from agricredit.batch import load_batch_config, run_batch
+from agricredit.privacy import PseudonymKey
+assert "distributed" not in sys.modules
+
+def stage(line):
+    if line.startswith(("Dask dashboard", "zonal statistics")):
+        logging.getLogger("distributed.scheduler").warning("scheduler line of the test")
+
+run_batch(load_batch_config({str(config)!r}), PseudonymKey(b"{KEY.secret.decode()}", "environment"),
+          AuditKey(b"{AUDIT_KEY.secret.decode()}", "environment"), stage=stage)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "scheduler line of the test" not in result.stderr
+    log = (tmp_path / "out" / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
+    assert log.count("WARNING distributed.scheduler: scheduler line of the test") == 2
 
 
 def test_scheduler_and_two_workers_many_chunks_give_the_bytes_of_assess(tmp_path: Path, reference: Path,
@@ -248,6 +274,31 @@ def test_a_scheduler_address_dask_cannot_parse_is_named_in_one_line(tmp_path: Pa
     with pytest.raises(InputError, match=f"--scheduler {re.escape(address)}: (invalid address|unknown address scheme)"):
         run_batch(config, KEY, AUDIT_KEY, scheduler=address)
     assert not [path for path in config.output.iterdir() if path.name != WORK_FOLDER]
+
+
+def fatal_task(plots, acquisitions):
+    """The map task, except that its worker process dies on the chunk holding :data:`FAILING_PLOT`, every time."""
+    if FAILING_PLOT in set(plots["plot_id"]):
+        os._exit(1)
+    return observe_chunk(plots, acquisitions)
+
+
+def test_a_chunk_whose_workers_die_is_isolated_with_what_to_change(tmp_path: Path) -> None:
+    import dask
+
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M, workers=1))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the first death is the last
+        run = run_batch(config, KEY, AUDIT_KEY, task=fatal_task)
+    # (A task the worker held beside it when it died may be lost with it.)
+    assert any(FAILING_PLOT in failure.plot_ids for failure in run.failures) and len(run.failures) <= 3
+    run_log = config.output / WORK_FOLDER / "run.log"
+    hint = (f" (a local worker's lines are in {run_log}; one that runs out of memory is restarted: raise "
+            "batch.memory_per_worker or lower batch.chunk_size_m)")
+    assert all(f.reason.startswith("KilledWorker: ") and f.reason.endswith(hint) for f in run.failures)
+    assert set(pd.read_csv(config.output / FAILURES)["reason"]) == {f.reason for f in run.failures}
+    # Not for other errors.
+    assert _chunk_failure(RuntimeError("boom"), run_log) == "RuntimeError: boom"
+    assert _chunk_failure(InputError("bad", path="t.tif"), run_log) == "t.tif: bad"
 
 
 def test_a_failing_chunk_holds_only_its_plots_for_review(tmp_path: Path, reference: Path, inprocess: str) -> None:
