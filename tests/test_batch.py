@@ -501,14 +501,20 @@ def test_an_unreadable_tile_holds_its_plots_as_in_assess_and_failures_csv_lists_
     write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=config.case.tiles), KEY), expected,
                   AUDIT_KEY)
     assert_same_outputs(config.output, expected)
-    # failures.csv: each plot the tile holds (TILE_UNREADABLE in the outputs), with its chunk and the tile's reason.
+    (why,) = run.assessment.rejected["TILE_UNREADABLE"]
+    assert why.startswith(f"{cut.name}: cannot read pixels")
+    assert_failures_list_the_held_plots(config.output, expected, f"unreadable tile {why}")
+
+
+def assert_failures_list_the_held_plots(output: Path, expected: Path, reason: str) -> None:
+    """``failures.csv`` in ``output`` lists each plot that a tile holds (``TILE_UNREADABLE`` in assess's outputs
+    ``expected``) with its chunk (cells of :data:`SMALL_CHUNK_M`) and ``reason``."""
     plots = gpd.read_file(expected / "plots.geojson")
     held = sorted(plots.loc[plots["reason_codes"].str.contains("TILE_UNREADABLE"), "plot_id"])
     assert 0 < len(held) < len(plots)
-    table = pd.read_csv(config.output / FAILURES, dtype={"plot_id": str})
+    table = pd.read_csv(output / FAILURES, dtype={"plot_id": str})
     assert table["plot_id"].tolist() == held
-    assert set(table["reason"]) == {f"unreadable tile {run.assessment.rejected['TILE_UNREADABLE'][0]}"}
-    assert table["reason"].iloc[0].startswith(f"unreadable tile {cut.name}: cannot read pixels")
+    assert set(table["reason"]) == {reason}
     every = load_plots(SAMPLE / "plots.geojson")
     chunk_of = {pid: number for number, rows in enumerate(chunk_plots(every, "EPSG:32618", SMALL_CHUNK_M))
                 for pid in every["plot_id"].iloc[rows]}
@@ -553,16 +559,8 @@ def test_a_missing_stac_asset_holds_the_plots_its_item_lies_over_as_in_assess(tm
     expected = tmp_path / "assess"
     write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=(collection,)), KEY), expected, AUDIT_KEY)
     assert_same_outputs(config.output, expected)
-    plots = gpd.read_file(expected / "plots.geojson")
-    held = sorted(plots.loc[plots["reason_codes"].str.contains("TILE_UNREADABLE"), "plot_id"])
-    assert 0 < len(held) < len(plots)
-    table = pd.read_csv(config.output / FAILURES, dtype={"plot_id": str})
-    assert table["plot_id"].tolist() == held
-    assert set(table["reason"]) == {f"unreadable tile {MISSING_TILE}: asset '{MISSING_TILE}' does not exist"}
-    every = load_plots(SAMPLE / "plots.geojson")
-    chunk_of = {pid: number for number, rows in enumerate(chunk_plots(every, "EPSG:32618", SMALL_CHUNK_M))
-                for pid in every["plot_id"].iloc[rows]}
-    assert table["chunk"].tolist() == [chunk_of[pid] for pid in held]
+    assert_failures_list_the_held_plots(config.output, expected,
+                                        f"unreadable tile {MISSING_TILE}: asset '{MISSING_TILE}' does not exist")
 
 
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
@@ -817,16 +815,26 @@ def test_the_connection_closed_soon_is_closed_once_and_close_waits_for_it():
     from agricredit.batch import _Connecting
 
     log: list[str] = []
-    connecting = _Connecting(lambda: (_Closable(log, "client"), _Closable(log, "cluster")))
+    connecting = _Connecting(lambda: (_Closable(log, "client"), _Closable(log, "cluster"),
+                                      lambda: log.append("logging back")))
     connecting.close_soon()
     connecting.close_soon()
     connecting.close()
-    assert log == ["client", "cluster"]
+    assert log == ["client", "cluster", "logging back"]
     connecting.close()
-    assert log == ["client", "cluster"]
-    alone = _Connecting(lambda: (_Closable(log, "client of a scheduler"), None))
+    assert log == ["client", "cluster", "logging back"]
+    alone = _Connecting(lambda: (_Closable(log, "client of a scheduler"), None, lambda: log.append("its logging")))
     alone.close()  # no close_soon first
-    assert log[2:] == ["client of a scheduler"]
+    assert log[3:] == ["client of a scheduler", "its logging"]
+
+    class Failing:
+        def close(self) -> None:
+            raise OSError("the scheduler is gone")
+
+    failing = _Connecting(lambda: (Failing(), None, lambda: log.append("logging back all the same")))
+    with pytest.raises(OSError, match="gone"):
+        failing.close()
+    assert log[5:] == ["logging back all the same"]
 
 
 def test_a_connection_that_failed_has_nothing_to_close():
