@@ -46,7 +46,7 @@ from agricredit.audit import audit_records
 from agricredit.chain import ChainTables, PlotRef, chain_facts, read_chain_tables
 from agricredit.credit import Decision, decide_all
 from agricredit.crop_model import load_crop_model
-from agricredit.errors import AgricreditError, InputError, InputNotFoundError, SchemaError
+from agricredit.errors import AgricreditError, InputError, InputNotFoundError, MissingTileError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.facts import (MISSING_BORROWER, NO_DECLARATION, UNCHECKED, UNKNOWN_BORROWER, claimed_facts,
                               plot_facts)
@@ -592,7 +592,8 @@ def _discover(case: Case, strict: bool) -> tuple[list[Acquisition], dict[str, _U
     unopened: dict[str, _Unopened] = {}
 
     def on_error(path: Path, error: AgricreditError) -> None:
-        unopened.setdefault(str(path), _Unopened(error.message, getattr(error, "footprint", None)))
+        footprint = error.footprint if isinstance(error, MissingTileError) else None
+        unopened.setdefault(str(path), _Unopened(error.message, footprint))
 
     acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end, on_error=None if strict else on_error,
                                          **({"sensor": case.sensor} if case.sensor else {}))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 import shapely.geometry
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from scipy.optimize import brentq
@@ -217,6 +217,7 @@ def test_resample_doy_across_new_year():
 # ----------------------------------------------------------------------------- peer vigor
 
 
+@settings(deadline=None)  # (the first example imports scipy.stats: run alone, it took 0.7 s)
 @given(st.lists(st.sampled_from([0.5, 0.6, 0.62, 0.7, 0.8, 0.81]) | st.floats(0.3, 0.9), min_size=5, max_size=40))
 def test_peer_percentiles_match_scipy_percentileofscore(peaks):
     from scipy.stats import percentileofscore
