@@ -71,9 +71,12 @@ FAILURES = "failures.csv"
 
 #: Dask settings of the local workers, whose map tasks are array work on chunks of bounded memory: glibc keeps its
 #: dynamic mmap threshold (Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` turns it off, so that every large array is mapped
-#: and unmapped again: the zonal tasks took 1.4× as long) and no profiler samples each task's stack every 10 ms.
+#: and unmapped again: the zonal tasks took 1.4× as long), no profiler samples each task's stack every 10 ms, and
+#: the event loops of the workers, nannies and scheduler check that they are not blocked once a second, not every
+#: 20 ms (an idle local cluster of 2 workers used 15 % of a core, 5 % after; the Dask CPU beside the map tasks fell by
+#: a fifth). A loop blocked 3 s is still logged (``distributed.admin.tick.limit``).
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                       "distributed.worker.profile.enabled": False}
+                       "distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
 
 #: How the chunks' observations are written for resuming (read back whole, never queried): no column statistics, and
 #: dictionary pages for the text columns only (a dictionary tried on every float column is half the writing's CPU).

@@ -130,14 +130,15 @@ def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
 
 
 def settings_task(plots, acquisitions, *, marker: str):
-    """The map task, noting the worker's malloc trim threshold and whether Dask profiles its tasks, and logging a
-    line of each level on the worker's Dask logger."""
+    """The map task, noting the worker's malloc trim threshold, whether Dask profiles its tasks and how often its
+    event loop checks that it is not blocked, and logging a line of each level on the worker's Dask logger."""
     import logging
 
     import dask
 
     Path(marker).write_text(json.dumps({"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-                                        "profile": dask.config.get("distributed.worker.profile.enabled")}))
+                                        "profile": dask.config.get("distributed.worker.profile.enabled"),
+                                        "tick": dask.config.get("distributed.admin.tick.interval")}))
     for level in ("info", "warning", "error"):
         getattr(logging.getLogger("distributed.worker"), level)("worker %s line of the test", level)
     return observe_chunk(plots, acquisitions)
@@ -172,8 +173,10 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
     finally:
         for logger, handler in zip(loggers, handlers):
             logger.removeHandler(handler)
-    # The local workers keep glibc's dynamic mmap threshold and run their tasks without Dask's profiler.
-    assert json.loads(marker.read_text()) == {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "profile": False}
+    # The local workers keep glibc's dynamic mmap threshold, run their tasks without Dask's profiler and check
+    # their event loop once a second.
+    assert json.loads(marker.read_text()) == {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "profile": False,
+                                              "tick": "1s"}
     assert_same_outputs(config.output, reference)
     assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) == 1
     assert run.failures == [] and not (config.output / FAILURES).exists()
