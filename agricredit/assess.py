@@ -169,8 +169,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise InputNotFoundError(f"cannot read case file: {error.strerror}", path=path) from error
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise InputError(f"not a UTF-8 TOML case file ({error})", path=path) from error
+    except UnicodeDecodeError as error:
+        raise InputError(f"not UTF-8 text: {error.reason} at byte {error.start}", path=path) from error
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"not valid TOML: {error}", path=path) from error
 
 
 def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequence[str] = ()) -> Case:
@@ -193,6 +195,13 @@ def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequen
         raise InputError(f"missing inputs.{missing[0]}", path=path)
     base = path.parent
     tiles = inputs["tiles"] if isinstance(inputs["tiles"], list) else [inputs["tiles"]]
+    if not tiles:
+        raise InputError("inputs.tiles is empty: name tile folders, manifests (CSV) or STAC ItemCollections (JSON)",
+                         path=path)
+    for name, value in sorted(inputs.items()):
+        if not all(isinstance(v, str) and v for v in (tiles if name == "tiles" else [value])):
+            raise InputError(f"inputs.{name} must be a path (a non-empty string)"
+                             + (", or a list of them" if name == "tiles" else ""), path=path)
     return Case(
         plots=base / inputs["plots"],
         tiles=tuple(base / t for t in tiles),

@@ -44,9 +44,9 @@ from affine import Affine
 
 from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
 from agricredit.assess import Case, case_from_document, read_toml
-from agricredit.errors import AgricreditError, InputError
+from agricredit.errors import AgricreditError, InputError, OutputError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import atomic_path, gc_young_only, sha256_file, sha256_path
+from agricredit.outputs import STAGING_PREFIX, atomic_path, gc_young_only, sha256_file, sha256_path
 from agricredit.privacy import RedactPII
 from agricredit.report.data import KeptChips
 from agricredit.season import season_period
@@ -54,7 +54,7 @@ from agricredit.season import season_period
 __all__ = ["BatchConfig", "BatchRun", "ChunkFailure", "DaskObserver", "FAILURES", "LOCAL_WORKER_CONFIG",
            "MIN_MEMORY_PER_WORKER", "SEQUENCE_FILES",
            "WORK_FOLDER",
-           "chunk_plots", "load_batch_config", "observe_chunk", "run_batch"]
+           "chunk_plots", "load_batch_config", "observe_chunk", "refuse_an_unfinished_run", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -527,6 +527,22 @@ class DaskObserver:
     def _save(self, ledger: dict[str, Any]) -> None:
         with atomic_path(self.work / LEDGER) as tmp:
             tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def refuse_an_unfinished_run(folder: Path) -> None:
+    """Refuse an output folder that holds only the work folder of an earlier batch, one that stopped before writing
+    its outputs: the error names the chunks its ledger kept, its run log, ``--resume`` and ``--overwrite`` (to call
+    when neither is given)."""
+    present = {p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX)} if folder.is_dir() else set()
+    if present != {WORK_FOLDER}:
+        return
+    try:
+        finished = len(json.loads((folder / WORK_FOLDER / LEDGER).read_text(encoding="utf-8"))["chunks"])
+    except (OSError, ValueError, KeyError, TypeError):  # no ledger yet, or one this version cannot read
+        finished = 0
+    raise OutputError(f"holds a batch run that stopped before writing its outputs ({finished} chunks finished; "
+                      f"see {WORK_FOLDER}/{RUN_LOG}): pass --resume to continue it or --overwrite to start again",
+                      path=folder)
 
 
 def _chunk_failure(error: BaseException, run_log: Path) -> str:

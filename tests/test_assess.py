@@ -266,6 +266,27 @@ def test_case_file_errors_name_the_file_and_key(tmp_path):
     case.write_text('[inputs]\nplots = "p.geojson"\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"missing inputs\.borrowers"):
         load_case(case)
+    # Inputs that are not paths, and a season without any tile source.
+    complete = {"plots": '"p.geojson"', "registry": '"r.csv"', "declarations": '"d.csv"', "borrowers": '"b.csv"',
+                "tiles": '["t"]'}
+    for key, value, message in [("tiles", "[]", r"inputs\.tiles is empty: name tile folders"),
+                                ("tiles", '["t", 5]', r"inputs\.tiles must be a path \(a non-empty string\), or a list"),
+                                ("tiles", '""', r"inputs\.tiles must be a path"),
+                                ("plots", "5", r"inputs\.plots must be a path \(a non-empty string\)$"),
+                                ("registry", '["r.csv"]', r"inputs\.registry must be a path")]:
+        lines = [f"{k} = {value if k == key else v}" for k, v in complete.items()]
+        case.write_text("[inputs]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        with pytest.raises(InputError, match=r"case\.toml: " + message):
+            load_case(case)
+    case.write_text("[inputs]\n" + "\n".join(f"{k} = {v}" for k, v in complete.items()) + "\n", encoding="utf-8")
+    assert load_case(case).tiles == (tmp_path / "t",)
+    # A file that is not TOML, or not UTF-8, says which, with where.
+    case.write_text('[inputs]\nplots = "p.geojson"\nplots = "q.geojson"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"case.toml: not valid TOML: Cannot overwrite a value \(at line 3, column"):
+        load_case(case)
+    case.write_bytes('[inputs]\nplots = "地块.geojson"\n'.encode("gbk"))
+    with pytest.raises(InputError, match=r"case.toml: not UTF-8 text: invalid .* at byte 18$"):
+        load_case(case)
 
 
 def test_verify_writes_one_row_per_plot(tmp_path, monkeypatch):

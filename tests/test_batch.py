@@ -634,6 +634,37 @@ def test_bad_batch_tables_are_refused_with_one_clear_line(tmp_path: Path, table:
         load_batch_config(path)
 
 
+def test_a_folder_left_by_a_stopped_run_names_resume_and_overwrite_and_resume_finishes_it(
+        tmp_path: Path, reference: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output folder holding only the batch's work folder (a run that stopped before writing its outputs) is
+    refused with what to do, not as an earlier run's outputs; ``--resume`` takes it."""
+    from click.testing import CliRunner
+
+    from agricredit.cli.main import cli
+
+    monkeypatch.setenv("AGRICREDIT_PII_KEY", "pseudonym key of the batch tests")
+    monkeypatch.setenv("AGRICREDIT_AUDIT_KEY", "audit key of the batch tests")
+    config = write_config(tmp_path, chunk_size_m=1e7, workers=1)
+    work = tmp_path / "out" / WORK_FOLDER
+    work.mkdir(parents=True)
+    (work / "run.log").write_text("a run that stopped\n", encoding="utf-8")
+    for ledger, finished in ((None, 0), ({"chunks": {"0": {}, "3": {}}}, 2), ({"chunks": 5}, 0)):
+        if ledger is not None:
+            (work / LEDGER).write_text(json.dumps(ledger), encoding="utf-8")
+        result = CliRunner().invoke(cli, ["-q", "batch", str(config)])
+        assert result.exit_code == 1
+        assert result.stderr == (f"Error: {tmp_path / 'out'}: holds a batch run that stopped before writing its "
+                                 f"outputs ({finished} chunks finished; see {WORK_FOLDER}/run.log): pass --resume to "
+                                 "continue it or --overwrite to start again\n")
+    (work / LEDGER).unlink()
+    result = CliRunner().invoke(cli, ["-q", "batch", str(config), "--resume"])
+    assert result.exit_code == 3, result.output
+    assert_same_outputs(tmp_path / "out", reference)
+    # Beside outputs, the work folder is an earlier run's, as before.
+    result = CliRunner().invoke(cli, ["-q", "batch", str(config)])
+    assert result.exit_code == 1 and "holds the outputs of an earlier run; pass --overwrite" in result.stderr
+
+
 def test_the_config_hash_follows_what_changes_results_and_not_the_cluster(tmp_path: Path) -> None:
     """``--resume`` compares the config's hash: the inputs, the options and the chunking change it; the workers,
     their memory and the output folder, which change no byte of the results, do not."""

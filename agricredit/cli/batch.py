@@ -40,7 +40,8 @@ def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: b
     """
     from agricredit.assess import OUTPUT_FILES
     from agricredit.audit import AuditKey
-    from agricredit.batch import FAILURES, SEQUENCE_FILES, WORK_FOLDER, load_batch_config, run_batch
+    from agricredit.batch import (FAILURES, SEQUENCE_FILES, WORK_FOLDER, load_batch_config, refuse_an_unfinished_run,
+                                  run_batch)
     from agricredit.cli._progress import Reporter
     from agricredit.cli._tables import exit_if_rejected, summary
     from agricredit.cli.main import keep_until_exit
@@ -49,6 +50,8 @@ def command(config_file: Path, scheduler: str | None, resume: bool, fail_fast: b
     from agricredit.privacy import PseudonymKey
 
     config = load_batch_config(config_file)
+    if not (overwrite or resume):
+        refuse_an_unfinished_run(config.output)
     check_output_folder(config.output, [*config.case.input_paths(), config_file],
                         (*OUTPUT_FILES, *SEQUENCE_FILES, FAILURES, WORK_FOLDER), overwrite=overwrite or resume)
     key = PseudonymKey.from_env()
