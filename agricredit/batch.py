@@ -783,6 +783,9 @@ def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], No
     cluster = None
     try:
         if scheduler is None:
+            cores, memory = _machine()
+            for warning in _beyond_the_machine(config.workers or cores, config.memory_per_worker, cores, memory):
+                log.warning("%s", warning)
             with dask.config.set(LOCAL_WORKER_CONFIG):
                 cluster = LocalCluster(n_workers=config.workers, threads_per_worker=1,
                                        memory_limit=config.memory_per_worker, dashboard_address="127.0.0.1:0",
@@ -803,6 +806,31 @@ def _connect(scheduler: str | None, config: BatchConfig, say: Callable[[str], No
     if client.dashboard_link:
         say(f"Dask dashboard: {client.dashboard_link}")
     return client, cluster, restore
+
+
+def _machine() -> tuple[int, int]:
+    """This machine's cores and memory (bytes) as Dask counts them (CPU affinity and cgroup limits included)."""
+    from dask.system import CPU_COUNT
+    from distributed.system import MEMORY_LIMIT
+
+    return CPU_COUNT, MEMORY_LIMIT
+
+
+def _beyond_the_machine(workers: int, memory_per_worker: str, cores: int, memory: int) -> list[str]:
+    """What a local cluster of ``workers`` processes of ``memory_per_worker`` each asks beyond a machine of ``cores``
+    and ``memory`` bytes, one warning each (none when it fits)."""
+    from dask.utils import format_bytes, parse_bytes
+
+    warnings = []
+    if workers > cores:
+        warnings.append(f"batch.workers = {workers} is more than the {cores} cores here: the workers share them, "
+                        f"which is slower and takes more memory than {cores} workers")
+    asked = workers * parse_bytes(memory_per_worker)
+    if asked > memory:
+        warnings.append(f"{workers} workers x {memory_per_worker} ({format_bytes(asked)}) is more than the "
+                        f"{format_bytes(memory)} of memory here: the machine may run out of memory before the "
+                        "workers reach their limits (lower batch.workers or batch.memory_per_worker)")
+    return warnings
 
 
 class _Connecting:

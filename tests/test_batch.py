@@ -116,6 +116,25 @@ def failing_task(plots, acquisitions):
     return observe_chunk(plots, acquisitions)
 
 
+@pytest.mark.parametrize("workers, memory, cores, machine_memory, expected", [
+    (2, "2GiB", 2, 4 * 2**30, []),  # as many workers as cores, exactly all the memory
+    (3, "2GiB", 2, 8 * 2**30, ["batch.workers = 3 is more than the 2 cores here: the workers share them, which is "
+                                "slower and takes more memory than 2 workers"]),
+    (2, "2GiB", 2, 4 * 2**30 - 1, ["2 workers x 2GiB (4.00 GiB) is more than the 4.00 GiB of memory here: the machine "
+                                    "may run out of memory before the workers reach their limits (lower "
+                                    "batch.workers or batch.memory_per_worker)"]),
+    (1, "600MiB", 4, 600 * 2**20, []),
+    (5, "600MiB", 4, 600 * 2**20, ["batch.workers = 5", "5 workers x 600MiB (2.93 GiB)"]),
+])
+def test_a_local_cluster_larger_than_the_machine_is_warned_of(workers: int, memory: str, cores: int,
+                                                              machine_memory: int, expected: list[str]) -> None:
+    from agricredit.batch import _beyond_the_machine
+
+    warnings = _beyond_the_machine(workers, memory, cores, machine_memory)
+    assert len(warnings) == len(expected)
+    assert all(warning.startswith(start) for warning, start in zip(warnings, expected))
+
+
 def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
     # Squares of 2 m centred on (5, 5), (15, 5), (5, 15), (9, 9) and (-1, 5) with 10 m cells:
     # cells (row 0, col 0) = {0, 3}, (0, 1) = {1}, (1, 0) = {2}, (0, -1) = {4}; cells in (row, column) order.
@@ -145,9 +164,15 @@ def settings_task(plots, acquisitions, *, marker: str):
 
 
 def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, reference: Path,
-                                                           capfd: pytest.CaptureFixture[str]) -> None:
+                                                           capfd: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import functools
     import logging
+
+    import agricredit.batch
+
+    # A machine of 1 core and 1 GiB: the one worker of 2 GiB asks more memory than it has (a warning, the run goes on).
+    monkeypatch.setattr(agricredit.batch, "_machine", lambda: (1, 2**30))
 
     config = load_batch_config(write_config(tmp_path, chunk_size_m=1e7, workers=1))
     marker = tmp_path / "worker-settings.json"
@@ -182,6 +207,8 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
     assert run.failures == [] and not (config.output / FAILURES).exists()
     # Dask's warnings and errors, of the workers and of this process, are in the run log, not on stderr.
     log = (config.output / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
+    assert ("WARNING agricredit.batch: 1 workers x 2GiB (2.00 GiB) is more than the 1.00 GiB of memory here" in log
+            and "more than the 1 cores" not in log)
     assert "WARNING distributed.worker: worker warning line of the test" in log
     assert "ERROR distributed.worker: worker error line of the test" in log
     assert "worker info line" not in log
