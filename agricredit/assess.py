@@ -202,6 +202,9 @@ def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequen
         if not all(isinstance(v, str) and v for v in (tiles if name == "tiles" else [value])):
             raise InputError(f"inputs.{name} must be a path (a non-empty string)"
                              + (", or a list of them" if name == "tiles" else ""), path=path)
+    start, end = _as_date(options.get("start"), path, "options.start"), _as_date(options.get("end"), path, "options.end")
+    if start is not None and end is not None and start > end:
+        raise InputError(f"options.start {start} is after options.end {end}", path=path)
     return Case(
         plots=base / inputs["plots"],
         tiles=tuple(base / t for t in tiles),
@@ -216,8 +219,8 @@ def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequen
         plots_crs=options.get("plots_crs"),
         encodings={**({"*": options["encoding"]} if "encoding" in options else {}),
                    **{t: tables[t]["encoding"] for t in sorted(tables) if "encoding" in tables[t]}},
-        start=_as_date(options.get("start"), path, "options.start"),
-        end=_as_date(options.get("end"), path, "options.end"),
+        start=start,
+        end=end,
         sensor=options.get("sensor"),
         region=options.get("region"),
     )

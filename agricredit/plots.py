@@ -185,6 +185,9 @@ def _read_file(source: str | os.PathLike[str], name: str, id_field: str) -> gpd.
         raise
     except Exception as error:  # pyogrio / pyarrow raise many types for unreadable files
         raise CorruptInputError(f"cannot read plots: {error}".splitlines()[0], path=name) from error
+    if not isinstance(gdf, gpd.GeoDataFrame):  # a table without geometry (a CSV, say): GDAL reads it as one
+        raise InputError("no plot outlines: the file has no geometry (plots are GeoJSON, GeoPackage, Shapefile or "
+                         "GeoParquet)", path=name)
     if gdf.crs is None:
         raise CRSError("plot file has no CRS; give one in the file (GeoJSON is WGS84 by RFC 7946)", path=name)
     if gdf.empty:

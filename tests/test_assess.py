@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import random
@@ -280,6 +281,17 @@ def test_case_file_errors_name_the_file_and_key(tmp_path):
             load_case(case)
     case.write_text("[inputs]\n" + "\n".join(f"{k} = {v}" for k, v in complete.items()) + "\n", encoding="utf-8")
     assert load_case(case).tiles == (tmp_path / "t",)
+    # A season that ends before it starts (a one-day season is one).
+    for start, end, error in [("2023-06-02", "2023-06-01", True), ("2023-06-01", "2023-06-01", False),
+                              ("2023-05-31", "2023-06-01", False)]:
+        case.write_text("[inputs]\n" + "\n".join(f"{k} = {v}" for k, v in complete.items())
+                        + f'\n[options]\nstart = "{start}"\nend = "{end}"\n', encoding="utf-8")
+        if error:
+            with pytest.raises(InputError, match=f"case.toml: options.start {start} is after options.end {end}$"):
+                load_case(case)
+        else:
+            assert (load_case(case).start, load_case(case).end) == (dt.date.fromisoformat(start),
+                                                                    dt.date.fromisoformat(end))
     # A file that is not TOML, or not UTF-8, says which, with where.
     case.write_text('[inputs]\nplots = "p.geojson"\nplots = "q.geojson"\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"case.toml: not valid TOML: Cannot overwrite a value \(at line 3, column"):

@@ -178,6 +178,12 @@ def test_read_plots_error_messages_name_the_file(tmp_path):
     with pytest.raises(CRSError) as error:
         P.read_plots(nocrs)
     assert str(error.value) == f"{nocrs}: plot file has no CRS; give one in the file (GeoJSON is WGS84 by RFC 7946)"
+    table = tmp_path / "plots.csv"  # a table without any outline (GDAL reads it, as a plain table)
+    pd.DataFrame({"plot_id": ["A"], "borrower_id": ["B1"]}).to_csv(table, index=False)
+    with pytest.raises(InputError) as error:
+        P.read_plots(table)
+    assert str(error.value) == (f"{table}: no plot outlines: the file has no geometry (plots are GeoJSON, "
+                                "GeoPackage, Shapefile or GeoParquet)")
     ok = _write_geojson(tmp_path / "ok.geojson", [_feature([[116, 40], [116.001, 40], [116.001, 40.001], [116, 40]],
                                                            code="A")])
     with pytest.raises(SchemaError) as error:
