@@ -202,7 +202,7 @@ def case_from_document(document: Mapping[str, Any], path: Path, *, extra: Sequen
         if not all(isinstance(v, str) and v for v in (tiles if name == "tiles" else [value])):
             raise InputError(f"inputs.{name} must be a path (a non-empty string)"
                              + (", or a list of them" if name == "tiles" else ""), path=path)
-    start, end = _as_date(options.get("start"), path, "options.start"), _as_date(options.get("end"), path, "options.end")
+    start, end = (_as_date(options.get(key), path, f"options.{key}") for key in ("start", "end"))
     if start is not None and end is not None and start > end:
         raise InputError(f"options.start {start} is after options.end {end}", path=path)
     return Case(

@@ -827,9 +827,9 @@ def _beyond_the_machine(workers: int, memory_per_worker: str, cores: int, memory
                         f"which is slower and takes more memory than {cores} workers")
     asked = workers * parse_bytes(memory_per_worker)
     if asked > memory:
-        warnings.append(f"{workers} workers x {memory_per_worker} ({format_bytes(asked)}) is more than the "
-                        f"{format_bytes(memory)} of memory here: the machine may run out of memory before the "
-                        "workers reach their limits (lower batch.workers or batch.memory_per_worker)")
+        warnings.append(f"the local workers' memory limits ({workers} x {memory_per_worker} = {format_bytes(asked)}) "
+                        f"add up to more than the {format_bytes(memory)} of memory here: the machine may run out of "
+                        "memory before the workers reach them (lower batch.workers or batch.memory_per_worker)")
     return warnings
 
 

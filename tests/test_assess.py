@@ -271,7 +271,7 @@ def test_case_file_errors_name_the_file_and_key(tmp_path):
     complete = {"plots": '"p.geojson"', "registry": '"r.csv"', "declarations": '"d.csv"', "borrowers": '"b.csv"',
                 "tiles": '["t"]'}
     for key, value, message in [("tiles", "[]", r"inputs\.tiles is empty: name tile folders"),
-                                ("tiles", '["t", 5]', r"inputs\.tiles must be a path \(a non-empty string\), or a list"),
+                                ("tiles", '["t", 5]', r"inputs\.tiles must be a path \(a non-empty string\), or a"),
                                 ("tiles", '""', r"inputs\.tiles must be a path"),
                                 ("plots", "5", r"inputs\.plots must be a path \(a non-empty string\)$"),
                                 ("registry", '["r.csv"]', r"inputs\.registry must be a path")]:

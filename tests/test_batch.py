@@ -120,11 +120,11 @@ def failing_task(plots, acquisitions):
     (2, "2GiB", 2, 4 * 2**30, []),  # as many workers as cores, exactly all the memory
     (3, "2GiB", 2, 8 * 2**30, ["batch.workers = 3 is more than the 2 cores here: the workers share them, which is "
                                 "slower and takes more memory than 2 workers"]),
-    (2, "2GiB", 2, 4 * 2**30 - 1, ["2 workers x 2GiB (4.00 GiB) is more than the 4.00 GiB of memory here: the machine "
-                                    "may run out of memory before the workers reach their limits (lower "
-                                    "batch.workers or batch.memory_per_worker)"]),
+    (2, "2GiB", 2, 4 * 2**30 - 1, ["the local workers' memory limits (2 x 2GiB = 4.00 GiB) add up to more than the "
+                                    "4.00 GiB of memory here: the machine may run out of memory before the workers "
+                                    "reach them (lower batch.workers or batch.memory_per_worker)"]),
     (1, "600MiB", 4, 600 * 2**20, []),
-    (5, "600MiB", 4, 600 * 2**20, ["batch.workers = 5", "5 workers x 600MiB (2.93 GiB)"]),
+    (5, "600MiB", 4, 600 * 2**20, ["batch.workers = 5", "the local workers' memory limits (5 x 600MiB = 2.93 GiB)"]),
 ])
 def test_a_local_cluster_larger_than_the_machine_is_warned_of(workers: int, memory: str, cores: int,
                                                               machine_memory: int, expected: list[str]) -> None:
@@ -207,7 +207,8 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
     assert run.failures == [] and not (config.output / FAILURES).exists()
     # Dask's warnings and errors, of the workers and of this process, are in the run log, not on stderr.
     log = (config.output / WORK_FOLDER / "run.log").read_text(encoding="utf-8")
-    assert ("WARNING agricredit.batch: 1 workers x 2GiB (2.00 GiB) is more than the 1.00 GiB of memory here" in log
+    assert ("WARNING agricredit.batch: the local workers' memory limits (1 x 2GiB = 2.00 GiB) add up to more than "
+            "the 1.00 GiB of memory here" in log
             and "more than the 1 cores" not in log)
     assert "WARNING distributed.worker: worker warning line of the test" in log
     assert "ERROR distributed.worker: worker error line of the test" in log
