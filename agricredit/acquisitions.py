@@ -117,9 +117,10 @@ def _from_stac(path: Path, keep: Callable[[dt.date], bool],
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CorruptInputError(f"not a readable STAC JSON document ({error})", path=path) from error
-    if document.get("type") == "Feature":
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind == "Feature":
         return _from_file(path, **options)
-    if document.get("type") != "FeatureCollection":
+    if kind != "FeatureCollection":
         raise CorruptInputError("not a STAC Item or ItemCollection", path=path)
     found = []
     for number, item in enumerate(document.get("features") or []):

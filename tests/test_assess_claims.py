@@ -25,7 +25,7 @@ from shapely.geometry import box, mapping
 from shapely.ops import transform
 
 from agricredit.assess import load_case, run_assessment, write_outputs
-from agricredit.errors import CorruptInputError, MissingTileError, SchemaError
+from agricredit.errors import CorruptInputError, InputError, MissingTileError, SchemaError
 from agricredit.privacy import pseudonym
 from agricredit.seeds import load_crops
 from suite_keys import TEST_AUDIT_KEY, TEST_KEYS, TEST_PII_KEY
@@ -328,6 +328,22 @@ def season_with_a_missing_stac_asset(season: Path) -> tuple[Path, Any]:
     collection.write_text(json.dumps({"type": "FeatureCollection", "features": items}), encoding="utf-8")
     (season / MISSING_TILE).unlink()
     return collection, footprint
+
+
+def test_a_season_of_tiles_that_cannot_be_opened_says_why_in_its_one_line(tmp_path):
+    (tmp_path / "fake.tif").write_text("not a TIFF", encoding="utf-8")
+    for rows, first in [("2023-06-01,s2-l2a,gone.tif\n", "gone.tif: tile 'gone.tif' listed in the manifest does not "
+                                                         "exist"),
+                        ("2023-06-01,s2-l2a,fake.tif\n2023-07-01,s2-l2a,gone.tif\n",
+                         "fake.tif: cannot open raster: ")]:
+        manifest = tmp_path / "manifest.csv"
+        manifest.write_text("date,sensor,path\n" + rows, encoding="utf-8")
+        case = dataclasses.replace(load_case(SAMPLE / "case.toml"), tiles=(manifest,))
+        with pytest.raises(InputError) as error:
+            run_assessment(case, KEY)
+        count = rows.count("\n")
+        assert str(error.value).startswith(f"{manifest}: no acquisitions found in the tiles for the given period; "
+                                           f"{count} tile(s) could not be opened, the first {first}")
 
 
 def test_a_missing_stac_asset_holds_the_plots_its_item_lies_over(tmp_path):

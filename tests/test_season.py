@@ -97,6 +97,10 @@ def test_discover_stac_item_collection(tile_folder):
     stac.write_text(json.dumps({"type": "FeatureCollection", "features": [item("x", "2023-01-01", "https://e.org/a.tif")]}))
     with pytest.raises(InputError, match="remote"):
         acquisitions.discover_acquisitions(stac)
+    for document in ([1, 2], "items", 3, {"features": []}):  # JSON, but no STAC document
+        stac.write_text(json.dumps(document))
+        with pytest.raises(InputError, match="items.json: not a STAC Item or ItemCollection$"):
+            acquisitions.discover_acquisitions(stac)
 
 
 def test_a_missing_stac_asset_is_reported_with_its_items_footprint(tile_folder):
