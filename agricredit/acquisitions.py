@@ -122,8 +122,11 @@ def _from_stac(path: Path, keep: Callable[[dt.date], bool],
         return _from_file(path, **options)
     if kind != "FeatureCollection":
         raise CorruptInputError("not a STAC Item or ItemCollection", path=path)
+    features = document.get("features") or []
+    if not isinstance(features, list) or not all(isinstance(item, dict) for item in features):
+        raise CorruptInputError("an ItemCollection's features must be a list of STAC items", path=path)
     found = []
-    for number, item in enumerate(document.get("features") or []):
+    for number, item in enumerate(features):
         record = f"item {number + 1}"
         links = [link for link in item.get("links") or [] if link.get("rel") == "self"]
         if links and "://" not in links[0].get("href", "://"):

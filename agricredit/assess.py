@@ -610,9 +610,10 @@ def _discover(case: Case, strict: bool) -> tuple[list[Acquisition], dict[str, _U
     acquisitions = discover_acquisitions(list(case.tiles), case.start, case.end, on_error=None if strict else on_error,
                                          **({"sensor": case.sensor} if case.sensor else {}))
     if not acquisitions:
-        # (Each tile that could not be opened was left out: a season of those alone says why.)
-        why = "".join(f"; {len(unopened)} tile(s) could not be opened, the first {Path(path).name}: {unread.why}"
-                      for path, unread in sorted(unopened.items())[:1])
+        why = ""  # (each tile that could not be opened was left out: a season of those alone says why)
+        if unopened:
+            path, unread = min(unopened.items())
+            why = f"; {len(unopened)} tile(s) could not be opened, the first {Path(path).name}: {unread.why}"
         raise InputError(f"no acquisitions found in the tiles for the given period{why}", path=case.tiles[0])
     return acquisitions, unopened
 

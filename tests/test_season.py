@@ -101,6 +101,10 @@ def test_discover_stac_item_collection(tile_folder):
         stac.write_text(json.dumps(document))
         with pytest.raises(InputError, match="items.json: not a STAC Item or ItemCollection$"):
             acquisitions.discover_acquisitions(stac)
+    for features in (5, [5], [{"type": "Feature"}, "x"]):
+        stac.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        with pytest.raises(InputError, match="items.json: an ItemCollection's features must be a list of STAC items$"):
+            acquisitions.discover_acquisitions(stac)
 
 
 def test_a_missing_stac_asset_is_reported_with_its_items_footprint(tile_folder):
