@@ -385,6 +385,8 @@ def run_monitor(folder: str | Path, tiles: Sequence[str | Path], policy: Any, **
 
     previous = read_previous(folder)
     acquisitions = discover_acquisitions(list(tiles), **reader_options)
+    if not acquisitions:  # (an empty manifest or ItemCollection, say)
+        raise InputError("no new acquisition: the new tiles hold none", path=tiles[0])
     acquisitions, fresh = new_observations(previous, acquisitions)
     series = pd.concat([previous.series, fresh], ignore_index=True).sort_values(["plot_id", "date"], ignore_index=True)
     new_dates = tuple(sorted(set(fresh["date"])))

@@ -194,8 +194,12 @@ def test_refuses_folder_without_series(assessed, tmp_path):
 
 
 def test_refuses_tiles_not_after_the_season(assessed, tmp_path):
-    with pytest.raises(InputError, match="no new acquisition"):
+    with pytest.raises(InputError, match="no new acquisition: every date given is on or before the season's last"):
         run_monitor(assessed, [SAMPLE / "season" / f"S2_L2A_SIM_{CUT.replace('-', '')}.tif"], load_policy())
+    empty = tmp_path / "manifest.csv"  # no tile at all: said so, not as tiles of past dates
+    empty.write_text("date,sensor,path\n", encoding="utf-8")
+    with pytest.raises(InputError, match="manifest.csv: no new acquisition: the new tiles hold none$"):
+        run_monitor(assessed, [empty], load_policy())
 
 
 def test_no_alert_exits_0_with_empty_outputs(assessed, last_ndvi, tmp_path):
