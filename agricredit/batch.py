@@ -475,8 +475,8 @@ class DaskObserver:
             except Exception as error:
                 for other in pending:
                     other.cancel()
-                raise AgricreditError(f"the season evidence of a chunk failed: {type(error).__name__}: {error}") \
-                    from error
+                raise AgricreditError("the season evidence of a chunk failed: "
+                                      + _chunk_failure(error, self.work / RUN_LOG)) from error
             if self.count_evidence is not None:
                 self.count_evidence(done, len(pending))
         return Evidence.merge(parts, sorted(plots["plot_id"].astype(str)))

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -307,21 +308,30 @@ def test_a_scheduler_address_dask_cannot_parse_is_named_in_one_line(tmp_path: Pa
     assert not [path for path in config.output.iterdir() if path.name != WORK_FOLDER]
 
 
-def fatal_task(plots, acquisitions):
-    """The map task, except that its worker process dies on the chunk holding :data:`FAILING_PLOT`, every time."""
-    if FAILING_PLOT in set(plots["plot_id"]):
+def fatal_task(plots, acquisitions, *, marker: str):
+    """The map task, except that its worker process dies on the first chunk it is given (before any chunk's
+    observations are in, so no evidence task is held beside it), noting that chunk's plots in ``marker``."""
+    if not os.path.exists(marker):
+        Path(marker).write_text(json.dumps(plots["plot_id"].astype(str).tolist()), encoding="utf-8")
         os._exit(1)
     return observe_chunk(plots, acquisitions)
 
 
 def test_a_chunk_whose_workers_die_is_isolated_with_what_to_change(tmp_path: Path) -> None:
+    import functools
+
     import dask
+    import distributed  # noqa: F401 - its defaults join dask's config on import: not inside the set() below, which
+    # would drop them on leaving (and fail the next test that reads them)
 
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M, workers=1))
+    marker = tmp_path / "died-on.json"
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the first death is the last
-        run = run_batch(config, KEY, AUDIT_KEY, task=fatal_task)
-    # (A task the worker held beside it when it died may be lost with it.)
-    assert any(FAILING_PLOT in failure.plot_ids for failure in run.failures) and len(run.failures) <= 3
+        run = run_batch(config, KEY, AUDIT_KEY, task=functools.partial(fatal_task, marker=str(marker)))
+    died_on = set(json.loads(marker.read_text(encoding="utf-8")))
+    # (A zonal task the worker held beside it when it died is lost with it.)
+    assert any(failure.plot_ids and set(failure.plot_ids) <= died_on for failure in run.failures)
+    assert len(run.failures) <= 3
     run_log = config.output / WORK_FOLDER / "run.log"
     hint = (f" (a local worker's lines are in {run_log}; one that runs out of memory is restarted: raise "
             "batch.memory_per_worker or lower batch.chunk_size_m)")
@@ -354,22 +364,31 @@ def test_a_failing_chunk_holds_only_its_plots_for_review(tmp_path: Path, referen
     pd.testing.assert_series_equal(others["peak_ndvi"], expected.drop(index=sorted(failed))["peak_ndvi"])
 
 
+@pytest.mark.parametrize("killed", [False, True])
 def test_a_failing_evidence_task_stops_the_run_in_one_line_and_publishes_nothing(tmp_path: Path, inprocess: str,
-                                                                                  monkeypatch) -> None:
+                                                                                  monkeypatch, killed: bool) -> None:
+    from distributed import KilledWorker
+
     import agricredit.batch as batch
 
     chunk_evidence = batch._chunk_evidence
+    lost = types.SimpleNamespace(address="tcp://127.0.0.1:40321")  # (what Dask's message reads of the lost worker)
 
     def failing_evidence(table, plots, *args, **kwargs):  # runs in this process: the cluster's workers are threads
         if FAILING_PLOT in set(plots["plot_id"]):
-            raise RuntimeError("simulated evidence failure")
+            raise KilledWorker("evidence", lost, 0) if killed else RuntimeError("simulated evidence failure")
         return chunk_evidence(table, plots, *args, **kwargs)
 
     monkeypatch.setattr(batch, "_chunk_evidence", failing_evidence)
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     with pytest.raises(AgricreditError) as caught:
         run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
-    assert str(caught.value) == "the season evidence of a chunk failed: RuntimeError: simulated evidence failure"
+    # Its workers dying (most often out of memory) says what to change, as for a zonal task.
+    assert str(caught.value) == "the season evidence of a chunk failed: " + (
+        f"KilledWorker: {KilledWorker('evidence', lost, 0)} (a local worker's lines are in "
+        f"{config.output / WORK_FOLDER / 'run.log'}; one that runs out of memory is restarted: raise "
+        "batch.memory_per_worker or lower batch.chunk_size_m)" if killed else
+        "RuntimeError: simulated evidence failure")
     assert not any((config.output / name).exists() for name in OUTPUT_FILES)
 
 
