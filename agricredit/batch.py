@@ -46,7 +46,7 @@ from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
 from agricredit.assess import Case, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError, OutputError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import STAGING_PREFIX, atomic_path, gc_young_only, sha256_file, sha256_path
+from agricredit.outputs import atomic_path, gc_young_only, output_folder_entries, sha256_file, sha256_path
 from agricredit.privacy import RedactPII
 from agricredit.report.data import KeptChips
 from agricredit.season import season_period
@@ -533,8 +533,7 @@ def refuse_an_unfinished_run(folder: Path) -> None:
     """Refuse an output folder that holds only the work folder of an earlier batch, one that stopped before writing
     its outputs: the error names the chunks its ledger kept, its run log, ``--resume`` and ``--overwrite`` (to call
     when neither is given)."""
-    present = {p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX)} if folder.is_dir() else set()
-    if present != {WORK_FOLDER}:
+    if output_folder_entries(folder) != [WORK_FOLDER]:
         return
     try:
         finished = len(json.loads((folder / WORK_FOLDER / LEDGER).read_text(encoding="utf-8"))["chunks"])

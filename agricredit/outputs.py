@@ -28,7 +28,7 @@ import shapely
 from agricredit.errors import OutputError
 from agricredit.jsondata import json_bytes
 
-__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
+__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder", "output_folder_entries",
            "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
            "write_plot_table", "write_plot_dates", "gc_paused", "gc_young_only", "in_child_process", "map_in_processes"]
 
@@ -283,9 +283,7 @@ def check_output_folder(folder: str | os.PathLike[str], inputs: Iterable[str | o
         if _inside(source, folder) or any(_same_file(folder / name, source) for name in names):
             raise OutputError(f"holds the input {source}; outputs never replace inputs: choose another folder",
                               path=folder)
-    if not folder.is_dir():
-        return
-    present = sorted(p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX))
+    present = output_folder_entries(folder)
     foreign = [name for name in present if name not in names]
     if foreign and not overwrite:
         shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
@@ -293,6 +291,15 @@ def check_output_folder(folder: str | os.PathLike[str], inputs: Iterable[str | o
                           path=folder)
     if len(foreign) < len(present) and not overwrite:
         raise OutputError("holds the outputs of an earlier run; pass --overwrite to replace them", path=folder)
+
+
+def output_folder_entries(folder: str | os.PathLike[str]) -> list[str]:
+    """The names in an output folder (none when it is missing), in name order, but an interrupted run's staging
+    folders (removed by the next run)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX))
 
 
 @contextlib.contextmanager
