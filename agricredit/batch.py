@@ -69,13 +69,22 @@ SEQUENCE_FILES = ("plots.geojsonl", "borrowers.geojsonl")
 #: absent when none.
 FAILURES = "failures.csv"
 
-#: Dask settings of the local workers, whose map tasks are array work on chunks of bounded memory: glibc keeps its
-#: dynamic mmap threshold (Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` turns it off, so that every large array is mapped
-#: and unmapped again: the zonal tasks took 1.4× as long), no profiler samples each task's stack every 10 ms, and
-#: the event loops of the workers, nannies and scheduler check that they are not blocked once a second, not every
-#: 20 ms (an idle local cluster of 2 workers used 15 % of a core, 5 % after; the Dask CPU beside the map tasks fell by
-#: a fifth). A loop blocked 3 s is still logged (``distributed.admin.tick.limit``).
-LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+#: glibc's allocator settings of the local workers (environment variables): see :data:`LOCAL_WORKER_CONFIG`.
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 256 * 2**20, "MALLOC_TRIM_THRESHOLD_": 512 * 2**20, "MALLOC_ARENA_MAX": 1}
+#: Dask settings of the local workers, whose map tasks are array work on chunks of bounded memory. glibc's allocator
+#: keeps the arrays of a task in one heap, reused by the next task, rather than mapping each large one afresh (the
+#: kernel then zeroes every page of it again): arrays under 256 MiB come from the heap (a window of a 25 km chunk is
+#: 38 MB, its NDVI 50 MB; past 32 MB glibc maps each one), up to 512 MiB of free heap is kept, and the task threads
+#: share the one heap (a thread's own heaps are at most 64 MB, so large arrays would be mapped there all the same).
+#: Eight chunks in a row took 0.4 s of system time instead of 2.2-2.8 s and 12-22 % less time in all, at the same
+#: peak memory; the county's batch, 5-7 % less CPU and wall time (interleaved runs). (Dask's own
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` maps and unmaps every large array: the zonal tasks took 1.4x as long.) No
+#: profiler samples each task's stack every 10 ms, and the event loops of the workers, nannies and scheduler check
+#: that they are not blocked once a second, not every 20 ms (an idle local cluster of 2 workers used 15 % of a core,
+#: 5 % after; the Dask CPU beside the map tasks fell by a fifth). A loop blocked 3 s is still logged
+#: (``distributed.admin.tick.limit``). Variables set in the environment win over these, as Dask does.
+LOCAL_WORKER_CONFIG = {**{f"distributed.nanny.pre-spawn-environ.{name}": value
+                          for name, value in MALLOC_SETTINGS.items()},
                        "distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
 
 #: How the chunks' observations are written for resuming (read back whole, never queried): no column statistics, and
@@ -182,7 +191,9 @@ def _memory_per_worker(value: Any, path: Path) -> str:
 
 
 def chunk_plots(plots: gpd.GeoDataFrame, crs: Any, size_m: float) -> list[np.ndarray]:
-    """Group plots by location: the cells of a ``size_m`` grid over their centroids in ``crs``.
+    """Group plots by location: the cells of a ``size_m`` grid in ``crs`` over the plots' centroids (found in the
+    plots' own CRS, then projected: a chunk is a group of neighbours, and projecting points rather than outlines
+    takes a hundredth of the time).
 
     Returns
     -------
@@ -192,11 +203,15 @@ def chunk_plots(plots: gpd.GeoDataFrame, crs: Any, size_m: float) -> list[np.nda
     """
     if plots.empty:
         return []
-    centroids = plots.geometry.to_crs(crs).centroid
-    cells = np.column_stack([np.floor(centroids.y.to_numpy() / size_m), np.floor(centroids.x.to_numpy() / size_m)])
-    _, cell_of = np.unique(cells, axis=0, return_inverse=True)
-    cell_of = cell_of.ravel()
-    return [np.flatnonzero(cell_of == cell) for cell in range(int(cell_of.max()) + 1)]
+    centroids = shapely.centroid(plots.geometry.to_numpy())
+    x, y = pyproj.Transformer.from_crs(plots.crs, crs, always_xy=True).transform(
+        shapely.get_x(centroids), shapely.get_y(centroids))
+    rows, columns = np.floor(np.asarray(y) / size_m), np.floor(np.asarray(x) / size_m)
+    # One number per cell, in (row, column) order: the row, then the column's place among the columns.
+    cell = (rows - rows.min()) * (columns.max() - columns.min() + 1) + (columns - columns.min())
+    _, cell_of = np.unique(cell, return_inverse=True)
+    order = np.argsort(cell_of, kind="stable")  # (a stable sort: each cell's positions stay ascending)
+    return np.split(order, np.flatnonzero(np.diff(cell_of[order])) + 1)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import shapely
 
 from agricredit.assess import OUTPUT_FILES, run_assessment, sample_case, write_outputs
 from agricredit.audit import AuditKey
-from agricredit.batch import (FAILURES, LEDGER, WORK_FOLDER, _chunk_failure, _largest_first, chunk_plots, load_batch_config,
-                              observe_chunk, run_batch)
+from agricredit.batch import (FAILURES, LEDGER, MALLOC_SETTINGS, WORK_FOLDER, _chunk_failure, _largest_first,
+                              chunk_plots, load_batch_config, observe_chunk, run_batch)
 from agricredit.errors import AgricreditError, InputError
 from agricredit.plots import load_plots
 from agricredit.privacy import PseudonymKey
@@ -145,18 +145,20 @@ def test_chunk_plots_groups_centroids_by_grid_cell() -> None:
     chunks = chunk_plots(plots, "EPSG:32650", 10.0)
     assert [c.tolist() for c in chunks] == [[4], [0, 3], [1], [2]]
     assert chunk_plots(plots.iloc[:0], "EPSG:32650", 10.0) == []
+    # Plots in longitude and latitude: their centroids are projected onto the grid (the same cells).
+    assert [c.tolist() for c in chunk_plots(plots.to_crs("EPSG:4326"), "EPSG:32650", 10.0)] == [[4], [0, 3], [1], [2]]
     # Tasks go largest chunk first (ties by number), so a stage ends on a small task.
     assert _largest_first(chunks) == [1, 0, 2, 3]
 
 
 def settings_task(plots, acquisitions, *, marker: str):
-    """The map task, noting the worker's malloc trim threshold, whether Dask profiles its tasks and how often its
+    """The map task, noting the worker's glibc allocator settings, whether Dask profiles its tasks and how often its
     event loop checks that it is not blocked, and logging a line of each level on the worker's Dask logger."""
     import logging
 
     import dask
 
-    Path(marker).write_text(json.dumps({"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+    Path(marker).write_text(json.dumps({"malloc": {name: os.environ.get(name) for name in MALLOC_SETTINGS},
                                         "profile": dask.config.get("distributed.worker.profile.enabled"),
                                         "tick": dask.config.get("distributed.admin.tick.interval")}))
     for level in ("info", "warning", "error"):
@@ -199,10 +201,11 @@ def test_local_cluster_one_chunk_gives_the_bytes_of_assess(tmp_path: Path, refer
     finally:
         for logger, handler in zip(loggers, handlers):
             logger.removeHandler(handler)
-    # The local workers keep glibc's dynamic mmap threshold, run their tasks without Dask's profiler and check
-    # their event loop once a second.
-    assert json.loads(marker.read_text()) == {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "profile": False,
-                                              "tick": "1s"}
+    # The local workers keep their arrays in one heap (unless this environment says otherwise), run their tasks
+    # without Dask's profiler and check their event loop once a second.
+    assert set(MALLOC_SETTINGS) == {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX"}
+    malloc = {name: os.environ.get(name, str(value)) for name, value in MALLOC_SETTINGS.items()}
+    assert json.loads(marker.read_text()) == {"malloc": malloc, "profile": False, "tick": "1s"}
     assert_same_outputs(config.output, reference)
     assert len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) == 1
     assert run.failures == [] and not (config.output / FAILURES).exists()
