@@ -77,7 +77,7 @@ MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 256 * 2**20, "MALLOC_TRIM_THRESHOLD
 #: 38 MB, its NDVI 50 MB; past 32 MB glibc maps each one), up to 512 MiB of free heap is kept, and the task threads
 #: share the one heap (a thread's own heaps are at most 64 MB, so large arrays would be mapped there all the same).
 #: Eight chunks in a row took 0.4 s of system time instead of 2.2-2.8 s and 12-22 % less time in all, at the same
-#: peak memory; the county's batch, 5-7 % less CPU and wall time (interleaved runs). (Dask's own
+#: peak memory; the county's batch, 4 % less CPU and wall time on average (7 interleaved pairs). (Dask's own
 #: ``MALLOC_TRIM_THRESHOLD_=65536`` maps and unmaps every large array: the zonal tasks took 1.4x as long.) No
 #: profiler samples each task's stack every 10 ms, and the event loops of the workers, nannies and scheduler check
 #: that they are not blocked once a second, not every 20 ms (an idle local cluster of 2 workers used 15 % of a core,
