@@ -30,7 +30,7 @@ import logging
 import math
 import pickle
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,7 +270,9 @@ def _plots_hash(plots: gpd.GeoDataFrame) -> str:
 @dataclass
 class _Started:
     """The zonal tasks submitted for some plots: their chunks (positions into ``plots``), the chunks the ledger
-    held (``parts``, ``unread``) and the pending futures (→ chunk number and plots); ``ledger`` once opened."""
+    held (``parts``, ``unread``) and the pending futures (→ chunk number and plots); ``ledger`` once opened, the
+    tiles' hashes it is opened with (``tiles``: being computed on a thread) and the finished chunks it does not list
+    yet (``unrecorded``)."""
 
     acquisitions: list[Acquisition]
     plots: gpd.GeoDataFrame
@@ -278,6 +280,8 @@ class _Started:
     parts: dict[int, pd.DataFrame] = field(default_factory=dict)
     unread: list[dict[str, Any]] = field(default_factory=list)
     pending: dict[Any, tuple[int, gpd.GeoDataFrame]] = field(default_factory=dict)
+    tiles: Future[dict[str, str]] | None = None
+    unrecorded: list[tuple[Any, ...]] = field(default_factory=list)
     ledger: dict[str, Any] | None = None
 
 
@@ -384,8 +388,6 @@ class DaskObserver:
             if started is not None:
                 self.client.cancel(list(started.pending))
             started = self._submit(plots, acquisitions)
-        if started.ledger is None:
-            started.ledger = self._open_ledger(tile_hashes(acquisitions))
         parts, unread, pending, chunks = started.parts, started.unread, started.pending, started.chunks
         # The chunks' assessed plots (a prefetched chunk may hold plots the run does not assess).
         assessed = _among(started.plots["plot_id"], plots["plot_id"])
@@ -410,6 +412,7 @@ class DaskObserver:
                 why = _chunk_failure(error, self.work / RUN_LOG)
                 if self.fail_fast:
                     self.client.cancel([*pending, *(chain.futures.values() if chain is not None else ())])
+                    self._record(started, wait=True)
                     raise AgricreditError(f"chunk {number} failed: {why}") from error
                 log.warning("chunk %d (%d plots) failed: %s", number, len(subset), why)
                 kept = _among(subset["plot_id"], plots["plot_id"])
@@ -420,10 +423,11 @@ class DaskObserver:
                 unread.extend(unreadable)
                 if chain is not None and number in own_plots:  # the observations stay on the worker
                     chain.add(number, self._submit_evidence(chain, future, own_plots[number]))
-                self._record(started.ledger, number, subset, table, unreadable)
+                self._record(started, number, subset, table, unreadable)
             done += 1
             if self.count_chunks is not None:
                 self.count_chunks(done, len(chunks))
+        self._record(started, wait=True)
         for record in {r["path"]: r for r in unread}.values():
             if on_error is not None:
                 on_error(_tile_of(record), AgricreditError(record["why"]))
@@ -436,14 +440,20 @@ class DaskObserver:
     def _submit(self, plots: gpd.GeoDataFrame, acquisitions: Sequence[Acquisition]) -> _Started:
         """Chunk ``plots`` and submit a zonal task per chunk the ledger does not hold (with ``resume``).
 
-        Without ``resume`` the tasks are submitted first and the ledger (whose inputs hash reads every tile)
-        is opened by :meth:`__call__` while they run.
+        Without ``resume`` the tasks are submitted first and the tiles are hashed for the ledger (whose inputs hash
+        reads every tile) on a thread while they run: the chunks that finish meanwhile get their evidence tasks at
+        once (their kept pixels, left waiting on the workers, would have results spilled) and are listed in the
+        ledger once it is open.
         """
         tile_crs = acquisitions[0].products[0].crs if acquisitions[0].products and acquisitions[0].products[0] else None
         chunks = chunk_plots(plots, tile_crs or plots.crs, self.config.chunk_size_m)
         started = _Started(list(acquisitions), plots, chunks)
         if self.resume:
             started.ledger = self._open_ledger(tile_hashes(acquisitions))
+        else:
+            hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agricredit-hash")
+            started.tiles = hashing.submit(tile_hashes, acquisitions)
+            hashing.shutdown(wait=False)
         for number in _largest_first(chunks):
             subset = plots.iloc[chunks[number]]
             entry = started.ledger["chunks"].get(str(number)) if started.ledger is not None else None
@@ -528,8 +538,19 @@ class DaskObserver:
         path = self.work / entry["file"]
         return path.is_file() and sha256_file(path) == entry["sha256"]
 
-    def _record(self, ledger: dict[str, Any], number: int, subset: gpd.GeoDataFrame, table: pd.DataFrame,
-                unreadable: list[dict[str, Any]]) -> None:
+    def _record(self, started: _Started, *finished: Any, wait: bool = False) -> None:
+        """List the ``finished`` chunk (its number, plots, observations and unreadable tiles; none: only those
+        waiting) in the ledger, with those waiting for it to open; ``wait``: for the tiles' hashes, if need be."""
+        started.unrecorded.extend([finished] if finished else [])
+        if started.ledger is None and started.tiles is not None and (wait or started.tiles.done()):
+            started.ledger = self._open_ledger(started.tiles.result())
+        if started.ledger is not None:
+            for chunk in started.unrecorded:
+                self._write_chunk(started.ledger, *chunk)
+            started.unrecorded.clear()
+
+    def _write_chunk(self, ledger: dict[str, Any], number: int, subset: gpd.GeoDataFrame, table: pd.DataFrame,
+                     unreadable: list[dict[str, Any]]) -> None:
         """Write chunk ``number``'s observations (:data:`CHUNK_PARQUET` settings) and list the file in the ledger."""
         name = f"chunk-{number:05d}.parquet"
         text = [str(column) for column in table.select_dtypes(exclude=["number", "bool"]).columns]

@@ -1,10 +1,13 @@
 """The client's handling of the chunks' observations in a batch: their tables put together (``_combine``), the
-ledger's chunk files (``DaskObserver._record``) and the hash of a chunk's plots, against references in the test."""
+ledger's chunk files (``DaskObserver._write_chunk``, ``DaskObserver._record``) and the hash of a chunk's plots,
+against references in the test."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,7 +15,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from agricredit.batch import DaskObserver, _combine, _plots_hash
+from agricredit.batch import DaskObserver, _combine, _plots_hash, _Started, load_batch_config
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_tiles"
 
 IDS = ["P10", "P2", "é-3", "P1", "P20"]  # the plots' order is not the IDs' order
 
@@ -61,7 +66,7 @@ def test_a_recorded_chunk_reads_back_whole_and_verifies_as_an_earlier_ledgers_do
     table = _table([(p, "2023-04-10") for p in IDS] + [(p, "2023-06-01") for p in IDS], 3)
     observer = DaskObserver(None, None, tmp_path)
     ledger: dict = {"chunks": {}}
-    observer._record(ledger, 7, plots, table, [{"path": "t.tif", "why": "unreadable"}])
+    observer._write_chunk(ledger, 7, plots, table, [{"path": "t.tif", "why": "unreadable"}])
     entry = ledger["chunks"]["7"]
     assert entry["file"] == "chunk-00007.parquet" and entry["plots"] == _plots_hash(plots)
     assert entry["sha256"] == hashlib.sha256((tmp_path / entry["file"]).read_bytes()).hexdigest()
@@ -75,3 +80,38 @@ def test_a_recorded_chunk_reads_back_whole_and_verifies_as_an_earlier_ledgers_do
     assert observer._verifies(earlier)
     (tmp_path / "chunk-00008.parquet").write_bytes((tmp_path / "chunk-00008.parquet").read_bytes()[:-1] + b"!")
     assert not observer._verifies(earlier)
+
+
+def test_chunks_finished_while_the_tiles_are_hashed_are_listed_once_the_ledger_opens(tmp_path: Path) -> None:
+    config_path = tmp_path / "batch.toml"
+    inputs = {name: (SAMPLE / f"{name}.{'geojson' if name == 'plots' else 'csv'}").as_posix()
+              for name in ("plots", "registry", "declarations", "borrowers")}
+    config_path.write_text("\n".join([
+        "[inputs]", *(f'{name} = "{path}"' for name, path in inputs.items()),
+        f'tiles = ["{(SAMPLE / "season" / "manifest.csv").as_posix()}"]', "[batch]", 'output = "out"']),
+        encoding="utf-8")
+    work = tmp_path / "work"
+    observer = DaskObserver(None, load_batch_config(config_path), work)
+    plots = _plots()
+    table = _table([(p, "2023-04-10") for p in IDS], 4)
+    started = _Started([], plots, [], tiles=Future())
+    # The tiles are still being hashed: the chunk waits, nothing is written.
+    observer._record(started, 3, plots.iloc[:2], table.iloc[:2], [])
+    assert started.ledger is None and len(started.unrecorded) == 1
+    assert not work.exists() or not any(work.iterdir())
+    # Hashed: the next chunk opens the ledger, and both are listed, each with its own plots and file.
+    started.tiles.set_result({"2023-04-10/t.tif": "0" * 64})
+    observer._record(started, 4, plots.iloc[2:], table.iloc[2:], [{"path": "t.tif", "why": "unreadable"}])
+    ledger = json.loads((work / "ledger.json").read_text())
+    assert sorted(ledger["chunks"]) == ["3", "4"] and started.unrecorded == []
+    assert ledger["chunks"]["3"]["plots"] == _plots_hash(plots.iloc[:2])
+    assert ledger["chunks"]["4"]["unreadable"] == [{"path": "t.tif", "why": "unreadable"}]
+    pd.testing.assert_frame_equal(pd.read_parquet(work / "chunk-00003.parquet"), table.iloc[:2], check_exact=True)
+    # At the end of the zonal stage (``wait``) the ledger opens once the hashes are in, with the chunks waiting.
+    later = _Started([], plots, [], tiles=Future())
+    observer._record(later, 5, plots, table, [])
+    threading.Timer(0.2, later.tiles.set_result, args=({},)).start()
+    observer._record(later, wait=True)
+    assert sorted(json.loads((work / "ledger.json").read_text())["chunks"]) == ["5"]
+    # The inputs hash is of the plots and the tiles' hashes: another set of tiles, another ledger header.
+    assert json.loads((work / "ledger.json").read_text())["inputs"] != ledger["inputs"]
