@@ -43,7 +43,7 @@ import shapely
 from affine import Affine
 
 from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
-from agricredit.assess import Case, case_from_document, read_toml
+from agricredit.assess import Case, _in_background, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError, OutputError
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.outputs import atomic_path, gc_young_only, output_folder_entries, sha256_file, sha256_path
@@ -451,9 +451,7 @@ class DaskObserver:
         if self.resume:
             started.ledger = self._open_ledger(tile_hashes(acquisitions))
         else:
-            hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agricredit-hash")
-            started.tiles = hashing.submit(tile_hashes, acquisitions)
-            hashing.shutdown(wait=False)
+            started.tiles = _in_background(1, (tile_hashes, acquisitions))[0]
         for number in _largest_first(chunks):
             subset = plots.iloc[chunks[number]]
             entry = started.ledger["chunks"].get(str(number)) if started.ledger is not None else None
@@ -541,7 +539,8 @@ class DaskObserver:
     def _record(self, started: _Started, *finished: Any, wait: bool = False) -> None:
         """List the ``finished`` chunk (its number, plots, observations and unreadable tiles; none: only those
         waiting) in the ledger, with those waiting for it to open; ``wait``: for the tiles' hashes, if need be."""
-        started.unrecorded.extend([finished] if finished else [])
+        if finished:
+            started.unrecorded.append(finished)
         if started.ledger is None and started.tiles is not None and (wait or started.tiles.done()):
             started.ledger = self._open_ledger(started.tiles.result())
         if started.ledger is not None:

@@ -28,9 +28,10 @@ import shapely
 from agricredit.errors import OutputError
 from agricredit.jsondata import json_bytes
 
-__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder", "output_folder_entries",
-           "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle", "qml_text", "write_qml",
-           "write_plot_table", "write_plot_dates", "gc_paused", "gc_young_only", "in_child_process", "map_in_processes"]
+__all__ = ["atomic_path", "sha256_file", "sha256_path", "output_kind", "check_output_file", "check_output_folder",
+           "output_folder_entries", "staged_outputs", "write_geojson", "write_table", "write_xlsx", "CategorizedStyle",
+           "qml_text", "write_qml", "write_plot_table", "write_plot_dates", "gc_paused", "gc_young_only",
+           "in_child_process", "map_in_processes"]
 
 #: Prefix of the folder in which a run stages its outputs before publishing them.
 STAGING_PREFIX = ".agricredit-staging-"
