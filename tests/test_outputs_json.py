@@ -5,6 +5,7 @@ import json
 import math
 import random
 import struct
+from pathlib import Path
 
 import geopandas as gpd
 import orjson
@@ -13,6 +14,7 @@ import shapely
 
 from agricredit.audit import record_line
 from agricredit.jsondata import _ORJSON_MAY_DIFFER
+from agricredit import outputs
 from agricredit.outputs import OutputError, json_bytes, write_plot_table
 
 
@@ -64,6 +66,28 @@ def test_a_text_sequence_holds_one_feature_per_record(tmp_path):
     records = path.read_bytes().split(b"\n")
     assert records[-1] == b"" and all(r.startswith(b"\x1e") for r in records[:-1])
     assert [json.loads(r[1:])["properties"]["plot_id"] for r in records[:-1]] == ["A", "B"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7])
+def test_a_layer_written_in_batches_is_the_collection_json_writes(tmp_path, monkeypatch, capsys, n):
+    # 3 features a batch: none, under, at, just past, at twice, just past twice and past two batches
+    monkeypatch.setattr(outputs, "FEATURE_BATCH", 3)
+    plots = gpd.GeoDataFrame({"plot_id": [f"P{i}" for i in range(n)], "codes": [["X"] * (i % 2) for i in range(n)],
+                              "mu": [i + 0.5 for i in range(n)]},
+                             geometry=[shapely.box(116 + i / 1000, 39, 116.0005 + i / 1000, 39.0005) for i in range(n)],
+                             crs="EPSG:4326")
+    expected = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": shapely.geometry.mapping(shapely.orient_polygons(geometry)),
+         "properties": {"plot_id": f"P{i}", "codes": json.dumps(["X"] * (i % 2)), "mu": i + 0.5}}
+        for i, geometry in enumerate(plots.geometry)]}
+    write_plot_table(plots, tmp_path / "plots.geojson", decimals=None)
+    assert json.loads((tmp_path / "plots.geojson").read_bytes()) == json.loads(json.dumps(expected))
+    assert (tmp_path / "plots.geojson").read_bytes() == _compact(json.loads(json.dumps(expected))).encode("utf-8")
+    write_plot_table(plots, tmp_path / "plots.geojsonl", decimals=None)
+    assert (tmp_path / "plots.geojsonl").read_bytes() == b"".join(
+        b"\x1e" + _compact(json.loads(json.dumps(f))).encode("utf-8") + b"\n" for f in expected["features"])
+    write_plot_table(plots, Path("-"), decimals=None)
+    assert capsys.readouterr().out == _compact(json.loads(json.dumps(expected))) + "\n"
 
 
 def test_a_coordinate_that_is_not_a_number_is_refused(tmp_path):
