@@ -634,8 +634,13 @@ def write_xlsx(table: pd.DataFrame, path: Path, *, header: list[str] | None = No
             data = source.read(info)
             if info.filename == "docProps/core.xml":  # openpyxl sets `modified` to the time of saving
                 data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>1980-01-01T00:00:00Z", data)
-            if info.filename == "xl/worksheets/sheet1.xml" and data_rows:
-                data = data.replace(b"</sheetData>", data_rows.encode("utf-8") + b"</sheetData>", 1)
+            if info.filename == "xl/worksheets/sheet1.xml" and data_rows and b"</sheetData>" in data:
+                # (streamed into the entry: the same bytes as writestr of the whole, without a copy of it)
+                head, tail = data.split(b"</sheetData>", 1)
+                with target.open(fixed, "w") as entry:
+                    for piece in (head, *data_rows, b"</sheetData>", tail):
+                        entry.write(piece)
+                continue
             target.writestr(fixed, data)
 
 
@@ -651,8 +656,15 @@ def _plain_cell_text(value: str, error_codes: Collection[str]) -> bool:
             and value not in error_codes and not _CONTROL_CHARACTERS.search(value))
 
 
-def _sheet_rows_xml(rows: list[tuple[Any, ...]], *, first_row: int) -> str | None:
-    """The ``<row>`` elements openpyxl writes for ``rows`` of ``None``, ``int``, finite ``float`` and plain text.
+#: Rows per piece of :func:`_sheet_rows_xml`'s text.
+XLSX_ROWS_PER_PIECE = 1024
+
+
+def _sheet_rows_xml(rows: list[tuple[Any, ...]], *, first_row: int) -> list[bytes] | None:
+    """The ``<row>`` elements openpyxl writes for ``rows`` of ``None``, ``int``, finite ``float`` and plain text,
+    as UTF-8 text in pieces of :data:`XLSX_ROWS_PER_PIECE` rows (no empty piece): the elements of the rows of one
+    piece at a time are Python strings, not those of the whole sheet (at 36,630 borrowers, 96,000-106,000 fresh
+    pages for the sheet's half a million).
 
     ``None`` when a value is of another kind, or text openpyxl converts or
     refuses (:func:`_plain_cell_text`): openpyxl must write the rows itself.
@@ -663,7 +675,8 @@ def _sheet_rows_xml(rows: list[tuple[Any, ...]], *, first_row: int) -> str | Non
     from openpyxl.utils import get_column_letter
 
     letters = [get_column_letter(i) for i in range(1, max(map(len, rows), default=0) + 1)]
-    parts = []
+    pieces: list[bytes] = []
+    parts: list[str] = []
     for number, row in enumerate(rows, start=first_row):
         parts.append(f'<row r="{number}">')
         for letter, value in zip(letters, row):
@@ -682,7 +695,12 @@ def _sheet_rows_xml(rows: list[tuple[Any, ...]], *, first_row: int) -> str | Non
             else:
                 return None
         parts.append("</row>")
-    return "".join(parts)
+        if (number + 1 - first_row) % XLSX_ROWS_PER_PIECE == 0:
+            pieces.append("".join(parts).encode("utf-8"))
+            parts.clear()
+    if parts:
+        pieces.append("".join(parts).encode("utf-8"))
+    return pieces
 
 
 @dataclass(frozen=True)

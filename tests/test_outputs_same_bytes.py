@@ -21,6 +21,7 @@ import shapely
 from _plotfacts import POLICY, honest
 from agricredit.audit import AuditKey, audit_record, audit_records, record_line, seal_records, write_audit
 from agricredit.credit import decide_all
+from agricredit import outputs
 from agricredit.outputs import (_plain_column, _rfc7946_geometries, _sheet_rows_xml, gc_paused, gc_young_only, write_plot_table,
                                 write_xlsx)
 from agricredit.privacy import escape_csv_frame
@@ -78,6 +79,20 @@ def test_xlsx_rows_are_written_here_unless_openpyxl_converts_a_value(odd, writte
     table = escape_csv_frame(table)
     rows = list(zip(*(_plain_column(table[column]) for column in table.columns)))
     assert (_sheet_rows_xml(rows, first_row=2) is not None) is written_here
+
+
+@pytest.mark.parametrize("rows_per_piece", [1, 2, 3, 6, 7, 8])
+def test_xlsx_rows_in_pieces_are_the_workbook_written_whole(tmp_path, monkeypatch, rows_per_piece):
+    # 7 rows in pieces of fewer, as many and more rows; the sheet streamed into its zip entry
+    monkeypatch.setattr(outputs, "XLSX_ROWS_PER_PIECE", rows_per_piece)
+    header = ["文本", "integer", "number"]
+    write_xlsx(PLAIN, tmp_path / "t.xlsx", header=header, sheet="Sheet")
+    assert _sheet_xml(tmp_path / "t.xlsx") == _openpyxl_sheet_xml(PLAIN, header)
+    # the same bytes as each entry written whole by zipfile.writestr
+    with zipfile.ZipFile(tmp_path / "t.xlsx") as written, zipfile.ZipFile(tmp_path / "whole.xlsx", "w") as whole:
+        for info in written.infolist():
+            whole.writestr(info, written.read(info))
+    assert (tmp_path / "t.xlsx").read_bytes() == (tmp_path / "whole.xlsx").read_bytes()
 
 
 def test_xlsx_of_an_empty_table_has_the_header_only(tmp_path):
