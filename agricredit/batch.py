@@ -16,10 +16,11 @@ workers or chunks.
 
 Resume: every finished chunk's observations are written (temporary name, then
 renamed) to ``OUTPUT/.agricredit-batch/chunk-NNNNN.parquet`` and recorded in
-the ledger ``ledger.json`` with the file's sha256 and the hash of the chunk's
-plots; the ledger's header holds the hashes of the configuration and of the
-inputs. ``resume=True`` reuses the chunks whose result files still verify and
-refuses a ledger written for another configuration or other inputs.
+the ledger ``ledger.json`` (:mod:`agricredit.ledger`) with the file's sha256
+and the hash of the chunk's plots; the ledger's header holds the hashes of the
+configuration and of the inputs. ``resume=True`` reuses the chunks whose
+result files still verify and refuses a ledger written for another
+configuration or other inputs.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from agricredit.acquisitions import Acquisition, observation_table, tile_hashes
 from agricredit.assess import Case, _in_background, case_from_document, read_toml
 from agricredit.errors import AgricreditError, InputError, OutputError
 from agricredit.evidence import Evidence, plot_evidence
-from agricredit.outputs import atomic_path, gc_young_only, output_folder_entries, sha256_file, sha256_path
+from agricredit.ledger import Ledger, finished_chunks
+from agricredit.outputs import atomic_path, gc_young_only, output_folder_entries
 from agricredit.privacy import RedactPII
 from agricredit.report.data import KeptChips
 from agricredit.season import season_period
@@ -60,7 +62,6 @@ log = logging.getLogger(__name__)
 
 #: The batch's own folder inside the output folder: the ledger, the chunks' results, the run log.
 WORK_FOLDER = ".agricredit-batch"
-LEDGER = "ledger.json"
 #: The run log in the batch's folder: the stage lines, the chunks that failed, Dask's warnings and errors.
 RUN_LOG = "run.log"
 #: The GeoJSON layers past ``geojsonseq_min_bytes``, as RFC 8142 text sequences (instead of ``NAME.geojson``).
@@ -86,10 +87,6 @@ MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 256 * 2**20, "MALLOC_TRIM_THRESHOLD
 LOCAL_WORKER_CONFIG = {**{f"distributed.nanny.pre-spawn-environ.{name}": value
                           for name, value in MALLOC_SETTINGS.items()},
                        "distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
-
-#: How the chunks' observations are written for resuming (read back whole, never queried): no column statistics, and
-#: dictionary pages for the text columns only (a dictionary tried on every float column is half the writing's CPU).
-CHUNK_PARQUET = {"compression": "snappy", "write_statistics": False}
 
 _BATCH_KEYS = {"output", "chunk_size_m", "workers", "memory_per_worker", "geojsonseq_min_bytes"}
 
@@ -260,13 +257,6 @@ def _tile_of(record: dict[str, Any]) -> Any:
                 transform=Affine(*record["transform"]), width=record["width"], height=record["height"])
 
 
-def _plots_hash(plots: gpd.GeoDataFrame) -> str:
-    """sha256 of a chunk's plot IDs and outlines (WKB), each plot's ``ID \\0 WKB`` one after the other: a resumed
-    chunk must hold the very same plots."""
-    return hashlib.sha256(b"".join(plot_id.encode() + b"\0" + wkb for plot_id, wkb in zip(
-        plots["plot_id"].astype(str).tolist(), shapely.to_wkb(plots.geometry.values).tolist()))).hexdigest()
-
-
 @dataclass
 class _Started:
     """The zonal tasks submitted for some plots: their chunks (positions into ``plots``), the chunks the ledger
@@ -282,7 +272,7 @@ class _Started:
     pending: dict[Any, tuple[int, gpd.GeoDataFrame]] = field(default_factory=dict)
     tiles: Future[dict[str, str]] | None = None
     unrecorded: list[tuple[Any, ...]] = field(default_factory=list)
-    ledger: dict[str, Any] | None = None
+    ledger: Ledger | None = None
 
 
 @dataclass
@@ -454,9 +444,9 @@ class DaskObserver:
             started.tiles = _in_background(1, (tile_hashes, acquisitions))[0]
         for number in _largest_first(chunks):
             subset = plots.iloc[chunks[number]]
-            entry = started.ledger["chunks"].get(str(number)) if started.ledger is not None else None
-            if entry is not None and entry["plots"] == _plots_hash(subset) and self._verifies(entry):
-                started.parts[number] = pd.read_parquet(self.work / entry["file"])
+            entry = started.ledger.finished(number, subset) if started.ledger is not None else None
+            if entry is not None:
+                started.parts[number] = started.ledger.read(entry)
                 started.unread.extend(entry["unreadable"])
                 self.reused += 1
                 continue
@@ -510,31 +500,9 @@ class DaskObserver:
 
     # -- the ledger -------------------------------------------------------------------------------------------------
 
-    def _open_ledger(self, tiles: dict[str, str]) -> dict[str, Any]:
-        """The ledger to continue (resume) or a new one; refuses a ledger of another configuration or inputs."""
-        case = self.config.case
-        inputs = {"plots": sha256_path(case.plots), **{f"tile:{k}": v for k, v in sorted(tiles.items())}}
-        inputs_hash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-        path = self.work / LEDGER
-        self.work.mkdir(parents=True, exist_ok=True)
-        if self.resume and path.is_file():
-            ledger = json.loads(path.read_text(encoding="utf-8"))
-            if ledger.get("config") != self.config.sha256:
-                raise InputError("the configuration changed since the run to resume; run again without --resume",
-                                 path=path)
-            if ledger.get("inputs") != inputs_hash:
-                raise InputError("the plots or tiles changed since the run to resume; run again without --resume",
-                                 path=path)
-            return ledger
-        for stale in self.work.glob("chunk-*.parquet"):
-            stale.unlink()
-        ledger = {"config": self.config.sha256, "inputs": inputs_hash, "chunks": {}}
-        self._save(ledger)
-        return ledger
-
-    def _verifies(self, entry: dict[str, Any]) -> bool:
-        path = self.work / entry["file"]
-        return path.is_file() and sha256_file(path) == entry["sha256"]
+    def _open_ledger(self, tiles: dict[str, str]) -> Ledger:
+        """The ledger to continue (resume) or a new one (:meth:`agricredit.ledger.Ledger.open`)."""
+        return Ledger.open(self.work, self.config.sha256, self.config.case.plots, tiles, resume=self.resume)
 
     def _record(self, started: _Started, *finished: Any, wait: bool = False) -> None:
         """List the ``finished`` chunk (its number, plots, observations and unreadable tiles; none: only those
@@ -545,23 +513,8 @@ class DaskObserver:
             started.ledger = self._open_ledger(started.tiles.result())
         if started.ledger is not None:
             for chunk in started.unrecorded:
-                self._write_chunk(started.ledger, *chunk)
+                started.ledger.record(*chunk)
             started.unrecorded.clear()
-
-    def _write_chunk(self, ledger: dict[str, Any], number: int, subset: gpd.GeoDataFrame, table: pd.DataFrame,
-                     unreadable: list[dict[str, Any]]) -> None:
-        """Write chunk ``number``'s observations (:data:`CHUNK_PARQUET` settings) and list the file in the ledger."""
-        name = f"chunk-{number:05d}.parquet"
-        text = [str(column) for column in table.select_dtypes(exclude=["number", "bool"]).columns]
-        with atomic_path(self.work / name) as tmp:
-            table.to_parquet(tmp, index=False, use_dictionary=text, **CHUNK_PARQUET)
-        ledger["chunks"][str(number)] = {"file": name, "sha256": sha256_file(self.work / name),
-                                         "plots": _plots_hash(subset), "unreadable": unreadable}
-        self._save(ledger)
-
-    def _save(self, ledger: dict[str, Any]) -> None:
-        with atomic_path(self.work / LEDGER) as tmp:
-            tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def refuse_an_unfinished_run(folder: Path) -> None:
@@ -570,10 +523,7 @@ def refuse_an_unfinished_run(folder: Path) -> None:
     when neither is given)."""
     if output_folder_entries(folder) != [WORK_FOLDER]:
         return
-    try:
-        finished = len(json.loads((folder / WORK_FOLDER / LEDGER).read_text(encoding="utf-8"))["chunks"])
-    except (OSError, ValueError, KeyError, TypeError):  # no ledger yet, or one this version cannot read
-        finished = 0
+    finished = finished_chunks(folder / WORK_FOLDER)
     raise OutputError(f"holds a batch run that stopped before writing its outputs ({finished} chunks finished; "
                       f"see {WORK_FOLDER}/{RUN_LOG}): pass --resume to continue it or --overwrite to start again",
                       path=folder)

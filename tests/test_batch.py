@@ -21,9 +21,10 @@ import shapely
 
 from agricredit.assess import OUTPUT_FILES, run_assessment, sample_case, write_outputs
 from agricredit.audit import AuditKey
-from agricredit.batch import (FAILURES, LEDGER, MALLOC_SETTINGS, WORK_FOLDER, _chunk_failure, _largest_first,
+from agricredit.batch import (FAILURES, MALLOC_SETTINGS, WORK_FOLDER, _chunk_failure, _largest_first,
                               chunk_plots, load_batch_config, observe_chunk, run_batch)
 from agricredit.errors import AgricreditError, InputError
+from agricredit.ledger import LEDGER
 from agricredit.plots import load_plots
 from agricredit.privacy import PseudonymKey
 

@@ -1,5 +1,5 @@
 """The client's handling of the chunks' observations in a batch: their tables put together (``_combine``), the
-ledger's chunk files (``DaskObserver._write_chunk``, ``DaskObserver._record``) and the hash of a chunk's plots,
+ledger's chunk files (:class:`agricredit.ledger.Ledger`, ``DaskObserver._record``) and the hash of a chunk's plots,
 against references in the test."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from agricredit.batch import DaskObserver, _combine, _plots_hash, _Started, load_batch_config
+from agricredit.batch import DaskObserver, _combine, _Started, load_batch_config
+from agricredit.ledger import Ledger, plots_hash
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_tiles"
 
@@ -56,30 +57,34 @@ def test_a_chunks_plots_hash_is_each_plots_id_and_outline_in_turn() -> None:
     digest = hashlib.sha256()
     for plot_id, outline in zip(IDS, plots.geometry):
         digest.update(plot_id.encode() + b"\0" + shapely.to_wkb(outline))
-    assert _plots_hash(plots) == digest.hexdigest()
-    assert _plots_hash(plots.iloc[:0]) == hashlib.sha256().hexdigest()
-    assert _plots_hash(plots.iloc[[1, 0, 2, 3, 4]]) != _plots_hash(plots)
+    assert plots_hash(plots) == digest.hexdigest()
+    assert plots_hash(plots.iloc[:0]) == hashlib.sha256().hexdigest()
+    assert plots_hash(plots.iloc[[1, 0, 2, 3, 4]]) != plots_hash(plots)
 
 
 def test_a_recorded_chunk_reads_back_whole_and_verifies_as_an_earlier_ledgers_does(tmp_path: Path) -> None:
     plots = _plots()
     table = _table([(p, "2023-04-10") for p in IDS] + [(p, "2023-06-01") for p in IDS], 3)
-    observer = DaskObserver(None, None, tmp_path)
-    ledger: dict = {"chunks": {}}
-    observer._write_chunk(ledger, 7, plots, table, [{"path": "t.tif", "why": "unreadable"}])
-    entry = ledger["chunks"]["7"]
-    assert entry["file"] == "chunk-00007.parquet" and entry["plots"] == _plots_hash(plots)
+    ledger = Ledger(tmp_path, {"chunks": {}})
+    ledger.record(7, plots, table, [{"path": "t.tif", "why": "unreadable"}])
+    entry = ledger.data["chunks"]["7"]
+    assert entry["file"] == "chunk-00007.parquet" and entry["plots"] == plots_hash(plots)
     assert entry["sha256"] == hashlib.sha256((tmp_path / entry["file"]).read_bytes()).hexdigest()
     assert json.loads((tmp_path / "ledger.json").read_text())["chunks"]["7"] == entry
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / entry["file"]), table, check_exact=True)
-    assert observer._verifies(entry)
+    pd.testing.assert_frame_equal(ledger.read(entry), table, check_exact=True)
+    assert ledger.verifies(entry)
+    # A resumed chunk is the one listed: the same plots, and its file as listed.
+    assert ledger.finished(7, plots) == entry
+    assert ledger.finished(7, plots.iloc[[1, 0, 2, 3, 4]]) is None and ledger.finished(6, plots) is None
     # A chunk file written by the earlier code (pandas' default parquet settings) still verifies and reads back.
     table.to_parquet(tmp_path / "chunk-00008.parquet", index=False)
     earlier = {"file": "chunk-00008.parquet",
                "sha256": hashlib.sha256((tmp_path / "chunk-00008.parquet").read_bytes()).hexdigest()}
-    assert observer._verifies(earlier)
+    assert ledger.verifies(earlier)
     (tmp_path / "chunk-00008.parquet").write_bytes((tmp_path / "chunk-00008.parquet").read_bytes()[:-1] + b"!")
-    assert not observer._verifies(earlier)
+    assert not ledger.verifies(earlier)
+    (tmp_path / entry["file"]).unlink()
+    assert not ledger.verifies(entry) and ledger.finished(7, plots) is None
 
 
 def test_chunks_finished_while_the_tiles_are_hashed_are_listed_once_the_ledger_opens(tmp_path: Path) -> None:
@@ -104,7 +109,7 @@ def test_chunks_finished_while_the_tiles_are_hashed_are_listed_once_the_ledger_o
     observer._record(started, 4, plots.iloc[2:], table.iloc[2:], [{"path": "t.tif", "why": "unreadable"}])
     ledger = json.loads((work / "ledger.json").read_text())
     assert sorted(ledger["chunks"]) == ["3", "4"] and started.unrecorded == []
-    assert ledger["chunks"]["3"]["plots"] == _plots_hash(plots.iloc[:2])
+    assert ledger["chunks"]["3"]["plots"] == plots_hash(plots.iloc[:2])
     assert ledger["chunks"]["4"]["unreadable"] == [{"path": "t.tif", "why": "unreadable"}]
     pd.testing.assert_frame_equal(pd.read_parquet(work / "chunk-00003.parquet"), table.iloc[:2], check_exact=True)
     # At the end of the zonal stage (``wait``) the ledger opens once the hashes are in, with the chunks waiting.
