@@ -23,6 +23,7 @@ own records are rejected or held for review; the rest of the run completes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import os
@@ -49,7 +50,7 @@ from agricredit.crop_model import load_crop_model
 from agricredit.errors import AgricreditError, InputError, InputNotFoundError, MissingTileError, SchemaError
 from agricredit.evidence import Evidence, plot_evidence
 from agricredit.facts import (MISSING_BORROWER, NO_DECLARATION, UNCHECKED, UNKNOWN_BORROWER, claimed_facts,
-                              plot_facts)
+                              plot_facts, source_coverage)
 from agricredit.outputs import LoadedOnRead, gc_paused, gc_young_only, map_in_processes, sha256_file, sha256_path
 from agricredit.plots import (GEOMETRY_REPAIRED, STATUS_OK, area_mu, load_plots, overlaps_and_repeats, plot_record,
                               rejected_ids)
@@ -263,6 +264,9 @@ class Assessment:
     series: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.season_series
     #: borrower → outline of the usable plots (agricredit.assess_outputs.borrower_outlines); None: made when written
     outlines: dict[str, Any] | None = field(default=None, repr=False)
+    #: source → how many of the plots with a sound outline it has a figure for, and of how many
+    #: (:func:`agricredit.facts.source_coverage`)
+    coverage: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _stage(progress: Callable[[str], None] | None, message: str) -> None:
@@ -412,6 +416,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
             chips=evidence.chips,
             series=evidence.series,
             outlines=outlines,
+            coverage=source_coverage(facts),
         )
 
 
@@ -428,9 +433,11 @@ def _in_background(threads: int, *calls: tuple[Any, ...]) -> list[Future[Any]]:
 REDUCE_PART_MIN_PLOTS = 4000
 #: What a part done in a child costs beyond the same part done in this process, as a share of it: it runs slower
 #: there (copy-on-write faults on the pages it touches) and its results are pickled, then unpickled here once this
-#: process's part is done (the verdicts, decisions and audit records as bytes, unpickled only if read). At 100,000
-#: plots (means of 6 to 12 runs) the reduce took 7.5 s with this process's part 1.3 to 1.45 times the child's (in
-#: plots); 8.2 and 7.8 s with 1.3 and 1.45 times when the audit records were unpickled here.
+#: process's part is done (the audit records as bytes, unpickled only if read). At 100,000 plots (means of 6 to 12
+#: runs) the reduce took 7.5 s with this process's part 1.3 to 1.45 times the child's (in plots); 8.2 and 7.8 s
+#: with 1.3 and 1.45 times when the audit records were unpickled here. Since the child no longer sends its verdicts
+#: and decisions back, this process still waited for it 0.4-0.8 s with 1.45 times, 1.2-1.5 s with 1.2 times and
+#: 2.7-2.8 s with as many plots (2 runs each, the county's reduce replayed from a pickle).
 REDUCE_CHILD_OVERHEAD = 0.45
 
 
@@ -457,10 +464,10 @@ class _Reduce:
         the borrower table ``table_borrowers`` (pseudonyms), in ``parts`` groups of borrowers (default: one per
         :data:`REDUCE_PART_MIN_PLOTS` plots, at most one per core).
 
-        The verdicts, decisions and audit records of the groups done in child processes come back pickled and are
-        unpickled only when read (:class:`agricredit.outputs.LoadedOnRead`): the outputs are made of the fields and
-        borrower rows, and the audit records are read by the process that writes them
-        (:func:`agricredit.assess_outputs.write_outputs`).
+        The outputs are made of the fields and borrower rows. The audit records of the groups done in child
+        processes come back pickled and are unpickled only when read (:class:`agricredit.outputs.LoadedOnRead`), by
+        the process that writes them (:func:`agricredit.assess_outputs.write_outputs`); their verdicts and decisions
+        do not come back (pickling them took a child 0.8 s at 40,000 plots), and are made again here if read.
         """
         if self.visits:
             check_visited_plots(self.visits, {f.plot_id for f in facts}, path=self.visits_path)
@@ -472,26 +479,35 @@ class _Reduce:
         order = sorted(range(len(keys)), key=keys.__getitem__)  # by plot ID, then borrower (stable)
         fields = [item for part in results for item in part.fields]
 
+        @functools.cache
+        def objects(k: int) -> tuple[list[PlotVerdict], list[Decision]]:  # group k's verdicts and decisions
+            return results[k].objects or self._decided(*groups[k])
+
         def verdicts() -> list[PlotVerdict]:
-            every = [v for part in results for v in part.objects()[0]]
+            every = [v for k in range(len(results)) for v in objects(k)[0]]
             return [every[i] for i in order]
 
         n_decisions = sum(part.n_decisions for part in results)
         return (LoadedOnRead(verdicts, len(order)), [(keys[i][0], fields[i]) for i in order],
-                LoadedOnRead(lambda: [d for part in results for d in part.objects()[1]], n_decisions),
+                LoadedOnRead(lambda: [d for k in range(len(results)) for d in objects(k)[1]], n_decisions),
                 LoadedOnRead(lambda: [r for part in results for r in part.audit_records()], n_decisions),
                 pd.concat([part.borrowers for part in results], ignore_index=True).sort_values(
                     "borrower", ignore_index=True))
 
-    def _part(self, task: tuple[tuple[list[PlotFacts], list[str]], bool]) -> _ReducedPart:
-        (facts, table_borrowers), in_child = task
+    def _decided(self, facts: list[PlotFacts], table_borrowers: list[str]
+                 ) -> tuple[list[PlotVerdict], list[Decision]]:
+        """The verdicts of one group's ``facts`` (visits settled) and the decisions of its borrowers."""
         verdicts = [verify_plot(item, self.policy) for item in facts]
         if self.visits:
             plot_ids = {f.plot_id for f in facts}
             verdicts = settle_verdicts(verdicts, [v for v in self.visits if v.plot_id in plot_ids], self.policy,
                                        path=self.visits_path)
-        decisions = decide_all(verdicts, self.policy, borrower_ids=table_borrowers,
-                               borrower_checks=self.borrower_checks)
+        return verdicts, decide_all(verdicts, self.policy, borrower_ids=table_borrowers,
+                                    borrower_checks=self.borrower_checks)
+
+    def _part(self, task: tuple[tuple[list[PlotFacts], list[str]], bool]) -> _ReducedPart:
+        (facts, table_borrowers), in_child = task
+        verdicts, decisions = self._decided(facts, table_borrowers)
         verdicts_of: dict[str, list[PlotVerdict]] = {d.borrower_id: [] for d in decisions}
         for verdict in verdicts:
             verdicts_of[verdict.borrower_id].append(verdict)
@@ -499,41 +515,29 @@ class _Reduce:
                               visits_of={v.plot_id: v for v in self.visits})
         borrowers = _borrower_rows(decisions, verdicts_of, self.villages, self.policy, self.lang)
 
-        def packed(value: Any) -> Any:  # (bytes unpickled only if read; see _ReducedPart)
-            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL) if in_child else value
-
         return _ReducedPart([(v.plot_id, v.borrower_id) for v in verdicts], [verdict_fields_of(v) for v in verdicts],
-                            packed(audit), borrowers, len(decisions), packed((verdicts, decisions)))
+                            pickle.dumps(audit, protocol=pickle.HIGHEST_PROTOCOL) if in_child else audit, borrowers,
+                            len(decisions), None if in_child else (verdicts, decisions))
 
 
 @dataclass
 class _ReducedPart:
     """What one group of borrowers of :class:`_Reduce` gives: each verdict's plot and borrower IDs and plot fields,
-    the audit records, the borrowers' output rows, and the verdicts and decisions themselves (the records and
-    ``packed``: pickled when made in a child process, so that the parent unpickles them only if they are read)."""
+    the audit records (pickled when made in a child process, so that the parent unpickles them only if they are
+    read), the borrowers' output rows, and the verdicts and decisions themselves (``None`` from a child process)."""
 
     keys: list[tuple[str, str]]
     fields: list[tuple[Any, ...]]
     audit: list[dict[str, Any]] | bytes
     borrowers: pd.DataFrame
     n_decisions: int
-    packed: tuple[list[PlotVerdict], list[Decision]] | bytes
-
-    def objects(self) -> tuple[list[PlotVerdict], list[Decision]]:
-        """The verdicts and decisions (unpickled at the first call)."""
-        return self._unpickled("packed")
+    objects: tuple[list[PlotVerdict], list[Decision]] | None
 
     def audit_records(self) -> list[dict[str, Any]]:
         """The audit records (unpickled at the first call)."""
-        return self._unpickled("audit")
-
-    def _unpickled(self, name: str) -> Any:
-        """Field ``name``, unpickled in place if it came pickled."""
-        value = getattr(self, name)
-        if isinstance(value, bytes):
-            value = pickle.loads(value)
-            setattr(self, name, value)
-        return value
+        if isinstance(self.audit, bytes):
+            self.audit = pickle.loads(self.audit)
+        return self.audit
 
 
 def _borrower_groups(facts: Sequence[PlotFacts], table_borrowers: Sequence[str], parts: int, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pickle
 from pathlib import Path
@@ -60,7 +61,18 @@ def test_the_sample_with_visits_in_groups_of_borrowers_is_the_same_run(visited_c
     assert {"CLOUD_INSUFFICIENT", "CROP_MISMATCH"} <= {c.code for v in in_one_process.verdicts for c in v.checks}
     assert any(record.get("visits") for record in in_one_process.audit)  # the visits reached the audit records
     _in_parts(monkeypatch, parts)
-    _same_run(run_assessment(visited_case, KEY), in_one_process)
+    in_parts = run_assessment(visited_case, KEY)
+    assert in_parts.coverage == in_one_process.coverage
+    _same_run(in_parts, in_one_process)  # (the verdicts and decisions of the groups done in children: made again)
+
+
+def test_the_sources_coverage_is_counted_on_the_verdicts_facts(in_one_process):
+    sound = [v.facts for v in in_one_process.verdicts if v.facts.geometry_status in ("valid", "repaired")]
+    assert in_one_process.coverage == {
+        "registry": (sum(math.isfinite(f.registered_mu) for f in sound), len(sound)),
+        "declarations": (sum(math.isfinite(f.declared_mu) for f in sound), len(sound)),
+        "satellite season": (sum(math.isfinite(f.peak_ndvi) for f in sound), len(sound))}
+    assert len(sound) == 317  # the sample's 319 plots but its 2 planted invalid outlines
 
 
 def test_the_industry_chain_sample_in_groups_of_borrowers_is_the_same_run(monkeypatch):

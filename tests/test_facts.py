@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from agricredit.facts import _finite_column, claimed_facts, finite_or_nan, plot_facts
+from agricredit.cli._tables import THIN_SOURCE_SHARE, thin_sources
+from agricredit.facts import _finite_column, claimed_facts, finite_or_nan, plot_facts, source_coverage
 from agricredit.flag import Flag
 from agricredit.privacy import PseudonymKey, pseudonym
 from agricredit.verify import Check, Overlap, PlotFacts, complete_overlaps
@@ -100,3 +101,21 @@ def test_finite_column_is_finite_or_nan_of_each_value():
         expected = [finite_or_nan(value) for value in frame[column].tolist()]
         assert repr(_finite_column(frame, column)) == repr(expected)
     assert repr(_finite_column(frame, "missing")) == repr([math.nan] * 5)
+
+
+def test_a_sources_coverage_counts_its_figures_among_the_sound_plots():
+    def fact(status, registered=math.nan, declared=math.nan, peak=math.nan):
+        return PlotFacts(plot_id="P", borrower_id="b", geometry_status=status, registered_mu=registered,
+                         declared_mu=declared, peak_ndvi=peak)
+    facts = [fact("valid", 1.0, 2.0, 0.5), fact("repaired", 1.0, math.nan, 0.7), fact("valid", math.nan, 3.0),
+             fact("rejected", 1.0, 1.0, 0.9), fact("valid", math.inf, 2.0, math.nan)]
+    assert source_coverage(facts) == {"registry": (2, 4), "declarations": (3, 4), "satellite season": (2, 4)}
+    assert source_coverage([fact("rejected", 1.0)]) == {name: (0, 0) for name in
+                                                        ("registry", "declarations", "satellite season")}
+
+
+def test_a_source_under_half_the_plots_is_thin_and_one_at_half_is_not():
+    assert THIN_SOURCE_SHARE == 0.5
+    coverage = {"registry": (49, 100), "declarations": (50, 100), "satellite season": (51, 100)}
+    assert thin_sources(SimpleNamespace(coverage=coverage)) == {"registry": (49, 100)}
+    assert thin_sources(SimpleNamespace(coverage={"registry": (0, 0)})) == {}  # no sound plot: nothing to warn of

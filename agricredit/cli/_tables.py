@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,18 +25,14 @@ def summary(message: str) -> None:
 
 
 def thin_sources(assessment: Any) -> dict[str, tuple[int, int]]:
-    """Sources with records for under :data:`THIN_SOURCE_SHARE` of the assessable plots → ``(covered, plots)``.
+    """Sources with records for under :data:`THIN_SOURCE_SHARE` of the assessable plots → ``(covered, plots)``
+    (``assessment.coverage``: :func:`agricredit.facts.source_coverage`).
 
     A registry with one row for 319 plots sends every borrower to review: the
     run completes, and says why.
     """
-    facts = [v.facts for v in assessment.verdicts if v.facts.geometry_status in ("valid", "repaired")]
-    covered = {
-        "registry": sum(math.isfinite(f.registered_mu) for f in facts),
-        "declarations": sum(math.isfinite(f.declared_mu) for f in facts),
-        "satellite season": sum(math.isfinite(f.peak_ndvi) for f in facts),
-    }
-    return {source: (n, len(facts)) for source, n in covered.items() if facts and n < THIN_SOURCE_SHARE * len(facts)}
+    return {source: (n, plots) for source, (n, plots) in assessment.coverage.items()
+            if plots and n < THIN_SOURCE_SHARE * plots}
 
 
 def warn_thin_sources(assessment: Any) -> None:
