@@ -163,6 +163,26 @@ def plot_facts(claimed: Sequence[Mapping[str, Any]], season: Any, unread_tiles: 
     return facts
 
 
+def source_coverage(facts: Sequence[PlotFacts]) -> dict[str, tuple[int, int]]:
+    """How well each source covers the plots with a sound outline (valid or repaired).
+
+    Parameters
+    ----------
+    facts
+        The plots' facts (:func:`plot_facts`).
+
+    Returns
+    -------
+    dict
+        ``registry``, ``declarations`` and ``satellite season`` → how many of those plots the source gives a figure
+        for (registered area, declared area, peak NDVI), and how many plots that is.
+    """
+    sound = [f for f in facts if f.geometry_status in ("valid", "repaired")]
+    return {source: (sum(math.isfinite(getattr(f, name)) for f in sound), len(sound))
+            for source, name in (("registry", "registered_mu"), ("declarations", "declared_mu"),
+                                 ("satellite season", "peak_ndvi"))}
+
+
 def finite_or_nan(value: Any) -> float:
     """``value`` as a float, NaN when it is not a finite number."""
     try:
@@ -190,13 +210,3 @@ def _finite_column(frame: pd.DataFrame, column: str) -> list[float]:
         values = frame[column].to_numpy(dtype=float, na_value=np.nan)
         return np.where(np.isfinite(values), values, np.nan).tolist()
     return [finite_or_nan(value) for value in _column(frame, column)]
-
-
-def source_coverage(facts: Sequence[PlotFacts]) -> dict[str, tuple[int, int]]:
-    """Per source (``registry``, ``declarations``, ``satellite season``): of the plots with a sound outline (valid
-    or repaired), how many it gives a figure for (registered area, declared area, peak NDVI), and how many plots
-    that is."""
-    sound = [f for f in facts if f.geometry_status in ("valid", "repaired")]
-    return {source: (sum(math.isfinite(getattr(f, name)) for f in sound), len(sound))
-            for source, name in (("registry", "registered_mu"), ("declarations", "declared_mu"),
-                                 ("satellite season", "peak_ndvi"))}

@@ -53,12 +53,28 @@ class Ledger:
 
     @classmethod
     def open(cls, work: Path, config_sha256: str, plots: Path, tiles: Mapping[str, str], *, resume: bool) -> Ledger:
-        """The ledger to continue (``resume``, when there is one) or a new one, whose inputs are the plot file (or
-        folder) ``plots`` and the tiles whose sha256 are ``tiles`` (key → digest).
+        """The ledger to continue or a new one.
 
         A ledger to continue of another configuration or other inputs is refused
         (:class:`~agricredit.errors.InputError`, naming the ledger). A new ledger replaces an earlier one and
         removes its chunk files.
+
+        Parameters
+        ----------
+        work
+            The batch's work folder (created if missing).
+        config_sha256
+            The hash of the batch's configuration.
+        plots
+            The plot file (or folder of files): its sha256 is one of the inputs.
+        tiles
+            The tiles' sha256 by key (:func:`agricredit.acquisitions.tile_hashes`).
+        resume
+            Continue the ledger in ``work`` if there is one.
+
+        Returns
+        -------
+        Ledger
         """
         inputs = {"plots": sha256_path(plots), **{f"tile:{k}": v for k, v in sorted(tiles.items())}}
         inputs_hash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -98,8 +114,19 @@ class Ledger:
 
     def record(self, number: int, plots: gpd.GeoDataFrame, table: pd.DataFrame,
                unreadable: list[dict[str, Any]]) -> None:
-        """Write chunk ``number``'s observations ``table`` (:data:`CHUNK_PARQUET` settings), then list the file in
-        the ledger with the hash of the chunk's ``plots`` and the tiles it could not read."""
+        """Write a finished chunk's observations (:data:`CHUNK_PARQUET` settings), then list the file in the ledger.
+
+        Parameters
+        ----------
+        number
+            The chunk's number.
+        plots
+            The chunk's plots (the ledger keeps their :func:`plots_hash`).
+        table
+            The chunk's observation table.
+        unreadable
+            The tiles the chunk could not read (JSON-ready records).
+        """
         name = f"chunk-{number:05d}.parquet"
         text = [str(column) for column in table.select_dtypes(exclude=["number", "bool"]).columns]
         with atomic_path(self.work / name) as tmp:
