@@ -89,7 +89,7 @@ def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np
     key += np.repeat((labels.astype(np.uint64) << label_shift) - indptr[:-1].astype(np.uint64), counts)
     key += np.arange(len(key), dtype=np.uint64)
     key = key[keep]
-    key.sort()
+    key.sort(kind="stable")
     # Where each label's keys end: after its largest possible key.
     label_ends = np.searchsorted(key, np.arange(n_labels, dtype=np.uint64) << label_shift
                                  | np.uint64((1 << int(label_shift)) - 1), side="right")
