@@ -285,6 +285,7 @@ class _Block:
     ids: np.ndarray
     matrix: sp.csr_matrix
     totals: np.ndarray | None = None  # each row's total weight (float64, summed in column order), once needed
+    weights: sp.csr_matrix | None = None  # ``matrix`` with float64 data (the sums' operand), once needed
 
 
 @dataclass
@@ -443,7 +444,7 @@ def _compress_cells(parts: list[np.ndarray], n_ids: int) -> tuple[np.ndarray, np
         block <<= np.uint64(shift)
         block |= np.arange(at, at + len(part), dtype=np.uint64)
         at += len(part)
-    key.sort()
+    key.sort(kind="stable")
     sorted_ids = (key >> np.uint64(shift)).astype(index_dtype)
     first = np.empty(nnz, dtype=bool)
     first[0] = True
@@ -689,8 +690,10 @@ def _row_stats(
                    everywhere if inside is None else valid | inside)
         # Per sum one pass over the block's weights (float64, in each row's column order: exact enough for any
         # plot); none for an indicator that is 0 everywhere, the rows' total weights for one that is 1 everywhere.
-        m = block.matrix
-        weights = sp.csr_matrix((m.data.astype(np.float64), m.indices, m.indptr), shape=m.shape, copy=False)
+        if block.weights is None:  # the same for every date
+            m = block.matrix
+            block.weights = sp.csr_matrix((m.data.astype(np.float64), m.indices, m.indptr), shape=m.shape, copy=False)
+        weights = block.weights
         for total, column in zip(sums, columns):
             if column.dtype == bool and column.all():
                 if block.totals is None:  # the same for every date
