@@ -61,8 +61,9 @@ def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np
         Per entry of ``order``: its value, ``x[order]``.
 
     float32 values take one sort of packed ``(label, value bits, place)`` integer
-    keys (numpy's vectorised integer sort: several times faster than an argsort),
-    decoded back; other values, or keys wider than :data:`KEY_BITS`, a lexsort.
+    keys (numpy's stable sort of integers: several times faster than an argsort, and it finds the runs of a row's
+    label that the layout already holds; the keys are unique, so any sort gives this order), decoded back; other
+    values, or keys wider than :data:`KEY_BITS`, a lexsort.
     """
     counts = np.diff(indptr)
     n_labels = len(labels)

@@ -425,8 +425,9 @@ def coverage_weights(
 def _compress_cells(parts: list[np.ndarray], n_ids: int) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct ids of ``parts`` (non-negative, < ``n_ids``) and each entry's index among them.
 
-    One sort of packed ``(id, entry)`` integer keys: numpy's vectorised integer sort is
-    much faster than ``np.unique(return_inverse=True)`` on millions of entries.
+    One sort of packed ``(id, entry)`` integer keys: numpy's stable sort of integers, which finds the runs of
+    ascending ids each plot's cells come in, is much faster than ``np.unique(return_inverse=True)`` on millions of
+    entries (the keys are unique, so any sort gives this order).
     """
     nnz = sum(len(p) for p in parts)
     index_dtype = np.int32 if max(nnz, n_ids) < 2**31 else np.int64
@@ -701,7 +702,7 @@ def _row_stats(
                 total[block.start + block.rows] = block.totals
             elif column.dtype != bool or column.any():
                 total[block.start + block.rows] = weights @ column.astype(np.float64, copy=False)
-        del weights, columns, weighted
+        del columns, weighted
         quantiles[block.start:block.start + len(block.rows)] = block_quantiles(block.matrix, block.rows, values, qs)
     return {**dict(zip(names, sums)), "quantiles": quantiles}
 
