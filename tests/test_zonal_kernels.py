@@ -28,6 +28,8 @@ def _groups_by_row(indptr, labels, x, keep):
 def _layout(rng, dtype, n_rows=40):
     counts = rng.integers(0, 12, n_rows)
     counts[3] = 0  # an empty row
+    counts[5] = 1  # a row of one entry
+    counts[7] = 11  # a place of 4 bits
     indptr = np.r_[0, np.cumsum(counts)]
     x = rng.choice(np.array([-0.5, -1e-30, 0.0, 1e-30, 0.25, 0.5, 0.5000001, 1.0, np.nan], dtype=dtype), indptr[-1])
     x += dtype(0)
@@ -36,7 +38,7 @@ def _layout(rng, dtype, n_rows=40):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("key_bits", [64, 40])  # 40: too narrow for the packed keys, the lexsort instead
+@pytest.mark.parametrize("key_bits", [64, 35])  # 35: too narrow for a value and a place of 4 bits, the lexsort
 def test_value_groups_match_a_sort_of_each_row(monkeypatch, dtype, key_bits):
     monkeypatch.setattr(quantiles, "KEY_BITS", key_bits)
     rng = np.random.default_rng(5)
