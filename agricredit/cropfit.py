@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from agricredit.errors import InputError
+from agricredit.frozen import frozen
 from agricredit.seeds import CropSeason, load_calendars, load_crops, load_rotations
 
 __all__ = [
@@ -422,24 +423,16 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
                                                  amp[:, j].tolist(), (amp[:, j] / tables.ranges[j]).tolist()):
             fit = made.get((shift, bits))
             if fit is None:
-                fit = made[shift, bits] = _frozen(SeasonFit, {"season": season, "shift_days": shift,
+                fit = made[shift, bits] = frozen(SeasonFit, {"season": season, "shift_days": shift,
                                                               "amplitude": amplitude, "scale": scale,
                                                               "dates": dates[shift]})
             season_fits.append(fit)
         per_season.append(season_fits)
     name = tables.explanation.name
-    return [_frozen(SystemFit, {"name": name, "score": plot_score, "rmse": plot_rmse, "offset": plot_offset,
+    return [frozen(SystemFit, {"name": name, "score": plot_score, "rmse": plot_rmse, "offset": plot_offset,
                                 "seasons": plot_seasons, "fitted": plot_fitted})
             for plot_score, plot_rmse, plot_offset, plot_fitted, plot_seasons
             in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, zip(*per_season))]
-
-
-def _frozen(cls: type, values: dict[str, Any]) -> Any:
-    """``cls(**values)`` for a frozen dataclass without ``__post_init__`` given every field: the same object, made
-    without the frozen ``__init__``'s ``object.__setattr__`` per field (half the time; a chunk makes 30,000 fits)."""
-    made = object.__new__(cls)
-    made.__dict__.update(values)
-    return made
 
 
 def fit_explanations(dates: np.ndarray, ndvi: np.ndarray, region: str, **options: Any) -> list[SystemFit]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agricredit.frozen import frozen
 from agricredit.plots import DUPLICATE_ID, MISSING_ID
 from agricredit.privacy import PseudonymKey, pseudonym
 from agricredit.verify import Check, Overlap, PlotFacts, complete_overlaps
@@ -148,18 +149,19 @@ def plot_facts(claimed: Sequence[Mapping[str, Any]], season: Any, unread_tiles: 
     for fields in claimed:
         plot_id = fields["plot_id"]
         pixel_count, cropped_at_peak, peak_ndvi, vigor_factor, best_crop = features.get(plot_id, _UNSEEN)
-        facts.append(PlotFacts(
+        facts.append(frozen(PlotFacts, {
             **fields,
-            pixel_count=pixel_count,  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
-            cropped_mu_at_peak=cropped_at_peak,
-            peak_ndvi=peak_ndvi,
-            satellite_codes=tuple(Check(flag.code, severity[flag.code], dict(sorted(flag.figures.items())))
-                                  for flag in flags.get(plot_id, ())),
-            vigor_factor=vigor_factor,
-            best_crop=best_crop if isinstance(best_crop, str) else None,
-            unread_tiles=tuple(unread_tiles.get(plot_id, ())),
-            processing_failed=failed_plots.get(plot_id, ""),
-        ))
+            "pixel_count": pixel_count,  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
+            "cropped_mu_at_peak": cropped_at_peak,
+            "peak_ndvi": peak_ndvi,
+            "satellite_codes": tuple(frozen(Check, {"code": flag.code, "severity": severity[flag.code],
+                                                    "figures": dict(sorted(flag.figures.items()))})
+                                     for flag in flags.get(plot_id, ())),
+            "vigor_factor": vigor_factor,
+            "best_crop": best_crop if isinstance(best_crop, str) else None,
+            "unread_tiles": tuple(unread_tiles.get(plot_id, ())),
+            "processing_failed": failed_plots.get(plot_id, ""),
+        }))
     return facts
 
 

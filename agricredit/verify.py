@@ -72,6 +72,7 @@ from typing import Any
 
 from agricredit.chain import chain_checks
 from agricredit.errors import InputError
+from agricredit.frozen import frozen
 from agricredit.jsondata import json_ready
 from agricredit.policy import Policy
 from agricredit.season import SEASON_CODES
@@ -160,7 +161,7 @@ class Check:
         severity = _catalogue_severity().get(code)
         if severity is None:
             raise InputError(f"unknown reason code {code!r}")
-        return cls(code, severity, dict(sorted(figures.items())))
+        return frozen(cls, {"code": code, "severity": severity, "figures": dict(sorted(figures.items()))})
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{code, severity, figures}``, JSON-ready (:func:`agricredit.jsondata.json_ready` figures)."""

@@ -1,0 +1,58 @@
+"""``agricredit.frozen``: frozen dataclass instances made without their ``__init__``, as equal as if made with it."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+
+import pytest
+
+from agricredit.frozen import frozen
+from agricredit.verify import Check, PlotFacts
+
+
+def test_the_same_object_as_the_constructor_makes():
+    values = {"plot_id": "P1", "borrower_id": "b1", "geometry_status": "valid", "geometry_reason": "",
+              "drawn_mu": 2.5, "registered_mu": 2.0, "registry_holder_id": None, "declared_mu": 3.0,
+              "declared_crop": "maize", "pixel_count": 120.0, "cropped_mu_at_peak": 2.0, "peak_ndvi": 0.8,
+              "satellite_codes": (Check.make("LOW_VIGOR", vigor_factor=0.6),), "vigor_factor": 1.0,
+              "best_crop": "maize", "overlaps": (), "repeated_mu": 0.0, "other_declarants": (), "unread_tiles": (),
+              "chain": {}, "processing_failed": ""}
+    made, built = frozen(PlotFacts, dict(values)), PlotFacts(**values)
+    assert made == built and type(made) is PlotFacts
+    assert pickle.loads(pickle.dumps(made)) == built
+    assert vars(made) == vars(built)
+    with pytest.raises(AttributeError):  # still frozen
+        made.drawn_mu = 1.0
+    assert Check.make("LOW_VIGOR", b=1, a=2) == Check("LOW_VIGOR", Check.make("LOW_VIGOR").severity,
+                                                          {"a": 2, "b": 1})
+
+
+@pytest.mark.parametrize("change", ["missing", "extra"])
+def test_values_must_be_exactly_the_fields(change):
+    values = {"code": "LOW_VIGOR", "severity": "review", "figures": {}}
+    if change == "missing":
+        del values["figures"]  # (a default the constructor would fill in)
+    else:
+        values["figure"] = 1
+    with pytest.raises(TypeError, match="takes the fields"):
+        frozen(Check, values)
+
+
+def test_refuses_what_its_constructor_would_check_or_could_change():
+    @dataclass(frozen=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self):
+            if self.value < 0:
+                raise ValueError("negative")
+
+    @dataclass
+    class Mutable:
+        value: int = 0
+        more: list = field(default_factory=list)
+
+    for cls in (Checked, Mutable):
+        with pytest.raises(TypeError, match="not a frozen dataclass without __post_init__"):
+            frozen(cls, {"value": 1} if cls is Checked else {"value": 1, "more": []})
