@@ -86,9 +86,7 @@ def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np
     key += np.arange(len(key), dtype=np.uint64)  # + the entry's place in its row, below the value
     key -= np.repeat(indptr[:-1].astype(np.uint64), counts)
     key = key[keep]
-    bounds = np.zeros(len(keep) + 1, dtype=np.int64)  # each row's kept keys: bounds[r] to bounds[r + 1]
-    np.cumsum(keep, out=bounds[1:])
-    bounds = bounds[indptr]
+    bounds = np.searchsorted(np.flatnonzero(keep), indptr)  # each row's kept keys: bounds[r] to bounds[r + 1]
     for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         if end - start > 1:
             key[start:end].sort()
