@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from agricredit.columnar import ColumnarRows
-from agricredit.cropfit import SeasonFit, SystemFit, _frozen, explanations_for
 from agricredit.evidence import _peak_days
 from agricredit.templatecheck import _fitted_green_masks, _window_mask
 
@@ -44,23 +42,6 @@ def test_peak_days_of_a_column_of_objects_are_each_plots_own():
     plot_ids = pd.array([f"p{k}" for k in range(len(column))])
     assert _peak_days(plot_ids, column) == _plain_peak_days(plot_ids, column) == {
         "p0": "2023-07-01", "p3": "2023-08-02", "p4": "2023-09-03", "p6": "2023-06-05"}
-
-
-def test_frozen_fits_made_without_init_are_the_constructors():
-    season = explanations_for("ncp")[0].seasons[0]
-    dates = {"sowing": dt.date(2023, 6, 10), "harvest": dt.date(2023, 10, 1)}
-    fitted = np.array([0.2, 0.5, 0.3])
-    made = SeasonFit(season, -3, 0.41, 0.82, dates)
-    fast = _frozen(SeasonFit, {"season": season, "shift_days": -3, "amplitude": 0.41, "scale": 0.82, "dates": dates})
-    assert type(fast) is SeasonFit and fast == made and fast.__dict__ == made.__dict__
-    assert pickle.dumps(fast) == pickle.dumps(made) and fast.harvest_year == made.harvest_year
-    system = SystemFit("maize", 0.1, 0.09, 0.2, (made,), fitted)
-    fast_system = _frozen(SystemFit, {"name": "maize", "score": 0.1, "rmse": 0.09, "offset": 0.2, "seasons": (fast,),
-                                      "fitted": fitted})
-    assert fast_system == system and fast_system.__dict__.keys() == system.__dict__.keys()
-    assert fast_system.fitted is fitted and fast_system.label == system.label and repr(fast_system) == repr(system)
-    with pytest.raises(AttributeError):
-        fast_system.score = 0.0  # still frozen
 
 
 @pytest.mark.parametrize("offset, inside", [(-9, False), (-8, True), (0, True), (8, True), (9, False)])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 
+from agricredit.cropfit import SeasonFit, SystemFit, explanations_for
 from agricredit.frozen import frozen
 from agricredit.verify import Check, PlotFacts
 
@@ -26,6 +29,23 @@ def test_the_same_object_as_the_constructor_makes():
         made.drawn_mu = 1.0
     assert Check.make("LOW_VIGOR", b=1, a=2) == Check("LOW_VIGOR", Check.make("LOW_VIGOR").severity,
                                                           {"a": 2, "b": 1})
+
+
+def test_frozen_fits_made_without_init_are_the_constructors():
+    season = explanations_for("ncp")[0].seasons[0]
+    dates = {"sowing": dt.date(2023, 6, 10), "harvest": dt.date(2023, 10, 1)}
+    fitted = np.array([0.2, 0.5, 0.3])
+    made = SeasonFit(season, -3, 0.41, 0.82, dates)
+    fast = frozen(SeasonFit, {"season": season, "shift_days": -3, "amplitude": 0.41, "scale": 0.82, "dates": dates})
+    assert type(fast) is SeasonFit and fast == made and fast.__dict__ == made.__dict__
+    assert pickle.dumps(fast) == pickle.dumps(made) and fast.harvest_year == made.harvest_year
+    system = SystemFit("maize", 0.1, 0.09, 0.2, (made,), fitted)
+    fast_system = frozen(SystemFit, {"name": "maize", "score": 0.1, "rmse": 0.09, "offset": 0.2, "seasons": (fast,),
+                                     "fitted": fitted})
+    assert fast_system == system and fast_system.__dict__.keys() == system.__dict__.keys()
+    assert fast_system.fitted is fitted and fast_system.label == system.label and repr(fast_system) == repr(system)
+    with pytest.raises(AttributeError):
+        fast_system.score = 0.0  # still frozen
 
 
 @pytest.mark.parametrize("change", ["missing", "extra"])
