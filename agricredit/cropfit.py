@@ -424,13 +424,13 @@ def _fit_many(tables: _Templates, t: np.ndarray, ys: np.ndarray, *, max_shift: i
             fit = made.get((shift, bits))
             if fit is None:
                 fit = made[shift, bits] = frozen(SeasonFit, {"season": season, "shift_days": shift,
-                                                              "amplitude": amplitude, "scale": scale,
-                                                              "dates": dates[shift]})
+                                                             "amplitude": amplitude, "scale": scale,
+                                                             "dates": dates[shift]})
             season_fits.append(fit)
         per_season.append(season_fits)
     name = tables.explanation.name
     return [frozen(SystemFit, {"name": name, "score": plot_score, "rmse": plot_rmse, "offset": plot_offset,
-                                "seasons": plot_seasons, "fitted": plot_fitted})
+                               "seasons": plot_seasons, "fitted": plot_fitted})
             for plot_score, plot_rmse, plot_offset, plot_fitted, plot_seasons
             in zip(score.tolist(), rmse.tolist(), offset.tolist(), fitted, zip(*per_season))]
 
