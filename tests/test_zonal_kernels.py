@@ -38,9 +38,13 @@ def _layout(rng, dtype, n_rows=40):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("key_bits", [64, 35])  # 35: too narrow for a value and a place of 4 bits, the lexsort
-def test_value_groups_match_a_sort_of_each_row(monkeypatch, dtype, key_bits):
+# 40 rows, a place of 4 bits: 64 holds every key; 40 the keys of a row's own sort (value and place: 36 bits), not
+# those of the block's sort (+ a label of 6 bits), which then takes the lexsort; 35 neither
+@pytest.mark.parametrize("key_bits", [64, 40, 35])
+@pytest.mark.parametrize("row_sort_min", [0, 10**9])  # rows sorted one by one, or the block's keys at once
+def test_value_groups_match_a_sort_of_each_row(monkeypatch, dtype, key_bits, row_sort_min):
     monkeypatch.setattr(quantiles, "KEY_BITS", key_bits)
+    monkeypatch.setattr(quantiles, "ROW_SORT_MIN_ENTRIES", row_sort_min)
     rng = np.random.default_rng(5)
     for _ in range(20):
         indptr, labels, x, keep = _layout(rng, dtype)
