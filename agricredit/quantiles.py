@@ -90,8 +90,8 @@ def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np
     key = bits.view(np.uint32).astype(np.uint64)
     del bits
     key <<= np.uint64(place_bits)
+    key += np.arange(len(key), dtype=np.uint64)  # + the entry, less its row's first entry below: its place in the row
     if by_row:
-        key += np.arange(len(key), dtype=np.uint64)  # + the entry's place in its row, below the value
         key -= np.repeat(indptr[:-1].astype(np.uint64), counts)
         kept = np.flatnonzero(keep)
         key = key[kept]
@@ -107,11 +107,9 @@ def value_groups(indptr: np.ndarray, labels: np.ndarray, x: np.ndarray, keep: np
         key = key[np.repeat(bounds[:-1][row_of] - (label_ends - lengths), lengths) + np.arange(len(key))]
         starts = np.repeat(indptr[:-1][row_of], lengths)  # each key's row's first entry
     else:
-        # + the row's label above the value and the entry's place in its row below it, as label·2**(32 + place bits)
-        # − the row's first entry + the entry (modulo 2**64: the sum is the key).
+        # + the row's label above the value, as label·2**(32 + place bits) − the row's first entry (modulo 2**64)
         label_shift = np.uint64(32 + place_bits)
         key += np.repeat((labels.astype(np.uint64) << label_shift) - indptr[:-1].astype(np.uint64), counts)
-        key += np.arange(len(key), dtype=np.uint64)
         key = key[keep]
         key.sort(kind="stable")
         # Where each label's keys end: after its largest possible key.

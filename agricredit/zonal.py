@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -284,8 +285,17 @@ class _Block:
     rows: np.ndarray
     ids: np.ndarray
     matrix: sp.csr_matrix
-    totals: np.ndarray | None = None  # each row's total weight (float64, summed in column order), once needed
-    weights: sp.csr_matrix | None = None  # ``matrix`` with float64 data (the sums' operand), once needed
+
+    @functools.cached_property
+    def weights(self) -> sp.csr_matrix:
+        """``matrix`` with float64 data, the operand of the sums: made once for every date."""
+        m = self.matrix
+        return sp.csr_matrix((m.data.astype(np.float64), m.indices, m.indptr), shape=m.shape, copy=False)
+
+    @functools.cached_property
+    def totals(self) -> np.ndarray:
+        """Each row's total weight (float64, summed in column order)."""
+        return self.weights @ np.ones(self.weights.shape[1])
 
 
 @dataclass
@@ -691,17 +701,11 @@ def _row_stats(
                    everywhere if inside is None else valid | inside)
         # Per sum one pass over the block's weights (float64, in each row's column order: exact enough for any
         # plot); none for an indicator that is 0 everywhere, the rows' total weights for one that is 1 everywhere.
-        if block.weights is None:  # the same for every date
-            m = block.matrix
-            block.weights = sp.csr_matrix((m.data.astype(np.float64), m.indices, m.indptr), shape=m.shape, copy=False)
-        weights = block.weights
         for total, column in zip(sums, columns):
             if column.dtype == bool and column.all():
-                if block.totals is None:  # the same for every date
-                    block.totals = weights @ np.ones(len(values))
                 total[block.start + block.rows] = block.totals
             elif column.dtype != bool or column.any():
-                total[block.start + block.rows] = weights @ column.astype(np.float64, copy=False)
+                total[block.start + block.rows] = block.weights @ column.astype(np.float64, copy=False)
         del columns, weighted
         quantiles[block.start:block.start + len(block.rows)] = block_quantiles(block.matrix, block.rows, values, qs)
     return {**dict(zip(names, sums)), "quantiles": quantiles}
