@@ -337,22 +337,9 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     crop_model = load_crop_model(case.crop_model) if case.crop_model is not None else None
     visits = read_visits(case.visits, key, encoding=case.encoding_of("visits")) if case.visits is not None else []
 
-    _stage(progress, "reading plots and tables")
-    discovered: list[tuple[list[Acquisition], dict[str, str]]] = []  # by the prefetch, if the observer has one
-    inputs = _read_inputs(case, policy, strict, _prefetch(case, strict, observe, discovered))
+    inputs, claims, acquisitions, unopened = _read_and_measure(case, policy, strict, observe, progress)
     checked, registry, declarations, borrowers = inputs.plots, inputs.registry, inputs.declarations, inputs.borrowers
-    rejected = inputs.rejected
-
-    _stage(progress, "measuring plots (geodesic area, validity, overlaps)")
-    claims = _measure_claims(checked, registry, declarations, policy)
-    good = claims.good
-    for code, ids in rejected_ids(checked).items():
-        rejected.setdefault(code, []).extend(ids)
-
-    if good.empty:
-        counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(rejected.items()))
-        raise InputError(f"no plot can be assessed: all {len(checked)} are rejected ({counts})", path=case.plots)
-    acquisitions, unopened = discovered[0] if discovered else _discover(case, strict)
+    rejected, good = inputs.rejected, claims.good
     # The evidence stage's per-plot inputs (an observer that chains it gets them before the zonal stage ends).
     region, declared, drawn_mu, options, peer_options = _evidence_inputs(case, policy, claims, declarations,
                                                                          crop_model)
@@ -418,6 +405,26 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
             outlines=outlines,
             coverage=source_coverage(facts),
         )
+
+
+def _read_and_measure(case: Case, policy: Policy, strict: bool, observe: Observer,
+                      progress: Callable[[str], None] | None
+                      ) -> tuple[_Inputs, _Claims, list[Acquisition], dict[str, str]]:
+    """The first stages of :func:`run_assessment`: the plots and tables read (the zonal stage prefetched meanwhile,
+    if ``observe`` can), the claims measured, the plots set aside listed in the inputs' ``rejected``; and the season's
+    acquisitions and the tiles that could not be opened. Raises :class:`InputError` when no plot can be assessed."""
+    _stage(progress, "reading plots and tables")
+    discovered: list[tuple[list[Acquisition], dict[str, str]]] = []  # by the prefetch, if the observer has one
+    inputs = _read_inputs(case, policy, strict, _prefetch(case, strict, observe, discovered))
+
+    _stage(progress, "measuring plots (geodesic area, validity, overlaps)")
+    claims = _measure_claims(inputs.plots, inputs.registry, inputs.declarations, policy)
+    for code, ids in rejected_ids(inputs.plots).items():
+        inputs.rejected.setdefault(code, []).extend(ids)
+    if claims.good.empty:
+        counts = ", ".join(f"{code} {len(ids)}" for code, ids in sorted(inputs.rejected.items()))
+        raise InputError(f"no plot can be assessed: all {len(inputs.plots)} are rejected ({counts})", path=case.plots)
+    return (inputs, claims, *(discovered[0] if discovered else _discover(case, strict)))
 
 
 def _in_background(threads: int, *calls: tuple[Any, ...]) -> list[Future[Any]]:
