@@ -55,7 +55,7 @@ from agricredit.outputs import LoadedOnRead, gc_paused, gc_young_only, map_in_pr
 from agricredit.plots import (GEOMETRY_REPAIRED, STATUS_OK, area_mu, load_plots, overlaps_and_repeats, plot_record,
                               rejected_ids)
 from agricredit.policy import Policy, load_policy
-from agricredit.privacy import PseudonymKey, pseudonym, pseudonymise_borrowers
+from agricredit.privacy import PersonalDataGuard, PseudonymKey, pseudonym, pseudonymise_borrowers
 from agricredit.season import finish_season, resolve_region, season_options, season_period, split_season_options
 from agricredit.seeds import SEEDS_DIR, crop_aliases
 from agricredit.tables import read_borrowers, read_declarations, read_registry
@@ -259,7 +259,8 @@ class Assessment:
     inputs: dict[str, str]  # role → sha256
     key_fingerprint: str
     lang: str
-    pii_reference: pd.DataFrame = field(repr=False)  # the borrower table, only to scan outputs for PII
+    #: the borrowers' IDs, phones and names that no output may hold (:meth:`PersonalDataGuard.from_borrowers`)
+    pii_guard: PersonalDataGuard = field(repr=False)
     chips: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.plot_chips
     series: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # agricredit.report.data.season_series
     #: borrower → outline of the usable plots (agricredit.assess_outputs.borrower_outlines); None: made when written
@@ -350,11 +351,12 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
                       for b in sorted(set(table_ids) | set(checked["borrower_id"].dropna()))}
     row_alias = {**borrower_alias, None: None}  # a plot row's borrower → pseudonym (none: none)
     # What needs neither the satellite nor the season is made on a thread while the zonal stage runs (in a batch,
-    # the client waits on its workers then): the plots' claimed facts and the borrowers' public table.
+    # the client waits on its workers then): the plots' claimed facts, the borrowers' public table and the guard
+    # that scans the outputs for their personal data.
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
-    claimed_done, public_done = _in_background(  # (one after the other; pseudonymising refuses a collision)
-        1, (_claimed_facts, checked, claims, policy, registry, borrower_alias, key),
-        (pseudonymise_borrowers, usable_rows, key))
+    claimed_done, public_done, guard_done = _in_background(  # (one after the other; pseudonymising refuses a
+        1, (_claimed_facts, checked, claims, policy, registry, borrower_alias, key),  # collision)
+        (pseudonymise_borrowers, usable_rows, key), (PersonalDataGuard.from_borrowers, borrowers))
     long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
                                                       count_dates, rejected)
 
@@ -399,7 +401,7 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
             inputs=hashes,
             key_fingerprint=key.fingerprint,
             lang=lang,
-            pii_reference=borrowers,
+            pii_guard=guard_done.result(),
             chips=evidence.chips,
             series=evidence.series,
             outlines=outlines,

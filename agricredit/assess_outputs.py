@@ -349,8 +349,7 @@ def write_outputs(assessment: Assessment, folder: str | Path, audit_key: AuditKe
         The manifest.
     """
     lang = assessment.lang
-    with gc_paused():  # the guard's many small objects would each time make the collector walk the whole run
-        guard = PersonalDataGuard.from_borrowers(assessment.pii_reference)
+    guard = assessment.pii_guard
     check_allowed_fields("plots", assessment.plots.columns.drop("geometry"))
     check_allowed_fields("borrowers", assessment.borrowers.columns)
     scanned: dict[str, Finding | None] = {}  # file name -> its first personal-data finding, of the files scanned

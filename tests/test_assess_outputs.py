@@ -31,6 +31,7 @@ from agricredit.assess_outputs import _borrower_geometries, _borrower_rows, _plo
 from agricredit.audit import AuditKey
 from agricredit.credit import Decision, Reason, Terms
 from agricredit.policy import load_policy
+from agricredit.privacy import PersonalDataGuard
 from agricredit.schema import BORROWER_FIELDS, PLOT_FIELDS
 from agricredit.verify import Check, Contribution, PlotFacts, PlotVerdict
 
@@ -278,7 +279,7 @@ def _assessment(lang="en"):
                       borrowers=_borrower_table(lang), audit=[], rejected={"GEOMETRY_INVALID": ["P3"],
                                                                            "MISSING_ID": ["第5个要素"]},
                       inputs={"plots": "ab" * 32}, key_fingerprint="fingerprint-1", lang=lang,
-                      pii_reference=borrowers)
+                      pii_guard=PersonalDataGuard.from_borrowers(borrowers))
 
 
 @pytest.fixture

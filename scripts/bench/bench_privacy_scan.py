@@ -111,7 +111,7 @@ def assessment(n_plots: int, people: pd.DataFrame, rng: np.random.Generator) -> 
     plots = gpd.GeoDataFrame(conformed_table(rows, PLOT_FIELDS), geometry=geometries, crs="EPSG:4326")
     return Assessment(policy=policy, plots=plots, verdicts=verdicts, decisions=decisions, borrowers=borrowers,
                       audit=audit, rejected={}, inputs=inputs, key_fingerprint=key.fingerprint, lang="zh",
-                      pii_reference=people)
+                      pii_guard=PersonalDataGuard.from_borrowers(people))
 
 
 # The scan of the guard, the parse floor and the windowed scan it replaced, each run in a fresh process.
