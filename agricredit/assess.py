@@ -352,10 +352,10 @@ def run_assessment(case: Case, key: PseudonymKey, *, policy: Policy | None = Non
     row_alias = {**borrower_alias, None: None}  # a plot row's borrower → pseudonym (none: none)
     # What needs neither the satellite nor the season is made on a thread while the zonal stage runs (in a batch,
     # the client waits on its workers then): the plots' claimed facts, the borrowers' public table and the guard
-    # that scans the outputs for their personal data.
+    # that scans the outputs for their personal data (one after the other; pseudonymising refuses a collision).
     usable_rows = borrowers.loc[borrowers["borrower_id"] != ""].drop_duplicates("borrower_id")
-    claimed_done, public_done, guard_done = _in_background(  # (one after the other; pseudonymising refuses a
-        1, (_claimed_facts, checked, claims, policy, registry, borrower_alias, key),  # collision)
+    claimed_done, public_done, guard_done = _in_background(
+        1, (_claimed_facts, checked, claims, policy, registry, borrower_alias, key),
         (pseudonymise_borrowers, usable_rows, key), (PersonalDataGuard.from_borrowers, borrowers))
     long_table, unread_tiles, failed_plots = _observe(case, good, strict, acquisitions, unopened, observe, progress,
                                                       count_dates, rejected)
