@@ -143,8 +143,6 @@ def plot_facts(claimed: Sequence[Mapping[str, Any]], season: Any, unread_tiles: 
                                                    "vigor_factor")),
         _column(plots, "best_crop")))) if len(plots) else {}  # a repeated ID: its last row
     flags = season.flags
-    # Each code's severity looked up once (Check.make refuses an unknown code), the checks made as Check.make would.
-    severity = {code: Check.make(code).severity for code in {f.code for found in flags.values() for f in found}}
     facts = []
     for fields in claimed:
         plot_id = fields["plot_id"]
@@ -154,9 +152,7 @@ def plot_facts(claimed: Sequence[Mapping[str, Any]], season: Any, unread_tiles: 
             "pixel_count": pixel_count,  # the season's figure: one rule for TOO_FEW_PIXELS and vigor
             "cropped_mu_at_peak": cropped_at_peak,
             "peak_ndvi": peak_ndvi,
-            "satellite_codes": tuple(frozen(Check, {"code": flag.code, "severity": severity[flag.code],
-                                                    "figures": dict(sorted(flag.figures.items()))})
-                                     for flag in flags.get(plot_id, ())),
+            "satellite_codes": tuple(Check.make(flag.code, **flag.figures) for flag in flags.get(plot_id, ())),
             "vigor_factor": vigor_factor,
             "best_crop": best_crop if isinstance(best_crop, str) else None,
             "unread_tiles": tuple(unread_tiles.get(plot_id, ())),

@@ -22,7 +22,7 @@ from exactextract import exact_extract
 from rasterio import Affine
 from rasterio.transform import from_origin
 
-from agricredit import zonal
+from agricredit import coverage, zonal
 from test_zonal import _brute_quantile  # exactextract's weighted quantile written out plainly
 from agricredit.errors import (
     CorruptInputError,
@@ -104,7 +104,7 @@ def test_mosaic_of_quadrants_given_in_any_order_equals_the_whole_raster(tmp_path
                                                                        names):
     monkeypatch.setattr(zonal, "_STRIP_ROWS", strip_rows)  # 3: the tiles are read in strips of 3 grid rows
     if chunk:  # blocks of about 40 weights, one plot each: several blocks in every strip
-        monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", chunk)
+        monkeypatch.setattr(coverage, "_CHUNK_ENTRIES", chunk)
     rng = np.random.default_rng(11)
     full = rng.uniform(-0.1, 0.9, (40, 60)).astype(np.float32)
     whole = write_ndvi(tmp_path / "whole.tif", full)
@@ -167,8 +167,8 @@ def test_more_plots_than_cells_on_two_grids(two_grids):
 def test_two_grids_in_blocks_give_the_same_figures(two_grids, monkeypatch):
     plots = _plots(*[(X0 + 7 * i, Y0 - 60, X0 + 7 * i + 60, Y0 - 20) for i in range(25)])
     whole = zonal.zonal_stats(plots, two_grids)
-    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 7)
-    monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 4)
+    monkeypatch.setattr(coverage, "_CHUNK_ENTRIES", 7)
+    monkeypatch.setattr(coverage, "_CHUNK_PLOTS", 4)
     chunked = zonal.zonal_stats(plots, two_grids)
     columns = ["ndvi_mean", "ndvi_median", "ndvi_p90", "valid_frac", "covered_frac", "pixel_count"]
     np.testing.assert_allclose(chunked[columns].to_numpy(float), whole[columns].to_numpy(float), atol=1e-9)
@@ -327,7 +327,7 @@ def test_zero_and_negative_weights_do_not_count_as_values(q):
     (3, [(0, 1, 3), (1, 1, 3), (2, 2, 6), (4, 1, 3), (5, 1, 3), (6, 2, 6)]),  # entries 4, 8 … 20: rows 1, 2, 4, 5, 6
 ])
 def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch, per_row, expected):
-    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 4)
+    monkeypatch.setattr(coverage, "_CHUNK_ENTRIES", 4)
     matrix = sp.csr_matrix(np.kron(np.eye(8), np.ones((1, per_row))))  # 8 rows of per_row weights
     blocks = zonal._blocks_of(matrix)
     assert [(b.start, b.matrix.shape[0], b.matrix.nnz) for b in blocks] == expected
@@ -363,7 +363,7 @@ def test_quantiles_of_values_one_ulp_apart_or_tiny(dtype):
 
 
 def test_coverage_weights_skip_missing_plots_in_every_block(monkeypatch):
-    monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 2)  # the first block of plots holds only missing ones
+    monkeypatch.setattr(coverage, "_CHUNK_PLOTS", 2)  # the first block of plots holds only missing ones
     geoms = np.array([None, shapely.Polygon(), shapely.box(1, 41, 9, 49), shapely.box(11, 31, 29, 49)], dtype=object)
     weights = zonal.coverage_weights(geoms, from_origin(0, 50, 10, 10), 5, 4)
     dense = np.zeros((4, 20))
@@ -373,7 +373,7 @@ def test_coverage_weights_skip_missing_plots_in_every_block(monkeypatch):
 
 
 def test_coverage_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch):
-    monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 4)
+    monkeypatch.setattr(coverage, "_CHUNK_ENTRIES", 4)
     geoms = np.array([shapely.box(10 * i + 1, 41, 10 * i + 9, 49) for i in range(5)], dtype=object)  # 1 cell each
     weights = zonal.coverage_weights(geoms, from_origin(0, 50, 10, 10), 5, 4)
     assert [(b.start, b.matrix.shape[0]) for b in weights.blocks] == [(0, 4), (4, 1)]

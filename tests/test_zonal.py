@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 
-from agricredit import zonal
+from agricredit import coverage, zonal
 from agricredit.errors import CRSError, MissingMetadataError
 
 CRS = "EPSG:32650"
@@ -120,8 +120,8 @@ def test_weighted_quantiles_match_brute_force(seed, q, dtype):
 def test_stats_match_exactextract(ndvi_tile, monkeypatch, chunked):
     path, _ = ndvi_tile
     if chunked:  # the block-wise paths of large runs, on small data
-        monkeypatch.setattr(zonal, "_CHUNK_ENTRIES", 500)
-        monkeypatch.setattr(zonal, "_CHUNK_PLOTS", 7)
+        monkeypatch.setattr(coverage, "_CHUNK_ENTRIES", 500)
+        monkeypatch.setattr(coverage, "_CHUNK_PLOTS", 7)
     plots = random_plots(np.random.default_rng(2), 150)
     ours = zonal.zonal_stats(plots, [path], threshold=0.4)
     ref = exact_extract(path, plots, ["mean", "median", "quantile(q=0.9)", "count"], include_cols=["plot_id"],
