@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import shapely
 from rasterio import Affine
 
-__all__ = ["CoverageWeights", "coverage_weights"]
+__all__ = ["CoverageWeights", "blocks_of", "coverage_weights"]
 
 #: Non-zero weights per block of plots (bounds the per-date temporaries); plots per exactextract call.
 _CHUNK_ENTRIES = 4_000_000
@@ -34,7 +34,7 @@ class _Block:
     order of their first cell (so that a pass over the rows walks the cells nearly in
     order: several times fewer cache misses than the plots' own order); its columns
     are the cells ``ids`` (flat grid indices, ascending; column indices for
-    :func:`_blocks_of`).
+    :func:`blocks_of`).
     """
 
     start: int
@@ -116,7 +116,7 @@ def _make_block(start: int, counts: np.ndarray, ids: np.ndarray, data: np.ndarra
     return _Block(start, rows, local_ids, csr[rows])
 
 
-def _blocks_of(matrix: sp.spmatrix) -> list[_Block]:
+def blocks_of(matrix: sp.spmatrix) -> list[_Block]:
     """Any sparse weight matrix as blocks of about :data:`_CHUNK_ENTRIES` non-zero weights."""
     m = sp.csr_matrix(matrix)
     if m.nnz and not (m.data > 0).all():  # zero or negative weights must not count as values

@@ -4,12 +4,13 @@ Every pixel counts by the fraction of its area inside the plot (exactextract's
 semantics). The plots × pixels coverage fractions of a pixel grid are computed
 once, by :mod:`exactextract`, into :class:`scipy.sparse` matrices (float32, as
 exactextract computes them; one per block of plots, over the cells the block
-touches, its rows in the order of their first cell), and reused for every date
+touches, its rows in the order of their first cell: :mod:`agricredit.coverage`), and reused for every date
 observed on that grid, so T dates cost one geometry pass plus T passes over the
 weights. Per date and block: one sparse product per sum (valid, NDVI, cropped,
-cloud and covered weight); for the quantiles one sort of the block's valid
-(plot, value) pairs as packed integer keys puts every plot's weights in value
-order, and the few runs of equal values are merged (:mod:`agricredit.quantiles`).
+cloud and covered weight); for the quantiles the block's valid values are sorted
+as packed integer keys, plot by plot (or in one sort for short rows), which puts
+every plot's weights in value order, and the few runs of equal values are merged
+(:mod:`agricredit.quantiles`).
 
 Terms
 -----
@@ -58,7 +59,7 @@ from agricredit.errors import (
     InputNotFoundError,
     MissingMetadataError,
 )
-from agricredit.coverage import CoverageWeights, _blocks_of, coverage_weights
+from agricredit.coverage import CoverageWeights, blocks_of, coverage_weights
 from agricredit.plots import area_mu as area_mu_of
 from agricredit.quantiles import block_quantiles
 from agricredit.seeds import default_cropped_threshold
@@ -398,7 +399,7 @@ def weighted_quantiles(matrix: sp.spmatrix, values: np.ndarray, qs: Sequence[flo
         Definition: exactextract's (see the module docstring).
     """
     values = np.asarray(values)
-    blocks = _blocks_of(matrix)
+    blocks = blocks_of(matrix)
     return _row_stats(blocks, matrix.shape[0], [(values[b.ids], None, None) for b in blocks], np.inf, qs)["quantiles"]
 
 
@@ -475,7 +476,7 @@ def _date_stats(parts: list[tuple[CoverageWeights, list[tuple[np.ndarray, ...]]]
         matrix = sp.hstack([sp.diags(np.nan_to_num(k * s)) @ m for m, k, s in zip(matrices, inv, keep)], format="csr")
         pixels = sp.hstack([sp.diags(s) @ m for m, s in zip(matrices, keep)], format="csr")
         ndvi, cloud, inside = (np.concatenate([g[i] for g in grid_values]) for i in range(3))
-        blocks, n_rows = _blocks_of(matrix), matrix.shape[0]
+        blocks, n_rows = blocks_of(matrix), matrix.shape[0]
         cell_values = [(ndvi[b.ids], cloud[b.ids], inside[b.ids]) for b in blocks]
         plot_cells = np.ones(n_rows)
     stats = _row_stats(blocks, n_rows, cell_values, threshold, (0.5, 0.9))

@@ -329,7 +329,7 @@ def test_zero_and_negative_weights_do_not_count_as_values(q):
 def test_weights_are_cut_into_blocks_of_the_chunk_size(monkeypatch, per_row, expected):
     monkeypatch.setattr(coverage, "_CHUNK_ENTRIES", 4)
     matrix = sp.csr_matrix(np.kron(np.eye(8), np.ones((1, per_row))))  # 8 rows of per_row weights
-    blocks = zonal._blocks_of(matrix)
+    blocks = coverage.blocks_of(matrix)
     assert [(b.start, b.matrix.shape[0], b.matrix.nnz) for b in blocks] == expected
     values = np.arange(8 * per_row, dtype=float)
     np.testing.assert_allclose(zonal.weighted_quantiles(matrix, values, [0.0, 1.0]),

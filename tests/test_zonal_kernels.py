@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from agricredit import quantiles, zonal
+from agricredit import coverage, quantiles, zonal
 from test_zonal import _brute_quantile  # exactextract's weighted quantile written out plainly
 
 
@@ -93,7 +93,7 @@ def test_equal_weights_are_summed_in_column_order():
     values = np.r_[np.full(1001, -1.0), 0.0, 1.0].astype(np.float32)
     expected = _brute_quantile(values, weights, 0.5)  # merged weights (1, 1, 1): the median is 0 exactly
     assert expected == 0.0 and _brute_quantile(values[::-1], weights[::-1], 0.5) < -1e-14
-    block = zonal._blocks_of(sp.csr_matrix(weights[None, :]))[0]
+    block = coverage.blocks_of(sp.csr_matrix(weights[None, :]))[0]
     assert quantiles.block_quantiles(block.matrix, block.rows, values, [0.5])[0, 0] == 0.0
 
 
@@ -101,7 +101,7 @@ def test_block_rows_are_in_order_of_their_first_cell_and_the_matrix_round_trips(
     rng = np.random.default_rng(8)
     dense = (rng.uniform(0, 1, (30, 50)) < 0.1) * rng.uniform(0.1, 1, (30, 50))
     dense[[4, 17]] = 0  # empty rows: last
-    blocks = zonal._blocks_of(sp.csr_matrix(dense))
+    blocks = coverage.blocks_of(sp.csr_matrix(dense))
     assert len(blocks) == 1
     block = blocks[0]
     first = [np.flatnonzero(dense[r])[0] if dense[r].any() else 50 for r in range(30)]
@@ -121,7 +121,7 @@ def test_row_stats_sum_each_indicator_in_column_order_and_skip_empty_ones():
     values = np.array([0.2, np.nan, 0.7, np.nan, 0.9, np.nan], dtype=np.float32)
     cloud = np.array([False, True, False, False, False, True])
     inside = np.array([True, True, True, True, True, False])
-    blocks = zonal._blocks_of(sp.csr_matrix(dense))
+    blocks = coverage.blocks_of(sp.csr_matrix(dense))
     cells = [(values[b.ids], cloud[b.ids], inside[b.ids]) for b in blocks]
     stats = zonal._row_stats(blocks, 3, cells, 0.7, (0.5,))
     valid = np.isfinite(values)
