@@ -120,3 +120,29 @@ def test_chunks_finished_while_the_tiles_are_hashed_are_listed_once_the_ledger_o
     assert sorted(json.loads((work / "ledger.json").read_text())["chunks"]) == ["5"]
     # The inputs hash is of the plots and the tiles' hashes: another set of tiles, another ledger header.
     assert json.loads((work / "ledger.json").read_text())["inputs"] != ledger["inputs"]
+
+
+def test_a_new_ledger_removes_the_earlier_runs_chunk_files_and_resume_keeps_them(tmp_path: Path) -> None:
+    import pytest
+
+    from agricredit.errors import InputError
+
+    work, plot_file = tmp_path / "work", SAMPLE / "plots.geojson"
+    tiles = {"2023-04-10/t.tif": "0" * 64}
+    plots = _plots()
+    first = Ledger.open(work, "config-a", plot_file, tiles, resume=False)
+    first.record(1, plots, _table([(p, "2023-04-10") for p in IDS], 5), [])
+    first.record(12, plots.iloc[:2], _table([("P10", "2023-04-10")], 6), [])
+    (work / "run.log").write_text("earlier run\n", encoding="utf-8")
+    listed = (work / "ledger.json").read_bytes()
+    # Resumed with the same configuration and inputs: the chunks and their files are kept.
+    resumed = Ledger.open(work, "config-a", plot_file, tiles, resume=True)
+    assert sorted(resumed.data["chunks"]) == ["1", "12"] and resumed.finished(12, plots.iloc[:2]) is not None
+    # Another configuration: refused, the ledger and files left as they were.
+    with pytest.raises(InputError, match="configuration changed"):
+        Ledger.open(work, "config-b", plot_file, tiles, resume=True)
+    assert (work / "ledger.json").read_bytes() == listed
+    # A new run (no --resume): no chunk listed and no chunk file left, the run log kept.
+    fresh = Ledger.open(work, "config-b", plot_file, tiles, resume=False)
+    assert fresh.data["chunks"] == {} and json.loads((work / "ledger.json").read_text())["chunks"] == {}
+    assert sorted(path.name for path in work.iterdir()) == ["ledger.json", "run.log"]
