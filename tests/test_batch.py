@@ -418,6 +418,28 @@ def test_plots_the_tables_set_aside_are_observed_early_but_never_assessed(tmp_pa
     assert_same_outputs(config.output, expected)
 
 
+def test_a_failing_chunk_lists_only_its_assessed_plots(tmp_path: Path, inprocess: str) -> None:
+    # Half of the plots of FAILING_PLOT's chunk have no declaration: observed (the zonal tasks start before the
+    # tables are read), then set aside as NO_DECLARATION. The chunk fails: only its assessed plots are
+    # PROCESSING_FAILED and in failures.csv.
+    plots = load_plots(SAMPLE / "plots.geojson")
+    chunk = next(c for c in chunk_plots(plots, "EPSG:32618", SMALL_CHUNK_M)
+                 if FAILING_PLOT in set(plots["plot_id"].iloc[c]))
+    ids = sorted(plots["plot_id"].iloc[chunk])
+    undeclared = {pid for k, pid in enumerate(ids) if k % 2 and pid != FAILING_PLOT}
+    assert len(ids) >= 4 and undeclared
+    declarations = pd.read_csv(SAMPLE / "declarations.csv", dtype=str, keep_default_na=False)
+    path = tmp_path / "declarations.csv"
+    declarations.loc[~declarations["plot_id"].isin(undeclared)].to_csv(path, index=False)
+    config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M, declarations=path))
+    run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, task=failing_task)
+    assessed = sorted(set(ids) - undeclared)
+    assert [sorted(f.plot_ids) for f in run.failures] == [assessed]
+    assert run.assessment.rejected["PROCESSING_FAILED"] == assessed
+    assert set(run.assessment.rejected["NO_DECLARATION"]) == undeclared
+    assert pd.read_csv(config.output / FAILURES, dtype={"plot_id": str})["plot_id"].tolist() == assessed
+
+
 def test_each_chunks_evidence_starts_with_its_observations_unless_the_period_was_not_the_guess(
         tmp_path: Path, reference: Path, inprocess: str) -> None:
     # The evidence of a chunk starts as soon as its observations are in, with the first and last acquisition as the
@@ -557,6 +579,12 @@ def test_an_unreadable_tile_holds_its_plots_as_in_assess_and_failures_csv_lists_
     assert_same_outputs(config.output, expected)
     (why,) = run.assessment.rejected["TILE_UNREADABLE"]
     assert why.startswith(f"{cut.name}: cannot read pixels")
+    assert_failures_list_the_held_plots(config.output, expected, f"unreadable tile {why}")
+    # Resumed, every chunk is taken from the ledger, which keeps the tiles each could not read: the same bytes.
+    resumed = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, resume=True)
+    assert resumed.reused_chunks == len(json.loads((config.output / WORK_FOLDER / LEDGER).read_text())["chunks"]) > 1
+    assert resumed.assessment.rejected["TILE_UNREADABLE"] == [why]
+    assert_same_outputs(config.output, expected)
     assert_failures_list_the_held_plots(config.output, expected, f"unreadable tile {why}")
 
 
