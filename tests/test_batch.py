@@ -638,6 +638,7 @@ def test_a_missing_stac_asset_holds_the_plots_its_item_lies_over_as_in_assess(tm
                                                              collection.as_posix()), encoding="utf-8")
     config = load_batch_config(path)
     run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess)
+    assert run.failures == [] and run.reused_chunks == 0  # no chunk failed: the plots are held by the tile's record
     expected = tmp_path / "assess"
     write_outputs(run_assessment(dataclasses.replace(sample_case(), tiles=(collection,)), KEY), expected, AUDIT_KEY)
     assert_same_outputs(config.output, expected)
