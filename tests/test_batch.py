@@ -646,8 +646,18 @@ def test_a_missing_stac_asset_holds_the_plots_its_item_lies_over_as_in_assess(tm
                                         f"unreadable tile {MISSING_TILE}: asset '{MISSING_TILE}' does not exist")
 
 
+@pytest.mark.parametrize("slow_hashes", [False, True])
 def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, reference: Path,
-                                                                          inprocess: str) -> None:
+                                                                          inprocess: str, slow_hashes: bool,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if slow_hashes:  # the tiles are hashed only once the chunk has failed: the chunks done by then are listed anyway
+        import threading
+
+        import agricredit.batch
+
+        failed, hashes, failure = threading.Event(), agricredit.batch.tile_hashes, agricredit.batch._chunk_failure
+        monkeypatch.setattr(agricredit.batch, "tile_hashes", lambda tiles: (failed.wait(60), hashes(tiles))[1])
+        monkeypatch.setattr(agricredit.batch, "_chunk_failure", lambda *args: (failed.set(), failure(*args))[1])
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     with pytest.raises(AgricreditError, match="simulated worker failure"):
         run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, task=failing_task, fail_fast=True)
