@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -19,13 +20,15 @@ import pandas as pd
 import pytest
 import shapely
 
+import agricredit.batch
+from agricredit.acquisitions import discover_acquisitions, observation_table
 from agricredit.assess import OUTPUT_FILES, run_assessment, sample_case, write_outputs
 from agricredit.audit import AuditKey
-from agricredit.batch import (FAILURES, MALLOC_SETTINGS, WORK_FOLDER, _chunk_failure, _largest_first,
+from agricredit.batch import (FAILURES, MALLOC_SETTINGS, WORK_FOLDER, DaskObserver, _chunk_failure, _largest_first,
                               chunk_plots, load_batch_config, observe_chunk, run_batch)
 from agricredit.errors import AgricreditError, InputError
 from agricredit.ledger import LEDGER
-from agricredit.plots import load_plots
+from agricredit.plots import GEOMETRY_REPAIRED, STATUS_OK, load_plots
 from agricredit.privacy import PseudonymKey
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -651,10 +654,6 @@ def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_
                                                                           inprocess: str, slow_hashes: bool,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     if slow_hashes:  # the tiles are hashed only once the chunk has failed: the chunks done by then are listed anyway
-        import threading
-
-        import agricredit.batch
-
         failed, hashes, failure = threading.Event(), agricredit.batch.tile_hashes, agricredit.batch._chunk_failure
         monkeypatch.setattr(agricredit.batch, "tile_hashes", lambda tiles: (failed.wait(60), hashes(tiles))[1])
         monkeypatch.setattr(agricredit.batch, "_chunk_failure", lambda *args: (failed.set(), failure(*args))[1])
@@ -981,10 +980,6 @@ def test_plots_the_prefetch_did_not_hold_are_observed_anew(tmp_path: Path, inpro
 
     from distributed import Client
 
-    from agricredit.acquisitions import discover_acquisitions, observation_table
-    from agricredit.batch import DaskObserver
-    from agricredit.plots import GEOMETRY_REPAIRED, STATUS_OK
-
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     plots = load_plots(SAMPLE / "plots.geojson")
     plots = plots.loc[plots["geometry_status"].isin((STATUS_OK, GEOMETRY_REPAIRED))]
@@ -996,8 +991,8 @@ def test_plots_the_prefetch_did_not_hold_are_observed_anew(tmp_path: Path, inpro
         observer.prefetch(plots.iloc[: len(plots) // 2], acquisitions)
         table = observer(plots, acquisitions)
     # The same rows and values (the text columns come back from the workers as objects rather than pandas strings;
-    # a chunk's quantiles differ from the whole table's in the last bits, at most 3.3e-12 here, as the coverage
-    # weights are computed on the chunk's own window of the grid; the outputs round far above that).
+    # the quantiles of plots observed by chunks differ from the whole table's in the last bits, at most 3.3e-12
+    # here, far below what the outputs keep: the outputs are assess's byte for byte, see the tests above).
     pd.testing.assert_frame_equal(table, observation_table(plots, acquisitions), check_dtype=False, check_exact=False,
                                   rtol=0, atol=1e-10)
     assert sorted(observer.chunk_of_plots()) == sorted(plots["plot_id"])

@@ -13,9 +13,11 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pytest
 import shapely
 
 from agricredit.batch import DaskObserver, _combine, _Started, load_batch_config
+from agricredit.errors import InputError
 from agricredit.ledger import Ledger, plots_hash
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_tiles"
@@ -123,10 +125,6 @@ def test_chunks_finished_while_the_tiles_are_hashed_are_listed_once_the_ledger_o
 
 
 def test_a_new_ledger_removes_the_earlier_runs_chunk_files_and_resume_keeps_them(tmp_path: Path) -> None:
-    import pytest
-
-    from agricredit.errors import InputError
-
     work, plot_file = tmp_path / "work", SAMPLE / "plots.geojson"
     tiles = {"2023-04-10/t.tif": "0" * 64}
     plots = _plots()
