@@ -399,18 +399,30 @@ def test_a_failing_evidence_task_stops_the_run_in_one_line_and_publishes_nothing
     assert not any((config.output / name).exists() for name in OUTPUT_FILES)
 
 
+def failing_chunk() -> list[str]:
+    """The IDs (sorted) of the sample plots in :data:`FAILING_PLOT`'s chunk (cells of :data:`SMALL_CHUNK_M`)."""
+    plots = load_plots(SAMPLE / "plots.geojson")
+    chunk = next(c for c in chunk_plots(plots, "EPSG:32618", SMALL_CHUNK_M)
+                 if FAILING_PLOT in set(plots["plot_id"].iloc[c]))
+    return sorted(plots["plot_id"].iloc[chunk])
+
+
+def declarations_without(plot_ids: set[str], folder: Path) -> Path:
+    """The sample's declarations table without the rows of ``plot_ids`` (each declared there), in ``folder``."""
+    declarations = pd.read_csv(SAMPLE / "declarations.csv", dtype=str, keep_default_na=False)
+    assert plot_ids <= set(declarations["plot_id"])
+    path = folder / "declarations.csv"
+    declarations.loc[~declarations["plot_id"].isin(plot_ids)].to_csv(path, index=False)
+    return path
+
+
 def test_plots_the_tables_set_aside_are_observed_early_but_never_assessed(tmp_path: Path, inprocess: str) -> None:
     # The zonal tasks start before the tables are read, on every plot with a sound outline and a borrower. Here the
     # plots of FAILING_PLOT's chunk have no declaration: their chunk is observed (and fails), yet they are rejected
     # as NO_DECLARATION, no plot is PROCESSING_FAILED, and the bytes are assess's on the same tables.
-    plots = load_plots(SAMPLE / "plots.geojson")
-    chunk = next(c for c in chunk_plots(plots, "EPSG:32618", SMALL_CHUNK_M)
-                 if FAILING_PLOT in set(plots["plot_id"].iloc[c]))
-    undeclared = set(plots["plot_id"].iloc[chunk])
-    declarations = pd.read_csv(SAMPLE / "declarations.csv", dtype=str, keep_default_na=False)
-    assert undeclared <= set(declarations["plot_id"]) and len(undeclared) < len(plots) // 4
-    path = tmp_path / "declarations.csv"
-    declarations.loc[~declarations["plot_id"].isin(undeclared)].to_csv(path, index=False)
+    undeclared = set(failing_chunk())
+    assert len(undeclared) < 319 // 4
+    path = declarations_without(undeclared, tmp_path)
     expected = tmp_path / "assess"
     write_outputs(run_assessment(dataclasses.replace(sample_case(), declarations=path), KEY), expected, AUDIT_KEY)
 
@@ -425,15 +437,10 @@ def test_a_failing_chunk_lists_only_its_assessed_plots(tmp_path: Path, inprocess
     # Half of the plots of FAILING_PLOT's chunk have no declaration: observed (the zonal tasks start before the
     # tables are read), then set aside as NO_DECLARATION. The chunk fails: only its assessed plots are
     # PROCESSING_FAILED and in failures.csv.
-    plots = load_plots(SAMPLE / "plots.geojson")
-    chunk = next(c for c in chunk_plots(plots, "EPSG:32618", SMALL_CHUNK_M)
-                 if FAILING_PLOT in set(plots["plot_id"].iloc[c]))
-    ids = sorted(plots["plot_id"].iloc[chunk])
+    ids = failing_chunk()
     undeclared = {pid for k, pid in enumerate(ids) if k % 2 and pid != FAILING_PLOT}
     assert len(ids) >= 4 and undeclared
-    declarations = pd.read_csv(SAMPLE / "declarations.csv", dtype=str, keep_default_na=False)
-    path = tmp_path / "declarations.csv"
-    declarations.loc[~declarations["plot_id"].isin(undeclared)].to_csv(path, index=False)
+    path = declarations_without(undeclared, tmp_path)
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M, declarations=path))
     run = run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, task=failing_task)
     assessed = sorted(set(ids) - undeclared)
@@ -655,8 +662,17 @@ def test_fail_fast_stops_and_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     if slow_hashes:  # the tiles are hashed only once the chunk has failed: the chunks done by then are listed anyway
         failed, hashes, failure = threading.Event(), agricredit.batch.tile_hashes, agricredit.batch._chunk_failure
-        monkeypatch.setattr(agricredit.batch, "tile_hashes", lambda tiles: (failed.wait(60), hashes(tiles))[1])
-        monkeypatch.setattr(agricredit.batch, "_chunk_failure", lambda *args: (failed.set(), failure(*args))[1])
+
+        def hashed_after_the_failure(tiles: Any) -> dict[str, str]:
+            failed.wait(60)
+            return hashes(tiles)
+
+        def failure_seen(*args: Any) -> str:
+            failed.set()
+            return failure(*args)
+
+        monkeypatch.setattr(agricredit.batch, "tile_hashes", hashed_after_the_failure)
+        monkeypatch.setattr(agricredit.batch, "_chunk_failure", failure_seen)
     config = load_batch_config(write_config(tmp_path, chunk_size_m=SMALL_CHUNK_M))
     with pytest.raises(AgricreditError, match="simulated worker failure"):
         run_batch(config, KEY, AUDIT_KEY, scheduler=inprocess, task=failing_task, fail_fast=True)
